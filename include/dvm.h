@@ -1,0 +1,205 @@
+/* dvm.h — the public C API of dvm, a real-time operator compiler for dynamic-shape
+ * inference on CPU. This is the only header a user includes.
+ *
+ * The life of a model:
+ *
+ *   dvm_context *ctx;   dvm_context_create(&ctx);
+ *   dvm_graph *g;       dvm_graph_load(ctx, "mlp.dvm", &g);        // or the builder below
+ *   dvm_model *m;       dvm_model_compile(ctx, g, NULL, &m);        // shape-polymorphic
+ *   dvm_model_set_param(m, "w1", w1);                                // once per model
+ *   dvm_model_run(m, 1, names, inputs, outputs);                    // any symbol values
+ *
+ * Every function that can fail returns a dvm_status; on failure the message (with the
+ * graph file and line, the op and the dims involved) is readable with dvm_last_error()
+ * from the same thread. The library never exits or aborts on bad input.
+ *
+ * Threads: a context may be shared; a graph is built by one thread at a time; a compiled
+ * model may be run from many threads at once (each run uses its own workspace). */
+#ifndef DVM_H
+#define DVM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DVM_VERSION_MAJOR 0
+#define DVM_VERSION_MINOR 1
+#define DVM_MAX_RANK 8 /* the largest tensor rank dvm handles */
+
+/* Result of every fallible call. */
+typedef enum dvm_status {
+  DVM_OK = 0,
+  DVM_ERR_SYNTAX,      /* malformed graph text or attribute */
+  DVM_ERR_GRAPH,       /* undefined/redefined value, unknown op, wrong arity, bad attribute */
+  DVM_ERR_DTYPE,       /* operand dtypes that an op does not accept, .npy dtype mismatch */
+  DVM_ERR_SHAPE,       /* contradictory shapes, constraint violated at bind time */
+  DVM_ERR_OVERFLOW,    /* a dim or element count that does not fit in int64 */
+  DVM_ERR_DATA,        /* bad tensor data or file contents (truncated .npy, ...) */
+  DVM_ERR_IO,          /* a file could not be opened, read or written */
+  DVM_ERR_UNSUPPORTED, /* valid input that this build cannot run yet */
+  DVM_ERR_USAGE,       /* misuse of the API (null argument, unknown name, ...) */
+  DVM_ERR_NOMEM,       /* allocation failed */
+  DVM_ERR_RUNTIME      /* failure while running a model (index out of range, ...) */
+} dvm_status;
+
+/* Element types. The numbering is part of the ABI. */
+typedef enum dvm_dtype {
+  DVM_F32 = 0,
+  DVM_F16,
+  DVM_BF16,
+  DVM_I32,
+  DVM_I64,
+  DVM_BOOL, /* one byte, 0 or 1 */
+  DVM_DTYPE_COUNT
+} dvm_dtype;
+
+/* Execution tiers (FORMAT.md `--tier`). */
+typedef enum dvm_tier {
+  DVM_TIER_AUTO = 0, /* bytecode at once, native code when ready */
+  DVM_TIER_VM,       /* tile bytecode only */
+  DVM_TIER_LLVM,     /* native code, compiled before the first run */
+  DVM_TIER_REF       /* the reference executor: unfused, op by op, in double */
+} dvm_tier;
+
+typedef struct dvm_context dvm_context;
+typedef struct dvm_graph dvm_graph;
+typedef struct dvm_model dvm_model;
+typedef struct dvm_tensor dvm_tensor;
+
+/* ---- errors ---------------------------------------------------------------------- */
+
+/* The message of the last failed call on this thread ("" if none). Valid until the
+ * next dvm call on this thread. */
+const char *dvm_last_error(void);
+/* A short name for a status ("DVM_ERR_SHAPE"). */
+const char *dvm_status_name(dvm_status s);
+
+/* ---- context --------------------------------------------------------------------- */
+
+dvm_status dvm_context_create(dvm_context **out);
+void dvm_context_destroy(dvm_context *ctx);
+
+/* ---- dtypes ---------------------------------------------------------------------- */
+
+/* The text-format name of a dtype ("f32"), or NULL. */
+const char *dvm_dtype_name(dvm_dtype dt);
+/* Bytes per element. */
+size_t dvm_dtype_size(dvm_dtype dt);
+
+/* ---- tensors --------------------------------------------------------------------- */
+
+/* A dense, C-ordered tensor. Created tensors own zeroed storage; wrapped ones borrow
+ * the caller's memory, which must outlive the tensor. */
+dvm_status dvm_tensor_create(dvm_dtype dt, int rank, const int64_t *shape, dvm_tensor **out);
+dvm_status dvm_tensor_wrap(dvm_dtype dt, int rank, const int64_t *shape, void *data,
+                           dvm_tensor **out);
+void dvm_tensor_destroy(dvm_tensor *t);
+dvm_dtype dvm_tensor_dtype(const dvm_tensor *t);
+int dvm_tensor_rank(const dvm_tensor *t);
+const int64_t *dvm_tensor_shape(const dvm_tensor *t);
+int64_t dvm_tensor_numel(const dvm_tensor *t);
+void *dvm_tensor_data(dvm_tensor *t);
+/* Element i (C order) of any dtype, widened to double. */
+double dvm_tensor_get_f64(const dvm_tensor *t, int64_t i);
+/* Read/write NumPy .npy files (C order, little endian; bf16 is stored as '<V2'). */
+dvm_status dvm_tensor_load_npy(const char *path, dvm_tensor **out);
+dvm_status dvm_tensor_save_npy(const char *path, const dvm_tensor *t);
+/* Fill with deterministic pseudo-random values: floats uniform in [-1, 1), integers
+ * uniform in [-8, 8), bools 0/1. The same seed gives the same values on every machine. */
+void dvm_tensor_fill_random(dvm_tensor *t, uint64_t seed);
+
+/* ---- graphs: parse ------------------------------------------------------------------ */
+
+/* Parse the text format of FORMAT.md. `filename` names the source in error messages. */
+dvm_status dvm_graph_parse(dvm_context *ctx, const char *text, size_t len,
+                           const char *filename, dvm_graph **out);
+dvm_status dvm_graph_load(dvm_context *ctx, const char *path, dvm_graph **out);
+void dvm_graph_destroy(dvm_graph *g);
+/* Print the graph in the text format; returns a malloc'd string the caller frees. */
+char *dvm_graph_print(const dvm_graph *g);
+/* A stage of `dvm dump` ("ir", "deduce", ...) as a malloc'd string; NULL with an error
+ * (DVM_ERR_UNSUPPORTED for a stage this build does not have). */
+char *dvm_graph_dump(const dvm_graph *g, const char *stage);
+
+/* ---- graphs: build ------------------------------------------------------------------ */
+/* Values are named by int32 ids; a negative id is a failure (see dvm_last_error). Dims
+ * are given as text expressions ("N", "1024", "N*S"), attributes as FORMAT.md text
+ * ("axis=-1, eps=1e-5"), so a built graph and a parsed one are the same thing. */
+
+dvm_status dvm_graph_create(dvm_context *ctx, const char *name, dvm_graph **out);
+int32_t dvm_graph_input(dvm_graph *g, const char *name, dvm_dtype dt, int rank,
+                        const char *const *dims);
+int32_t dvm_graph_param(dvm_graph *g, const char *name, dvm_dtype dt, int rank,
+                        const char *const *dims);
+/* A scalar literal operand of dtype dt. */
+int32_t dvm_graph_literal(dvm_graph *g, double value, dvm_dtype dt);
+/* Add `name = op(operands..., attrs)`. name may be NULL (a fresh name is made). */
+int32_t dvm_graph_op(dvm_graph *g, const char *name, const char *op, int noperands,
+                     const int32_t *operands, const char *attrs);
+dvm_status dvm_graph_output(dvm_graph *g, int32_t value);
+/* Look a value up by name; -1 if absent. */
+int32_t dvm_graph_find(const dvm_graph *g, const char *name);
+
+/* ---- models ------------------------------------------------------------------------- */
+
+typedef struct dvm_compile_options {
+  dvm_tier tier; /* default DVM_TIER_AUTO */
+  int threads;   /* worker threads; 0 = one per core */
+} dvm_compile_options;
+
+/* Compile a graph into a shape-polymorphic model. The graph may be destroyed after. */
+dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *g,
+                             const dvm_compile_options *opt, dvm_model **out);
+void dvm_model_destroy(dvm_model *m);
+
+/* Inputs (declared `input`) and params (declared `param`), in declaration order. */
+int dvm_model_num_inputs(const dvm_model *m);
+int dvm_model_num_params(const dvm_model *m);
+int dvm_model_num_outputs(const dvm_model *m);
+const char *dvm_model_input_name(const dvm_model *m, int i);
+const char *dvm_model_param_name(const dvm_model *m, int i);
+const char *dvm_model_output_name(const dvm_model *m, int i);
+/* Dtype of a named input, param or output; -1 (as int) if there is no such name. */
+int dvm_model_value_dtype(const dvm_model *m, const char *name);
+
+/* The concrete shape a named value (input, param, output or any named value) has when
+ * the model runs with the given inputs (by name, as for dvm_model_run; may be a subset),
+ * the params set so far, and symbol values by name (e.g. {"N"} = {7}). Fails naming the
+ * symbol if one needed is not determined, and with the graph line if the shapes and
+ * values contradict each other or a recorded constraint. */
+dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
+                           const char *const *input_names, dvm_tensor *const *inputs,
+                           int nsyms, const char *const *sym_names, const int64_t *sym_values,
+                           int *rank, int64_t *shape);
+
+/* Bind a param for all later runs. The model keeps a reference: the tensor must
+ * outlive the model or be replaced. */
+dvm_status dvm_model_set_param(dvm_model *m, const char *name, dvm_tensor *t);
+
+/* Run: inputs by name (every declared input once); outputs[i] receives a new tensor
+ * for output i (dvm_model_num_outputs of them) that the caller destroys. Symbols are
+ * bound from the input and param shapes; every recorded constraint is checked. */
+dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
+                         dvm_tensor *const *inputs, dvm_tensor **outputs);
+
+/* Counters since the model was compiled (FORMAT.md `--stats`). */
+typedef struct dvm_stats {
+  int64_t kernels;      /* kernels in the executed partition (ops, for the ref tier) */
+  int64_t cache_hits;   /* kernel cache */
+  int64_t cache_misses;
+  int64_t vm_encodes;   /* bytecode encodes */
+  int64_t llvm_compiles;
+  double encode_us;     /* total bytecode encode time */
+  double compile_ms;    /* total native compile time */
+  double run_us;        /* time of the last run */
+  int64_t runs;
+} dvm_stats;
+void dvm_model_stats(const dvm_model *m, dvm_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DVM_H */
