@@ -1,0 +1,322 @@
+/* ir/ir.h — the map of the ir layer: the SSA Graph with symbolic shapes.
+ *
+ * A Graph is a list of Nodes in SSA order. Node i defines value i: values, nodes, dims
+ * and symbols are all referred to by uint32 index. Dims are interned expressions
+ * (constants, symbols, canonical sums of products of symbols with integer
+ * coefficients), so two dims are equal iff their ids are equal once symbols are
+ * replaced by their union-find representative (ir_dim_subst).
+ *
+ * Inference runs as each node is added (parser and builder alike): it checks dtypes,
+ * computes the output shape, and records every dim equality it relies on as a
+ * Constraint with the node's graph line; equalities of a symbol with another symbol or
+ * an expression are also solved by union-find (deduction). ir_finish then rewrites
+ * every shape in canonical form. The runtime re-checks every constraint against
+ * concrete values (runtime/bind.c).
+ *
+ * Files: dim.c (interned dims, union-find, evaluation), graph.c (nodes, attrs, names),
+ * infer.c (dtype/shape inference, deduction), parse.c (text format), print.c (printer
+ * and dumps), verify.c (invariants between passes). */
+#ifndef DVM_IR_H
+#define DVM_IR_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "dvm.h"
+
+/* ---- growable arrays ----------------------------------------------------------------- */
+
+#define VEC(T)                                                                             \
+  struct {                                                                                 \
+    T *v;                                                                                  \
+    uint32_t n, cap;                                                                       \
+  }
+/* Make room for k more elements; false if out of memory. */
+#define vec_reserve(a, k) ir_grow((void **)&(a).v, &(a).cap, (a).n + (k), sizeof(*(a).v))
+/* Append x (must be reserved or reservable; aborts on out of memory). */
+#define vec_push(a, x)                                                                     \
+  (vec_reserve(a, 1) ? ((a).v[(a).n++] = (x), true) : (ir_oom(), false))
+#define vec_free(a) (free((a).v), (a).v = NULL, (a).n = (a).cap = 0)
+bool ir_grow(void **p, uint32_t *cap, uint32_t need, size_t elem);
+_Noreturn void ir_oom(void);
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+/* An error being reported: a status and its message. Layers fill it; the API copies it
+ * into the calling thread's last-error slot. */
+typedef struct Err {
+  dvm_status code;
+  char msg[1024];
+} Err;
+/* Set err (if non-null) and return code. */
+dvm_status ir_err(Err *err, dvm_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Set err with the graph-line prefix "FILE:LINE: " when line > 0. */
+dvm_status ir_errl(Err *err, dvm_status code, const char *file, uint32_t line,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* ---- dtypes ---------------------------------------------------------------------------- */
+
+typedef dvm_dtype DType;
+#define DT_F32 DVM_F32
+#define DT_F16 DVM_F16
+#define DT_BF16 DVM_BF16
+#define DT_I32 DVM_I32
+#define DT_I64 DVM_I64
+#define DT_BOOL DVM_BOOL
+#define DT_COUNT DVM_DTYPE_COUNT
+
+const char *ir_dtype_name(DType dt);      /* "f32" */
+int ir_dtype_parse(const char *s, size_t n); /* DType or -1 */
+size_t ir_dtype_size(DType dt);
+bool ir_dtype_is_float(DType dt);
+bool ir_dtype_is_int(DType dt);
+
+/* ---- ops and attributes ------------------------------------------------------------------ */
+
+typedef enum OpKind {
+  OPK_SOURCE,  /* input, param, literal */
+  OPK_UNARY,
+  OPK_BINARY,
+  OPK_ELEMENT, /* select, clip, cast */
+  OPK_REDUCE,
+  OPK_NORM,
+  OPK_LAYOUT,
+  OPK_MATMUL,
+  OPK_CONST,
+  OPK_EXTERN
+} OpKind;
+
+enum {
+  F_FLOAT = 1 << 0, /* operands must be float */
+  F_INT = 1 << 1,   /* operands may be integer */
+  F_BOOLOK = 1 << 2,/* operands may be bool */
+  F_CMP = 1 << 3,   /* result is bool */
+  F_NUM = F_FLOAT | F_INT,
+  F_ANY = F_FLOAT | F_INT | F_BOOLOK,
+  F_BOOL = F_BOOLOK
+};
+
+typedef enum Op {
+#define OP(id, name, arity, kind, flags, attrs) OP_##id,
+#include "ops.def"
+#undef OP
+  OP_COUNT
+} Op;
+
+typedef enum AttrKey {
+#define AK(id, name, kind) AK_##id,
+#include "attrs.def"
+#undef AK
+  AK_COUNT
+} AttrKey;
+
+typedef enum AttrKind { AV_INT, AV_FLOAT, AV_DTYPE, AV_IDENT, AV_DIM, AV_INTLIST, AV_DIMLIST } AttrKind;
+
+typedef struct OpInfo {
+  const char *name;
+  int arity; /* -1: one or more */
+  OpKind kind;
+  unsigned flags;
+  uint32_t attrs; /* bitmask of 1u << AK_* */
+} OpInfo;
+extern const OpInfo ir_ops[OP_COUNT];
+typedef struct AttrInfo {
+  const char *name;
+  AttrKind kind;
+} AttrInfo;
+extern const AttrInfo ir_attrs[AK_COUNT];
+int ir_op_lookup(const char *s, size_t n);   /* Op or -1 */
+int ir_attr_lookup(const char *s, size_t n); /* AttrKey or -1 */
+
+/* One attribute of a node, as written. Lists live in Graph.lists: AV_INTLIST entries
+ * are integers, AV_DIMLIST entries are Dim ids. */
+typedef struct Attr {
+  uint8_t key;   /* AttrKey */
+  uint8_t kind;  /* AttrKind */
+  uint8_t isint; /* AV_FLOAT written as an integer: print it as one */
+  int64_t i;     /* AV_INT, AV_DTYPE, AV_DIM (a Dim id), AV_FLOAT when isint */
+  double f;      /* AV_FLOAT */
+  uint32_t off;  /* lists: first entry in Graph.lists; AV_IDENT: offset in Graph.strs */
+  uint32_t n;    /* lists: entry count */
+} Attr;
+
+/* ---- dims -------------------------------------------------------------------------------- */
+
+typedef uint32_t Dim;
+#define DIM_NONE UINT32_MAX
+
+/* One term of a dim: coef * sym[0] * sym[1] * ... (symbols sorted, repeats allowed). */
+#define DIM_MAX_DEGREE 6
+typedef struct DimTerm {
+  int64_t coef;
+  uint8_t deg;
+  uint32_t sym[DIM_MAX_DEGREE];
+} DimTerm;
+#define DIM_MAX_TERMS 16
+
+/* Interning table: each Dim is a run in `code`: [nterms, then per term: coef, deg,
+ * syms...], terms in canonical order (by degree, then symbols), no zero coefficients,
+ * at most one constant term (deg 0). */
+typedef struct DimTable {
+  VEC(int64_t) code;
+  VEC(uint32_t) start; /* start[d]: offset of dim d in code */
+  uint32_t *hash;      /* open addressing: dim id + 1, 0 = empty */
+  uint32_t hcap;
+} DimTable;
+
+/* A symbol: a name, its union-find parent, and what its class is bound to. */
+typedef struct Symbol {
+  uint32_t name;   /* offset in Graph.strs */
+  uint32_t parent; /* union-find; parent == self for a representative */
+  Dim bound;       /* representatives only: DIM_NONE, or the expression (over other
+                      representatives) the class equals */
+  uint32_t line;   /* where the symbol was declared */
+  Dim canon;       /* set by ir_finish: the symbol over free representatives */
+} Symbol;
+
+/* A recorded fact the runtime checks: a == b (CON_EQ) or a <= b (CON_LE). */
+typedef enum ConKind { CON_EQ, CON_LE } ConKind;
+typedef struct Constraint {
+  uint8_t kind;
+  Dim a, b;      /* as recorded, before substitution */
+  uint32_t node; /* the node that relied on it */
+  uint32_t line;
+  Dim diff;      /* CON_EQ, set by ir_finish: a - b over free representatives */
+} Constraint;
+
+/* ---- the graph --------------------------------------------------------------------------- */
+
+typedef struct Node {
+  uint16_t op;     /* Op */
+  uint8_t dtype;   /* DType of the value this node defines */
+  uint8_t rank;
+  uint32_t name;   /* offset in Graph.strs; literals have "" */
+  uint32_t line;   /* graph line, 0 if built through the API */
+  uint32_t in;     /* first operand in Graph.operands */
+  uint32_t nin;
+  uint32_t attr;   /* first attribute in Graph.attrs */
+  uint32_t nattr;
+  uint32_t shape;  /* first of `rank` Dims in Graph.shapes: canonical after ir_finish */
+  uint32_t decl;   /* sources: the declared dims as written (printing, round trip) */
+} Node;
+
+typedef struct Graph {
+  char *file;                 /* source name for messages (malloc'd) */
+  uint32_t name;              /* graph name, offset in strs */
+  VEC(char) strs;             /* string pool, NUL-terminated entries; offset 0 is "" */
+  VEC(Node) nodes;
+  VEC(uint32_t) operands;
+  VEC(Attr) attrs;
+  VEC(int64_t) lists;
+  VEC(Dim) shapes;
+  VEC(uint32_t) outputs;      /* value ids */
+  VEC(uint32_t) decls;        /* input and param nodes in declaration order */
+  DimTable dims;
+  VEC(Symbol) syms;
+  VEC(Constraint) cons;
+  uint32_t *names;            /* open addressing: value id + 1 by name */
+  uint32_t ncap;
+  uint32_t literal_count;
+  bool finished;              /* ir_finish ran */
+} Graph;
+
+/* graph.c */
+Graph *ir_graph_new(const char *file);
+void ir_graph_free(Graph *g);
+Graph *ir_graph_clone(const Graph *g); /* a deep copy; NULL if out of memory */
+uint32_t ir_str(Graph *g, const char *s, size_t n); /* add to the pool */
+static inline const char *ir_s(const Graph *g, uint32_t off) { return g->strs.v + off; }
+static inline const Node *ir_node(const Graph *g, uint32_t v) { return &g->nodes.v[v]; }
+static inline const Dim *ir_shape(const Graph *g, uint32_t v) {
+  return g->shapes.v + g->nodes.v[v].shape;
+}
+static inline uint32_t ir_operand(const Graph *g, uint32_t v, uint32_t i) {
+  return g->operands.v[g->nodes.v[v].in + i];
+}
+int64_t ir_find(const Graph *g, const char *name, size_t n); /* value id or -1 */
+/* A node under construction: operands and attributes pushed, then ir_add_node infers it. */
+typedef struct NodeDraft {
+  Op op;
+  const char *name; /* NULL for literals */
+  size_t name_len;
+  uint32_t line;
+  uint32_t in[64];
+  uint32_t nin;
+  Attr attr[AK_COUNT];
+  uint32_t nattr;
+  /* sources only: */
+  DType dtype;
+  uint8_t rank;
+  Dim shape[DVM_MAX_RANK];
+} NodeDraft;
+/* Append a node: checks the name, arity and attributes, runs inference (infer.c).
+ * Returns the value id, or -1 with err set. */
+int64_t ir_add_node(Graph *g, const NodeDraft *d, Err *err);
+/* Find an attribute of node v; NULL if absent. */
+const Attr *ir_attr(const Graph *g, uint32_t v, AttrKey k);
+int64_t ir_attr_int(const Graph *g, uint32_t v, AttrKey k, int64_t dflt);
+double ir_attr_float(const Graph *g, uint32_t v, AttrKey k, double dflt);
+/* Normalize axis a (negative counts from the end) for rank r; -1 if out of range. */
+int ir_axis(int64_t a, int r);
+
+/* dim.c */
+Dim ir_dim_const(Graph *g, int64_t c);
+Dim ir_dim_sym(Graph *g, uint32_t sym);
+/* Arithmetic on dims; DIM_NONE on coefficient overflow or an expression too large. */
+Dim ir_dim_add(Graph *g, Dim a, Dim b);
+Dim ir_dim_sub(Graph *g, Dim a, Dim b);
+Dim ir_dim_mul(Graph *g, Dim a, Dim b);
+/* Decode a dim into terms; returns the term count. */
+uint32_t ir_dim_terms(const Graph *g, Dim d, DimTerm *t);
+Dim ir_dim_from_terms(Graph *g, DimTerm *t, uint32_t n); /* canonicalizes t in place */
+bool ir_dim_is_const(const Graph *g, Dim d, int64_t *c);
+bool ir_dim_is_sym(const Graph *g, Dim d, uint32_t *sym); /* exactly 1*sym */
+/* Symbol ids: find or declare by name. */
+uint32_t ir_sym_get(Graph *g, const char *name, size_t n, uint32_t line);
+int64_t ir_sym_find(const Graph *g, const char *name, size_t n); /* -1 if absent */
+uint32_t ir_sym_rep(const Graph *g, uint32_t sym);
+/* Replace every symbol by its representative or its class's bound expression. */
+Dim ir_dim_subst(Graph *g, Dim d);
+/* Record a == b (deduction: unify symbols, bind a symbol to an expression) and the
+ * constraint; a contradiction (two different constants) is an error at `line`. */
+dvm_status ir_unify(Graph *g, Dim a, Dim b, uint32_t node, uint32_t line, Err *err);
+/* Record a <= b for the runtime; an error if both are constants and a > b. */
+dvm_status ir_require_le(Graph *g, Dim a, Dim b, uint32_t node, uint32_t line, Err *err);
+/* Evaluate with symbol values indexed by symbol id (every symbol of d needs a value).
+ * False on overflow. */
+bool ir_dim_eval(const Graph *g, Dim d, const int64_t *symval, int64_t *out);
+/* Text of a dim ("N*S + 1") into buf; returns buf. */
+char *ir_dim_str(const Graph *g, Dim d, char *buf, size_t n);
+
+/* infer.c */
+/* Infer node v's dtype and shape from its operands and attributes (called by
+ * ir_add_node); records constraints. */
+dvm_status ir_infer(Graph *g, uint32_t v, Err *err);
+/* After the last node: substitute every shape into canonical form, check the outputs. */
+dvm_status ir_finish(Graph *g, Err *err);
+
+/* parse.c */
+Graph *ir_parse(const char *text, size_t len, const char *file, Err *err);
+/* Parse "key=value, ..." attribute text (the builder's attrs) into d. */
+dvm_status ir_parse_attrs(Graph *g, const char *text, NodeDraft *d, Err *err);
+/* Parse one dim expression (the builder's dims); declares symbols when `declare`. */
+dvm_status ir_parse_dim(Graph *g, const char *text, bool declare, uint32_t line, Dim *out,
+                        Err *err);
+
+/* print.c */
+/* The graph in the text format (malloc'd). */
+char *ir_print(const Graph *g);
+/* `dvm dump --stage ir`: the text format with each value's inferred shape. */
+char *ir_dump_ir(const Graph *g);
+/* `dvm dump --stage deduce`: symbol classes, bindings, constraints, canonical shapes. */
+char *ir_dump_deduce(const Graph *g);
+
+/* verify.c */
+/* Check the invariants every pass relies on; a failure is a bug, reported in err. */
+dvm_status ir_verify(const Graph *g, Err *err);
+
+#endif /* DVM_IR_H */

@@ -1,0 +1,93 @@
+/* ir/util.c — small shared pieces of the ir layer: growable arrays, error reporting,
+ * dtype names, and the op and attribute tables expanded from ops.def / attrs.def. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir.h"
+
+const OpInfo ir_ops[OP_COUNT] = {
+#define A(k) (1u << AK_##k)
+#define OP(id, name, arity, kind, flags, attrs) {name, arity, kind, flags, attrs},
+#include "ops.def"
+#undef OP
+#undef A
+};
+
+const AttrInfo ir_attrs[AK_COUNT] = {
+#define AK(id, name, kind) {name, kind},
+#include "attrs.def"
+#undef AK
+};
+
+static const char *const dtype_names[DT_COUNT] = {"f32", "f16", "bf16", "i32", "i64", "bool"};
+static const size_t dtype_sizes[DT_COUNT] = {4, 2, 2, 4, 8, 1};
+
+bool ir_grow(void **p, uint32_t *cap, uint32_t need, size_t elem) {
+  if (need <= *cap) return true;
+  size_t c = *cap ? *cap : 8;
+  while (c < need) c *= 2;
+  if (c > UINT32_MAX) return false;
+  void *q = realloc(*p, c * elem);
+  if (!q) return false;
+  *p = q;
+  *cap = (uint32_t)c;
+  return true;
+}
+
+_Noreturn void ir_oom(void) {
+  fprintf(stderr, "dvm: out of memory\n");
+  abort();
+}
+
+dvm_status ir_err(Err *err, dvm_status code, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    err->code = code;
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+dvm_status ir_errl(Err *err, dvm_status code, const char *file, uint32_t line, const char *fmt,
+                   ...) {
+  if (err) {
+    size_t k = 0;
+    if (line > 0) {
+      int w = snprintf(err->msg, sizeof err->msg, "%s:%u: ", file ? file : "<graph>", line);
+      k = w > 0 && (size_t)w < sizeof err->msg ? (size_t)w : 0;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg + k, sizeof err->msg - k, fmt, ap);
+    va_end(ap);
+    err->code = code;
+  }
+  return code;
+}
+
+const char *ir_dtype_name(DType dt) { return (unsigned)dt < DT_COUNT ? dtype_names[dt] : "?"; }
+
+int ir_dtype_parse(const char *s, size_t n) {
+  for (int i = 0; i < DT_COUNT; i++)
+    if (strlen(dtype_names[i]) == n && memcmp(dtype_names[i], s, n) == 0) return i;
+  return -1;
+}
+
+size_t ir_dtype_size(DType dt) { return (unsigned)dt < DT_COUNT ? dtype_sizes[dt] : 0; }
+bool ir_dtype_is_float(DType dt) { return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16; }
+bool ir_dtype_is_int(DType dt) { return dt == DT_I32 || dt == DT_I64; }
+
+int ir_op_lookup(const char *s, size_t n) {
+  for (int i = 0; i < OP_COUNT; i++)
+    if (strlen(ir_ops[i].name) == n && memcmp(ir_ops[i].name, s, n) == 0) return i;
+  return -1;
+}
+
+int ir_attr_lookup(const char *s, size_t n) {
+  for (int i = 0; i < AK_COUNT; i++)
+    if (strlen(ir_attrs[i].name) == n && memcmp(ir_attrs[i].name, s, n) == 0) return i;
+  return -1;
+}
