@@ -1,0 +1,214 @@
+/* runtime/api.c — the public API glue: per-thread last error, contexts, status names,
+ * and the graph functions of include/dvm.h (parse, load, print, build). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+
+static _Thread_local char last_error[1024];
+
+dvm_status rt_fail(const Err *err) {
+  snprintf(last_error, sizeof last_error, "%s", err->msg);
+  return err->code;
+}
+
+dvm_status rt_ok(void) {
+  last_error[0] = 0;
+  return DVM_OK;
+}
+
+const char *dvm_last_error(void) { return last_error; }
+
+const char *dvm_status_name(dvm_status s) {
+  static const char *const names[] = {
+      "DVM_OK",       "DVM_ERR_SYNTAX", "DVM_ERR_GRAPH",       "DVM_ERR_DTYPE",
+      "DVM_ERR_SHAPE", "DVM_ERR_OVERFLOW", "DVM_ERR_DATA",     "DVM_ERR_IO",
+      "DVM_ERR_UNSUPPORTED", "DVM_ERR_USAGE", "DVM_ERR_NOMEM", "DVM_ERR_RUNTIME"};
+  return (unsigned)s < sizeof names / sizeof *names ? names[s] : "DVM_ERR_?";
+}
+
+/* ---- context --------------------------------------------------------------------------- */
+
+/* The context will own the kernel cache, the LLJIT and the thread pool; today it only
+ * anchors the API's lifetimes. */
+struct dvm_context {
+  int unused;
+};
+
+dvm_status dvm_context_create(dvm_context **out) {
+  Err err;
+  *out = calloc(1, sizeof **out);
+  if (!*out) return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
+  return rt_ok();
+}
+
+void dvm_context_destroy(dvm_context *ctx) { free(ctx); }
+
+/* ---- graphs ---------------------------------------------------------------------------- */
+
+static dvm_status wrap(Graph *ir, dvm_graph **out) {
+  Err err;
+  *out = calloc(1, sizeof **out);
+  if (!*out) {
+    ir_graph_free(ir);
+    return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
+  }
+  (*out)->ir = ir;
+  return rt_ok();
+}
+
+dvm_status dvm_graph_parse(dvm_context *ctx, const char *text, size_t len, const char *filename,
+                           dvm_graph **out) {
+  Err err = {0};
+  *out = NULL;
+  Graph *ir = ir_parse(text, len, filename ? filename : "<graph>", &err);
+  if (!ir) return rt_fail(&err);
+  return wrap(ir, out);
+}
+
+dvm_status dvm_graph_load(dvm_context *ctx, const char *path, dvm_graph **out) {
+  Err err = {0};
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) return ir_err(&err, DVM_ERR_IO, "cannot open '%s': %s", path, strerror(errno)), rt_fail(&err);
+  VEC(char) text = {0};
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+    if (!vec_reserve(text, (uint32_t)n)) {
+      fclose(f);
+      vec_free(text);
+      return ir_err(&err, DVM_ERR_NOMEM, "'%s' is too large", path), rt_fail(&err);
+    }
+    memcpy(text.v + text.n, buf, n);
+    text.n += (uint32_t)n;
+  }
+  bool bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    vec_free(text);
+    return ir_err(&err, DVM_ERR_IO, "cannot read '%s'", path), rt_fail(&err);
+  }
+  dvm_status st = dvm_graph_parse(ctx, text.v ? text.v : "", text.n, path, out);
+  vec_free(text);
+  return st;
+}
+
+void dvm_graph_destroy(dvm_graph *g) {
+  if (!g) return;
+  ir_graph_free(g->ir);
+  free(g);
+}
+
+char *dvm_graph_print(const dvm_graph *g) { return ir_print(g->ir); }
+
+dvm_status dvm_graph_create(dvm_context *ctx, const char *name, dvm_graph **out) {
+  Err err;
+  *out = NULL;
+  Graph *ir = ir_graph_new("<builder>");
+  if (!ir) return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
+  ir->name = ir_str(ir, name ? name : "graph", strlen(name ? name : "graph"));
+  return wrap(ir, out);
+}
+
+static int32_t declare(dvm_graph *g, Op op, const char *name, dvm_dtype dt, int rank,
+                       const char *const *dims) {
+  Err err = {0};
+  NodeDraft d = {.op = op, .name = name, .name_len = name ? strlen(name) : 0, .dtype = dt};
+  if (!name || (unsigned)dt >= DT_COUNT || rank < 0 || rank > DVM_MAX_RANK)
+    return ir_err(&err, DVM_ERR_USAGE, "%s: bad name, dtype or rank", ir_ops[op].name),
+           rt_fail(&err), -1;
+  d.rank = (uint8_t)rank;
+  for (int i = 0; i < rank; i++)
+    if (ir_parse_dim(g->ir, dims[i], true, 0, &d.shape[i], &err)) return rt_fail(&err), -1;
+  int64_t v = ir_add_node(g->ir, &d, &err);
+  if (v < 0) return rt_fail(&err), -1;
+  rt_ok();
+  return (int32_t)v;
+}
+
+int32_t dvm_graph_input(dvm_graph *g, const char *name, dvm_dtype dt, int rank,
+                        const char *const *dims) {
+  return declare(g, OP_INPUT, name, dt, rank, dims);
+}
+
+int32_t dvm_graph_param(dvm_graph *g, const char *name, dvm_dtype dt, int rank,
+                        const char *const *dims) {
+  return declare(g, OP_PARAM, name, dt, rank, dims);
+}
+
+int32_t dvm_graph_literal(dvm_graph *g, double value, dvm_dtype dt) {
+  Err err = {0};
+  if ((unsigned)dt >= DT_COUNT) return ir_err(&err, DVM_ERR_USAGE, "bad dtype"), rt_fail(&err), -1;
+  bool isint = !ir_dtype_is_float(dt);
+  if (isint && (value != (double)(int64_t)value))
+    return ir_err(&err, DVM_ERR_DTYPE, "literal %g is not an integer (dtype %s)", value,
+                  ir_dtype_name(dt)),
+           rt_fail(&err), -1;
+  NodeDraft d = {.op = OP_LITERAL, .dtype = dt, .nattr = 1};
+  d.attr[0] = (Attr){.key = AK_VALUE, .kind = AV_FLOAT, .isint = isint,
+                     .i = isint ? (int64_t)value : 0, .f = value};
+  int64_t v = ir_add_node(g->ir, &d, &err);
+  if (v < 0) return rt_fail(&err), -1;
+  rt_ok();
+  return (int32_t)v;
+}
+
+int32_t dvm_graph_op(dvm_graph *g, const char *name, const char *op, int noperands,
+                     const int32_t *operands, const char *attrs) {
+  Err err = {0};
+  int k = op ? ir_op_lookup(op, strlen(op)) : -1;
+  if (k < 0 || ir_ops[k].kind == OPK_SOURCE)
+    return ir_err(&err, DVM_ERR_GRAPH, "unknown op '%s'", op ? op : "(null)"), rt_fail(&err), -1;
+  if (noperands < 0 || noperands > 64)
+    return ir_err(&err, DVM_ERR_USAGE, "%s: %d operands", op, noperands), rt_fail(&err), -1;
+  char fresh[32];
+  if (!name) {
+    do snprintf(fresh, sizeof fresh, "_t%u", g->fresh++);
+    while (ir_find(g->ir, fresh, strlen(fresh)) >= 0);
+    name = fresh;
+  }
+  NodeDraft d = {.op = (Op)k, .name = name, .name_len = strlen(name), .nin = (uint32_t)noperands};
+  for (int i = 0; i < noperands; i++) {
+    if (operands[i] < 0 || (uint32_t)operands[i] >= g->ir->nodes.n)
+      return ir_err(&err, DVM_ERR_USAGE, "%s: operand %d is not a value id", op, i + 1),
+             rt_fail(&err), -1;
+    d.in[i] = (uint32_t)operands[i];
+  }
+  if (attrs && ir_parse_attrs(g->ir, attrs, &d, &err)) return rt_fail(&err), -1;
+  int64_t v = ir_add_node(g->ir, &d, &err);
+  if (v < 0) return rt_fail(&err), -1;
+  rt_ok();
+  return (int32_t)v;
+}
+
+dvm_status dvm_graph_output(dvm_graph *g, int32_t value) {
+  Err err;
+  if (value < 0 || (uint32_t)value >= g->ir->nodes.n || ir_node(g->ir, (uint32_t)value)->op == OP_LITERAL)
+    return ir_err(&err, DVM_ERR_USAGE, "output: %d is not a named value", value), rt_fail(&err);
+  vec_push(g->ir->outputs, (uint32_t)value);
+  g->ir->finished = false;
+  return rt_ok();
+}
+
+int32_t dvm_graph_find(const dvm_graph *g, const char *name) {
+  return name ? (int32_t)ir_find(g->ir, name, strlen(name)) : -1;
+}
+
+char *dvm_graph_dump(const dvm_graph *g, const char *stage) {
+  Err err;
+  if (!stage || !strcmp(stage, "ir")) return rt_ok(), ir_dump_ir(g->ir);
+  if (!strcmp(stage, "deduce")) return rt_ok(), ir_dump_deduce(g->ir);
+  static const char *const later[] = {"fused", "bytecode", "llvm", "asm"};
+  for (size_t i = 0; i < sizeof later / sizeof *later; i++)
+    if (!strcmp(stage, later[i]))
+      return ir_err(&err, DVM_ERR_UNSUPPORTED, "stage '%s' is not built yet", stage),
+             rt_fail(&err), NULL;
+  return ir_err(&err, DVM_ERR_USAGE, "unknown stage '%s' (ir, deduce, fused, bytecode, llvm, asm)",
+                stage),
+         rt_fail(&err), NULL;
+}
+
+double dvm_tensor_get_f64(const dvm_tensor *t, int64_t i) { return rt_get_f(t->data, t->dtype, i); }

@@ -1,0 +1,245 @@
+/* runtime/model.c — dvm_model: a compiled, shape-polymorphic graph and its runs.
+ *
+ * A model owns a private copy of the graph, the params bound to it, the chosen tier and
+ * its counters. dvm_model_run binds symbols from the given tensors (runtime/bind.c),
+ * then executes. Until the fused tiers land, the only executor is the reference one
+ * (--tier ref); compiling for another tier reports DVM_ERR_UNSUPPORTED rather than
+ * quietly running something else.
+ *
+ * Threads: runs share nothing mutable but the counters (under `lock`); params are set
+ * before runs start (dvm.h). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime.h"
+
+struct dvm_model {
+  Graph *g;
+  dvm_tier tier;
+  int threads;
+  Tensor **params;   /* per value id: the bound tensor of a param node, else NULL */
+  uint32_t *inputs;  /* input node ids in declaration order */
+  uint32_t *pnodes;  /* param node ids in declaration order */
+  int ninputs, nparams;
+  int64_t nkernels;  /* kernels of the executed partition */
+  pthread_mutex_t lock;
+  dvm_stats stats;
+};
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static const char *tier_name(dvm_tier t) {
+  switch (t) {
+  case DVM_TIER_AUTO: return "auto";
+  case DVM_TIER_VM: return "vm";
+  case DVM_TIER_LLVM: return "llvm";
+  case DVM_TIER_REF: return "ref";
+  }
+  return "?";
+}
+
+dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_compile_options *opt,
+                             dvm_model **out) {
+  Err err = {0};
+  *out = NULL;
+  if (!dg) return ir_err(&err, DVM_ERR_USAGE, "dvm_model_compile: no graph"), rt_fail(&err);
+  dvm_tier tier = opt ? opt->tier : DVM_TIER_AUTO;
+  if (tier != DVM_TIER_REF)
+    return ir_err(&err, DVM_ERR_UNSUPPORTED,
+                  "tier '%s' is not built yet: only the reference tier (ref) runs in this "
+                  "version",
+                  tier_name(tier)),
+           rt_fail(&err);
+  dvm_model *m = calloc(1, sizeof *m);
+  if (!m || !(m->g = ir_graph_clone(rt_graph_ir(dg)))) goto oom;
+  Graph *g = m->g;
+  if (!g->finished && ir_finish(g, &err)) {
+    dvm_model_destroy(m);
+    return rt_fail(&err);
+  }
+  m->tier = tier;
+  m->threads = opt ? opt->threads : 0;
+  m->params = calloc(g->nodes.n, sizeof *m->params);
+  m->inputs = malloc((g->decls.n + 1) * sizeof *m->inputs);
+  m->pnodes = malloc((g->decls.n + 1) * sizeof *m->pnodes);
+  if (!m->params || !m->inputs || !m->pnodes) goto oom;
+  for (uint32_t i = 0; i < g->decls.n; i++) {
+    uint32_t v = g->decls.v[i];
+    if (ir_node(g, v)->op == OP_INPUT) m->inputs[m->ninputs++] = v;
+    else m->pnodes[m->nparams++] = v;
+  }
+  for (uint32_t v = 0; v < g->nodes.n; v++)
+    if (ir_ops[ir_node(g, v)->op].kind != OPK_SOURCE) m->nkernels++;
+  pthread_mutex_init(&m->lock, NULL);
+  *out = m;
+  return rt_ok();
+oom:
+  dvm_model_destroy(m);
+  return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
+}
+
+void dvm_model_destroy(dvm_model *m) {
+  if (!m) return;
+  if (m->g) pthread_mutex_destroy(&m->lock);
+  ir_graph_free(m->g);
+  free(m->params);
+  free(m->inputs);
+  free(m->pnodes);
+  free(m);
+}
+
+int dvm_model_num_inputs(const dvm_model *m) { return m->ninputs; }
+int dvm_model_num_params(const dvm_model *m) { return m->nparams; }
+int dvm_model_num_outputs(const dvm_model *m) { return (int)m->g->outputs.n; }
+
+static const char *value_name(const dvm_model *m, uint32_t v) { return ir_s(m->g, ir_node(m->g, v)->name); }
+
+const char *dvm_model_input_name(const dvm_model *m, int i) {
+  return i >= 0 && i < m->ninputs ? value_name(m, m->inputs[i]) : NULL;
+}
+const char *dvm_model_param_name(const dvm_model *m, int i) {
+  return i >= 0 && i < m->nparams ? value_name(m, m->pnodes[i]) : NULL;
+}
+const char *dvm_model_output_name(const dvm_model *m, int i) {
+  return i >= 0 && i < (int)m->g->outputs.n ? value_name(m, m->g->outputs.v[i]) : NULL;
+}
+
+int dvm_model_value_dtype(const dvm_model *m, const char *name) {
+  int64_t v = name ? ir_find(m->g, name, strlen(name)) : -1;
+  return v < 0 ? -1 : ir_node(m->g, (uint32_t)v)->dtype;
+}
+
+dvm_status dvm_model_set_param(dvm_model *m, const char *name, dvm_tensor *t) {
+  Err err = {0};
+  int64_t v = name ? ir_find(m->g, name, strlen(name)) : -1;
+  if (v < 0 || ir_node(m->g, (uint32_t)v)->op != OP_PARAM)
+    return ir_err(&err, DVM_ERR_USAGE, "'%s' is not a param of graph '%s'", name ? name : "(null)",
+                  ir_s(m->g, m->g->name)),
+           rt_fail(&err);
+  m->params[v] = t;
+  return rt_ok();
+}
+
+/* given[v] for every input and param: named inputs, then the bound params. With
+ * `complete`, every declared input and param must be present. */
+static dvm_status gather_given(const dvm_model *m, int n, const char *const *names,
+                               dvm_tensor *const *ts, bool complete, Tensor **given, Err *err) {
+  const Graph *g = m->g;
+  for (int i = 0; i < m->nparams; i++) given[m->pnodes[i]] = m->params[m->pnodes[i]];
+  for (int i = 0; i < n; i++) {
+    int64_t v = names[i] ? ir_find(g, names[i], strlen(names[i])) : -1;
+    if (v < 0 || (ir_node(g, (uint32_t)v)->op != OP_INPUT && ir_node(g, (uint32_t)v)->op != OP_PARAM))
+      return ir_err(err, DVM_ERR_USAGE, "'%s' is not an input of graph '%s'",
+                    names[i] ? names[i] : "(null)", ir_s(g, g->name));
+    if (!ts[i]) return ir_err(err, DVM_ERR_USAGE, "no tensor given for '%s'", names[i]);
+    given[v] = ts[i];
+  }
+  for (uint32_t i = 0; complete && i < g->decls.n; i++) {
+    uint32_t v = g->decls.v[i];
+    if (!given[v])
+      return ir_errl(err, DVM_ERR_USAGE, g->file, ir_node(g, v)->line, "%s '%s' is not %s",
+                     ir_ops[ir_node(g, v)->op].name, value_name(m, v),
+                     ir_node(g, v)->op == OP_PARAM ? "set" : "given");
+  }
+  return DVM_OK;
+}
+
+dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
+                           const char *const *input_names, dvm_tensor *const *inputs, int nsyms,
+                           const char *const *sym_names, const int64_t *sym_values, int *rank,
+                           int64_t *shape) {
+  Err err = {0};
+  const Graph *g = m->g;
+  int64_t v = name ? ir_find(g, name, strlen(name)) : -1;
+  if (v < 0) return ir_err(&err, DVM_ERR_USAGE, "no value '%s' in the graph", name ? name : "(null)"), rt_fail(&err);
+  Tensor **given = calloc(g->nodes.n, sizeof *given);
+  int64_t *preset = malloc((g->syms.n + 1) * sizeof *preset);
+  dvm_status st = DVM_OK;
+  if (!given || !preset) {
+    st = ir_err(&err, DVM_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  for (uint32_t s = 0; s < g->syms.n; s++) preset[s] = SYM_UNKNOWN;
+  for (int i = 0; i < nsyms; i++) {
+    int64_t s = sym_names[i] ? ir_sym_find(g, sym_names[i], strlen(sym_names[i])) : -1;
+    if (s < 0) {
+      st = ir_err(&err, DVM_ERR_USAGE, "no symbol '%s' in graph '%s'",
+                  sym_names[i] ? sym_names[i] : "(null)", ir_s(g, g->name));
+      goto done;
+    }
+    preset[s] = sym_values[i];
+  }
+  if ((st = gather_given(m, ninputs, input_names, inputs, false, given, &err))) goto done;
+  Binding b;
+  if ((st = rt_bind(g, given, preset, &b, &err))) goto done;
+  const Node *n = ir_node(g, (uint32_t)v);
+  *rank = n->rank;
+  memcpy(shape, b.dims + b.off[v], n->rank * sizeof *shape);
+  rt_binding_free(&b);
+done:
+  free(given);
+  free(preset);
+  return st ? rt_fail(&err) : rt_ok();
+}
+
+dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
+                         dvm_tensor *const *inputs, dvm_tensor **outputs) {
+  Err err = {0};
+  const Graph *g = m->g;
+  double t0 = now_us();
+  Tensor **vals = calloc(g->nodes.n, sizeof *vals);
+  dvm_status st;
+  Binding b = {0};
+  if (!vals) {
+    st = ir_err(&err, DVM_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  if ((st = gather_given(m, ninputs, names, inputs, true, vals, &err))) goto done;
+  if ((st = rt_bind(g, vals, NULL, &b, &err))) goto done;
+  if ((st = rt_ref_run(g, &b, vals, &err))) goto done;
+  /* every output is now a new tensor; the same value listed twice gets a copy */
+  uint32_t made = 0;
+  for (; made < g->outputs.n; made++) {
+    Tensor *t = vals[g->outputs.v[made]];
+    for (uint32_t k = 0; k < made && t; k++)
+      if (g->outputs.v[k] == g->outputs.v[made]) {
+        Tensor *c;
+        if ((st = rt_tensor_new(t->dtype, t->rank, t->shape, &c, &err))) break;
+        memcpy(c->data, t->data, (size_t)t->numel * ir_dtype_size(t->dtype));
+        t = c;
+        break;
+      }
+    if (st) break;
+    outputs[made] = t;
+  }
+  if (st) { /* out of memory while copying: release what this run made */
+    for (uint32_t i = 0; i < made; i++) rt_tensor_free(outputs[i]), outputs[i] = NULL;
+    for (uint32_t i = made; i < g->outputs.n; i++) {
+      bool seen = false;
+      for (uint32_t k = 0; k < i; k++) seen |= g->outputs.v[k] == g->outputs.v[i];
+      if (!seen) rt_tensor_free(vals[g->outputs.v[i]]);
+    }
+    goto done;
+  }
+  pthread_mutex_lock(&m->lock);
+  m->stats.runs++;
+  m->stats.run_us = now_us() - t0;
+  pthread_mutex_unlock(&m->lock);
+done:
+  rt_binding_free(&b);
+  free(vals);
+  return st ? rt_fail(&err) : rt_ok();
+}
+
+void dvm_model_stats(const dvm_model *m, dvm_stats *out) {
+  pthread_mutex_lock((pthread_mutex_t *)&m->lock);
+  *out = m->stats;
+  out->kernels = m->nkernels;
+  pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
+}

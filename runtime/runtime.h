@@ -1,0 +1,98 @@
+/* runtime/runtime.h — the map of the runtime layer: tensors, .npy files, binding symbol
+ * values to a graph, the reference executor, models and the public API glue.
+ *
+ * Files: tensor.c (tensors, dtype conversion, random fill), npy.c (.npy read/write),
+ * bind.c (symbol values from shapes, constraint checks, concrete shapes), ref.c (the
+ * reference executor), model.c (dvm_model), api.c (context, errors, graph API). */
+#ifndef DVM_RUNTIME_H
+#define DVM_RUNTIME_H
+
+#include "../ir/ir.h"
+
+/* ---- tensors (tensor.c) ---------------------------------------------------------------- */
+
+/* A dense C-ordered tensor; the public dvm_tensor. */
+struct dvm_tensor {
+  DType dtype;
+  int rank;
+  int64_t shape[DVM_MAX_RANK];
+  int64_t numel;
+  void *data;
+  bool owned; /* data is ours to free */
+};
+typedef struct dvm_tensor Tensor;
+
+/* A new zeroed tensor; fails on negative dims or byte counts that overflow. */
+dvm_status rt_tensor_new(DType dt, int rank, const int64_t *shape, Tensor **out, Err *err);
+void rt_tensor_free(Tensor *t);
+/* numel of a shape, or -1 on a negative dim or overflow. */
+int64_t rt_numel(int rank, const int64_t *shape);
+
+/* IEEE half and bfloat16 conversions, round to nearest even (NaN stays NaN). */
+float rt_f16_to_f32(uint16_t h);
+uint16_t rt_f32_to_f16(float f);
+float rt_bf16_to_f32(uint16_t h);
+uint16_t rt_f32_to_bf16(float f);
+/* Element i as a double / int64, any dtype. */
+double rt_get_f(const void *data, DType dt, int64_t i);
+int64_t rt_get_i(const void *data, DType dt, int64_t i);
+/* Store into element i, rounding to the dtype: floats round to nearest even; integers
+ * from a double truncate toward zero and saturate at the dtype's range (NaN -> 0); bool
+ * is v != 0. */
+void rt_set_f(void *data, DType dt, int64_t i, double v);
+void rt_set_i(void *data, DType dt, int64_t i, int64_t v);
+/* Deterministic fill (see dvm_tensor_fill_random). */
+void rt_fill_random(Tensor *t, uint64_t seed);
+
+/* ---- .npy (npy.c) ----------------------------------------------------------------------- */
+
+/* Read a .npy file (format versions 1.0-3.0; C order; little-endian or byte-order-free
+ * descr '<f4' '<f2' '<V2' (bf16) '<i4' '<i8' '|b1'). Refuses Fortran order, big endian,
+ * other dtypes, truncated data, trailing garbage, and shapes whose byte count overflows,
+ * with a message naming the file. */
+dvm_status rt_npy_read(const char *path, Tensor **out, Err *err);
+/* Write a .npy file (version 1.0), atomically (temp file + rename). */
+dvm_status rt_npy_write(const char *path, const Tensor *t, Err *err);
+
+/* ---- binding (bind.c) ------------------------------------------------------------------- */
+
+/* Concrete values for one run: every symbol's value and every value's shape. */
+typedef struct Binding {
+  int64_t *sym;   /* per symbol id */
+  int64_t *dims;  /* concrete shape of value v is dims[off[v] .. off[v] + rank) */
+  uint32_t *off;
+  int64_t *numel; /* per value */
+} Binding;
+#define SYM_UNKNOWN INT64_MIN
+
+/* Bind symbols from the shapes of the given tensors (given[v] for input/param nodes,
+ * NULL where absent) and from preset values (preset[sym], SYM_UNKNOWN where absent),
+ * check every constraint, and compute every value's concrete shape. Errors name the
+ * graph line and both dims. */
+dvm_status rt_bind(const Graph *g, Tensor *const *given, const int64_t *preset, Binding *out,
+                   Err *err);
+void rt_binding_free(Binding *b);
+
+/* ---- the reference executor (ref.c) ----------------------------------------------------- */
+
+/* Run graph g op by op, unfused, computing in double (int64 for integer dtypes) and
+ * rounding each value to its dtype. vals[v] must hold the tensors of input and param
+ * nodes; on success vals[o] holds a new tensor for each output o (if an output is also
+ * an input, a copy). Other entries are left untouched. */
+dvm_status rt_ref_run(const Graph *g, const Binding *b, Tensor **vals, Err *err);
+
+/* ---- api glue (api.c) ------------------------------------------------------------------- */
+
+/* The public graph: an ir Graph being built or parsed. */
+struct dvm_graph {
+  Graph *ir;
+  uint32_t fresh; /* counter for names the builder makes up */
+};
+static inline const Graph *rt_graph_ir(const dvm_graph *g) { return g->ir; }
+
+/* Copy err into this thread's last-error slot and return its code. */
+dvm_status rt_fail(const Err *err);
+/* Clear the last error and return DVM_OK. */
+dvm_status rt_ok(void);
+
+#endif /* DVM_RUNTIME_H */
