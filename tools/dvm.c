@@ -155,11 +155,6 @@ static int parse_run(int argc, char **argv, RunArgs *a) {
     }
   }
   if (!a->graph) return fail(EXIT_USAGE, "run needs a GRAPH file");
-  if (a->tier != DVM_TIER_REF)
-    return fail(EXIT_USAGE,
-                "--tier %s is not built yet in this version of dvm; use --tier ref (the "
-                "reference executor)",
-                a->tier == DVM_TIER_AUTO ? "auto" : a->tier == DVM_TIER_VM ? "vm" : "llvm");
   return 0;
 }
 
@@ -205,6 +200,14 @@ static int cmd_run(int argc, char **argv) {
   double *times = NULL;
   rc = EXIT_ERR;
   if (dvm_context_create(&ctx) || dvm_graph_load(ctx, a.graph, &g)) goto lib;
+  if (a.tier != DVM_TIER_REF) { /* after loading, so a bad graph is reported first */
+    fail(EXIT_USAGE,
+         "--tier %s is not built yet in this version of dvm; use --tier ref (the reference "
+         "executor)",
+         a.tier == DVM_TIER_AUTO ? "auto" : a.tier == DVM_TIER_VM ? "vm" : "llvm");
+    rc = EXIT_USAGE;
+    goto out;
+  }
   dvm_compile_options opt = {.tier = a.tier, .threads = (int)a.threads};
   if (dvm_model_compile(ctx, g, &opt, &m)) goto lib;
   /* -i files: inputs or params */

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Graph tests: each .dvm file in tests/graphs/ and examples/ carries its expectations.
+
+usage: run_graphs.py DVM SCRATCH_DIR
+
+For every file:
+  1. Round trip: `dvm dump --stage ir` prints the graph in the text format (shapes as
+     comments); parsing that text again must print identically, and the `deduce` dumps
+     of both must be identical.
+  2. Oracles, where the file has them, in comments:
+       # bind: N=5 S=3          one line per binding to run (several lines, several runs)
+       # oracle: y = np.tanh(x) * 2     a NumPy expression over the inputs, params and
+                                        symbols, for output y (erf, gelu are provided)
+       # tol: 1e-4              relative tolerance (default 1e-5; absolute is tol / 10)
+     Inputs and params get seeded random data made here (floats uniform in [-1, 1)),
+     passed with -i; outputs come back with -o and are compared with the oracle.
+Prints a line per failure and ends with "N passed, M failed".
+"""
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+DVM, SCRATCH = sys.argv[1], sys.argv[2]
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+os.makedirs(SCRATCH, exist_ok=True)
+passed = failed = 0
+DTYPES = {"f32": np.float32, "f16": np.float16, "i32": np.int32, "i64": np.int64, "bool": np.bool_}
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+ORACLE_NS = {
+    "np": np,
+    "erf": _erf,
+    "gelu": lambda x: 0.5 * x * (1.0 + _erf(np.asarray(x, np.float64) / math.sqrt(2.0))),
+    "softmax": lambda x, axis=-1: np.exp(x - x.max(axis, keepdims=True))
+    / np.exp(x - x.max(axis, keepdims=True)).sum(axis, keepdims=True),
+}
+
+
+def check(ok, name, msg):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL {name}: {msg}")
+
+
+def run(args):
+    return subprocess.run([DVM] + args, capture_output=True, text=True)
+
+
+def roundtrip(path, name):
+    first = run(["dump", path, "--stage", "ir"])
+    if first.returncode:
+        return check(False, name, f"dump failed: {first.stderr.strip()}")
+    again = os.path.join(SCRATCH, name + ".printed.dvm")
+    with open(again, "w") as f:
+        f.write(first.stdout)
+    second = run(["dump", again, "--stage", "ir"])
+    check(second.returncode == 0 and second.stdout == first.stdout, name,
+          "printed text does not parse back to the same graph:\n" + first.stdout + "---\n"
+          + second.stdout + second.stderr)
+    d1, d2 = run(["dump", path, "--stage", "deduce"]), run(["dump", again, "--stage", "deduce"])
+    # the printed text has no comments, so line numbers differ; everything else may not
+    strip = lambda s: re.sub(r"#? *line \d+ *", "", s)
+    check(d1.returncode == 0 and strip(d1.stdout) == strip(d2.stdout), name + " (deduce)",
+          "deduction differs after the round trip:\n" + d1.stdout + "---\n" + d2.stdout)
+
+
+def oracles(path, name, text):
+    binds = [dict((k, int(v)) for k, v in re.findall(r"(\w+)=(-?\d+)", line))
+             for line in re.findall(r"^#\s*bind:(.*)$", text, re.M)]
+    exprs = re.findall(r"^#\s*oracle:\s*(\w+)\s*=\s*(.*)$", text, re.M)
+    tol = float((re.findall(r"^#\s*tol:\s*(\S+)", text, re.M) or ["1e-5"])[0])
+    if not binds or not exprs:
+        return
+    decls = re.findall(r"^\s*(?:input|param)\s+(\w+)\s*:\s*(\w+)\[([^\]]*)\]", text, re.M)
+    for bi, syms in enumerate(binds):
+        rng = np.random.default_rng(1234 + bi)
+        args, env = [], dict(ORACLE_NS, **syms)
+        for vname, dt, dims in decls:
+            shape = tuple(int(eval(d, {}, syms)) for d in dims.split(",") if d.strip())
+            if dt.startswith("f"):
+                arr = rng.uniform(-1, 1, shape).astype(DTYPES[dt])
+            elif dt == "bool":
+                arr = rng.integers(0, 2, shape).astype(np.bool_)
+            else:
+                arr = rng.integers(-8, 8, shape).astype(DTYPES[dt])
+            file = os.path.join(SCRATCH, f"{name}.{bi}.{vname}.npy")
+            np.save(file, arr)
+            args += ["-i", f"{vname}={file}"]
+            env[vname] = arr
+        outs = {}
+        for oname, _ in exprs:
+            outs[oname] = os.path.join(SCRATCH, f"{name}.{bi}.{oname}.out.npy")
+            args += ["-o", f"{oname}={outs[oname]}"]
+        r = run(["run", path, "--tier", "ref"] + args)
+        if r.returncode:
+            check(False, f"{name} {syms}", f"dvm run failed: {r.stderr.strip()}")
+            continue
+        for oname, expr in exprs:
+            got = np.load(outs[oname])
+            want = np.asarray(eval(expr, env))
+            ok = got.shape == want.shape and np.allclose(
+                got.astype(np.float64), want.astype(np.float64), rtol=tol, atol=tol / 10)
+            err = (np.max(np.abs(got.astype(np.float64) - want)) if got.shape == want.shape
+                   else f"shape {got.shape} vs {want.shape}")
+            check(ok, f"{name} {syms} {oname}", f"oracle `{expr}` differs: max abs err {err}")
+
+
+files = sorted(os.path.join(HERE, f) for f in os.listdir(HERE) if f.endswith(".dvm"))
+files += sorted(os.path.join(ROOT, "examples", f)
+                for f in os.listdir(os.path.join(ROOT, "examples")) if f.endswith(".dvm"))
+for path in files:
+    name = os.path.splitext(os.path.basename(path))[0]
+    with open(path) as f:
+        text = f.read()
+    roundtrip(path, name)
+    oracles(path, name, text)
+check(len(files) >= 5, "files", f"only {len(files)} graph files found")
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
