@@ -189,7 +189,7 @@ int64_t ir_add_node(Graph *g, const NodeDraft *d, Err *err) {
   uint32_t nsyms = g->syms.n;
   Symbol *saved = malloc((nsyms ? nsyms : 1) * sizeof *saved);
   if (!saved) ir_oom();
-  memcpy(saved, g->syms.v, nsyms * sizeof *saved);
+  if (nsyms) memcpy(saved, g->syms.v, nsyms * sizeof *saved);
   dvm_status st = ir_infer(g, v, err);
   if (st) {
     g->nodes.n = v;
@@ -198,7 +198,7 @@ int64_t ir_add_node(Graph *g, const NodeDraft *d, Err *err) {
     g->attrs.n = n_at;
     g->shapes.n = n_sh;
     g->cons.n = n_con;
-    memcpy(g->syms.v, saved, nsyms * sizeof *saved);
+    if (nsyms) memcpy(g->syms.v, saved, nsyms * sizeof *saved);
     free(saved);
     return -1;
   }
