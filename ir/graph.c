@@ -4,6 +4,7 @@
  * checks the name (SSA: defined once), the arity and the attributes against the op
  * table, appends the node, and runs inference on it. A node that fails is removed again,
  * so a graph is never left holding a half-checked node. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -150,8 +151,21 @@ static dvm_status check_draft(Graph *g, const NodeDraft *d, Err *err) {
   return DVM_OK;
 }
 
+bool ir_valid_name(const char *s, size_t n) {
+  if (n == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_')) return false;
+  for (size_t i = 1; i < n; i++)
+    if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '.')) return false;
+  /* inf and nan read as numbers where an operand may be a literal */
+  return !((n == 3 && (!memcmp(s, "inf", 3) || !memcmp(s, "nan", 3))));
+}
+
 int64_t ir_add_node(Graph *g, const NodeDraft *d, Err *err) {
   if (check_draft(g, d, err)) return -1;
+  if (d->name && !ir_valid_name(d->name, d->name_len))
+    return ir_errl(err, DVM_ERR_GRAPH, g->file, d->line,
+                   "'%.*s' is not a valid name ([A-Za-z_][A-Za-z0-9_.]*, not inf or nan)",
+                   (int)d->name_len, d->name),
+           -1;
   if (d->name) {
     int64_t prev = ir_find(g, d->name, d->name_len);
     if (prev >= 0) {

@@ -238,6 +238,8 @@ static inline uint32_t ir_operand(const Graph *g, uint32_t v, uint32_t i) {
   return g->operands.v[g->nodes.v[v].in + i];
 }
 int64_t ir_find(const Graph *g, const char *name, size_t n); /* value id or -1 */
+/* A name the text format can hold: [A-Za-z_][A-Za-z0-9_.]*, and not inf or nan. */
+bool ir_valid_name(const char *s, size_t n);
 /* A node under construction: operands and attributes pushed, then ir_add_node infers it. */
 typedef struct NodeDraft {
   Op op;

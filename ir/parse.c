@@ -75,10 +75,21 @@ static size_t ident(Parser *ps, const char **s) {
   return (size_t)(ps->p - *s);
 }
 
+/* Length of a non-finite word (inf, nan) at q, or 0. */
+static size_t nonfinite(const char *q, const char *end) {
+  for (int i = 0; i < 2; i++) {
+    const char *w = i ? "nan" : "inf";
+    if (end - q >= 3 && !memcmp(q, w, 3) && (end - q == 3 || !is_ident((unsigned char)q[3])))
+      return 3;
+  }
+  return 0;
+}
+
 static bool peek_number(Parser *ps) {
   skip(ps);
   const char *q = ps->p;
   if (q < ps->end && (*q == '-' || *q == '+')) q++;
+  if (nonfinite(q, ps->end)) return true;
   return q < ps->end && (isdigit((unsigned char)*q) || (*q == '.' && q + 1 < ps->end &&
                                                        isdigit((unsigned char)q[1])));
 }
@@ -97,6 +108,16 @@ static dvm_status number(Parser *ps, bool *isint, int64_t *i, double *f) {
   if (k == 0 || k >= sizeof buf) return FAIL(ps, DVM_ERR_SYNTAX, "expected a number");
   memcpy(buf, s, k);
   buf[k] = 0;
+  const char *mag = buf + (buf[0] == '-' || buf[0] == '+');
+  if (nonfinite(mag, buf + k) == k - (size_t)(mag - buf)) { /* inf, -inf, nan */
+    *isint = false;
+    *f = mag[0] == 'n' ? NAN : buf[0] == '-' ? -INFINITY : INFINITY;
+    *i = 0;
+    ps->p = s + k;
+    return DVM_OK;
+  }
+  if (strspn(mag, "0123456789.eE+-") != strlen(mag))
+    return FAIL(ps, DVM_ERR_SYNTAX, "bad number '%s' (decimal digits only)", buf);
   char *e;
   *isint = strspn(buf + (buf[0] == '-' || buf[0] == '+'), "0123456789") ==
            k - (buf[0] == '-' || buf[0] == '+');
@@ -195,7 +216,7 @@ static dvm_status attr_value(Parser *ps, AttrKey key, Attr *a) {
         int64_t x;
         if (want == AV_DIMLIST) {
           Dim d;
-          if (dim_expr(ps, false, &d)) return ps->err->code;
+          if (dim_expr(ps, true, &d)) return ps->err->code;
           x = d;
         } else {
           bool isint;
@@ -213,7 +234,7 @@ static dvm_status attr_value(Parser *ps, AttrKey key, Attr *a) {
   }
   if (want == AV_DIM) {
     Dim d;
-    if (dim_expr(ps, false, &d)) return ps->err->code;
+    if (dim_expr(ps, true, &d)) return ps->err->code;
     a->kind = AV_DIM;
     a->i = d;
     return DVM_OK;
@@ -235,11 +256,6 @@ static dvm_status attr_value(Parser *ps, AttrKey key, Attr *a) {
     if (dt < 0) return FAIL(ps, DVM_ERR_GRAPH, "unknown dtype '%.*s'", (int)n, s);
     a->kind = AV_DTYPE;
     a->i = dt;
-    return DVM_OK;
-  }
-  if (want == AV_FLOAT && ((n == 3 && !memcmp(s, "inf", 3)) || (n == 3 && !memcmp(s, "nan", 3)))) {
-    a->kind = AV_FLOAT;
-    a->f = s[0] == 'i' ? INFINITY : NAN;
     return DVM_OK;
   }
   a->kind = AV_IDENT;
@@ -370,7 +386,11 @@ static dvm_status assignment(Parser *ps, const char *name, size_t nlen) {
       for (uint32_t k = 0; k < nlit; k++) is_lit |= lit[k].pos == i;
       if (!is_lit) dt = (DType)ps->g->nodes.v[d.in[i]].dtype, known = true;
     }
-    if (!known && lit[0].isint) dt = DT_I64;
+    if (!known) { /* only literals: f32 unless every one is an integer */
+      bool ints = true;
+      for (uint32_t k = 0; k < nlit; k++) ints &= lit[k].isint;
+      dt = ints ? DT_I64 : DT_F32;
+    }
     for (uint32_t k = 0; k < nlit; k++) {
       DType ldt = op == OP_SELECT && lit[k].pos == 0 ? DT_BOOL : dt;
       int64_t id = literal(ps, &lit[k], ldt);
@@ -393,7 +413,7 @@ static dvm_status output_line(Parser *ps, uint32_t *seen) {
     int64_t v = ir_find(ps->g, s, n);
     if (v < 0) return FAIL(ps, DVM_ERR_GRAPH, "undefined value '%.*s'", (int)n, s);
     vec_push(ps->g->outputs, (uint32_t)v);
-    accept(ps, ',');
+    if (accept(ps, ',') && at_end(ps)) return FAIL(ps, DVM_ERR_SYNTAX, "expected a value name after ','");
   } while (!at_end(ps));
   return DVM_OK;
 }

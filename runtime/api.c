@@ -107,9 +107,12 @@ char *dvm_graph_print(const dvm_graph *g) { return ir_print(g->ir); }
 dvm_status dvm_graph_create(dvm_context *ctx, const char *name, dvm_graph **out) {
   Err err;
   *out = NULL;
+  name = name ? name : "graph";
+  if (!ir_valid_name(name, strlen(name)))
+    return ir_err(&err, DVM_ERR_USAGE, "'%s' is not a valid graph name", name), rt_fail(&err);
   Graph *ir = ir_graph_new("<builder>");
   if (!ir) return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
-  ir->name = ir_str(ir, name ? name : "graph", strlen(name ? name : "graph"));
+  ir->name = ir_str(ir, name, strlen(name));
   return wrap(ir, out);
 }
 
