@@ -6,16 +6,28 @@
  *         tensors of the input and param nodes in vals[].
  * Output: a new Tensor in vals[o] for every graph output o (a copy if o is an input);
  *         on failure vals[] is untouched and err names the graph line and the op.
+ * rt_ref_run_nodes evaluates any subset of nodes in graph order the same way, reading
+ * values from outside the subset from vals[] (literals are computed): the kernel-level
+ * reference path runs each fused kernel through it.
  *
  * Invariants:
  * - Every value lives in a private buffer of Cells, one per element: `f` (double) for
  *   float dtypes, `i` (int64) for integer and bool dtypes. Each op computes in double /
  *   int64 and rounds its result to the value's dtype as it stores it (docs/ops.md
  *   "Reference precision"): f32 through float, f16/bf16 through float then half, i32
- *   and bool by the cast rules (saturate; x != 0). Reductions, matmul and the
+ *   by keeping the low 32 bits, bool as x != 0. Reductions, matmul and the
  *   normalizations accumulate in double (int64 for integers).
- * - int64 arithmetic never wraps: an overflow is a DVM_ERR_RUNTIME error naming the
- *   line (docs/ops.md leaves integer overflow open; an exact oracle must not guess).
+ * - Integer arithmetic wraps in two's complement at the result dtype's width (docs/ops.md;
+ *   NumPy, LLVM integer ops without nsw): add sub mul neg abs pow, reduce_sum/prod and
+ *   matmul accumulation are computed in uint64_t (no C undefined behaviour) and then
+ *   narrowed, so i64 wraps modulo 2^64 and i32 modulo 2^32 (wrapping mod 2^64 first
+ *   loses nothing, as 2^32 divides 2^64). abs(INT_MIN) and INT_MIN / -1 are INT_MIN.
+ *   There is no overflow error; integer division by zero is a DVM_ERR_RUNTIME error
+ *   naming the line.
+ * - cast: float -> integer truncates toward zero and saturates at the target range (NaN
+ *   gives 0); integer -> narrower integer wraps (NumPy astype); any -> bool is x != 0;
+ *   bool -> integer is 0/1. Attribute constants (literal, full, clip bounds) and arange
+ *   values still saturate into an integer dtype, so a clip bound stays monotone.
  * - Buffers are freed after their last use (computed up front); outputs live to the end.
  * - Shapes come from the Binding and are trusted, but every op re-checks the few
  *   relations it indexes by (broadcast compatibility, element counts), so a broken
@@ -140,8 +152,19 @@ static double round_f(DType dt, double x) {
   }
 }
 
-/* Narrow an int64 to an integer or bool dtype: saturate i32, bool is x != 0. */
-static int64_t round_i(DType dt, int64_t x) {
+/* Narrow an integer result (the low 64 bits of the exact value) to an integer or bool
+ * dtype: i32 keeps the low 32 bits (two's complement wrap), bool is x != 0. The
+ * unsigned-to-signed conversions are modular in GCC and Clang (implementation-defined,
+ * never undefined). */
+static int64_t round_i(DType dt, uint64_t x) {
+  if (dt == DT_BOOL) return x != 0;
+  if (dt == DT_I32) return (int32_t)(uint32_t)x;
+  return (int64_t)x;
+}
+
+/* Narrow an int64 to an integer or bool dtype by saturating: i32 clamps, bool is x != 0.
+ * For values that are not the result of integer arithmetic (float casts, attributes). */
+static int64_t sat_i(DType dt, int64_t x) {
   if (dt == DT_BOOL) return x != 0;
   if (dt == DT_I32) return x > INT32_MAX ? INT32_MAX : x < INT32_MIN ? INT32_MIN : x;
   return x;
@@ -155,7 +178,8 @@ static int64_t f2i(double x) {
   return (int64_t)x;
 }
 
-/* Convert one element to dtype `to` by the cast rules of docs/ops.md. */
+/* Convert one element to dtype `to` by the cast rules of docs/ops.md: float -> integer
+ * truncates and saturates, integer -> integer wraps, anything -> bool is x != 0. */
 static Cell convert(bool from_float, Cell c, DType to) {
   Cell o;
   if (ir_dtype_is_float(to))
@@ -163,7 +187,18 @@ static Cell convert(bool from_float, Cell c, DType to) {
   else if (to == DT_BOOL)
     o.i = from_float ? c.f != 0 : c.i != 0;
   else
-    o.i = round_i(to, from_float ? f2i(c.f) : c.i);
+    o.i = from_float ? sat_i(to, f2i(c.f)) : round_i(to, (uint64_t)c.i);
+  return o;
+}
+
+/* An integer constant (attribute or arange value) as a cell of dtype dt: rounded to a
+ * float dtype, saturated into an integer one (a clip bound past the range stays past it). */
+static Cell int_cell(int64_t x, DType dt) {
+  Cell o;
+  if (ir_dtype_is_float(dt))
+    o.f = round_f(dt, (double)x);
+  else
+    o.i = sat_i(dt, x);
   return o;
 }
 
@@ -246,10 +281,7 @@ static dvm_status run_source(const Run *r, uint32_t v, const Tensor *t, Cell *ou
 /* An AV_FLOAT attribute (literal value, full value, clip bounds) as a cell of dtype dt. */
 static Cell attr_cell(const Attr *a, DType dt) {
   Cell c;
-  if (a->isint) {
-    c.i = a->i;
-    return convert(false, c, dt);
-  }
+  if (a->isint) return int_cell(a->i, dt);
   c.f = a->f;
   return convert(true, c, dt);
 }
@@ -283,16 +315,17 @@ static double unary_f(Op op, double x) {
   }
 }
 
-/* A unary op on an int64 (integer or bool); false on overflow or a float-only op. */
-static bool unary_i(Op op, int64_t x, int64_t *out) {
+/* A unary op on an int64 (integer or bool), wrapping (abs(INT_MIN) = INT_MIN); the
+ * result is the low 64 bits, narrowed by round_i. False on a float-only op. */
+static bool unary_i(Op op, int64_t x, uint64_t *out) {
   switch (op) {
-  case OP_NEG: *out = -x; return x != INT64_MIN;
-  case OP_ABS: *out = x < 0 ? -x : x; return x != INT64_MIN;
-  case OP_RELU: *out = x > 0 ? x : 0; return true;
+  case OP_NEG: *out = 0u - (uint64_t)x; return true;
+  case OP_ABS: *out = x < 0 ? 0u - (uint64_t)x : (uint64_t)x; return true;
+  case OP_RELU: *out = (uint64_t)(x > 0 ? x : 0); return true;
   case OP_FLOOR:
   case OP_CEIL:
-  case OP_ROUND: *out = x; return true;
-  case OP_SIGN: *out = (x > 0) - (x < 0); return true;
+  case OP_ROUND: *out = (uint64_t)x; return true;
+  case OP_SIGN: *out = (uint64_t)(int64_t)((x > 0) - (x < 0)); return true;
   case OP_NOT: *out = !x; return true;
   default: return false;
   }
@@ -310,9 +343,8 @@ static dvm_status run_unary(const Run *r, uint32_t v, Cell *out) {
     return DVM_OK;
   }
   for (int64_t i = 0; i < n; i++) {
-    int64_t y;
-    if (!unary_i(op, x[i].i, &y))
-      return fail(r, v, DVM_ERR_RUNTIME, "integer overflow on %lld", (long long)x[i].i);
+    uint64_t y;
+    if (!unary_i(op, x[i].i, &y)) return bug(r, v, "float-only op on an integer dtype");
     out[i].i = round_i(dt, y);
   }
   return DVM_OK;
@@ -342,48 +374,44 @@ static double binary_f(Op op, double a, double b) {
   }
 }
 
-/* Integer outcome of binary_i. */
-typedef enum IntErr { IE_OK, IE_OVERFLOW, IE_DIVZERO } IntErr;
-
-/* Integer pow: exact; a negative exponent gives 0 unless the base is 1 or -1. */
-static IntErr ipow(int64_t a, int64_t e, int64_t *out) {
-  if (e < 0) {
-    *out = a == 1 ? 1 : a == -1 ? ((e & 1) ? -1 : 1) : 0;
-    return IE_OK;
-  }
-  int64_t y = 1;
+/* Integer pow by repeated multiplication, wrapping modulo 2^64 (square-and-multiply
+ * gives the same low bits); a negative exponent gives 0 unless the base is 1 or -1. */
+static uint64_t ipow(int64_t a, int64_t e) {
+  if (e < 0) return (uint64_t)(a == 1 ? 1 : a == -1 ? ((e & 1) ? -1 : 1) : 0);
+  uint64_t y = 1, b = (uint64_t)a;
   while (e) {
-    if ((e & 1) && __builtin_mul_overflow(y, a, &y)) return IE_OVERFLOW;
+    if (e & 1) y *= b;
     e >>= 1;
-    if (e && __builtin_mul_overflow(a, a, &a)) return IE_OVERFLOW;
+    if (e) b *= b;
   }
-  *out = y;
-  return IE_OK;
+  return y;
 }
 
-/* A binary op on int64s (integer or bool operands); division truncates toward zero. */
-static IntErr binary_i(Op op, int64_t a, int64_t b, int64_t *out) {
+/* A binary op on int64s (integer or bool operands), giving the low 64 bits of the
+ * result for round_i to narrow: add sub mul pow wrap, division truncates toward zero
+ * (INT64_MIN / -1 wraps to INT64_MIN). False on division by zero. */
+static bool binary_i(Op op, int64_t a, int64_t b, uint64_t *out) {
+  uint64_t ua = (uint64_t)a, ub = (uint64_t)b;
   switch (op) {
-  case OP_ADD: return __builtin_add_overflow(a, b, out) ? IE_OVERFLOW : IE_OK;
-  case OP_SUB: return __builtin_sub_overflow(a, b, out) ? IE_OVERFLOW : IE_OK;
-  case OP_MUL: return __builtin_mul_overflow(a, b, out) ? IE_OVERFLOW : IE_OK;
+  case OP_ADD: *out = ua + ub; return true;
+  case OP_SUB: *out = ua - ub; return true;
+  case OP_MUL: *out = ua * ub; return true;
   case OP_DIV:
-    if (b == 0) return IE_DIVZERO;
-    if (a == INT64_MIN && b == -1) return IE_OVERFLOW;
-    *out = a / b;
-    return IE_OK;
-  case OP_POW: return ipow(a, b, out);
-  case OP_MAX: *out = a >= b ? a : b; return IE_OK;
-  case OP_MIN: *out = a <= b ? a : b; return IE_OK;
-  case OP_EQ: *out = a == b; return IE_OK;
-  case OP_NE: *out = a != b; return IE_OK;
-  case OP_LT: *out = a < b; return IE_OK;
-  case OP_LE: *out = a <= b; return IE_OK;
-  case OP_GT: *out = a > b; return IE_OK;
-  case OP_GE: *out = a >= b; return IE_OK;
-  case OP_AND: *out = a && b; return IE_OK;
-  case OP_OR: *out = a || b; return IE_OK;
-  default: *out = 0; return IE_OK;
+    if (b == 0) return false;
+    *out = a == INT64_MIN && b == -1 ? ua : (uint64_t)(a / b);
+    return true;
+  case OP_POW: *out = ipow(a, b); return true;
+  case OP_MAX: *out = a >= b ? ua : ub; return true;
+  case OP_MIN: *out = a <= b ? ua : ub; return true;
+  case OP_EQ: *out = a == b; return true;
+  case OP_NE: *out = a != b; return true;
+  case OP_LT: *out = a < b; return true;
+  case OP_LE: *out = a <= b; return true;
+  case OP_GT: *out = a > b; return true;
+  case OP_GE: *out = a >= b; return true;
+  case OP_AND: *out = a && b; return true;
+  case OP_OR: *out = a || b; return true;
+  default: *out = 0; return true;
   }
 }
 
@@ -406,13 +434,9 @@ static dvm_status run_binary(const Run *r, uint32_t v, Cell *out) {
         out[i].f = round_f(dt, z);
       continue;
     }
-    int64_t z;
-    IntErr e = binary_i(op, x.i, y.i, &z);
-    if (e == IE_DIVZERO)
+    uint64_t z;
+    if (!binary_i(op, x.i, y.i, &z))
       return fail(r, v, DVM_ERR_RUNTIME, "integer division by zero (%lld / 0)", (long long)x.i);
-    if (e == IE_OVERFLOW)
-      return fail(r, v, DVM_ERR_RUNTIME, "integer overflow (%lld, %lld)", (long long)x.i,
-                  (long long)y.i);
     out[i].i = round_i(dt, z);
   }
   return DVM_OK;
@@ -457,7 +481,8 @@ static dvm_status run_clip(const Run *r, uint32_t v, Cell *out) {
   return DVM_OK;
 }
 
-/* cast(x, to=): truncate and saturate to integers, x != 0 to bool, round to floats. */
+/* cast(x, to=): float -> integer truncates and saturates, integer -> integer wraps,
+ * x != 0 to bool, round to floats. */
 static dvm_status run_cast(const Run *r, uint32_t v, Cell *out) {
   const Cell *x = in(r, v, 0);
   bool fl = is_float(r, arg(r, v, 0));
@@ -470,8 +495,9 @@ static dvm_status run_cast(const Run *r, uint32_t v, Cell *out) {
 
 /* ---- reductions ------------------------------------------------------------------------- */
 
-/* Fold one element into an accumulator; false on int64 overflow. */
-static bool fold(Op op, bool fl, Cell *acc, Cell x) {
+/* Fold one element into an accumulator; integer sum and product wrap modulo 2^64 (the
+ * result is narrowed to the dtype afterwards, which wraps it at the dtype's width). */
+static void fold(Op op, bool fl, Cell *acc, Cell x) {
   if (fl) {
     switch (op) {
     case OP_REDUCE_PROD: acc->f *= x.f; break;
@@ -479,13 +505,13 @@ static bool fold(Op op, bool fl, Cell *acc, Cell x) {
     case OP_REDUCE_MIN: acc->f = binary_f(OP_MIN, acc->f, x.f); break;
     default: acc->f += x.f; break;
     }
-    return true;
+    return;
   }
   switch (op) {
-  case OP_REDUCE_PROD: return !__builtin_mul_overflow(acc->i, x.i, &acc->i);
-  case OP_REDUCE_MAX: acc->i = x.i > acc->i ? x.i : acc->i; return true;
-  case OP_REDUCE_MIN: acc->i = x.i < acc->i ? x.i : acc->i; return true;
-  default: return !__builtin_add_overflow(acc->i, x.i, &acc->i);
+  case OP_REDUCE_PROD: acc->i = (int64_t)((uint64_t)acc->i * (uint64_t)x.i); break;
+  case OP_REDUCE_MAX: acc->i = x.i > acc->i ? x.i : acc->i; break;
+  case OP_REDUCE_MIN: acc->i = x.i < acc->i ? x.i : acc->i; break;
+  default: acc->i = (int64_t)((uint64_t)acc->i + (uint64_t)x.i); break;
   }
 }
 
@@ -534,13 +560,11 @@ static dvm_status run_reduce(const Run *r, uint32_t v, Cell *out) {
   for (int64_t i = 0; i < on; i++) out[i] = identity(op, fl);
   const Cell *x = r->buf[xv];
   int64_t n = numel_of(r, xv);
-  for (int64_t i = 0; i < n; i++, walk_step(&w))
-    if (!fold(op, fl, &out[w.off[0]], x[i]))
-      return fail(r, v, DVM_ERR_RUNTIME, "integer overflow in the reduction");
+  for (int64_t i = 0; i < n; i++, walk_step(&w)) fold(op, fl, &out[w.off[0]], x[i]);
   DType dt = dtype_of(r, v);
   for (int64_t i = 0; i < on; i++) {
     if (!fl)
-      out[i].i = round_i(dt, out[i].i);
+      out[i].i = round_i(dt, (uint64_t)out[i].i);
     else if (op == OP_REDUCE_MEAN)
       out[i].f = round_f(dt, count ? out[i].f / (double)count : NAN);
     else
@@ -833,10 +857,10 @@ static Mat mat_view(const Run *r, uint32_t u, bool transpose, bool lhs) {
   return m;
 }
 
-/* One M x N block: out[m, n] = sum_k a[m, k] * b[k, n], accumulated in double (or
- * checked int64), k ascending; false on integer overflow. */
-static bool mat_block(const Cell *a, const Mat *A, const Cell *b, const Mat *B, bool fl,
-                      DType dt, Cell *out) {
+/* One M x N block: out[m, n] = sum_k a[m, k] * b[k, n], accumulated in double (or in
+ * int64 wrapping modulo 2^64, products and sums alike, then narrowed), k ascending. */
+static void mat_block(const Cell *a, const Mat *A, const Cell *b, const Mat *B, bool fl, DType dt,
+                      Cell *out) {
   int64_t M = A->rows, K = A->cols, N = B->cols;
   for (int64_t i = 0; i < M * N; i++) out[i] = identity(OP_REDUCE_SUM, fl);
   for (int64_t m = 0; m < M; m++) {
@@ -845,22 +869,19 @@ static bool mat_block(const Cell *a, const Mat *A, const Cell *b, const Mat *B, 
       Cell x = a[m * A->rs + k * A->cs];
       const Cell *bk = b + k * B->rs;
       for (int64_t n = 0; n < N; n++) {
-        int64_t p;
         if (fl)
           row[n].f += x.f * bk[n * B->cs].f;
-        else if (__builtin_mul_overflow(x.i, bk[n * B->cs].i, &p) ||
-                 __builtin_add_overflow(row[n].i, p, &row[n].i))
-          return false;
+        else
+          row[n].i = (int64_t)((uint64_t)row[n].i + (uint64_t)x.i * (uint64_t)bk[n * B->cs].i);
       }
     }
     for (int64_t n = 0; n < N; n++) {
       if (fl)
         row[n].f = round_f(dt, row[n].f);
       else
-        row[n].i = round_i(dt, row[n].i);
+        row[n].i = round_i(dt, (uint64_t)row[n].i);
     }
   }
-  return true;
 }
 
 /* matmul(a, b, transpose_a=, transpose_b=): NumPy semantics; batch dims broadcast. */
@@ -890,8 +911,7 @@ static dvm_status run_matmul(const Run *r, uint32_t v, Cell *out) {
       total != numel_of(r, v))
     return bug(r, v, "result size disagrees with the binding");
   for (int64_t i = 0; i < nb; i++, walk_step(&w))
-    if (!mat_block(a + w.off[0], &A, b + w.off[1], &B, fl, dtype_of(r, v), out + i * block))
-      return fail(r, v, DVM_ERR_RUNTIME, "integer overflow in the product");
+    mat_block(a + w.off[0], &A, b + w.off[1], &B, fl, dtype_of(r, v), out + i * block);
   return DVM_OK;
 }
 
@@ -914,10 +934,7 @@ static dvm_status run_arange(const Run *r, uint32_t v, Cell *out) {
   if (!a || !ir_dim_eval(r->g, (Dim)a->i, r->b->sym, &n))
     return fail(r, v, DVM_ERR_OVERFLOW, "n does not evaluate to an int64");
   if (n != numel_of(r, v)) return bug(r, v, "n disagrees with the binding");
-  for (int64_t i = 0; i < n; i++) {
-    Cell c = {.i = i};
-    out[i] = convert(false, c, dtype_of(r, v));
-  }
+  for (int64_t i = 0; i < n; i++) out[i] = int_cell(i, dtype_of(r, v));
   return DVM_OK;
 }
 
@@ -991,21 +1008,20 @@ static dvm_status make_tensor(const Run *r, uint32_t v, Tensor **out) {
   return DVM_OK;
 }
 
-/* Make every output's tensor, then store them all into vals (all or nothing). */
-static dvm_status make_outputs(const Run *r, Tensor **vals) {
-  uint32_t no = r->g->outputs.n;
+/* Make the tensors of values outs[0..n), then store them all into vals (all or nothing).
+ * A value listed twice gets one tensor. */
+static dvm_status make_outputs(const Run *r, Tensor **vals, const uint32_t *outs, uint32_t no) {
   Tensor **t = calloc(no + 1, sizeof *t);
   if (!t) return ir_err(r->err, DVM_ERR_NOMEM, "out of memory for the outputs");
   dvm_status st = DVM_OK;
   for (uint32_t j = 0; j < no && st == DVM_OK; j++) {
-    uint32_t o = r->g->outputs.v[j];
     bool dup = false;
-    for (uint32_t k = 0; k < j; k++) dup |= r->g->outputs.v[k] == o;
-    if (!dup) st = make_tensor(r, o, &t[j]);
+    for (uint32_t k = 0; k < j; k++) dup |= outs[k] == outs[j];
+    if (!dup) st = make_tensor(r, outs[j], &t[j]);
   }
   for (uint32_t j = 0; j < no; j++) {
     if (st == DVM_OK && t[j])
-      vals[r->g->outputs.v[j]] = t[j];
+      vals[outs[j]] = t[j];
     else if (t[j])
       rt_tensor_free(t[j]);
   }
@@ -1013,19 +1029,19 @@ static dvm_status make_outputs(const Run *r, Tensor **vals) {
   return st;
 }
 
-/* Per value: the last node that reads it (UINT32_MAX for outputs). */
-static uint32_t *last_uses(const Graph *g) {
+/* Per value: the last of `nodes` that reads it; UINT32_MAX for values in outs (kept). */
+static uint32_t *last_uses(const Graph *g, const uint32_t *nodes, uint32_t n,
+                           const uint32_t *outs, uint32_t no) {
   uint32_t *last = malloc(((size_t)g->nodes.n + 1) * sizeof *last);
   if (!last) return NULL;
-  for (uint32_t v = 0; v < g->nodes.n; v++) {
-    last[v] = v;
-    for (uint32_t k = 0; k < g->nodes.v[v].nin; k++) {
-      uint32_t u = ir_operand(g, v, k);
-      if (u < v) last[u] = v;
+  for (uint32_t v = 0; v < g->nodes.n; v++) last[v] = v;
+  for (uint32_t i = 0; i < n; i++)
+    for (uint32_t k = 0; k < g->nodes.v[nodes[i]].nin; k++) {
+      uint32_t u = ir_operand(g, nodes[i], k);
+      if (u < nodes[i]) last[u] = nodes[i];
     }
-  }
-  for (uint32_t j = 0; j < g->outputs.n; j++)
-    if (g->outputs.v[j] < g->nodes.n) last[g->outputs.v[j]] = UINT32_MAX;
+  for (uint32_t j = 0; j < no; j++)
+    if (outs[j] < g->nodes.n) last[outs[j]] = UINT32_MAX;
   return last;
 }
 
@@ -1039,30 +1055,67 @@ static void release(Run *r, uint32_t v, const uint32_t *last) {
   if (last[v] == v) free(r->buf[v]), r->buf[v] = NULL;
 }
 
-dvm_status rt_ref_run(const Graph *g, const Binding *b, Tensor **vals, Err *err) {
-  uint32_t n = g->nodes.n;
-  Run r = {g, b, calloc((size_t)n + 1, sizeof(Cell *)), err};
-  uint32_t *last = last_uses(g);
+/* Load value u from outside the evaluated set: a literal is computed, anything else is
+ * read from its tensor in vals[u]. */
+static dvm_status load(Run *r, uint32_t u, Tensor *const *vals) {
+  if (r->buf[u]) return DVM_OK;
+  Cell *c = cells_new(numel_of(r, u));
+  if (!c) return fail(r, u, DVM_ERR_NOMEM, "out of memory for %lld elements", (long long)numel_of(r, u));
+  r->buf[u] = c;
+  if (op_of(r, u) == OP_LITERAL) return run_fill(r, u, c);
+  return run_source(r, u, vals[u], c);
+}
+
+/* Evaluate nodes[0..n) in order; see runtime.h. */
+dvm_status rt_ref_run_nodes(const Graph *g, const Binding *b, Tensor **vals, const uint32_t *nodes,
+                            uint32_t n, const uint32_t *outs, uint32_t no, Err *err) {
+  uint32_t nn = g->nodes.n;
+  Run r = {g, b, calloc((size_t)nn + 1, sizeof(Cell *)), err};
+  uint8_t *member = calloc((size_t)nn + 1, 1);
+  uint32_t *last = last_uses(g, nodes, n, outs, no);
   dvm_status st = DVM_OK;
-  if (!r.buf || !last) st = ir_err(err, DVM_ERR_NOMEM, "out of memory in the reference executor");
-  for (uint32_t j = 0; j < g->outputs.n && st == DVM_OK; j++)
-    if (g->outputs.v[j] >= n) st = ir_err(err, DVM_ERR_GRAPH, "output is not a value");
-  for (uint32_t v = 0; v < n && st == DVM_OK; v++) {
-    st = check_node(&r, v);
+  if (!r.buf || !member || !last)
+    st = ir_err(err, DVM_ERR_NOMEM, "out of memory in the reference executor");
+  for (uint32_t i = 0; i < n && st == DVM_OK; i++) {
+    if (nodes[i] >= nn || (i && nodes[i] <= nodes[i - 1]))
+      st = ir_err(err, DVM_ERR_RUNTIME, "internal: nodes not in graph order");
+    else
+      member[nodes[i]] = 1;
+  }
+  for (uint32_t j = 0; j < no && st == DVM_OK; j++)
+    if (outs[j] >= nn) st = ir_err(err, DVM_ERR_GRAPH, "output is not a value");
+  for (uint32_t i = 0; i < n && st == DVM_OK; i++) {
+    uint32_t v = nodes[i];
+    for (uint32_t k = 0; k < ir_node(g, v)->nin && st == DVM_OK; k++)
+      if (!member[arg(&r, v, k)]) st = load(&r, arg(&r, v, k), vals);
+    if (st == DVM_OK) st = check_node(&r, v);
     if (st != DVM_OK) break;
     Cell *out = cells_new(numel_of(&r, v));
     if (!out) {
-      st = fail(&r, v, DVM_ERR_NOMEM, "out of memory for %lld elements",
-                (long long)numel_of(&r, v));
+      st = fail(&r, v, DVM_ERR_NOMEM, "out of memory for %lld elements", (long long)numel_of(&r, v));
       break;
     }
     r.buf[v] = out;
     st = run_node(&r, v, vals, out);
     release(&r, v, last);
   }
-  if (st == DVM_OK) st = make_outputs(&r, vals);
-  for (uint32_t v = 0; r.buf && v < n; v++) free(r.buf[v]);
+  for (uint32_t j = 0; j < no && st == DVM_OK; j++) /* an output may come from outside */
+    if (!member[outs[j]]) st = load(&r, outs[j], vals);
+  if (st == DVM_OK) st = make_outputs(&r, vals, outs, no);
+  for (uint32_t v = 0; r.buf && v < nn; v++) free(r.buf[v]);
   free(r.buf);
+  free(member);
   free(last);
+  return st;
+}
+
+/* Run g under binding b; see runtime.h. */
+dvm_status rt_ref_run(const Graph *g, const Binding *b, Tensor **vals, Err *err) {
+  uint32_t n = g->nodes.n;
+  uint32_t *all = malloc(((size_t)n + 1) * sizeof *all);
+  if (!all) return ir_err(err, DVM_ERR_NOMEM, "out of memory in the reference executor");
+  for (uint32_t v = 0; v < n; v++) all[v] = v;
+  dvm_status st = rt_ref_run_nodes(g, b, vals, all, n, g->outputs.v, g->outputs.n, err);
+  free(all);
   return st;
 }

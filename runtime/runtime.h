@@ -80,6 +80,12 @@ void rt_binding_free(Binding *b);
  * nodes; on success vals[o] holds a new tensor for each output o (if an output is also
  * an input, a copy). Other entries are left untouched. */
 dvm_status rt_ref_run(const Graph *g, const Binding *b, Tensor **vals, Err *err);
+/* Evaluate only nodes[0..n) (ascending ids), the same way. Every value they read from
+ * outside the set must be in vals[] (literals excepted); on success vals[o] holds a new
+ * tensor for each o in outs[0..no) (a value listed twice gets one tensor). This is the
+ * kernel-level reference path: one call per fused kernel. */
+dvm_status rt_ref_run_nodes(const Graph *g, const Binding *b, Tensor **vals, const uint32_t *nodes,
+                            uint32_t n, const uint32_t *outs, uint32_t no, Err *err);
 
 /* ---- api glue (api.c) ------------------------------------------------------------------- */
 
