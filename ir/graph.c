@@ -31,6 +31,7 @@ void ir_graph_free(Graph *g) {
   vec_free(g->operands);
   vec_free(g->attrs);
   vec_free(g->lists);
+  vec_free(g->clists);
   vec_free(g->shapes);
   vec_free(g->outputs);
   vec_free(g->decls);
@@ -242,7 +243,7 @@ Graph *ir_graph_clone(const Graph *g) {
   c->dims.hcap = 0;
   bool ok = c->file && CLONE(c->strs, g->strs) && CLONE(c->nodes, g->nodes) &&
             CLONE(c->operands, g->operands) && CLONE(c->attrs, g->attrs) &&
-            CLONE(c->lists, g->lists) && CLONE(c->shapes, g->shapes) &&
+            CLONE(c->lists, g->lists) && CLONE(c->clists, g->clists) && CLONE(c->shapes, g->shapes) &&
             CLONE(c->outputs, g->outputs) && CLONE(c->decls, g->decls) &&
             CLONE(c->dims.code, g->dims.code) && CLONE(c->dims.start, g->dims.start) &&
             CLONE(c->syms, g->syms) && CLONE(c->cons, g->cons);

@@ -573,6 +573,17 @@ dvm_status ir_finish(Graph *g, Err *err) {
     for (uint32_t i = n->shape; i < n->shape + n->rank; i++)
       g->shapes.v[i] = ir_dim_subst(g, g->shapes.v[i]);
   }
+  vec_free(g->clists);
+  if (!vec_reserve(g->clists, g->lists.n + 1)) ir_oom();
+  if (g->lists.n) memcpy(g->clists.v, g->lists.v, g->lists.n * sizeof *g->lists.v);
+  g->clists.n = g->lists.n;
+  for (uint32_t i = 0; i < g->attrs.n; i++) {
+    Attr *a = &g->attrs.v[i];
+    if (a->kind == AV_DIM) a->canon = ir_dim_subst(g, (Dim)a->i);
+    if (a->kind == AV_DIMLIST)
+      for (uint32_t k = a->off; k < a->off + a->n; k++)
+        g->clists.v[k] = ir_dim_subst(g, (Dim)g->lists.v[k]);
+  }
   for (uint32_t s = 0; s < g->syms.n; s++)
     g->syms.v[s].canon = ir_dim_subst(g, ir_dim_sym(g, s));
   for (uint32_t i = 0; i < g->cons.n; i++) {

@@ -77,6 +77,9 @@ bool ir_dtype_is_int(DType dt);
 
 /* ---- ops and attributes ------------------------------------------------------------------ */
 
+typedef uint32_t Dim; /* an interned dim expression (below) */
+#define DIM_NONE UINT32_MAX
+
 typedef enum OpKind {
   OPK_SOURCE,  /* input, param, literal */
   OPK_UNARY,
@@ -142,12 +145,10 @@ typedef struct Attr {
   double f;      /* AV_FLOAT */
   uint32_t off;  /* lists: first entry in Graph.lists; AV_IDENT: offset in Graph.strs */
   uint32_t n;    /* lists: entry count */
+  Dim canon;     /* AV_DIM, set by ir_finish: the dim in canonical form */
 } Attr;
 
 /* ---- dims -------------------------------------------------------------------------------- */
-
-typedef uint32_t Dim;
-#define DIM_NONE UINT32_MAX
 
 /* One term of a dim: coef * sym[0] * sym[1] * ... (symbols sorted, repeats allowed). */
 #define DIM_MAX_DEGREE 6
@@ -212,6 +213,7 @@ typedef struct Graph {
   VEC(uint32_t) operands;
   VEC(Attr) attrs;
   VEC(int64_t) lists;
+  VEC(int64_t) clists;        /* set by ir_finish: lists with AV_DIMLIST dims canonical */
   VEC(Dim) shapes;
   VEC(uint32_t) outputs;      /* value ids */
   VEC(uint32_t) decls;        /* input and param nodes in declaration order */
@@ -298,7 +300,8 @@ char *ir_dim_str(const Graph *g, Dim d, char *buf, size_t n);
 /* Infer node v's dtype and shape from its operands and attributes (called by
  * ir_add_node); records constraints. */
 dvm_status ir_infer(Graph *g, uint32_t v, Err *err);
-/* After the last node: substitute every shape into canonical form, check the outputs. */
+/* After the last node: substitute every shape and dim attribute into canonical form
+ * (declarations and attributes as written stay for printing), check the outputs. */
 dvm_status ir_finish(Graph *g, Err *err);
 
 /* parse.c */
