@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../fusion/fusion.h"
 #include "runtime.h"
 
 static _Thread_local char last_error[1024];
@@ -204,7 +205,14 @@ char *dvm_graph_dump(const dvm_graph *g, const char *stage) {
   Err err;
   if (!stage || !strcmp(stage, "ir")) return rt_ok(), ir_dump_ir(g->ir);
   if (!strcmp(stage, "deduce")) return rt_ok(), ir_dump_deduce(g->ir);
-  static const char *const later[] = {"fused", "bytecode", "llvm", "asm"};
+  if (!strcmp(stage, "fused")) {
+    Partition *p = fu_partition(g->ir, &err);
+    if (!p) return rt_fail(&err), NULL;
+    char *text = fu_dump(p);
+    fu_free(p);
+    return rt_ok(), text;
+  }
+  static const char *const later[] = {"bytecode", "llvm", "asm"};
   for (size_t i = 0; i < sizeof later / sizeof *later; i++)
     if (!strcmp(stage, later[i]))
       return ir_err(&err, DVM_ERR_UNSUPPORTED, "stage '%s' is not built yet", stage),

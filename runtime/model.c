@@ -2,9 +2,11 @@
  *
  * A model owns a private copy of the graph, the params bound to it, the chosen tier and
  * its counters. dvm_model_run binds symbols from the given tensors (runtime/bind.c),
- * then executes. Until the fused tiers land, the only executor is the reference one
- * (--tier ref); compiling for another tier reports DVM_ERR_UNSUPPORTED rather than
- * quietly running something else.
+ * then executes. The ref tier runs the unfused graph op by op (runtime/ref.c). The auto
+ * tier runs the fused partition (fusion/), kernel by kernel; until the bytecode and
+ * native tiers land, each kernel is evaluated by the kernel-level reference path
+ * (rt_ref_run_nodes), so fused execution equals the reference bit for bit. Compiling for
+ * vm or llvm reports DVM_ERR_UNSUPPORTED rather than quietly running something else.
  *
  * Threads: runs share nothing mutable but the counters (under `lock`); params are set
  * before runs start (dvm.h). */
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../fusion/fusion.h"
 #include "runtime.h"
 
 struct dvm_model {
@@ -24,6 +27,8 @@ struct dvm_model {
   uint32_t *pnodes;  /* param node ids in declaration order */
   int ninputs, nparams;
   int64_t nkernels;  /* kernels of the executed partition */
+  Partition *part;   /* auto tier: the fused partition */
+  uint32_t *last;    /* auto tier, per value: last kernel reading it; UINT32_MAX = keep */
   pthread_mutex_t lock;
   dvm_stats stats;
 };
@@ -50,10 +55,10 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
   *out = NULL;
   if (!dg) return ir_err(&err, DVM_ERR_USAGE, "dvm_model_compile: no graph"), rt_fail(&err);
   dvm_tier tier = opt ? opt->tier : DVM_TIER_AUTO;
-  if (tier != DVM_TIER_REF)
+  if (tier != DVM_TIER_REF && tier != DVM_TIER_AUTO)
     return ir_err(&err, DVM_ERR_UNSUPPORTED,
-                  "tier '%s' is not built yet: only the reference tier (ref) runs in this "
-                  "version",
+                  "tier '%s' is not built yet: the auto tier (fused, kernel-level reference) "
+                  "and the ref tier run in this version",
                   tier_name(tier)),
            rt_fail(&err);
   dvm_model *m = calloc(1, sizeof *m);
@@ -74,8 +79,23 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
     if (ir_node(g, v)->op == OP_INPUT) m->inputs[m->ninputs++] = v;
     else m->pnodes[m->nparams++] = v;
   }
-  for (uint32_t v = 0; v < g->nodes.n; v++)
-    if (ir_ops[ir_node(g, v)->op].kind != OPK_SOURCE) m->nkernels++;
+  if (tier == DVM_TIER_AUTO) {
+    if (!(m->part = fu_partition(g, &err))) {
+      dvm_model_destroy(m);
+      return rt_fail(&err);
+    }
+    if (!(m->last = malloc(g->nodes.n * sizeof *m->last))) goto oom;
+    for (uint32_t v = 0; v < g->nodes.n; v++) m->last[v] = 0;
+    for (uint32_t i = 0; i < m->part->kernels.n; i++) {
+      const Kernel *k = &m->part->kernels.v[i];
+      for (uint32_t j = 0; j < k->ninputs; j++) m->last[fu_inputs(m->part, k)[j]] = i;
+    }
+    for (uint32_t i = 0; i < g->outputs.n; i++) m->last[g->outputs.v[i]] = UINT32_MAX;
+    m->nkernels = m->part->kernels.n;
+  } else {
+    for (uint32_t v = 0; v < g->nodes.n; v++)
+      if (ir_ops[ir_node(g, v)->op].kind != OPK_SOURCE) m->nkernels++;
+  }
   pthread_mutex_init(&m->lock, NULL);
   *out = m;
   return rt_ok();
@@ -88,6 +108,8 @@ void dvm_model_destroy(dvm_model *m) {
   if (!m) return;
   if (m->g) pthread_mutex_destroy(&m->lock);
   ir_graph_free(m->g);
+  fu_free(m->part);
+  free(m->last);
   free(m->params);
   free(m->inputs);
   free(m->pnodes);
@@ -188,6 +210,37 @@ done:
   return st ? rt_fail(&err) : rt_ok();
 }
 
+/* The auto tier: each kernel of the partition in order, through the kernel-level
+ * reference path. Materialized values are freed after the last kernel that reads them;
+ * on success vals[o] holds a new tensor for every graph output o (as rt_ref_run). */
+static dvm_status run_fused(const dvm_model *m, const Binding *b, Tensor **vals, Err *err) {
+  const Graph *g = m->g;
+  const Partition *p = m->part;
+  dvm_status st = DVM_OK;
+  for (uint32_t i = 0; i < p->kernels.n && !st; i++) {
+    const Kernel *k = &p->kernels.v[i];
+    st = rt_ref_run_nodes(g, b, vals, fu_members(p, k), k->nmembers, fu_outputs(p, k),
+                          k->noutputs, err);
+    for (uint32_t j = 0; j < k->ninputs && !st; j++) { /* intermediates no later kernel reads */
+      uint32_t u = fu_inputs(p, k)[j];
+      if (m->last[u] == i && ir_ops[ir_node(g, u)->op].kind != OPK_SOURCE)
+        rt_tensor_free(vals[u]), vals[u] = NULL;
+    }
+  }
+  /* outputs that no kernel computes: inputs or params returned as they are (a copy) */
+  for (uint32_t i = 0; i < g->outputs.n && !st; i++) {
+    uint32_t o = g->outputs.v[i];
+    if (p->kernel_of[o] != UINT32_MAX) continue;
+    bool dup = false;
+    for (uint32_t k = 0; k < i; k++) dup |= g->outputs.v[k] == o;
+    if (!dup) st = rt_ref_run_nodes(g, b, vals, NULL, 0, &o, 1, err);
+  }
+  if (st) /* release what this run made; inputs and params are the caller's */
+    for (uint32_t v = 0; v < g->nodes.n; v++)
+      if (vals[v] && ir_ops[ir_node(g, v)->op].kind != OPK_SOURCE) rt_tensor_free(vals[v]), vals[v] = NULL;
+  return st;
+}
+
 dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
                          dvm_tensor *const *inputs, dvm_tensor **outputs) {
   Err err = {0};
@@ -202,7 +255,7 @@ dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
   }
   if ((st = gather_given(m, ninputs, names, inputs, true, vals, &err))) goto done;
   if ((st = rt_bind(g, vals, NULL, &b, &err))) goto done;
-  if ((st = rt_ref_run(g, &b, vals, &err))) goto done;
+  if ((st = m->part ? run_fused(m, &b, vals, &err) : rt_ref_run(g, &b, vals, &err))) goto done;
   /* every output is now a new tensor; the same value listed twice gets a copy */
   uint32_t made = 0;
   for (; made < g->outputs.n; made++) {
