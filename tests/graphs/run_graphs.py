@@ -13,7 +13,14 @@ For every file:
                                         symbols, for output y (erf, gelu are provided)
        # tol: 1e-4              relative tolerance (default 1e-5; absolute is tol / 10)
      Inputs and params get seeded random data made here (floats uniform in [-1, 1)),
-     passed with -i; outputs come back with -o and are compared with the oracle.
+     passed with -i; outputs come back with -o and are compared with the oracle. Each
+     binding also runs with the default tier (the fused partition), whose outputs must
+     equal the reference tier's.
+  3. The fused partition (`dvm dump --stage fused`), where the file says:
+       # fused-kernels: 3        exactly (or "<= 3")
+       # fused-kinds: row mix    the kernels' kinds in execution order
+       # fused-dispatches: 1     number of dispatches (stacked kernels share one)
+       # fused-written: y        every value a kernel writes to memory, nothing more
 Prints a line per failure and ends with "N passed, M failed".
 """
 import math
@@ -103,14 +110,54 @@ def oracles(path, name, text):
         if r.returncode:
             check(False, f"{name} {syms}", f"dvm run failed: {r.stderr.strip()}")
             continue
+        ref = {o: np.load(f) for o, f in outs.items()}
+        fused = run(["run", path] + args)
+        if fused.returncode:
+            check(False, f"{name} {syms} fused", f"dvm run (fused) failed: {fused.stderr.strip()}")
+        else:
+            for o, f in outs.items():
+                got = np.load(f)
+                check(got.dtype == ref[o].dtype and np.array_equal(got, ref[o], equal_nan=True),
+                      f"{name} {syms} {o} fused",
+                      "fused output differs from the reference executor's: max abs err "
+                      f"{np.max(np.abs(got.astype(np.float64) - ref[o])) if got.shape == ref[o].shape else 'shape'}")
         for oname, expr in exprs:
-            got = np.load(outs[oname])
+            got = ref[oname]
             want = np.asarray(eval(expr, env))
             ok = got.shape == want.shape and np.allclose(
                 got.astype(np.float64), want.astype(np.float64), rtol=tol, atol=tol / 10)
             err = (np.max(np.abs(got.astype(np.float64) - want)) if got.shape == want.shape
                    else f"shape {got.shape} vs {want.shape}")
             check(ok, f"{name} {syms} {oname}", f"oracle `{expr}` differs: max abs err {err}")
+
+
+def partition(path, name, text):
+    want = dict(re.findall(r"^#\s*fused-(kernels|kinds|dispatches|written):\s*(.*?)\s*$", text, re.M))
+    if not want:
+        return
+    r = run(["dump", path, "--stage", "fused"])
+    if r.returncode:
+        return check(False, name + " fused", f"dump --stage fused failed: {r.stderr.strip()}")
+    kernels = re.findall(r"^kernel \d+\s+(\w+)\s+dispatch (\d+)", r.stdout, re.M)
+    written = sorted(w for line in re.findall(r"^  out\s+(.*)$", r.stdout, re.M)
+                     for w in line.split(", ") if w)
+    show = "\n" + r.stdout
+    if "kernels" in want:
+        spec = want["kernels"]
+        ok = (len(kernels) <= int(spec[2:]) if spec.startswith("<=")
+              else len(kernels) == int(spec))
+        check(ok, name + " fused-kernels", f"want {spec} kernels, got {len(kernels)}" + show)
+    if "kinds" in want:
+        kinds = [k for k, _ in kernels]
+        check(kinds == want["kinds"].split(), name + " fused-kinds",
+              f"want {want['kinds']}, got {' '.join(kinds)}" + show)
+    if "dispatches" in want:
+        n = len({d for _, d in kernels})
+        check(n == int(want["dispatches"]), name + " fused-dispatches",
+              f"want {want['dispatches']}, got {n}" + show)
+    if "written" in want:
+        check(written == sorted(want["written"].split()), name + " fused-written",
+              f"want {want['written']} written, got {' '.join(written)}" + show)
 
 
 files = sorted(os.path.join(HERE, f) for f in os.listdir(HERE) if f.endswith(".dvm"))
@@ -121,6 +168,7 @@ for path in files:
     with open(path) as f:
         text = f.read()
     roundtrip(path, name)
+    partition(path, name, text)
     oracles(path, name, text)
 check(len(files) >= 5, "files", f"only {len(files)} graph files found")
 print(f"{passed} passed, {failed} failed")

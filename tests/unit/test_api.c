@@ -39,12 +39,12 @@ static const struct {
   const char *name;
   dvm_status expect;
 } tiers[] = {
-    {DVM_TIER_AUTO, "auto", DVM_ERR_UNSUPPORTED},
+    {DVM_TIER_AUTO, "auto", DVM_OK}, /* fused partition, kernel-level reference path */
     {DVM_TIER_VM, "vm", DVM_ERR_UNSUPPORTED},
     {DVM_TIER_LLVM, "llvm", DVM_ERR_UNSUPPORTED},
 };
 /* Whether `dvm dump --stage fused` exists yet (change to 1 when fusion lands). */
-#define FUSED_STAGE_BUILT 0
+#define FUSED_STAGE_BUILT 1
 
 /* ---- the graph ----------------------------------------------------------------------- */
 
