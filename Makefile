@@ -12,13 +12,16 @@ WERROR     := $(if $(CI),ON,OFF)
 DEPS_BUILD := cmake gcc make pkg-config llvm-19-dev libffi-dev libxxhash-dev libdlpack-dev
 DEPS_TEST  := python3-numpy
 DEPS       := $(DEPS_BUILD) $(DEPS_TEST)
+# The bench's peers and charts (make demo): torch, ONNX export, Halide, matplotlib, OpenBLAS.
+DEPS_DEMO  := python3-torch python3-onnx python3-halide python3-matplotlib libopenblas0-pthread
 
-.PHONY: all deps build build-asan demo test test-release test-asan clean
+.PHONY: all deps demo-deps build build-asan demo test test-release test-asan clean
 
 all: build
 
-deps:
-	@missing=""; for p in $(DEPS); do \
+# Install the Debian packages in $(1) that are missing (as root), or print the apt-get line.
+define apt_install
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -30,6 +33,19 @@ deps:
 	    echo "dvm: missing Debian packages; run as root:"; \
 	    echo "  apt-get install$$missing"; exit 1; \
 	  fi; \
+	fi
+endef
+
+deps:
+	$(call apt_install,$(DEPS))
+
+# Peers: Debian packages, Node.js (if the machine has none), and onnxruntime-node from
+# bench/package-lock.json (ONNXRUNTIME_NODE_INSTALL=skip: the CPU build, no CUDA download).
+demo-deps: deps
+	$(call apt_install,$(DEPS_DEMO) $(if $(shell command -v node),,nodejs npm))
+	@if [ -f bench/package-lock.json ] && [ ! -d bench/node_modules/onnxruntime-node ]; then \
+	  echo "dvm: installing onnxruntime-node (npm)"; \
+	  cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund </dev/null >/dev/null || exit 1; \
 	fi
 
 $(BUILD)/CMakeCache.txt:
@@ -43,13 +59,9 @@ build-asan: deps
 	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_SANITIZE=ON -DDVM_WERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD_SAN) -j $(JOBS)
 
-# The main job: until `dvm bench` lands, run the bundled example graphs end to end.
-demo: build
-	@for g in examples/*.dvm; do \
-	  args=$$(sed -n 's/^# demo: //p' $$g); \
-	  echo "== dvm run $$g $$args --tier ref --repeat 20 --stats"; \
-	  $(BUILD)/dvm run $$g $$args --tier ref --repeat 20 --stats || exit 1; \
-	done
+# The main job: the bench on the bundled workloads, with every peer, charts in bench-out/.
+demo: demo-deps build
+	$(BUILD)/dvm bench --peers --plot bench-out
 
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

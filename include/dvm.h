@@ -162,6 +162,10 @@ int dvm_model_num_outputs(const dvm_model *m);
 const char *dvm_model_input_name(const dvm_model *m, int i);
 const char *dvm_model_param_name(const dvm_model *m, int i);
 const char *dvm_model_output_name(const dvm_model *m, int i);
+/* The free symbols of the model: those whose values come from input shapes or `-s`
+ * (symbols deduction bound to others or to constants are not listed). */
+int dvm_model_num_symbols(const dvm_model *m);
+const char *dvm_model_symbol_name(const dvm_model *m, int i);
 /* Dtype of a named input, param or output; -1 (as int) if there is no such name. */
 int dvm_model_value_dtype(const dvm_model *m, const char *name);
 
@@ -184,6 +188,23 @@ dvm_status dvm_model_set_param(dvm_model *m, const char *name, dvm_tensor *t);
  * bound from the input and param shapes; every recorded constraint is checked. */
 dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
                          dvm_tensor *const *inputs, dvm_tensor **outputs);
+
+/* As dvm_model_run, but into the caller's tensors: outputs[i] must have output i's dtype
+ * and shape for this binding (see dvm_model_shape). For timing loops and servers that
+ * reuse buffers. */
+dvm_status dvm_model_run_into(dvm_model *m, int ninputs, const char *const *names,
+                              dvm_tensor *const *inputs, dvm_tensor *const *outputs);
+
+/* What one run costs at a binding, for reporting throughput. */
+typedef struct dvm_cost {
+  double bytes; /* compulsory traffic: every input, param and output once */
+  double flops; /* 2·M·N·K summed over matmuls (other ops are not counted) */
+} dvm_cost;
+/* The cost of a run with these inputs (may be a subset), the params set so far and
+ * symbol values by name, bound as for dvm_model_shape. */
+dvm_status dvm_model_cost(const dvm_model *m, int ninputs, const char *const *names,
+                          dvm_tensor *const *inputs, int nsyms, const char *const *sym_names,
+                          const int64_t *sym_values, dvm_cost *out);
 
 /* Counters since the model was compiled (FORMAT.md `--stats`). */
 typedef struct dvm_stats {

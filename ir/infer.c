@@ -300,9 +300,10 @@ static dvm_status infer_reshape(Ctx *c) {
     if (is_const(c, rest, 0))
       return FAIL(c, DVM_ERR_SHAPE, "reshape: cannot infer -1 next to a zero-sized dim");
     Dim q = div_mono(c->g, ir_dim_subst(c->g, total), rest);
-    if (q == DIM_NONE) { /* not a monomial quotient: a fresh symbol, solved at run time */
+    if (q == DIM_NONE) { /* not a monomial quotient: a fresh symbol, solved at run time;
+                            its '@' keeps it apart from every name a graph can declare */
       char name[32];
-      int w = snprintf(name, sizeof name, "_reshape%u", c->v);
+      int w = snprintf(name, sizeof name, "reshape@%u", c->v);
       q = ir_dim_sym(c->g, ir_sym_get(c->g, name, (size_t)w, c->line));
     }
     s[hole] = q;

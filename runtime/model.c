@@ -132,6 +132,24 @@ const char *dvm_model_output_name(const dvm_model *m, int i) {
   return i >= 0 && i < (int)m->g->outputs.n ? value_name(m, m->g->outputs.v[i]) : NULL;
 }
 
+/* Free representatives a user can name (fresh symbols have an '@' no name can hold). */
+static bool user_free(const Graph *g, uint32_t s) {
+  return ir_sym_rep(g, s) == s && g->syms.v[s].bound == DIM_NONE &&
+         !strchr(ir_s(g, g->syms.v[s].name), '@');
+}
+
+int dvm_model_num_symbols(const dvm_model *m) {
+  int n = 0;
+  for (uint32_t s = 0; s < m->g->syms.n; s++) n += user_free(m->g, s);
+  return n;
+}
+
+const char *dvm_model_symbol_name(const dvm_model *m, int i) {
+  for (uint32_t s = 0; s < m->g->syms.n; s++)
+    if (user_free(m->g, s) && i-- == 0) return ir_s(m->g, m->g->syms.v[s].name);
+  return NULL;
+}
+
 int dvm_model_value_dtype(const dvm_model *m, const char *name) {
   int64_t v = name ? ir_find(m->g, name, strlen(name)) : -1;
   return v < 0 ? -1 : ir_node(m->g, (uint32_t)v)->dtype;
@@ -172,6 +190,36 @@ static dvm_status gather_given(const dvm_model *m, int n, const char *const *nam
   return DVM_OK;
 }
 
+/* Bind with a subset of inputs, the params set so far and symbol values by name. */
+static dvm_status bind_partial(const dvm_model *m, int ninputs, const char *const *input_names,
+                               dvm_tensor *const *inputs, int nsyms, const char *const *sym_names,
+                               const int64_t *sym_values, Binding *b, Err *err) {
+  const Graph *g = m->g;
+  Tensor **given = calloc(g->nodes.n, sizeof *given);
+  int64_t *preset = malloc((g->syms.n + 1) * sizeof *preset);
+  dvm_status st = DVM_OK;
+  if (!given || !preset) {
+    st = ir_err(err, DVM_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  for (uint32_t s = 0; s < g->syms.n; s++) preset[s] = SYM_UNKNOWN;
+  for (int i = 0; i < nsyms; i++) {
+    int64_t s = sym_names[i] ? ir_sym_find(g, sym_names[i], strlen(sym_names[i])) : -1;
+    if (s < 0) {
+      st = ir_err(err, DVM_ERR_USAGE, "no symbol '%s' in graph '%s'",
+                  sym_names[i] ? sym_names[i] : "(null)", ir_s(g, g->name));
+      goto done;
+    }
+    preset[s] = sym_values[i];
+  }
+  if ((st = gather_given(m, ninputs, input_names, inputs, false, given, err))) goto done;
+  st = rt_bind(g, given, preset, b, err);
+done:
+  free(given);
+  free(preset);
+  return st;
+}
+
 dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
                            const char *const *input_names, dvm_tensor *const *inputs, int nsyms,
                            const char *const *sym_names, const int64_t *sym_values, int *rank,
@@ -180,34 +228,14 @@ dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
   const Graph *g = m->g;
   int64_t v = name ? ir_find(g, name, strlen(name)) : -1;
   if (v < 0) return ir_err(&err, DVM_ERR_USAGE, "no value '%s' in the graph", name ? name : "(null)"), rt_fail(&err);
-  Tensor **given = calloc(g->nodes.n, sizeof *given);
-  int64_t *preset = malloc((g->syms.n + 1) * sizeof *preset);
-  dvm_status st = DVM_OK;
-  if (!given || !preset) {
-    st = ir_err(&err, DVM_ERR_NOMEM, "out of memory");
-    goto done;
-  }
-  for (uint32_t s = 0; s < g->syms.n; s++) preset[s] = SYM_UNKNOWN;
-  for (int i = 0; i < nsyms; i++) {
-    int64_t s = sym_names[i] ? ir_sym_find(g, sym_names[i], strlen(sym_names[i])) : -1;
-    if (s < 0) {
-      st = ir_err(&err, DVM_ERR_USAGE, "no symbol '%s' in graph '%s'",
-                  sym_names[i] ? sym_names[i] : "(null)", ir_s(g, g->name));
-      goto done;
-    }
-    preset[s] = sym_values[i];
-  }
-  if ((st = gather_given(m, ninputs, input_names, inputs, false, given, &err))) goto done;
   Binding b;
-  if ((st = rt_bind(g, given, preset, &b, &err))) goto done;
+  if (bind_partial(m, ninputs, input_names, inputs, nsyms, sym_names, sym_values, &b, &err))
+    return rt_fail(&err);
   const Node *n = ir_node(g, (uint32_t)v);
   *rank = n->rank;
   memcpy(shape, b.dims + b.off[v], n->rank * sizeof *shape);
   rt_binding_free(&b);
-done:
-  free(given);
-  free(preset);
-  return st ? rt_fail(&err) : rt_ok();
+  return rt_ok();
 }
 
 /* The auto tier: each kernel of the partition in order, through the kernel-level
@@ -288,6 +316,53 @@ done:
   rt_binding_free(&b);
   free(vals);
   return st ? rt_fail(&err) : rt_ok();
+}
+
+dvm_status dvm_model_run_into(dvm_model *m, int ninputs, const char *const *names,
+                              dvm_tensor *const *inputs, dvm_tensor *const *outputs) {
+  Err err = {0};
+  int no = (int)m->g->outputs.n;
+  dvm_tensor **made = calloc((size_t)no + 1, sizeof *made);
+  if (!made) return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
+  dvm_status st = dvm_model_run(m, ninputs, names, inputs, made);
+  for (int i = 0; i < no && !st; i++) {
+    const Tensor *a = made[i], *b = outputs[i];
+    if (!b || a->dtype != b->dtype || a->rank != b->rank ||
+        memcmp(a->shape, b->shape, (size_t)a->rank * sizeof *a->shape))
+      st = ir_err(&err, DVM_ERR_USAGE, "output %d ('%s') does not have the run's dtype and shape",
+                  i, dvm_model_output_name(m, i)),
+      rt_fail(&err);
+  }
+  /* the executors make new tensors today; the compiled tiers will write in place */
+  for (int i = 0; i < no && !st; i++)
+    memcpy(outputs[i]->data, made[i]->data, (size_t)made[i]->numel * ir_dtype_size(made[i]->dtype));
+  for (int i = 0; i < no; i++) rt_tensor_free(made[i]);
+  free(made);
+  return st ? st : rt_ok();
+}
+
+dvm_status dvm_model_cost(const dvm_model *m, int ninputs, const char *const *names,
+                          dvm_tensor *const *inputs, int nsyms, const char *const *sym_names,
+                          const int64_t *sym_values, dvm_cost *out) {
+  Err err = {0};
+  const Graph *g = m->g;
+  Binding b;
+  if (bind_partial(m, ninputs, names, inputs, nsyms, sym_names, sym_values, &b, &err)) return rt_fail(&err);
+  out->bytes = out->flops = 0;
+  for (uint32_t i = 0; i < g->decls.n; i++)
+    out->bytes += (double)b.numel[g->decls.v[i]] * (double)ir_dtype_size((DType)ir_node(g, g->decls.v[i])->dtype);
+  for (uint32_t i = 0; i < g->outputs.n; i++)
+    out->bytes += (double)b.numel[g->outputs.v[i]] * (double)ir_dtype_size((DType)ir_node(g, g->outputs.v[i])->dtype);
+  for (uint32_t v = 0; v < g->nodes.n; v++) {
+    if (ir_node(g, v)->op != OP_MATMUL) continue;
+    uint32_t a = ir_operand(g, v, 0);
+    int ra = ir_node(g, a)->rank;
+    const int64_t *sa = b.dims + b.off[a];
+    int64_t k = ra == 1 ? sa[0] : ir_attr_int(g, v, AK_TRANSPOSE_A, 0) ? sa[ra - 2] : sa[ra - 1];
+    out->flops += 2.0 * (double)b.numel[v] * (double)k;
+  }
+  rt_binding_free(&b);
+  return rt_ok();
 }
 
 void dvm_model_stats(const dvm_model *m, dvm_stats *out) {

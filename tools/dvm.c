@@ -1,6 +1,7 @@
 /* tools/dvm.c — the `dvm` command line (FORMAT.md): run, dump, bench.
  *
- * Uses the public API only (include/dvm.h). Exit status: 0 success; 1 a graph, shape,
+ * Uses the public API only (include/dvm.h); `bench` lives in bench.c (with limits.c and
+ * peers.c), the shared helpers in tool.c. Exit status: 0 success; 1 a graph, shape,
  * data or runtime error; 2 a usage error (a malformed command line, or a tier or stage
  * this build does not have yet). Errors go to stderr as `dvm: error: MESSAGE`, where the
  * library's message already starts with FILE:LINE when a graph line is involved. */
@@ -14,45 +15,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "dvm.h"
+#include "tool.h"
 
-enum { EXIT_ERR = 1, EXIT_USAGE = 2 };
 #define MAX_ARGS 256
-
-static const char usage_text[] =
-    "usage: dvm run GRAPH [-s SYM=INT]... [-i NAME=FILE.npy]... [-o NAME=FILE.npy]...\n"
-    "                     [--tier auto|vm|llvm|ref] [--seed S] [--repeat K] [--threads T] "
-    "[--stats]\n"
-    "       dvm dump GRAPH [--stage ir|deduce|fused|bytecode|llvm|asm]\n"
-    "       dvm bench [WORKLOAD...] [--sweep SYM=v1,v2,...] [--format table|csv|json] "
-    "[--peers]\n";
-
-static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("dvm: error: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  if (code == EXIT_USAGE) fputs(usage_text, stderr);
-  return code;
-}
-
-/* A library failure: the message is the library's. */
-static int lib_fail(void) {
-  fprintf(stderr, "dvm: error: %s\n", dvm_last_error());
-  return EXIT_ERR;
-}
-
-static bool parse_i64(const char *s, int64_t *out) {
-  char *e;
-  errno = 0;
-  long long x = strtoll(s, &e, 10);
-  if (!*s || *e || errno) return false;
-  *out = x;
-  return true;
-}
 
 /* Split NAME=VALUE in place; false if there is no '=' or an empty side. */
 static bool split_kv(char *s, char **k, char **v) {
@@ -62,17 +27,6 @@ static bool split_kv(char *s, char **k, char **v) {
   *k = s;
   *v = eq + 1;
   return true;
-}
-
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
 }
 
 /* ---- run ------------------------------------------------------------------------------ */
@@ -96,20 +50,7 @@ static int parse_tier(const char *s, dvm_tier *t) {
   static const char *const names[] = {"auto", "vm", "llvm", "ref"};
   for (int i = 0; i < 4; i++)
     if (!strcmp(s, names[i])) return *t = (dvm_tier)i, 0;
-  return fail(EXIT_USAGE, "unknown tier '%s' (auto, vm, llvm, ref)", s);
-}
-
-/* The value of option argv[*i] ("--x V" or "--x=V"); NULL if missing. */
-static char *opt_value(int argc, char **argv, int *i, const char *name) {
-  size_t n = strlen(name);
-  if (argv[*i][n] == '=') return argv[*i] + n + 1;
-  if (*i + 1 < argc) return argv[++*i];
-  return NULL;
-}
-
-static bool is_opt(const char *arg, const char *name) {
-  size_t n = strlen(name);
-  return !strncmp(arg, name, n) && (arg[n] == 0 || arg[n] == '=');
+  return tool_fail(EXIT_USAGE, "unknown tier '%s' (auto, vm, llvm, ref)", s);
 }
 
 static int parse_run(int argc, char **argv, RunArgs *a) {
@@ -117,44 +58,44 @@ static int parse_run(int argc, char **argv, RunArgs *a) {
   for (int i = 0; i < argc; i++) {
     char *arg = argv[i], *k, *v;
     if (!strcmp(arg, "-s") || !strcmp(arg, "-i") || !strcmp(arg, "-o")) {
-      if (i + 1 >= argc) return fail(EXIT_USAGE, "%s needs NAME=VALUE", arg);
+      if (i + 1 >= argc) return tool_fail(EXIT_USAGE, "%s needs NAME=VALUE", arg);
       char *kv = argv[++i];
-      if (!split_kv(kv, &k, &v)) return fail(EXIT_USAGE, "%s needs NAME=VALUE, got '%s'", arg, kv);
+      if (!split_kv(kv, &k, &v)) return tool_fail(EXIT_USAGE, "%s needs NAME=VALUE, got '%s'", arg, kv);
       if (a->nsyms >= MAX_ARGS || a->nin >= MAX_ARGS || a->nout >= MAX_ARGS)
-        return fail(EXIT_USAGE, "too many %s options", arg);
+        return tool_fail(EXIT_USAGE, "too many %s options", arg);
       if (arg[1] == 's') {
-        if (!parse_i64(v, &a->sym_values[a->nsyms]))
-          return fail(EXIT_USAGE, "-s %s=%s: not an integer", k, v);
+        if (!tool_parse_i64(v, &a->sym_values[a->nsyms]))
+          return tool_fail(EXIT_USAGE, "-s %s=%s: not an integer", k, v);
         a->sym_names[a->nsyms++] = k;
       } else if (arg[1] == 'i') {
         a->in_names[a->nin] = k, a->in_files[a->nin++] = v;
       } else {
         a->out_names[a->nout] = k, a->out_files[a->nout++] = v;
       }
-    } else if (is_opt(arg, "--tier")) {
-      char *t = opt_value(argc, argv, &i, "--tier");
-      if (!t) return fail(EXIT_USAGE, "--tier needs a value");
+    } else if (tool_is_opt(arg, "--tier")) {
+      char *t = tool_opt_value(argc, argv, &i, "--tier");
+      if (!t) return tool_fail(EXIT_USAGE, "--tier needs a value");
       if (parse_tier(t, &a->tier)) return EXIT_USAGE;
-    } else if (is_opt(arg, "--seed") || is_opt(arg, "--repeat") || is_opt(arg, "--threads")) {
+    } else if (tool_is_opt(arg, "--seed") || tool_is_opt(arg, "--repeat") || tool_is_opt(arg, "--threads")) {
       const char *name = arg[2] == 's' ? "--seed" : arg[2] == 'r' ? "--repeat" : "--threads";
-      char *t = opt_value(argc, argv, &i, name);
+      char *t = tool_opt_value(argc, argv, &i, name);
       int64_t x;
-      if (!t || !parse_i64(t, &x) || x < 0 || (name[2] == 'r' && x < 1))
-        return fail(EXIT_USAGE, "%s needs a %s integer", name, name[2] == 'r' ? "positive" : "non-negative");
+      if (!t || !tool_parse_i64(t, &x) || x < 0 || (name[2] == 'r' && x < 1))
+        return tool_fail(EXIT_USAGE, "%s needs a %s integer", name, name[2] == 'r' ? "positive" : "non-negative");
       if (name[2] == 's') a->seed = (uint64_t)x;
       else if (name[2] == 'r') a->repeat = x, a->repeat_given = true;
       else a->threads = x;
     } else if (!strcmp(arg, "--stats")) {
       a->stats = true;
     } else if (arg[0] == '-' && arg[1]) {
-      return fail(EXIT_USAGE, "unknown option '%s'", arg);
+      return tool_fail(EXIT_USAGE, "unknown option '%s'", arg);
     } else if (!a->graph) {
       a->graph = arg;
     } else {
-      return fail(EXIT_USAGE, "unexpected argument '%s'", arg);
+      return tool_fail(EXIT_USAGE, "unexpected argument '%s'", arg);
     }
   }
-  if (!a->graph) return fail(EXIT_USAGE, "run needs a GRAPH file");
+  if (!a->graph) return tool_fail(EXIT_USAGE, "run needs a GRAPH file");
   return 0;
 }
 
@@ -201,7 +142,7 @@ static int cmd_run(int argc, char **argv) {
   rc = EXIT_ERR;
   if (dvm_context_create(&ctx) || dvm_graph_load(ctx, a.graph, &g)) goto lib;
   if (a.tier == DVM_TIER_VM || a.tier == DVM_TIER_LLVM) { /* after loading: graph errors first */
-    fail(EXIT_USAGE,
+    tool_fail(EXIT_USAGE,
          "--tier %s is not built yet in this version of dvm; use --tier auto (the fused "
          "partition) or --tier ref (the reference executor)",
          a.tier == DVM_TIER_VM ? "vm" : "llvm");
@@ -217,12 +158,12 @@ static int cmd_run(int argc, char **argv) {
     for (int k = 0; k < dvm_model_num_inputs(m); k++) known |= !strcmp(dvm_model_input_name(m, k), n);
     for (int k = 0; k < dvm_model_num_params(m); k++) known |= !strcmp(dvm_model_param_name(m, k), n);
     if (!known) {
-      fail(EXIT_ERR, "-i %s=%s: '%s' is not an input or param of %s", n, a.in_files[i], n, a.graph);
+      tool_fail(EXIT_ERR, "-i %s=%s: '%s' is not an input or param of %s", n, a.in_files[i], n, a.graph);
       goto out;
     }
     for (int k = 0; k < i; k++)
       if (!strcmp(a.in_names[k], n)) {
-        fail(EXIT_USAGE, "-i %s given twice", n);
+        tool_fail(EXIT_USAGE, "-i %s given twice", n);
         rc = EXIT_USAGE;
         goto out;
       }
@@ -264,7 +205,7 @@ static int cmd_run(int argc, char **argv) {
     bool known = false;
     for (int k = 0; k < nouts; k++) known |= !strcmp(dvm_model_output_name(m, k), a.out_names[i]);
     if (!known) {
-      fail(EXIT_ERR, "-o %s=%s: '%s' is not an output of %s", a.out_names[i], a.out_files[i],
+      tool_fail(EXIT_ERR, "-o %s=%s: '%s' is not an output of %s", a.out_names[i], a.out_files[i],
            a.out_names[i], a.graph);
       goto out;
     }
@@ -272,16 +213,16 @@ static int cmd_run(int argc, char **argv) {
   outs = calloc((size_t)nouts, sizeof *outs);
   times = malloc((size_t)a.repeat * sizeof *times);
   if (!outs || !times) {
-    fail(EXIT_ERR, "out of memory");
+    tool_fail(EXIT_ERR, "out of memory");
     goto out;
   }
   double first_us = 0;
   for (int64_t r = 0; r < a.repeat; r++) {
     if (r) /* keep only the last run's outputs */
       for (int k = 0; k < nouts; k++) dvm_tensor_destroy(outs[k]), outs[k] = NULL;
-    double t0 = now_us();
+    double t0 = tool_now_us();
     if (dvm_model_run(m, nins, names, ins, outs)) goto lib;
-    times[r] = now_us() - t0;
+    times[r] = tool_now_us() - t0;
     if (!r) first_us = times[0];
   }
   for (int i = 0; i < a.nout; i++)
@@ -291,8 +232,7 @@ static int cmd_run(int argc, char **argv) {
         goto lib;
   if (!a.nout)
     for (int k = 0; k < nouts; k++) summarize(dvm_model_output_name(m, k), outs[k]);
-  qsort(times, (size_t)a.repeat, sizeof *times, cmp_double);
-  double median = times[a.repeat / 2];
+  double median = tool_quantile(times, (size_t)a.repeat, 0.5);
   if (a.repeat_given)
     printf("# median run %.3f us over %" PRId64 " runs (first %.3f us)\n", median, a.repeat,
            first_us);
@@ -310,7 +250,7 @@ static int cmd_run(int argc, char **argv) {
   rc = 0;
   goto out;
 lib:
-  rc = lib_fail();
+  rc = tool_lib_fail();
 out:
   if (outs)
     for (int k = 0; k < dvm_model_num_outputs(m); k++) dvm_tensor_destroy(outs[k]);
@@ -329,30 +269,30 @@ out:
 static int cmd_dump(int argc, char **argv) {
   const char *graph = NULL, *stage = "ir";
   for (int i = 0; i < argc; i++) {
-    if (is_opt(argv[i], "--stage")) {
-      if (!(stage = opt_value(argc, argv, &i, "--stage"))) return fail(EXIT_USAGE, "--stage needs a value");
+    if (tool_is_opt(argv[i], "--stage")) {
+      if (!(stage = tool_opt_value(argc, argv, &i, "--stage"))) return tool_fail(EXIT_USAGE, "--stage needs a value");
     } else if (argv[i][0] == '-' && argv[i][1]) {
-      return fail(EXIT_USAGE, "unknown option '%s'", argv[i]);
+      return tool_fail(EXIT_USAGE, "unknown option '%s'", argv[i]);
     } else if (!graph) {
       graph = argv[i];
     } else {
-      return fail(EXIT_USAGE, "unexpected argument '%s'", argv[i]);
+      return tool_fail(EXIT_USAGE, "unexpected argument '%s'", argv[i]);
     }
   }
-  if (!graph) return fail(EXIT_USAGE, "dump needs a GRAPH file");
+  if (!graph) return tool_fail(EXIT_USAGE, "dump needs a GRAPH file");
   static const char *const stages[] = {"ir", "deduce", "fused", "bytecode", "llvm", "asm"};
   bool known = false;
   for (int i = 0; i < 6; i++) known |= !strcmp(stage, stages[i]);
-  if (!known) return fail(EXIT_USAGE, "unknown stage '%s' (ir, deduce, fused, bytecode, llvm, asm)", stage);
+  if (!known) return tool_fail(EXIT_USAGE, "unknown stage '%s' (ir, deduce, fused, bytecode, llvm, asm)", stage);
   dvm_context *ctx = NULL;
   dvm_graph *g = NULL;
   int rc = 0;
   if (dvm_context_create(&ctx) || dvm_graph_load(ctx, graph, &g)) {
-    rc = lib_fail();
+    rc = tool_lib_fail();
   } else {
     char *text = dvm_graph_dump(g, stage);
     if (text) fputs(text, stdout);
-    else rc = fail(EXIT_USAGE, "%s", dvm_last_error());
+    else rc = tool_fail(EXIT_USAGE, "%s", dvm_last_error());
     free(text);
   }
   dvm_graph_destroy(g);
@@ -361,19 +301,18 @@ static int cmd_dump(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2) return fail(EXIT_USAGE, "no command");
+  if (argc < 2) return tool_fail(EXIT_USAGE, "no command");
   const char *cmd = argv[1];
   if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
   if (!strcmp(cmd, "dump")) return cmd_dump(argc - 2, argv + 2);
-  if (!strcmp(cmd, "bench"))
-    return fail(EXIT_USAGE, "bench is not built yet in this version of dvm");
+  if (!strcmp(cmd, "bench")) return tool_bench(argc - 2, argv + 2);
   if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-    fputs(usage_text, stdout);
+    fputs(tool_usage_text, stdout);
     return 0;
   }
   if (!strcmp(cmd, "--version")) {
     printf("dvm %d.%d\n", DVM_VERSION_MAJOR, DVM_VERSION_MINOR);
     return 0;
   }
-  return fail(EXIT_USAGE, "unknown command '%s'", cmd);
+  return tool_fail(EXIT_USAGE, "unknown command '%s'", cmd);
 }
