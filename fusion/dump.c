@@ -6,20 +6,7 @@
 
 #include "fusion.h"
 
-typedef VEC(char) Buf;
-
-static void put(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(Buf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0 || !vec_reserve(*b, (uint32_t)n + 1)) ir_oom();
-  va_start(ap, fmt);
-  vsnprintf(b->v + b->n, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  b->n += (uint32_t)n;
-}
+#define put ir_put
 
 static void put_shape(Buf *b, const Graph *g, uint32_t v) {
   char s[128];
@@ -76,6 +63,5 @@ char *fu_dump(const Partition *p) {
     for (uint32_t j = 0; j < k->noutputs; j++) put(&b, "%s%s", j ? ", " : "", name(g, fu_outputs(p, k)[j]));
     put(&b, "\n");
   }
-  vec_push(b, '\0');
-  return b.v;
+  return ir_buf_done(&b);
 }

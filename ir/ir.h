@@ -313,6 +313,11 @@ dvm_status ir_parse_dim(Graph *g, const char *text, bool declare, uint32_t line,
                         Err *err);
 
 /* print.c */
+/* A growing string: ir_put appends printf-style; ir_buf_done NUL-terminates and hands
+ * the malloc'd text over. Dumps of every layer print through it. */
+typedef VEC(char) Buf;
+void ir_put(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *ir_buf_done(Buf *b);
 /* The graph in the text format (malloc'd). */
 char *ir_print(const Graph *g);
 /* `dvm dump --stage ir`: the text format with each value's inferred shape. */

@@ -9,10 +9,7 @@
 
 #include "ir.h"
 
-typedef VEC(char) Buf;
-
-static void put(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(Buf *b, const char *fmt, ...) {
+void ir_put(Buf *b, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(NULL, 0, fmt, ap);
@@ -24,10 +21,13 @@ static void put(Buf *b, const char *fmt, ...) {
   b->n += (uint32_t)n;
 }
 
-static char *done(Buf *b) {
+char *ir_buf_done(Buf *b) {
   vec_push(*b, '\0');
   return b->v;
 }
+
+#define put ir_put
+#define done ir_buf_done
 
 /* The shortest text that reads back as the same double, always looking like a float. */
 static void put_float(Buf *b, double f) {

@@ -18,19 +18,7 @@
 
 #include "dvm.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (cond) {                                                                                    \
-      passed++;                                                                                    \
-    } else {                                                                                       \
-      failed++;                                                                                    \
-      printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                       \
-      printf(__VA_ARGS__);                                                                         \
-      printf("\n");                                                                                \
-    }                                                                                              \
-  } while (0)
+#include "check.h"
 
 /* What compiling for each tier gives today. When a tier lands, change its status to
  * DVM_OK: the test then runs that tier's model and compares it to the reference. */
@@ -603,6 +591,5 @@ int main(void) {
   dvm_tensor_destroy(w1);
   dvm_tensor_destroy(b1);
   dvm_context_destroy(ctx);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return CHECK_SUMMARY();
 }

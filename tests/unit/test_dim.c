@@ -10,17 +10,7 @@
 
 #include "runtime/runtime.h"
 
-static int passed, failed;
-#define CHECK(cond, ...)                                                                   \
-  do {                                                                                     \
-    if (cond) passed++;                                                                    \
-    else {                                                                                 \
-      failed++;                                                                            \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                         \
-      printf(__VA_ARGS__);                                                                 \
-      printf("\n");                                                                        \
-    }                                                                                      \
-  } while (0)
+#include "check.h"
 
 static Graph *parse(const char *text, Err *err) {
   memset(err, 0, sizeof *err);
@@ -244,6 +234,5 @@ int main(void) {
   test_interning();
   test_deduction();
   test_binding();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return CHECK_SUMMARY();
 }

@@ -10,17 +10,7 @@
 
 #include "fusion/fusion.h"
 
-static int passed, failed;
-#define CHECK(cond, ...)                                                                   \
-  do {                                                                                     \
-    if (cond) passed++;                                                                    \
-    else {                                                                                 \
-      failed++;                                                                            \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                         \
-      printf(__VA_ARGS__);                                                                 \
-      printf("\n");                                                                        \
-    }                                                                                      \
-  } while (0)
+#include "check.h"
 
 typedef struct Keys {
   int n;
@@ -81,6 +71,11 @@ static void test_same(void) {
                 "y = add(h, x)\noutput y\n");
   CHECK(a.n == 1 && b.n == 2 && !memcmp(a.key[0], b.key[0], 16),
         "one layernorm kernel, one key, in two graphs");
+  /* N deduced to be 64 (an add with a [64] input) gives the kernel of the written-out 64 */
+  Keys d = keys("graph t\ninput x: f32[N]\ninput c: f32[64]\ny = add(x, c)\nz = exp(y)\noutput z\n");
+  Keys e = keys("graph t\ninput x: f32[64]\ninput c: f32[64]\ny = add(x, c)\nz = exp(y)\noutput z\n");
+  CHECK(d.n == 1 && e.n == 1 && !memcmp(d.key[0], e.key[0], 16),
+        "a symbol bound to 64 by deduction keys like the constant 64");
   Keys q = keys("graph t\ninput x: f32[T, 8]\nparam w1: f32[8, 8]\nparam w2: f32[8, 8]\n"
                 "a = matmul(x, w1)\nb = matmul(x, w2)\noutput a, b\n");
   CHECK(q.n == 2 && !memcmp(q.key[0], q.key[1], 16), "two identical projections share a key");
@@ -143,6 +138,5 @@ int main(void) {
   test_same();
   test_different();
   test_params();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return CHECK_SUMMARY();
 }

@@ -17,19 +17,7 @@
 
 #include "ir/ir.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (cond) {                                                                                    \
-      passed++;                                                                                    \
-    } else {                                                                                       \
-      failed++;                                                                                    \
-      printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                                       \
-      printf(__VA_ARGS__);                                                                         \
-      printf("\n");                                                                                \
-    }                                                                                              \
-  } while (0)
+#include "check.h"
 
 /* ---- one case per op ------------------------------------------------------------------ */
 
@@ -377,6 +365,5 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < NCASES; i++) roundtrip(&cases[i]);
   literals();
   lexical();
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return CHECK_SUMMARY();
 }
