@@ -209,7 +209,8 @@ dvm_status dvm_model_cost(const dvm_model *m, int ninputs, const char *const *na
 /* Counters since the model was compiled (FORMAT.md `--stats`). */
 typedef struct dvm_stats {
   int64_t kernels;      /* kernels in the executed partition (ops, for the ref tier) */
-  int64_t cache_hits;   /* kernel cache */
+  int64_t native_kernels; /* of which run native code (llvm tier) */
+  int64_t cache_hits;   /* the context's kernel cache */
   int64_t cache_misses;
   int64_t vm_encodes;   /* bytecode encodes */
   int64_t llvm_compiles;

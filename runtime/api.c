@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../fusion/fusion.h"
+#include <pthread.h>
+
+#include "../jit/jit.h"
+#include "pool.h"
 #include "runtime.h"
 
 static _Thread_local char last_error[1024];
@@ -32,24 +35,54 @@ const char *dvm_status_name(dvm_status s) {
 
 /* ---- context --------------------------------------------------------------------------- */
 
-/* The context will own the kernel cache, the LLJIT and the thread pool; today it only
- * anchors the API's lifetimes. */
+/* The context owns the Jit (the LLJIT and the kernel cache), made on first use. */
 struct dvm_context {
-  int unused;
+  pthread_mutex_t lock;
+  Pool *pool;  /* made by the first model that runs native code, sized by its threads */
+  Jit *jit;
+  bool jit_tried;
+  Err jit_err; /* why the Jit could not be made */
 };
+
+Pool *rt_context_pool(dvm_context *ctx, int threads) {
+  pthread_mutex_lock(&ctx->lock);
+  if (!ctx->pool) ctx->pool = rt_pool_new(threads);
+  Pool *p = ctx->pool;
+  pthread_mutex_unlock(&ctx->lock);
+  return p;
+}
+
+Jit *rt_context_jit(dvm_context *ctx, Err *err) {
+  pthread_mutex_lock(&ctx->lock);
+  if (!ctx->jit_tried) {
+    ctx->jit_tried = true;
+    ctx->jit = jit_new(&ctx->jit_err);
+  }
+  Jit *j = ctx->jit;
+  if (!j) *err = ctx->jit_err;
+  pthread_mutex_unlock(&ctx->lock);
+  return j;
+}
 
 dvm_status dvm_context_create(dvm_context **out) {
   Err err;
   *out = calloc(1, sizeof **out);
   if (!*out) return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
+  pthread_mutex_init(&(*out)->lock, NULL);
   return rt_ok();
 }
 
-void dvm_context_destroy(dvm_context *ctx) { free(ctx); }
+void dvm_context_destroy(dvm_context *ctx) {
+  if (!ctx) return;
+  jit_free(ctx->jit);
+  rt_pool_free(ctx->pool);
+  pthread_mutex_destroy(&ctx->lock);
+  free(ctx);
+}
 
 /* ---- graphs ---------------------------------------------------------------------------- */
 
-static dvm_status wrap(Graph *ir, dvm_graph **out) {
+static dvm_status wrap(dvm_context *ctx, Graph *ir, dvm_graph **out) {
   Err err;
   *out = calloc(1, sizeof **out);
   if (!*out) {
@@ -57,6 +90,7 @@ static dvm_status wrap(Graph *ir, dvm_graph **out) {
     return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
   }
   (*out)->ir = ir;
+  (*out)->ctx = ctx;
   return rt_ok();
 }
 
@@ -66,7 +100,7 @@ dvm_status dvm_graph_parse(dvm_context *ctx, const char *text, size_t len, const
   *out = NULL;
   Graph *ir = ir_parse(text, len, filename ? filename : "<graph>", &err);
   if (!ir) return rt_fail(&err);
-  return wrap(ir, out);
+  return wrap(ctx, ir, out);
 }
 
 dvm_status dvm_graph_load(dvm_context *ctx, const char *path, dvm_graph **out) {
@@ -114,7 +148,7 @@ dvm_status dvm_graph_create(dvm_context *ctx, const char *name, dvm_graph **out)
   Graph *ir = ir_graph_new("<builder>");
   if (!ir) return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
   ir->name = ir_str(ir, name, strlen(name));
-  return wrap(ir, out);
+  return wrap(ctx, ir, out);
 }
 
 static int32_t declare(dvm_graph *g, Op op, const char *name, dvm_dtype dt, int rank,
@@ -201,6 +235,32 @@ int32_t dvm_graph_find(const dvm_graph *g, const char *name) {
   return name ? (int32_t)ir_find(g->ir, name, strlen(name)) : -1;
 }
 
+/* `dump --stage llvm|asm`: every kernel compiled by a Jit of the dump's own (so the text
+ * is always recorded), or the reason a kernel is not emitted. */
+static char *dump_native(const dvm_graph *g, bool assembly) {
+  Err err = {0};
+  if (!g->ir->finished && ir_finish(g->ir, &err)) return rt_fail(&err), NULL;
+  Jit *j = jit_new(&err);
+  Partition *p = j ? fu_partition(g->ir, &err) : NULL;
+  if (!p) {
+    jit_free(j);
+    return rt_fail(&err), NULL;
+  }
+  Buf b = {0};
+  ir_put(&b, "; %u kernels, target %s\n", p->kernels.n, jit_target(j));
+  for (uint32_t i = 0; i < p->kernels.n; i++) {
+    JitEntry *e = jit_get(j, p, &p->kernels.v[i], true);
+    ir_put(&b, "\n; kernel %u (%s): ", i, fu_kind_name(p->kernels.v[i].kind));
+    if (atomic_load(&e->state) == JE_READY)
+      ir_put(&b, "compiled in %.2f ms\n%s", e->compile_ms, assembly ? (e->asm_text ? e->asm_text : "") : e->ir);
+    else
+      ir_put(&b, "not native: %s\n", e->why);
+  }
+  fu_free(p);
+  jit_free(j);
+  return rt_ok(), ir_buf_done(&b);
+}
+
 char *dvm_graph_dump(const dvm_graph *g, const char *stage) {
   Err err;
   if (!stage || !strcmp(stage, "ir")) return rt_ok(), ir_dump_ir(g->ir);
@@ -212,7 +272,8 @@ char *dvm_graph_dump(const dvm_graph *g, const char *stage) {
     fu_free(p);
     return rt_ok(), text;
   }
-  static const char *const later[] = {"bytecode", "llvm", "asm"};
+  if (!strcmp(stage, "llvm") || !strcmp(stage, "asm")) return dump_native(g, !strcmp(stage, "asm"));
+  static const char *const later[] = {"bytecode"};
   for (size_t i = 0; i < sizeof later / sizeof *later; i++)
     if (!strcmp(stage, later[i]))
       return ir_err(&err, DVM_ERR_UNSUPPORTED, "stage '%s' is not built yet", stage),

@@ -15,7 +15,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../fusion/fusion.h"
+#include "../jit/jit.h"
+#include "pool.h"
 #include "runtime.h"
 
 struct dvm_model {
@@ -27,7 +28,11 @@ struct dvm_model {
   uint32_t *pnodes;  /* param node ids in declaration order */
   int ninputs, nparams;
   int64_t nkernels;  /* kernels of the executed partition */
-  Partition *part;   /* auto tier: the fused partition */
+  Partition *part;   /* auto and llvm tiers: the fused partition */
+  Jit *jit;          /* llvm tier: the context's */
+  Pool *pool;        /* llvm tier: the context's thread pool */
+  JitEntry **entry;  /* llvm tier, per kernel: its cache entry (native code or the reason not) */
+  int64_t nnative;   /* kernels that run native code */
   uint32_t *last;    /* auto tier, per value: last kernel reading it; UINT32_MAX = keep */
   pthread_mutex_t lock;
   dvm_stats stats;
@@ -55,10 +60,9 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
   *out = NULL;
   if (!dg) return ir_err(&err, DVM_ERR_USAGE, "dvm_model_compile: no graph"), rt_fail(&err);
   dvm_tier tier = opt ? opt->tier : DVM_TIER_AUTO;
-  if (tier != DVM_TIER_REF && tier != DVM_TIER_AUTO)
+  if (tier == DVM_TIER_VM)
     return ir_err(&err, DVM_ERR_UNSUPPORTED,
-                  "tier '%s' is not built yet: the auto tier (fused, kernel-level reference) "
-                  "and the ref tier run in this version",
+                  "tier '%s' is not built yet: the auto, llvm and ref tiers run in this version",
                   tier_name(tier)),
            rt_fail(&err);
   dvm_model *m = calloc(1, sizeof *m);
@@ -79,7 +83,7 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
     if (ir_node(g, v)->op == OP_INPUT) m->inputs[m->ninputs++] = v;
     else m->pnodes[m->nparams++] = v;
   }
-  if (tier == DVM_TIER_AUTO) {
+  if (tier == DVM_TIER_AUTO || tier == DVM_TIER_LLVM) {
     if (!(m->part = fu_partition(g, &err))) {
       dvm_model_destroy(m);
       return rt_fail(&err);
@@ -92,6 +96,18 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
     }
     for (uint32_t i = 0; i < g->outputs.n; i++) m->last[g->outputs.v[i]] = UINT32_MAX;
     m->nkernels = m->part->kernels.n;
+    if (tier == DVM_TIER_LLVM) { /* compile every kernel before the first run */
+      if (!(m->jit = rt_context_jit(ctx, &err))) {
+        dvm_model_destroy(m);
+        return rt_fail(&err);
+      }
+      m->pool = rt_context_pool(ctx, m->threads);
+      if (!(m->entry = calloc(m->part->kernels.n + 1, sizeof *m->entry))) goto oom;
+      for (uint32_t i = 0; i < m->part->kernels.n; i++) {
+        m->entry[i] = jit_get(m->jit, m->part, &m->part->kernels.v[i], false);
+        m->nnative += atomic_load(&m->entry[i]->fn) != NULL;
+      }
+    }
   } else {
     for (uint32_t v = 0; v < g->nodes.n; v++)
       if (ir_ops[ir_node(g, v)->op].kind != OPK_SOURCE) m->nkernels++;
@@ -109,6 +125,7 @@ void dvm_model_destroy(dvm_model *m) {
   if (m->g) pthread_mutex_destroy(&m->lock);
   ir_graph_free(m->g);
   fu_free(m->part);
+  free(m->entry);
   free(m->last);
   free(m->params);
   free(m->inputs);
@@ -238,17 +255,74 @@ dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
   return rt_ok();
 }
 
-/* The auto tier: each kernel of the partition in order, through the kernel-level
- * reference path. Materialized values are freed after the last kernel that reads them;
- * on success vals[o] holds a new tensor for every graph output o (as rt_ref_run). */
+typedef struct Call {
+  KernelFn fn;
+  void *const *bufs;
+  const int64_t *dims;
+} Call;
+
+static void call_range(void *arg, int64_t begin, int64_t end) {
+  const Call *c = arg;
+  c->fn(c->bufs, c->dims, begin, end);
+}
+
+/* Rows per chunk: enough work (~64K element-operations) that splitting pays for itself,
+ * so small runs stay on the caller with no synchronization. */
+static int64_t grain(const Graph *g, const Partition *p, const Kernel *k) {
+  const Node *d = ir_node(g, k->domain);
+  int64_t row = 1, c;
+  if (d->rank && ir_dim_is_const(g, ir_shape(g, k->domain)[d->rank - 1], &c)) row = c;
+  for (uint32_t i = 0; i < k->nmembers; i++) { /* a matmul row costs K times more */
+    uint32_t v = fu_members(p, k)[i];
+    if (ir_node(g, v)->op != OP_MATMUL) continue;
+    uint32_t a = ir_operand(g, v, 0);
+    if (ir_dim_is_const(g, ir_shape(g, a)[ir_node(g, a)->rank - 1], &c)) row *= c;
+  }
+  return row >= 65536 ? 1 : 65536 / (row > 0 ? row : 1);
+}
+
+/* Kernel k as native code: its outputs are new tensors in vals, its inputs are there. */
+static dvm_status run_native(const dvm_model *m, const Binding *b, Tensor **vals, const Kernel *k,
+                             KernelFn fn, Err *err) {
+  const Graph *g = m->g;
+  const Partition *p = m->part;
+  void *bufs[256];
+  int64_t dims[64];
+  if (k->ninputs + k->noutputs > 256 || k->ndims > 64)
+    return ir_err(err, DVM_ERR_UNSUPPORTED, "kernel with too many buffers or dims");
+  for (uint32_t q = 0; q < k->ndims; q++)
+    if (!ir_dim_eval(g, p->dims.v[k->dims + q], b->sym, &dims[q]))
+      return ir_err(err, DVM_ERR_OVERFLOW, "a kernel dim overflows int64");
+  for (uint32_t j = 0; j < k->ninputs; j++) bufs[j] = vals[fu_inputs(p, k)[j]]->data;
+  for (uint32_t j = 0; j < k->noutputs; j++) {
+    uint32_t o = fu_outputs(p, k)[j];
+    const Node *n = ir_node(g, o);
+    dvm_status st = rt_tensor_new((DType)n->dtype, n->rank, b->dims + b->off[o], &vals[o], err);
+    if (st) {
+      while (j--) rt_tensor_free(vals[fu_outputs(p, k)[j]]), vals[fu_outputs(p, k)[j]] = NULL;
+      return st;
+    }
+    bufs[k->ninputs + j] = vals[o]->data;
+  }
+  Call c = {fn, bufs, dims};
+  rt_pool_run(m->pool, call_range, &c, jit_extent(p, k, dims), grain(g, p, k));
+  return DVM_OK;
+}
+
+/* The fused tiers: each kernel of the partition in order, as native code where the
+ * kernel has it (llvm tier), else through the kernel-level reference path. Materialized
+ * values are freed after the last kernel that reads them; on success vals[o] holds a new
+ * tensor for every graph output o (as rt_ref_run). */
 static dvm_status run_fused(const dvm_model *m, const Binding *b, Tensor **vals, Err *err) {
   const Graph *g = m->g;
   const Partition *p = m->part;
   dvm_status st = DVM_OK;
   for (uint32_t i = 0; i < p->kernels.n && !st; i++) {
     const Kernel *k = &p->kernels.v[i];
-    st = rt_ref_run_nodes(g, b, vals, fu_members(p, k), k->nmembers, fu_outputs(p, k),
-                          k->noutputs, err);
+    KernelFn fn = m->entry ? atomic_load(&m->entry[i]->fn) : NULL;
+    st = fn ? run_native(m, b, vals, k, fn, err)
+            : rt_ref_run_nodes(g, b, vals, fu_members(p, k), k->nmembers, fu_outputs(p, k),
+                               k->noutputs, err);
     for (uint32_t j = 0; j < k->ninputs && !st; j++) { /* intermediates no later kernel reads */
       uint32_t u = fu_inputs(p, k)[j];
       if (m->last[u] == i && ir_ops[ir_node(g, u)->op].kind != OPK_SOURCE)
@@ -369,5 +443,12 @@ void dvm_model_stats(const dvm_model *m, dvm_stats *out) {
   pthread_mutex_lock((pthread_mutex_t *)&m->lock);
   *out = m->stats;
   out->kernels = m->nkernels;
+  out->native_kernels = m->nnative;
+  if (m->jit) { /* the context's kernel cache */
+    JitStats js;
+    jit_stats(m->jit, &js);
+    out->cache_hits = js.hits, out->cache_misses = js.misses;
+    out->llvm_compiles = js.compiles, out->compile_ms = js.compile_ms;
+  }
   pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
 }

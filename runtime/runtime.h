@@ -92,10 +92,16 @@ dvm_status rt_ref_run_nodes(const Graph *g, const Binding *b, Tensor **vals, con
 /* The public graph: an ir Graph being built or parsed. */
 struct dvm_graph {
   Graph *ir;
+  dvm_context *ctx;
   uint32_t fresh; /* counter for names the builder makes up */
 };
 static inline const Graph *rt_graph_ir(const dvm_graph *g) { return g->ir; }
 
+/* The context's thread pool, made on first use with `threads` participants (0: one per
+ * core); later callers share it whatever they ask for. */
+struct Pool *rt_context_pool(dvm_context *ctx, int threads);
+/* The context's Jit, made on first use; NULL with err set if LLVM cannot target the host. */
+struct Jit *rt_context_jit(dvm_context *ctx, Err *err);
 /* Copy err into this thread's last-error slot and return its code. */
 dvm_status rt_fail(const Err *err);
 /* Clear the last error and return DVM_OK. */

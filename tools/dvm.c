@@ -141,11 +141,10 @@ static int cmd_run(int argc, char **argv) {
   double *times = NULL;
   rc = EXIT_ERR;
   if (dvm_context_create(&ctx) || dvm_graph_load(ctx, a.graph, &g)) goto lib;
-  if (a.tier == DVM_TIER_VM || a.tier == DVM_TIER_LLVM) { /* after loading: graph errors first */
+  if (a.tier == DVM_TIER_VM) { /* after loading: graph errors first */
     tool_fail(EXIT_USAGE,
-         "--tier %s is not built yet in this version of dvm; use --tier auto (the fused "
-         "partition) or --tier ref (the reference executor)",
-         a.tier == DVM_TIER_VM ? "vm" : "llvm");
+         "--tier vm is not built yet in this version of dvm; use --tier llvm (native "
+         "code), auto (the fused partition) or ref (the reference executor)");
     rc = EXIT_USAGE;
     goto out;
   }
@@ -240,11 +239,13 @@ static int cmd_run(int argc, char **argv) {
     dvm_stats s;
     dvm_model_stats(m, &s);
     fprintf(stderr,
-            "{\"tier\": \"%s\", \"kernels\": %" PRId64 ", \"cache_hits\": %" PRId64
+            "{\"tier\": \"%s\", \"kernels\": %" PRId64 ", \"native_kernels\": %" PRId64
+            ", \"cache_hits\": %" PRId64
             ", \"cache_misses\": %" PRId64 ", \"vm_encodes\": %" PRId64
             ", \"llvm_compiles\": %" PRId64 ", \"encode_us\": %.3f, \"compile_ms\": %.3f, "
             "\"run_us\": %.3f, \"first_run_us\": %.3f, \"runs\": %" PRId64 "}\n",
-            a.tier == DVM_TIER_REF ? "ref" : "auto", s.kernels, s.cache_hits, s.cache_misses, s.vm_encodes, s.llvm_compiles, s.encode_us,
+            a.tier == DVM_TIER_REF ? "ref" : a.tier == DVM_TIER_LLVM ? "llvm" : "auto", s.kernels,
+            s.native_kernels, s.cache_hits, s.cache_misses, s.vm_encodes, s.llvm_compiles, s.encode_us,
             s.compile_ms, median, first_us, s.runs);
   }
   rc = 0;

@@ -29,7 +29,7 @@ static const struct {
 } tiers[] = {
     {DVM_TIER_AUTO, "auto", DVM_OK}, /* fused partition, kernel-level reference path */
     {DVM_TIER_VM, "vm", DVM_ERR_UNSUPPORTED},
-    {DVM_TIER_LLVM, "llvm", DVM_ERR_UNSUPPORTED},
+    {DVM_TIER_LLVM, "llvm", DVM_OK}, /* native kernels; the rest on the reference path */
 };
 /* Whether `dvm dump --stage fused` exists yet (change to 1 when fusion lands). */
 #define FUSED_STAGE_BUILT 1

@@ -1,0 +1,649 @@
+/* jit/codegen.c — a fused Kernel to LLVM IR, behind the kernel ABI (jit.h).
+ *
+ * One emitter serves vector and row kernels: the domain's last axis is the "row" (inner
+ * loop, vectorized by W lanes of the host width, a masked tail), the other axes are
+ * flattened into the outer parallel loop [begin, end). A vector kernel is a row kernel
+ * without reductions: one pass that evaluates its members and stores its outputs. A row
+ * kernel runs one pass over the row per reduction (reduce_*, and the passes of softmax,
+ * log_softmax, layernorm and rmsnorm), recomputing the elementwise members each pass needs
+ * from the inputs (the row stays in cache), then an output pass. Every value is a
+ * <W x float>: a per-row scalar (a reduction's result, or anything computed from such
+ * results only) is a splat, so one path emits every op.
+ *
+ * Mix kernels: out[m, :] = a[m, :] @ b + epilogue, with a's batch dims flattened into m
+ * and b a 2-D [K, N] matrix: for each block of 4 rows and W columns, K fused
+ * multiply-adds into accumulators, then the epilogue members on the accumulators, then
+ * the stores. A correct, register-blocked loop; the GEMM issue makes it fast.
+ *
+ * Operands: an input is read through strides computed from the canonical shapes (stride
+ * 0 where it broadcasts), so broadcasting is index math, not copies. Transcendentals go
+ * to glibc's libmvec (_ZGVeN16v_expf ...), as the reference path's values are what both
+ * tiers are tested against.
+ *
+ * Coverage today: f32 values; elementwise ops but select/compare/cast/boolean; reductions
+ * and normalizations over the last axis only; matmul without transposes whose b is 2-D.
+ * Views (layout ops inside a kernel) are not emitted yet. jit_supported says why a kernel
+ * is not covered; such kernels run on the kernel-level reference path.
+ *
+ * Why one file of ~700 lines: the emitter is one recursive evaluator (eval) shared by the
+ * three kernel shapes; splitting it would expose its private state. */
+#include <llvm-c/Core.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jit.h"
+
+/* ---- what is covered --------------------------------------------------------------------- */
+
+static bool elementwise_f32(Op op) {
+  switch (op) {
+  case OP_NEG: case OP_ABS: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_RSQRT:
+  case OP_RECIPROCAL: case OP_TANH: case OP_SIGMOID: case OP_RELU: case OP_GELU:
+  case OP_GELU_TANH: case OP_SILU: case OP_ERF: case OP_SIN: case OP_COS: case OP_FLOOR:
+  case OP_CEIL: case OP_ROUND: case OP_SIGN: case OP_ADD: case OP_SUB: case OP_MUL:
+  case OP_DIV: case OP_POW: case OP_MAX: case OP_MIN: case OP_CLIP: return true;
+  default: return false;
+  }
+}
+
+static bool is_reduction(Op op) {
+  return op == OP_REDUCE_SUM || op == OP_REDUCE_MEAN || op == OP_REDUCE_MAX || op == OP_REDUCE_MIN;
+}
+
+static bool is_norm(Op op) {
+  return op == OP_SOFTMAX || op == OP_LOG_SOFTMAX || op == OP_LAYERNORM || op == OP_RMSNORM;
+}
+
+bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
+  const Graph *g = p->g;
+  int r = ir_node(g, k->domain)->rank;
+  if (k->kind == KK_EXTERN) return snprintf(why, n, "extern calls are not emitted yet"), false;
+  if (k->kind == KK_ROW && k->axes != (r ? 1u << (r - 1) : 0))
+    return snprintf(why, n, "row kernel reduces over axes other than the last"), false;
+  int matmuls = 0;
+  for (uint32_t i = 0; i < k->nmembers; i++) {
+    uint32_t v = fu_members(p, k)[i];
+    const Node *nd = ir_node(g, v);
+    Op op = (Op)nd->op;
+    if (nd->dtype != DT_F32)
+      return snprintf(why, n, "%s at line %u is %s: only f32 is emitted yet", ir_ops[op].name,
+                      nd->line, ir_dtype_name((DType)nd->dtype)), false;
+    for (uint32_t j = 0; j < nd->nin; j++)
+      if (ir_node(g, ir_operand(g, v, j))->dtype != DT_F32)
+        return snprintf(why, n, "%s at line %u reads a non-f32 operand", ir_ops[op].name, nd->line), false;
+    if (elementwise_f32(op)) continue;
+    if (is_reduction(op) && k->kind == KK_ROW) continue;
+    if (is_norm(op) && k->kind == KK_ROW) continue;
+    if (op == OP_MATMUL && k->kind == KK_MIX) {
+      uint32_t a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
+      if (ir_attr_int(g, v, AK_TRANSPOSE_A, 0) || ir_attr_int(g, v, AK_TRANSPOSE_B, 0))
+        return snprintf(why, n, "transposed matmul operands are not emitted yet"), false;
+      if (ir_node(g, a)->rank < 2 || ir_node(g, b)->rank != 2)
+        return snprintf(why, n, "matmul needs a of rank >= 2 and a 2-D b here"), false;
+      if (p->kernel_of[a] == p->kernel_of[v] || p->kernel_of[b] == p->kernel_of[v])
+        return snprintf(why, n, "matmul operands computed inside the kernel"), false;
+      matmuls++;
+      continue;
+    }
+    return snprintf(why, n, "%s at line %u is not emitted yet", ir_ops[op].name, nd->line), false;
+  }
+  if (k->kind == KK_MIX && matmuls != 1) return snprintf(why, n, "mix kernel without one matmul"), false;
+  return true;
+}
+
+/* ---- the emitter --------------------------------------------------------------------------- */
+
+typedef struct Cg {
+  const Partition *p;
+  const Graph *g;
+  const Kernel *k;
+  int W;                 /* lanes */
+  const char *mvec;      /* libmvec prefix: "_ZGVeN16", "_ZGVdN8", "_ZGVbN4" */
+  LLVMContextRef C;
+  LLVMModuleRef M;
+  LLVMBuilderRef B;
+  LLVMValueRef fn, bufs, dims;
+  LLVMTypeRef f32, i1, i32, i64, ptr, vf;
+  LLVMValueRef *memo;    /* per member: its value in the current loop body */
+  LLVMValueRef *red;     /* per member: a reduction's per-row result (splat) */
+  LLVMValueRef *n1, *n2; /* per member: a normalization's per-row scalars (splats) */
+  LLVMValueRef *base;    /* per input: element offset of the current row */
+  LLVMValueRef *inner;   /* per input: its stride along the row (1, or 0: broadcast) */
+  LLVMValueRef j, mask;  /* current column and lane mask (NULL: all lanes) */
+  LLVMValueRef mm;       /* mix kernels: the matmul's accumulator at this column */
+  int mm_member;
+} Cg;
+
+static LLVMValueRef ci64(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
+static LLVMValueRef splatf(Cg *c, double v) {
+  LLVMValueRef e = LLVMConstReal(c->f32, v);
+  LLVMValueRef lanes[64];
+  for (int i = 0; i < c->W; i++) lanes[i] = e;
+  return LLVMConstVector(lanes, (unsigned)c->W);
+}
+
+/* x in every lane (insertelement + zero shuffle; the C API has no splat builder). */
+static LLVMValueRef vsplat(Cg *c, LLVMValueRef x, const char *name) {
+  LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(x), (unsigned)c->W);
+  LLVMValueRef v = LLVMBuildInsertElement(c->B, LLVMGetPoison(vt), x, LLVMConstInt(c->i32, 0, 0), "");
+  return LLVMBuildShuffleVector(c->B, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(c->i32, (unsigned)c->W)), name);
+}
+
+static LLVMValueRef intrinsic(Cg *c, const char *name, LLVMTypeRef *tys, size_t nt,
+                              LLVMValueRef *args, unsigned na) {
+  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->M, id, tys, nt);
+  LLVMTypeRef ft = LLVMIntrinsicGetType(c->C, id, tys, nt);
+  return LLVMBuildCall2(c->B, ft, f, args, na, "");
+}
+
+static LLVMValueRef vcall1(Cg *c, const char *name, LLVMValueRef x) {
+  LLVMTypeRef t = c->vf;
+  return intrinsic(c, name, &t, 1, &x, 1);
+}
+
+static LLVMValueRef vcall2(Cg *c, const char *name, LLVMValueRef x, LLVMValueRef y) {
+  LLVMTypeRef t = c->vf;
+  LLVMValueRef a[2] = {x, y};
+  return intrinsic(c, name, &t, 1, a, 2);
+}
+
+/* A libmvec vector function: "expf" -> _ZGVeN16v_expf. */
+static LLVMValueRef mvec(Cg *c, const char *fnname, LLVMValueRef x, LLVMValueRef y) {
+  char name[64];
+  snprintf(name, sizeof name, "%s%s_%s", c->mvec, y ? "vv" : "v", fnname);
+  LLVMTypeRef params[2] = {c->vf, c->vf};
+  LLVMTypeRef ft = LLVMFunctionType(c->vf, params, y ? 2 : 1, 0);
+  LLVMValueRef f = LLVMGetNamedFunction(c->M, name);
+  if (!f) f = LLVMAddFunction(c->M, name, ft);
+  LLVMValueRef args[2] = {x, y};
+  return LLVMBuildCall2(c->B, ft, f, args, y ? 2 : 1, "");
+}
+
+/* Value of dim d: a constant or the kernel's dim parameter. */
+static LLVMValueRef dimval(Cg *c, Dim d) {
+  int64_t v;
+  if (ir_dim_is_const(c->g, d, &v)) return ci64(c, v);
+  for (uint32_t q = 0; q < c->k->ndims; q++)
+    if (c->p->dims.v[c->k->dims + q] == d) {
+      LLVMValueRef at = LLVMBuildGEP2(c->B, c->i64, c->dims, (LLVMValueRef[]){ci64(c, q)}, 1, "");
+      return LLVMBuildLoad2(c->B, c->i64, at, "dim");
+    }
+  return ci64(c, 0); /* unreachable: every dim of the kernel is numbered by fu_key */
+}
+
+static LLVMValueRef buf(Cg *c, uint32_t i) {
+  LLVMValueRef at = LLVMBuildGEP2(c->B, c->ptr, c->bufs, (LLVMValueRef[]){ci64(c, i)}, 1, "");
+  return LLVMBuildLoad2(c->B, c->ptr, at, "buf");
+}
+
+static int input_index(const Cg *c, uint32_t u) {
+  for (uint32_t i = 0; i < c->k->ninputs; i++)
+    if (fu_inputs(c->p, c->k)[i] == u) return (int)i;
+  return -1;
+}
+
+static int member_index(const Cg *c, uint32_t u) {
+  for (uint32_t i = 0; i < c->k->nmembers; i++)
+    if (fu_members(c->p, c->k)[i] == u) return (int)i;
+  return -1;
+}
+
+/* Lane mask for a tail: lane < rem. */
+static LLVMValueRef tail_mask(Cg *c, LLVMValueRef rem) {
+  LLVMValueRef lanes[64];
+  for (int i = 0; i < c->W; i++) lanes[i] = ci64(c, i);
+  LLVMValueRef idx = LLVMConstVector(lanes, (unsigned)c->W);
+  LLVMValueRef r = vsplat(c, rem, "");
+  return LLVMBuildICmp(c->B, LLVMIntSLT, idx, r, "mask");
+}
+
+static LLVMValueRef load_vec(Cg *c, LLVMValueRef base_ptr, LLVMValueRef off) {
+  LLVMValueRef at = LLVMBuildGEP2(c->B, c->f32, base_ptr, &off, 1, "");
+  if (!c->mask) {
+    LLVMValueRef l = LLVMBuildLoad2(c->B, c->vf, at, "");
+    LLVMSetAlignment(l, 4);
+    return l;
+  }
+  LLVMTypeRef tys[2] = {c->vf, c->ptr};
+  LLVMValueRef args[4] = {at, LLVMConstInt(c->i32, 4, 0), c->mask, splatf(c, 0)};
+  return intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
+}
+
+static void store_vec(Cg *c, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v) {
+  LLVMValueRef at = LLVMBuildGEP2(c->B, c->f32, base_ptr, &off, 1, "");
+  if (!c->mask) {
+    LLVMSetAlignment(LLVMBuildStore(c->B, v, at), 4);
+    return;
+  }
+  LLVMTypeRef tys[2] = {c->vf, c->ptr};
+  LLVMValueRef args[4] = {v, at, LLVMConstInt(c->i32, 4, 0), c->mask};
+  intrinsic(c, "llvm.masked.store", tys, 2, args, 4);
+}
+
+/* Element offsets of input i for the row (outer multi-index idx[0..r-1)). */
+static void input_base(Cg *c, int i, LLVMValueRef *idx, const Dim *dom, int r) {
+  uint32_t u = fu_inputs(c->p, c->k)[i];
+  const Node *n = ir_node(c->g, u);
+  const Dim *s = ir_shape(c->g, u);
+  LLVMValueRef off = ci64(c, 0), stride = ci64(c, 1);
+  c->inner[i] = ci64(c, 0);
+  for (int t = n->rank - 1; t >= 0; t--) {
+    int dk = t + (r - n->rank); /* the domain axis this dim aligns with */
+    int64_t one;
+    bool bcast = ir_dim_is_const(c->g, s[t], &one) && one == 1 && s[t] != dom[dk];
+    if (!bcast) {
+      if (dk == r - 1) c->inner[i] = stride;
+      else off = LLVMBuildAdd(c->B, off, LLVMBuildMul(c->B, idx[dk], stride, ""), "");
+    }
+    stride = LLVMBuildMul(c->B, stride, dimval(c, s[t]), "");
+  }
+  c->base[i] = off;
+}
+
+static LLVMValueRef eval(Cg *c, uint32_t u);
+
+/* An input's W lanes at the current column. */
+static LLVMValueRef load_input(Cg *c, int i) {
+  LLVMValueRef p = buf(c, (uint32_t)i);
+  /* the stride along the row is known when the kernel is emitted: 0 (broadcast) or the
+     contiguous 1 of the last dim */
+  if (LLVMConstIntGetSExtValue(c->inner[i]) == 0) {
+    LLVMValueRef at = LLVMBuildGEP2(c->B, c->f32, p, &c->base[i], 1, "");
+    LLVMValueRef x = LLVMBuildLoad2(c->B, c->f32, at, "");
+    return vsplat(c, x, "");
+  }
+  return load_vec(c, p, LLVMBuildAdd(c->B, c->base[i], c->j, ""));
+}
+
+static LLVMValueRef operand(Cg *c, uint32_t v, uint32_t k) { return eval(c, ir_operand(c->g, v, k)); }
+
+static LLVMValueRef lit(Cg *c, uint32_t u) {
+  const Attr *a = ir_attr(c->g, u, AK_VALUE);
+  return splatf(c, (float)(a->isint ? (double)a->i : a->f));
+}
+
+/* x / y, y a vector; reciprocal forms stay exact divisions (as the reference). */
+static LLVMValueRef vdiv(Cg *c, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildFDiv(c->B, x, y, ""); }
+
+static LLVMValueRef sigmoid(Cg *c, LLVMValueRef x) {
+  LLVMValueRef e = mvec(c, "expf", LLVMBuildFNeg(c->B, x, ""), NULL);
+  return vdiv(c, splatf(c, 1), LLVMBuildFAdd(c->B, splatf(c, 1), e, ""));
+}
+
+static LLVMValueRef emit_elementwise(Cg *c, uint32_t v) {
+  Op op = (Op)ir_node(c->g, v)->op;
+  LLVMValueRef x = operand(c, v, 0), y = ir_ops[op].arity == 2 ? operand(c, v, 1) : NULL;
+  LLVMBuilderRef B = c->B;
+  switch (op) {
+  case OP_NEG: return LLVMBuildFNeg(B, x, "");
+  case OP_ABS: return vcall1(c, "llvm.fabs", x);
+  case OP_EXP: return mvec(c, "expf", x, NULL);
+  case OP_LOG: return mvec(c, "logf", x, NULL);
+  case OP_SQRT: return vcall1(c, "llvm.sqrt", x);
+  case OP_RSQRT: return vdiv(c, splatf(c, 1), vcall1(c, "llvm.sqrt", x));
+  case OP_RECIPROCAL: return vdiv(c, splatf(c, 1), x);
+  case OP_TANH: return mvec(c, "tanhf", x, NULL);
+  case OP_SIGMOID: return sigmoid(c, x);
+  case OP_RELU: return vcall2(c, "llvm.maximum", x, splatf(c, 0));
+  case OP_GELU: {
+    LLVMValueRef e = mvec(c, "erff", LLVMBuildFMul(B, x, splatf(c, M_SQRT1_2), ""), NULL);
+    return LLVMBuildFMul(B, LLVMBuildFMul(B, splatf(c, 0.5), x, ""), LLVMBuildFAdd(B, splatf(c, 1), e, ""), "");
+  }
+  case OP_GELU_TANH: {
+    LLVMValueRef x3 = LLVMBuildFMul(B, LLVMBuildFMul(B, x, x, ""), x, "");
+    LLVMValueRef in = LLVMBuildFMul(B, splatf(c, 0.7978845608028654),
+                                    LLVMBuildFAdd(B, x, LLVMBuildFMul(B, splatf(c, 0.044715), x3, ""), ""), "");
+    LLVMValueRef t = mvec(c, "tanhf", in, NULL);
+    return LLVMBuildFMul(B, LLVMBuildFMul(B, splatf(c, 0.5), x, ""), LLVMBuildFAdd(B, splatf(c, 1), t, ""), "");
+  }
+  case OP_SILU: return LLVMBuildFMul(B, x, sigmoid(c, x), "");
+  case OP_ERF: return mvec(c, "erff", x, NULL);
+  case OP_SIN: return mvec(c, "sinf", x, NULL);
+  case OP_COS: return mvec(c, "cosf", x, NULL);
+  case OP_FLOOR: return vcall1(c, "llvm.floor", x);
+  case OP_CEIL: return vcall1(c, "llvm.ceil", x);
+  case OP_ROUND: return vcall1(c, "llvm.roundeven", x);
+  case OP_SIGN: {
+    LLVMValueRef pos = LLVMBuildFCmp(B, LLVMRealOGT, x, splatf(c, 0), "");
+    LLVMValueRef neg = LLVMBuildFCmp(B, LLVMRealOLT, x, splatf(c, 0), "");
+    LLVMValueRef s = LLVMBuildSelect(B, pos, splatf(c, 1), LLVMBuildSelect(B, neg, splatf(c, -1), splatf(c, 0), ""), "");
+    LLVMValueRef nan = LLVMBuildFCmp(B, LLVMRealUNO, x, x, "");
+    return LLVMBuildSelect(B, nan, x, s, "");
+  }
+  case OP_ADD: return LLVMBuildFAdd(B, x, y, "");
+  case OP_SUB: return LLVMBuildFSub(B, x, y, "");
+  case OP_MUL: return LLVMBuildFMul(B, x, y, "");
+  case OP_DIV: return vdiv(c, x, y);
+  case OP_POW: return mvec(c, "powf", x, y);
+  case OP_MAX: return vcall2(c, "llvm.maximum", x, y);
+  case OP_MIN: return vcall2(c, "llvm.minimum", x, y);
+  case OP_CLIP: {
+    const Attr *lo = ir_attr(c->g, v, AK_LO), *hi = ir_attr(c->g, v, AK_HI);
+    if (lo) x = vcall2(c, "llvm.maximum", x, splatf(c, (float)ir_attr_float(c->g, v, AK_LO, 0)));
+    if (hi) x = vcall2(c, "llvm.minimum", x, splatf(c, (float)ir_attr_float(c->g, v, AK_HI, 0)));
+    return x;
+  }
+  default: return splatf(c, NAN); /* unreachable: jit_supported */
+  }
+}
+
+/* The value of u at the current column: a vector, or a splat for per-row scalars. */
+static LLVMValueRef eval(Cg *c, uint32_t u) {
+  if (ir_node(c->g, u)->op == OP_LITERAL) return lit(c, u);
+  int m = member_index(c, u);
+  if (m < 0) return load_input(c, input_index(c, u));
+  if (c->red[m]) return c->red[m];
+  if (c->memo[m]) return c->memo[m];
+  Op op = (Op)ir_node(c->g, u)->op;
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef r, x;
+  switch (op) {
+  case OP_MATMUL: r = c->mm; break;
+  case OP_SOFTMAX: /* exp(x - max) / sum */
+    r = vdiv(c, mvec(c, "expf", LLVMBuildFSub(B, operand(c, u, 0), c->n1[m], ""), NULL), c->n2[m]);
+    break;
+  case OP_LOG_SOFTMAX: r = LLVMBuildFSub(B, operand(c, u, 0), c->n2[m], ""); break; /* x - (max + log sum) */
+  case OP_LAYERNORM:
+    x = LLVMBuildFMul(B, LLVMBuildFSub(B, operand(c, u, 0), c->n1[m], ""), c->n2[m], "");
+    r = LLVMBuildFAdd(B, LLVMBuildFMul(B, x, operand(c, u, 1), ""), operand(c, u, 2), "");
+    break;
+  case OP_RMSNORM: r = LLVMBuildFMul(B, LLVMBuildFMul(B, operand(c, u, 0), c->n2[m], ""), operand(c, u, 1), ""); break;
+  default: r = emit_elementwise(c, u);
+  }
+  c->memo[m] = r;
+  return r;
+}
+
+static void forget(Cg *c) { memset(c->memo, 0, c->k->nmembers * sizeof *c->memo); }
+
+/* ---- loops ------------------------------------------------------------------------------- */
+
+typedef LLVMValueRef (*Body)(Cg *c, void *arg, LLVMValueRef acc);
+
+/* for (j = 0; j + W <= L; j += W) acc = body(acc); then one masked tail if L % W. The
+ * accumulator (may be NULL) is carried through; the result is its final value. */
+static LLVMValueRef columns(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body body, void *arg) {
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef W = ci64(c, c->W);
+  LLVMValueRef nfull = LLVMBuildMul(B, LLVMBuildSDiv(B, L, W, ""), W, "nfull");
+  LLVMValueRef acc_init = acc0 ? acc0 : splatf(c, 0);
+  LLVMBasicBlockRef entry = LLVMGetInsertBlock(B), head = LLVMAppendBasicBlockInContext(c->C, c->fn, "col"),
+                    body_bb = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.body"),
+                    check = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.tailcheck"),
+                    tail = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.tail"),
+                    done = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.done");
+  LLVMBuildBr(B, head);
+  LLVMPositionBuilderAtEnd(B, head);
+  LLVMValueRef j = LLVMBuildPhi(B, c->i64, "j"), acc = LLVMBuildPhi(B, c->vf, "acc");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, j, nfull, ""), body_bb, check);
+  LLVMPositionBuilderAtEnd(B, body_bb);
+  forget(c);
+  c->j = j, c->mask = NULL;
+  LLVMValueRef acc1 = body(c, arg, acc);
+  if (!acc1) acc1 = acc;
+  LLVMValueRef j1 = LLVMBuildAdd(B, j, W, "");
+  LLVMBasicBlockRef body_end = LLVMGetInsertBlock(B);
+  LLVMBuildBr(B, head);
+  LLVMAddIncoming(j, (LLVMValueRef[]){ci64(c, 0), j1}, (LLVMBasicBlockRef[]){entry, body_end}, 2);
+  LLVMAddIncoming(acc, (LLVMValueRef[]){acc_init, acc1}, (LLVMBasicBlockRef[]){entry, body_end}, 2);
+  LLVMPositionBuilderAtEnd(B, check);
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, nfull, L, ""), tail, done);
+  LLVMPositionBuilderAtEnd(B, tail);
+  forget(c);
+  c->j = nfull, c->mask = tail_mask(c, LLVMBuildSub(B, L, nfull, ""));
+  LLVMValueRef acc2 = body(c, arg, acc);
+  if (!acc2) acc2 = acc;
+  LLVMBasicBlockRef tail_end = LLVMGetInsertBlock(B);
+  LLVMBuildBr(B, done);
+  LLVMPositionBuilderAtEnd(B, done);
+  LLVMValueRef out = LLVMBuildPhi(B, c->vf, "acc.out");
+  LLVMAddIncoming(out, (LLVMValueRef[]){acc, acc2}, (LLVMBasicBlockRef[]){check, tail_end}, 2);
+  forget(c);
+  c->mask = NULL;
+  return out;
+}
+
+/* ---- passes of row kernels ----------------------------------------------------------------- */
+
+typedef enum Fold { FOLD_SUM, FOLD_MAX, FOLD_MIN } Fold;
+
+typedef struct Pass {
+  Fold fold;
+  uint32_t value;    /* what is folded: a value id ... */
+  int what;          /* ... or, for normalizations, which derived quantity */
+  int member;
+} Pass;
+
+enum { W_VALUE, W_EXP_SHIFTED, W_SQ_CENTERED, W_SQ };
+
+static LLVMValueRef identity(Cg *c, Fold f) {
+  return splatf(c, f == FOLD_SUM ? 0.0 : f == FOLD_MAX ? -INFINITY : INFINITY);
+}
+
+static LLVMValueRef pass_body(Cg *c, void *arg, LLVMValueRef acc) {
+  Pass *ps = arg;
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef x = eval(c, ps->value), v;
+  switch (ps->what) {
+  case W_EXP_SHIFTED: v = mvec(c, "expf", LLVMBuildFSub(B, x, c->n1[ps->member], ""), NULL); break;
+  case W_SQ_CENTERED: v = LLVMBuildFSub(B, x, c->n1[ps->member], ""), v = LLVMBuildFMul(B, v, v, ""); break;
+  case W_SQ: v = LLVMBuildFMul(B, x, x, ""); break;
+  default: v = x;
+  }
+  if (c->mask) v = LLVMBuildSelect(B, c->mask, v, identity(c, ps->fold), "");
+  switch (ps->fold) {
+  case FOLD_SUM: return LLVMBuildFAdd(B, acc, v, "");
+  case FOLD_MAX: return vcall2(c, "llvm.maximum", acc, v);
+  default: return vcall2(c, "llvm.minimum", acc, v);
+  }
+}
+
+/* One pass over the row folding a quantity; the result is a splat. */
+static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int what, int member) {
+  Pass ps = {f, value, what, member};
+  LLVMValueRef acc = columns(c, L, identity(c, f), pass_body, &ps);
+  LLVMTypeRef t = c->vf;
+  LLVMValueRef s;
+  if (f == FOLD_SUM) {
+    LLVMValueRef args[2] = {LLVMConstReal(c->f32, -0.0), acc};
+    s = intrinsic(c, "llvm.vector.reduce.fadd", &t, 1, args, 2);
+    LLVMSetFastMathFlags(s, LLVMFastMathAllowReassoc);
+  } else {
+    s = intrinsic(c, f == FOLD_MAX ? "llvm.vector.reduce.fmaximum" : "llvm.vector.reduce.fminimum", &t, 1, &acc, 1);
+  }
+  return vsplat(c, s, "");
+}
+
+/* The per-row scalars of every reduction and normalization, in member order. */
+static void row_passes(Cg *c, LLVMValueRef L) {
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef Lf = vsplat(c, LLVMBuildSIToFP(B, L, c->f32, ""), "");
+  for (uint32_t m = 0; m < c->k->nmembers; m++) {
+    uint32_t v = fu_members(c->p, c->k)[m], x = ir_node(c->g, v)->nin ? ir_operand(c->g, v, 0) : 0;
+    Op op = (Op)ir_node(c->g, v)->op;
+    switch (op) {
+    case OP_REDUCE_SUM: c->red[m] = fold_row(c, L, FOLD_SUM, x, W_VALUE, (int)m); break;
+    case OP_REDUCE_MEAN: c->red[m] = vdiv(c, fold_row(c, L, FOLD_SUM, x, W_VALUE, (int)m), Lf); break;
+    case OP_REDUCE_MAX: c->red[m] = fold_row(c, L, FOLD_MAX, x, W_VALUE, (int)m); break;
+    case OP_REDUCE_MIN: c->red[m] = fold_row(c, L, FOLD_MIN, x, W_VALUE, (int)m); break;
+    case OP_SOFTMAX:
+    case OP_LOG_SOFTMAX:
+      c->n1[m] = fold_row(c, L, FOLD_MAX, x, W_VALUE, (int)m);
+      c->n2[m] = fold_row(c, L, FOLD_SUM, x, W_EXP_SHIFTED, (int)m);
+      if (op == OP_LOG_SOFTMAX) c->n2[m] = LLVMBuildFAdd(B, c->n1[m], mvec(c, "logf", c->n2[m], NULL), "");
+      break;
+    case OP_LAYERNORM: {
+      double eps = ir_attr_float(c->g, v, AK_EPS, 1e-5);
+      c->n1[m] = vdiv(c, fold_row(c, L, FOLD_SUM, x, W_VALUE, (int)m), Lf);
+      LLVMValueRef var = vdiv(c, fold_row(c, L, FOLD_SUM, x, W_SQ_CENTERED, (int)m), Lf);
+      c->n2[m] = vdiv(c, splatf(c, 1), vcall1(c, "llvm.sqrt", LLVMBuildFAdd(B, var, splatf(c, eps), "")));
+      break;
+    }
+    case OP_RMSNORM: {
+      double eps = ir_attr_float(c->g, v, AK_EPS, 1e-6);
+      LLVMValueRef ms = vdiv(c, fold_row(c, L, FOLD_SUM, x, W_SQ, (int)m), Lf);
+      c->n2[m] = vdiv(c, splatf(c, 1), vcall1(c, "llvm.sqrt", LLVMBuildFAdd(B, ms, splatf(c, eps), "")));
+      break;
+    }
+    default: break;
+    }
+  }
+}
+
+/* ---- stores ------------------------------------------------------------------------------- */
+
+static bool is_full(const Cg *c, uint32_t v) {
+  const Node *a = ir_node(c->g, v), *d = ir_node(c->g, c->k->domain);
+  return a->rank == d->rank && !memcmp(ir_shape(c->g, v), ir_shape(c->g, c->k->domain), a->rank * sizeof(Dim));
+}
+
+typedef struct Store {
+  LLVMValueRef row, L;
+} Store;
+
+/* Store every full-shaped output at the current column. */
+static LLVMValueRef store_body(Cg *c, void *arg, LLVMValueRef acc) {
+  Store *st = arg;
+  for (uint32_t o = 0; o < c->k->noutputs; o++) {
+    uint32_t v = fu_outputs(c->p, c->k)[o];
+    if (!is_full(c, v)) continue;
+    LLVMValueRef off = LLVMBuildAdd(c->B, LLVMBuildMul(c->B, st->row, st->L, ""), c->j, "");
+    store_vec(c, buf(c, c->k->ninputs + o), off, eval(c, v));
+  }
+  return acc;
+}
+
+/* Per-row outputs (reduced shapes): one element at index row. */
+static void store_scalars(Cg *c, LLVMValueRef row) {
+  for (uint32_t o = 0; o < c->k->noutputs; o++) {
+    uint32_t v = fu_outputs(c->p, c->k)[o];
+    if (is_full(c, v)) continue;
+    LLVMValueRef x = LLVMBuildExtractElement(c->B, eval(c, v), LLVMConstInt(c->i32, 0, 0), "");
+    LLVMValueRef at = LLVMBuildGEP2(c->B, c->f32, buf(c, c->k->ninputs + o), &row, 1, "");
+    LLVMBuildStore(c->B, x, at);
+  }
+  forget(c);
+}
+
+/* ---- mix: the matmul column block ------------------------------------------------------------ */
+
+typedef struct Mm {
+  LLVMValueRef row, N, K;
+  uint32_t a, b;
+  Store st;
+} Mm;
+
+static LLVMValueRef mix_body(Cg *c, void *arg, LLVMValueRef acc) {
+  Mm *mm = arg;
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef pa = buf(c, (uint32_t)input_index(c, mm->a)), pb = buf(c, (uint32_t)input_index(c, mm->b));
+  LLVMValueRef abase = LLVMBuildMul(B, mm->row, mm->K, "");
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = LLVMAppendBasicBlockInContext(c->C, c->fn, "k"),
+                    body = LLVMAppendBasicBlockInContext(c->C, c->fn, "k.body"),
+                    done = LLVMAppendBasicBlockInContext(c->C, c->fn, "k.done");
+  LLVMBuildBr(B, head);
+  LLVMPositionBuilderAtEnd(B, head);
+  LLVMValueRef k = LLVMBuildPhi(B, c->i64, "k"), s = LLVMBuildPhi(B, c->vf, "sum");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, k, mm->K, ""), body, done);
+  LLVMPositionBuilderAtEnd(B, body);
+  LLVMValueRef aat = LLVMBuildGEP2(B, c->f32, pa, (LLVMValueRef[]){LLVMBuildAdd(B, abase, k, "")}, 1, "");
+  LLVMValueRef av = vsplat(c, LLVMBuildLoad2(B, c->f32, aat, ""), "");
+  LLVMValueRef bv = load_vec(c, pb, LLVMBuildAdd(B, LLVMBuildMul(B, k, mm->N, ""), c->j, ""));
+  LLVMTypeRef t = c->vf;
+  LLVMValueRef s1 = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){av, bv, s}, 3);
+  LLVMValueRef k1 = LLVMBuildAdd(B, k, ci64(c, 1), "");
+  LLVMBuildBr(B, head);
+  LLVMAddIncoming(k, (LLVMValueRef[]){ci64(c, 0), k1}, (LLVMBasicBlockRef[]){pre, body}, 2);
+  LLVMAddIncoming(s, (LLVMValueRef[]){splatf(c, 0), s1}, (LLVMBasicBlockRef[]){pre, body}, 2);
+  LLVMPositionBuilderAtEnd(B, done);
+  c->mm = s;
+  return store_body(c, &mm->st, acc);
+}
+
+/* ---- the function --------------------------------------------------------------------------- */
+
+int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims) {
+  const Graph *g = p->g;
+  const Node *d = ir_node(g, k->domain);
+  int64_t rows = 1;
+  for (int i = 0; i + 1 < d->rank; i++) {
+    Dim x = ir_shape(g, k->domain)[i];
+    int64_t v = 0;
+    if (!ir_dim_is_const(g, x, &v))
+      for (uint32_t q = 0; q < k->ndims; q++)
+        if (p->dims.v[k->dims + q] == x) v = dims[q];
+    rows *= v;
+  }
+  return rows;
+}
+
+/* Emit kernel k as function `name` into module M (context C); W lanes, libmvec prefix. */
+void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleRef M,
+              const char *name, int W, const char *mvec_prefix) {
+  Cg c = {.p = p, .g = p->g, .k = k, .W = W, .mvec = mvec_prefix, .C = C, .M = M, .mm_member = -1};
+  c.f32 = LLVMFloatTypeInContext(C);
+  c.i1 = LLVMInt1TypeInContext(C);
+  c.i32 = LLVMInt32TypeInContext(C);
+  c.i64 = LLVMInt64TypeInContext(C);
+  c.ptr = LLVMPointerTypeInContext(C, 0);
+  c.vf = LLVMVectorType(c.f32, (unsigned)W);
+  LLVMTypeRef params[4] = {c.ptr, c.ptr, c.i64, c.i64};
+  c.fn = LLVMAddFunction(M, name, LLVMFunctionType(LLVMVoidTypeInContext(C), params, 4, 0));
+  c.B = LLVMCreateBuilderInContext(C);
+  uint32_t nm = k->nmembers, ni = k->ninputs;
+  LLVMValueRef *mem = calloc(4 * (size_t)nm + 2 * (size_t)ni + 2, sizeof *mem);
+  if (!mem) ir_oom();
+  c.memo = mem, c.red = mem + nm, c.n1 = mem + 2 * nm, c.n2 = mem + 3 * nm;
+  c.base = mem + 4 * nm, c.inner = mem + 4 * nm + ni;
+  for (uint32_t m = 0; m < nm; m++)
+    if (ir_node(c.g, fu_members(p, k)[m])->op == OP_MATMUL) c.mm_member = (int)m;
+  c.bufs = LLVMGetParam(c.fn, 0), c.dims = LLVMGetParam(c.fn, 1);
+  LLVMValueRef begin = LLVMGetParam(c.fn, 2), end = LLVMGetParam(c.fn, 3);
+  LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(C, c.fn, "entry");
+  LLVMPositionBuilderAtEnd(c.B, entry);
+  /* the domain: rows (outer, parallel) x L (the last axis) */
+  const Node *dn = ir_node(c.g, k->domain);
+  const Dim *dom = ir_shape(c.g, k->domain);
+  int r = dn->rank;
+  LLVMValueRef L = r ? dimval(&c, dom[r - 1]) : ci64(&c, 1);
+  /* row loop */
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(C, c.fn, "row"),
+                    body = LLVMAppendBasicBlockInContext(C, c.fn, "row.body"),
+                    done = LLVMAppendBasicBlockInContext(C, c.fn, "row.done");
+  LLVMBuildBr(c.B, head);
+  LLVMPositionBuilderAtEnd(c.B, head);
+  LLVMValueRef row = LLVMBuildPhi(c.B, c.i64, "row");
+  LLVMBuildCondBr(c.B, LLVMBuildICmp(c.B, LLVMIntSLT, row, end, ""), body, done);
+  LLVMPositionBuilderAtEnd(c.B, body);
+  LLVMValueRef idx[DVM_MAX_RANK], rem = row;
+  for (int d = r - 2; d >= 0; d--) {
+    LLVMValueRef n = dimval(&c, dom[d]);
+    idx[d] = LLVMBuildSRem(c.B, rem, n, "");
+    rem = LLVMBuildSDiv(c.B, rem, n, "");
+  }
+  memset(c.red, 0, 3 * nm * sizeof *c.red);
+  for (uint32_t i = 0; i < ni; i++) input_base(&c, (int)i, idx, dom, r);
+  Store st = {row, L};
+  if (k->kind == KK_MIX) {
+    uint32_t v = fu_members(p, k)[c.mm_member];
+    Mm mm = {.row = row, .N = L, .a = ir_operand(c.g, v, 0), .b = ir_operand(c.g, v, 1), .st = st};
+    const Node *an = ir_node(c.g, mm.a);
+    mm.K = dimval(&c, ir_shape(c.g, mm.a)[an->rank - 1]);
+    columns(&c, L, NULL, mix_body, &mm);
+  } else {
+    row_passes(&c, L);
+    columns(&c, L, NULL, store_body, &st);
+    store_scalars(&c, row);
+  }
+  LLVMValueRef next = LLVMBuildAdd(c.B, row, ci64(&c, 1), "");
+  LLVMBasicBlockRef body_end = LLVMGetInsertBlock(c.B);
+  LLVMBuildBr(c.B, head);
+  LLVMAddIncoming(row, (LLVMValueRef[]){begin, next}, (LLVMBasicBlockRef[]){entry, body_end}, 2);
+  LLVMPositionBuilderAtEnd(c.B, done);
+  LLVMBuildRetVoid(c.B);
+  LLVMDisposeBuilder(c.B);
+  free(mem);
+}

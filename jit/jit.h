@@ -1,0 +1,72 @@
+/* jit/jit.h — the map of the jit layer: kernels compiled to native code through the LLVM C
+ * API, behind the kernel ABI of DESIGN.md, cached by kernel key.
+ *
+ *   void kernel(void *const *bufs, const int64_t *dims, int64_t begin, int64_t end);
+ *
+ * bufs: the kernel's inputs then its outputs (fusion order); dims: the values of its
+ * symbolic dim parameters (Kernel.dims); [begin, end): the slice of its outer parallel
+ * loop (jit_extent) this call covers.
+ *
+ * A Jit (one per context) owns one long-lived ORC LLJIT, the host target machine, and
+ * the kernel cache: one JitEntry per key, compiled at most once however many models and
+ * threads ask for it (the first asker compiles, the others wait on the entry). Only files
+ * in jit/ include llvm-c.
+ *
+ * Files: llvm.c (LLJIT, target machine, compile a module, cache), codegen.c (Kernel ->
+ * LLVM IR: vector, row and mix kernels). */
+#ifndef DVM_JIT_H
+#define DVM_JIT_H
+
+#include <stdatomic.h>
+
+#include "../fusion/fusion.h"
+
+typedef void (*KernelFn)(void *const *bufs, const int64_t *dims, int64_t begin, int64_t end);
+
+typedef enum JitState {
+  JE_NEW,         /* nobody has asked to compile it yet */
+  JE_COMPILING,   /* one thread is compiling; others wait */
+  JE_READY,       /* fn is native code */
+  JE_UNSUPPORTED, /* codegen does not cover this kernel yet: it runs on the reference path */
+  JE_FAILED       /* LLVM failed: `why` says how (a bug) */
+} JitState;
+
+typedef struct JitEntry {
+  uint8_t key[16];
+  _Atomic(KernelFn) fn;   /* published last: a non-NULL fn is ready to call */
+  _Atomic int state;      /* JitState */
+  double compile_ms;
+  char why[256];          /* JE_UNSUPPORTED / JE_FAILED: the reason */
+  char *ir;               /* the optimized module as text, for dump --stage llvm */
+  char *asm_text;         /* its assembly, for dump --stage asm */
+  struct JitEntry *next;  /* hash chain */
+} JitEntry;
+
+typedef struct Jit Jit;
+
+typedef struct JitStats {
+  int64_t hits, misses, compiles, unsupported;
+  double compile_ms;
+} JitStats;
+
+/* llvm.c */
+/* A new Jit for the host; NULL with err set if LLVM cannot target it. */
+Jit *jit_new(Err *err);
+void jit_free(Jit *j);
+/* The cache entry for kernel k of partition p, compiling it first if needed (blocking:
+ * concurrent callers for one key wait for the one compile). Never NULL; the entry's state
+ * says whether native code is there. `keep_text` records the IR and assembly when this
+ * call compiles (dumps use a Jit of their own). */
+JitEntry *jit_get(Jit *j, const Partition *p, const Kernel *k, bool keep_text);
+void jit_stats(Jit *j, JitStats *out);
+/* The host's name for the cache key and dumps ("znver5+avx512f ..."). */
+const char *jit_target(const Jit *j);
+
+/* codegen.c */
+/* The outer parallel extent of kernel k under concrete dim values: rows of its domain
+ * (1 for a rank-0 or rank-1 domain). */
+int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims);
+/* Can codegen emit kernel k? If not, why (for the entry and the dumps). */
+bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n);
+
+#endif /* DVM_JIT_H */

@@ -1,0 +1,261 @@
+/* jit/llvm.c — one long-lived ORC LLJIT per context, the host target machine, and the
+ * kernel cache.
+ *
+ * A kernel is compiled in its own LLVMContext (a ThreadSafeContext) and module: emitted by
+ * codegen.c, verified, optimized with a short pipeline, added to the LLJIT under a
+ * resource tracker (so an entry's code can be released), and looked up. glibc's libmvec is
+ * loaded into the process and the process's symbols are visible to JIT'd code, so kernels
+ * call _ZGVeN16v_expf and friends directly.
+ *
+ * Cache: a hash table of JitEntry by key under one mutex. The first thread to ask for a
+ * key compiles it with the mutex released; others asking meanwhile wait on a condition
+ * variable; so concurrent requests compile once. Compiles share the target machine and
+ * are serialized by `compile_lock` (one LLVM compile at a time per context).
+ *
+ * Pass pipeline: "default<O2>" — the kernels arrive already vectorized by hand (explicit
+ * <W x float> types), so what the pipeline must do is instcombine, LICM of per-row
+ * scalars, and unrolling; O2 does that in a few milliseconds per kernel. */
+#include <dlfcn.h>
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jit.h"
+
+void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleRef M,
+              const char *name, int W, const char *mvec_prefix);
+
+#define BUCKETS 1024
+
+struct Jit {
+  LLVMOrcLLJITRef lljit;
+  LLVMTargetMachineRef tm;
+  char *triple, *cpu, *features;
+  int W;
+  const char *mvec;
+  char target[160];
+  pthread_mutex_t lock;         /* the table, entry states, stats */
+  pthread_cond_t changed;       /* an entry left JE_COMPILING */
+  pthread_mutex_t compile_lock; /* the target machine and the LLJIT's IR layer */
+  JitEntry *table[BUCKETS];
+  JitStats stats;
+};
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Move an LLVMErrorRef's message into buf; true if there was an error. */
+static bool failed(LLVMErrorRef e, char *buf, size_t n) {
+  if (!e) return false;
+  char *m = LLVMGetErrorMessage(e);
+  snprintf(buf, n, "%s", m);
+  LLVMDisposeErrorMessage(m);
+  return true;
+}
+
+Jit *jit_new(Err *err) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, (void (*)(void))LLVMInitializeNativeTarget);
+  LLVMInitializeNativeAsmPrinter();
+  /* libmvec must be in the process for the JIT's symbol search */
+  if (!dlopen("libmvec.so.1", RTLD_NOW | RTLD_GLOBAL)) {
+    ir_err(err, DVM_ERR_UNSUPPORTED, "native tier: cannot load glibc's libmvec.so.1: %s", dlerror());
+    return NULL;
+  }
+  Jit *j = calloc(1, sizeof *j);
+  if (!j) return ir_err(err, DVM_ERR_NOMEM, "out of memory"), NULL;
+  char msg[512];
+  j->triple = LLVMGetDefaultTargetTriple();
+  j->cpu = LLVMGetHostCPUName();
+  j->features = LLVMGetHostCPUFeatures();
+  j->W = strstr(j->features, "+avx512f") ? 16 : strstr(j->features, "+avx2") ? 8 : 4;
+  j->mvec = j->W == 16 ? "_ZGVeN16" : j->W == 8 ? "_ZGVdN8" : "_ZGVbN4";
+  snprintf(j->target, sizeof j->target, "%s %s, %d x f32", j->triple, j->cpu, j->W);
+  LLVMTargetRef target;
+  char *terr = NULL;
+  if (LLVMGetTargetFromTriple(j->triple, &target, &terr)) {
+    ir_err(err, DVM_ERR_UNSUPPORTED, "native tier: no LLVM target for %s: %s", j->triple, terr);
+    LLVMDisposeMessage(terr);
+    jit_free(j);
+    return NULL;
+  }
+  j->tm = LLVMCreateTargetMachine(target, j->triple, j->cpu, j->features, LLVMCodeGenLevelAggressive,
+                                  LLVMRelocDefault, LLVMCodeModelJITDefault);
+  LLVMOrcJITTargetMachineBuilderRef jtmb;
+  LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+  if (failed(LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb), msg, sizeof msg)) {
+    LLVMOrcDisposeLLJITBuilder(builder);
+    ir_err(err, DVM_ERR_UNSUPPORTED, "native tier: %s", msg);
+    jit_free(j);
+    return NULL;
+  }
+  LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, jtmb);
+  if (failed(LLVMOrcCreateLLJIT(&j->lljit, builder), msg, sizeof msg)) {
+    ir_err(err, DVM_ERR_UNSUPPORTED, "native tier: cannot create the LLJIT: %s", msg);
+    j->lljit = NULL;
+    jit_free(j);
+    return NULL;
+  }
+  LLVMOrcDefinitionGeneratorRef gen;
+  if (failed(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(j->lljit),
+                                                                  NULL, NULL),
+             msg, sizeof msg)) {
+    ir_err(err, DVM_ERR_UNSUPPORTED, "native tier: %s", msg);
+    jit_free(j);
+    return NULL;
+  }
+  LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->lljit), gen);
+  pthread_mutex_init(&j->lock, NULL);
+  pthread_mutex_init(&j->compile_lock, NULL);
+  pthread_cond_init(&j->changed, NULL);
+  return j;
+}
+
+void jit_free(Jit *j) {
+  if (!j) return;
+  for (int b = 0; b < BUCKETS; b++)
+    for (JitEntry *e = j->table[b], *next; e; e = next) {
+      next = e->next;
+      LLVMDisposeMessage(e->ir);
+      free(e->asm_text);
+      free(e);
+    }
+  if (j->lljit) { /* before the mutexes: it may still own code */
+    LLVMErrorRef e = LLVMOrcDisposeLLJIT(j->lljit);
+    if (e) LLVMConsumeError(e);
+    pthread_mutex_destroy(&j->lock);
+    pthread_mutex_destroy(&j->compile_lock);
+    pthread_cond_destroy(&j->changed);
+  }
+  if (j->tm) LLVMDisposeTargetMachine(j->tm);
+  LLVMDisposeMessage(j->triple);
+  LLVMDisposeMessage(j->cpu);
+  LLVMDisposeMessage(j->features);
+  free(j);
+}
+
+const char *jit_target(const Jit *j) { return j->target; }
+
+/* Compile kernel k into entry e (the caller holds no lock). */
+static void compile(Jit *j, const Partition *p, const Kernel *k, JitEntry *e, bool keep_text) {
+  char why[sizeof e->why];
+  if (!jit_supported(p, k, why, sizeof why)) {
+    snprintf(e->why, sizeof e->why, "%s", why);
+    atomic_store(&e->state, JE_UNSUPPORTED);
+    return;
+  }
+  double t0 = now_ms();
+  char name[48];
+  snprintf(name, sizeof name, "dvm_k");
+  for (int i = 0; i < 16; i++) snprintf(name + 5 + 2 * i, 3, "%02x", e->key[i]);
+  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+  LLVMContextRef C = LLVMOrcThreadSafeContextGetContext(tsc);
+  LLVMModuleRef M = LLVMModuleCreateWithNameInContext(name, C);
+  pthread_mutex_lock(&j->compile_lock);
+  LLVMSetTarget(M, j->triple);
+  LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(j->tm);
+  LLVMSetModuleDataLayout(M, dl);
+  LLVMDisposeTargetData(dl);
+  jit_emit(p, k, C, M, name, j->W, j->mvec);
+  char *verr = NULL;
+  if (LLVMVerifyModule(M, LLVMReturnStatusAction, &verr)) {
+    snprintf(e->why, sizeof e->why, "internal: emitted IR does not verify: %.200s", verr);
+    LLVMDisposeMessage(verr);
+    LLVMDisposeModule(M);
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    pthread_mutex_unlock(&j->compile_lock);
+    atomic_store(&e->state, JE_FAILED);
+    return;
+  }
+  LLVMDisposeMessage(verr);
+  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef perr = LLVMRunPasses(M, "default<O2>", j->tm, opts);
+  LLVMDisposePassBuilderOptions(opts);
+  if (failed(perr, e->why, sizeof e->why)) {
+    LLVMDisposeModule(M);
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    pthread_mutex_unlock(&j->compile_lock);
+    atomic_store(&e->state, JE_FAILED);
+    return;
+  }
+  if (keep_text) {
+    e->ir = LLVMPrintModuleToString(M);
+    LLVMModuleRef copy = LLVMCloneModule(M);
+    LLVMMemoryBufferRef mb;
+    char *aerr = NULL;
+    if (!LLVMTargetMachineEmitToMemoryBuffer(j->tm, copy, LLVMAssemblyFile, &aerr, &mb)) {
+      size_t n = LLVMGetBufferSize(mb);
+      if ((e->asm_text = malloc(n + 1))) memcpy(e->asm_text, LLVMGetBufferStart(mb), n), e->asm_text[n] = 0;
+      LLVMDisposeMemoryBuffer(mb);
+    } else {
+      LLVMDisposeMessage(aerr);
+    }
+    LLVMDisposeModule(copy);
+  }
+  LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->lljit);
+  LLVMOrcResourceTrackerRef rt = LLVMOrcJITDylibCreateResourceTracker(jd);
+  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(M, tsc);
+  LLVMOrcDisposeThreadSafeContext(tsc); /* the module keeps the context alive */
+  LLVMOrcExecutorAddress addr = 0;
+  bool bad = failed(LLVMOrcLLJITAddLLVMIRModuleWithRT(j->lljit, rt, tsm), e->why, sizeof e->why) ||
+             failed(LLVMOrcLLJITLookup(j->lljit, &addr, name), e->why, sizeof e->why);
+  LLVMOrcReleaseResourceTracker(rt); /* code lives until the LLJIT is disposed */
+  pthread_mutex_unlock(&j->compile_lock);
+  e->compile_ms = now_ms() - t0;
+  if (bad || !addr) {
+    atomic_store(&e->state, JE_FAILED);
+    return;
+  }
+  atomic_store(&e->fn, (KernelFn)(uintptr_t)addr);
+  atomic_store(&e->state, JE_READY);
+}
+
+JitEntry *jit_get(Jit *j, const Partition *p, const Kernel *k, bool keep_text) {
+  uint32_t b;
+  memcpy(&b, k->key, 4);
+  b %= BUCKETS;
+  pthread_mutex_lock(&j->lock);
+  JitEntry *e = j->table[b];
+  while (e && memcmp(e->key, k->key, 16)) e = e->next;
+  if (!e) {
+    if (!(e = calloc(1, sizeof *e))) ir_oom();
+    memcpy(e->key, k->key, 16);
+    e->next = j->table[b];
+    j->table[b] = e;
+  }
+  while (atomic_load(&e->state) == JE_COMPILING) pthread_cond_wait(&j->changed, &j->lock);
+  if (atomic_load(&e->state) != JE_NEW) {
+    j->stats.hits++;
+    pthread_mutex_unlock(&j->lock);
+    return e;
+  }
+  atomic_store(&e->state, JE_COMPILING);
+  j->stats.misses++;
+  pthread_mutex_unlock(&j->lock);
+  compile(j, p, k, e, keep_text);
+  pthread_mutex_lock(&j->lock);
+  if (atomic_load(&e->state) == JE_READY) j->stats.compiles++, j->stats.compile_ms += e->compile_ms;
+  if (atomic_load(&e->state) == JE_UNSUPPORTED) j->stats.unsupported++;
+  pthread_cond_broadcast(&j->changed);
+  pthread_mutex_unlock(&j->lock);
+  return e;
+}
+
+void jit_stats(Jit *j, JitStats *out) {
+  pthread_mutex_lock(&j->lock);
+  *out = j->stats;
+  pthread_mutex_unlock(&j->lock);
+}
