@@ -58,7 +58,7 @@ typedef enum dvm_dtype {
 
 /* Execution tiers (FORMAT.md `--tier`). */
 typedef enum dvm_tier {
-  DVM_TIER_AUTO = 0, /* bytecode at once, native code when ready */
+  DVM_TIER_AUTO = 0, /* at once on the fused reference path, native code when ready */
   DVM_TIER_VM,       /* tile bytecode only */
   DVM_TIER_LLVM,     /* native code, compiled before the first run */
   DVM_TIER_REF       /* the reference executor: unfused, op by op, in double */
@@ -206,10 +206,14 @@ dvm_status dvm_model_cost(const dvm_model *m, int ninputs, const char *const *na
                           dvm_tensor *const *inputs, int nsyms, const char *const *sym_names,
                           const int64_t *sym_values, dvm_cost *out);
 
+/* Wait until the background compiles of this model's kernels (auto tier) are done, so
+ * that later runs are in their steady state. Runs never wait for them by themselves. */
+void dvm_model_wait(dvm_model *m);
+
 /* Counters since the model was compiled (FORMAT.md `--stats`). */
 typedef struct dvm_stats {
   int64_t kernels;      /* kernels in the executed partition (ops, for the ref tier) */
-  int64_t native_kernels; /* of which run native code (llvm tier) */
+  int64_t native_kernels; /* of which run native code now */
   int64_t cache_hits;   /* the context's kernel cache */
   int64_t cache_misses;
   int64_t vm_encodes;   /* bytecode encodes */

@@ -59,6 +59,15 @@ void jit_free(Jit *j);
  * call compiles (dumps use a Jit of their own). */
 JitEntry *jit_get(Jit *j, const Partition *p, const Kernel *k, bool keep_text);
 void jit_stats(Jit *j, JitStats *out);
+/* Tiering (the auto tier): the entry for kernel k without waiting, and, if nobody has
+ * compiled it yet, a request to the background compile thread. `owner` (a model) must
+ * call jit_cancel before the partition it passed goes away. Runs read entry->fn
+ * atomically: NULL until native code is ready, then the code, swapped in with no lock. */
+JitEntry *jit_request(Jit *j, const Partition *p, const Kernel *k, const void *owner);
+/* Drop owner's pending requests and wait until none of its kernels is being compiled. */
+void jit_cancel(Jit *j, const void *owner);
+/* Wait until owner has no pending or running requests. */
+void jit_wait(Jit *j, const void *owner);
 /* The host's name for the cache key and dumps ("znver5+avx512f ..."). */
 const char *jit_target(const Jit *j);
 

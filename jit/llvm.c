@@ -12,6 +12,10 @@
  * variable; so concurrent requests compile once. Compiles share the target machine and
  * are serialized by `compile_lock` (one LLVM compile at a time per context).
  *
+ * Tiering: jit_request queues a kernel for the background compile thread and returns at
+ * once; the entry's fn is published atomically when the code is ready, so a run reads it
+ * with no lock and switches tiers between two runs (or two kernels of one run).
+ *
  * Pass pipeline: "default<O2>" — the kernels arrive already vectorized by hand (explicit
  * <W x float> types), so what the pipeline must do is instcombine, LICM of per-row
  * scalars, and unrolling; O2 does that in a few milliseconds per kernel. */
@@ -49,6 +53,17 @@ struct Jit {
   pthread_mutex_t compile_lock; /* the target machine and the LLJIT's IR layer */
   JitEntry *table[BUCKETS];
   JitStats stats;
+  /* the background compiler: a FIFO of requests, one thread, started on first use */
+  struct Request {
+    const Partition *p;
+    const Kernel *k;
+    const void *owner;
+  } *queue;
+  size_t qhead, qlen, qcap;
+  const void *busy_owner; /* whose request the thread is compiling, or NULL */
+  pthread_t thread;
+  bool running, stopping;
+  pthread_cond_t work;    /* the queue has a request, or stop */
 };
 
 static double now_ms(void) {
@@ -121,11 +136,21 @@ Jit *jit_new(Err *err) {
   pthread_mutex_init(&j->lock, NULL);
   pthread_mutex_init(&j->compile_lock, NULL);
   pthread_cond_init(&j->changed, NULL);
+  pthread_cond_init(&j->work, NULL);
   return j;
 }
 
 void jit_free(Jit *j) {
   if (!j) return;
+  if (j->running) { /* stop the compile thread after its current request */
+    pthread_mutex_lock(&j->lock);
+    j->stopping = true;
+    j->qlen = 0;
+    pthread_cond_broadcast(&j->work);
+    pthread_mutex_unlock(&j->lock);
+    pthread_join(j->thread, NULL);
+  }
+  free(j->queue);
   for (int b = 0; b < BUCKETS; b++)
     for (JitEntry *e = j->table[b], *next; e; e = next) {
       next = e->next;
@@ -139,6 +164,7 @@ void jit_free(Jit *j) {
     pthread_mutex_destroy(&j->lock);
     pthread_mutex_destroy(&j->compile_lock);
     pthread_cond_destroy(&j->changed);
+    pthread_cond_destroy(&j->work);
   }
   if (j->tm) LLVMDisposeTargetMachine(j->tm);
   LLVMDisposeMessage(j->triple);
@@ -223,19 +249,25 @@ static void compile(Jit *j, const Partition *p, const Kernel *k, JitEntry *e, bo
   atomic_store(&e->state, JE_READY);
 }
 
-JitEntry *jit_get(Jit *j, const Partition *p, const Kernel *k, bool keep_text) {
+/* The entry for a key, made if absent (lock held). */
+static JitEntry *entry(Jit *j, const uint8_t key[16]) {
   uint32_t b;
-  memcpy(&b, k->key, 4);
+  memcpy(&b, key, 4);
   b %= BUCKETS;
-  pthread_mutex_lock(&j->lock);
   JitEntry *e = j->table[b];
-  while (e && memcmp(e->key, k->key, 16)) e = e->next;
+  while (e && memcmp(e->key, key, 16)) e = e->next;
   if (!e) {
     if (!(e = calloc(1, sizeof *e))) ir_oom();
-    memcpy(e->key, k->key, 16);
+    memcpy(e->key, key, 16);
     e->next = j->table[b];
     j->table[b] = e;
   }
+  return e;
+}
+
+JitEntry *jit_get(Jit *j, const Partition *p, const Kernel *k, bool keep_text) {
+  pthread_mutex_lock(&j->lock);
+  JitEntry *e = entry(j, k->key);
   while (atomic_load(&e->state) == JE_COMPILING) pthread_cond_wait(&j->changed, &j->lock);
   if (atomic_load(&e->state) != JE_NEW) {
     j->stats.hits++;
@@ -257,5 +289,72 @@ JitEntry *jit_get(Jit *j, const Partition *p, const Kernel *k, bool keep_text) {
 void jit_stats(Jit *j, JitStats *out) {
   pthread_mutex_lock(&j->lock);
   *out = j->stats;
+  pthread_mutex_unlock(&j->lock);
+}
+
+/* ---- the background compiler ----------------------------------------------------------- */
+
+static void *compile_thread(void *arg) {
+  Jit *j = arg;
+  pthread_mutex_lock(&j->lock);
+  for (;;) {
+    while (!j->qlen && !j->stopping) pthread_cond_wait(&j->work, &j->lock);
+    if (j->stopping) break;
+    struct Request r = j->queue[j->qhead];
+    j->qhead = (j->qhead + 1) % j->qcap;
+    j->qlen--;
+    j->busy_owner = r.owner;
+    pthread_mutex_unlock(&j->lock);
+    jit_get(j, r.p, r.k, false); /* compiles, or waits for whoever does */
+    pthread_mutex_lock(&j->lock);
+    j->busy_owner = NULL;
+    pthread_cond_broadcast(&j->changed);
+  }
+  pthread_mutex_unlock(&j->lock);
+  return NULL;
+}
+
+JitEntry *jit_request(Jit *j, const Partition *p, const Kernel *k, const void *owner) {
+  pthread_mutex_lock(&j->lock);
+  JitEntry *e = entry(j, k->key);
+  if (atomic_load(&e->state) == JE_NEW) {
+    if (!j->running && !pthread_create(&j->thread, NULL, compile_thread, j)) j->running = true;
+    if (j->qlen == j->qcap) { /* grow the ring, keeping FIFO order */
+      size_t cap = j->qcap ? 2 * j->qcap : 16;
+      struct Request *q = malloc(cap * sizeof *q);
+      if (!q) ir_oom();
+      for (size_t i = 0; i < j->qlen; i++) q[i] = j->queue[(j->qhead + i) % j->qcap];
+      free(j->queue);
+      j->queue = q, j->qcap = cap, j->qhead = 0;
+    }
+    j->queue[(j->qhead + j->qlen++) % j->qcap] = (struct Request){p, k, owner};
+    pthread_cond_signal(&j->work);
+  }
+  pthread_mutex_unlock(&j->lock);
+  return e;
+}
+
+/* Is any request of owner queued (lock held)? */
+static bool queued(const Jit *j, const void *owner) {
+  for (size_t i = 0; i < j->qlen; i++)
+    if (j->queue[(j->qhead + i) % j->qcap].owner == owner) return true;
+  return false;
+}
+
+void jit_cancel(Jit *j, const void *owner) {
+  pthread_mutex_lock(&j->lock);
+  size_t kept = 0;
+  for (size_t i = 0; i < j->qlen; i++) { /* compact the ring without owner's requests */
+    struct Request r = j->queue[(j->qhead + i) % j->qcap];
+    if (r.owner != owner) j->queue[(j->qhead + kept++) % j->qcap] = r;
+  }
+  j->qlen = kept;
+  while (j->busy_owner == owner) pthread_cond_wait(&j->changed, &j->lock);
+  pthread_mutex_unlock(&j->lock);
+}
+
+void jit_wait(Jit *j, const void *owner) {
+  pthread_mutex_lock(&j->lock);
+  while (j->busy_owner == owner || queued(j, owner)) pthread_cond_wait(&j->changed, &j->lock);
   pthread_mutex_unlock(&j->lock);
 }

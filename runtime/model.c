@@ -32,7 +32,6 @@ struct dvm_model {
   Jit *jit;          /* llvm tier: the context's */
   Pool *pool;        /* llvm tier: the context's thread pool */
   JitEntry **entry;  /* llvm tier, per kernel: its cache entry (native code or the reason not) */
-  int64_t nnative;   /* kernels that run native code */
   uint32_t *last;    /* auto tier, per value: last kernel reading it; UINT32_MAX = keep */
   pthread_mutex_t lock;
   dvm_stats stats;
@@ -96,16 +95,22 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
     }
     for (uint32_t i = 0; i < g->outputs.n; i++) m->last[g->outputs.v[i]] = UINT32_MAX;
     m->nkernels = m->part->kernels.n;
-    if (tier == DVM_TIER_LLVM) { /* compile every kernel before the first run */
-      if (!(m->jit = rt_context_jit(ctx, &err))) {
-        dvm_model_destroy(m);
-        return rt_fail(&err);
-      }
+    /* llvm: compile every kernel before the first run. auto: request them from the
+       background compiler and run on the reference path until each is ready; if LLVM
+       cannot target this machine, auto simply stays on the reference path. */
+    Err jerr = {0};
+    m->jit = rt_context_jit(ctx, &jerr);
+    if (!m->jit && tier == DVM_TIER_LLVM) {
+      dvm_model_destroy(m);
+      return rt_fail(&jerr);
+    }
+    if (m->jit) {
       m->pool = rt_context_pool(ctx, m->threads);
       if (!(m->entry = calloc(m->part->kernels.n + 1, sizeof *m->entry))) goto oom;
       for (uint32_t i = 0; i < m->part->kernels.n; i++) {
-        m->entry[i] = jit_get(m->jit, m->part, &m->part->kernels.v[i], false);
-        m->nnative += atomic_load(&m->entry[i]->fn) != NULL;
+        const Kernel *k = &m->part->kernels.v[i];
+        m->entry[i] = tier == DVM_TIER_LLVM ? jit_get(m->jit, m->part, k, false)
+                                            : jit_request(m->jit, m->part, k, m);
       }
     }
   } else {
@@ -122,6 +127,7 @@ oom:
 
 void dvm_model_destroy(dvm_model *m) {
   if (!m) return;
+  if (m->jit) jit_cancel(m->jit, m); /* its partition must outlive any compile of it */
   if (m->g) pthread_mutex_destroy(&m->lock);
   ir_graph_free(m->g);
   fu_free(m->part);
@@ -439,11 +445,17 @@ dvm_status dvm_model_cost(const dvm_model *m, int ninputs, const char *const *na
   return rt_ok();
 }
 
+void dvm_model_wait(dvm_model *m) {
+  if (m->jit) jit_wait(m->jit, m);
+}
+
 void dvm_model_stats(const dvm_model *m, dvm_stats *out) {
   pthread_mutex_lock((pthread_mutex_t *)&m->lock);
   *out = m->stats;
   out->kernels = m->nkernels;
-  out->native_kernels = m->nnative;
+  out->native_kernels = 0;
+  for (uint32_t i = 0; m->entry && i < m->part->kernels.n; i++)
+    out->native_kernels += atomic_load(&m->entry[i]->fn) != NULL;
   if (m->jit) { /* the context's kernel cache */
     JitStats js;
     jit_stats(m->jit, &js);

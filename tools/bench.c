@@ -45,6 +45,7 @@ typedef struct Args {
   dvm_tier tier;
   Format fmt;
   bool peers;
+  const char *only; /* --peers=a,b: just these */
   const char *plot;
   double budget_s, min_time_s;
 } Args;
@@ -100,6 +101,9 @@ static int parse_args(int argc, char **argv, Args *a) {
       else return tool_fail(EXIT_USAGE, "unknown format '%s' (table, csv, json)", v);
     } else if (!strcmp(arg, "--peers")) {
       a->peers = true;
+    } else if (!strncmp(arg, "--peers=", 8)) { /* an extension: only the peers listed */
+      a->peers = true;
+      a->only = arg + 8;
     } else if (tool_is_opt(arg, "--plot")) {
       if (!(a->plot = tool_opt_value(argc, argv, &i, "--plot"))) return tool_fail(EXIT_USAGE, "--plot needs a directory");
     } else if (tool_is_opt(arg, "--budget") || tool_is_opt(arg, "--min-time")) {
@@ -197,9 +201,9 @@ static const char *tier_label(dvm_tier t) {
 
 static const char *executor(dvm_tier t) {
   return t == DVM_TIER_REF ? "the unfused reference executor"
-         : t == DVM_TIER_LLVM ? "native kernels (LLVM); kernels codegen does not cover yet run on "
-                                "the kernel-level reference path"
-                              : "fused kernels on the kernel-level reference path";
+         : t == DVM_TIER_LLVM ? "native kernels compiled before the first run"
+                              : "first run on the fused reference path while LLVM compiles in the "
+                                "background, then native kernels";
 }
 
 static void row_json(FILE *f, const Row *r, const Args *a) {
@@ -283,7 +287,7 @@ static const char *fmt_us(double us, char *buf) {
 }
 
 static void table_header(const Args *a, char names[][32], int npeer) {
-  printf("\n%-10s %-14s %4s %9s %9s %9s %8s %5s %8s %4s", "workload", "binding", "kern", "first",
+  printf("\n%-10s %-14s %6s %9s %9s %9s %8s %5s %8s %4s", "workload", "binding", "kern", "first",
          "median", "p90", "GB/s", "%bw", "GFLOP/s", "rec");
   for (int i = 0; i < npeer; i++) printf("  %-20s", names[i]);
   printf("\n");
@@ -297,7 +301,9 @@ static void row_table(const Row *r, char notes[][600], int *nnotes) {
     printf(" skipped: %s\n", r->skipped);
     return;
   }
-  printf(" %4lld %9s %9s %9s %8.2f %5.1f", (long long)r->kernels, fmt_us(r->first_us, b1),
+  char kern[24];
+  snprintf(kern, sizeof kern, "%lld/%lld", (long long)r->native, (long long)r->kernels);
+  printf(" %6s %9s %9s %9s %8.2f %5.1f", kern, fmt_us(r->first_us, b1),
          fmt_us(r->median_us, b2), fmt_us(r->p90_us, b3), r->gbps, r->pct_bw);
   if (isfinite(r->gflops)) printf(" %8.2f", r->gflops);
   else printf(" %8s", "-");
@@ -408,6 +414,7 @@ static int run_binding(Ctx *c, dvm_model *m, const char *graph, const char *cons
   double t0 = tool_now_us();
   if (dvm_model_run_into(m, nin, in_names, ins, outs)) goto lib;
   r->first_us = tool_now_us() - t0;
+  dvm_model_wait(m); /* steady state: the auto tier's background compiles are done */
   dvm_stats st;
   dvm_model_stats(m, &st);
   r->kernels = st.kernels;
@@ -540,10 +547,12 @@ static int run_workload(Ctx *c, dvm_context *ctx, const char *w) {
     if (skip) {
       r.skipped = skip;
     } else {
-      dvm_stats s;
-      dvm_model_stats(m, &s);
-      if (first) compiles0 = s.vm_encodes + s.llvm_compiles;
       if ((rc = run_binding(c, m, path, syms, vals, ns, params, compiles0, first, &r))) goto done;
+      if (first) { /* compiles after the first binding are recompiles */
+        dvm_stats s;
+        dvm_model_stats(m, &s);
+        compiles0 = s.vm_encodes + s.llvm_compiles;
+      }
       first = false;
       if (dvm_model_cost(m, 0, NULL, NULL, ns, syms, vals, &prev)) prev.bytes = prev.flops = 0;
       prev_us = r.median_us;
@@ -576,6 +585,20 @@ int tool_bench(int argc, char **argv) {
     if (stat(path, &st)) return tool_fail(EXIT_ERR, "no workload '%s' (%s: %s)", a.work[i], path, strerror(errno));
   }
   if (a.peers) c.npeer = peers_list(c.bdir, c.peer_names, c.peer_cmds, MAXPEER);
+  if (a.only) { /* keep the listed peers, in the list's order; an unknown name is an error */
+    char names[MAXPEER][32], cmds[MAXPEER][1024], list[512];
+    int n = 0;
+    snprintf(list, sizeof list, "%s", a.only);
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+      int k = 0;
+      while (k < c.npeer && strcmp(c.peer_names[k], tok)) k++;
+      if (k == c.npeer) return tool_fail(EXIT_USAGE, "--peers: no peer '%s' (bench/peers/README.md)", tok);
+      if (n < MAXPEER) memcpy(names[n], c.peer_names[k], 32), memcpy(cmds[n], c.peer_cmds[k], 1024), n++;
+    }
+    memcpy(c.peer_names, names, sizeof names);
+    memcpy(c.peer_cmds, cmds, sizeof cmds);
+    c.npeer = n;
+  }
   Limits lim = {0};
   c.lim = &lim;
   lim.dram = limit_triad_gbps(a.threads, (size_t)128 << 20);
@@ -599,8 +622,9 @@ int tool_bench(int argc, char **argv) {
   }
   if (a.fmt == FMT_CSV) csv_header(&a, c.peer_names, c.npeer);
   if (a.fmt == FMT_TABLE) {
-    printf("dvm bench: %d thread%s, tier %s (%s)\n", a.threads, a.threads == 1 ? "" : "s", tier_label(a.tier),
-           executor(a.tier));
+    printf("dvm bench: %d thread%s, tier %s (%s; kernels the codegen does not cover yet run "
+           "on the kernel-level reference path; 'kern' is native/all)\n",
+           a.threads, a.threads == 1 ? "" : "s", tier_label(a.tier), executor(a.tier));
     printf("machine: triad %.1f GB/s (DRAM), %.1f GB/s (L2); ", lim.dram, lim.l2);
     if (lim.sgemm > 0) printf("sgemm 1024^3 %.1f GFLOP/s (OpenBLAS)\n", lim.sgemm);
     else printf("sgemm: %s\n", lim.sgemm_why);
