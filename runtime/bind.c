@@ -86,6 +86,11 @@ static dvm_status solve_all(const Graph *g, const Eq *eq, uint32_t neq, int64_t 
       }
       if (r == 2 && s != eq[i].x && !eq[i].solve_only) {
         eq_where(g, &eq[i], w, sizeof w);
+        int64_t cst;
+        if (ir_dim_is_const(g, eq[i].d, &cst)) /* a constant dim: say what was declared */
+          return ir_errl(err, DVM_ERR_SHAPE, g->file, line,
+                         "%s, but it is declared %lld: dims %lld and %lld must be equal", w,
+                         (long long)cst, (long long)eq[i].x, (long long)cst);
         return ir_errl(err, DVM_ERR_SHAPE, g->file, line,
                        "%s, but the graph needs %s = %lld: dims %lld and %lld must be equal", w,
                        ir_dim_str(g, eq[i].d, ds, sizeof ds), (long long)s, (long long)eq[i].x,

@@ -288,8 +288,8 @@ static int64_t grain(const Graph *g, const Partition *p, const Kernel *k) {
 }
 
 /* Kernel k as native code: its outputs are new tensors in vals, its inputs are there. */
-static dvm_status run_native(const dvm_model *m, const Binding *b, Tensor **vals, const Kernel *k,
-                             KernelFn fn, Err *err) {
+static dvm_status run_native(const dvm_model *m, const Binding *b, Tensor **vals, Tensor *const *dst,
+                             const Kernel *k, KernelFn fn, Err *err) {
   const Graph *g = m->g;
   const Partition *p = m->part;
   void *bufs[256];
@@ -303,10 +303,18 @@ static dvm_status run_native(const dvm_model *m, const Binding *b, Tensor **vals
   for (uint32_t j = 0; j < k->noutputs; j++) {
     uint32_t o = fu_outputs(p, k)[j];
     const Node *n = ir_node(g, o);
-    dvm_status st = rt_tensor_new((DType)n->dtype, n->rank, b->dims + b->off[o], &vals[o], err);
-    if (st) {
-      while (j--) rt_tensor_free(vals[fu_outputs(p, k)[j]]), vals[fu_outputs(p, k)[j]] = NULL;
-      return st;
+    if (dst && dst[o]) { /* a graph output the caller gave: written in place */
+      vals[o] = dst[o];
+    } else {
+      dvm_status st = rt_tensor_new((DType)n->dtype, n->rank, b->dims + b->off[o], &vals[o], err);
+      if (st) {
+        while (j--) {
+          uint32_t u = fu_outputs(p, k)[j];
+          if (!dst || dst[u] != vals[u]) rt_tensor_free(vals[u]);
+          vals[u] = NULL;
+        }
+        return st;
+      }
     }
     bufs[k->ninputs + j] = vals[o]->data;
   }
@@ -319,14 +327,15 @@ static dvm_status run_native(const dvm_model *m, const Binding *b, Tensor **vals
  * kernel has it (llvm tier), else through the kernel-level reference path. Materialized
  * values are freed after the last kernel that reads them; on success vals[o] holds a new
  * tensor for every graph output o (as rt_ref_run). */
-static dvm_status run_fused(const dvm_model *m, const Binding *b, Tensor **vals, Err *err) {
+static dvm_status run_fused(const dvm_model *m, const Binding *b, Tensor **vals, Tensor *const *dst,
+                            Err *err) {
   const Graph *g = m->g;
   const Partition *p = m->part;
   dvm_status st = DVM_OK;
   for (uint32_t i = 0; i < p->kernels.n && !st; i++) {
     const Kernel *k = &p->kernels.v[i];
     KernelFn fn = m->entry ? atomic_load(&m->entry[i]->fn) : NULL;
-    st = fn ? run_native(m, b, vals, k, fn, err)
+    st = fn ? run_native(m, b, vals, dst, k, fn, err)
             : rt_ref_run_nodes(g, b, vals, fu_members(p, k), k->nmembers, fu_outputs(p, k),
                                k->noutputs, err);
     for (uint32_t j = 0; j < k->ninputs && !st; j++) { /* intermediates no later kernel reads */
@@ -343,50 +352,82 @@ static dvm_status run_fused(const dvm_model *m, const Binding *b, Tensor **vals,
     for (uint32_t k = 0; k < i; k++) dup |= g->outputs.v[k] == o;
     if (!dup) st = rt_ref_run_nodes(g, b, vals, NULL, 0, &o, 1, err);
   }
-  if (st) /* release what this run made; inputs and params are the caller's */
+  if (st) /* release what this run made; inputs, params and given outputs are the caller's */
     for (uint32_t v = 0; v < g->nodes.n; v++)
-      if (vals[v] && ir_ops[ir_node(g, v)->op].kind != OPK_SOURCE) rt_tensor_free(vals[v]), vals[v] = NULL;
+      if (vals[v] && ir_ops[ir_node(g, v)->op].kind != OPK_SOURCE && (!dst || dst[v] != vals[v]))
+        rt_tensor_free(vals[v]), vals[v] = NULL;
   return st;
 }
 
-dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
-                         dvm_tensor *const *inputs, dvm_tensor **outputs) {
+/* Does tensor t have value v's dtype and shape under binding b? */
+static bool fits(const Graph *g, const Binding *b, uint32_t v, const Tensor *t) {
+  const Node *n = ir_node(g, v);
+  return t && t->dtype == (DType)n->dtype && t->rank == n->rank &&
+         !memcmp(t->shape, b->dims + b->off[v], (size_t)n->rank * sizeof *t->shape);
+}
+
+/* One run. Without `into`, outputs[i] receives a new tensor for output i. With it, output
+ * i is written into into[i]: in place by native kernels, else copied there. */
+static dvm_status run(dvm_model *m, int ninputs, const char *const *names, dvm_tensor *const *inputs,
+                      dvm_tensor **outputs, dvm_tensor *const *into) {
   Err err = {0};
   const Graph *g = m->g;
   double t0 = now_us();
-  Tensor **vals = calloc(g->nodes.n, sizeof *vals);
+  Tensor **vals = calloc(g->nodes.n, sizeof *vals), **dst = NULL;
   dvm_status st;
   Binding b = {0};
-  if (!vals) {
+  if (!vals || (into && !(dst = calloc(g->nodes.n, sizeof *dst)))) {
     st = ir_err(&err, DVM_ERR_NOMEM, "out of memory");
     goto done;
   }
   if ((st = gather_given(m, ninputs, names, inputs, true, vals, &err))) goto done;
   if ((st = rt_bind(g, vals, NULL, &b, &err))) goto done;
-  if ((st = m->part ? run_fused(m, &b, vals, &err) : rt_ref_run(g, &b, vals, &err))) goto done;
-  /* every output is now a new tensor; the same value listed twice gets a copy */
-  uint32_t made = 0;
-  for (; made < g->outputs.n; made++) {
-    Tensor *t = vals[g->outputs.v[made]];
-    for (uint32_t k = 0; k < made && t; k++)
-      if (g->outputs.v[k] == g->outputs.v[made]) {
-        Tensor *c;
-        if ((st = rt_tensor_new(t->dtype, t->rank, t->shape, &c, &err))) break;
-        memcpy(c->data, t->data, (size_t)t->numel * ir_dtype_size(t->dtype));
-        t = c;
-        break;
-      }
-    if (st) break;
-    outputs[made] = t;
-  }
-  if (st) { /* out of memory while copying: release what this run made */
-    for (uint32_t i = 0; i < made; i++) rt_tensor_free(outputs[i]), outputs[i] = NULL;
-    for (uint32_t i = made; i < g->outputs.n; i++) {
-      bool seen = false;
-      for (uint32_t k = 0; k < i; k++) seen |= g->outputs.v[k] == g->outputs.v[i];
-      if (!seen) rt_tensor_free(vals[g->outputs.v[i]]);
+  for (uint32_t i = 0; into && i < g->outputs.n; i++) {
+    uint32_t o = g->outputs.v[i];
+    if (!fits(g, &b, o, into[i])) {
+      st = ir_err(&err, DVM_ERR_USAGE, "output %u ('%s') does not have the run's dtype and shape", i,
+                  ir_s(g, ir_node(g, o)->name));
+      goto done;
     }
-    goto done;
+    if (!dst[o] && ir_ops[ir_node(g, o)->op].kind != OPK_SOURCE) dst[o] = into[i];
+  }
+  if ((st = m->part ? run_fused(m, &b, vals, dst, &err) : rt_ref_run(g, &b, vals, &err))) goto done;
+  if (into) { /* outputs not written in place are copied; what the run made is freed */
+    for (uint32_t i = 0; i < g->outputs.n; i++) {
+      Tensor *t = vals[g->outputs.v[i]];
+      if (t != into[i]) memcpy(into[i]->data, t->data, (size_t)t->numel * ir_dtype_size(t->dtype));
+    }
+    for (uint32_t i = 0; i < g->outputs.n; i++) {
+      uint32_t o = g->outputs.v[i];
+      bool seen = false;
+      for (uint32_t k = 0; k < i; k++) seen |= g->outputs.v[k] == o;
+      if (!seen && vals[o] != dst[o]) rt_tensor_free(vals[o]);
+    }
+  } else {
+    /* every output is now a new tensor; the same value listed twice gets a copy */
+    uint32_t made = 0;
+    for (; made < g->outputs.n; made++) {
+      Tensor *t = vals[g->outputs.v[made]];
+      for (uint32_t k = 0; k < made && t; k++)
+        if (g->outputs.v[k] == g->outputs.v[made]) {
+          Tensor *c;
+          if ((st = rt_tensor_new(t->dtype, t->rank, t->shape, &c, &err))) break;
+          memcpy(c->data, t->data, (size_t)t->numel * ir_dtype_size(t->dtype));
+          t = c;
+          break;
+        }
+      if (st) break;
+      outputs[made] = t;
+    }
+    if (st) { /* out of memory while copying: release what this run made */
+      for (uint32_t i = 0; i < made; i++) rt_tensor_free(outputs[i]), outputs[i] = NULL;
+      for (uint32_t i = made; i < g->outputs.n; i++) {
+        bool seen = false;
+        for (uint32_t k = 0; k < i; k++) seen |= g->outputs.v[k] == g->outputs.v[i];
+        if (!seen) rt_tensor_free(vals[g->outputs.v[i]]);
+      }
+      goto done;
+    }
   }
   pthread_mutex_lock(&m->lock);
   m->stats.runs++;
@@ -395,30 +436,18 @@ dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
 done:
   rt_binding_free(&b);
   free(vals);
+  free(dst);
   return st ? rt_fail(&err) : rt_ok();
+}
+
+dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
+                         dvm_tensor *const *inputs, dvm_tensor **outputs) {
+  return run(m, ninputs, names, inputs, outputs, NULL);
 }
 
 dvm_status dvm_model_run_into(dvm_model *m, int ninputs, const char *const *names,
                               dvm_tensor *const *inputs, dvm_tensor *const *outputs) {
-  Err err = {0};
-  int no = (int)m->g->outputs.n;
-  dvm_tensor **made = calloc((size_t)no + 1, sizeof *made);
-  if (!made) return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
-  dvm_status st = dvm_model_run(m, ninputs, names, inputs, made);
-  for (int i = 0; i < no && !st; i++) {
-    const Tensor *a = made[i], *b = outputs[i];
-    if (!b || a->dtype != b->dtype || a->rank != b->rank ||
-        memcmp(a->shape, b->shape, (size_t)a->rank * sizeof *a->shape))
-      st = ir_err(&err, DVM_ERR_USAGE, "output %d ('%s') does not have the run's dtype and shape",
-                  i, dvm_model_output_name(m, i)),
-      rt_fail(&err);
-  }
-  /* the executors make new tensors today; the compiled tiers will write in place */
-  for (int i = 0; i < no && !st; i++)
-    memcpy(outputs[i]->data, made[i]->data, (size_t)made[i]->numel * ir_dtype_size(made[i]->dtype));
-  for (int i = 0; i < no; i++) rt_tensor_free(made[i]);
-  free(made);
-  return st ? st : rt_ok();
+  return run(m, ninputs, names, inputs, NULL, outputs);
 }
 
 dvm_status dvm_model_cost(const dvm_model *m, int ninputs, const char *const *names,
