@@ -55,6 +55,9 @@ import statistics
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dvmtext import NAME_RE, emit, split_top  # noqa: E402  the peers' shared .dvm helpers
+
 DEFAULT_PEER = "halide"
 NO_SCHEDULE = "no Halide schedule for this graph"
 NOT_INSTALLED = "python3-halide is not installed: apt-get install python3-halide"
@@ -67,11 +70,6 @@ HSUM = True              # vectorized horizontal reduction of the rfactor partia
 EXP = "fast_exp"         # hl.fast_exp (see above) or "exp"
 
 
-def emit(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
 class Skip(Exception):
     """This peer cannot run the graph: reported as a skip line."""
 
@@ -79,26 +77,6 @@ class Skip(Exception):
 # ----------------------------------------------------------------------------------------
 # Minimal .dvm parsing (FORMAT.md): name, declarations, assignments, outputs.
 # ----------------------------------------------------------------------------------------
-
-NAME_RE = r"[A-Za-z_][A-Za-z0-9_.]*"
-
-
-def split_top(s):
-    """Split on commas that are not inside () or []."""
-    out, depth, cur = [], 0, []
-    for ch in s:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        if ch == "," and depth == 0:
-            out.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur).strip())
-    return [x for x in out if x != ""]
-
 
 def parse_graph(path):
     """-> dict(name, decls {name: (kind, dtype, [dims])}, order, nodes [(out, op, operands,

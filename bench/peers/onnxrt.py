@@ -48,169 +48,17 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dvmtext import (  # noqa: E402  the .dvm parser the peers share
+    DTYPES, FLOATS, INT_RE, INTS, LIT_RE, NAME_RE, Graph, Node, Unsupported, const_dim, emit,
+    eval_dim, parse_graph, parse_number, split_top)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)
 RUNNER = os.path.join(HERE, "ort_run.mjs")
 NPM_HINT = "cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm install"
 OPSET = 17
 MS = "com.microsoft"
-
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-class Unsupported(Exception):
-    """The graph uses something this peer cannot run: reported as a skip."""
-
-
-# ----------------------------------------------------------------------------------------
-# Parsing the .dvm text format
-# ----------------------------------------------------------------------------------------
-
-NAME_RE = r"[A-Za-z_][A-Za-z0-9_.]*"
-DTYPES = ("f32", "f16", "bf16", "i32", "i64", "bool")
-FLOATS = ("f32", "f16", "bf16")
-INTS = ("i32", "i64")
-LIT_RE = re.compile(r"^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)$", re.I)
-INT_RE = re.compile(r"^[+-]?\d+$")
-
-
-def split_top(s):
-    """Split on commas that are not inside () or []."""
-    out, depth, cur = [], 0, []
-    for ch in s:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        if ch == "," and depth == 0:
-            out.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    out.append("".join(cur).strip())
-    return [x for x in out if x != ""]
-
-
-def eval_dim(text, syms):
-    """Evaluate a dim expression: integers, symbols, + - * and parentheses."""
-    toks = re.findall(r"\d+|" + NAME_RE + r"|[-+*()]|\S", text)
-    pos = [0]
-
-    def peek():
-        return toks[pos[0]] if pos[0] < len(toks) else None
-
-    def take():
-        t = toks[pos[0]]
-        pos[0] += 1
-        return t
-
-    def atom():
-        t = peek()
-        if t is None:
-            raise ValueError("bad dim expression: %r" % text)
-        if t == "(":
-            take()
-            v = expr()
-            if peek() != ")":
-                raise ValueError("bad dim expression: %r" % text)
-            take()
-            return v
-        if t in ("+", "-"):
-            take()
-            v = atom()
-            return -v if t == "-" else v
-        take()
-        if t.isdigit():
-            return int(t)
-        if re.match("^" + NAME_RE + "$", t):
-            if t not in syms:
-                raise ValueError("symbol %s is not bound" % t)
-            return int(syms[t])
-        raise ValueError("bad dim expression: %r" % text)
-
-    def term():
-        v = atom()
-        while peek() == "*":
-            take()
-            v *= atom()
-        return v
-
-    def expr():
-        v = term()
-        while peek() in ("+", "-"):
-            op = take()
-            w = term()
-            v = v + w if op == "+" else v - w
-        return v
-
-    v = expr()
-    if pos[0] != len(toks):
-        raise ValueError("bad dim expression: %r" % text)
-    return v
-
-
-def parse_number(text):
-    """A numeric literal or attribute value: int, float, inf, -inf, nan, true, false."""
-    t = text.strip().lower()
-    if t in ("true", "false"):
-        return 1 if t == "true" else 0
-    if INT_RE.match(t):
-        return int(t)
-    return float(t)
-
-
-class Node:
-    def __init__(self, out, op, operands, attrs, line):
-        self.out, self.op, self.operands, self.attrs, self.line = out, op, operands, attrs, line
-
-
-class Graph:
-    def __init__(self):
-        self.name = None
-        self.decls = []  # (kind, name, dtype, [dim texts])
-        self.nodes = []
-        self.outputs = []
-
-
-def parse_graph(path):
-    g = Graph()
-    with open(path) as f:
-        lines = f.read().split("\n")
-    decl_re = re.compile(r"^(input|param)\s+(" + NAME_RE + r")\s*:\s*(\w+)\s*\[(.*)\]$")
-    asg_re = re.compile(r"^(" + NAME_RE + r")\s*=\s*([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)$")
-    for ln, raw in enumerate(lines, 1):
-        s = raw.split("#", 1)[0].strip()
-        if not s:
-            continue
-        where = "%s:%d: " % (path, ln)
-        if re.match(r"^graph\b", s):
-            g.name = s[5:].strip()
-            continue
-        m = decl_re.match(s)
-        if m:
-            if m.group(3) not in DTYPES:
-                raise ValueError(where + "unknown dtype " + m.group(3))
-            g.decls.append((m.group(1), m.group(2), m.group(3), split_top(m.group(4))))
-            continue
-        if re.match(r"^output\b", s):
-            g.outputs += [x.strip() for x in s[6:].split(",") if x.strip()]
-            continue
-        m = asg_re.match(s)
-        if m:
-            operands, attrs = [], {}
-            for a in split_top(m.group(3)):
-                km = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$", a)
-                if km:
-                    attrs[km.group(1)] = km.group(2).strip()
-                else:
-                    operands.append(a)
-            g.nodes.append(Node(m.group(1), m.group(2), operands, attrs, ln))
-            continue
-        raise ValueError(where + "cannot parse: " + s)
-    return g
 
 
 # ----------------------------------------------------------------------------------------
