@@ -261,10 +261,12 @@ dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
   return rt_ok();
 }
 
+/* One native kernel call: its buffers (inputs then outputs) and dim values. */
 typedef struct Call {
   KernelFn fn;
-  void *const *bufs;
-  const int64_t *dims;
+  void *bufs[256];
+  int64_t dims[64];
+  int64_t extent, grain;
 } Call;
 
 static void call_range(void *arg, int64_t begin, int64_t end) {
@@ -287,19 +289,19 @@ static int64_t grain(const Graph *g, const Partition *p, const Kernel *k) {
   return row >= 65536 ? 1 : 65536 / (row > 0 ? row : 1);
 }
 
-/* Kernel k as native code: its outputs are new tensors in vals, its inputs are there. */
-static dvm_status run_native(const dvm_model *m, const Binding *b, Tensor **vals, Tensor *const *dst,
-                             const Kernel *k, KernelFn fn, Err *err) {
+/* Prepare kernel k's native call: its outputs become new tensors in vals (or the caller's
+ * tensors in dst, written in place); its inputs are already there. */
+static dvm_status prepare(const dvm_model *m, const Binding *b, Tensor **vals, Tensor *const *dst,
+                          const Kernel *k, KernelFn fn, Call *c, Err *err) {
   const Graph *g = m->g;
   const Partition *p = m->part;
-  void *bufs[256];
-  int64_t dims[64];
   if (k->ninputs + k->noutputs > 256 || k->ndims > 64)
     return ir_err(err, DVM_ERR_UNSUPPORTED, "kernel with too many buffers or dims");
+  c->fn = fn;
   for (uint32_t q = 0; q < k->ndims; q++)
-    if (!ir_dim_eval(g, p->dims.v[k->dims + q], b->sym, &dims[q]))
+    if (!ir_dim_eval(g, p->dims.v[k->dims + q], b->sym, &c->dims[q]))
       return ir_err(err, DVM_ERR_OVERFLOW, "a kernel dim overflows int64");
-  for (uint32_t j = 0; j < k->ninputs; j++) bufs[j] = vals[fu_inputs(p, k)[j]]->data;
+  for (uint32_t j = 0; j < k->ninputs; j++) c->bufs[j] = vals[fu_inputs(p, k)[j]]->data;
   for (uint32_t j = 0; j < k->noutputs; j++) {
     uint32_t o = fu_outputs(p, k)[j];
     const Node *n = ir_node(g, o);
@@ -307,43 +309,73 @@ static dvm_status run_native(const dvm_model *m, const Binding *b, Tensor **vals
       vals[o] = dst[o];
     } else {
       dvm_status st = rt_tensor_new((DType)n->dtype, n->rank, b->dims + b->off[o], &vals[o], err);
-      if (st) {
-        while (j--) {
-          uint32_t u = fu_outputs(p, k)[j];
-          if (!dst || dst[u] != vals[u]) rt_tensor_free(vals[u]);
-          vals[u] = NULL;
-        }
-        return st;
-      }
+      if (st) return st; /* run_fused releases what was made */
     }
-    bufs[k->ninputs + j] = vals[o]->data;
+    c->bufs[k->ninputs + j] = vals[o]->data;
   }
-  Call c = {fn, bufs, dims};
-  rt_pool_run(m->pool, call_range, &c, jit_extent(p, k, dims), grain(g, p, k));
+  c->extent = jit_extent(p, k, c->dims);
+  c->grain = grain(g, p, k);
   return DVM_OK;
 }
 
-/* The fused tiers: each kernel of the partition in order, as native code where the
- * kernel has it (llvm tier), else through the kernel-level reference path. Materialized
- * values are freed after the last kernel that reads them; on success vals[o] holds a new
- * tensor for every graph output o (as rt_ref_run). */
+enum { STACK_MAX = 16 }; /* kernels launched as one parallel region */
+
+/* The fused tiers: the partition dispatch by dispatch. A dispatch whose kernels all have
+ * native code runs as one parallel region (its kernels are independent: stacked); other
+ * kernels run through the kernel-level reference path. Small kernels stay inline on the
+ * caller (rt_pool_run), so a chain of them costs no synchronization. Materialized values
+ * are freed after the last kernel that reads them; on success vals[o] holds the tensor of
+ * every graph output o (new, or the caller's from dst). */
 static dvm_status run_fused(const dvm_model *m, const Binding *b, Tensor **vals, Tensor *const *dst,
                             Err *err) {
   const Graph *g = m->g;
   const Partition *p = m->part;
   dvm_status st = DVM_OK;
-  for (uint32_t i = 0; i < p->kernels.n && !st; i++) {
-    const Kernel *k = &p->kernels.v[i];
-    KernelFn fn = m->entry ? atomic_load(&m->entry[i]->fn) : NULL;
-    st = fn ? run_native(m, b, vals, dst, k, fn, err)
-            : rt_ref_run_nodes(g, b, vals, fu_members(p, k), k->nmembers, fu_outputs(p, k),
-                               k->noutputs, err);
-    for (uint32_t j = 0; j < k->ninputs && !st; j++) { /* intermediates no later kernel reads */
-      uint32_t u = fu_inputs(p, k)[j];
-      if (m->last[u] == i && ir_ops[ir_node(g, u)->op].kind != OPK_SOURCE)
-        rt_tensor_free(vals[u]), vals[u] = NULL;
+  Call *calls = NULL;
+  for (uint32_t i = 0, next; i < p->kernels.n && !st; i = next) {
+    uint32_t d = p->kernels.v[i].dispatch;
+    bool native = m->entry != NULL;
+    for (next = i; next < p->kernels.n && p->kernels.v[next].dispatch == d && next - i < STACK_MAX; next++)
+      native &= m->entry && atomic_load(&m->entry[next]->fn) != NULL;
+    if (native) {
+      if (!calls && !(calls = malloc(STACK_MAX * sizeof *calls))) {
+        st = ir_err(err, DVM_ERR_NOMEM, "out of memory");
+        break;
+      }
+      PoolJob jobs[STACK_MAX];
+      uint32_t n = next - i;
+      for (uint32_t j = 0; j < n && !st; j++) {
+        st = prepare(m, b, vals, dst, &p->kernels.v[i + j], atomic_load(&m->entry[i + j]->fn), &calls[j], err);
+        jobs[j] = (PoolJob){call_range, &calls[j], calls[j].extent, calls[j].grain};
+      }
+      if (st) break;
+      if (n == 1) rt_pool_run(m->pool, call_range, &calls[0], calls[0].extent, calls[0].grain);
+      else rt_pool_run_many(m->pool, jobs, (int)n);
+    } else {
+      next = i + 1;
+      const Kernel *k = &p->kernels.v[i];
+      KernelFn fn = m->entry ? atomic_load(&m->entry[i]->fn) : NULL;
+      if (fn) {
+        if (!calls && !(calls = malloc(STACK_MAX * sizeof *calls))) {
+          st = ir_err(err, DVM_ERR_NOMEM, "out of memory");
+          break;
+        }
+        if (!(st = prepare(m, b, vals, dst, k, fn, &calls[0], err)))
+          rt_pool_run(m->pool, call_range, &calls[0], calls[0].extent, calls[0].grain);
+      } else {
+        st = rt_ref_run_nodes(g, b, vals, fu_members(p, k), k->nmembers, fu_outputs(p, k), k->noutputs, err);
+      }
+    }
+    for (uint32_t q = i; q < next && !st; q++) { /* intermediates no later kernel reads */
+      const Kernel *k = &p->kernels.v[q];
+      for (uint32_t j = 0; j < k->ninputs; j++) {
+        uint32_t u = fu_inputs(p, k)[j];
+        if (m->last[u] < next && vals[u] && ir_ops[ir_node(g, u)->op].kind != OPK_SOURCE)
+          rt_tensor_free(vals[u]), vals[u] = NULL;
+      }
     }
   }
+  free(calls);
   /* outputs that no kernel computes: inputs or params returned as they are (a copy) */
   for (uint32_t i = 0; i < g->outputs.n && !st; i++) {
     uint32_t o = g->outputs.v[i];
