@@ -11,9 +11,10 @@
  * results only) is a splat, so one path emits every op.
  *
  * Mix kernels: out[m, :] = a[m, :] @ b + epilogue, with a's batch dims flattened into m
- * and b a 2-D [K, N] matrix: for each block of 4 rows and W columns, K fused
- * multiply-adds into accumulators, then the epilogue members on the accumulators, then
- * the stores. A correct, register-blocked loop; the GEMM issue makes it fast.
+ * and b a 2-D [K, N] matrix: for each block of MIX_ROWS rows and W columns, K fused
+ * multiply-adds into one accumulator per row (each b vector loaded once for the block),
+ * then the epilogue members on each accumulator and the stores. A correct,
+ * register-blocked loop without packing; the GEMM issue makes it fast.
  *
  * Operands: an input is read through strides computed from the canonical shapes (stride
  * 0 where it broadcasts), so broadcasting is index math, not copies. Transcendentals go
@@ -568,37 +569,113 @@ static void store_scalars(Cg *c, LLVMValueRef row) {
 
 /* ---- mix: the matmul column block ------------------------------------------------------------ */
 
+enum { MIX_ROWS = 4 }; /* rows of a register block: each b vector feeds this many FMAs */
+
 typedef struct Mm {
   LLVMValueRef row, N, K;
+  int rows;              /* rows in this block: MIX_ROWS or 1 */
   uint32_t a, b;
-  Store st;
+  const Dim *dom;
+  int r;
 } Mm;
 
+/* Element offsets of every input for row `row` (outer index decomposed by the domain). */
+static void row_bases(Cg *c, LLVMValueRef row, const Dim *dom, int r) {
+  LLVMValueRef idx[DVM_MAX_RANK], rem = row;
+  for (int d = r - 2; d >= 0; d--) {
+    LLVMValueRef n = dimval(c, dom[d]);
+    idx[d] = LLVMBuildSRem(c->B, rem, n, "");
+    rem = LLVMBuildSDiv(c->B, rem, n, "");
+  }
+  for (uint32_t i = 0; i < c->k->ninputs; i++) input_base(c, (int)i, idx, dom, r);
+}
+
+/* For the block's rows at this column: K fused multiply-adds into one accumulator per row
+ * (b loaded once per k for all of them), then the epilogue and the stores row by row. */
 static LLVMValueRef mix_body(Cg *c, void *arg, LLVMValueRef acc) {
   Mm *mm = arg;
   LLVMBuilderRef B = c->B;
+  int R = mm->rows;
   LLVMValueRef pa = buf(c, (uint32_t)input_index(c, mm->a)), pb = buf(c, (uint32_t)input_index(c, mm->b));
-  LLVMValueRef abase = LLVMBuildMul(B, mm->row, mm->K, "");
+  LLVMValueRef abase[MIX_ROWS];
+  for (int r = 0; r < R; r++)
+    abase[r] = LLVMBuildMul(B, LLVMBuildAdd(B, mm->row, ci64(c, r), ""), mm->K, "");
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = LLVMAppendBasicBlockInContext(c->C, c->fn, "k"),
                     body = LLVMAppendBasicBlockInContext(c->C, c->fn, "k.body"),
                     done = LLVMAppendBasicBlockInContext(c->C, c->fn, "k.done");
   LLVMBuildBr(B, head);
   LLVMPositionBuilderAtEnd(B, head);
-  LLVMValueRef k = LLVMBuildPhi(B, c->i64, "k"), s = LLVMBuildPhi(B, c->vf, "sum");
+  LLVMValueRef k = LLVMBuildPhi(B, c->i64, "k"), sum[MIX_ROWS], next[MIX_ROWS];
+  for (int r = 0; r < R; r++) sum[r] = LLVMBuildPhi(B, c->vf, "sum");
   LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, k, mm->K, ""), body, done);
   LLVMPositionBuilderAtEnd(B, body);
-  LLVMValueRef aat = LLVMBuildGEP2(B, c->f32, pa, (LLVMValueRef[]){LLVMBuildAdd(B, abase, k, "")}, 1, "");
-  LLVMValueRef av = vsplat(c, LLVMBuildLoad2(B, c->f32, aat, ""), "");
   LLVMValueRef bv = load_vec(c, pb, LLVMBuildAdd(B, LLVMBuildMul(B, k, mm->N, ""), c->j, ""));
   LLVMTypeRef t = c->vf;
-  LLVMValueRef s1 = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){av, bv, s}, 3);
+  for (int r = 0; r < R; r++) {
+    LLVMValueRef aat = LLVMBuildGEP2(B, c->f32, pa, (LLVMValueRef[]){LLVMBuildAdd(B, abase[r], k, "")}, 1, "");
+    LLVMValueRef av = vsplat(c, LLVMBuildLoad2(B, c->f32, aat, ""), "");
+    next[r] = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){av, bv, sum[r]}, 3);
+  }
   LLVMValueRef k1 = LLVMBuildAdd(B, k, ci64(c, 1), "");
+  LLVMBasicBlockRef body_end = LLVMGetInsertBlock(B);
   LLVMBuildBr(B, head);
-  LLVMAddIncoming(k, (LLVMValueRef[]){ci64(c, 0), k1}, (LLVMBasicBlockRef[]){pre, body}, 2);
-  LLVMAddIncoming(s, (LLVMValueRef[]){splatf(c, 0), s1}, (LLVMBasicBlockRef[]){pre, body}, 2);
+  LLVMAddIncoming(k, (LLVMValueRef[]){ci64(c, 0), k1}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
+  for (int r = 0; r < R; r++)
+    LLVMAddIncoming(sum[r], (LLVMValueRef[]){splatf(c, 0), next[r]}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
   LLVMPositionBuilderAtEnd(B, done);
-  c->mm = s;
-  return store_body(c, &mm->st, acc);
+  for (int r = 0; r < R; r++) {
+    LLVMValueRef row = LLVMBuildAdd(B, mm->row, ci64(c, r), "");
+    forget(c);
+    row_bases(c, row, mm->dom, mm->r);
+    c->mm = sum[r];
+    Store st = {row, mm->N};
+    store_body(c, &st, acc);
+  }
+  forget(c);
+  return acc;
+}
+
+/* Rows [row, row + rows) of a mix kernel. */
+static void mix_rows(Cg *c, LLVMValueRef row, int rows, const Dim *dom, int r, LLVMValueRef L) {
+  uint32_t v = fu_members(c->p, c->k)[c->mm_member];
+  Mm mm = {.row = row, .N = L, .rows = rows, .a = ir_operand(c->g, v, 0), .b = ir_operand(c->g, v, 1),
+           .dom = dom, .r = r};
+  const Node *an = ir_node(c->g, mm.a);
+  mm.K = dimval(c, ir_shape(c->g, mm.a)[an->rank - 1]);
+  columns(c, L, NULL, mix_body, &mm);
+}
+
+/* A counted loop from `from` while iv + step <= end (step 1: iv < end); returns the exit
+ * value of iv. body(c, iv, arg) emits one iteration. */
+static LLVMValueRef counted(Cg *c, LLVMValueRef from, LLVMValueRef end, int step,
+                            void (*body)(Cg *, LLVMValueRef, void *), void *arg) {
+  LLVMBuilderRef B = c->B;
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = LLVMAppendBasicBlockInContext(c->C, c->fn, "loop"),
+                    bb = LLVMAppendBasicBlockInContext(c->C, c->fn, "loop.body"),
+                    done = LLVMAppendBasicBlockInContext(c->C, c->fn, "loop.done");
+  LLVMBuildBr(B, head);
+  LLVMPositionBuilderAtEnd(B, head);
+  LLVMValueRef iv = LLVMBuildPhi(B, c->i64, "iv");
+  LLVMValueRef last = LLVMBuildAdd(B, iv, ci64(c, step), "");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLE, last, end, ""), bb, done);
+  LLVMPositionBuilderAtEnd(B, bb);
+  body(c, iv, arg);
+  LLVMBasicBlockRef bend = LLVMGetInsertBlock(B);
+  LLVMBuildBr(B, head);
+  LLVMAddIncoming(iv, (LLVMValueRef[]){from, last}, (LLVMBasicBlockRef[]){pre, bend}, 2);
+  LLVMPositionBuilderAtEnd(B, done);
+  return iv;
+}
+
+typedef struct MixLoop {
+  const Dim *dom;
+  int r, rows;
+  LLVMValueRef L;
+} MixLoop;
+
+static void mix_iter(Cg *c, LLVMValueRef row, void *arg) {
+  MixLoop *ml = arg;
+  mix_rows(c, row, ml->rows, ml->dom, ml->r, ml->L);
 }
 
 /* ---- the function --------------------------------------------------------------------------- */
@@ -647,6 +724,16 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   const Dim *dom = ir_shape(c.g, k->domain);
   int r = dn->rank;
   LLVMValueRef L = r ? dimval(&c, dom[r - 1]) : ci64(&c, 1);
+  if (k->kind == KK_MIX) { /* blocks of MIX_ROWS rows, then single rows */
+    MixLoop ml = {dom, r, MIX_ROWS, L};
+    LLVMValueRef at = counted(&c, begin, end, MIX_ROWS, mix_iter, &ml);
+    ml.rows = 1;
+    counted(&c, at, end, 1, mix_iter, &ml);
+    LLVMBuildRetVoid(c.B);
+    LLVMDisposeBuilder(c.B);
+    free(mem);
+    return;
+  }
   /* row loop */
   LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(C, c.fn, "row"),
                     body = LLVMAppendBasicBlockInContext(C, c.fn, "row.body"),
@@ -656,26 +743,12 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   LLVMValueRef row = LLVMBuildPhi(c.B, c.i64, "row");
   LLVMBuildCondBr(c.B, LLVMBuildICmp(c.B, LLVMIntSLT, row, end, ""), body, done);
   LLVMPositionBuilderAtEnd(c.B, body);
-  LLVMValueRef idx[DVM_MAX_RANK], rem = row;
-  for (int d = r - 2; d >= 0; d--) {
-    LLVMValueRef n = dimval(&c, dom[d]);
-    idx[d] = LLVMBuildSRem(c.B, rem, n, "");
-    rem = LLVMBuildSDiv(c.B, rem, n, "");
-  }
   memset(c.red, 0, 3 * nm * sizeof *c.red);
-  for (uint32_t i = 0; i < ni; i++) input_base(&c, (int)i, idx, dom, r);
+  row_bases(&c, row, dom, r);
   Store st = {row, L};
-  if (k->kind == KK_MIX) {
-    uint32_t v = fu_members(p, k)[c.mm_member];
-    Mm mm = {.row = row, .N = L, .a = ir_operand(c.g, v, 0), .b = ir_operand(c.g, v, 1), .st = st};
-    const Node *an = ir_node(c.g, mm.a);
-    mm.K = dimval(&c, ir_shape(c.g, mm.a)[an->rank - 1]);
-    columns(&c, L, NULL, mix_body, &mm);
-  } else {
-    row_passes(&c, L);
-    columns(&c, L, NULL, store_body, &st);
-    store_scalars(&c, row);
-  }
+  row_passes(&c, L);
+  columns(&c, L, NULL, store_body, &st);
+  store_scalars(&c, row);
   LLVMValueRef next = LLVMBuildAdd(c.B, row, ci64(&c, 1), "");
   LLVMBasicBlockRef body_end = LLVMGetInsertBlock(c.B);
   LLVMBuildBr(c.B, head);
