@@ -590,8 +590,23 @@ static void row_bases(Cg *c, LLVMValueRef row, const Dim *dom, int r) {
   for (uint32_t i = 0; i < c->k->ninputs; i++) input_base(c, (int)i, idx, dom, r);
 }
 
-/* For the block's rows at this column: K fused multiply-adds into one accumulator per row
- * (b loaded once per k for all of them), then the epilogue and the stores row by row. */
+/* One k step of the block: b[k, j..] loaded once, one FMA per row into acc[r]. */
+static void mix_step(Cg *c, Mm *mm, LLVMValueRef pa, LLVMValueRef pb, const LLVMValueRef *abase,
+                     LLVMValueRef k, LLVMValueRef *acc) {
+  LLVMBuilderRef B = c->B;
+  LLVMTypeRef t = c->vf;
+  LLVMValueRef bv = load_vec(c, pb, LLVMBuildAdd(B, LLVMBuildMul(B, k, mm->N, ""), c->j, ""));
+  for (int r = 0; r < mm->rows; r++) {
+    LLVMValueRef aat = LLVMBuildGEP2(B, c->f32, pa, (LLVMValueRef[]){LLVMBuildAdd(B, abase[r], k, "")}, 1, "");
+    LLVMValueRef av = vsplat(c, LLVMBuildLoad2(B, c->f32, aat, ""), "");
+    acc[r] = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){av, bv, acc[r]}, 3);
+  }
+}
+
+/* For the block's rows at this column: the K products summed in two interleaved partial
+ * sums per row (even and odd k: half the rounding error of one long chain, and twice the
+ * independent FMA chains), b loaded once per k for all rows; then the epilogue and the
+ * stores row by row. */
 static LLVMValueRef mix_body(Cg *c, void *arg, LLVMValueRef acc) {
   Mm *mm = arg;
   LLVMBuilderRef B = c->B;
@@ -602,32 +617,47 @@ static LLVMValueRef mix_body(Cg *c, void *arg, LLVMValueRef acc) {
     abase[r] = LLVMBuildMul(B, LLVMBuildAdd(B, mm->row, ci64(c, r), ""), mm->K, "");
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = LLVMAppendBasicBlockInContext(c->C, c->fn, "k"),
                     body = LLVMAppendBasicBlockInContext(c->C, c->fn, "k.body"),
+                    odd = LLVMAppendBasicBlockInContext(c->C, c->fn, "k.odd"),
                     done = LLVMAppendBasicBlockInContext(c->C, c->fn, "k.done");
   LLVMBuildBr(B, head);
   LLVMPositionBuilderAtEnd(B, head);
-  LLVMValueRef k = LLVMBuildPhi(B, c->i64, "k"), sum[MIX_ROWS], next[MIX_ROWS];
-  for (int r = 0; r < R; r++) sum[r] = LLVMBuildPhi(B, c->vf, "sum");
-  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, k, mm->K, ""), body, done);
+  LLVMValueRef k = LLVMBuildPhi(B, c->i64, "k"), s0[MIX_ROWS], s1[MIX_ROWS], n0[MIX_ROWS], n1[MIX_ROWS];
+  for (int r = 0; r < R; r++) s0[r] = LLVMBuildPhi(B, c->vf, "even"), s1[r] = LLVMBuildPhi(B, c->vf, "odd");
+  LLVMValueRef k2 = LLVMBuildAdd(B, k, ci64(c, 2), "");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLE, k2, mm->K, ""), body, odd);
   LLVMPositionBuilderAtEnd(B, body);
-  LLVMValueRef bv = load_vec(c, pb, LLVMBuildAdd(B, LLVMBuildMul(B, k, mm->N, ""), c->j, ""));
-  LLVMTypeRef t = c->vf;
-  for (int r = 0; r < R; r++) {
-    LLVMValueRef aat = LLVMBuildGEP2(B, c->f32, pa, (LLVMValueRef[]){LLVMBuildAdd(B, abase[r], k, "")}, 1, "");
-    LLVMValueRef av = vsplat(c, LLVMBuildLoad2(B, c->f32, aat, ""), "");
-    next[r] = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){av, bv, sum[r]}, 3);
-  }
-  LLVMValueRef k1 = LLVMBuildAdd(B, k, ci64(c, 1), "");
+  memcpy(n0, s0, sizeof n0), memcpy(n1, s1, sizeof n1);
+  mix_step(c, mm, pa, pb, abase, k, n0);
+  mix_step(c, mm, pa, pb, abase, LLVMBuildAdd(B, k, ci64(c, 1), ""), n1);
   LLVMBasicBlockRef body_end = LLVMGetInsertBlock(B);
   LLVMBuildBr(B, head);
-  LLVMAddIncoming(k, (LLVMValueRef[]){ci64(c, 0), k1}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
-  for (int r = 0; r < R; r++)
-    LLVMAddIncoming(sum[r], (LLVMValueRef[]){splatf(c, 0), next[r]}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
+  LLVMAddIncoming(k, (LLVMValueRef[]){ci64(c, 0), k2}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
+  for (int r = 0; r < R; r++) {
+    LLVMAddIncoming(s0[r], (LLVMValueRef[]){splatf(c, 0), n0[r]}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
+    LLVMAddIncoming(s1[r], (LLVMValueRef[]){splatf(c, 0), n1[r]}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
+  }
+  /* an odd K leaves one step, into the even sums */
+  LLVMPositionBuilderAtEnd(B, odd);
+  LLVMValueRef t0[MIX_ROWS];
+  memcpy(t0, s0, sizeof t0);
+  LLVMBasicBlockRef last = LLVMAppendBasicBlockInContext(c->C, c->fn, "k.last");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, k, mm->K, ""), last, done);
+  LLVMPositionBuilderAtEnd(B, last);
+  mix_step(c, mm, pa, pb, abase, k, t0);
+  LLVMBasicBlockRef last_end = LLVMGetInsertBlock(B);
+  LLVMBuildBr(B, done);
   LLVMPositionBuilderAtEnd(B, done);
+  LLVMValueRef e[MIX_ROWS];
+  for (int r = 0; r < R; r++) { /* phis first: a block starts with its phis */
+    e[r] = LLVMBuildPhi(B, c->vf, "");
+    LLVMAddIncoming(e[r], (LLVMValueRef[]){s0[r], t0[r]}, (LLVMBasicBlockRef[]){odd, last_end}, 2);
+  }
   for (int r = 0; r < R; r++) {
     LLVMValueRef row = LLVMBuildAdd(B, mm->row, ci64(c, r), "");
+    LLVMValueRef sum = LLVMBuildFAdd(B, e[r], s1[r], "");
     forget(c);
     row_bases(c, row, mm->dom, mm->r);
-    c->mm = sum[r];
+    c->mm = sum;
     Store st = {row, mm->N};
     store_body(c, &st, acc);
   }
