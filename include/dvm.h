@@ -80,6 +80,7 @@ const char *dvm_status_name(dvm_status s);
 /* ---- context --------------------------------------------------------------------- */
 
 dvm_status dvm_context_create(dvm_context **out);
+/* Destroy a context after every model compiled in it (they share its JIT and pool). */
 void dvm_context_destroy(dvm_context *ctx);
 
 /* ---- dtypes ---------------------------------------------------------------------- */
@@ -190,8 +191,9 @@ dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
                          dvm_tensor *const *inputs, dvm_tensor **outputs);
 
 /* As dvm_model_run, but into the caller's tensors: outputs[i] must have output i's dtype
- * and shape for this binding (see dvm_model_shape). For timing loops and servers that
- * reuse buffers. */
+ * and shape for this binding (see dvm_model_shape), and must not share memory with an
+ * input or param (native kernels write outputs in place while reading inputs). For
+ * timing loops and servers that reuse buffers. */
 dvm_status dvm_model_run_into(dvm_model *m, int ninputs, const char *const *names,
                               dvm_tensor *const *inputs, dvm_tensor *const *outputs);
 

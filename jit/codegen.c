@@ -65,10 +65,20 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
   if (k->kind == KK_ROW && k->axes != (r ? 1u << (r - 1) : 0))
     return snprintf(why, n, "row kernel reduces over axes other than the last"), false;
   int matmuls = 0;
+  const Node *dn = ir_node(g, k->domain);
   for (uint32_t i = 0; i < k->nmembers; i++) {
     uint32_t v = fu_members(p, k)[i];
     const Node *nd = ir_node(g, v);
     Op op = (Op)nd->op;
+    /* inputs are indexed by right-aligning their dims with the domain; an input of lower
+       rank read by a per-row (reduced-shape) member is aligned with the reduced axes
+       instead (w: [N] in mul(reduce_sum(x), w)), which this emitter does not do yet */
+    bool full = nd->rank == dn->rank && !memcmp(ir_shape(g, v), ir_shape(g, k->domain), nd->rank * sizeof(Dim));
+    for (uint32_t j = 0; !full && k->kind == KK_ROW && j < nd->nin; j++) {
+      uint32_t u = ir_operand(g, v, j);
+      if (p->kernel_of[u] != p->kernel_of[v] && ir_node(g, u)->op != OP_LITERAL && ir_node(g, u)->rank < dn->rank)
+        return snprintf(why, n, "%s at line %u reads a lower-rank input per row", ir_ops[op].name, nd->line), false;
+    }
     if (nd->dtype != DT_F32)
       return snprintf(why, n, "%s at line %u is %s: only f32 is emitted yet", ir_ops[op].name,
                       nd->line, ir_dtype_name((DType)nd->dtype)), false;

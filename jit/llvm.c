@@ -81,10 +81,15 @@ static bool failed(LLVMErrorRef e, char *buf, size_t n) {
   return true;
 }
 
+/* LLVM's target registry, once per process. */
+static void init_llvm(void) {
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+}
+
 Jit *jit_new(Err *err) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, (void (*)(void))LLVMInitializeNativeTarget);
-  LLVMInitializeNativeAsmPrinter();
+  pthread_once(&once, init_llvm);
   /* libmvec must be in the process for the JIT's symbol search */
   if (!dlopen("libmvec.so.1", RTLD_NOW | RTLD_GLOBAL)) {
     ir_err(err, DVM_ERR_UNSUPPORTED, "native tier: cannot load glibc's libmvec.so.1: %s", dlerror());
@@ -92,6 +97,10 @@ Jit *jit_new(Err *err) {
   }
   Jit *j = calloc(1, sizeof *j);
   if (!j) return ir_err(err, DVM_ERR_NOMEM, "out of memory"), NULL;
+  pthread_mutex_init(&j->lock, NULL); /* first: jit_free destroys them on every path */
+  pthread_mutex_init(&j->compile_lock, NULL);
+  pthread_cond_init(&j->changed, NULL);
+  pthread_cond_init(&j->work, NULL);
   char msg[512];
   j->triple = LLVMGetDefaultTargetTriple();
   j->cpu = LLVMGetHostCPUName();
@@ -109,6 +118,11 @@ Jit *jit_new(Err *err) {
   }
   j->tm = LLVMCreateTargetMachine(target, j->triple, j->cpu, j->features, LLVMCodeGenLevelAggressive,
                                   LLVMRelocDefault, LLVMCodeModelJITDefault);
+  if (!j->tm) {
+    ir_err(err, DVM_ERR_UNSUPPORTED, "native tier: no target machine for %s", j->cpu);
+    jit_free(j);
+    return NULL;
+  }
   LLVMOrcJITTargetMachineBuilderRef jtmb;
   LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
   if (failed(LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb), msg, sizeof msg)) {
@@ -133,10 +147,6 @@ Jit *jit_new(Err *err) {
     return NULL;
   }
   LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->lljit), gen);
-  pthread_mutex_init(&j->lock, NULL);
-  pthread_mutex_init(&j->compile_lock, NULL);
-  pthread_cond_init(&j->changed, NULL);
-  pthread_cond_init(&j->work, NULL);
   return j;
 }
 
@@ -158,14 +168,14 @@ void jit_free(Jit *j) {
       free(e->asm_text);
       free(e);
     }
-  if (j->lljit) { /* before the mutexes: it may still own code */
+  if (j->lljit) {
     LLVMErrorRef e = LLVMOrcDisposeLLJIT(j->lljit);
     if (e) LLVMConsumeError(e);
-    pthread_mutex_destroy(&j->lock);
-    pthread_mutex_destroy(&j->compile_lock);
-    pthread_cond_destroy(&j->changed);
-    pthread_cond_destroy(&j->work);
   }
+  pthread_mutex_destroy(&j->lock);
+  pthread_mutex_destroy(&j->compile_lock);
+  pthread_cond_destroy(&j->changed);
+  pthread_cond_destroy(&j->work);
   if (j->tm) LLVMDisposeTargetMachine(j->tm);
   LLVMDisposeMessage(j->triple);
   LLVMDisposeMessage(j->cpu);
@@ -242,6 +252,7 @@ static void compile(Jit *j, const Partition *p, const Kernel *k, JitEntry *e, bo
   pthread_mutex_unlock(&j->compile_lock);
   e->compile_ms = now_ms() - t0;
   if (bad || !addr) {
+    if (!e->why[0]) snprintf(e->why, sizeof e->why, "internal: the JIT returned no address for %s", name);
     atomic_store(&e->state, JE_FAILED);
     return;
   }
@@ -319,6 +330,10 @@ JitEntry *jit_request(Jit *j, const Partition *p, const Kernel *k, const void *o
   JitEntry *e = entry(j, k->key);
   if (atomic_load(&e->state) == JE_NEW) {
     if (!j->running && !pthread_create(&j->thread, NULL, compile_thread, j)) j->running = true;
+    if (!j->running) { /* no thread: the kernel stays on the reference path, nothing queued */
+      pthread_mutex_unlock(&j->lock);
+      return e;
+    }
     if (j->qlen == j->qcap) { /* grow the ring, keeping FIFO order */
       size_t cap = j->qcap ? 2 * j->qcap : 16;
       struct Request *q = malloc(cap * sizeof *q);

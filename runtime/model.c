@@ -515,13 +515,15 @@ void dvm_model_stats(const dvm_model *m, dvm_stats *out) {
   *out = m->stats;
   out->kernels = m->nkernels;
   out->native_kernels = 0;
+  double own_ms = 0; /* compile time of this model's kernels, whoever compiled them */
   for (uint32_t i = 0; m->entry && i < m->part->kernels.n; i++)
-    out->native_kernels += atomic_load(&m->entry[i]->fn) != NULL;
+    if (atomic_load(&m->entry[i]->fn)) out->native_kernels++, own_ms += m->entry[i]->compile_ms;
   if (m->jit) { /* the context's kernel cache */
     JitStats js;
     jit_stats(m->jit, &js);
     out->cache_hits = js.hits, out->cache_misses = js.misses;
-    out->llvm_compiles = js.compiles, out->compile_ms = js.compile_ms;
+    out->llvm_compiles = js.compiles;
+    out->compile_ms = own_ms;
   }
   pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
 }

@@ -384,6 +384,8 @@ static int run_binding(Ctx *c, dvm_model *m, const char *graph, const char *cons
   int64_t shape[DVM_MAX_RANK];
   double *times = NULL;
   if (nin > MAXIO || npar > MAXIO || nout > MAXIO) return tool_fail(EXIT_ERR, "%s: too many inputs or outputs", graph);
+  for (int i = 0; i < npar; i++) /* unbound, so the last binding's params say nothing */
+    dvm_model_set_param(m, dvm_model_param_name(m, i), NULL);
   for (int i = 0; i < npar; i++) { /* params: made once, remade only if their shape changes */
     par_names[i] = dvm_model_param_name(m, i);
     if (dvm_model_shape(m, par_names[i], 0, NULL, NULL, nsyms, syms, vals, &rank, shape)) goto lib;
@@ -420,6 +422,8 @@ static int run_binding(Ctx *c, dvm_model *m, const char *graph, const char *cons
   r->kernels = st.kernels;
   r->native = st.native_kernels;
   r->recompiles = first_binding ? 0 : st.vm_encodes + st.llvm_compiles - compiles0;
+  r->compile_ms = st.compile_ms; /* this model's kernels, once their compiles are done */
+  r->encode_us = st.encode_us;
   /* repetitions: at least 5 and min-time, at most 1000 or the budget */
   size_t cap = 1000;
   times = malloc(cap * sizeof *times);
@@ -449,13 +453,17 @@ static int run_binding(Ctx *c, dvm_model *m, const char *graph, const char *cons
       tool_fail(EXIT_ERR, "cannot make a temporary directory: %s", strerror(errno));
       goto out;
     }
-    if (write_peer_dir(dir, r, m, nin, in_names, ins, npar, par_names, params)) goto out;
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (write_peer_dir(dir, r, m, nin, in_names, ins, npar, par_names, params)) {
+      if (system(cmd)) { /* leftover temporary files are not worth another error */
+      }
+      goto out;
+    }
     int reps = r->reps < 3 ? 3 : r->reps > 50 ? 50 : (int)r->reps;
     for (int i = 0; i < c->npeer; i++)
       peer_run(c->peer_names[i], c->peer_cmds[i], graph, dir, a->threads, reps, nout, out_names,
                outs, &r->peer[r->npeer++]);
-    char cmd[1100];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) { /* a leftover temporary directory is not worth failing the bench */
     }
   }
@@ -537,7 +545,7 @@ static int run_workload(Ctx *c, dvm_context *ctx, const char *w) {
     skip = NULL;
     if (!first && !dvm_model_cost(m, 0, NULL, NULL, ns, syms, vals, &cost)) {
       /* predict from the previous binding; skip what would not fit in the budget */
-      double scale = prev.flops > 0 ? cost.flops / prev.flops : cost.bytes / prev.bytes;
+      double scale = prev.flops > 0 ? cost.flops / prev.flops : prev.bytes > 0 ? cost.bytes / prev.bytes : 0;
       if (prev_us * scale > a->budget_s * 1e6) {
         snprintf(why, sizeof why, "predicted %.0f s per run at this tier, over --budget %g s",
                  prev_us * scale / 1e6, a->budget_s);

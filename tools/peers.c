@@ -17,6 +17,7 @@
 #include "tool.h"
 
 #define PYTHON "/usr/bin/python3"
+#define PEER_SECONDS 900 /* longest a peer may take for one binding */
 
 int peers_list(const char *bench_dir, char names[][32], char cmds[][1024], int max) {
   static const struct {
@@ -98,6 +99,7 @@ static int spawn(const char *cmd, char *const *args, int threads, const char *ou
     int in = open("/dev/null", O_RDONLY);
     if (o < 0 || e < 0 || in < 0) _exit(127);
     dup2(in, 0), dup2(o, 1), dup2(e, 2);
+    alarm(PEER_SECONDS); /* a peer that hangs is killed (SIGALRM) and reported as failed */
     char t[16];
     snprintf(t, sizeof t, "%d", threads);
     unsetenv("OPENBLAS_CORETYPE"); /* they halve OpenBLAS speed here (see the brief) */
