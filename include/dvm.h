@@ -56,7 +56,9 @@ typedef enum dvm_dtype {
   DVM_DTYPE_COUNT
 } dvm_dtype;
 
-/* Execution tiers (FORMAT.md `--tier`). */
+/* Execution tiers (FORMAT.md `--tier`). The environment variable DVM_JIT=off disables
+ * native code: auto then stays on the reference path and llvm fails saying so (for
+ * debugging numerical differences, or hosts that forbid executable memory). */
 typedef enum dvm_tier {
   DVM_TIER_AUTO = 0, /* at once on the fused reference path, native code when ready */
   DVM_TIER_VM,       /* tile bytecode only */

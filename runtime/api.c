@@ -56,7 +56,11 @@ Jit *rt_context_jit(dvm_context *ctx, Err *err) {
   pthread_mutex_lock(&ctx->lock);
   if (!ctx->jit_tried) {
     ctx->jit_tried = true;
-    ctx->jit = jit_new(&ctx->jit_err);
+    const char *env = getenv("DVM_JIT"); /* off: no native code (auto stays on the reference path) */
+    if (env && !strcmp(env, "off"))
+      ir_err(&ctx->jit_err, DVM_ERR_UNSUPPORTED, "native code is disabled (DVM_JIT=off)");
+    else
+      ctx->jit = jit_new(&ctx->jit_err);
   }
   Jit *j = ctx->jit;
   if (!j) *err = ctx->jit_err;

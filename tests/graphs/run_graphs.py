@@ -14,9 +14,10 @@ For every file:
        # tol: 1e-4              relative tolerance (default 1e-5; absolute is tol / 10)
      Inputs and params get seeded random data made here (floats uniform in [-1, 1)),
      passed with -i; outputs come back with -o and are compared with the oracle. Each
-     binding also runs with the default tier (the fused partition), whose outputs must
-     equal the reference tier's, and with --tier llvm (native kernels), whose outputs
-     must agree with them within 1e-4 relative (1e-5 of the output's RMS absolute).
+     binding also runs with the default tier and DVM_JIT=off (the fused partition on the
+     kernel-level reference path), whose outputs must equal the reference tier's bit for
+     bit, and with --tier llvm (native kernels), whose outputs must agree with them
+     within 1e-4 relative (1e-5 of the output's RMS absolute).
   3. The fused partition (`dvm dump --stage fused`), where the file says:
        # fused-kernels: 3        exactly (or "<= 3")
        # fused-kinds: row mix    the kernels' kinds in execution order
@@ -58,8 +59,8 @@ def check(ok, name, msg):
         print(f"FAIL {name}: {msg}")
 
 
-def run(args):
-    return subprocess.run([DVM] + args, capture_output=True, text=True)
+def run(args, env=None):
+    return subprocess.run([DVM] + args, capture_output=True, text=True, env=env)
 
 
 def roundtrip(path, name):
@@ -123,7 +124,10 @@ def oracles(path, name, text):
                       f"{name} {syms} {o} llvm",
                       "native output differs from the reference executor's: max abs err "
                       f"{np.max(np.abs(got - want)) if got.shape == want.shape else 'shape'}")
-        fused = run(["run", path] + args)
+        # auto with native code off: the kernel-level reference path, which must equal the
+        # unfused reference bit for bit (with native code on, a kernel may switch to native
+        # code mid-run; that is what the llvm comparison below covers)
+        fused = run(["run", path] + args, env=dict(os.environ, DVM_JIT="off"))
         if fused.returncode:
             check(False, f"{name} {syms} fused", f"dvm run (fused) failed: {fused.stderr.strip()}")
         else:
