@@ -27,7 +27,7 @@
  * Views (layout ops inside a kernel) are not emitted yet. jit_supported says why a kernel
  * is not covered; such kernels run on the kernel-level reference path.
  *
- * Why one file of ~700 lines: the emitter is one recursive evaluator (eval) shared by the
+ * Why one file of ~800 lines: the emitter is one recursive evaluator (eval) shared by the
  * three kernel shapes; splitting it would expose its private state. */
 #include <llvm-c/Core.h>
 #include <math.h>
