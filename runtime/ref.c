@@ -1,5 +1,7 @@
 /* runtime/ref.c — the reference executor: runs a bound Graph op by op, unfused, in
  * double precision. It is the oracle of every differential test and `--tier ref`.
+ * (Why this file is long: one kernel per op behind one switch; see the end of this
+ * comment.)
  *
  * Input:  a Graph (ir.h), a Binding (every value's concrete shape and element count,
  *         already checked against every recorded constraint by rt_bind), and the

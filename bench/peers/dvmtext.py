@@ -6,7 +6,9 @@ parse_graph(path) -> Graph(name, decls [(kind, name, dtype, [dim text])], nodes
 symbol values of a binding. Anything the format does not allow raises ValueError.
 """
 import json
+import math
 import re
+import statistics
 import sys
 
 
@@ -171,3 +173,21 @@ def parse_graph(path):
             continue
         raise ValueError(where + "cannot parse: " + s)
     return g
+
+
+def norm_axis(a, rank):
+    """Axis a (negative counts from the end) for a value of this rank."""
+    a = int(a)
+    if a < 0:
+        a += rank
+    if not 0 <= a < max(rank, 1):
+        raise ValueError("axis %d out of range for rank %d" % (a, rank))
+    return a
+
+
+def report(peer, times_ns, reps):
+    """Print the protocol's result line from per-run times in nanoseconds."""
+    times = sorted(times_ns)
+    p90 = times[min(len(times) - 1, max(0, math.ceil(0.9 * len(times)) - 1))]
+    emit({"peer": peer, "median_us": statistics.median(times) / 1000.0,
+          "p90_us": p90 / 1000.0, "reps": reps})

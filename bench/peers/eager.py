@@ -36,14 +36,13 @@ import json
 import math
 import os
 import re
-import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dvmtext import (  # noqa: E402  the .dvm parser the peers share
-    DTYPES, FLOATS, INT_RE, INTS, LIT_RE, NAME_RE, Graph, Node, Unsupported, const_dim, emit,
-    eval_dim, parse_graph, parse_number, split_top)
+    DTYPES, FLOATS, INT_RE, INTS, LIT_RE, NAME_RE, Unsupported, const_dim, emit, eval_dim,
+    norm_axis, parse_graph, parse_number, report, split_top)
 
 
 def parse_value(text):
@@ -86,15 +85,6 @@ def bcast_static(a, b):
         else:
             out.append(x)
     return out
-
-
-def norm_axis(a, rank):
-    a = int(a)
-    if a < 0:
-        a += rank
-    if not 0 <= a < max(rank, 1):
-        raise ValueError("axis %d out of range for rank %d" % (a, rank))
-    return a
 
 
 def attr_list(text):
@@ -1169,10 +1159,7 @@ def main():
         np.save(os.path.join(args.dir, "%s.%s.npy" % (name, peer)), B.store(vals[s], dt))
     if ctx is not None:
         ctx.__exit__(None, None, None)
-    times.sort()
-    p90 = times[min(len(times) - 1, max(0, math.ceil(0.9 * len(times)) - 1))]
-    emit({"peer": peer, "median_us": statistics.median(times) / 1000.0,
-          "p90_us": p90 / 1000.0, "reps": reps})
+    report(peer, times, reps)
     return 0
 
 

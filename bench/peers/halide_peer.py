@@ -51,12 +51,11 @@ import json
 import math
 import os
 import re
-import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dvmtext import NAME_RE, emit, split_top  # noqa: E402  the peers' shared .dvm helpers
+from dvmtext import NAME_RE, emit, report, split_top  # noqa: E402  the peers' shared .dvm helpers
 
 DEFAULT_PEER = "halide"
 NO_SCHEDULE = "no Halide schedule for this graph"
@@ -428,10 +427,7 @@ def main():
         times.append(perf() - t0)
     gc.enable()
     np.save(os.path.join(args.dir, "%s.%s.npy" % (spec["out"], peer)), y2.reshape(x.shape))
-    times.sort()
-    p90 = times[min(len(times) - 1, max(0, math.ceil(0.9 * len(times)) - 1))]
-    emit({"peer": peer, "median_us": statistics.median(times) / 1000.0,
-          "p90_us": p90 / 1000.0, "reps": reps})
+    report(peer, times, reps)
     return 0
 
 

@@ -50,8 +50,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dvmtext import (  # noqa: E402  the .dvm parser the peers share
-    DTYPES, FLOATS, INT_RE, INTS, LIT_RE, NAME_RE, Graph, Node, Unsupported, const_dim, emit,
-    eval_dim, parse_graph, parse_number, split_top)
+    INT_RE, INTS, LIT_RE, NAME_RE, Unsupported, emit, eval_dim, norm_axis, parse_graph,
+    parse_number, split_top)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)
@@ -95,15 +95,6 @@ def bcast(*shapes):
                 d = x
         out.append(d)
     return out
-
-
-def norm_axis(a, rank):
-    a = int(a)
-    if a < 0:
-        a += rank
-    if not 0 <= a < max(rank, 1):
-        raise ValueError("axis %d out of range for rank %d" % (a, rank))
-    return a
 
 
 class Exporter:
