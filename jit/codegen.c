@@ -1,5 +1,5 @@
-/* jit/codegen.c — a fused Kernel to LLVM IR, behind the kernel ABI (jit.h). (Why this
- * file is long: one shared evaluator; see the end of this comment.)
+/* jit/codegen.c — a fused Kernel to LLVM IR, behind the kernel ABI (jit.h).
+ * (Why this file is long: one shared evaluator; see the end of this comment.)
  *
  * One emitter serves vector and row kernels: the domain's last axis is the "row" (inner
  * loop, vectorized by W lanes of the host width, a masked tail), the other axes are
