@@ -136,7 +136,7 @@ static void deps_of_value(Ctx *c, uint32_t v, void (*f)(Ctx *, uint32_t, void *)
 }
 
 typedef struct Reach {
-  uint32_t target, skip_from; /* skip_from: ignore the direct edge from this cluster to target */
+  uint32_t target;
   bool found;
   VEC(uint32_t) stack;
 } Reach;

@@ -5,8 +5,10 @@ parse_graph(path) -> Graph(name, decls [(kind, name, dtype, [dim text])], nodes
 [Node(out, op, operands, attrs)], outputs); eval_dim evaluates a dim expression with the
 symbol values of a binding. Anything the format does not allow raises ValueError.
 """
+import argparse
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -191,3 +193,27 @@ def report(peer, times_ns, reps):
     p90 = times[min(len(times) - 1, max(0, math.ceil(0.9 * len(times)) - 1))]
     emit({"peer": peer, "median_us": statistics.median(times) / 1000.0,
           "p90_us": p90 / 1000.0, "reps": reps})
+
+
+def protocol_args(doc):
+    """The command line every peer takes (README.md); a peer may add options of its own."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--graph", required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--peer-name", default=None)
+    return ap
+
+
+def read_run(run_dir):
+    """The run's symbol values (bindings.json) and the outputs it wants (outputs.json, or
+    None when the file is absent)."""
+    with open(os.path.join(run_dir, "bindings.json")) as f:
+        syms = {k: int(v) for k, v in json.load(f).items()}
+    path = os.path.join(run_dir, "outputs.json")
+    wanted = None
+    if os.path.exists(path):
+        with open(path) as f:
+            wanted = json.load(f)
+    return syms, wanted

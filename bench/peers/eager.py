@@ -30,9 +30,7 @@ torch.matmul does (np.matmul would run one small GEMM per batch element).
 Not supported: `call` (extern C functions) -> a "skip" line.
 """
 
-import argparse
 import gc
-import json
 import math
 import os
 import re
@@ -42,7 +40,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dvmtext import (  # noqa: E402  the .dvm parser the peers share
     DTYPES, FLOATS, INT_RE, INTS, LIT_RE, NAME_RE, Unsupported, const_dim, emit, eval_dim,
-    norm_axis, parse_graph, parse_number, report, split_top)
+    norm_axis, parse_graph, parse_number, protocol_args, read_run, report, split_top)
 
 
 def parse_value(text):
@@ -1062,13 +1060,8 @@ def keep_freed_memory():
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = protocol_args(__doc__)
     ap.add_argument("--backend", choices=("numpy", "torch"), required=True)
-    ap.add_argument("--graph", required=True)
-    ap.add_argument("--dir", required=True)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--peer-name", default=None)
     args = ap.parse_args()
     peer = args.peer_name or args.backend
     threads = max(1, args.threads)
@@ -1098,14 +1091,8 @@ def main():
     else:
         B = make_numpy_backend(np)
 
-    with open(os.path.join(args.dir, "bindings.json")) as f:
-        syms = {k: int(v) for k, v in json.load(f).items()}
-    out_path = os.path.join(args.dir, "outputs.json")
+    syms, wanted = read_run(args.dir)
     g = parse_graph(args.graph)
-    wanted = None
-    if os.path.exists(out_path):
-        with open(out_path) as f:
-            wanted = json.load(f)
 
     try:
         data = {}

@@ -45,9 +45,7 @@ Threads: Halide's thread pool reads HL_NUM_THREADS at first use; it is set befor
 `import halide`.
 """
 
-import argparse
 import gc
-import json
 import math
 import os
 import re
@@ -55,7 +53,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dvmtext import NAME_RE, emit, report, split_top  # noqa: E402  the peers' shared .dvm helpers
+from dvmtext import NAME_RE, emit, protocol_args, read_run, report, split_top  # noqa: E402  the peers' shared .dvm helpers
 
 DEFAULT_PEER = "halide"
 NO_SCHEDULE = "no Halide schedule for this graph"
@@ -347,12 +345,7 @@ def build(hl, kind, H, rows, threads, eps=1e-5, target=None):
 # ----------------------------------------------------------------------------------------
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--graph", required=True)
-    ap.add_argument("--dir", required=True)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--peer-name", default=None)
+    ap = protocol_args(__doc__)
     args = ap.parse_args()
     peer = args.peer_name or DEFAULT_PEER
     threads = max(1, args.threads)
@@ -376,12 +369,8 @@ def main():
         emit({"peer": peer, "skip": NOT_INSTALLED})
         return 0
 
-    with open(os.path.join(args.dir, "bindings.json")) as f:
-        syms = {k: int(v) for k, v in json.load(f).items()}
-    out_path = os.path.join(args.dir, "outputs.json")
-    if os.path.exists(out_path):
-        with open(out_path) as f:
-            wanted = json.load(f)
+    syms, wanted = read_run(args.dir)
+    if wanted is not None:
         if wanted != [spec["out"]]:
             raise ValueError("outputs.json names %s, the graph's output is %s"
                              % (wanted, spec["out"]))

@@ -38,7 +38,6 @@ almost no bf16 kernels); an op ORT has no CPU kernel for with the dtypes used (r
 ort_run.mjs when the session is built).
 """
 
-import argparse
 import json
 import math
 import os
@@ -51,7 +50,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dvmtext import (  # noqa: E402  the .dvm parser the peers share
     INT_RE, INTS, LIT_RE, NAME_RE, Unsupported, emit, eval_dim, norm_axis, parse_graph,
-    parse_number, split_top)
+    parse_number, protocol_args, read_run, split_top)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)
@@ -633,12 +632,7 @@ class Exporter:
 # ----------------------------------------------------------------------------------------
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--graph", required=True)
-    ap.add_argument("--dir", required=True)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--peer-name", default=None)
+    ap = protocol_args(__doc__)
     ap.add_argument("--params", choices=("initializers", "inputs"), default="initializers",
                     help="params as constant initializers (default) or as graph inputs")
     ap.add_argument("--shapes", choices=("symbolic", "static"), default="symbolic",
@@ -675,14 +669,9 @@ def main():
         emit({"peer": peer, "skip": "onnxruntime-node is not installed: " + NPM_HINT})
         return 0
 
-    with open(os.path.join(args.dir, "bindings.json")) as f:
-        syms = {k: int(v) for k, v in json.load(f).items()}
+    syms, wanted = read_run(args.dir)
     g = parse_graph(args.graph)
-    wanted = list(g.outputs)
-    out_path = os.path.join(args.dir, "outputs.json")
-    if os.path.exists(out_path):
-        with open(out_path) as f:
-            wanted = json.load(f)
+    wanted = list(g.outputs) if wanted is None else wanted
 
     try:
         data = {}
