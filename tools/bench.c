@@ -355,12 +355,6 @@ static int write_peer_dir(const char *dir, const Row *r, const dvm_model *m, int
   return 0;
 }
 
-static uint64_t name_seed(const char *name, uint64_t salt) {
-  uint64_t h = 1469598103934665603ull ^ salt;
-  for (; *name; name++) h = (h ^ (unsigned char)*name) * 1099511628211ull;
-  return h;
-}
-
 typedef struct Ctx {
   const Args *a;
   const Limits *lim;
@@ -394,7 +388,7 @@ static int run_binding(Ctx *c, dvm_model *m, const char *graph, const char *cons
       dvm_tensor_destroy(params[i]), params[i] = NULL;
     if (!params[i]) {
       if (dvm_tensor_create((dvm_dtype)dvm_model_value_dtype(m, par_names[i]), rank, shape, &params[i])) goto lib;
-      dvm_tensor_fill_random(params[i], name_seed(par_names[i], 7));
+      dvm_tensor_fill_random(params[i], tool_name_seed(par_names[i], 7));
     }
     if (dvm_model_set_param(m, par_names[i], params[i])) goto lib;
   }
@@ -403,7 +397,7 @@ static int run_binding(Ctx *c, dvm_model *m, const char *graph, const char *cons
     if (dvm_model_shape(m, in_names[i], 0, NULL, NULL, nsyms, syms, vals, &rank, shape) ||
         dvm_tensor_create((dvm_dtype)dvm_model_value_dtype(m, in_names[i]), rank, shape, &ins[i]))
       goto lib;
-    dvm_tensor_fill_random(ins[i], name_seed(in_names[i], 11));
+    dvm_tensor_fill_random(ins[i], tool_name_seed(in_names[i], 11));
   }
   for (int i = 0; i < nout; i++) {
     out_names[i] = dvm_model_output_name(m, i);

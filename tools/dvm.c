@@ -99,13 +99,6 @@ static int parse_run(int argc, char **argv, RunArgs *a) {
   return 0;
 }
 
-/* FNV-1a of a name, so each input's random data depends on its name and the seed only. */
-static uint64_t name_seed(const char *name, uint64_t seed) {
-  uint64_t h = 1469598103934665603ull ^ (seed * 0x9E3779B97F4A7C15ull);
-  for (; *name; name++) h = (h ^ (unsigned char)*name) * 1099511628211ull;
-  return h;
-}
-
 static void summarize(const char *name, dvm_tensor *t) {
   int r = dvm_tensor_rank(t);
   const int64_t *s = dvm_tensor_shape(t);
@@ -188,7 +181,7 @@ static int cmd_run(int argc, char **argv) {
                           (const char *const *)a.sym_names, a.sym_values, &rank, shape) ||
           dvm_tensor_create((dvm_dtype)dvm_model_value_dtype(m, n), rank, shape, &t))
         goto lib;
-      dvm_tensor_fill_random(t, name_seed(n, a.seed));
+      dvm_tensor_fill_random(t, tool_name_seed(n, a.seed * 0x9E3779B97F4A7C15ull));
       made[nmade++] = t;
     }
     if (param) {

@@ -72,3 +72,9 @@ char *tool_opt_value(int argc, char **argv, int *i, const char *name) {
   if (*i + 1 < argc) return argv[++*i];
   return NULL;
 }
+
+uint64_t tool_name_seed(const char *name, uint64_t salt) {
+  uint64_t h = 1469598103934665603ull ^ salt; /* FNV-1a, started from the salt */
+  for (; *name; name++) h = (h ^ (unsigned char)*name) * 1099511628211ull;
+  return h;
+}

@@ -19,6 +19,9 @@ int tool_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 int tool_lib_fail(void);
 bool tool_parse_i64(const char *s, int64_t *out);
 double tool_now_us(void);
+/* A seed for a value's random data that depends only on its name and the salt, so every
+ * input gets its own values whatever the declaration order. */
+uint64_t tool_name_seed(const char *name, uint64_t salt);
 /* Sort v[0..n) and return its q-quantile (0.5: median) by nearest rank. */
 double tool_quantile(double *v, size_t n, double q);
 /* "--x V" or "--x=V": is argv[i] option `name`, and its value (NULL if missing). */
