@@ -118,6 +118,8 @@ typedef struct Cg {
   LLVMModuleRef M;
   LLVMBuilderRef B;
   LLVMValueRef fn, bufs, dims;
+  LLVMValueRef *bufp;    /* per buffer: its pointer, loaded once at entry */
+  LLVMValueRef *dimv;    /* per dim parameter: its value, loaded once at entry */
   LLVMTypeRef f32, i1, i32, i64, ptr, vf;
   LLVMValueRef *memo;    /* per member: its value in the current loop body */
   LLVMValueRef *red;     /* per member: a reduction's per-row result (splat) */
@@ -127,6 +129,9 @@ typedef struct Cg {
   LLVMValueRef j, mask;  /* current column and lane mask (NULL: all lanes) */
   LLVMValueRef mm;       /* mix kernels: the matmul's accumulator at this column */
   int mm_member;
+  int stash_member;      /* row kernels: the softmax whose exp(x - max) row is kept ... */
+  LLVMValueRef stash;    /* ... in this row of a full-shaped output (its scratch until the
+                            output pass overwrites it), or -1 / NULL */
 } Cg;
 
 static LLVMValueRef ci64(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
@@ -180,16 +185,24 @@ static LLVMValueRef dimval(Cg *c, Dim d) {
   int64_t v;
   if (ir_dim_is_const(c->g, d, &v)) return ci64(c, v);
   for (uint32_t q = 0; q < c->k->ndims; q++)
-    if (c->p->dims.v[c->k->dims + q] == d) {
-      LLVMValueRef at = LLVMBuildGEP2(c->B, c->i64, c->dims, (LLVMValueRef[]){ci64(c, q)}, 1, "");
-      return LLVMBuildLoad2(c->B, c->i64, at, "dim");
-    }
+    if (c->p->dims.v[c->k->dims + q] == d) return c->dimv[q];
   return ci64(c, 0); /* unreachable: every dim of the kernel is numbered by fu_key */
 }
 
-static LLVMValueRef buf(Cg *c, uint32_t i) {
-  LLVMValueRef at = LLVMBuildGEP2(c->B, c->ptr, c->bufs, (LLVMValueRef[]){ci64(c, i)}, 1, "");
-  return LLVMBuildLoad2(c->B, c->ptr, at, "buf");
+static LLVMValueRef buf(Cg *c, uint32_t i) { return c->bufp[i]; }
+
+/* The buffer pointers and dim values, loaded once in the entry block: stores through the
+ * float pointers could alias the bufs and dims arrays as far as LLVM knows, so loads in
+ * the loops would be repeated every iteration. */
+static void load_params(Cg *c) {
+  for (uint32_t i = 0; i < c->k->ninputs + c->k->noutputs; i++) {
+    LLVMValueRef at = LLVMBuildGEP2(c->B, c->ptr, c->bufs, (LLVMValueRef[]){ci64(c, i)}, 1, "");
+    c->bufp[i] = LLVMBuildLoad2(c->B, c->ptr, at, "buf");
+  }
+  for (uint32_t q = 0; q < c->k->ndims; q++) {
+    LLVMValueRef at = LLVMBuildGEP2(c->B, c->i64, c->dims, (LLVMValueRef[]){ci64(c, q)}, 1, "");
+    c->dimv[q] = LLVMBuildLoad2(c->B, c->i64, at, "dim");
+  }
 }
 
 static int input_index(const Cg *c, uint32_t u) {
@@ -279,8 +292,9 @@ static LLVMValueRef lit(Cg *c, uint32_t u) {
 }
 
 /* exp(x) emitted inline (Cephes expf): x = n·ln2 + r with ln2 split in two, a degree-6
- * polynomial in r, scaled by 2^n as 2^(n/2)·2^(n-n/2) so that results near the overflow
- * and subnormal ends stay exact; > 88.72 is inf, < -103.97 is 0, NaN stays NaN. About 1
+ * polynomial in r, scaled by 2^n: on AVX-512 by vscalefps, which rounds overflow to inf
+ * and underflow to subnormals or 0 itself, elsewhere as 2^(n/2)·2^(n-n/2) so that results
+ * near the ends stay exact, with > 88.72 inf, < -103.97 0. NaN stays NaN. About 1
  * ulp, and several times faster here than a call to libmvec's expf (measured with
  * dvm bench), which is why this one function is not libmvec's. */
 static LLVMValueRef vexp(Cg *c, LLVMValueRef x) {
@@ -296,6 +310,11 @@ static LLVMValueRef vexp(Cg *c, LLVMValueRef x) {
   for (int i = 1; i < 6; i++) y = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){y, r, splatf(c, P[i])}, 3);
   LLVMValueRef r2 = LLVMBuildFMul(B, r, r, "");
   y = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){y, r2, LLVMBuildFAdd(B, r, splatf(c, 1), "")}, 3);
+  if (c->W == 16) { /* AVX-512: vscalefps computes y·2^n with IEEE overflow and underflow */
+    LLVMValueRef a[5] = {y, n, LLVMGetPoison(t), LLVMConstInt(LLVMInt16TypeInContext(c->C), 0xffff, 0),
+                         LLVMConstInt(c->i32, 4, 0)};
+    return intrinsic(c, "llvm.x86.avx512.mask.scalef.ps.512", NULL, 0, a, 5);
+  }
   LLVMValueRef ni = LLVMBuildFPToSI(B, n, vi, "");
   LLVMValueRef lanes[64];
   for (int i = 0; i < c->W; i++) lanes[i] = LLVMConstInt(c->i32, 1, 0);
@@ -341,10 +360,12 @@ static LLVMValueRef emit_elementwise(Cg *c, uint32_t v) {
     return LLVMBuildFMul(B, LLVMBuildFMul(B, splatf(c, 0.5), x, ""), LLVMBuildFAdd(B, splatf(c, 1), e, ""), "");
   }
   case OP_GELU_TANH: { /* 0.5·x·(1 + tanh u) = x / (1 + exp(-2u)): one exp, no tanh */
-    LLVMValueRef x3 = LLVMBuildFMul(B, LLVMBuildFMul(B, x, x, ""), x, "");
-    LLVMValueRef u = LLVMBuildFMul(B, splatf(c, 0.7978845608028654),
-                                   LLVMBuildFAdd(B, x, LLVMBuildFMul(B, splatf(c, 0.044715), x3, ""), ""), "");
-    LLVMValueRef e = vexp(c, LLVMBuildFMul(B, splatf(c, -2.0), u, ""));
+    /* -2u = x·(-2k - 2k·0.044715·x²), k = sqrt(2/pi): one fma and two multiplies */
+    const double k = 0.7978845608028654;
+    LLVMTypeRef t = c->vf;
+    LLVMValueRef p = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){LLVMBuildFMul(B, x, x, ""),
+                               splatf(c, -2 * k * 0.044715), splatf(c, -2 * k)}, 3);
+    LLVMValueRef e = vexp(c, LLVMBuildFMul(B, x, p, ""));
     return vdiv(c, x, LLVMBuildFAdd(B, splatf(c, 1), e, ""));
   }
   case OP_SILU: return LLVMBuildFMul(B, x, sigmoid(c, x), "");
@@ -390,8 +411,10 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   LLVMValueRef r, x;
   switch (op) {
   case OP_MATMUL: r = c->mm; break;
-  case OP_SOFTMAX: /* exp(x - max) · (1 / sum) */
-    r = LLVMBuildFMul(B, vexp(c, LLVMBuildFSub(B, operand(c, u, 0), c->n1[m], "")), c->n2[m], "");
+  case OP_SOFTMAX: /* exp(x - max) · (1 / sum), exp(x - max) kept by the sum pass if stashed */
+    x = c->stash_member == m ? load_vec(c, c->stash, c->j)
+                             : vexp(c, LLVMBuildFSub(B, operand(c, u, 0), c->n1[m], ""));
+    r = LLVMBuildFMul(B, x, c->n2[m], "");
     break;
   case OP_LOG_SOFTMAX: r = LLVMBuildFSub(B, operand(c, u, 0), c->n2[m], ""); break; /* x - (max + log sum) */
   case OP_LAYERNORM:
@@ -411,47 +434,82 @@ static void forget(Cg *c) { memset(c->memo, 0, c->k->nmembers * sizeof *c->memo)
 
 typedef LLVMValueRef (*Body)(Cg *c, void *arg, LLVMValueRef acc);
 
-/* for (j = 0; j + W <= L; j += W) acc = body(acc); then one masked tail if L % W. The
- * accumulator (may be NULL) is carried through; the result is its final value. */
-static LLVMValueRef columns(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body body, void *arg) {
+enum { MAXU = 4 }; /* most independent accumulators of an unrolled fold */
+
+/* while (j + U·W <= L) { acc[u] = body(acc[u]) at column j + u·W, u < U; j += U·W }: one
+ * loop from `from` carrying U accumulators (acc[u] may be NULL: no accumulator); updates
+ * acc and returns the exit column. */
+static LLVMValueRef col_loop(Cg *c, LLVMValueRef from, LLVMValueRef L, int U, LLVMValueRef *acc,
+                             Body body, void *arg) {
   LLVMBuilderRef B = c->B;
-  LLVMValueRef W = ci64(c, c->W);
-  LLVMValueRef nfull = LLVMBuildMul(B, LLVMBuildSDiv(B, L, W, ""), W, "nfull");
-  LLVMValueRef acc_init = acc0 ? acc0 : splatf(c, 0);
-  LLVMBasicBlockRef entry = LLVMGetInsertBlock(B), head = LLVMAppendBasicBlockInContext(c->C, c->fn, "col"),
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = LLVMAppendBasicBlockInContext(c->C, c->fn, "col"),
                     body_bb = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.body"),
-                    check = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.tailcheck"),
-                    tail = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.tail"),
                     done = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.done");
   LLVMBuildBr(B, head);
   LLVMPositionBuilderAtEnd(B, head);
-  LLVMValueRef j = LLVMBuildPhi(B, c->i64, "j"), acc = LLVMBuildPhi(B, c->vf, "acc");
-  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, j, nfull, ""), body_bb, check);
+  LLVMValueRef j = LLVMBuildPhi(B, c->i64, "j"), phi[MAXU], next[MAXU];
+  for (int u = 0; u < U; u++) phi[u] = acc[u] ? LLVMBuildPhi(B, c->vf, "acc") : NULL;
+  LLVMValueRef j1 = LLVMBuildAdd(B, j, ci64(c, (int64_t)U * c->W), "");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLE, j1, L, ""), body_bb, done);
   LLVMPositionBuilderAtEnd(B, body_bb);
-  forget(c);
-  c->j = j, c->mask = NULL;
-  LLVMValueRef acc1 = body(c, arg, acc);
-  if (!acc1) acc1 = acc;
-  LLVMValueRef j1 = LLVMBuildAdd(B, j, W, "");
+  c->mask = NULL;
+  for (int u = 0; u < U; u++) {
+    forget(c);
+    c->j = u ? LLVMBuildAdd(B, j, ci64(c, (int64_t)u * c->W), "") : j;
+    next[u] = body(c, arg, phi[u]);
+  }
   LLVMBasicBlockRef body_end = LLVMGetInsertBlock(B);
   LLVMBuildBr(B, head);
-  LLVMAddIncoming(j, (LLVMValueRef[]){ci64(c, 0), j1}, (LLVMBasicBlockRef[]){entry, body_end}, 2);
-  LLVMAddIncoming(acc, (LLVMValueRef[]){acc_init, acc1}, (LLVMBasicBlockRef[]){entry, body_end}, 2);
-  LLVMPositionBuilderAtEnd(B, check);
-  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, nfull, L, ""), tail, done);
+  LLVMAddIncoming(j, (LLVMValueRef[]){from, j1}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
+  for (int u = 0; u < U; u++) {
+    if (!phi[u]) continue;
+    LLVMAddIncoming(phi[u], (LLVMValueRef[]){acc[u], next[u]}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
+    acc[u] = phi[u];
+  }
+  LLVMPositionBuilderAtEnd(B, done);
+  forget(c);
+  return j;
+}
+
+typedef LLVMValueRef (*Combine)(Cg *c, void *arg, LLVMValueRef a, LLVMValueRef b);
+
+/* The columns of a row: with an accumulator and a combine, U independent accumulators
+ * over blocks of U·W columns (a fold is one long dependency chain otherwise), combined,
+ * then single vectors; without, single vectors (LLVM unrolls). Then one masked tail if
+ * L % W. Returns the accumulator's final value (NULL without). */
+static LLVMValueRef columns_u(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body body, Combine comb,
+                              void *arg, int U) {
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef j = ci64(c, 0), acc[MAXU];
+  if (acc0 && comb && U > 1) {
+    for (int u = 0; u < U; u++) acc[u] = acc0;
+    j = col_loop(c, j, L, U, acc, body, arg);
+    for (int w = 1; w < U; w *= 2) /* a tree: (0+1)+(2+3) */
+      for (int u = 0; u + w < U; u += 2 * w) acc[u] = comb(c, arg, acc[u], acc[u + w]);
+  } else {
+    acc[0] = acc0;
+  }
+  j = col_loop(c, j, L, 1, acc, body, arg);
+  LLVMBasicBlockRef check = LLVMGetInsertBlock(B), tail = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.tail"),
+                    done = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.end");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, j, L, ""), tail, done);
   LLVMPositionBuilderAtEnd(B, tail);
   forget(c);
-  c->j = nfull, c->mask = tail_mask(c, LLVMBuildSub(B, L, nfull, ""));
-  LLVMValueRef acc2 = body(c, arg, acc);
-  if (!acc2) acc2 = acc;
+  c->j = j, c->mask = tail_mask(c, LLVMBuildSub(B, L, j, ""));
+  LLVMValueRef acc2 = body(c, arg, acc[0]);
   LLVMBasicBlockRef tail_end = LLVMGetInsertBlock(B);
   LLVMBuildBr(B, done);
   LLVMPositionBuilderAtEnd(B, done);
-  LLVMValueRef out = LLVMBuildPhi(B, c->vf, "acc.out");
-  LLVMAddIncoming(out, (LLVMValueRef[]){acc, acc2}, (LLVMBasicBlockRef[]){check, tail_end}, 2);
   forget(c);
   c->mask = NULL;
+  if (!acc0) return NULL;
+  LLVMValueRef out = LLVMBuildPhi(B, c->vf, "acc.out");
+  LLVMAddIncoming(out, (LLVMValueRef[]){acc[0], acc2}, (LLVMBasicBlockRef[]){check, tail_end}, 2);
   return out;
+}
+
+static LLVMValueRef columns(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body body, void *arg) {
+  return columns_u(c, L, acc0, body, NULL, arg, 1);
 }
 
 /* ---- passes of row kernels ----------------------------------------------------------------- */
@@ -476,7 +534,10 @@ static LLVMValueRef pass_body(Cg *c, void *arg, LLVMValueRef acc) {
   LLVMBuilderRef B = c->B;
   LLVMValueRef x = eval(c, ps->value), v;
   switch (ps->what) {
-  case W_EXP_SHIFTED: v = vexp(c, LLVMBuildFSub(B, x, c->n1[ps->member], "")); break;
+  case W_EXP_SHIFTED:
+    v = vexp(c, LLVMBuildFSub(B, x, c->n1[ps->member], ""));
+    if (c->stash_member == ps->member) store_vec(c, c->stash, c->j, v);
+    break;
   case W_SQ_CENTERED: v = LLVMBuildFSub(B, x, c->n1[ps->member], ""), v = LLVMBuildFMul(B, v, v, ""); break;
   case W_SQ: v = LLVMBuildFMul(B, x, x, ""); break;
   default: v = x;
@@ -489,10 +550,16 @@ static LLVMValueRef pass_body(Cg *c, void *arg, LLVMValueRef acc) {
   }
 }
 
-/* One pass over the row folding a quantity; the result is a splat. */
+static LLVMValueRef fold2(Cg *c, void *arg, LLVMValueRef a, LLVMValueRef b) {
+  Fold f = ((Pass *)arg)->fold;
+  if (f == FOLD_SUM) return LLVMBuildFAdd(c->B, a, b, "");
+  return vcall2(c, f == FOLD_MAX ? "llvm.maximum" : "llvm.minimum", a, b);
+}
+
+/* One pass over the row folding a quantity (four accumulators); the result is a splat. */
 static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int what, int member) {
   Pass ps = {f, value, what, member};
-  LLVMValueRef acc = columns(c, L, identity(c, f), pass_body, &ps);
+  LLVMValueRef acc = columns_u(c, L, identity(c, f), pass_body, fold2, &ps, MAXU);
   LLVMTypeRef t = c->vf;
   LLVMValueRef s;
   if (f == FOLD_SUM) {
@@ -557,11 +624,18 @@ typedef struct Store {
 /* Store every full-shaped output at the current column. */
 static LLVMValueRef store_body(Cg *c, void *arg, LLVMValueRef acc) {
   Store *st = arg;
+  enum { MAXOUT = 64 };
+  LLVMValueRef val[MAXOUT];
+  /* every value first: an output's row may be the stash another output still reads */
+  for (uint32_t o = 0; o < c->k->noutputs && o < MAXOUT; o++) {
+    uint32_t v = fu_outputs(c->p, c->k)[o];
+    val[o] = is_full(c, v) ? eval(c, v) : NULL;
+  }
   for (uint32_t o = 0; o < c->k->noutputs; o++) {
     uint32_t v = fu_outputs(c->p, c->k)[o];
     if (!is_full(c, v)) continue;
     LLVMValueRef off = LLVMBuildAdd(c->B, LLVMBuildMul(c->B, st->row, st->L, ""), c->j, "");
-    store_vec(c, buf(c, c->k->ninputs + o), off, eval(c, v));
+    store_vec(c, buf(c, c->k->ninputs + o), off, o < MAXOUT ? val[o] : eval(c, v));
   }
   return acc;
 }
@@ -593,11 +667,12 @@ typedef struct Mm {
 /* Element offsets of every input for row `row` (outer index decomposed by the domain). */
 static void row_bases(Cg *c, LLVMValueRef row, const Dim *dom, int r) {
   LLVMValueRef idx[DVM_MAX_RANK], rem = row;
-  for (int d = r - 2; d >= 0; d--) {
+  for (int d = r - 2; d >= 1; d--) {
     LLVMValueRef n = dimval(c, dom[d]);
     idx[d] = LLVMBuildSRem(c->B, rem, n, "");
     rem = LLVMBuildSDiv(c->B, rem, n, "");
   }
+  if (r >= 2) idx[0] = rem; /* the row is below the extent: the outermost index needs no remainder */
   for (uint32_t i = 0; i < c->k->ninputs; i++) input_base(c, (int)i, idx, dom, r);
 }
 
@@ -739,7 +814,8 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims) {
 /* Emit kernel k as function `name` into module M (context C); W lanes, libmvec prefix. */
 void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleRef M,
               const char *name, int W, const char *mvec_prefix) {
-  Cg c = {.p = p, .g = p->g, .k = k, .W = W, .mvec = mvec_prefix, .C = C, .M = M, .mm_member = -1};
+  Cg c = {.p = p, .g = p->g, .k = k, .W = W, .mvec = mvec_prefix, .C = C, .M = M, .mm_member = -1,
+          .stash_member = -1};
   c.f32 = LLVMFloatTypeInContext(C);
   c.i1 = LLVMInt1TypeInContext(C);
   c.i32 = LLVMInt32TypeInContext(C);
@@ -750,16 +826,19 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   c.fn = LLVMAddFunction(M, name, LLVMFunctionType(LLVMVoidTypeInContext(C), params, 4, 0));
   c.B = LLVMCreateBuilderInContext(C);
   uint32_t nm = k->nmembers, ni = k->ninputs;
-  LLVMValueRef *mem = calloc(4 * (size_t)nm + 2 * (size_t)ni + 2, sizeof *mem);
+  size_t nb = ni + k->noutputs;
+  LLVMValueRef *mem = calloc(4 * (size_t)nm + 2 * (size_t)ni + nb + k->ndims + 2, sizeof *mem);
   if (!mem) ir_oom();
   c.memo = mem, c.red = mem + nm, c.n1 = mem + 2 * nm, c.n2 = mem + 3 * nm;
   c.base = mem + 4 * nm, c.inner = mem + 4 * nm + ni;
+  c.bufp = mem + 4 * nm + 2 * ni, c.dimv = mem + 4 * nm + 2 * ni + nb;
   for (uint32_t m = 0; m < nm; m++)
     if (ir_node(c.g, fu_members(p, k)[m])->op == OP_MATMUL) c.mm_member = (int)m;
   c.bufs = LLVMGetParam(c.fn, 0), c.dims = LLVMGetParam(c.fn, 1);
   LLVMValueRef begin = LLVMGetParam(c.fn, 2), end = LLVMGetParam(c.fn, 3);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(C, c.fn, "entry");
   LLVMPositionBuilderAtEnd(c.B, entry);
+  load_params(&c);
   /* the domain: rows (outer, parallel) x L (the last axis) */
   const Node *dn = ir_node(c.g, k->domain);
   const Dim *dom = ir_shape(c.g, k->domain);
@@ -787,6 +866,15 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   memset(c.red, 0, 3 * nm * sizeof *c.red);
   row_bases(&c, row, dom, r);
   Store st = {row, L};
+  /* the first softmax keeps its exp row in the first full-shaped output's row */
+  for (uint32_t o = 0; o < k->noutputs && c.stash_member < 0; o++)
+    if (is_full(&c, fu_outputs(p, k)[o]))
+      for (uint32_t m = 0; m < nm; m++)
+        if (ir_node(c.g, fu_members(p, k)[m])->op == OP_SOFTMAX) {
+          c.stash_member = (int)m;
+          c.stash = LLVMBuildGEP2(c.B, c.f32, buf(&c, ni + o), (LLVMValueRef[]){LLVMBuildMul(c.B, row, L, "")}, 1, "");
+          break;
+        }
   row_passes(&c, L);
   columns(&c, L, NULL, store_body, &st);
   store_scalars(&c, row);
