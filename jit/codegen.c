@@ -59,27 +59,32 @@ static bool is_norm(Op op) {
   return op == OP_SOFTMAX || op == OP_LOG_SOFTMAX || op == OP_LAYERNORM || op == OP_RMSNORM;
 }
 
+enum { COL_VECS = 4 }; /* column mode: host vectors per item of the outer range */
+
+/* Column mode: a row kernel that keeps the last axis and reduces others (W6's mean over N). */
+static bool col_mode(const Graph *g, const Kernel *k) {
+  int r = ir_node(g, k->domain)->rank;
+  return k->kind == KK_ROW && r >= 2 && k->axes && !(k->axes >> (r - 1) & 1);
+}
+
 bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
   const Graph *g = p->g;
   int r = ir_node(g, k->domain)->rank;
   if (k->kind == KK_EXTERN) return snprintf(why, n, "extern calls are not emitted yet"), false;
-  if (k->kind == KK_ROW && k->axes != (r ? 1u << (r - 1) : 0))
-    return snprintf(why, n, "row kernel reduces over axes other than the last"), false;
+  if (k->kind == KK_ROW && !col_mode(g, k) && k->axes != (r ? 1u << (r - 1) : 0))
+    return snprintf(why, n, "row kernel reduces over the last axis and others"), false;
   int matmuls = 0;
   const Node *dn = ir_node(g, k->domain);
+  int rr = k->kind == KK_ROW ? r - __builtin_popcount(k->axes) : r;
   for (uint32_t i = 0; i < k->nmembers; i++) {
     uint32_t v = fu_members(p, k)[i];
     const Node *nd = ir_node(g, v);
     Op op = (Op)nd->op;
-    /* inputs are indexed by right-aligning their dims with the domain; an input of lower
-       rank read by a per-row (reduced-shape) member is aligned with the reduced axes
-       instead (w: [N] in mul(reduce_sum(x), w)), which this emitter does not do yet */
-    bool full = nd->rank == dn->rank && !memcmp(ir_shape(g, v), ir_shape(g, k->domain), nd->rank * sizeof(Dim));
-    for (uint32_t j = 0; !full && k->kind == KK_ROW && j < nd->nin; j++) {
-      uint32_t u = ir_operand(g, v, j);
-      if (p->kernel_of[u] != p->kernel_of[v] && ir_node(g, u)->op != OP_LITERAL && ir_node(g, u)->rank < dn->rank)
-        return snprintf(why, n, "%s at line %u reads a lower-rank input per row", ir_ops[op].name, nd->line), false;
-    }
+    /* operands line up with the domain, or, read by a member of the reduced shape, with
+       the kept axes (value_base) */
+    if (nd->rank != dn->rank && nd->rank != rr)
+      return snprintf(why, n, "%s at line %u has rank %d in a kernel of rank %d", ir_ops[op].name,
+                      nd->line, nd->rank, r), false;
     if (nd->dtype != DT_F32)
       return snprintf(why, n, "%s at line %u is %s: only f32 is emitted yet", ir_ops[op].name,
                       nd->line, ir_dtype_name((DType)nd->dtype)), false;
@@ -88,7 +93,8 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
         return snprintf(why, n, "%s at line %u reads a non-f32 operand", ir_ops[op].name, nd->line), false;
     if (elementwise_f32(op)) continue;
     if (is_reduction(op) && k->kind == KK_ROW) continue;
-    if (is_norm(op) && k->kind == KK_ROW) continue;
+    if ((op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) && k->kind == KK_ROW) continue;
+    if (is_norm(op) && k->kind == KK_ROW && !col_mode(g, k)) continue;
     if (op == OP_MATMUL && k->kind == KK_MIX) {
       uint32_t a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
       if (ir_attr_int(g, v, AK_TRANSPOSE_A, 0) || ir_attr_int(g, v, AK_TRANSPOSE_B, 0))
@@ -112,7 +118,8 @@ typedef struct Cg {
   const Partition *p;
   const Graph *g;
   const Kernel *k;
-  int W;                 /* lanes */
+  int W;                 /* lanes of a value: the host's, or COL_VECS times that (column mode) */
+  int NW;                /* the host's vector lanes (libmvec and target intrinsics) */
   const char *mvec;      /* libmvec prefix: "_ZGVeN16", "_ZGVdN8", "_ZGVbN4" */
   LLVMContextRef C;
   LLVMModuleRef M;
@@ -124,8 +131,16 @@ typedef struct Cg {
   LLVMValueRef *memo;    /* per member: its value in the current loop body */
   LLVMValueRef *red;     /* per member: a reduction's per-row result (splat) */
   LLVMValueRef *n1, *n2; /* per member: a normalization's per-row scalars (splats) */
-  LLVMValueRef *base;    /* per input: element offset of the current row */
-  LLVMValueRef *inner;   /* per input: its stride along the row (1, or 0: broadcast) */
+  LLVMValueRef *base;    /* per input and alignment (2 i + ctx): element offset at the
+                            current outer index */
+  LLVMValueRef *inner;   /* ... and its stride along the last axis (1, or 0: broadcast) */
+  uint32_t axes;         /* row kernels: the reduced axes of the domain */
+  int r, rr;             /* ranks of the domain and of the reduced shape (keepdims=0) */
+  const Dim *dom;
+  bool col;              /* column mode: the last axis is kept; folds run down the columns */
+  int ctx;               /* alignment of the operands being read: 0 with the domain, 1 with
+                            the reduced shape (members of rank rr < r) */
+  LLVMValueRef idx[DVM_MAX_RANK]; /* column mode: the current outer multi-index */
   LLVMValueRef j, mask;  /* current column and lane mask (NULL: all lanes) */
   LLVMValueRef mm;       /* mix kernels: the matmul's accumulator at this column */
   int mm_member;
@@ -168,16 +183,58 @@ static LLVMValueRef vcall2(Cg *c, const char *name, LLVMValueRef x, LLVMValueRef
   return intrinsic(c, name, &t, 1, a, 2);
 }
 
-/* A libmvec vector function: "expf" -> _ZGVeN16v_expf. */
-static LLVMValueRef mvec(Cg *c, const char *fnname, LLVMValueRef x, LLVMValueRef y) {
+/* Lanes [from, from + n) of x. */
+static LLVMValueRef lanes_of(Cg *c, LLVMValueRef x, int from, int n) {
+  LLVMValueRef idx[64];
+  for (int i = 0; i < n; i++) idx[i] = LLVMConstInt(c->i32, (unsigned long long)(from + i), 0);
+  return LLVMBuildShuffleVector(c->B, x, LLVMGetPoison(LLVMTypeOf(x)), LLVMConstVector(idx, (unsigned)n), "");
+}
+
+/* The np pieces of n lanes each, concatenated (np a power of two). */
+static LLVMValueRef concat(Cg *c, LLVMValueRef *piece, int np, int n) {
+  for (; np > 1; np /= 2, n *= 2)
+    for (int i = 0; i < np / 2; i++) {
+      LLVMValueRef idx[64];
+      for (int l = 0; l < 2 * n; l++) idx[l] = LLVMConstInt(c->i32, (unsigned long long)l, 0);
+      piece[i] = LLVMBuildShuffleVector(c->B, piece[2 * i], piece[2 * i + 1], LLVMConstVector(idx, (unsigned)(2 * n)), "");
+    }
+  return piece[0];
+}
+
+typedef LLVMValueRef (*Native)(Cg *c, const char *what, LLVMValueRef x, LLVMValueRef y);
+
+/* f applied to x (and y) in pieces of the host's width, for values wider than it. */
+static LLVMValueRef by_native(Cg *c, Native f, const char *what, LLVMValueRef x, LLVMValueRef y) {
+  if (c->W == c->NW) return f(c, what, x, y);
+  LLVMValueRef piece[8];
+  int np = c->W / c->NW;
+  for (int i = 0; i < np; i++)
+    piece[i] = f(c, what, lanes_of(c, x, i * c->NW, c->NW), y ? lanes_of(c, y, i * c->NW, c->NW) : NULL);
+  return concat(c, piece, np, c->NW);
+}
+
+static LLVMValueRef mvec_native(Cg *c, const char *fnname, LLVMValueRef x, LLVMValueRef y) {
   char name[64];
   snprintf(name, sizeof name, "%s%s_%s", c->mvec, y ? "vv" : "v", fnname);
-  LLVMTypeRef params[2] = {c->vf, c->vf};
-  LLVMTypeRef ft = LLVMFunctionType(c->vf, params, y ? 2 : 1, 0);
+  LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)c->NW);
+  LLVMTypeRef params[2] = {vt, vt};
+  LLVMTypeRef ft = LLVMFunctionType(vt, params, y ? 2 : 1, 0);
   LLVMValueRef f = LLVMGetNamedFunction(c->M, name);
   if (!f) f = LLVMAddFunction(c->M, name, ft);
   LLVMValueRef args[2] = {x, y};
   return LLVMBuildCall2(c->B, ft, f, args, y ? 2 : 1, "");
+}
+
+/* A libmvec vector function: "expf" -> _ZGVeN16v_expf. */
+static LLVMValueRef mvec(Cg *c, const char *fnname, LLVMValueRef x, LLVMValueRef y) {
+  return by_native(c, mvec_native, fnname, x, y);
+}
+
+/* vscalefps: y·2^floor(n), IEEE overflow and underflow (AVX-512). */
+static LLVMValueRef scalef_native(Cg *c, const char *unused, LLVMValueRef y, LLVMValueRef n) {
+  LLVMValueRef a[5] = {y, n, LLVMGetPoison(LLVMTypeOf(y)), LLVMConstInt(LLVMInt16TypeInContext(c->C), 0xffff, 0),
+                       LLVMConstInt(c->i32, 4, 0)};
+  return intrinsic(c, "llvm.x86.avx512.mask.scalef.ps.512", NULL, 0, a, 5);
 }
 
 /* Value of dim d: a constant or the kernel's dim parameter. */
@@ -249,39 +306,63 @@ static void store_vec(Cg *c, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueR
   intrinsic(c, "llvm.masked.store", tys, 2, args, 4);
 }
 
-/* Element offsets of input i for the row (outer multi-index idx[0..r-1)). */
-static void input_base(Cg *c, int i, LLVMValueRef *idx, const Dim *dom, int r) {
-  uint32_t u = fu_inputs(c->p, c->k)[i];
+/* The domain axis that dim t of a rank-n value lines up with: right-aligned with the
+ * domain (ctx 0), or with the reduced shape, whose axes are the domain's kept ones (ctx 1:
+ * w: [N] in mul(reduce_sum(x: [N, H], axes=[1]), w)); -1 if none. */
+static int domain_axis(const Cg *c, int n, int t, int ctx) {
+  if (!ctx) return t + (c->r - n);
+  int pos = t + (c->rr - n);
+  for (int d = 0; d < c->r; d++)
+    if (!(c->axes >> d & 1) && pos-- == 0) return d;
+  return -1;
+}
+
+/* Element offset of value u at the outer multi-index idx (the last axis at 0) and its
+ * stride along the last axis, read in alignment ctx. */
+static void value_base(Cg *c, uint32_t u, const LLVMValueRef *idx, int ctx, LLVMValueRef *base,
+                       LLVMValueRef *inner) {
   const Node *n = ir_node(c->g, u);
   const Dim *s = ir_shape(c->g, u);
   LLVMValueRef off = ci64(c, 0), stride = ci64(c, 1);
-  c->inner[i] = ci64(c, 0);
+  *inner = ci64(c, 0);
   for (int t = n->rank - 1; t >= 0; t--) {
-    int dk = t + (r - n->rank); /* the domain axis this dim aligns with */
+    int dk = domain_axis(c, n->rank, t, ctx);
     int64_t one;
-    bool bcast = ir_dim_is_const(c->g, s[t], &one) && one == 1 && s[t] != dom[dk];
+    bool bcast = dk < 0 || (ir_dim_is_const(c->g, s[t], &one) && one == 1 && s[t] != c->dom[dk]);
     if (!bcast) {
-      if (dk == r - 1) c->inner[i] = stride;
+      if (dk == c->r - 1) *inner = stride;
       else off = LLVMBuildAdd(c->B, off, LLVMBuildMul(c->B, idx[dk], stride, ""), "");
     }
     stride = LLVMBuildMul(c->B, stride, dimval(c, s[t]), "");
   }
-  c->base[i] = off;
+  *base = off;
+}
+
+/* Every input's offsets at the outer multi-index idx, in both alignments. */
+static void input_bases(Cg *c, const LLVMValueRef *idx) {
+  for (uint32_t i = 0; i < c->k->ninputs; i++)
+    for (int ctx = 0; ctx < 2; ctx++) {
+      if (ctx && !c->axes) {
+        c->base[2 * i + 1] = c->base[2 * i], c->inner[2 * i + 1] = c->inner[2 * i];
+        continue;
+      }
+      value_base(c, fu_inputs(c->p, c->k)[i], idx, ctx, &c->base[2 * i + ctx], &c->inner[2 * i + ctx]);
+    }
 }
 
 static LLVMValueRef eval(Cg *c, uint32_t u);
 
 /* An input's W lanes at the current column. */
 static LLVMValueRef load_input(Cg *c, int i) {
-  LLVMValueRef p = buf(c, (uint32_t)i);
+  LLVMValueRef p = buf(c, (uint32_t)i), base = c->base[2 * i + c->ctx];
   /* the stride along the row is known when the kernel is emitted: 0 (broadcast) or the
      contiguous 1 of the last dim */
-  if (LLVMConstIntGetSExtValue(c->inner[i]) == 0) {
-    LLVMValueRef at = LLVMBuildGEP2(c->B, c->f32, p, &c->base[i], 1, "");
+  if (LLVMConstIntGetSExtValue(c->inner[2 * i + c->ctx]) == 0) {
+    LLVMValueRef at = LLVMBuildGEP2(c->B, c->f32, p, &base, 1, "");
     LLVMValueRef x = LLVMBuildLoad2(c->B, c->f32, at, "");
     return vsplat(c, x, "");
   }
-  return load_vec(c, p, LLVMBuildAdd(c->B, c->base[i], c->j, ""));
+  return load_vec(c, p, LLVMBuildAdd(c->B, base, c->j, ""));
 }
 
 static LLVMValueRef operand(Cg *c, uint32_t v, uint32_t k) { return eval(c, ir_operand(c->g, v, k)); }
@@ -310,11 +391,7 @@ static LLVMValueRef vexp(Cg *c, LLVMValueRef x) {
   for (int i = 1; i < 6; i++) y = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){y, r, splatf(c, P[i])}, 3);
   LLVMValueRef r2 = LLVMBuildFMul(B, r, r, "");
   y = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){y, r2, LLVMBuildFAdd(B, r, splatf(c, 1), "")}, 3);
-  if (c->W == 16) { /* AVX-512: vscalefps computes y·2^n with IEEE overflow and underflow */
-    LLVMValueRef a[5] = {y, n, LLVMGetPoison(t), LLVMConstInt(LLVMInt16TypeInContext(c->C), 0xffff, 0),
-                         LLVMConstInt(c->i32, 4, 0)};
-    return intrinsic(c, "llvm.x86.avx512.mask.scalef.ps.512", NULL, 0, a, 5);
-  }
+  if (c->NW == 16) return by_native(c, scalef_native, NULL, y, n); /* AVX-512 */
   LLVMValueRef ni = LLVMBuildFPToSI(B, n, vi, "");
   LLVMValueRef lanes[64];
   for (int i = 0; i < c->W; i++) lanes[i] = LLVMConstInt(c->i32, 1, 0);
@@ -409,6 +486,8 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   Op op = (Op)ir_node(c->g, u)->op;
   LLVMBuilderRef B = c->B;
   LLVMValueRef r, x;
+  int saved = c->ctx;
+  c->ctx = c->axes && ir_node(c->g, u)->rank == c->rr && c->rr < c->r;
   switch (op) {
   case OP_MATMUL: r = c->mm; break;
   case OP_SOFTMAX: /* exp(x - max) · (1 / sum), exp(x - max) kept by the sum pass if stashed */
@@ -424,6 +503,7 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   case OP_RMSNORM: r = LLVMBuildFMul(B, LLVMBuildFMul(B, operand(c, u, 0), c->n2[m], ""), operand(c, u, 1), ""); break;
   default: r = emit_elementwise(c, u);
   }
+  c->ctx = saved;
   c->memo[m] = r;
   return r;
 }
@@ -436,11 +516,34 @@ typedef LLVMValueRef (*Body)(Cg *c, void *arg, LLVMValueRef acc);
 
 enum { MAXU = 4 }; /* most independent accumulators of an unrolled fold */
 
-/* while (j + U·W <= L) { acc[u] = body(acc[u]) at column j + u·W, u < U; j += U·W }: one
- * loop from `from` carrying U accumulators (acc[u] may be NULL: no accumulator); updates
- * acc and returns the exit column. */
-static LLVMValueRef col_loop(Cg *c, LLVMValueRef from, LLVMValueRef L, int U, LLVMValueRef *acc,
-                             Body body, void *arg) {
+/* Where a loop's body runs: at column j of the row, or (column mode) at row q of the
+ * reduced axes. */
+typedef void (*Place)(Cg *c, LLVMValueRef pos);
+
+static void place_col(Cg *c, LLVMValueRef j) { c->j = j, c->mask = NULL; }
+
+/* Column mode: the reduced axes' multi-index from q, and the inputs' offsets there. */
+static void place_row(Cg *c, LLVMValueRef q) {
+  for (int d = c->r - 2; d >= 0; d--) {
+    if (!(c->axes >> d & 1)) continue;
+    bool outermost = true;
+    for (int e = 0; e < d; e++) outermost &= !(c->axes >> e & 1);
+    if (outermost) {
+      c->idx[d] = q;
+      break;
+    }
+    LLVMValueRef n = dimval(c, c->dom[d]);
+    c->idx[d] = LLVMBuildURem(c->B, q, n, "");
+    q = LLVMBuildUDiv(c->B, q, n, "");
+  }
+  input_bases(c, c->idx);
+}
+
+/* while (i + U·unit <= end) { acc[u] = body(acc[u]) placed at i + u·unit, u < U; i += U·unit }:
+ * one loop from `from` carrying U accumulators (acc[u] may be NULL: no accumulator);
+ * updates acc and returns the exit position. */
+static LLVMValueRef pos_loop(Cg *c, LLVMValueRef from, LLVMValueRef L, int U, int unit, Place place,
+                             LLVMValueRef *acc, Body body, void *arg) {
   LLVMBuilderRef B = c->B;
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = LLVMAppendBasicBlockInContext(c->C, c->fn, "col"),
                     body_bb = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.body"),
@@ -449,13 +552,12 @@ static LLVMValueRef col_loop(Cg *c, LLVMValueRef from, LLVMValueRef L, int U, LL
   LLVMPositionBuilderAtEnd(B, head);
   LLVMValueRef j = LLVMBuildPhi(B, c->i64, "j"), phi[MAXU], next[MAXU];
   for (int u = 0; u < U; u++) phi[u] = acc[u] ? LLVMBuildPhi(B, c->vf, "acc") : NULL;
-  LLVMValueRef j1 = LLVMBuildAdd(B, j, ci64(c, (int64_t)U * c->W), "");
+  LLVMValueRef j1 = LLVMBuildAdd(B, j, ci64(c, (int64_t)U * unit), "");
   LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLE, j1, L, ""), body_bb, done);
   LLVMPositionBuilderAtEnd(B, body_bb);
-  c->mask = NULL;
   for (int u = 0; u < U; u++) {
     forget(c);
-    c->j = u ? LLVMBuildAdd(B, j, ci64(c, (int64_t)u * c->W), "") : j;
+    place(c, u ? LLVMBuildAdd(B, j, ci64(c, (int64_t)u * unit), "") : j);
     next[u] = body(c, arg, phi[u]);
   }
   LLVMBasicBlockRef body_end = LLVMGetInsertBlock(B);
@@ -483,13 +585,13 @@ static LLVMValueRef columns_u(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body bod
   LLVMValueRef j = ci64(c, 0), acc[MAXU];
   if (acc0 && comb && U > 1) {
     for (int u = 0; u < U; u++) acc[u] = acc0;
-    j = col_loop(c, j, L, U, acc, body, arg);
+    j = pos_loop(c, j, L, U, c->W, place_col, acc, body, arg);
     for (int w = 1; w < U; w *= 2) /* a tree: (0+1)+(2+3) */
       for (int u = 0; u + w < U; u += 2 * w) acc[u] = comb(c, arg, acc[u], acc[u + w]);
   } else {
     acc[0] = acc0;
   }
-  j = col_loop(c, j, L, 1, acc, body, arg);
+  j = pos_loop(c, j, L, 1, c->W, place_col, acc, body, arg);
   LLVMBasicBlockRef check = LLVMGetInsertBlock(B), tail = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.tail"),
                     done = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.end");
   LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, j, L, ""), tail, done);
@@ -556,8 +658,22 @@ static LLVMValueRef fold2(Cg *c, void *arg, LLVMValueRef a, LLVMValueRef b) {
   return vcall2(c, f == FOLD_MAX ? "llvm.maximum" : "llvm.minimum", a, b);
 }
 
-/* One pass over the row folding a quantity (four accumulators); the result is a splat. */
+/* Column mode: one pass down the R rows of the reduced axes folding a quantity at the
+ * current columns (four accumulators over consecutive rows); the result is per column. */
+static LLVMValueRef fold_col(Cg *c, LLVMValueRef R, Fold f, uint32_t value, int what, int member) {
+  Pass ps = {f, value, what, member};
+  LLVMValueRef acc[MAXU];
+  for (int u = 0; u < MAXU; u++) acc[u] = identity(c, f);
+  LLVMValueRef q = pos_loop(c, ci64(c, 0), R, MAXU, 1, place_row, acc, pass_body, &ps);
+  acc[0] = fold2(c, &ps, fold2(c, &ps, acc[0], acc[1]), fold2(c, &ps, acc[2], acc[3]));
+  pos_loop(c, q, R, 1, 1, place_row, acc, pass_body, &ps);
+  return acc[0];
+}
+
+/* One pass over the row folding a quantity (four accumulators); the result is a splat. In
+ * column mode, L is the count of reduced rows and the pass runs down the columns. */
 static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int what, int member) {
+  if (c->col) return fold_col(c, L, f, value, what, member);
   Pass ps = {f, value, what, member};
   LLVMValueRef acc = columns_u(c, L, identity(c, f), pass_body, fold2, &ps, MAXU);
   LLVMTypeRef t = c->vf;
@@ -673,7 +789,7 @@ static void row_bases(Cg *c, LLVMValueRef row, const Dim *dom, int r) {
     rem = LLVMBuildSDiv(c->B, rem, n, "");
   }
   if (r >= 2) idx[0] = rem; /* the row is below the extent: the outermost index needs no remainder */
-  for (uint32_t i = 0; i < c->k->ninputs; i++) input_base(c, (int)i, idx, dom, r);
+  input_bases(c, idx);
 }
 
 /* One k step of the block: b[k, j..] loaded once, one FMA per row into acc[r]. */
@@ -794,44 +910,121 @@ static void mix_iter(Cg *c, LLVMValueRef row, void *arg) {
   mix_rows(c, row, ml->rows, ml->dom, ml->r, ml->L);
 }
 
+/* ---- column mode: reductions over axes other than the last ------------------------------ */
+
+/* Full-shaped outputs at the current row of the reduced axes. */
+static LLVMValueRef store_full_body(Cg *c, void *arg, LLVMValueRef acc) {
+  for (uint32_t o = 0; o < c->k->noutputs; o++) {
+    uint32_t v = fu_outputs(c->p, c->k)[o];
+    if (!is_full(c, v)) continue;
+    LLVMValueRef ob, oin;
+    value_base(c, v, c->idx, 0, &ob, &oin);
+    store_vec(c, buf(c, c->k->ninputs + o), LLVMBuildAdd(c->B, ob, c->j, ""), eval(c, v));
+  }
+  return acc;
+}
+
+/* One item of the outer range: W columns (masked at the end of the row) of one index of the
+ * kept outer axes. The folds run down the reduced rows, then the full-shaped outputs are
+ * stored row by row and the reduced ones once. */
+static void col_item(Cg *c, LLVMValueRef t, void *arg) {
+  LLVMBuilderRef B = c->B;
+  int r = c->r;
+  LLVMValueRef L = dimval(c, c->dom[r - 1]), W = ci64(c, c->W);
+  LLVMValueRef nc = LLVMBuildUDiv(B, LLVMBuildAdd(B, L, ci64(c, c->W - 1), ""), W, "chunks");
+  LLVMValueRef ko = LLVMBuildUDiv(B, t, nc, "");
+  c->j = LLVMBuildMul(B, LLVMBuildURem(B, t, nc, ""), W, "");
+  LLVMValueRef R = ci64(c, 1);
+  bool outer_done = false;
+  for (int d = r - 2; d >= 0; d--) {
+    if (c->axes >> d & 1) {
+      R = LLVMBuildMul(B, R, dimval(c, c->dom[d]), "");
+      c->idx[d] = ci64(c, 0);
+      continue;
+    }
+    bool outermost = true;
+    for (int e = 0; e < d; e++) outermost &= (c->axes >> e & 1) != 0;
+    if (outermost && !outer_done) {
+      c->idx[d] = ko, outer_done = true;
+    } else {
+      LLVMValueRef n = dimval(c, c->dom[d]);
+      c->idx[d] = LLVMBuildURem(B, ko, n, "");
+      ko = LLVMBuildUDiv(B, ko, n, "");
+    }
+  }
+  LLVMValueRef j = c->j, mask = tail_mask(c, LLVMBuildSub(B, L, j, ""));
+  c->mask = mask;
+  memset(c->red, 0, 3 * c->k->nmembers * sizeof *c->red);
+  forget(c);
+  row_passes(c, R);
+  bool full = false;
+  for (uint32_t o = 0; o < c->k->noutputs; o++) full |= is_full(c, fu_outputs(c->p, c->k)[o]);
+  if (full) {
+    LLVMValueRef none[1] = {NULL};
+    pos_loop(c, ci64(c, 0), R, 1, 1, place_row, none, store_full_body, NULL);
+  }
+  for (int d = 0; d < r - 1; d++)
+    if (c->axes >> d & 1) c->idx[d] = ci64(c, 0);
+  input_bases(c, c->idx);
+  forget(c);
+  for (uint32_t o = 0; o < c->k->noutputs; o++) {
+    uint32_t v = fu_outputs(c->p, c->k)[o];
+    if (is_full(c, v)) continue;
+    LLVMValueRef ob, oin;
+    value_base(c, v, c->idx, ir_node(c->g, v)->rank == c->rr && c->rr < r, &ob, &oin);
+    store_vec(c, buf(c, c->k->ninputs + o), LLVMBuildAdd(B, ob, c->j, ""), eval(c, v));
+  }
+  forget(c);
+  c->mask = NULL;
+}
+
 /* ---- the function --------------------------------------------------------------------------- */
 
-int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims) {
+int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *item) {
   const Graph *g = p->g;
   const Node *d = ir_node(g, k->domain);
-  int64_t rows = 1;
-  for (int i = 0; i + 1 < d->rank; i++) {
+  int64_t rows = 1, reduced = 1, last = 1;
+  for (int i = 0; i < d->rank; i++) {
     Dim x = ir_shape(g, k->domain)[i];
     int64_t v = 0;
     if (!ir_dim_is_const(g, x, &v))
       for (uint32_t q = 0; q < k->ndims; q++)
         if (p->dims.v[k->dims + q] == x) v = dims[q];
-    rows *= v;
+    if (i + 1 == d->rank) last = v;
+    else if (col_mode(g, k) && (k->axes >> i & 1)) reduced *= v;
+    else rows *= v;
   }
+  if (col_mode(g, k)) { /* items of `lanes` columns, each folding `reduced` rows */
+    int64_t cols = (int64_t)lanes * COL_VECS;
+    if (item) *item = reduced * cols;
+    return rows * ((last + cols - 1) / cols);
+  }
+  if (item) *item = last;
   return rows;
 }
 
 /* Emit kernel k as function `name` into module M (context C); W lanes, libmvec prefix. */
 void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleRef M,
               const char *name, int W, const char *mvec_prefix) {
-  Cg c = {.p = p, .g = p->g, .k = k, .W = W, .mvec = mvec_prefix, .C = C, .M = M, .mm_member = -1,
-          .stash_member = -1};
+  Cg c = {.p = p, .g = p->g, .k = k, .W = W, .NW = W, .mvec = mvec_prefix, .C = C, .M = M,
+          .mm_member = -1, .stash_member = -1};
+  if (col_mode(p->g, k)) c.W = W * COL_VECS;
   c.f32 = LLVMFloatTypeInContext(C);
   c.i1 = LLVMInt1TypeInContext(C);
   c.i32 = LLVMInt32TypeInContext(C);
   c.i64 = LLVMInt64TypeInContext(C);
   c.ptr = LLVMPointerTypeInContext(C, 0);
-  c.vf = LLVMVectorType(c.f32, (unsigned)W);
+  c.vf = LLVMVectorType(c.f32, (unsigned)c.W);
   LLVMTypeRef params[4] = {c.ptr, c.ptr, c.i64, c.i64};
   c.fn = LLVMAddFunction(M, name, LLVMFunctionType(LLVMVoidTypeInContext(C), params, 4, 0));
   c.B = LLVMCreateBuilderInContext(C);
   uint32_t nm = k->nmembers, ni = k->ninputs;
   size_t nb = ni + k->noutputs;
-  LLVMValueRef *mem = calloc(4 * (size_t)nm + 2 * (size_t)ni + nb + k->ndims + 2, sizeof *mem);
+  LLVMValueRef *mem = calloc(4 * (size_t)nm + 4 * (size_t)ni + nb + k->ndims + 2, sizeof *mem);
   if (!mem) ir_oom();
   c.memo = mem, c.red = mem + nm, c.n1 = mem + 2 * nm, c.n2 = mem + 3 * nm;
-  c.base = mem + 4 * nm, c.inner = mem + 4 * nm + ni;
-  c.bufp = mem + 4 * nm + 2 * ni, c.dimv = mem + 4 * nm + 2 * ni + nb;
+  c.base = mem + 4 * nm, c.inner = mem + 4 * nm + 2 * ni;
+  c.bufp = mem + 4 * nm + 4 * ni, c.dimv = mem + 4 * nm + 4 * ni + nb;
   for (uint32_t m = 0; m < nm; m++)
     if (ir_node(c.g, fu_members(p, k)[m])->op == OP_MATMUL) c.mm_member = (int)m;
   c.bufs = LLVMGetParam(c.fn, 0), c.dims = LLVMGetParam(c.fn, 1);
@@ -843,7 +1036,22 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   const Node *dn = ir_node(c.g, k->domain);
   const Dim *dom = ir_shape(c.g, k->domain);
   int r = dn->rank;
+  c.r = r, c.rr = r, c.dom = dom;
+  if (k->kind == KK_ROW) {
+    c.axes = k->axes;
+    c.rr = r - __builtin_popcount(k->axes);
+    c.col = col_mode(c.g, k);
+  }
+  /* column mode: values of COL_VECS host vectors, so that each row of the fold reads
+     several cache lines of a column strip (LLVM splits the wide operations) */
   LLVMValueRef L = r ? dimval(&c, dom[r - 1]) : ci64(&c, 1);
+  if (c.col) {
+    counted(&c, begin, end, 1, col_item, NULL);
+    LLVMBuildRetVoid(c.B);
+    LLVMDisposeBuilder(c.B);
+    free(mem);
+    return;
+  }
   if (k->kind == KK_MIX) { /* blocks of MIX_ROWS rows, then single rows */
     MixLoop ml = {dom, r, MIX_ROWS, L};
     LLVMValueRef at = counted(&c, begin, end, MIX_ROWS, mix_iter, &ml);

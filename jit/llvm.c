@@ -184,6 +184,7 @@ void jit_free(Jit *j) {
 }
 
 const char *jit_target(const Jit *j) { return j->target; }
+int jit_lanes(const Jit *j) { return j->W; }
 
 /* Compile kernel k into entry e (the caller holds no lock). */
 static void compile(Jit *j, const Partition *p, const Kernel *k, JitEntry *e, bool keep_text) {

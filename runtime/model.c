@@ -276,17 +276,15 @@ static void call_range(void *arg, int64_t begin, int64_t end) {
 
 /* Rows per chunk: enough work (~64K element-operations) that splitting pays for itself,
  * so small runs stay on the caller with no synchronization. */
-static int64_t grain(const Graph *g, const Partition *p, const Kernel *k) {
-  const Node *d = ir_node(g, k->domain);
-  int64_t row = 1, c;
-  if (d->rank && ir_dim_is_const(g, ir_shape(g, k->domain)[d->rank - 1], &c)) row = c;
+static int64_t grain(const Graph *g, const Partition *p, const Kernel *k, int64_t item) {
+  int64_t c, cost = item > 0 ? item : 1;
   for (uint32_t i = 0; i < k->nmembers; i++) { /* a matmul row costs K times more */
     uint32_t v = fu_members(p, k)[i];
     if (ir_node(g, v)->op != OP_MATMUL) continue;
     uint32_t a = ir_operand(g, v, 0);
-    if (ir_dim_is_const(g, ir_shape(g, a)[ir_node(g, a)->rank - 1], &c)) row *= c;
+    if (ir_dim_is_const(g, ir_shape(g, a)[ir_node(g, a)->rank - 1], &c)) cost *= c;
   }
-  return row >= 65536 ? 1 : 65536 / (row > 0 ? row : 1);
+  return cost >= 65536 ? 1 : 65536 / cost;
 }
 
 /* Prepare kernel k's native call: its outputs become new tensors in vals (or the caller's
@@ -313,8 +311,9 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, Tensor **vals, T
     }
     c->bufs[k->ninputs + j] = vals[o]->data;
   }
-  c->extent = jit_extent(p, k, c->dims);
-  c->grain = grain(g, p, k);
+  int64_t item = 1;
+  c->extent = jit_extent(p, k, c->dims, jit_lanes(m->jit), &item);
+  c->grain = grain(g, p, k, item);
   return DVM_OK;
 }
 
