@@ -51,6 +51,35 @@ static bool elementwise_f32(Op op) {
   }
 }
 
+/* Ops on f32 or bool operands with a bool result, or on bool masks. */
+static bool elementwise_bool(Op op) {
+  switch (op) {
+  case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_AND: case OP_OR:
+  case OP_NOT: case OP_SELECT: case OP_CAST: return true;
+  default: return false;
+  }
+}
+
+/* The dtypes the emitter handles for node v: f32 arithmetic, compares of f32, bool logic,
+ * select, and casts between f32 and bool. */
+static bool typed_ok(const Graph *g, uint32_t v) {
+  const Node *nd = ir_node(g, v);
+  Op op = (Op)nd->op;
+  DType t = (DType)nd->dtype, a = nd->nin ? (DType)ir_node(g, ir_operand(g, v, 0))->dtype : t;
+  switch (op) {
+  case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE:
+    return a == DT_F32 || (a == DT_BOOL && (op == OP_EQ || op == OP_NE));
+  case OP_AND: case OP_OR: case OP_NOT: return a == DT_BOOL;
+  case OP_SELECT: return t == DT_F32 || t == DT_BOOL;
+  case OP_CAST: return (t == DT_F32 || t == DT_BOOL) && (a == DT_F32 || a == DT_BOOL);
+  default:
+    if (t != DT_F32) return false;
+    for (uint32_t j = 0; j < nd->nin; j++)
+      if (ir_node(g, ir_operand(g, v, j))->dtype != DT_F32) return false;
+    return true;
+  }
+}
+
 static bool is_reduction(Op op) {
   return op == OP_REDUCE_SUM || op == OP_REDUCE_MEAN || op == OP_REDUCE_MAX || op == OP_REDUCE_MIN;
 }
@@ -85,13 +114,10 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     if (nd->rank != dn->rank && nd->rank != rr)
       return snprintf(why, n, "%s at line %u has rank %d in a kernel of rank %d", ir_ops[op].name,
                       nd->line, nd->rank, r), false;
-    if (nd->dtype != DT_F32)
-      return snprintf(why, n, "%s at line %u is %s: only f32 is emitted yet", ir_ops[op].name,
+    if (!typed_ok(g, v))
+      return snprintf(why, n, "%s at line %u is %s: only f32 and bool are emitted yet", ir_ops[op].name,
                       nd->line, ir_dtype_name((DType)nd->dtype)), false;
-    for (uint32_t j = 0; j < nd->nin; j++)
-      if (ir_node(g, ir_operand(g, v, j))->dtype != DT_F32)
-        return snprintf(why, n, "%s at line %u reads a non-f32 operand", ir_ops[op].name, nd->line), false;
-    if (elementwise_f32(op)) continue;
+    if (elementwise_f32(op) || elementwise_bool(op)) continue;
     if (is_reduction(op) && k->kind == KK_ROW) continue;
     if ((op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) && k->kind == KK_ROW) continue;
     if (is_norm(op) && k->kind == KK_ROW && !col_mode(g, k)) continue;
@@ -283,27 +309,49 @@ static LLVMValueRef tail_mask(Cg *c, LLVMValueRef rem) {
   return LLVMBuildICmp(c->B, LLVMIntSLT, idx, r, "mask");
 }
 
-static LLVMValueRef load_vec(Cg *c, LLVMValueRef base_ptr, LLVMValueRef off) {
-  LLVMValueRef at = LLVMBuildGEP2(c->B, c->f32, base_ptr, &off, 1, "");
+/* W elements of type et (f32, or i8 for bool) at base_ptr[off], masked in a tail. */
+static LLVMValueRef load_elems(Cg *c, LLVMTypeRef et, LLVMValueRef base_ptr, LLVMValueRef off) {
+  LLVMValueRef at = LLVMBuildGEP2(c->B, et, base_ptr, &off, 1, "");
+  LLVMTypeRef vt = LLVMVectorType(et, (unsigned)c->W);
+  unsigned align = et == c->f32 ? 4 : 1;
   if (!c->mask) {
-    LLVMValueRef l = LLVMBuildLoad2(c->B, c->vf, at, "");
-    LLVMSetAlignment(l, 4);
+    LLVMValueRef l = LLVMBuildLoad2(c->B, vt, at, "");
+    LLVMSetAlignment(l, align);
     return l;
   }
-  LLVMTypeRef tys[2] = {c->vf, c->ptr};
-  LLVMValueRef args[4] = {at, LLVMConstInt(c->i32, 4, 0), c->mask, splatf(c, 0)};
+  LLVMTypeRef tys[2] = {vt, c->ptr};
+  LLVMValueRef args[4] = {at, LLVMConstInt(c->i32, align, 0), c->mask, LLVMConstNull(vt)};
   return intrinsic(c, "llvm.masked.load", tys, 2, args, 4);
 }
 
-static void store_vec(Cg *c, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v) {
-  LLVMValueRef at = LLVMBuildGEP2(c->B, c->f32, base_ptr, &off, 1, "");
+static void store_elems(Cg *c, LLVMTypeRef et, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v) {
+  LLVMValueRef at = LLVMBuildGEP2(c->B, et, base_ptr, &off, 1, "");
+  unsigned align = et == c->f32 ? 4 : 1;
   if (!c->mask) {
-    LLVMSetAlignment(LLVMBuildStore(c->B, v, at), 4);
+    LLVMSetAlignment(LLVMBuildStore(c->B, v, at), align);
     return;
   }
-  LLVMTypeRef tys[2] = {c->vf, c->ptr};
-  LLVMValueRef args[4] = {v, at, LLVMConstInt(c->i32, 4, 0), c->mask};
+  LLVMTypeRef tys[2] = {LLVMTypeOf(v), c->ptr};
+  LLVMValueRef args[4] = {v, at, LLVMConstInt(c->i32, align, 0), c->mask};
   intrinsic(c, "llvm.masked.store", tys, 2, args, 4);
+}
+
+static LLVMValueRef load_vec(Cg *c, LLVMValueRef base_ptr, LLVMValueRef off) {
+  return load_elems(c, c->f32, base_ptr, off);
+}
+
+static void store_vec(Cg *c, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v) {
+  store_elems(c, c->f32, base_ptr, off, v);
+}
+
+/* Value u's W lanes to memory in its dtype: bool masks as bytes 0/1. */
+static void store_value(Cg *c, uint32_t u, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v) {
+  if (ir_node(c->g, u)->dtype != DT_BOOL) {
+    store_vec(c, base_ptr, off, v);
+    return;
+  }
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(c->C);
+  store_elems(c, i8, base_ptr, off, LLVMBuildZExt(c->B, v, LLVMVectorType(i8, (unsigned)c->W), ""));
 }
 
 /* The domain axis that dim t of a rank-n value lines up with: right-aligned with the
@@ -354,22 +402,27 @@ static LLVMValueRef eval(Cg *c, uint32_t u);
 
 /* An input's W lanes at the current column. */
 static LLVMValueRef load_input(Cg *c, int i) {
-  LLVMValueRef p = buf(c, (uint32_t)i), base = c->base[2 * i + c->ctx];
+  LLVMValueRef p = buf(c, (uint32_t)i), base = c->base[2 * i + c->ctx], x;
+  bool mask = ir_node(c->g, fu_inputs(c->p, c->k)[i])->dtype == DT_BOOL; /* bytes 0/1 */
+  LLVMTypeRef et = mask ? LLVMInt8TypeInContext(c->C) : c->f32;
   /* the stride along the row is known when the kernel is emitted: 0 (broadcast) or the
      contiguous 1 of the last dim */
   if (LLVMConstIntGetSExtValue(c->inner[2 * i + c->ctx]) == 0) {
-    LLVMValueRef at = LLVMBuildGEP2(c->B, c->f32, p, &base, 1, "");
-    LLVMValueRef x = LLVMBuildLoad2(c->B, c->f32, at, "");
-    return vsplat(c, x, "");
+    LLVMValueRef at = LLVMBuildGEP2(c->B, et, p, &base, 1, "");
+    x = vsplat(c, LLVMBuildLoad2(c->B, et, at, ""), "");
+  } else {
+    x = load_elems(c, et, p, LLVMBuildAdd(c->B, base, c->j, ""));
   }
-  return load_vec(c, p, LLVMBuildAdd(c->B, base, c->j, ""));
+  return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
 }
 
 static LLVMValueRef operand(Cg *c, uint32_t v, uint32_t k) { return eval(c, ir_operand(c->g, v, k)); }
 
 static LLVMValueRef lit(Cg *c, uint32_t u) {
   const Attr *a = ir_attr(c->g, u, AK_VALUE);
-  return splatf(c, (float)(a->isint ? (double)a->i : a->f));
+  double v = a->isint ? (double)a->i : a->f;
+  if (ir_node(c->g, u)->dtype == DT_BOOL) return vsplat(c, LLVMConstInt(c->i1, v != 0, 0), "");
+  return splatf(c, (float)v);
 }
 
 /* exp(x) emitted inline (Cephes expf): x = n·ln2 + r with ln2 split in two, a degree-6
@@ -417,10 +470,35 @@ static LLVMValueRef sigmoid(Cg *c, LLVMValueRef x) {
   return vdiv(c, splatf(c, 1), LLVMBuildFAdd(c->B, splatf(c, 1), e, ""));
 }
 
+/* Compares (NumPy: only != holds for NaN), bool logic, select and casts. */
+static LLVMValueRef emit_bool(Cg *c, uint32_t v, LLVMValueRef x, LLVMValueRef y) {
+  LLVMBuilderRef B = c->B;
+  Op op = (Op)ir_node(c->g, v)->op;
+  bool fx = LLVMGetTypeKind(LLVMGetElementType(LLVMTypeOf(x))) == LLVMFloatTypeKind;
+  switch (op) {
+  case OP_EQ: return fx ? LLVMBuildFCmp(B, LLVMRealOEQ, x, y, "") : LLVMBuildICmp(B, LLVMIntEQ, x, y, "");
+  case OP_NE: return fx ? LLVMBuildFCmp(B, LLVMRealUNE, x, y, "") : LLVMBuildICmp(B, LLVMIntNE, x, y, "");
+  case OP_LT: return LLVMBuildFCmp(B, LLVMRealOLT, x, y, "");
+  case OP_LE: return LLVMBuildFCmp(B, LLVMRealOLE, x, y, "");
+  case OP_GT: return LLVMBuildFCmp(B, LLVMRealOGT, x, y, "");
+  case OP_GE: return LLVMBuildFCmp(B, LLVMRealOGE, x, y, "");
+  case OP_AND: return LLVMBuildAnd(B, x, y, "");
+  case OP_OR: return LLVMBuildOr(B, x, y, "");
+  case OP_NOT: return LLVMBuildNot(B, x, "");
+  case OP_SELECT: return LLVMBuildSelect(B, x, y, operand(c, v, 2), "");
+  case OP_CAST:
+    if (ir_node(c->g, v)->dtype == DT_BOOL) /* x != 0 (NaN is true) */
+      return fx ? LLVMBuildFCmp(B, LLVMRealUNE, x, splatf(c, 0), "") : x;
+    return fx ? x : LLVMBuildUIToFP(B, x, c->vf, "");
+  default: return x; /* unreachable: jit_supported */
+  }
+}
+
 static LLVMValueRef emit_elementwise(Cg *c, uint32_t v) {
   Op op = (Op)ir_node(c->g, v)->op;
-  LLVMValueRef x = operand(c, v, 0), y = ir_ops[op].arity == 2 ? operand(c, v, 1) : NULL;
+  LLVMValueRef x = operand(c, v, 0), y = ir_ops[op].arity >= 2 ? operand(c, v, 1) : NULL;
   LLVMBuilderRef B = c->B;
+  if (elementwise_bool(op)) return emit_bool(c, v, x, y);
   switch (op) {
   case OP_NEG: return LLVMBuildFNeg(B, x, "");
   case OP_ABS: return vcall1(c, "llvm.fabs", x);
@@ -751,7 +829,7 @@ static LLVMValueRef store_body(Cg *c, void *arg, LLVMValueRef acc) {
     uint32_t v = fu_outputs(c->p, c->k)[o];
     if (!is_full(c, v)) continue;
     LLVMValueRef off = LLVMBuildAdd(c->B, LLVMBuildMul(c->B, st->row, st->L, ""), c->j, "");
-    store_vec(c, buf(c, c->k->ninputs + o), off, o < MAXOUT ? val[o] : eval(c, v));
+    store_value(c, v, buf(c, c->k->ninputs + o), off, o < MAXOUT ? val[o] : eval(c, v));
   }
   return acc;
 }
@@ -762,7 +840,10 @@ static void store_scalars(Cg *c, LLVMValueRef row) {
     uint32_t v = fu_outputs(c->p, c->k)[o];
     if (is_full(c, v)) continue;
     LLVMValueRef x = LLVMBuildExtractElement(c->B, eval(c, v), LLVMConstInt(c->i32, 0, 0), "");
-    LLVMValueRef at = LLVMBuildGEP2(c->B, c->f32, buf(c, c->k->ninputs + o), &row, 1, "");
+    LLVMTypeRef et = c->f32;
+    if (ir_node(c->g, v)->dtype == DT_BOOL) /* bytes 0/1 */
+      et = LLVMInt8TypeInContext(c->C), x = LLVMBuildZExt(c->B, x, et, "");
+    LLVMValueRef at = LLVMBuildGEP2(c->B, et, buf(c, c->k->ninputs + o), &row, 1, "");
     LLVMBuildStore(c->B, x, at);
   }
   forget(c);
@@ -919,7 +1000,7 @@ static LLVMValueRef store_full_body(Cg *c, void *arg, LLVMValueRef acc) {
     if (!is_full(c, v)) continue;
     LLVMValueRef ob, oin;
     value_base(c, v, c->idx, 0, &ob, &oin);
-    store_vec(c, buf(c, c->k->ninputs + o), LLVMBuildAdd(c->B, ob, c->j, ""), eval(c, v));
+    store_value(c, v, buf(c, c->k->ninputs + o), LLVMBuildAdd(c->B, ob, c->j, ""), eval(c, v));
   }
   return acc;
 }
@@ -972,7 +1053,7 @@ static void col_item(Cg *c, LLVMValueRef t, void *arg) {
     if (is_full(c, v)) continue;
     LLVMValueRef ob, oin;
     value_base(c, v, c->idx, ir_node(c->g, v)->rank == c->rr && c->rr < r, &ob, &oin);
-    store_vec(c, buf(c, c->k->ninputs + o), LLVMBuildAdd(B, ob, c->j, ""), eval(c, v));
+    store_value(c, v, buf(c, c->k->ninputs + o), LLVMBuildAdd(B, ob, c->j, ""), eval(c, v));
   }
   forget(c);
   c->mask = NULL;
