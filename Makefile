@@ -9,8 +9,9 @@ JOBS       ?= $(shell nproc)
 WERROR     := $(if $(CI),ON,OFF)
 
 # Build and test dependencies (Debian package names).
-DEPS_BUILD := cmake gcc make pkg-config llvm-19-dev libffi-dev libxxhash-dev libdlpack-dev
-DEPS_TEST  := python3-numpy
+DEPS_BUILD := cmake gcc make pkg-config llvm-19-dev libffi-dev libxxhash-dev libdlpack-dev \
+              protobuf-c-compiler libprotobuf-c-dev libonnx-dev
+DEPS_TEST  := python3-numpy python3-onnx python3-torch
 DEPS       := $(DEPS_BUILD) $(DEPS_TEST)
 # The bench's peers and charts (make demo): torch, ONNX export, Halide, matplotlib, OpenBLAS.
 DEPS_DEMO  := python3-torch python3-onnx python3-halide python3-matplotlib libopenblas0-pthread

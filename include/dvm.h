@@ -146,6 +146,25 @@ dvm_status dvm_graph_output(dvm_graph *g, int32_t value);
 /* Look a value up by name; -1 if absent. */
 int32_t dvm_graph_find(const dvm_graph *g, const char *name);
 
+/* ---- graphs: ONNX ------------------------------------------------------------------- */
+/* An ONNX model (opsets 13-17, docs/onnx.md) becomes a graph: the model's inputs are its
+ * inputs (dims named by dim_param become symbols, names outside [A-Za-z_][A-Za-z0-9_.]*
+ * have other characters replaced by '_'), its initializers are params whose values the
+ * graph holds, and shape computations (Shape, Gather, Concat, ...) are evaluated at load
+ * time into symbolic dims. Errors name the node (its 1-based number, which messages use
+ * as the graph line, and its name) and its op type. */
+
+dvm_status dvm_graph_load_onnx(dvm_context *ctx, const char *path, dvm_graph **out);
+/* The same from a serialized ModelProto in memory; `filename` names it in messages. */
+dvm_status dvm_graph_parse_onnx(dvm_context *ctx, const void *data, size_t len,
+                                const char *filename, dvm_graph **out);
+/* The value graph g holds for param `name` (an ONNX initializer), or NULL. The graph owns
+ * it: it lives until dvm_graph_destroy. */
+dvm_tensor *dvm_graph_param_value(const dvm_graph *g, const char *name);
+/* Bind every param of m for which g holds a value (dvm_model_set_param). The model then
+ * references g's tensors: destroy g after m. */
+dvm_status dvm_model_set_graph_params(dvm_model *m, const dvm_graph *g);
+
 /* ---- models ------------------------------------------------------------------------- */
 
 typedef struct dvm_compile_options {

@@ -137,8 +137,25 @@ dvm_status dvm_graph_load(dvm_context *ctx, const char *path, dvm_graph **out) {
 
 void dvm_graph_destroy(dvm_graph *g) {
   if (!g) return;
+  for (uint32_t v = 0; v < g->nvalues; v++) rt_tensor_free(g->values[v]);
+  free(g->values);
   ir_graph_free(g->ir);
   free(g);
+}
+
+dvm_tensor *dvm_graph_param_value(const dvm_graph *g, const char *name) {
+  int64_t v = g && name ? ir_find(g->ir, name, strlen(name)) : -1;
+  return v >= 0 && (uint32_t)v < g->nvalues ? g->values[v] : NULL;
+}
+
+dvm_status dvm_model_set_graph_params(dvm_model *m, const dvm_graph *g) {
+  for (int i = 0; i < dvm_model_num_params(m); i++) {
+    const char *name = dvm_model_param_name(m, i);
+    dvm_tensor *t = dvm_graph_param_value(g, name);
+    dvm_status st = t ? dvm_model_set_param(m, name, t) : DVM_OK;
+    if (st) return st;
+  }
+  return rt_ok();
 }
 
 char *dvm_graph_print(const dvm_graph *g) { return ir_print(g->ir); }

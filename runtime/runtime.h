@@ -94,6 +94,9 @@ struct dvm_graph {
   Graph *ir;
   dvm_context *ctx;
   uint32_t fresh; /* counter for names the builder makes up */
+  Tensor **values; /* per value id < nvalues: a param's value the graph owns (an ONNX
+                      initializer, onnx/), or NULL */
+  uint32_t nvalues;
 };
 static inline const Graph *rt_graph_ir(const dvm_graph *g) { return g->ir; }
 

@@ -150,7 +150,7 @@ static void bench_dir(char *out, size_t n) {
 /* A workload name (W1) or the path of a .dvm file. */
 static void workload_path(const char *bdir, const char *w, char *out, size_t n) {
   struct stat st;
-  if (strchr(w, '/') || strstr(w, ".dvm") || !stat(w, &st)) snprintf(out, n, "%s", w);
+  if (strchr(w, '/') || strstr(w, ".dvm") || tool_is_onnx(w) || !stat(w, &st)) snprintf(out, n, "%s", w);
   else snprintf(out, n, "%s/workloads/%s.dvm", bdir, w);
 }
 
@@ -367,7 +367,7 @@ typedef struct Ctx {
 } Ctx;
 
 /* One binding of one workload: fills r. Returns 0, or an exit code on error. */
-static int run_binding(Ctx *c, dvm_model *m, const char *graph, const char *const *syms,
+static int run_binding(Ctx *c, dvm_model *m, const dvm_graph *g, const char *graph, const char *const *syms,
                        const int64_t *vals, int nsyms, dvm_tensor **params, int64_t compiles0,
                        bool first_binding, Row *r) {
   const Args *a = c->a;
@@ -380,8 +380,13 @@ static int run_binding(Ctx *c, dvm_model *m, const char *graph, const char *cons
   if (nin > MAXIO || npar > MAXIO || nout > MAXIO) return tool_fail(EXIT_ERR, "%s: too many inputs or outputs", graph);
   for (int i = 0; i < npar; i++) /* unbound, so the last binding's params say nothing */
     dvm_model_set_param(m, dvm_model_param_name(m, i), NULL);
+  dvm_tensor *pars[MAXIO];
   for (int i = 0; i < npar; i++) { /* params: made once, remade only if their shape changes */
     par_names[i] = dvm_model_param_name(m, i);
+    if ((pars[i] = dvm_graph_param_value(g, par_names[i]))) { /* an ONNX initializer */
+      if (dvm_model_set_param(m, par_names[i], pars[i])) goto lib;
+      continue;
+    }
     if (dvm_model_shape(m, par_names[i], 0, NULL, NULL, nsyms, syms, vals, &rank, shape)) goto lib;
     if (params[i] && (dvm_tensor_rank(params[i]) != rank ||
                       memcmp(dvm_tensor_shape(params[i]), shape, (size_t)rank * sizeof *shape)))
@@ -390,7 +395,7 @@ static int run_binding(Ctx *c, dvm_model *m, const char *graph, const char *cons
       if (dvm_tensor_create((dvm_dtype)dvm_model_value_dtype(m, par_names[i]), rank, shape, &params[i])) goto lib;
       dvm_tensor_fill_random(params[i], tool_name_seed(par_names[i], 7));
     }
-    if (dvm_model_set_param(m, par_names[i], params[i])) goto lib;
+    if (dvm_model_set_param(m, par_names[i], pars[i] = params[i])) goto lib;
   }
   for (int i = 0; i < nin; i++) {
     in_names[i] = dvm_model_input_name(m, i);
@@ -449,15 +454,23 @@ static int run_binding(Ctx *c, dvm_model *m, const char *graph, const char *cons
     }
     char cmd[1100];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (write_peer_dir(dir, r, m, nin, in_names, ins, npar, par_names, params)) {
+    if (write_peer_dir(dir, r, m, nin, in_names, ins, npar, par_names, pars)) {
       if (system(cmd)) { /* leftover temporary files are not worth another error */
       }
       goto out;
     }
     int reps = r->reps < 3 ? 3 : r->reps > 50 ? 50 : (int)r->reps;
-    for (int i = 0; i < c->npeer; i++)
+    for (int i = 0; i < c->npeer; i++) {
+      PeerResult *p = &r->peer[r->npeer++];
+      if (tool_is_onnx(graph) && strcmp(c->peer_names[i], "onnxruntime")) { /* .dvm peers */
+        *p = (PeerResult){0};
+        snprintf(p->name, sizeof p->name, "%s", c->peer_names[i]);
+        snprintf(p->note, sizeof p->note, "runs .dvm graphs only, not ONNX models");
+        continue;
+      }
       peer_run(c->peer_names[i], c->peer_cmds[i], graph, dir, a->threads, reps, nout, out_names,
-               outs, &r->peer[r->npeer++]);
+               outs, p);
+    }
     if (system(cmd)) { /* a leftover temporary directory is not worth failing the bench */
     }
   }
@@ -489,7 +502,7 @@ static int run_workload(Ctx *c, dvm_context *ctx, const char *w) {
   dvm_tensor *params[MAXIO] = {0};
   int rc = 0;
   dvm_compile_options opt = {.tier = a->tier, .threads = a->threads};
-  if (dvm_graph_load(ctx, path, &g) || dvm_model_compile(ctx, g, &opt, &m)) {
+  if (tool_load_graph(ctx, path, &g) || dvm_model_compile(ctx, g, &opt, &m)) {
     rc = tool_lib_fail();
     goto done;
   }
@@ -549,7 +562,7 @@ static int run_workload(Ctx *c, dvm_context *ctx, const char *w) {
     if (skip) {
       r.skipped = skip;
     } else {
-      if ((rc = run_binding(c, m, path, syms, vals, ns, params, compiles0, first, &r))) goto done;
+      if ((rc = run_binding(c, m, g, path, syms, vals, ns, params, compiles0, first, &r))) goto done;
       if (first) { /* compiles after the first binding are recompiles */
         dvm_stats s;
         dvm_model_stats(m, &s);

@@ -133,7 +133,7 @@ static int cmd_run(int argc, char **argv) {
   int nmade = 0, nins = 0;
   double *times = NULL;
   rc = EXIT_ERR;
-  if (dvm_context_create(&ctx) || dvm_graph_load(ctx, a.graph, &g)) goto lib;
+  if (dvm_context_create(&ctx) || tool_load_graph(ctx, a.graph, &g)) goto lib;
   if (a.tier == DVM_TIER_VM) { /* after loading: graph errors first */
     tool_fail(EXIT_USAGE,
          "--tier vm is not built yet in this version of dvm; use --tier llvm (native "
@@ -176,6 +176,7 @@ static int cmd_run(int argc, char **argv) {
     dvm_tensor *t = NULL;
     for (int i = 0; i < a.nin; i++)
       if (!strcmp(a.in_names[i], n)) t = given[i];
+    if (!t && param) t = dvm_graph_param_value(g, n); /* an ONNX initializer */
     if (!t) {
       if (dvm_model_shape(m, n, a.nin, (const char *const *)a.in_names, given, a.nsyms,
                           (const char *const *)a.sym_names, a.sym_values, &rank, shape) ||
@@ -281,7 +282,7 @@ static int cmd_dump(int argc, char **argv) {
   dvm_context *ctx = NULL;
   dvm_graph *g = NULL;
   int rc = 0;
-  if (dvm_context_create(&ctx) || dvm_graph_load(ctx, graph, &g)) {
+  if (dvm_context_create(&ctx) || tool_load_graph(ctx, graph, &g)) {
     rc = tool_lib_fail();
   } else {
     char *text = dvm_graph_dump(g, stage);

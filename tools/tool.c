@@ -43,6 +43,15 @@ bool tool_parse_i64(const char *s, int64_t *out) {
   return true;
 }
 
+bool tool_is_onnx(const char *path) {
+  size_t n = strlen(path);
+  return n >= 5 && !strcmp(path + n - 5, ".onnx");
+}
+
+dvm_status tool_load_graph(dvm_context *ctx, const char *path, dvm_graph **out) {
+  return tool_is_onnx(path) ? dvm_graph_load_onnx(ctx, path, out) : dvm_graph_load(ctx, path, out);
+}
+
 double tool_now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -18,6 +18,9 @@ int tool_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* Print the library's last error and return EXIT_ERR. */
 int tool_lib_fail(void);
 bool tool_parse_i64(const char *s, int64_t *out);
+/* Load GRAPH: an ONNX model if the path ends in .onnx, else the text format. */
+dvm_status tool_load_graph(dvm_context *ctx, const char *path, dvm_graph **out);
+bool tool_is_onnx(const char *path);
 double tool_now_us(void);
 /* A seed for a value's random data that depends only on its name and the salt, so every
  * input gets its own values whatever the declaration order. */

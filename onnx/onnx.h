@@ -1,0 +1,126 @@
+/* onnx/onnx.h — the map of the ONNX front end: an ONNX model file becomes a dvm Graph plus
+ * the values of its params (docs/onnx.md).
+ *
+ * The file is read with protobuf-c; its C reader (onnx.pb-c.h) is generated at build time
+ * by protoc-c from the onnx.proto of Debian's libonnx-dev. Nodes are translated one by one
+ * in the file's (topological) order, each ONNX value becoming a Val of one of three kinds:
+ *
+ *   V_DYN    a dvm value computed at run time (a graph input, or an op's result);
+ *   V_CONST  a constant tensor known at load time (an initializer, a Constant node);
+ *   V_SYM    a small integer (or bool) tensor whose elements are dim expressions over the
+ *            graph's symbols — the result of a shape computation (Shape, Gather, Concat,
+ *            Unsqueeze, arithmetic, ...). Constant integer tensors of up to SYM_MAX
+ *            elements are V_SYM too (with constant dims).
+ *
+ * Ops whose operands are all V_SYM are evaluated at load time, symbolically; ops that take
+ * a shape (Reshape, Expand, Slice, ConstantOfShape, Range, Split) read it from a V_SYM and
+ * become dvm ops with dim attributes, so the graph stays shape-generic. A V_CONST or V_SYM
+ * becomes a dvm value only where a run-time op needs it ("materialized"): a scalar as a
+ * literal, a splat as `full`, anything else as a param whose value the graph holds.
+ *
+ * Files: read.c (the file, tensors, names, declarations, the driver with dead-node
+ * elimination and pattern recognition, the public API), val.c (Vals, materializing,
+ * emitting dvm nodes), ops.c (one translation per ONNX op type). */
+#ifndef DVM_ONNX_H
+#define DVM_ONNX_H
+
+#include "../runtime/runtime.h"
+#include "onnx.pb-c.h"
+
+#define ONNX_OPSET_MIN 13
+#define ONNX_OPSET_MAX 17
+#define SYM_MAX 64 /* integer tensors up to this many elements are kept as dims */
+
+typedef enum VKind { V_DYN, V_CONST, V_SYM } VKind;
+
+/* One ONNX value. */
+typedef struct Val {
+  uint8_t kind;  /* VKind */
+  uint8_t dtype; /* DType */
+  uint8_t rank;  /* V_CONST, V_SYM (V_DYN: the dvm value's) */
+  int64_t shape[DVM_MAX_RANK];
+  int64_t numel;
+  int64_t v;        /* V_DYN: the dvm value; others: their materialized value, or -1 */
+  Tensor *t;        /* V_CONST: the data (ours until it becomes a param's value) */
+  Dim *d;           /* V_SYM: numel dims (malloc'd) */
+  const char *name; /* the ONNX name that defined it (names a param made from it) */
+} Val;
+
+/* A string -> uint32 hash map over strings that outlive it (the protobuf's). */
+typedef struct SMap {
+  const char **key;
+  uint32_t *val;
+  uint32_t cap, n;
+} SMap;
+
+/* Fused patterns the driver recognizes (read.c) and ops.c emits as one dvm op. */
+typedef enum Fuse { FUSE_NONE, FUSE_GELU, FUSE_SILU } Fuse;
+
+/* The state of one import. */
+typedef struct Imp {
+  Graph *g;
+  Err *err;
+  VEC(Tensor *) values; /* per dvm value id: a param's value, or NULL */
+  VEC(Val) vals;
+  SMap names; /* ONNX value name -> index in vals */
+  int64_t opset;
+  const Onnx__NodeProto *node; /* being translated; NULL while declaring */
+  uint32_t nodeno;             /* its 1-based number: the line of the dvm nodes it makes */
+  Fuse fuse;                   /* this node is the root of a recognized pattern */
+  const char *fuse_x;          /* the pattern's input */
+  uint32_t fresh;              /* counter for made-up names */
+} Imp;
+
+/* read.c */
+bool onnx_map_get(const SMap *m, const char *key, uint32_t *out);
+void onnx_map_put(SMap *m, const char *key, uint32_t val);
+void onnx_map_free(SMap *m);
+/* Fail with err naming the node being translated (number, name, op type). */
+dvm_status onnx_fail(Imp *I, dvm_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The dvm dtype of an ONNX TensorProto.DataType, or -1. */
+int onnx_dtype(int64_t t);
+const char *onnx_dtype_name(int64_t t);
+/* Decode a TensorProto (initializer, Constant's value) into a new Val; its index in *out. */
+dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, uint32_t *out);
+
+/* val.c */
+/* Append a Val and return its index (the Val's storage may move: re-fetch pointers). */
+uint32_t onnx_val_new(Imp *I, const Val *x);
+static inline Val *onnx_val(Imp *I, uint32_t i) { return &I->vals.v[i]; }
+/* A V_DYN Val for dvm value v. */
+uint32_t onnx_val_dyn(Imp *I, uint32_t v);
+/* A V_SYM Val of n dims and the given shape (rank <= 1 typical); copies d. */
+uint32_t onnx_val_sym(Imp *I, DType dt, int rank, const int64_t *shape, const Dim *d);
+/* The dvm value of Val i, materializing a constant or shape value if needed. */
+dvm_status onnx_use(Imp *I, uint32_t i, uint32_t *v);
+/* The concrete ints of a V_SYM whose dims are all constant; false otherwise. */
+bool onnx_sym_ints(Imp *I, uint32_t i, int64_t *out, int max, int *n);
+/* The single number of a one-element V_CONST or constant V_SYM. */
+bool onnx_scalar(Imp *I, uint32_t i, double *out);
+/* Shape of Val i as dims (V_DYN: the value's inferred shape, substituted). */
+int onnx_dims(Imp *I, uint32_t i, Dim *out);
+DType onnx_val_dtype(Imp *I, uint32_t i);
+/* Emitting dvm nodes: fill a draft's attributes, then add it. */
+void onnx_at_int(NodeDraft *d, AttrKey k, int64_t x);
+void onnx_at_float(NodeDraft *d, AttrKey k, double x, bool isint);
+void onnx_at_dtype(NodeDraft *d, AttrKey k, DType dt);
+void onnx_at_dim(NodeDraft *d, AttrKey k, Dim x);
+void onnx_at_ints(Imp *I, NodeDraft *d, AttrKey k, const int64_t *x, uint32_t n);
+void onnx_at_dims(Imp *I, NodeDraft *d, AttrKey k, const Dim *x, uint32_t n);
+/* Add the node named after ONNX value `oname` (NULL: a made-up name); -1 with err set. */
+int64_t onnx_add(Imp *I, NodeDraft *d, const char *oname);
+/* A literal scalar of dtype dt. */
+int64_t onnx_literal(Imp *I, double x, DType dt);
+/* ONNX name s made a valid dvm name: other characters become '_' ('_' first before a digit). */
+void onnx_base_name(const char *s, char *buf, size_t n);
+/* A valid, unused dvm name for ONNX name s (NULL: made up) in buf. */
+void onnx_name(Imp *I, const char *s, char *buf, size_t n);
+/* Exact quotient of dims a / b (b a monomial), DIM_NONE if it does not divide. */
+Dim onnx_dim_div(Graph *g, Dim a, Dim b);
+
+/* ops.c */
+/* Translate the node I->node. */
+dvm_status onnx_node(Imp *I);
+
+#endif /* DVM_ONNX_H */

@@ -1,0 +1,910 @@
+/* onnx/ops.c — one translation per ONNX op type (opsets 13-17): onnx_node reads the node
+ * I->node's inputs (as Vals, onnx.h) and attributes and defines its outputs.
+ *
+ * Shape computations stay symbolic: an op whose operands are all V_SYM (the dims of a
+ * Shape, constants, their arithmetic, Gather, Concat, Unsqueeze, ...) is evaluated here,
+ * element by element, as dim expressions; Reshape, Expand, Slice, Split, ConstantOfShape
+ * and Range read their shape operands from such values into dim attributes. An operand
+ * that is data computed at run time where a shape is needed is an error naming the node.
+ * Everything else becomes dvm ops (docs/onnx.md has the table). This file is long because
+ * it is one table of about fifty small translations; each is a function named after its
+ * op type. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "onnx.h"
+
+#define R DVM_MAX_RANK
+
+/* ---- operands, outputs and attributes --------------------------------------------------- */
+
+/* Input i of the node as a Val index: -1 if absent (optional), -2 on error. */
+static int64_t arg(Imp *I, size_t i, bool required) {
+  const Onnx__NodeProto *n = I->node;
+  const char *name = i < n->n_input ? n->input[i] : NULL;
+  uint32_t k;
+  if (!name || !*name) {
+    if (!required) return -1;
+    onnx_fail(I, DVM_ERR_GRAPH, "input %zu is missing", i + 1);
+    return -2;
+  }
+  if (!onnx_map_get(&I->names, name, &k)) {
+    onnx_fail(I, DVM_ERR_GRAPH, "input %zu '%s' is not defined (not a graph input, an "
+              "initializer or an earlier node's output)", i + 1, name);
+    return -2;
+  }
+  return k;
+}
+
+static const char *out_name(Imp *I, size_t k) {
+  return k < I->node->n_output && I->node->output[k] && *I->node->output[k] ? I->node->output[k] : NULL;
+}
+
+/* Define output k as Val x. */
+static dvm_status def(Imp *I, size_t k, uint32_t x) {
+  const char *name = out_name(I, k);
+  uint32_t prev;
+  if (!name) return DVM_OK;
+  if (onnx_map_get(&I->names, name, &prev))
+    return onnx_fail(I, DVM_ERR_GRAPH, "output '%s' is already defined", name);
+  onnx_map_put(&I->names, name, x);
+  return DVM_OK;
+}
+
+static dvm_status def_dyn(Imp *I, size_t k, int64_t v) {
+  return v < 0 ? I->err->code : def(I, k, onnx_val_dyn(I, (uint32_t)v));
+}
+
+static const Onnx__AttributeProto *attr(Imp *I, const char *name) {
+  for (size_t i = 0; i < I->node->n_attribute; i++) {
+    const Onnx__AttributeProto *a = I->node->attribute[i];
+    if (a && a->name && !strcmp(a->name, name)) return a;
+  }
+  return NULL;
+}
+
+static int64_t attr_i(Imp *I, const char *name, int64_t dflt) {
+  const Onnx__AttributeProto *a = attr(I, name);
+  return a ? a->i : dflt;
+}
+
+static double attr_f(Imp *I, const char *name, double dflt) {
+  const Onnx__AttributeProto *a = attr(I, name);
+  return a ? a->f : dflt;
+}
+
+/* An int-list attribute: its length, -1 if absent, -2 (error set) if too long. */
+static int attr_ints(Imp *I, const char *name, int64_t *out, int max) {
+  const Onnx__AttributeProto *a = attr(I, name);
+  if (!a) return -1;
+  if (a->n_ints > (size_t)max)
+    return onnx_fail(I, DVM_ERR_GRAPH, "attribute '%s' has %zu entries, more than %d", name,
+                     a->n_ints, max), -2;
+  for (size_t i = 0; i < a->n_ints; i++) out[i] = a->ints[i];
+  return (int)a->n_ints;
+}
+
+/* Input i as constant integers (axes, split sizes, ...): count, -1 if absent, -2 on error. */
+static int const_ints(Imp *I, size_t i, const char *what, int64_t *out, int max) {
+  int64_t k = arg(I, i, false);
+  int n;
+  if (k < 0) return (int)k;
+  if (!onnx_sym_ints(I, (uint32_t)k, out, max, &n))
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s (input %zu) must be a constant integer tensor "
+                     "of at most %d elements", what, i + 1, max), -2;
+  return n;
+}
+
+/* Axes from the input (opset 13+) or, for older forms, the attribute. */
+static int axes_of(Imp *I, size_t i, int64_t *out) {
+  int n = const_ints(I, i, "axes", out, R);
+  return n == -1 ? attr_ints(I, "axes", out, R) : n;
+}
+
+/* Input i as the dims of a shape (a V_SYM of rank <= 1); count, or -2 on error. */
+static int shape_arg(Imp *I, size_t i, const char *what, Dim *out, int max) {
+  int64_t k = arg(I, i, true);
+  if (k < 0) return -2;
+  Val *x = onnx_val(I, (uint32_t)k);
+  if (x->kind != V_SYM || x->rank > 1)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s (input %zu) is computed from run-time data, "
+                     "not from shapes: dvm needs it when the model is loaded", what, i + 1), -2;
+  if (x->numel > max)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s has %lld entries, more than %d", what,
+                     (long long)x->numel, max), -2;
+  for (int64_t j = 0; j < x->numel; j++) out[j] = ir_dim_subst(I->g, x->d[j]);
+  return (int)x->numel;
+}
+
+/* The dvm value of input i (required). */
+static int64_t use(Imp *I, size_t i) {
+  int64_t k = arg(I, i, true);
+  uint32_t v;
+  if (k < 0 || onnx_use(I, (uint32_t)k, &v)) return -1;
+  return v;
+}
+
+static int64_t unary(Imp *I, Op op, uint32_t x, const char *name) {
+  NodeDraft d = {.op = op, .nin = 1, .in = {x}};
+  return onnx_add(I, &d, name);
+}
+
+static int64_t binary(Imp *I, Op op, uint32_t a, uint32_t b, const char *name) {
+  NodeDraft d = {.op = op, .nin = 2, .in = {a, b}};
+  return onnx_add(I, &d, name);
+}
+
+static bool is_c(Imp *I, Dim d, int64_t *c) { return ir_dim_is_const(I->g, ir_dim_subst(I->g, d), c); }
+
+/* ---- symbolic elementwise arithmetic ------------------------------------------------------ */
+
+/* Element-wise op on two V_SYM values of rank <= 1 (broadcasting a single element). Returns
+ * the new Val, or -1 if it cannot be evaluated at load time (the caller emits dvm ops). */
+static int64_t sym_binary(Imp *I, Op op, uint32_t ia, uint32_t ib) {
+  Val *a = onnx_val(I, ia), *b = onnx_val(I, ib);
+  if (a->kind != V_SYM || b->kind != V_SYM || a->rank > 1 || b->rank > 1) return -1;
+  int64_t na = a->numel, nb = b->numel, n = na > nb ? na : nb;
+  if (na != nb && na != 1 && nb != 1) return -1;
+  Graph *g = I->g;
+  Dim out[SYM_MAX];
+  bool cmp = op == OP_EQ || op == OP_LT || op == OP_GT || op == OP_LE || op == OP_GE;
+  for (int64_t i = 0; i < n; i++) {
+    Dim x = ir_dim_subst(g, a->d[na == 1 ? 0 : i]), y = ir_dim_subst(g, b->d[nb == 1 ? 0 : i]);
+    int64_t cx, cy, c;
+    bool kx = ir_dim_is_const(g, x, &cx), ky = ir_dim_is_const(g, y, &cy);
+    Dim r = DIM_NONE;
+    if (cmp) {
+      if (!ir_dim_is_const(g, ir_dim_sub(g, x, y), &c)) return -1;
+      bool t = op == OP_EQ ? c == 0 : op == OP_LT ? c < 0 : op == OP_GT ? c > 0 : op == OP_LE ? c <= 0 : c >= 0;
+      r = ir_dim_const(g, t);
+    } else if (op == OP_ADD) r = ir_dim_add(g, x, y);
+    else if (op == OP_SUB) r = ir_dim_sub(g, x, y);
+    else if (op == OP_MUL) r = ir_dim_mul(g, x, y);
+    else if (op == OP_DIV) {
+      if (kx && ky) {
+        if (cy == 0) return onnx_fail(I, DVM_ERR_DATA, "integer division by zero in a shape computation"), -2;
+        if (cx == INT64_MIN && cy == -1) return -1;
+        r = ir_dim_const(g, cx / cy);
+      } else {
+        r = onnx_dim_div(g, x, y);
+      }
+    } else if ((op == OP_MAX || op == OP_MIN) && kx && ky) {
+      r = ir_dim_const(g, op == OP_MAX ? (cx > cy ? cx : cy) : (cx < cy ? cx : cy));
+    }
+    if (r == DIM_NONE) return -1;
+    out[i] = r;
+  }
+  int64_t shape[1] = {n};
+  int rank = a->rank > b->rank ? a->rank : b->rank;
+  return onnx_val_sym(I, cmp ? DT_BOOL : (DType)a->dtype, rank, shape, out);
+}
+
+/* ---- elementwise ----------------------------------------------------------------------------- */
+
+static dvm_status op_unary(Imp *I, Op op) {
+  int64_t k = arg(I, 0, true);
+  if (k < 0) return I->err->code;
+  Val *x = onnx_val(I, (uint32_t)k);
+  if (x->kind == V_SYM && (op == OP_NEG || op == OP_NOT || op == OP_ABS)) {
+    Dim out[SYM_MAX];
+    bool ok = true;
+    for (int64_t i = 0; i < x->numel && ok; i++) {
+      int64_t c;
+      Dim d = ir_dim_subst(I->g, x->d[i]);
+      if (op == OP_NEG) out[i] = ir_dim_sub(I->g, ir_dim_const(I->g, 0), d), ok = out[i] != DIM_NONE;
+      else if ((ok = ir_dim_is_const(I->g, d, &c) && c != INT64_MIN))
+        out[i] = ir_dim_const(I->g, op == OP_NOT ? !c : c < 0 ? -c : c);
+    }
+    x = onnx_val(I, (uint32_t)k);
+    if (ok) return def(I, 0, onnx_val_sym(I, (DType)x->dtype, x->rank, x->shape, out));
+  }
+  uint32_t v;
+  if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
+  return def_dyn(I, 0, unary(I, op, v, out_name(I, 0)));
+}
+
+/* pow with a constant exponent: x*x for 2, sqrt for 0.5, x for 1; else the general op. */
+static dvm_status op_pow(Imp *I, uint32_t a, uint32_t kb) {
+  double e;
+  DType dt = (DType)ir_node(I->g, a)->dtype;
+  if (onnx_scalar(I, kb, &e) && ir_dtype_is_float(dt)) {
+    if (e == 2) return def_dyn(I, 0, binary(I, OP_MUL, a, a, out_name(I, 0)));
+    if (e == 0.5) return def_dyn(I, 0, unary(I, OP_SQRT, a, out_name(I, 0)));
+    if (e == 1) return def(I, 0, onnx_val_dyn(I, a));
+    int64_t lit = onnx_literal(I, e, dt);
+    return lit < 0 ? I->err->code : def_dyn(I, 0, binary(I, OP_POW, a, (uint32_t)lit, out_name(I, 0)));
+  }
+  uint32_t b;
+  if (onnx_use(I, kb, &b)) return I->err->code;
+  if (ir_node(I->g, b)->dtype != dt) { /* ONNX lets the exponent's type differ */
+    NodeDraft d = {.op = OP_CAST, .nin = 1, .in = {b}};
+    onnx_at_dtype(&d, AK_TO, dt);
+    int64_t c = onnx_add(I, &d, NULL);
+    if (c < 0) return I->err->code;
+    b = (uint32_t)c;
+  }
+  return def_dyn(I, 0, binary(I, OP_POW, a, b, out_name(I, 0)));
+}
+
+static dvm_status op_binary(Imp *I, Op op) {
+  int64_t ka = arg(I, 0, true), kb = ka >= 0 ? arg(I, 1, true) : -2;
+  if (kb < 0) return I->err->code;
+  int64_t s = sym_binary(I, op, (uint32_t)ka, (uint32_t)kb);
+  if (s == -2) return I->err->code;
+  if (s >= 0) return def(I, 0, (uint32_t)s);
+  uint32_t a, b;
+  if (onnx_use(I, (uint32_t)ka, &a)) return I->err->code;
+  if (op == OP_POW) return op_pow(I, a, (uint32_t)kb);
+  if (onnx_use(I, (uint32_t)kb, &b)) return I->err->code;
+  return def_dyn(I, 0, binary(I, op, a, b, out_name(I, 0)));
+}
+
+/* Max and Min take one or more operands. */
+static dvm_status op_variadic(Imp *I, Op op) {
+  if (I->node->n_input == 2) return op_binary(I, op);
+  int64_t acc = use(I, 0);
+  for (size_t i = 1; acc >= 0 && i < I->node->n_input; i++) {
+    int64_t b = use(I, i);
+    acc = b < 0 ? -1 : binary(I, op, (uint32_t)acc, (uint32_t)b, i + 1 == I->node->n_input ? out_name(I, 0) : NULL);
+  }
+  return def_dyn(I, 0, acc);
+}
+
+static dvm_status op_where(Imp *I) {
+  int64_t kc = arg(I, 0, true), ka = kc >= 0 ? arg(I, 1, true) : -2, kb = ka >= 0 ? arg(I, 2, true) : -2;
+  if (kb < 0) return I->err->code;
+  Val *c = onnx_val(I, (uint32_t)kc), *a = onnx_val(I, (uint32_t)ka), *b = onnx_val(I, (uint32_t)kb);
+  int64_t cc[SYM_MAX];
+  int nc;
+  if (a->kind == V_SYM && b->kind == V_SYM && a->rank <= 1 && b->rank <= 1 && c->rank <= 1 &&
+      onnx_sym_ints(I, (uint32_t)kc, cc, SYM_MAX, &nc)) {
+    int64_t n = nc;
+    n = a->numel > n ? a->numel : n;
+    n = b->numel > n ? b->numel : n;
+    if ((nc == n || nc == 1) && (a->numel == n || a->numel == 1) && (b->numel == n || b->numel == 1)) {
+      Dim out[SYM_MAX];
+      for (int64_t i = 0; i < n; i++)
+        out[i] = cc[nc == 1 ? 0 : i] ? a->d[a->numel == 1 ? 0 : i] : b->d[b->numel == 1 ? 0 : i];
+      int64_t shape[1] = {n};
+      int rank = c->rank > a->rank ? c->rank : a->rank;
+      rank = b->rank > rank ? b->rank : rank;
+      return def(I, 0, onnx_val_sym(I, (DType)a->dtype, rank, shape, out));
+    }
+  }
+  uint32_t vc, va, vb;
+  if (onnx_use(I, (uint32_t)kc, &vc) || onnx_use(I, (uint32_t)ka, &va) || onnx_use(I, (uint32_t)kb, &vb))
+    return I->err->code;
+  NodeDraft d = {.op = OP_SELECT, .nin = 3, .in = {vc, va, vb}};
+  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+}
+
+static dvm_status op_cast(Imp *I) {
+  int64_t k = arg(I, 0, true);
+  if (k < 0) return I->err->code;
+  int64_t to = attr_i(I, "to", 0);
+  int dt = onnx_dtype(to);
+  if (dt < 0)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Cast to %s is not supported (dvm's dtypes: float, "
+                     "float16, bfloat16, int32, int64, bool)", onnx_dtype_name(to));
+  Val *x = onnx_val(I, (uint32_t)k);
+  if (x->dtype == dt) return def(I, 0, (uint32_t)k);
+  if (x->kind == V_SYM && !ir_dtype_is_float((DType)dt)) {
+    Dim out[SYM_MAX];
+    bool ok = true;
+    for (int64_t i = 0; i < x->numel && ok; i++) {
+      int64_t c;
+      out[i] = x->d[i];
+      if (dt == DT_BOOL) ok = is_c(I, x->d[i], &c), out[i] = ir_dim_const(I->g, c != 0);
+      else if (dt == DT_I32 && is_c(I, x->d[i], &c)) out[i] = ir_dim_const(I->g, (int32_t)(uint32_t)c);
+    }
+    x = onnx_val(I, (uint32_t)k);
+    if (ok) return def(I, 0, onnx_val_sym(I, (DType)dt, x->rank, x->shape, out));
+  }
+  uint32_t v;
+  if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
+  NodeDraft d = {.op = OP_CAST, .nin = 1, .in = {v}};
+  onnx_at_dtype(&d, AK_TO, (DType)dt);
+  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+}
+
+/* ---- reductions, normalizations, matmul ----------------------------------------------------- */
+
+static dvm_status op_reduce(Imp *I, Op op) {
+  int64_t axes[R];
+  int n = axes_of(I, 1, axes);
+  if (n == -2) return I->err->code;
+  int64_t x = use(I, 0);
+  if (x < 0) return I->err->code;
+  if (n == 0 && attr_i(I, "noop_with_empty_axes", 0)) return def(I, 0, onnx_val_dyn(I, (uint32_t)x));
+  NodeDraft d = {.op = op, .nin = 1, .in = {(uint32_t)x}};
+  if (n > 0) onnx_at_ints(I, &d, AK_AXES, axes, (uint32_t)n);
+  onnx_at_int(&d, AK_KEEPDIMS, attr_i(I, "keepdims", 1) != 0);
+  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+}
+
+static dvm_status op_softmax(Imp *I, Op op) {
+  int64_t x = use(I, 0);
+  if (x < 0) return I->err->code;
+  NodeDraft d = {.op = op, .nin = 1, .in = {(uint32_t)x}};
+  onnx_at_int(&d, AK_AXIS, attr_i(I, "axis", -1));
+  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+}
+
+static dvm_status op_layernorm(Imp *I) {
+  int64_t x = use(I, 0), s = x >= 0 ? use(I, 1) : -1, kb = s >= 0 ? arg(I, 2, false) : -2;
+  uint32_t b;
+  if (kb == -2) return I->err->code;
+  if (kb >= 0) {
+    if (onnx_use(I, (uint32_t)kb, &b)) return I->err->code;
+  } else { /* no bias: a literal 0 */
+    int64_t l = onnx_literal(I, 0, (DType)ir_node(I->g, (uint32_t)x)->dtype);
+    if (l < 0) return I->err->code;
+    b = (uint32_t)l;
+  }
+  NodeDraft d = {.op = OP_LAYERNORM, .nin = 3, .in = {(uint32_t)x, (uint32_t)s, b}};
+  onnx_at_int(&d, AK_AXIS, attr_i(I, "axis", -1));
+  onnx_at_float(&d, AK_EPS, (double)(float)attr_f(I, "epsilon", 1e-5), false);
+  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+}
+
+static dvm_status op_matmul(Imp *I) {
+  int64_t a = use(I, 0), b = a >= 0 ? use(I, 1) : -1;
+  if (b < 0) return I->err->code;
+  return def_dyn(I, 0, binary(I, OP_MATMUL, (uint32_t)a, (uint32_t)b, out_name(I, 0)));
+}
+
+/* Gemm: alpha · A' B' + beta · C. */
+static dvm_status op_gemm(Imp *I) {
+  int64_t a = use(I, 0), b = a >= 0 ? use(I, 1) : -1, kc = b >= 0 ? arg(I, 2, false) : -2;
+  if (kc == -2) return I->err->code;
+  double alpha = attr_f(I, "alpha", 1), beta = attr_f(I, "beta", 1);
+  bool more = (kc >= 0 && beta != 0) || alpha != 1;
+  NodeDraft d = {.op = OP_MATMUL, .nin = 2, .in = {(uint32_t)a, (uint32_t)b}};
+  if (attr_i(I, "transA", 0)) onnx_at_int(&d, AK_TRANSPOSE_A, 1);
+  if (attr_i(I, "transB", 0)) onnx_at_int(&d, AK_TRANSPOSE_B, 1);
+  int64_t y = onnx_add(I, &d, more ? NULL : out_name(I, 0));
+  if (y < 0) return I->err->code;
+  DType dt = (DType)ir_node(I->g, (uint32_t)y)->dtype;
+  bool addc = kc >= 0 && beta != 0;
+  if (alpha != 1) {
+    int64_t l = onnx_literal(I, alpha, dt);
+    if (l < 0 || (y = binary(I, OP_MUL, (uint32_t)y, (uint32_t)l, addc ? NULL : out_name(I, 0))) < 0)
+      return I->err->code;
+  }
+  if (addc) {
+    uint32_t c;
+    if (onnx_use(I, (uint32_t)kc, &c)) return I->err->code;
+    if (beta != 1) {
+      int64_t l = onnx_literal(I, beta, dt), m = l < 0 ? -1 : binary(I, OP_MUL, c, (uint32_t)l, NULL);
+      if (m < 0) return I->err->code;
+      c = (uint32_t)m;
+    }
+    y = binary(I, OP_ADD, (uint32_t)y, c, out_name(I, 0));
+  }
+  return def_dyn(I, 0, y);
+}
+
+/* ---- shapes ---------------------------------------------------------------------------------- */
+
+static dvm_status op_shape(Imp *I) {
+  int64_t k = arg(I, 0, true);
+  if (k < 0) return I->err->code;
+  Dim s[R];
+  int r = onnx_dims(I, (uint32_t)k, s);
+  int64_t st = attr_i(I, "start", 0), en = attr_i(I, "end", r);
+  st = st < 0 ? st + r : st, en = en < 0 ? en + r : en;
+  st = st < 0 ? 0 : st > r ? r : st, en = en < 0 ? 0 : en > r ? r : en;
+  if (en < st) en = st;
+  int64_t shape[1] = {en - st};
+  return def(I, 0, onnx_val_sym(I, DT_I64, 1, shape, s + st));
+}
+
+/* reshape, or nothing when the shape does not change. */
+static int64_t reshape(Imp *I, uint32_t x, const Dim *s, int n, const char *name) {
+  const Node *nd = ir_node(I->g, x);
+  bool same = nd->rank == n;
+  for (int i = 0; same && i < n; i++) same = ir_dim_subst(I->g, ir_shape(I->g, x)[i]) == s[i];
+  if (same) return x;
+  NodeDraft d = {.op = OP_RESHAPE, .nin = 1, .in = {x}};
+  onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)n);
+  return onnx_add(I, &d, name);
+}
+
+/* A V_SYM with a new shape (same elements in the same order). */
+static uint32_t sym_reshape(Imp *I, uint32_t k, int rank, const int64_t *shape) {
+  Val *x = onnx_val(I, k);
+  Dim d[SYM_MAX];
+  memcpy(d, x->d, (size_t)x->numel * sizeof *d);
+  return onnx_val_sym(I, (DType)x->dtype, rank, shape, d);
+}
+
+static dvm_status op_reshape(Imp *I) {
+  Dim s[R];
+  int n = shape_arg(I, 1, "the shape", s, R);
+  int64_t k = n < 0 ? -2 : arg(I, 0, true);
+  if (k < 0) return I->err->code;
+  bool allowzero = attr_i(I, "allowzero", 0) != 0;
+  Dim in[R];
+  int r = onnx_dims(I, (uint32_t)k, in), hole = -1;
+  int64_t c, known = 1;
+  for (int i = 0; i < n; i++) {
+    if (is_c(I, s[i], &c) && c == 0 && !allowzero) {
+      if (i >= r) return onnx_fail(I, DVM_ERR_SHAPE, "shape entry %d is 0 (copy) but the input has rank %d", i, r);
+      s[i] = in[i];
+    }
+    if (is_c(I, s[i], &c) && c == -1) hole = i;
+    else if (is_c(I, s[i], &c)) known *= c;
+    else known = -1;
+  }
+  Val *x = onnx_val(I, (uint32_t)k);
+  if (x->kind == V_SYM && known >= 0) { /* a shape value reshaped: at load time */
+    int64_t shape[R];
+    for (int i = 0; i < n; i++) is_c(I, s[i], &shape[i]);
+    if (hole >= 0 && known > 0) shape[hole] = x->numel / known;
+    int64_t m = 1;
+    for (int i = 0; i < n; i++) m *= shape[i];
+    if (m == x->numel) return def(I, 0, sym_reshape(I, (uint32_t)k, n, shape));
+  }
+  uint32_t v;
+  if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
+  return def_dyn(I, 0, reshape(I, v, s, n, out_name(I, 0)));
+}
+
+static dvm_status op_flatten(Imp *I) {
+  int64_t k = arg(I, 0, true);
+  if (k < 0) return I->err->code;
+  Dim in[R], s[2] = {ir_dim_const(I->g, 1), ir_dim_const(I->g, 1)};
+  int r = onnx_dims(I, (uint32_t)k, in), ax = ir_axis(attr_i(I, "axis", 1), r + 1);
+  if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r);
+  for (int i = 0; i < r; i++) s[i >= ax] = ir_dim_mul(I->g, s[i >= ax], in[i]);
+  uint32_t v;
+  if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
+  return def_dyn(I, 0, reshape(I, v, s, 2, out_name(I, 0)));
+}
+
+static dvm_status op_unsqueeze(Imp *I, bool squeeze) {
+  int64_t axes[R];
+  int n = axes_of(I, 1, axes);
+  int64_t k = n == -2 ? -2 : arg(I, 0, true);
+  if (k < 0) return I->err->code;
+  Val *x = onnx_val(I, (uint32_t)k);
+  if (x->kind == V_SYM) { /* the new shape of a shape value */
+    int r = x->rank, ro = squeeze ? (n < 0 ? 0 : r - n) : r + (n < 0 ? 0 : n);
+    bool mark[2 * R] = {0}, ok = n >= 0 || squeeze;
+    for (int i = 0; i < n && ok; i++) {
+      int a = ir_axis(axes[i], squeeze ? r : ro);
+      ok = a >= 0 && !mark[a] && (!squeeze || x->shape[a] == 1);
+      if (ok) mark[a] = true;
+    }
+    if (ok && squeeze && n < 0)
+      for (int i = 0; i < r; i++) mark[i] = x->shape[i] == 1, ro -= mark[i];
+    if (ok && ro <= R) {
+      int64_t shape[R];
+      for (int i = 0, j = 0, o = 0; i < (squeeze ? r : ro); i++) {
+        if (squeeze) {
+          if (!mark[i]) shape[o++] = x->shape[i];
+        } else {
+          shape[i] = mark[i] ? 1 : x->shape[j++];
+        }
+      }
+      return def(I, 0, sym_reshape(I, (uint32_t)k, ro, shape));
+    }
+  }
+  uint32_t v;
+  if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
+  if (!squeeze && n < 0) return onnx_fail(I, DVM_ERR_GRAPH, "Unsqueeze needs axes");
+  NodeDraft d = {.op = squeeze ? OP_SQUEEZE : OP_UNSQUEEZE, .nin = 1, .in = {v}};
+  if (n >= 0) onnx_at_ints(I, &d, AK_AXES, axes, (uint32_t)n);
+  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+}
+
+static dvm_status op_transpose(Imp *I) {
+  int64_t perm[R];
+  int n = attr_ints(I, "perm", perm, R);
+  int64_t k = n == -2 ? -2 : arg(I, 0, true);
+  if (k < 0) return I->err->code;
+  if (onnx_val(I, (uint32_t)k)->kind == V_SYM && onnx_val(I, (uint32_t)k)->rank <= 1)
+    return def(I, 0, (uint32_t)k);
+  uint32_t v;
+  if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
+  NodeDraft d = {.op = OP_TRANSPOSE, .nin = 1, .in = {v}};
+  if (n >= 0) onnx_at_ints(I, &d, AK_PERM, perm, (uint32_t)n);
+  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+}
+
+static dvm_status op_concat(Imp *I) {
+  size_t n = I->node->n_input;
+  const Onnx__AttributeProto *ax = attr(I, "axis");
+  if (!ax) return onnx_fail(I, DVM_ERR_GRAPH, "Concat needs attribute 'axis'");
+  if (!n || n > 64) return onnx_fail(I, DVM_ERR_GRAPH, "Concat of %zu inputs", n);
+  int64_t ks[64];
+  bool sym = ax->i == 0 || ax->i == -1;
+  int64_t total = 0;
+  for (size_t i = 0; i < n; i++) {
+    if ((ks[i] = arg(I, i, true)) < 0) return I->err->code;
+    Val *x = onnx_val(I, (uint32_t)ks[i]);
+    sym = sym && x->kind == V_SYM && x->rank == 1;
+    total += x->kind == V_SYM ? x->numel : 0;
+  }
+  if (sym && total <= SYM_MAX) { /* shape values concatenated at load time */
+    Dim out[SYM_MAX];
+    int64_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+      Val *x = onnx_val(I, (uint32_t)ks[i]);
+      for (int64_t j = 0; j < x->numel; j++) out[m++] = x->d[j];
+    }
+    int64_t shape[1] = {m};
+    return def(I, 0, onnx_val_sym(I, onnx_val_dtype(I, (uint32_t)ks[0]), 1, shape, out));
+  }
+  NodeDraft d = {.op = OP_CONCAT, .nin = (uint32_t)n};
+  for (size_t i = 0; i < n; i++)
+    if (onnx_use(I, (uint32_t)ks[i], &d.in[i])) return I->err->code;
+  onnx_at_int(&d, AK_AXIS, ax->i);
+  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+}
+
+/* slice(x, axes=[ax], starts=[s], ends=[e]) */
+static int64_t slice1(Imp *I, uint32_t x, int64_t ax, Dim s, Dim e, const char *name) {
+  NodeDraft d = {.op = OP_SLICE, .nin = 1, .in = {x}};
+  onnx_at_ints(I, &d, AK_AXES, &ax, 1);
+  onnx_at_dims(I, &d, AK_STARTS, &s, 1);
+  onnx_at_dims(I, &d, AK_ENDS, &e, 1);
+  return onnx_add(I, &d, name);
+}
+
+static dvm_status op_gather(Imp *I) {
+  int64_t kx = arg(I, 0, true), ki = kx >= 0 ? arg(I, 1, true) : -2;
+  if (ki < 0) return I->err->code;
+  Val *x = onnx_val(I, (uint32_t)kx), *idx = onnx_val(I, (uint32_t)ki);
+  int64_t axis = attr_i(I, "axis", 0), iv[SYM_MAX];
+  int ni;
+  bool cidx = onnx_sym_ints(I, (uint32_t)ki, iv, SYM_MAX, &ni);
+  if (x->kind == V_SYM && x->rank == 1 && (axis == 0 || axis == -1) && cidx && idx->rank <= 1) {
+    Dim out[SYM_MAX];
+    for (int i = 0; i < ni; i++) {
+      int64_t j = iv[i] < 0 ? iv[i] + x->numel : iv[i];
+      if (j < 0 || j >= x->numel)
+        return onnx_fail(I, DVM_ERR_SHAPE, "index %lld out of range for %lld elements",
+                         (long long)iv[i], (long long)x->numel);
+      out[i] = x->d[j];
+    }
+    return def(I, 0, onnx_val_sym(I, (DType)x->dtype, idx->rank, idx->shape, out));
+  }
+  uint32_t v;
+  if (onnx_use(I, (uint32_t)kx, &v)) return I->err->code;
+  const Node *nd = ir_node(I->g, v);
+  int ax = ir_axis(axis, nd->rank);
+  if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis %lld out of range for rank %d", (long long)axis, nd->rank);
+  if (cidx && onnx_val(I, (uint32_t)ki)->rank == 0) { /* one index: a slice, then squeeze */
+    Dim dim = ir_dim_subst(I->g, ir_shape(I->g, v)[ax]), s;
+    int64_t c, j = iv[0];
+    if (is_c(I, dim, &c) && (j < -c || j >= c))
+      return onnx_fail(I, DVM_ERR_SHAPE, "index %lld out of range for dim %lld", (long long)j, (long long)c);
+    s = j < 0 ? ir_dim_add(I->g, dim, ir_dim_const(I->g, j)) : ir_dim_const(I->g, j);
+    int64_t sl = slice1(I, v, ax, s, ir_dim_add(I->g, s, ir_dim_const(I->g, 1)), NULL);
+    if (sl < 0) return I->err->code;
+    int64_t a64 = ax;
+    NodeDraft d = {.op = OP_SQUEEZE, .nin = 1, .in = {(uint32_t)sl}};
+    onnx_at_ints(I, &d, AK_AXES, &a64, 1);
+    return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  }
+  uint32_t vi;
+  if (onnx_use(I, (uint32_t)ki, &vi)) return I->err->code;
+  NodeDraft d = {.op = OP_GATHER, .nin = 2, .in = {v, vi}};
+  onnx_at_int(&d, AK_AXIS, ax);
+  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+}
+
+static dvm_status op_slice(Imp *I) {
+  Dim st[R], en[R];
+  int64_t axes[R], steps[R];
+  int n = shape_arg(I, 1, "starts", st, R), ne = n < 0 ? -2 : shape_arg(I, 2, "ends", en, R);
+  int na = ne < 0 ? -2 : const_ints(I, 3, "axes", axes, R);
+  int ns = na == -2 ? -2 : const_ints(I, 4, "steps", steps, R);
+  int64_t k = ns == -2 ? -2 : arg(I, 0, true);
+  if (k < 0) return I->err->code;
+  if (ne != n || (na >= 0 && na != n) || (ns >= 0 && ns != n))
+    return onnx_fail(I, DVM_ERR_GRAPH, "starts, ends, axes and steps must have one length");
+  if (na < 0)
+    for (int i = 0; i < n; i++) axes[i] = i;
+  if (ns < 0)
+    for (int i = 0; i < n; i++) steps[i] = 1;
+  Val *x = onnx_val(I, (uint32_t)k);
+  if (x->kind == V_SYM && x->rank == 1 && n == 1 && (axes[0] == 0 || axes[0] == -1) && steps[0]) {
+    int64_t s, e, d = x->numel, step = steps[0];
+    if (is_c(I, st[0], &s) && is_c(I, en[0], &e)) { /* Python slicing of a shape value */
+      Dim out[SYM_MAX];
+      int64_t m = 0;
+      if (s < 0) s += d;
+      if (e < 0) e += d;
+      if (step > 0) {
+        s = s < 0 ? 0 : s > d ? d : s, e = e < 0 ? 0 : e > d ? d : e;
+        for (int64_t i = s; i < e; i += step) out[m++] = x->d[i];
+      } else {
+        s = s < -1 ? -1 : s > d - 1 ? d - 1 : s, e = e < -1 ? -1 : e > d - 1 ? d - 1 : e;
+        for (int64_t i = s; i > e; i += step) out[m++] = x->d[i];
+      }
+      int64_t shape[1] = {m};
+      return def(I, 0, onnx_val_sym(I, (DType)x->dtype, 1, shape, out));
+    }
+  }
+  uint32_t v;
+  if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
+  for (int i = 0; i < n; i++) { /* ONNX clamps out-of-range ends: "to the end" for dvm */
+    int64_t c;
+    if (steps[i] > 0 && is_c(I, en[i], &c) && c >= INT32_MAX) en[i] = ir_dim_const(I->g, INT64_MAX);
+  }
+  NodeDraft d = {.op = OP_SLICE, .nin = 1, .in = {v}};
+  onnx_at_ints(I, &d, AK_AXES, axes, (uint32_t)n);
+  onnx_at_dims(I, &d, AK_STARTS, st, (uint32_t)n);
+  onnx_at_dims(I, &d, AK_ENDS, en, (uint32_t)n);
+  bool unit = true;
+  for (int i = 0; i < n; i++) unit &= steps[i] == 1;
+  if (!unit) onnx_at_ints(I, &d, AK_STEPS, steps, (uint32_t)n);
+  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+}
+
+static dvm_status op_split(Imp *I) {
+  size_t no = I->node->n_output;
+  int64_t sizes[R * 8];
+  if (!no || no > R * 8) return onnx_fail(I, DVM_ERR_GRAPH, "Split into %zu outputs", no);
+  int n = const_ints(I, 1, "split", sizes, R * 8);
+  if (n == -1) n = attr_ints(I, "split", sizes, R * 8);
+  int64_t x = n == -2 ? -1 : use(I, 0);
+  if (x < 0) return I->err->code;
+  const Node *nd = ir_node(I->g, (uint32_t)x);
+  int ax = ir_axis(attr_i(I, "axis", 0), nd->rank);
+  if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", nd->rank);
+  Dim dim = ir_dim_subst(I->g, ir_shape(I->g, (uint32_t)x)[ax]), part = DIM_NONE;
+  if (n >= 0 && (size_t)n != no)
+    return onnx_fail(I, DVM_ERR_GRAPH, "split has %d sizes for %zu outputs", n, no);
+  if (n < 0 && (part = onnx_dim_div(I->g, dim, ir_dim_const(I->g, (int64_t)no))) == DIM_NONE)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Split of a dim into %zu equal parts: the dim must be "
+                     "a multiple of %zu", no, no);
+  Dim off = ir_dim_const(I->g, 0);
+  for (size_t k = 0; k < no; k++) {
+    Dim end = ir_dim_add(I->g, off, n >= 0 ? ir_dim_const(I->g, sizes[k]) : part);
+    if (end == DIM_NONE) return onnx_fail(I, DVM_ERR_OVERFLOW, "split sizes overflow");
+    if (out_name(I, k) && def_dyn(I, k, slice1(I, (uint32_t)x, ax, off, end, out_name(I, k))))
+      return I->err->code;
+    off = end;
+  }
+  return DVM_OK;
+}
+
+/* ONNX's bidirectional broadcast of shape a (rank ra) with target t (rank rt). */
+static int expand_shape(Imp *I, const Dim *a, int ra, const Dim *t, int rt, Dim *out) {
+  int r = ra > rt ? ra : rt;
+  for (int i = 0; i < r; i++) {
+    int ia = i - (r - ra), it = i - (r - rt);
+    Dim da = ia >= 0 ? a[ia] : DIM_NONE, dt = it >= 0 ? t[it] : DIM_NONE;
+    int64_t c;
+    if (dt == DIM_NONE) out[i] = da;
+    else if (da == DIM_NONE) out[i] = dt;
+    else if (is_c(I, dt, &c) && c == 1) out[i] = da;
+    else out[i] = dt;
+  }
+  return r;
+}
+
+static dvm_status op_expand(Imp *I) {
+  Dim t[R], a[R], s[R];
+  int rt = shape_arg(I, 1, "the shape", t, R);
+  int64_t k = rt < 0 ? -2 : arg(I, 0, true);
+  if (k < 0) return I->err->code;
+  int ra = onnx_dims(I, (uint32_t)k, a), r = expand_shape(I, a, ra, t, rt, s);
+  double c;
+  Val *x = onnx_val(I, (uint32_t)k);
+  if (x->kind != V_DYN && x->numel == 1 && onnx_scalar(I, (uint32_t)k, &c)) { /* a splat */
+    NodeDraft d = {.op = OP_FULL};
+    onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)r);
+    onnx_at_float(&d, AK_VALUE, c, !ir_dtype_is_float((DType)x->dtype));
+    onnx_at_dtype(&d, AK_DTYPE, (DType)x->dtype);
+    return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  }
+  uint32_t v;
+  if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
+  bool same = r == ra;
+  for (int i = 0; same && i < r; i++) same = s[i] == a[i];
+  if (same) return def(I, 0, onnx_val_dyn(I, v));
+  NodeDraft d = {.op = OP_BROADCAST_TO, .nin = 1, .in = {v}};
+  onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)r);
+  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+}
+
+/* ---- constants ----------------------------------------------------------------------------- */
+
+static dvm_status op_constant(Imp *I) {
+  const Onnx__AttributeProto *a;
+  uint32_t k;
+  if ((a = attr(I, "value")) && a->t) {
+    if (onnx_tensor(I, a->t, "the value", &k)) return I->err->code;
+    onnx_val(I, k)->name = out_name(I, 0);
+    return def(I, 0, k);
+  }
+  Tensor *t = NULL;
+  Err e = {0};
+  int64_t one = 1;
+  if ((a = attr(I, "value_float"))) {
+    if (rt_tensor_new(DT_F32, 0, NULL, &t, &e)) return onnx_fail(I, e.code, "%s", e.msg);
+    ((float *)t->data)[0] = a->f;
+  } else if ((a = attr(I, "value_floats"))) {
+    one = (int64_t)a->n_floats;
+    if (rt_tensor_new(DT_F32, 1, &one, &t, &e)) return onnx_fail(I, e.code, "%s", e.msg);
+    for (size_t i = 0; i < a->n_floats; i++) ((float *)t->data)[i] = a->floats[i];
+  } else if ((a = attr(I, "value_int"))) {
+    Dim d = ir_dim_const(I->g, a->i);
+    return def(I, 0, onnx_val_sym(I, DT_I64, 0, NULL, &d));
+  } else if ((a = attr(I, "value_ints"))) {
+    if (a->n_ints <= SYM_MAX) {
+      Dim d[SYM_MAX];
+      for (size_t i = 0; i < a->n_ints; i++) d[i] = ir_dim_const(I->g, a->ints[i]);
+      int64_t shape[1] = {(int64_t)a->n_ints};
+      return def(I, 0, onnx_val_sym(I, DT_I64, 1, shape, d));
+    }
+    one = (int64_t)a->n_ints;
+    if (rt_tensor_new(DT_I64, 1, &one, &t, &e)) return onnx_fail(I, e.code, "%s", e.msg);
+    memcpy(t->data, a->ints, a->n_ints * sizeof *a->ints);
+  } else {
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "a Constant without a tensor, float(s) or int(s) "
+                     "value (sparse and string constants are not supported)");
+  }
+  Val x = {.kind = V_CONST, .dtype = (uint8_t)t->dtype, .rank = (uint8_t)t->rank,
+           .numel = t->numel, .v = -1, .t = t, .name = out_name(I, 0)};
+  memcpy(x.shape, t->shape, sizeof x.shape);
+  return def(I, 0, onnx_val_new(I, &x));
+}
+
+static dvm_status op_constant_of_shape(Imp *I) {
+  Dim s[R];
+  int n = shape_arg(I, 0, "the shape", s, R);
+  if (n < 0) return I->err->code;
+  DType dt = DT_F32;
+  double c = 0;
+  const Onnx__AttributeProto *a = attr(I, "value");
+  if (a && a->t) {
+    uint32_t k;
+    if (onnx_tensor(I, a->t, "the value", &k)) return I->err->code;
+    dt = onnx_val_dtype(I, k);
+    if (!onnx_scalar(I, k, &c)) return onnx_fail(I, DVM_ERR_GRAPH, "the value must have one element");
+  }
+  int64_t shape[R], m = 1;
+  bool known = true;
+  for (int i = 0; i < n; i++) known &= is_c(I, s[i], &shape[i]), m *= known ? shape[i] : 1;
+  if (known && !ir_dtype_is_float(dt) && m <= SYM_MAX) {
+    Dim d[SYM_MAX];
+    for (int64_t i = 0; i < m; i++) d[i] = ir_dim_const(I->g, (int64_t)c);
+    return def(I, 0, onnx_val_sym(I, dt, n, shape, d));
+  }
+  NodeDraft d = {.op = OP_FULL};
+  onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)n);
+  onnx_at_float(&d, AK_VALUE, c, !ir_dtype_is_float(dt));
+  onnx_at_dtype(&d, AK_DTYPE, dt);
+  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+}
+
+/* Range(start, limit, delta) = start + delta · arange(n), n = ceil((limit - start) / delta). */
+static dvm_status op_range(Imp *I) {
+  int64_t ks = arg(I, 0, true), kl = ks >= 0 ? arg(I, 1, true) : -2, kd = kl >= 0 ? arg(I, 2, true) : -2;
+  if (kd < 0) return I->err->code;
+  DType dt = onnx_val_dtype(I, (uint32_t)ks);
+  double s, l, dl;
+  Dim n = DIM_NONE;
+  bool cs = onnx_scalar(I, (uint32_t)ks, &s), cl = onnx_scalar(I, (uint32_t)kl, &l),
+       cd = onnx_scalar(I, (uint32_t)kd, &dl);
+  if (!cs || !cd || dl == 0)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Range needs a constant, nonzero start and delta");
+  if (cl) {
+    double c = ceil((l - s) / dl);
+    n = ir_dim_const(I->g, c > 0 ? (int64_t)c : 0);
+  } else if (onnx_val(I, (uint32_t)kl)->kind == V_SYM && onnx_val(I, (uint32_t)kl)->numel == 1 &&
+             !ir_dtype_is_float(dt)) {
+    Dim span = ir_dim_sub(I->g, ir_dim_subst(I->g, onnx_val(I, (uint32_t)kl)->d[0]),
+                          ir_dim_const(I->g, (int64_t)s));
+    n = onnx_dim_div(I->g, span, ir_dim_const(I->g, (int64_t)dl));
+  }
+  if (n == DIM_NONE)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Range: the element count must follow from shapes "
+                     "(an exact multiple of delta)");
+  int64_t cn;
+  if (is_c(I, n, &cn) && !ir_dtype_is_float(dt) && cn <= SYM_MAX) { /* small: at load time */
+    Dim d[SYM_MAX];
+    for (int64_t i = 0; i < cn; i++) d[i] = ir_dim_const(I->g, (int64_t)s + i * (int64_t)dl);
+    return def(I, 0, onnx_val_sym(I, dt, 1, &cn, d));
+  }
+  NodeDraft d = {.op = OP_ARANGE};
+  onnx_at_dim(&d, AK_N, n);
+  onnx_at_dtype(&d, AK_DTYPE, dt);
+  bool scale = dl != 1, shift = s != 0;
+  int64_t y = onnx_add(I, &d, scale || shift ? NULL : out_name(I, 0));
+  if (y >= 0 && scale) {
+    int64_t lit = onnx_literal(I, dl, dt);
+    y = lit < 0 ? -1 : binary(I, OP_MUL, (uint32_t)y, (uint32_t)lit, shift ? NULL : out_name(I, 0));
+  }
+  if (y >= 0 && shift) {
+    int64_t lit = onnx_literal(I, s, dt);
+    y = lit < 0 ? -1 : binary(I, OP_ADD, (uint32_t)y, (uint32_t)lit, out_name(I, 0));
+  }
+  return def_dyn(I, 0, y);
+}
+
+static dvm_status op_identity(Imp *I, bool dropout) {
+  int64_t k = arg(I, 0, true);
+  if (k < 0) return I->err->code;
+  if (dropout) {
+    int64_t t = arg(I, 2, false);
+    double on;
+    if (t == -2) return I->err->code;
+    if (t >= 0 && (!onnx_scalar(I, (uint32_t)t, &on) || on != 0))
+      return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Dropout in training mode (dvm runs inference)");
+  }
+  return def(I, 0, (uint32_t)k);
+}
+
+/* The root of a recognized pattern (read.c): one dvm op on the pattern's input. */
+static dvm_status op_fused(Imp *I) {
+  uint32_t k, v;
+  if (!onnx_map_get(&I->names, I->fuse_x, &k))
+    return onnx_fail(I, DVM_ERR_GRAPH, "input '%s' is not defined", I->fuse_x);
+  if (onnx_use(I, k, &v)) return I->err->code;
+  return def_dyn(I, 0, unary(I, I->fuse == FUSE_GELU ? OP_GELU : OP_SILU, v, out_name(I, 0)));
+}
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+static const struct {
+  const char *name;
+  Op op;
+} unary_ops[] = {{"Sqrt", OP_SQRT},       {"Reciprocal", OP_RECIPROCAL}, {"Neg", OP_NEG},
+                 {"Abs", OP_ABS},         {"Exp", OP_EXP},               {"Log", OP_LOG},
+                 {"Tanh", OP_TANH},       {"Sigmoid", OP_SIGMOID},       {"Relu", OP_RELU},
+                 {"Erf", OP_ERF},         {"Not", OP_NOT},               {"Sin", OP_SIN},
+                 {"Cos", OP_COS},         {"Floor", OP_FLOOR},           {"Ceil", OP_CEIL},
+                 {"Round", OP_ROUND},     {"Sign", OP_SIGN}},
+  binary_ops[] = {{"Add", OP_ADD},     {"Sub", OP_SUB},          {"Mul", OP_MUL},
+                  {"Div", OP_DIV},     {"Pow", OP_POW},          {"Equal", OP_EQ},
+                  {"Less", OP_LT},     {"Greater", OP_GT},       {"LessOrEqual", OP_LE},
+                  {"GreaterOrEqual", OP_GE}, {"And", OP_AND},    {"Or", OP_OR}},
+  reduce_ops[] = {{"ReduceMean", OP_REDUCE_MEAN}, {"ReduceSum", OP_REDUCE_SUM},
+                  {"ReduceMax", OP_REDUCE_MAX},   {"ReduceMin", OP_REDUCE_MIN},
+                  {"ReduceProd", OP_REDUCE_PROD}};
+
+#define FIND(table, t)                                                                     \
+  for (size_t i = 0; i < sizeof table / sizeof *table; i++)                                \
+    if (!strcmp(table[i].name, t))
+
+dvm_status onnx_node(Imp *I) {
+  const char *t = I->node->op_type;
+  if (I->fuse) return op_fused(I);
+  FIND(unary_ops, t) return op_unary(I, unary_ops[i].op);
+  FIND(binary_ops, t) return op_binary(I, binary_ops[i].op);
+  FIND(reduce_ops, t) return op_reduce(I, reduce_ops[i].op);
+  if (!strcmp(t, "Max")) return op_variadic(I, OP_MAX);
+  if (!strcmp(t, "Min")) return op_variadic(I, OP_MIN);
+  if (!strcmp(t, "Where")) return op_where(I);
+  if (!strcmp(t, "Cast")) return op_cast(I);
+  if (!strcmp(t, "Softmax")) return op_softmax(I, OP_SOFTMAX);
+  if (!strcmp(t, "LogSoftmax")) return op_softmax(I, OP_LOG_SOFTMAX);
+  if (!strcmp(t, "LayerNormalization")) return op_layernorm(I);
+  if (!strcmp(t, "MatMul")) return op_matmul(I);
+  if (!strcmp(t, "Gemm")) return op_gemm(I);
+  if (!strcmp(t, "Shape")) return op_shape(I);
+  if (!strcmp(t, "Reshape")) return op_reshape(I);
+  if (!strcmp(t, "Flatten")) return op_flatten(I);
+  if (!strcmp(t, "Transpose")) return op_transpose(I);
+  if (!strcmp(t, "Gather")) return op_gather(I);
+  if (!strcmp(t, "Concat")) return op_concat(I);
+  if (!strcmp(t, "Slice")) return op_slice(I);
+  if (!strcmp(t, "Split")) return op_split(I);
+  if (!strcmp(t, "Squeeze")) return op_unsqueeze(I, true);
+  if (!strcmp(t, "Unsqueeze")) return op_unsqueeze(I, false);
+  if (!strcmp(t, "Expand")) return op_expand(I);
+  if (!strcmp(t, "Constant")) return op_constant(I);
+  if (!strcmp(t, "ConstantOfShape")) return op_constant_of_shape(I);
+  if (!strcmp(t, "Range")) return op_range(I);
+  if (!strcmp(t, "Identity")) return op_identity(I, false);
+  if (!strcmp(t, "Dropout")) return op_identity(I, true);
+  return onnx_fail(I, DVM_ERR_UNSUPPORTED, "op %s is not supported (docs/onnx.md lists the ops "
+                   "dvm imports)", t);
+}

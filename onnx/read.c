@@ -1,0 +1,515 @@
+/* onnx/read.c — reading an ONNX model into a dvm graph (onnx.h): the protobuf, the opset
+ * check, tensors (initializers, Constant values), the graph's inputs (dim_param names
+ * become symbols) and outputs, and the driver. The driver first recognizes fused patterns
+ * (erf GELU, SiLU), then drops nodes no output depends on, then translates the rest in
+ * file order (ops.c). Every failure names the file and, during translation, the node's
+ * 1-based number (the "line" of the dvm nodes it makes), name and op type; a malformed
+ * file is an error, never a crash. Also the public entry points of include/dvm.h. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "onnx.h"
+
+/* ---- string map ------------------------------------------------------------------------ */
+
+static uint32_t str_hash(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+bool onnx_map_get(const SMap *m, const char *key, uint32_t *out) {
+  if (!m->cap || !key) return false;
+  for (uint32_t i = str_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+    if (!m->key[i]) return false;
+    if (!strcmp(m->key[i], key)) return *out = m->val[i], true;
+  }
+}
+
+void onnx_map_put(SMap *m, const char *key, uint32_t val) {
+  if ((m->n + 1) * 2 > m->cap) {
+    SMap b = {.cap = m->cap ? m->cap * 2 : 64};
+    b.key = calloc(b.cap, sizeof *b.key);
+    b.val = calloc(b.cap, sizeof *b.val);
+    if (!b.key || !b.val) ir_oom();
+    for (uint32_t i = 0; i < m->cap; i++)
+      if (m->key[i]) onnx_map_put(&b, m->key[i], m->val[i]);
+    onnx_map_free(m);
+    *m = b;
+  }
+  uint32_t i = str_hash(key) & (m->cap - 1);
+  while (m->key[i] && strcmp(m->key[i], key)) i = (i + 1) & (m->cap - 1);
+  if (!m->key[i]) m->n++;
+  m->key[i] = key;
+  m->val[i] = val;
+}
+
+void onnx_map_free(SMap *m) {
+  free(m->key);
+  free(m->val);
+  *m = (SMap){0};
+}
+
+/* ---- errors and dtypes ------------------------------------------------------------------ */
+
+dvm_status onnx_fail(Imp *I, dvm_status code, const char *fmt, ...) {
+  char msg[900];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  const char *m = msg, *file = I->g->file;
+  size_t fl = strlen(file);
+  if (!strncmp(m, file, fl) && m[fl] == ':') { /* an ir message: drop its FILE:LINE: */
+    const char *p = m + fl + 1;
+    while (*p >= '0' && *p <= '9') p++;
+    if (*p == ':' && p[1] == ' ') m = p + 2;
+  }
+  const Onnx__NodeProto *n = I->node;
+  if (n) {
+    const char *name = n->name && *n->name ? n->name : n->n_output && n->output[0] ? n->output[0] : "";
+    snprintf(I->err->msg, sizeof I->err->msg, "%s:%u: node %u '%.120s' (%.60s): %s", file,
+             I->nodeno, I->nodeno, name, n->op_type ? n->op_type : "?", m);
+  } else {
+    snprintf(I->err->msg, sizeof I->err->msg, "%s: %s", file, m);
+  }
+  I->err->code = code;
+  return code;
+}
+
+int onnx_dtype(int64_t t) {
+  switch (t) {
+  case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: return DT_F32;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: return DT_F16;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: return DT_BF16;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: return DT_I32;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: return DT_I64;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: return DT_BOOL;
+  default: return -1;
+  }
+}
+
+const char *onnx_dtype_name(int64_t t) {
+  static const char *const names[] = {"UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16",
+                                      "INT32", "INT64", "STRING", "BOOL", "FLOAT16", "DOUBLE",
+                                      "UINT32", "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16"};
+  return t >= 0 && t < (int64_t)(sizeof names / sizeof *names) ? names[t] : "unknown";
+}
+
+/* ---- tensors ------------------------------------------------------------------------------ */
+
+dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, uint32_t *out) {
+  int dt = tp->has_data_type ? onnx_dtype(tp->data_type) : -1;
+  if (dt < 0)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s has data type %s, which dvm does not support "
+                     "(float, float16, bfloat16, int32, int64, bool)", what,
+                     tp->has_data_type ? onnx_dtype_name(tp->data_type) : "(none)");
+  if (tp->n_dims > DVM_MAX_RANK)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s has rank %zu, more than %d", what, tp->n_dims,
+                     DVM_MAX_RANK);
+  if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s is stored in an external data file, which dvm "
+                     "does not read", what);
+  if (tp->segment) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s is segmented", what);
+  int64_t shape[DVM_MAX_RANK];
+  for (size_t i = 0; i < tp->n_dims; i++) {
+    if (tp->dims[i] < 0) return onnx_fail(I, DVM_ERR_DATA, "%s has a negative dim", what);
+    shape[i] = tp->dims[i];
+  }
+  /* the data must be there before anything is allocated (a corrupt file may claim any shape) */
+  int64_t numel = rt_numel((int)tp->n_dims, shape);
+  size_t esz = ir_dtype_size((DType)dt);
+  size_t have = tp->has_raw_data ? tp->raw_data.len / esz
+                : dt == DT_F32  ? tp->n_float_data
+                : dt == DT_I64  ? tp->n_int64_data
+                                : tp->n_int32_data; /* int32, bool, float16, bfloat16 */
+  if (numel < 0 || (uint64_t)numel != have || (tp->has_raw_data && tp->raw_data.len % esz)) {
+    if (numel < 0) return onnx_fail(I, DVM_ERR_OVERFLOW, "%s: element count overflows", what);
+    if (tp->has_raw_data)
+      return onnx_fail(I, DVM_ERR_DATA, "%s holds %zu bytes of raw data, its shape needs %llu",
+                       what, tp->raw_data.len, (unsigned long long)numel * esz);
+    return onnx_fail(I, DVM_ERR_DATA, "%s holds data for %zu elements, its shape has %lld", what,
+                     have, (long long)numel);
+  }
+  Tensor *t;
+  Err e = {0};
+  if (rt_tensor_new((DType)dt, (int)tp->n_dims, shape, &t, &e))
+    return onnx_fail(I, e.code, "%s: %s", what, e.msg);
+  size_t n = (size_t)numel;
+  if (tp->has_raw_data) {
+    if (n) memcpy(t->data, tp->raw_data.data, n * esz);
+  } else if (dt == DT_F32) {
+    for (size_t i = 0; i < n; i++) ((float *)t->data)[i] = tp->float_data[i];
+  } else if (dt == DT_I64) {
+    for (size_t i = 0; i < n; i++) ((int64_t *)t->data)[i] = tp->int64_data[i];
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      int32_t x = tp->int32_data[i];
+      if (dt == DT_I32) ((int32_t *)t->data)[i] = x;
+      else if (dt == DT_BOOL) ((uint8_t *)t->data)[i] = x != 0;
+      else ((uint16_t *)t->data)[i] = (uint16_t)x;
+    }
+  }
+  if (dt == DT_BOOL)
+    for (size_t i = 0; i < n; i++) ((uint8_t *)t->data)[i] = ((uint8_t *)t->data)[i] != 0;
+  Val x = {.kind = V_CONST, .dtype = (uint8_t)dt, .rank = (uint8_t)t->rank, .numel = t->numel,
+           .v = -1, .t = t, .name = tp->name};
+  memcpy(x.shape, t->shape, sizeof x.shape);
+  if (!ir_dtype_is_float((DType)dt) && t->numel <= SYM_MAX) { /* small integers: dims */
+    Dim d[SYM_MAX];
+    for (int64_t i = 0; i < t->numel; i++) d[i] = ir_dim_const(I->g, rt_get_i(t->data, t->dtype, i));
+    *out = onnx_val_sym(I, (DType)dt, t->rank, t->shape, d);
+    onnx_val(I, *out)->name = tp->name;
+    rt_tensor_free(t);
+    return DVM_OK;
+  }
+  *out = onnx_val_new(I, &x);
+  return DVM_OK;
+}
+
+/* ---- declarations ----------------------------------------------------------------------- */
+
+static dvm_status declare_input(Imp *I, const Onnx__ValueInfoProto *vi) {
+  const char *name = vi->name ? vi->name : "";
+  const Onnx__TypeProto *tp = vi->type;
+  if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "input '%s' is not a tensor", name);
+  const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
+  int dt = tt->has_elem_type ? onnx_dtype(tt->elem_type) : -1;
+  if (dt < 0)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "input '%s' has element type %s, which dvm does "
+                     "not support", name, onnx_dtype_name(tt->has_elem_type ? tt->elem_type : 0));
+  if (!tt->shape) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "input '%s' has no shape", name);
+  if (tt->shape->n_dim > DVM_MAX_RANK)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "input '%s' has rank %zu, more than %d", name,
+                     tt->shape->n_dim, DVM_MAX_RANK);
+  NodeDraft d = {.op = OP_INPUT, .dtype = (DType)dt, .rank = (uint8_t)tt->shape->n_dim};
+  for (size_t i = 0; i < tt->shape->n_dim; i++) {
+    const Onnx__TensorShapeProto__Dimension *dim = tt->shape->dim[i];
+    char sym[256], hint[300];
+    if (dim && dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
+      if (dim->dim_value < 0)
+        return onnx_fail(I, DVM_ERR_DATA, "input '%s' has a negative dim", name);
+      d.shape[i] = ir_dim_const(I->g, dim->dim_value);
+      continue;
+    }
+    const char *p = dim && dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM
+                        ? dim->dim_param : NULL;
+    if (!p || !*p) { /* an unnamed dynamic dim: a symbol of its own */
+      snprintf(hint, sizeof hint, "%s_d%zu", name, i);
+      p = hint;
+    }
+    onnx_base_name(p, sym, sizeof sym);
+    size_t k = strlen(sym);
+    d.shape[i] = ir_dim_sym(I->g, ir_sym_get(I->g, sym, k, 0));
+  }
+  int64_t v = onnx_add(I, &d, name);
+  if (v < 0) return I->err->code;
+  onnx_map_put(&I->names, name, onnx_val_dyn(I, (uint32_t)v));
+  return DVM_OK;
+}
+
+/* ---- patterns and liveness --------------------------------------------------------------- */
+
+typedef struct Scan {
+  const Onnx__GraphProto *gp;
+  SMap prod;  /* value name -> index of the node defining it */
+  SMap inits; /* initializer name -> index */
+} Scan;
+
+static const Onnx__NodeProto *producer(const Scan *s, const char *name, const char *op) {
+  uint32_t k;
+  if (!onnx_map_get(&s->prod, name, &k)) return NULL;
+  const Onnx__NodeProto *n = s->gp->node[k];
+  return n->op_type && !strcmp(n->op_type, op) ? n : NULL;
+}
+
+/* A one-element float tensor's value. */
+static bool tensor_scalar(const Onnx__TensorProto *t, double *out) {
+  if (!t || !t->has_data_type || t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) return false;
+  for (size_t i = 0; i < t->n_dims; i++)
+    if (t->dims[i] != 1) return false;
+  if (t->n_float_data == 1) return *out = t->float_data[0], true;
+  if (t->has_raw_data && t->raw_data.len == 4) {
+    float f;
+    memcpy(&f, t->raw_data.data, 4);
+    return *out = f, true;
+  }
+  return false;
+}
+
+/* Is value `name` the float constant c (an initializer or a Constant node)? */
+static bool is_const(const Scan *s, const char *name, double c, double tol) {
+  uint32_t k;
+  double x;
+  const Onnx__TensorProto *t = NULL;
+  const Onnx__NodeProto *n = producer(s, name, "Constant");
+  if (onnx_map_get(&s->inits, name, &k)) t = s->gp->initializer[k];
+  else if (n)
+    for (size_t i = 0; i < n->n_attribute; i++)
+      if (n->attribute[i]->name && !strcmp(n->attribute[i]->name, "value")) t = n->attribute[i]->t;
+  return tensor_scalar(t, &x) && fabs(x - c) <= tol;
+}
+
+static bool binary(const Onnx__NodeProto *n) {
+  return n && n->n_input == 2 && n->input[0] && n->input[1];
+}
+
+/* 1 + erf(x / sqrt 2) (or x * (1/sqrt 2)): its x, or NULL. */
+static const char *erf_term(const Scan *s, const char *name) {
+  const Onnx__NodeProto *a = producer(s, name, "Add"), *e, *d;
+  if (!binary(a)) return NULL;
+  for (int i = 0; i < 2; i++) {
+    if (!is_const(s, a->input[1 - i], 1.0, 0) || !(e = producer(s, a->input[i], "Erf")) ||
+        e->n_input != 1 || !e->input[0])
+      continue;
+    if (binary(d = producer(s, e->input[0], "Div")) && is_const(s, d->input[1], M_SQRT2, 1e-6))
+      return d->input[0];
+    if (binary(d = producer(s, e->input[0], "Mul")))
+      for (int j = 0; j < 2; j++)
+        if (is_const(s, d->input[1 - j], M_SQRT1_2, 1e-6)) return d->input[j];
+  }
+  return NULL;
+}
+
+/* Mul node n as the root of x·0.5·(1 + erf(x/√2)) (any grouping of the three factors) or
+ * x·sigmoid(x): the pattern and its x. */
+static Fuse match(const Scan *s, const Onnx__NodeProto *n, const char **x) {
+  if (!binary(n) || !n->op_type || strcmp(n->op_type, "Mul")) return FUSE_NONE;
+  for (int i = 0; i < 2; i++) {
+    const Onnx__NodeProto *sg = producer(s, n->input[i], "Sigmoid");
+    if (sg && sg->n_input == 1 && sg->input[0] && !strcmp(sg->input[0], n->input[1 - i]))
+      return *x = n->input[1 - i], FUSE_SILU;
+  }
+  for (int i = 0; i < 2; i++) {
+    const Onnx__NodeProto *m = producer(s, n->input[i], "Mul");
+    if (!binary(m)) continue;
+    const char *f[3] = {m->input[0], m->input[1], n->input[1 - i]};
+    for (int h = 0; h < 3; h++) { /* f[h] = 0.5, then one of the others is the erf term */
+      if (!is_const(s, f[h], 0.5, 0)) continue;
+      for (int k = 0; k < 3; k++) {
+        if (k == h) continue;
+        const char *ex = erf_term(s, f[k]), *other = f[3 - h - k];
+        if (ex && !strcmp(ex, other)) return *x = ex, FUSE_GELU;
+      }
+    }
+  }
+  return FUSE_NONE;
+}
+
+/* ---- the driver ------------------------------------------------------------------------- */
+
+static dvm_status check_opset(Imp *I, const Onnx__ModelProto *mp) {
+  I->opset = -1;
+  for (size_t i = 0; i < mp->n_opset_import; i++) {
+    const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
+    if (o && (!o->domain || !*o->domain || !strcmp(o->domain, "ai.onnx")) && o->has_version)
+      I->opset = o->version;
+  }
+  if (I->opset < 0)
+    return onnx_fail(I, DVM_ERR_DATA, "the model imports no ai.onnx opset (not an ONNX model?)");
+  if (I->opset < ONNX_OPSET_MIN || I->opset > ONNX_OPSET_MAX)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "opset %lld is out of the supported range %d-%d",
+                     (long long)I->opset, ONNX_OPSET_MIN, ONNX_OPSET_MAX);
+  return DVM_OK;
+}
+
+/* The graph's outputs: each a named dvm value (a copy when the value has another name). */
+static dvm_status outputs(Imp *I, const Onnx__GraphProto *gp) {
+  if (!gp->n_output) return onnx_fail(I, DVM_ERR_GRAPH, "the graph has no outputs");
+  for (size_t i = 0; i < gp->n_output; i++) {
+    const char *name = gp->output[i] && gp->output[i]->name ? gp->output[i]->name : "";
+    uint32_t k, v;
+    if (!onnx_map_get(&I->names, name, &k))
+      return onnx_fail(I, DVM_ERR_GRAPH, "output '%s' is not computed by any node", name);
+    if (onnx_use(I, k, &v)) return I->err->code;
+    char want[256];
+    onnx_base_name(name, want, sizeof want);
+    bool named = !strcmp(ir_s(I->g, ir_node(I->g, v)->name), want);
+    bool listed = false;
+    for (uint32_t j = 0; j < I->g->outputs.n; j++) listed |= I->g->outputs.v[j] == v;
+    if (!named || listed) { /* a copy under the output's name: reshape to its own shape */
+      Dim s[DVM_MAX_RANK];
+      int r = onnx_dims(I, k, s);
+      NodeDraft d = {.op = OP_RESHAPE, .nin = 1, .in = {v}};
+      onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)r);
+      int64_t c = onnx_add(I, &d, name);
+      if (c < 0) return I->err->code;
+      v = (uint32_t)c;
+    }
+    vec_push(I->g->outputs, v);
+  }
+  return DVM_OK;
+}
+
+static dvm_status import(Imp *I, const Onnx__ModelProto *mp) {
+  if (check_opset(I, mp)) return I->err->code;
+  const Onnx__GraphProto *gp = mp->graph;
+  if (!gp) return onnx_fail(I, DVM_ERR_DATA, "the model has no graph (not an ONNX model?)");
+  char gname[256];
+  onnx_name(I, gp->name && *gp->name ? gp->name : "onnx", gname, sizeof gname);
+  I->g->name = ir_str(I->g, gname, strlen(gname));
+  Scan s = {.gp = gp};
+  dvm_status st = DVM_OK;
+  uint8_t *live = NULL;
+  Fuse *fuse = NULL;
+  const char **fx = NULL;
+  SMap need = {0};
+  /* initializers, then the inputs that are not initializers */
+  for (size_t i = 0; i < gp->n_initializer && !st; i++) {
+    const Onnx__TensorProto *t = gp->initializer[i];
+    char what[300];
+    uint32_t k;
+    if (!t || !t->name || !*t->name) {
+      st = onnx_fail(I, DVM_ERR_DATA, "initializer %zu has no name", i + 1);
+      break;
+    }
+    snprintf(what, sizeof what, "initializer '%.200s'", t->name);
+    if (onnx_map_get(&I->names, t->name, &k)) {
+      st = onnx_fail(I, DVM_ERR_DATA, "%s is defined twice", what);
+      break;
+    }
+    if (!(st = onnx_tensor(I, t, what, &k))) {
+      onnx_map_put(&I->names, t->name, k);
+      onnx_map_put(&s.inits, t->name, (uint32_t)i);
+    }
+  }
+  for (size_t i = 0; i < gp->n_input && !st; i++) {
+    uint32_t k;
+    if (!gp->input[i] || !gp->input[i]->name) {
+      st = onnx_fail(I, DVM_ERR_DATA, "input %zu has no name", i + 1);
+      break;
+    }
+    if (!onnx_map_get(&s.inits, gp->input[i]->name, &k)) st = declare_input(I, gp->input[i]);
+  }
+  if (st) goto out;
+  /* producers, patterns, then liveness from the outputs back */
+  size_t nn = gp->n_node;
+  live = calloc(nn + 1, 1);
+  fuse = calloc(nn + 1, sizeof *fuse);
+  fx = calloc(nn + 1, sizeof *fx);
+  if (!live || !fuse || !fx) ir_oom();
+  for (size_t k = 0; k < nn; k++) {
+    const Onnx__NodeProto *n = gp->node[k];
+    for (size_t j = 0; n && j < n->n_output; j++)
+      if (n->output[j] && *n->output[j]) onnx_map_put(&s.prod, n->output[j], (uint32_t)k);
+  }
+  for (size_t k = 0; k < nn; k++)
+    if (gp->node[k]) fuse[k] = match(&s, gp->node[k], &fx[k]);
+  for (size_t i = 0; i < gp->n_output; i++)
+    if (gp->output[i] && gp->output[i]->name) onnx_map_put(&need, gp->output[i]->name, 1);
+  for (size_t k = nn; k-- > 0;) {
+    const Onnx__NodeProto *n = gp->node[k];
+    uint32_t one;
+    for (size_t j = 0; n && j < n->n_output && !live[k]; j++)
+      live[k] = n->output[j] && onnx_map_get(&need, n->output[j], &one);
+    if (!live[k]) continue;
+    if (fuse[k]) onnx_map_put(&need, fx[k], 1);
+    else
+      for (size_t j = 0; j < n->n_input; j++)
+        if (n->input[j] && *n->input[j]) onnx_map_put(&need, n->input[j], 1);
+  }
+  for (size_t k = 0; k < nn && !st; k++) {
+    const Onnx__NodeProto *n = gp->node[k];
+    if (!live[k]) continue;
+    I->node = n;
+    I->nodeno = (uint32_t)k + 1;
+    I->fuse = fuse[k];
+    I->fuse_x = fx[k];
+    if (!n->op_type || !*n->op_type) st = onnx_fail(I, DVM_ERR_DATA, "the node has no op type");
+    else if (n->domain && *n->domain && strcmp(n->domain, "ai.onnx"))
+      st = onnx_fail(I, DVM_ERR_UNSUPPORTED, "op %s of domain '%s' is not supported (only the "
+                     "default ai.onnx domain is)", n->op_type, n->domain);
+    else st = onnx_node(I);
+  }
+  I->node = NULL;
+  I->nodeno = 0;
+  if (!st) st = outputs(I, gp);
+  if (!st) {
+    Err e = {0};
+    if (ir_finish(I->g, &e)) st = onnx_fail(I, e.code, "%s", e.msg);
+  }
+out:
+  free(live);
+  free(fuse);
+  free(fx);
+  onnx_map_free(&need);
+  onnx_map_free(&s.prod);
+  onnx_map_free(&s.inits);
+  return st;
+}
+
+/* ---- the public API ------------------------------------------------------------------------- */
+
+dvm_status dvm_graph_parse_onnx(dvm_context *ctx, const void *data, size_t len,
+                                const char *filename, dvm_graph **out) {
+  Err err = {0};
+  *out = NULL;
+  Imp I = {.err = &err};
+  if (!(I.g = ir_graph_new(filename ? filename : "<onnx>")))
+    return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
+  Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, data);
+  dvm_status st;
+  if (!mp)
+    st = onnx_fail(&I, DVM_ERR_DATA, "not an ONNX model: the file does not parse as a "
+                   "protobuf ModelProto (truncated or another format)");
+  else if (!mp->has_ir_version || mp->ir_version < 3)
+    st = onnx_fail(&I, DVM_ERR_DATA, "not an ONNX model: no ir_version >= 3");
+  else
+    st = import(&I, mp);
+  for (uint32_t i = 0; i < I.vals.n; i++) {
+    rt_tensor_free(I.vals.v[i].t);
+    free(I.vals.v[i].d);
+  }
+  vec_free(I.vals);
+  onnx_map_free(&I.names);
+  if (mp) onnx__model_proto__free_unpacked(mp, NULL);
+  dvm_graph *g = st ? NULL : calloc(1, sizeof *g);
+  if (!st && !g) st = ir_err(&err, DVM_ERR_NOMEM, "out of memory");
+  if (st) {
+    for (uint32_t v = 0; v < I.values.n; v++) rt_tensor_free(I.values.v[v]);
+    vec_free(I.values);
+    ir_graph_free(I.g);
+    return rt_fail(&err);
+  }
+  g->ir = I.g;
+  g->ctx = ctx;
+  g->values = I.values.v;
+  g->nvalues = I.values.n;
+  *out = g;
+  return rt_ok();
+}
+
+dvm_status dvm_graph_load_onnx(dvm_context *ctx, const char *path, dvm_graph **out) {
+  Err err = {0};
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) return ir_err(&err, DVM_ERR_IO, "cannot open '%s': %s", path, strerror(errno)), rt_fail(&err);
+  char *buf = NULL;
+  size_t n = 0, cap = 0, r;
+  do {
+    if (n == cap) {
+      char *nb = cap < ((size_t)1 << 31) ? realloc(buf, cap = cap ? cap * 2 : 1 << 16) : NULL;
+      if (!nb) {
+        fclose(f);
+        free(buf);
+        return ir_err(&err, DVM_ERR_NOMEM, "'%s' is too large", path), rt_fail(&err);
+      }
+      buf = nb;
+    }
+    r = fread(buf + n, 1, cap - n, f);
+    n += r;
+  } while (r > 0);
+  bool bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    free(buf);
+    return ir_err(&err, DVM_ERR_IO, "cannot read '%s'", path), rt_fail(&err);
+  }
+  dvm_status st = dvm_graph_parse_onnx(ctx, buf, n, path, out);
+  free(buf);
+  return st;
+}

@@ -1,0 +1,272 @@
+/* onnx/val.c — the Vals of an ONNX import (onnx.h) and the dvm nodes they become:
+ * constructors, materializing a constant or shape value where a run-time op needs it
+ * (scalar -> literal, splat -> full, other constants -> a param whose value the graph
+ * holds, symbolic shape values -> full/reduce_sum/concat over their dims), attribute
+ * helpers, naming, and adding a node with the ONNX node's context on failure. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "onnx.h"
+
+uint32_t onnx_val_new(Imp *I, const Val *x) {
+  vec_push(I->vals, *x);
+  return I->vals.n - 1;
+}
+
+uint32_t onnx_val_dyn(Imp *I, uint32_t v) {
+  Val x = {.kind = V_DYN, .dtype = ir_node(I->g, v)->dtype, .rank = ir_node(I->g, v)->rank,
+           .v = v};
+  return onnx_val_new(I, &x);
+}
+
+uint32_t onnx_val_sym(Imp *I, DType dt, int rank, const int64_t *shape, const Dim *d) {
+  Val x = {.kind = V_SYM, .dtype = (uint8_t)dt, .rank = (uint8_t)rank, .numel = 1, .v = -1};
+  for (int i = 0; i < rank; i++) x.shape[i] = shape[i], x.numel *= shape[i];
+  x.d = malloc((size_t)(x.numel ? x.numel : 1) * sizeof *x.d);
+  if (!x.d) ir_oom();
+  memcpy(x.d, d, (size_t)x.numel * sizeof *d);
+  return onnx_val_new(I, &x);
+}
+
+DType onnx_val_dtype(Imp *I, uint32_t i) { return (DType)onnx_val(I, i)->dtype; }
+
+int onnx_dims(Imp *I, uint32_t i, Dim *out) {
+  Val *x = onnx_val(I, i);
+  if (x->kind == V_DYN) {
+    const Node *n = ir_node(I->g, (uint32_t)x->v);
+    for (int k = 0; k < n->rank; k++) out[k] = ir_dim_subst(I->g, ir_shape(I->g, (uint32_t)x->v)[k]);
+    return n->rank;
+  }
+  for (int k = 0; k < x->rank; k++) out[k] = ir_dim_const(I->g, x->shape[k]);
+  return x->rank;
+}
+
+bool onnx_sym_ints(Imp *I, uint32_t i, int64_t *out, int max, int *n) {
+  Val *x = onnx_val(I, i);
+  if (x->kind != V_SYM || x->numel > max) return false;
+  for (int64_t k = 0; k < x->numel; k++)
+    if (!ir_dim_is_const(I->g, ir_dim_subst(I->g, x->d[k]), &out[k])) return false;
+  *n = (int)x->numel;
+  return true;
+}
+
+bool onnx_scalar(Imp *I, uint32_t i, double *out) {
+  Val *x = onnx_val(I, i);
+  if (x->numel != 1) return false;
+  if (x->kind == V_CONST) return *out = rt_get_f(x->t->data, x->t->dtype, 0), true;
+  int64_t c;
+  if (x->kind == V_SYM && ir_dim_is_const(I->g, ir_dim_subst(I->g, x->d[0]), &c))
+    return *out = (double)c, true;
+  return false;
+}
+
+/* ---- names and nodes ----------------------------------------------------------------- */
+
+void onnx_base_name(const char *s, char *buf, size_t n) {
+  size_t k = 0;
+  if (s[0] >= '0' && s[0] <= '9' && n > 1) buf[k++] = '_'; /* other characters become '_' */
+  for (; *s && k + 1 < n; s++) {
+    char c = *s;
+    bool ok = c == '_' || c == '.' || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') ||
+              (c >= 'a' && c <= 'z');
+    buf[k++] = ok ? c : '_';
+  }
+  buf[k] = 0;
+  if (!k && n > 1) buf[k++] = '_', buf[k] = 0;
+  if ((!strcmp(buf, "inf") || !strcmp(buf, "nan")) && n > 4) memmove(buf + 1, buf, 4), buf[0] = '_';
+}
+
+void onnx_name(Imp *I, const char *s, char *buf, size_t n) {
+  char base[200];
+  if (!s || !*s) snprintf(base, sizeof base, "_o%u", I->fresh++);
+  else onnx_base_name(s, base, sizeof base);
+  snprintf(buf, n, "%s", base);
+  for (uint32_t i = 2; ir_find(I->g, buf, strlen(buf)) >= 0 || ir_sym_find(I->g, buf, strlen(buf)) >= 0; i++)
+    snprintf(buf, n, "%s_%u", base, i);
+}
+
+void onnx_at_int(NodeDraft *d, AttrKey k, int64_t x) {
+  d->attr[d->nattr++] = (Attr){.key = (uint8_t)k, .kind = AV_INT, .i = x};
+}
+
+void onnx_at_float(NodeDraft *d, AttrKey k, double x, bool isint) {
+  d->attr[d->nattr++] = (Attr){.key = (uint8_t)k, .kind = AV_FLOAT, .isint = isint,
+                               .i = isint ? (int64_t)x : 0, .f = x};
+}
+
+void onnx_at_dtype(NodeDraft *d, AttrKey k, DType dt) {
+  d->attr[d->nattr++] = (Attr){.key = (uint8_t)k, .kind = AV_DTYPE, .i = dt};
+}
+
+void onnx_at_dim(NodeDraft *d, AttrKey k, Dim x) {
+  d->attr[d->nattr++] = (Attr){.key = (uint8_t)k, .kind = AV_DIM, .i = x};
+}
+
+void onnx_at_ints(Imp *I, NodeDraft *d, AttrKey k, const int64_t *x, uint32_t n) {
+  Attr a = {.key = (uint8_t)k, .kind = AV_INTLIST, .off = I->g->lists.n, .n = n};
+  for (uint32_t i = 0; i < n; i++) vec_push(I->g->lists, x[i]);
+  d->attr[d->nattr++] = a;
+}
+
+void onnx_at_dims(Imp *I, NodeDraft *d, AttrKey k, const Dim *x, uint32_t n) {
+  Attr a = {.key = (uint8_t)k, .kind = AV_DIMLIST, .off = I->g->lists.n, .n = n};
+  for (uint32_t i = 0; i < n; i++) vec_push(I->g->lists, (int64_t)x[i]);
+  d->attr[d->nattr++] = a;
+}
+
+int64_t onnx_add(Imp *I, NodeDraft *d, const char *oname) {
+  char name[256];
+  Err e = {0};
+  if (d->op != OP_LITERAL) {
+    onnx_name(I, oname, name, sizeof name);
+    d->name = name;
+    d->name_len = strlen(name);
+  }
+  d->line = I->nodeno;
+  int64_t v = ir_add_node(I->g, d, &e);
+  if (v < 0) {
+    onnx_fail(I, e.code, "%s", e.msg);
+    return -1;
+  }
+  if (!vec_reserve(I->values, I->g->nodes.n - I->values.n)) ir_oom();
+  while (I->values.n < I->g->nodes.n) I->values.v[I->values.n++] = NULL;
+  return v;
+}
+
+int64_t onnx_literal(Imp *I, double x, DType dt) {
+  NodeDraft d = {.op = OP_LITERAL, .dtype = dt};
+  bool isint = !ir_dtype_is_float(dt);
+  if (isint) x = dt == DT_BOOL ? (x != 0) : trunc(x);
+  onnx_at_float(&d, AK_VALUE, x, isint);
+  return onnx_add(I, &d, NULL);
+}
+
+Dim onnx_dim_div(Graph *g, Dim a, Dim b) {
+  DimTerm t[DIM_MAX_TERMS], m[DIM_MAX_TERMS];
+  if (a == DIM_NONE || b == DIM_NONE) return DIM_NONE;
+  a = ir_dim_subst(g, a), b = ir_dim_subst(g, b);
+  uint32_t k = ir_dim_terms(g, a, t);
+  if (ir_dim_terms(g, b, m) != 1 || m[0].coef == 0) return DIM_NONE;
+  for (uint32_t i = 0; i < k; i++) {
+    if (t[i].coef % m[0].coef) return DIM_NONE;
+    t[i].coef /= m[0].coef;
+    for (int j = 0; j < m[0].deg; j++) { /* remove one occurrence of each symbol */
+      int at = -1;
+      for (int q = 0; q < t[i].deg && at < 0; q++)
+        if (t[i].sym[q] == m[0].sym[j]) at = q;
+      if (at < 0) return DIM_NONE;
+      memmove(&t[i].sym[at], &t[i].sym[at + 1], (size_t)(t[i].deg - at - 1) * sizeof(uint32_t));
+      t[i].deg--;
+    }
+  }
+  return ir_dim_from_terms(g, t, k);
+}
+
+/* ---- materializing -------------------------------------------------------------------- */
+
+/* `full(shape, value, dtype)` */
+static int64_t full(Imp *I, const Dim *shape, int rank, double x, DType dt, const char *name) {
+  NodeDraft d = {.op = OP_FULL};
+  onnx_at_dims(I, &d, AK_SHAPE, shape, (uint32_t)rank);
+  onnx_at_float(&d, AK_VALUE, x, !ir_dtype_is_float(dt));
+  onnx_at_dtype(&d, AK_DTYPE, dt);
+  return onnx_add(I, &d, name);
+}
+
+/* A param holding tensor t (the graph takes it). */
+static int64_t param(Imp *I, Tensor *t, const char *name) {
+  NodeDraft d = {.op = OP_PARAM, .dtype = t->dtype, .rank = (uint8_t)t->rank};
+  for (int i = 0; i < t->rank; i++) d.shape[i] = ir_dim_const(I->g, t->shape[i]);
+  int64_t v = onnx_add(I, &d, name);
+  if (v >= 0) I->values.v[v] = t;
+  return v;
+}
+
+/* One symbolic dim as a rank-0 value: reduce_sum(full([d], 1)). */
+static int64_t dim_value(Imp *I, Dim x, DType dt) {
+  int64_t c;
+  if (ir_dim_is_const(I->g, ir_dim_subst(I->g, x), &c)) return onnx_literal(I, (double)c, dt);
+  int64_t f = full(I, &x, 1, 1, dt, NULL);
+  if (f < 0) return -1;
+  NodeDraft d = {.op = OP_REDUCE_SUM, .nin = 1, .in = {(uint32_t)f}};
+  onnx_at_int(&d, AK_KEEPDIMS, 0);
+  return onnx_add(I, &d, NULL);
+}
+
+static int64_t materialize_sym(Imp *I, Val *x) {
+  DType dt = (DType)x->dtype;
+  int64_t n = x->numel, c0 = 0, ci;
+  bool allconst = true, splat = true;
+  for (int64_t k = 0; k < n; k++) {
+    if (!ir_dim_is_const(I->g, ir_dim_subst(I->g, x->d[k]), &ci)) allconst = false;
+    else if (!k) c0 = ci;
+    else if (ci != c0) splat = false;
+  }
+  if (allconst) {
+    if (x->rank == 0) return onnx_literal(I, (double)c0, dt);
+    Dim shape[DVM_MAX_RANK];
+    for (int i = 0; i < x->rank; i++) shape[i] = ir_dim_const(I->g, x->shape[i]);
+    if (splat) return full(I, shape, x->rank, n ? (double)c0 : 0, dt, x->name);
+    Tensor *t;
+    Err e = {0};
+    if (rt_tensor_new(dt, x->rank, x->shape, &t, &e)) return onnx_fail(I, e.code, "%s", e.msg), -1;
+    for (int64_t k = 0; k < n; k++) {
+      ir_dim_is_const(I->g, ir_dim_subst(I->g, x->d[k]), &ci);
+      rt_set_i(t->data, dt, k, ci);
+    }
+    int64_t v = param(I, t, x->name);
+    if (v < 0) rt_tensor_free(t);
+    return v;
+  }
+  /* symbolic elements: each as a scalar, then unsqueezed and concatenated */
+  if (x->rank == 0) return dim_value(I, x->d[0], dt);
+  if (x->rank != 1)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "a symbolic shape tensor of rank %d used as data", x->rank), -1;
+  uint32_t parts[SYM_MAX];
+  for (int64_t k = 0; k < n; k++) {
+    int64_t s = dim_value(I, x->d[k], dt);
+    if (s < 0) return -1;
+    NodeDraft d = {.op = OP_UNSQUEEZE, .nin = 1, .in = {(uint32_t)s}};
+    int64_t zero = 0;
+    onnx_at_ints(I, &d, AK_AXES, &zero, 1);
+    if ((s = onnx_add(I, &d, NULL)) < 0) return -1;
+    parts[k] = (uint32_t)s;
+  }
+  if (n == 1) return parts[0];
+  NodeDraft d = {.op = OP_CONCAT, .nin = (uint32_t)n};
+  memcpy(d.in, parts, (size_t)n * sizeof *parts);
+  onnx_at_int(&d, AK_AXIS, 0);
+  return onnx_add(I, &d, x->name);
+}
+
+static int64_t materialize_const(Imp *I, Val *x) {
+  Tensor *t = x->t;
+  int64_t n = t->numel;
+  double c0 = n ? rt_get_f(t->data, t->dtype, 0) : 0;
+  bool splat = true;
+  for (int64_t k = 1; k < n && splat; k++) {
+    double c = rt_get_f(t->data, t->dtype, k);
+    splat = c == c0 || (isnan(c) && isnan(c0));
+  }
+  if (t->rank == 0) return onnx_literal(I, c0, t->dtype);
+  if (splat && !isnan(c0)) {
+    Dim shape[DVM_MAX_RANK];
+    for (int i = 0; i < t->rank; i++) shape[i] = ir_dim_const(I->g, t->shape[i]);
+    return full(I, shape, t->rank, c0, t->dtype, x->name);
+  }
+  int64_t v = param(I, t, x->name);
+  if (v >= 0) x->t = NULL; /* the graph holds it now */
+  return v;
+}
+
+dvm_status onnx_use(Imp *I, uint32_t i, uint32_t *out) {
+  Val *x = onnx_val(I, i);
+  if (x->v < 0) {
+    int64_t v = x->kind == V_SYM ? materialize_sym(I, x) : materialize_const(I, x);
+    if (v < 0) return I->err->code;
+    onnx_val(I, i)->v = v; /* x may have moved */
+  }
+  *out = (uint32_t)onnx_val(I, i)->v;
+  return DVM_OK;
+}
