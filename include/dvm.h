@@ -245,6 +245,8 @@ typedef struct dvm_stats {
   double compile_ms;    /* total native compile time */
   double run_us;        /* time of the last run */
   int64_t runs;
+  int64_t plan_hits;    /* runs whose input binding had a plan (fused tiers) */
+  int64_t plan_misses;  /* runs that made one (binding, memory plan) */
 } dvm_stats;
 void dvm_model_stats(const dvm_model *m, dvm_stats *out);
 

@@ -35,7 +35,177 @@ struct dvm_model {
   uint32_t *last;    /* auto tier, per value: last kernel reading it; UINT32_MAX = keep */
   pthread_mutex_t lock;
   dvm_stats stats;
+  struct Plan *plans; /* fused tiers: per input binding, most recent first (under lock) */
+  int nplans;
 };
+
+/* ---- plans: what a binding costs, worked out once ------------------------------------------
+ *
+ * A Plan is kept per input binding (the dtype and shape of every input, in declaration
+ * order; params are fixed per model): the concrete shapes of every value (the Binding,
+ * whose constraints were checked when it was made) and a memory plan, an arena offset for
+ * every intermediate (a kernel's output that only later kernels read) from its liveness:
+ * values live from their dispatch to the end of the dispatch of their last reader, and
+ * values whose lives overlap get disjoint ranges. A run with a known binding costs one
+ * lookup; it takes an arena from the plan's free list (runs on other threads take others),
+ * so intermediates cost no allocation and no page faults. Intermediates of kernels that
+ * run on the reference path are still allocated there. */
+enum { PLAN_MAX = 16, PLAN_KEY_MAX = 256, ARENAS_KEPT = 4 };
+
+typedef struct Plan {
+  struct Plan *next;
+  int64_t key[PLAN_KEY_MAX];
+  uint32_t nkey;
+  Binding b;
+  size_t *aoff;         /* per value: arena offset, SIZE_MAX if not in the arena */
+  size_t arena_bytes;
+  void *free_arena[ARENAS_KEPT]; /* arenas not in use */
+  int nfree;
+  int users;            /* runs using it now: it is not evicted while > 0 */
+} Plan;
+
+static void plan_free(Plan *pl) {
+  if (!pl) return;
+  rt_binding_free(&pl->b);
+  free(pl->aoff);
+  for (int i = 0; i < pl->nfree; i++) free(pl->free_arena[i]);
+  free(pl);
+}
+
+/* The key of the given inputs: per input, dtype, rank and dims; false if too long. */
+static bool plan_key(const dvm_model *m, Tensor *const *given, int64_t *key, uint32_t *n) {
+  *n = 0;
+  for (int i = 0; i < m->ninputs; i++) {
+    const Tensor *t = given[m->inputs[i]];
+    if (!t) return false;
+    if (*n + 2 + (uint32_t)t->rank > PLAN_KEY_MAX) return false;
+    key[(*n)++] = t->dtype;
+    key[(*n)++] = t->rank;
+    for (int k = 0; k < t->rank; k++) key[(*n)++] = t->shape[k];
+  }
+  return true;
+}
+
+/* The arena offsets of the intermediates (see above). */
+static bool plan_memory(const dvm_model *m, Plan *pl) {
+  const Graph *g = m->g;
+  const Partition *p = m->part;
+  uint32_t nv = g->nodes.n, nk = p->kernels.n;
+  if (!(pl->aoff = malloc(nv * sizeof *pl->aoff))) return false;
+  for (uint32_t v = 0; v < nv; v++) pl->aoff[v] = SIZE_MAX;
+  /* per kernel: the first and one past the last kernel of its dispatch */
+  uint32_t *from = malloc(2 * (nk + 1) * sizeof *from), *to = from ? from + nk + 1 : NULL;
+  uint32_t *order = malloc((nv + 1) * sizeof *order);
+  if (!from || !order) return free(from), free(order), false;
+  for (uint32_t i = 0, j; i < nk; i = j) {
+    for (j = i; j < nk && p->kernels.v[j].dispatch == p->kernels.v[i].dispatch; j++) {}
+    for (uint32_t q = i; q < j; q++) from[q] = i, to[q] = j;
+  }
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < nk; i++) {
+    const Kernel *k = &p->kernels.v[i];
+    for (uint32_t j = 0; j < k->noutputs; j++) {
+      uint32_t u = fu_outputs(p, k)[j];
+      if (m->last[u] != UINT32_MAX && m->last[u] > i) order[n++] = u;
+    }
+  }
+  size_t total = 0;
+  for (uint32_t a = 0; a < n; a++) { /* first fit among the values placed so far */
+    uint32_t u = order[a], ku = p->kernel_of[u];
+    size_t bytes = ((size_t)pl->b.numel[u] * ir_dtype_size((DType)ir_node(g, u)->dtype) + 63) & ~(size_t)63;
+    uint32_t lo = from[ku], hi = to[m->last[u]];
+    size_t off = 0;
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (uint32_t b = 0; b < a; b++) {
+        uint32_t w = order[b], kw = p->kernel_of[w];
+        size_t wbytes = ((size_t)pl->b.numel[w] * ir_dtype_size((DType)ir_node(g, w)->dtype) + 63) & ~(size_t)63;
+        bool live = from[kw] < hi && lo < to[m->last[w]];
+        if (live && off < pl->aoff[w] + wbytes && pl->aoff[w] < off + bytes) off = pl->aoff[w] + wbytes, moved = true;
+      }
+    }
+    pl->aoff[u] = off;
+    if (off + bytes > total) total = off + bytes;
+  }
+  pl->arena_bytes = total;
+  free(from);
+  free(order);
+  return true;
+}
+
+/* The plan for the given inputs: found (one lookup), or made (binding and memory plan)
+ * and kept. Its users count is raised; plan_release lowers it. */
+static dvm_status plan_get(dvm_model *m, Tensor **given, Plan **out, Err *err) {
+  int64_t key[PLAN_KEY_MAX];
+  uint32_t nkey;
+  *out = NULL;
+  bool keyed = plan_key(m, given, key, &nkey);
+  if (keyed) {
+    pthread_mutex_lock(&m->lock);
+    for (Plan **at = &m->plans, *pl; (pl = *at); at = &pl->next)
+      if (pl->nkey == nkey && !memcmp(pl->key, key, nkey * sizeof *key)) {
+        *at = pl->next, pl->next = m->plans, m->plans = pl; /* most recent first */
+        pl->users++;
+        m->stats.plan_hits++;
+        pthread_mutex_unlock(&m->lock);
+        *out = pl;
+        return DVM_OK;
+      }
+    pthread_mutex_unlock(&m->lock);
+  }
+  Plan *pl = calloc(1, sizeof *pl);
+  if (!pl) return ir_err(err, DVM_ERR_NOMEM, "out of memory");
+  dvm_status st = rt_bind(m->g, given, NULL, &pl->b, err);
+  if (st) return plan_free(pl), st;
+  if (!plan_memory(m, pl)) return plan_free(pl), ir_err(err, DVM_ERR_NOMEM, "out of memory");
+  pl->users = 1;
+  memcpy(pl->key, key, nkey * sizeof *key);
+  pl->nkey = nkey;
+  pthread_mutex_lock(&m->lock);
+  m->stats.plan_misses++;
+  if (keyed) { /* kept, most recent first; the oldest unused plan goes beyond PLAN_MAX */
+    pl->next = m->plans, m->plans = pl, m->nplans++;
+    if (m->nplans > PLAN_MAX) {
+      Plan **victim = NULL;
+      for (Plan **at = &m->plans; *at; at = &(*at)->next)
+        if (!(*at)->users) victim = at;
+      if (victim) {
+        Plan *v = *victim;
+        *victim = v->next, m->nplans--;
+        plan_free(v);
+      }
+    }
+  } else {
+    pl->nkey = UINT32_MAX; /* not kept: freed by plan_release */
+  }
+  pthread_mutex_unlock(&m->lock);
+  *out = pl;
+  return DVM_OK;
+}
+
+/* An arena for one run of plan pl (NULL if it needs none). */
+static void *arena_take(dvm_model *m, Plan *pl, Err *err, dvm_status *st) {
+  *st = DVM_OK;
+  if (!pl->arena_bytes) return NULL;
+  void *a = NULL;
+  pthread_mutex_lock(&m->lock);
+  if (pl->nfree) a = pl->free_arena[--pl->nfree];
+  pthread_mutex_unlock(&m->lock);
+  if (!a && !(a = aligned_alloc(64, pl->arena_bytes)))
+    *st = ir_err(err, DVM_ERR_NOMEM, "out of memory allocating a %zu-byte arena", pl->arena_bytes);
+  return a;
+}
+
+static void plan_release(dvm_model *m, Plan *pl, void *arena) {
+  if (!pl) return;
+  pthread_mutex_lock(&m->lock);
+  if (arena && pl->nfree < ARENAS_KEPT) pl->free_arena[pl->nfree++] = arena, arena = NULL;
+  pl->users--;
+  bool drop = pl->nkey == UINT32_MAX;
+  pthread_mutex_unlock(&m->lock);
+  free(arena);
+  if (drop) plan_free(pl);
+}
 
 static double now_us(void) {
   struct timespec ts;
@@ -129,6 +299,7 @@ void dvm_model_destroy(dvm_model *m) {
   if (!m) return;
   if (m->jit) jit_cancel(m->jit, m); /* its partition must outlive any compile of it */
   if (m->g) pthread_mutex_destroy(&m->lock);
+  for (Plan *pl = m->plans, *next; pl; pl = next) next = pl->next, plan_free(pl);
   ir_graph_free(m->g);
   fu_free(m->part);
   free(m->entry);
@@ -289,8 +460,9 @@ static int64_t grain(const Graph *g, const Partition *p, const Kernel *k, int64_
 
 /* Prepare kernel k's native call: its outputs become new tensors in vals (or the caller's
  * tensors in dst, written in place); its inputs are already there. */
-static dvm_status prepare(const dvm_model *m, const Binding *b, Tensor **vals, Tensor *const *dst,
-                          const Kernel *k, KernelFn fn, Call *c, Err *err) {
+static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, char *arena,
+                          Tensor **vals, Tensor *const *dst, const Kernel *k, KernelFn fn, Call *c,
+                          Err *err) {
   const Graph *g = m->g;
   const Partition *p = m->part;
   if (k->ninputs + k->noutputs > 256 || k->ndims > 64)
@@ -305,6 +477,9 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, Tensor **vals, T
     const Node *n = ir_node(g, o);
     if (dst && dst[o]) { /* a graph output the caller gave: written in place */
       vals[o] = dst[o];
+    } else if (arena && pl->aoff[o] != SIZE_MAX) { /* an intermediate: in the run's arena */
+      dvm_status st = rt_tensor_wrap((DType)n->dtype, n->rank, b->dims + b->off[o], arena + pl->aoff[o], &vals[o], err);
+      if (st) return st;
     } else {
       dvm_status st = rt_tensor_new((DType)n->dtype, n->rank, b->dims + b->off[o], &vals[o], err);
       if (st) return st; /* run_fused releases what was made */
@@ -325,8 +500,9 @@ enum { STACK_MAX = 16 }; /* kernels launched as one parallel region */
  * caller (rt_pool_run), so a chain of them costs no synchronization. Materialized values
  * are freed after the last kernel that reads them; on success vals[o] holds the tensor of
  * every graph output o (new, or the caller's from dst). */
-static dvm_status run_fused(const dvm_model *m, const Binding *b, Tensor **vals, Tensor *const *dst,
-                            Err *err) {
+static dvm_status run_fused(const dvm_model *m, const Plan *pl, char *arena, Tensor **vals,
+                            Tensor *const *dst, Err *err) {
+  const Binding *b = &pl->b;
   const Graph *g = m->g;
   const Partition *p = m->part;
   dvm_status st = DVM_OK;
@@ -344,7 +520,7 @@ static dvm_status run_fused(const dvm_model *m, const Binding *b, Tensor **vals,
       PoolJob jobs[STACK_MAX];
       uint32_t n = next - i;
       for (uint32_t j = 0; j < n && !st; j++) {
-        st = prepare(m, b, vals, dst, &p->kernels.v[i + j], atomic_load(&m->entry[i + j]->fn), &calls[j], err);
+        st = prepare(m, b, pl, arena, vals, dst, &p->kernels.v[i + j], atomic_load(&m->entry[i + j]->fn), &calls[j], err);
         jobs[j] = (PoolJob){call_range, &calls[j], calls[j].extent, calls[j].grain};
       }
       if (st) break;
@@ -359,7 +535,7 @@ static dvm_status run_fused(const dvm_model *m, const Binding *b, Tensor **vals,
           st = ir_err(err, DVM_ERR_NOMEM, "out of memory");
           break;
         }
-        if (!(st = prepare(m, b, vals, dst, k, fn, &calls[0], err)))
+        if (!(st = prepare(m, b, pl, arena, vals, dst, k, fn, &calls[0], err)))
           rt_pool_run(m->pool, call_range, &calls[0], calls[0].extent, calls[0].grain);
       } else {
         st = rt_ref_run_nodes(g, b, vals, fu_members(p, k), k->nmembers, fu_outputs(p, k), k->noutputs, err);
@@ -406,13 +582,22 @@ static dvm_status run(dvm_model *m, int ninputs, const char *const *names, dvm_t
   double t0 = now_us();
   Tensor **vals = calloc(g->nodes.n, sizeof *vals), **dst = NULL;
   dvm_status st;
-  Binding b = {0};
+  Binding own = {0}, *bp = &own;
+  Plan *pl = NULL;
+  void *arena = NULL;
   if (!vals || (into && !(dst = calloc(g->nodes.n, sizeof *dst)))) {
     st = ir_err(&err, DVM_ERR_NOMEM, "out of memory");
     goto done;
   }
   if ((st = gather_given(m, ninputs, names, inputs, true, vals, &err))) goto done;
-  if ((st = rt_bind(g, vals, NULL, &b, &err))) goto done;
+  if (m->part) { /* fused tiers: the binding's plan */
+    if ((st = plan_get(m, vals, &pl, &err))) goto done;
+    bp = &pl->b;
+    if (m->entry && (arena = arena_take(m, pl, &err, &st), st)) goto done;
+  } else if ((st = rt_bind(g, vals, NULL, &own, &err))) {
+    goto done;
+  }
+  const Binding b = *bp;
   for (uint32_t i = 0; into && i < g->outputs.n; i++) {
     uint32_t o = g->outputs.v[i];
     if (!fits(g, &b, o, into[i])) {
@@ -422,7 +607,7 @@ static dvm_status run(dvm_model *m, int ninputs, const char *const *names, dvm_t
     }
     if (!dst[o] && ir_ops[ir_node(g, o)->op].kind != OPK_SOURCE) dst[o] = into[i];
   }
-  if ((st = m->part ? run_fused(m, &b, vals, dst, &err) : rt_ref_run(g, &b, vals, &err))) goto done;
+  if ((st = m->part ? run_fused(m, pl, arena, vals, dst, &err) : rt_ref_run(g, &b, vals, &err))) goto done;
   if (into) { /* outputs not written in place are copied; what the run made is freed */
     for (uint32_t i = 0; i < g->outputs.n; i++) {
       Tensor *t = vals[g->outputs.v[i]];
@@ -465,7 +650,8 @@ static dvm_status run(dvm_model *m, int ninputs, const char *const *names, dvm_t
   m->stats.run_us = now_us() - t0;
   pthread_mutex_unlock(&m->lock);
 done:
-  rt_binding_free(&b);
+  rt_binding_free(&own);
+  plan_release(m, pl, arena);
   free(vals);
   free(dst);
   return st ? rt_fail(&err) : rt_ok();

@@ -24,6 +24,8 @@ typedef struct dvm_tensor Tensor;
 
 /* A new zeroed tensor; fails on negative dims or byte counts that overflow. */
 dvm_status rt_tensor_new(DType dt, int rank, const int64_t *shape, Tensor **out, Err *err);
+/* A header over memory someone else owns (an arena, the caller's): not freed with it. */
+dvm_status rt_tensor_wrap(DType dt, int rank, const int64_t *shape, void *data, Tensor **out, Err *err);
 void rt_tensor_free(Tensor *t);
 /* numel of a shape, or -1 on a negative dim or overflow. */
 int64_t rt_numel(int rank, const int64_t *shape);

@@ -130,23 +130,29 @@ dvm_status dvm_tensor_create(dvm_dtype dt, int rank, const int64_t *shape, dvm_t
   return rt_ok();
 }
 
-/* A tensor over the caller's memory, which must outlive it. */
-dvm_status dvm_tensor_wrap(dvm_dtype dt, int rank, const int64_t *shape, void *data,
-                           dvm_tensor **out) {
-  Err err;
+/* A tensor header over memory someone else owns (and frees). */
+dvm_status rt_tensor_wrap(DType dt, int rank, const int64_t *shape, void *data, Tensor **out, Err *err) {
   int64_t numel;
   size_t bytes;
-  if (!out) return rt_fail(&(Err){DVM_ERR_USAGE, "dvm_tensor_wrap: out is NULL"});
   *out = NULL;
-  if (check(dt, rank, shape, &numel, &bytes, &err)) return rt_fail(&err);
-  if (!data && bytes > 0)
-    return rt_fail(&(Err){DVM_ERR_USAGE, "dvm_tensor_wrap: data is NULL"});
+  dvm_status s = check(dt, rank, shape, &numel, &bytes, err);
+  if (s) return s;
+  if (!data && bytes > 0) return ir_err(err, DVM_ERR_USAGE, "dvm_tensor_wrap: data is NULL");
   Tensor *t = malloc(sizeof *t);
-  if (!t) return rt_fail(&(Err){DVM_ERR_NOMEM, "out of memory"});
+  if (!t) return ir_err(err, DVM_ERR_NOMEM, "out of memory");
   setup(t, dt, rank, shape, numel);
   t->data = data;
   t->owned = false;
   *out = t;
+  return DVM_OK;
+}
+
+/* A tensor over the caller's memory, which must outlive it. */
+dvm_status dvm_tensor_wrap(dvm_dtype dt, int rank, const int64_t *shape, void *data,
+                           dvm_tensor **out) {
+  Err err;
+  if (!out) return rt_fail(&(Err){DVM_ERR_USAGE, "dvm_tensor_wrap: out is NULL"});
+  if (rt_tensor_wrap(dt, rank, shape, data, out, &err)) return rt_fail(&err);
   return rt_ok();
 }
 

@@ -3,7 +3,8 @@
  * One model run over 100 values of N compiles each kernel once (the kernel cache's
  * counters), and its outputs agree with the reference tier at every N, including the
  * odd row length 769 (masked tails). Eight threads running one model at different N at
- * once give the reference's results. */
+ * once give the reference's results. Plans: a repeated binding finds its plan, whose
+ * arena, reused across runs, still gives the reference's results. */
 #include <pthread.h>
 #include <math.h>
 #include <stdlib.h>
@@ -112,6 +113,22 @@ int main(void) {
   dvm_model_stats(llvm, &s1);
   CHECK(s1.llvm_compiles == 3 && s1.runs == 100, "100 runs at 100 N, still 3 compiles: %lld compiles, %lld runs",
         (long long)s1.llvm_compiles, (long long)s1.runs);
+  /* plans: every new binding made one; a repeated binding finds it, and its arena (not
+     cleared between runs) still gives the reference's results */
+  CHECK(s1.plan_misses == 100 && s1.plan_hits == 0, "100 bindings, 100 plans made: %lld made, %lld found",
+        (long long)s1.plan_misses, (long long)s1.plan_hits);
+  for (int r = 0; r < 3; r++) {
+    double e = compare_at(99, 1000 + (uint64_t)r);
+    CHECK(e <= 1, "N=99 again (run %d): native differs from the reference by %.3g x the tolerance", r, e);
+  }
+  dvm_stats s3;
+  dvm_model_stats(llvm, &s3);
+  CHECK(s3.plan_misses == 100 && s3.plan_hits == 3, "a repeated binding is one lookup: %lld made, %lld found",
+        (long long)s3.plan_misses, (long long)s3.plan_hits);
+  double e1 = compare_at(1, 7); /* evicted long ago (16 plans are kept): made again */
+  dvm_model_stats(llvm, &s3);
+  CHECK(e1 <= 1 && s3.plan_misses == 101, "an evicted binding is planned again: %lld made, error %.3g",
+        (long long)s3.plan_misses, e1);
   /* a second model of the same graph hits the cache */
   dvm_model *again = compile(DVM_TIER_LLVM);
   dvm_stats s2;
