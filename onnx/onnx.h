@@ -10,7 +10,8 @@
  *   V_SYM    a small integer (or bool) tensor whose elements are dim expressions over the
  *            graph's symbols — the result of a shape computation (Shape, Gather, Concat,
  *            Unsqueeze, arithmetic, ...). Constant integer tensors of up to SYM_MAX
- *            elements are V_SYM too (with constant dims).
+ *            elements are V_SYM too (with constant dims). A V_SYM cast to a float dtype
+ *            stays one (integer-valued floats: Range over a float sequence length).
  *
  * Ops whose operands are all V_SYM are evaluated at load time, symbolically; ops that take
  * a shape (Reshape, Expand, Slice, ConstantOfShape, Range, Split) read it from a V_SYM and

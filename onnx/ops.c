@@ -162,6 +162,8 @@ static int64_t sym_binary(Imp *I, Op op, uint32_t ia, uint32_t ib) {
     else if (op == OP_SUB) r = ir_dim_sub(g, x, y);
     else if (op == OP_MUL) r = ir_dim_mul(g, x, y);
     else if (op == OP_DIV) {
+      if (ir_dtype_is_float((DType)a->dtype) && !(kx && ky && cy && cx % cy == 0))
+        return -1; /* float division: only where the quotient is an integer */
       if (kx && ky) {
         if (cy == 0) return onnx_fail(I, DVM_ERR_DATA, "integer division by zero in a shape computation"), -2;
         if (cx == INT64_MIN && cy == -1) return -1;
@@ -289,7 +291,7 @@ static dvm_status op_cast(Imp *I) {
                      "float16, bfloat16, int32, int64, bool)", onnx_dtype_name(to));
   Val *x = onnx_val(I, (uint32_t)k);
   if (x->dtype == dt) return def(I, 0, (uint32_t)k);
-  if (x->kind == V_SYM && !ir_dtype_is_float((DType)dt)) {
+  if (x->kind == V_SYM) { /* to a float: integer-valued, still dims */
     Dim out[SYM_MAX];
     bool ok = true;
     for (int64_t i = 0; i < x->numel && ok; i++) {
@@ -436,6 +438,16 @@ static dvm_status op_reshape(Imp *I) {
     if (is_c(I, s[i], &c) && c == -1) hole = i;
     else if (is_c(I, s[i], &c)) known *= c;
     else known = -1;
+  }
+  if (hole >= 0) { /* -1: the quotient of the element counts, when it is exact */
+    Dim total = ir_dim_const(I->g, 1), rest = ir_dim_const(I->g, 1), q;
+    for (int i = 0; i < r; i++) total = ir_dim_mul(I->g, total, in[i]);
+    for (int i = 0; i < n; i++)
+      if (i != hole) rest = ir_dim_mul(I->g, rest, s[i]);
+    if (!(is_c(I, rest, &c) && c == 0) && (q = onnx_dim_div(I->g, total, rest)) != DIM_NONE) {
+      s[hole] = q;
+      if (known >= 0 && is_c(I, q, &c)) known *= c, hole = -1;
+    }
   }
   Val *x = onnx_val(I, (uint32_t)k);
   if (x->kind == V_SYM && known >= 0) { /* a shape value reshaped: at load time */
@@ -799,7 +811,7 @@ static dvm_status op_range(Imp *I) {
     double c = ceil((l - s) / dl);
     n = ir_dim_const(I->g, c > 0 ? (int64_t)c : 0);
   } else if (onnx_val(I, (uint32_t)kl)->kind == V_SYM && onnx_val(I, (uint32_t)kl)->numel == 1 &&
-             !ir_dtype_is_float(dt)) {
+             s == trunc(s) && dl == trunc(dl)) {
     Dim span = ir_dim_sub(I->g, ir_dim_subst(I->g, onnx_val(I, (uint32_t)kl)->d[0]),
                           ir_dim_const(I->g, (int64_t)s));
     n = onnx_dim_div(I->g, span, ir_dim_const(I->g, (int64_t)dl));

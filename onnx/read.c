@@ -76,6 +76,8 @@ dvm_status onnx_fail(Imp *I, dvm_status code, const char *fmt, ...) {
   } else {
     snprintf(I->err->msg, sizeof I->err->msg, "%s: %s", file, m);
   }
+  for (char *c = I->err->msg; *c; c++) /* names from a corrupt file: printable ASCII only */
+    if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f) *c = '?';
   I->err->code = code;
   return code;
 }

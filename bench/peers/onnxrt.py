@@ -670,9 +670,58 @@ def main():
         return 0
 
     syms, wanted = read_run(args.dir)
+    if args.graph.endswith(".onnx"):  # an ONNX workload: the very file dvm ran
+        model, wanted = onnx_workload(np, onnx, args.graph, wanted)
+    else:
+        model, wanted = export_graph(np, onnx, args, syms, wanted)
+    if model is None:
+        emit({"peer": peer, "skip": wanted})
+        return 0
+    return run_model(onnx, node, model, args, peer, threads, reps, wanted)
+
+
+def dvm_name(name):
+    """The name dvm gives an ONNX value (onnx/val.c onnx_base_name): characters outside
+    [A-Za-z0-9_.] become '_', and '_' goes first before a digit."""
+    s = re.sub(r"[^A-Za-z0-9_.]", "_", name)
+    s = "_" + s if not s or s[0].isdigit() else s
+    return "_" + s if s in ("inf", "nan") else s
+
+
+def onnx_workload(np, onnx, path, wanted):
+    """The model of an .onnx workload with its inputs renamed as dvm names them (dvm wrote
+    DIR/NAME.npy under those names) and a probe output per output (see Exporter.build)."""
+    model = onnx.load(path)
+    g = model.graph
+    inits = set(t.name for t in g.initializer)
+    for vi in g.input:
+        if vi.name in inits or dvm_name(vi.name) == vi.name:
+            continue
+        old, vi.name = vi.name, dvm_name(vi.name)
+        for nd in g.node:
+            for i, n in enumerate(nd.input):
+                if n == old:
+                    nd.input[i] = vi.name
+    outs = [o.name for o in g.output]
+    wanted = [dvm_name(o) for o in outs] if wanted is None else wanted
+    if len(wanted) != len(outs):
+        return None, "outputs.json names %d outputs, the model has %d" % (len(wanted), len(outs))
+    h, nh = onnx.helper, onnx.numpy_helper
+    g.initializer.extend([nh.from_array(np.array(v, dtype=np.int64), "_dvm_probe_" + n)
+                          for n, v in (("shape", [-1]), ("start", [0]), ("end", [1]))])
+    for k, o in enumerate(list(g.output)):
+        flat, probe = "_dvm_probe_flat_%d" % k, "_dvm_probe_%d" % k
+        g.node.extend([h.make_node("Reshape", [o.name, "_dvm_probe_shape"], [flat]),
+                       h.make_node("Slice", [flat, "_dvm_probe_start", "_dvm_probe_end"],
+                                   [probe])])
+        g.output.append(h.make_tensor_value_info(probe, o.type.tensor_type.elem_type, [None]))
+    return model, wanted
+
+
+def export_graph(np, onnx, args, syms, wanted):
+    """A .dvm workload exported to ONNX: (model, wanted) or (None, skip reason)."""
     g = parse_graph(args.graph)
     wanted = list(g.outputs) if wanted is None else wanted
-
     try:
         data = {}
         for kind, name, dt, dims in g.decls:
@@ -687,13 +736,13 @@ def main():
                         syms[d] = int(n)
             data[name] = arr
         ex = Exporter(np, onnx, g, syms, data, args.params, args.shapes)
-        model = ex.build(wanted)
+        return ex.build(wanted), wanted
     except Unsupported as e:
-        emit({"peer": peer, "skip": str(e)})
-        return 0
-    data = None
-    ex = None
+        return None, str(e)
 
+
+def run_model(onnx, node, model, args, peer, threads, reps, wanted):
+    """Save the model, run it with ort_run.mjs, print its result line."""
     tmpdir = tempfile.mkdtemp(prefix="dvm-onnxrt-")
     try:
         path = os.path.join(tmpdir, "model.onnx")

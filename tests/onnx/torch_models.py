@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""ONNX import of models exported by python3-torch, against torch.
+
+usage: torch_models.py DVM SCRATCH_DIR ONNX_API
+
+Exports (once, into SCRATCH_DIR) the models of models.py with torch.onnx.export and
+dynamic_axes: an MLP, a one-layer BERT-style encoder (nn.TransformerEncoderLayer with GELU)
+and a LLaMA-style block (RMSNorm, rotary embeddings, causal mask, SiLU-gated MLP). Then:
+
+- `dvm run MODEL.onnx -i x=... -o y=...` at several batch/sequence sizes matches torch
+  within 1e-4 relative (max |dvm - torch| / max |torch|);
+- the import is shape-generic: `dvm dump --stage ir` has no constant in place of N or S;
+- the encoder runs at three sequence lengths in one process through the C API (ONNX_API,
+  onnx_api.c, native tier): each output matches torch, and no binding after the first
+  compiles anything (llvm_compiles and cache_misses stay put);
+- with onnxruntime-node installed (bench/node_modules), `dvm bench` on the encoder file
+  runs ONNX Runtime on the same file and reports that it matches; skipped (said so) if not.
+
+Ends with "N passed, M failed".
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import models  # noqa: E402
+
+DVM, SCRATCH, API = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(SCRATCH, exist_ok=True)
+passed = failed = 0
+TOL = 1e-4
+SIZES = {"mlp": [(1, None), (7, None), (64, None)],
+         "encoder": [(1, 1), (2, 7), (3, 33)],
+         "llama": [(1, 1), (2, 9), (1, 40)]}
+
+
+def check(ok, what):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL", what)
+
+
+def rel_err(got, want):
+    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+
+
+def main():
+    rng = np.random.default_rng(2024)
+    mods = {}
+    for name in SIZES:
+        path = os.path.join(SCRATCH, name + ".onnx")
+        mods[name] = models.export(name, path)
+        r = subprocess.run([DVM, "dump", path, "--stage", "ir"], capture_output=True, text=True)
+        check(r.returncode == 0, "%s: dump: %s" % (name, r.stderr.strip()))
+        inp = [l for l in r.stdout.splitlines() if l.startswith("input")]
+        want = "input  x: f32[N, 32]" if name == "mlp" else "input  x: f32[N, S, 64]"
+        check(inp == [want], "%s: inputs %r, want [%r]" % (name, inp, want))
+        # every reshape/broadcast/full/arange of the activations is symbolic in N and S
+        body = [l.split("#")[0] for l in r.stdout.splitlines() if "shape=" in l or "arange" in l]
+        if name != "mlp":
+            check(body and all("S" in l for l in body),
+                  "%s: shape attributes follow the symbols: %r" % (name, body))
+        worst = 0.0
+        for n, s in SIZES[name]:
+            x = models.inputs(name, rng, n, s)
+            xf, yf = os.path.join(SCRATCH, "x.npy"), os.path.join(SCRATCH, "y.npy")
+            np.save(xf, x)
+            r = subprocess.run([DVM, "run", path, "-i", "x=" + xf, "-o", "y=" + yf],
+                               capture_output=True, text=True, timeout=300)
+            what = "%s N=%d S=%s" % (name, n, s)
+            check(r.returncode == 0, "%s: dvm run: %s" % (what, r.stderr.strip()))
+            if r.returncode:
+                continue
+            e = rel_err(np.load(yf), models.reference(mods[name], x))
+            worst = max(worst, e)
+            check(e <= TOL, "%s: relative error %.3g > %g" % (what, e, TOL))
+        print("%s: max relative error vs torch %.3g over %s" % (name, worst, SIZES[name]))
+
+    # the encoder at three sequence lengths in one process, through the C API
+    enc = os.path.join(SCRATCH, "encoder.onnx")
+    args, xs = [API, enc], []
+    for s in (8, 16, 48):
+        x = models.inputs("encoder", rng, 2, s)
+        xf, yf = os.path.join(SCRATCH, "xe%d.npy" % s), os.path.join(SCRATCH, "ye%d.npy" % s)
+        np.save(xf, x)
+        args += [xf, yf]
+        xs.append((s, x, yf))
+    r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    check(r.returncode == 0, "onnx_api: %s" % r.stderr.strip())
+    if r.returncode == 0:
+        stats = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+        check(len(stats) == 3, "onnx_api: three runs reported")
+        for s, x, yf in xs:
+            e = rel_err(np.load(yf), models.reference(mods["encoder"], x))
+            check(e <= TOL, "encoder via the C API at S=%d: relative error %.3g" % (s, e))
+        c0 = (stats[0]["llvm_compiles"], stats[0]["cache_misses"])
+        check(all((st["llvm_compiles"], st["cache_misses"]) == c0 for st in stats),
+              "no recompiles after the first binding: %r" % stats)
+        check(stats[0]["native_kernels"] > 0, "native kernels ran: %r" % stats[0])
+        print("encoder in one process at S=8,16,48: %s" % stats)
+
+    # ONNX Runtime on the same file, where onnxruntime-node is installed
+    bench = os.path.join(os.path.dirname(os.path.dirname(HERE)), "bench")
+    if not shutil.which("node") or not os.path.isdir(os.path.join(bench, "node_modules",
+                                                                  "onnxruntime-node")):
+        print("skip: onnxruntime-node is not installed (make demo-deps); ONNX Runtime not compared")
+    else:
+        r = subprocess.run([DVM, "bench", enc, "--sweep", "N=2", "--sweep", "S=8,32",
+                            "--peers=onnxruntime", "--format", "json", "--min-time", "0.02",
+                            "--budget", "5"], capture_output=True, text=True, timeout=600)
+        check(r.returncode == 0, "dvm bench encoder.onnx: %s" % r.stderr.strip()[-500:])
+        rows = [json.loads(l) for l in r.stdout.splitlines() if '"workload"' in l]
+        check(len(rows) == 2, "two bench rows")
+        for row in rows:
+            p = row.get("peers", {}).get("onnxruntime", {})
+            check(p.get("match") is True, "onnxruntime matches dvm on encoder.onnx: %r" % row)
+            check(row.get("recompiles") == 0, "bench: no recompiles: %r" % row)
+            print("bench %s: dvm %.1f us, onnxruntime %s us" % (
+                row["bindings"], row["median_us"], p.get("median_us")))
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
