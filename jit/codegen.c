@@ -72,11 +72,25 @@ static bool typed_ok(const Graph *g, uint32_t v) {
   case OP_AND: case OP_OR: case OP_NOT: return a == DT_BOOL;
   case OP_SELECT: return t == DT_F32 || t == DT_BOOL;
   case OP_CAST: return (t == DT_F32 || t == DT_BOOL) && (a == DT_F32 || a == DT_BOOL);
+  case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
+    return (t == DT_F32 || t == DT_BOOL) && a == t;
+  case OP_FULL: return t == DT_F32 || t == DT_BOOL;
+  case OP_ARANGE: return t == DT_F32;
   default:
     if (t != DT_F32) return false;
     for (uint32_t j = 0; j < nd->nin; j++)
       if (ir_node(g, ir_operand(g, v, j))->dtype != DT_F32) return false;
     return true;
+  }
+}
+
+/* Views emitted as index maps (views.c's order of the reference: a view reads its operand
+ * at a computed position, down to a kernel input's element offset). */
+static bool is_view(Op op) {
+  switch (op) {
+  case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
+  case OP_FULL: case OP_ARANGE: return true;
+  default: return false;
   }
 }
 
@@ -111,6 +125,19 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     Op op = (Op)nd->op;
     /* operands line up with the domain, or, read by a member of the reduced shape, with
        the kept axes (value_base) */
+    if (is_view(op)) { /* read at positions its readers compute: any rank */
+      if (!typed_ok(g, v))
+        return snprintf(why, n, "%s at line %u is %s: only f32 and bool are emitted yet", ir_ops[op].name,
+                        nd->line, ir_dtype_name((DType)nd->dtype)), false;
+      for (uint32_t j = 0; j < nd->nin; j++) {
+        uint32_t u = ir_operand(g, v, j);
+        bool member = false;
+        for (uint32_t q = 0; q < k->nmembers; q++) member |= fu_members(p, k)[q] == u;
+        if (member && !is_view((Op)ir_node(g, u)->op))
+          return snprintf(why, n, "%s at line %u reads a value computed in the kernel", ir_ops[op].name, nd->line), false;
+      }
+      continue;
+    }
     if (nd->rank != dn->rank && nd->rank != rr)
       return snprintf(why, n, "%s at line %u has rank %d in a kernel of rank %d", ir_ops[op].name,
                       nd->line, nd->rank, r), false;
@@ -127,8 +154,9 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
         return snprintf(why, n, "transposed matmul operands are not emitted yet"), false;
       if (ir_node(g, a)->rank < 2 || ir_node(g, b)->rank != 2)
         return snprintf(why, n, "matmul needs a of rank >= 2 and a 2-D b here"), false;
-      if (p->kernel_of[a] == p->kernel_of[v] || p->kernel_of[b] == p->kernel_of[v])
-        return snprintf(why, n, "matmul operands computed inside the kernel"), false;
+      bool ain = false, bin = false;
+      for (uint32_t q = 0; q < k->ninputs; q++) ain |= fu_inputs(p, k)[q] == a, bin |= fu_inputs(p, k)[q] == b;
+      if (!ain || !bin) return snprintf(why, n, "matmul operands computed or viewed inside the kernel"), false;
       matmuls++;
       continue;
     }
@@ -554,6 +582,161 @@ static LLVMValueRef emit_elementwise(Cg *c, uint32_t v) {
   }
 }
 
+/* ---- views: index maps -------------------------------------------------------------------
+ *
+ * A view member is read at a position in its own index space, mapped through the chain of
+ * views to a kernel input's element offset (or to a constant, or to arange's index). An
+ * index is s + k·(j + lane) with s a scalar and k known when the kernel is emitted (the
+ * common case: 0 off the last axis, 1 along it), or any vector v of W indices (after a
+ * division or a product by a runtime stride); offsets with k = 1 are vector loads, k = 0
+ * splat loads, others gathers. */
+typedef struct Ix {
+  LLVMValueRef s; /* scalar part */
+  int64_t k;      /* lanes coefficient, when v is NULL */
+  LLVMValueRef v; /* <W x i64>, or NULL */
+} Ix;
+
+static Ix ix_scalar(LLVMValueRef s) { return (Ix){s, 0, NULL}; }
+
+static LLVMValueRef ix_vec(Cg *c, Ix a) {
+  if (a.v) return a.v;
+  LLVMValueRef v = vsplat(c, a.s, "");
+  if (!a.k) return v;
+  LLVMValueRef lanes[64];
+  for (int i = 0; i < c->W; i++) lanes[i] = ci64(c, i);
+  LLVMValueRef col = LLVMBuildAdd(c->B, vsplat(c, c->j, ""), LLVMConstVector(lanes, (unsigned)c->W), "");
+  return LLVMBuildAdd(c->B, v, LLVMBuildMul(c->B, col, vsplat(c, ci64(c, a.k), ""), ""), "");
+}
+
+static Ix ix_add(Cg *c, Ix a, Ix b) {
+  if (!a.v && !b.v) return (Ix){LLVMBuildAdd(c->B, a.s, b.s, ""), a.k + b.k, NULL};
+  return (Ix){ci64(c, 0), 0, LLVMBuildAdd(c->B, ix_vec(c, a), ix_vec(c, b), "")};
+}
+
+static Ix ix_mul(Cg *c, Ix a, LLVMValueRef m) {
+  if (!a.v && (!a.k || LLVMIsConstant(m)))
+    return (Ix){LLVMBuildMul(c->B, a.s, m, ""), a.k ? a.k * LLVMConstIntGetSExtValue(m) : 0, NULL};
+  return (Ix){ci64(c, 0), 0, LLVMBuildMul(c->B, ix_vec(c, a), vsplat(c, m, ""), "")};
+}
+
+/* a / m and a % m (non-negative indices). */
+static void ix_divmod(Cg *c, Ix a, LLVMValueRef m, Ix *q, Ix *r) {
+  if (!a.v && !a.k) {
+    *q = ix_scalar(LLVMBuildUDiv(c->B, a.s, m, ""));
+    *r = ix_scalar(LLVMBuildURem(c->B, a.s, m, ""));
+    return;
+  }
+  int64_t mc = LLVMIsConstant(m) ? LLVMConstIntGetSExtValue(m) : 0;
+  if (!a.v && mc == 1) {
+    *q = a, *r = ix_scalar(ci64(c, 0));
+    return;
+  }
+  LLVMValueRef v = ix_vec(c, a), mv = vsplat(c, m, "");
+  *q = (Ix){ci64(c, 0), 0, LLVMBuildUDiv(c->B, v, mv, "")};
+  *r = (Ix){ci64(c, 0), 0, LLVMBuildURem(c->B, v, mv, "")};
+}
+
+/* Row-major linear index of position P in value u's shape. */
+static Ix linearize(Cg *c, uint32_t u, const Ix *P) {
+  const Node *n = ir_node(c->g, u);
+  const Dim *sh = ir_shape(c->g, u);
+  Ix l = ix_scalar(ci64(c, 0));
+  LLVMValueRef stride = ci64(c, 1);
+  for (int t = n->rank - 1; t >= 0; t--) {
+    l = ix_add(c, l, ix_mul(c, P[t], stride));
+    stride = LLVMBuildMul(c->B, stride, dimval(c, sh[t]), "");
+  }
+  return l;
+}
+
+/* Input i's W elements at element offset off. */
+static LLVMValueRef load_at(Cg *c, int i, Ix off) {
+  LLVMValueRef p = buf(c, (uint32_t)i), x;
+  bool mask = ir_node(c->g, fu_inputs(c->p, c->k)[i])->dtype == DT_BOOL;
+  LLVMTypeRef et = mask ? LLVMInt8TypeInContext(c->C) : c->f32;
+  if (!off.v && off.k == 0) {
+    x = vsplat(c, LLVMBuildLoad2(c->B, et, LLVMBuildGEP2(c->B, et, p, &off.s, 1, ""), ""), "");
+  } else if (!off.v && off.k == 1) {
+    x = load_elems(c, et, p, LLVMBuildAdd(c->B, off.s, c->j, ""));
+  } else { /* a gather */
+    LLVMValueRef vo = ix_vec(c, off);
+    LLVMValueRef ptrs = LLVMBuildGEP2(c->B, et, p, &vo, 1, "");
+    LLVMTypeRef vt = LLVMVectorType(et, (unsigned)c->W);
+    LLVMValueRef all = c->mask ? c->mask : vsplat(c, LLVMConstInt(c->i1, 1, 0), "");
+    LLVMTypeRef tys[2] = {vt, LLVMTypeOf(ptrs)};
+    LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, mask ? 1 : 4, 0), all, LLVMConstNull(vt)};
+    x = intrinsic(c, "llvm.masked.gather", tys, 2, args, 4);
+  }
+  return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
+}
+
+/* Value u (a view, or a kernel input at the end of a chain of views) at position P. */
+static LLVMValueRef view_at(Cg *c, uint32_t u, const Ix *P) {
+  const Graph *g = c->g;
+  const Node *n = ir_node(g, u);
+  Ix Q[DVM_MAX_RANK];
+  switch ((Op)n->op) {
+  case OP_LITERAL: return lit(c, u);
+  case OP_FULL: {
+    double v = ir_attr_float(g, u, AK_VALUE, 0);
+    if (n->dtype == DT_BOOL) return vsplat(c, LLVMConstInt(c->i1, v != 0, 0), "");
+    return splatf(c, (float)v);
+  }
+  case OP_ARANGE: return LLVMBuildSIToFP(c->B, ix_vec(c, P[0]), c->vf, "");
+  case OP_TRANSPOSE: { /* out axis k is in axis perm[k] */
+    uint32_t x = ir_operand(g, u, 0);
+    const Attr *a = ir_attr(g, u, AK_PERM);
+    for (int k = 0; k < n->rank; k++) {
+      int pk = a && a->n ? ir_axis(g->lists.v[a->off + k], n->rank) : n->rank - 1 - k;
+      Q[pk] = P[k];
+    }
+    return view_at(c, x, Q);
+  }
+  case OP_BROADCAST_TO: { /* right-aligned; the operand's broadcast dims read index 0 */
+    uint32_t x = ir_operand(g, u, 0);
+    const Node *xn = ir_node(g, x);
+    for (int t = 0; t < xn->rank; t++) {
+      int d = t + n->rank - xn->rank;
+      int64_t one;
+      bool b = ir_dim_is_const(g, ir_shape(g, x)[t], &one) && one == 1 && ir_shape(g, x)[t] != ir_shape(g, u)[d];
+      Q[t] = b ? ix_scalar(ci64(c, 0)) : P[d];
+    }
+    return view_at(c, x, Q);
+  }
+  case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: { /* the same row-major order */
+    uint32_t x = ir_operand(g, u, 0);
+    Ix l = linearize(c, u, P);
+    if (input_index(c, x) >= 0) return load_at(c, input_index(c, x), l);
+    const Node *xn = ir_node(g, x);
+    for (int t = xn->rank - 1; t >= 0; t--) {
+      if (t == 0) {
+        Q[0] = l;
+        break;
+      }
+      ix_divmod(c, l, dimval(c, ir_shape(g, x)[t]), &l, &Q[t]);
+    }
+    return view_at(c, x, Q);
+  }
+  default: /* a kernel input */
+    return load_at(c, input_index(c, u), linearize(c, u, P));
+  }
+}
+
+/* A view member at the current position: its dims line up with the domain like any
+ * operand's (broadcast dims at index 0, the last axis along the lanes). */
+static LLVMValueRef view_here(Cg *c, uint32_t u) {
+  const Node *n = ir_node(c->g, u);
+  Ix P[DVM_MAX_RANK];
+  for (int t = 0; t < n->rank; t++) {
+    int dk = domain_axis(c, n->rank, t, c->ctx);
+    int64_t one;
+    bool b = dk < 0 || (ir_dim_is_const(c->g, ir_shape(c->g, u)[t], &one) && one == 1 &&
+                        ir_shape(c->g, u)[t] != c->dom[dk]);
+    P[t] = b ? ix_scalar(ci64(c, 0)) : dk == c->r - 1 ? (Ix){ci64(c, 0), 1, NULL} : ix_scalar(c->idx[dk]);
+  }
+  return view_at(c, u, P);
+}
+
 /* The value of u at the current column: a vector, or a splat for per-row scalars. */
 static LLVMValueRef eval(Cg *c, uint32_t u) {
   if (ir_node(c->g, u)->op == OP_LITERAL) return lit(c, u);
@@ -568,6 +751,8 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   c->ctx = c->axes && ir_node(c->g, u)->rank == c->rr && c->rr < c->r;
   switch (op) {
   case OP_MATMUL: r = c->mm; break;
+  case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
+  case OP_FULL: case OP_ARANGE: r = view_here(c, u); break;
   case OP_SOFTMAX: /* exp(x - max) · (1 / sum), exp(x - max) kept by the sum pass if stashed */
     x = c->stash_member == m ? load_vec(c, c->stash, c->j)
                              : vexp(c, LLVMBuildFSub(B, operand(c, u, 0), c->n1[m], ""));
@@ -863,7 +1048,7 @@ typedef struct Mm {
 
 /* Element offsets of every input for row `row` (outer index decomposed by the domain). */
 static void row_bases(Cg *c, LLVMValueRef row, const Dim *dom, int r) {
-  LLVMValueRef idx[DVM_MAX_RANK], rem = row;
+  LLVMValueRef *idx = c->idx, rem = row;
   for (int d = r - 2; d >= 1; d--) {
     LLVMValueRef n = dimval(c, dom[d]);
     idx[d] = LLVMBuildSRem(c->B, rem, n, "");
