@@ -150,13 +150,13 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     if (is_norm(op) && k->kind == KK_ROW && !col_mode(g, k)) continue;
     if (op == OP_MATMUL && k->kind == KK_MIX) {
       uint32_t a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
-      if (ir_attr_int(g, v, AK_TRANSPOSE_A, 0) || ir_attr_int(g, v, AK_TRANSPOSE_B, 0))
-        return snprintf(why, n, "transposed matmul operands are not emitted yet"), false;
-      if (ir_node(g, a)->rank < 2 || ir_node(g, b)->rank != 2)
-        return snprintf(why, n, "matmul needs a of rank >= 2 and a 2-D b here"), false;
-      bool ain = false, bin = false;
-      for (uint32_t q = 0; q < k->ninputs; q++) ain |= fu_inputs(p, k)[q] == a, bin |= fu_inputs(p, k)[q] == b;
-      if (!ain || !bin) return snprintf(why, n, "matmul operands computed or viewed inside the kernel"), false;
+      if (ir_node(g, a)->rank < 2 || ir_node(g, b)->rank < 2 || nd->rank != dn->rank)
+        return snprintf(why, n, "matmul of a vector operand is not emitted yet"), false;
+      for (uint32_t q = 0; q < k->nmembers; q++) {
+        uint32_t u = fu_members(p, k)[q];
+        if ((u == a || u == b) && !is_view((Op)ir_node(g, u)->op))
+          return snprintf(why, n, "matmul operands computed inside the kernel"), false;
+      }
       matmuls++;
       continue;
     }
@@ -196,6 +196,7 @@ typedef struct Cg {
                             the reduced shape (members of rank rr < r) */
   LLVMValueRef idx[DVM_MAX_RANK]; /* column mode: the current outer multi-index */
   LLVMValueRef j, mask;  /* current column and lane mask (NULL: all lanes) */
+  LLVMValueRef kk;       /* general matmul: the current k */
   LLVMValueRef mm;       /* mix kernels: the matmul's accumulator at this column */
   int mm_member;
   int stash_member;      /* row kernels: the softmax whose exp(x - max) row is kept ... */
@@ -1176,6 +1177,70 @@ static void mix_iter(Cg *c, LLVMValueRef row, void *arg) {
   mix_rows(c, row, ml->rows, ml->dom, ml->r, ml->L);
 }
 
+/* ---- mix: the general matmul --------------------------------------------------------------
+ *
+ * Operands that are views, batched (with broadcasting) or transposed: one output row at a
+ * time, each operand read at its position through view_at (a's element as a splat, b's W
+ * columns as a vector load or a gather), K products in four interleaved partial sums. A
+ * correct loop for every layout; the GEMM issue makes these fast. */
+
+typedef struct Gm {
+  uint32_t a, b;
+  bool ta, tb;
+  LLVMValueRef K, L, row;
+} Gm;
+
+/* Operand x's position for output row idx (batch dims right-aligned with the domain's,
+ * broadcast ones at 0) and its last two indices (i0, i1). */
+static void gm_pos(Cg *c, uint32_t x, Ix i0, Ix i1, Ix *P) {
+  const Node *n = ir_node(c->g, x);
+  for (int t = 0; t + 2 < n->rank; t++) {
+    int d = t + c->r - n->rank;
+    int64_t one;
+    bool b = ir_dim_is_const(c->g, ir_shape(c->g, x)[t], &one) && one == 1 && ir_shape(c->g, x)[t] != c->dom[d];
+    P[t] = b || d < 0 ? ix_scalar(ci64(c, 0)) : ix_scalar(c->idx[d]);
+  }
+  P[n->rank - 2] = i0, P[n->rank - 1] = i1;
+}
+
+static void place_k(Cg *c, LLVMValueRef k) { c->kk = k; }
+
+static LLVMValueRef gm_step(Cg *c, void *arg, LLVMValueRef acc) {
+  Gm *gm = arg;
+  Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK], m = ix_scalar(c->idx[c->r - 2]), k = ix_scalar(c->kk),
+     col = {ci64(c, 0), 1, NULL};
+  gm_pos(c, gm->a, gm->ta ? k : m, gm->ta ? m : k, Pa);
+  gm_pos(c, gm->b, gm->tb ? col : k, gm->tb ? k : col, Pb);
+  LLVMTypeRef t = c->vf;
+  return intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){view_at(c, gm->a, Pa), view_at(c, gm->b, Pb), acc}, 3);
+}
+
+static LLVMValueRef gm_body(Cg *c, void *arg, LLVMValueRef acc) {
+  Gm *gm = arg;
+  LLVMValueRef s[MAXU] = {splatf(c, 0), splatf(c, 0), splatf(c, 0), splatf(c, 0)};
+  LLVMValueRef k = pos_loop(c, ci64(c, 0), gm->K, MAXU, 1, place_k, s, gm_step, gm);
+  s[0] = LLVMBuildFAdd(c->B, LLVMBuildFAdd(c->B, s[0], s[1], ""), LLVMBuildFAdd(c->B, s[2], s[3], ""), "");
+  pos_loop(c, k, gm->K, 1, 1, place_k, s, gm_step, gm);
+  forget(c);
+  c->mm = s[0];
+  Store st = {gm->row, gm->L};
+  return store_body(c, &st, acc);
+}
+
+static void gm_row(Cg *c, LLVMValueRef row, void *arg) {
+  Gm *gm = arg;
+  gm->row = row;
+  row_bases(c, row, c->dom, c->r);
+  columns(c, gm->L, NULL, gm_body, gm);
+}
+
+/* Does the matmul need the general path? */
+static bool mix_general(const Cg *c, uint32_t v) {
+  uint32_t a = ir_operand(c->g, v, 0), b = ir_operand(c->g, v, 1);
+  return ir_attr_int(c->g, v, AK_TRANSPOSE_A, 0) || ir_attr_int(c->g, v, AK_TRANSPOSE_B, 0) ||
+         ir_node(c->g, b)->rank != 2 || input_index(c, a) < 0 || input_index(c, b) < 0;
+}
+
 /* ---- column mode: reductions over axes other than the last ------------------------------ */
 
 /* Full-shaped outputs at the current row of the reduced axes. */
@@ -1313,6 +1378,18 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   LLVMValueRef L = r ? dimval(&c, dom[r - 1]) : ci64(&c, 1);
   if (c.col) {
     counted(&c, begin, end, 1, col_item, NULL);
+    LLVMBuildRetVoid(c.B);
+    LLVMDisposeBuilder(c.B);
+    free(mem);
+    return;
+  }
+  if (k->kind == KK_MIX && mix_general(&c, fu_members(p, k)[c.mm_member])) {
+    uint32_t v = fu_members(p, k)[c.mm_member];
+    Gm gm = {.a = ir_operand(c.g, v, 0), .b = ir_operand(c.g, v, 1), .L = L,
+             .ta = ir_attr_int(c.g, v, AK_TRANSPOSE_A, 0) != 0, .tb = ir_attr_int(c.g, v, AK_TRANSPOSE_B, 0) != 0};
+    const Node *an = ir_node(c.g, gm.a);
+    gm.K = dimval(&c, ir_shape(c.g, gm.a)[an->rank - (gm.ta ? 2 : 1)]);
+    counted(&c, begin, end, 1, gm_row, &gm);
     LLVMBuildRetVoid(c.B);
     LLVMDisposeBuilder(c.B);
     free(mem);
