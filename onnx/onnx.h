@@ -103,6 +103,8 @@ bool onnx_scalar(Imp *I, uint32_t i, double *out);
 int onnx_dims(Imp *I, uint32_t i, Dim *out);
 DType onnx_val_dtype(Imp *I, uint32_t i);
 /* Emitting dvm nodes: fill a draft's attributes, then add it. */
+/* x truncated to int64, saturating (NaN: 0). */
+int64_t onnx_to_i64(double x);
 void onnx_at_int(NodeDraft *d, AttrKey k, int64_t x);
 void onnx_at_float(NodeDraft *d, AttrKey k, double x, bool isint);
 void onnx_at_dtype(NodeDraft *d, AttrKey k, DType dt);

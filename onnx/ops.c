@@ -135,7 +135,11 @@ static int64_t binary(Imp *I, Op op, uint32_t a, uint32_t b, const char *name) {
   return onnx_add(I, &d, name);
 }
 
-static bool is_c(Imp *I, Dim d, int64_t *c) { return ir_dim_is_const(I->g, ir_dim_subst(I->g, d), c); }
+/* Is d a constant (false for DIM_NONE, an overflowed expression)? */
+static bool is_c(Imp *I, Dim d, int64_t *c) {
+  d = ir_dim_subst(I->g, d);
+  return d != DIM_NONE && ir_dim_is_const(I->g, d, c);
+}
 
 /* ---- symbolic elementwise arithmetic ------------------------------------------------------ */
 
@@ -155,7 +159,7 @@ static int64_t sym_binary(Imp *I, Op op, uint32_t ia, uint32_t ib) {
     bool kx = ir_dim_is_const(g, x, &cx), ky = ir_dim_is_const(g, y, &cy);
     Dim r = DIM_NONE;
     if (cmp) {
-      if (!ir_dim_is_const(g, ir_dim_sub(g, x, y), &c)) return -1;
+      if (!is_c(I, ir_dim_sub(g, x, y), &c)) return -1;
       bool t = op == OP_EQ ? c == 0 : op == OP_LT ? c < 0 : op == OP_GT ? c > 0 : op == OP_LE ? c <= 0 : c >= 0;
       r = ir_dim_const(g, t);
     } else if (op == OP_ADD) r = ir_dim_add(g, x, y);
@@ -436,7 +440,7 @@ static dvm_status op_reshape(Imp *I) {
       s[i] = in[i];
     }
     if (is_c(I, s[i], &c) && c == -1) hole = i;
-    else if (is_c(I, s[i], &c)) known *= c;
+    else if (is_c(I, s[i], &c) && known >= 0 && !__builtin_mul_overflow(known, c, &known)) continue;
     else known = -1;
   }
   if (hole >= 0) { /* -1: the quotient of the element counts, when it is exact */
@@ -446,7 +450,10 @@ static dvm_status op_reshape(Imp *I) {
       if (i != hole) rest = ir_dim_mul(I->g, rest, s[i]);
     if (!(is_c(I, rest, &c) && c == 0) && (q = onnx_dim_div(I->g, total, rest)) != DIM_NONE) {
       s[hole] = q;
-      if (known >= 0 && is_c(I, q, &c)) known *= c, hole = -1;
+      if (known >= 0 && is_c(I, q, &c)) {
+        hole = -1;
+        if (__builtin_mul_overflow(known, c, &known)) known = -1;
+      }
     }
   }
   Val *x = onnx_val(I, (uint32_t)k);
@@ -455,7 +462,8 @@ static dvm_status op_reshape(Imp *I) {
     for (int i = 0; i < n; i++) is_c(I, s[i], &shape[i]);
     if (hole >= 0 && known > 0) shape[hole] = x->numel / known;
     int64_t m = 1;
-    for (int i = 0; i < n; i++) m *= shape[i];
+    for (int i = 0; i < n && m >= 0; i++)
+      if (__builtin_mul_overflow(m, shape[i], &m)) m = -1;
     if (m == x->numel) return def(I, 0, sym_reshape(I, (uint32_t)k, n, shape));
   }
   uint32_t v;
@@ -625,6 +633,7 @@ static dvm_status op_slice(Imp *I) {
   Val *x = onnx_val(I, (uint32_t)k);
   if (x->kind == V_SYM && x->rank == 1 && n == 1 && (axes[0] == 0 || axes[0] == -1) && steps[0]) {
     int64_t s, e, d = x->numel, step = steps[0];
+    step = step > d + 1 ? d + 1 : step < -d - 1 ? -d - 1 : step; /* the same slice */
     if (is_c(I, st[0], &s) && is_c(I, en[0], &e)) { /* Python slicing of a shape value */
       Dim out[SYM_MAX];
       int64_t m = 0;
@@ -783,10 +792,11 @@ static dvm_status op_constant_of_shape(Imp *I) {
   }
   int64_t shape[R], m = 1;
   bool known = true;
-  for (int i = 0; i < n; i++) known &= is_c(I, s[i], &shape[i]), m *= known ? shape[i] : 1;
+  for (int i = 0; i < n && known; i++) /* known: constant, and the count fits */
+    known = is_c(I, s[i], &shape[i]) && shape[i] >= 0 && !__builtin_mul_overflow(m, shape[i], &m);
   if (known && !ir_dtype_is_float(dt) && m <= SYM_MAX) {
     Dim d[SYM_MAX];
-    for (int64_t i = 0; i < m; i++) d[i] = ir_dim_const(I->g, (int64_t)c);
+    for (int64_t i = 0; i < m; i++) d[i] = ir_dim_const(I->g, onnx_to_i64(c));
     return def(I, 0, onnx_val_sym(I, dt, n, shape, d));
   }
   NodeDraft d = {.op = OP_FULL};
@@ -805,10 +815,12 @@ static dvm_status op_range(Imp *I) {
   Dim n = DIM_NONE;
   bool cs = onnx_scalar(I, (uint32_t)ks, &s), cl = onnx_scalar(I, (uint32_t)kl, &l),
        cd = onnx_scalar(I, (uint32_t)kd, &dl);
-  if (!cs || !cd || dl == 0)
+  const double big = 9007199254740992.0; /* 2^53: exact in a double */
+  if (!cs || !cd || dl == 0 || !(fabs(s) < big && fabs(dl) < big))
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Range needs a constant, nonzero start and delta");
   if (cl) {
     double c = ceil((l - s) / dl);
+    if (!(c < big)) return onnx_fail(I, DVM_ERR_OVERFLOW, "Range of %g elements", c);
     n = ir_dim_const(I->g, c > 0 ? (int64_t)c : 0);
   } else if (onnx_val(I, (uint32_t)kl)->kind == V_SYM && onnx_val(I, (uint32_t)kl)->numel == 1 &&
              s == trunc(s) && dl == trunc(dl)) {

@@ -90,9 +90,16 @@ void onnx_at_int(NodeDraft *d, AttrKey k, int64_t x) {
   d->attr[d->nattr++] = (Attr){.key = (uint8_t)k, .kind = AV_INT, .i = x};
 }
 
+int64_t onnx_to_i64(double x) {
+  if (x != x) return 0;
+  if (x >= 9223372036854775807.0) return INT64_MAX;
+  if (x <= -9223372036854775808.0) return INT64_MIN;
+  return (int64_t)x;
+}
+
 void onnx_at_float(NodeDraft *d, AttrKey k, double x, bool isint) {
   d->attr[d->nattr++] = (Attr){.key = (uint8_t)k, .kind = AV_FLOAT, .isint = isint,
-                               .i = isint ? (int64_t)x : 0, .f = x};
+                               .i = isint ? onnx_to_i64(x) : 0, .f = x};
 }
 
 void onnx_at_dtype(NodeDraft *d, AttrKey k, DType dt) {
@@ -124,6 +131,15 @@ int64_t onnx_add(Imp *I, NodeDraft *d, const char *oname) {
     d->name_len = strlen(name);
   }
   d->line = I->nodeno;
+  for (uint32_t i = 0; i < d->nattr; i++) { /* dim arithmetic that overflowed */
+    const Attr *a = &d->attr[i];
+    bool none = a->kind == AV_DIM && (Dim)a->i == DIM_NONE;
+    for (uint32_t j = 0; a->kind == AV_DIMLIST && j < a->n; j++)
+      none |= (Dim)I->g->lists.v[a->off + j] == DIM_NONE;
+    if (none)
+      return onnx_fail(I, DVM_ERR_OVERFLOW, "%s: a dim expression overflows int64",
+                       ir_attrs[a->key].name), -1;
+  }
   int64_t v = ir_add_node(I->g, d, &e);
   if (v < 0) {
     onnx_fail(I, e.code, "%s", e.msg);
@@ -137,7 +153,7 @@ int64_t onnx_add(Imp *I, NodeDraft *d, const char *oname) {
 int64_t onnx_literal(Imp *I, double x, DType dt) {
   NodeDraft d = {.op = OP_LITERAL, .dtype = dt};
   bool isint = !ir_dtype_is_float(dt);
-  if (isint) x = dt == DT_BOOL ? (x != 0) : trunc(x);
+  if (isint) x = dt == DT_BOOL ? (x != 0) : x != x ? 0 : trunc(x);
   onnx_at_float(&d, AK_VALUE, x, isint);
   return onnx_add(I, &d, NULL);
 }

@@ -16,7 +16,8 @@ const char tool_usage_text[] =
     "       dvm dump GRAPH [--stage ir|deduce|fused|bytecode|llvm|asm]\n"
     "       dvm bench [WORKLOAD...] [--sweep SYM=v1,v2,...] [--threads T] [--tier auto|ref]\n"
     "                 [--format table|csv|json] [--peers] [--plot DIR] [--budget S] "
-    "[--min-time S]\n";
+    "[--min-time S]\n"
+    "GRAPH (and a WORKLOAD path) is a .dvm file or an ONNX model (.onnx, docs/onnx.md)\n";
 
 int tool_fail(int code, const char *fmt, ...) {
   va_list ap;
