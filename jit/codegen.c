@@ -73,7 +73,10 @@ static bool typed_ok(const Graph *g, uint32_t v) {
   case OP_SELECT: return t == DT_F32 || t == DT_BOOL;
   case OP_CAST: return (t == DT_F32 || t == DT_BOOL) && (a == DT_F32 || a == DT_BOOL);
   case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
-    return (t == DT_F32 || t == DT_BOOL) && a == t;
+  case OP_SLICE: case OP_CONCAT:
+    for (uint32_t j = 0; j < nd->nin; j++)
+      if (ir_node(g, ir_operand(g, v, j))->dtype != t) return false;
+    return t == DT_F32 || t == DT_BOOL;
   case OP_FULL: return t == DT_F32 || t == DT_BOOL;
   case OP_ARANGE: return t == DT_F32;
   default:
@@ -89,7 +92,7 @@ static bool typed_ok(const Graph *g, uint32_t v) {
 static bool is_view(Op op) {
   switch (op) {
   case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
-  case OP_FULL: case OP_ARANGE: return true;
+  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: return true;
   default: return false;
   }
 }
@@ -197,6 +200,7 @@ typedef struct Cg {
   LLVMValueRef idx[DVM_MAX_RANK]; /* column mode: the current outer multi-index */
   LLVMValueRef j, mask;  /* current column and lane mask (NULL: all lanes) */
   LLVMValueRef kk;       /* general matmul: the current k */
+  bool guarded;          /* a concat operand: lanes outside c->mask must not be read */
   LLVMValueRef mm;       /* mix kernels: the matmul's accumulator at this column */
   int mm_member;
   int stash_member;      /* row kernels: the softmax whose exp(x - max) row is kept ... */
@@ -655,7 +659,7 @@ static LLVMValueRef load_at(Cg *c, int i, Ix off) {
   LLVMValueRef p = buf(c, (uint32_t)i), x;
   bool mask = ir_node(c->g, fu_inputs(c->p, c->k)[i])->dtype == DT_BOOL;
   LLVMTypeRef et = mask ? LLVMInt8TypeInContext(c->C) : c->f32;
-  if (!off.v && off.k == 0) {
+  if (!off.v && off.k == 0 && !c->guarded) {
     x = vsplat(c, LLVMBuildLoad2(c->B, et, LLVMBuildGEP2(c->B, et, p, &off.s, 1, ""), ""), "");
   } else if (!off.v && off.k == 1) {
     x = load_elems(c, et, p, LLVMBuildAdd(c->B, off.s, c->j, ""));
@@ -703,6 +707,43 @@ static LLVMValueRef view_at(Cg *c, uint32_t u, const Ix *P) {
       Q[t] = b ? ix_scalar(ci64(c, 0)) : P[d];
     }
     return view_at(c, x, Q);
+  }
+  case OP_SLICE: { /* listed axes: start (clamped as Python's slice.indices) + i * step */
+    uint32_t x = ir_operand(g, u, 0);
+    const Attr *ax = ir_attr(g, u, AK_AXES), *st = ir_attr(g, u, AK_STARTS), *sp = ir_attr(g, u, AK_STEPS);
+    for (int d = 0; d < n->rank; d++) Q[d] = P[d];
+    for (uint32_t i = 0; i < st->n; i++) {
+      int a = ax ? ir_axis(g->lists.v[ax->off + i], n->rank) : (int)i;
+      int64_t step = sp ? g->lists.v[sp->off + i] : 1;
+      LLVMBuilderRef B = c->B;
+      LLVMValueRef d = dimval(c, ir_shape(g, x)[a]), v = dimval(c, (Dim)g->clists.v[st->off + i]);
+      v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, v, ci64(c, 0), ""), LLVMBuildAdd(B, v, d, ""), v, "");
+      LLVMValueRef lo = ci64(c, step > 0 ? 0 : -1), hi = step > 0 ? d : LLVMBuildSub(B, d, ci64(c, 1), "");
+      v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, v, lo, ""), lo, v, "");
+      v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, v, hi, ""), hi, v, "");
+      Q[a] = ix_add(c, ix_scalar(v), ix_mul(c, P[a], ci64(c, step)));
+    }
+    return view_at(c, x, Q);
+  }
+  case OP_CONCAT: { /* each operand where the index falls in its block, its lanes guarded */
+    int a = ir_axis(ir_attr_int(g, u, AK_AXIS, 0), n->rank);
+    LLVMValueRef off = ci64(c, 0), res = NULL, mask0 = c->mask;
+    bool guarded0 = c->guarded;
+    LLVMValueRef at = ix_vec(c, P[a]);
+    for (uint32_t q = 0; q < n->nin; q++) {
+      uint32_t x = ir_operand(g, u, q);
+      LLVMValueRef size = dimval(c, ir_shape(g, x)[a]), end = LLVMBuildAdd(c->B, off, size, "");
+      LLVMValueRef in = LLVMBuildAnd(c->B, LLVMBuildICmp(c->B, LLVMIntSGE, at, vsplat(c, off, ""), ""),
+                                     LLVMBuildICmp(c->B, LLVMIntSLT, at, vsplat(c, end, ""), ""), "");
+      for (int d = 0; d < n->rank; d++) Q[d] = P[d];
+      Q[a] = ix_add(c, P[a], ix_scalar(LLVMBuildNeg(c->B, off, "")));
+      c->mask = mask0 ? LLVMBuildAnd(c->B, mask0, in, "") : in, c->guarded = true;
+      LLVMValueRef val = view_at(c, x, Q);
+      res = res ? LLVMBuildSelect(c->B, in, val, res, "") : val;
+      off = end;
+    }
+    c->mask = mask0, c->guarded = guarded0;
+    return res;
   }
   case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: { /* the same row-major order */
     uint32_t x = ir_operand(g, u, 0);
@@ -753,7 +794,7 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   switch (op) {
   case OP_MATMUL: r = c->mm; break;
   case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
-  case OP_FULL: case OP_ARANGE: r = view_here(c, u); break;
+  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: r = view_here(c, u); break;
   case OP_SOFTMAX: /* exp(x - max) · (1 / sum), exp(x - max) kept by the sum pass if stashed */
     x = c->stash_member == m ? load_vec(c, c->stash, c->j)
                              : vexp(c, LLVMBuildFSub(B, operand(c, u, 0), c->n1[m], ""));
