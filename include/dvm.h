@@ -175,6 +175,10 @@ typedef struct dvm_compile_options {
 /* Compile a graph into a shape-polymorphic model. The graph may be destroyed after. */
 dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *g,
                              const dvm_compile_options *opt, dvm_model **out);
+/* Load an ONNX model, compile it and bind its initializers: the model owns them (no graph
+ * to keep). The usual entry point for serving an exported model. */
+dvm_status dvm_model_load_onnx(dvm_context *ctx, const char *path, const dvm_compile_options *opt,
+                               dvm_model **out);
 void dvm_model_destroy(dvm_model *m);
 
 /* Inputs (declared `input`) and params (declared `param`), in declaration order. */

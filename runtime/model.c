@@ -37,6 +37,8 @@ struct dvm_model {
   dvm_stats stats;
   struct Plan *plans; /* fused tiers: per input binding, most recent first (under lock) */
   int nplans;
+  Tensor **adopted;   /* param values the model owns (dvm_model_load_onnx), per value id */
+  uint32_t nadopted;
 };
 
 /* ---- plans: what a binding costs, worked out once ------------------------------------------
@@ -300,6 +302,8 @@ void dvm_model_destroy(dvm_model *m) {
   if (m->jit) jit_cancel(m->jit, m); /* its partition must outlive any compile of it */
   if (m->g) pthread_mutex_destroy(&m->lock);
   for (Plan *pl = m->plans, *next; pl; pl = next) next = pl->next, plan_free(pl);
+  for (uint32_t i = 0; i < m->nadopted; i++) rt_tensor_free(m->adopted[i]);
+  free(m->adopted);
   ir_graph_free(m->g);
   fu_free(m->part);
   free(m->entry);
@@ -711,4 +715,22 @@ void dvm_model_stats(const dvm_model *m, dvm_stats *out) {
     out->compile_ms = own_ms;
   }
   pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
+}
+
+/* An ONNX model compiled with its initializers bound: the model takes the graph's values
+ * over, so nothing else has to outlive it. */
+dvm_status dvm_model_load_onnx(dvm_context *ctx, const char *path, const dvm_compile_options *opt,
+                               dvm_model **out) {
+  dvm_graph *g;
+  *out = NULL;
+  dvm_status st = dvm_graph_load_onnx(ctx, path, &g);
+  if (st) return st;
+  if (!(st = dvm_model_compile(ctx, g, opt, out)) && (st = dvm_model_set_graph_params(*out, g)))
+    dvm_model_destroy(*out), *out = NULL;
+  if (!st) {
+    (*out)->adopted = g->values, (*out)->nadopted = g->nvalues;
+    g->values = NULL, g->nvalues = 0;
+  }
+  dvm_graph_destroy(g);
+  return st;
 }
