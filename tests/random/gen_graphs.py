@@ -709,7 +709,7 @@ class Gen:
 
     def bindings(self):
         r = self.r
-        want = 3 if r.random() < 0.15 else 2
+        want = 3 if r.random() < 0.1 else 2
         binds, seen = [], set()
         for _ in range(200):
             b = {s: r.choice(SYM_VALUES) for s in self.syms}
