@@ -62,23 +62,35 @@ static bool elementwise_bool(Op op) {
 
 /* The dtypes the emitter handles for node v: f32 arithmetic, compares of f32, bool logic,
  * select, and casts between f32 and bool. */
+static bool is_int(DType t) { return t == DT_I32 || t == DT_I64; }
+static bool stored(DType t) { return t == DT_F32 || t == DT_BOOL || is_int(t); }
+
 static bool typed_ok(const Graph *g, uint32_t v) {
   const Node *nd = ir_node(g, v);
   Op op = (Op)nd->op;
   DType t = (DType)nd->dtype, a = nd->nin ? (DType)ir_node(g, ir_operand(g, v, 0))->dtype : t;
   switch (op) {
   case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE:
-    return a == DT_F32 || (a == DT_BOOL && (op == OP_EQ || op == OP_NE));
+    return a == DT_F32 || is_int(a) || (a == DT_BOOL && (op == OP_EQ || op == OP_NE));
   case OP_AND: case OP_OR: case OP_NOT: return a == DT_BOOL;
-  case OP_SELECT: return t == DT_F32 || t == DT_BOOL;
-  case OP_CAST: return (t == DT_F32 || t == DT_BOOL) && (a == DT_F32 || a == DT_BOOL);
+  case OP_SELECT: return stored(t);
+  case OP_CAST: return stored(t) && stored(a);
   case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
   case OP_SLICE: case OP_CONCAT:
     for (uint32_t j = 0; j < nd->nin; j++)
       if (ir_node(g, ir_operand(g, v, j))->dtype != t) return false;
-    return t == DT_F32 || t == DT_BOOL;
-  case OP_FULL: return t == DT_F32 || t == DT_BOOL;
-  case OP_ARANGE: return t == DT_F32;
+    return stored(t);
+  case OP_FULL: return stored(t);
+  case OP_ARANGE: return t == DT_F32 || is_int(t);
+  /* integers: the wrapping ops (division and powers raise errors or differ: declined) */
+  case OP_NEG: case OP_ABS: case OP_RELU: case OP_SIGN: case OP_ADD: case OP_SUB: case OP_MUL:
+  case OP_MAX: case OP_MIN:
+    if (is_int(t)) {
+      for (uint32_t j = 0; j < nd->nin; j++)
+        if (ir_node(g, ir_operand(g, v, j))->dtype != t) return false;
+      return true;
+    }
+    /* fall through */
   default:
     if (t != DT_F32) return false;
     for (uint32_t j = 0; j < nd->nin; j++)
@@ -377,10 +389,25 @@ static void store_vec(Cg *c, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueR
   store_elems(c, c->f32, base_ptr, off, v);
 }
 
+/* The element type of dtype t in memory (bool: a byte) and in registers (bool: i1). */
+static LLVMTypeRef mem_type(Cg *c, DType t) {
+  switch (t) {
+  case DT_BOOL: return LLVMInt8TypeInContext(c->C);
+  case DT_I32: return c->i32;
+  case DT_I64: return c->i64;
+  default: return c->f32;
+  }
+}
+
+static LLVMTypeRef reg_type(Cg *c, DType t) {
+  return LLVMVectorType(t == DT_BOOL ? c->i1 : mem_type(c, t), (unsigned)c->W);
+}
+
 /* Value u's W lanes to memory in its dtype: bool masks as bytes 0/1. */
 static void store_value(Cg *c, uint32_t u, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v) {
-  if (ir_node(c->g, u)->dtype != DT_BOOL) {
-    store_vec(c, base_ptr, off, v);
+  DType t = (DType)ir_node(c->g, u)->dtype;
+  if (t != DT_BOOL) {
+    store_elems(c, mem_type(c, t), base_ptr, off, v);
     return;
   }
   LLVMTypeRef i8 = LLVMInt8TypeInContext(c->C);
@@ -436,8 +463,9 @@ static LLVMValueRef eval(Cg *c, uint32_t u);
 /* An input's W lanes at the current column. */
 static LLVMValueRef load_input(Cg *c, int i) {
   LLVMValueRef p = buf(c, (uint32_t)i), base = c->base[2 * i + c->ctx], x;
-  bool mask = ir_node(c->g, fu_inputs(c->p, c->k)[i])->dtype == DT_BOOL; /* bytes 0/1 */
-  LLVMTypeRef et = mask ? LLVMInt8TypeInContext(c->C) : c->f32;
+  DType dt = (DType)ir_node(c->g, fu_inputs(c->p, c->k)[i])->dtype;
+  bool mask = dt == DT_BOOL; /* bytes 0/1 */
+  LLVMTypeRef et = mem_type(c, dt);
   /* the stride along the row is known when the kernel is emitted: 0 (broadcast) or the
      contiguous 1 of the last dim */
   if (LLVMConstIntGetSExtValue(c->inner[2 * i + c->ctx]) == 0) {
@@ -454,7 +482,9 @@ static LLVMValueRef operand(Cg *c, uint32_t v, uint32_t k) { return eval(c, ir_o
 static LLVMValueRef lit(Cg *c, uint32_t u) {
   const Attr *a = ir_attr(c->g, u, AK_VALUE);
   double v = a->isint ? (double)a->i : a->f;
-  if (ir_node(c->g, u)->dtype == DT_BOOL) return vsplat(c, LLVMConstInt(c->i1, v != 0, 0), "");
+  DType t = (DType)ir_node(c->g, u)->dtype;
+  if (t == DT_BOOL) return vsplat(c, LLVMConstInt(c->i1, v != 0, 0), "");
+  if (is_int(t)) return vsplat(c, LLVMConstInt(mem_type(c, t), (unsigned long long)(a->isint ? a->i : (int64_t)v), 1), "");
   return splatf(c, (float)v);
 }
 
@@ -508,21 +538,54 @@ static LLVMValueRef emit_bool(Cg *c, uint32_t v, LLVMValueRef x, LLVMValueRef y)
   LLVMBuilderRef B = c->B;
   Op op = (Op)ir_node(c->g, v)->op;
   bool fx = LLVMGetTypeKind(LLVMGetElementType(LLVMTypeOf(x))) == LLVMFloatTypeKind;
+  DType to = (DType)ir_node(c->g, v)->dtype, from = (DType)ir_node(c->g, ir_operand(c->g, v, 0))->dtype;
   switch (op) {
   case OP_EQ: return fx ? LLVMBuildFCmp(B, LLVMRealOEQ, x, y, "") : LLVMBuildICmp(B, LLVMIntEQ, x, y, "");
   case OP_NE: return fx ? LLVMBuildFCmp(B, LLVMRealUNE, x, y, "") : LLVMBuildICmp(B, LLVMIntNE, x, y, "");
-  case OP_LT: return LLVMBuildFCmp(B, LLVMRealOLT, x, y, "");
-  case OP_LE: return LLVMBuildFCmp(B, LLVMRealOLE, x, y, "");
-  case OP_GT: return LLVMBuildFCmp(B, LLVMRealOGT, x, y, "");
-  case OP_GE: return LLVMBuildFCmp(B, LLVMRealOGE, x, y, "");
+  case OP_LT: return fx ? LLVMBuildFCmp(B, LLVMRealOLT, x, y, "") : LLVMBuildICmp(B, LLVMIntSLT, x, y, "");
+  case OP_LE: return fx ? LLVMBuildFCmp(B, LLVMRealOLE, x, y, "") : LLVMBuildICmp(B, LLVMIntSLE, x, y, "");
+  case OP_GT: return fx ? LLVMBuildFCmp(B, LLVMRealOGT, x, y, "") : LLVMBuildICmp(B, LLVMIntSGT, x, y, "");
+  case OP_GE: return fx ? LLVMBuildFCmp(B, LLVMRealOGE, x, y, "") : LLVMBuildICmp(B, LLVMIntSGE, x, y, "");
   case OP_AND: return LLVMBuildAnd(B, x, y, "");
   case OP_OR: return LLVMBuildOr(B, x, y, "");
   case OP_NOT: return LLVMBuildNot(B, x, "");
   case OP_SELECT: return LLVMBuildSelect(B, x, y, operand(c, v, 2), "");
-  case OP_CAST:
-    if (ir_node(c->g, v)->dtype == DT_BOOL) /* x != 0 (NaN is true) */
-      return fx ? LLVMBuildFCmp(B, LLVMRealUNE, x, splatf(c, 0), "") : x;
-    return fx ? x : LLVMBuildUIToFP(B, x, c->vf, "");
+  case OP_CAST: /* as the reference: to bool x != 0 (NaN is true), float to integer
+                    saturates (NaN is 0), integers wrap, bool is 0/1 */
+    if (to == from) return x;
+    if (to == DT_BOOL)
+      return fx ? LLVMBuildFCmp(B, LLVMRealUNE, x, splatf(c, 0), "") : LLVMBuildICmp(B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "");
+    if (from == DT_BOOL) return to == DT_F32 ? LLVMBuildUIToFP(B, x, c->vf, "") : LLVMBuildZExt(B, x, reg_type(c, to), "");
+    if (to == DT_F32) return LLVMBuildSIToFP(B, x, c->vf, "");
+    if (fx) {
+      LLVMTypeRef tys[2] = {reg_type(c, to), c->vf};
+      return intrinsic(c, "llvm.fptosi.sat", tys, 2, &x, 1);
+    }
+    return to == DT_I64 ? LLVMBuildSExt(B, x, reg_type(c, to), "") : LLVMBuildTrunc(B, x, reg_type(c, to), "");
+  default: return x; /* unreachable: jit_supported */
+  }
+}
+
+/* Integer arithmetic wraps (two's complement), as the reference. */
+static LLVMValueRef emit_int(Cg *c, Op op, LLVMValueRef x, LLVMValueRef y) {
+  LLVMBuilderRef B = c->B;
+  LLVMTypeRef t = LLVMTypeOf(x);
+  LLVMValueRef zero = LLVMConstNull(t), a[2] = {x, y ? y : zero};
+  switch (op) {
+  case OP_NEG: return LLVMBuildSub(B, zero, x, "");
+  case OP_ABS: a[1] = LLVMConstInt(c->i1, 0, 0); return intrinsic(c, "llvm.abs", &t, 1, a, 2);
+  case OP_RELU: return intrinsic(c, "llvm.smax", &t, 1, a, 2);
+  case OP_SIGN: {
+    LLVMValueRef one = vsplat(c, LLVMConstInt(LLVMGetElementType(t), 1, 0), "");
+    LLVMValueRef neg = LLVMBuildSub(B, zero, one, "");
+    return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, x, zero, ""), one,
+                           LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, x, zero, ""), neg, zero, ""), "");
+  }
+  case OP_ADD: return LLVMBuildAdd(B, x, y, "");
+  case OP_SUB: return LLVMBuildSub(B, x, y, "");
+  case OP_MUL: return LLVMBuildMul(B, x, y, "");
+  case OP_MAX: return intrinsic(c, "llvm.smax", &t, 1, a, 2);
+  case OP_MIN: return intrinsic(c, "llvm.smin", &t, 1, a, 2);
   default: return x; /* unreachable: jit_supported */
   }
 }
@@ -532,6 +595,7 @@ static LLVMValueRef emit_elementwise(Cg *c, uint32_t v) {
   LLVMValueRef x = operand(c, v, 0), y = ir_ops[op].arity >= 2 ? operand(c, v, 1) : NULL;
   LLVMBuilderRef B = c->B;
   if (elementwise_bool(op)) return emit_bool(c, v, x, y);
+  if (is_int((DType)ir_node(c->g, v)->dtype)) return emit_int(c, op, x, y);
   switch (op) {
   case OP_NEG: return LLVMBuildFNeg(B, x, "");
   case OP_ABS: return vcall1(c, "llvm.fabs", x);
@@ -657,8 +721,9 @@ static Ix linearize(Cg *c, uint32_t u, const Ix *P) {
 /* Input i's W elements at element offset off. */
 static LLVMValueRef load_at(Cg *c, int i, Ix off) {
   LLVMValueRef p = buf(c, (uint32_t)i), x;
-  bool mask = ir_node(c->g, fu_inputs(c->p, c->k)[i])->dtype == DT_BOOL;
-  LLVMTypeRef et = mask ? LLVMInt8TypeInContext(c->C) : c->f32;
+  DType dt = (DType)ir_node(c->g, fu_inputs(c->p, c->k)[i])->dtype;
+  bool mask = dt == DT_BOOL;
+  LLVMTypeRef et = mem_type(c, dt);
   if (!off.v && off.k == 0 && !c->guarded) {
     x = vsplat(c, LLVMBuildLoad2(c->B, et, LLVMBuildGEP2(c->B, et, p, &off.s, 1, ""), ""), "");
   } else if (!off.v && off.k == 1) {
@@ -669,7 +734,7 @@ static LLVMValueRef load_at(Cg *c, int i, Ix off) {
     LLVMTypeRef vt = LLVMVectorType(et, (unsigned)c->W);
     LLVMValueRef all = c->mask ? c->mask : vsplat(c, LLVMConstInt(c->i1, 1, 0), "");
     LLVMTypeRef tys[2] = {vt, LLVMTypeOf(ptrs)};
-    LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, mask ? 1 : 4, 0), all, LLVMConstNull(vt)};
+    LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, ir_dtype_size(dt), 0), all, LLVMConstNull(vt)};
     x = intrinsic(c, "llvm.masked.gather", tys, 2, args, 4);
   }
   return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
@@ -682,12 +747,11 @@ static LLVMValueRef view_at(Cg *c, uint32_t u, const Ix *P) {
   Ix Q[DVM_MAX_RANK];
   switch ((Op)n->op) {
   case OP_LITERAL: return lit(c, u);
-  case OP_FULL: {
-    double v = ir_attr_float(g, u, AK_VALUE, 0);
-    if (n->dtype == DT_BOOL) return vsplat(c, LLVMConstInt(c->i1, v != 0, 0), "");
-    return splatf(c, (float)v);
-  }
-  case OP_ARANGE: return LLVMBuildSIToFP(c->B, ix_vec(c, P[0]), c->vf, "");
+  case OP_FULL: return lit(c, u);
+  case OP_ARANGE:
+    if (n->dtype == DT_I64) return ix_vec(c, P[0]);
+    if (n->dtype == DT_I32) return LLVMBuildTrunc(c->B, ix_vec(c, P[0]), reg_type(c, DT_I32), "");
+    return LLVMBuildSIToFP(c->B, ix_vec(c, P[0]), c->vf, "");
   case OP_TRANSPOSE: { /* out axis k is in axis perm[k] */
     uint32_t x = ir_operand(g, u, 0);
     const Attr *a = ir_attr(g, u, AK_PERM);
@@ -1067,9 +1131,8 @@ static void store_scalars(Cg *c, LLVMValueRef row) {
     uint32_t v = fu_outputs(c->p, c->k)[o];
     if (is_full(c, v)) continue;
     LLVMValueRef x = LLVMBuildExtractElement(c->B, eval(c, v), LLVMConstInt(c->i32, 0, 0), "");
-    LLVMTypeRef et = c->f32;
-    if (ir_node(c->g, v)->dtype == DT_BOOL) /* bytes 0/1 */
-      et = LLVMInt8TypeInContext(c->C), x = LLVMBuildZExt(c->B, x, et, "");
+    LLVMTypeRef et = mem_type(c, (DType)ir_node(c->g, v)->dtype);
+    if (ir_node(c->g, v)->dtype == DT_BOOL) x = LLVMBuildZExt(c->B, x, et, ""); /* bytes 0/1 */
     LLVMValueRef at = LLVMBuildGEP2(c->B, et, buf(c, c->k->ninputs + o), &row, 1, "");
     LLVMBuildStore(c->B, x, at);
   }
