@@ -142,7 +142,7 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
        the kept axes (value_base) */
     if (is_view(op)) { /* read at positions its readers compute: any rank */
       if (!typed_ok(g, v))
-        return snprintf(why, n, "%s at line %u is %s: only f32 and bool are emitted yet", ir_ops[op].name,
+        return snprintf(why, n, "%s at line %u is %s: only f32, bool, i32 and i64 are emitted yet", ir_ops[op].name,
                         nd->line, ir_dtype_name((DType)nd->dtype)), false;
       for (uint32_t j = 0; j < nd->nin; j++) {
         uint32_t u = ir_operand(g, v, j);
@@ -157,7 +157,7 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
       return snprintf(why, n, "%s at line %u has rank %d in a kernel of rank %d", ir_ops[op].name,
                       nd->line, nd->rank, r), false;
     if (!typed_ok(g, v))
-      return snprintf(why, n, "%s at line %u is %s: only f32 and bool are emitted yet", ir_ops[op].name,
+      return snprintf(why, n, "%s at line %u is %s: only f32, bool, i32 and i64 are emitted yet", ir_ops[op].name,
                       nd->line, ir_dtype_name((DType)nd->dtype)), false;
     if (elementwise_f32(op) || elementwise_bool(op)) continue;
     if (is_reduction(op) && k->kind == KK_ROW) continue;
