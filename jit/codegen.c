@@ -1281,6 +1281,90 @@ static void mix_iter(Cg *c, LLVMValueRef row, void *arg) {
   mix_rows(c, row, ml->rows, ml->dom, ml->r, ml->L);
 }
 
+static LLVMValueRef counted(Cg *c, LLVMValueRef from, LLVMValueRef end, int step,
+                            void (*body)(Cg *, LLVMValueRef, void *), void *arg);
+
+/* ---- mix: few rows, the weights streamed ---------------------------------------------------
+ *
+ * A call with few rows (M <= SMALL_M: GEMV-like, bound by reading b) must not walk b down
+ * its columns (a page per k) once per row: it streams b row by row instead. The block's
+ * output rows, which the output pass overwrites anyway, hold the running sums (they stay
+ * in L2): for each group of 4 k, every column vector of every row gets 4 fused
+ * multiply-adds from 4 rows of b read in order; then the epilogue pass reads the sums. */
+
+enum { SMALL_M = 16, SM_ROWS = 4, SM_K = 4 };
+
+typedef struct Sm {
+  LLVMValueRef row, N, K, k, acc;  /* acc: the first full-shaped output (the sums' rows) */
+  int rows;
+  uint32_t a, b;
+  LLVMValueRef av[SM_ROWS][SM_K];  /* a[row + r, k + kk] as splats */
+  int nk;                          /* k in this group */
+} Sm;
+
+static LLVMValueRef sm_zero(Cg *c, void *arg, LLVMValueRef acc) {
+  Sm *sm = arg;
+  for (int r = 0; r < sm->rows; r++) {
+    LLVMValueRef off = LLVMBuildAdd(c->B, LLVMBuildMul(c->B, LLVMBuildAdd(c->B, sm->row, ci64(c, r), ""), sm->N, ""), c->j, "");
+    store_vec(c, sm->acc, off, splatf(c, 0));
+  }
+  return acc;
+}
+
+static LLVMValueRef sm_step(Cg *c, void *arg, LLVMValueRef acc) {
+  Sm *sm = arg;
+  LLVMTypeRef t = c->vf;
+  LLVMValueRef pb = buf(c, (uint32_t)input_index(c, sm->b)), bv[SM_K];
+  for (int kk = 0; kk < sm->nk; kk++)
+    bv[kk] = load_vec(c, pb, LLVMBuildAdd(c->B, LLVMBuildMul(c->B, LLVMBuildAdd(c->B, sm->k, ci64(c, kk), ""), sm->N, ""), c->j, ""));
+  for (int r = 0; r < sm->rows; r++) {
+    LLVMValueRef off = LLVMBuildAdd(c->B, LLVMBuildMul(c->B, LLVMBuildAdd(c->B, sm->row, ci64(c, r), ""), sm->N, ""), c->j, "");
+    LLVMValueRef s = load_vec(c, sm->acc, off);
+    for (int kk = 0; kk < sm->nk; kk++) s = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){sm->av[r][kk], bv[kk], s}, 3);
+    store_vec(c, sm->acc, off, s);
+  }
+  return acc;
+}
+
+/* One group of nk values of k starting at k: a's elements once, then the columns. */
+static void sm_group(Cg *c, LLVMValueRef k, void *arg) {
+  Sm *sm = arg;
+  LLVMValueRef pa = buf(c, (uint32_t)input_index(c, sm->a));
+  sm->k = k;
+  for (int r = 0; r < sm->rows; r++)
+    for (int kk = 0; kk < sm->nk; kk++) {
+      LLVMValueRef at = LLVMBuildAdd(c->B, LLVMBuildMul(c->B, LLVMBuildAdd(c->B, sm->row, ci64(c, r), ""), sm->K, ""),
+                                     LLVMBuildAdd(c->B, k, ci64(c, kk), ""), "");
+      sm->av[r][kk] = vsplat(c, LLVMBuildLoad2(c->B, c->f32, LLVMBuildGEP2(c->B, c->f32, pa, &at, 1, ""), ""), "");
+    }
+  columns(c, sm->N, NULL, sm_step, sm);
+}
+
+static LLVMValueRef sm_out(Cg *c, void *arg, LLVMValueRef acc) {
+  Sm *sm = arg;
+  for (int r = 0; r < sm->rows; r++) {
+    LLVMValueRef row = LLVMBuildAdd(c->B, sm->row, ci64(c, r), "");
+    forget(c);
+    row_bases(c, row, c->dom, c->r);
+    c->mm = load_vec(c, sm->acc, LLVMBuildAdd(c->B, LLVMBuildMul(c->B, row, sm->N, ""), c->j, ""));
+    Store st = {row, sm->N};
+    store_body(c, &st, NULL);
+  }
+  forget(c);
+  return acc;
+}
+
+static void sm_block(Cg *c, LLVMValueRef row, void *arg) {
+  Sm *sm = arg;
+  sm->row = row;
+  columns(c, sm->N, NULL, sm_zero, sm);
+  sm->nk = SM_K;
+  LLVMValueRef k = counted(c, ci64(c, 0), sm->K, SM_K, sm_group, sm);
+  sm->nk = 1;
+  counted(c, k, sm->K, 1, sm_group, sm);
+  columns(c, sm->N, NULL, sm_out, sm);
+}
+
 /* ---- mix: the general matmul --------------------------------------------------------------
  *
  * Operands that are views, batched (with broadcasting) or transposed: one output row at a
@@ -1499,11 +1583,45 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
     free(mem);
     return;
   }
-  if (k->kind == KK_MIX) { /* blocks of MIX_ROWS rows, then single rows */
+  if (k->kind == KK_MIX) {
+    /* few rows: b streamed (blocks of SM_ROWS rows, then single rows), into the first
+       full-shaped output's rows; otherwise blocks of MIX_ROWS rows, then single rows */
+    uint32_t acc_out = 0;
+    while (acc_out < k->noutputs && !is_full(&c, fu_outputs(p, k)[acc_out])) acc_out++;
+    LLVMBasicBlockRef small = LLVMAppendBasicBlockInContext(C, c.fn, "small_m"),
+                      big = LLVMAppendBasicBlockInContext(C, c.fn, "big_m"),
+                      fin = LLVMAppendBasicBlockInContext(C, c.fn, "mix.done");
+    LLVMValueRef few = LLVMBuildICmp(c.B, LLVMIntSLE, LLVMBuildSub(c.B, end, begin, ""), ci64(&c, SMALL_M), "");
+    LLVMBuildCondBr(c.B, acc_out < k->noutputs ? few : LLVMConstInt(c.i1, 0, 0), small, big);
+    LLVMPositionBuilderAtEnd(c.B, small);
+    if (acc_out < k->noutputs) {
+      uint32_t v = fu_members(p, k)[c.mm_member];
+      Sm sm = {.N = L, .a = ir_operand(c.g, v, 0), .b = ir_operand(c.g, v, 1), .rows = SM_ROWS,
+               .acc = buf(&c, ni + acc_out)};
+      sm.K = dimval(&c, ir_shape(c.g, sm.a)[ir_node(c.g, sm.a)->rank - 1]);
+      LLVMValueRef at = counted(&c, begin, end, SM_ROWS, sm_block, &sm);
+      /* the 1..SM_ROWS-1 rows left: one block of exactly that many (b read once more) */
+      LLVMValueRef left = LLVMBuildSub(c.B, end, at, "");
+      LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(C, c.fn, "small_m.done");
+      LLVMValueRef sw = LLVMBuildSwitch(c.B, left, done, SM_ROWS - 1);
+      for (int rows = 1; rows < SM_ROWS; rows++) {
+        LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(C, c.fn, "small_m.rest");
+        LLVMAddCase(sw, ci64(&c, rows), bb);
+        LLVMPositionBuilderAtEnd(c.B, bb);
+        sm.rows = rows;
+        sm_block(&c, at, &sm);
+        LLVMBuildBr(c.B, done);
+      }
+      LLVMPositionBuilderAtEnd(c.B, done);
+    }
+    LLVMBuildBr(c.B, fin);
+    LLVMPositionBuilderAtEnd(c.B, big);
     MixLoop ml = {dom, r, MIX_ROWS, L};
     LLVMValueRef at = counted(&c, begin, end, MIX_ROWS, mix_iter, &ml);
     ml.rows = 1;
     counted(&c, at, end, 1, mix_iter, &ml);
+    LLVMBuildBr(c.B, fin);
+    LLVMPositionBuilderAtEnd(c.B, fin);
     LLVMBuildRetVoid(c.B);
     LLVMDisposeBuilder(c.B);
     free(mem);
