@@ -2,11 +2,16 @@
  *
  * A model owns a private copy of the graph, the params bound to it, the chosen tier and
  * its counters. dvm_model_run binds symbols from the given tensors (runtime/bind.c),
- * then executes. The ref tier runs the unfused graph op by op (runtime/ref.c). The auto
- * tier runs the fused partition (fusion/), kernel by kernel; until the bytecode and
- * native tiers land, each kernel is evaluated by the kernel-level reference path
- * (rt_ref_run_nodes), so fused execution equals the reference bit for bit. Compiling for
- * vm or llvm reports DVM_ERR_UNSUPPORTED rather than quietly running something else.
+ * then executes. The ref tier runs the unfused graph op by op (runtime/ref.c). The fused
+ * tiers run the partition (fusion/) kernel by kernel, each kernel as the best code it has:
+ *   llvm  native code, compiled for every kernel before the first run
+ *   vm    tile bytecode (jit/vm.h), encoded for every kernel when the model is compiled
+ *   auto  bytecode at once, and each kernel's native code requested from the background
+ *         compiler; a run reads the entry's fn atomically (no lock) and switches that
+ *         kernel to native code as soon as it is published, so no run waits for LLVM
+ * A kernel neither tier covers runs on the kernel-level reference path (rt_ref_run_nodes;
+ * `dump --stage bytecode|llvm` says why). DVM_JIT=off keeps auto on that path for every
+ * kernel (no bytecode, no native code): the differential tests' bit-exact baseline.
  *
  * Threads: runs share nothing mutable but the counters (under `lock`); params are set
  * before runs start (dvm.h). */
@@ -16,6 +21,7 @@
 #include <time.h>
 
 #include "../jit/jit.h"
+#include "../jit/vm.h"
 #include "pool.h"
 #include "runtime.h"
 
@@ -31,7 +37,8 @@ struct dvm_model {
   Partition *part;   /* auto and llvm tiers: the fused partition */
   Jit *jit;          /* llvm tier: the context's */
   Pool *pool;        /* llvm tier: the context's thread pool */
-  JitEntry **entry;  /* llvm tier, per kernel: its cache entry (native code or the reason not) */
+  JitEntry **entry;  /* llvm and auto tiers, per kernel: its cache entry (native code or the reason not) */
+  VmCode **vm;       /* vm and auto tiers, per kernel: its bytecode, NULL if the VM declined it */
   uint32_t *last;    /* auto tier, per value: last kernel reading it; UINT32_MAX = keep */
   pthread_mutex_t lock;
   dvm_stats stats;
@@ -215,27 +222,12 @@ static double now_us(void) {
   return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
-static const char *tier_name(dvm_tier t) {
-  switch (t) {
-  case DVM_TIER_AUTO: return "auto";
-  case DVM_TIER_VM: return "vm";
-  case DVM_TIER_LLVM: return "llvm";
-  case DVM_TIER_REF: return "ref";
-  }
-  return "?";
-}
-
 dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_compile_options *opt,
                              dvm_model **out) {
   Err err = {0};
   *out = NULL;
   if (!dg) return ir_err(&err, DVM_ERR_USAGE, "dvm_model_compile: no graph"), rt_fail(&err);
   dvm_tier tier = opt ? opt->tier : DVM_TIER_AUTO;
-  if (tier == DVM_TIER_VM)
-    return ir_err(&err, DVM_ERR_UNSUPPORTED,
-                  "tier '%s' is not built yet: the auto, llvm and ref tiers run in this version",
-                  tier_name(tier)),
-           rt_fail(&err);
   dvm_model *m = calloc(1, sizeof *m);
   if (!m || !(m->g = ir_graph_clone(rt_graph_ir(dg)))) goto oom;
   Graph *g = m->g;
@@ -254,7 +246,7 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
     if (ir_node(g, v)->op == OP_INPUT) m->inputs[m->ninputs++] = v;
     else m->pnodes[m->nparams++] = v;
   }
-  if (tier == DVM_TIER_AUTO || tier == DVM_TIER_LLVM) {
+  if (tier != DVM_TIER_REF) {
     if (!(m->part = fu_partition(g, &err))) {
       dvm_model_destroy(m);
       return rt_fail(&err);
@@ -267,11 +259,30 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
     }
     for (uint32_t i = 0; i < g->outputs.n; i++) m->last[g->outputs.v[i]] = UINT32_MAX;
     m->nkernels = m->part->kernels.n;
-    /* llvm: compile every kernel before the first run. auto: request them from the
-       background compiler and run on the reference path until each is ready; if LLVM
-       cannot target this machine, auto simply stays on the reference path. */
+    /* vm, auto: encode every kernel now (microseconds each). llvm: compile every kernel
+       before the first run. auto: also request them from the background compiler; if
+       LLVM cannot target this machine, auto stays on bytecode. */
+    const char *jit_env = getenv("DVM_JIT");
+    bool jit_off = jit_env && !strcmp(jit_env, "off");
+    if (tier == DVM_TIER_VM || (tier == DVM_TIER_AUTO && !jit_off)) {
+      if (!strcmp(vm_isa(NULL), "none")) {
+        if (tier == DVM_TIER_VM) {
+          dvm_model_destroy(m);
+          return ir_err(&err, DVM_ERR_UNSUPPORTED, "the bytecode tier does not run on this machine"), rt_fail(&err);
+        }
+      } else {
+        if (!(m->vm = calloc(m->part->kernels.n + 1, sizeof *m->vm))) goto oom;
+        char why[256];
+        for (uint32_t i = 0; i < m->part->kernels.n; i++) {
+          if (!(m->vm[i] = vm_encode(m->part, &m->part->kernels.v[i], why, sizeof why))) continue;
+          m->stats.vm_encodes++;
+          m->stats.encode_us += m->vm[i]->encode_us;
+        }
+      }
+      m->pool = rt_context_pool(ctx, m->threads);
+    }
     Err jerr = {0};
-    m->jit = rt_context_jit(ctx, &jerr);
+    m->jit = tier == DVM_TIER_VM ? NULL : rt_context_jit(ctx, &jerr);
     if (!m->jit && tier == DVM_TIER_LLVM) {
       dvm_model_destroy(m);
       return rt_fail(&jerr);
@@ -307,6 +318,8 @@ void dvm_model_destroy(dvm_model *m) {
   ir_graph_free(m->g);
   fu_free(m->part);
   free(m->entry);
+  for (uint32_t i = 0; m->vm && i < m->part->kernels.n; i++) vm_free(m->vm[i]);
+  free(m->vm);
   free(m->last);
   free(m->params);
   free(m->inputs);
@@ -436,9 +449,10 @@ dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
   return rt_ok();
 }
 
-/* One native kernel call: its buffers (inputs then outputs) and dim values. */
+/* One kernel call, native or bytecode: its buffers (inputs then outputs) and dim values. */
 typedef struct Call {
-  KernelFn fn;
+  KernelFn fn;        /* native code, or NULL: ... */
+  const VmCode *vm;   /* ... the bytecode */
   void *bufs[256];
   int64_t dims[64];
   int64_t extent, grain;
@@ -446,7 +460,8 @@ typedef struct Call {
 
 static void call_range(void *arg, int64_t begin, int64_t end) {
   const Call *c = arg;
-  c->fn(c->bufs, c->dims, begin, end);
+  if (c->fn) c->fn(c->bufs, c->dims, begin, end);
+  else vm_exec(c->vm, c->bufs, c->dims, begin, end);
 }
 
 /* Rows per chunk: enough work (~64K element-operations) that splitting pays for itself,
@@ -462,16 +477,16 @@ static int64_t grain(const Graph *g, const Partition *p, const Kernel *k, int64_
   return cost >= 65536 ? 1 : 65536 / cost;
 }
 
-/* Prepare kernel k's native call: its outputs become new tensors in vals (or the caller's
- * tensors in dst, written in place); its inputs are already there. */
+/* Prepare kernel k's call (native fn, else bytecode vm): its outputs become new tensors in
+ * vals (or the caller's tensors in dst, written in place); its inputs are already there. */
 static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, char *arena,
-                          Tensor **vals, Tensor *const *dst, const Kernel *k, KernelFn fn, Call *c,
-                          Err *err) {
+                          Tensor **vals, Tensor *const *dst, const Kernel *k, KernelFn fn,
+                          const VmCode *vm, Call *c, Err *err) {
   const Graph *g = m->g;
   const Partition *p = m->part;
   if (k->ninputs + k->noutputs > 256 || k->ndims > 64)
     return ir_err(err, DVM_ERR_UNSUPPORTED, "kernel with too many buffers or dims");
-  c->fn = fn;
+  c->fn = fn, c->vm = vm;
   for (uint32_t q = 0; q < k->ndims; q++)
     if (!ir_dim_eval(g, p->dims.v[k->dims + q], b->sym, &c->dims[q]))
       return ir_err(err, DVM_ERR_OVERFLOW, "a kernel dim overflows int64");
@@ -491,16 +506,24 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
     c->bufs[k->ninputs + j] = vals[o]->data;
   }
   int64_t item = 1;
-  c->extent = jit_extent(p, k, c->dims, jit_lanes(m->jit), &item);
+  c->extent = fn ? jit_extent(p, k, c->dims, jit_lanes(m->jit), &item) : vm_extent(vm, c->dims, &item);
   c->grain = grain(g, p, k, item);
   return DVM_OK;
 }
 
 enum { STACK_MAX = 16 }; /* kernels launched as one parallel region */
 
+/* Kernel i's native code (read atomically: the background compiler publishes it) or NULL. */
+static KernelFn native_fn(const dvm_model *m, uint32_t i) {
+  return m->entry ? atomic_load(&m->entry[i]->fn) : NULL;
+}
+
+static const VmCode *bytecode(const dvm_model *m, uint32_t i) { return m->vm ? m->vm[i] : NULL; }
+
 /* The fused tiers: the partition dispatch by dispatch. A dispatch whose kernels all have
- * native code runs as one parallel region (its kernels are independent: stacked); other
- * kernels run through the kernel-level reference path. Small kernels stay inline on the
+ * code (native, else bytecode; a kernel may switch to native between two reads) runs as
+ * one parallel region (its kernels are independent: stacked); other kernels run through
+ * the kernel-level reference path. Small kernels stay inline on the
  * caller (rt_pool_run), so a chain of them costs no synchronization. Materialized values
  * are freed after the last kernel that reads them; on success vals[o] holds the tensor of
  * every graph output o (new, or the caller's from dst). */
@@ -513,10 +536,13 @@ static dvm_status run_fused(const dvm_model *m, const Plan *pl, char *arena, Ten
   Call *calls = NULL;
   for (uint32_t i = 0, next; i < p->kernels.n && !st; i = next) {
     uint32_t d = p->kernels.v[i].dispatch;
-    bool native = m->entry != NULL;
-    for (next = i; next < p->kernels.n && p->kernels.v[next].dispatch == d && next - i < STACK_MAX; next++)
-      native &= m->entry && atomic_load(&m->entry[next]->fn) != NULL;
-    if (native) {
+    bool coded = true;
+    KernelFn fns[STACK_MAX];
+    for (next = i; next < p->kernels.n && p->kernels.v[next].dispatch == d && next - i < STACK_MAX; next++) {
+      fns[next - i] = native_fn(m, next); /* read once: the same code for the whole call */
+      coded &= fns[next - i] || bytecode(m, next);
+    }
+    if (coded) {
       if (!calls && !(calls = malloc(STACK_MAX * sizeof *calls))) {
         st = ir_err(err, DVM_ERR_NOMEM, "out of memory");
         break;
@@ -524,7 +550,7 @@ static dvm_status run_fused(const dvm_model *m, const Plan *pl, char *arena, Ten
       PoolJob jobs[STACK_MAX];
       uint32_t n = next - i;
       for (uint32_t j = 0; j < n && !st; j++) {
-        st = prepare(m, b, pl, arena, vals, dst, &p->kernels.v[i + j], atomic_load(&m->entry[i + j]->fn), &calls[j], err);
+        st = prepare(m, b, pl, arena, vals, dst, &p->kernels.v[i + j], fns[j], bytecode(m, i + j), &calls[j], err);
         jobs[j] = (PoolJob){call_range, &calls[j], calls[j].extent, calls[j].grain};
       }
       if (st) break;
@@ -533,13 +559,13 @@ static dvm_status run_fused(const dvm_model *m, const Plan *pl, char *arena, Ten
     } else {
       next = i + 1;
       const Kernel *k = &p->kernels.v[i];
-      KernelFn fn = m->entry ? atomic_load(&m->entry[i]->fn) : NULL;
-      if (fn) {
+      KernelFn fn = native_fn(m, i);
+      if (fn || bytecode(m, i)) {
         if (!calls && !(calls = malloc(STACK_MAX * sizeof *calls))) {
           st = ir_err(err, DVM_ERR_NOMEM, "out of memory");
           break;
         }
-        if (!(st = prepare(m, b, pl, arena, vals, dst, k, fn, &calls[0], err)))
+        if (!(st = prepare(m, b, pl, arena, vals, dst, k, fn, bytecode(m, i), &calls[0], err)))
           rt_pool_run(m->pool, call_range, &calls[0], calls[0].extent, calls[0].grain);
       } else {
         st = rt_ref_run_nodes(g, b, vals, fu_members(p, k), k->nmembers, fu_outputs(p, k), k->noutputs, err);
@@ -597,7 +623,7 @@ static dvm_status run(dvm_model *m, int ninputs, const char *const *names, dvm_t
   if (m->part) { /* fused tiers: the binding's plan */
     if ((st = plan_get(m, vals, &pl, &err))) goto done;
     bp = &pl->b;
-    if (m->entry && (arena = arena_take(m, pl, &err, &st), st)) goto done;
+    if ((m->entry || m->vm) && (arena = arena_take(m, pl, &err, &st), st)) goto done;
   } else if ((st = rt_bind(g, vals, NULL, &own, &err))) {
     goto done;
   }

@@ -121,8 +121,6 @@ static int parse_args(int argc, char **argv, Args *a) {
       return tool_fail(EXIT_USAGE, "too many workloads");
     }
   }
-  if (a->tier == DVM_TIER_VM)
-    return tool_fail(EXIT_USAGE, "--tier vm is not built yet in this version of dvm");
   return 0;
 }
 
@@ -196,14 +194,15 @@ static void json_num(FILE *f, double x) {
 }
 
 static const char *tier_label(dvm_tier t) {
-  return t == DVM_TIER_REF ? "ref" : t == DVM_TIER_LLVM ? "llvm" : "auto";
+  return t == DVM_TIER_REF ? "ref" : t == DVM_TIER_LLVM ? "llvm" : t == DVM_TIER_VM ? "vm" : "auto";
 }
 
 static const char *executor(dvm_tier t) {
   return t == DVM_TIER_REF ? "the unfused reference executor"
          : t == DVM_TIER_LLVM ? "native kernels compiled before the first run"
-                              : "first run on the fused reference path while LLVM compiles in the "
-                                "background, then native kernels";
+         : t == DVM_TIER_VM   ? "tile bytecode only, never native code"
+                              : "bytecode at once while LLVM compiles in the background, then "
+                                "native kernels";
 }
 
 static void row_json(FILE *f, const Row *r, const Args *a) {

@@ -134,13 +134,6 @@ static int cmd_run(int argc, char **argv) {
   double *times = NULL;
   rc = EXIT_ERR;
   if (dvm_context_create(&ctx) || tool_load_graph(ctx, a.graph, &g)) goto lib;
-  if (a.tier == DVM_TIER_VM) { /* after loading: graph errors first */
-    tool_fail(EXIT_USAGE,
-         "--tier vm is not built yet in this version of dvm; use --tier llvm (native "
-         "code), auto (the fused partition) or ref (the reference executor)");
-    rc = EXIT_USAGE;
-    goto out;
-  }
   dvm_compile_options opt = {.tier = a.tier, .threads = (int)a.threads};
   if (dvm_model_compile(ctx, g, &opt, &m)) goto lib;
   /* -i files: inputs or params */
@@ -239,7 +232,7 @@ static int cmd_run(int argc, char **argv) {
             ", \"llvm_compiles\": %" PRId64 ", \"encode_us\": %.3f, \"compile_ms\": %.3f, "
             "\"run_us\": %.3f, \"first_run_us\": %.3f, \"runs\": %" PRId64 ", \"plan_hits\": %" PRId64
             ", \"plan_misses\": %" PRId64 "}\n",
-            a.tier == DVM_TIER_REF ? "ref" : a.tier == DVM_TIER_LLVM ? "llvm" : "auto", s.kernels,
+            a.tier == DVM_TIER_REF ? "ref" : a.tier == DVM_TIER_LLVM ? "llvm" : a.tier == DVM_TIER_VM ? "vm" : "auto", s.kernels,
             s.native_kernels, s.cache_hits, s.cache_misses, s.vm_encodes, s.llvm_compiles, s.encode_us,
             s.compile_ms, median, first_us, s.runs, s.plan_hits, s.plan_misses);
   }

@@ -16,8 +16,8 @@ For every file:
      passed with -i; outputs come back with -o and are compared with the oracle. Each
      binding also runs with the default tier and DVM_JIT=off (the fused partition on the
      kernel-level reference path), whose outputs must equal the reference tier's bit for
-     bit, and with --tier llvm (native kernels), whose outputs must agree with them
-     within 1e-4 relative (1e-5 of the output's RMS absolute).
+     bit, and with --tier llvm (native kernels) and --tier vm (bytecode), whose outputs
+     must agree with them within 1e-4 relative (1e-5 of the output's RMS absolute).
   3. The fused partition (`dvm dump --stage fused`), where the file says:
        # fused-kernels: 3        exactly (or "<= 3")
        # fused-kinds: row mix    the kernels' kinds in execution order
@@ -113,16 +113,18 @@ def oracles(path, name, text):
             check(False, f"{name} {syms}", f"dvm run failed: {r.stderr.strip()}")
             continue
         ref = {o: np.load(f) for o, f in outs.items()}
-        native = run(["run", path, "--tier", "llvm"] + args)
-        if native.returncode:
-            check(False, f"{name} {syms} llvm", f"dvm run --tier llvm failed: {native.stderr.strip()}")
-        else:
+        # the native tier and the bytecode tier, each within 1e-4 of the reference
+        for tier, what in (("llvm", "native"), ("vm", "bytecode")):
+            res = run(["run", path, "--tier", tier] + args)
+            if res.returncode:
+                check(False, f"{name} {syms} {tier}", f"dvm run --tier {tier} failed: {res.stderr.strip()}")
+                continue
             for o, f in outs.items():
                 got, want = np.load(f).astype(np.float64), ref[o].astype(np.float64)
                 scale = max(1.0, float(np.sqrt(np.mean(want ** 2)))) if want.size else 1.0
                 check(got.shape == want.shape and np.allclose(got, want, rtol=1e-4, atol=1e-5 * scale, equal_nan=True),
-                      f"{name} {syms} {o} llvm",
-                      "native output differs from the reference executor's: max abs err "
+                      f"{name} {syms} {o} {tier}",
+                      f"{what} output differs from the reference executor's: max abs err "
                       f"{np.max(np.abs(got - want)) if got.shape == want.shape else 'shape'}")
         # auto with native code off: the kernel-level reference path, which must equal the
         # unfused reference bit for bit (with native code on, a kernel may switch to native

@@ -1,0 +1,872 @@
+/* jit/vm_encode.c — a fused Kernel to tile bytecode (jit/vm.h), and its disassembly.
+ *
+ * One walk over the kernel, shaped like the native emitter (codegen.c): the members a
+ * program needs are evaluated recursively with a memo per program (eval), views become
+ * index programs on scalars (affine in the lanes: s + k·(j + t)) or on index tiles (view_at,
+ * the index algebra of codegen.c's Ix), and each program's virtual registers get physical
+ * ones by liveness when the program ends (alloc_prog: a linear scan; a register is free
+ * after its last use). Per-row results of reductions get reserved registers (slots).
+ *
+ * Coverage is the native tier's (jit_supported), so the two tiers run the same kernels;
+ * a kernel over the VM's limits (registers, scalars, buffers) is declined with the reason. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jit.h"
+#include "vm.h"
+
+static const char *const op_names[VM_NOPS] = {
+#define VMOP(id, fmt) #id,
+#include "vm_ops.def"
+#undef VMOP
+};
+static const char *const op_fmt[VM_NOPS] = {
+#define VMOP(id, fmt) fmt,
+#include "vm_ops.def"
+#undef VMOP
+};
+
+const char *vm_op_name(VmOp op) { return op < VM_NOPS ? op_names[op] : "?"; }
+
+/* An instruction with virtual registers, before allocation. */
+typedef struct TIns {
+  uint8_t op;
+  int32_t f[4]; /* d, a, b, imm */
+} TIns;
+
+typedef struct VReg {
+  bool wide;
+  int16_t phys;   /* -1 until allocated */
+  bool fixed;     /* a slot or the product: allocated for the whole kernel */
+  uint32_t last;  /* last use in the current program */
+} VReg;
+
+/* A scalar: its register, and its value when known while encoding. */
+typedef struct Sv {
+  int reg;
+  bool isc;
+  int64_t c;
+} Sv;
+
+/* An index (codegen.c's Ix): s + k·(j + lane), or an index tile. */
+typedef struct Ix {
+  Sv s;
+  int64_t k;
+  int v; /* vreg of an i64 tile, or -1 */
+} Ix;
+
+typedef struct Enc {
+  const Partition *p;
+  const Graph *g;
+  const Kernel *k;
+  VmCode *c;
+  VEC(TIns) tmp;        /* the current program */
+  VEC(VmIns) code;
+  VEC(int64_t) pool;
+  VEC(VmPass) pass;
+  VEC(VmBase) base;
+  VEC(VmDim) dimtab;
+  VEC(Dim) dimid;       /* dimtab's Dims */
+  VEC(VReg) vr;
+  int *memo;            /* per member: vreg in the current program, -1 */
+  int *inmemo;          /* per input and alignment: its load, -1 */
+  int *red, *n1, *n2;   /* per member: slot vregs, -1 */
+  int mm;               /* the product's vreg, -1 */
+  uint32_t fixed_regs;  /* physical registers taken by fixed vregs */
+  int ns;               /* scalar registers used */
+  int r, rr;
+  uint32_t axes;
+  const Dim *dom;
+  int ctx;
+  int mask;             /* concat: the lanes that may be read (a bool vreg), -1 */
+  bool guarded;
+  bool failed;
+  char why[200];
+} Enc;
+
+static void fail(Enc *e, const char *fmt, const char *what) {
+  if (!e->failed) snprintf(e->why, sizeof e->why, fmt, what);
+  e->failed = true;
+}
+
+/* ---- emitting ------------------------------------------------------------------------------ */
+
+static int newv(Enc *e, bool wide) {
+  vec_push(e->vr, ((VReg){wide, -1, false, 0}));
+  return (int)e->vr.n - 1;
+}
+
+static int news(Enc *e) {
+  if (e->ns >= VM_MAXS) {
+    fail(e, "%s", "the kernel needs more than 256 scalar registers");
+    return VM_MAXS - 1;
+  }
+  return e->ns++;
+}
+
+/* Append op; a new destination if its first field is a register it defines. */
+static int emit(Enc *e, VmOp op, int a, int b, int32_t imm) {
+  const char *f = op_fmt[op];
+  bool store = op >= VM_ST_F32 && op <= VM_ST_BOOL;
+  int d = -1;
+  if (!store && (f[0] == 't' || f[0] == 'w')) d = newv(e, f[0] == 'w');
+  else if (f[0] == 's') d = news(e);
+  vec_push(e->tmp, ((TIns){(uint8_t)op, {d, a, b, imm}}));
+  return d;
+}
+
+static void store(Enc *e, VmOp op, int val, int sreg, uint32_t buf, int32_t k) {
+  vec_push(e->tmp, ((TIns){(uint8_t)op, {val, sreg, (int32_t)buf, k}}));
+}
+
+static int32_t pool_add(Enc *e, int64_t v) {
+  for (uint32_t i = 0; i < e->pool.n; i++)
+    if (e->pool.v[i] == v) return (int32_t)i;
+  vec_push(e->pool, v);
+  return (int32_t)e->pool.n - 1;
+}
+
+static int32_t pool_f(Enc *e, float f) {
+  uint32_t bits;
+  memcpy(&bits, &f, 4);
+  return pool_add(e, bits);
+}
+
+static int constf(Enc *e, float f) { return emit(e, VM_K_F32, 0, 0, pool_f(e, f)); }
+
+/* Is field i of op a tile register (t or w)? */
+static bool tile_field(VmOp op, int i) {
+  char f = op_fmt[op][i];
+  return f == 't' || f == 'w';
+}
+
+/* End the current program: registers by liveness, then the instructions appended to the
+ * code. keep: vregs whose registers must survive the program (its results). */
+static VmProg end_prog(Enc *e, const int *keep, int nkeep) {
+  vec_push(e->tmp, ((TIns){VM_END, {0, 0, 0, 0}}));
+  uint32_t n = e->tmp.n;
+  for (uint32_t i = 0; i < n; i++)
+    for (int f = 0; f < 4; f++) {
+      int v = e->tmp.v[i].f[f];
+      if (tile_field((VmOp)e->tmp.v[i].op, f) && v >= 0) e->vr.v[v].last = i;
+    }
+  for (int i = 0; i < nkeep; i++)
+    if (keep[i] >= 0) e->vr.v[keep[i]].last = UINT32_MAX;
+  uint64_t used = e->fixed_regs; /* a bit per physical register */
+  VmProg pr = {e->code.n, n};
+  for (uint32_t i = 0; i < n; i++) {
+    TIns *t = &e->tmp.v[i];
+    VmOp op = (VmOp)t->op;
+    bool store_op = op >= VM_ST_F32 && op <= VM_ST_BOOL;
+    int d = t->f[0];
+    if (tile_field(op, 0) && !store_op && d >= 0 && e->vr.v[d].phys < 0) {
+      int w = e->vr.v[d].wide ? 2 : 1, got = -1;
+      for (int r = 0; r + w <= VM_MAXREG && got < 0; r++)
+        if (!(used >> r & 1) && (w == 1 || !(used >> (r + 1) & 1))) got = r;
+      if (got < 0) {
+        fail(e, "%s", "the kernel needs more than 64 tile registers");
+        got = 0;
+      }
+      e->vr.v[d].phys = (int16_t)got;
+      used |= (w == 2 ? 3ull : 1ull) << got;
+      if ((uint32_t)(got + w) > e->c->nreg) e->c->nreg = (uint32_t)(got + w);
+    }
+    VmIns out = {op, 0, 0, 0, 0};
+    int32_t fld[4];
+    for (int f = 0; f < 4; f++) {
+      int v = t->f[f];
+      fld[f] = tile_field(op, f) && v >= 0 ? e->vr.v[v].phys : v;
+    }
+    out.d = (uint8_t)fld[0], out.a = (uint8_t)fld[1], out.b = (uint8_t)fld[2], out.imm = fld[3];
+    vec_push(e->code, out);
+    /* registers whose last use this was (the destination too, if never read) */
+    for (int f = 0; f < 4; f++) {
+      int v = t->f[f];
+      if (!tile_field(op, f) || v < 0 || e->vr.v[v].fixed || e->vr.v[v].last != i) continue;
+      used &= ~((e->vr.v[v].wide ? 3ull : 1ull) << e->vr.v[v].phys);
+    }
+  }
+  e->tmp.n = 0;
+  return pr;
+}
+
+/* A register for the whole kernel (a slot, the product). */
+static int fixed_reg(Enc *e) {
+  int v = newv(e, false);
+  for (int r = 0; r < VM_MAXREG; r++)
+    if (!(e->fixed_regs >> r & 1)) {
+      e->fixed_regs |= 1ull << r;
+      e->vr.v[v].phys = (int16_t)r, e->vr.v[v].fixed = true;
+      if ((uint32_t)r + 1 > e->c->nreg) e->c->nreg = (uint32_t)r + 1;
+      return v;
+    }
+  fail(e, "%s", "the kernel needs more than 64 tile registers");
+  return v;
+}
+
+static void forget(Enc *e) {
+  for (uint32_t m = 0; m < e->k->nmembers; m++) e->memo[m] = -1;
+  for (uint32_t i = 0; i < 2 * e->k->ninputs; i++) e->inmemo[i] = -1;
+}
+
+/* ---- dims and positions ------------------------------------------------------------------ */
+
+static int dim_index(Enc *e, Dim d) {
+  for (uint32_t i = 0; i < e->dimid.n; i++)
+    if (e->dimid.v[i] == d) return (int)i;
+  VmDim v = {0, -1};
+  if (!ir_dim_is_const(e->g, d, &v.c))
+    for (uint32_t q = 0; q < e->k->ndims; q++)
+      if (e->p->dims.v[e->k->dims + q] == d) v.q = (int32_t)q;
+  vec_push(e->dimtab, v);
+  vec_push(e->dimid, d);
+  return (int)e->dimtab.n - 1;
+}
+
+static Sv sconst(Enc *e, int64_t c) { return (Sv){emit(e, VM_SK, 0, 0, pool_add(e, c)), true, c}; }
+
+static Sv sdim(Enc *e, Dim d) {
+  int64_t c;
+  if (ir_dim_is_const(e->g, d, &c)) return sconst(e, c);
+  int q = e->dimtab.v[dim_index(e, d)].q;
+  return (Sv){emit(e, VM_SDIM, 0, 0, q), false, 0};
+}
+
+static Sv sbin(Enc *e, VmOp op, Sv a, Sv b) {
+  if (a.isc && b.isc) {
+    uint64_t x = (uint64_t)a.c, y = (uint64_t)b.c;
+    switch (op) {
+    case VM_SADD: return sconst(e, (int64_t)(x + y));
+    case VM_SSUB: return sconst(e, (int64_t)(x - y));
+    case VM_SMUL: return sconst(e, (int64_t)(x * y));
+    case VM_SDIV: if (b.c > 0) return sconst(e, a.c / b.c); break;
+    case VM_SREM: if (b.c > 0) return sconst(e, a.c % b.c); break;
+    default: break;
+    }
+  }
+  if (op == VM_SADD && a.isc && a.c == 0) return b;
+  if ((op == VM_SADD || op == VM_SSUB) && b.isc && b.c == 0) return a;
+  if (op == VM_SMUL && b.isc && b.c == 1) return a;
+  return (Sv){emit(e, op, a.reg, b.reg, 0), false, 0};
+}
+
+/* The position register of domain axis d. */
+static Sv sidx(int d) { return (Sv){VS_IDX + d, false, 0}; }
+
+/* The base register of buffer `buf` (value u) read in alignment ctx (codegen.c
+ * value_base); *inner: its stride along the lanes (0 or 1). */
+static int base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner) {
+  const Node *n = ir_node(e->g, u);
+  const Dim *s = ir_shape(e->g, u);
+  VmBase b = {.buf = buf, .rank = n->rank};
+  *inner = 0;
+  for (int t = 0; t < n->rank; t++) {
+    int dk;
+    if (!ctx) {
+      dk = t + (e->r - n->rank);
+    } else {
+      int pos = t + (e->rr - n->rank);
+      dk = -1;
+      for (int d = 0; d < e->r; d++)
+        if (!(e->axes >> d & 1) && pos-- == 0) {
+          dk = d;
+          break;
+        }
+    }
+    int64_t one;
+    bool bcast = dk < 0 || (ir_dim_is_const(e->g, s[t], &one) && one == 1 && s[t] != e->dom[dk]);
+    b.axis[t] = (int8_t)(bcast ? -1 : dk);
+    b.dim[t] = (uint16_t)dim_index(e, s[t]);
+    if (!bcast && dk == e->r - 1) *inner = 1;
+  }
+  for (uint32_t i = 0; i < e->base.n; i++) {
+    const VmBase *o = &e->base.v[i];
+    if (o->buf == buf && o->rank == b.rank && !memcmp(o->axis, b.axis, sizeof b.axis) &&
+        !memcmp(o->dim, b.dim, sizeof b.dim))
+      return o->reg;
+  }
+  b.reg = (uint8_t)news(e);
+  vec_push(e->base, b);
+  return b.reg;
+}
+
+/* ---- views: index maps (codegen.c view_at) ------------------------------------------------ */
+
+static Ix ix_s(Sv s) { return (Ix){s, 0, -1}; }
+
+static int ix_vec(Enc *e, Ix a) {
+  if (a.v >= 0) return a.v;
+  return emit(e, VM_XAFF, a.s.reg, 0, (int32_t)a.k);
+}
+
+static Ix ix_add(Enc *e, Ix a, Ix b) {
+  if (a.v < 0 && b.v < 0) return (Ix){sbin(e, VM_SADD, a.s, b.s), a.k + b.k, -1};
+  if (b.v < 0 && b.k == 0) return (Ix){a.s, 0, emit(e, VM_XADDS, a.v, b.s.reg, 0)};
+  if (a.v < 0 && a.k == 0) return (Ix){b.s, 0, emit(e, VM_XADDS, b.v, a.s.reg, 0)};
+  return (Ix){a.s, 0, emit(e, VM_XADD, ix_vec(e, a), ix_vec(e, b), 0)};
+}
+
+static Ix ix_mul(Enc *e, Ix a, Sv m) {
+  if (a.v < 0 && (!a.k || m.isc)) return (Ix){sbin(e, VM_SMUL, a.s, m), a.k ? a.k * m.c : 0, -1};
+  return (Ix){a.s, 0, emit(e, VM_XMULS, ix_vec(e, a), m.reg, 0)};
+}
+
+static void ix_divmod(Enc *e, Ix a, Sv m, Ix *q, Ix *r) {
+  if (a.v < 0 && !a.k) {
+    *q = ix_s(sbin(e, VM_SDIV, a.s, m)), *r = ix_s(sbin(e, VM_SREM, a.s, m));
+    return;
+  }
+  if (a.v < 0 && m.isc && m.c == 1) {
+    *q = a, *r = ix_s(sconst(e, 0));
+    return;
+  }
+  int v = ix_vec(e, a);
+  *q = (Ix){a.s, 0, emit(e, VM_XDIVS, v, m.reg, 0)};
+  *r = (Ix){a.s, 0, emit(e, VM_XREMS, v, m.reg, 0)};
+}
+
+static Ix linearize(Enc *e, uint32_t u, const Ix *P) {
+  const Node *n = ir_node(e->g, u);
+  const Dim *sh = ir_shape(e->g, u);
+  Ix l = ix_s(sconst(e, 0));
+  Sv stride = sconst(e, 1);
+  for (int t = n->rank - 1; t >= 0; t--) {
+    l = ix_add(e, l, ix_mul(e, P[t], stride));
+    if (t) stride = sbin(e, VM_SMUL, stride, sdim(e, sh[t]));
+  }
+  return l;
+}
+
+static int input_index(const Enc *e, uint32_t u) {
+  for (uint32_t i = 0; i < e->k->ninputs; i++)
+    if (fu_inputs(e->p, e->k)[i] == u) return (int)i;
+  return -1;
+}
+
+static int member_index(const Enc *e, uint32_t u) {
+  for (uint32_t i = 0; i < e->k->nmembers; i++)
+    if (fu_members(e->p, e->k)[i] == u) return (int)i;
+  return -1;
+}
+
+static VmOp by_dtype(DType t, VmOp f32, VmOp i32, VmOp i64, VmOp b) {
+  return t == DT_I64 ? i64 : t == DT_I32 ? i32 : t == DT_BOOL ? b : f32;
+}
+
+/* Input i's lanes at element offset off. */
+static int load_at(Enc *e, int i, Ix off) {
+  DType dt = (DType)ir_node(e->g, fu_inputs(e->p, e->k)[i])->dtype;
+  if (off.v < 0 && !e->guarded)
+    return emit(e, by_dtype(dt, VM_LD_F32, VM_LD_I32, VM_LD_I64, VM_LD_BOOL), off.s.reg, i, (int32_t)off.k);
+  return emit(e, by_dtype(dt, VM_GA_F32, VM_GA_I32, VM_GA_I64, VM_GA_BOOL), ix_vec(e, off), i, e->mask);
+}
+
+static int lit(Enc *e, uint32_t u) {
+  const Attr *a = ir_attr(e->g, u, AK_VALUE);
+  double v = a->isint ? (double)a->i : a->f;
+  DType t = (DType)ir_node(e->g, u)->dtype;
+  if (t == DT_BOOL) return emit(e, VM_K_I32, 0, 0, pool_add(e, v != 0));
+  int64_t iv = a->isint ? a->i : (int64_t)v;
+  if (t == DT_I32) return emit(e, VM_K_I32, 0, 0, pool_add(e, (int32_t)(uint32_t)iv));
+  if (t == DT_I64) return emit(e, VM_K_I64, 0, 0, pool_add(e, iv));
+  return constf(e, (float)v);
+}
+
+static int view_at(Enc *e, uint32_t u, const Ix *P) {
+  const Graph *g = e->g;
+  const Node *n = ir_node(g, u);
+  Ix Q[DVM_MAX_RANK];
+  switch ((Op)n->op) {
+  case OP_LITERAL: case OP_FULL: return lit(e, u);
+  case OP_ARANGE: {
+    int x = ix_vec(e, P[0]);
+    if (n->dtype == DT_I64) return x;
+    return emit(e, n->dtype == DT_I32 ? VM_L2I : VM_L2F, x, 0, 0);
+  }
+  case OP_TRANSPOSE: {
+    uint32_t x = ir_operand(g, u, 0);
+    const Attr *a = ir_attr(g, u, AK_PERM);
+    for (int k = 0; k < n->rank; k++) {
+      int pk = a && a->n ? ir_axis(g->lists.v[a->off + k], n->rank) : n->rank - 1 - k;
+      Q[pk] = P[k];
+    }
+    return view_at(e, x, Q);
+  }
+  case OP_BROADCAST_TO: {
+    uint32_t x = ir_operand(g, u, 0);
+    const Node *xn = ir_node(g, x);
+    for (int t = 0; t < xn->rank; t++) {
+      int d = t + n->rank - xn->rank;
+      int64_t one;
+      bool b = ir_dim_is_const(g, ir_shape(g, x)[t], &one) && one == 1 && ir_shape(g, x)[t] != ir_shape(g, u)[d];
+      Q[t] = b ? ix_s(sconst(e, 0)) : P[d];
+    }
+    return view_at(e, x, Q);
+  }
+  case OP_SLICE: {
+    uint32_t x = ir_operand(g, u, 0);
+    const Attr *ax = ir_attr(g, u, AK_AXES), *st = ir_attr(g, u, AK_STARTS), *sp = ir_attr(g, u, AK_STEPS);
+    for (int d = 0; d < n->rank; d++) Q[d] = P[d];
+    for (uint32_t i = 0; i < st->n; i++) {
+      int a = ax ? ir_axis(g->lists.v[ax->off + i], n->rank) : (int)i;
+      int64_t step = sp ? g->lists.v[sp->off + i] : 1;
+      Sv d = sdim(e, ir_shape(g, x)[a]), v = sdim(e, (Dim)g->clists.v[st->off + i]);
+      Sv start = {emit(e, VM_SSLICE, v.reg, d.reg, step > 0 ? 1 : -1), false, 0};
+      Q[a] = ix_add(e, ix_s(start), ix_mul(e, P[a], sconst(e, step)));
+    }
+    return view_at(e, x, Q);
+  }
+  case OP_CONCAT: {
+    int a = ir_axis(ir_attr_int(g, u, AK_AXIS, 0), n->rank);
+    Sv off = sconst(e, 0);
+    int res = -1, mask0 = e->mask;
+    bool guarded0 = e->guarded;
+    int at = ix_vec(e, P[a]);
+    for (uint32_t q = 0; q < n->nin; q++) {
+      uint32_t x = ir_operand(g, u, q);
+      Sv end = sbin(e, VM_SADD, off, sdim(e, ir_shape(g, x)[a]));
+      int in = emit(e, VM_XIN, at, off.reg, end.reg);
+      for (int d = 0; d < n->rank; d++) Q[d] = P[d];
+      Q[a] = ix_add(e, P[a], ix_s(sbin(e, VM_SSUB, sconst(e, 0), off)));
+      e->mask = mask0 >= 0 ? emit(e, VM_AND, mask0, in, 0) : in, e->guarded = true;
+      int val = view_at(e, x, Q);
+      bool wide = n->dtype == DT_I64;
+      res = res >= 0 ? emit(e, wide ? VM_SELW : VM_SEL, in, val, res) : val;
+      off = end;
+    }
+    e->mask = mask0, e->guarded = guarded0;
+    return res;
+  }
+  case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: {
+    uint32_t x = ir_operand(g, u, 0);
+    Ix l = linearize(e, u, P);
+    if (input_index(e, x) >= 0) return load_at(e, input_index(e, x), l);
+    const Node *xn = ir_node(g, x);
+    for (int t = xn->rank - 1; t >= 0; t--) {
+      if (t == 0) {
+        Q[0] = l;
+        break;
+      }
+      ix_divmod(e, l, sdim(e, ir_shape(g, x)[t]), &l, &Q[t]);
+    }
+    return view_at(e, x, Q);
+  }
+  default: {
+    int i = input_index(e, u);
+    if (i < 0) {
+      fail(e, "%s", "a view reads a value computed in the kernel");
+      return constf(e, 0);
+    }
+    return load_at(e, i, linearize(e, u, P));
+  }
+  }
+}
+
+/* The domain axis dim t of a rank-n value lines up with in alignment ctx, -1 if none. */
+static int domain_axis(const Enc *e, int n, int t, int ctx) {
+  if (!ctx) return t + (e->r - n);
+  int pos = t + (e->rr - n);
+  for (int d = 0; d < e->r; d++)
+    if (!(e->axes >> d & 1) && pos-- == 0) return d;
+  return -1;
+}
+
+static int view_here(Enc *e, uint32_t u) {
+  const Node *n = ir_node(e->g, u);
+  Ix P[DVM_MAX_RANK];
+  for (int t = 0; t < n->rank; t++) {
+    int dk = domain_axis(e, n->rank, t, e->ctx);
+    int64_t one;
+    bool b = dk < 0 || (ir_dim_is_const(e->g, ir_shape(e->g, u)[t], &one) && one == 1 &&
+                        ir_shape(e->g, u)[t] != e->dom[dk]);
+    P[t] = b ? ix_s(sconst(e, 0)) : dk == e->r - 1 ? (Ix){sconst(e, 0), 1, -1} : ix_s(sidx(dk));
+  }
+  return view_at(e, u, P);
+}
+
+/* ---- members ---------------------------------------------------------------------------- */
+
+static int eval(Enc *e, uint32_t u);
+
+static int operand(Enc *e, uint32_t v, uint32_t i) { return eval(e, ir_operand(e->g, v, i)); }
+
+static int load_input(Enc *e, int i) {
+  if (e->inmemo[2 * i + e->ctx] >= 0) return e->inmemo[2 * i + e->ctx];
+  uint32_t u = fu_inputs(e->p, e->k)[i];
+  int inner, s = base_reg(e, (uint32_t)i, u, e->ctx, &inner);
+  DType dt = (DType)ir_node(e->g, u)->dtype;
+  int x = emit(e, by_dtype(dt, VM_LD_F32, VM_LD_I32, VM_LD_I64, VM_LD_BOOL), s, i, inner);
+  return e->inmemo[2 * i + e->ctx] = x;
+}
+
+static int cast(Enc *e, int x, DType from, DType to) {
+  if (to == from) return x;
+  VmOp op;
+  if (to == DT_BOOL) op = from == DT_F32 ? VM_F2B : from == DT_I32 ? VM_I2B : VM_L2B;
+  else if (from == DT_BOOL) op = to == DT_F32 ? VM_B2F : to == DT_I32 ? VM_B2I : VM_B2L;
+  else if (to == DT_F32) op = from == DT_I32 ? VM_I2F : VM_L2F;
+  else if (from == DT_F32) op = to == DT_I32 ? VM_F2I : VM_F2L;
+  else op = to == DT_I64 ? VM_I2L : VM_L2I;
+  return emit(e, op, x, 0, 0);
+}
+
+static int elementwise(Enc *e, uint32_t v) {
+  const Graph *g = e->g;
+  Op op = (Op)ir_node(g, v)->op;
+  DType t = (DType)ir_node(g, v)->dtype, a = (DType)ir_node(g, ir_operand(g, v, 0))->dtype;
+  int x = operand(e, v, 0), y = ir_ops[op].arity >= 2 ? operand(e, v, 1) : -1;
+  switch (op) {
+  case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE: {
+    int d = op - OP_EQ;
+    VmOp base = a == DT_F32 ? VM_FEQ : a == DT_I64 ? VM_LEQ : VM_IEQ; /* bool: 0/1 as i32 */
+    return emit(e, (VmOp)(base + d), x, y, 0);
+  }
+  case OP_AND: return emit(e, VM_AND, x, y, 0);
+  case OP_OR: return emit(e, VM_OR, x, y, 0);
+  case OP_NOT: return emit(e, VM_NOT, x, 0, 0);
+  case OP_SELECT: return emit(e, t == DT_I64 ? VM_SELW : VM_SEL, x, y, operand(e, v, 2));
+  case OP_CAST: return cast(e, x, a, t);
+  default: break;
+  }
+  if (t == DT_I32 || t == DT_I64) {
+    bool w = t == DT_I64;
+    switch (op) {
+    case OP_NEG: return emit(e, w ? VM_LNEG : VM_INEG, x, 0, 0);
+    case OP_ABS: return emit(e, w ? VM_LABS : VM_IABS, x, 0, 0);
+    case OP_RELU: return emit(e, w ? VM_LRELU : VM_IRELU, x, 0, 0);
+    case OP_SIGN: return emit(e, w ? VM_LSIGN : VM_ISIGN, x, 0, 0);
+    case OP_ADD: return emit(e, w ? VM_LADD : VM_IADD, x, y, 0);
+    case OP_SUB: return emit(e, w ? VM_LSUB : VM_ISUB, x, y, 0);
+    case OP_MUL: return emit(e, w ? VM_LMUL : VM_IMUL, x, y, 0);
+    case OP_MAX: return emit(e, w ? VM_LMAX : VM_IMAX, x, y, 0);
+    case OP_MIN: return emit(e, w ? VM_LMIN : VM_IMIN, x, y, 0);
+    default: fail(e, "%s is not encoded for integers", ir_ops[op].name); return x;
+    }
+  }
+  switch (op) {
+  case OP_NEG: return emit(e, VM_NEG, x, 0, 0);
+  case OP_ABS: return emit(e, VM_ABS, x, 0, 0);
+  case OP_EXP: return emit(e, VM_EXP, x, 0, 0);
+  case OP_LOG: return emit(e, VM_LOG, x, 0, 0);
+  case OP_SQRT: return emit(e, VM_SQRT, x, 0, 0);
+  case OP_RSQRT: return emit(e, VM_RSQRT, x, 0, 0);
+  case OP_RECIPROCAL: return emit(e, VM_RECIP, x, 0, 0);
+  case OP_TANH: return emit(e, VM_TANH, x, 0, 0);
+  case OP_SIGMOID: return emit(e, VM_SIGMOID, x, 0, 0);
+  case OP_RELU: return emit(e, VM_RELU, x, 0, 0);
+  case OP_GELU: return emit(e, VM_GELU, x, 0, 0);
+  case OP_GELU_TANH: return emit(e, VM_GELU_TANH, x, 0, 0);
+  case OP_SILU: return emit(e, VM_SILU, x, 0, 0);
+  case OP_ERF: return emit(e, VM_ERF, x, 0, 0);
+  case OP_SIN: return emit(e, VM_SIN, x, 0, 0);
+  case OP_COS: return emit(e, VM_COS, x, 0, 0);
+  case OP_FLOOR: return emit(e, VM_FLOOR, x, 0, 0);
+  case OP_CEIL: return emit(e, VM_CEIL, x, 0, 0);
+  case OP_ROUND: return emit(e, VM_ROUND, x, 0, 0);
+  case OP_SIGN: return emit(e, VM_SIGN, x, 0, 0);
+  case OP_ADD: return emit(e, VM_ADD, x, y, 0);
+  case OP_SUB: return emit(e, VM_SUB, x, y, 0);
+  case OP_MUL: return emit(e, VM_MUL, x, y, 0);
+  case OP_DIV: return emit(e, VM_DIV, x, y, 0);
+  case OP_POW: return emit(e, VM_POW, x, y, 0);
+  case OP_MAX: return emit(e, VM_MAX, x, y, 0);
+  case OP_MIN: return emit(e, VM_MIN, x, y, 0);
+  case OP_CLIP:
+    if (ir_attr(g, v, AK_LO)) x = emit(e, VM_MAXK, x, 0, pool_f(e, (float)ir_attr_float(g, v, AK_LO, 0)));
+    if (ir_attr(g, v, AK_HI)) x = emit(e, VM_MINK, x, 0, pool_f(e, (float)ir_attr_float(g, v, AK_HI, 0)));
+    return x;
+  default: fail(e, "%s is not encoded", ir_ops[op].name); return x;
+  }
+}
+
+/* The value of u at the current tile (codegen.c eval). */
+static int eval(Enc *e, uint32_t u) {
+  if (ir_node(e->g, u)->op == OP_LITERAL) return lit(e, u);
+  int m = member_index(e, u);
+  if (m < 0) return load_input(e, input_index(e, u));
+  if (e->red[m] >= 0) return e->red[m];
+  if (e->memo[m] >= 0) return e->memo[m];
+  Op op = (Op)ir_node(e->g, u)->op;
+  int saved = e->ctx, r, x;
+  e->ctx = e->axes && ir_node(e->g, u)->rank == e->rr && e->rr < e->r;
+  switch (op) {
+  case OP_MATMUL: r = e->mm; break;
+  case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
+  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: r = view_here(e, u); break;
+  case OP_SOFTMAX:
+    x = emit(e, VM_EXP, emit(e, VM_SUB, operand(e, u, 0), e->n1[m], 0), 0, 0);
+    r = emit(e, VM_MUL, x, e->n2[m], 0);
+    break;
+  case OP_LOG_SOFTMAX: r = emit(e, VM_SUB, operand(e, u, 0), e->n2[m], 0); break;
+  case OP_LAYERNORM:
+    x = emit(e, VM_MUL, emit(e, VM_SUB, operand(e, u, 0), e->n1[m], 0), e->n2[m], 0);
+    r = emit(e, VM_ADD, emit(e, VM_MUL, x, operand(e, u, 1), 0), operand(e, u, 2), 0);
+    break;
+  case OP_RMSNORM: r = emit(e, VM_MUL, emit(e, VM_MUL, operand(e, u, 0), e->n2[m], 0), operand(e, u, 1), 0); break;
+  default: r = elementwise(e, u);
+  }
+  e->ctx = saved;
+  return e->memo[m] = r;
+}
+
+/* ---- programs ----------------------------------------------------------------------------- */
+
+enum { Q_VALUE, Q_EXP_SHIFTED, Q_SQ_CENTERED, Q_SQ };
+
+/* A pass folding a quantity of value x into slot `slot`. */
+static void add_pass(Enc *e, VmFold fold, uint32_t x, int what, int m, VmPost post, int slot, int aux, float eps) {
+  forget(e);
+  int v = eval(e, x);
+  if (what == Q_EXP_SHIFTED) v = emit(e, VM_EXP, emit(e, VM_SUB, v, e->n1[m], 0), 0, 0);
+  else if (what == Q_SQ_CENTERED) v = emit(e, VM_SUB, v, e->n1[m], 0), v = emit(e, VM_MUL, v, v, 0);
+  else if (what == Q_SQ) v = emit(e, VM_MUL, v, v, 0);
+  VmPass ps = {.fold = (uint8_t)fold, .post = (uint8_t)post, .eps = eps};
+  ps.prog = end_prog(e, &v, 1);
+  ps.src = (uint8_t)e->vr.v[v].phys;
+  ps.slot = (uint8_t)e->vr.v[slot].phys;
+  ps.aux = aux >= 0 ? (uint8_t)e->vr.v[aux].phys : 0;
+  vec_push(e->pass, ps);
+}
+
+static void passes(Enc *e) {
+  for (uint32_t m = 0; m < e->k->nmembers; m++) {
+    uint32_t v = fu_members(e->p, e->k)[m], x = ir_node(e->g, v)->nin ? ir_operand(e->g, v, 0) : 0;
+    switch ((Op)ir_node(e->g, v)->op) {
+    case OP_REDUCE_SUM: case OP_REDUCE_MEAN: case OP_REDUCE_MAX: case OP_REDUCE_MIN: {
+      Op op = (Op)ir_node(e->g, v)->op;
+      int slot = fixed_reg(e);
+      add_pass(e, op == OP_REDUCE_MAX ? VMF_MAX : op == OP_REDUCE_MIN ? VMF_MIN : VMF_SUM, x, Q_VALUE, (int)m,
+               op == OP_REDUCE_MEAN ? VMP_MEAN : VMP_COPY, slot, -1, 0);
+      e->red[m] = slot;
+      break;
+    }
+    case OP_SOFTMAX: case OP_LOG_SOFTMAX: {
+      bool log = ir_node(e->g, v)->op == OP_LOG_SOFTMAX;
+      e->n1[m] = fixed_reg(e);
+      add_pass(e, VMF_MAX, x, Q_VALUE, (int)m, VMP_COPY, e->n1[m], -1, 0);
+      int n2 = fixed_reg(e);
+      add_pass(e, VMF_SUM, x, Q_EXP_SHIFTED, (int)m, log ? VMP_LOGADD : VMP_RECIP, n2, e->n1[m], 0);
+      e->n2[m] = n2;
+      break;
+    }
+    case OP_LAYERNORM: {
+      float eps = (float)ir_attr_float(e->g, v, AK_EPS, 1e-5);
+      e->n1[m] = fixed_reg(e);
+      add_pass(e, VMF_SUM, x, Q_VALUE, (int)m, VMP_MEAN, e->n1[m], -1, 0);
+      int n2 = fixed_reg(e);
+      add_pass(e, VMF_SUM, x, Q_SQ_CENTERED, (int)m, VMP_RSQRT, n2, -1, eps);
+      e->n2[m] = n2;
+      break;
+    }
+    case OP_RMSNORM: {
+      float eps = (float)ir_attr_float(e->g, v, AK_EPS, 1e-6);
+      int n2 = fixed_reg(e);
+      add_pass(e, VMF_SUM, x, Q_SQ, (int)m, VMP_RSQRT, n2, -1, eps);
+      e->n2[m] = n2;
+      break;
+    }
+    default: break;
+    }
+  }
+}
+
+static bool is_full(const Enc *e, uint32_t v) {
+  const Node *a = ir_node(e->g, v), *d = ir_node(e->g, e->k->domain);
+  return a->rank == d->rank && !memcmp(ir_shape(e->g, v), ir_shape(e->g, e->k->domain), a->rank * sizeof(Dim));
+}
+
+/* The stores of the full-shaped (full) or the other (!full) outputs. */
+static VmProg stores(Enc *e, bool full) {
+  forget(e);
+  for (uint32_t o = 0; o < e->k->noutputs; o++) {
+    uint32_t v = fu_outputs(e->p, e->k)[o];
+    if (is_full(e, v) != full) continue;
+    int ctx = !full && e->axes && ir_node(e->g, v)->rank == e->rr && e->rr < e->r, inner;
+    int val = eval(e, v);
+    int s = base_reg(e, e->k->ninputs + o, v, ctx, &inner);
+    DType t = (DType)ir_node(e->g, v)->dtype;
+    store(e, by_dtype(t, VM_ST_F32, VM_ST_I32, VM_ST_I64, VM_ST_BOOL), val, s, e->k->ninputs + o, inner);
+  }
+  return end_prog(e, NULL, 0);
+}
+
+static bool col_mode(const Graph *g, const Kernel *k) {
+  int r = ir_node(g, k->domain)->rank;
+  return k->kind == KK_ROW && r >= 2 && k->axes && !(k->axes >> (r - 1) & 1);
+}
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
+  double t0 = now_us();
+  if (!jit_supported(p, k, why, n)) return NULL; /* the native tier's coverage */
+  if (k->ninputs + k->noutputs > 255) return snprintf(why, n, "more than 255 buffers"), NULL;
+  const Graph *g = p->g;
+  VmCode *c = calloc(1, sizeof *c);
+  int *mem = malloc((5 * (size_t)k->nmembers + 2 * (size_t)k->ninputs + 1) * sizeof *mem);
+  if (!c || !mem) ir_oom();
+  Enc e = {.p = p, .g = g, .k = k, .c = c, .memo = mem, .inmemo = mem + 5 * k->nmembers, .red = mem + k->nmembers,
+           .n1 = mem + 2 * k->nmembers, .n2 = mem + 3 * k->nmembers, .mm = -1, .ns = VS_FREE, .mask = -1};
+  for (uint32_t i = 0; i < 5 * k->nmembers; i++) mem[i] = -1;
+  const Node *dn = ir_node(g, k->domain);
+  e.r = e.rr = dn->rank, e.dom = ir_shape(g, k->domain);
+  if (k->kind == KK_ROW) e.axes = k->axes, e.rr = e.r - __builtin_popcount(k->axes);
+  for (int d = 0; d < e.r; d++) { /* dimtab[0..r) is the domain, position by position */
+    VmDim v = {0, -1};
+    if (!ir_dim_is_const(g, e.dom[d], &v.c))
+      for (uint32_t q = 0; q < k->ndims; q++)
+        if (p->dims.v[k->dims + q] == e.dom[d]) v.q = (int32_t)q;
+    vec_push(e.dimtab, v);
+    vec_push(e.dimid, e.dom[d]);
+  }
+  c->r = (uint8_t)e.r, c->axes = e.axes;
+  c->ninputs = k->ninputs, c->noutputs = k->noutputs, c->ndims = k->ndims;
+  int mm_member = -1;
+  for (uint32_t m = 0; m < k->nmembers; m++)
+    if (ir_node(g, fu_members(p, k)[m])->op == OP_MATMUL) mm_member = (int)m;
+  if (k->kind == KK_MIX) {
+    uint32_t v = fu_members(p, k)[mm_member], a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
+    bool ta = ir_attr_int(g, v, AK_TRANSPOSE_A, 0) != 0, tb = ir_attr_int(g, v, AK_TRANSPOSE_B, 0) != 0;
+    const Node *an = ir_node(g, a);
+    int kd = dim_index(&e, ir_shape(g, a)[an->rank - (ta ? 2 : 1)]);
+    c->K = e.dimtab.v[kd];
+    e.mm = fixed_reg(&e);
+    c->mm_reg = (uint8_t)e.vr.v[e.mm].phys;
+    if (ta || tb || ir_node(g, b)->rank != 2 || input_index(&e, a) < 0 || input_index(&e, b) < 0) {
+      c->mode = VMM_GEMM;
+      Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK];
+      Ix mi = ix_s(sidx(e.r - 2)), ki = ix_s((Sv){VS_K, false, 0});
+      for (int pass = 0; pass < 2; pass++) {
+        uint32_t x = pass ? b : a;
+        const Node *xn = ir_node(g, x);
+        Ix *P = pass ? Pb : Pa;
+        forget(&e);
+        for (int t = 0; t + 2 < xn->rank; t++) {
+          int d = t + e.r - xn->rank;
+          int64_t one;
+          bool bc = d < 0 || (ir_dim_is_const(g, ir_shape(g, x)[t], &one) && one == 1 && ir_shape(g, x)[t] != e.dom[d]);
+          P[t] = bc ? ix_s(sconst(&e, 0)) : ix_s(sidx(d));
+        }
+        Ix col = {sconst(&e, 0), 1, -1};
+        if (!pass) P[xn->rank - 2] = ta ? ki : mi, P[xn->rank - 1] = ta ? mi : ki;
+        else P[xn->rank - 2] = tb ? col : ki, P[xn->rank - 1] = tb ? ki : col;
+        int val = view_at(&e, x, P);
+        VmProg pr = end_prog(&e, &val, 1);
+        if (!pass) c->prog_a = pr, c->a_reg = (uint8_t)e.vr.v[val].phys;
+        else c->prog_b = pr, c->b_reg = (uint8_t)e.vr.v[val].phys;
+        e.vr.v[val].fixed = true; /* keep it out of later programs' way */
+        e.fixed_regs |= 1ull << e.vr.v[val].phys;
+      }
+    } else {
+      c->mode = VMM_MIX;
+      c->a_buf = (uint32_t)input_index(&e, a), c->b_buf = (uint32_t)input_index(&e, b);
+    }
+  } else {
+    c->mode = col_mode(g, k) ? VMM_COLS : VMM_ROWS;
+    passes(&e);
+  }
+  c->full = stores(&e, true);
+  c->reduced = stores(&e, false);
+  free(mem);
+  vec_free(e.tmp);
+  vec_free(e.vr);
+  vec_free(e.dimid);
+  c->code = e.code.v, c->ncode = e.code.n;
+  c->pool = e.pool.v, c->npool = e.pool.n;
+  c->pass = e.pass.v, c->npass = e.pass.n;
+  c->base = e.base.v, c->nbase = e.base.n;
+  c->dimtab = e.dimtab.v, c->ndimtab = e.dimtab.n;
+  c->nsreg = (uint32_t)e.ns;
+  if (c->ndimtab > 256) fail(&e, "%s", "the kernel has more than 256 distinct dims");
+  if (e.failed) {
+    snprintf(why, n, "%s", e.why);
+    vm_free(c);
+    return NULL;
+  }
+  c->encode_us = now_us() - t0;
+  return c;
+}
+
+void vm_free(VmCode *c) {
+  if (!c) return;
+  free(c->code);
+  free(c->pool);
+  free(c->pass);
+  free(c->base);
+  free(c->dimtab);
+  free(c);
+}
+
+/* ---- disassembly --------------------------------------------------------------------------- */
+
+static void dis_prog(Buf *b, const VmCode *c, const char *name, VmProg pr) {
+  if (!pr.n) return;
+  ir_put(b, "  %s:\n", name);
+  for (uint32_t i = pr.start; i < pr.start + pr.n; i++) {
+    const VmIns *in = &c->code[i];
+    const char *f = op_fmt[in->op];
+    ir_put(b, "    %-9s", op_names[in->op]);
+    int32_t fld[4] = {in->d, in->a, in->b, in->imm};
+    const char *sep = " ";
+    for (int k = 0; k < 4; k++) {
+      switch (f[k]) {
+      case 't': case 'w':
+        if (k == 3 && fld[k] < 0) ir_put(b, "%s-", sep);
+        else ir_put(b, "%s%s%d", sep, f[k] == 'w' ? "w" : "r", fld[k]);
+        break;
+      case 's': ir_put(b, "%ss%d", sep, fld[k]); break;
+      case 'n': ir_put(b, "%sbuf%d", sep, fld[k]); break;
+      case 'i': ir_put(b, "%s#%d", sep, fld[k]); break;
+      case 'k': {
+        int64_t v = c->pool[fld[k]];
+        float fv;
+        uint32_t bits = (uint32_t)v;
+        memcpy(&fv, &bits, 4);
+        if (in->op == VM_K_F32 || in->op == VM_MAXK || in->op == VM_MINK) ir_put(b, "%s%.9g", sep, (double)fv);
+        else ir_put(b, "%s%lld", sep, (long long)v);
+        break;
+      }
+      default: continue;
+      }
+      sep = ", ";
+    }
+    ir_put(b, "\n");
+  }
+}
+
+char *vm_disasm(const VmCode *c) {
+  static const char *const modes[] = {"rows", "cols", "mix", "gemm"};
+  static const char *const folds[] = {"sum", "max", "min"};
+  static const char *const posts[] = {"", " / L", " -> 1/x", " -> aux + log x", " -> 1/sqrt(x/L + eps)"};
+  Buf b = {0};
+  ir_put(&b, "  mode %s, %u instructions, %u tile registers, %u scalar registers, encoded in %.2f us\n",
+         modes[c->mode], c->ncode, c->nreg, c->nsreg, c->encode_us);
+  for (uint32_t i = 0; i < c->nbase; i++) {
+    const VmBase *bs = &c->base[i];
+    ir_put(&b, "  s%d = offset of buf%u at the position (axes", bs->reg, bs->buf);
+    for (int t = 0; t < bs->rank; t++) ir_put(&b, " %d", bs->axis[t]);
+    ir_put(&b, ")\n");
+  }
+  for (uint32_t i = 0; i < c->npass; i++) {
+    const VmPass *ps = &c->pass[i];
+    char name[96];
+    snprintf(name, sizeof name, "pass %u: r%d = fold %s of r%d%s", i, ps->slot, folds[ps->fold], ps->src, posts[ps->post]);
+    dis_prog(&b, c, name, ps->prog);
+  }
+  if (c->mode == VMM_MIX) ir_put(&b, "  r%d = buf%u @ buf%u (tile)\n", c->mm_reg, c->a_buf, c->b_buf);
+  if (c->mode == VMM_GEMM) {
+    dis_prog(&b, c, "a at k", c->prog_a);
+    dis_prog(&b, c, "b at k", c->prog_b);
+    ir_put(&b, "  r%d = sum over k of r%d * r%d\n", c->mm_reg, c->a_reg, c->b_reg);
+  }
+  dis_prog(&b, c, "full outputs", c->full);
+  if (c->reduced.n > 1) dis_prog(&b, c, "reduced outputs", c->reduced);
+  return ir_buf_done(&b);
+}
