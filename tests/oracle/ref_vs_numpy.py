@@ -32,8 +32,8 @@ NOT_TESTED_HERE = {"input", "param", "literal", "call"}
 
 NP = {"f32": np.float32, "f16": np.float16, "i32": np.int32, "i64": np.int64,
       "bool": np.bool_}
-# The tier under test: ref by default; DVM_ORACLE_TIER=llvm (or auto) runs the same cases
-# through the fused and native tiers, whose f32 arithmetic and libmvec transcendentals
+# The tier under test: ref by default; DVM_ORACLE_TIER=llvm, vm (or auto) runs the same
+# cases through the fused native, bytecode or tiered paths, whose f32 arithmetic and libmvec transcendentals
 # (a few ulp) differ from the reference's double-then-round by more than 1e-5 relative.
 TIER = os.environ.get("DVM_ORACLE_TIER", "ref")
 TOL = {"f32": (1e-5, 1e-6), "f16": (1e-3, 1e-4)} if TIER == "ref" else \

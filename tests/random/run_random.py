@@ -14,6 +14,7 @@ For each graph and each `# bind:` line in it (2 or 3 symbol bindings drawn from
                                       rtol 1e-4 (f16: 2e-3) and an absolute tolerance of
                                       max(1e-5 x the output's RMS, the graph's `# tol:`);
                                       integer and bool outputs exactly; NaN where ref has NaN;
+  - `--tier vm`                       bytecode kernels; the same tolerances as llvm;
   - default tier with DVM_JIT=off     the fused partition on the kernel-level reference
                                       path: bit for bit equal to ref (docs/fusion.md).
 The last of these runs at the first binding only (it is the same code as ref, kernel by
@@ -172,6 +173,14 @@ def run_graph(dvm, scratch, seed, index, text):
                 m = compare(nat[o], ref[o], tols.get(o, 0.0))
                 if m:
                     fail("llvm vs ref, output %s at %s: %s" % (
+                        o, " ".join("%s=%d" % kv for kv in syms.items()), m), cmd)
+        res.checks += 1
+        vm, _, cmd = run("vm", ["--tier", "vm"])
+        if vm is not None:
+            for o in outs:
+                m = compare(vm[o], ref[o], tols.get(o, 0.0))
+                if m:
+                    fail("vm vs ref, output %s at %s: %s" % (
                         o, " ".join("%s=%d" % kv for kv in syms.items()), m), cmd)
         if bi == 0:
             res.checks += 1
