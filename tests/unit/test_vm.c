@@ -1,0 +1,287 @@
+/* tests/unit/test_vm.c — the bytecode tier (jit/vm.h) against the native tier and the
+ * reference.
+ *
+ *   - elementwise ops (every f32 unary and binary op, compares, select, casts) give
+ *     bit-identical outputs in --tier vm and --tier llvm, at a row length with a tail;
+ *   - reductions and normalizations (rows and columns) agree within 1e-6 relative;
+ *   - tier-up: four threads run one model in the auto tier of a fresh context while its
+ *     kernels switch from bytecode to native code under them; every run agrees with the
+ *     reference, some runs see bytecode and the last ones native code;
+ *   - encode time: the median over W1–W8's kernels is printed (and must be < 100 us even
+ *     under the sanitizers). */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dvm.h"
+#include "check.h"
+#include "fusion/fusion.h"
+#include "jit/vm.h"
+
+static dvm_context *ctx;
+
+static dvm_model *compile(const char *text, dvm_tier tier) {
+  dvm_graph *g;
+  dvm_model *m = NULL;
+  dvm_compile_options opt = {.tier = tier};
+  if (dvm_graph_parse(ctx, text, strlen(text), "vm.dvm", &g)) {
+    printf("parse: %s\n", dvm_last_error());
+    return NULL;
+  }
+  if (dvm_model_compile(ctx, g, &opt, &m)) printf("compile: %s\n", dvm_last_error());
+  dvm_graph_destroy(g);
+  return m;
+}
+
+static const char *elementwise =
+    "graph ew\n"
+    "input x: f32[N, 1000]\n"
+    "input y: f32[N, 1000]\n"
+    "w = mul(x, 120.0)\n"          /* exp over its whole range, overflow and underflow */
+    "v = mul(x, 6.0)\n"
+    "ay = abs(y)\n"
+    "p = add(ay, 0.01)\n"
+    "o1 = exp(w)\n o2 = log(p)\n o3 = sqrt(p)\n o4 = rsqrt(p)\n o5 = reciprocal(v)\n"
+    "o6 = tanh(v)\n o7 = sigmoid(w)\n o8 = relu(v)\n o9 = gelu(v)\n o10 = gelu_tanh(v)\n"
+    "o11 = silu(w)\n o12 = erf(v)\n o13 = sin(w)\n o14 = cos(w)\n o15 = floor(v)\n"
+    "o16 = ceil(v)\n o17 = round(v)\n o18 = sign(v)\n o19 = add(v, y)\n o20 = sub(v, y)\n"
+    "o21 = mul(v, y)\n o22 = div(v, y)\n o23 = pow(p, v)\n o24 = max(v, y)\n o25 = min(v, y)\n"
+    "o26 = clip(v, lo=-1.5, hi=2.5)\n o27 = neg(v)\n o28 = abs(v)\n"
+    "c1 = lt(v, y)\n c2 = ne(v, y)\n o29 = select(c1, v, y)\n"
+    "o30 = cast(v, to=i32)\n o31 = cast(o30, to=f32)\n c3 = cast(o17, to=bool)\n"
+    "output o1, o2, o3, o4, o5, o6, o7, o8, o9, o10, o11, o12, o13, o14, o15, o16, o17, o18, "
+    "o19, o20, o21, o22, o23, o24, o25, o26, o27, o28, o29, o30, o31, c1, c2, c3\n";
+
+static const char *reductions =
+    "graph red\n"
+    "input x: f32[N, 777]\n"
+    "param g: f32[777]\n"
+    "param b: f32[777]\n"
+    "s = reduce_sum(x, axes=[1])\n"
+    "m = reduce_mean(x, axes=[1], keepdims=1)\n"
+    "mx = reduce_max(x, axes=[-1])\n"
+    "sm = softmax(x, axis=-1)\n"
+    "ls = log_softmax(x, axis=-1)\n"
+    "ln = layernorm(x, g, b)\n"
+    "rn = rmsnorm(x, g)\n"
+    "cs = reduce_sum(x, axes=[0])\n"
+    "cx = reduce_max(x, axes=[0], keepdims=1)\n"
+    "cm = sub(x, cx)\n"
+    "output s, m, mx, sm, ls, ln, rn, cs, cm\n";
+
+/* Run m on inputs x (and y) of N rows; outputs into o (caller frees). */
+static int run(dvm_model *m, dvm_tensor *x, dvm_tensor *y, dvm_tensor **o) {
+  const char *names[] = {"x", "y"};
+  dvm_tensor *in[] = {x, y};
+  return dvm_model_run(m, y ? 2 : 1, names, in, o);
+}
+
+static void test_elementwise(void) {
+  dvm_model *vm = compile(elementwise, DVM_TIER_VM), *nat = compile(elementwise, DVM_TIER_LLVM);
+  CHECK(vm && nat, "compile");
+  if (!vm || !nat) return;
+  int no = dvm_model_num_outputs(vm);
+  for (int64_t n = 1; n <= 9; n += 4) {
+    dvm_tensor *x, *y, *a[64] = {0}, *b[64] = {0};
+    dvm_tensor_create(DVM_F32, 2, (const int64_t[]){n, 1000}, &x);
+    dvm_tensor_create(DVM_F32, 2, (const int64_t[]){n, 1000}, &y);
+    dvm_tensor_fill_random(x, 7 + (uint64_t)n);
+    dvm_tensor_fill_random(y, 70 + (uint64_t)n);
+    CHECK(!run(vm, x, y, a) && !run(nat, x, y, b), "run: %s", dvm_last_error());
+    for (int i = 0; i < no && a[i] && b[i]; i++) {
+      size_t bytes = (size_t)dvm_tensor_numel(a[i]) * (dvm_tensor_dtype(a[i]) == DVM_BOOL ? 1 : 4);
+      const uint8_t *p = dvm_tensor_data(a[i]), *q = dvm_tensor_data(b[i]);
+      size_t at = 0;
+      while (at < bytes && p[at] == q[at]) at++;
+      CHECK(at == bytes, "output %s at N=%lld differs from native at byte %zu", dvm_model_output_name(vm, i),
+            (long long)n, at);
+    }
+    for (int i = 0; i < no; i++) dvm_tensor_destroy(a[i]), dvm_tensor_destroy(b[i]);
+    dvm_tensor_destroy(x), dvm_tensor_destroy(y);
+  }
+  dvm_model_destroy(vm), dvm_model_destroy(nat);
+}
+
+static void test_reductions(void) {
+  dvm_model *vm = compile(reductions, DVM_TIER_VM), *nat = compile(reductions, DVM_TIER_LLVM);
+  CHECK(vm && nat, "compile");
+  if (!vm || !nat) return;
+  dvm_tensor *g, *b;
+  dvm_tensor_create(DVM_F32, 1, (const int64_t[]){777}, &g);
+  dvm_tensor_create(DVM_F32, 1, (const int64_t[]){777}, &b);
+  dvm_tensor_fill_random(g, 1), dvm_tensor_fill_random(b, 2);
+  dvm_model *ms[] = {vm, nat};
+  for (int i = 0; i < 2; i++) dvm_model_set_param(ms[i], "g", g), dvm_model_set_param(ms[i], "b", b);
+  int no = dvm_model_num_outputs(vm);
+  for (int64_t n = 1; n <= 300; n = n * 5 + 2) {
+    dvm_tensor *x, *a[16] = {0}, *c[16] = {0};
+    dvm_tensor_create(DVM_F32, 2, (const int64_t[]){n, 777}, &x);
+    dvm_tensor_fill_random(x, 11 + (uint64_t)n);
+    CHECK(!run(vm, x, NULL, a) && !run(nat, x, NULL, c), "run: %s", dvm_last_error());
+    for (int i = 0; i < no && a[i] && c[i]; i++) {
+      double worst = 0;
+      for (int64_t e = 0; e < dvm_tensor_numel(a[i]); e++) {
+        double p = dvm_tensor_get_f64(a[i], e), q = dvm_tensor_get_f64(c[i], e);
+        /* relative to the value, or to the sum of the terms' magnitudes for sums that
+           cancel (terms uniform in [-1, 1): 0.5 per term) */
+        const char *on = dvm_model_output_name(vm, i);
+        double terms = !strcmp(on, "s") ? 0.5 * 777 : !strcmp(on, "cs") ? 0.5 * (double)n : 1.0;
+        double r = fabs(p - q) / fmax(fabs(q), terms);
+        worst = r > worst ? r : worst;
+      }
+      CHECK(worst <= 1e-6, "output %s at N=%lld: vm vs native %.3g relative", dvm_model_output_name(vm, i),
+            (long long)n, worst);
+    }
+    for (int i = 0; i < no; i++) dvm_tensor_destroy(a[i]), dvm_tensor_destroy(c[i]);
+    dvm_tensor_destroy(x);
+  }
+  dvm_model_destroy(vm), dvm_model_destroy(nat);
+  dvm_tensor_destroy(g), dvm_tensor_destroy(b);
+}
+
+/* ---- tier-up ---------------------------------------------------------------------------- */
+
+static const char *mlp =
+    "graph up\n"
+    "input x: f32[N, 256]\n"
+    "param w1: f32[256, 512]\n"
+    "param w2: f32[512, 256]\n"
+    "param g: f32[256]\n"
+    "n = layernorm(x, g, g)\n"
+    "h0 = matmul(n, w1)\n"
+    "h = gelu(h0)\n"
+    "o = matmul(h, w2)\n"
+    "o1 = mul(o, 0.002)\n"          /* logits of a few units: a well-conditioned softmax */
+    "r = add(x, o1)\n"
+    "y = softmax(r, axis=-1)\n"
+    "output y\n";
+
+typedef struct Up {
+  dvm_model *m;
+  dvm_tensor *x, *want;
+  int runs, bad, saw_vm;
+} Up;
+
+static void *up_worker(void *arg) {
+  Up *u = arg;
+  for (int i = 0; i < 400; i++) {
+    dvm_stats s;
+    dvm_model_stats(u->m, &s);
+    if (s.native_kernels < s.kernels) u->saw_vm++;
+    dvm_tensor *o = NULL;
+    if (run(u->m, u->x, NULL, &o)) {
+      u->bad++;
+      continue;
+    }
+    for (int64_t e = 0; e < dvm_tensor_numel(o); e++) {
+      double p = dvm_tensor_get_f64(o, e), q = dvm_tensor_get_f64(u->want, e);
+      if (!(fabs(p - q) <= 1e-4 * fabs(q) + 1e-7)) {
+        u->bad++;
+        break;
+      }
+    }
+    dvm_tensor_destroy(o);
+    u->runs++;
+    if (s.native_kernels == s.kernels && i > 20) break; /* native under it for a while */
+  }
+  return NULL;
+}
+
+static void test_tier_up(void) {
+  dvm_context *fresh; /* no compiled kernels yet */
+  dvm_context_create(&fresh);
+  dvm_context *saved = ctx;
+  ctx = fresh;
+  dvm_model *up = compile(mlp, DVM_TIER_AUTO), *ref = compile(mlp, DVM_TIER_REF);
+  ctx = saved;
+  CHECK(up && ref, "compile");
+  if (!up || !ref) return;
+  const char *pn[] = {"w1", "w2", "g"};
+  const int64_t shp[][2] = {{256, 512}, {512, 256}, {256, 0}};
+  dvm_tensor *pt[3];
+  for (int i = 0; i < 3; i++) {
+    dvm_tensor_create(DVM_F32, i == 2 ? 1 : 2, shp[i], &pt[i]);
+    dvm_tensor_fill_random(pt[i], 100 + (uint64_t)i);
+    dvm_model_set_param(up, pn[i], pt[i]), dvm_model_set_param(ref, pn[i], pt[i]);
+  }
+  Up u[4];
+  pthread_t th[4];
+  for (int t = 0; t < 4; t++) {
+    u[t] = (Up){.m = up};
+    dvm_tensor_create(DVM_F32, 2, (const int64_t[]){3 + 5 * t, 256}, &u[t].x);
+    dvm_tensor_fill_random(u[t].x, 1000 + (uint64_t)t);
+    CHECK(!run(ref, u[t].x, NULL, &u[t].want), "reference run");
+  }
+  for (int t = 0; t < 4; t++) pthread_create(&th[t], NULL, up_worker, &u[t]);
+  int runs = 0, bad = 0, saw_vm = 0;
+  for (int t = 0; t < 4; t++) {
+    pthread_join(th[t], NULL);
+    runs += u[t].runs, bad += u[t].bad, saw_vm += u[t].saw_vm;
+  }
+  dvm_model_wait(up);
+  dvm_stats s;
+  dvm_model_stats(up, &s);
+  printf("tier-up: %d runs on 4 threads, %d while some kernels were bytecode; %lld of %lld kernels native "
+         "at the end; %lld encodes in %.1f us\n",
+         runs, saw_vm, (long long)s.native_kernels, (long long)s.kernels, (long long)s.vm_encodes, s.encode_us);
+  CHECK(bad == 0, "%d of %d runs differ from the reference", bad, runs);
+  CHECK(saw_vm > 0, "no run saw bytecode (compiles were done before the first run)");
+  CHECK(s.native_kernels == s.kernels, "native code never arrived");
+  CHECK(s.vm_encodes == s.kernels, "every kernel encoded");
+  for (int t = 0; t < 4; t++) dvm_tensor_destroy(u[t].x), dvm_tensor_destroy(u[t].want);
+  for (int i = 0; i < 3; i++) dvm_tensor_destroy(pt[i]);
+  dvm_model_destroy(up), dvm_model_destroy(ref);
+  dvm_context_destroy(fresh);
+}
+
+/* ---- encode time over W1–W8 ----------------------------------------------------------------- */
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void test_encode_time(void) {
+  double t[512];
+  int n = 0;
+  for (int w = 1; w <= 8; w++) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/bench/workloads/W%d.dvm", DVM_SOURCE_DIR, w);
+    dvm_graph *g;
+    if (dvm_graph_load(ctx, path, &g)) {
+      CHECK(0, "load %s: %s", path, dvm_last_error());
+      continue;
+    }
+    dvm_compile_options opt = {.tier = DVM_TIER_VM};
+    dvm_model *m;
+    for (int rep = 0; rep < 5; rep++) { /* the first encodes of a process warm its caches */
+      if (dvm_model_compile(ctx, g, &opt, &m)) break;
+      dvm_stats s;
+      dvm_model_stats(m, &s);
+      if (rep == 4 && s.vm_encodes) /* per kernel: the model's mean */
+        for (int64_t k = 0; k < s.vm_encodes && n < 512; k++) t[n++] = s.encode_us / (double)s.vm_encodes;
+      dvm_model_destroy(m);
+    }
+    dvm_graph_destroy(g);
+  }
+  qsort(t, (size_t)n, sizeof *t, cmp_d);
+  double med = n ? t[n / 2] : 0;
+  printf("encode: median %.2f us per kernel over %d kernels of W1-W8\n", med, n);
+  CHECK(n > 0 && med < 100, "median encode %.2f us", med);
+}
+
+int main(void) {
+  int lanes = 0;
+  const char *isa = vm_isa(&lanes);
+  printf("interpreter: %s (%d x f32), tiles of %d\n", isa, lanes, VM_T);
+  dvm_context_create(&ctx);
+  test_elementwise();
+  test_reductions();
+  test_tier_up();
+  test_encode_time();
+  dvm_context_destroy(ctx);
+  return CHECK_SUMMARY();
+}
