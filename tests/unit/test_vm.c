@@ -167,10 +167,12 @@ typedef struct Up {
 
 static void *up_worker(void *arg) {
   Up *u = arg;
-  for (int i = 0; i < 400; i++) {
+  time_t t0 = time(NULL);
+  for (int after = 0; after < 50 && time(NULL) - t0 < 60;) { /* until 50 runs after native code */
     dvm_stats s;
     dvm_model_stats(u->m, &s);
     if (s.native_kernels < s.kernels) u->saw_vm++;
+    else after++;
     dvm_tensor *o = NULL;
     if (run(u->m, u->x, NULL, &o)) {
       u->bad++;
@@ -185,7 +187,6 @@ static void *up_worker(void *arg) {
     }
     dvm_tensor_destroy(o);
     u->runs++;
-    if (s.native_kernels == s.kernels && i > 20) break; /* native under it for a while */
   }
   return NULL;
 }
@@ -229,6 +230,7 @@ static void test_tier_up(void) {
          runs, saw_vm, (long long)s.native_kernels, (long long)s.kernels, (long long)s.vm_encodes, s.encode_us);
   CHECK(bad == 0, "%d of %d runs differ from the reference", bad, runs);
   CHECK(saw_vm > 0, "no run saw bytecode (compiles were done before the first run)");
+  CHECK(runs > saw_vm, "no run saw native code");
   CHECK(s.native_kernels == s.kernels, "native code never arrived");
   CHECK(s.vm_encodes == s.kernels, "every kernel encoded");
   for (int t = 0; t < 4; t++) dvm_tensor_destroy(u[t].x), dvm_tensor_destroy(u[t].want);
