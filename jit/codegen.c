@@ -213,6 +213,7 @@ typedef struct Cg {
   LLVMValueRef j, mask;  /* current column and lane mask (NULL: all lanes) */
   LLVMValueRef kk;       /* general matmul: the current k */
   bool guarded;          /* a concat operand: lanes outside c->mask must not be read */
+  int gathers;           /* gathers emitted so far (probes of a layout count them) */
   LLVMValueRef mm;       /* mix kernels: the matmul's accumulator at this column */
   int mm_member;
   int stash_member;      /* row kernels: the softmax whose exp(x - max) row is kept ... */
@@ -729,6 +730,7 @@ static LLVMValueRef load_at(Cg *c, int i, Ix off) {
   } else if (!off.v && off.k == 1) {
     x = load_elems(c, et, p, LLVMBuildAdd(c->B, off.s, c->j, ""));
   } else { /* a gather */
+    c->gathers++;
     LLVMValueRef vo = ix_vec(c, off);
     LLVMValueRef ptrs = LLVMBuildGEP2(c->B, et, p, &vo, 1, "");
     LLVMTypeRef vt = LLVMVectorType(et, (unsigned)c->W);
@@ -1375,6 +1377,7 @@ static void sm_block(Cg *c, LLVMValueRef row, void *arg) {
 typedef struct Gm {
   uint32_t a, b;
   bool ta, tb;
+  bool dot;       /* dot form: lanes along k (b's columns would be gathers, its k is contiguous) */
   LLVMValueRef K, L, row;
 } Gm;
 
@@ -1415,11 +1418,102 @@ static LLVMValueRef gm_body(Cg *c, void *arg, LLVMValueRef acc) {
   return store_body(c, &st, acc);
 }
 
+/* Dot form (q @ kᵀ and other b read across its rows): each of the W output columns of the
+ * block is a dot product with lanes along k, both operands read contiguously; W
+ * accumulators, then each one's horizontal sum is one lane of the block's value. Lanes
+ * beyond k's end, and columns beyond the row's end, are masked (never read). */
+static void dot_chunk(Cg *c, Gm *gm, LLVMValueRef jcol, LLVMValueRef colmask, LLVMValueRef *acc) {
+  LLVMTypeRef t = c->vf;
+  Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK], m = ix_scalar(c->idx[c->r - 2]), k = {ci64(c, 0), 1, NULL};
+  LLVMValueRef kmask = c->mask;
+  bool guarded = c->guarded;
+  gm_pos(c, gm->a, gm->ta ? k : m, gm->ta ? m : k, Pa);
+  LLVMValueRef av = view_at(c, gm->a, Pa);
+  for (int n = 0; n < c->W; n++) {
+    Ix col = ix_scalar(LLVMBuildAdd(c->B, jcol, ci64(c, n), ""));
+    gm_pos(c, gm->b, gm->tb ? col : k, gm->tb ? k : col, Pb);
+    if (colmask) { /* column n of a tail block may lie past the row */
+      LLVMValueRef on = vsplat(c, LLVMBuildExtractElement(c->B, colmask, LLVMConstInt(c->i32, (unsigned)n, 0), ""), "");
+      c->mask = kmask ? LLVMBuildAnd(c->B, kmask, on, "") : on, c->guarded = true;
+    }
+    acc[n] = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){av, view_at(c, gm->b, Pb), acc[n]}, 3);
+    c->mask = kmask, c->guarded = guarded;
+  }
+}
+
+static LLVMValueRef dot_body(Cg *c, void *arg, LLVMValueRef unused) {
+  Gm *gm = arg;
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef jcol = c->j, colmask = c->mask, acc[64], phi[64];
+  LLVMValueRef W = ci64(c, c->W);
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = LLVMAppendBasicBlockInContext(c->C, c->fn, "dot"),
+                    body = LLVMAppendBasicBlockInContext(c->C, c->fn, "dot.body"),
+                    tail = LLVMAppendBasicBlockInContext(c->C, c->fn, "dot.tail"),
+                    done = LLVMAppendBasicBlockInContext(c->C, c->fn, "dot.done");
+  LLVMBuildBr(B, head);
+  LLVMPositionBuilderAtEnd(B, head);
+  LLVMValueRef kk = LLVMBuildPhi(B, c->i64, "k");
+  for (int n = 0; n < c->W; n++) phi[n] = LLVMBuildPhi(B, c->vf, "dot.acc");
+  LLVMValueRef k1 = LLVMBuildAdd(B, kk, W, "");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLE, k1, gm->K, ""), body, tail);
+  LLVMPositionBuilderAtEnd(B, body); /* whole vectors of k */
+  for (int n = 0; n < c->W; n++) acc[n] = phi[n];
+  c->j = kk, c->mask = NULL;
+  dot_chunk(c, gm, jcol, colmask, acc);
+  LLVMBasicBlockRef body_end = LLVMGetInsertBlock(B);
+  LLVMBuildBr(B, head);
+  LLVMAddIncoming(kk, (LLVMValueRef[]){ci64(c, 0), k1}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
+  for (int n = 0; n < c->W; n++)
+    LLVMAddIncoming(phi[n], (LLVMValueRef[]){splatf(c, 0), acc[n]}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
+  LLVMPositionBuilderAtEnd(B, tail); /* the rest of k, masked (maybe none) */
+  for (int n = 0; n < c->W; n++) acc[n] = phi[n];
+  c->j = kk, c->mask = tail_mask(c, LLVMBuildSub(B, gm->K, kk, ""));
+  dot_chunk(c, gm, jcol, colmask, acc);
+  LLVMBuildBr(B, done);
+  LLVMPositionBuilderAtEnd(B, done);
+  LLVMValueRef sum = splatf(c, 0);
+  LLVMTypeRef t = c->vf;
+  for (int n = 0; n < c->W; n++) {
+    LLVMValueRef args[2] = {LLVMConstReal(c->f32, -0.0), acc[n]};
+    LLVMValueRef s = intrinsic(c, "llvm.vector.reduce.fadd", &t, 1, args, 2);
+    LLVMSetFastMathFlags(s, LLVMFastMathAllowReassoc);
+    sum = LLVMBuildInsertElement(B, sum, s, LLVMConstInt(c->i32, (unsigned)n, 0), "");
+  }
+  c->j = jcol, c->mask = colmask;
+  forget(c);
+  c->mm = sum;
+  Store st = {gm->row, gm->L};
+  return store_body(c, &st, unused);
+}
+
 static void gm_row(Cg *c, LLVMValueRef row, void *arg) {
   Gm *gm = arg;
   gm->row = row;
   row_bases(c, row, c->dom, c->r);
-  columns(c, gm->L, NULL, gm_body, gm);
+  columns(c, gm->L, NULL, gm->dot ? dot_body : gm_body, gm);
+}
+
+/* Would reading b (lanes along its columns) gather, and would the dot form not? Probed by
+ * emitting both reads into a scratch block that is then deleted. */
+static bool want_dot(Cg *c, Gm *gm) {
+  LLVMBasicBlockRef at = LLVMGetInsertBlock(c->B), probe = LLVMAppendBasicBlockInContext(c->C, c->fn, "probe");
+  LLVMPositionBuilderAtEnd(c->B, probe);
+  for (int d = 0; d < c->r; d++) c->idx[d] = ci64(c, 0);
+  c->j = ci64(c, 0), c->mask = NULL;
+  Ix P[DVM_MAX_RANK], zero = ix_scalar(ci64(c, 0)), lanes = {ci64(c, 0), 1, NULL};
+  int g0 = c->gathers;
+  gm_pos(c, gm->b, gm->tb ? lanes : zero, gm->tb ? zero : lanes, P); /* columns along lanes */
+  view_at(c, gm->b, P);
+  bool col_gathers = c->gathers > g0;
+  g0 = c->gathers;
+  gm_pos(c, gm->b, gm->tb ? zero : lanes, gm->tb ? lanes : zero, P); /* k along lanes */
+  view_at(c, gm->b, P);
+  gm_pos(c, gm->a, gm->ta ? lanes : zero, gm->ta ? zero : lanes, P);
+  view_at(c, gm->a, P);
+  bool k_gathers = c->gathers > g0;
+  LLVMDeleteBasicBlock(probe);
+  LLVMPositionBuilderAtEnd(c->B, at);
+  return col_gathers && !k_gathers;
 }
 
 /* Does the matmul need the general path? */
@@ -1577,6 +1671,7 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
              .ta = ir_attr_int(c.g, v, AK_TRANSPOSE_A, 0) != 0, .tb = ir_attr_int(c.g, v, AK_TRANSPOSE_B, 0) != 0};
     const Node *an = ir_node(c.g, gm.a);
     gm.K = dimval(&c, ir_shape(c.g, gm.a)[an->rank - (gm.ta ? 2 : 1)]);
+    gm.dot = want_dot(&c, &gm);
     counted(&c, begin, end, 1, gm_row, &gm);
     LLVMBuildRetVoid(c.B);
     LLVMDisposeBuilder(c.B);
