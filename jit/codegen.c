@@ -664,9 +664,24 @@ typedef struct Ix {
   LLVMValueRef s; /* scalar part */
   int64_t k;      /* lanes coefficient, when v is NULL */
   LLVMValueRef v; /* <W x i64>, or NULL */
+  int64_t al;     /* a power of two known to divide s (0: only what a constant s says) */
 } Ix;
 
-static Ix ix_scalar(LLVMValueRef s) { return (Ix){s, 0, NULL}; }
+enum { AL_MAX = 1 << 20 };
+
+static Ix ix_scalar(LLVMValueRef s) { return (Ix){s, 0, NULL, 0}; }
+
+/* The power of two known to divide x: a constant's own, else 1. */
+static int64_t pow2_of(LLVMValueRef x) {
+  if (!LLVMIsConstant(x)) return 1;
+  int64_t v = LLVMConstIntGetSExtValue(x);
+  return v == 0 ? AL_MAX : (v & -v) > AL_MAX ? AL_MAX : (v & -v);
+}
+
+static int64_t ix_al(Ix a) {
+  int64_t p = pow2_of(a.s);
+  return a.al > p ? a.al : p;
+}
 
 static LLVMValueRef ix_vec(Cg *c, Ix a) {
   if (a.v) return a.v;
@@ -679,17 +694,26 @@ static LLVMValueRef ix_vec(Cg *c, Ix a) {
 }
 
 static Ix ix_add(Cg *c, Ix a, Ix b) {
-  if (!a.v && !b.v) return (Ix){LLVMBuildAdd(c->B, a.s, b.s, ""), a.k + b.k, NULL};
-  return (Ix){ci64(c, 0), 0, LLVMBuildAdd(c->B, ix_vec(c, a), ix_vec(c, b), "")};
+  if (!a.v && !b.v) {
+    int64_t x = ix_al(a), y = ix_al(b);
+    return (Ix){LLVMBuildAdd(c->B, a.s, b.s, ""), a.k + b.k, NULL, x < y ? x : y};
+  }
+  return (Ix){ci64(c, 0), 0, LLVMBuildAdd(c->B, ix_vec(c, a), ix_vec(c, b), ""), 0};
 }
 
-static Ix ix_mul(Cg *c, Ix a, LLVMValueRef m) {
-  if (!a.v && (!a.k || LLVMIsConstant(m)))
-    return (Ix){LLVMBuildMul(c->B, a.s, m, ""), a.k ? a.k * LLVMConstIntGetSExtValue(m) : 0, NULL};
-  return (Ix){ci64(c, 0), 0, LLVMBuildMul(c->B, ix_vec(c, a), vsplat(c, m, ""), "")};
+/* a · m, m_al a power of two known to divide m. */
+static Ix ix_mul(Cg *c, Ix a, LLVMValueRef m, int64_t m_al) {
+  if (!a.v && (!a.k || LLVMIsConstant(m))) {
+    int64_t al = ix_al(a) * (m_al > pow2_of(m) ? m_al : pow2_of(m));
+    return (Ix){LLVMBuildMul(c->B, a.s, m, ""), a.k ? a.k * LLVMConstIntGetSExtValue(m) : 0, NULL,
+                al > AL_MAX ? AL_MAX : al};
+  }
+  return (Ix){ci64(c, 0), 0, LLVMBuildMul(c->B, ix_vec(c, a), vsplat(c, m, ""), ""), 0};
 }
 
-/* a / m and a % m (non-negative indices). */
+/* a / m and a % m (non-negative indices). Lanes along a (k = 1) whose block of W starts at
+ * a multiple of W never cross a multiple of m when W divides m: then the quotient is a
+ * scalar and the remainder keeps the lanes (the column j is always a multiple of W). */
 static void ix_divmod(Cg *c, Ix a, LLVMValueRef m, Ix *q, Ix *r) {
   if (!a.v && !a.k) {
     *q = ix_scalar(LLVMBuildUDiv(c->B, a.s, m, ""));
@@ -701,9 +725,15 @@ static void ix_divmod(Cg *c, Ix a, LLVMValueRef m, Ix *q, Ix *r) {
     *q = a, *r = ix_scalar(ci64(c, 0));
     return;
   }
+  if (!a.v && a.k == 1 && mc > 0 && mc % c->W == 0 && ix_al(a) % c->W == 0) {
+    LLVMValueRef base = LLVMBuildAdd(c->B, a.s, c->j, "");
+    *q = ix_scalar(LLVMBuildUDiv(c->B, base, m, ""));
+    *r = (Ix){LLVMBuildSub(c->B, LLVMBuildURem(c->B, base, m, ""), c->j, ""), 1, NULL, c->W};
+    return;
+  }
   LLVMValueRef v = ix_vec(c, a), mv = vsplat(c, m, "");
-  *q = (Ix){ci64(c, 0), 0, LLVMBuildUDiv(c->B, v, mv, "")};
-  *r = (Ix){ci64(c, 0), 0, LLVMBuildURem(c->B, v, mv, "")};
+  *q = (Ix){ci64(c, 0), 0, LLVMBuildUDiv(c->B, v, mv, ""), 0};
+  *r = (Ix){ci64(c, 0), 0, LLVMBuildURem(c->B, v, mv, ""), 0};
 }
 
 /* Row-major linear index of position P in value u's shape. */
@@ -712,9 +742,12 @@ static Ix linearize(Cg *c, uint32_t u, const Ix *P) {
   const Dim *sh = ir_shape(c->g, u);
   Ix l = ix_scalar(ci64(c, 0));
   LLVMValueRef stride = ci64(c, 1);
+  int64_t stride_al = 1; /* the constant dims' powers of two divide every later stride */
   for (int t = n->rank - 1; t >= 0; t--) {
-    l = ix_add(c, l, ix_mul(c, P[t], stride));
-    stride = LLVMBuildMul(c->B, stride, dimval(c, sh[t]), "");
+    l = ix_add(c, l, ix_mul(c, P[t], stride, stride_al));
+    LLVMValueRef d = dimval(c, sh[t]);
+    stride = LLVMBuildMul(c->B, stride, d, "");
+    stride_al = stride_al * pow2_of(d) > AL_MAX ? AL_MAX : stride_al * pow2_of(d);
   }
   return l;
 }
@@ -787,7 +820,7 @@ static LLVMValueRef view_at(Cg *c, uint32_t u, const Ix *P) {
       LLVMValueRef lo = ci64(c, step > 0 ? 0 : -1), hi = step > 0 ? d : LLVMBuildSub(B, d, ci64(c, 1), "");
       v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, v, lo, ""), lo, v, "");
       v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, v, hi, ""), hi, v, "");
-      Q[a] = ix_add(c, ix_scalar(v), ix_mul(c, P[a], ci64(c, step)));
+      Q[a] = ix_add(c, ix_scalar(v), ix_mul(c, P[a], ci64(c, step), 1));
     }
     return view_at(c, x, Q);
   }
@@ -840,7 +873,7 @@ static LLVMValueRef view_here(Cg *c, uint32_t u) {
     int64_t one;
     bool b = dk < 0 || (ir_dim_is_const(c->g, ir_shape(c->g, u)[t], &one) && one == 1 &&
                         ir_shape(c->g, u)[t] != c->dom[dk]);
-    P[t] = b ? ix_scalar(ci64(c, 0)) : dk == c->r - 1 ? (Ix){ci64(c, 0), 1, NULL} : ix_scalar(c->idx[dk]);
+    P[t] = b ? ix_scalar(ci64(c, 0)) : dk == c->r - 1 ? (Ix){ci64(c, 0), 1, NULL, 0} : ix_scalar(c->idx[dk]);
   }
   return view_at(c, u, P);
 }
@@ -1399,7 +1432,7 @@ static void place_k(Cg *c, LLVMValueRef k) { c->kk = k; }
 static LLVMValueRef gm_step(Cg *c, void *arg, LLVMValueRef acc) {
   Gm *gm = arg;
   Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK], m = ix_scalar(c->idx[c->r - 2]), k = ix_scalar(c->kk),
-     col = {ci64(c, 0), 1, NULL};
+     col = {ci64(c, 0), 1, NULL, 0};
   gm_pos(c, gm->a, gm->ta ? k : m, gm->ta ? m : k, Pa);
   gm_pos(c, gm->b, gm->tb ? col : k, gm->tb ? k : col, Pb);
   LLVMTypeRef t = c->vf;
@@ -1424,7 +1457,7 @@ static LLVMValueRef gm_body(Cg *c, void *arg, LLVMValueRef acc) {
  * beyond k's end, and columns beyond the row's end, are masked (never read). */
 static void dot_chunk(Cg *c, Gm *gm, LLVMValueRef jcol, LLVMValueRef colmask, LLVMValueRef *acc) {
   LLVMTypeRef t = c->vf;
-  Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK], m = ix_scalar(c->idx[c->r - 2]), k = {ci64(c, 0), 1, NULL};
+  Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK], m = ix_scalar(c->idx[c->r - 2]), k = {ci64(c, 0), 1, NULL, 0};
   LLVMValueRef kmask = c->mask;
   bool guarded = c->guarded;
   gm_pos(c, gm->a, gm->ta ? k : m, gm->ta ? m : k, Pa);
@@ -1500,7 +1533,7 @@ static bool want_dot(Cg *c, Gm *gm) {
   LLVMPositionBuilderAtEnd(c->B, probe);
   for (int d = 0; d < c->r; d++) c->idx[d] = ci64(c, 0);
   c->j = ci64(c, 0), c->mask = NULL;
-  Ix P[DVM_MAX_RANK], zero = ix_scalar(ci64(c, 0)), lanes = {ci64(c, 0), 1, NULL};
+  Ix P[DVM_MAX_RANK], zero = ix_scalar(ci64(c, 0)), lanes = {ci64(c, 0), 1, NULL, 0};
   int g0 = c->gathers;
   gm_pos(c, gm->b, gm->tb ? lanes : zero, gm->tb ? zero : lanes, P); /* columns along lanes */
   view_at(c, gm->b, P);
