@@ -81,6 +81,9 @@ typedef struct Enc {
   uint32_t axes;
   const Dim *dom;
   int ctx;
+  int stash_member;     /* rows: the softmax whose exp(x - max) row the sum pass keeps in ... */
+  uint32_t stash_buf;   /* ... this full-shaped output (codegen.c's stash), or -1 */
+  int stash_reg;        /* its base register */
   int mask;             /* concat: the lanes that may be read (a bool vreg), -1 */
   bool guarded;
   bool failed;
@@ -596,14 +599,16 @@ static int eval(Enc *e, uint32_t u) {
   case OP_MATMUL: r = e->mm; break;
   case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
   case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: r = view_here(e, u); break;
-  case OP_SOFTMAX:
-    x = emit(e, VM_EXP, emit(e, VM_SUB, operand(e, u, 0), e->n1[m], 0), 0, 0);
+  case OP_SOFTMAX: /* exp(x - max), or the row the sum pass kept, times 1 / sum */
+    if (m == e->stash_member) x = emit(e, VM_LD_F32, e->stash_reg, (int)e->stash_buf, 1);
+    else x = emit(e, VM_SUBEXP, operand(e, u, 0), e->n1[m], 0);
     r = emit(e, VM_MUL, x, e->n2[m], 0);
     break;
   case OP_LOG_SOFTMAX: r = emit(e, VM_SUB, operand(e, u, 0), e->n2[m], 0); break;
-  case OP_LAYERNORM:
-    x = emit(e, VM_MUL, emit(e, VM_SUB, operand(e, u, 0), e->n1[m], 0), e->n2[m], 0);
-    r = emit(e, VM_ADD, emit(e, VM_MUL, x, operand(e, u, 1), 0), operand(e, u, 2), 0);
+  case OP_LAYERNORM: /* ((x - mean)·rstd)·gamma + beta */
+    x = emit(e, VM_SUBMUL, operand(e, u, 0), e->n1[m], e->n2[m]);
+    r = operand(e, u, 1);
+    r = emit(e, VM_MULADD, x, r, operand(e, u, 2));
     break;
   case OP_RMSNORM: r = emit(e, VM_MUL, emit(e, VM_MUL, operand(e, u, 0), e->n2[m], 0), operand(e, u, 1), 0); break;
   default: r = elementwise(e, u);
@@ -620,9 +625,14 @@ enum { Q_VALUE, Q_EXP_SHIFTED, Q_SQ_CENTERED, Q_SQ };
 static void add_pass(Enc *e, VmFold fold, uint32_t x, int what, int m, VmPost post, int slot, int aux, float eps) {
   forget(e);
   int v = eval(e, x);
-  if (what == Q_EXP_SHIFTED) v = emit(e, VM_EXP, emit(e, VM_SUB, v, e->n1[m], 0), 0, 0);
-  else if (what == Q_SQ_CENTERED) v = emit(e, VM_SUB, v, e->n1[m], 0), v = emit(e, VM_MUL, v, v, 0);
-  else if (what == Q_SQ) v = emit(e, VM_MUL, v, v, 0);
+  if (what == Q_EXP_SHIFTED) {
+    v = emit(e, VM_SUBEXP, v, e->n1[m], 0);
+    if (m == e->stash_member) store(e, VM_ST_F32, v, e->stash_reg, e->stash_buf, 1); /* kept for the output pass */
+  } else if (what == Q_SQ_CENTERED) {
+    v = emit(e, VM_SQDEV, v, e->n1[m], 0);
+  } else if (what == Q_SQ) {
+    v = emit(e, VM_MUL, v, v, 0);
+  }
   VmPass ps = {.fold = (uint8_t)fold, .post = (uint8_t)post, .eps = eps};
   ps.prog = end_prog(e, &v, 1);
   ps.src = (uint8_t)e->vr.v[v].phys;
@@ -681,11 +691,16 @@ static bool is_full(const Enc *e, uint32_t v) {
 /* The stores of the full-shaped (full) or the other (!full) outputs. */
 static VmProg stores(Enc *e, bool full) {
   forget(e);
+  enum { MAXOUT = 256 };
+  int vals[MAXOUT];
+  for (uint32_t o = 0; o < e->k->noutputs && o < MAXOUT; o++) /* every value first: an */
+    if (is_full(e, fu_outputs(e->p, e->k)[o]) == full)       /* output may be the stash */
+      vals[o] = eval(e, fu_outputs(e->p, e->k)[o]);
   for (uint32_t o = 0; o < e->k->noutputs; o++) {
     uint32_t v = fu_outputs(e->p, e->k)[o];
     if (is_full(e, v) != full) continue;
     int ctx = !full && e->axes && ir_node(e->g, v)->rank == e->rr && e->rr < e->r, inner;
-    int val = eval(e, v);
+    int val = o < MAXOUT ? vals[o] : eval(e, v);
     int s = base_reg(e, e->k->ninputs + o, v, ctx, &inner);
     DType t = (DType)ir_node(e->g, v)->dtype;
     store(e, by_dtype(t, VM_ST_F32, VM_ST_I32, VM_ST_I64, VM_ST_BOOL), val, s, e->k->ninputs + o, inner);
@@ -713,7 +728,7 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
   int *mem = malloc((5 * (size_t)k->nmembers + 2 * (size_t)k->ninputs + 1) * sizeof *mem);
   if (!c || !mem) ir_oom();
   Enc e = {.p = p, .g = g, .k = k, .c = c, .memo = mem, .inmemo = mem + 5 * k->nmembers, .red = mem + k->nmembers,
-           .n1 = mem + 2 * k->nmembers, .n2 = mem + 3 * k->nmembers, .mm = -1, .ns = VS_FREE, .mask = -1};
+           .n1 = mem + 2 * k->nmembers, .n2 = mem + 3 * k->nmembers, .mm = -1, .ns = VS_FREE, .mask = -1, .stash_member = -1};
   for (uint32_t i = 0; i < 5 * k->nmembers; i++) mem[i] = -1;
   const Node *dn = ir_node(g, k->domain);
   e.r = e.rr = dn->rank, e.dom = ir_shape(g, k->domain);
@@ -770,6 +785,15 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
     }
   } else {
     c->mode = col_mode(g, k) ? VMM_COLS : VMM_ROWS;
+    /* rows: the first softmax keeps its exp row in the first full-shaped output's row */
+    for (uint32_t o = 0; c->mode == VMM_ROWS && o < k->noutputs && e.stash_member < 0; o++)
+      if (is_full(&e, fu_outputs(p, k)[o]))
+        for (uint32_t m = 0; m < k->nmembers && e.stash_member < 0; m++)
+          if (ir_node(g, fu_members(p, k)[m])->op == OP_SOFTMAX) {
+            int inner;
+            e.stash_member = (int)m, e.stash_buf = k->ninputs + o;
+            e.stash_reg = base_reg(&e, e.stash_buf, fu_outputs(p, k)[o], 0, &inner);
+          }
     passes(&e);
   }
   c->full = stores(&e, true);
