@@ -315,11 +315,11 @@ void dvm_model_destroy(dvm_model *m) {
   for (Plan *pl = m->plans, *next; pl; pl = next) next = pl->next, plan_free(pl);
   for (uint32_t i = 0; i < m->nadopted; i++) rt_tensor_free(m->adopted[i]);
   free(m->adopted);
+  for (uint32_t i = 0; m->vm && i < m->part->kernels.n; i++) vm_free(m->vm[i]);
+  free(m->vm);
   ir_graph_free(m->g);
   fu_free(m->part);
   free(m->entry);
-  for (uint32_t i = 0; m->vm && i < m->part->kernels.n; i++) vm_free(m->vm[i]);
-  free(m->vm);
   free(m->last);
   free(m->params);
   free(m->inputs);
