@@ -14,7 +14,7 @@ const char tool_usage_text[] =
     "                     [--tier auto|vm|llvm|ref] [--seed S] [--repeat K] [--threads T] "
     "[--stats]\n"
     "       dvm dump GRAPH [--stage ir|deduce|fused|bytecode|llvm|asm]\n"
-    "       dvm bench [WORKLOAD...] [--sweep SYM=v1,v2,...] [--threads T] [--tier auto|ref]\n"
+    "       dvm bench [WORKLOAD...] [--sweep SYM=v1,v2,...] [--threads T] [--tier auto|vm|llvm|ref]\n"
     "                 [--format table|csv|json] [--peers] [--plot DIR] [--budget S] "
     "[--min-time S]\n"
     "GRAPH (and a WORKLOAD path) is a .dvm file or an ONNX model (.onnx, docs/onnx.md)\n";
