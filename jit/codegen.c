@@ -84,7 +84,8 @@ static bool typed_ok(const Graph *g, uint32_t v) {
   case OP_ARANGE: return t == DT_F32 || is_int(t);
   /* integers: the wrapping ops (division and powers raise errors or differ: declined) */
   case OP_NEG: case OP_ABS: case OP_RELU: case OP_SIGN: case OP_ADD: case OP_SUB: case OP_MUL:
-  case OP_MAX: case OP_MIN:
+  case OP_MAX: case OP_MIN: case OP_CLIP: case OP_REDUCE_SUM: case OP_REDUCE_MAX: case OP_REDUCE_MIN:
+  case OP_REDUCE_PROD:
     if (is_int(t)) {
       for (uint32_t j = 0; j < nd->nin; j++)
         if (ir_node(g, ir_operand(g, v, j))->dtype != t) return false;
@@ -110,7 +111,8 @@ static bool is_view(Op op) {
 }
 
 static bool is_reduction(Op op) {
-  return op == OP_REDUCE_SUM || op == OP_REDUCE_MEAN || op == OP_REDUCE_MAX || op == OP_REDUCE_MIN;
+  return op == OP_REDUCE_SUM || op == OP_REDUCE_MEAN || op == OP_REDUCE_MAX || op == OP_REDUCE_MIN ||
+         op == OP_REDUCE_PROD;
 }
 
 static bool is_norm(Op op) {
@@ -142,8 +144,8 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
        the kept axes (value_base) */
     if (is_view(op)) { /* read at positions its readers compute: any rank */
       if (!typed_ok(g, v))
-        return snprintf(why, n, "%s at line %u is %s: only f32, bool, i32 and i64 are emitted yet", ir_ops[op].name,
-                        nd->line, ir_dtype_name((DType)nd->dtype)), false;
+        return snprintf(why, n, "%s of %s at line %u is not emitted yet", ir_ops[op].name,
+                        ir_dtype_name((DType)nd->dtype), nd->line), false;
       for (uint32_t j = 0; j < nd->nin; j++) {
         uint32_t u = ir_operand(g, v, j);
         bool member = false;
@@ -156,9 +158,11 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     if (nd->rank != dn->rank && nd->rank != rr)
       return snprintf(why, n, "%s at line %u has rank %d in a kernel of rank %d", ir_ops[op].name,
                       nd->line, nd->rank, r), false;
+    if (!elementwise_f32(op) && !elementwise_bool(op) && !is_reduction(op) && !is_norm(op) && op != OP_MATMUL)
+      return snprintf(why, n, "%s at line %u is not emitted yet", ir_ops[op].name, nd->line), false;
     if (!typed_ok(g, v))
-      return snprintf(why, n, "%s at line %u is %s: only f32, bool, i32 and i64 are emitted yet", ir_ops[op].name,
-                      nd->line, ir_dtype_name((DType)nd->dtype)), false;
+      return snprintf(why, n, "%s of %s at line %u is not emitted yet", ir_ops[op].name,
+                      ir_dtype_name((DType)nd->dtype), nd->line), false;
     if (elementwise_f32(op) || elementwise_bool(op)) continue;
     if (is_reduction(op) && k->kind == KK_ROW) continue;
     if ((op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) && k->kind == KK_ROW) continue;
@@ -567,8 +571,19 @@ static LLVMValueRef emit_bool(Cg *c, uint32_t v, LLVMValueRef x, LLVMValueRef y)
   }
 }
 
+/* A clip bound of an integer clip as the reference takes it: an integer attribute, or a
+ * float truncated (NaN is 0), saturated into the dtype's range either way. */
+static LLVMValueRef clip_bound(Cg *c, const Attr *a, DType t) {
+  int64_t b;
+  if (a->isint) b = a->i;
+  else if (isnan(a->f)) b = 0;
+  else b = a->f >= 0x1p63 ? INT64_MAX : a->f < -0x1p63 ? INT64_MIN : (int64_t)a->f;
+  if (t == DT_I32) b = b > INT32_MAX ? INT32_MAX : b < INT32_MIN ? INT32_MIN : b;
+  return vsplat(c, LLVMConstInt(t == DT_I64 ? c->i64 : c->i32, (unsigned long long)b, 1), "");
+}
+
 /* Integer arithmetic wraps (two's complement), as the reference. */
-static LLVMValueRef emit_int(Cg *c, Op op, LLVMValueRef x, LLVMValueRef y) {
+static LLVMValueRef emit_int(Cg *c, uint32_t v, Op op, LLVMValueRef x, LLVMValueRef y) {
   LLVMBuilderRef B = c->B;
   LLVMTypeRef t = LLVMTypeOf(x);
   LLVMValueRef zero = LLVMConstNull(t), a[2] = {x, y ? y : zero};
@@ -587,6 +602,13 @@ static LLVMValueRef emit_int(Cg *c, Op op, LLVMValueRef x, LLVMValueRef y) {
   case OP_MUL: return LLVMBuildMul(B, x, y, "");
   case OP_MAX: return intrinsic(c, "llvm.smax", &t, 1, a, 2);
   case OP_MIN: return intrinsic(c, "llvm.smin", &t, 1, a, 2);
+  case OP_CLIP: {
+    const Attr *lo = ir_attr(c->g, v, AK_LO), *hi = ir_attr(c->g, v, AK_HI);
+    DType dt = (DType)ir_node(c->g, v)->dtype;
+    if (lo) a[0] = x, a[1] = clip_bound(c, lo, dt), x = intrinsic(c, "llvm.smax", &t, 1, a, 2);
+    if (hi) a[0] = x, a[1] = clip_bound(c, hi, dt), x = intrinsic(c, "llvm.smin", &t, 1, a, 2);
+    return x;
+  }
   default: return x; /* unreachable: jit_supported */
   }
 }
@@ -596,7 +618,7 @@ static LLVMValueRef emit_elementwise(Cg *c, uint32_t v) {
   LLVMValueRef x = operand(c, v, 0), y = ir_ops[op].arity >= 2 ? operand(c, v, 1) : NULL;
   LLVMBuilderRef B = c->B;
   if (elementwise_bool(op)) return emit_bool(c, v, x, y);
-  if (is_int((DType)ir_node(c->g, v)->dtype)) return emit_int(c, op, x, y);
+  if (is_int((DType)ir_node(c->g, v)->dtype)) return emit_int(c, v, op, x, y);
   switch (op) {
   case OP_NEG: return LLVMBuildFNeg(B, x, "");
   case OP_ABS: return vcall1(c, "llvm.fabs", x);
@@ -955,7 +977,7 @@ static LLVMValueRef pos_loop(Cg *c, LLVMValueRef from, LLVMValueRef L, int U, in
   LLVMBuildBr(B, head);
   LLVMPositionBuilderAtEnd(B, head);
   LLVMValueRef j = LLVMBuildPhi(B, c->i64, "j"), phi[MAXU], next[MAXU];
-  for (int u = 0; u < U; u++) phi[u] = acc[u] ? LLVMBuildPhi(B, c->vf, "acc") : NULL;
+  for (int u = 0; u < U; u++) phi[u] = acc[u] ? LLVMBuildPhi(B, LLVMTypeOf(acc[u]), "acc") : NULL;
   LLVMValueRef j1 = LLVMBuildAdd(B, j, ci64(c, (int64_t)U * unit), "");
   LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLE, j1, L, ""), body_bb, done);
   LLVMPositionBuilderAtEnd(B, body_bb);
@@ -1009,7 +1031,7 @@ static LLVMValueRef columns_u(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body bod
   forget(c);
   c->mask = NULL;
   if (!acc0) return NULL;
-  LLVMValueRef out = LLVMBuildPhi(B, c->vf, "acc.out");
+  LLVMValueRef out = LLVMBuildPhi(B, LLVMTypeOf(acc0), "acc.out");
   LLVMAddIncoming(out, (LLVMValueRef[]){acc[0], acc2}, (LLVMBasicBlockRef[]){check, tail_end}, 2);
   return out;
 }
@@ -1020,10 +1042,11 @@ static LLVMValueRef columns(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body body,
 
 /* ---- passes of row kernels ----------------------------------------------------------------- */
 
-typedef enum Fold { FOLD_SUM, FOLD_MAX, FOLD_MIN } Fold;
+typedef enum Fold { FOLD_SUM, FOLD_MAX, FOLD_MIN, FOLD_PROD } Fold;
 
 typedef struct Pass {
   Fold fold;
+  DType t;           /* the folded values' dtype: f32, or i32/i64 (wrapping, as the reference) */
   uint32_t value;    /* what is folded: a value id ... */
   int what;          /* ... or, for normalizations, which derived quantity */
   int member;
@@ -1031,8 +1054,35 @@ typedef struct Pass {
 
 enum { W_VALUE, W_EXP_SHIFTED, W_SQ_CENTERED, W_SQ };
 
-static LLVMValueRef identity(Cg *c, Fold f) {
-  return splatf(c, f == FOLD_SUM ? 0.0 : f == FOLD_MAX ? -INFINITY : INFINITY);
+static LLVMValueRef identity(Cg *c, Fold f, DType t) {
+  if (is_int(t)) {
+    bool w = t == DT_I64;
+    int64_t v = f == FOLD_SUM ? 0 : f == FOLD_PROD ? 1 : f == FOLD_MAX ? (w ? INT64_MIN : INT32_MIN) : (w ? INT64_MAX : INT32_MAX);
+    LLVMTypeRef et = w ? c->i64 : c->i32;
+    return vsplat(c, LLVMConstInt(et, (unsigned long long)v, 1), "");
+  }
+  return splatf(c, f == FOLD_SUM ? 0.0 : f == FOLD_PROD ? 1.0 : f == FOLD_MAX ? -INFINITY : INFINITY);
+}
+
+/* acc ⊕ v for a fold of values of dtype t. */
+static LLVMValueRef fold_op(Cg *c, Fold f, DType t, LLVMValueRef acc, LLVMValueRef v) {
+  LLVMBuilderRef B = c->B;
+  if (is_int(t)) {
+    LLVMTypeRef ty = LLVMTypeOf(acc);
+    LLVMValueRef a[2] = {acc, v};
+    switch (f) {
+    case FOLD_SUM: return LLVMBuildAdd(B, acc, v, "");
+    case FOLD_PROD: return LLVMBuildMul(B, acc, v, "");
+    case FOLD_MAX: return intrinsic(c, "llvm.smax", &ty, 1, a, 2);
+    default: return intrinsic(c, "llvm.smin", &ty, 1, a, 2);
+    }
+  }
+  switch (f) {
+  case FOLD_SUM: return LLVMBuildFAdd(B, acc, v, "");
+  case FOLD_PROD: return LLVMBuildFMul(B, acc, v, "");
+  case FOLD_MAX: return vcall2(c, "llvm.maximum", acc, v);
+  default: return vcall2(c, "llvm.minimum", acc, v);
+  }
 }
 
 static LLVMValueRef pass_body(Cg *c, void *arg, LLVMValueRef acc) {
@@ -1048,26 +1098,21 @@ static LLVMValueRef pass_body(Cg *c, void *arg, LLVMValueRef acc) {
   case W_SQ: v = LLVMBuildFMul(B, x, x, ""); break;
   default: v = x;
   }
-  if (c->mask) v = LLVMBuildSelect(B, c->mask, v, identity(c, ps->fold), "");
-  switch (ps->fold) {
-  case FOLD_SUM: return LLVMBuildFAdd(B, acc, v, "");
-  case FOLD_MAX: return vcall2(c, "llvm.maximum", acc, v);
-  default: return vcall2(c, "llvm.minimum", acc, v);
-  }
+  if (c->mask) v = LLVMBuildSelect(B, c->mask, v, identity(c, ps->fold, ps->t), "");
+  return fold_op(c, ps->fold, ps->t, acc, v);
 }
 
 static LLVMValueRef fold2(Cg *c, void *arg, LLVMValueRef a, LLVMValueRef b) {
-  Fold f = ((Pass *)arg)->fold;
-  if (f == FOLD_SUM) return LLVMBuildFAdd(c->B, a, b, "");
-  return vcall2(c, f == FOLD_MAX ? "llvm.maximum" : "llvm.minimum", a, b);
+  const Pass *ps = arg;
+  return fold_op(c, ps->fold, ps->t, a, b);
 }
 
 /* Column mode: one pass down the R rows of the reduced axes folding a quantity at the
  * current columns (four accumulators over consecutive rows); the result is per column. */
 static LLVMValueRef fold_col(Cg *c, LLVMValueRef R, Fold f, uint32_t value, int what, int member) {
-  Pass ps = {f, value, what, member};
+  Pass ps = {f, (DType)ir_node(c->g, value)->dtype, value, what, member};
   LLVMValueRef acc[MAXU];
-  for (int u = 0; u < MAXU; u++) acc[u] = identity(c, f);
+  for (int u = 0; u < MAXU; u++) acc[u] = identity(c, f, ps.t);
   LLVMValueRef q = pos_loop(c, ci64(c, 0), R, MAXU, 1, place_row, acc, pass_body, &ps);
   acc[0] = fold2(c, &ps, fold2(c, &ps, acc[0], acc[1]), fold2(c, &ps, acc[2], acc[3]));
   pos_loop(c, q, R, 1, 1, place_row, acc, pass_body, &ps);
@@ -1078,13 +1123,17 @@ static LLVMValueRef fold_col(Cg *c, LLVMValueRef R, Fold f, uint32_t value, int 
  * column mode, L is the count of reduced rows and the pass runs down the columns. */
 static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int what, int member) {
   if (c->col) return fold_col(c, L, f, value, what, member);
-  Pass ps = {f, value, what, member};
-  LLVMValueRef acc = columns_u(c, L, identity(c, f), pass_body, fold2, &ps, MAXU);
-  LLVMTypeRef t = c->vf;
+  Pass ps = {f, (DType)ir_node(c->g, value)->dtype, value, what, member};
+  LLVMValueRef acc = columns_u(c, L, identity(c, f, ps.t), pass_body, fold2, &ps, MAXU);
+  LLVMTypeRef t = LLVMTypeOf(acc);
   LLVMValueRef s;
-  if (f == FOLD_SUM) {
-    LLVMValueRef args[2] = {LLVMConstReal(c->f32, -0.0), acc};
-    s = intrinsic(c, "llvm.vector.reduce.fadd", &t, 1, args, 2);
+  if (is_int(ps.t)) {
+    static const char *const name[] = {"llvm.vector.reduce.add", "llvm.vector.reduce.smax",
+                                       "llvm.vector.reduce.smin", "llvm.vector.reduce.mul"};
+    s = intrinsic(c, name[f], &t, 1, &acc, 1);
+  } else if (f == FOLD_SUM || f == FOLD_PROD) {
+    LLVMValueRef args[2] = {LLVMConstReal(c->f32, f == FOLD_SUM ? -0.0 : 1.0), acc};
+    s = intrinsic(c, f == FOLD_SUM ? "llvm.vector.reduce.fadd" : "llvm.vector.reduce.fmul", &t, 1, args, 2);
     LLVMSetFastMathFlags(s, LLVMFastMathAllowReassoc);
   } else {
     s = intrinsic(c, f == FOLD_MAX ? "llvm.vector.reduce.fmaximum" : "llvm.vector.reduce.fminimum", &t, 1, &acc, 1);
@@ -1104,6 +1153,7 @@ static void row_passes(Cg *c, LLVMValueRef L) {
     case OP_REDUCE_MEAN: c->red[m] = vdiv(c, fold_row(c, L, FOLD_SUM, x, W_VALUE, (int)m), Lf); break;
     case OP_REDUCE_MAX: c->red[m] = fold_row(c, L, FOLD_MAX, x, W_VALUE, (int)m); break;
     case OP_REDUCE_MIN: c->red[m] = fold_row(c, L, FOLD_MIN, x, W_VALUE, (int)m); break;
+    case OP_REDUCE_PROD: c->red[m] = fold_row(c, L, FOLD_PROD, x, W_VALUE, (int)m); break;
     case OP_SOFTMAX:
     case OP_LOG_SOFTMAX:
       c->n1[m] = fold_row(c, L, FOLD_MAX, x, W_VALUE, (int)m);

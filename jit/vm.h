@@ -73,7 +73,7 @@ typedef struct VmProg {
 } VmProg;
 
 typedef enum VmMode { VMM_ROWS, VMM_COLS, VMM_MIX, VMM_GEMM } VmMode;
-typedef enum VmFold { VMF_SUM, VMF_MAX, VMF_MIN } VmFold;
+typedef enum VmFold { VMF_SUM, VMF_MAX, VMF_MIN, VMF_PROD } VmFold;
 /* What a pass makes of its folded value (per lane, in slot `slot`). */
 typedef enum VmPost {
   VMP_COPY,     /* the fold itself */

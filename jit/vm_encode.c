@@ -645,10 +645,14 @@ static void passes(Enc *e) {
   for (uint32_t m = 0; m < e->k->nmembers; m++) {
     uint32_t v = fu_members(e->p, e->k)[m], x = ir_node(e->g, v)->nin ? ir_operand(e->g, v, 0) : 0;
     switch ((Op)ir_node(e->g, v)->op) {
-    case OP_REDUCE_SUM: case OP_REDUCE_MEAN: case OP_REDUCE_MAX: case OP_REDUCE_MIN: {
+    case OP_REDUCE_SUM: case OP_REDUCE_MEAN: case OP_REDUCE_MAX: case OP_REDUCE_MIN: case OP_REDUCE_PROD: {
       Op op = (Op)ir_node(e->g, v)->op;
+      if (ir_node(e->g, v)->dtype != DT_F32) {
+        fail(e, "%s of integers is not encoded (folds are f32)", ir_ops[op].name);
+        break;
+      }
       int slot = fixed_reg(e);
-      add_pass(e, op == OP_REDUCE_MAX ? VMF_MAX : op == OP_REDUCE_MIN ? VMF_MIN : VMF_SUM, x, Q_VALUE, (int)m,
+      add_pass(e, op == OP_REDUCE_MAX ? VMF_MAX : op == OP_REDUCE_MIN ? VMF_MIN : op == OP_REDUCE_PROD ? VMF_PROD : VMF_SUM, x, Q_VALUE, (int)m,
                op == OP_REDUCE_MEAN ? VMP_MEAN : VMP_COPY, slot, -1, 0);
       e->red[m] = slot;
       break;
@@ -867,7 +871,7 @@ static void dis_prog(Buf *b, const VmCode *c, const char *name, VmProg pr) {
 
 char *vm_disasm(const VmCode *c) {
   static const char *const modes[] = {"rows", "cols", "mix", "gemm"};
-  static const char *const folds[] = {"sum", "max", "min"};
+  static const char *const folds[] = {"sum", "max", "min", "prod"};
   static const char *const posts[] = {"", " / L", " -> 1/x", " -> aux + log x", " -> 1/sqrt(x/L + eps)"};
   Buf b = {0};
   ir_put(&b, "  mode %s, %u instructions, %u tile registers, %u scalar registers, encoded in %.2f us\n",
