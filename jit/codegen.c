@@ -75,12 +75,15 @@ static bool typed_ok(const Graph *g, uint32_t v) {
   case OP_AND: case OP_OR: case OP_NOT: return a == DT_BOOL;
   case OP_SELECT: return stored(t);
   case OP_CAST: return stored(t) && stored(a);
+  case OP_GATHER: /* indices: checked in range by the runtime before the kernel runs */
+    return stored(t) && ir_node(g, ir_operand(g, v, 0))->dtype == t;
   case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
   case OP_SLICE: case OP_CONCAT:
     for (uint32_t j = 0; j < nd->nin; j++)
       if (ir_node(g, ir_operand(g, v, j))->dtype != t) return false;
     return stored(t);
   case OP_FULL: return stored(t);
+  case OP_ARGMAX: return a == DT_F32; /* the index is i64 */
   case OP_ARANGE: return t == DT_F32 || is_int(t);
   /* integers: the wrapping ops (division and powers raise errors or differ: declined) */
   case OP_NEG: case OP_ABS: case OP_RELU: case OP_SIGN: case OP_ADD: case OP_SUB: case OP_MUL:
@@ -105,7 +108,7 @@ static bool typed_ok(const Graph *g, uint32_t v) {
 static bool is_view(Op op) {
   switch (op) {
   case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
-  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: return true;
+  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: case OP_GATHER: return true;
   default: return false;
   }
 }
@@ -152,19 +155,23 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
         for (uint32_t q = 0; q < k->nmembers; q++) member |= fu_members(p, k)[q] == u;
         if (member && !is_view((Op)ir_node(g, u)->op))
           return snprintf(why, n, "%s at line %u reads a value computed in the kernel", ir_ops[op].name, nd->line), false;
+        if (op == OP_GATHER && j == 1 && member) /* the runtime checks the indices in a buffer */
+          return snprintf(why, n, "gather at line %u takes indices computed in the kernel", nd->line), false;
       }
       continue;
     }
     if (nd->rank != dn->rank && nd->rank != rr)
       return snprintf(why, n, "%s at line %u has rank %d in a kernel of rank %d", ir_ops[op].name,
                       nd->line, nd->rank, r), false;
-    if (!elementwise_f32(op) && !elementwise_bool(op) && !is_reduction(op) && !is_norm(op) && op != OP_MATMUL)
+    if (!elementwise_f32(op) && !elementwise_bool(op) && !is_reduction(op) && !is_norm(op) && op != OP_MATMUL &&
+        op != OP_ARGMAX)
       return snprintf(why, n, "%s at line %u is not emitted yet", ir_ops[op].name, nd->line), false;
     if (!typed_ok(g, v))
       return snprintf(why, n, "%s of %s at line %u is not emitted yet", ir_ops[op].name,
                       ir_dtype_name((DType)nd->dtype), nd->line), false;
     if (elementwise_f32(op) || elementwise_bool(op)) continue;
     if (is_reduction(op) && k->kind == KK_ROW) continue;
+    if (op == OP_ARGMAX && k->kind == KK_ROW && !col_mode(g, k)) continue;
     if ((op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) && k->kind == KK_ROW) continue;
     if (is_norm(op) && k->kind == KK_ROW && !col_mode(g, k)) continue;
     if (op == OP_MATMUL && k->kind == KK_MIX) {
@@ -866,6 +873,30 @@ static LLVMValueRef view_at(Cg *c, uint32_t u, const Ix *P) {
     c->mask = mask0, c->guarded = guarded0;
     return res;
   }
+  case OP_GATHER: { /* x's axis a reads idx at the positions idx's dims take in the result */
+    uint32_t x = ir_operand(g, u, 0), iv = ir_operand(g, u, 1);
+    int xr = ir_node(g, x)->rank, ir = ir_node(g, iv)->rank;
+    int a = ir_axis(ir_attr_int(g, u, AK_AXIS, 0), xr);
+    Ix Pi[DVM_MAX_RANK];
+    bool lanes = c->guarded;
+    for (int t = 0; t < ir; t++) Pi[t] = P[a + t], lanes |= P[a + t].v || P[a + t].k;
+    LLVMValueRef at = view_at(c, iv, Pi), d = dimval(c, ir_shape(g, x)[a]);
+    if (!lanes) at = LLVMBuildExtractElement(c->B, at, ci64(c, 0), ""); /* one index for the lanes */
+    LLVMTypeRef t64 = lanes ? LLVMVectorType(c->i64, (unsigned)c->W) : c->i64;
+    if (ir_node(g, iv)->dtype == DT_I32) at = LLVMBuildSExt(c->B, at, t64, "");
+    LLVMValueRef dd = lanes ? vsplat(c, d, "") : d, zero = LLVMConstNull(t64);
+    at = LLVMBuildSelect(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, at, zero, ""), LLVMBuildAdd(c->B, at, dd, ""), at, "");
+    /* in range after the runtime's check; clamped anyway, so no index can read outside x */
+    LLVMValueRef hi = LLVMBuildSub(c->B, dd, lanes ? vsplat(c, ci64(c, 1), "") : ci64(c, 1), "");
+    LLVMValueRef mm[2] = {at, zero};
+    at = intrinsic(c, "llvm.smax", &t64, 1, mm, 2);
+    mm[0] = at, mm[1] = hi;
+    at = intrinsic(c, "llvm.smin", &t64, 1, mm, 2);
+    for (int t = 0; t < a; t++) Q[t] = P[t];
+    Q[a] = lanes ? (Ix){ci64(c, 0), 0, at, 0} : ix_scalar(at);
+    for (int t = a + 1; t < xr; t++) Q[t] = P[t + ir - 1];
+    return view_at(c, x, Q);
+  }
   case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: { /* the same row-major order */
     uint32_t x = ir_operand(g, u, 0);
     Ix l = linearize(c, u, P);
@@ -915,7 +946,7 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   switch (op) {
   case OP_MATMUL: r = c->mm; break;
   case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
-  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: r = view_here(c, u); break;
+  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: case OP_GATHER: r = view_here(c, u); break;
   case OP_SOFTMAX: /* exp(x - max) · (1 / sum), exp(x - max) kept by the sum pass if stashed */
     x = c->stash_member == m ? load_vec(c, c->stash, c->j)
                              : vexp(c, LLVMBuildFSub(B, operand(c, u, 0), c->n1[m], ""));
@@ -1141,6 +1172,61 @@ static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int 
   return vsplat(c, s, "");
 }
 
+/* argmax: lane-wise (value, index) pairs. Does (bv, bi) replace (av, ai)? The larger value,
+ * the smaller index among equals, and a NaN over anything but an earlier NaN (the
+ * reference takes the first maximum, or the first NaN). Vectors or scalars alike. */
+static LLVMValueRef am_take(Cg *c, LLVMValueRef av, LLVMValueRef ai, LLVMValueRef bv, LLVMValueRef bi) {
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef a_nan = LLVMBuildFCmp(B, LLVMRealUNO, av, av, ""), b_nan = LLVMBuildFCmp(B, LLVMRealUNO, bv, bv, "");
+  LLVMValueRef earlier = LLVMBuildICmp(B, LLVMIntSLT, bi, ai, "");
+  LLVMValueRef better = LLVMBuildOr(B, LLVMBuildFCmp(B, LLVMRealOGT, bv, av, ""),
+                                    LLVMBuildAnd(B, LLVMBuildFCmp(B, LLVMRealOEQ, bv, av, ""), earlier, ""), "");
+  return LLVMBuildSelect(B, a_nan, LLVMBuildAnd(B, b_nan, earlier, ""), LLVMBuildOr(B, b_nan, better, ""), "");
+}
+
+static LLVMValueRef am_pick(Cg *c, LLVMValueRef a, LLVMValueRef b) {
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef av = LLVMBuildExtractValue(B, a, 0, ""), ai = LLVMBuildExtractValue(B, a, 1, "");
+  LLVMValueRef bv = LLVMBuildExtractValue(B, b, 0, ""), bi = LLVMBuildExtractValue(B, b, 1, "");
+  LLVMValueRef t = am_take(c, av, ai, bv, bi);
+  LLVMValueRef r = LLVMBuildInsertValue(B, LLVMGetUndef(LLVMTypeOf(a)), LLVMBuildSelect(B, t, bv, av, ""), 0, "");
+  return LLVMBuildInsertValue(B, r, LLVMBuildSelect(B, t, bi, ai, ""), 1, "");
+}
+
+static LLVMValueRef am_body(Cg *c, void *arg, LLVMValueRef acc) {
+  uint32_t x = *(const uint32_t *)arg;
+  LLVMValueRef v = eval(c, x), lanes[64];
+  if (c->mask) v = LLVMBuildSelect(c->B, c->mask, v, splatf(c, -INFINITY), "");
+  for (int i = 0; i < c->W; i++) lanes[i] = ci64(c, i);
+  LLVMValueRef at = LLVMBuildAdd(c->B, vsplat(c, c->j, ""), LLVMConstVector(lanes, (unsigned)c->W), "");
+  LLVMValueRef e = LLVMBuildInsertValue(c->B, LLVMGetUndef(LLVMTypeOf(acc)), v, 0, "");
+  return am_pick(c, acc, LLVMBuildInsertValue(c->B, e, at, 1, ""));
+}
+
+static LLVMValueRef am_comb(Cg *c, void *arg, LLVMValueRef a, LLVMValueRef b) {
+  (void)arg;
+  return am_pick(c, a, b);
+}
+
+/* argmax of x over the row (the last axis), as a splat of its i64 index: four lane-wise
+ * accumulators, then the lanes in order. */
+static LLVMValueRef argmax_row(Cg *c, LLVMValueRef L, uint32_t x) {
+  LLVMBuilderRef B = c->B;
+  LLVMTypeRef vi = LLVMVectorType(c->i64, (unsigned)c->W), parts[2] = {c->vf, vi};
+  LLVMTypeRef st = LLVMStructTypeInContext(c->C, parts, 2, 0);
+  LLVMValueRef acc0 = LLVMBuildInsertValue(B, LLVMGetUndef(st), splatf(c, -INFINITY), 0, "");
+  acc0 = LLVMBuildInsertValue(B, acc0, LLVMConstNull(vi), 1, "");
+  LLVMValueRef acc = columns_u(c, L, acc0, am_body, am_comb, &x, MAXU);
+  LLVMValueRef av = LLVMBuildExtractValue(B, acc, 0, ""), ai = LLVMBuildExtractValue(B, acc, 1, "");
+  LLVMValueRef bv = LLVMBuildExtractElement(B, av, ci64(c, 0), ""), bi = LLVMBuildExtractElement(B, ai, ci64(c, 0), "");
+  for (int i = 1; i < c->W; i++) {
+    LLVMValueRef v = LLVMBuildExtractElement(B, av, ci64(c, i), ""), q = LLVMBuildExtractElement(B, ai, ci64(c, i), "");
+    LLVMValueRef t = am_take(c, bv, bi, v, q);
+    bv = LLVMBuildSelect(B, t, v, bv, ""), bi = LLVMBuildSelect(B, t, q, bi, "");
+  }
+  return vsplat(c, bi, "");
+}
+
 /* The per-row scalars of every reduction and normalization, in member order. */
 static void row_passes(Cg *c, LLVMValueRef L) {
   LLVMBuilderRef B = c->B;
@@ -1154,6 +1240,7 @@ static void row_passes(Cg *c, LLVMValueRef L) {
     case OP_REDUCE_MAX: c->red[m] = fold_row(c, L, FOLD_MAX, x, W_VALUE, (int)m); break;
     case OP_REDUCE_MIN: c->red[m] = fold_row(c, L, FOLD_MIN, x, W_VALUE, (int)m); break;
     case OP_REDUCE_PROD: c->red[m] = fold_row(c, L, FOLD_PROD, x, W_VALUE, (int)m); break;
+    case OP_ARGMAX: c->red[m] = argmax_row(c, L, x); break;
     case OP_SOFTMAX:
     case OP_LOG_SOFTMAX:
       c->n1[m] = fold_row(c, L, FOLD_MAX, x, W_VALUE, (int)m);

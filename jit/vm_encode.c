@@ -443,6 +443,20 @@ static int view_at(Enc *e, uint32_t u, const Ix *P) {
     e->mask = mask0, e->guarded = guarded0;
     return res;
   }
+  case OP_GATHER: { /* codegen.c view_at: indices read from a buffer the runtime checked */
+    uint32_t x = ir_operand(g, u, 0), iv = ir_operand(g, u, 1);
+    int xr = ir_node(g, x)->rank, ir = ir_node(g, iv)->rank;
+    int a = ir_axis(ir_attr_int(g, u, AK_AXIS, 0), xr);
+    Ix Pi[DVM_MAX_RANK];
+    for (int t = 0; t < ir; t++) Pi[t] = P[a + t];
+    int at = view_at(e, iv, Pi);
+    if (ir_node(g, iv)->dtype == DT_I32) at = emit(e, VM_I2L, at, 0, 0);
+    at = emit(e, VM_XWRAP, at, sdim(e, ir_shape(g, x)[a]).reg, 0);
+    for (int t = 0; t < a; t++) Q[t] = P[t];
+    Q[a] = (Ix){sconst(e, 0), 0, at};
+    for (int t = a + 1; t < xr; t++) Q[t] = P[t + ir - 1];
+    return view_at(e, x, Q);
+  }
   case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: {
     uint32_t x = ir_operand(g, u, 0);
     Ix l = linearize(e, u, P);
@@ -598,7 +612,7 @@ static int eval(Enc *e, uint32_t u) {
   switch (op) {
   case OP_MATMUL: r = e->mm; break;
   case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
-  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: r = view_here(e, u); break;
+  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: case OP_GATHER: r = view_here(e, u); break;
   case OP_SOFTMAX: /* exp(x - max), or the row the sum pass kept, times 1 / sum */
     if (m == e->stash_member) x = emit(e, VM_LD_F32, e->stash_reg, (int)e->stash_buf, 1);
     else x = emit(e, VM_SUBEXP, operand(e, u, 0), e->n1[m], 0);

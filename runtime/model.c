@@ -477,6 +477,35 @@ static int64_t grain(const Graph *g, const Partition *p, const Kernel *k, int64_
   return cost >= 65536 ? 1 : 65536 / cost;
 }
 
+/* The indices of k's gathers are in range (negative ones count from the end), as the
+ * reference checks them: the fused tiers read x at them. Native code takes its indices
+ * from a buffer (jit_supported), which is checked here before the kernel runs. */
+static dvm_status check_gathers(const dvm_model *m, const Binding *b, const Kernel *k, Tensor *const *vals, Err *err) {
+  const Graph *g = m->g;
+  for (uint32_t i = 0; i < k->nmembers; i++) {
+    uint32_t v = fu_members(m->part, k)[i];
+    if (ir_node(g, v)->op != OP_GATHER) continue;
+    uint32_t x = ir_operand(g, v, 0), iv = ir_operand(g, v, 1);
+    const Tensor *t = vals[iv];
+    if (!t) continue; /* computed in the kernel: not native (the reference path checks) */
+    int xr = ir_node(g, x)->rank;
+    int64_t axis = ir_attr_int(g, v, AK_AXIS, 0), d;
+    int a = ir_axis(axis, xr);
+    if (a < 0 || !ir_dim_eval(g, ir_shape(g, x)[a], b->sym, &d)) continue;
+    int64_t n = t->numel;
+    for (int64_t j = 0; j < n; j++) {
+      int64_t q = t->dtype == DT_I32 ? ((const int32_t *)t->data)[j] : ((const int64_t *)t->data)[j];
+      if (q < -d || q >= d) {
+        const Node *nd = ir_node(g, v);
+        const char *name = ir_s(g, nd->name);
+        return ir_errl(err, DVM_ERR_RUNTIME, g->file, nd->line, "%s%sgather: index %lld is out of range for dim %lld (axis %lld)",
+                       name, name[0] ? " = " : "", (long long)q, (long long)d, (long long)axis);
+      }
+    }
+  }
+  return DVM_OK;
+}
+
 /* Prepare kernel k's call (native fn, else bytecode vm): its outputs become new tensors in
  * vals (or the caller's tensors in dst, written in place); its inputs are already there. */
 static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, char *arena,
@@ -491,6 +520,8 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
     if (!ir_dim_eval(g, p->dims.v[k->dims + q], b->sym, &c->dims[q]))
       return ir_err(err, DVM_ERR_OVERFLOW, "a kernel dim overflows int64");
   for (uint32_t j = 0; j < k->ninputs; j++) c->bufs[j] = vals[fu_inputs(p, k)[j]]->data;
+  dvm_status gs = check_gathers(m, b, k, vals, err);
+  if (gs) return gs;
   for (uint32_t j = 0; j < k->noutputs; j++) {
     uint32_t o = fu_outputs(p, k)[j];
     const Node *n = ir_node(g, o);
