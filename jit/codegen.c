@@ -130,12 +130,18 @@ static bool col_mode(const Graph *g, const Kernel *k) {
   return k->kind == KK_ROW && r >= 2 && k->axes && !(k->axes >> (r - 1) & 1);
 }
 
+/* A row kernel reducing over the last axis and others (a global pool over [H, W]): each
+ * row of kept indices folds over the reduced outer indices, then along the last axis. */
+static bool multi_mode(const Graph *g, const Kernel *k) {
+  int r = ir_node(g, k->domain)->rank;
+  return k->kind == KK_ROW && r >= 2 && (k->axes >> (r - 1) & 1) && (k->axes & ((1u << (r - 1)) - 1));
+}
+
 bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
   const Graph *g = p->g;
   int r = ir_node(g, k->domain)->rank;
   if (k->kind == KK_EXTERN) return snprintf(why, n, "extern calls are not emitted yet"), false;
-  if (k->kind == KK_ROW && !col_mode(g, k) && k->axes != (r ? 1u << (r - 1) : 0))
-    return snprintf(why, n, "row kernel reduces over the last axis and others"), false;
+  bool multi = multi_mode(g, k);
   int matmuls = 0;
   const Node *dn = ir_node(g, k->domain);
   int rr = k->kind == KK_ROW ? r - __builtin_popcount(k->axes) : r;
@@ -171,6 +177,8 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
                       ir_dtype_name((DType)nd->dtype), nd->line), false;
     if (elementwise_f32(op) || elementwise_bool(op)) continue;
     if (is_reduction(op) && k->kind == KK_ROW) continue;
+    if (multi && (is_norm(op) || op == OP_ARGMAX))
+      return snprintf(why, n, "%s at line %u in a kernel reducing over several axes", ir_ops[op].name, nd->line), false;
     if (op == OP_ARGMAX && k->kind == KK_ROW && !col_mode(g, k)) continue;
     if ((op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) && k->kind == KK_ROW) continue;
     if (is_norm(op) && k->kind == KK_ROW && !col_mode(g, k)) continue;
@@ -218,6 +226,8 @@ typedef struct Cg {
   int r, rr;             /* ranks of the domain and of the reduced shape (keepdims=0) */
   const Dim *dom;
   bool col;              /* column mode: the last axis is kept; folds run down the columns */
+  bool multi;            /* the last axis and others reduced (multi_mode) */
+  LLVMValueRef L;        /* multi mode: the last axis' length */
   int ctx;               /* alignment of the operands being read: 0 with the domain, 1 with
                             the reduced shape (members of rank rr < r) */
   LLVMValueRef idx[DVM_MAX_RANK]; /* column mode: the current outer multi-index */
@@ -1150,12 +1160,42 @@ static LLVMValueRef fold_col(Cg *c, LLVMValueRef R, Fold f, uint32_t value, int 
   return acc[0];
 }
 
+/* Multi mode: the reduced outer indices from q (the innermost fastest), and the inputs'
+ * offsets there. */
+static void place_q(Cg *c, LLVMValueRef q) {
+  for (int d = c->r - 2; d >= 0; d--) {
+    if (!(c->axes >> d & 1)) continue;
+    LLVMValueRef nd = dimval(c, c->dom[d]);
+    c->idx[d] = LLVMBuildURem(c->B, q, nd, "");
+    q = LLVMBuildUDiv(c->B, q, nd, "");
+  }
+  input_bases(c, c->idx);
+}
+
+/* body once per combination of the reduced outer indices, carrying acc (may be NULL). */
+static LLVMValueRef over_reduced(Cg *c, Body body, void *arg, LLVMValueRef acc) {
+  LLVMValueRef R = ci64(c, 1);
+  for (int d = 0; d < c->r - 1; d++)
+    if (c->axes >> d & 1) R = LLVMBuildMul(c->B, R, dimval(c, c->dom[d]), "");
+  pos_loop(c, ci64(c, 0), R, 1, 1, place_q, &acc, body, arg);
+  return acc;
+}
+
+/* Multi mode: one row of the last axis folded into acc (its own four accumulators). */
+static LLVMValueRef fold_q(Cg *c, void *arg, LLVMValueRef acc) {
+  Pass *ps = arg;
+  LLVMValueRef part = columns_u(c, c->L, identity(c, ps->fold, ps->t), pass_body, fold2, ps, MAXU);
+  return fold2(c, ps, acc, part);
+}
+
 /* One pass over the row folding a quantity (four accumulators); the result is a splat. In
  * column mode, L is the count of reduced rows and the pass runs down the columns. */
 static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int what, int member) {
   if (c->col) return fold_col(c, L, f, value, what, member);
   Pass ps = {f, (DType)ir_node(c->g, value)->dtype, value, what, member};
-  LLVMValueRef acc = columns_u(c, L, identity(c, f, ps.t), pass_body, fold2, &ps, MAXU);
+  LLVMValueRef acc = identity(c, f, ps.t);
+  if (c->multi) acc = over_reduced(c, fold_q, &ps, acc);
+  else acc = columns_u(c, L, acc, pass_body, fold2, &ps, MAXU);
   LLVMTypeRef t = LLVMTypeOf(acc);
   LLVMValueRef s;
   if (is_int(ps.t)) {
@@ -1230,7 +1270,10 @@ static LLVMValueRef argmax_row(Cg *c, LLVMValueRef L, uint32_t x) {
 /* The per-row scalars of every reduction and normalization, in member order. */
 static void row_passes(Cg *c, LLVMValueRef L) {
   LLVMBuilderRef B = c->B;
-  LLVMValueRef Lf = vsplat(c, LLVMBuildSIToFP(B, L, c->f32, ""), "");
+  LLVMValueRef count = L; /* elements folded per row: the reduced outer ones too in multi mode */
+  for (int d = 0; c->multi && d < c->r - 1; d++)
+    if (c->axes >> d & 1) count = LLVMBuildMul(B, count, dimval(c, c->dom[d]), "");
+  LLVMValueRef Lf = vsplat(c, LLVMBuildSIToFP(B, count, c->f32, ""), "");
   for (uint32_t m = 0; m < c->k->nmembers; m++) {
     uint32_t v = fu_members(c->p, c->k)[m], x = ir_node(c->g, v)->nin ? ir_operand(c->g, v, 0) : 0;
     Op op = (Op)ir_node(c->g, v)->op;
@@ -1291,9 +1334,21 @@ static LLVMValueRef store_body(Cg *c, void *arg, LLVMValueRef acc) {
   for (uint32_t o = 0; o < c->k->noutputs; o++) {
     uint32_t v = fu_outputs(c->p, c->k)[o];
     if (!is_full(c, v)) continue;
-    LLVMValueRef off = LLVMBuildAdd(c->B, LLVMBuildMul(c->B, st->row, st->L, ""), c->j, "");
+    LLVMValueRef off;
+    if (c->multi) { /* the domain's reduced outer indices vary within the row */
+      LLVMValueRef base, inner;
+      value_base(c, v, c->idx, 0, &base, &inner);
+      off = LLVMBuildAdd(c->B, base, c->j, "");
+    } else {
+      off = LLVMBuildAdd(c->B, LLVMBuildMul(c->B, st->row, st->L, ""), c->j, "");
+    }
     store_value(c, v, buf(c, c->k->ninputs + o), off, o < MAXOUT ? val[o] : eval(c, v));
   }
+  return acc;
+}
+
+static LLVMValueRef store_q(Cg *c, void *arg, LLVMValueRef acc) {
+  columns(c, c->L, NULL, store_body, arg);
   return acc;
 }
 
@@ -1326,6 +1381,19 @@ typedef struct Mm {
 /* Element offsets of every input for row `row` (outer index decomposed by the domain). */
 static void row_bases(Cg *c, LLVMValueRef row, const Dim *dom, int r) {
   LLVMValueRef *idx = c->idx, rem = row;
+  if (c->multi) { /* the row enumerates the kept outer axes; the reduced ones start at 0 */
+    for (int d = r - 2; d >= 0; d--) {
+      if (c->axes >> d & 1) {
+        idx[d] = ci64(c, 0);
+        continue;
+      }
+      LLVMValueRef n = dimval(c, dom[d]);
+      idx[d] = LLVMBuildURem(c->B, rem, n, "");
+      rem = LLVMBuildUDiv(c->B, rem, n, "");
+    }
+    input_bases(c, idx);
+    return;
+  }
   for (int d = r - 2; d >= 1; d--) {
     LLVMValueRef n = dimval(c, dom[d]);
     idx[d] = LLVMBuildSRem(c->B, rem, n, "");
@@ -1774,7 +1842,7 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int
       for (uint32_t q = 0; q < k->ndims; q++)
         if (p->dims.v[k->dims + q] == x) v = dims[q];
     if (i + 1 == d->rank) last = v;
-    else if (col_mode(g, k) && (k->axes >> i & 1)) reduced *= v;
+    else if ((col_mode(g, k) || multi_mode(g, k)) && (k->axes >> i & 1)) reduced *= v;
     else rows *= v;
   }
   if (col_mode(g, k)) { /* items of `lanes` columns, each folding `reduced` rows */
@@ -1782,7 +1850,7 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int
     if (item) *item = reduced * cols;
     return rows * ((last + cols - 1) / cols);
   }
-  if (item) *item = last;
+  if (item) *item = last * reduced;
   return rows;
 }
 
@@ -1824,10 +1892,12 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
     c.axes = k->axes;
     c.rr = r - __builtin_popcount(k->axes);
     c.col = col_mode(c.g, k);
+    c.multi = multi_mode(c.g, k);
   }
   /* column mode: values of COL_VECS host vectors, so that each row of the fold reads
      several cache lines of a column strip (LLVM splits the wide operations) */
   LLVMValueRef L = r ? dimval(&c, dom[r - 1]) : ci64(&c, 1);
+  c.L = L;
   if (c.col) {
     counted(&c, begin, end, 1, col_item, NULL);
     LLVMBuildRetVoid(c.B);
@@ -1914,7 +1984,8 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
           break;
         }
   row_passes(&c, L);
-  columns(&c, L, NULL, store_body, &st);
+  if (c.multi) over_reduced(&c, store_q, &st, NULL);
+  else columns(&c, L, NULL, store_body, &st);
   store_scalars(&c, row);
   LLVMValueRef next = LLVMBuildAdd(c.B, row, ci64(&c, 1), "");
   LLVMBasicBlockRef body_end = LLVMGetInsertBlock(c.B);

@@ -740,6 +740,9 @@ static double now_us(void) {
 VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
   double t0 = now_us();
   if (!jit_supported(p, k, why, n)) return NULL; /* the native tier's coverage */
+  int dr = ir_node(p->g, k->domain)->rank;
+  if (k->kind == KK_ROW && dr >= 2 && (k->axes >> (dr - 1) & 1) && (k->axes & ((1u << (dr - 1)) - 1)))
+    return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
   if (k->ninputs + k->noutputs > 255) return snprintf(why, n, "more than 255 buffers"), NULL;
   const Graph *g = p->g;
   VmCode *c = calloc(1, sizeof *c);
