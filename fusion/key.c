@@ -2,7 +2,8 @@
  *
  * The canonical form is a sequence of 64-bit words that says everything code generation
  * depends on and nothing else: the kernel kind and reduced axes; for each input its
- * dtype, rank and dims; for each member its op, dtype, rank, dims, operands (as local
+ * dtype, rank and dims and whether it is a param (native mix kernels read a param
+ * weight packed once per model); for each member its op, dtype, rank, dims, operands (as local
  * numbers: inputs 0.., then members in order) and its attributes resolved to what they
  * mean (defaults filled in, negative axes normalized, floats by their bits); which
  * members are outputs. A dim is either a constant (its value) or a symbolic parameter,
@@ -184,7 +185,10 @@ static void form(Writer *w) {
   word(w, k->axes);
   word(w, k->ninputs);
   word(w, k->nmembers);
-  for (uint32_t i = 0; i < k->ninputs; i++) shape(w, fu_inputs(w->cp, k)[i]);
+  for (uint32_t i = 0; i < k->ninputs; i++) { /* a param's layout may be packed once per model */
+    shape(w, fu_inputs(w->cp, k)[i]);
+    word(w, ir_node(w->cp->g, fu_inputs(w->cp, k)[i])->op == OP_PARAM);
+  }
   for (uint32_t i = 0; i < k->nmembers; i++) {
     uint32_t v = fu_members(w->cp, k)[i];
     const Node *n = ir_node(g, v);

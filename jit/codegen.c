@@ -1045,11 +1045,12 @@ typedef LLVMValueRef (*Combine)(Cg *c, void *arg, LLVMValueRef a, LLVMValueRef b
 /* The columns of a row: with an accumulator and a combine, U independent accumulators
  * over blocks of U·W columns (a fold is one long dependency chain otherwise), combined,
  * then single vectors; without, single vectors (LLVM unrolls). Then one masked tail if
- * L % W. Returns the accumulator's final value (NULL without). */
-static LLVMValueRef columns_u(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body body, Combine comb,
-                              void *arg, int U) {
+ * (L - from) % W. Columns [from, L) (columns_u and columns: from 0). Returns the
+ * accumulator's final value (NULL without). */
+static LLVMValueRef columns_from(Cg *c, LLVMValueRef from, LLVMValueRef L, LLVMValueRef acc0, Body body,
+                                 Combine comb, void *arg, int U) {
   LLVMBuilderRef B = c->B;
-  LLVMValueRef j = ci64(c, 0), acc[MAXU];
+  LLVMValueRef j = from, acc[MAXU];
   if (acc0 && comb && U > 1) {
     for (int u = 0; u < U; u++) acc[u] = acc0;
     j = pos_loop(c, j, L, U, c->W, place_col, acc, body, arg);
@@ -1075,6 +1076,11 @@ static LLVMValueRef columns_u(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body bod
   LLVMValueRef out = LLVMBuildPhi(B, LLVMTypeOf(acc0), "acc.out");
   LLVMAddIncoming(out, (LLVMValueRef[]){acc[0], acc2}, (LLVMBasicBlockRef[]){check, tail_end}, 2);
   return out;
+}
+
+static LLVMValueRef columns_u(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body body, Combine comb,
+                              void *arg, int U) {
+  return columns_from(c, ci64(c, 0), L, acc0, body, comb, arg, U);
 }
 
 static LLVMValueRef columns(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body body, void *arg) {
@@ -1605,6 +1611,219 @@ static void sm_block(Cg *c, LLVMValueRef row, void *arg) {
   columns(c, sm->N, NULL, sm_out, sm);
 }
 
+/* ---- mix: packed weights, register-blocked ---------------------------------------------
+ *
+ * A 2-D param weight b [K, N] is read from its packed copy (jit/gemm.c: panels of nr
+ * columns, nr floats per k, zero-padded), which the runtime makes once per model and
+ * passes as the extra buffer bufs[ninputs + noutputs]. Rows [begin, end) of a:
+ *
+ *   for each block of mc rows (an mc x kc block of a stays in L2)
+ *     for each block of kc values of k (at least one block, so K = 0 still gets its epilogue)
+ *       for each panel of nr columns (its kc x nr slice of packed b stays in L1)
+ *         micro-kernels of mr rows, then 4, 2, 1 rows for the rest: mr x nr sums in
+ *           registers (mr·nr/W vectors), per k the nr/W vectors of b loaded once and each
+ *           row's a element broadcast into nr/W fused multiply-adds; the sums start at
+ *           zero on the first k block and from the output otherwise, and go back to the
+ *           output, masked past column N
+ *         on the last k block: the epilogue over the panel's rows and columns, reading
+ *           the sums from the output (in L1) and storing every output
+ *
+ * The sums live in the first full-shaped f32 output (the epilogue overwrites it last). */
+
+enum { PK_MAXR = 16, PK_MAXV = 8 };
+
+typedef struct Pk {
+  JitTile t;
+  int nv;                        /* host vectors per panel: nr / W */
+  int rows;                      /* rows of the micro-kernel being emitted */
+  LLVMValueRef pa, pb, acc;      /* a, the packed b, the output that holds the sums */
+  LLVMValueRef K, N, begin, end;
+  LLVMValueRef ic, mend;         /* the row block [ic, mend) */
+  LLVMValueRef pc, kc, first, last; /* the k block [pc, pc + kc); first / last block (i1) */
+  LLVMValueRef j0, jend, panel;  /* the panel's columns [j0, jend) and its packed rows from pc */
+  LLVMValueRef colmask[PK_MAXV]; /* per vector of the panel: its columns below N */
+  LLVMValueRef erow;             /* the epilogue's row */
+} Pk;
+
+static LLVMValueRef imin(Cg *c, LLVMValueRef x, LLVMValueRef y) {
+  return LLVMBuildSelect(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, x, y, ""), x, y, "");
+}
+
+/* The micro-kernel: rows [row, row + pk->rows) of the current panel and k block. */
+static void pk_tile(Cg *c, LLVMValueRef row, void *arg) {
+  Pk *pk = arg;
+  LLVMBuilderRef B = c->B;
+  LLVMTypeRef t = c->vf;
+  int R = pk->rows, V = pk->nv;
+  LLVMValueRef cofs[PK_MAXR][PK_MAXV], abase[PK_MAXR], acc[PK_MAXR][PK_MAXV], phi[PK_MAXR][PK_MAXV];
+  for (int r = 0; r < R; r++) {
+    LLVMValueRef rr = LLVMBuildAdd(B, row, ci64(c, r), "");
+    abase[r] = LLVMBuildAdd(B, LLVMBuildMul(B, rr, pk->K, ""), pk->pc, "");
+    LLVMValueRef crow = LLVMBuildAdd(B, LLVMBuildMul(B, rr, pk->N, ""), pk->j0, "");
+    for (int v = 0; v < V; v++) {
+      cofs[r][v] = LLVMBuildAdd(B, crow, ci64(c, (int64_t)v * c->W), "");
+      c->mask = pk->colmask[v];
+      /* in bounds either way (masked columns, rows below end): select, not a branch */
+      acc[r][v] = LLVMBuildSelect(B, pk->first, splatf(c, 0), load_vec(c, pk->acc, cofs[r][v]), "");
+    }
+  }
+  c->mask = NULL;
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = LLVMAppendBasicBlockInContext(c->C, c->fn, "pk.k"),
+                    body = LLVMAppendBasicBlockInContext(c->C, c->fn, "pk.k.body"),
+                    done = LLVMAppendBasicBlockInContext(c->C, c->fn, "pk.k.done");
+  LLVMBuildBr(B, head);
+  LLVMPositionBuilderAtEnd(B, head);
+  LLVMValueRef k = LLVMBuildPhi(B, c->i64, "k");
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < V; v++) phi[r][v] = LLVMBuildPhi(B, c->vf, "sum");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, k, pk->kc, ""), body, done);
+  LLVMPositionBuilderAtEnd(B, body);
+  LLVMValueRef bv[PK_MAXV], next[PK_MAXR][PK_MAXV];
+  LLVMValueRef brow = LLVMBuildMul(B, k, ci64(c, pk->t.nr), "");
+  for (int v = 0; v < V; v++) {
+    LLVMValueRef off = LLVMBuildAdd(B, brow, ci64(c, (int64_t)v * c->W), "");
+    LLVMValueRef l = LLVMBuildLoad2(B, c->vf, LLVMBuildGEP2(B, c->f32, pk->panel, &off, 1, ""), "");
+    LLVMSetAlignment(l, (unsigned)(4 * c->W)); /* panels start on 64 bytes, rows are whole vectors */
+    bv[v] = l;
+  }
+  for (int r = 0; r < R; r++) {
+    LLVMValueRef at = LLVMBuildAdd(B, abase[r], k, "");
+    LLVMValueRef av = vsplat(c, LLVMBuildLoad2(B, c->f32, LLVMBuildGEP2(B, c->f32, pk->pa, &at, 1, ""), ""), "");
+    for (int v = 0; v < V; v++) next[r][v] = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){av, bv[v], phi[r][v]}, 3);
+  }
+  LLVMValueRef k1 = LLVMBuildAdd(B, k, ci64(c, 1), "");
+  LLVMBasicBlockRef body_end = LLVMGetInsertBlock(B);
+  LLVMBuildBr(B, head);
+  LLVMAddIncoming(k, (LLVMValueRef[]){ci64(c, 0), k1}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < V; v++)
+      LLVMAddIncoming(phi[r][v], (LLVMValueRef[]){acc[r][v], next[r][v]}, (LLVMBasicBlockRef[]){pre, body_end}, 2);
+  LLVMPositionBuilderAtEnd(B, done);
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < V; v++) {
+      c->mask = pk->colmask[v];
+      store_vec(c, pk->acc, cofs[r][v], phi[r][v]);
+    }
+  c->mask = NULL;
+}
+
+/* The epilogue at the current column of row pk->erow: the sum from the output, every
+ * output stored. */
+static LLVMValueRef pk_out(Cg *c, void *arg, LLVMValueRef acc) {
+  Pk *pk = arg;
+  c->mm = load_vec(c, pk->acc, LLVMBuildAdd(c->B, LLVMBuildMul(c->B, pk->erow, pk->N, ""), c->j, ""));
+  Store st = {pk->erow, pk->N};
+  return store_body(c, &st, acc);
+}
+
+static void pk_out_row(Cg *c, LLVMValueRef row, void *arg) {
+  Pk *pk = arg;
+  pk->erow = row;
+  forget(c);
+  row_bases(c, row, c->dom, c->r);
+  columns_from(c, pk->j0, pk->jend, NULL, pk_out, NULL, pk, 1);
+  forget(c);
+}
+
+/* One panel of nr columns in the current row and k blocks. */
+static void pk_panel(Cg *c, LLVMValueRef jp, void *arg) {
+  Pk *pk = arg;
+  LLVMBuilderRef B = c->B;
+  int64_t nr = pk->t.nr;
+  pk->j0 = LLVMBuildMul(B, jp, ci64(c, nr), "");
+  pk->jend = imin(c, LLVMBuildAdd(B, pk->j0, ci64(c, nr), ""), pk->N);
+  LLVMValueRef off = LLVMBuildAdd(B, LLVMBuildMul(B, LLVMBuildMul(B, jp, pk->K, ""), ci64(c, nr), ""),
+                                  LLVMBuildMul(B, pk->pc, ci64(c, nr), ""), "");
+  pk->panel = LLVMBuildGEP2(B, c->f32, pk->pb, &off, 1, "panel");
+  for (int v = 0; v < pk->nv; v++)
+    pk->colmask[v] = tail_mask(c, LLVMBuildSub(B, pk->N, LLVMBuildAdd(B, pk->j0, ci64(c, (int64_t)v * c->W), ""), ""));
+  pk->rows = pk->t.mr;
+  LLVMValueRef at = counted(c, pk->ic, pk->mend, pk->t.mr, pk_tile, pk);
+  int s = 1;
+  while (s * 2 < pk->t.mr) s *= 2;
+  for (; s >= 1; s /= 2) { /* the rest: fewer than mr rows, each size at most once */
+    pk->rows = s;
+    at = counted(c, at, pk->mend, s, pk_tile, pk);
+  }
+  LLVMBasicBlockRef epi = LLVMAppendBasicBlockInContext(c->C, c->fn, "pk.epilogue"),
+                    done = LLVMAppendBasicBlockInContext(c->C, c->fn, "pk.panel.done");
+  LLVMBuildCondBr(B, pk->last, epi, done);
+  LLVMPositionBuilderAtEnd(B, epi);
+  counted(c, pk->ic, pk->mend, 1, pk_out_row, pk);
+  LLVMBuildBr(B, done);
+  LLVMPositionBuilderAtEnd(B, done);
+}
+
+/* One block of kc values of k (block kb) for the current row block. */
+static void pk_kblock(Cg *c, LLVMValueRef kb, void *arg) {
+  Pk *pk = arg;
+  LLVMBuilderRef B = c->B;
+  pk->pc = LLVMBuildMul(B, kb, ci64(c, pk->t.kc), "");
+  LLVMValueRef after = LLVMBuildAdd(B, pk->pc, ci64(c, pk->t.kc), "");
+  pk->kc = LLVMBuildSub(B, imin(c, after, pk->K), pk->pc, "");
+  pk->first = LLVMBuildICmp(B, LLVMIntEQ, kb, ci64(c, 0), "");
+  pk->last = LLVMBuildICmp(B, LLVMIntSGE, after, pk->K, "");
+  LLVMValueRef panels = LLVMBuildSDiv(B, LLVMBuildAdd(B, pk->N, ci64(c, pk->t.nr - 1), ""), ci64(c, pk->t.nr), "");
+  counted(c, ci64(c, 0), panels, 1, pk_panel, pk);
+}
+
+/* One block of mc rows (block ib) of [begin, end). */
+static void pk_iblock(Cg *c, LLVMValueRef ib, void *arg) {
+  Pk *pk = arg;
+  LLVMBuilderRef B = c->B;
+  pk->ic = LLVMBuildAdd(B, pk->begin, LLVMBuildMul(B, ib, ci64(c, pk->t.mc), ""), "");
+  pk->mend = imin(c, LLVMBuildAdd(B, pk->ic, ci64(c, pk->t.mc), ""), pk->end);
+  LLVMValueRef kbs = LLVMBuildSDiv(B, LLVMBuildAdd(B, pk->K, ci64(c, pk->t.kc - 1), ""), ci64(c, pk->t.kc), "");
+  kbs = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, kbs, ci64(c, 1), ""), ci64(c, 1), kbs, "");
+  counted(c, ci64(c, 0), kbs, 1, pk_kblock, pk);
+}
+
+/* Rows [begin, end) of a mix kernel whose weight is packed (bufs[ninputs + noutputs]). */
+static void pk_rows(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L) {
+  const Partition *p = c->p;
+  const Kernel *k = c->k;
+  uint32_t v = fu_members(p, k)[c->mm_member], a = ir_operand(c->g, v, 0);
+  Pk pk = {.t = jit_tile(c->W), .pa = buf(c, (uint32_t)input_index(c, a)), .N = L, .begin = begin, .end = end};
+  pk.nv = pk.t.nr / c->W;
+  pk.K = dimval(c, ir_shape(c->g, a)[ir_node(c->g, a)->rank - 1]);
+  for (uint32_t o = 0; o < k->noutputs && !pk.acc; o++) {
+    uint32_t u = fu_outputs(p, k)[o];
+    if (is_full(c, u) && ir_node(c->g, u)->dtype == DT_F32) pk.acc = buf(c, k->ninputs + o);
+  }
+  LLVMValueRef at = LLVMBuildGEP2(c->B, c->ptr, c->bufs, (LLVMValueRef[]){ci64(c, k->ninputs + k->noutputs)}, 1, "");
+  pk.pb = LLVMBuildLoad2(c->B, c->ptr, at, "packed");
+  LLVMValueRef blocks = LLVMBuildSDiv(c->B, LLVMBuildAdd(c->B, LLVMBuildSub(c->B, end, begin, ""), ci64(c, pk.t.mc - 1), ""),
+                                      ci64(c, pk.t.mc), "");
+  counted(c, ci64(c, 0), blocks, 1, pk_iblock, &pk);
+}
+
+int jit_packed_input(const Partition *p, const Kernel *k) {
+  const Graph *g = p->g;
+  if (k->kind != KK_MIX) return -1;
+  uint32_t v = UINT32_MAX;
+  for (uint32_t i = 0; i < k->nmembers; i++)
+    if (ir_node(g, fu_members(p, k)[i])->op == OP_MATMUL) v = fu_members(p, k)[i];
+  if (v == UINT32_MAX || ir_attr_int(g, v, AK_TRANSPOSE_A, 0) || ir_attr_int(g, v, AK_TRANSPOSE_B, 0)) return -1;
+  uint32_t a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
+  const Node *bn = ir_node(g, b);
+  if (bn->rank != 2 || bn->op != OP_PARAM || bn->dtype != DT_F32 || ir_node(g, a)->dtype != DT_F32) return -1;
+  int ia = -1, ib = -1;
+  for (uint32_t i = 0; i < k->ninputs; i++) {
+    if (fu_inputs(p, k)[i] == a) ia = (int)i;
+    if (fu_inputs(p, k)[i] == b) ib = (int)i;
+  }
+  if (ia < 0 || ib < 0) return -1;
+  const Node *d = ir_node(g, k->domain);
+  for (uint32_t o = 0; o < k->noutputs; o++) { /* the sums need an f32 full-shaped output */
+    uint32_t u = fu_outputs(p, k)[o];
+    const Node *n = ir_node(g, u);
+    if (n->dtype == DT_F32 && n->rank == d->rank &&
+        !memcmp(ir_shape(g, u), ir_shape(g, k->domain), d->rank * sizeof(Dim)))
+      return ib;
+  }
+  return -1;
+}
+
 /* ---- mix: the general matmul --------------------------------------------------------------
  *
  * Operands that are views, batched (with broadcasting) or transposed: one output row at a
@@ -1951,10 +2170,14 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
     }
     LLVMBuildBr(c.B, fin);
     LLVMPositionBuilderAtEnd(c.B, big);
-    MixLoop ml = {dom, r, MIX_ROWS, L};
-    LLVMValueRef at = counted(&c, begin, end, MIX_ROWS, mix_iter, &ml);
-    ml.rows = 1;
-    counted(&c, at, end, 1, mix_iter, &ml);
+    if (jit_packed_input(p, k) >= 0) {
+      pk_rows(&c, begin, end, L);
+    } else {
+      MixLoop ml = {dom, r, MIX_ROWS, L};
+      LLVMValueRef at = counted(&c, begin, end, MIX_ROWS, mix_iter, &ml);
+      ml.rows = 1;
+      counted(&c, at, end, 1, mix_iter, &ml);
+    }
     LLVMBuildBr(c.B, fin);
     LLVMPositionBuilderAtEnd(c.B, fin);
     LLVMBuildRetVoid(c.B);

@@ -13,7 +13,7 @@
  * in jit/ include llvm-c.
  *
  * Files: llvm.c (LLJIT, target machine, compile a module, cache), codegen.c (Kernel ->
- * LLVM IR: vector, row and mix kernels). */
+ * LLVM IR: vector, row and mix kernels), gemm.c (the packed weight layout of mix kernels). */
 #ifndef DVM_JIT_H
 #define DVM_JIT_H
 
@@ -81,5 +81,21 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int
 int jit_lanes(const Jit *j);
 /* Can codegen emit kernel k? If not, why (for the entry and the dumps). */
 bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n);
+/* The input of mix kernel k whose packed copy (jit_pack) its native code reads, as the
+ * extra buffer bufs[ninputs + noutputs]: a 2-D param weight; -1 if none (other kernels,
+ * and mix kernels read through the general path). */
+int jit_packed_input(const Partition *p, const Kernel *k);
+
+/* gemm.c */
+/* Register and cache tiles of native mix kernels for code of `lanes` f32 lanes. */
+typedef struct JitTile {
+  int mr, nr;  /* rows x columns of the micro-kernel's accumulators (nr: whole vectors) */
+  int kc, mc;  /* k per block, rows of a per block (a multiple of mr) */
+} JitTile;
+JitTile jit_tile(int lanes);
+/* Floats of b [K, N] packed for code of `lanes` lanes (panels of nr columns, zero-padded). */
+size_t jit_packed_floats(int64_t K, int64_t N, int lanes);
+/* Pack row-major b [K, N] into out (jit_packed_floats of it). */
+void jit_pack(const float *b, int64_t K, int64_t N, int lanes, float *out);
 
 #endif /* DVM_JIT_H */

@@ -13,9 +13,11 @@
  * `dump --stage bytecode|llvm` says why). DVM_JIT=off keeps auto on that path for every
  * kernel (no bytecode, no native code): the differential tests' bit-exact baseline.
  *
- * Threads: runs share nothing mutable but the counters (under `lock`); params are set
- * before runs start (dvm.h). */
+ * Threads: runs share nothing mutable but the counters (under `lock`) and the packed
+ * copies of params (made once, under `lock`, by the first run that needs one); params
+ * are set before runs start (dvm.h), and setting one drops its packed copy. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -46,6 +48,8 @@ struct dvm_model {
   int nplans;
   Tensor **adopted;   /* param values the model owns (dvm_model_load_onnx), per value id */
   uint32_t nadopted;
+  _Atomic(float *) *packed; /* per value id: a param weight packed for native mix kernels
+                               (jit_pack), made at its first use, dropped by set_param */
 };
 
 /* ---- plans: what a binding costs, worked out once ------------------------------------------
@@ -238,9 +242,10 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
   m->tier = tier;
   m->threads = opt ? opt->threads : 0;
   m->params = calloc(g->nodes.n, sizeof *m->params);
+  m->packed = calloc(g->nodes.n, sizeof *m->packed);
   m->inputs = malloc((g->decls.n + 1) * sizeof *m->inputs);
   m->pnodes = malloc((g->decls.n + 1) * sizeof *m->pnodes);
-  if (!m->params || !m->inputs || !m->pnodes) goto oom;
+  if (!m->params || !m->packed || !m->inputs || !m->pnodes) goto oom;
   for (uint32_t i = 0; i < g->decls.n; i++) {
     uint32_t v = g->decls.v[i];
     if (ir_node(g, v)->op == OP_INPUT) m->inputs[m->ninputs++] = v;
@@ -317,11 +322,13 @@ void dvm_model_destroy(dvm_model *m) {
   free(m->adopted);
   for (uint32_t i = 0; m->vm && i < m->part->kernels.n; i++) vm_free(m->vm[i]);
   free(m->vm);
-  ir_graph_free(m->g);
   fu_free(m->part);
   free(m->entry);
   free(m->last);
   free(m->params);
+  for (uint32_t v = 0; m->packed && v < m->g->nodes.n; v++) free(atomic_load(&m->packed[v]));
+  free(m->packed);
+  ir_graph_free(m->g);
   free(m->inputs);
   free(m->pnodes);
   free(m);
@@ -374,6 +381,7 @@ dvm_status dvm_model_set_param(dvm_model *m, const char *name, dvm_tensor *t) {
                   ir_s(m->g, m->g->name)),
            rt_fail(&err);
   m->params[v] = t;
+  free(atomic_exchange(&m->packed[v], NULL)); /* new values: pack again at the next use */
   return rt_ok();
 }
 
@@ -506,6 +514,27 @@ static dvm_status check_gathers(const dvm_model *m, const Binding *b, const Kern
   return DVM_OK;
 }
 
+/* Param v (bound to t, a [K, N] f32 weight) packed for native code of `lanes` lanes
+ * (jit_pack): made by the first run that needs it, under the lock (concurrent runs wait
+ * for the one copy), then read without a lock. The copy is a cache of the bound values,
+ * hence the cast: a run does not change what the model computes. */
+static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int lanes, Err *err) {
+  dvm_model *m = (dvm_model *)mc;
+  float *pk = atomic_load_explicit(&m->packed[v], memory_order_acquire);
+  if (pk) return pk;
+  pthread_mutex_lock(&m->lock);
+  if (!(pk = atomic_load_explicit(&m->packed[v], memory_order_relaxed))) {
+    size_t bytes = (jit_packed_floats(t->shape[0], t->shape[1], lanes) * sizeof(float) + 63) / 64 * 64;
+    if ((pk = aligned_alloc(64, bytes ? bytes : 64))) { /* panels on 64 bytes: aligned vector loads */
+      jit_pack(t->data, t->shape[0], t->shape[1], lanes, pk);
+      atomic_store_explicit(&m->packed[v], pk, memory_order_release);
+    }
+  }
+  pthread_mutex_unlock(&m->lock);
+  if (!pk) ir_err(err, DVM_ERR_NOMEM, "out of memory packing a weight");
+  return pk;
+}
+
 /* Prepare kernel k's call (native fn, else bytecode vm): its outputs become new tensors in
  * vals (or the caller's tensors in dst, written in place); its inputs are already there. */
 static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, char *arena,
@@ -513,7 +542,7 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
                           const VmCode *vm, Call *c, Err *err) {
   const Graph *g = m->g;
   const Partition *p = m->part;
-  if (k->ninputs + k->noutputs > 256 || k->ndims > 64)
+  if (k->ninputs + k->noutputs + 1 > 256 || k->ndims > 64)
     return ir_err(err, DVM_ERR_UNSUPPORTED, "kernel with too many buffers or dims");
   c->fn = fn, c->vm = vm;
   for (uint32_t q = 0; q < k->ndims; q++)
@@ -535,6 +564,12 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
       if (st) return st; /* run_fused releases what was made */
     }
     c->bufs[k->ninputs + j] = vals[o]->data;
+  }
+  int pj = fn ? jit_packed_input(p, k) : -1; /* native mix code reads its weight packed */
+  if (pj >= 0) {
+    uint32_t w = fu_inputs(p, k)[pj];
+    if (!(c->bufs[k->ninputs + k->noutputs] = packed_param(m, w, vals[w], jit_lanes(m->jit), err)))
+      return DVM_ERR_NOMEM;
   }
   int64_t item = 1;
   c->extent = fn ? jit_extent(p, k, c->dims, jit_lanes(m->jit), &item) : vm_extent(vm, c->dims, &item);
