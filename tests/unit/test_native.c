@@ -3,7 +3,8 @@
  * One model run over 100 values of N compiles each kernel once (the kernel cache's
  * counters), and its outputs agree with the reference tier at every N, including the
  * odd row length 769 (masked tails). Eight threads running one model at different N at
- * once give the reference's results. Plans: a repeated binding finds its plan, whose
+ * once give the reference's results (the mix kernel's packed weight made by one of
+ * them), and so does a run after dvm_model_set_param gives w new values. Plans: a repeated binding finds its plan, whose
  * arena, reused across runs, still gives the reference's results. */
 #include <pthread.h>
 #include <math.h>
@@ -78,8 +79,8 @@ static double compare_at(int64_t n, uint64_t seed) {
 static void *worker(void *arg) {
   int64_t t = (int64_t)(intptr_t)arg;
   double worst = 0;
-  for (int r = 0; r < 5; r++) {
-    double e = compare_at(1 + t * 3 + r, 100 + (uint64_t)(t * 10 + r));
+  for (int r = 0; r < 5; r++) { /* N > 16 first: the packed path */
+    double e = compare_at(r ? 1 + t * 3 + r : 40 + t, 100 + (uint64_t)(t * 10 + r));
     worst = e > worst ? e : worst;
   }
   double *out = malloc(sizeof *out);
@@ -136,6 +137,17 @@ int main(void) {
   CHECK(s2.llvm_compiles == 3 && s2.cache_hits >= 3, "a second model compiles nothing: %lld compiles, %lld hits",
         (long long)s2.llvm_compiles, (long long)s2.cache_hits);
   dvm_model_destroy(again);
+  /* the packed copy of w follows dvm_model_set_param: new values in the same tensor */
+  dvm_tensor_fill_random(pw, 4);
+  dvm_model_set_param(llvm, "w", pw);
+  dvm_model_set_param(ref, "w", pw);
+  for (int64_t n = 16; n <= 64; n += 48) {
+    double e = compare_at(n, 77);
+    CHECK(e <= 1, "N=%lld after set_param with new values: differs by %.3g x the tolerance", (long long)n, e);
+  }
+  /* a fresh model packs w at its first run: here eight threads' first runs at once */
+  dvm_model_destroy(llvm);
+  llvm = compile(DVM_TIER_LLVM);
   pthread_t t[8];
   for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i);
   for (int i = 0; i < 8; i++) {
