@@ -1615,11 +1615,14 @@ static void sm_block(Cg *c, LLVMValueRef row, void *arg) {
  *
  * A 2-D param weight b [K, N] is read from its packed copy (jit/gemm.c: panels of nr
  * columns, nr floats per k, zero-padded), which the runtime makes once per model and
- * passes as the extra buffer bufs[ninputs + noutputs]. Rows [begin, end) of a:
+ * passes as the extra buffer bufs[ninputs + noutputs]. The outer range [begin, end) is
+ * panels of nr output columns (jit_extent), every row each: two threads read half of b
+ * each, so a few rows (M = 1: a GEMV) stream b once at memory speed, and many rows
+ * re-read only the small block of a from L3:
  *
  *   for each block of mc rows (an mc x kc block of a stays in L2)
  *     for each block of kc values of k (at least one block, so K = 0 still gets its epilogue)
- *       for each panel of nr columns (its kc x nr slice of packed b stays in L1)
+ *       for each panel of the range (its kc x nr slice of packed b stays in L1/L2)
  *         micro-kernels of mr rows, then 4, 2, 1 rows for the rest: mr x nr sums in
  *           registers (mr·nr/W vectors), per k the nr/W vectors of b loaded once and each
  *           row's a element broadcast into nr/W fused multiply-adds; the sums start at
@@ -1637,7 +1640,7 @@ typedef struct Pk {
   int nv;                        /* host vectors per panel: nr / W */
   int rows;                      /* rows of the micro-kernel being emitted */
   LLVMValueRef pa, pb, acc;      /* a, the packed b, the output that holds the sums */
-  LLVMValueRef K, N, begin, end;
+ LLVMValueRef K, N, M, pbegin, pend; /* rows [0, M) of panels [pbegin, pend) */
   LLVMValueRef ic, mend;         /* the row block [ic, mend) */
   LLVMValueRef pc, kc, first, last; /* the k block [pc, pc + kc); first / last block (i1) */
   LLVMValueRef j0, jend, panel;  /* the panel's columns [j0, jend) and its packed rows from pc */
@@ -1763,27 +1766,29 @@ static void pk_kblock(Cg *c, LLVMValueRef kb, void *arg) {
   pk->kc = LLVMBuildSub(B, imin(c, after, pk->K), pk->pc, "");
   pk->first = LLVMBuildICmp(B, LLVMIntEQ, kb, ci64(c, 0), "");
   pk->last = LLVMBuildICmp(B, LLVMIntSGE, after, pk->K, "");
-  LLVMValueRef panels = LLVMBuildSDiv(B, LLVMBuildAdd(B, pk->N, ci64(c, pk->t.nr - 1), ""), ci64(c, pk->t.nr), "");
-  counted(c, ci64(c, 0), panels, 1, pk_panel, pk);
+  counted(c, pk->pbegin, pk->pend, 1, pk_panel, pk);
 }
 
-/* One block of mc rows (block ib) of [begin, end). */
+/* One block of mc rows (block ib) of [0, M). */
 static void pk_iblock(Cg *c, LLVMValueRef ib, void *arg) {
   Pk *pk = arg;
   LLVMBuilderRef B = c->B;
-  pk->ic = LLVMBuildAdd(B, pk->begin, LLVMBuildMul(B, ib, ci64(c, pk->t.mc), ""), "");
-  pk->mend = imin(c, LLVMBuildAdd(B, pk->ic, ci64(c, pk->t.mc), ""), pk->end);
+  pk->ic = LLVMBuildMul(B, ib, ci64(c, pk->t.mc), "");
+  pk->mend = imin(c, LLVMBuildAdd(B, pk->ic, ci64(c, pk->t.mc), ""), pk->M);
   LLVMValueRef kbs = LLVMBuildSDiv(B, LLVMBuildAdd(B, pk->K, ci64(c, pk->t.kc - 1), ""), ci64(c, pk->t.kc), "");
   kbs = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, kbs, ci64(c, 1), ""), ci64(c, 1), kbs, "");
   counted(c, ci64(c, 0), kbs, 1, pk_kblock, pk);
 }
 
-/* Rows [begin, end) of a mix kernel whose weight is packed (bufs[ninputs + noutputs]). */
-static void pk_rows(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L) {
+/* Panels [begin, end) of a mix kernel whose weight is packed (bufs[ninputs + noutputs]),
+ * every row. */
+static void pk_panels(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L) {
   const Partition *p = c->p;
   const Kernel *k = c->k;
   uint32_t v = fu_members(p, k)[c->mm_member], a = ir_operand(c->g, v, 0);
-  Pk pk = {.t = jit_tile(c->W), .pa = buf(c, (uint32_t)input_index(c, a)), .N = L, .begin = begin, .end = end};
+  Pk pk = {.t = jit_tile(c->W), .pa = buf(c, (uint32_t)input_index(c, a)), .N = L, .pbegin = begin, .pend = end,
+           .M = ci64(c, 1)};
+  for (int d = 0; d + 1 < c->r; d++) pk.M = LLVMBuildMul(c->B, pk.M, dimval(c, c->dom[d]), "rows");
   pk.nv = pk.t.nr / c->W;
   pk.K = dimval(c, ir_shape(c->g, a)[ir_node(c->g, a)->rank - 1]);
   for (uint32_t o = 0; o < k->noutputs && !pk.acc; o++) {
@@ -1792,8 +1797,7 @@ static void pk_rows(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L)
   }
   LLVMValueRef at = LLVMBuildGEP2(c->B, c->ptr, c->bufs, (LLVMValueRef[]){ci64(c, k->ninputs + k->noutputs)}, 1, "");
   pk.pb = LLVMBuildLoad2(c->B, c->ptr, at, "packed");
-  LLVMValueRef blocks = LLVMBuildSDiv(c->B, LLVMBuildAdd(c->B, LLVMBuildSub(c->B, end, begin, ""), ci64(c, pk.t.mc - 1), ""),
-                                      ci64(c, pk.t.mc), "");
+  LLVMValueRef blocks = LLVMBuildSDiv(c->B, LLVMBuildAdd(c->B, pk.M, ci64(c, pk.t.mc - 1), ""), ci64(c, pk.t.mc), "");
   counted(c, ci64(c, 0), blocks, 1, pk_iblock, &pk);
 }
 
@@ -2064,6 +2068,11 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int
     else if ((col_mode(g, k) || multi_mode(g, k)) && (k->axes >> i & 1)) reduced *= v;
     else rows *= v;
   }
+  if (jit_packed_input(p, k) >= 0) { /* packed mix: panels of nr columns, every row */
+    int64_t nr = jit_tile(lanes).nr;
+    if (item) *item = rows * nr;
+    return (last + nr - 1) / nr;
+  }
   if (col_mode(g, k)) { /* items of `lanes` columns, each folding `reduced` rows */
     int64_t cols = (int64_t)lanes * COL_VECS;
     if (item) *item = reduced * cols;
@@ -2137,6 +2146,13 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
     free(mem);
     return;
   }
+  if (k->kind == KK_MIX && jit_packed_input(p, k) >= 0) { /* the outer range is panels */
+    pk_panels(&c, begin, end, L);
+    LLVMBuildRetVoid(c.B);
+    LLVMDisposeBuilder(c.B);
+    free(mem);
+    return;
+  }
   if (k->kind == KK_MIX) {
     /* few rows: b streamed (blocks of SM_ROWS rows, then single rows), into the first
        full-shaped output's rows; otherwise blocks of MIX_ROWS rows, then single rows */
@@ -2170,14 +2186,10 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
     }
     LLVMBuildBr(c.B, fin);
     LLVMPositionBuilderAtEnd(c.B, big);
-    if (jit_packed_input(p, k) >= 0) {
-      pk_rows(&c, begin, end, L);
-    } else {
-      MixLoop ml = {dom, r, MIX_ROWS, L};
-      LLVMValueRef at = counted(&c, begin, end, MIX_ROWS, mix_iter, &ml);
-      ml.rows = 1;
-      counted(&c, at, end, 1, mix_iter, &ml);
-    }
+    MixLoop ml = {dom, r, MIX_ROWS, L};
+    LLVMValueRef at = counted(&c, begin, end, MIX_ROWS, mix_iter, &ml);
+    ml.rows = 1;
+    counted(&c, at, end, 1, mix_iter, &ml);
     LLVMBuildBr(c.B, fin);
     LLVMPositionBuilderAtEnd(c.B, fin);
     LLVMBuildRetVoid(c.B);
