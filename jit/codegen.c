@@ -12,10 +12,12 @@
  * results only) is a splat, so one path emits every op.
  *
  * Mix kernels: out[m, :] = a[m, :] @ b + epilogue, with a's batch dims flattened into m
- * and b a 2-D [K, N] matrix: for each block of MIX_ROWS rows and W columns, K fused
- * multiply-adds into one accumulator per row (each b vector loaded once for the block),
- * then the epilogue members on each accumulator and the stores. A correct,
- * register-blocked loop without packing; the GEMM issue makes it fast.
+ * and b a 2-D [K, N] matrix. A param b is read packed (jit/gemm.c) by a register-blocked
+ * micro-kernel with k and row blocking, the epilogue applied per panel on the last k
+ * block ("mix: packed weights" below). Another 2-D b: for each block of MIX_ROWS rows
+ * and W columns, K fused multiply-adds into one accumulator per row (each b vector
+ * loaded once for the block), then the epilogue members on each accumulator and the
+ * stores; few rows stream b instead.
  *
  * Operands: an input is read through strides computed from the canonical shapes (stride
  * 0 where it broadcasts), so broadcasting is index math, not copies. Transcendentals go
