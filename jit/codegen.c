@@ -1618,13 +1618,15 @@ static void sm_block(Cg *c, LLVMValueRef row, void *arg) {
  * A 2-D param weight b [K, N] is read from its packed copy (jit/gemm.c: panels of nr
  * columns, nr floats per k, zero-padded), which the runtime makes once per model and
  * passes as the extra buffer bufs[ninputs + noutputs]. The outer range [begin, end) is
- * panels of nr output columns (jit_extent), every row each: two threads read half of b
- * each, so a few rows (M = 1: a GEMV) stream b once at memory speed, and many rows
- * re-read only the small block of a from L3:
+ * row blocks of mc rows times panels of nr output columns, panel-major within a row
+ * block (jit_extent): at most mc rows, two threads read half of b each, so a few rows
+ * (M = 1: a GEMV) stream b once at memory speed; many rows split by row blocks (a chunk
+ * of the pool is then about one row block's panels), and a narrow output (one panel)
+ * still splits by rows:
  *
- *   for each block of mc rows (an mc x kc block of a stays in L2)
+ *   for each row block of the call's items (an mc x kc block of a stays in L2)
  *     for each block of kc values of k (at least one block, so K = 0 still gets its epilogue)
- *       for each panel of the range (its kc x nr slice of packed b stays in L1/L2)
+ *       for the row block's panels in the call (its kc x nr slice of packed b stays in L1/L2)
  *         micro-kernels of mr rows, then 4, 2, 1 rows for the rest: mr x nr sums in
  *           registers (mr·nr/W vectors), per k the nr/W vectors of b loaded once and each
  *           row's a element broadcast into nr/W fused multiply-adds; the sums start at
@@ -1642,7 +1644,8 @@ typedef struct Pk {
   int nv;                        /* host vectors per panel: nr / W */
   int rows;                      /* rows of the micro-kernel being emitted */
   LLVMValueRef pa, pb, acc;      /* a, the packed b, the output that holds the sums */
- LLVMValueRef K, N, M, pbegin, pend; /* rows [0, M) of panels [pbegin, pend) */
+ LLVMValueRef K, N, M, P, begin, end; /* M rows, P panels; the call's items [begin, end) */
+  LLVMValueRef pbegin, pend;      /* the current row block's panels */
   LLVMValueRef ic, mend;         /* the row block [ic, mend) */
   LLVMValueRef pc, kc, first, last; /* the k block [pc, pc + kc); first / last block (i1) */
   LLVMValueRef j0, jend, panel;  /* the panel's columns [j0, jend) and its packed rows from pc */
@@ -1771,24 +1774,29 @@ static void pk_kblock(Cg *c, LLVMValueRef kb, void *arg) {
   counted(c, pk->pbegin, pk->pend, 1, pk_panel, pk);
 }
 
-/* One block of mc rows (block ib) of [0, M). */
+/* Row block ib (rows [ib·mc, ib·mc + mc) of [0, M)) with its panels in the call's items. */
 static void pk_iblock(Cg *c, LLVMValueRef ib, void *arg) {
   Pk *pk = arg;
   LLVMBuilderRef B = c->B;
   pk->ic = LLVMBuildMul(B, ib, ci64(c, pk->t.mc), "");
   pk->mend = imin(c, LLVMBuildAdd(B, pk->ic, ci64(c, pk->t.mc), ""), pk->M);
+  LLVMValueRef first = LLVMBuildMul(B, ib, pk->P, "");
+  LLVMValueRef lo = LLVMBuildSub(B, pk->begin, first, ""), hi = LLVMBuildSub(B, pk->end, first, "");
+  pk->pbegin = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, lo, ci64(c, 0), ""), ci64(c, 0), lo, "");
+  pk->pend = imin(c, hi, pk->P);
   LLVMValueRef kbs = LLVMBuildSDiv(B, LLVMBuildAdd(B, pk->K, ci64(c, pk->t.kc - 1), ""), ci64(c, pk->t.kc), "");
   kbs = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, kbs, ci64(c, 1), ""), ci64(c, 1), kbs, "");
   counted(c, ci64(c, 0), kbs, 1, pk_kblock, pk);
 }
 
-/* Panels [begin, end) of a mix kernel whose weight is packed (bufs[ninputs + noutputs]),
- * every row. */
-static void pk_panels(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L) {
+/* Items [begin, end) of a mix kernel whose weight is packed (bufs[ninputs + noutputs]):
+ * item t is panel t % P of row block t / P (jit_extent). */
+static void pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L) {
   const Partition *p = c->p;
   const Kernel *k = c->k;
+  LLVMBuilderRef B = c->B;
   uint32_t v = fu_members(p, k)[c->mm_member], a = ir_operand(c->g, v, 0);
-  Pk pk = {.t = jit_tile(c->W), .pa = buf(c, (uint32_t)input_index(c, a)), .N = L, .pbegin = begin, .pend = end,
+  Pk pk = {.t = jit_tile(c->W), .pa = buf(c, (uint32_t)input_index(c, a)), .N = L, .begin = begin, .end = end,
            .M = ci64(c, 1)};
   for (int d = 0; d + 1 < c->r; d++) pk.M = LLVMBuildMul(c->B, pk.M, dimval(c, c->dom[d]), "rows");
   pk.nv = pk.t.nr / c->W;
@@ -1799,8 +1807,10 @@ static void pk_panels(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef 
   }
   LLVMValueRef at = LLVMBuildGEP2(c->B, c->ptr, c->bufs, (LLVMValueRef[]){ci64(c, k->ninputs + k->noutputs)}, 1, "");
   pk.pb = LLVMBuildLoad2(c->B, c->ptr, at, "packed");
-  LLVMValueRef blocks = LLVMBuildSDiv(c->B, LLVMBuildAdd(c->B, pk.M, ci64(c, pk.t.mc - 1), ""), ci64(c, pk.t.mc), "");
-  counted(c, ci64(c, 0), blocks, 1, pk_iblock, &pk);
+  pk.P = LLVMBuildSDiv(B, LLVMBuildAdd(B, L, ci64(c, pk.t.nr - 1), ""), ci64(c, pk.t.nr), "panels");
+  LLVMValueRef P1 = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, pk.P, ci64(c, 1), ""), ci64(c, 1), pk.P, "");
+  LLVMValueRef ib0 = LLVMBuildSDiv(B, begin, P1, ""), ib1 = LLVMBuildSDiv(B, LLVMBuildAdd(B, end, LLVMBuildSub(B, P1, ci64(c, 1), ""), ""), P1, "");
+  counted(c, ib0, ib1, 1, pk_iblock, &pk);
 }
 
 int jit_packed_input(const Partition *p, const Kernel *k) {
@@ -2070,10 +2080,10 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int
     else if ((col_mode(g, k) || multi_mode(g, k)) && (k->axes >> i & 1)) reduced *= v;
     else rows *= v;
   }
-  if (jit_packed_input(p, k) >= 0) { /* packed mix: panels of nr columns, every row */
-    int64_t nr = jit_tile(lanes).nr;
-    if (item) *item = rows * nr;
-    return (last + nr - 1) / nr;
+  if (jit_packed_input(p, k) >= 0) { /* packed mix: row blocks x panels (pk_items) */
+    JitTile t = jit_tile(lanes);
+    if (item) *item = (rows < t.mc ? rows : t.mc) * t.nr;
+    return (rows + t.mc - 1) / t.mc * ((last + t.nr - 1) / t.nr);
   }
   if (col_mode(g, k)) { /* items of `lanes` columns, each folding `reduced` rows */
     int64_t cols = (int64_t)lanes * COL_VECS;
@@ -2149,7 +2159,7 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
     return;
   }
   if (k->kind == KK_MIX && jit_packed_input(p, k) >= 0) { /* the outer range is panels */
-    pk_panels(&c, begin, end, L);
+    pk_items(&c, begin, end, L);
     LLVMBuildRetVoid(c.B);
     LLVMDisposeBuilder(c.B);
     free(mem);

@@ -75,8 +75,9 @@ const char *jit_target(const Jit *j);
 /* The outer parallel extent of kernel k under concrete dim values, for code of `lanes`
  * f32 lanes: rows of its domain (1 for a rank-0 or rank-1 domain); for a kernel that
  * reduces other axes than the last (column mode), chunks of `lanes` columns of each kept
- * row; for a mix kernel with a packed weight (jit_packed_input), panels of
- * jit_tile(lanes).nr output columns over every row. *item (if not NULL): elements one
+ * row; for a mix kernel with a packed weight (jit_packed_input), blocks of
+ * jit_tile(lanes).mc rows times panels of its nr output columns (panel-major within a
+ * row block). *item (if not NULL): elements one
  * item of the extent covers. */
 int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *item);
 /* The f32 lanes of the native code (16 on AVX-512). */
