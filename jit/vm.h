@@ -24,8 +24,9 @@
  *            pass (its value folded over the row), then the output program per tile
  *   cols     reductions over axes other than the last: items of VM_T columns, folds run
  *            down the reduced rows
- *   mix      matmul + epilogue, a 2-D weight read directly: a register-blocked tile
- *            loop, then the epilogue program with the product in a fixed register
+ *   mix      matmul + epilogue, a 2-D weight: a register-blocked tile loop (over the
+ *            weight's packed panels when the runtime passes them, jit/gemm.c), then the
+ *            epilogue program with the product in a fixed register
  *   gemm     any other matmul (views, batches, transposes): per k, one program reads a's
  *            element and one b's tile
  * Per-row results of reductions live in reserved registers ("slots") that later programs
@@ -122,6 +123,8 @@ typedef struct VmCode {
   VmProg prog_a, prog_b;      /* gemm: a's element and b's tile at S[VS_K] */
   uint8_t a_reg, b_reg, mm_reg; /* gemm: their results; mix, gemm: the product */
   uint32_t a_buf, b_buf;      /* mix: a's and b's buffers */
+  bool packed;                /* mix: b is a param whose packed copy (jit_pack) the runtime may
+                                 pass as bufs[ninputs + noutputs] (NULL there: b read as it is) */
   VmDim K;                    /* mix, gemm: the contraction length */
   VmBase *base;
   uint32_t nbase;

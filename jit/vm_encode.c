@@ -803,6 +803,7 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
     } else {
       c->mode = VMM_MIX;
       c->a_buf = (uint32_t)input_index(&e, a), c->b_buf = (uint32_t)input_index(&e, b);
+      c->packed = jit_packed_input(p, k) >= 0;
     }
   } else {
     c->mode = col_mode(g, k) ? VMM_COLS : VMM_ROWS;

@@ -565,10 +565,17 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
     }
     c->bufs[k->ninputs + j] = vals[o]->data;
   }
-  int pj = fn ? jit_packed_input(p, k) : -1; /* native mix code reads its weight packed */
+  /* a mix kernel's param weight, packed once per model for the host's lanes (the native
+     code's, else the bytecode's): native code always reads it, bytecode when its lanes
+     are the same (else it reads b as it is: NULL) */
+  int vl = 0, lanes = 0;
+  vm_isa(&vl);
+  lanes = m->jit ? jit_lanes(m->jit) : vl;
+  int pj = fn || (vm && vm->packed && vl == lanes) ? jit_packed_input(p, k) : -1;
+  c->bufs[k->ninputs + k->noutputs] = NULL;
   if (pj >= 0) {
     uint32_t w = fu_inputs(p, k)[pj];
-    if (!(c->bufs[k->ninputs + k->noutputs] = packed_param(m, w, vals[w], jit_lanes(m->jit), err)))
+    if (!(c->bufs[k->ninputs + k->noutputs] = packed_param(m, w, vals[w], lanes, err)))
       return DVM_ERR_NOMEM;
   }
   int64_t item = 1;
