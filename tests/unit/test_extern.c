@@ -6,7 +6,7 @@
  * that mixes them with fused elementwise ops before and after (and a view read by a call),
  * runs it at several N in every tier (ref, vm, llvm, auto before and after its native
  * code arrives) and compares each output with the same computation written here in plain
- * C. Checks that the vm and llvm tiers run every kernel as bytecode / native code (the
+ * C; and by-value operands of each dtype converted to each parameter type. Checks that the vm and llvm tiers run every kernel as bytecode / native code (the
  * calls are not left on the reference path), that a call nobody reads is still made,
  * that one name in two contexts calls each context's function (native code embeds the
  * address), concurrent runs, and the errors: bad signatures, a second registration,
@@ -82,6 +82,12 @@ static void plus2(const float *x, float *out, int64_t n) {
   for (int64_t i = 0; i < n; i++) out[i] = x[i] + 2;
 }
 
+/* by-value conversions: each parameter written back as a float */
+static void conv(float a, double b, int32_t c, int64_t d, double e, int32_t f, int32_t g, float *out) {
+  out[0] = a, out[1] = (float)b, out[2] = (float)c, out[3] = (float)d, out[4] = (float)e, out[5] = (float)f;
+  out[6] = (float)g;
+}
+
 static void register_all(void) {
   static const struct {
     const char *name;
@@ -95,6 +101,7 @@ static void register_all(void) {
       {"lib.shift", (dvm_extern_fn)shift, "void <- i64*, i64, i64*, i64"},
       {"mask", (dvm_extern_fn)mask, "void <- void* x, bool* out, i64 n"},
       {"dead", (dvm_extern_fn)dead, "void <- f32*, f32*, i64"},
+      {"conv", (dvm_extern_fn)conv, "void <- f32 a, f64 b, i32 c, i64 d, f64 e, i32 f, i32 g, f32* out"},
   };
   for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
     CHECK(dvm_register_extern(ctx, fns[i].name, fns[i].fn, fns[i].sig) == DVM_OK, "register %s: %s", fns[i].name,
@@ -282,6 +289,39 @@ static void tiers(void) {
   dvm_graph_destroy(g);
 }
 
+/* ---- scalar operands converted to each parameter type, in every tier --------------------- */
+
+static void conversions(void) {
+  static const char text[] = "graph conv\ninput p: f32[]\ninput q: i64[1]\ninput r: bool[]\n"
+                             "o = call(p, p, p, q, r, q, 3.9, fn=conv, shape=[7], dtype=f32)\noutput o\n";
+  dvm_graph *g = parse(text, "conv.dvm");
+  if (!g) return;
+  int64_t one = 1;
+  dvm_tensor *in[3] = {tensor(DVM_F32, 0, NULL), tensor(DVM_I64, 1, &one), tensor(DVM_BOOL, 0, NULL)};
+  if (!in[0] || !in[1] || !in[2]) return;
+  *(float *)dvm_tensor_data(in[0]) = -2.7f;
+  *(int64_t *)dvm_tensor_data(in[1]) = 5000000000;
+  *(uint8_t *)dvm_tensor_data(in[2]) = 1;
+  const float want[7] = {-2.7f, (float)(double)-2.7f, -2.0f, (float)5000000000LL, 1.0f,
+                         (float)(int32_t)(uint32_t)5000000000ULL, 3.0f};
+  const char *names[] = {"p", "q", "r"};
+  static const dvm_tier ts[] = {DVM_TIER_REF, DVM_TIER_VM, DVM_TIER_LLVM, DVM_TIER_AUTO};
+  for (int t = 0; t < 4; t++) {
+    dvm_model *m = compile(g, ts[t]);
+    if (!m) continue;
+    if (ts[t] == DVM_TIER_AUTO) dvm_model_wait(m);
+    dvm_tensor *out = NULL;
+    CHECK(dvm_model_run(m, 3, names, in, &out) == DVM_OK, "tier %d: %s", (int)ts[t], dvm_last_error());
+    for (int i = 0; out && i < 7; i++)
+      CHECK(((float *)dvm_tensor_data(out))[i] == want[i], "tier %d: argument %d is %.9g, want %.9g", (int)ts[t],
+            i + 1, ((float *)dvm_tensor_data(out))[i], want[i]);
+    dvm_tensor_destroy(out);
+    dvm_model_destroy(m);
+  }
+  for (int i = 0; i < 3; i++) dvm_tensor_destroy(in[i]);
+  dvm_graph_destroy(g);
+}
+
 /* ---- one name, two contexts: each model calls its own context's function --------------- */
 
 static void two_contexts(void) {
@@ -451,6 +491,7 @@ int main(void) {
   if (!ctx) return CHECK_SUMMARY();
   register_all();
   tiers();
+  conversions();
   two_contexts();
   concurrent();
   bad_signatures();
