@@ -169,9 +169,14 @@ static void attrs(Writer *w, uint32_t v) {
     word(w, a && a->isint ? (uint64_t)a->i : 0);
     break;
   }
-  case OP_CALL: {
+  case OP_CALL: { /* the function: its name, and once resolved its signature and address
+                     (native code embeds the address: another function must not reuse it) */
     const char *fn = ir_s(g, ir_attr(g, v, AK_FN)->off);
     word(w, XXH3_64bits(fn, strlen(fn)));
+    word(w, g->ext && g->ext[v] ? g->ext[v]->hash : 0);
+    a = ir_attr(g, v, AK_DIMS);
+    word(w, a ? a->n : 0);
+    for (uint32_t i = 0; a && i < a->n; i++) dim(w, (Dim)g->clists.v[a->off + i]);
     break;
   }
   default: break; /* elementwise ops, arange: op, dtype and shape say it all */

@@ -18,7 +18,9 @@
  * row cluster with the same domain and axes. Several fitting operand clusters are merged
  * with it. A join is refused if it would make a cycle between kernels, or if the node
  * reads a member of the cluster through a view (a cross-element dependency). Matmul
- * starts a mix cluster, extern its own.
+ * starts a mix cluster, extern its own: a call reads its operands from memory (views it
+ * reads get a copy kernel, as output views do) and always writes its result (the function
+ * is called even when nothing reads it, as the reference executor calls it).
  *
  * Then: members (with inlined views), inputs and materialized outputs per kernel, and
  * dispatch levels (a kernel runs one level after the latest kernel it reads from; kernels
@@ -331,8 +333,13 @@ static void build(Ctx *c) {
       qsort(c->cl.v[x].nodes.v, c->cl.v[x].nodes.n, sizeof(uint32_t), cmp_u32);
       order[nk++] = x;
     }
+  uint8_t *called = calloc(nn, 1); /* views a call reads: the call needs them in memory */
+  if (!called) ir_oom();
   for (uint32_t v = 0; v < nn; v++)
-    if (classify(g, v) == C_VIEW && is_output(g, v)) {
+    if (classify(g, v) == C_EXTERN)
+      for (uint32_t q = 0; q < ir_node(g, v)->nin; q++) called[ir_operand(g, v, q)] = 1;
+  for (uint32_t v = 0; v < nn; v++)
+    if (classify(g, v) == C_VIEW && (is_output(g, v) || called[v])) {
       uint32_t x = new_cluster(c, KK_VECTOR, v, 0);
       vec_push(c->cl.v[x].nodes, v);
       order[nk++] = x;
@@ -347,7 +354,7 @@ static void build(Ctx *c) {
       in[v] = 1;
       vec_push(m, v);
     }
-    for (uint32_t j = 0; j < cl->nodes.n; j++) {
+    for (uint32_t j = 0; j < cl->nodes.n && cl->kind != KK_EXTERN; j++) {
       uint32_t v = cl->nodes.v[j];
       for (uint32_t q = 0; q < ir_node(g, v)->nin; q++) add_views(c, ir_operand(g, v, q), &m, in);
     }
@@ -379,13 +386,14 @@ static void build(Ctx *c) {
     k->outputs = p->ids.n;
     for (uint32_t j = 0; j < k->nmembers; j++) {
       uint32_t v = p->ids.v[k->members + j];
-      if (p->kernel_of[v] == i && (mat[v] || is_output(g, v))) vec_push(p->ids, v);
+      if (p->kernel_of[v] == i && (mat[v] || is_output(g, v) || classify(g, v) == C_EXTERN)) vec_push(p->ids, v);
     }
     k->noutputs = p->ids.n - k->outputs;
   }
   free(in);
   free(mat);
   free(order);
+  free(called);
 }
 
 /* Dispatch levels: a kernel runs one level after the latest kernel it reads from. The

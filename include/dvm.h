@@ -165,6 +165,37 @@ dvm_tensor *dvm_graph_param_value(const dvm_graph *g, const char *name);
  * references g's tensors: destroy g after m. */
 dvm_status dvm_model_set_graph_params(dvm_model *m, const dvm_graph *g);
 
+/* ---- extern functions ------------------------------------------------------------- */
+/* A graph node `y = call(x, ..., fn=NAME, shape=[...], dtype=DT, dims=[...])` calls a C
+ * function the host registered under NAME (docs/extern.md). The signature is its C
+ * prototype, result first:
+ *
+ *     "void <- f32* x, f32* y, f32* out, i64 n"      "f64 <- f32*, i64"
+ *
+ *   result:      void, or a scalar i32 i64 f32 f64 (then it is the output's one element:
+ *                f32/f64 into an f32 output, i32 into i32, i64 into i64)
+ *   parameters:  T* (T one of f32 f16 bf16 i32 i64 bool) or void* (any dtype): a tensor's
+ *                data, C order; i32 i64 f32 f64: a value. Names after a type are comments.
+ *
+ * The call gives one argument per parameter, in this order: its operands (a pointer
+ * parameter gets the operand's data, a scalar parameter its one element by value,
+ * converted as cast does), then the output's data if the result is void, then the values
+ * of its dims=[...] attribute (dim expressions such as N*S, evaluated at run time; i32 or
+ * i64 parameters). The function reads its operands and writes the whole output; it must
+ * not keep the pointers or write through operand pointers. Counts, dtypes and shapes are
+ * checked when a model is compiled: an unregistered fn or a mismatch is an error naming
+ * the graph line and the function.
+ *
+ * A name is registered once per context (DVM_ERR_USAGE the second time: compiled models
+ * and native code keep the function); it lives until the context is destroyed. A bad
+ * signature is DVM_ERR_SYNTAX. The native tier calls the function directly, the bytecode
+ * and reference tiers through libffi (the call prepared here, once). Runs on several
+ * threads, and independent kernels of one run, may call a function concurrently: it must
+ * be thread-safe. */
+typedef void (*dvm_extern_fn)(void); /* any function, cast: (dvm_extern_fn)my_fn */
+dvm_status dvm_register_extern(dvm_context *ctx, const char *name, dvm_extern_fn fn,
+                               const char *signature);
+
 /* ---- models ------------------------------------------------------------------------- */
 
 typedef struct dvm_compile_options {

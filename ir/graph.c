@@ -41,6 +41,7 @@ void ir_graph_free(Graph *g) {
   vec_free(g->syms);
   vec_free(g->cons);
   free(g->names);
+  free(g->ext);
   free(g);
 }
 
@@ -239,6 +240,7 @@ Graph *ir_graph_clone(const Graph *g) {
   *c = *g;
   c->file = strdup(g->file);
   c->names = NULL;
+  c->ext = NULL; /* resolved per model */
   c->dims.hash = NULL;
   c->dims.hcap = 0;
   bool ok = c->file && CLONE(c->strs, g->strs) && CLONE(c->nodes, g->nodes) &&

@@ -15,7 +15,8 @@
  *
  * Files: dim.c (interned dims, union-find, evaluation), graph.c (nodes, attrs, names),
  * infer.c (dtype/shape inference, deduction), parse.c (text format), print.c (printer
- * and dumps), verify.c (invariants between passes). */
+ * and dumps), verify.c (invariants between passes), extern.c (the extern signature
+ * language, mapping a call node onto a signature). */
 #ifndef DVM_IR_H
 #define DVM_IR_H
 
@@ -189,6 +190,42 @@ typedef struct Constraint {
   Dim diff;      /* CON_EQ, set by ir_finish: a - b over free representatives */
 } Constraint;
 
+/* ---- extern functions ------------------------------------------------------------------ */
+/* A C function a host registered (dvm_register_extern; docs/extern.md), described as plain
+ * data so that every layer can read it: the runtime owns the registry and libffi
+ * (runtime/ffi.c), the jit reads the signature and calls the function. */
+
+enum { EXT_MAX_PARAMS = 16, EXT_NAME_MAX = 64, EXT_SIG_MAX = 256 };
+
+/* A C type of the signature language. */
+typedef enum ExtType { ET_VOID, ET_I32, ET_I64, ET_F32, ET_F64, ET_PTR } ExtType;
+
+typedef struct ExtParam {
+  uint8_t type; /* ExtType: a scalar or ET_PTR */
+  int8_t dtype; /* ET_PTR: the DType pointed to, -1 for void* (any) */
+} ExtParam;
+
+typedef struct Extern {
+  char name[EXT_NAME_MAX];
+  char sig[EXT_SIG_MAX];  /* the signature as registered */
+  void (*fn)(void);       /* the host's function */
+  uint8_t ret;            /* ExtType: ET_VOID or a scalar */
+  uint8_t nparams;
+  ExtParam param[EXT_MAX_PARAMS];
+  uint64_t hash;          /* of the name, the signature and fn: part of every kernel key */
+  /* Call fn through libffi with the cif prepared at registration: args[i] points at
+     parameter i's value, ret (ignored for void) at 8 bytes for the result. Set by
+     runtime/ffi.c, so that the bytecode tier needs no ffi.h. Safe from many threads. */
+  void (*invoke)(const struct Extern *e, void **args, void *ret);
+} Extern;
+
+/* Where a call node's argument for one C parameter comes from (ir_extern_args). */
+typedef enum ExtSrc { ES_OPERAND, ES_OUTPUT, ES_DIM } ExtSrc;
+typedef struct ExtArg {
+  uint8_t src;    /* ExtSrc */
+  uint32_t index; /* ES_OPERAND: operand number; ES_DIM: entry of the dims attribute */
+} ExtArg;
+
 /* ---- the graph --------------------------------------------------------------------------- */
 
 typedef struct Node {
@@ -224,6 +261,9 @@ typedef struct Graph {
   uint32_t ncap;
   uint32_t literal_count;
   bool finished;              /* ir_finish ran */
+  const Extern **ext;         /* per value: a call node's registered function, resolved when
+                                 a model is compiled (runtime/ffi.c), else NULL; the
+                                 context owns the Externs. NULL until resolved. */
 } Graph;
 
 /* graph.c */
@@ -324,6 +364,23 @@ char *ir_print(const Graph *g);
 char *ir_dump_ir(const Graph *g);
 /* `dvm dump --stage deduce`: symbol classes, bindings, constraints, canonical shapes. */
 char *ir_dump_deduce(const Graph *g);
+
+/* extern.c */
+/* Parse a signature (docs/extern.md) into e's ret, nparams and param; err names the
+ * problem and its column. */
+dvm_status ir_extern_parse(const char *sig, Extern *e, Err *err);
+/* The text of a C type ("f32*", "void*", "i64"). */
+const char *ir_ext_type_name(ExtParam p);
+/* Map call node v onto e's parameters (args[0..e->nparams)): operands in order, then the
+ * output (a void result), then the entries of dims=[...]; checks the count, the dtypes
+ * and that by-value operands hold one element. Errors name the line, the node and fn. */
+dvm_status ir_extern_args(const Graph *g, uint32_t v, const Extern *e, ExtArg *args, Err *err);
+/* Convert a scalar operand's value (from_float: f, else i) to parameter type t, as cast
+ * does (float to integer truncates, saturates, NaN is 0; i64 to i32 wraps), into *out
+ * (8 bytes, the C type t). */
+void ir_extern_scalar(ExtType t, bool from_float, double f, int64_t i, void *out);
+/* Does value v hold exactly one element whatever the symbols (all dims constant 1)? */
+bool ir_is_one_element(const Graph *g, uint32_t v);
 
 /* verify.c */
 /* Check the invariants every pass relies on; a failure is a bug, reported in err. */

@@ -142,7 +142,10 @@ static bool multi_mode(const Graph *g, const Kernel *k) {
 bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
   const Graph *g = p->g;
   int r = ir_node(g, k->domain)->rank;
-  if (k->kind == KK_EXTERN) return snprintf(why, n, "extern calls are not emitted yet"), false;
+  if (k->kind == KK_EXTERN) { /* a direct call (jit/extern.c) */
+    JitExt x;
+    return jit_extern_plan(p, k, &x, why, n);
+  }
   bool multi = multi_mode(g, k);
   int matmuls = 0;
   const Node *dn = ir_node(g, k->domain);
@@ -2070,6 +2073,10 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int
   const Graph *g = p->g;
   const Node *d = ir_node(g, k->domain);
   int64_t rows = 1, reduced = 1, last = 1;
+  if (k->kind == KK_EXTERN) { /* one call, never split */
+    if (item) *item = 1;
+    return 1;
+  }
   for (int i = 0; i < d->rank; i++) {
     Dim x = ir_shape(g, k->domain)[i];
     int64_t v = 0;
@@ -2094,9 +2101,15 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int
   return rows;
 }
 
+void jit_emit_extern(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleRef M, const char *name);
+
 /* Emit kernel k as function `name` into module M (context C); W lanes, libmvec prefix. */
 void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleRef M,
               const char *name, int W, const char *mvec_prefix) {
+  if (k->kind == KK_EXTERN) {
+    jit_emit_extern(p, k, C, M, name);
+    return;
+  }
   Cg c = {.p = p, .g = p->g, .k = k, .W = W, .NW = W, .mvec = mvec_prefix, .C = C, .M = M,
           .mm_member = -1, .stash_member = -1};
   if (col_mode(p->g, k)) c.W = W * COL_VECS;

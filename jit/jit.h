@@ -13,7 +13,8 @@
  * in jit/ include llvm-c.
  *
  * Files: llvm.c (LLJIT, target machine, compile a module, cache), codegen.c (Kernel ->
- * LLVM IR: vector, row and mix kernels), gemm.c (the packed weight layout of mix kernels). */
+ * LLVM IR: vector, row and mix kernels), gemm.c (the packed weight layout of mix kernels),
+ * extern.c (extern kernels: a direct call of the registered function). */
 #ifndef DVM_JIT_H
 #define DVM_JIT_H
 
@@ -100,5 +101,32 @@ JitTile jit_tile(int lanes);
 size_t jit_packed_floats(int64_t K, int64_t N, int lanes);
 /* Pack row-major b [K, N] into out (jit_packed_floats of it). */
 void jit_pack(const float *b, int64_t K, int64_t N, int lanes, float *out);
+
+/* extern.c */
+/* Where one argument of an extern kernel's call comes from, in kernel-ABI terms. */
+typedef enum JxKind {
+  JX_BUF,   /* bufs[buf]: a tensor's data */
+  JX_LOAD,  /* element 0 of bufs[buf], of dtype `dtype`, converted to the parameter's type */
+  JX_CONST, /* bits: the value in the parameter's C type (a literal, a constant dim) */
+  JX_DIM    /* dims[q] (i64), narrowed to an i32 parameter by wrapping */
+} JxKind;
+typedef struct JitExtArg {
+  uint8_t kind;  /* JxKind */
+  uint8_t dtype; /* JX_LOAD */
+  uint32_t buf;  /* JX_BUF, JX_LOAD */
+  uint32_t q;    /* JX_DIM */
+  int64_t bits;  /* JX_CONST */
+} JitExtArg;
+/* An extern kernel (one call node; docs/extern.md) as a call: the function, its
+ * arguments, and (a scalar result) the output buffer its result is stored to. */
+typedef struct JitExt {
+  const Extern *e;
+  JitExtArg arg[EXT_MAX_PARAMS];
+  uint32_t out;  /* the output's buffer index */
+  uint8_t odt;   /* the output's dtype */
+} JitExt;
+/* The call of extern kernel k; false (why says it) if its function is not resolved
+ * (dumps, graphs not compiled into a model) or a constant argument does not fit. */
+bool jit_extern_plan(const Partition *p, const Kernel *k, JitExt *x, char *why, size_t n);
 
 #endif /* DVM_JIT_H */

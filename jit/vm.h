@@ -29,6 +29,8 @@
  *            epilogue program with the product in a fixed register
  *   gemm     any other matmul (views, batches, transposes): per k, one program reads a's
  *            element and one b's tile
+ *   extern   a `call` node: no program, one call of the registered function through
+ *            libffi (vm_extern.c)
  * Per-row results of reductions live in reserved registers ("slots") that later programs
  * read like any other.
  *
@@ -41,7 +43,7 @@
  *
  * Files: vm_encode.c (Kernel -> bytecode: one walk, registers by liveness, dumps),
  * vm_run.c (the interpreter and the drivers of the four shapes, built once per host ISA
- * from vm_exec.inc). */
+ * from vm_exec.inc), vm_extern.c (extern kernels). */
 #ifndef DVM_VM_H
 #define DVM_VM_H
 
@@ -73,7 +75,7 @@ typedef struct VmProg {
   uint32_t start, n; /* instructions [start, start + n) of VmCode.code, END included */
 } VmProg;
 
-typedef enum VmMode { VMM_ROWS, VMM_COLS, VMM_MIX, VMM_GEMM } VmMode;
+typedef enum VmMode { VMM_ROWS, VMM_COLS, VMM_MIX, VMM_GEMM, VMM_EXTERN } VmMode;
 typedef enum VmFold { VMF_SUM, VMF_MAX, VMF_MIN, VMF_PROD } VmFold;
 /* What a pass makes of its folded value (per lane, in slot `slot`). */
 typedef enum VmPost {
@@ -132,6 +134,7 @@ typedef struct VmCode {
   uint32_t ndimtab;
   uint32_t nreg, nsreg;       /* registers used */
   double encode_us;
+  struct JitExt *ext;         /* VMM_EXTERN: the call (jit/extern.c, jit/vm_extern.c) */
 } VmCode;
 
 /* vm_encode.c */
@@ -143,6 +146,13 @@ void vm_free(VmCode *c);
 char *vm_disasm(const VmCode *c);
 /* The mnemonic of op. */
 const char *vm_op_name(VmOp op);
+
+/* vm_extern.c */
+/* An extern kernel: its call plan (no instructions); NULL with why if not resolved. */
+VmCode *vm_encode_extern(const Partition *p, const Kernel *k, char *why, size_t n);
+/* Run it (vm_exec does for VMM_EXTERN): one call through libffi if begin < end. */
+void vm_call(const VmCode *c, void *const *bufs, const int64_t *dims, int64_t begin, int64_t end);
+char *vm_disasm_extern(const VmCode *c);
 
 /* vm_run.c */
 /* The outer parallel extent of c under dim values: rows, or (cols) items of VM_T columns

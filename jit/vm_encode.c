@@ -739,6 +739,11 @@ static double now_us(void) {
 
 VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
   double t0 = now_us();
+  if (k->kind == KK_EXTERN) { /* a call through libffi */
+    VmCode *c = vm_encode_extern(p, k, why, n);
+    if (c) c->encode_us = now_us() - t0;
+    return c;
+  }
   if (!jit_supported(p, k, why, n)) return NULL; /* the native tier's coverage */
   int dr = ir_node(p->g, k->domain)->rank;
   if (k->kind == KK_ROW && dr >= 2 && (k->axes >> (dr - 1) & 1) && (k->axes & ((1u << (dr - 1)) - 1)))
@@ -847,6 +852,7 @@ void vm_free(VmCode *c) {
   free(c->pass);
   free(c->base);
   free(c->dimtab);
+  free(c->ext);
   free(c);
 }
 
@@ -888,6 +894,7 @@ static void dis_prog(Buf *b, const VmCode *c, const char *name, VmProg pr) {
 }
 
 char *vm_disasm(const VmCode *c) {
+  if (c->mode == VMM_EXTERN) return vm_disasm_extern(c);
   static const char *const modes[] = {"rows", "cols", "mix", "gemm"};
   static const char *const folds[] = {"sum", "max", "min", "prod"};
   static const char *const posts[] = {"", " / L", " -> 1/x", " -> aux + log x", " -> 1/sqrt(x/L + eps)"};

@@ -103,7 +103,8 @@ const char *vm_isa(int *lanes) {
 }
 
 void vm_exec(const VmCode *c, void *const *bufs, const int64_t *dims, int64_t begin, int64_t end) {
-  exec_fn(c, bufs, dims, begin, end); /* vm_isa ran when the runtime chose the VM */
+  if (c->mode == VMM_EXTERN) vm_call(c, bufs, dims, begin, end); /* no program: a call */
+  else exec_fn(c, bufs, dims, begin, end); /* vm_isa ran when the runtime chose the VM */
 }
 #else
 const char *vm_isa(int *lanes) {
@@ -117,6 +118,10 @@ void vm_exec(const VmCode *c, void *const *bufs, const int64_t *dims, int64_t be
 
 int64_t vm_extent(const VmCode *c, const int64_t *dims, int64_t *item) {
   int64_t rows = 1, reduced = 1, last = 1;
+  if (c->mode == VMM_EXTERN) { /* one call, never split */
+    if (item) *item = 1;
+    return 1;
+  }
   for (int i = 0; i < c->r; i++) {
     VmDim d = c->dimtab[i];
     int64_t v = d.q >= 0 ? dims[d.q] : d.c;

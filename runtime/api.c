@@ -43,7 +43,10 @@ struct dvm_context {
   Jit *jit;
   bool jit_tried;
   Err jit_err; /* why the Jit could not be made */
+  ExtTable *ext; /* registered extern functions (runtime/ffi.c) */
 };
+
+ExtTable *rt_context_externs(dvm_context *ctx) { return ctx->ext; }
 
 Pool *rt_context_pool(dvm_context *ctx, int threads) {
   pthread_mutex_lock(&ctx->lock);
@@ -72,6 +75,7 @@ Jit *rt_context_jit(dvm_context *ctx, Err *err) {
 dvm_status dvm_context_create(dvm_context **out) {
   Err err;
   *out = calloc(1, sizeof **out);
+  if (*out && !((*out)->ext = rt_ext_table_new())) free(*out), *out = NULL;
   if (!*out) return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
   pthread_mutex_init(&(*out)->lock, NULL);
   return rt_ok();
@@ -81,6 +85,7 @@ void dvm_context_destroy(dvm_context *ctx) {
   if (!ctx) return;
   jit_free(ctx->jit);
   rt_pool_free(ctx->pool);
+  rt_ext_table_free(ctx->ext); /* after the Jit: native code calls these functions */
   pthread_mutex_destroy(&ctx->lock);
   free(ctx);
 }
@@ -262,6 +267,8 @@ int32_t dvm_graph_find(const dvm_graph *g, const char *name) {
 static char *dump_native(const dvm_graph *g, bool assembly) {
   Err err = {0};
   if (!g->ir->finished && ir_finish(g->ir, &err)) return rt_fail(&err), NULL;
+  Err unresolved; /* extern calls: the graph's context's functions, where they resolve */
+  if (g->ctx) rt_extern_resolve(g->ctx, g->ir, &unresolved);
   Jit *j = jit_new(&err);
   Partition *p = j ? fu_partition(g->ir, &err) : NULL;
   if (!p) {
@@ -287,6 +294,8 @@ static char *dump_native(const dvm_graph *g, bool assembly) {
 static char *dump_bytecode(const dvm_graph *g) {
   Err err = {0};
   if (!g->ir->finished && ir_finish(g->ir, &err)) return rt_fail(&err), NULL;
+  Err unresolved; /* extern calls: the graph's context's functions, where they resolve */
+  if (g->ctx) rt_extern_resolve(g->ctx, g->ir, &unresolved);
   Partition *p = fu_partition(g->ir, &err);
   if (!p) return rt_fail(&err), NULL;
   Buf b = {0};

@@ -41,7 +41,8 @@ struct dvm_model {
   Pool *pool;        /* llvm tier: the context's thread pool */
   JitEntry **entry;  /* llvm and auto tiers, per kernel: its cache entry (native code or the reason not) */
   VmCode **vm;       /* vm and auto tiers, per kernel: its bytecode, NULL if the VM declined it */
-  uint32_t *last;    /* auto tier, per value: last kernel reading it; UINT32_MAX = keep */
+  uint32_t *last;    /* fused tiers, per value: last kernel reading it (its own kernel if none
+                        does); UINT32_MAX = keep (a graph output) */
   pthread_mutex_t lock;
   dvm_stats stats;
   struct Plan *plans; /* fused tiers: per input binding, most recent first (under lock) */
@@ -239,6 +240,10 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
     dvm_model_destroy(m);
     return rt_fail(&err);
   }
+  if (rt_extern_resolve(ctx, g, &err)) { /* every call's function, checked against the node */
+    dvm_model_destroy(m);
+    return rt_fail(&err);
+  }
   m->tier = tier;
   m->threads = opt ? opt->threads : 0;
   m->params = calloc(g->nodes.n, sizeof *m->params);
@@ -258,6 +263,10 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
     }
     if (!(m->last = malloc(g->nodes.n * sizeof *m->last))) goto oom;
     for (uint32_t v = 0; v < g->nodes.n; v++) m->last[v] = 0;
+    for (uint32_t i = 0; i < m->part->kernels.n; i++) { /* an output no kernel reads (a call's) */
+      const Kernel *k = &m->part->kernels.v[i];
+      for (uint32_t j = 0; j < k->noutputs; j++) m->last[fu_outputs(m->part, k)[j]] = i;
+    }
     for (uint32_t i = 0; i < m->part->kernels.n; i++) {
       const Kernel *k = &m->part->kernels.v[i];
       for (uint32_t j = 0; j < k->ninputs; j++) m->last[fu_inputs(m->part, k)[j]] = i;
@@ -650,6 +659,10 @@ static dvm_status run_fused(const dvm_model *m, const Plan *pl, char *arena, Ten
         uint32_t u = fu_inputs(p, k)[j];
         if (m->last[u] < next && vals[u] && ir_ops[ir_node(g, u)->op].kind != OPK_SOURCE)
           rt_tensor_free(vals[u]), vals[u] = NULL;
+      }
+      for (uint32_t j = 0; j < k->noutputs; j++) { /* written but never read (a call's result) */
+        uint32_t o = fu_outputs(p, k)[j];
+        if (m->last[o] == q && vals[o]) rt_tensor_free(vals[o]), vals[o] = NULL;
       }
     }
   }

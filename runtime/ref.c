@@ -940,6 +940,81 @@ static dvm_status run_arange(const Run *r, uint32_t v, Cell *out) {
   return DVM_OK;
 }
 
+/* ---- extern calls ----------------------------------------------------------------------- */
+
+/* Call node v's registered function (docs/extern.md) through libffi (Extern.invoke): each
+ * tensor operand converted from its cells to a buffer of its dtype, scalars by value, the
+ * output read back into cells. */
+static dvm_status run_call(const Run *r, uint32_t v, Cell *out) {
+  const Graph *g = r->g;
+  const Extern *e = g->ext ? g->ext[v] : NULL;
+  if (!e) return fail(r, v, DVM_ERR_GRAPH, "fn %s is not registered", ir_s(g, ir_attr(g, v, AK_FN)->off));
+  ExtArg a[EXT_MAX_PARAMS];
+  if (ir_extern_args(g, v, e, a, r->err)) return r->err->code;
+  void *args[EXT_MAX_PARAMS], *ptr[EXT_MAX_PARAMS] = {0}, *outbuf = NULL;
+  int64_t val[EXT_MAX_PARAMS];
+  const Attr *dims = ir_attr(g, v, AK_DIMS);
+  DType odt = dtype_of(r, v);
+  dvm_status st = DVM_OK;
+  for (int i = 0; i < e->nparams && !st; i++) {
+    ExtType t = (ExtType)e->param[i].type;
+    args[i] = t == ET_PTR ? (void *)&ptr[i] : (void *)&val[i];
+    if (a[i].src == ES_OPERAND) {
+      uint32_t u = arg(r, v, a[i].index);
+      const Cell *c = r->buf[u];
+      if (t != ET_PTR) {
+        ir_extern_scalar(t, is_float(r, u), c[0].f, c[0].i, &val[i]);
+        continue;
+      }
+      DType dt = dtype_of(r, u);
+      int64_t n = numel_of(r, u);
+      if (!(ptr[i] = malloc((size_t)(n > 0 ? n : 1) * ir_dtype_size(dt)))) {
+        st = fail(r, v, DVM_ERR_NOMEM, "out of memory for operand %u", a[i].index + 1);
+        break;
+      }
+      for (int64_t k = 0; k < n; k++) {
+        if (ir_dtype_is_float(dt)) rt_set_f(ptr[i], dt, k, c[k].f);
+        else rt_set_i(ptr[i], dt, k, c[k].i);
+      }
+    } else if (a[i].src == ES_OUTPUT) {
+      int64_t n = numel_of(r, v);
+      if (!(outbuf = ptr[i] = calloc((size_t)(n > 0 ? n : 1), ir_dtype_size(odt))))
+        st = fail(r, v, DVM_ERR_NOMEM, "out of memory for the output");
+    } else {
+      int64_t x;
+      if (!ir_dim_eval(g, (Dim)g->clists.v[dims->off + a[i].index], r->b->sym, &x))
+        st = fail(r, v, DVM_ERR_OVERFLOW, "dims[%u] overflows int64", a[i].index);
+      else if (t == ET_I32 && (x < INT32_MIN || x > INT32_MAX))
+        st = fail(r, v, DVM_ERR_OVERFLOW, "dims[%u] = %lld does not fit parameter %d (i32) of fn %s", a[i].index,
+                  (long long)x, i + 1, e->name);
+      else
+        ir_extern_scalar(t, false, 0, x, &val[i]);
+    }
+  }
+  if (!st) {
+    int64_t ret = 0;
+    e->invoke(e, args, &ret);
+    if (outbuf) {
+      for (int64_t k = 0; k < numel_of(r, v); k++) {
+        if (ir_dtype_is_float(odt)) out[k].f = rt_get_f(outbuf, odt, k);
+        else out[k].i = odt == DT_BOOL ? rt_get_i(outbuf, odt, k) != 0 : rt_get_i(outbuf, odt, k);
+      }
+    } else {
+      float f;
+      double d;
+      int32_t i32;
+      switch (e->ret) {
+      case ET_F32: memcpy(&f, &ret, 4), out[0].f = f; break;
+      case ET_F64: memcpy(&d, &ret, 8), out[0].f = round_f(DT_F32, d); break;
+      case ET_I32: memcpy(&i32, &ret, 4), out[0].i = i32; break;
+      default: out[0].i = ret; break;
+      }
+    }
+  }
+  for (int i = 0; i < e->nparams; i++) free(ptr[i]);
+  return st;
+}
+
 /* ---- the driver ------------------------------------------------------------------------- */
 
 /* Compute node v into out (numel_of(r, v) cells); vals holds the bound sources. */
@@ -973,9 +1048,7 @@ static dvm_status run_node(const Run *r, uint32_t v, Tensor *const *vals, Cell *
   case OP_MATMUL: return run_matmul(r, v, out);
   case OP_FULL: return run_fill(r, v, out);
   case OP_ARANGE: return run_arange(r, v, out);
-  case OP_CALL:
-    return fail(r, v, DVM_ERR_UNSUPPORTED, "extern calls are not supported by the reference "
-                                           "executor yet");
+  case OP_CALL: return run_call(r, v, out);
   case OP_COUNT: break;
   }
   return fail(r, v, DVM_ERR_GRAPH, "unknown op %d", (int)op);

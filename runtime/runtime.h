@@ -3,7 +3,8 @@
  *
  * Files: tensor.c (tensors, dtype conversion, random fill), npy.c (.npy read/write),
  * bind.c (symbol values from shapes, constraint checks, concrete shapes), ref.c (the
- * reference executor), model.c (dvm_model), api.c (context, errors, graph API). */
+ * reference executor), model.c (dvm_model), api.c (context, errors, graph API), ffi.c
+ * (extern functions: the registry and calls through libffi). */
 #ifndef DVM_RUNTIME_H
 #define DVM_RUNTIME_H
 
@@ -89,6 +90,16 @@ dvm_status rt_ref_run(const Graph *g, const Binding *b, Tensor **vals, Err *err)
 dvm_status rt_ref_run_nodes(const Graph *g, const Binding *b, Tensor **vals, const uint32_t *nodes,
                             uint32_t n, const uint32_t *outs, uint32_t no, Err *err);
 
+/* ---- extern functions (ffi.c) ---------------------------------------------------------- */
+
+/* A context's registered functions (under its own lock). */
+typedef struct ExtTable ExtTable;
+ExtTable *rt_ext_table_new(void); /* NULL if out of memory */
+void rt_ext_table_free(ExtTable *t);
+/* Find every call node's function in ctx's registry and check the node against its
+ * signature; sets g->ext. Errors name the graph line, the node and the function. */
+dvm_status rt_extern_resolve(dvm_context *ctx, Graph *g, Err *err);
+
 /* ---- api glue (api.c) ------------------------------------------------------------------- */
 
 /* The public graph: an ir Graph being built or parsed. */
@@ -105,6 +116,8 @@ static inline const Graph *rt_graph_ir(const dvm_graph *g) { return g->ir; }
 /* The context's thread pool, made on first use with `threads` participants (0: one per
  * core); later callers share it whatever they ask for. */
 struct Pool *rt_context_pool(dvm_context *ctx, int threads);
+/* The context's registry of extern functions. */
+ExtTable *rt_context_externs(dvm_context *ctx);
 /* The context's Jit, made on first use; NULL with err set if LLVM cannot target the host. */
 struct Jit *rt_context_jit(dvm_context *ctx, Err *err);
 /* Copy err into this thread's last-error slot and return its code. */

@@ -140,7 +140,7 @@ static const Case cases[] = {
     /* extern */
     {"call", "graph x_call\ninput x: f32[N, 4]\ninput k: i32[N]\n"
              "y = call(x, fn=myfn, shape=[N, 4], dtype=f32)\n"
-             "z = call(y, k, fn=other.fn_2, shape=[N*4])\noutput y, z\n"},
+             "z = call(y, k, fn=other.fn_2, shape=[N*4], dims=[N*4, 4, N+1])\noutput y, z\n"},
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
