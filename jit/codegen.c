@@ -126,18 +126,16 @@ static bool is_norm(Op op) {
 
 enum { COL_VECS = 4 }; /* column mode: host vectors per item of the outer range */
 
-/* Column mode: a row kernel that keeps the last axis and reduces others (W6's mean over N). */
-static bool col_mode(const Graph *g, const Kernel *k) {
+bool jit_col_mode(const Graph *g, const Kernel *k) {
   int r = ir_node(g, k->domain)->rank;
   return k->kind == KK_ROW && r >= 2 && k->axes && !(k->axes >> (r - 1) & 1);
 }
 
-/* A row kernel reducing over the last axis and others (a global pool over [H, W]): each
- * row of kept indices folds over the reduced outer indices, then along the last axis. */
-static bool multi_mode(const Graph *g, const Kernel *k) {
+bool jit_multi_mode(const Graph *g, const Kernel *k) {
   int r = ir_node(g, k->domain)->rank;
   return k->kind == KK_ROW && r >= 2 && (k->axes >> (r - 1) & 1) && (k->axes & ((1u << (r - 1)) - 1));
 }
+
 
 bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
   const Graph *g = p->g;
@@ -146,7 +144,7 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     JitExt x;
     return jit_extern_plan(p, k, &x, why, n);
   }
-  bool multi = multi_mode(g, k);
+  bool multi = jit_multi_mode(g, k);
   int matmuls = 0;
   const Node *dn = ir_node(g, k->domain);
   int rr = k->kind == KK_ROW ? r - __builtin_popcount(k->axes) : r;
@@ -184,9 +182,9 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     if (is_reduction(op) && k->kind == KK_ROW) continue;
     if (multi && (is_norm(op) || op == OP_ARGMAX))
       return snprintf(why, n, "%s at line %u in a kernel reducing over several axes", ir_ops[op].name, nd->line), false;
-    if (op == OP_ARGMAX && k->kind == KK_ROW && !col_mode(g, k)) continue;
+    if (op == OP_ARGMAX && k->kind == KK_ROW && !jit_col_mode(g, k)) continue;
     if ((op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) && k->kind == KK_ROW) continue;
-    if (is_norm(op) && k->kind == KK_ROW && !col_mode(g, k)) continue;
+    if (is_norm(op) && k->kind == KK_ROW && !jit_col_mode(g, k)) continue;
     if (op == OP_MATMUL && k->kind == KK_MIX) {
       uint32_t a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
       if (ir_node(g, a)->rank < 2 || ir_node(g, b)->rank < 2 || nd->rank != dn->rank)
@@ -231,7 +229,7 @@ typedef struct Cg {
   int r, rr;             /* ranks of the domain and of the reduced shape (keepdims=0) */
   const Dim *dom;
   bool col;              /* column mode: the last axis is kept; folds run down the columns */
-  bool multi;            /* the last axis and others reduced (multi_mode) */
+  bool multi;            /* the last axis and others reduced (jit_multi_mode) */
   LLVMValueRef L;        /* multi mode: the last axis' length */
   int ctx;               /* alignment of the operands being read: 0 with the domain, 1 with
                             the reduced shape (members of rank rr < r) */
@@ -2084,7 +2082,7 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int
       for (uint32_t q = 0; q < k->ndims; q++)
         if (p->dims.v[k->dims + q] == x) v = dims[q];
     if (i + 1 == d->rank) last = v;
-    else if ((col_mode(g, k) || multi_mode(g, k)) && (k->axes >> i & 1)) reduced *= v;
+    else if ((jit_col_mode(g, k) || jit_multi_mode(g, k)) && (k->axes >> i & 1)) reduced *= v;
     else rows *= v;
   }
   if (jit_packed_input(p, k) >= 0) { /* packed mix: row blocks x panels (pk_items) */
@@ -2092,7 +2090,7 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int
     if (item) *item = (rows < t.mc ? rows : t.mc) * t.nr;
     return (rows + t.mc - 1) / t.mc * ((last + t.nr - 1) / t.nr);
   }
-  if (col_mode(g, k)) { /* items of `lanes` columns, each folding `reduced` rows */
+  if (jit_col_mode(g, k)) { /* items of `lanes` columns, each folding `reduced` rows */
     int64_t cols = (int64_t)lanes * COL_VECS;
     if (item) *item = reduced * cols;
     return rows * ((last + cols - 1) / cols);
@@ -2112,7 +2110,7 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   }
   Cg c = {.p = p, .g = p->g, .k = k, .W = W, .NW = W, .mvec = mvec_prefix, .C = C, .M = M,
           .mm_member = -1, .stash_member = -1};
-  if (col_mode(p->g, k)) c.W = W * COL_VECS;
+  if (jit_col_mode(p->g, k)) c.W = W * COL_VECS;
   c.f32 = LLVMFloatTypeInContext(C);
   c.i1 = LLVMInt1TypeInContext(C);
   c.i32 = LLVMInt32TypeInContext(C);
@@ -2144,8 +2142,8 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   if (k->kind == KK_ROW) {
     c.axes = k->axes;
     c.rr = r - __builtin_popcount(k->axes);
-    c.col = col_mode(c.g, k);
-    c.multi = multi_mode(c.g, k);
+    c.col = jit_col_mode(c.g, k);
+    c.multi = jit_multi_mode(c.g, k);
   }
   /* column mode: values of COL_VECS host vectors, so that each row of the fold reads
      several cache lines of a column strip (LLVM splits the wide operations) */

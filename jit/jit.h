@@ -85,6 +85,11 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int
 int jit_lanes(const Jit *j);
 /* Can codegen emit kernel k? If not, why (for the entry and the dumps). */
 bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n);
+/* Row kernel shapes both tiers emit differently: column mode keeps the last axis and
+ * reduces others (W6's mean over N); multi mode reduces the last axis and others (a global
+ * pool over [H, W]: each row of kept indices folds over the reduced outer indices too). */
+bool jit_col_mode(const Graph *g, const Kernel *k);
+bool jit_multi_mode(const Graph *g, const Kernel *k);
 /* The input of mix kernel k whose packed copy (jit_pack) its native code reads, as the
  * extra buffer bufs[ninputs + noutputs]: a 2-D param weight; -1 if none (other kernels,
  * and mix kernels read through the general path). */

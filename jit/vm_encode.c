@@ -8,7 +8,11 @@
  * after its last use). Per-row results of reductions get reserved registers (slots).
  *
  * Coverage is the native tier's (jit_supported), so the two tiers run the same kernels;
- * a kernel over the VM's limits (registers, scalars, buffers) is declined with the reason. */
+ * a kernel over the VM's limits (registers, scalars, buffers) is declined with the reason.
+ *
+ * One file past 800 lines on purpose: it is one walk mirroring codegen.c section by
+ * section (views, elementwise, passes, kernel shapes, disassembly), and the sections share
+ * the encoder's state (Enc); split, each part would need that state made public. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -726,11 +730,6 @@ static VmProg stores(Enc *e, bool full) {
   return end_prog(e, NULL, 0);
 }
 
-static bool col_mode(const Graph *g, const Kernel *k) {
-  int r = ir_node(g, k->domain)->rank;
-  return k->kind == KK_ROW && r >= 2 && k->axes && !(k->axes >> (r - 1) & 1);
-}
-
 static double now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -745,8 +744,7 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
     return c;
   }
   if (!jit_supported(p, k, why, n)) return NULL; /* the native tier's coverage */
-  int dr = ir_node(p->g, k->domain)->rank;
-  if (k->kind == KK_ROW && dr >= 2 && (k->axes >> (dr - 1) & 1) && (k->axes & ((1u << (dr - 1)) - 1)))
+  if (jit_multi_mode(p->g, k))
     return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
   if (k->ninputs + k->noutputs > 255) return snprintf(why, n, "more than 255 buffers"), NULL;
   const Graph *g = p->g;
@@ -811,7 +809,7 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
       c->packed = jit_packed_input(p, k) >= 0;
     }
   } else {
-    c->mode = col_mode(g, k) ? VMM_COLS : VMM_ROWS;
+    c->mode = jit_col_mode(g, k) ? VMM_COLS : VMM_ROWS;
     /* rows: the first softmax keeps its exp row in the first full-shaped output's row */
     for (uint32_t o = 0; c->mode == VMM_ROWS && o < k->noutputs && e.stash_member < 0; o++)
       if (is_full(&e, fu_outputs(p, k)[o]))

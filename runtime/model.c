@@ -15,7 +15,12 @@
  *
  * Threads: runs share nothing mutable but the counters (under `lock`) and the packed
  * copies of params (made once, under `lock`, by the first run that needs one); params
- * are set before runs start (dvm.h), and setting one drops its packed copy. */
+ * are set before runs start (dvm.h), and setting one drops its packed copy.
+ *
+ * Past 800 lines on purpose: the model's whole life (compile, plans and arenas, packed
+ * weights, the run loop over kernels, the public accessors) shares the private dvm_model
+ * struct defined here; the pieces with no need of it already live apart (bind.c, ref.c,
+ * pool.c). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
