@@ -1640,18 +1640,31 @@ static void sm_block(Cg *c, LLVMValueRef row, void *arg) {
 
 enum { PK_MAXR = 16, PK_MAXV = 8 };
 
+/* How a mix kernel's matmul goes through the packed path. */
+typedef struct PkForm {
+  uint32_t a, b;
+  bool ta, tb;
+  bool adirect;  /* a is a kernel input read in place: row-major [rows, K] */
+  int bpre;      /* b's input index when it is a 2-D param read from its packed copy, else -1 */
+  bool batched;  /* b has batch dims: one product per batch of dom[r-2] rows */
+} PkForm;
+
 typedef struct Pk {
   JitTile t;
+  PkForm f;
   int nv;                        /* host vectors per panel: nr / W */
   int rows;                      /* rows of the micro-kernel being emitted */
   LLVMValueRef pa, pb, acc;      /* a, the packed b, the output that holds the sums */
- LLVMValueRef K, N, M, P, begin, end; /* M rows, P panels; the call's items [begin, end) */
+  LLVMValueRef sa, sb;           /* packed blocks of a (mc x kc) and b (kc x nr) on the stack */
+  LLVMValueRef K, N, M, P, begin, end; /* M rows, P panels; the call's items [begin, end) */
+  LLVMValueRef Mg, IB;           /* rows per product (M unless batched), row blocks per product */
   LLVMValueRef pbegin, pend;      /* the current row block's panels */
   LLVMValueRef ic, mend;         /* the row block [ic, mend) */
   LLVMValueRef pc, kc, first, last; /* the k block [pc, pc + kc); first / last block (i1) */
   LLVMValueRef j0, jend, panel;  /* the panel's columns [j0, jend) and its packed rows from pc */
   LLVMValueRef colmask[PK_MAXV]; /* per vector of the panel: its columns below N */
   LLVMValueRef erow;             /* the epilogue's row */
+  LLVMValueRef aoff;             /* packing a: the row's offset in the packed block */
 } Pk;
 
 static LLVMValueRef imin(Cg *c, LLVMValueRef x, LLVMValueRef y) {
@@ -1667,7 +1680,8 @@ static void pk_tile(Cg *c, LLVMValueRef row, void *arg) {
   LLVMValueRef cofs[PK_MAXR][PK_MAXV], abase[PK_MAXR], acc[PK_MAXR][PK_MAXV], phi[PK_MAXR][PK_MAXV];
   for (int r = 0; r < R; r++) {
     LLVMValueRef rr = LLVMBuildAdd(B, row, ci64(c, r), "");
-    abase[r] = LLVMBuildAdd(B, LLVMBuildMul(B, rr, pk->K, ""), pk->pc, "");
+    abase[r] = pk->f.adirect ? LLVMBuildAdd(B, LLVMBuildMul(B, rr, pk->K, ""), pk->pc, "")
+                             : LLVMBuildMul(B, LLVMBuildSub(B, rr, pk->ic, ""), ci64(c, pk->t.kc), "");
     LLVMValueRef crow = LLVMBuildAdd(B, LLVMBuildMul(B, rr, pk->N, ""), pk->j0, "");
     for (int v = 0; v < V; v++) {
       cofs[r][v] = LLVMBuildAdd(B, crow, ci64(c, (int64_t)v * c->W), "");
@@ -1734,6 +1748,44 @@ static void pk_out_row(Cg *c, LLVMValueRef row, void *arg) {
   forget(c);
 }
 
+static void gm_pos(Cg *c, uint32_t x, Ix i0, Ix i1, Ix *P);
+
+/* a's k block at row pk->arow (its outer indices in c->idx), W values of k at a time,
+ * into the row's place in the packed block of a. */
+static LLVMValueRef pk_pack_a_cols(Cg *c, void *arg, LLVMValueRef acc) {
+  Pk *pk = arg;
+  Ix k = {pk->pc, 1, NULL, pk->t.kc}, m = ix_scalar(c->idx[c->r - 2]), P[DVM_MAX_RANK];
+  gm_pos(c, pk->f.a, pk->f.ta ? k : m, pk->f.ta ? m : k, P);
+  LLVMValueRef x = view_at(c, pk->f.a, P);
+  store_vec(c, pk->sa, LLVMBuildAdd(c->B, pk->aoff, c->j, ""), x);
+  return acc;
+}
+
+static void pk_pack_a(Cg *c, LLVMValueRef row, void *arg) {
+  Pk *pk = arg;
+  row_bases(c, row, c->dom, c->r);
+  pk->aoff = LLVMBuildMul(c->B, LLVMBuildSub(c->B, row, pk->ic, ""), ci64(c, pk->t.kc), "");
+  columns_from(c, ci64(c, 0), pk->kc, NULL, pk_pack_a_cols, NULL, pk, 1);
+}
+
+/* Row pc + kk of b's block for the current panel: its nr columns (zero past N, where the
+ * masked reads give 0) into row kk of the packed panel. */
+static void pk_pack_b(Cg *c, LLVMValueRef kk, void *arg) {
+  Pk *pk = arg;
+  LLVMBuilderRef B = c->B;
+  Ix k = ix_scalar(LLVMBuildAdd(B, pk->pc, kk, "")), col = {ci64(c, 0), 1, NULL, 0}, P[DVM_MAX_RANK];
+  LLVMValueRef row = LLVMBuildMul(B, kk, ci64(c, pk->t.nr), "");
+  for (int v = 0; v < pk->nv; v++) {
+    c->j = LLVMBuildAdd(B, pk->j0, ci64(c, (int64_t)v * c->W), "");
+    c->mask = pk->colmask[v];
+    gm_pos(c, pk->f.b, pk->f.tb ? col : k, pk->f.tb ? k : col, P);
+    LLVMValueRef x = view_at(c, pk->f.b, P);
+    c->mask = NULL;
+    LLVMValueRef off = LLVMBuildAdd(B, row, ci64(c, (int64_t)v * c->W), "");
+    LLVMSetAlignment(LLVMBuildStore(B, x, LLVMBuildGEP2(B, c->f32, pk->sb, &off, 1, "")), (unsigned)(4 * c->W));
+  }
+}
+
 /* One panel of nr columns in the current row and k blocks. */
 static void pk_panel(Cg *c, LLVMValueRef jp, void *arg) {
   Pk *pk = arg;
@@ -1741,11 +1793,17 @@ static void pk_panel(Cg *c, LLVMValueRef jp, void *arg) {
   int64_t nr = pk->t.nr;
   pk->j0 = LLVMBuildMul(B, jp, ci64(c, nr), "");
   pk->jend = imin(c, LLVMBuildAdd(B, pk->j0, ci64(c, nr), ""), pk->N);
-  LLVMValueRef off = LLVMBuildAdd(B, LLVMBuildMul(B, LLVMBuildMul(B, jp, pk->K, ""), ci64(c, nr), ""),
-                                  LLVMBuildMul(B, pk->pc, ci64(c, nr), ""), "");
-  pk->panel = LLVMBuildGEP2(B, c->f32, pk->pb, &off, 1, "panel");
   for (int v = 0; v < pk->nv; v++)
     pk->colmask[v] = tail_mask(c, LLVMBuildSub(B, pk->N, LLVMBuildAdd(B, pk->j0, ci64(c, (int64_t)v * c->W), ""), ""));
+  if (pk->f.bpre >= 0) {
+    LLVMValueRef off = LLVMBuildAdd(B, LLVMBuildMul(B, LLVMBuildMul(B, jp, pk->K, ""), ci64(c, nr), ""),
+                                    LLVMBuildMul(B, pk->pc, ci64(c, nr), ""), "");
+    pk->panel = LLVMBuildGEP2(B, c->f32, pk->pb, &off, 1, "panel");
+  } else { /* b's kc x nr block of this panel, read through its view, into the stack block */
+    row_bases(c, pk->ic, c->dom, c->r); /* the batch's indices */
+    counted(c, ci64(c, 0), pk->kc, 1, pk_pack_b, pk);
+    pk->panel = pk->sb;
+  }
   pk->rows = pk->t.mr;
   LLVMValueRef at = counted(c, pk->ic, pk->mend, pk->t.mr, pk_tile, pk);
   int s = 1;
@@ -1772,15 +1830,18 @@ static void pk_kblock(Cg *c, LLVMValueRef kb, void *arg) {
   pk->kc = LLVMBuildSub(B, imin(c, after, pk->K), pk->pc, "");
   pk->first = LLVMBuildICmp(B, LLVMIntEQ, kb, ci64(c, 0), "");
   pk->last = LLVMBuildICmp(B, LLVMIntSGE, after, pk->K, "");
+  if (!pk->f.adirect) counted(c, pk->ic, pk->mend, 1, pk_pack_a, pk);
   counted(c, pk->pbegin, pk->pend, 1, pk_panel, pk);
 }
 
-/* Row block ib (rows [ib·mc, ib·mc + mc) of [0, M)) with its panels in the call's items. */
+/* Row block ib: block ib % IB of product ib / IB (rows [ib·mc, ib·mc + mc) of [0, M)
+ * when there is one product), with its panels in the call's items. */
 static void pk_iblock(Cg *c, LLVMValueRef ib, void *arg) {
   Pk *pk = arg;
   LLVMBuilderRef B = c->B;
-  pk->ic = LLVMBuildMul(B, ib, ci64(c, pk->t.mc), "");
-  pk->mend = imin(c, LLVMBuildAdd(B, pk->ic, ci64(c, pk->t.mc), ""), pk->M);
+  LLVMValueRef prod = LLVMBuildMul(B, LLVMBuildUDiv(B, ib, pk->IB, ""), pk->Mg, "");
+  pk->ic = LLVMBuildAdd(B, prod, LLVMBuildMul(B, LLVMBuildURem(B, ib, pk->IB, ""), ci64(c, pk->t.mc), ""), "");
+  pk->mend = imin(c, LLVMBuildAdd(B, pk->ic, ci64(c, pk->t.mc), ""), LLVMBuildAdd(B, prod, pk->Mg, ""));
   LLVMValueRef first = LLVMBuildMul(B, ib, pk->P, "");
   LLVMValueRef lo = LLVMBuildSub(B, pk->begin, first, ""), hi = LLVMBuildSub(B, pk->end, first, "");
   pk->pbegin = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, lo, ci64(c, 0), ""), ci64(c, 0), lo, "");
@@ -1792,53 +1853,82 @@ static void pk_iblock(Cg *c, LLVMValueRef ib, void *arg) {
 
 /* Items [begin, end) of a mix kernel whose weight is packed (bufs[ninputs + noutputs]):
  * item t is panel t % P of row block t / P (jit_extent). */
-static void pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L) {
-  const Partition *p = c->p;
+static void pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L, const PkForm *f) {
   const Kernel *k = c->k;
   LLVMBuilderRef B = c->B;
-  uint32_t v = fu_members(p, k)[c->mm_member], a = ir_operand(c->g, v, 0);
-  Pk pk = {.t = jit_tile(c->W), .pa = buf(c, (uint32_t)input_index(c, a)), .N = L, .begin = begin, .end = end,
-           .M = ci64(c, 1)};
-  for (int d = 0; d + 1 < c->r; d++) pk.M = LLVMBuildMul(c->B, pk.M, dimval(c, c->dom[d]), "rows");
+  Pk pk = {.t = jit_tile(c->W), .f = *f, .N = L, .begin = begin, .end = end, .M = ci64(c, 1)};
+  for (int d = 0; d + 1 < c->r; d++) pk.M = LLVMBuildMul(B, pk.M, dimval(c, c->dom[d]), "rows");
+  pk.Mg = f->batched ? dimval(c, c->dom[c->r - 2]) : pk.M;
+  pk.IB = LLVMBuildUDiv(B, LLVMBuildAdd(B, pk.Mg, ci64(c, pk.t.mc - 1), ""), ci64(c, pk.t.mc), "");
+  pk.IB = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, pk.IB, ci64(c, 1), ""), ci64(c, 1), pk.IB, "");
   pk.nv = pk.t.nr / c->W;
-  pk.K = dimval(c, ir_shape(c->g, a)[ir_node(c->g, a)->rank - 1]);
+  pk.K = dimval(c, ir_shape(c->g, f->a)[ir_node(c->g, f->a)->rank - (f->ta ? 2 : 1)]);
   for (uint32_t o = 0; o < k->noutputs && !pk.acc; o++) {
-    uint32_t u = fu_outputs(p, k)[o];
+    uint32_t u = fu_outputs(c->p, k)[o];
     if (is_full(c, u) && ir_node(c->g, u)->dtype == DT_F32) pk.acc = buf(c, k->ninputs + o);
   }
-  LLVMValueRef at = LLVMBuildGEP2(c->B, c->ptr, c->bufs, (LLVMValueRef[]){ci64(c, k->ninputs + k->noutputs)}, 1, "");
-  pk.pb = LLVMBuildLoad2(c->B, c->ptr, at, "packed");
+  /* the packed blocks: static allocas of the entry block (this is still the entry block) */
+  if (f->adirect) {
+    pk.pa = buf(c, (uint32_t)input_index(c, f->a));
+  } else {
+    pk.sa = LLVMBuildAlloca(B, LLVMArrayType(c->f32, (unsigned)(pk.t.mc * pk.t.kc)), "packed.a");
+    LLVMSetAlignment(pk.sa, 64);
+    pk.pa = pk.sa; /* the micro-kernel reads a from the packed block */
+  }
+  if (f->bpre >= 0) {
+    LLVMValueRef at = LLVMBuildGEP2(B, c->ptr, c->bufs, (LLVMValueRef[]){ci64(c, k->ninputs + k->noutputs)}, 1, "");
+    pk.pb = LLVMBuildLoad2(B, c->ptr, at, "packed");
+  } else {
+    pk.sb = LLVMBuildAlloca(B, LLVMArrayType(c->f32, (unsigned)(pk.t.kc * pk.t.nr)), "packed.b");
+    LLVMSetAlignment(pk.sb, 64);
+  }
+  if (pk.sa || pk.sb) /* ~210 KB of stack: probe it page by page (a clean fault, never a skip) */
+    LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(c->C, "probe-stack", 11, "inline-asm", 10));
   pk.P = LLVMBuildSDiv(B, LLVMBuildAdd(B, L, ci64(c, pk.t.nr - 1), ""), ci64(c, pk.t.nr), "panels");
   LLVMValueRef P1 = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, pk.P, ci64(c, 1), ""), ci64(c, 1), pk.P, "");
   LLVMValueRef ib0 = LLVMBuildSDiv(B, begin, P1, ""), ib1 = LLVMBuildSDiv(B, LLVMBuildAdd(B, end, LLVMBuildSub(B, P1, ci64(c, 1), ""), ""), P1, "");
   counted(c, ib0, ib1, 1, pk_iblock, &pk);
 }
 
-int jit_packed_input(const Partition *p, const Kernel *k) {
+/* Does mix kernel k take the packed path, and how? Every f32 matmul with an f32
+ * full-shaped output to hold the sums, but a 2-D b that is a kernel input other than a
+ * param with a read in place (mix_rows and the few-rows path stream it as it is). */
+static bool pk_form(const Partition *p, const Kernel *k, PkForm *f) {
   const Graph *g = p->g;
-  if (k->kind != KK_MIX) return -1;
+  if (k->kind != KK_MIX) return false;
   uint32_t v = UINT32_MAX;
   for (uint32_t i = 0; i < k->nmembers; i++)
     if (ir_node(g, fu_members(p, k)[i])->op == OP_MATMUL) v = fu_members(p, k)[i];
-  if (v == UINT32_MAX || ir_attr_int(g, v, AK_TRANSPOSE_A, 0) || ir_attr_int(g, v, AK_TRANSPOSE_B, 0)) return -1;
+  if (v == UINT32_MAX) return false;
   uint32_t a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
-  const Node *bn = ir_node(g, b);
-  if (bn->rank != 2 || bn->op != OP_PARAM || bn->dtype != DT_F32 || ir_node(g, a)->dtype != DT_F32) return -1;
+  const Node *an = ir_node(g, a), *bn = ir_node(g, b), *d = ir_node(g, k->domain);
+  if (an->dtype != DT_F32 || bn->dtype != DT_F32 || an->rank < 2 || bn->rank < 2) return false;
   int ia = -1, ib = -1;
   for (uint32_t i = 0; i < k->ninputs; i++) {
     if (fu_inputs(p, k)[i] == a) ia = (int)i;
     if (fu_inputs(p, k)[i] == b) ib = (int)i;
   }
-  if (ia < 0 || ib < 0) return -1;
-  const Node *d = ir_node(g, k->domain);
+  *f = (PkForm){.a = a, .b = b, .ta = ir_attr_int(g, v, AK_TRANSPOSE_A, 0) != 0,
+                .tb = ir_attr_int(g, v, AK_TRANSPOSE_B, 0) != 0, .batched = bn->rank > 2};
+  f->adirect = ia >= 0 && !f->ta && an->rank == d->rank &&
+               !memcmp(ir_shape(g, a), ir_shape(g, k->domain), (size_t)(d->rank - 1) * sizeof(Dim));
+  f->bpre = ib >= 0 && !f->tb && bn->rank == 2 && bn->op == OP_PARAM ? ib : -1;
+  bool general = f->ta || f->tb || bn->rank != 2 || ia < 0 || ib < 0;
+  if (f->bpre < 0 && !general) return false;
   for (uint32_t o = 0; o < k->noutputs; o++) { /* the sums need an f32 full-shaped output */
     uint32_t u = fu_outputs(p, k)[o];
     const Node *n = ir_node(g, u);
     if (n->dtype == DT_F32 && n->rank == d->rank &&
         !memcmp(ir_shape(g, u), ir_shape(g, k->domain), d->rank * sizeof(Dim)))
-      return ib;
+      return true;
   }
-  return -1;
+  return false;
+}
+
+int jit_packed_input(const Partition *p, const Kernel *k) {
+  PkForm f;
+  return pk_form(p, k, &f) ? f.bpre : -1;
 }
 
 /* ---- mix: the general matmul --------------------------------------------------------------
@@ -2070,7 +2160,7 @@ static void col_item(Cg *c, LLVMValueRef t, void *arg) {
 int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *item) {
   const Graph *g = p->g;
   const Node *d = ir_node(g, k->domain);
-  int64_t rows = 1, reduced = 1, last = 1;
+  int64_t rows = 1, reduced = 1, last = 1, m_rows = 1;
   if (k->kind == KK_EXTERN) { /* one call, never split */
     if (item) *item = 1;
     return 1;
@@ -2081,14 +2171,17 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int
     if (!ir_dim_is_const(g, x, &v))
       for (uint32_t q = 0; q < k->ndims; q++)
         if (p->dims.v[k->dims + q] == x) v = dims[q];
+    if (i + 2 == d->rank) m_rows = v;
     if (i + 1 == d->rank) last = v;
     else if ((jit_col_mode(g, k) || jit_multi_mode(g, k)) && (k->axes >> i & 1)) reduced *= v;
     else rows *= v;
   }
-  if (jit_packed_input(p, k) >= 0) { /* packed mix: row blocks x panels (pk_items) */
+  PkForm f;
+  if (pk_form(p, k, &f)) { /* packed mix: products x row blocks x panels (pk_items) */
     JitTile t = jit_tile(lanes);
-    if (item) *item = (rows < t.mc ? rows : t.mc) * t.nr;
-    return (rows + t.mc - 1) / t.mc * ((last + t.nr - 1) / t.nr);
+    int64_t mg = f.batched ? m_rows : rows, prods = mg ? rows / mg : 0;
+    if (item) *item = (mg < t.mc ? mg : t.mc) * t.nr;
+    return prods * ((mg + t.mc - 1) / t.mc) * ((last + t.nr - 1) / t.nr);
   }
   if (jit_col_mode(g, k)) { /* items of `lanes` columns, each folding `reduced` rows */
     int64_t cols = (int64_t)lanes * COL_VECS;
@@ -2156,6 +2249,14 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
     free(mem);
     return;
   }
+  PkForm pf;
+  if (k->kind == KK_MIX && pk_form(p, k, &pf)) { /* the outer range is row blocks x panels */
+    pk_items(&c, begin, end, L, &pf);
+    LLVMBuildRetVoid(c.B);
+    LLVMDisposeBuilder(c.B);
+    free(mem);
+    return;
+  }
   if (k->kind == KK_MIX && mix_general(&c, fu_members(p, k)[c.mm_member])) {
     uint32_t v = fu_members(p, k)[c.mm_member];
     Gm gm = {.a = ir_operand(c.g, v, 0), .b = ir_operand(c.g, v, 1), .L = L,
@@ -2164,13 +2265,6 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
     gm.K = dimval(&c, ir_shape(c.g, gm.a)[an->rank - (gm.ta ? 2 : 1)]);
     gm.dot = want_dot(&c, &gm);
     counted(&c, begin, end, 1, gm_row, &gm);
-    LLVMBuildRetVoid(c.B);
-    LLVMDisposeBuilder(c.B);
-    free(mem);
-    return;
-  }
-  if (k->kind == KK_MIX && jit_packed_input(p, k) >= 0) { /* the outer range is panels */
-    pk_items(&c, begin, end, L);
     LLVMBuildRetVoid(c.B);
     LLVMDisposeBuilder(c.B);
     free(mem);
