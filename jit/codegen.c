@@ -1665,6 +1665,7 @@ typedef struct Pk {
   LLVMValueRef colmask[PK_MAXV]; /* per vector of the panel: its columns below N */
   LLVMValueRef erow;             /* the epilogue's row */
   LLVMValueRef aoff;             /* packing a: the row's offset in the packed block */
+  bool bt;                       /* b packed by reading along k and transposing (pk_pack_bt) */
 } Pk;
 
 static LLVMValueRef imin(Cg *c, LLVMValueRef x, LLVMValueRef y) {
@@ -1750,6 +1751,24 @@ static void pk_out_row(Cg *c, LLVMValueRef row, void *arg) {
 
 static void gm_pos(Cg *c, uint32_t x, Ix i0, Ix i1, Ix *P);
 
+/* Would reading matmul operand x (transposed if t) with the lanes along axis ax of its
+ * matrix (0: rows, 1: columns, after the transpose) gather? Probed by emitting the read
+ * into a scratch block that is then deleted. */
+static bool gathers_along(Cg *c, uint32_t x, bool t, int ax) {
+  LLVMBasicBlockRef at = LLVMGetInsertBlock(c->B), probe = LLVMAppendBasicBlockInContext(c->C, c->fn, "probe");
+  LLVMPositionBuilderAtEnd(c->B, probe);
+  for (int d = 0; d < c->r; d++) c->idx[d] = ci64(c, 0);
+  c->j = ci64(c, 0), c->mask = NULL;
+  Ix P[DVM_MAX_RANK], zero = ix_scalar(ci64(c, 0)), lanes = {ci64(c, 0), 1, NULL, 0};
+  Ix i0 = ax ? zero : lanes, i1 = ax ? lanes : zero;
+  int g0 = c->gathers;
+  gm_pos(c, x, t ? i1 : i0, t ? i0 : i1, P);
+  view_at(c, x, P);
+  LLVMDeleteBasicBlock(probe);
+  LLVMPositionBuilderAtEnd(c->B, at);
+  return c->gathers > g0;
+}
+
 /* a's k block at row pk->arow (its outer indices in c->idx), W values of k at a time,
  * into the row's place in the packed block of a. */
 static LLVMValueRef pk_pack_a_cols(Cg *c, void *arg, LLVMValueRef acc) {
@@ -1786,6 +1805,54 @@ static void pk_pack_b(Cg *c, LLVMValueRef kk, void *arg) {
   }
 }
 
+/* W x W floats transposed in registers: log2(W) rounds of the perfect shuffle (row i and
+ * row i + W/2 interleaved into rows 2i and 2i + 1) transpose a square of power-of-two
+ * side; LLVM lowers each two-source shuffle to one permute. */
+static void transpose_sq(Cg *c, LLVMValueRef *v) {
+  int W = c->W;
+  LLVMValueRef lo[64], hi[64], nv[64];
+  for (int l = 0; l < W; l++) {
+    lo[l] = LLVMConstInt(c->i32, (unsigned)(l % 2 ? W + l / 2 : l / 2), 0);
+    hi[l] = LLVMConstInt(c->i32, (unsigned)(l % 2 ? W + W / 2 + l / 2 : W / 2 + l / 2), 0);
+  }
+  LLVMValueRef mlo = LLVMConstVector(lo, (unsigned)W), mhi = LLVMConstVector(hi, (unsigned)W);
+  for (int r = 1; r < W; r *= 2) {
+    for (int i = 0; i < W / 2; i++) {
+      nv[2 * i] = LLVMBuildShuffleVector(c->B, v[i], v[i + W / 2], mlo, "");
+      nv[2 * i + 1] = LLVMBuildShuffleVector(c->B, v[i], v[i + W / 2], mhi, "");
+    }
+    memcpy(v, nv, (size_t)W * sizeof *v);
+  }
+}
+
+/* Rows [kk, kk + W) of b's block for the current panel when b's k axis is the contiguous
+ * one (kᵀ read by q @ kᵀ: reading columns along the lanes would gather a cache line per
+ * element): per W columns, W vector reads along k (masked past kc and past N),
+ * transposed into W rows of the panel. Rows past kc hold zeros and are never read. */
+static void pk_pack_bt(Cg *c, LLVMValueRef chunk, void *arg) {
+  Pk *pk = arg;
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef kk = LLVMBuildMul(B, chunk, ci64(c, c->W), ""), v[64];
+  LLVMValueRef kmask = tail_mask(c, LLVMBuildSub(B, pk->kc, kk, ""));
+  Ix k = {pk->pc, 1, NULL, pk->t.kc}, P[DVM_MAX_RANK];
+  for (int q = 0; q < pk->nv; q++) {
+    for (int n = 0; n < c->W; n++) {
+      LLVMValueRef col = LLVMBuildAdd(B, pk->j0, ci64(c, (int64_t)q * c->W + n), "");
+      LLVMValueRef in = LLVMBuildICmp(B, LLVMIntSLT, col, pk->N, "");
+      c->j = kk, c->mask = LLVMBuildAnd(B, kmask, vsplat(c, in, ""), "");
+      gm_pos(c, pk->f.b, pk->f.tb ? ix_scalar(col) : k, pk->f.tb ? k : ix_scalar(col), P);
+      v[n] = view_at(c, pk->f.b, P);
+    }
+    c->mask = NULL;
+    transpose_sq(c, v);
+    for (int n = 0; n < c->W; n++) {
+      LLVMValueRef off = LLVMBuildAdd(B, LLVMBuildMul(B, LLVMBuildAdd(B, kk, ci64(c, n), ""), ci64(c, pk->t.nr), ""),
+                                      ci64(c, (int64_t)q * c->W), "");
+      LLVMSetAlignment(LLVMBuildStore(B, v[n], LLVMBuildGEP2(B, c->f32, pk->sb, &off, 1, "")), (unsigned)(4 * c->W));
+    }
+  }
+}
+
 /* One panel of nr columns in the current row and k blocks. */
 static void pk_panel(Cg *c, LLVMValueRef jp, void *arg) {
   Pk *pk = arg;
@@ -1801,7 +1868,11 @@ static void pk_panel(Cg *c, LLVMValueRef jp, void *arg) {
     pk->panel = LLVMBuildGEP2(B, c->f32, pk->pb, &off, 1, "panel");
   } else { /* b's kc x nr block of this panel, read through its view, into the stack block */
     row_bases(c, pk->ic, c->dom, c->r); /* the batch's indices */
-    counted(c, ci64(c, 0), pk->kc, 1, pk_pack_b, pk);
+    if (pk->bt) /* chunks of W values of k */
+      counted(c, ci64(c, 0), LLVMBuildUDiv(B, LLVMBuildAdd(B, pk->kc, ci64(c, c->W - 1), ""), ci64(c, c->W), ""), 1,
+              pk_pack_bt, pk);
+    else
+      counted(c, ci64(c, 0), pk->kc, 1, pk_pack_b, pk);
     pk->panel = pk->sb;
   }
   pk->rows = pk->t.mr;
@@ -1882,6 +1953,7 @@ static void pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L
     pk.sb = LLVMBuildAlloca(B, LLVMArrayType(c->f32, (unsigned)(pk.t.kc * pk.t.nr)), "packed.b");
     LLVMSetAlignment(pk.sb, 64);
   }
+  pk.bt = pk.sb && gathers_along(c, f->b, f->tb, 1) && !gathers_along(c, f->b, f->tb, 0);
   if (pk.sa || pk.sb) /* ~210 KB of stack: probe it page by page (a clean fault, never a skip) */
     LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex,
                             LLVMCreateStringAttribute(c->C, "probe-stack", 11, "inline-asm", 10));
@@ -2057,27 +2129,10 @@ static void gm_row(Cg *c, LLVMValueRef row, void *arg) {
   columns(c, gm->L, NULL, gm->dot ? dot_body : gm_body, gm);
 }
 
-/* Would reading b (lanes along its columns) gather, and would the dot form not? Probed by
- * emitting both reads into a scratch block that is then deleted. */
+/* Would reading b with its columns along the lanes gather, and reading both operands
+ * along k not? */
 static bool want_dot(Cg *c, Gm *gm) {
-  LLVMBasicBlockRef at = LLVMGetInsertBlock(c->B), probe = LLVMAppendBasicBlockInContext(c->C, c->fn, "probe");
-  LLVMPositionBuilderAtEnd(c->B, probe);
-  for (int d = 0; d < c->r; d++) c->idx[d] = ci64(c, 0);
-  c->j = ci64(c, 0), c->mask = NULL;
-  Ix P[DVM_MAX_RANK], zero = ix_scalar(ci64(c, 0)), lanes = {ci64(c, 0), 1, NULL, 0};
-  int g0 = c->gathers;
-  gm_pos(c, gm->b, gm->tb ? lanes : zero, gm->tb ? zero : lanes, P); /* columns along lanes */
-  view_at(c, gm->b, P);
-  bool col_gathers = c->gathers > g0;
-  g0 = c->gathers;
-  gm_pos(c, gm->b, gm->tb ? zero : lanes, gm->tb ? lanes : zero, P); /* k along lanes */
-  view_at(c, gm->b, P);
-  gm_pos(c, gm->a, gm->ta ? lanes : zero, gm->ta ? zero : lanes, P);
-  view_at(c, gm->a, P);
-  bool k_gathers = c->gathers > g0;
-  LLVMDeleteBasicBlock(probe);
-  LLVMPositionBuilderAtEnd(c->B, at);
-  return col_gathers && !k_gathers;
+  return gathers_along(c, gm->b, gm->tb, 1) && !gathers_along(c, gm->b, gm->tb, 0) && !gathers_along(c, gm->a, gm->ta, 1);
 }
 
 /* Does the matmul need the general path? */
