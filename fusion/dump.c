@@ -57,6 +57,7 @@ char *fu_dump(const Partition *p) {
       put(&b, "  line %-4u %-14s %-12s ", n->line, name(g, v), ir_ops[n->op].name);
       put_shape(&b, g, v);
       if (view) put(&b, "  (index map)");
+      if (k->kind == KK_MIX && ir_ops[n->op].kind == OPK_NORM) put(&b, "  (prologue: computed while packing a)");
       put(&b, "\n");
     }
     put(&b, "  out   ");

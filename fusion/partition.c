@@ -48,6 +48,7 @@ typedef struct Ctx {
   uint32_t *cluster_of; /* per node: cluster, UINT32_MAX for sources and views */
   uint32_t *mark;       /* scratch for reachability */
   uint32_t stamp;
+  uint8_t *prologue;    /* per node: a normalization inlined into the matmuls that read it */
 } Ctx;
 
 static Class classify(const Graph *g, uint32_t v) {
@@ -66,6 +67,9 @@ static Class classify(const Graph *g, uint32_t v) {
   }
   return C_EXTERN;
 }
+
+/* A node's class in the partition: a prologue normalization is inlined like a view. */
+static Class kind_of(const Ctx *c, uint32_t v) { return c->prologue[v] ? C_VIEW : classify(c->g, v); }
 
 static bool same_shape(const Graph *g, uint32_t a, uint32_t b) {
   const Node *x = ir_node(g, a), *y = ir_node(g, b);
@@ -128,7 +132,7 @@ static uint32_t cluster_of(Ctx *c, uint32_t v) {
 
 /* Clusters value v depends on directly, looking through views; calls f for each. */
 static void deps_of_value(Ctx *c, uint32_t v, void (*f)(Ctx *, uint32_t, void *), void *arg) {
-  Class k = classify(c->g, v);
+  Class k = kind_of(c, v);
   if (k == C_SOURCE) return;
   if (k == C_VIEW) {
     for (uint32_t i = 0; i < ir_node(c->g, v)->nin; i++) deps_of_value(c, ir_operand(c->g, v, i), f, arg);
@@ -246,7 +250,7 @@ static void collect(Ctx *c, uint32_t k, void *arg) {
 /* Place node v. */
 static void place(Ctx *c, uint32_t v) {
   const Graph *g = c->g;
-  Class k = classify(g, v);
+  Class k = kind_of(c, v);
   const Node *n = ir_node(g, v);
   if (k == C_SOURCE || k == C_VIEW) return;
   if (k == C_MATMUL || k == C_EXTERN) {
@@ -257,7 +261,7 @@ static void place(Ctx *c, uint32_t v) {
   Seen cand = {0}, all = {0}, viewed = {0};
   for (uint32_t i = 0; i < n->nin; i++) {
     uint32_t u = ir_operand(g, v, i);
-    Class ku = classify(g, u);
+    Class ku = kind_of(c, u);
     if (ku == C_VIEW) deps_of_value(c, u, collect, &viewed);
     deps_of_value(c, u, collect, &all);
     if (ku == C_ELEM || ku == C_REDUCE || ku == C_MATMUL) {
@@ -307,7 +311,7 @@ static int cmp_u32(const void *a, const void *b) {
 typedef VEC(uint32_t) U32s;
 
 static void add_views(Ctx *c, uint32_t v, U32s *m, uint8_t *in) {
-  if (classify(c->g, v) != C_VIEW || in[v]) return;
+  if (kind_of(c, v) != C_VIEW || in[v]) return;
   in[v] = 1;
   vec_push(*m, v);
   for (uint32_t i = 0; i < ir_node(c->g, v)->nin; i++) add_views(c, ir_operand(c->g, v, i), m, in);
@@ -339,7 +343,7 @@ static void build(Ctx *c) {
     if (classify(g, v) == C_EXTERN)
       for (uint32_t q = 0; q < ir_node(g, v)->nin; q++) called[ir_operand(g, v, q)] = 1;
   for (uint32_t v = 0; v < nn; v++)
-    if (classify(g, v) == C_VIEW && (is_output(g, v) || called[v])) {
+    if (kind_of(c, v) == C_VIEW && (is_output(g, v) || called[v])) {
       uint32_t x = new_cluster(c, KK_VECTOR, v, 0);
       vec_push(c->cl.v[x].nodes, v);
       order[nk++] = x;
@@ -358,7 +362,7 @@ static void build(Ctx *c) {
       uint32_t v = cl->nodes.v[j];
       for (uint32_t q = 0; q < ir_node(g, v)->nin; q++) add_views(c, ir_operand(g, v, q), &m, in);
     }
-    if (cl->nodes.n == 1 && classify(g, cl->nodes.v[0]) == C_VIEW) /* a copy kernel */
+    if (cl->nodes.n == 1 && kind_of(c, cl->nodes.v[0]) == C_VIEW) /* a copy kernel */
       for (uint32_t q = 0; q < ir_node(g, cl->nodes.v[0])->nin; q++)
         add_views(c, ir_operand(g, cl->nodes.v[0], q), &m, in);
     qsort(m.v, m.n, sizeof(uint32_t), cmp_u32);
@@ -435,20 +439,49 @@ static int cmp_kernel(const void *a, const void *b, void *arg) {
   return fx < fy ? -1 : fx > fy;
 }
 
+/* Prologues: a layernorm or rmsnorm over the last axis of an f32 value whose every reader
+ * is a matmul reading it as a (not transposed), and which is no graph output, is not
+ * computed by a kernel of its own: each reading mix kernel computes it while it packs
+ * its blocks of a (docs/fusion.md), so the normalized activation never goes to memory. */
+static void find_prologues(Ctx *c) {
+  const Graph *g = c->g;
+  uint32_t nn = g->nodes.n;
+  uint8_t *bad = calloc(nn, 1), *read = calloc(nn, 1);
+  if (!bad || !read) ir_oom();
+  for (uint32_t v = 0; v < nn; v++) {
+    const Node *n = ir_node(g, v);
+    for (uint32_t q = 0; q < n->nin; q++) {
+      uint32_t u = ir_operand(g, v, q);
+      read[u] = 1;
+      if (n->op != OP_MATMUL || q != 0 || ir_operand(g, v, 1) == u || ir_attr_int(g, v, AK_TRANSPOSE_A, 0)) bad[u] = 1;
+    }
+  }
+  for (uint32_t v = 0; v < nn; v++) {
+    const Node *n = ir_node(g, v);
+    bool norm = n->op == OP_RMSNORM ||
+                (n->op == OP_LAYERNORM && ir_axis(ir_attr_int(g, v, AK_AXIS, -1), n->rank) == n->rank - 1);
+    c->prologue[v] = norm && n->dtype == DT_F32 && n->rank >= 2 && read[v] && !bad[v] && !is_output(g, v);
+  }
+  free(bad);
+  free(read);
+}
+
 Partition *fu_partition(const Graph *g, Err *err) {
   Partition *p = calloc(1, sizeof *p);
   Ctx c = {.g = g, .p = p};
   uint32_t nn = g->nodes.n;
   if (!p || !(p->kernel_of = malloc(nn * sizeof *p->kernel_of)) ||
       !(c.cluster_of = malloc(nn * sizeof *c.cluster_of)) ||
-      !(c.mark = calloc(2 * nn + 1, sizeof *c.mark))) {
+      !(c.mark = calloc(2 * nn + 1, sizeof *c.mark)) || !(c.prologue = calloc(nn + 1, 1))) {
     free(c.cluster_of);
+    free(c.mark);
     fu_free(p);
     ir_err(err, DVM_ERR_NOMEM, "out of memory");
     return NULL;
   }
   p->g = g;
   for (uint32_t v = 0; v < nn; v++) c.cluster_of[v] = p->kernel_of[v] = UINT32_MAX;
+  find_prologues(&c);
   for (uint32_t v = 0; v < nn; v++) place(&c, v);
   build(&c); /* sets kernel_of to build order */
   levels(p);
@@ -456,13 +489,14 @@ Partition *fu_partition(const Graph *g, Err *err) {
   for (uint32_t i = 0; i < p->kernels.n; i++) /* kernel_of in the final order */
     for (uint32_t j = 0; j < p->kernels.v[i].nmembers; j++) {
       uint32_t v = p->ids.v[p->kernels.v[i].members + j];
-      if (classify(g, v) != C_VIEW || p->kernels.v[i].domain == v) p->kernel_of[v] = i;
+      if (kind_of(&c, v) != C_VIEW || p->kernels.v[i].domain == v) p->kernel_of[v] = i;
     }
   for (uint32_t i = 0; i < p->kernels.n; i++) fu_key(p, &p->kernels.v[i]);
   for (uint32_t x = 0; x < c.cl.n; x++) vec_free(c.cl.v[x].nodes);
   vec_free(c.cl);
   free(c.cluster_of);
   free(c.mark);
+  free(c.prologue);
   return p;
 }
 

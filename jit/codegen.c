@@ -12,12 +12,14 @@
  * results only) is a splat, so one path emits every op.
  *
  * Mix kernels: out[m, :] = a[m, :] @ b + epilogue, with a's batch dims flattened into m
- * and b a 2-D [K, N] matrix. A param b is read packed (jit/gemm.c) by a register-blocked
- * micro-kernel with k and row blocking, the epilogue applied per panel on the last k
- * block ("mix: packed weights" below). Another 2-D b: for each block of MIX_ROWS rows
- * and W columns, K fused multiply-adds into one accumulator per row (each b vector
- * loaded once for the block), then the epilogue members on each accumulator and the
- * stores; few rows stream b instead.
+ * when b is a 2-D [K, N] matrix, one product per batch otherwise. A param b is read
+ * packed (jit/gemm.c) by a register-blocked micro-kernel with k and row blocking, the
+ * epilogue applied per panel on the last k block ("mix: packed weights" below); views,
+ * transposes, batches and a normalization prologue take the same path with a's blocks
+ * and b's panels packed on the stack. A 2-D input b read in place: for each block of
+ * MIX_ROWS rows and W columns, K fused multiply-adds into one accumulator per row (each
+ * b vector loaded once for the block), then the epilogue members on each accumulator
+ * and the stores; few rows stream b instead.
  *
  * Operands: an input is read through strides computed from the canonical shapes (stride
  * 0 where it broadcasts), so broadcasting is index math, not copies. Transcendentals go
@@ -185,13 +187,19 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     if (op == OP_ARGMAX && k->kind == KK_ROW && !jit_col_mode(g, k)) continue;
     if ((op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) && k->kind == KK_ROW) continue;
     if (is_norm(op) && k->kind == KK_ROW && !jit_col_mode(g, k)) continue;
+    if (is_norm(op) && k->kind == KK_MIX) { /* a prologue (fusion): computed while packing a */
+      if (!jit_mix_prologue(p, k))
+        return snprintf(why, n, "%s at line %u as a matmul's prologue without an f32 output of the product's shape",
+                        ir_ops[op].name, nd->line), false;
+      continue;
+    }
     if (op == OP_MATMUL && k->kind == KK_MIX) {
       uint32_t a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
       if (ir_node(g, a)->rank < 2 || ir_node(g, b)->rank < 2 || nd->rank != dn->rank)
         return snprintf(why, n, "matmul of a vector operand is not emitted yet"), false;
       for (uint32_t q = 0; q < k->nmembers; q++) {
         uint32_t u = fu_members(p, k)[q];
-        if ((u == a || u == b) && !is_view((Op)ir_node(g, u)->op))
+        if ((u == a || u == b) && !is_view((Op)ir_node(g, u)->op) && !(u == a && is_norm((Op)ir_node(g, u)->op)))
           return snprintf(why, n, "matmul operands computed inside the kernel"), false;
       }
       matmuls++;
@@ -1647,6 +1655,7 @@ typedef struct PkForm {
   bool adirect;  /* a is a kernel input read in place: row-major [rows, K] */
   int bpre;      /* b's input index when it is a 2-D param read from its packed copy, else -1 */
   bool batched;  /* b has batch dims: one product per batch of dom[r-2] rows */
+  bool prologue; /* a is a layernorm / rmsnorm member, computed while a is packed */
 } PkForm;
 
 typedef struct Pk {
@@ -1773,18 +1782,32 @@ static bool gathers_along(Cg *c, uint32_t x, bool t, int ax) {
  * into the row's place in the packed block of a. */
 static LLVMValueRef pk_pack_a_cols(Cg *c, void *arg, LLVMValueRef acc) {
   Pk *pk = arg;
-  Ix k = {pk->pc, 1, NULL, pk->t.kc}, m = ix_scalar(c->idx[c->r - 2]), P[DVM_MAX_RANK];
-  gm_pos(c, pk->f.a, pk->f.ta ? k : m, pk->f.ta ? m : k, P);
-  LLVMValueRef x = view_at(c, pk->f.a, P);
-  store_vec(c, pk->sa, LLVMBuildAdd(c->B, pk->aoff, c->j, ""), x);
+  LLVMValueRef x;
+  if (pk->f.prologue) { /* the normalization at column k, from the row's statistics */
+    x = eval(c, pk->f.a);
+  } else {
+    Ix k = {ci64(c, 0), 1, NULL, 0}, m = ix_scalar(c->idx[c->r - 2]), P[DVM_MAX_RANK];
+    gm_pos(c, pk->f.a, pk->f.ta ? k : m, pk->f.ta ? m : k, P);
+    x = view_at(c, pk->f.a, P);
+  }
+  store_vec(c, pk->sa, LLVMBuildAdd(c->B, pk->aoff, LLVMBuildSub(c->B, c->j, pk->pc, ""), ""), x);
   return acc;
 }
 
+/* Row `row` of a's k block into the packed block, k along the lanes; a prologue first
+ * folds the whole row for its statistics (as a row kernel's passes do; the row stays in
+ * L1/L2 for the packing that follows). */
 static void pk_pack_a(Cg *c, LLVMValueRef row, void *arg) {
   Pk *pk = arg;
   row_bases(c, row, c->dom, c->r);
+  if (pk->f.prologue) {
+    memset(c->red, 0, 3 * c->k->nmembers * sizeof *c->red);
+    forget(c);
+    row_passes(c, pk->K);
+  }
   pk->aoff = LLVMBuildMul(c->B, LLVMBuildSub(c->B, row, pk->ic, ""), ci64(c, pk->t.kc), "");
-  columns_from(c, ci64(c, 0), pk->kc, NULL, pk_pack_a_cols, NULL, pk, 1);
+  columns_from(c, pk->pc, LLVMBuildAdd(c->B, pk->pc, pk->kc, ""), NULL, pk_pack_a_cols, NULL, pk, 1);
+  memset(c->red, 0, 3 * c->k->nmembers * sizeof *c->red);
 }
 
 /* Row pc + kk of b's block for the current panel: its nr columns (zero past N, where the
@@ -1986,6 +2009,7 @@ static bool pk_form(const Partition *p, const Kernel *k, PkForm *f) {
   f->adirect = ia >= 0 && !f->ta && an->rank == d->rank &&
                !memcmp(ir_shape(g, a), ir_shape(g, k->domain), (size_t)(d->rank - 1) * sizeof(Dim));
   f->bpre = ib >= 0 && !f->tb && bn->rank == 2 && bn->op == OP_PARAM ? ib : -1;
+  f->prologue = ia < 0 && is_norm((Op)an->op); /* a member: computed here, not read */
   bool general = f->ta || f->tb || bn->rank != 2 || ia < 0 || ib < 0;
   if (f->bpre < 0 && !general) return false;
   for (uint32_t o = 0; o < k->noutputs; o++) { /* the sums need an f32 full-shaped output */
@@ -2001,6 +2025,11 @@ static bool pk_form(const Partition *p, const Kernel *k, PkForm *f) {
 int jit_packed_input(const Partition *p, const Kernel *k) {
   PkForm f;
   return pk_form(p, k, &f) ? f.bpre : -1;
+}
+
+bool jit_mix_prologue(const Partition *p, const Kernel *k) {
+  PkForm f;
+  return pk_form(p, k, &f) && f.prologue;
 }
 
 /* ---- mix: the general matmul --------------------------------------------------------------

@@ -76,9 +76,9 @@ const char *jit_target(const Jit *j);
 /* The outer parallel extent of kernel k under concrete dim values, for code of `lanes`
  * f32 lanes: rows of its domain (1 for a rank-0 or rank-1 domain); for a kernel that
  * reduces other axes than the last (column mode), chunks of `lanes` columns of each kept
- * row; for a mix kernel with a packed weight (jit_packed_input), blocks of
- * jit_tile(lanes).mc rows times panels of its nr output columns (panel-major within a
- * row block). *item (if not NULL): elements one
+ * row; for a mix kernel on the packed path, products (batches of a batched b, else one)
+ * times blocks of jit_tile(lanes).mc rows times panels of its nr output columns
+ * (panel-major within a row block). *item (if not NULL): elements one
  * item of the extent covers. */
 int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *item);
 /* The f32 lanes of the native code (16 on AVX-512). */
@@ -91,9 +91,13 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n);
 bool jit_col_mode(const Graph *g, const Kernel *k);
 bool jit_multi_mode(const Graph *g, const Kernel *k);
 /* The input of mix kernel k whose packed copy (jit_pack) its native code reads, as the
- * extra buffer bufs[ninputs + noutputs]: a 2-D param weight; -1 if none (other kernels,
- * and mix kernels read through the general path). */
+ * extra buffer bufs[ninputs + noutputs]: a 2-D param weight read as it is (whatever a
+ * is); -1 if none (other kernels, and mix kernels that pack b themselves or read it in
+ * place). */
 int jit_packed_input(const Partition *p, const Kernel *k);
+/* Is mix kernel k's a a normalization member (a prologue, docs/fusion.md) that its native
+ * code computes while it packs a? */
+bool jit_mix_prologue(const Partition *p, const Kernel *k);
 
 /* gemm.c */
 /* Register and cache tiles of native mix kernels for code of `lanes` f32 lanes. */

@@ -127,6 +127,9 @@ typedef struct VmCode {
   uint32_t a_buf, b_buf;      /* mix: a's and b's buffers */
   bool packed;                /* mix: b is a param whose packed copy (jit_pack) the runtime may
                                  pass as bufs[ninputs + noutputs] (NULL there: b read as it is) */
+  bool has_prologue;          /* mix: a is a normalization member (a prologue, docs/fusion.md) ... */
+  uint32_t prologue;          /* ... this node, which the runtime computes into
+                                 bufs[ninputs + noutputs + 1] before the call; a_buf names it */
   VmDim K;                    /* mix, gemm: the contraction length */
   VmBase *base;
   uint32_t nbase;

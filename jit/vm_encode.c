@@ -736,6 +736,23 @@ static double now_us(void) {
   return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
+/* A mix kernel with a normalization prologue runs the plain mix driver on a buffer the
+ * runtime fills with the prologue's value: b must be a 2-D kernel input read as it is. */
+static bool prologue_ok(const Partition *p, const Kernel *k) {
+  if (!jit_mix_prologue(p, k)) return true;
+  const Graph *g = p->g;
+  for (uint32_t i = 0; i < k->nmembers; i++) {
+    uint32_t v = fu_members(p, k)[i], b;
+    if (ir_node(g, v)->op != OP_MATMUL) continue;
+    if (ir_attr_int(g, v, AK_TRANSPOSE_A, 0) || ir_attr_int(g, v, AK_TRANSPOSE_B, 0)) return false;
+    b = ir_operand(g, v, 1);
+    for (uint32_t j = 0; j < k->ninputs; j++)
+      if (fu_inputs(p, k)[j] == b) return ir_node(g, b)->rank == 2;
+    return false;
+  }
+  return false;
+}
+
 VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
   double t0 = now_us();
   if (k->kind == KK_EXTERN) { /* a call through libffi */
@@ -746,7 +763,8 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
   if (!jit_supported(p, k, why, n)) return NULL; /* the native tier's coverage */
   if (jit_multi_mode(p->g, k))
     return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
-  if (k->ninputs + k->noutputs > 255) return snprintf(why, n, "more than 255 buffers"), NULL;
+  if (k->ninputs + k->noutputs > 254) return snprintf(why, n, "more than 254 buffers"), NULL;
+  if (!prologue_ok(p, k)) return snprintf(why, n, "a normalization prologue with a batched or transposed b is not encoded"), NULL;
   const Graph *g = p->g;
   VmCode *c = calloc(1, sizeof *c);
   int *mem = malloc((5 * (size_t)k->nmembers + 2 * (size_t)k->ninputs + 1) * sizeof *mem);
@@ -778,7 +796,8 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
     c->K = e.dimtab.v[kd];
     e.mm = fixed_reg(&e);
     c->mm_reg = (uint8_t)e.vr.v[e.mm].phys;
-    if (ta || tb || ir_node(g, b)->rank != 2 || input_index(&e, a) < 0 || input_index(&e, b) < 0) {
+    bool pro = jit_mix_prologue(p, k); /* a 2-D b read as it is (prologue_ok) */
+    if (ta || tb || ir_node(g, b)->rank != 2 || (input_index(&e, a) < 0 && !pro) || input_index(&e, b) < 0) {
       c->mode = VMM_GEMM;
       Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK];
       Ix mi = ix_s(sidx(e.r - 2)), ki = ix_s((Sv){VS_K, false, 0});
@@ -805,7 +824,9 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
       }
     } else {
       c->mode = VMM_MIX;
-      c->a_buf = (uint32_t)input_index(&e, a), c->b_buf = (uint32_t)input_index(&e, b);
+      /* a prologue's a: the runtime computes it into the buffer after the packed one */
+      c->a_buf = pro ? k->ninputs + k->noutputs + 1 : (uint32_t)input_index(&e, a), c->b_buf = (uint32_t)input_index(&e, b);
+      c->has_prologue = pro, c->prologue = pro ? a : 0;
       c->packed = jit_packed_input(p, k) >= 0;
     }
   } else {

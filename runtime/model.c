@@ -556,7 +556,7 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
                           const VmCode *vm, Call *c, Err *err) {
   const Graph *g = m->g;
   const Partition *p = m->part;
-  if (k->ninputs + k->noutputs + 1 > 256 || k->ndims > 64)
+  if (k->ninputs + k->noutputs + 2 > 256 || k->ndims > 64)
     return ir_err(err, DVM_ERR_UNSUPPORTED, "kernel with too many buffers or dims");
   c->fn = fn, c->vm = vm;
   for (uint32_t q = 0; q < k->ndims; q++)
@@ -591,6 +591,18 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
     uint32_t w = fu_inputs(p, k)[pj];
     if (!(c->bufs[k->ninputs + k->noutputs] = packed_param(m, w, vals[w], lanes, err)))
       return DVM_ERR_NOMEM;
+  }
+  /* bytecode of a mix kernel with a normalization prologue: the prologue's value first,
+     on the kernel-level reference path, into the buffer after the packed one (shared by
+     the kernels of a dispatch that read it; run_fused frees it after the dispatch) */
+  c->bufs[k->ninputs + k->noutputs + 1] = NULL;
+  if (!fn && vm && vm->has_prologue) {
+    uint32_t u = vm->prologue;
+    if (!vals[u]) {
+      dvm_status st = rt_ref_run_nodes(g, b, vals, &u, 1, &u, 1, err);
+      if (st) return st;
+    }
+    c->bufs[k->ninputs + k->noutputs + 1] = vals[u]->data;
   }
   int64_t item = 1;
   c->extent = fn ? jit_extent(p, k, c->dims, jit_lanes(m->jit), &item) : vm_extent(vm, c->dims, &item);
@@ -660,6 +672,9 @@ static dvm_status run_fused(const dvm_model *m, const Plan *pl, char *arena, Ten
     }
     for (uint32_t q = i; q < next && !st; q++) { /* intermediates no later kernel reads */
       const Kernel *k = &p->kernels.v[q];
+      const VmCode *vm = bytecode(m, q);
+      if (vm && vm->has_prologue && vals[vm->prologue]) /* computed for bytecode (prepare) */
+        rt_tensor_free(vals[vm->prologue]), vals[vm->prologue] = NULL;
       for (uint32_t j = 0; j < k->ninputs; j++) {
         uint32_t u = fu_inputs(p, k)[j];
         if (m->last[u] < next && vals[u] && ir_ops[ir_node(g, u)->op].kind != OPK_SOURCE)

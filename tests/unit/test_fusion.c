@@ -63,14 +63,20 @@ static void test_same(void) {
   CHECK(same("graph t\ninput x: f32[N, 8]\ny = reduce_sum(x, axes=[1])\noutput y\n",
              "graph t\ninput x: f32[N, 8]\ny = reduce_sum(x, axes=[-1], keepdims=0)\noutput y\n"),
         "negative axis and default keepdims");
-  /* the same kernel inside two graphs: W3's layernorm and W5's first kernel */
+  /* the same kernel inside two graphs: W3's layernorm, and a layernorm that a matmul and
+     an add read (so it is written once, not a prologue) */
   Keys a = keys("graph a\ninput x: f32[N, 16]\nparam g: f32[16]\nparam b: f32[16]\n"
                 "y = layernorm(x, g, b)\noutput y\n");
   Keys b = keys("graph b\ninput x: f32[N, 16]\nparam g: f32[16]\nparam b: f32[16]\n"
                 "param w: f32[16, 16]\nn = layernorm(x, g, b)\nh = matmul(n, w)\n"
-                "y = add(h, x)\noutput y\n");
+                "y = add(h, n)\noutput y\n");
   CHECK(a.n == 1 && b.n == 2 && !memcmp(a.key[0], b.key[0], 16),
         "one layernorm kernel, one key, in two graphs");
+  /* W5's first kernel: a layernorm read only as a matmul's a is that kernel's prologue */
+  Keys pr = keys("graph b\ninput x: f32[N, 16]\nparam g: f32[16]\nparam b: f32[16]\n"
+                 "param w: f32[16, 16]\nn = layernorm(x, g, b)\nh = matmul(n, w)\n"
+                 "y = add(h, x)\noutput y\n");
+  CHECK(pr.n == 1 && memcmp(a.key[0], pr.key[0], 16), "a layernorm prologue: one mix kernel");
   /* N deduced to be 64 (an add with a [64] input) gives the kernel of the written-out 64 */
   Keys d = keys("graph t\ninput x: f32[N]\ninput c: f32[64]\ny = add(x, c)\nz = exp(y)\noutput z\n");
   Keys e = keys("graph t\ninput x: f32[64]\ninput c: f32[64]\ny = add(x, c)\nz = exp(y)\noutput z\n");
