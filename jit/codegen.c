@@ -1100,7 +1100,10 @@ static LLVMValueRef columns(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body body,
 
 /* ---- passes of row kernels ----------------------------------------------------------------- */
 
-typedef enum Fold { FOLD_SUM, FOLD_MAX, FOLD_MIN, FOLD_PROD } Fold;
+/* FOLD_MAX_ORD: x > acc ? x : acc (one maxps), NaNs passed over: softmax's max, where a NaN
+ * of the row reaches every result through exp(x - max) in the sum pass anyway (and an
+ * inf makes inf - inf there), so the results are the reference's, NaN rows included. */
+typedef enum Fold { FOLD_SUM, FOLD_MAX, FOLD_MIN, FOLD_PROD, FOLD_MAX_ORD } Fold;
 
 typedef struct Pass {
   Fold fold;
@@ -1119,7 +1122,7 @@ static LLVMValueRef identity(Cg *c, Fold f, DType t) {
     LLVMTypeRef et = w ? c->i64 : c->i32;
     return vsplat(c, LLVMConstInt(et, (unsigned long long)v, 1), "");
   }
-  return splatf(c, f == FOLD_SUM ? 0.0 : f == FOLD_PROD ? 1.0 : f == FOLD_MAX ? -INFINITY : INFINITY);
+  return splatf(c, f == FOLD_SUM ? 0.0 : f == FOLD_PROD ? 1.0 : f == FOLD_MAX || f == FOLD_MAX_ORD ? -INFINITY : INFINITY);
 }
 
 /* acc ⊕ v for a fold of values of dtype t. */
@@ -1139,6 +1142,7 @@ static LLVMValueRef fold_op(Cg *c, Fold f, DType t, LLVMValueRef acc, LLVMValueR
   case FOLD_SUM: return LLVMBuildFAdd(B, acc, v, "");
   case FOLD_PROD: return LLVMBuildFMul(B, acc, v, "");
   case FOLD_MAX: return vcall2(c, "llvm.maximum", acc, v);
+  case FOLD_MAX_ORD: return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, v, acc, ""), v, acc, "");
   default: return vcall2(c, "llvm.minimum", acc, v);
   }
 }
@@ -1223,6 +1227,9 @@ static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int 
     LLVMValueRef args[2] = {LLVMConstReal(c->f32, f == FOLD_SUM ? -0.0 : 1.0), acc};
     s = intrinsic(c, f == FOLD_SUM ? "llvm.vector.reduce.fadd" : "llvm.vector.reduce.fmul", &t, 1, args, 2);
     LLVMSetFastMathFlags(s, LLVMFastMathAllowReassoc);
+  } else if (f == FOLD_MAX_ORD) { /* no NaN in acc: maxps lanes */
+    s = intrinsic(c, "llvm.vector.reduce.fmax", &t, 1, &acc, 1);
+    LLVMSetFastMathFlags(s, LLVMFastMathNoNaNs);
   } else {
     s = intrinsic(c, f == FOLD_MAX ? "llvm.vector.reduce.fmaximum" : "llvm.vector.reduce.fminimum", &t, 1, &acc, 1);
   }
@@ -1303,7 +1310,7 @@ static void row_passes(Cg *c, LLVMValueRef L) {
     case OP_ARGMAX: c->red[m] = argmax_row(c, L, x); break;
     case OP_SOFTMAX:
     case OP_LOG_SOFTMAX:
-      c->n1[m] = fold_row(c, L, FOLD_MAX, x, W_VALUE, (int)m);
+      c->n1[m] = fold_row(c, L, FOLD_MAX_ORD, x, W_VALUE, (int)m);
       c->n2[m] = fold_row(c, L, FOLD_SUM, x, W_EXP_SHIFTED, (int)m);
       /* softmax multiplies by 1/sum (one division per row, not per element) */
       if (op == OP_SOFTMAX) c->n2[m] = vdiv(c, splatf(c, 1), c->n2[m]);
