@@ -195,7 +195,10 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     }
     if (op == OP_MATMUL && k->kind == KK_MIX) {
       uint32_t a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
-      if (ir_node(g, a)->rank < 2 || ir_node(g, b)->rank < 2 || nd->rank != dn->rank)
+      bool a_input = false; /* a vector a ([K] @ [K, N]: one row) is read in place */
+      for (uint32_t q = 0; q < k->ninputs; q++) a_input |= fu_inputs(p, k)[q] == a;
+      if ((ir_node(g, a)->rank < 2 && (!a_input || ir_node(g, b)->rank != 2 || ir_attr_int(g, v, AK_TRANSPOSE_A, 0))) ||
+          ir_node(g, b)->rank < 2 || nd->rank != dn->rank)
         return snprintf(why, n, "matmul of a vector operand is not emitted yet"), false;
       for (uint32_t q = 0; q < k->nmembers; q++) {
         uint32_t u = fu_members(p, k)[q];
@@ -2005,12 +2008,13 @@ static bool pk_form(const Partition *p, const Kernel *k, PkForm *f) {
   if (v == UINT32_MAX) return false;
   uint32_t a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
   const Node *an = ir_node(g, a), *bn = ir_node(g, b), *d = ir_node(g, k->domain);
-  if (an->dtype != DT_F32 || bn->dtype != DT_F32 || an->rank < 2 || bn->rank < 2) return false;
+  if (an->dtype != DT_F32 || bn->dtype != DT_F32 || bn->rank < 2) return false;
   int ia = -1, ib = -1;
   for (uint32_t i = 0; i < k->ninputs; i++) {
     if (fu_inputs(p, k)[i] == a) ia = (int)i;
     if (fu_inputs(p, k)[i] == b) ib = (int)i;
   }
+  if (an->rank < 2 && (ia < 0 || bn->rank != 2)) return false; /* a vector a: one row, read in place */
   *f = (PkForm){.a = a, .b = b, .ta = ir_attr_int(g, v, AK_TRANSPOSE_A, 0) != 0,
                 .tb = ir_attr_int(g, v, AK_TRANSPOSE_B, 0) != 0, .batched = bn->rank > 2};
   f->adirect = ia >= 0 && !f->ta && an->rank == d->rank &&
