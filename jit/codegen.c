@@ -184,7 +184,7 @@ bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     if (is_reduction(op) && k->kind == KK_ROW) continue;
     if (multi && (is_norm(op) || op == OP_ARGMAX))
       return snprintf(why, n, "%s at line %u in a kernel reducing over several axes", ir_ops[op].name, nd->line), false;
-    if (op == OP_ARGMAX && k->kind == KK_ROW && !jit_col_mode(g, k)) continue;
+    if (op == OP_ARGMAX && k->kind == KK_ROW) continue;
     if ((op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) && k->kind == KK_ROW) continue;
     if (is_norm(op) && k->kind == KK_ROW && !jit_col_mode(g, k)) continue;
     if (is_norm(op) && k->kind == KK_MIX) { /* a prologue (fusion): computed while packing a */
@@ -1294,6 +1294,34 @@ static LLVMValueRef argmax_row(Cg *c, LLVMValueRef L, uint32_t x) {
   return vsplat(c, bi, "");
 }
 
+/* Column mode: row q of the reduced axis (its index in c->idx) folded into the lanes'
+ * (value, index) pairs. */
+static LLVMValueRef am_col_body(Cg *c, void *arg, LLVMValueRef acc) {
+  uint32_t x = *(const uint32_t *)arg;
+  LLVMValueRef v = eval(c, x);
+  if (c->mask) v = LLVMBuildSelect(c->B, c->mask, v, splatf(c, -INFINITY), "");
+  LLVMValueRef at = vsplat(c, c->idx[__builtin_ctz(c->axes)], "");
+  LLVMValueRef e = LLVMBuildInsertValue(c->B, LLVMGetUndef(LLVMTypeOf(acc)), v, 0, "");
+  return am_pick(c, acc, LLVMBuildInsertValue(c->B, e, at, 1, ""));
+}
+
+/* argmax down the R rows of the reduced axis (column mode: one axis, the last kept), per
+ * lane: four accumulators over consecutive rows, combined by index, so the first maximum
+ * or the first NaN of each column wins; the i64 indices of the lanes. */
+static LLVMValueRef argmax_col(Cg *c, LLVMValueRef R, uint32_t x) {
+  LLVMBuilderRef B = c->B;
+  LLVMTypeRef vi = LLVMVectorType(c->i64, (unsigned)c->W), parts[2] = {c->vf, vi};
+  LLVMTypeRef st = LLVMStructTypeInContext(c->C, parts, 2, 0);
+  LLVMValueRef acc[MAXU];
+  acc[0] = LLVMBuildInsertValue(B, LLVMGetUndef(st), splatf(c, -INFINITY), 0, "");
+  acc[0] = LLVMBuildInsertValue(B, acc[0], LLVMConstNull(vi), 1, "");
+  for (int u = 1; u < MAXU; u++) acc[u] = acc[0];
+  LLVMValueRef q = pos_loop(c, ci64(c, 0), R, MAXU, 1, place_row, acc, am_col_body, &x);
+  acc[0] = am_pick(c, am_pick(c, acc[0], acc[1]), am_pick(c, acc[2], acc[3]));
+  pos_loop(c, q, R, 1, 1, place_row, acc, am_col_body, &x);
+  return LLVMBuildExtractValue(B, acc[0], 1, "");
+}
+
 /* The per-row scalars of every reduction and normalization, in member order. */
 static void row_passes(Cg *c, LLVMValueRef L) {
   LLVMBuilderRef B = c->B;
@@ -1310,7 +1338,7 @@ static void row_passes(Cg *c, LLVMValueRef L) {
     case OP_REDUCE_MAX: c->red[m] = fold_row(c, L, FOLD_MAX, x, W_VALUE, (int)m); break;
     case OP_REDUCE_MIN: c->red[m] = fold_row(c, L, FOLD_MIN, x, W_VALUE, (int)m); break;
     case OP_REDUCE_PROD: c->red[m] = fold_row(c, L, FOLD_PROD, x, W_VALUE, (int)m); break;
-    case OP_ARGMAX: c->red[m] = argmax_row(c, L, x); break;
+    case OP_ARGMAX: c->red[m] = c->col ? argmax_col(c, L, x) : argmax_row(c, L, x); break;
     case OP_SOFTMAX:
     case OP_LOG_SOFTMAX:
       c->n1[m] = fold_row(c, L, FOLD_MAX_ORD, x, W_VALUE, (int)m);
