@@ -67,7 +67,10 @@ static bool elementwise_bool(Op op) {
 /* The dtypes the emitter handles for node v: f32 arithmetic, compares of f32, bool logic,
  * select, and casts between f32 and bool. */
 static bool is_int(DType t) { return t == DT_I32 || t == DT_I64; }
-static bool stored(DType t) { return t == DT_F32 || t == DT_BOOL || is_int(t); }
+/* f16 values are f32 in registers, rounded to f16 by every op that makes one (the
+ * reference rounds each op's result to its dtype) and stored as halves. */
+static bool is_flt(DType t) { return t == DT_F32 || t == DT_F16; }
+static bool stored(DType t) { return is_flt(t) || t == DT_BOOL || is_int(t); }
 
 static bool typed_ok(const Graph *g, uint32_t v) {
   const Node *nd = ir_node(g, v);
@@ -75,7 +78,7 @@ static bool typed_ok(const Graph *g, uint32_t v) {
   DType t = (DType)nd->dtype, a = nd->nin ? (DType)ir_node(g, ir_operand(g, v, 0))->dtype : t;
   switch (op) {
   case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE:
-    return a == DT_F32 || is_int(a) || (a == DT_BOOL && (op == OP_EQ || op == OP_NE));
+    return is_flt(a) || is_int(a) || (a == DT_BOOL && (op == OP_EQ || op == OP_NE));
   case OP_AND: case OP_OR: case OP_NOT: return a == DT_BOOL;
   case OP_SELECT: return stored(t);
   case OP_CAST: return stored(t) && stored(a);
@@ -87,7 +90,9 @@ static bool typed_ok(const Graph *g, uint32_t v) {
       if (ir_node(g, ir_operand(g, v, j))->dtype != t) return false;
     return stored(t);
   case OP_FULL: return stored(t);
-  case OP_ARGMAX: return a == DT_F32; /* the index is i64 */
+  case OP_ARGMAX: return is_flt(a); /* the index is i64 */
+  case OP_MATMUL: /* f32 only: the mix paths read and sum f32 */
+    return t == DT_F32 && a == DT_F32 && ir_node(g, ir_operand(g, v, 1))->dtype == DT_F32;
   case OP_ARANGE: return t == DT_F32 || is_int(t);
   /* integers: the wrapping ops (division and powers raise errors or differ: declined) */
   case OP_NEG: case OP_ABS: case OP_RELU: case OP_SIGN: case OP_ADD: case OP_SUB: case OP_MUL:
@@ -100,9 +105,9 @@ static bool typed_ok(const Graph *g, uint32_t v) {
     }
     /* fall through */
   default:
-    if (t != DT_F32) return false;
+    if (!is_flt(t)) return false;
     for (uint32_t j = 0; j < nd->nin; j++)
-      if (ir_node(g, ir_operand(g, v, j))->dtype != DT_F32) return false;
+      if (ir_node(g, ir_operand(g, v, j))->dtype != t) return false;
     return true;
   }
 }
@@ -431,17 +436,26 @@ static LLVMTypeRef mem_type(Cg *c, DType t) {
   case DT_BOOL: return LLVMInt8TypeInContext(c->C);
   case DT_I32: return c->i32;
   case DT_I64: return c->i64;
+  case DT_F16: return LLVMHalfTypeInContext(c->C);
   default: return c->f32;
   }
 }
 
 static LLVMTypeRef reg_type(Cg *c, DType t) {
-  return LLVMVectorType(t == DT_BOOL ? c->i1 : mem_type(c, t), (unsigned)c->W);
+  return t == DT_F16 ? c->vf : LLVMVectorType(t == DT_BOOL ? c->i1 : mem_type(c, t), (unsigned)c->W);
+}
+
+/* An f32 value rounded to f16 (and back to f32 in registers). */
+static LLVMValueRef round16(Cg *c, LLVMValueRef x) {
+  LLVMTypeRef h = LLVMHalfTypeInContext(c->C), t = LLVMTypeOf(x);
+  if (LLVMGetTypeKind(t) == LLVMVectorTypeKind) h = LLVMVectorType(h, LLVMGetVectorSize(t));
+  return LLVMBuildFPExt(c->B, LLVMBuildFPTrunc(c->B, x, h, ""), t, "");
 }
 
 /* Value u's W lanes to memory in its dtype: bool masks as bytes 0/1. */
 static void store_value(Cg *c, uint32_t u, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v) {
   DType t = (DType)ir_node(c->g, u)->dtype;
+  if (t == DT_F16) v = LLVMBuildFPTrunc(c->B, v, LLVMVectorType(mem_type(c, t), (unsigned)c->W), "");
   if (t != DT_BOOL) {
     store_elems(c, mem_type(c, t), base_ptr, off, v);
     return;
@@ -510,6 +524,7 @@ static LLVMValueRef load_input(Cg *c, int i) {
   } else {
     x = load_elems(c, et, p, LLVMBuildAdd(c->B, base, c->j, ""));
   }
+  if (dt == DT_F16) return LLVMBuildFPExt(c->B, x, c->vf, "");
   return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
 }
 
@@ -521,7 +536,7 @@ static LLVMValueRef lit(Cg *c, uint32_t u) {
   DType t = (DType)ir_node(c->g, u)->dtype;
   if (t == DT_BOOL) return vsplat(c, LLVMConstInt(c->i1, v != 0, 0), "");
   if (is_int(t)) return vsplat(c, LLVMConstInt(mem_type(c, t), (unsigned long long)(a->isint ? a->i : (int64_t)v), 1), "");
-  return splatf(c, (float)v);
+  return t == DT_F16 ? round16(c, splatf(c, (float)v)) : splatf(c, (float)v);
 }
 
 /* exp(x) emitted inline (Cephes expf): x = n·ln2 + r with ln2 split in two, a degree-6
@@ -591,8 +606,8 @@ static LLVMValueRef emit_bool(Cg *c, uint32_t v, LLVMValueRef x, LLVMValueRef y)
     if (to == from) return x;
     if (to == DT_BOOL)
       return fx ? LLVMBuildFCmp(B, LLVMRealUNE, x, splatf(c, 0), "") : LLVMBuildICmp(B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "");
-    if (from == DT_BOOL) return to == DT_F32 ? LLVMBuildUIToFP(B, x, c->vf, "") : LLVMBuildZExt(B, x, reg_type(c, to), "");
-    if (to == DT_F32) return LLVMBuildSIToFP(B, x, c->vf, "");
+    if (from == DT_BOOL) return is_flt(to) ? LLVMBuildUIToFP(B, x, c->vf, "") : LLVMBuildZExt(B, x, reg_type(c, to), "");
+    if (is_flt(to)) return fx ? x : LLVMBuildSIToFP(B, x, c->vf, ""); /* f16: eval rounds */
     if (fx) {
       LLVMTypeRef tys[2] = {reg_type(c, to), c->vf};
       return intrinsic(c, "llvm.fptosi.sat", tys, 2, &x, 1);
@@ -825,6 +840,7 @@ static LLVMValueRef load_at(Cg *c, int i, Ix off) {
     LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, ir_dtype_size(dt), 0), all, LLVMConstNull(vt)};
     x = intrinsic(c, "llvm.masked.gather", tys, 2, args, 4);
   }
+  if (dt == DT_F16) return LLVMBuildFPExt(c->B, x, c->vf, "");
   return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
 }
 
@@ -960,7 +976,8 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   if (ir_node(c->g, u)->op == OP_LITERAL) return lit(c, u);
   int m = member_index(c, u);
   if (m < 0) return load_input(c, input_index(c, u));
-  if (c->red[m]) return c->red[m];
+  bool f16 = ir_node(c->g, u)->dtype == DT_F16;
+  if (c->red[m]) return f16 ? round16(c, c->red[m]) : c->red[m];
   if (c->memo[m]) return c->memo[m];
   Op op = (Op)ir_node(c->g, u)->op;
   LLVMBuilderRef B = c->B;
@@ -984,6 +1001,7 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   case OP_RMSNORM: r = LLVMBuildFMul(B, LLVMBuildFMul(B, operand(c, u, 0), c->n2[m], ""), operand(c, u, 1), ""); break;
   default: r = emit_elementwise(c, u);
   }
+  if (f16 && !is_view(op)) r = round16(c, r); /* the reference rounds every op's f16 result */
   c->ctx = saved;
   c->memo[m] = r;
   return r;
@@ -1415,6 +1433,7 @@ static void store_scalars(Cg *c, LLVMValueRef row) {
     LLVMValueRef x = LLVMBuildExtractElement(c->B, eval(c, v), LLVMConstInt(c->i32, 0, 0), "");
     LLVMTypeRef et = mem_type(c, (DType)ir_node(c->g, v)->dtype);
     if (ir_node(c->g, v)->dtype == DT_BOOL) x = LLVMBuildZExt(c->B, x, et, ""); /* bytes 0/1 */
+    if (ir_node(c->g, v)->dtype == DT_F16) x = LLVMBuildFPTrunc(c->B, x, et, "");
     LLVMValueRef at = LLVMBuildGEP2(c->B, et, buf(c, c->k->ninputs + o), &row, 1, "");
     LLVMBuildStore(c->B, x, at);
   }
@@ -2397,7 +2416,9 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
     /* few rows: b streamed (blocks of SM_ROWS rows, then single rows), into the first
        full-shaped output's rows; otherwise blocks of MIX_ROWS rows, then single rows */
     uint32_t acc_out = 0;
-    while (acc_out < k->noutputs && !is_full(&c, fu_outputs(p, k)[acc_out])) acc_out++;
+    while (acc_out < k->noutputs && !(is_full(&c, fu_outputs(p, k)[acc_out]) &&
+                                      ir_node(c.g, fu_outputs(p, k)[acc_out])->dtype == DT_F32))
+      acc_out++; /* the sums' rows: f32 */
     LLVMBasicBlockRef small = LLVMAppendBasicBlockInContext(C, c.fn, "small_m"),
                       big = LLVMAppendBasicBlockInContext(C, c.fn, "big_m"),
                       fin = LLVMAppendBasicBlockInContext(C, c.fn, "mix.done");
@@ -2450,8 +2471,8 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   row_bases(&c, row, dom, r);
   Store st = {row, L};
   /* the first softmax keeps its exp row in the first full-shaped output's row */
-  for (uint32_t o = 0; o < k->noutputs && c.stash_member < 0; o++)
-    if (is_full(&c, fu_outputs(p, k)[o]))
+  for (uint32_t o = 0; o < k->noutputs && c.stash_member < 0; o++) /* an f32 row: exp values */
+    if (is_full(&c, fu_outputs(p, k)[o]) && ir_node(c.g, fu_outputs(p, k)[o])->dtype == DT_F32)
       for (uint32_t m = 0; m < nm; m++)
         if (ir_node(c.g, fu_members(p, k)[m])->op == OP_SOFTMAX) {
           c.stash_member = (int)m;

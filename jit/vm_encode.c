@@ -765,6 +765,10 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
     return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
   if (k->ninputs + k->noutputs > 254) return snprintf(why, n, "more than 254 buffers"), NULL;
   if (!prologue_ok(p, k)) return snprintf(why, n, "a normalization prologue with a batched or transposed b is not encoded"), NULL;
+  for (uint32_t i = 0; i < k->nmembers + k->ninputs; i++) { /* tiles are 32-bit lanes */
+    uint32_t v = i < k->nmembers ? fu_members(p, k)[i] : fu_inputs(p, k)[i - k->nmembers];
+    if (ir_node(p->g, v)->dtype == DT_F16) return snprintf(why, n, "f16 values are not encoded"), NULL;
+  }
   const Graph *g = p->g;
   VmCode *c = calloc(1, sizeof *c);
   int *mem = malloc((5 * (size_t)k->nmembers + 2 * (size_t)k->ninputs + 1) * sizeof *mem);
