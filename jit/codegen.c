@@ -67,9 +67,10 @@ static bool elementwise_bool(Op op) {
 /* The dtypes the emitter handles for node v: f32 arithmetic, compares of f32, bool logic,
  * select, and casts between f32 and bool. */
 static bool is_int(DType t) { return t == DT_I32 || t == DT_I64; }
-/* f16 values are f32 in registers, rounded to f16 by every op that makes one (the
- * reference rounds each op's result to its dtype) and stored as halves. */
-static bool is_flt(DType t) { return t == DT_F32 || t == DT_F16; }
+/* f16 and bf16 values are f32 in registers, rounded to their dtype by every op that makes
+ * one (the reference rounds each op's result to its dtype) and stored as 16 bits. */
+static bool is_low(DType t) { return t == DT_F16 || t == DT_BF16; }
+static bool is_flt(DType t) { return t == DT_F32 || is_low(t); }
 static bool stored(DType t) { return is_flt(t) || t == DT_BOOL || is_int(t); }
 
 static bool typed_ok(const Graph *g, uint32_t v) {
@@ -437,25 +438,57 @@ static LLVMTypeRef mem_type(Cg *c, DType t) {
   case DT_I32: return c->i32;
   case DT_I64: return c->i64;
   case DT_F16: return LLVMHalfTypeInContext(c->C);
+  case DT_BF16: return LLVMInt16TypeInContext(c->C);
   default: return c->f32;
   }
 }
 
 static LLVMTypeRef reg_type(Cg *c, DType t) {
-  return t == DT_F16 ? c->vf : LLVMVectorType(t == DT_BOOL ? c->i1 : mem_type(c, t), (unsigned)c->W);
+  return is_low(t) ? c->vf : LLVMVectorType(t == DT_BOOL ? c->i1 : mem_type(c, t), (unsigned)c->W);
 }
 
-/* An f32 value rounded to f16 (and back to f32 in registers). */
-static LLVMValueRef round16(Cg *c, LLVMValueRef x) {
-  LLVMTypeRef h = LLVMHalfTypeInContext(c->C), t = LLVMTypeOf(x);
-  if (LLVMGetTypeKind(t) == LLVMVectorTypeKind) h = LLVMVectorType(h, LLVMGetVectorSize(t));
-  return LLVMBuildFPExt(c->B, LLVMBuildFPTrunc(c->B, x, h, ""), t, "");
+/* W lanes of the i32 constant v. */
+static LLVMValueRef ki32(Cg *c, unsigned W, uint32_t v) {
+  LLVMValueRef k[64];
+  for (unsigned i = 0; i < W; i++) k[i] = LLVMConstInt(c->i32, v, 0);
+  return LLVMConstVector(k, W);
 }
+
+/* A <W x float> value as f16 / bf16 in memory: f16 by fptrunc (F16C), bf16 as the
+ * reference rounds (runtime/tensor.c rt_f32_to_bf16): to nearest even, a NaN kept and
+ * made quiet. */
+static LLVMValueRef to_mem(Cg *c, LLVMValueRef x, DType t) {
+  LLVMBuilderRef B = c->B;
+  unsigned W = LLVMGetVectorSize(LLVMTypeOf(x));
+  LLVMTypeRef m = LLVMVectorType(mem_type(c, t), W);
+  if (t == DT_F16) return LLVMBuildFPTrunc(B, x, m, "");
+  LLVMValueRef bits = LLVMBuildBitCast(B, x, LLVMVectorType(c->i32, W), "");
+  LLVMValueRef nan = LLVMBuildICmp(B, LLVMIntUGT, LLVMBuildAnd(B, bits, ki32(c, W, 0x7fffffffu), ""),
+                                   ki32(c, W, 0x7f800000u), "");
+  LLVMValueRef hi = LLVMBuildLShr(B, bits, ki32(c, W, 16), "");
+  LLVMValueRef odd = LLVMBuildAnd(B, hi, ki32(c, W, 1), "");
+  LLVMValueRef rne = LLVMBuildLShr(B, LLVMBuildAdd(B, LLVMBuildAdd(B, bits, ki32(c, W, 0x7fff), ""), odd, ""),
+                                   ki32(c, W, 16), "");
+  LLVMValueRef r = LLVMBuildSelect(B, nan, LLVMBuildOr(B, hi, ki32(c, W, 0x40), ""), rne, "");
+  return LLVMBuildTrunc(B, r, m, "");
+}
+
+/* f16 / bf16 from memory (a vector of half or i16) to <W x float>: exact. */
+static LLVMValueRef from_mem(Cg *c, LLVMValueRef x, DType t) {
+  unsigned W = LLVMGetVectorSize(LLVMTypeOf(x));
+  LLVMTypeRef vf = LLVMVectorType(c->f32, W), vi = LLVMVectorType(c->i32, W);
+  if (t == DT_F16) return LLVMBuildFPExt(c->B, x, vf, "");
+  LLVMValueRef w = LLVMBuildShl(c->B, LLVMBuildZExt(c->B, x, vi, ""), ki32(c, W, 16), "");
+  return LLVMBuildBitCast(c->B, w, vf, "");
+}
+
+/* An f32 value rounded to f16 / bf16 (and back to f32 in registers). */
+static LLVMValueRef round_to(Cg *c, LLVMValueRef x, DType t) { return from_mem(c, to_mem(c, x, t), t); }
 
 /* Value u's W lanes to memory in its dtype: bool masks as bytes 0/1. */
 static void store_value(Cg *c, uint32_t u, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v) {
   DType t = (DType)ir_node(c->g, u)->dtype;
-  if (t == DT_F16) v = LLVMBuildFPTrunc(c->B, v, LLVMVectorType(mem_type(c, t), (unsigned)c->W), "");
+  if (is_low(t)) v = to_mem(c, v, t);
   if (t != DT_BOOL) {
     store_elems(c, mem_type(c, t), base_ptr, off, v);
     return;
@@ -524,7 +557,7 @@ static LLVMValueRef load_input(Cg *c, int i) {
   } else {
     x = load_elems(c, et, p, LLVMBuildAdd(c->B, base, c->j, ""));
   }
-  if (dt == DT_F16) return LLVMBuildFPExt(c->B, x, c->vf, "");
+  if (is_low(dt)) return from_mem(c, x, dt);
   return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
 }
 
@@ -536,7 +569,7 @@ static LLVMValueRef lit(Cg *c, uint32_t u) {
   DType t = (DType)ir_node(c->g, u)->dtype;
   if (t == DT_BOOL) return vsplat(c, LLVMConstInt(c->i1, v != 0, 0), "");
   if (is_int(t)) return vsplat(c, LLVMConstInt(mem_type(c, t), (unsigned long long)(a->isint ? a->i : (int64_t)v), 1), "");
-  return t == DT_F16 ? round16(c, splatf(c, (float)v)) : splatf(c, (float)v);
+  return is_low(t) ? round_to(c, splatf(c, (float)v), t) : splatf(c, (float)v);
 }
 
 /* exp(x) emitted inline (Cephes expf): x = n·ln2 + r with ln2 split in two, a degree-6
@@ -840,7 +873,7 @@ static LLVMValueRef load_at(Cg *c, int i, Ix off) {
     LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, ir_dtype_size(dt), 0), all, LLVMConstNull(vt)};
     x = intrinsic(c, "llvm.masked.gather", tys, 2, args, 4);
   }
-  if (dt == DT_F16) return LLVMBuildFPExt(c->B, x, c->vf, "");
+  if (is_low(dt)) return from_mem(c, x, dt);
   return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
 }
 
@@ -976,8 +1009,8 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   if (ir_node(c->g, u)->op == OP_LITERAL) return lit(c, u);
   int m = member_index(c, u);
   if (m < 0) return load_input(c, input_index(c, u));
-  bool f16 = ir_node(c->g, u)->dtype == DT_F16;
-  if (c->red[m]) return f16 ? round16(c, c->red[m]) : c->red[m];
+  DType ut = (DType)ir_node(c->g, u)->dtype;
+  if (c->red[m]) return is_low(ut) ? round_to(c, c->red[m], ut) : c->red[m];
   if (c->memo[m]) return c->memo[m];
   Op op = (Op)ir_node(c->g, u)->op;
   LLVMBuilderRef B = c->B;
@@ -1001,7 +1034,7 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   case OP_RMSNORM: r = LLVMBuildFMul(B, LLVMBuildFMul(B, operand(c, u, 0), c->n2[m], ""), operand(c, u, 1), ""); break;
   default: r = emit_elementwise(c, u);
   }
-  if (f16 && !is_view(op)) r = round16(c, r); /* the reference rounds every op's f16 result */
+  if (is_low(ut) && !is_view(op)) r = round_to(c, r, ut); /* the reference rounds every op's result */
   c->ctx = saved;
   c->memo[m] = r;
   return r;
@@ -1430,10 +1463,12 @@ static void store_scalars(Cg *c, LLVMValueRef row) {
   for (uint32_t o = 0; o < c->k->noutputs; o++) {
     uint32_t v = fu_outputs(c->p, c->k)[o];
     if (is_full(c, v)) continue;
-    LLVMValueRef x = LLVMBuildExtractElement(c->B, eval(c, v), LLVMConstInt(c->i32, 0, 0), "");
-    LLVMTypeRef et = mem_type(c, (DType)ir_node(c->g, v)->dtype);
-    if (ir_node(c->g, v)->dtype == DT_BOOL) x = LLVMBuildZExt(c->B, x, et, ""); /* bytes 0/1 */
-    if (ir_node(c->g, v)->dtype == DT_F16) x = LLVMBuildFPTrunc(c->B, x, et, "");
+    DType t = (DType)ir_node(c->g, v)->dtype;
+    LLVMValueRef vec = eval(c, v);
+    if (is_low(t)) vec = to_mem(c, vec, t);
+    LLVMValueRef x = LLVMBuildExtractElement(c->B, vec, LLVMConstInt(c->i32, 0, 0), "");
+    LLVMTypeRef et = mem_type(c, t);
+    if (t == DT_BOOL) x = LLVMBuildZExt(c->B, x, et, ""); /* bytes 0/1 */
     LLVMValueRef at = LLVMBuildGEP2(c->B, et, buf(c, c->k->ninputs + o), &row, 1, "");
     LLVMBuildStore(c->B, x, at);
   }

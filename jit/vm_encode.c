@@ -767,7 +767,8 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
   if (!prologue_ok(p, k)) return snprintf(why, n, "a normalization prologue with a batched or transposed b is not encoded"), NULL;
   for (uint32_t i = 0; i < k->nmembers + k->ninputs; i++) { /* tiles are 32-bit lanes */
     uint32_t v = i < k->nmembers ? fu_members(p, k)[i] : fu_inputs(p, k)[i - k->nmembers];
-    if (ir_node(p->g, v)->dtype == DT_F16) return snprintf(why, n, "f16 values are not encoded"), NULL;
+    DType t = (DType)ir_node(p->g, v)->dtype;
+    if (t == DT_F16 || t == DT_BF16) return snprintf(why, n, "%s values are not encoded", ir_dtype_name(t)), NULL;
   }
   const Graph *g = p->g;
   VmCode *c = calloc(1, sizeof *c);

@@ -127,6 +127,55 @@ static void special_rows(void) {
   dvm_tensor_destroy(x);
 }
 
+/* bf16 values in native kernels (f32 in registers, rounded to bf16 by every op, stored as
+ * 16 bits) against the reference at 1, 7 and 333 rows: an elementwise chain with a
+ * literal, a softmax row, a max, casts both ways, and a transposed view. Both round every
+ * op's result; the native one rounds an f32 result, the reference the exact one, so they
+ * may differ by an ulp of bf16 (2^-8). */
+static void bf16_kernels(void) {
+  static const char *txt = "graph b\ninput x: bf16[N, 37]\ninput z: f32[N, 37]\n"
+                           "x2 = mul(x, 2.0)\nx3 = add(x2, 1.0)\ny = tanh(x3)\n"
+                           "s = softmax(x, axis=-1)\nm = reduce_max(x, axes=[1])\n"
+                           "c0 = cast(x, to=f32)\nc = mul(c0, 3.0)\n"
+                           "ez = exp(z)\nh = cast(ez, to=bf16)\nxt = transpose(x, perm=[1, 0])\nt = neg(xt)\n"
+                           "zb = cast(z, to=bf16)\noutput y, s, m, c, h, t, zb\n";
+  enum { NO = 7 }; /* t and zb (one rounding of the same f32 value) must be equal bit for bit */
+  dvm_graph *g;
+  dvm_model *m[2] = {0};
+  CHECK(!dvm_graph_parse(ctx, txt, strlen(txt), "b.dvm", &g), "%s", dvm_last_error());
+  for (int i = 0; i < 2; i++) {
+    dvm_compile_options opt = {.tier = i ? DVM_TIER_REF : DVM_TIER_LLVM};
+    CHECK(!dvm_model_compile(ctx, g, &opt, &m[i]), "%s", dvm_last_error());
+  }
+  dvm_graph_destroy(g);
+  dvm_stats st;
+  dvm_model_stats(m[0], &st);
+  CHECK(st.native_kernels == st.kernels, "bf16 kernels native: %lld of %lld", (long long)st.native_kernels,
+        (long long)st.kernels);
+  for (int q = 0; q < 3; q++) {
+    int64_t n = (int64_t[]){1, 7, 333}[q];
+    dvm_tensor *in[2], *out[2][NO] = {{0}};
+    dvm_tensor_create(DVM_BF16, 2, (const int64_t[]){n, 37}, &in[0]);
+    dvm_tensor_create(DVM_F32, 2, (const int64_t[]){n, 37}, &in[1]);
+    dvm_tensor_fill_random(in[0], 11 + (uint64_t)n), dvm_tensor_fill_random(in[1], 12 + (uint64_t)n);
+    const char *names[] = {"x", "z"};
+    for (int i = 0; i < 2; i++) CHECK(!dvm_model_run(m[i], 2, names, in, out[i]), "%s", dvm_last_error());
+    int bad = 0;
+    for (int o = 0; o < NO && out[0][o] && out[1][o]; o++)
+      for (int64_t e = 0; e < dvm_tensor_numel(out[1][o]); e++) {
+        double a = dvm_tensor_get_f64(out[0][o], e), b = dvm_tensor_get_f64(out[1][o], e);
+        bool ok = o >= 5 ? a == b : fabs(a - b) <= 8e-3 * fabs(b) + 1e-4;
+        if (!ok && bad++ < 4)
+          CHECK(false, "N=%lld output %d element %lld: native %g, reference %g", (long long)n, o, (long long)e, a, b);
+      }
+    CHECK(bad == 0, "bf16 at N=%lld: %d elements differ from the reference (2 ulps; t, zb exactly)", (long long)n, bad);
+    for (int i = 0; i < 2; i++)
+      for (int o = 0; o < NO; o++) dvm_tensor_destroy(out[i][o]);
+    dvm_tensor_destroy(in[0]), dvm_tensor_destroy(in[1]);
+  }
+  for (int i = 0; i < 2; i++) dvm_model_destroy(m[i]);
+}
+
 int main(void) {
   CHECK(dvm_context_create(&ctx) == DVM_OK, "%s", dvm_last_error());
   dvm_tensor_create(DVM_F32, 1, (const int64_t[]){769}, &pa);
@@ -198,6 +247,7 @@ int main(void) {
   dvm_model_destroy(llvm);
   dvm_model_destroy(ref);
   special_rows();
+  bf16_kernels();
   dvm_tensor_destroy(pa), dvm_tensor_destroy(pb), dvm_tensor_destroy(pw);
   dvm_context_destroy(ctx);
   return CHECK_SUMMARY();
