@@ -1852,6 +1852,9 @@ static void pk_out_row(Cg *c, LLVMValueRef row, void *arg) {
 
 static void gm_pos(Cg *c, uint32_t x, Ix i0, Ix i1, Ix *P);
 
+/* The matmul's row index at the current position (0 for a vector a: one row). */
+static LLVMValueRef row_index(Cg *c) { return c->r >= 2 ? c->idx[c->r - 2] : ci64(c, 0); }
+
 /* Would reading matmul operand x (transposed if t) with the lanes along axis ax of its
  * matrix (0: rows, 1: columns, after the transpose) gather? Probed by emitting the read
  * into a scratch block that is then deleted. */
@@ -1878,7 +1881,7 @@ static LLVMValueRef pk_pack_a_cols(Cg *c, void *arg, LLVMValueRef acc) {
   if (pk->f.prologue) { /* the normalization at column k, from the row's statistics */
     x = eval(c, pk->f.a);
   } else {
-    Ix k = {ci64(c, 0), 1, NULL, 0}, m = ix_scalar(c->idx[c->r - 2]), P[DVM_MAX_RANK];
+    Ix k = {ci64(c, 0), 1, NULL, 0}, m = ix_scalar(row_index(c)), P[DVM_MAX_RANK];
     gm_pos(c, pk->f.a, pk->f.ta ? k : m, pk->f.ta ? m : k, P);
     x = view_at(c, pk->f.a, P);
   }
@@ -2149,6 +2152,10 @@ static void gm_pos(Cg *c, uint32_t x, Ix i0, Ix i1, Ix *P) {
     bool b = ir_dim_is_const(c->g, ir_shape(c->g, x)[t], &one) && one == 1 && ir_shape(c->g, x)[t] != c->dom[d];
     P[t] = b || d < 0 ? ix_scalar(ci64(c, 0)) : ix_scalar(c->idx[d]);
   }
+  if (n->rank == 1) { /* a vector a: [K] @ b, its one dim is k */
+    P[0] = i1;
+    return;
+  }
   P[n->rank - 2] = i0, P[n->rank - 1] = i1;
 }
 
@@ -2156,7 +2163,7 @@ static void place_k(Cg *c, LLVMValueRef k) { c->kk = k; }
 
 static LLVMValueRef gm_step(Cg *c, void *arg, LLVMValueRef acc) {
   Gm *gm = arg;
-  Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK], m = ix_scalar(c->idx[c->r - 2]), k = ix_scalar(c->kk),
+  Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK], m = ix_scalar(row_index(c)), k = ix_scalar(c->kk),
      col = {ci64(c, 0), 1, NULL, 0};
   gm_pos(c, gm->a, gm->ta ? k : m, gm->ta ? m : k, Pa);
   gm_pos(c, gm->b, gm->tb ? col : k, gm->tb ? k : col, Pb);
@@ -2182,7 +2189,7 @@ static LLVMValueRef gm_body(Cg *c, void *arg, LLVMValueRef acc) {
  * beyond k's end, and columns beyond the row's end, are masked (never read). */
 static void dot_chunk(Cg *c, Gm *gm, LLVMValueRef jcol, LLVMValueRef colmask, LLVMValueRef *acc) {
   LLVMTypeRef t = c->vf;
-  Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK], m = ix_scalar(c->idx[c->r - 2]), k = {ci64(c, 0), 1, NULL, 0};
+  Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK], m = ix_scalar(row_index(c)), k = {ci64(c, 0), 1, NULL, 0};
   LLVMValueRef kmask = c->mask;
   bool guarded = c->guarded;
   gm_pos(c, gm->a, gm->ta ? k : m, gm->ta ? m : k, Pa);
