@@ -11,7 +11,8 @@
  *     bits  8–15  d     destination (or the stored tile)
  *     bits 16–23  a     first operand
  *     bits 24–31  b     second operand / buffer index
- *     bits 32–63  imm   signed: a third register, a constant-pool index, a stride, a dim
+ *     bits 32–63  imm   signed: a third register, a constant-pool index, a stride, a dim,
+ *                       or three registers in its bytes 0–2 (operand kind p)
  *
  * A program is a straight run of instructions ending in END, evaluated at one tile
  * position: the current multi-index of the domain's outer axes (scalar registers
@@ -21,7 +22,11 @@
  *
  * Kernel shapes (the same as the native tier, jit/codegen.c, and the same results):
  *   rows     vector and row kernels: per row of the domain, one program per reduction
- *            pass (its value folded over the row), then the output program per tile
+ *            pass (ending in a fold instruction into the pass's accumulators), then the
+ *            output program; each per tile, or, a whole-row program (VmProg.whole), over
+ *            spans of the row's whole vectors (up to VM_SPAN lanes) and then its last
+ *            L % VW lanes: its registers name the buffers' rows, so nothing is copied and
+ *            an instruction's loop runs as long as the row
  *   cols     reductions over axes other than the last: items of VM_T columns, folds run
  *            down the reduced rows
  *   mix      matmul + epilogue, a 2-D weight: a register-blocked tile loop (over the
@@ -32,7 +37,7 @@
  *   extern   a `call` node: no program, one call of the registered function through
  *            libffi (vm_extern.c)
  * Per-row results of reductions live in reserved registers ("slots") that later programs
- * read like any other.
+ * read like any other tile, or as one value (operand kind u).
  *
  * Kernel ABI: vm_exec(code, bufs, dims, begin, end) is the native kernel's signature with
  * the bytecode as its first argument; [begin, end) is a slice of vm_extent.
@@ -53,7 +58,9 @@ enum {
   VM_T = 256,      /* lanes of a tile */
   VM_MAXREG = 64,  /* tile registers of a kernel */
   VM_MAXS = 256,   /* scalar registers of a kernel */
-  VM_MIXROWS = 4   /* mix: rows of a register block */
+  VM_MIXROWS = 4,  /* mix: rows of a register block */
+  VM_FOLDV = 4,    /* a fold's accumulators: vectors of the host width (vm_ops.def) */
+  VM_SPAN = 2048   /* a whole-row program's longest span of lanes (a multiple of 4·16) */
 };
 
 /* Reserved scalar registers; the drivers write them, programs read them. */
@@ -73,6 +80,9 @@ typedef struct VmIns {
 
 typedef struct VmProg {
   uint32_t start, n; /* instructions [start, start + n) of VmCode.code, END included */
+  bool whole;        /* rows: runs over spans of up to VM_SPAN lanes instead of tiles (every
+                        register it reads names a buffer's row or is read as one value, and
+                        every result is a fold or written in place: vm_encode.c span_ok) */
 } VmProg;
 
 typedef enum VmMode { VMM_ROWS, VMM_COLS, VMM_MIX, VMM_GEMM, VMM_EXTERN } VmMode;
@@ -87,10 +97,12 @@ typedef enum VmPost {
 } VmPost;
 
 typedef struct VmPass {
-  VmProg prog;
+  VmProg prog;        /* rows: ends with a fold instruction into slot's accumulators */
   uint8_t fold, post; /* VmFold, VmPost */
-  uint8_t src;        /* the register holding the folded quantity after prog */
+  uint8_t src;        /* cols: the register holding the quantity the driver folds */
   uint8_t slot, aux;  /* result register; VMP_LOGADD's other slot */
+  bool splat;         /* rows: an instruction reads the slot as a tile (not only as one value,
+                         u), so the driver copies its value into every lane */
   float eps;
 } VmPass;
 

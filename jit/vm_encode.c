@@ -35,10 +35,12 @@ static const char *const op_fmt[VM_NOPS] = {
 
 const char *vm_op_name(VmOp op) { return op < VM_NOPS ? op_names[op] : "?"; }
 
+enum { NF = 7 }; /* fields of an instruction: d, a, b, imm, and imm's packed registers (p) */
+
 /* An instruction with virtual registers, before allocation. */
 typedef struct TIns {
   uint8_t op;
-  int32_t f[4]; /* d, a, b, imm */
+  int32_t f[NF]; /* d, a, b, imm, p0, p1, p2 (-1: none) */
 } TIns;
 
 typedef struct VReg {
@@ -114,19 +116,27 @@ static int news(Enc *e) {
   return e->ns++;
 }
 
-/* Append op; a new destination if its first field is a register it defines. */
-static int emit(Enc *e, VmOp op, int a, int b, int32_t imm) {
+/* Append op with imm's packed registers p0..p2 (fmt p); a new destination if its first
+ * field is a register it defines. */
+static int emit_p(Enc *e, VmOp op, int a, int b, int32_t imm, int p0, int p1, int p2) {
   const char *f = op_fmt[op];
   bool store = op >= VM_ST_F32 && op <= VM_ST_BOOL;
   int d = -1;
   if (!store && (f[0] == 't' || f[0] == 'w')) d = newv(e, f[0] == 'w');
   else if (f[0] == 's') d = news(e);
-  vec_push(e->tmp, ((TIns){(uint8_t)op, {d, a, b, imm}}));
+  vec_push(e->tmp, ((TIns){(uint8_t)op, {d, a, b, imm, p0, p1, p2}}));
   return d;
 }
 
+static int emit(Enc *e, VmOp op, int a, int b, int32_t imm) { return emit_p(e, op, a, b, imm, -1, -1, -1); }
+
 static void store(Enc *e, VmOp op, int val, int sreg, uint32_t buf, int32_t k) {
-  vec_push(e->tmp, ((TIns){(uint8_t)op, {val, sreg, (int32_t)buf, k}}));
+  vec_push(e->tmp, ((TIns){(uint8_t)op, {val, sreg, (int32_t)buf, k, -1, -1, -1}}));
+}
+
+/* A fold instruction into the accumulators of slot acc (a fixed register). */
+static void fold(Enc *e, VmOp op, int acc, int a, int b, int32_t imm) {
+  vec_push(e->tmp, ((TIns){(uint8_t)op, {acc, a, b, imm, -1, -1, -1}}));
 }
 
 static int32_t pool_add(Enc *e, int64_t v) {
@@ -144,26 +154,61 @@ static int32_t pool_f(Enc *e, float f) {
 
 static int constf(Enc *e, float f) { return emit(e, VM_K_F32, 0, 0, pool_f(e, f)); }
 
-/* Is field i of op a tile register (t or w)? */
+/* The kind of field i of op (vm_ops.def): d, a, b, imm, then imm's packed registers. */
+static char kind(VmOp op, int i) {
+  const char *f = op_fmt[op];
+  return i < 4 ? f[i] : f[3] == 'p' ? f[i] : '-';
+}
+
+/* Is field i of op a tile register (t, w, u or f)? */
 static bool tile_field(VmOp op, int i) {
-  char f = op_fmt[op][i];
-  return f == 't' || f == 'w';
+  char f = kind(op, i);
+  return f == 't' || f == 'w' || f == 'u' || f == 'f';
+}
+
+/* Can program pr run over spans of a row (VmProg.whole)? Every tile it reads names a
+ * buffer's row — a contiguous f32 load, or a result written in place because a contiguous
+ * store of it follows (WF in vm_exec.inc) — or is read as one value (u); every tile it
+ * writes is such a result or a fold's accumulators. The f32 arithmetic ops, NEG to
+ * FOLDEXP in vm_ops.def, read and write f32 tiles over whole vectors only. */
+static bool span_ok(const Enc *e, VmProg pr) {
+  uint64_t named = 0; /* a bit per physical register */
+  for (uint32_t i = pr.start; i + 1 < pr.start + pr.n; i++) {
+    const VmIns *in = &e->code.v[i];
+    VmOp op = (VmOp)in->op;
+    if (op_fmt[op][0] == 's') continue; /* scalars */
+    if (op == VM_LD_F32 && in->imm == 1) {
+      named |= 1ull << in->d;
+      continue;
+    }
+    if (op == VM_ST_F32 && in->imm == 1 && (named >> in->d & 1)) continue;
+    if (op != VM_K_F32 && (op < VM_NEG || op > VM_FOLDEXP)) return false;
+    int32_t fld[NF] = {in->d, in->a, in->b, in->imm, in->imm & 0xff, in->imm >> 8 & 0xff, in->imm >> 16 & 0xff};
+    for (int f = 1; f < NF; f++)
+      if (kind(op, f) == 't' && !(named >> fld[f] & 1)) return false;
+    if (kind(op, 0) == 't') {
+      const VmIns *nx = in + 1;
+      if (nx->op != VM_ST_F32 || nx->d != in->d || nx->imm != 1) return false;
+      named |= 1ull << in->d;
+    }
+  }
+  return true;
 }
 
 /* End the current program: registers by liveness, then the instructions appended to the
  * code. keep: vregs whose registers must survive the program (its results). */
 static VmProg end_prog(Enc *e, const int *keep, int nkeep) {
-  vec_push(e->tmp, ((TIns){VM_END, {0, 0, 0, 0}}));
+  vec_push(e->tmp, ((TIns){VM_END, {0, 0, 0, 0, -1, -1, -1}}));
   uint32_t n = e->tmp.n;
   for (uint32_t i = 0; i < n; i++)
-    for (int f = 0; f < 4; f++) {
+    for (int f = 0; f < NF; f++) {
       int v = e->tmp.v[i].f[f];
       if (tile_field((VmOp)e->tmp.v[i].op, f) && v >= 0) e->vr.v[v].last = i;
     }
   for (int i = 0; i < nkeep; i++)
     if (keep[i] >= 0) e->vr.v[keep[i]].last = UINT32_MAX;
   uint64_t used = e->fixed_regs; /* a bit per physical register */
-  VmProg pr = {e->code.n, n};
+  VmProg pr = {e->code.n, n, false};
   for (uint32_t i = 0; i < n; i++) {
     TIns *t = &e->tmp.v[i];
     VmOp op = (VmOp)t->op;
@@ -182,21 +227,24 @@ static VmProg end_prog(Enc *e, const int *keep, int nkeep) {
       if ((uint32_t)(got + w) > e->c->nreg) e->c->nreg = (uint32_t)(got + w);
     }
     VmIns out = {op, 0, 0, 0, 0};
-    int32_t fld[4];
-    for (int f = 0; f < 4; f++) {
+    int32_t fld[NF];
+    for (int f = 0; f < NF; f++) {
       int v = t->f[f];
       fld[f] = tile_field(op, f) && v >= 0 ? e->vr.v[v].phys : v;
     }
+    if (kind(op, 3) == 'p') /* three registers in imm's bytes, 0xff none */
+      fld[3] = (fld[4] & 0xff) | (fld[5] & 0xff) << 8 | (fld[6] & 0xff) << 16;
     out.d = (uint8_t)fld[0], out.a = (uint8_t)fld[1], out.b = (uint8_t)fld[2], out.imm = fld[3];
     vec_push(e->code, out);
     /* registers whose last use this was (the destination too, if never read) */
-    for (int f = 0; f < 4; f++) {
+    for (int f = 0; f < NF; f++) {
       int v = t->f[f];
       if (!tile_field(op, f) || v < 0 || e->vr.v[v].fixed || e->vr.v[v].last != i) continue;
       used &= ~((e->vr.v[v].wide ? 3ull : 1ull) << e->vr.v[v].phys);
     }
   }
   e->tmp.n = 0;
+  pr.whole = span_ok(e, pr);
   return pr;
 }
 
@@ -612,23 +660,40 @@ static int eval(Enc *e, uint32_t u) {
   if (e->memo[m] >= 0) return e->memo[m];
   Op op = (Op)ir_node(e->g, u)->op;
   int saved = e->ctx, r, x;
+  bool rows = e->c->mode == VMM_ROWS;
   e->ctx = e->axes && ir_node(e->g, u)->rank == e->rr && e->rr < e->r;
   switch (op) {
   case OP_MATMUL: r = e->mm; break;
   case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
   case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: case OP_GATHER: r = view_here(e, u); break;
+  /* rows: one instruction reading the per-row values once (u); cols: per-column tiles */
   case OP_SOFTMAX: /* exp(x - max), or the row the sum pass kept, times 1 / sum */
-    if (m == e->stash_member) x = emit(e, VM_LD_F32, e->stash_reg, (int)e->stash_buf, 1);
-    else x = emit(e, VM_SUBEXP, operand(e, u, 0), e->n1[m], 0);
-    r = emit(e, VM_MUL, x, e->n2[m], 0);
+    if (m == e->stash_member) {
+      x = emit(e, VM_LD_F32, e->stash_reg, (int)e->stash_buf, 1);
+      r = emit(e, VM_MULU, x, e->n2[m], 0);
+    } else if (rows) {
+      r = emit(e, VM_SOFTMAXU, operand(e, u, 0), e->n1[m], e->n2[m]);
+    } else {
+      r = emit(e, VM_MUL, emit(e, VM_SUBEXP, operand(e, u, 0), e->n1[m], 0), e->n2[m], 0);
+    }
     break;
-  case OP_LOG_SOFTMAX: r = emit(e, VM_SUB, operand(e, u, 0), e->n2[m], 0); break;
+  case OP_LOG_SOFTMAX: r = emit(e, rows ? VM_SUBU : VM_SUB, operand(e, u, 0), e->n2[m], 0); break;
   case OP_LAYERNORM: /* ((x - mean)·rstd)·gamma + beta */
-    x = emit(e, VM_SUBMUL, operand(e, u, 0), e->n1[m], e->n2[m]);
-    r = operand(e, u, 1);
-    r = emit(e, VM_MULADD, x, r, operand(e, u, 2));
+    x = operand(e, u, 0);
+    if (rows) {
+      int gamma = operand(e, u, 1), beta = operand(e, u, 2);
+      r = emit_p(e, VM_LNORMU, x, e->n1[m], 0, e->n2[m], gamma, beta);
+    } else {
+      x = emit(e, VM_SUBMUL, x, e->n1[m], e->n2[m]);
+      r = operand(e, u, 1);
+      r = emit(e, VM_MULADD, x, r, operand(e, u, 2));
+    }
     break;
-  case OP_RMSNORM: r = emit(e, VM_MUL, emit(e, VM_MUL, operand(e, u, 0), e->n2[m], 0), operand(e, u, 1), 0); break;
+  case OP_RMSNORM: /* (x·rstd)·gamma */
+    x = operand(e, u, 0);
+    if (rows) r = emit(e, VM_RMSNORMU, x, e->n2[m], operand(e, u, 1));
+    else r = emit(e, VM_MUL, emit(e, VM_MUL, x, e->n2[m], 0), operand(e, u, 1), 0);
+    break;
   default: r = elementwise(e, u);
   }
   e->ctx = saved;
@@ -639,10 +704,33 @@ static int eval(Enc *e, uint32_t u) {
 
 enum { Q_VALUE, Q_EXP_SHIFTED, Q_SQ_CENTERED, Q_SQ };
 
-/* A pass folding a quantity of value x into slot `slot`. */
-static void add_pass(Enc *e, VmFold fold, uint32_t x, int what, int m, VmPost post, int slot, int aux, float eps) {
+/* A pass folding a quantity of value x into slot `slot`: rows, by a fold instruction into
+ * the slot's accumulators; cols, by the driver from the program's result. */
+static void add_pass(Enc *e, VmFold f, uint32_t x, int what, int m, VmPost post, int slot, int aux, float eps) {
   forget(e);
   int v = eval(e, x);
+  VmPass ps = {.fold = (uint8_t)f, .post = (uint8_t)post, .eps = eps};
+  ps.slot = (uint8_t)e->vr.v[slot].phys;
+  ps.aux = aux >= 0 ? (uint8_t)e->vr.v[aux].phys : 0;
+  if (e->c->mode == VMM_ROWS) {
+    if (what == Q_EXP_SHIFTED && m == e->stash_member) { /* exp(x - max) kept for the output pass */
+      v = emit(e, VM_SUBEXPU, v, e->n1[m], 0);
+      store(e, VM_ST_F32, v, e->stash_reg, e->stash_buf, 1);
+      fold(e, VM_FOLD, slot, v, -1, VMF_SUM);
+    } else if (what == Q_EXP_SHIFTED) {
+      fold(e, VM_FOLDEXP, slot, v, e->n1[m], 0);
+    } else if (what == Q_SQ_CENTERED) {
+      fold(e, VM_FOLDSQDEV, slot, v, e->n1[m], 0);
+    } else if (what == Q_SQ) {
+      fold(e, VM_FOLDSQ, slot, v, -1, 0);
+    } else {
+      fold(e, VM_FOLD, slot, v, -1, f);
+    }
+    ps.prog = end_prog(e, NULL, 0);
+    ps.src = ps.slot;
+    vec_push(e->pass, ps);
+    return;
+  }
   if (what == Q_EXP_SHIFTED) {
     v = emit(e, VM_SUBEXP, v, e->n1[m], 0);
     if (m == e->stash_member) store(e, VM_ST_F32, v, e->stash_reg, e->stash_buf, 1); /* kept for the output pass */
@@ -651,11 +739,8 @@ static void add_pass(Enc *e, VmFold fold, uint32_t x, int what, int m, VmPost po
   } else if (what == Q_SQ) {
     v = emit(e, VM_MUL, v, v, 0);
   }
-  VmPass ps = {.fold = (uint8_t)fold, .post = (uint8_t)post, .eps = eps};
   ps.prog = end_prog(e, &v, 1);
   ps.src = (uint8_t)e->vr.v[v].phys;
-  ps.slot = (uint8_t)e->vr.v[slot].phys;
-  ps.aux = aux >= 0 ? (uint8_t)e->vr.v[aux].phys : 0;
   vec_push(e->pass, ps);
 }
 
@@ -849,6 +934,14 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
   }
   c->full = stores(&e, true);
   c->reduced = stores(&e, false);
+  for (uint32_t i = 0; i < e.pass.n; i++) /* rows: which slots are read as tiles (from their */
+    for (uint32_t q = e.pass.v[i].prog.start; q < e.code.n && !e.pass.v[i].splat; q++) { /* pass on) */
+      const VmIns *in = &e.code.v[q];
+      int32_t fld[NF] = {in->d, in->a, in->b, in->imm, in->imm & 0xff, in->imm >> 8 & 0xff, in->imm >> 16 & 0xff};
+      for (int f = 0; f < NF; f++)
+        if ((kind((VmOp)in->op, f) == 't' || kind((VmOp)in->op, f) == 'w') && fld[f] == e.pass.v[i].slot)
+          e.pass.v[i].splat = true;
+    }
   free(mem);
   vec_free(e.tmp);
   vec_free(e.vr);
@@ -889,17 +982,21 @@ static void dis_prog(Buf *b, const VmCode *c, const char *name, VmProg pr) {
     const VmIns *in = &c->code[i];
     const char *f = op_fmt[in->op];
     ir_put(b, "    %-9s", op_names[in->op]);
-    int32_t fld[4] = {in->d, in->a, in->b, in->imm};
+    int32_t fld[NF] = {in->d, in->a, in->b, in->imm, in->imm & 0xff, in->imm >> 8 & 0xff, in->imm >> 16 & 0xff};
     const char *sep = " ";
-    for (int k = 0; k < 4; k++) {
-      switch (f[k]) {
-      case 't': case 'w':
-        if (k == 3 && fld[k] < 0) ir_put(b, "%s-", sep);
-        else ir_put(b, "%s%s%d", sep, f[k] == 'w' ? "w" : "r", fld[k]);
+    for (int k = 0; k < NF; k++) {
+      switch (kind((VmOp)in->op, k)) {
+      case 't': case 'w': case 'u': case 'f':
+        if ((k == 3 && fld[k] < 0) || (k > 3 && fld[k] == 0xff)) ir_put(b, "%s-", sep);
+        else ir_put(b, "%s%s%d%s", sep, f[k < 4 ? k : 3] == 'w' ? "w" : "r", fld[k],
+                    kind((VmOp)in->op, k) == 'u' ? "[0]" : kind((VmOp)in->op, k) == 'f' ? "[acc]" : "");
         break;
       case 's': ir_put(b, "%ss%d", sep, fld[k]); break;
       case 'n': ir_put(b, "%sbuf%d", sep, fld[k]); break;
-      case 'i': ir_put(b, "%s#%d", sep, fld[k]); break;
+      case 'i':
+        if (in->op == VM_FOLD) ir_put(b, "%s%s", sep, fld[k] == VMF_SUM ? "sum" : fld[k] == VMF_MAX ? "max" : fld[k] == VMF_MIN ? "min" : "prod");
+        else ir_put(b, "%s#%d", sep, fld[k]);
+        break;
       case 'k': {
         int64_t v = c->pool[fld[k]];
         float fv;
@@ -934,7 +1031,11 @@ char *vm_disasm(const VmCode *c) {
   for (uint32_t i = 0; i < c->npass; i++) {
     const VmPass *ps = &c->pass[i];
     char name[96];
-    snprintf(name, sizeof name, "pass %u: r%d = fold %s of r%d%s", i, ps->slot, folds[ps->fold], ps->src, posts[ps->post]);
+    if (c->mode == VMM_ROWS)
+      snprintf(name, sizeof name, "pass %u%s: r%d = fold %s%s", i, ps->prog.whole ? " (whole row)" : "", ps->slot,
+               folds[ps->fold], posts[ps->post]);
+    else
+      snprintf(name, sizeof name, "pass %u: r%d = fold %s of r%d%s", i, ps->slot, folds[ps->fold], ps->src, posts[ps->post]);
     dis_prog(&b, c, name, ps->prog);
   }
   if (c->mode == VMM_MIX) ir_put(&b, "  r%d = buf%u @ buf%u (tile)\n", c->mm_reg, c->a_buf, c->b_buf);
@@ -943,7 +1044,7 @@ char *vm_disasm(const VmCode *c) {
     dis_prog(&b, c, "b at k", c->prog_b);
     ir_put(&b, "  r%d = sum over k of r%d * r%d\n", c->mm_reg, c->a_reg, c->b_reg);
   }
-  dis_prog(&b, c, "full outputs", c->full);
+  dis_prog(&b, c, c->full.whole ? "full outputs (whole row)" : "full outputs", c->full);
   if (c->reduced.n > 1) dis_prog(&b, c, "reduced outputs", c->reduced);
   return ir_buf_done(&b);
 }
