@@ -4,6 +4,11 @@
  *   - elementwise ops (every f32 unary and binary op, compares, select, casts) give
  *     bit-identical outputs in --tier vm and --tier llvm, at a row length with a tail;
  *   - reductions and normalizations (rows and columns) agree within 1e-6 relative;
+ *   - row kernels (the fold instructions, the fused output instructions, whole-row and
+ *     per-tile programs) give bit-identical outputs in --tier vm and --tier llvm: every
+ *     fold keeps the native tier's four accumulators and order, at widths 1 to 4163
+ *     (tails of a vector, of a block of four, of a tile, of a whole-row span), 1, 3 and 17
+ *     rows, and rows holding NaN, inf and -inf (the bytecode is checked to use them);
  *   - tier-up: four threads run one model in the auto tier of a fresh context while its
  *     kernels switch from bytecode to native code under them; every run agrees with the
  *     reference, some runs see bytecode and the last ones native code;
@@ -50,10 +55,11 @@ static const char *elementwise =
     "o16 = ceil(v)\n o17 = round(v)\n o18 = sign(v)\n o19 = add(v, y)\n o20 = sub(v, y)\n"
     "o21 = mul(v, y)\n o22 = div(v, y)\n o23 = pow(p, v)\n o24 = max(v, y)\n o25 = min(v, y)\n"
     "o26 = clip(v, lo=-1.5, hi=2.5)\n o27 = neg(v)\n o28 = abs(v)\n"
+    "o32 = mul(v, -0.0)\n"
     "c1 = lt(v, y)\n c2 = ne(v, y)\n o29 = select(c1, v, y)\n"
     "o30 = cast(v, to=i32)\n o31 = cast(o30, to=f32)\n c3 = cast(o17, to=bool)\n"
     "output o1, o2, o3, o4, o5, o6, o7, o8, o9, o10, o11, o12, o13, o14, o15, o16, o17, o18, "
-    "o19, o20, o21, o22, o23, o24, o25, o26, o27, o28, o29, o30, o31, c1, c2, c3\n";
+    "o19, o20, o21, o22, o23, o24, o25, o26, o27, o28, o29, o30, o31, o32, c1, c2, c3\n";
 
 static const char *reductions =
     "graph red\n"
@@ -140,6 +146,91 @@ static void test_reductions(void) {
   }
   dvm_model_destroy(vm), dvm_model_destroy(nat);
   dvm_tensor_destroy(g), dvm_tensor_destroy(b);
+}
+
+/* ---- row kernels: folds and fused outputs ------------------------------------------------- */
+
+static const char *rowk =
+    "graph rows\n"
+    "input x: f32[N, L]\n"
+    "input y: f32[N, L]\n"
+    "input g: f32[L]\n"
+    "input b: f32[L]\n"
+    "s = reduce_sum(x, axes=[1])\n"
+    "mx = reduce_max(x, axes=[1])\n"
+    "mn = reduce_min(x, axes=[1])\n"
+    "pr = reduce_prod(y, axes=[1])\n"             /* underflows to +0 and -0 */
+    "me = reduce_mean(x, axes=[1], keepdims=1)\n"
+    "sm = softmax(x, axis=-1)\n"                  /* its exp row kept in its output */
+    "ls = log_softmax(x, axis=-1)\n"
+    "ln = layernorm(x, g, b)\n"
+    "rn = rmsnorm(x, g)\n"
+    "xy = mul(x, y)\n"
+    "sq = reduce_sum(xy, axes=[1])\n"             /* a computed quantity: per tile */
+    "mk = reduce_max(y, axes=[1], keepdims=1)\n"
+    "cen = sub(y, mk)\n"                          /* a per-row value read as a tile */
+    "e = exp(cen)\n"
+    "se = reduce_sum(e, axes=[1], keepdims=1)\n"
+    "sm2 = div(e, se)\n"
+    "sc = mul(x, 3.0)\n"
+    "sm3 = softmax(sc, axis=-1)\n"                /* softmax of a computed value */
+    "output s, mx, mn, pr, me, sm, ls, ln, rn, sq, cen, sm2, sm3\n";
+
+/* Both NaN, or the same bits. */
+static bool same_f32(float a, float b) {
+  uint32_t p, q;
+  memcpy(&p, &a, 4), memcpy(&q, &b, 4);
+  return p == q || (a != a && b != b);
+}
+
+static void test_rows(void) {
+  dvm_graph *gr;
+  CHECK(!dvm_graph_parse(ctx, rowk, strlen(rowk), "rows.dvm", &gr), "parse: %s", dvm_last_error());
+  char *text = dvm_graph_dump(gr, "bytecode");
+  const char *want[] = {"FOLD ", "FOLDSQ ", "FOLDSQDEV", "FOLDEXP", "SUBEXPU", "MULU", "SUBU", "LNORMU",
+                        "RMSNORMU", "(whole row)", "pass 0: "};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    CHECK(text && strstr(text, want[i]), "the row kernels' bytecode has no %s", want[i]);
+  free(text);
+  dvm_graph_destroy(gr);
+  dvm_model *vm = compile(rowk, DVM_TIER_VM), *nat = compile(rowk, DVM_TIER_LLVM);
+  CHECK(vm && nat, "compile");
+  if (!vm || !nat) return;
+  int no = dvm_model_num_outputs(vm);
+  const int64_t widths[] = {1, 3, 16, 17, 63, 64, 65, 255, 256, 257, 769, 2048, 2051, 4163};
+  const int64_t rows[] = {1, 3, 17};
+  int bad = 0;
+  for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++)
+    for (size_t ri = 0; ri < sizeof rows / sizeof *rows; ri++) {
+      int64_t L = widths[wi], n = rows[ri];
+      const char *names[] = {"x", "y", "g", "b"};
+      dvm_tensor *in[4], *a[16] = {0}, *c[16] = {0};
+      for (int i = 0; i < 4; i++) {
+        if (i < 2) dvm_tensor_create(DVM_F32, 2, (const int64_t[]){n, L}, &in[i]);
+        else dvm_tensor_create(DVM_F32, 1, &L, &in[i]);
+        dvm_tensor_fill_random(in[i], 500 + (uint64_t)(i + 4 * wi + 64 * ri));
+      }
+      float *x = dvm_tensor_data(in[0]);
+      if (n >= 3) { /* a NaN, an inf, a -inf somewhere in rows 0-2; row 16: +inf and -inf */
+        x[0 * L + L / 2] = NAN;
+        x[1 * L + L - 1] = INFINITY;
+        x[2 * L] = -INFINITY;
+      }
+      if (n >= 17) x[16 * L] = INFINITY, x[16 * L + L - 1] = -INFINITY;
+      CHECK(!dvm_model_run(vm, 4, names, in, a) && !dvm_model_run(nat, 4, names, in, c), "run: %s", dvm_last_error());
+      for (int i = 0; i < no && a[i] && c[i]; i++) {
+        const float *p = dvm_tensor_data(a[i]), *q = dvm_tensor_data(c[i]);
+        int64_t at = 0, ne = dvm_tensor_numel(a[i]);
+        while (at < ne && same_f32(p[at], q[at])) at++;
+        if (at < ne && bad++ < 10)
+          printf("output %s at N=%lld L=%lld differs from native at %lld: %.9g vs %.9g\n", dvm_model_output_name(vm, i),
+                 (long long)n, (long long)L, (long long)at, (double)p[at], (double)q[at]);
+      }
+      for (int i = 0; i < no; i++) dvm_tensor_destroy(a[i]), dvm_tensor_destroy(c[i]);
+      for (int i = 0; i < 4; i++) dvm_tensor_destroy(in[i]);
+    }
+  CHECK(bad == 0, "%d row-kernel outputs differ from native", bad);
+  dvm_model_destroy(vm), dvm_model_destroy(nat);
 }
 
 /* ---- tier-up ---------------------------------------------------------------------------- */
@@ -282,6 +373,7 @@ int main(void) {
   dvm_context_create(&ctx);
   test_elementwise();
   test_reductions();
+  test_rows();
   test_tier_up();
   test_encode_time();
   dvm_context_destroy(ctx);
