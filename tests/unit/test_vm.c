@@ -56,10 +56,12 @@ static const char *elementwise =
     "o21 = mul(v, y)\n o22 = div(v, y)\n o23 = pow(p, v)\n o24 = max(v, y)\n o25 = min(v, y)\n"
     "o26 = clip(v, lo=-1.5, hi=2.5)\n o27 = neg(v)\n o28 = abs(v)\n"
     "o32 = mul(v, -0.0)\n"
+    "nz = neg(o8)\n lv = log(v)\n"          /* -0 where relu gave +0; NaN where v < 0 */
+    "o33 = max(nz, o8)\n o34 = min(o8, nz)\n o35 = max(lv, nz)\n o36 = min(nz, lv)\n"
     "c1 = lt(v, y)\n c2 = ne(v, y)\n o29 = select(c1, v, y)\n"
     "o30 = cast(v, to=i32)\n o31 = cast(o30, to=f32)\n c3 = cast(o17, to=bool)\n"
     "output o1, o2, o3, o4, o5, o6, o7, o8, o9, o10, o11, o12, o13, o14, o15, o16, o17, o18, "
-    "o19, o20, o21, o22, o23, o24, o25, o26, o27, o28, o29, o30, o31, o32, c1, c2, c3\n";
+    "o19, o20, o21, o22, o23, o24, o25, o26, o27, o28, o29, o30, o31, o32, o33, o34, o35, o36, c1, c2, c3\n";
 
 static const char *reductions =
     "graph red\n"
