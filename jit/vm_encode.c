@@ -934,8 +934,9 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
   }
   c->full = stores(&e, true);
   c->reduced = stores(&e, false);
-  for (uint32_t i = 0; i < e.pass.n; i++) /* rows: which slots are read as tiles (from their */
-    for (uint32_t q = e.pass.v[i].prog.start; q < e.code.n && !e.pass.v[i].splat; q++) { /* pass on) */
+  for (uint32_t i = 0; i < e.pass.n; i++) /* rows: which slots are read as tiles, from their */
+    for (uint32_t q = e.pass.v[i].prog.start; q < c->reduced.start && !e.pass.v[i].splat; q++) { /* pass */
+      /* on up to the reduced outputs' stores, which run at one lane (the code's last program) */
       const VmIns *in = &e.code.v[q];
       int32_t fld[NF] = {in->d, in->a, in->b, in->imm, in->imm & 0xff, in->imm >> 8 & 0xff, in->imm >> 16 & 0xff};
       for (int f = 0; f < NF; f++)
