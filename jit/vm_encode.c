@@ -48,6 +48,8 @@ typedef struct VReg {
   int16_t phys;   /* -1 until allocated */
   bool fixed;     /* a slot or the product: allocated for the whole kernel */
   uint32_t last;  /* last use in the current program */
+  uint32_t uses;  /* reads in the current program (fuse) */
+  int32_t def;    /* its defining instruction in the current program, -1 */
 } VReg;
 
 /* A scalar: its register, and its value when known while encoding. */
@@ -104,7 +106,7 @@ static void fail(Enc *e, const char *fmt, const char *what) {
 /* ---- emitting ------------------------------------------------------------------------------ */
 
 static int newv(Enc *e, bool wide) {
-  vec_push(e->vr, ((VReg){wide, -1, false, 0}));
+  vec_push(e->vr, ((VReg){wide, -1, false, 0, 0, -1}));
   return (int)e->vr.n - 1;
 }
 
@@ -195,9 +197,46 @@ static bool span_ok(const Enc *e, VmProg pr) {
   return true;
 }
 
+/* A peephole over the current program: an f32 ADD whose first operand is a MUL's result
+ * that nothing else reads becomes one MULADD (a·b + c, the same two roundings in the same
+ * order, and one tile fewer written and read: W1's x·a + b). */
+static void fuse(Enc *e, const int *keep, int nkeep) {
+  TIns *t = e->tmp.v;
+  uint32_t n = e->tmp.n, dead = 0;
+  for (uint32_t i = 0; i < n; i++)
+    for (int f = 0; f < NF; f++)
+      if (tile_field((VmOp)t[i].op, f) && t[i].f[f] >= 0) e->vr.v[t[i].f[f]].uses = 0, e->vr.v[t[i].f[f]].def = -1;
+  for (uint32_t i = 0; i < n; i++) {
+    VmOp op = (VmOp)t[i].op;
+    bool writes = kind(op, 0) == 't' && !(op >= VM_ST_F32 && op <= VM_ST_BOOL);
+    for (int f = 0; f < NF; f++) {
+      int v = t[i].f[f];
+      if (!tile_field(op, f) || v < 0) continue;
+      if (f == 0 && writes) e->vr.v[v].def = (int32_t)i;
+      else e->vr.v[v].uses++;
+    }
+  }
+  for (int i = 0; i < nkeep; i++)
+    if (keep[i] >= 0) e->vr.v[keep[i]].uses++;
+  for (uint32_t i = 0; i < n; i++) {
+    int x = t[i].f[1];
+    if (t[i].op != VM_ADD || x < 0 || e->vr.v[x].def < 0 || e->vr.v[x].uses != 1) continue;
+    TIns *m = &t[e->vr.v[x].def];
+    if (m->op != VM_MUL || e->vr.v[x].fixed) continue;
+    t[i] = (TIns){VM_MULADD, {t[i].f[0], m->f[1], m->f[2], t[i].f[2], -1, -1, -1}};
+    m->op = VM_NOPS, dead++; /* removed below */
+  }
+  if (!dead) return;
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < n; i++)
+    if (t[i].op != VM_NOPS) t[k++] = t[i];
+  e->tmp.n = k;
+}
+
 /* End the current program: registers by liveness, then the instructions appended to the
  * code. keep: vregs whose registers must survive the program (its results). */
 static VmProg end_prog(Enc *e, const int *keep, int nkeep) {
+  fuse(e, keep, nkeep);
   vec_push(e->tmp, ((TIns){VM_END, {0, 0, 0, 0, -1, -1, -1}}));
   uint32_t n = e->tmp.n;
   for (uint32_t i = 0; i < n; i++)
