@@ -179,11 +179,12 @@ static const char *rowk =
     "sm3 = softmax(sc, axis=-1)\n"                /* softmax of a computed value */
     "output s, mx, mn, pr, me, sm, ls, ln, rn, sq, cen, sm2, sm3\n";
 
-/* Both NaN, or the same bits. */
-static bool same_f32(float a, float b) {
+/* Both NaN, or the same bits; with tol > 0, within tol relative (or of 1: sums that cancel). */
+static bool same_f32(float a, float b, double tol) {
   uint32_t p, q;
   memcpy(&p, &a, 4), memcpy(&q, &b, 4);
-  return p == q || (a != a && b != b);
+  if (p == q || (a != a && b != b)) return true;
+  return tol > 0 && fabs((double)a - b) <= tol * fmax(fabs((double)b), 1.0);
 }
 
 static void test_rows(void) {
@@ -200,6 +201,9 @@ static void test_rows(void) {
   CHECK(vm && nat, "compile");
   if (!vm || !nat) return;
   int no = dvm_model_num_outputs(vm);
+  /* DVM_VM_ISA runs a copy of another width than the native code's: its folds have other
+     accumulators, so only the reductions' tolerance holds */
+  double tol = getenv("DVM_VM_ISA") ? 1e-5 : 0;
   const int64_t widths[] = {1, 3, 16, 17, 63, 64, 65, 255, 256, 257, 769, 2048, 2051, 4163};
   const int64_t rows[] = {1, 3, 17};
   int bad = 0;
@@ -224,7 +228,7 @@ static void test_rows(void) {
       for (int i = 0; i < no && a[i] && c[i]; i++) {
         const float *p = dvm_tensor_data(a[i]), *q = dvm_tensor_data(c[i]);
         int64_t at = 0, ne = dvm_tensor_numel(a[i]);
-        while (at < ne && same_f32(p[at], q[at])) at++;
+        while (at < ne && same_f32(p[at], q[at], tol)) at++;
         if (at < ne && bad++ < 10)
           printf("output %s at N=%lld L=%lld differs from native at %lld: %.9g vs %.9g\n", dvm_model_output_name(vm, i),
                  (long long)n, (long long)L, (long long)at, (double)p[at], (double)q[at]);
