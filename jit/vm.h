@@ -86,7 +86,9 @@ typedef struct VmProg {
 } VmProg;
 
 typedef enum VmMode { VMM_ROWS, VMM_COLS, VMM_MIX, VMM_GEMM, VMM_EXTERN } VmMode;
-typedef enum VmFold { VMF_SUM, VMF_MAX, VMF_MIN, VMF_PROD } VmFold;
+/* VMF_MAXORD: v > acc ? v : acc (maxps), NaNs passed over: softmax's max, as the native
+   tier's FOLD_MAX_ORD (a NaN of the row reaches every result through the sum pass). */
+typedef enum VmFold { VMF_SUM, VMF_MAX, VMF_MIN, VMF_PROD, VMF_MAXORD } VmFold;
 /* What a pass makes of its folded value (per lane, in slot `slot`). */
 typedef enum VmPost {
   VMP_COPY,     /* the fold itself */

@@ -802,7 +802,7 @@ static void passes(Enc *e) {
     case OP_SOFTMAX: case OP_LOG_SOFTMAX: {
       bool log = ir_node(e->g, v)->op == OP_LOG_SOFTMAX;
       e->n1[m] = fixed_reg(e);
-      add_pass(e, VMF_MAX, x, Q_VALUE, (int)m, VMP_COPY, e->n1[m], -1, 0);
+      add_pass(e, VMF_MAXORD, x, Q_VALUE, (int)m, VMP_COPY, e->n1[m], -1, 0);
       int n2 = fixed_reg(e);
       add_pass(e, VMF_SUM, x, Q_EXP_SHIFTED, (int)m, log ? VMP_LOGADD : VMP_RECIP, n2, e->n1[m], 0);
       e->n2[m] = n2;
@@ -1015,6 +1015,8 @@ void vm_free(VmCode *c) {
 
 /* ---- disassembly --------------------------------------------------------------------------- */
 
+static const char *const fold_names[] = {"sum", "max", "min", "prod", "maxord"};
+
 static void dis_prog(Buf *b, const VmCode *c, const char *name, VmProg pr) {
   if (!pr.n) return;
   ir_put(b, "  %s:\n", name);
@@ -1034,7 +1036,7 @@ static void dis_prog(Buf *b, const VmCode *c, const char *name, VmProg pr) {
       case 's': ir_put(b, "%ss%d", sep, fld[k]); break;
       case 'n': ir_put(b, "%sbuf%d", sep, fld[k]); break;
       case 'i':
-        if (in->op == VM_FOLD) ir_put(b, "%s%s", sep, fld[k] == VMF_SUM ? "sum" : fld[k] == VMF_MAX ? "max" : fld[k] == VMF_MIN ? "min" : "prod");
+        if (in->op == VM_FOLD) ir_put(b, "%s%s", sep, fold_names[fld[k] < 5 ? fld[k] : 0]);
         else ir_put(b, "%s#%d", sep, fld[k]);
         break;
       case 'k': {
@@ -1057,7 +1059,6 @@ static void dis_prog(Buf *b, const VmCode *c, const char *name, VmProg pr) {
 char *vm_disasm(const VmCode *c) {
   if (c->mode == VMM_EXTERN) return vm_disasm_extern(c);
   static const char *const modes[] = {"rows", "cols", "mix", "gemm"};
-  static const char *const folds[] = {"sum", "max", "min", "prod"};
   static const char *const posts[] = {"", " / L", " -> 1/x", " -> aux + log x", " -> 1/sqrt(x/L + eps)"};
   Buf b = {0};
   ir_put(&b, "  mode %s, %u instructions, %u tile registers, %u scalar registers, encoded in %.2f us\n",
@@ -1073,9 +1074,9 @@ char *vm_disasm(const VmCode *c) {
     char name[96];
     if (c->mode == VMM_ROWS)
       snprintf(name, sizeof name, "pass %u%s: r%d = fold %s%s", i, ps->prog.whole ? " (whole row)" : "", ps->slot,
-               folds[ps->fold], posts[ps->post]);
+               fold_names[ps->fold], posts[ps->post]);
     else
-      snprintf(name, sizeof name, "pass %u: r%d = fold %s of r%d%s", i, ps->slot, folds[ps->fold], ps->src, posts[ps->post]);
+      snprintf(name, sizeof name, "pass %u: r%d = fold %s of r%d%s", i, ps->slot, fold_names[ps->fold], ps->src, posts[ps->post]);
     dis_prog(&b, c, name, ps->prog);
   }
   if (c->mode == VMM_MIX) ir_put(&b, "  r%d = buf%u @ buf%u (tile)\n", c->mm_reg, c->a_buf, c->b_buf);
