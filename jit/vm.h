@@ -44,7 +44,8 @@
  *
  * Elementwise results are bit-identical to the native tier's on the same host: the same
  * operation sequences, exp emitted the same way, and the same libmvec functions of the
- * host's width. Reductions may sum in another order.
+ * host's width. Row kernels' folds keep the native tier's four accumulators and order, so
+ * their results are bit-identical too; column-mode folds sum in another order.
  *
  * Files: vm_encode.c (Kernel -> bytecode: one walk, registers by liveness, dumps),
  * vm_run.c (the interpreter and the drivers of the four shapes, built once per host ISA

@@ -10,6 +10,9 @@
  * Coverage is the native tier's (jit_supported), so the two tiers run the same kernels;
  * a kernel over the VM's limits (registers, scalars, buffers) is declined with the reason.
  *
+ * Each program gets a peephole before allocation (fuse: MUL then ADD -> MULADD) and a
+ * check whether it may run over whole rows (span_ok, VmProg.whole).
+ *
  * One file past 800 lines on purpose: it is one walk mirroring codegen.c section by
  * section (views, elementwise, passes, kernel shapes, disassembly), and the sections share
  * the encoder's state (Enc); split, each part would need that state made public. */
