@@ -945,7 +945,8 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
           P[t] = bc ? ix_s(sconst(&e, 0)) : ix_s(sidx(d));
         }
         Ix col = {sconst(&e, 0), 1, -1};
-        if (!pass) P[xn->rank - 2] = ta ? ki : mi, P[xn->rank - 1] = ta ? mi : ki;
+        if (!pass && xn->rank == 1) P[0] = ki; /* a vector a ([K] @ b: one row; jit_supported) */
+        else if (!pass) P[xn->rank - 2] = ta ? ki : mi, P[xn->rank - 1] = ta ? mi : ki;
         else P[xn->rank - 2] = tb ? col : ki, P[xn->rank - 1] = tb ? ki : col;
         int val = view_at(&e, x, P);
         VmProg pr = end_prog(&e, &val, 1);

@@ -240,6 +240,30 @@ static void test_rows(void) {
   dvm_model_destroy(vm), dvm_model_destroy(nat);
 }
 
+/* A vector a times a transposed b: the general matmul path with a of rank 1 (its index map
+ * is a's one dim; it once wrote past the encoder's index array, caught under ASan). */
+static void test_matvec(void) {
+  static const char *mv = "graph mv\ninput a: f32[K]\ninput b: f32[M, K]\ny = matmul(a, b, transpose_b=1)\noutput y\n";
+  dvm_model *vm = compile(mv, DVM_TIER_VM), *nat = compile(mv, DVM_TIER_LLVM);
+  CHECK(vm && nat, "compile");
+  if (!vm || !nat) return;
+  dvm_tensor *a, *b, *y = NULL, *z = NULL;
+  dvm_tensor_create(DVM_F32, 1, (const int64_t[]){37}, &a);
+  dvm_tensor_create(DVM_F32, 2, (const int64_t[]){300, 37}, &b);
+  dvm_tensor_fill_random(a, 5), dvm_tensor_fill_random(b, 6);
+  const char *names[] = {"a", "b"};
+  dvm_tensor *in[] = {a, b};
+  CHECK(!dvm_model_run(vm, 2, names, in, &y) && !dvm_model_run(nat, 2, names, in, &z), "run: %s", dvm_last_error());
+  double worst = 0;
+  for (int64_t i = 0; y && z && i < dvm_tensor_numel(y); i++) {
+    double p = dvm_tensor_get_f64(y, i), q = dvm_tensor_get_f64(z, i);
+    worst = fmax(worst, fabs(p - q) / fmax(fabs(q), 1.0));
+  }
+  CHECK(y && z && worst <= 1e-6, "a @ b^T: vm vs native %.3g", worst);
+  dvm_tensor_destroy(y), dvm_tensor_destroy(z), dvm_tensor_destroy(a), dvm_tensor_destroy(b);
+  dvm_model_destroy(vm), dvm_model_destroy(nat);
+}
+
 /* ---- tier-up ---------------------------------------------------------------------------- */
 
 static const char *mlp =
@@ -381,6 +405,7 @@ int main(void) {
   test_elementwise();
   test_reductions();
   test_rows();
+  test_matvec();
   test_tier_up();
   test_encode_time();
   dvm_context_destroy(ctx);
