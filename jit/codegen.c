@@ -1766,6 +1766,7 @@ typedef struct Pk {
   LLVMValueRef colmask[PK_MAXV]; /* per vector of the panel: its columns below N */
   LLVMValueRef erow;             /* the epilogue's row */
   LLVMValueRef aoff;             /* packing a: the row's offset in the packed block */
+  LLVMValueRef stats;            /* a prologue's two statistics per row of the row block */
   bool bt;                       /* b packed by reading along k and transposing (pk_pack_bt) */
 } Pk;
 
@@ -1889,16 +1890,39 @@ static LLVMValueRef pk_pack_a_cols(Cg *c, void *arg, LLVMValueRef acc) {
   return acc;
 }
 
-/* Row `row` of a's k block into the packed block, k along the lanes; a prologue first
- * folds the whole row for its statistics (as a row kernel's passes do; the row stays in
- * L1/L2 for the packing that follows). */
+/* Row `row` of a's k block into the packed block, k along the lanes. A prologue's
+ * statistics (mean and 1/sqrt(var + eps), or the latter of the mean square) are folded
+ * over the whole row, as a row kernel's passes do, on the first k block, and kept per row
+ * of the row block on the stack for the later ones. */
 static void pk_pack_a(Cg *c, LLVMValueRef row, void *arg) {
   Pk *pk = arg;
+  LLVMBuilderRef B = c->B;
   row_bases(c, row, c->dom, c->r);
   if (pk->f.prologue) {
+    int m = member_index(c, pk->f.a);
+    LLVMValueRef at[2];
+    for (int q = 0; q < 2; q++) {
+      LLVMValueRef i = LLVMBuildAdd(B, LLVMBuildMul(B, LLVMBuildSub(B, row, pk->ic, ""), ci64(c, 2), ""), ci64(c, q), "");
+      at[q] = LLVMBuildGEP2(B, c->f32, pk->stats, &i, 1, "");
+    }
+    LLVMBasicBlockRef fold = LLVMAppendBasicBlockInContext(c->C, c->fn, "prologue.stats"),
+                      join = LLVMAppendBasicBlockInContext(c->C, c->fn, "prologue.join");
+    LLVMBuildCondBr(B, pk->first, fold, join);
+    LLVMPositionBuilderAtEnd(B, fold);
     memset(c->red, 0, 3 * c->k->nmembers * sizeof *c->red);
     forget(c);
     row_passes(c, pk->K);
+    LLVMValueRef st[2] = {c->n1[m], c->n2[m]};
+    for (int q = 0; q < 2; q++)
+      if (st[q]) LLVMBuildStore(B, LLVMBuildExtractElement(B, st[q], ci64(c, 0), ""), at[q]);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, join);
+    for (int q = 0; q < 2; q++) {
+      LLVMValueRef v = st[q] ? vsplat(c, LLVMBuildLoad2(B, c->f32, at[q], ""), "") : NULL;
+      if (q) c->n2[m] = v;
+      else c->n1[m] = v;
+    }
+    forget(c);
   }
   pk->aoff = LLVMBuildMul(c->B, LLVMBuildSub(c->B, row, pk->ic, ""), ci64(c, pk->t.kc), "");
   columns_from(c, pk->pc, LLVMBuildAdd(c->B, pk->pc, pk->kc, ""), NULL, pk_pack_a_cols, NULL, pk, 1);
@@ -2063,6 +2087,10 @@ static void pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L
     pk.sa = LLVMBuildAlloca(B, LLVMArrayType(c->f32, (unsigned)(pk.t.mc * pk.t.kc)), "packed.a");
     LLVMSetAlignment(pk.sa, 64);
     pk.pa = pk.sa; /* the micro-kernel reads a from the packed block */
+    if (f->prologue) {
+      pk.stats = LLVMBuildAlloca(B, LLVMArrayType(c->f32, (unsigned)(2 * pk.t.mc)), "prologue.stats");
+      LLVMSetAlignment(pk.stats, 64);
+    }
   }
   if (f->bpre >= 0) {
     LLVMValueRef at = LLVMBuildGEP2(B, c->ptr, c->bufs, (LLVMValueRef[]){ci64(c, k->ninputs + k->noutputs)}, 1, "");
