@@ -446,7 +446,7 @@ static int cmp_kernel(const void *a, const void *b, void *arg) {
 static void find_prologues(Ctx *c) {
   const Graph *g = c->g;
   uint32_t nn = g->nodes.n;
-  uint8_t *bad = calloc(nn, 1), *read = calloc(nn, 1);
+  uint8_t *bad = calloc(nn + 1, 1), *read = calloc(nn + 1, 1);
   if (!bad || !read) ir_oom();
   for (uint32_t v = 0; v < nn; v++) {
     const Node *n = ir_node(g, v);
