@@ -529,12 +529,12 @@ static dvm_status check_gathers(const dvm_model *m, const Binding *b, const Kern
   return DVM_OK;
 }
 
+enum { HUGE_PAGE = 2 << 20 }; /* a transparent huge page on x86-64 */
+
 /* Param v (bound to t, a [K, N] f32 weight) packed for native code of `lanes` lanes
  * (jit_pack): made by the first run that needs it, under the lock (concurrent runs wait
  * for the one copy), then read without a lock. The copy is a cache of the bound values,
  * hence the cast: a run does not change what the model computes. */
-enum { HUGE = 2 << 20 }; /* a transparent huge page on x86-64 */
-
 static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int lanes, Err *err) {
   dvm_model *m = (dvm_model *)mc;
   float *pk = atomic_load_explicit(&m->packed[v], memory_order_acquire);
@@ -545,11 +545,11 @@ static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int
     /* panels on 64 bytes (aligned vector loads); a copy of 2 MB or more on 2 MB pages where
        the kernel gives them (transparent huge pages on request): a fault per 4 KB page
        costs about 10 µs on this class of virtual machine, most of W5's first run */
-    size_t align = bytes >= HUGE ? HUGE : 64;
+    size_t align = bytes >= HUGE_PAGE ? HUGE_PAGE : 64;
     bytes = bytes ? (bytes + align - 1) / align * align : 64;
     if ((pk = aligned_alloc(align, bytes))) {
 #ifdef MADV_HUGEPAGE
-      if (align == HUGE) madvise(pk, bytes, MADV_HUGEPAGE); /* advice only: 4 KB pages otherwise */
+      if (align == HUGE_PAGE) madvise(pk, bytes, MADV_HUGEPAGE); /* advice only: 4 KB pages otherwise */
 #endif
       jit_pack(t->data, t->shape[0], t->shape[1], lanes, pk);
       atomic_store_explicit(&m->packed[v], pk, memory_order_release);
