@@ -1423,6 +1423,20 @@ static bool is_full(const Cg *c, uint32_t v) {
   return a->rank == d->rank && !memcmp(ir_shape(c->g, v), ir_shape(c->g, c->k->domain), a->rank * sizeof(Dim));
 }
 
+/* Kernel k's first f32 output of the domain's shape, or -1: a mix kernel's matmul sums
+ * and the softmax's exp row live there until the output pass overwrites it. */
+static int f32_full_output(const Partition *p, const Kernel *k) {
+  const Graph *g = p->g;
+  const Node *d = ir_node(g, k->domain);
+  for (uint32_t o = 0; o < k->noutputs; o++) {
+    uint32_t u = fu_outputs(p, k)[o];
+    const Node *n = ir_node(g, u);
+    if (n->dtype == DT_F32 && n->rank == d->rank && !memcmp(ir_shape(g, u), ir_shape(g, k->domain), d->rank * sizeof(Dim)))
+      return (int)o;
+  }
+  return -1;
+}
+
 typedef struct Store {
   LLVMValueRef row, L;
 } Store;
@@ -2076,10 +2090,7 @@ static void pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L
   pk.IB = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, pk.IB, ci64(c, 1), ""), ci64(c, 1), pk.IB, "");
   pk.nv = pk.t.nr / c->W;
   pk.K = dimval(c, ir_shape(c->g, f->a)[ir_node(c->g, f->a)->rank - (f->ta ? 2 : 1)]);
-  for (uint32_t o = 0; o < k->noutputs && !pk.acc; o++) {
-    uint32_t u = fu_outputs(c->p, k)[o];
-    if (is_full(c, u) && ir_node(c->g, u)->dtype == DT_F32) pk.acc = buf(c, k->ninputs + o);
-  }
+  pk.acc = buf(c, k->ninputs + (uint32_t)f32_full_output(c->p, k)); /* pk_form: there is one */
   /* the packed blocks: static allocas of the entry block (this is still the entry block) */
   if (f->adirect) {
     pk.pa = buf(c, (uint32_t)input_index(c, f->a));
@@ -2136,14 +2147,7 @@ static bool pk_form(const Partition *p, const Kernel *k, PkForm *f) {
   f->prologue = ia < 0 && is_norm((Op)an->op); /* a member: computed here, not read */
   bool general = f->ta || f->tb || bn->rank != 2 || ia < 0 || ib < 0;
   if (f->bpre < 0 && !general) return false;
-  for (uint32_t o = 0; o < k->noutputs; o++) { /* the sums need an f32 full-shaped output */
-    uint32_t u = fu_outputs(p, k)[o];
-    const Node *n = ir_node(g, u);
-    if (n->dtype == DT_F32 && n->rank == d->rank &&
-        !memcmp(ir_shape(g, u), ir_shape(g, k->domain), d->rank * sizeof(Dim)))
-      return true;
-  }
-  return false;
+  return f32_full_output(p, k) >= 0; /* the sums need an f32 full-shaped output */
 }
 
 int jit_packed_input(const Partition *p, const Kernel *k) {
@@ -2485,10 +2489,8 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   if (k->kind == KK_MIX) {
     /* few rows: b streamed (blocks of SM_ROWS rows, then single rows), into the first
        full-shaped output's rows; otherwise blocks of MIX_ROWS rows, then single rows */
-    uint32_t acc_out = 0;
-    while (acc_out < k->noutputs && !(is_full(&c, fu_outputs(p, k)[acc_out]) &&
-                                      ir_node(c.g, fu_outputs(p, k)[acc_out])->dtype == DT_F32))
-      acc_out++; /* the sums' rows: f32 */
+    int ao = f32_full_output(p, k); /* the sums' rows */
+    uint32_t acc_out = ao < 0 ? k->noutputs : (uint32_t)ao;
     LLVMBasicBlockRef small = LLVMAppendBasicBlockInContext(C, c.fn, "small_m"),
                       big = LLVMAppendBasicBlockInContext(C, c.fn, "big_m"),
                       fin = LLVMAppendBasicBlockInContext(C, c.fn, "mix.done");
@@ -2541,14 +2543,13 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   row_bases(&c, row, dom, r);
   Store st = {row, L};
   /* the first softmax keeps its exp row in the first full-shaped output's row */
-  for (uint32_t o = 0; o < k->noutputs && c.stash_member < 0; o++) /* an f32 row: exp values */
-    if (is_full(&c, fu_outputs(p, k)[o]) && ir_node(c.g, fu_outputs(p, k)[o])->dtype == DT_F32)
-      for (uint32_t m = 0; m < nm; m++)
-        if (ir_node(c.g, fu_members(p, k)[m])->op == OP_SOFTMAX) {
-          c.stash_member = (int)m;
-          c.stash = LLVMBuildGEP2(c.B, c.f32, buf(&c, ni + o), (LLVMValueRef[]){LLVMBuildMul(c.B, row, L, "")}, 1, "");
-          break;
-        }
+  int so = f32_full_output(p, k); /* an f32 row: exp values */
+  for (uint32_t m = 0; so >= 0 && m < nm; m++)
+    if (ir_node(c.g, fu_members(p, k)[m])->op == OP_SOFTMAX) {
+      c.stash_member = (int)m;
+      c.stash = LLVMBuildGEP2(c.B, c.f32, buf(&c, ni + (uint32_t)so), (LLVMValueRef[]){LLVMBuildMul(c.B, row, L, "")}, 1, "");
+      break;
+    }
   row_passes(&c, L);
   if (c.multi) over_reduced(&c, store_q, &st, NULL);
   else columns(&c, L, NULL, store_body, &st);

@@ -91,20 +91,27 @@ static void *worker(void *arg) {
   return out;
 }
 
+/* Graph text compiled twice: m[0] native (--tier llvm), m[1] the reference. */
+static void compile_pair(const char *text, const char *name, dvm_model *m[2]) {
+  dvm_graph *g;
+  bool parsed = !dvm_graph_parse(ctx, text, strlen(text), name, &g);
+  CHECK(parsed, "%s", dvm_last_error());
+  if (!parsed) return;
+  for (int i = 0; i < 2; i++) {
+    dvm_compile_options opt = {.tier = i ? DVM_TIER_REF : DVM_TIER_LLVM};
+    CHECK(!dvm_model_compile(ctx, g, &opt, &m[i]), "%s", dvm_last_error());
+  }
+  dvm_graph_destroy(g);
+}
+
 /* softmax and log_softmax over rows with NaN and infinities: native code (whose softmax
  * max skips NaNs: the sum pass spreads them) gives the reference's NaNs, infinities and
  * values. */
 static void special_rows(void) {
   static const char *sm = "graph sm\ninput x: f32[N, 37]\np = softmax(x, axis=-1)\n"
                           "l = log_softmax(x, axis=-1)\noutput p, l\n";
-  dvm_graph *g;
   dvm_model *m[2] = {0};
-  CHECK(!dvm_graph_parse(ctx, sm, strlen(sm), "sm.dvm", &g), "%s", dvm_last_error());
-  for (int i = 0; i < 2; i++) {
-    dvm_compile_options opt = {.tier = i ? DVM_TIER_REF : DVM_TIER_LLVM};
-    CHECK(!dvm_model_compile(ctx, g, &opt, &m[i]), "%s", dvm_last_error());
-  }
-  dvm_graph_destroy(g);
+  compile_pair(sm, "sm.dvm", m);
   dvm_tensor *x, *out[2][2] = {{0}};
   dvm_tensor_create(DVM_F32, 2, (const int64_t[]){8, 37}, &x);
   dvm_tensor_fill_random(x, 5);
@@ -140,14 +147,8 @@ static void bf16_kernels(void) {
                            "ez = exp(z)\nh = cast(ez, to=bf16)\nxt = transpose(x, perm=[1, 0])\nt = neg(xt)\n"
                            "zb = cast(z, to=bf16)\noutput y, s, m, c, h, t, zb\n";
   enum { NO = 7 }; /* t and zb (one rounding of the same f32 value) must be equal bit for bit */
-  dvm_graph *g;
   dvm_model *m[2] = {0};
-  CHECK(!dvm_graph_parse(ctx, txt, strlen(txt), "b.dvm", &g), "%s", dvm_last_error());
-  for (int i = 0; i < 2; i++) {
-    dvm_compile_options opt = {.tier = i ? DVM_TIER_REF : DVM_TIER_LLVM};
-    CHECK(!dvm_model_compile(ctx, g, &opt, &m[i]), "%s", dvm_last_error());
-  }
-  dvm_graph_destroy(g);
+  compile_pair(txt, "b.dvm", m);
   dvm_stats st;
   dvm_model_stats(m[0], &st);
   CHECK(st.native_kernels == st.kernels, "bf16 kernels native: %lld of %lld", (long long)st.native_kernels,
