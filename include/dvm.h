@@ -237,7 +237,9 @@ dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
                            int *rank, int64_t *shape);
 
 /* Bind a param for all later runs. The model keeps a reference: the tensor must
- * outlive the model or be replaced. */
+ * outlive the model or be replaced, and its values must not change while it is bound
+ * (set it again after changing them): a weight that matmuls read is packed here, once,
+ * into the layout the kernels read. */
 dvm_status dvm_model_set_param(dvm_model *m, const char *name, dvm_tensor *t);
 
 /* Run: inputs by name (every declared input once); outputs[i] receives a new tensor

@@ -59,7 +59,9 @@ enum {
   VM_T = 256,      /* lanes of a tile */
   VM_MAXREG = 64,  /* tile registers of a kernel */
   VM_MAXS = 256,   /* scalar registers of a kernel */
-  VM_MIXROWS = 4,  /* mix: rows of a register block */
+  VM_MIXROWS = 4,  /* rows and columns drivers: tiles of fold accumulators */
+  VM_MC = 144,     /* mix: rows of a block (jit_tile's mc: a's block and the sums in L2) */
+  VM_KC = 256,     /* mix: values of k per block (jit_tile's kc) */
   VM_FOLDV = 4,    /* a fold's accumulators: vectors of the host width (vm_ops.def) */
   VM_SPAN = 2048   /* a whole-row program's longest span of lanes (a multiple of 4·16) */
 };
@@ -143,8 +145,12 @@ typedef struct VmCode {
   bool packed;                /* mix: b is a param whose packed copy (jit_pack) the runtime may
                                  pass as bufs[ninputs + noutputs] (NULL there: b read as it is) */
   bool has_prologue;          /* mix: a is a normalization member (a prologue, docs/fusion.md) ... */
-  uint32_t prologue;          /* ... this node, which the runtime computes into
-                                 bufs[ninputs + noutputs + 1] before the call; a_buf names it */
+  uint32_t prologue;          /* ... this node: computed by the mix driver (pro_kind), else
+                                 by the runtime into bufs[ninputs + noutputs + 1] before the
+                                 call (a_buf names it) */
+  uint8_t pro_kind;           /* 0, or the prologue computed per row block: 1 layernorm, 2 rmsnorm, */
+  uint32_t pro_x, pro_g, pro_b; /* its x, gamma, beta inputs (each a [K] row's scale), */
+  float pro_eps;              /* and eps */
   VmDim K;                    /* mix, gemm: the contraction length */
   VmBase *base;
   uint32_t nbase;
@@ -173,8 +179,9 @@ void vm_call(const VmCode *c, void *const *bufs, const int64_t *dims, int64_t be
 char *vm_disasm_extern(const VmCode *c);
 
 /* vm_run.c */
-/* The outer parallel extent of c under dim values: rows, or (cols) items of VM_T columns
- * of each kept row; *item: elements one item covers. */
+/* The outer parallel extent of c under dim values: rows, (mix) blocks of VM_MC rows by
+ * VM_T columns, or (cols) items of VM_T columns of each kept row; *item: elements one
+ * item covers. */
 int64_t vm_extent(const VmCode *c, const int64_t *dims, int64_t *item);
 /* Run items [begin, end) of kernel c: bufs are its inputs then outputs, dims its dim
  * parameters (the native kernel's ABI). */

@@ -880,6 +880,33 @@ static bool prologue_ok(const Partition *p, const Kernel *k) {
   return false;
 }
 
+/* A prologue the mix driver computes itself, block by block (pro_kind): its x an input
+ * of a's shape, its gamma and beta inputs that hold one value per column (shape [K], or
+ * ones before it). Others (a per-row gamma, a broadcast column) are computed by the
+ * runtime before the call. */
+static void prologue_rows(Enc *e, uint32_t a) {
+  const Graph *g = e->g;
+  const Node *an = ir_node(g, a);
+  uint32_t nops = an->op == OP_LAYERNORM ? 3 : 2;
+  int ib[3];
+  for (uint32_t i = 0; i < nops; i++) {
+    uint32_t u = ir_operand(g, a, i);
+    const Node *un = ir_node(g, u);
+    if ((ib[i] = input_index(e, u)) < 0 || un->dtype != DT_F32) return;
+    if (i == 0 && (un->rank != an->rank || memcmp(ir_shape(g, u), ir_shape(g, a), (size_t)an->rank * sizeof(Dim))))
+      return;
+    int64_t one;
+    for (int d = 0; i > 0 && d < un->rank; d++) {
+      Dim x = ir_shape(g, u)[d];
+      if (d + 1 == un->rank ? x != ir_shape(g, a)[an->rank - 1] : !ir_dim_is_const(g, x, &one) || one != 1) return;
+    }
+  }
+  VmCode *c = e->c;
+  c->pro_kind = an->op == OP_LAYERNORM ? 1 : 2;
+  c->pro_x = (uint32_t)ib[0], c->pro_g = (uint32_t)ib[1], c->pro_b = nops == 3 ? (uint32_t)ib[2] : 0;
+  c->pro_eps = (float)ir_attr_float(g, a, AK_EPS, an->op == OP_LAYERNORM ? 1e-5 : 1e-6);
+}
+
 VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
   double t0 = now_us();
   if (k->kind == KK_EXTERN) { /* a call through libffi */
@@ -960,6 +987,7 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
       /* a prologue's a: the runtime computes it into the buffer after the packed one */
       c->a_buf = pro ? k->ninputs + k->noutputs + 1 : (uint32_t)input_index(&e, a), c->b_buf = (uint32_t)input_index(&e, b);
       c->has_prologue = pro, c->prologue = pro ? a : 0;
+      if (pro) prologue_rows(&e, a);
       c->packed = jit_packed_input(p, k) >= 0;
     }
   } else {
@@ -1083,7 +1111,13 @@ char *vm_disasm(const VmCode *c) {
       snprintf(name, sizeof name, "pass %u: r%d = fold %s of r%d%s", i, ps->slot, fold_names[ps->fold], ps->src, posts[ps->post]);
     dis_prog(&b, c, name, ps->prog);
   }
-  if (c->mode == VMM_MIX) ir_put(&b, "  r%d = buf%u @ buf%u (tile)\n", c->mm_reg, c->a_buf, c->b_buf);
+  if (c->mode == VMM_MIX && c->pro_kind == 1)
+    ir_put(&b, "  r%d = layernorm(buf%u, buf%u, buf%u, eps=%g) @ buf%u (tile; per row block)\n", c->mm_reg, c->pro_x,
+           c->pro_g, c->pro_b, (double)c->pro_eps, c->b_buf);
+  else if (c->mode == VMM_MIX && c->pro_kind == 2)
+    ir_put(&b, "  r%d = rmsnorm(buf%u, buf%u, eps=%g) @ buf%u (tile; per row block)\n", c->mm_reg, c->pro_x, c->pro_g,
+           (double)c->pro_eps, c->b_buf);
+  else if (c->mode == VMM_MIX) ir_put(&b, "  r%d = buf%u @ buf%u (tile)\n", c->mm_reg, c->a_buf, c->b_buf);
   if (c->mode == VMM_GEMM) {
     dis_prog(&b, c, "a at k", c->prog_a);
     dis_prog(&b, c, "b at k", c->prog_b);

@@ -133,6 +133,10 @@ int64_t vm_extent(const VmCode *c, const int64_t *dims, int64_t *item) {
     if (item) *item = reduced * VM_T;
     return rows * ((last + VM_T - 1) / VM_T);
   }
+  if (c->mode == VMM_MIX) { /* blocks of VM_MC rows by tiles of VM_T columns (vm_exec.inc) */
+    if (item) *item = (rows < VM_MC ? rows : VM_MC) * VM_T;
+    return (rows + VM_MC - 1) / VM_MC * ((last + VM_T - 1) / VM_T);
+  }
   if (item) *item = last;
   return rows;
 }

@@ -55,8 +55,8 @@ struct dvm_model {
   int nplans;
   Tensor **adopted;   /* param values the model owns (dvm_model_load_onnx), per value id */
   uint32_t nadopted;
-  _Atomic(float *) *packed; /* per value id: a param weight packed for native mix kernels
-                               (jit_pack), made at its first use, dropped by set_param */
+  _Atomic(float *) *packed; /* per value id: a param weight packed for mix kernels
+                               (jit_pack), made by set_param (else at its first use) */
 };
 
 /* ---- plans: what a binding costs, worked out once ------------------------------------------
@@ -211,7 +211,7 @@ static void *arena_take(dvm_model *m, Plan *pl, Err *err, dvm_status *st) {
   pthread_mutex_lock(&m->lock);
   if (pl->nfree) a = pl->free_arena[--pl->nfree];
   pthread_mutex_unlock(&m->lock);
-  if (!a && !(a = aligned_alloc(64, pl->arena_bytes)))
+  if (!a && !(a = rt_alloc(pl->arena_bytes)))
     *st = ir_err(err, DVM_ERR_NOMEM, "out of memory allocating a %zu-byte arena", pl->arena_bytes);
   return a;
 }
@@ -388,6 +388,28 @@ int dvm_model_value_dtype(const dvm_model *m, const char *name) {
   return v < 0 ? -1 : ir_node(m->g, (uint32_t)v)->dtype;
 }
 
+static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int lanes, Err *err);
+static int pack_lanes(const dvm_model *m);
+static bool vm_reads_packed(const dvm_model *m, const VmCode *vm);
+
+/* Param v, just bound to t, packed now if a mix kernel reads it packed (jit_packed_input):
+ * binding params is the model's set-up, so no run pays for the copy (W5's 32 MB of
+ * weights: about 5 ms of page faults and copying, five times its run at N = 1). A copy
+ * that cannot be made here (no memory; a tensor the run will reject) is left to the first
+ * run that needs it, which reports the error. */
+static void prepack(dvm_model *m, uint32_t v, const Tensor *t) {
+  const Partition *p = m->part;
+  if (!p || !t || t->dtype != DT_F32 || t->rank != 2 || !t->data) return;
+  for (uint32_t i = 0; i < p->kernels.n; i++) {
+    const Kernel *k = &p->kernels.v[i];
+    int pj = jit_packed_input(p, k);
+    if (pj < 0 || fu_inputs(p, k)[pj] != v || !(m->entry || vm_reads_packed(m, m->vm ? m->vm[i] : NULL))) continue;
+    Err err = {0};
+    packed_param(m, v, t, pack_lanes(m), &err);
+    return;
+  }
+}
+
 dvm_status dvm_model_set_param(dvm_model *m, const char *name, dvm_tensor *t) {
   Err err = {0};
   int64_t v = name ? ir_find(m->g, name, strlen(name)) : -1;
@@ -396,7 +418,8 @@ dvm_status dvm_model_set_param(dvm_model *m, const char *name, dvm_tensor *t) {
                   ir_s(m->g, m->g->name)),
            rt_fail(&err);
   m->params[v] = t;
-  free(atomic_exchange(&m->packed[v], NULL)); /* new values: pack again at the next use */
+  free(atomic_exchange(&m->packed[v], NULL)); /* new values: pack them again */
+  prepack(m, (uint32_t)v, t);
   return rt_ok();
 }
 
@@ -529,11 +552,9 @@ static dvm_status check_gathers(const dvm_model *m, const Binding *b, const Kern
   return DVM_OK;
 }
 
-enum { HUGE_PAGE = 2 << 20 }; /* a transparent huge page on x86-64 */
-
-/* Param v (bound to t, a [K, N] f32 weight) packed for native code of `lanes` lanes
- * (jit_pack): made by the first run that needs it, under the lock (concurrent runs wait
- * for the one copy), then read without a lock. The copy is a cache of the bound values,
+/* Param v (bound to t, a [K, N] f32 weight) packed for code of `lanes` lanes (jit_pack):
+ * made when it is bound (prepack), else by the first run that needs it, under the lock
+ * (concurrent runs wait for the one copy), then read without a lock. The copy is a cache of the bound values,
  * hence the cast: a run does not change what the model computes. */
 static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int lanes, Err *err) {
   dvm_model *m = (dvm_model *)mc;
@@ -541,16 +562,8 @@ static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int
   if (pk) return pk;
   pthread_mutex_lock(&m->lock);
   if (!(pk = atomic_load_explicit(&m->packed[v], memory_order_relaxed))) {
-    size_t bytes = (jit_packed_floats(t->shape[0], t->shape[1], lanes) * sizeof(float) + 63) / 64 * 64;
-    /* panels on 64 bytes (aligned vector loads); a copy of 2 MB or more on 2 MB pages where
-       the kernel gives them (transparent huge pages on request): a fault per 4 KB page
-       costs about 10 µs on this class of virtual machine, most of W5's first run */
-    size_t align = bytes >= HUGE_PAGE ? HUGE_PAGE : 64;
-    bytes = bytes ? (bytes + align - 1) / align * align : 64;
-    if ((pk = aligned_alloc(align, bytes))) {
-#ifdef MADV_HUGEPAGE
-      if (align == HUGE_PAGE) madvise(pk, bytes, MADV_HUGEPAGE); /* advice only: 4 KB pages otherwise */
-#endif
+    /* panels on 64 bytes (aligned vector loads); W5's 32 MB on 2 MB pages (rt_alloc) */
+    if ((pk = rt_alloc(jit_packed_floats(t->shape[0], t->shape[1], lanes) * sizeof(float)))) {
       jit_pack(t->data, t->shape[0], t->shape[1], lanes, pk);
       atomic_store_explicit(&m->packed[v], pk, memory_order_release);
     }
@@ -558,6 +571,21 @@ static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int
   pthread_mutex_unlock(&m->lock);
   if (!pk) ir_err(err, DVM_ERR_NOMEM, "out of memory packing a weight");
   return pk;
+}
+
+/* The lanes of the model's packed copies (jit_pack): the native code's (llvm and auto
+ * tiers), else the bytecode's. */
+static int pack_lanes(const dvm_model *m) {
+  int vl = 0;
+  vm_isa(&vl);
+  return m->jit ? jit_lanes(m->jit) : vl;
+}
+
+/* Bytecode reads the packed copy when it reads panels of the copy's width (else b as it is). */
+static bool vm_reads_packed(const dvm_model *m, const VmCode *vm) {
+  int vl = 0;
+  vm_isa(&vl);
+  return vm && vm->packed && vl == pack_lanes(m);
 }
 
 /* Prepare kernel k's call (native fn, else bytecode vm): its outputs become new tensors in
@@ -593,21 +621,19 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
   /* a mix kernel's param weight, packed once per model for the host's lanes (the native
      code's, else the bytecode's): native code always reads it, bytecode when its lanes
      are the same (else it reads b as it is: NULL) */
-  int vl = 0, lanes = 0;
-  vm_isa(&vl);
-  lanes = m->jit ? jit_lanes(m->jit) : vl;
-  int pj = fn || (vm && vm->packed && vl == lanes) ? jit_packed_input(p, k) : -1;
+  int pj = fn || vm_reads_packed(m, vm) ? jit_packed_input(p, k) : -1;
   c->bufs[k->ninputs + k->noutputs] = NULL;
   if (pj >= 0) {
     uint32_t w = fu_inputs(p, k)[pj];
-    if (!(c->bufs[k->ninputs + k->noutputs] = packed_param(m, w, vals[w], lanes, err)))
+    if (!(c->bufs[k->ninputs + k->noutputs] = packed_param(m, w, vals[w], pack_lanes(m), err)))
       return DVM_ERR_NOMEM;
   }
-  /* bytecode of a mix kernel with a normalization prologue: the prologue's value first,
-     on the kernel-level reference path, into the buffer after the packed one (shared by
-     the kernels of a dispatch that read it; run_fused frees it after the dispatch) */
+  /* bytecode of a mix kernel with a normalization prologue that its driver does not
+     compute (VmCode.pro_kind): the prologue's value first, on the kernel-level reference
+     path, into the buffer after the packed one (shared by the kernels of a dispatch that
+     read it; run_fused frees it after the dispatch) */
   c->bufs[k->ninputs + k->noutputs + 1] = NULL;
-  if (!fn && vm && vm->has_prologue) {
+  if (!fn && vm && vm->has_prologue && !vm->pro_kind) {
     uint32_t u = vm->prologue;
     if (!vals[u]) {
       dvm_status st = rt_ref_run_nodes(g, b, vals, &u, 1, &u, 1, err);

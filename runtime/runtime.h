@@ -25,6 +25,9 @@ typedef struct dvm_tensor Tensor;
 
 /* A new zeroed tensor; fails on negative dims or byte counts that overflow. */
 dvm_status rt_tensor_new(DType dt, int rank, const int64_t *shape, Tensor **out, Err *err);
+/* 64-byte aligned memory (tensor data, arenas, packed weights); large blocks on
+ * transparent huge pages (tensor.c). NULL if out of memory; free() releases it. */
+void *rt_alloc(size_t bytes);
 /* A header over memory someone else owns (an arena, the caller's): not freed with it. */
 dvm_status rt_tensor_wrap(DType dt, int rank, const int64_t *shape, void *data, Tensor **out, Err *err);
 void rt_tensor_free(Tensor *t);
