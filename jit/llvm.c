@@ -32,7 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "jit.h"
 
@@ -306,8 +308,15 @@ void jit_stats(Jit *j, JitStats *out) {
 
 /* ---- the background compiler ----------------------------------------------------------- */
 
+/* The background compiler. It runs at nice 10: where runs keep every core busy (2 pool
+ * threads on 2 cores; a first run in auto mode is exactly that), the scheduler gives the
+ * runs about nine tenths of a shared core instead of half, so compiling the native code
+ * does not slow the bytecode that runs meanwhile, and it still finishes. */
 static void *compile_thread(void *arg) {
   Jit *j = arg;
+#ifdef __linux__
+  setpriority(PRIO_PROCESS, (id_t)gettid(), 10); /* this thread only (Linux); advice: ignore failure */
+#endif
   pthread_mutex_lock(&j->lock);
   for (;;) {
     while (!j->qlen && !j->stopping) pthread_cond_wait(&j->work, &j->lock);

@@ -14,8 +14,9 @@
  * kernel (no bytecode, no native code): the differential tests' bit-exact baseline.
  *
  * Threads: runs share nothing mutable but the counters (under `lock`) and the packed
- * copies of params (made once, under `lock`, by the first run that needs one); params
- * are set before runs start (dvm.h), and setting one drops its packed copy.
+ * copies of params (made once, under `lock`, when the param is set or else by the first
+ * run that needs one); params are set before runs start (dvm.h), and setting one
+ * replaces its packed copy.
  *
  * Past 800 lines on purpose: the model's whole life (compile, plans and arenas, packed
  * weights, the run loop over kernels, the public accessors) shares the private dvm_model
@@ -554,8 +555,8 @@ static dvm_status check_gathers(const dvm_model *m, const Binding *b, const Kern
 
 /* Param v (bound to t, a [K, N] f32 weight) packed for code of `lanes` lanes (jit_pack):
  * made when it is bound (prepack), else by the first run that needs it, under the lock
- * (concurrent runs wait for the one copy), then read without a lock. The copy is a cache of the bound values,
- * hence the cast: a run does not change what the model computes. */
+ * (concurrent runs wait for the one copy), then read without a lock. The copy is a cache
+ * of the bound values, hence the cast: a run does not change what the model computes. */
 static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int lanes, Err *err) {
   dvm_model *m = (dvm_model *)mc;
   float *pk = atomic_load_explicit(&m->packed[v], memory_order_acquire);
