@@ -34,6 +34,8 @@
 #include "pool.h"
 #include "runtime.h"
 
+enum { ARENAS_KEPT = 4 }; /* free arenas a model keeps for its next runs */
+
 struct dvm_model {
   Graph *g;
   dvm_tier tier;
@@ -58,6 +60,9 @@ struct dvm_model {
   uint32_t nadopted;
   _Atomic(float *) *packed; /* per value id: a param weight packed for mix kernels
                                (jit_pack), made by set_param (else at its first use) */
+  void *arena[ARENAS_KEPT];  /* arenas not in use (under lock), any plan's ... */
+  size_t arena_size[ARENAS_KEPT]; /* ... of these sizes */
+  int narenas;
 };
 
 /* ---- plans: what a binding costs, worked out once ------------------------------------------
@@ -68,10 +73,11 @@ struct dvm_model {
  * every intermediate (a kernel's output that only later kernels read) from its liveness:
  * values live from their dispatch to the end of the dispatch of their last reader, and
  * values whose lives overlap get disjoint ranges. A run with a known binding costs one
- * lookup; it takes an arena from the plan's free list (runs on other threads take others),
- * so intermediates cost no allocation and no page faults. Intermediates of kernels that
+ * lookup; it takes an arena from the model's free ones, the smallest that is large enough
+ * whichever binding it served (runs on other threads take others), so intermediates cost
+ * no allocation and no page faults. Intermediates of kernels that
  * run on the reference path are still allocated there. */
-enum { PLAN_MAX = 16, PLAN_KEY_MAX = 256, ARENAS_KEPT = 4 };
+enum { PLAN_MAX = 16, PLAN_KEY_MAX = 256 };
 
 typedef struct Plan {
   struct Plan *next;
@@ -80,8 +86,6 @@ typedef struct Plan {
   Binding b;
   size_t *aoff;         /* per value: arena offset, SIZE_MAX if not in the arena */
   size_t arena_bytes;
-  void *free_arena[ARENAS_KEPT]; /* arenas not in use */
-  int nfree;
   int users;            /* runs using it now: it is not evicted while > 0 */
 } Plan;
 
@@ -89,7 +93,6 @@ static void plan_free(Plan *pl) {
   if (!pl) return;
   rt_binding_free(&pl->b);
   free(pl->aoff);
-  for (int i = 0; i < pl->nfree; i++) free(pl->free_arena[i]);
   free(pl);
 }
 
@@ -204,23 +207,50 @@ static dvm_status plan_get(dvm_model *m, Tensor **given, Plan **out, Err *err) {
   return DVM_OK;
 }
 
-/* An arena for one run of plan pl (NULL if it needs none). */
-static void *arena_take(dvm_model *m, Plan *pl, Err *err, dvm_status *st) {
+/* An arena of at least `bytes` for one run (NULL if it needs none): the smallest free one
+ * that is large enough, of any plan, else a new one. Arenas of 64 KB or more are whole
+ * 2 MB pages (rt_alloc), so one serves the plans of many batch sizes: a run with a new
+ * binding usually finds one already touched, and a first touch costs a page fault per
+ * 4 KB page otherwise (10–20 µs each here; W5 at N = 16 has a 256 KB arena). */
+static void *arena_take(dvm_model *m, size_t bytes, size_t *size, Err *err, dvm_status *st) {
   *st = DVM_OK;
-  if (!pl->arena_bytes) return NULL;
+  *size = 0;
+  if (!bytes) return NULL;
   void *a = NULL;
   pthread_mutex_lock(&m->lock);
-  if (pl->nfree) a = pl->free_arena[--pl->nfree];
+  int best = -1;
+  for (int i = 0; i < m->narenas; i++)
+    if (m->arena_size[i] >= bytes && (best < 0 || m->arena_size[i] < m->arena_size[best])) best = i;
+  if (best >= 0) {
+    a = m->arena[best], *size = m->arena_size[best];
+    m->narenas--;
+    m->arena[best] = m->arena[m->narenas], m->arena_size[best] = m->arena_size[m->narenas];
+  }
   pthread_mutex_unlock(&m->lock);
-  if (!a && !(a = rt_alloc(pl->arena_bytes)))
-    *st = ir_err(err, DVM_ERR_NOMEM, "out of memory allocating a %zu-byte arena", pl->arena_bytes);
+  if (a) return a;
+  enum { HUGE_FROM = 64 << 10, HUGE_PAGE = 2 << 20 };
+  *size = bytes >= HUGE_FROM && bytes <= SIZE_MAX - HUGE_PAGE ? (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE : bytes;
+  if (!(a = rt_alloc(*size)))
+    *st = ir_err(err, DVM_ERR_NOMEM, "out of memory allocating a %zu-byte arena", bytes);
   return a;
 }
 
-static void plan_release(dvm_model *m, Plan *pl, void *arena) {
+/* The run is done with plan pl and its arena (of `size` bytes): the arena is kept for
+ * later runs unless ARENAS_KEPT larger ones are (then the smallest is freed). */
+static void plan_release(dvm_model *m, Plan *pl, void *arena, size_t size) {
   if (!pl) return;
   pthread_mutex_lock(&m->lock);
-  if (arena && pl->nfree < ARENAS_KEPT) pl->free_arena[pl->nfree++] = arena, arena = NULL;
+  if (arena && m->narenas < ARENAS_KEPT) {
+    m->arena[m->narenas] = arena, m->arena_size[m->narenas++] = size, arena = NULL;
+  } else if (arena) {
+    int small = 0;
+    for (int i = 1; i < m->narenas; i++)
+      if (m->arena_size[i] < m->arena_size[small]) small = i;
+    if (m->arena_size[small] < size) {
+      void *old = m->arena[small];
+      m->arena[small] = arena, m->arena_size[small] = size, arena = old;
+    }
+  }
   pl->users--;
   bool drop = pl->nkey == UINT32_MAX;
   pthread_mutex_unlock(&m->lock);
@@ -344,6 +374,7 @@ void dvm_model_destroy(dvm_model *m) {
   free(m->params);
   for (uint32_t v = 0; m->packed && v < m->g->nodes.n; v++) free(atomic_load(&m->packed[v]));
   free(m->packed);
+  for (int i = 0; i < m->narenas; i++) free(m->arena[i]);
   ir_graph_free(m->g);
   free(m->inputs);
   free(m->pnodes);
@@ -759,6 +790,7 @@ static dvm_status run(dvm_model *m, int ninputs, const char *const *names, dvm_t
   Binding own = {0}, *bp = &own;
   Plan *pl = NULL;
   void *arena = NULL;
+  size_t arena_size = 0;
   if (!vals || (into && !(dst = calloc(g->nodes.n, sizeof *dst)))) {
     st = ir_err(&err, DVM_ERR_NOMEM, "out of memory");
     goto done;
@@ -767,7 +799,7 @@ static dvm_status run(dvm_model *m, int ninputs, const char *const *names, dvm_t
   if (m->part) { /* fused tiers: the binding's plan */
     if ((st = plan_get(m, vals, &pl, &err))) goto done;
     bp = &pl->b;
-    if ((m->entry || m->vm) && (arena = arena_take(m, pl, &err, &st), st)) goto done;
+    if ((m->entry || m->vm) && (arena = arena_take(m, pl->arena_bytes, &arena_size, &err, &st), st)) goto done;
   } else if ((st = rt_bind(g, vals, NULL, &own, &err))) {
     goto done;
   }
@@ -825,7 +857,7 @@ static dvm_status run(dvm_model *m, int ninputs, const char *const *names, dvm_t
   pthread_mutex_unlock(&m->lock);
 done:
   rt_binding_free(&own);
-  plan_release(m, pl, arena);
+  plan_release(m, pl, arena, arena_size);
   free(vals);
   free(dst);
   return st ? rt_fail(&err) : rt_ok();
