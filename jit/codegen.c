@@ -1740,19 +1740,24 @@ static void sm_block(Cg *c, LLVMValueRef row, void *arg) {
  * still splits by rows:
  *
  *   for each row block of the call's items (an mc x kc block of a stays in L2)
- *     for each block of kc values of k (at least one block, so K = 0 still gets its epilogue)
- *       for the row block's panels in the call (its kc x nr slice of packed b stays in L1/L2)
- *         micro-kernels of mr rows, then 4, 2, 1 rows for the rest: mr x nr sums in
- *           registers (mr·nr/W vectors), per k the nr/W vectors of b loaded once and each
- *           row's a element broadcast into nr/W fused multiply-adds; the sums start at
- *           zero on the first k block and from the output otherwise, and go back to the
- *           output, masked past column N
- *         on the last k block: the epilogue over the panel's rows and columns, reading
- *           the sums from the output (in L1) and storing every output
+ *     for each group of the row block's panels in the call, their sums for the block's
+ *     rows about PK_SUMS bytes (they stay in L2 across the k blocks)
+ *       for each block of kc values of k (at least one block, so K = 0 still gets its epilogue)
+ *         for the group's panels (the kc x nr slice of packed b stays in L2)
+ *           micro-kernels of mr rows, then 4, 2, 1 rows for the rest: mr x nr sums in
+ *             registers (mr·nr/W vectors), per k the nr/W vectors of b loaded once and each
+ *             row's a element broadcast into nr/W fused multiply-adds; the sums start at
+ *             zero on the first k block and from the output otherwise, and go back to the
+ *             output, masked past column N. A packed param's next slice is prefetched by
+ *             the first tiles, one cache line per k.
+ *           on the last k block: the epilogue over the panel's rows and columns, reading
+ *             the sums from the output (in L1) and storing every output
  *
  * The sums live in the first full-shaped f32 output (the epilogue overwrites it last). */
 
 enum { PK_MAXR = 16, PK_MAXV = 8 };
+/* Bytes of sums a group of panels keeps for its row block (in L2 across the k blocks). */
+enum { PK_SUMS = 512 * 1024 };
 
 /* How a mix kernel's matmul goes through the packed path. */
 typedef struct PkForm {
@@ -1774,6 +1779,8 @@ typedef struct Pk {
   LLVMValueRef K, N, M, P, begin, end; /* M rows, P panels; the call's items [begin, end) */
   LLVMValueRef Mg, IB;           /* rows per product (M unless batched), row blocks per product */
   LLVMValueRef pbegin, pend;      /* the current row block's panels */
+  LLVMValueRef G, gbegin, gend;   /* panels per group; the current group of them */
+  LLVMValueRef next;             /* packed param: the slice of b the next panel reads */
   LLVMValueRef ic, mend;         /* the row block [ic, mend) */
   LLVMValueRef pc, kc, first, last; /* the k block [pc, pc + kc); first / last block (i1) */
   LLVMValueRef j0, jend, panel;  /* the panel's columns [j0, jend) and its packed rows from pc */
@@ -1786,6 +1793,14 @@ typedef struct Pk {
 
 static LLVMValueRef imin(Cg *c, LLVMValueRef x, LLVMValueRef y) {
   return LLVMBuildSelect(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, x, y, ""), x, y, "");
+}
+
+/* A prefetch (for reading, into every level: prefetcht0) of base[off]. */
+static void prefetch(Cg *c, LLVMValueRef base, LLVMValueRef off) {
+  LLVMValueRef p = LLVMBuildGEP2(c->B, c->f32, base, &off, 1, "");
+  LLVMTypeRef pt = c->ptr;
+  intrinsic(c, "llvm.prefetch", &pt, 1,
+            (LLVMValueRef[]){p, LLVMConstInt(c->i32, 0, 0), LLVMConstInt(c->i32, 3, 0), LLVMConstInt(c->i32, 1, 0)}, 4);
 }
 
 /* The micro-kernel: rows [row, row + pk->rows) of the current panel and k block. */
@@ -1808,6 +1823,16 @@ static void pk_tile(Cg *c, LLVMValueRef row, void *arg) {
     }
   }
   c->mask = NULL;
+  /* the next panel's slice (pk_panel: nr / 16 cache lines per k), spread over the panel's
+   * first nr / 16 tiles: tile t fetches lines [t·kc, t·kc + kc) of it, one per k (the later
+   * tiles fetch them again, hits). Without it the first tile of each panel waits on b's
+   * slice from L3 or memory: W5's kernels 8-9% slower at N = 1024. */
+  LLVMValueRef pfoff = NULL;
+  int lines = (int)(pk->t.nr / 16);
+  if (pk->next && R == pk->t.mr && lines > 0) {
+    LLVMValueRef t = LLVMBuildUDiv(B, LLVMBuildSub(B, row, pk->ic, ""), ci64(c, R), "");
+    pfoff = LLVMBuildMul(B, LLVMBuildURem(B, t, ci64(c, lines), ""), ci64(c, pk->t.kc * 16), "");
+  }
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(B), head = LLVMAppendBasicBlockInContext(c->C, c->fn, "pk.k"),
                     body = LLVMAppendBasicBlockInContext(c->C, c->fn, "pk.k.body"),
                     done = LLVMAppendBasicBlockInContext(c->C, c->fn, "pk.k.done");
@@ -1820,6 +1845,7 @@ static void pk_tile(Cg *c, LLVMValueRef row, void *arg) {
   LLVMPositionBuilderAtEnd(B, body);
   LLVMValueRef bv[PK_MAXV], next[PK_MAXR][PK_MAXV];
   LLVMValueRef brow = LLVMBuildMul(B, k, ci64(c, pk->t.nr), "");
+  if (pfoff) prefetch(c, pk->next, LLVMBuildAdd(B, pfoff, LLVMBuildMul(B, k, ci64(c, 16), ""), ""));
   for (int v = 0; v < V; v++) {
     LLVMValueRef off = LLVMBuildAdd(B, brow, ci64(c, (int64_t)v * c->W), "");
     LLVMValueRef l = LLVMBuildLoad2(B, c->vf, LLVMBuildGEP2(B, c->f32, pk->panel, &off, 1, ""), "");
@@ -2022,6 +2048,14 @@ static void pk_panel(Cg *c, LLVMValueRef jp, void *arg) {
     LLVMValueRef off = LLVMBuildAdd(B, LLVMBuildMul(B, LLVMBuildMul(B, jp, pk->K, ""), ci64(c, nr), ""),
                                     LLVMBuildMul(B, pk->pc, ci64(c, nr), ""), "");
     pk->panel = LLVMBuildGEP2(B, c->f32, pk->pb, &off, 1, "panel");
+    /* the slice read next: the group's next panel in this k block, else its first panel in
+     * the next k block, else the first panel of the next group (or row block) at k = 0 */
+    LLVMValueRef j1 = LLVMBuildAdd(B, jp, ci64(c, 1), ""), more = LLVMBuildICmp(B, LLVMIntSLT, j1, pk->gend, "");
+    LLVMValueRef after = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, pk->gend, pk->pend, ""), pk->gend, pk->pbegin, "");
+    LLVMValueRef nj = LLVMBuildSelect(B, more, j1, LLVMBuildSelect(B, pk->last, after, pk->gbegin, ""), "");
+    LLVMValueRef npc = LLVMBuildSelect(B, more, pk->pc, LLVMBuildSelect(B, pk->last, ci64(c, 0), LLVMBuildAdd(B, pk->pc, ci64(c, pk->t.kc), ""), ""), "");
+    LLVMValueRef noff = LLVMBuildMul(B, LLVMBuildAdd(B, LLVMBuildMul(B, nj, pk->K, ""), npc, ""), ci64(c, nr), "");
+    pk->next = LLVMBuildGEP2(B, c->f32, pk->pb, &noff, 1, "next");
   } else { /* b's kc x nr block of this panel, read through its view, into the stack block */
     row_bases(c, pk->ic, c->dom, c->r); /* the batch's indices */
     if (pk->bt) /* chunks of W values of k */
@@ -2058,7 +2092,18 @@ static void pk_kblock(Cg *c, LLVMValueRef kb, void *arg) {
   pk->first = LLVMBuildICmp(B, LLVMIntEQ, kb, ci64(c, 0), "");
   pk->last = LLVMBuildICmp(B, LLVMIntSGE, after, pk->K, "");
   if (!pk->f.adirect) counted(c, pk->ic, pk->mend, 1, pk_pack_a, pk);
-  counted(c, pk->pbegin, pk->pend, 1, pk_panel, pk);
+  counted(c, pk->gbegin, pk->gend, 1, pk_panel, pk);
+}
+
+/* Group g of the row block's panels: every k block over them. */
+static void pk_group(Cg *c, LLVMValueRef g, void *arg) {
+  Pk *pk = arg;
+  LLVMBuilderRef B = c->B;
+  pk->gbegin = LLVMBuildAdd(B, pk->pbegin, LLVMBuildMul(B, g, pk->G, ""), "");
+  pk->gend = imin(c, LLVMBuildAdd(B, pk->gbegin, pk->G, ""), pk->pend);
+  LLVMValueRef kbs = LLVMBuildSDiv(B, LLVMBuildAdd(B, pk->K, ci64(c, pk->t.kc - 1), ""), ci64(c, pk->t.kc), "");
+  kbs = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, kbs, ci64(c, 1), ""), ci64(c, 1), kbs, "");
+  counted(c, ci64(c, 0), kbs, 1, pk_kblock, pk);
 }
 
 /* Row block ib: block ib % IB of product ib / IB (rows [ib·mc, ib·mc + mc) of [0, M)
@@ -2073,9 +2118,13 @@ static void pk_iblock(Cg *c, LLVMValueRef ib, void *arg) {
   LLVMValueRef lo = LLVMBuildSub(B, pk->begin, first, ""), hi = LLVMBuildSub(B, pk->end, first, "");
   pk->pbegin = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, lo, ci64(c, 0), ""), ci64(c, 0), lo, "");
   pk->pend = imin(c, hi, pk->P);
-  LLVMValueRef kbs = LLVMBuildSDiv(B, LLVMBuildAdd(B, pk->K, ci64(c, pk->t.kc - 1), ""), ci64(c, pk->t.kc), "");
-  kbs = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, kbs, ci64(c, 1), ""), ci64(c, 1), kbs, "");
-  counted(c, ci64(c, 0), kbs, 1, pk_kblock, pk);
+  /* groups of panels whose sums for the block's rows take about PK_SUMS bytes */
+  LLVMValueRef rows = LLVMBuildSub(B, pk->mend, pk->ic, "");
+  rows = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, rows, ci64(c, 1), ""), ci64(c, 1), rows, "");
+  LLVMValueRef G = LLVMBuildSDiv(B, ci64(c, PK_SUMS / 4 / pk->t.nr), rows, "");
+  pk->G = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, G, ci64(c, 1), ""), ci64(c, 1), G, "");
+  LLVMValueRef ng = LLVMBuildSDiv(B, LLVMBuildAdd(B, LLVMBuildSub(B, pk->pend, pk->pbegin, ""), LLVMBuildSub(B, pk->G, ci64(c, 1), ""), ""), pk->G, "");
+  counted(c, ci64(c, 0), ng, 1, pk_group, pk);
 }
 
 /* Items [begin, end) of a mix kernel whose weight is packed (bufs[ninputs + noutputs]):
