@@ -14,8 +14,9 @@
  * × nr columns of accumulators (AVX-512: 6 × 64 = 24 of the 32 zmm registers, 4 b
  * vectors, the a element broadcast from memory by the fma; 12 × 32 and 14 × 32 measured
  * slower with a read in place), kc values of k per block (the kc × nr slice of a panel,
- * 64 KB, is re-read from L1/L2 by every row block) and mc rows of a per block (the
- * mc × kc block of a and the mc rows of sums stay in L2). */
+ * 64 KB, is re-read from L1/L2 by every row block) and at most mc rows of a per block
+ * (the mc × kc block of a stays in L2, and codegen groups the panels so that the block's
+ * sums over a group do too). */
 JitTile jit_tile(int lanes) {
   if (lanes >= 16) return (JitTile){.mr = 6, .nr = 4 * lanes, .kc = 256, .mc = 144};
   if (lanes == 8) return (JitTile){.mr = 6, .nr = 2 * lanes, .kc = 256, .mc = 144};
