@@ -208,10 +208,9 @@ static dvm_status plan_get(dvm_model *m, Tensor **given, Plan **out, Err *err) {
 }
 
 /* An arena of at least `bytes` for one run (NULL if it needs none): the smallest free one
- * that is large enough, of any plan, else a new one. Arenas of 64 KB or more are whole
- * 2 MB pages (rt_alloc), so one serves the plans of many batch sizes: a run with a new
- * binding usually finds one already touched, and a first touch costs a page fault per
- * 4 KB page otherwise (10–20 µs each here; W5 at N = 16 has a 256 KB arena). */
+ * that is large enough, of any plan, else a new one (rt_alloc: whole 2 MB pages from
+ * 1 MB). So a run with a new binding usually finds memory already touched: a first touch
+ * costs a page fault per page (10–20 µs per 4 KB page here). */
 static void *arena_take(dvm_model *m, size_t bytes, size_t *size, Err *err, dvm_status *st) {
   *st = DVM_OK;
   *size = 0;
@@ -228,9 +227,8 @@ static void *arena_take(dvm_model *m, size_t bytes, size_t *size, Err *err, dvm_
   }
   pthread_mutex_unlock(&m->lock);
   if (a) return a;
-  enum { HUGE_FROM = 64 << 10, HUGE_PAGE = 2 << 20 };
-  *size = bytes >= HUGE_FROM && bytes <= SIZE_MAX - HUGE_PAGE ? (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE : bytes;
-  if (!(a = rt_alloc(*size)))
+  *size = rt_alloc_size(bytes);
+  if (!(a = rt_alloc(bytes)))
     *st = ir_err(err, DVM_ERR_NOMEM, "out of memory allocating a %zu-byte arena", bytes);
   return a;
 }

@@ -28,6 +28,8 @@ dvm_status rt_tensor_new(DType dt, int rank, const int64_t *shape, Tensor **out,
 /* 64-byte aligned memory (tensor data, arenas, packed weights); large blocks on
  * transparent huge pages (tensor.c). NULL if out of memory; free() releases it. */
 void *rt_alloc(size_t bytes);
+/* The bytes rt_alloc(bytes) makes usable (its rounding). */
+size_t rt_alloc_size(size_t bytes);
 /* A header over memory someone else owns (an arena, the caller's): not freed with it. */
 dvm_status rt_tensor_wrap(DType dt, int rank, const int64_t *shape, void *data, Tensor **out, Err *err);
 void rt_tensor_free(Tensor *t);

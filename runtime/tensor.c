@@ -90,13 +90,21 @@ enum { HUGE_PAGE = 2 << 20, HUGE_FROM = 1 << 20 };
  * row spans two lines); blocks of HUGE_FROM bytes or more are rounded up to whole 2 MB
  * pages that the kernel is asked to back with transparent huge pages. A first touch
  * costs a page fault per page, 10 to 20 µs each for 4 KB pages on the virtual machines
- * dvm is measured on: 16 MB took 73 to 84 ms to touch on 4 KB pages and 1.8 ms on 2 MB
- * pages, which is most of a first run (W5 at N = 1024: its arena and output). Up to
- * 1 MB of the last page may go unused. Free with free(). */
+ * dvm is measured on (16 MB: 73 to 84 ms on 4 KB pages, 1.8 ms on 2 MB pages the process
+ * had just freed), which was most of a first run (W5 at N = 1024: its arena and output;
+ * at N = 1, packing its weights). Up to 1 MB of the last page may go unused. Smaller
+ * blocks stay on 4 KB pages: a fresh 2 MB page sometimes took 3.5 ms to fault in (W5's
+ * 256 KB arena at N = 16 rounded to one: first runs of 3.4–3.8 or 7.0–7.2 ms, against
+ * 3.7–4.0 ms on 4 KB pages). Free with free(). */
+size_t rt_alloc_size(size_t bytes) {
+  size_t align = bytes >= HUGE_FROM ? HUGE_PAGE : 64;
+  return bytes > PTRDIFF_MAX - HUGE_PAGE ? bytes : bytes ? (bytes + align - 1) / align * align : align;
+}
+
 void *rt_alloc(size_t bytes) {
   if (bytes > PTRDIFF_MAX - HUGE_PAGE) return NULL;
   size_t align = bytes >= HUGE_FROM ? HUGE_PAGE : 64;
-  bytes = bytes ? (bytes + align - 1) / align * align : align;
+  bytes = rt_alloc_size(bytes);
   void *p = aligned_alloc(align, bytes);
 #ifdef MADV_HUGEPAGE
   if (p && align == HUGE_PAGE) madvise(p, bytes, MADV_HUGEPAGE); /* advice only */
