@@ -984,7 +984,8 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
       }
     } else {
       c->mode = VMM_MIX;
-      /* a prologue's a: the runtime computes it into the buffer after the packed one */
+      /* a prologue's a: computed by the driver (prologue_rows), else by the runtime into
+         the buffer after the packed one */
       c->a_buf = pro ? k->ninputs + k->noutputs + 1 : (uint32_t)input_index(&e, a), c->b_buf = (uint32_t)input_index(&e, b);
       c->has_prologue = pro, c->prologue = pro ? a : 0;
       if (pro) prologue_rows(&e, a);
