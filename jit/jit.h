@@ -22,6 +22,12 @@
 
 #include "../fusion/fusion.h"
 
+/* 2^f for f in [-1/2, 1/2]: a degree-5 polynomial, coefficients of f^0..f^5 (relative
+ * error 2.1e-7, a Lawson minimax fit rounded to float). gelu_tanh uses it in both tiers,
+ * codegen.c gelu_tanh and vm_exec.inc F_(gelu_tanh), which must round alike. */
+#define JIT_EXP2_POLY {1.0000001192092896f, 0.6931469440460205f, 0.24022120237350464f, \
+                       0.05550713464617729f, 0.009675540030002594f, 0.0013276454992592335f}
+
 typedef void (*KernelFn)(void *const *bufs, const int64_t *dims, int64_t begin, int64_t end);
 
 typedef enum JitState {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jit.h"
 #include "vm.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)

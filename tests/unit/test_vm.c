@@ -59,10 +59,11 @@ static const char *elementwise =
     "nz = neg(o8)\n lv = log(v)\n"          /* -0 where relu gave +0; NaN where v < 0 */
     "o33 = max(nz, o8)\n o34 = min(o8, nz)\n o35 = max(lv, nz)\n o36 = min(nz, lv)\n"
     "mxy = mul(x, y)\n o37 = add(mxy, w)\n"   /* one MULADD (vm_encode.c fuse) */
+    "o38 = gelu_tanh(w)\n o39 = gelu_tanh(lv)\n" /* its 2^t past both clamps; NaN, -inf */
     "c1 = lt(v, y)\n c2 = ne(v, y)\n o29 = select(c1, v, y)\n"
     "o30 = cast(v, to=i32)\n o31 = cast(o30, to=f32)\n c3 = cast(o17, to=bool)\n"
     "output o1, o2, o3, o4, o5, o6, o7, o8, o9, o10, o11, o12, o13, o14, o15, o16, o17, o18, "
-    "o19, o20, o21, o22, o23, o24, o25, o26, o27, o28, o29, o30, o31, o32, o33, o34, o35, o36, o37, c1, c2, c3\n";
+    "o19, o20, o21, o22, o23, o24, o25, o26, o27, o28, o29, o30, o31, o32, o33, o34, o35, o36, o37, o38, o39, c1, c2, c3\n";
 
 static const char *reductions =
     "graph red\n"
