@@ -540,8 +540,12 @@ static void call_range(void *arg, int64_t begin, int64_t end) {
   else vm_exec(c->vm, c->bufs, c->dims, begin, end);
 }
 
-/* Rows per chunk: enough work (~64K element-operations) that splitting pays for itself,
- * so small runs stay on the caller with no synchronization. */
+/* Rows per chunk: enough work (~16K element-operations, 2-3 us) that splitting pays for
+ * itself while the workers still spin from the last region, so small runs stay on the
+ * caller with no synchronization. With 64K, W1-W3 at N = 64 ran on one thread of two
+ * (W1: 11.0 us, in chunks of 16 rows 6.0-8.5 us); 8K, which splits N = 16, helped or
+ * hurt from one minute to the next on this shared machine (W1 N = 16: 2.0 or 3.6 us
+ * against 3.0 on one thread). */
 static int64_t grain(const Graph *g, const Partition *p, const Kernel *k, int64_t item) {
   int64_t c, cost = item > 0 ? item : 1;
   for (uint32_t i = 0; i < k->nmembers; i++) { /* a matmul row costs K times more */
@@ -550,7 +554,7 @@ static int64_t grain(const Graph *g, const Partition *p, const Kernel *k, int64_
     uint32_t a = ir_operand(g, v, 0);
     if (ir_dim_is_const(g, ir_shape(g, a)[ir_node(g, a)->rank - 1], &c)) cost *= c;
   }
-  return cost >= 65536 ? 1 : 65536 / cost;
+  return cost >= 16384 ? 1 : 16384 / cost;
 }
 
 /* The indices of k's gathers are in range (negative ones count from the end), as the

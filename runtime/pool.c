@@ -53,7 +53,7 @@ enum {
 };
 #define LEFT_MAX ((UINT64_C(1) << LEFT_BITS) - 1)
 #define SEQ_MASK ((UINT64_C(1) << (64 - LEFT_BITS)) - 1)
-#define POOL_SPIN_NS 10000 /* 10 us: long enough to catch the next kernel of a model */
+#define POOL_SPIN_NS 100000 /* 100 us: the next kernel of a model, and the next run of a caller that runs back to back (a sleeping vCPU here took tens of us to wake) */
 
 /* One job of the region in flight. */
 typedef struct Slot {
