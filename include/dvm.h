@@ -84,10 +84,7 @@ const char *dvm_status_name(dvm_status s);
 dvm_status dvm_context_create(dvm_context **out);
 /* Destroy a context after every model compiled in it (they share its JIT and pool). It
  * waits for the background compile in flight, if any. A process may also exit with its
- * contexts alive; background compiles are then stopped at exit, except while the
- * process's first compiles are in flight (LLVM makes static objects during them, which
- * exit may destroy first): a program that can exit within its first second or so of
- * compiling destroys its contexts before it exits. */
+ * contexts alive: the background compiles stop at exit (after the one in flight). */
 void dvm_context_destroy(dvm_context *ctx);
 
 /* ---- dtypes ---------------------------------------------------------------------- */
