@@ -36,6 +36,7 @@
  *    `claim` before reading `sleepers` (both seq_cst), so a wake-up is never lost. */
 #include "pool.h"
 
+#include <alloca.h>
 #include <assert.h>
 #include <pthread.h>
 #include <signal.h>
@@ -169,8 +170,27 @@ static uint64_t wait_region(Pool *p, uint64_t seen) {
   return atomic_load(&p->stop) ? 0 : seq;
 }
 
+enum { KERNEL_STACK = 512 << 10, STACK_SPARE = 64 << 10 };
+
+__attribute__((noinline)) static void touch_below(size_t n) {
+  volatile char *b = alloca(n);
+  for (size_t i = 0; i < n; i += 4096) b[i] = 0;
+}
+
+void rt_touch_stack(void) {
+  pthread_attr_t a;
+  void *lo;
+  size_t size;
+  if (pthread_getattr_np(pthread_self(), &a)) return;
+  int ok = !pthread_attr_getstack(&a, &lo, &size);
+  pthread_attr_destroy(&a);
+  char *sp = __builtin_frame_address(0);
+  if (ok && sp > (char *)lo && (size_t)(sp - (char *)lo) > KERNEL_STACK + STACK_SPARE) touch_below(KERNEL_STACK);
+}
+
 static void *worker(void *arg) {
   Pool *p = arg;
+  rt_touch_stack();
   for (uint64_t seen = 0, seq; (seq = wait_region(p, seen)) != 0; seen = seq) work(p, seq, false);
   return NULL;
 }

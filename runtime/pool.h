@@ -41,4 +41,10 @@ void rt_pool_run(Pool *p, void (*fn)(void *ctx, int64_t begin, int64_t end), voi
  * may run at the same time, so the jobs must be independent of one another. */
 void rt_pool_run_many(Pool *p, const PoolJob *jobs, int n);
 
+/* Fault in the pages of the calling thread's stack that kernels use (KERNEL_STACK below
+ * the caller's frame: the bytecode's GEMM driver keeps 358 KB of blocks there, native
+ * GEMM 210 KB), so a first run does not pay for them one fault at a time. Nothing on a
+ * stack without that much room to spare. Workers do it when they start. */
+void rt_touch_stack(void);
+
 #endif /* DVM_POOL_H */
