@@ -579,12 +579,6 @@ static LLVMValueRef lit(Cg *c, uint32_t u) {
   return is_low(t) ? round_to(c, splatf(c, (float)v), t) : splatf(c, (float)v);
 }
 
-/* exp(x) emitted inline (Cephes expf): x = n·ln2 + r with ln2 split in two, a degree-6
- * polynomial in r, scaled by 2^n: on AVX-512 by vscalefps, which rounds overflow to inf
- * and underflow to subnormals or 0 itself, elsewhere as 2^(n/2)·2^(n-n/2) so that results
- * near the ends stay exact, with > 88.72 inf, < -103.97 0. NaN stays NaN. About 1
- * ulp, and several times faster here than a call to libmvec's expf (measured with
- * dvm bench), which is why this one function is not libmvec's. */
 /* y·2^n for n a whole float in [-150, 128]: vscalefps on AVX-512, else 2^(n/2)·2^(n-n/2)
  * (each factor a normal float) so the product overflows and underflows as IEEE. */
 static LLVMValueRef scale2n(Cg *c, LLVMValueRef y, LLVMValueRef n) {
@@ -605,6 +599,12 @@ static LLVMValueRef scale2n(Cg *c, LLVMValueRef y, LLVMValueRef n) {
   return LLVMBuildFMul(B, LLVMBuildFMul(B, y, s1, ""), s2, "");
 }
 
+/* exp(x) emitted inline (Cephes expf): x = n·ln2 + r with ln2 split in two, a degree-6
+ * polynomial in r, scaled by 2^n: on AVX-512 by vscalefps, which rounds overflow to inf
+ * and underflow to subnormals or 0 itself, elsewhere as 2^(n/2)·2^(n-n/2) so that results
+ * near the ends stay exact, with > 88.72 inf, < -103.97 0. NaN stays NaN. About 1
+ * ulp, and several times faster here than a call to libmvec's expf (measured with
+ * dvm bench), which is why this one function is not libmvec's. */
 static LLVMValueRef vexp(Cg *c, LLVMValueRef x) {
   LLVMBuilderRef B = c->B;
   LLVMTypeRef t = c->vf;
@@ -618,8 +618,8 @@ static LLVMValueRef vexp(Cg *c, LLVMValueRef x) {
   for (int i = 1; i < 6; i++) y = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){y, r, splatf(c, P[i])}, 3);
   LLVMValueRef r2 = LLVMBuildFMul(B, r, r, "");
   y = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){y, r2, LLVMBuildFAdd(B, r, splatf(c, 1), "")}, 3);
-  if (c->NW == 16) return scale2n(c, y, n); /* AVX-512: IEEE ends already */
   LLVMValueRef res = scale2n(c, y, n);
+  if (c->NW == 16) return res; /* vscalefps: the IEEE ends already */
   res = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, x, splatf(c, 88.72283935546875), ""), splatf(c, INFINITY), res, "");
   res = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, splatf(c, -103.972084045410), ""), splatf(c, 0), res, "");
   return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealUNO, x, x, ""), x, res, "");

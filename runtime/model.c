@@ -566,7 +566,7 @@ static void call_range(void *arg, int64_t begin, int64_t end) {
   else vm_exec(c->vm, c->bufs, c->dims, begin, end);
 }
 
-/* Rows per chunk: enough work (~16K element-operations, 2-3 us) that splitting pays for
+/* Rows per chunk: enough work (~16K element-operations, 0.5-3 us) that splitting pays for
  * itself while the workers still spin from the last region, so small runs stay on the
  * caller with no synchronization. With 64K, W1-W3 at N = 64 ran on one thread of two
  * (W1: 11.0 us, in chunks of 16 rows 6.0-8.5 us); 8K, which splits N = 16, helped or

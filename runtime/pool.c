@@ -54,7 +54,9 @@ enum {
 };
 #define LEFT_MAX ((UINT64_C(1) << LEFT_BITS) - 1)
 #define SEQ_MASK ((UINT64_C(1) << (64 - LEFT_BITS)) - 1)
-#define POOL_SPIN_NS 100000 /* 100 us: the next kernel of a model, and the next run of a caller that runs back to back (a sleeping vCPU here took tens of us to wake) */
+/* 100 us: the next kernel of a model, and the next run of a caller that runs back to back
+   (a sleeping vCPU here took tens of us to wake) */
+#define POOL_SPIN_NS 100000
 
 /* One job of the region in flight. */
 typedef struct Slot {
@@ -178,6 +180,10 @@ __attribute__((noinline)) static void touch_below(size_t n) {
 }
 
 void rt_touch_stack(void) {
+  static _Thread_local bool done; /* once per thread (the main thread's attributes come
+                                     from reading /proc/self/maps) */
+  if (done) return;
+  done = true;
   pthread_attr_t a;
   void *lo;
   size_t size;
