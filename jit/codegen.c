@@ -628,6 +628,17 @@ static LLVMValueRef vexp(Cg *c, LLVMValueRef x) {
 /* x / y, y a vector; reciprocal forms stay exact divisions (as the reference). */
 static LLVMValueRef vdiv(Cg *c, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildFDiv(c->B, x, y, ""); }
 
+/* 2^t for t a float in [-150, 128] (or NaN): 2^(t - rne t) by JIT_EXP2_POLY, exact
+ * f = t - rne t in [-1/2, 1/2], scaled by 2^rne(t). */
+static LLVMValueRef pow2(Cg *c, LLVMValueRef t) {
+  LLVMTypeRef vt = c->vf;
+  LLVMValueRef n = vcall1(c, "llvm.roundeven", t), f = LLVMBuildFSub(c->B, t, n, "");
+  static const float P[6] = JIT_EXP2_POLY;
+  LLVMValueRef y = splatf(c, P[5]);
+  for (int i = 4; i >= 0; i--) y = intrinsic(c, "llvm.fma", &vt, 1, (LLVMValueRef[]){y, f, splatf(c, P[i])}, 3);
+  return scale2n(c, y, n);
+}
+
 /* gelu_tanh(x) = 0.5·x·(1 + tanh u) = x / (1 + 2^t), t = -2u·log2(e) = x·fma(x², c3, c1):
  * no tanh and no exp. t is clamped to [-150, 128] (2^t is 0 or inf past it), n = rne(t),
  * f = t - n exactly, 2^f a degree-5 polynomial on [-1/2, 1/2] (2.1e-7 relative, below
@@ -641,11 +652,17 @@ static LLVMValueRef gelu_tanh(Cg *c, LLVMValueRef x) {
                              splatf(c, k2 * 0.044715), splatf(c, k2)}, 3);
   LLVMValueRef tt = LLVMBuildFMul(B, x, p, "");
   tt = vcall2(c, "llvm.minimum", vcall2(c, "llvm.maximum", tt, splatf(c, -150.0)), splatf(c, 128.0));
-  LLVMValueRef n = vcall1(c, "llvm.roundeven", tt), f = LLVMBuildFSub(B, tt, n, "");
-  static const float P[6] = JIT_EXP2_POLY;
-  LLVMValueRef y = splatf(c, P[5]);
-  for (int i = 4; i >= 0; i--) y = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){y, f, splatf(c, P[i])}, 3);
-  return vdiv(c, x, LLVMBuildFAdd(B, splatf(c, 1), scale2n(c, y, n), ""));
+  return vdiv(c, x, LLVMBuildFAdd(B, splatf(c, 1), pow2(c, tt), ""));
+}
+
+/* exp(d) for d = x - max (softmax and log_softmax: d <= 0, or NaN): 2^t, t = d·log2 e
+ * clamped below at -150 (the sum's terms past it are 0), NaN staying NaN. The rounding of
+ * t costs ~6e-8·|t| relative, 1.7e-6 at d = -20, far inside what a probability needs;
+ * 7 multiplies and fmas against vexp's 12 (W2 is bound by them up to N = 333). The
+ * bytecode tier's F_(expm) is the same sequence. */
+static LLVMValueRef exp_shifted(Cg *c, LLVMValueRef d) {
+  LLVMValueRef t = LLVMBuildFMul(c->B, d, splatf(c, 1.4426950408889634), "");
+  return pow2(c, vcall2(c, "llvm.maximum", t, splatf(c, -150.0)));
 }
 
 static LLVMValueRef sigmoid(Cg *c, LLVMValueRef x) {
@@ -1051,7 +1068,7 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: case OP_GATHER: r = view_here(c, u); break;
   case OP_SOFTMAX: /* exp(x - max) · (1 / sum), exp(x - max) kept by the sum pass if stashed */
     x = c->stash_member == m ? load_vec(c, c->stash, c->j)
-                             : vexp(c, LLVMBuildFSub(B, operand(c, u, 0), c->n1[m], ""));
+                             : exp_shifted(c, LLVMBuildFSub(B, operand(c, u, 0), c->n1[m], ""));
     r = LLVMBuildFMul(B, x, c->n2[m], "");
     break;
   case OP_LOG_SOFTMAX: r = LLVMBuildFSub(B, operand(c, u, 0), c->n2[m], ""); break; /* x - (max + log sum) */
@@ -1235,7 +1252,7 @@ static LLVMValueRef pass_body(Cg *c, void *arg, LLVMValueRef acc) {
   LLVMValueRef x = eval(c, ps->value), v;
   switch (ps->what) {
   case W_EXP_SHIFTED:
-    v = vexp(c, LLVMBuildFSub(B, x, c->n1[ps->member], ""));
+    v = exp_shifted(c, LLVMBuildFSub(B, x, c->n1[ps->member], ""));
     if (c->stash_member == ps->member) store_vec(c, c->stash, c->j, v);
     break;
   case W_SQ_CENTERED: v = LLVMBuildFSub(B, x, c->n1[ps->member], ""), v = LLVMBuildFMul(B, v, v, ""); break;
