@@ -111,6 +111,10 @@ static bool plan_key(const dvm_model *m, Tensor *const *given, int64_t *key, uin
   return true;
 }
 
+/* Output u of kernel i lives in a run's arena: a later kernel reads it and it is not a
+ * graph output (those are kept to the end: last = UINT32_MAX). */
+static bool in_arena(const dvm_model *m, uint32_t i, uint32_t u) { return m->last[u] != UINT32_MAX && m->last[u] > i; }
+
 /* The arena offsets of the intermediates (see above). */
 static bool plan_memory(const dvm_model *m, Plan *pl) {
   const Graph *g = m->g;
@@ -131,7 +135,7 @@ static bool plan_memory(const dvm_model *m, Plan *pl) {
     const Kernel *k = &p->kernels.v[i];
     for (uint32_t j = 0; j < k->noutputs; j++) {
       uint32_t u = fu_outputs(p, k)[j];
-      if (m->last[u] != UINT32_MAX && m->last[u] > i) order[n++] = u;
+      if (in_arena(m, i, u)) order[n++] = u;
     }
   }
   size_t total = 0;
@@ -267,19 +271,14 @@ static double now_us(void) {
  * path: ARENA_RESERVE bytes (one 2 MB page of rt_alloc's, advised huge) written once, so
  * the first runs whose intermediates fit (W5 up to N of about 100) fault in no arena page.
  * Here a fresh 4 KB page costs 10-20 us to fault: W5's first run at N = 16 took about 80
- * such faults for its 320 KB of intermediates. No reserve if the allocation fails. */
+ * such faults for its 320 KB of intermediates. The same rule as the plans' (in_arena)
+ * says whether there are any. No reserve if the allocation fails. */
 static void reserve_arena(dvm_model *m) {
-  const Graph *g = m->g;
   const Partition *p = m->part;
   bool inter = false;
-  for (uint32_t i = 0; i < p->kernels.n && !inter; i++) {
-    const Kernel *k = &p->kernels.v[i];
-    for (uint32_t j = 0; j < k->noutputs && !inter; j++) {
-      uint32_t v = fu_outputs(p, k)[j];
-      inter = true;
-      for (uint32_t q = 0; q < g->outputs.n; q++) inter &= g->outputs.v[q] != v;
-    }
-  }
+  for (uint32_t i = 0; i < p->kernels.n && !inter; i++)
+    for (uint32_t j = 0; j < p->kernels.v[i].noutputs && !inter; j++)
+      inter = in_arena(m, i, fu_outputs(p, &p->kernels.v[i])[j]);
   void *a = inter ? rt_alloc(ARENA_RESERVE) : NULL;
   if (!a) return;
   memset(a, 0, ARENA_RESERVE);
@@ -375,7 +374,7 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
       if (ir_ops[ir_node(g, v)->op].kind != OPK_SOURCE) m->nkernels++;
   }
   pthread_mutex_init(&m->lock, NULL);
-  if (m->part) reserve_arena(m);
+  if (m->entry || m->vm) reserve_arena(m); /* the tiers that run kernels in an arena */
   *out = m;
   return rt_ok();
 oom:

@@ -96,14 +96,16 @@ enum { HUGE_PAGE = 2 << 20, HUGE_FROM = 1 << 20 };
  * blocks stay on 4 KB pages: a fresh 2 MB page sometimes took 3.5 ms to fault in (W5's
  * 256 KB arena at N = 16 rounded to one: first runs of 3.4–3.8 or 7.0–7.2 ms, against
  * 3.7–4.0 ms on 4 KB pages). Free with free(). */
+static size_t alloc_align(size_t bytes) { return bytes >= HUGE_FROM ? HUGE_PAGE : 64; }
+
 size_t rt_alloc_size(size_t bytes) {
-  size_t align = bytes >= HUGE_FROM ? HUGE_PAGE : 64;
+  size_t align = alloc_align(bytes);
   return bytes > PTRDIFF_MAX - HUGE_PAGE ? bytes : bytes ? (bytes + align - 1) / align * align : align;
 }
 
 void *rt_alloc(size_t bytes) {
   if (bytes > PTRDIFF_MAX - HUGE_PAGE) return NULL;
-  size_t align = bytes >= HUGE_FROM ? HUGE_PAGE : 64;
+  size_t align = alloc_align(bytes);
   bytes = rt_alloc_size(bytes);
   void *p = aligned_alloc(align, bytes);
 #ifdef MADV_HUGEPAGE
