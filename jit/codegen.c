@@ -132,7 +132,8 @@ static bool is_norm(Op op) {
   return op == OP_SOFTMAX || op == OP_LOG_SOFTMAX || op == OP_LAYERNORM || op == OP_RMSNORM;
 }
 
-enum { COL_VECS = 4 }; /* column mode: host vectors per item of the outer range */
+enum { COL_VECS = 4 }; /* column mode: host vectors per value */
+
 
 bool jit_col_mode(const Graph *g, const Kernel *k) {
   int r = ir_node(g, k->domain)->rank;
@@ -263,6 +264,15 @@ typedef struct Cg {
   LLVMValueRef *next;    /* row kernels, per input: element offset of the next row (NULL:
                             none), prefetched by the first pass while `prefetching` */
   bool prefetching;
+  LLVMBasicBlockRef entry;
+  int64_t chunk;         /* column mode: columns per item (col_chunk) ... */
+  LLVMValueRef j0, jend; /* ... and the current item's [j0, jend) */
+  LLVMValueRef *slot;    /* column mode, per red, n1 and n2 of each member: its stack array */
+  LLVMTypeRef *slot_t;   /* ... of this type (NULL: none yet) */
+  uint8_t *ready;        /* ... holding the results of a finished pass */
+  LLVMValueRef part[4];  /* column mode: the fold accumulators' arrays, one per type */
+  LLVMTypeRef part_t[4];
+  LLVMValueRef *rows4;   /* column mode: four rows' base, inner and idx (ROW_STATE each) */
 } Cg;
 
 static LLVMValueRef ci64(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
@@ -1268,18 +1278,6 @@ static LLVMValueRef fold2(Cg *c, void *arg, LLVMValueRef a, LLVMValueRef b) {
   return fold_op(c, ps->fold, ps->t, a, b);
 }
 
-/* Column mode: one pass down the R rows of the reduced axes folding a quantity at the
- * current columns (four accumulators over consecutive rows); the result is per column. */
-static LLVMValueRef fold_col(Cg *c, LLVMValueRef R, Fold f, uint32_t value, int what, int member) {
-  Pass ps = {f, (DType)ir_node(c->g, value)->dtype, value, what, member};
-  LLVMValueRef acc[MAXU];
-  for (int u = 0; u < MAXU; u++) acc[u] = identity(c, f, ps.t);
-  LLVMValueRef q = pos_loop(c, ci64(c, 0), R, MAXU, 1, place_row, acc, pass_body, &ps);
-  acc[0] = fold2(c, &ps, fold2(c, &ps, acc[0], acc[1]), fold2(c, &ps, acc[2], acc[3]));
-  pos_loop(c, q, R, 1, 1, place_row, acc, pass_body, &ps);
-  return acc[0];
-}
-
 /* Multi mode: the reduced outer indices from q (the innermost fastest), and the inputs'
  * offsets there. */
 static void place_q(Cg *c, LLVMValueRef q) {
@@ -1308,10 +1306,8 @@ static LLVMValueRef fold_q(Cg *c, void *arg, LLVMValueRef acc) {
   return fold2(c, ps, acc, part);
 }
 
-/* One pass over the row folding a quantity (four accumulators); the result is a splat. In
- * column mode, L is the count of reduced rows and the pass runs down the columns. */
+/* One pass over the row folding a quantity (four accumulators); the result is a splat. */
 static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int what, int member) {
-  if (c->col) return fold_col(c, L, f, value, what, member);
   Pass ps = {f, (DType)ir_node(c->g, value)->dtype, value, what, member};
   LLVMValueRef acc = identity(c, f, ps.t);
   if (c->multi) acc = over_reduced(c, fold_q, &ps, acc);
@@ -1402,21 +1398,59 @@ static LLVMValueRef am_col_body(Cg *c, void *arg, LLVMValueRef acc) {
   return am_pick(c, acc, LLVMBuildInsertValue(c->B, e, at, 1, ""));
 }
 
-/* argmax down the R rows of the reduced axis (column mode: one axis, the last kept), per
- * lane: four accumulators over consecutive rows, combined by index, so the first maximum
- * or the first NaN of each column wins; the i64 indices of the lanes. */
-static LLVMValueRef argmax_col(Cg *c, LLVMValueRef R, uint32_t x) {
+/* What member m folds: per pass, the fold and the quantity (W_ARGMAX: argmax's (value,
+ * index) pairs); 0 passes for members that are not reductions or normalizations. */
+enum { W_ARGMAX = 4 };
+typedef struct MPass {
+  Fold f;
+  int what;
+} MPass;
+
+static int op_passes(Op op, MPass *ps) {
+  switch (op) {
+  case OP_REDUCE_SUM: case OP_REDUCE_MEAN: ps[0] = (MPass){FOLD_SUM, W_VALUE}; return 1;
+  case OP_REDUCE_MAX: ps[0] = (MPass){FOLD_MAX, W_VALUE}; return 1;
+  case OP_REDUCE_MIN: ps[0] = (MPass){FOLD_MIN, W_VALUE}; return 1;
+  case OP_REDUCE_PROD: ps[0] = (MPass){FOLD_PROD, W_VALUE}; return 1;
+  case OP_ARGMAX: ps[0] = (MPass){FOLD_MAX, W_ARGMAX}; return 1;
+  case OP_SOFTMAX: case OP_LOG_SOFTMAX:
+    ps[0] = (MPass){FOLD_MAX_ORD, W_VALUE}, ps[1] = (MPass){FOLD_SUM, W_EXP_SHIFTED};
+    return 2;
+  case OP_LAYERNORM: ps[0] = (MPass){FOLD_SUM, W_VALUE}, ps[1] = (MPass){FOLD_SUM, W_SQ_CENTERED}; return 2;
+  case OP_RMSNORM: ps[0] = (MPass){FOLD_SUM, W_SQ}; return 1;
+  default: return 0;
+  }
+}
+
+/* Member m's per-row scalars from the result of its pass i (Lf: the count folded, splat). */
+static void finish_pass(Cg *c, uint32_t m, int i, LLVMValueRef folded, LLVMValueRef Lf) {
   LLVMBuilderRef B = c->B;
-  LLVMTypeRef vi = LLVMVectorType(c->i64, (unsigned)c->W), parts[2] = {c->vf, vi};
-  LLVMTypeRef st = LLVMStructTypeInContext(c->C, parts, 2, 0);
-  LLVMValueRef acc[MAXU];
-  acc[0] = LLVMBuildInsertValue(B, LLVMGetUndef(st), splatf(c, -INFINITY), 0, "");
-  acc[0] = LLVMBuildInsertValue(B, acc[0], LLVMConstNull(vi), 1, "");
-  for (int u = 1; u < MAXU; u++) acc[u] = acc[0];
-  LLVMValueRef q = pos_loop(c, ci64(c, 0), R, MAXU, 1, place_row, acc, am_col_body, &x);
-  acc[0] = am_pick(c, am_pick(c, acc[0], acc[1]), am_pick(c, acc[2], acc[3]));
-  pos_loop(c, q, R, 1, 1, place_row, acc, am_col_body, &x);
-  return LLVMBuildExtractValue(B, acc[0], 1, "");
+  uint32_t v = fu_members(c->p, c->k)[m];
+  Op op = (Op)ir_node(c->g, v)->op;
+  switch (op) {
+  case OP_REDUCE_MEAN: c->red[m] = vdiv(c, folded, Lf); break;
+  case OP_SOFTMAX:
+  case OP_LOG_SOFTMAX:
+    if (i == 0) c->n1[m] = folded;
+    /* softmax multiplies by 1/sum (one division per row, not per element) */
+    else if (op == OP_SOFTMAX) c->n2[m] = vdiv(c, splatf(c, 1), folded);
+    else c->n2[m] = LLVMBuildFAdd(B, c->n1[m], mvec(c, "logf", folded, NULL), "");
+    break;
+  case OP_LAYERNORM:
+    if (i == 0) {
+      c->n1[m] = vdiv(c, folded, Lf);
+    } else {
+      double eps = ir_attr_float(c->g, v, AK_EPS, 1e-5);
+      c->n2[m] = vdiv(c, splatf(c, 1), vcall1(c, "llvm.sqrt", LLVMBuildFAdd(B, vdiv(c, folded, Lf), splatf(c, eps), "")));
+    }
+    break;
+  case OP_RMSNORM: {
+    double eps = ir_attr_float(c->g, v, AK_EPS, 1e-6);
+    c->n2[m] = vdiv(c, splatf(c, 1), vcall1(c, "llvm.sqrt", LLVMBuildFAdd(B, vdiv(c, folded, Lf), splatf(c, eps), "")));
+    break;
+  }
+  default: c->red[m] = folded;
+  }
 }
 
 /* The per-row scalars of every reduction and normalization, in member order. */
@@ -1428,37 +1462,10 @@ static void row_passes(Cg *c, LLVMValueRef L) {
   LLVMValueRef Lf = vsplat(c, LLVMBuildSIToFP(B, count, c->f32, ""), "");
   for (uint32_t m = 0; m < c->k->nmembers; m++) {
     uint32_t v = fu_members(c->p, c->k)[m], x = ir_node(c->g, v)->nin ? ir_operand(c->g, v, 0) : 0;
-    Op op = (Op)ir_node(c->g, v)->op;
-    switch (op) {
-    case OP_REDUCE_SUM: c->red[m] = fold_row(c, L, FOLD_SUM, x, W_VALUE, (int)m); break;
-    case OP_REDUCE_MEAN: c->red[m] = vdiv(c, fold_row(c, L, FOLD_SUM, x, W_VALUE, (int)m), Lf); break;
-    case OP_REDUCE_MAX: c->red[m] = fold_row(c, L, FOLD_MAX, x, W_VALUE, (int)m); break;
-    case OP_REDUCE_MIN: c->red[m] = fold_row(c, L, FOLD_MIN, x, W_VALUE, (int)m); break;
-    case OP_REDUCE_PROD: c->red[m] = fold_row(c, L, FOLD_PROD, x, W_VALUE, (int)m); break;
-    case OP_ARGMAX: c->red[m] = c->col ? argmax_col(c, L, x) : argmax_row(c, L, x); break;
-    case OP_SOFTMAX:
-    case OP_LOG_SOFTMAX:
-      c->n1[m] = fold_row(c, L, FOLD_MAX_ORD, x, W_VALUE, (int)m);
-      c->n2[m] = fold_row(c, L, FOLD_SUM, x, W_EXP_SHIFTED, (int)m);
-      /* softmax multiplies by 1/sum (one division per row, not per element) */
-      if (op == OP_SOFTMAX) c->n2[m] = vdiv(c, splatf(c, 1), c->n2[m]);
-      else c->n2[m] = LLVMBuildFAdd(B, c->n1[m], mvec(c, "logf", c->n2[m], NULL), "");
-      break;
-    case OP_LAYERNORM: {
-      double eps = ir_attr_float(c->g, v, AK_EPS, 1e-5);
-      c->n1[m] = vdiv(c, fold_row(c, L, FOLD_SUM, x, W_VALUE, (int)m), Lf);
-      LLVMValueRef var = vdiv(c, fold_row(c, L, FOLD_SUM, x, W_SQ_CENTERED, (int)m), Lf);
-      c->n2[m] = vdiv(c, splatf(c, 1), vcall1(c, "llvm.sqrt", LLVMBuildFAdd(B, var, splatf(c, eps), "")));
-      break;
-    }
-    case OP_RMSNORM: {
-      double eps = ir_attr_float(c->g, v, AK_EPS, 1e-6);
-      LLVMValueRef ms = vdiv(c, fold_row(c, L, FOLD_SUM, x, W_SQ, (int)m), Lf);
-      c->n2[m] = vdiv(c, splatf(c, 1), vcall1(c, "llvm.sqrt", LLVMBuildFAdd(B, ms, splatf(c, eps), "")));
-      break;
-    }
-    default: break;
-    }
+    MPass ps[2];
+    int np = op_passes((Op)ir_node(c->g, v)->op, ps);
+    for (int i = 0; i < np; i++)
+      finish_pass(c, m, i, ps[i].what == W_ARGMAX ? argmax_row(c, L, x) : fold_row(c, L, ps[i].f, x, ps[i].what, (int)m), Lf);
   }
 }
 
@@ -2445,16 +2452,268 @@ static LLVMValueRef store_full_body(Cg *c, void *arg, LLVMValueRef acc) {
   return acc;
 }
 
-/* One item of the outer range: W columns (masked at the end of the row) of one index of the
- * kept outer axes. The folds run down the reduced rows, then the full-shaped outputs are
- * stored row by row and the reduced ones once. */
-static void col_item(Cg *c, LLVMValueRef t, void *arg) {
+/* Column mode streams whole rows: an item is a chunk of up to c->chunk columns (col_chunk)
+ * of one index of the kept outer axes (a group), and each pass reads the chunk's part of
+ * every reduced row in order, folding into a stack array of per-column accumulators.
+ * Walking down a strip of a few columns instead would read a few lines of each 4 KB row
+ * and cross a page per row, where the hardware prefetch stops: 2-3x slower from DRAM. The
+ * per-column results of finished passes (the members' red, n1, n2) live in stack arrays
+ * too, loaded at each column where later passes and the stores read them.
+ *
+ * Split (jit_col_blocks): with fewer groups than threads, the reduced rows of each group
+ * are cut into P blocks. Items [0, P·G) fold block t / G of group t % G into the scratch
+ * buffer (bufs[ninputs + noutputs + 2]); items [P·G, P·G + G), run after all of those,
+ * combine the P partial folds of a group, in block order, and store its outputs. Only
+ * kernels whose members fold once each, from nothing another fold computes, and that have
+ * no full-shaped outputs, split (col_splits). */
+enum { SPLIT_BLOCK = 16 }; /* scratch bytes per column and member: the widest accumulator
+                              (argmax: an f32 value and an i64 index), rounded up */
+
+typedef struct Stream {
+  uint32_t m, x;       /* the member and what its passes read */
+  int pass;
+  MPass ps;
+  LLVMValueRef part;   /* the pass's accumulators, one per W columns: a stack array ... */
+  LLVMValueRef sbase;  /* ... or (a split's block) at sbase + SPLIT_BLOCK·W bytes per W
+                          columns of the scratch buffer (argmax: values, then indices) */
+  LLVMTypeRef pt;
+  LLVMValueRef Lf;     /* the count of reduced rows (splat) */
+  bool first;          /* s_fold4: the first rows, from the identity (not loaded) */
+} Stream;
+
+/* A stack array of chunk / W values of type t, made once in the entry block. */
+static LLVMValueRef stack_array(Cg *c, LLVMTypeRef t) {
+  LLVMBasicBlockRef at = LLVMGetInsertBlock(c->B);
+  LLVMValueRef first = LLVMGetFirstInstruction(c->entry);
+  if (first) LLVMPositionBuilderBefore(c->B, first);
+  else LLVMPositionBuilderAtEnd(c->B, c->entry);
+  LLVMValueRef a = LLVMBuildAlloca(c->B, LLVMArrayType2(t, (uint64_t)(c->chunk / c->W)), "cols");
+  LLVMPositionBuilderAtEnd(c->B, at);
+  return a;
+}
+
+/* The current column's block of W columns, counted from the item's first. */
+static LLVMValueRef col_block(Cg *c) {
+  return LLVMBuildUDiv(c->B, LLVMBuildSub(c->B, c->j, c->j0, ""), ci64(c, c->W), "");
+}
+
+/* The element of stack array a (of t) at the current column. */
+static LLVMValueRef col_slot(Cg *c, LLVMTypeRef t, LLVMValueRef a) {
+  LLVMValueRef jb = col_block(c);
+  return LLVMBuildGEP2(c->B, t, a, &jb, 1, "");
+}
+
+/* p + off bytes. */
+static LLVMValueRef byte_at(Cg *c, LLVMValueRef p, LLVMValueRef off) {
+  return LLVMBuildGEP2(c->B, LLVMInt8TypeInContext(c->C), p, &off, 1, "");
+}
+
+/* The accumulators of stream s at the current column. */
+static LLVMValueRef part_load(Cg *c, const Stream *s) {
+  if (!s->sbase) return LLVMBuildLoad2(c->B, s->pt, col_slot(c, s->pt, s->part), "");
+  LLVMValueRef at = byte_at(c, s->sbase, LLVMBuildMul(c->B, col_block(c), ci64(c, SPLIT_BLOCK * c->W), "")), v;
+  if (LLVMGetTypeKind(s->pt) != LLVMStructTypeKind) {
+    v = LLVMBuildLoad2(c->B, s->pt, at, "");
+    LLVMSetAlignment(v, 64);
+    return v;
+  }
+  LLVMTypeRef vi = LLVMStructGetTypeAtIndex(s->pt, 1);
+  LLVMValueRef a = LLVMBuildLoad2(c->B, c->vf, at, ""), ix = LLVMBuildLoad2(c->B, vi, byte_at(c, at, ci64(c, 4 * c->W)), "");
+  LLVMSetAlignment(a, 64), LLVMSetAlignment(ix, 64);
+  v = LLVMBuildInsertValue(c->B, LLVMGetUndef(s->pt), a, 0, "");
+  return LLVMBuildInsertValue(c->B, v, ix, 1, "");
+}
+
+static void part_store(Cg *c, const Stream *s, LLVMValueRef v) {
+  if (!s->sbase) {
+    LLVMBuildStore(c->B, v, col_slot(c, s->pt, s->part));
+    return;
+  }
+  LLVMValueRef at = byte_at(c, s->sbase, LLVMBuildMul(c->B, col_block(c), ci64(c, SPLIT_BLOCK * c->W), ""));
+  if (LLVMGetTypeKind(s->pt) != LLVMStructTypeKind) {
+    LLVMSetAlignment(LLVMBuildStore(c->B, v, at), 64);
+    return;
+  }
+  LLVMSetAlignment(LLVMBuildStore(c->B, LLVMBuildExtractValue(c->B, v, 0, ""), at), 64);
+  LLVMSetAlignment(LLVMBuildStore(c->B, LLVMBuildExtractValue(c->B, v, 1, ""), byte_at(c, at, ci64(c, 4 * c->W))), 64);
+}
+
+/* The finished members' per-column results at the current column. */
+static void load_states(Cg *c) {
+  for (uint32_t i = 0; i < 3 * c->k->nmembers; i++)
+    if (c->ready[i]) c->red[i] = LLVMBuildLoad2(c->B, c->slot_t[i], col_slot(c, c->slot_t[i], c->slot[i]), "");
+}
+
+static void forget_states(Cg *c) { memset(c->red, 0, 3 * c->k->nmembers * sizeof *c->red); }
+
+/* The accumulators' type and the identity of stream s's fold. */
+static LLVMValueRef s_identity(Cg *c, const Stream *s) {
+  if (s->ps.what != W_ARGMAX) return identity(c, s->ps.f, (DType)ir_node(c->g, s->x)->dtype);
+  LLVMTypeRef parts[2] = {c->vf, LLVMVectorType(c->i64, (unsigned)c->W)};
+  LLVMTypeRef st = LLVMStructTypeInContext(c->C, parts, 2, 0);
+  LLVMValueRef v = LLVMBuildInsertValue(c->B, LLVMGetUndef(st), splatf(c, -INFINITY), 0, "");
+  return LLVMBuildInsertValue(c->B, v, LLVMConstNull(parts[1]), 1, "");
+}
+
+static LLVMValueRef s_init(Cg *c, void *arg, LLVMValueRef acc) {
+  part_store(c, arg, s_identity(c, arg));
+  return acc;
+}
+
+/* The current row's value at the current columns folded into accumulators a. */
+static LLVMValueRef s_step(Cg *c, Stream *s, LLVMValueRef a) {
+  if (s->ps.what == W_ARGMAX) return am_col_body(c, &s->x, a);
+  Pass ps = {s->ps.f, (DType)ir_node(c->g, s->x)->dtype, s->x, s->ps.what, (int)s->m};
+  return pass_body(c, &ps, a);
+}
+
+/* One row at the current columns, folded into the accumulators. */
+static LLVMValueRef s_fold(Cg *c, void *arg, LLVMValueRef acc) {
+  Stream *s = arg;
+  load_states(c);
+  part_store(c, s, s_step(c, s, part_load(c, s)));
+  forget_states(c);
+  return acc;
+}
+
+/* A loop body over rows: body at every column of the item's chunk. */
+typedef struct RowBody {
+  Body body;
+  void *arg;
+} RowBody;
+
+static LLVMValueRef s_chunk(Cg *c, void *arg, LLVMValueRef acc) {
+  RowBody *rb = arg;
+  columns_from(c, c->j0, c->jend, NULL, rb->body, NULL, rb->arg, 1);
+  return acc;
+}
+
+/* Four rows at once: their offsets kept by place_rows4, each row's values folded in
+ * turn (the same order as one row at a time), so the accumulators are loaded and stored
+ * once per four rows. */
+#define ROW_STATE(c) (4 * (size_t)(c)->k->ninputs + DVM_MAX_RANK)
+
+static void place_rows4(Cg *c, LLVMValueRef q) {
+  size_t ni2 = 2 * (size_t)c->k->ninputs;
+  for (int u = 0; u < 4; u++) {
+    LLVMValueRef *at = c->rows4 + u * ROW_STATE(c);
+    place_row(c, u ? LLVMBuildAdd(c->B, q, ci64(c, u), "") : q);
+    memcpy(at, c->base, ni2 * sizeof *at);
+    memcpy(at + ni2, c->inner, ni2 * sizeof *at);
+    memcpy(at + 2 * ni2, c->idx, DVM_MAX_RANK * sizeof *at);
+  }
+}
+
+static LLVMValueRef s_fold4(Cg *c, void *arg, LLVMValueRef acc) {
+  Stream *s = arg;
+  size_t ni2 = 2 * (size_t)c->k->ninputs;
+  load_states(c);
+  LLVMValueRef a = s->first ? s_identity(c, s) : part_load(c, s);
+  for (int u = 0; u < 4; u++) {
+    const LLVMValueRef *at = c->rows4 + u * ROW_STATE(c);
+    memcpy(c->base, at, ni2 * sizeof *at);
+    memcpy(c->inner, at + ni2, ni2 * sizeof *at);
+    memcpy(c->idx, at + 2 * ni2, DVM_MAX_RANK * sizeof *at);
+    forget(c);
+    a = s_step(c, s, a);
+  }
+  part_store(c, s, a);
+  forget_states(c);
+  return acc;
+}
+
+/* Stream s's accumulators from rows [r0, r1): the first four rows from the identity, or
+ * with fewer rows the identity stored first; then four rows at a time, then one. */
+static void fold_rows(Cg *c, LLVMValueRef r0, LLVMValueRef r1, Stream *s) {
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef none[1] = {NULL}, r4 = LLVMBuildAdd(B, r0, ci64(c, 4), "");
+  LLVMBasicBlockRef first = LLVMAppendBasicBlockInContext(c->C, c->fn, "rows.first"),
+                    init = LLVMAppendBasicBlockInContext(c->C, c->fn, "rows.init"),
+                    rest = LLVMAppendBasicBlockInContext(c->C, c->fn, "rows.rest");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLE, r4, r1, ""), first, init);
+  LLVMPositionBuilderAtEnd(B, first);
+  place_rows4(c, r0);
+  s->first = true;
+  columns_from(c, c->j0, c->jend, NULL, s_fold4, NULL, s, 1);
+  s->first = false;
+  LLVMBasicBlockRef first_end = LLVMGetInsertBlock(B);
+  LLVMBuildBr(B, rest);
+  LLVMPositionBuilderAtEnd(B, init);
+  columns_from(c, c->j0, c->jend, NULL, s_init, NULL, s, 1);
+  LLVMBasicBlockRef init_end = LLVMGetInsertBlock(B);
+  LLVMBuildBr(B, rest);
+  LLVMPositionBuilderAtEnd(B, rest);
+  LLVMValueRef q = LLVMBuildPhi(B, c->i64, "rows.from");
+  LLVMAddIncoming(q, (LLVMValueRef[]){r4, r0}, (LLVMBasicBlockRef[]){first_end, init_end}, 2);
+  forget(c);
+  q = pos_loop(c, q, r1, 1, 4, place_rows4, none, s_chunk, &(RowBody){s_fold4, s});
+  pos_loop(c, q, r1, 1, 1, place_row, none, s_chunk, &(RowBody){s_fold, s});
+}
+
+/* Member s->m's results from its pass's folds a, kept in its stack arrays for what comes
+ * later (whole items; a split's combine stores its outputs at once instead). */
+static void s_keep(Cg *c, const Stream *s, LLVMValueRef a) {
+  if (s->ps.what == W_ARGMAX) a = LLVMBuildExtractValue(c->B, a, 1, "");
+  finish_pass(c, s->m, s->pass, a, s->Lf);
+  for (uint32_t q = 0; q < 3; q++) {
+    uint32_t i = q * c->k->nmembers + s->m; /* red, n1, n2 */
+    if (c->ready[i] || !c->red[i]) continue;
+    if (!c->slot[i]) c->slot_t[i] = LLVMTypeOf(c->red[i]), c->slot[i] = stack_array(c, c->slot_t[i]);
+    LLVMBuildStore(c->B, c->red[i], col_slot(c, c->slot_t[i], c->slot[i]));
+  }
+}
+
+static LLVMValueRef s_finish(Cg *c, void *arg, LLVMValueRef acc) {
+  load_states(c);
+  s_keep(c, arg, part_load(c, arg));
+  forget_states(c);
+  return acc;
+}
+
+static LLVMValueRef s_store_full(Cg *c, void *arg, LLVMValueRef acc) {
+  load_states(c);
+  store_full_body(c, arg, acc);
+  forget_states(c);
+  return acc;
+}
+
+/* The reduced-shaped outputs at the current columns (c->red etc. loaded or computed). */
+static void store_reduced(Cg *c) {
+  for (uint32_t o = 0; o < c->k->noutputs; o++) {
+    uint32_t v = fu_outputs(c->p, c->k)[o];
+    if (is_full(c, v)) continue;
+    LLVMValueRef ob, oin;
+    value_base(c, v, c->idx, ir_node(c->g, v)->rank == c->rr && c->rr < c->r, &ob, &oin);
+    store_value(c, v, buf(c, c->k->ninputs + o), LLVMBuildAdd(c->B, ob, c->j, ""), eval(c, v));
+  }
+}
+
+static LLVMValueRef s_store_reduced(Cg *c, void *arg, LLVMValueRef acc) {
+  (void)arg;
+  load_states(c);
+  store_reduced(c);
+  forget_states(c);
+  return acc;
+}
+
+/* Stream s for pass i of member m (its accumulators not placed yet). */
+static Stream stream_of(Cg *c, uint32_t m, int i, MPass ps, LLVMValueRef Lf) {
+  Stream s = {.m = m, .x = ir_operand(c->g, fu_members(c->p, c->k)[m], 0), .pass = i, .ps = ps, .Lf = Lf};
+  s.pt = LLVMTypeOf(s_identity(c, &s));
+  return s;
+}
+
+/* Group g of the outer range: its columns [j0, jend) and the kept outer indices; returns
+ * the count of reduced rows. */
+static LLVMValueRef col_group(Cg *c, LLVMValueRef g) {
   LLVMBuilderRef B = c->B;
   int r = c->r;
-  LLVMValueRef L = dimval(c, c->dom[r - 1]), W = ci64(c, c->W);
-  LLVMValueRef nc = LLVMBuildUDiv(B, LLVMBuildAdd(B, L, ci64(c, c->W - 1), ""), W, "chunks");
-  LLVMValueRef ko = LLVMBuildUDiv(B, t, nc, "");
-  c->j = LLVMBuildMul(B, LLVMBuildURem(B, t, nc, ""), W, "");
+  LLVMValueRef L = dimval(c, c->dom[r - 1]), CH = ci64(c, c->chunk);
+  LLVMValueRef nc = LLVMBuildUDiv(B, LLVMBuildAdd(B, L, ci64(c, c->chunk - 1), ""), CH, "chunks");
+  LLVMValueRef ko = LLVMBuildUDiv(B, g, nc, "");
+  c->j0 = LLVMBuildMul(B, LLVMBuildURem(B, g, nc, ""), CH, "");
+  LLVMValueRef e = LLVMBuildAdd(B, c->j0, CH, "");
+  c->jend = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, e, L, ""), e, L, "");
   LLVMValueRef R = ci64(c, 1);
   bool outer_done = false;
   for (int d = r - 2; d >= 0; d--) {
@@ -2464,7 +2723,7 @@ static void col_item(Cg *c, LLVMValueRef t, void *arg) {
       continue;
     }
     bool outermost = true;
-    for (int e = 0; e < d; e++) outermost &= (c->axes >> e & 1) != 0;
+    for (int e2 = 0; e2 < d; e2++) outermost &= (c->axes >> e2 & 1) != 0;
     if (outermost && !outer_done) {
       c->idx[d] = ko, outer_done = true;
     } else {
@@ -2473,53 +2732,282 @@ static void col_item(Cg *c, LLVMValueRef t, void *arg) {
       ko = LLVMBuildUDiv(B, ko, n, "");
     }
   }
-  LLVMValueRef j = c->j, mask = tail_mask(c, LLVMBuildSub(B, L, j, ""));
-  c->mask = mask;
-  memset(c->red, 0, 3 * c->k->nmembers * sizeof *c->red);
+  forget_states(c);
   forget(c);
-  row_passes(c, R);
-  bool full = false;
-  for (uint32_t o = 0; o < c->k->noutputs; o++) full |= is_full(c, fu_outputs(c->p, c->k)[o]);
-  if (full) {
-    LLVMValueRef none[1] = {NULL};
-    pos_loop(c, ci64(c, 0), R, 1, 1, place_row, none, store_full_body, NULL);
-  }
-  for (int d = 0; d < r - 1; d++)
+  return R;
+}
+
+/* The reduced outer indices at 0 and the inputs' offsets there: where reduced-shaped
+ * outputs are stored. */
+static void at_reduced(Cg *c) {
+  for (int d = 0; d < c->r - 1; d++)
     if (c->axes >> d & 1) c->idx[d] = ci64(c, 0);
   input_bases(c, c->idx);
   forget(c);
-  for (uint32_t o = 0; o < c->k->noutputs; o++) {
-    uint32_t v = fu_outputs(c->p, c->k)[o];
-    if (is_full(c, v)) continue;
-    LLVMValueRef ob, oin;
-    value_base(c, v, c->idx, ir_node(c->g, v)->rank == c->rr && c->rr < r, &ob, &oin);
-    store_value(c, v, buf(c, c->k->ninputs + o), LLVMBuildAdd(B, ob, c->j, ""), eval(c, v));
+}
+
+/* A whole group: the passes, then the full-shaped outputs row by row, then the reduced
+ * ones. */
+static void col_whole(Cg *c, LLVMValueRef g) {
+  LLVMValueRef R = col_group(c, g), none[1] = {NULL};
+  LLVMValueRef Lf = vsplat(c, LLVMBuildSIToFP(c->B, R, c->f32, ""), "");
+  memset(c->ready, 0, 3 * c->k->nmembers);
+  for (uint32_t m = 0; m < c->k->nmembers; m++) {
+    MPass ps[2];
+    int np = op_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps);
+    for (int i = 0; i < np; i++) {
+      Stream s = stream_of(c, m, i, ps[i], Lf);
+      int q = 0; /* one accumulator array per type, shared by the passes */
+      while (q < 4 && c->part_t[q] && c->part_t[q] != s.pt) q++;
+      if (q == 4) ir_oom(); /* four types at most: f32, i32, i64 and argmax's pairs */
+      if (!c->part_t[q]) c->part_t[q] = s.pt, c->part[q] = stack_array(c, s.pt);
+      s.part = c->part[q];
+      fold_rows(c, ci64(c, 0), R, &s);
+      columns_from(c, c->j0, c->jend, NULL, s_finish, NULL, &s, 1);
+      for (uint32_t q3 = 0; q3 < 3; q3++) {
+        uint32_t k3 = q3 * c->k->nmembers + m;
+        c->ready[k3] |= c->slot[k3] != NULL;
+      }
+    }
   }
+  bool full = false;
+  for (uint32_t o = 0; o < c->k->noutputs; o++) full |= is_full(c, fu_outputs(c->p, c->k)[o]);
+  if (full) pos_loop(c, ci64(c, 0), R, 1, 1, place_row, none, s_chunk, &(RowBody){s_store_full, NULL});
+  at_reduced(c);
+  columns_from(c, c->j0, c->jend, NULL, s_store_reduced, NULL, NULL, 1);
+}
+
+typedef struct Split {
+  LLVMValueRef P, G, R, Lf;
+  LLVMValueRef g, p;    /* group and block */
+  LLVMValueRef scratch; /* bufs[ninputs + noutputs + 2] */
+  LLVMValueRef group;   /* bytes of one (group, block) pair: members x blocks of W columns */
+  LLVMValueRef member;  /* ... and of one member in it */
+} Split;
+
+/* Where member slot n's accumulators of block p of group g start. */
+static LLVMValueRef split_base(Cg *c, const Split *sp, LLVMValueRef p, int n) {
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef pair = LLVMBuildAdd(B, LLVMBuildMul(B, sp->g, sp->P, ""), p, "");
+  LLVMValueRef off = LLVMBuildAdd(B, LLVMBuildMul(B, pair, sp->group, ""), LLVMBuildMul(B, ci64(c, n), sp->member, ""), "");
+  return byte_at(c, sp->scratch, off);
+}
+
+/* Block sp->p of group sp->g: its rows folded into its accumulators in the scratch. */
+static void col_block_fold(Cg *c, Split *sp) {
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef r0 = LLVMBuildSDiv(B, LLVMBuildMul(B, sp->p, sp->R, ""), sp->P, "");
+  LLVMValueRef r1 = LLVMBuildSDiv(B, LLVMBuildMul(B, LLVMBuildAdd(B, sp->p, ci64(c, 1), ""), sp->R, ""), sp->P, "");
+  int n = 0;
+  for (uint32_t m = 0; m < c->k->nmembers; m++) {
+    MPass ps[2];
+    if (op_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps) != 1) continue;
+    Stream s = stream_of(c, m, 0, ps[0], sp->Lf);
+    s.sbase = split_base(c, sp, sp->p, n++);
+    fold_rows(c, r0, r1, &s);
+  }
+}
+
+typedef struct Combine1 {
+  Stream *s;
+  const Split *sp;
+  int n;
+} Combine1;
+
+/* Block q's accumulators at the current column folded into acc. */
+static LLVMValueRef s_combine1(Cg *c, void *arg, LLVMValueRef acc) {
+  Combine1 *cb = arg;
+  Stream s = *cb->s;
+  s.sbase = split_base(c, cb->sp, c->kk, cb->n);
+  LLVMValueRef b = part_load(c, &s);
+  if (s.ps.what == W_ARGMAX) return am_pick(c, acc, b);
+  return fold_op(c, s.ps.f, (DType)ir_node(c->g, s.x)->dtype, acc, b);
+}
+
+static void place_block(Cg *c, LLVMValueRef q) { c->kk = q; }
+
+/* The current columns of a split group: every member's P blocks combined in order, its
+ * results, then the reduced outputs. */
+static LLVMValueRef s_combine(Cg *c, void *arg, LLVMValueRef acc) {
+  const Split *sp = arg;
+  LLVMValueRef j = c->j, mask = c->mask;
+  int n = 0;
+  for (uint32_t m = 0; m < c->k->nmembers; m++) {
+    MPass ps[2];
+    if (op_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps) != 1) continue;
+    Stream s = stream_of(c, m, 0, ps[0], sp->Lf);
+    Combine1 cb = {&s, sp, n++};
+    LLVMValueRef a[1] = {s_identity(c, &s)};
+    pos_loop(c, ci64(c, 0), sp->P, 1, 1, place_block, a, s_combine1, &cb);
+    c->j = j, c->mask = mask;
+    if (s.ps.what == W_ARGMAX) a[0] = LLVMBuildExtractValue(c->B, a[0], 1, "");
+    finish_pass(c, m, 0, a[0], sp->Lf);
+  }
+  store_reduced(c);
+  forget_states(c);
+  return acc;
+}
+
+/* A split kernel's item t (P > 1): a block's fold, or a group's combine. */
+static void col_split_item(Cg *c, LLVMValueRef t, Split *sp) {
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef folds = LLVMBuildMul(B, sp->P, sp->G, "");
+  LLVMBasicBlockRef fold = LLVMAppendBasicBlockInContext(c->C, c->fn, "split.fold"),
+                    comb = LLVMAppendBasicBlockInContext(c->C, c->fn, "split.combine"),
+                    done = LLVMAppendBasicBlockInContext(c->C, c->fn, "split.done");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, t, folds, ""), fold, comb);
+  LLVMPositionBuilderAtEnd(B, fold);
+  sp->g = LLVMBuildURem(B, t, sp->G, ""), sp->p = LLVMBuildUDiv(B, t, sp->G, "");
+  sp->R = col_group(c, sp->g);
+  sp->Lf = vsplat(c, LLVMBuildSIToFP(B, sp->R, c->f32, ""), "");
+  col_block_fold(c, sp);
+  LLVMBuildBr(B, done);
+  LLVMPositionBuilderAtEnd(B, comb);
+  sp->g = LLVMBuildSub(B, t, folds, "");
+  sp->R = col_group(c, sp->g);
+  sp->Lf = vsplat(c, LLVMBuildSIToFP(B, sp->R, c->f32, ""), "");
+  at_reduced(c);
+  columns_from(c, c->j0, c->jend, NULL, s_combine, NULL, sp, 1);
+  LLVMBuildBr(B, done);
+  LLVMPositionBuilderAtEnd(B, done);
   forget(c);
-  c->mask = NULL;
+}
+
+/* Column mode's item t: a whole group when the kernel does not split (P = dims[ndims] is
+ * 1), else col_split_item. */
+static void col_item(Cg *c, LLVMValueRef t, void *arg) {
+  Split *sp = arg;
+  if (!sp) {
+    col_whole(c, t);
+    return;
+  }
+  LLVMBuilderRef B = c->B;
+  LLVMBasicBlockRef whole = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.whole"),
+                    split = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.split"),
+                    done = LLVMAppendBasicBlockInContext(c->C, c->fn, "col.item.done");
+  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSGT, sp->P, ci64(c, 1), ""), split, whole);
+  LLVMPositionBuilderAtEnd(B, whole);
+  col_whole(c, t);
+  LLVMBuildBr(B, done);
+  LLVMPositionBuilderAtEnd(B, split);
+  col_split_item(c, t, sp);
+  LLVMBuildBr(B, done);
+  LLVMPositionBuilderAtEnd(B, done);
+  forget(c);
 }
 
 /* ---- the function --------------------------------------------------------------------------- */
 
-int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *item) {
+/* Column mode: columns per item of the outer range. The item's stack arrays take up to 32
+ * bytes per column for the fold accumulators (f32, i32, i64 and argmax's pairs) and 8 per
+ * member with passes (its red, or its n1 and n2): at most COL_STACK bytes. */
+enum { COL_CHUNK = 4096, COL_STACK = 160 << 10 };
+
+/* Elements a block of a split column kernel folds at least (a few grains' work). */
+enum { SPLIT_MIN = 64 << 10 };
+
+static int64_t col_chunk(const Partition *p, const Kernel *k, int lanes) {
+  int states = 0;
+  MPass ps[2];
+  for (uint32_t m = 0; m < k->nmembers; m++) states += op_passes((Op)ir_node(p->g, fu_members(p, k)[m])->op, ps) > 0;
+  int64_t ch = COL_CHUNK;
+  while (ch > (int64_t)lanes * COL_VECS && ch * (32 + 8 * states) > COL_STACK) ch /= 2;
+  return ch;
+}
+
+/* Does value v of kernel k depend on a member that folds (a reduction or normalization)? */
+static bool after_fold(const Partition *p, const Kernel *k, uint32_t v, int depth) {
+  MPass ps[2];
+  for (uint32_t m = 0; m < k->nmembers; m++) {
+    if (fu_members(p, k)[m] != v) continue;
+    if (op_passes((Op)ir_node(p->g, v)->op, ps)) return true;
+    if (depth > 64) return true; /* deep chains: assume so */
+    for (uint32_t i = 0; i < ir_node(p->g, v)->nin; i++)
+      if (after_fold(p, k, ir_operand(p->g, v, i), depth + 1)) return true;
+  }
+  return false;
+}
+
+/* Can column-mode kernel k split its reduced rows (see col_split_item)? */
+static bool col_splits(const Partition *p, const Kernel *k) {
+  const Graph *g = p->g;
+  if (!jit_col_mode(g, k)) return false;
+  int folds = 0;
+  for (uint32_t m = 0; m < k->nmembers; m++) {
+    uint32_t v = fu_members(p, k)[m];
+    MPass ps[2];
+    int np = op_passes((Op)ir_node(g, v)->op, ps);
+    if (np > 1) return false;
+    if (np && after_fold(p, k, ir_operand(g, v, 0), 0)) return false;
+    folds += np;
+  }
+  const Node *d = ir_node(g, k->domain);
+  for (uint32_t o = 0; o < k->noutputs; o++) {
+    uint32_t u = fu_outputs(p, k)[o];
+    const Node *n = ir_node(g, u);
+    if (n->rank == d->rank && !memcmp(ir_shape(g, u), ir_shape(g, k->domain), d->rank * sizeof(Dim))) return false;
+  }
+  return folds > 0;
+}
+
+/* Column mode's groups: kept outer rows times chunks of columns; *R the reduced rows and
+ * *cols the columns of a group (the last chunk's may be fewer). */
+static int64_t col_groups(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *R, int64_t *cols);
+
+int64_t jit_col_blocks(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int threads,
+                       int64_t *finish, size_t *scratch) {
+  *finish = 0, *scratch = 0;
+  if (threads < 2 || !col_splits(p, k)) return 1;
+  int64_t R, cols, G = col_groups(p, k, dims, lanes, &R, &cols);
+  if (G >= 2 * (int64_t)threads || G < 1) return 1;
+  int64_t P = (2 * (int64_t)threads + G - 1) / G, most = R * cols / SPLIT_MIN;
+  if (P > most) P = most;
+  if (P > R) P = R;
+  if (P < 2) return 1;
+  int folds = 0;
+  MPass ps[2];
+  for (uint32_t m = 0; m < k->nmembers; m++) folds += op_passes((Op)ir_node(p->g, fu_members(p, k)[m])->op, ps);
+  int64_t W = (int64_t)lanes * COL_VECS;
+  *finish = G;
+  *scratch = (size_t)(G * P * folds) * (size_t)((cols + W - 1) / W) * SPLIT_BLOCK * (size_t)W;
+  return P;
+}
+
+/* Kernel k's domain under dims: the product of its parallel outer axes, of the reduced
+ * outer axes (column and multi mode), the last axis and the one before it. */
+static void extent_dims(const Partition *p, const Kernel *k, const int64_t *dims, int64_t *rows, int64_t *reduced,
+                        int64_t *last, int64_t *m_rows) {
   const Graph *g = p->g;
   const Node *d = ir_node(g, k->domain);
-  int64_t rows = 1, reduced = 1, last = 1, m_rows = 1;
-  if (k->kind == KK_EXTERN) { /* one call, never split */
-    if (item) *item = 1;
-    return 1;
-  }
+  *rows = 1, *reduced = 1, *last = 1, *m_rows = 1;
   for (int i = 0; i < d->rank; i++) {
     Dim x = ir_shape(g, k->domain)[i];
     int64_t v = 0;
     if (!ir_dim_is_const(g, x, &v))
       for (uint32_t q = 0; q < k->ndims; q++)
         if (p->dims.v[k->dims + q] == x) v = dims[q];
-    if (i + 2 == d->rank) m_rows = v;
-    if (i + 1 == d->rank) last = v;
-    else if ((jit_col_mode(g, k) || jit_multi_mode(g, k)) && (k->axes >> i & 1)) reduced *= v;
-    else rows *= v;
+    if (i + 2 == d->rank) *m_rows = v;
+    if (i + 1 == d->rank) *last = v;
+    else if ((jit_col_mode(g, k) || jit_multi_mode(g, k)) && (k->axes >> i & 1)) *reduced *= v;
+    else *rows *= v;
   }
+}
+
+static int64_t col_groups(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *R, int64_t *cols) {
+  int64_t rows, last, m_rows;
+  extent_dims(p, k, dims, &rows, R, &last, &m_rows);
+  int64_t ch = col_chunk(p, k, lanes);
+  *cols = last < ch ? last : ch;
+  return rows * ((last + ch - 1) / ch);
+}
+
+int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *item) {
+  int64_t rows, reduced, last, m_rows;
+  if (k->kind == KK_EXTERN) { /* one call, never split */
+    if (item) *item = 1;
+    return 1;
+  }
+  extent_dims(p, k, dims, &rows, &reduced, &last, &m_rows);
   PkForm f;
   if (pk_form(p, k, &f)) { /* packed mix: products x row blocks x panels (pk_items) */
     JitTile t = jit_tile(lanes);
@@ -2527,10 +3015,10 @@ int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int
     if (item) *item = (mg < t.mc ? mg : t.mc) * t.nr;
     return prods * ((mg + t.mc - 1) / t.mc) * ((last + t.nr - 1) / t.nr);
   }
-  if (jit_col_mode(g, k)) { /* items of `lanes` columns, each folding `reduced` rows */
-    int64_t cols = (int64_t)lanes * COL_VECS;
-    if (item) *item = reduced * cols;
-    return rows * ((last + cols - 1) / cols);
+  if (jit_col_mode(p->g, k)) { /* groups of up to col_chunk columns, or P blocks of each */
+    int64_t cols, G = col_groups(p, k, dims, lanes, &reduced, &cols), P = dims[k->ndims] > 1 ? dims[k->ndims] : 1;
+    if (item) *item = (reduced + P - 1) / P * cols;
+    return P * G;
   }
   if (item) *item = last * reduced;
   return rows;
@@ -2570,6 +3058,7 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   c.bufs = LLVMGetParam(c.fn, 0), c.dims = LLVMGetParam(c.fn, 1);
   LLVMValueRef begin = LLVMGetParam(c.fn, 2), end = LLVMGetParam(c.fn, 3);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(C, c.fn, "entry");
+  c.entry = entry;
   LLVMPositionBuilderAtEnd(c.B, entry);
   load_params(&c);
   /* the domain: rows (outer, parallel) x L (the last axis) */
@@ -2588,9 +3077,36 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   LLVMValueRef L = r ? dimval(&c, dom[r - 1]) : ci64(&c, 1);
   c.L = L;
   if (c.col) {
-    counted(&c, begin, end, 1, col_item, NULL);
+    c.chunk = col_chunk(p, k, W);
+    c.slot = calloc(3 * (size_t)nm, sizeof *c.slot + sizeof *c.slot_t + 1);
+    if (!c.slot) ir_oom();
+    c.slot_t = (LLVMTypeRef *)(c.slot + 3 * nm), c.ready = (uint8_t *)(c.slot_t + 3 * nm);
+    if (!(c.rows4 = calloc(4 * ROW_STATE(&c), sizeof *c.rows4))) ir_oom();
+    Split sp = {0}, *split = NULL;
+    if (col_splits(p, k)) { /* the blocks, groups and scratch layout of jit_col_blocks */
+      LLVMBuilderRef B = c.B;
+      LLVMValueRef at = LLVMBuildGEP2(B, c.i64, c.dims, (LLVMValueRef[]){ci64(&c, k->ndims)}, 1, "");
+      sp.P = LLVMBuildLoad2(B, c.i64, at, "blocks");
+      at = LLVMBuildGEP2(B, c.ptr, c.bufs, (LLVMValueRef[]){ci64(&c, ni + k->noutputs + 2)}, 1, "");
+      sp.scratch = LLVMBuildLoad2(B, c.ptr, at, "scratch");
+      LLVMValueRef rows = ci64(&c, 1), CH = ci64(&c, c.chunk), W = ci64(&c, c.W);
+      for (int d = 0; d < r - 1; d++)
+        if (!(k->axes >> d & 1)) rows = LLVMBuildMul(B, rows, dimval(&c, dom[d]), "");
+      sp.G = LLVMBuildMul(B, rows, LLVMBuildUDiv(B, LLVMBuildAdd(B, L, ci64(&c, c.chunk - 1), ""), CH, ""), "groups");
+      LLVMValueRef cols = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, L, CH, ""), L, CH, "");
+      LLVMValueRef nb = LLVMBuildUDiv(B, LLVMBuildAdd(B, cols, ci64(&c, c.W - 1), ""), W, "");
+      int folds = 0;
+      MPass ps[2];
+      for (uint32_t m = 0; m < nm; m++) folds += op_passes((Op)ir_node(c.g, fu_members(p, k)[m])->op, ps);
+      sp.member = LLVMBuildMul(B, nb, ci64(&c, SPLIT_BLOCK * c.W), "");
+      sp.group = LLVMBuildMul(B, sp.member, ci64(&c, folds), "");
+      split = &sp;
+    }
+    counted(&c, begin, end, 1, col_item, split);
     LLVMBuildRetVoid(c.B);
     LLVMDisposeBuilder(c.B);
+    free(c.slot);
+    free(c.rows4);
     free(mem);
     return;
   }

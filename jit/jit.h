@@ -5,7 +5,8 @@
  *
  * bufs: the kernel's inputs then its outputs (fusion order); dims: the values of its
  * symbolic dim parameters (Kernel.dims); [begin, end): the slice of its outer parallel
- * loop (jit_extent) this call covers.
+ * loop (jit_extent) this call covers. Column-mode kernels also read dims[ndims] and, when
+ * that is above 1, a scratch buffer after the outputs (jit_col_blocks).
  *
  * A Jit (one per context) owns one long-lived ORC LLJIT, the host target machine, and
  * the kernel cache: one JitEntry per key, compiled at most once however many models and
@@ -87,6 +88,16 @@ const char *jit_target(const Jit *j);
  * (panel-major within a row block). *item (if not NULL): elements one
  * item of the extent covers. */
 int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *item);
+/* Column mode (jit_col_mode) takes one more dim value, dims[ndims]: the blocks P its
+ * reduced rows are cut into (1: none). Returns the P that kernel k's native code should
+ * use under dims on a pool of `threads`: 1 when it does not split (one thread, enough
+ * groups of columns for the threads, too little work, or a kernel that cannot: see
+ * codegen.c, col_split_item); else P > 1, with the combine items to run after the
+ * extent's (items extent .. extent + *finish, once all of those are done) and the bytes
+ * of scratch it reads as bufs[ninputs + noutputs + 2] (*scratch). jit_extent then covers
+ * the P blocks of every group. */
+int64_t jit_col_blocks(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int threads,
+                       int64_t *finish, size_t *scratch);
 /* The f32 lanes of the native code (16 on AVX-512). */
 int jit_lanes(const Jit *j);
 /* Can codegen emit kernel k? If not, why (for the entry and the dumps). */

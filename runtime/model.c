@@ -86,6 +86,8 @@ typedef struct Plan {
   uint32_t nkey;
   Binding b;
   size_t *aoff;         /* per value: arena offset, SIZE_MAX if not in the arena */
+  size_t *soff;         /* per kernel: its native code's scratch (jit_col_blocks), SIZE_MAX
+                           if none; after the intermediates, disjoint within a dispatch */
   size_t arena_bytes;
   int users;            /* runs using it now: it is not evicted while > 0 */
 } Plan;
@@ -94,6 +96,7 @@ static void plan_free(Plan *pl) {
   if (!pl) return;
   rt_binding_free(&pl->b);
   free(pl->aoff);
+  free(pl->soff);
   free(pl);
 }
 
@@ -114,6 +117,33 @@ static bool plan_key(const dvm_model *m, Tensor *const *given, int64_t *key, uin
 /* Output u of kernel i lives in a run's arena: a later kernel reads it and it is not a
  * graph output (those are kept to the end: last = UINT32_MAX). */
 static bool in_arena(const dvm_model *m, uint32_t i, uint32_t u) { return m->last[u] != UINT32_MAX && m->last[u] > i; }
+
+static bool kernel_dims(const dvm_model *m, const Binding *b, const Kernel *k, int64_t *dims);
+static int64_t col_blocks(const dvm_model *m, const Kernel *k, const int64_t *dims, int64_t *finish, size_t *bytes);
+
+/* The scratch of the kernels whose native code splits (jit_col_blocks) under this
+ * binding, after the intermediates: the kernels of one dispatch run at once, so theirs are
+ * disjoint; dispatches reuse the same bytes. */
+static bool plan_scratch(const dvm_model *m, Plan *pl) {
+  const Partition *p = m->part;
+  uint32_t nk = p->kernels.n;
+  if (!(pl->soff = malloc((nk + 1) * sizeof *pl->soff))) return false;
+  size_t base = (pl->arena_bytes + 63) & ~(size_t)63, used = 0, most = 0;
+  for (uint32_t i = 0; i < nk; i++) {
+    const Kernel *k = &p->kernels.v[i];
+    if (i && k->dispatch != p->kernels.v[i - 1].dispatch) used = 0;
+    pl->soff[i] = SIZE_MAX;
+    int64_t dims[64], finish;
+    size_t bytes = 0;
+    if (!m->entry || k->ndims >= 64 || !kernel_dims(m, &pl->b, k, dims) || col_blocks(m, k, dims, &finish, &bytes) < 2)
+      continue;
+    pl->soff[i] = base + used;
+    used += (bytes + 63) & ~(size_t)63;
+    if (used > most) most = used;
+  }
+  if (most) pl->arena_bytes = base + most;
+  return true;
+}
 
 /* The arena offsets of the intermediates (see above). */
 static bool plan_memory(const dvm_model *m, Plan *pl) {
@@ -159,7 +189,7 @@ static bool plan_memory(const dvm_model *m, Plan *pl) {
   pl->arena_bytes = total;
   free(from);
   free(order);
-  return true;
+  return plan_scratch(m, pl);
 }
 
 /* The plan for the given inputs: found (one lookup), or made (binding and memory plan)
@@ -557,12 +587,18 @@ typedef struct Call {
   void *bufs[256];
   int64_t dims[64];
   int64_t extent, grain;
+  int64_t finish;     /* a split column kernel: its combine items after the extent's */
 } Call;
 
 static void call_range(void *arg, int64_t begin, int64_t end) {
   const Call *c = arg;
   if (c->fn) c->fn(c->bufs, c->dims, begin, end);
   else vm_exec(c->vm, c->bufs, c->dims, begin, end);
+}
+
+static void call_finish(void *arg, int64_t begin, int64_t end) {
+  const Call *c = arg;
+  c->fn(c->bufs, c->dims, c->extent + begin, c->extent + end);
 }
 
 /* Rows per chunk: enough work (~16K element-operations, 0.5-3 us) that splitting pays for
@@ -654,12 +690,10 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
                           const VmCode *vm, Call *c, Err *err) {
   const Graph *g = m->g;
   const Partition *p = m->part;
-  if (k->ninputs + k->noutputs + 2 > 256 || k->ndims > 64)
+  if (k->ninputs + k->noutputs + 3 > 256 || k->ndims >= 64)
     return ir_err(err, DVM_ERR_UNSUPPORTED, "kernel with too many buffers or dims");
   c->fn = fn, c->vm = vm;
-  for (uint32_t q = 0; q < k->ndims; q++)
-    if (!ir_dim_eval(g, p->dims.v[k->dims + q], b->sym, &c->dims[q]))
-      return ir_err(err, DVM_ERR_OVERFLOW, "a kernel dim overflows int64");
+  if (!kernel_dims(m, b, k, c->dims)) return ir_err(err, DVM_ERR_OVERFLOW, "a kernel dim overflows int64");
   for (uint32_t j = 0; j < k->ninputs; j++) c->bufs[j] = vals[fu_inputs(p, k)[j]]->data;
   dvm_status gs = check_gathers(m, b, k, vals, err);
   if (gs) return gs;
@@ -700,10 +734,29 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
     }
     c->bufs[k->ninputs + k->noutputs + 1] = vals[u]->data;
   }
+  /* a column kernel's native code splits its reduced rows when its scratch is planned */
+  size_t bytes = 0, ki = (size_t)(k - p->kernels.v);
+  c->dims[k->ndims] = 1, c->finish = 0, c->bufs[k->ninputs + k->noutputs + 2] = NULL;
+  if (fn && arena && pl->soff && pl->soff[ki] != SIZE_MAX) {
+    int64_t P = col_blocks(m, k, c->dims, &c->finish, &bytes);
+    if (P > 1) c->dims[k->ndims] = P, c->bufs[k->ninputs + k->noutputs + 2] = arena + pl->soff[ki];
+    else c->finish = 0;
+  }
   int64_t item = 1;
   c->extent = fn ? jit_extent(p, k, c->dims, jit_lanes(m->jit), &item) : vm_extent(vm, c->dims, &item);
   c->grain = grain(g, p, k, item);
   return DVM_OK;
+}
+
+/* Kernel k's dim values under binding b; false if one overflows. */
+static bool kernel_dims(const dvm_model *m, const Binding *b, const Kernel *k, int64_t *dims) {
+  for (uint32_t q = 0; q < k->ndims; q++)
+    if (!ir_dim_eval(m->g, m->part->dims.v[k->dims + q], b->sym, &dims[q])) return false;
+  return true;
+}
+
+static int64_t col_blocks(const dvm_model *m, const Kernel *k, const int64_t *dims, int64_t *finish, size_t *bytes) {
+  return jit_col_blocks(m->part, k, dims, jit_lanes(m->jit), rt_pool_threads(m->pool), finish, bytes);
 }
 
 enum { STACK_MAX = 16 }; /* kernels launched as one parallel region */
@@ -751,6 +804,8 @@ static dvm_status run_fused(const dvm_model *m, const Plan *pl, char *arena, Ten
       if (st) break;
       if (n == 1) rt_pool_run(m->pool, call_range, &calls[0], calls[0].extent, calls[0].grain);
       else rt_pool_run_many(m->pool, jobs, (int)n);
+      for (uint32_t j = 0; j < n; j++)
+        if (calls[j].finish > 0) rt_pool_run(m->pool, call_finish, &calls[j], calls[j].finish, 1);
     } else {
       next = i + 1;
       const Kernel *k = &p->kernels.v[i];
@@ -760,8 +815,10 @@ static dvm_status run_fused(const dvm_model *m, const Plan *pl, char *arena, Ten
           st = ir_err(err, DVM_ERR_NOMEM, "out of memory");
           break;
         }
-        if (!(st = prepare(m, b, pl, arena, vals, dst, k, fn, bytecode(m, i), &calls[0], err)))
+        if (!(st = prepare(m, b, pl, arena, vals, dst, k, fn, bytecode(m, i), &calls[0], err))) {
           rt_pool_run(m->pool, call_range, &calls[0], calls[0].extent, calls[0].grain);
+          if (calls[0].finish > 0) rt_pool_run(m->pool, call_finish, &calls[0], calls[0].finish, 1);
+        }
       } else {
         st = rt_ref_run_nodes(g, b, vals, fu_members(p, k), k->nmembers, fu_outputs(p, k), k->noutputs, err);
       }

@@ -9,8 +9,8 @@
  * so a chunk holds at least `grain` items and each participant gets about four of them:
  * participants take chunks dynamically, and four per head lets the caller, already
  * running, absorb the work of a worker that wakes late or is preempted, at the price of a
- * few more atomic operations per region. The chunks of all jobs are numbered 0..total in
- * job order; participants claim them in that order.
+ * few more atomic operations per region. The chunks of all jobs are numbered 0..total,
+ * the jobs with the most work per chunk first; participants claim them in that order.
  *
  * Regions run one at a time: a caller holds run_lock from publishing its region until
  * every chunk of it is done, so callers from many threads queue on that mutex. A chunk
@@ -351,15 +351,28 @@ void rt_pool_run_many(Pool *p, const PoolJob *jobs, int n) {
     p->slots = s;
     p->cap = n;
   }
+  /* the jobs whose chunks hold the most work first (a job that cannot split much, like a
+     column fold of one item, started last would run alone at the end) */
+  enum { SORTED_MAX = 64 }; /* more jobs than that keep their order */
+  int ord[SORTED_MAX];
+  double per[SORTED_MAX];
+  for (int i = 0; i < n && n <= SORTED_MAX; i++) {
+    uint32_t c = chunks_of(p, &jobs[i]);
+    per[i] = c ? (double)jobs[i].extent / (double)(jobs[i].grain < 1 ? 1 : jobs[i].grain) / c : 0;
+    int at = i;
+    for (; at > 0 && per[ord[at - 1]] < per[i]; at--) ord[at] = ord[at - 1];
+    ord[at] = i;
+  }
   /* one region, unless the chunks overflow the claim word's count (absurdly many jobs) */
-  for (int i = 0; i < n;) {
+  for (int q = 0; q < n;) {
     uint32_t total = 0;
     p->nslots = 0;
-    for (; i < n; i++) {
-      uint32_t c = chunks_of(p, &jobs[i]);
+    for (; q < n; q++) {
+      const PoolJob *jb = &jobs[n <= SORTED_MAX ? ord[q] : q];
+      uint32_t c = chunks_of(p, jb);
       if (c == 0) continue;
       if (total + (uint64_t)c > LEFT_MAX) break;
-      p->slots[p->nslots++] = (Slot){jobs[i].fn, jobs[i].ctx, jobs[i].extent, total, c};
+      p->slots[p->nslots++] = (Slot){jb->fn, jb->ctx, jb->extent, total, c};
       total += c;
     }
     p->total = total;

@@ -12,6 +12,8 @@ For every file:
        # oracle: y = np.tanh(x) * 2     a NumPy expression over the inputs, params and
                                         symbols, for output y (erf, gelu are provided)
        # tol: 1e-4              relative tolerance (default 1e-5; absolute is tol / 10)
+       # threads: 1 2           the --threads of the native and bytecode runs (default: none
+                                given, one per core)
      Inputs and params get seeded random data made here (floats uniform in [-1, 1)),
      passed with -i; outputs come back with -o and are compared with the oracle. Each
      binding also runs with the default tier and DVM_JIT=off (the fused partition on the
@@ -87,6 +89,7 @@ def oracles(path, name, text):
              for line in re.findall(r"^#\s*bind:(.*)$", text, re.M)]
     exprs = re.findall(r"^#\s*oracle:\s*(\w+)\s*=\s*(.*)$", text, re.M)
     tol = float((re.findall(r"^#\s*tol:\s*(\S+)", text, re.M) or ["1e-5"])[0])
+    threads = [int(t) for t in (re.findall(r"^#\s*threads:(.*)$", text, re.M) or [""])[0].split()] or [None]
     if not binds or not exprs:
         return
     decls = re.findall(r"^\s*(?:input|param)\s+(\w+)\s*:\s*(\w+)\[([^\]]*)\]", text, re.M)
@@ -115,8 +118,11 @@ def oracles(path, name, text):
             continue
         ref = {o: np.load(f) for o, f in outs.items()}
         # the native tier and the bytecode tier, each within 1e-4 of the reference
-        for tier, what in (("llvm", "native"), ("vm", "bytecode")):
-            res = run(["run", path, "--tier", tier] + args)
+        for tier, what, t in [(tier, what, t) for tier, what in (("llvm", "native"), ("vm", "bytecode"))
+                              for t in threads]:
+            res = run(["run", path, "--tier", tier] + (["--threads", str(t)] if t else []) + args)
+            if t:
+                tier = f"{tier} threads={t}"
             if res.returncode:
                 check(False, f"{name} {syms} {tier}", f"dvm run --tier {tier} failed: {res.stderr.strip()}")
                 continue
