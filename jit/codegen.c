@@ -2688,6 +2688,15 @@ static void store_reduced(Cg *c) {
   }
 }
 
+/* The last pass's results, then the reduced outputs (a kernel without full-shaped ones). */
+static LLVMValueRef s_finish_store(Cg *c, void *arg, LLVMValueRef acc) {
+  load_states(c);
+  s_keep(c, arg, part_load(c, arg));
+  store_reduced(c);
+  forget_states(c);
+  return acc;
+}
+
 static LLVMValueRef s_store_reduced(Cg *c, void *arg, LLVMValueRef acc) {
   (void)arg;
   load_states(c);
@@ -2751,9 +2760,13 @@ static void at_reduced(Cg *c) {
 static void col_whole(Cg *c, LLVMValueRef g) {
   LLVMValueRef R = col_group(c, g), none[1] = {NULL};
   LLVMValueRef Lf = vsplat(c, LLVMBuildSIToFP(c->B, R, c->f32, ""), "");
+  bool full = false;
+  for (uint32_t o = 0; o < c->k->noutputs; o++) full |= is_full(c, fu_outputs(c->p, c->k)[o]);
+  int left = 0; /* passes to go */
+  MPass ps[2];
+  for (uint32_t m = 0; m < c->k->nmembers; m++) left += op_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps);
   memset(c->ready, 0, 3 * c->k->nmembers);
   for (uint32_t m = 0; m < c->k->nmembers; m++) {
-    MPass ps[2];
     int np = op_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps);
     for (int i = 0; i < np; i++) {
       Stream s = stream_of(c, m, i, ps[i], Lf);
@@ -2763,6 +2776,11 @@ static void col_whole(Cg *c, LLVMValueRef g) {
       if (!c->part_t[q]) c->part_t[q] = s.pt, c->part[q] = stack_array(c, s.pt);
       s.part = c->part[q];
       fold_rows(c, ci64(c, 0), R, &s);
+      if (--left == 0 && !full) { /* the last pass stores the outputs at once */
+        at_reduced(c);
+        columns_from(c, c->j0, c->jend, NULL, s_finish_store, NULL, &s, 1);
+        return;
+      }
       columns_from(c, c->j0, c->jend, NULL, s_finish, NULL, &s, 1);
       for (uint32_t q3 = 0; q3 < 3; q3++) {
         uint32_t k3 = q3 * c->k->nmembers + m;
@@ -2770,8 +2788,6 @@ static void col_whole(Cg *c, LLVMValueRef g) {
       }
     }
   }
-  bool full = false;
-  for (uint32_t o = 0; o < c->k->noutputs; o++) full |= is_full(c, fu_outputs(c->p, c->k)[o]);
   if (full) pos_loop(c, ci64(c, 0), R, 1, 1, place_row, none, s_chunk, &(RowBody){s_store_full, NULL});
   at_reduced(c);
   columns_from(c, c->j0, c->jend, NULL, s_store_reduced, NULL, NULL, 1);
