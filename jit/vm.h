@@ -98,14 +98,15 @@ typedef enum VmPost {
   VMP_MEAN,     /* fold / L */
   VMP_RECIP,    /* 1 / fold (softmax) */
   VMP_LOGADD,   /* slot aux + log(fold) (log_softmax) */
-  VMP_RSQRT     /* 1 / sqrt(fold / L + eps) (layernorm, rmsnorm) */
+  VMP_RSQRT,    /* 1 / sqrt(fold / L + eps) (layernorm in column mode, rmsnorm) */
+  VMP_LNSHIFT   /* a FOLDSH's mean, and 1 / sqrt(var + eps) into slot aux (layernorm) */
 } VmPost;
 
 typedef struct VmPass {
   VmProg prog;        /* rows: ends with a fold instruction into slot's accumulators */
   uint8_t fold, post; /* VmFold, VmPost */
   uint8_t src;        /* cols: the register holding the quantity the driver folds */
-  uint8_t slot, aux;  /* result register; VMP_LOGADD's other slot */
+  uint8_t slot, aux;  /* result register; VMP_LOGADD's and VMP_LNSHIFT's other slot */
   bool splat;         /* rows: an instruction reads the slot as a tile (not only as one value,
                          u), so the driver copies its value into every lane */
   float eps;

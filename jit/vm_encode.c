@@ -744,7 +744,7 @@ static int eval(Enc *e, uint32_t u) {
 
 /* ---- programs ----------------------------------------------------------------------------- */
 
-enum { Q_VALUE, Q_EXP_SHIFTED, Q_SQ_CENTERED, Q_SQ };
+enum { Q_VALUE, Q_EXP_SHIFTED, Q_SQ_CENTERED, Q_SQ, Q_SHIFTED };
 
 /* A pass folding a quantity of value x into slot `slot`: rows, by a fold instruction into
  * the slot's accumulators; cols, by the driver from the program's result. */
@@ -761,10 +761,10 @@ static void add_pass(Enc *e, VmFold f, uint32_t x, int what, int m, VmPost post,
       fold(e, VM_FOLD, slot, v, -1, VMF_SUM);
     } else if (what == Q_EXP_SHIFTED) {
       fold(e, VM_FOLDEXP, slot, v, e->n1[m], 0);
-    } else if (what == Q_SQ_CENTERED) {
-      fold(e, VM_FOLDSQDEV, slot, v, e->n1[m], 0);
     } else if (what == Q_SQ) {
       fold(e, VM_FOLDSQ, slot, v, -1, 0);
+    } else if (what == Q_SHIFTED) {
+      fold(e, VM_FOLDSH, slot, v, -1, 0);
     } else {
       fold(e, VM_FOLD, slot, v, -1, f);
     }
@@ -814,9 +814,13 @@ static void passes(Enc *e) {
     case OP_LAYERNORM: {
       float eps = (float)ir_attr_float(e->g, v, AK_EPS, 1e-5);
       e->n1[m] = fixed_reg(e);
-      add_pass(e, VMF_SUM, x, Q_VALUE, (int)m, VMP_MEAN, e->n1[m], -1, 0);
       int n2 = fixed_reg(e);
-      add_pass(e, VMF_SUM, x, Q_SQ_CENTERED, (int)m, VMP_RSQRT, n2, -1, eps);
+      if (e->c->mode == VMM_ROWS) { /* one pass (FOLDSH): the native tier's ln_stats */
+        add_pass(e, VMF_SUM, x, Q_SHIFTED, (int)m, VMP_LNSHIFT, e->n1[m], n2, eps);
+      } else {
+        add_pass(e, VMF_SUM, x, Q_VALUE, (int)m, VMP_MEAN, e->n1[m], -1, 0);
+        add_pass(e, VMF_SUM, x, Q_SQ_CENTERED, (int)m, VMP_RSQRT, n2, -1, eps);
+      }
       e->n2[m] = n2;
       break;
     }
@@ -1092,7 +1096,8 @@ static void dis_prog(Buf *b, const VmCode *c, const char *name, VmProg pr) {
 char *vm_disasm(const VmCode *c) {
   if (c->mode == VMM_EXTERN) return vm_disasm_extern(c);
   static const char *const modes[] = {"rows", "cols", "mix", "gemm"};
-  static const char *const posts[] = {"", " / L", " -> 1/x", " -> aux + log x", " -> 1/sqrt(x/L + eps)"};
+  static const char *const posts[] = {"", " / L", " -> 1/x", " -> aux + log x", " -> 1/sqrt(x/L + eps)",
+                                       " -> mean; aux = 1/sqrt(var + eps)"};
   Buf b = {0};
   ir_put(&b, "  mode %s, %u instructions, %u tile registers, %u scalar registers, encoded in %.2f us\n",
          modes[c->mode], c->ncode, c->nreg, c->nsreg, c->encode_us);

@@ -192,7 +192,7 @@ static void test_rows(void) {
   dvm_graph *gr;
   CHECK(!dvm_graph_parse(ctx, rowk, strlen(rowk), "rows.dvm", &gr), "parse: %s", dvm_last_error());
   char *text = dvm_graph_dump(gr, "bytecode");
-  const char *want[] = {"FOLD ", "FOLDSQ ", "FOLDSQDEV", "FOLDEXP", "SUBEXPU", "MULU", "SUBU", "LNORMU",
+  const char *want[] = {"FOLD ", "FOLDSQ ", "FOLDSH", "FOLDEXP", "SUBEXPU", "MULU", "SUBU", "LNORMU",
                         "RMSNORMU", "(whole row)", "pass 0: "};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     CHECK(text && strstr(text, want[i]), "the row kernels' bytecode has no %s", want[i]);
