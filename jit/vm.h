@@ -107,8 +107,9 @@ typedef struct VmPass {
   uint8_t fold, post; /* VmFold, VmPost */
   uint8_t src;        /* cols: the register holding the quantity the driver folds */
   uint8_t slot, aux;  /* result register; VMP_LOGADD's and VMP_LNSHIFT's other slot */
-  bool splat;         /* rows: an instruction reads the slot as a tile (not only as one value,
-                         u), so the driver copies its value into every lane */
+  bool splat;         /* rows: an instruction reads the slot (or VMP_LNSHIFT's aux) as a tile
+                         (not only as one value, u), so the driver copies its value into
+                         every lane */
   float eps;
 } VmPass;
 

@@ -1016,7 +1016,8 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
       const VmIns *in = &e.code.v[q];
       int32_t fld[NF] = {in->d, in->a, in->b, in->imm, in->imm & 0xff, in->imm >> 8 & 0xff, in->imm >> 16 & 0xff};
       for (int f = 0; f < NF; f++)
-        if ((kind((VmOp)in->op, f) == 't' || kind((VmOp)in->op, f) == 'w') && fld[f] == e.pass.v[i].slot)
+        if ((kind((VmOp)in->op, f) == 't' || kind((VmOp)in->op, f) == 'w') &&
+            (fld[f] == e.pass.v[i].slot || (e.pass.v[i].post == VMP_LNSHIFT && fld[f] == e.pass.v[i].aux)))
           e.pass.v[i].splat = true;
     }
   free(mem);
