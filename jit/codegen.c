@@ -27,13 +27,16 @@
  * measured several times faster at ~1 ulp); the tiers are tested against the reference
  * path's double-precision values.
  *
- * Coverage today: f32 values; elementwise ops but select/compare/cast/boolean; reductions
- * and normalizations over the last axis only; matmul without transposes whose b is 2-D.
- * Views (layout ops inside a kernel) are not emitted yet. jit_supported says why a kernel
- * is not covered; such kernels run on the kernel-level reference path.
+ * Row kernels that keep the last axis and reduce others (column mode, col_item) stream
+ * whole rows into per-column accumulators in stack arrays, and with few groups of columns
+ * split their rows over the threads into scratch (jit_col_blocks). Layernorm takes its
+ * statistics in one pass (ln_stats). What is covered, and why a kernel is not, is
+ * jit_supported's: other kernels run on the kernel-level reference path. docs/native.md
+ * has the measurements behind these choices.
  *
- * Why one file of ~800 lines: the emitter is one recursive evaluator (eval) shared by the
- * three kernel shapes; splitting it would expose its private state. */
+ * Why one file of ~3300 lines: the emitter is one recursive evaluator (eval) shared by
+ * every kernel shape (vector, row, column, multi, mix, packed GEMM); splitting it would
+ * expose its private state (Cg). */
 #include <llvm-c/Core.h>
 #include <math.h>
 #include <stdio.h>
@@ -133,7 +136,6 @@ static bool is_norm(Op op) {
 }
 
 enum { COL_VECS = 4 }; /* column mode: host vectors per value */
-
 
 bool jit_col_mode(const Graph *g, const Kernel *k) {
   int r = ir_node(g, k->domain)->rank;
@@ -246,7 +248,8 @@ typedef struct Cg {
   uint32_t axes;         /* row kernels: the reduced axes of the domain */
   int r, rr;             /* ranks of the domain and of the reduced shape (keepdims=0) */
   const Dim *dom;
-  bool col;              /* column mode: the last axis is kept; folds run down the columns */
+  bool col;              /* column mode: the last axis is kept; the reduced rows are folded
+                            per column (col_item) */
   bool multi;            /* the last axis and others reduced (jit_multi_mode) */
   LLVMValueRef L;        /* multi mode: the last axis' length */
   int ctx;               /* alignment of the operands being read: 0 with the domain, 1 with
