@@ -3025,26 +3025,27 @@ static bool after_fold(const Partition *p, const Kernel *k, uint32_t v, int dept
   return false;
 }
 
-/* Can column-mode kernel k split its reduced rows (see col_split_item)? */
-static bool col_splits(const Partition *p, const Kernel *k) {
+/* Can column-mode kernel k split its reduced rows (see col_split_item)? Its folds (one
+ * per folding member: each has a block of accumulators in the scratch), or 0 if not. */
+static int col_splits(const Partition *p, const Kernel *k) {
   const Graph *g = p->g;
-  if (!jit_col_mode(g, k)) return false;
+  if (!jit_col_mode(g, k)) return 0;
   int folds = 0;
   for (uint32_t m = 0; m < k->nmembers; m++) {
     uint32_t v = fu_members(p, k)[m];
     MPass ps[2];
     int np = op_passes((Op)ir_node(g, v)->op, ps);
-    if (np > 1) return false;
-    if (np && after_fold(p, k, ir_operand(g, v, 0), 0)) return false;
+    if (np > 1) return 0;
+    if (np && after_fold(p, k, ir_operand(g, v, 0), 0)) return 0;
     folds += np;
   }
   const Node *d = ir_node(g, k->domain);
   for (uint32_t o = 0; o < k->noutputs; o++) {
     uint32_t u = fu_outputs(p, k)[o];
     const Node *n = ir_node(g, u);
-    if (n->rank == d->rank && !memcmp(ir_shape(g, u), ir_shape(g, k->domain), d->rank * sizeof(Dim))) return false;
+    if (n->rank == d->rank && !memcmp(ir_shape(g, u), ir_shape(g, k->domain), d->rank * sizeof(Dim))) return 0;
   }
-  return folds > 0;
+  return folds;
 }
 
 /* Column mode's groups: kept outer rows times chunks of columns; *R the reduced rows and
@@ -3054,16 +3055,14 @@ static int64_t col_groups(const Partition *p, const Kernel *k, const int64_t *di
 int64_t jit_col_blocks(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int threads,
                        int64_t *finish, size_t *scratch) {
   *finish = 0, *scratch = 0;
-  if (threads < 2 || !col_splits(p, k)) return 1;
+  int folds = threads < 2 ? 0 : col_splits(p, k);
+  if (!folds) return 1;
   int64_t R, cols, G = col_groups(p, k, dims, lanes, &R, &cols);
   if (G >= 2 * (int64_t)threads || G < 1) return 1;
   int64_t P = (2 * (int64_t)threads + G - 1) / G, most = R * cols / SPLIT_MIN;
   if (P > most) P = most;
   if (P > R) P = R;
   if (P < 2) return 1;
-  int folds = 0;
-  MPass ps[2];
-  for (uint32_t m = 0; m < k->nmembers; m++) folds += op_passes((Op)ir_node(p->g, fu_members(p, k)[m])->op, ps);
   int64_t W = (int64_t)lanes * COL_VECS;
   *finish = G;
   *scratch = (size_t)(G * P * folds) * (size_t)((cols + W - 1) / W) * SPLIT_BLOCK * (size_t)W;
@@ -3180,7 +3179,8 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
     c.slot_t = (LLVMTypeRef *)(c.slot + 3 * nm), c.ready = (uint8_t *)(c.slot_t + 3 * nm);
     if (!(c.rows4 = calloc(4 * ROW_STATE(&c), sizeof *c.rows4))) ir_oom();
     Split sp = {0}, *split = NULL;
-    if (col_splits(p, k)) { /* the blocks, groups and scratch layout of jit_col_blocks */
+    int folds = col_splits(p, k);
+    if (folds) { /* the blocks, groups and scratch layout of jit_col_blocks */
       LLVMBuilderRef B = c.B;
       LLVMValueRef at = LLVMBuildGEP2(B, c.i64, c.dims, (LLVMValueRef[]){ci64(&c, k->ndims)}, 1, "");
       sp.P = LLVMBuildLoad2(B, c.i64, at, "blocks");
@@ -3192,9 +3192,6 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
       sp.G = LLVMBuildMul(B, rows, LLVMBuildUDiv(B, LLVMBuildAdd(B, L, ci64(&c, c.chunk - 1), ""), CH, ""), "groups");
       LLVMValueRef cols = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, L, CH, ""), L, CH, "");
       LLVMValueRef nb = LLVMBuildUDiv(B, LLVMBuildAdd(B, cols, ci64(&c, c.W - 1), ""), W, "");
-      int folds = 0;
-      MPass ps[2];
-      for (uint32_t m = 0; m < nm; m++) folds += op_passes((Op)ir_node(c.g, fu_members(p, k)[m])->op, ps);
       sp.member = LLVMBuildMul(B, nb, ci64(&c, SPLIT_BLOCK * c.W), "");
       sp.group = LLVMBuildMul(B, sp.member, ci64(&c, folds), "");
       split = &sp;

@@ -86,8 +86,11 @@ typedef struct Plan {
   uint32_t nkey;
   Binding b;
   size_t *aoff;         /* per value: arena offset, SIZE_MAX if not in the arena */
-  size_t *soff;         /* per kernel: its native code's scratch (jit_col_blocks), SIZE_MAX
-                           if none; after the intermediates, disjoint within a dispatch */
+  struct Split {        /* per kernel: how its native code splits (jit_col_blocks) */
+    size_t off;         /* its scratch: after the intermediates, disjoint within a
+                           dispatch; SIZE_MAX if it does not split */
+    int64_t blocks, finish;
+  } *split;
   size_t arena_bytes;
   int users;            /* runs using it now: it is not evicted while > 0 */
 } Plan;
@@ -96,7 +99,7 @@ static void plan_free(Plan *pl) {
   if (!pl) return;
   rt_binding_free(&pl->b);
   free(pl->aoff);
-  free(pl->soff);
+  free(pl->split);
   free(pl);
 }
 
@@ -119,7 +122,6 @@ static bool plan_key(const dvm_model *m, Tensor *const *given, int64_t *key, uin
 static bool in_arena(const dvm_model *m, uint32_t i, uint32_t u) { return m->last[u] != UINT32_MAX && m->last[u] > i; }
 
 static bool kernel_dims(const dvm_model *m, const Binding *b, const Kernel *k, int64_t *dims);
-static int64_t col_blocks(const dvm_model *m, const Kernel *k, const int64_t *dims, int64_t *finish, size_t *bytes);
 
 /* The scratch of the kernels whose native code splits (jit_col_blocks) under this
  * binding, after the intermediates: the kernels of one dispatch run at once, so theirs are
@@ -127,17 +129,19 @@ static int64_t col_blocks(const dvm_model *m, const Kernel *k, const int64_t *di
 static bool plan_scratch(const dvm_model *m, Plan *pl) {
   const Partition *p = m->part;
   uint32_t nk = p->kernels.n;
-  if (!(pl->soff = malloc((nk + 1) * sizeof *pl->soff))) return false;
+  if (!(pl->split = malloc((nk + 1) * sizeof *pl->split))) return false;
   size_t base = (pl->arena_bytes + 63) & ~(size_t)63, used = 0, most = 0;
   for (uint32_t i = 0; i < nk; i++) {
     const Kernel *k = &p->kernels.v[i];
+    struct Split *sp = &pl->split[i];
     if (i && k->dispatch != p->kernels.v[i - 1].dispatch) used = 0;
-    pl->soff[i] = SIZE_MAX;
-    int64_t dims[64], finish;
+    *sp = (struct Split){SIZE_MAX, 1, 0};
+    int64_t dims[64];
     size_t bytes = 0;
-    if (!m->entry || k->ndims >= 64 || !kernel_dims(m, &pl->b, k, dims) || col_blocks(m, k, dims, &finish, &bytes) < 2)
-      continue;
-    pl->soff[i] = base + used;
+    if (!m->entry || k->ndims >= 64 || !kernel_dims(m, &pl->b, k, dims)) continue;
+    sp->blocks = jit_col_blocks(p, k, dims, jit_lanes(m->jit), rt_pool_threads(m->pool), &sp->finish, &bytes);
+    if (sp->blocks < 2) continue; /* 1, no combine items, no scratch */
+    sp->off = base + used;
     used += (bytes + 63) & ~(size_t)63;
     if (used > most) most = used;
   }
@@ -734,14 +738,11 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
     }
     c->bufs[k->ninputs + k->noutputs + 1] = vals[u]->data;
   }
-  /* a column kernel's native code splits its reduced rows when its scratch is planned */
-  size_t bytes = 0, ki = (size_t)(k - p->kernels.v);
+  /* a column kernel's native code splits its reduced rows as the plan says */
+  const struct Split *sp = pl->split ? &pl->split[k - p->kernels.v] : NULL;
   c->dims[k->ndims] = 1, c->finish = 0, c->bufs[k->ninputs + k->noutputs + 2] = NULL;
-  if (fn && arena && pl->soff && pl->soff[ki] != SIZE_MAX) {
-    int64_t P = col_blocks(m, k, c->dims, &c->finish, &bytes);
-    if (P > 1) c->dims[k->ndims] = P, c->bufs[k->ninputs + k->noutputs + 2] = arena + pl->soff[ki];
-    else c->finish = 0;
-  }
+  if (fn && arena && sp && sp->off != SIZE_MAX)
+    c->dims[k->ndims] = sp->blocks, c->finish = sp->finish, c->bufs[k->ninputs + k->noutputs + 2] = arena + sp->off;
   int64_t item = 1;
   c->extent = fn ? jit_extent(p, k, c->dims, jit_lanes(m->jit), &item) : vm_extent(vm, c->dims, &item);
   c->grain = grain(g, p, k, item);
@@ -753,10 +754,6 @@ static bool kernel_dims(const dvm_model *m, const Binding *b, const Kernel *k, i
   for (uint32_t q = 0; q < k->ndims; q++)
     if (!ir_dim_eval(m->g, m->part->dims.v[k->dims + q], b->sym, &dims[q])) return false;
   return true;
-}
-
-static int64_t col_blocks(const dvm_model *m, const Kernel *k, const int64_t *dims, int64_t *finish, size_t *bytes) {
-  return jit_col_blocks(m->part, k, dims, jit_lanes(m->jit), rt_pool_threads(m->pool), finish, bytes);
 }
 
 enum { STACK_MAX = 16 }; /* kernels launched as one parallel region */

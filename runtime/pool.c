@@ -123,6 +123,11 @@ static uint32_t chunks_of(const Pool *p, const PoolJob *j) {
   return (uint32_t)(c < 1 ? 1 : c > most ? most : c);
 }
 
+/* Job j's work in grains (0 if it has none). */
+static double grains_of(const PoolJob *j) {
+  return j->extent > 0 ? (double)j->extent / (double)(j->grain < 1 ? 1 : j->grain) : 0;
+}
+
 static void run_serial(const PoolJob *jobs, int n) {
   for (int i = 0; i < n; i++)
     if (jobs[i].extent > 0) jobs[i].fn(jobs[i].ctx, 0, jobs[i].extent);
@@ -335,7 +340,7 @@ void rt_pool_run_many(Pool *p, const PoolJob *jobs, int n) {
   double grains = 0;
   for (int i = 0; i < n; i++) {
     all += chunks_of(p, &jobs[i]);
-    if (jobs[i].extent > 0) grains += (double)jobs[i].extent / (double)(jobs[i].grain < 1 ? 1 : jobs[i].grain);
+    grains += grains_of(&jobs[i]);
   }
   if (all <= 1 || grains <= 2 || !enter(p)) {
     run_serial(jobs, n);
@@ -358,7 +363,7 @@ void rt_pool_run_many(Pool *p, const PoolJob *jobs, int n) {
   double per[SORTED_MAX];
   for (int i = 0; i < n && n <= SORTED_MAX; i++) {
     uint32_t c = chunks_of(p, &jobs[i]);
-    per[i] = c ? (double)jobs[i].extent / (double)(jobs[i].grain < 1 ? 1 : jobs[i].grain) / c : 0;
+    per[i] = c ? grains_of(&jobs[i]) / c : 0;
     int at = i;
     for (; at > 0 && per[ord[at - 1]] < per[i]; at--) ord[at] = ord[at - 1];
     ord[at] = i;
