@@ -6,11 +6,22 @@
  * traffic is not counted, as in STREAM) and reports the best of several trials. OpenBLAS
  * is loaded with dlopen, so dvm does not link it; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
  * (which halve its speed on this machine) are removed from the environment before it is
- * loaded, as the bench is meant to compare against OpenBLAS at its best. */
+ * loaded, as the bench is meant to compare against OpenBLAS at its best.
+ *
+ * sgemm runs in a child process. OpenBLAS's pthreads keep spinning after a call (about
+ * 2^28 cycles, a tenth of a second), and on two cores a spinning thread took the core
+ * that dvm's pool worker needed: the bench's first workloads ran up to 1.6x slower on two
+ * threads (W1 at N = 64: medians 10.8-13.2 us with the threads spinning, 8.1-10.2 with
+ * OPENBLAS_THREAD_TIMEOUT=4). With the library loaded only in the child, its threads end
+ * with it. */
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tool.h"
 
@@ -78,7 +89,8 @@ typedef void (*SgemmFn)(int, int, int, int, int, int, float, const float *, int,
                         int, float, float *, int);
 typedef void (*SetThreadsFn)(int);
 
-double limit_sgemm_gflops(int threads, int n, const char **why) {
+/* The measurement itself, in the child. */
+static double sgemm_gflops(int threads, int n, const char **why) {
   unsetenv("OPENBLAS_CORETYPE");
   unsetenv("OPENBLAS_L2_SIZE");
   void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
@@ -112,6 +124,45 @@ double limit_sgemm_gflops(int threads, int n, const char **why) {
     t[r] = tool_now_us() - t0;
   }
   free(a), free(b), free(c);
-  /* the library stays loaded: its threads may still be parked */
   return 2.0 * n * (double)n * n / (tool_quantile(t, (size_t)reps, 0.5) * 1e3);
+}
+
+/* What the child sends back: `why` points at a string literal, which has the same
+ * address in the parent (a fork of the same image). */
+typedef struct SgemmResult {
+  double gflops;
+  const char *why;
+} SgemmResult;
+
+double limit_sgemm_gflops(int threads, int n, const char **why) {
+  int fd[2];
+  if (pipe(fd)) {
+    *why = "cannot make a pipe for the sgemm measurement";
+    return -1;
+  }
+  fflush(NULL); /* nothing buffered is written twice */
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fd[0]), close(fd[1]);
+    *why = "cannot fork for the sgemm measurement";
+    return -1;
+  }
+  if (pid == 0) {
+    SgemmResult r = {0, NULL};
+    r.gflops = sgemm_gflops(threads, n, &r.why);
+    ssize_t w = write(fd[1], &r, sizeof r);
+    _exit(w == (ssize_t)sizeof r ? 0 : 1);
+  }
+  close(fd[1]);
+  SgemmResult r = {-1, "the sgemm measurement ended without a result"};
+  SgemmResult got;
+  ssize_t k;
+  do k = read(fd[0], &got, sizeof got);
+  while (k < 0 && errno == EINTR);
+  if (k == (ssize_t)sizeof got) r = got;
+  close(fd[0]);
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  if (r.gflops <= 0 && r.why) *why = r.why;
+  return r.gflops;
 }
