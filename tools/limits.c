@@ -163,6 +163,7 @@ double limit_sgemm_gflops(int threads, int n, const char **why) {
   close(fd[0]);
   while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
   }
-  if (r.gflops <= 0 && r.why) *why = r.why;
-  return r.gflops;
+  if (r.gflops > 0) return r.gflops;
+  *why = r.why ? r.why : "the sgemm measurement failed";
+  return -1;
 }
