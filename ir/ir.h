@@ -20,6 +20,7 @@
 #ifndef DVM_IR_H
 #define DVM_IR_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -58,6 +59,16 @@ dvm_status ir_err(Err *err, dvm_status code, const char *fmt, ...)
 /* Set err with the graph-line prefix "FILE:LINE: " when line > 0. */
 dvm_status ir_errl(Err *err, dvm_status code, const char *file, uint32_t line,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* ---- threads and stacks ------------------------------------------------------------------ */
+
+/* Bytes of the calling thread's stack below the caller's frame; SIZE_MAX when they cannot
+ * be read. A host may call dvm from threads with small stacks (musl's default is 128 KB):
+ * what needs more (kernels, LLVM) checks this and runs on a thread of its own instead. */
+size_t ir_stack_left(void);
+/* pthread_create with a stack of at least min_stack bytes (the process's default stack
+ * when that is larger), so dvm's own threads do not inherit a small RLIMIT_STACK. */
+int ir_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, size_t min_stack);
 
 /* ---- dtypes ---------------------------------------------------------------------------- */
 

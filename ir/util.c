@@ -1,5 +1,7 @@
 /* ir/util.c — small shared pieces of the ir layer: growable arrays, error reporting,
- * dtype names, and the op and attribute tables expanded from ops.def / attrs.def. */
+ * dtype names, the op and attribute tables expanded from ops.def / attrs.def, and the
+ * stack checks and thread starts that the runtime and the jit share. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +68,36 @@ dvm_status ir_errl(Err *err, dvm_status code, const char *file, uint32_t line, c
     err->code = code;
   }
   return code;
+}
+
+/* The stack's low end is read once per thread: for the main thread glibc reads
+ * /proc/self/maps to find it, which a run must not pay each time. */
+__attribute__((noinline)) size_t ir_stack_left(void) {
+  static _Thread_local char *lo;
+  static _Thread_local int known; /* 0 not read yet, 1 in lo, -1 unreadable */
+  if (!known) {
+    pthread_attr_t a;
+    void *base;
+    size_t size;
+    known = -1;
+    if (!pthread_getattr_np(pthread_self(), &a)) {
+      if (!pthread_attr_getstack(&a, &base, &size)) lo = base, known = 1;
+      pthread_attr_destroy(&a);
+    }
+  }
+  char *sp = __builtin_frame_address(0);
+  return known < 0 ? SIZE_MAX : sp > lo ? (size_t)(sp - lo) : 0;
+}
+
+int ir_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, size_t min_stack) {
+  pthread_attr_t a;
+  size_t size = 0;
+  if (pthread_attr_init(&a)) return -1;
+  if (pthread_attr_getstacksize(&a, &size) || size < min_stack)
+    pthread_attr_setstacksize(&a, min_stack);
+  int e = pthread_create(t, &a, fn, arg);
+  pthread_attr_destroy(&a);
+  return e;
 }
 
 const char *ir_dtype_name(DType dt) { return (unsigned)dt < DT_COUNT ? dtype_names[dt] : "?"; }

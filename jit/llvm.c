@@ -413,7 +413,9 @@ JitEntry *jit_request(Jit *j, const Partition *p, const Kernel *k, const void *o
   pthread_mutex_lock(&j->lock);
   JitEntry *e = entry(j, k->key);
   if (atomic_load(&e->state) == JE_NEW) {
-    if (!j->running && !j->stopping && !atomic_load(&exiting) && !pthread_create(&j->thread, NULL, compile_thread, j))
+    /* LLVM gets 8 MB of stack, as clang gives its threads */
+    if (!j->running && !j->stopping && !atomic_load(&exiting) &&
+        !ir_thread_start(&j->thread, compile_thread, j, 8 << 20))
       j->running = true;
     if (!j->running) { /* no thread: the kernel stays on the reference path, nothing queued */
       pthread_mutex_unlock(&j->lock);

@@ -24,6 +24,37 @@ dvm_status rt_ok(void) {
   return DVM_OK;
 }
 
+/* A call handed to another thread (rt_call_with_stack), with what it returned. */
+typedef struct Handed {
+  dvm_status (*fn)(void *);
+  void *arg;
+  dvm_status st;
+  char msg[sizeof last_error];
+} Handed;
+
+static void *handed(void *p) {
+  Handed *h = p;
+  h->st = h->fn(h->arg);
+  memcpy(h->msg, last_error, sizeof h->msg);
+  return NULL;
+}
+
+dvm_status rt_call_with_stack(dvm_status (*fn)(void *), void *arg, size_t stack) {
+  Handed h = {fn, arg, DVM_OK, ""};
+  pthread_t t;
+  if (ir_thread_start(&t, handed, &h, stack)) {
+    Err err = {0};
+    ir_err(&err, DVM_ERR_RUNTIME,
+           "this thread's stack is too small and no thread with %zu KB of stack could be started",
+           stack >> 10);
+    return rt_fail(&err);
+  }
+  pthread_join(t, NULL);
+  if (h.st == DVM_OK) return rt_ok();
+  memcpy(last_error, h.msg, sizeof last_error);
+  return h.st;
+}
+
 const char *dvm_last_error(void) { return last_error; }
 
 const char *dvm_status_name(dvm_status s) {
@@ -119,7 +150,7 @@ dvm_status dvm_graph_load(dvm_context *ctx, const char *path, dvm_graph **out) {
   FILE *f = fopen(path, "rb");
   if (!f) return ir_err(&err, DVM_ERR_IO, "cannot open '%s': %s", path, strerror(errno)), rt_fail(&err);
   VEC(char) text = {0};
-  char buf[65536];
+  char buf[8192]; /* small: a host thread may have a small stack */
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
     if (!vec_reserve(text, (uint32_t)n)) {

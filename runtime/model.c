@@ -319,13 +319,12 @@ static void reserve_arena(dvm_model *m) {
   m->arena[0] = a, m->arena_size[0] = ARENA_RESERVE, m->narenas = 1;
 }
 
-dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_compile_options *opt,
-                             dvm_model **out) {
+static dvm_status compile(dvm_context *ctx, const dvm_graph *dg, const dvm_compile_options *opt,
+                          dvm_model **out) {
   Err err = {0};
   *out = NULL;
   if (!dg) return ir_err(&err, DVM_ERR_USAGE, "dvm_model_compile: no graph"), rt_fail(&err);
   dvm_tier tier = opt ? opt->tier : DVM_TIER_AUTO;
-  rt_touch_stack(); /* this thread likely runs the model: its first run faults no stack */
   dvm_model *m = calloc(1, sizeof *m);
   if (!m || !(m->g = ir_graph_clone(rt_graph_ir(dg)))) goto oom;
   Graph *g = m->g;
@@ -414,6 +413,36 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
 oom:
   dvm_model_destroy(m);
   return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
+}
+
+typedef struct CompileArgs {
+  dvm_context *ctx;
+  const dvm_graph *dg;
+  const dvm_compile_options *opt;
+  dvm_model **out;
+} CompileArgs;
+
+static dvm_status compile_args(void *p) {
+  CompileArgs *a = p;
+  return compile(a->ctx, a->dg, a->opt, a->out);
+}
+
+/* LLVM runs on the caller's thread when a model compiles in the llvm tier (and for the
+ * process's first compile in auto, jit/llvm.c's warm-up): on a thread with less than
+ * COMPILE_STACK left, the compile runs on a thread of dvm's own with LLVM_STACK while the
+ * caller waits (W5 in the llvm tier overflowed a 64 KB stack inside LLVM's scalar
+ * evolution). The bytecode and reference tiers need no more than a run. */
+enum { COMPILE_STACK = 1 << 20, LLVM_STACK = 8 << 20 };
+
+dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_compile_options *opt,
+                             dvm_model **out) {
+  dvm_tier tier = opt ? opt->tier : DVM_TIER_AUTO;
+  rt_touch_stack(); /* this thread likely runs the model: its first run faults no stack */
+  size_t left = ir_stack_left();
+  bool llvm_here = tier == DVM_TIER_LLVM || tier == DVM_TIER_AUTO;
+  if (left == SIZE_MAX || left >= COMPILE_STACK || !llvm_here) return compile(ctx, dg, opt, out);
+  CompileArgs a = {ctx, dg, opt, out};
+  return rt_call_with_stack(compile_args, &a, LLVM_STACK);
 }
 
 void dvm_model_destroy(dvm_model *m) {
@@ -944,14 +973,40 @@ done:
   return st ? rt_fail(&err) : rt_ok();
 }
 
+typedef struct RunArgs {
+  dvm_model *m;
+  int ninputs;
+  const char *const *names;
+  dvm_tensor *const *inputs;
+  dvm_tensor **outputs;
+  dvm_tensor *const *into;
+} RunArgs;
+
+static dvm_status run_args(void *p) {
+  RunArgs *a = p;
+  return run(a->m, a->ninputs, a->names, a->inputs, a->outputs, a->into);
+}
+
+/* run() on the caller's thread when its stack has room for the kernels (RT_KERNEL_STACK),
+ * else on a new thread with enough stack while the caller waits: a host thread with a
+ * small stack (musl's default is 128 KB; W5 in the bytecode tier overflowed 256 KB) gets a
+ * run that costs a thread start more, not a crash. */
+static dvm_status run_roomy(dvm_model *m, int ninputs, const char *const *names,
+                            dvm_tensor *const *inputs, dvm_tensor **outputs,
+                            dvm_tensor *const *into) {
+  if (rt_stack_room()) return run(m, ninputs, names, inputs, outputs, into);
+  RunArgs a = {m, ninputs, names, inputs, outputs, into};
+  return rt_call_with_stack(run_args, &a, RT_THREAD_STACK);
+}
+
 dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
                          dvm_tensor *const *inputs, dvm_tensor **outputs) {
-  return run(m, ninputs, names, inputs, outputs, NULL);
+  return run_roomy(m, ninputs, names, inputs, outputs, NULL);
 }
 
 dvm_status dvm_model_run_into(dvm_model *m, int ninputs, const char *const *names,
                               dvm_tensor *const *inputs, dvm_tensor *const *outputs) {
-  return run(m, ninputs, names, inputs, NULL, outputs);
+  return run_roomy(m, ninputs, names, inputs, NULL, outputs);
 }
 
 dvm_status dvm_model_cost(const dvm_model *m, int ninputs, const char *const *names,

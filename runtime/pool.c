@@ -47,6 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../ir/ir.h"
+
 enum {
   CHUNKS_PER_THREAD = 4,
   POOL_MAX_THREADS = 1024, /* keeps a job's chunks far below LEFT_MAX */
@@ -177,26 +179,21 @@ static uint64_t wait_region(Pool *p, uint64_t seen) {
   return atomic_load(&p->stop) ? 0 : seq;
 }
 
-enum { KERNEL_STACK = 512 << 10, STACK_SPARE = 64 << 10 };
+enum { STACK_SPARE = 64 << 10 };
 
 __attribute__((noinline)) static void touch_below(size_t n) {
   volatile char *b = alloca(n);
   for (size_t i = 0; i < n; i += 4096) b[i] = 0;
 }
 
+bool rt_stack_room(void) { return ir_stack_left() > RT_KERNEL_STACK + STACK_SPARE; }
+
 void rt_touch_stack(void) {
-  static _Thread_local bool done; /* once per thread (the main thread's attributes come
-                                     from reading /proc/self/maps) */
+  static _Thread_local bool done; /* once per thread */
   if (done) return;
   done = true;
-  pthread_attr_t a;
-  void *lo;
-  size_t size;
-  if (pthread_getattr_np(pthread_self(), &a)) return;
-  int ok = !pthread_attr_getstack(&a, &lo, &size);
-  pthread_attr_destroy(&a);
-  char *sp = __builtin_frame_address(0);
-  if (ok && sp > (char *)lo && (size_t)(sp - (char *)lo) > KERNEL_STACK + STACK_SPARE) touch_below(KERNEL_STACK);
+  size_t left = ir_stack_left();
+  if (left != SIZE_MAX && left > RT_KERNEL_STACK + STACK_SPARE) touch_below(RT_KERNEL_STACK);
 }
 
 static void *worker(void *arg) {
@@ -292,7 +289,7 @@ Pool *rt_pool_new(int threads) {
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int n = 0;
   if (p->tids)
-    while (n < threads - 1 && pthread_create(&p->tids[n], NULL, worker, p) == 0) n++;
+    while (n < threads - 1 && ir_thread_start(&p->tids[n], worker, p, RT_THREAD_STACK) == 0) n++;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   p->nworkers = n;
   p->threads = n + 1;

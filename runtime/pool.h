@@ -12,6 +12,7 @@
 #ifndef DVM_POOL_H
 #define DVM_POOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct Pool Pool;
@@ -41,10 +42,18 @@ void rt_pool_run(Pool *p, void (*fn)(void *ctx, int64_t begin, int64_t end), voi
  * may run at the same time, so the jobs must be independent of one another. */
 void rt_pool_run_many(Pool *p, const PoolJob *jobs, int n);
 
-/* Fault in the pages of the calling thread's stack that kernels use (KERNEL_STACK below
- * the caller's frame: the bytecode's GEMM driver keeps 358 KB of blocks there, native
- * GEMM 210 KB), so a first run does not pay for them one fault at a time. Nothing on a
- * stack without that much room to spare. Workers do it when they start. */
+/* The stack a kernel may use below its caller's frame: the bytecode's GEMM driver keeps
+ * 358 KB of blocks there, native GEMM 210 KB, column mode up to 160 KB. Threads that run
+ * kernels (the pool's workers, runs handed over by callers without that room) get
+ * RT_THREAD_STACK. */
+enum { RT_KERNEL_STACK = 512 << 10, RT_THREAD_STACK = 4 * RT_KERNEL_STACK };
+
+/* Fault in the pages of the calling thread's stack that kernels use (RT_KERNEL_STACK below
+ * the caller's frame), so a first run does not pay for them one fault at a time. Nothing
+ * on a stack without that much room to spare. Workers do it when they start. */
 void rt_touch_stack(void);
+/* Whether the calling thread has room below this frame to run kernels (RT_KERNEL_STACK and
+ * a spare); true when its stack cannot be read. */
+bool rt_stack_room(void);
 
 #endif /* DVM_POOL_H */

@@ -129,5 +129,9 @@ struct Jit *rt_context_jit(dvm_context *ctx, Err *err);
 dvm_status rt_fail(const Err *err);
 /* Clear the last error and return DVM_OK. */
 dvm_status rt_ok(void);
+/* fn(arg) on a new thread with at least `stack` bytes of stack, while this thread waits
+ * (for callers whose own stacks are too small: pool.h's rt_stack_room). Its status and
+ * last error become this thread's. */
+dvm_status rt_call_with_stack(dvm_status (*fn)(void *), void *arg, size_t stack);
 
 #endif /* DVM_RUNTIME_H */
