@@ -1309,6 +1309,15 @@ static LLVMValueRef fold_q(Cg *c, void *arg, LLVMValueRef acc) {
   return fold2(c, ps, acc, part);
 }
 
+/* The sum of v's lanes (llvm.vector.reduce.fadd, reassociated: halves onto halves). */
+static LLVMValueRef lanes_sum(Cg *c, LLVMValueRef v) {
+  LLVMTypeRef t = LLVMTypeOf(v);
+  LLVMValueRef args[2] = {LLVMConstReal(c->f32, -0.0), v};
+  LLVMValueRef s = intrinsic(c, "llvm.vector.reduce.fadd", &t, 1, args, 2);
+  LLVMSetFastMathFlags(s, LLVMFastMathAllowReassoc);
+  return s;
+}
+
 /* One pass over the row folding a quantity (four accumulators); the result is a splat. */
 static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int what, int member) {
   Pass ps = {f, (DType)ir_node(c->g, value)->dtype, value, what, member};
@@ -1322,9 +1331,11 @@ static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int 
     static const char *const name[] = {"llvm.vector.reduce.add", "llvm.vector.reduce.smax",
                                        "llvm.vector.reduce.smin", "llvm.vector.reduce.mul"};
     s = intrinsic(c, name[f], &t, 1, &acc, 1);
-  } else if (f == FOLD_SUM || f == FOLD_PROD) {
-    LLVMValueRef args[2] = {LLVMConstReal(c->f32, f == FOLD_SUM ? -0.0 : 1.0), acc};
-    s = intrinsic(c, f == FOLD_SUM ? "llvm.vector.reduce.fadd" : "llvm.vector.reduce.fmul", &t, 1, args, 2);
+  } else if (f == FOLD_SUM) {
+    s = lanes_sum(c, acc);
+  } else if (f == FOLD_PROD) {
+    LLVMValueRef args[2] = {LLVMConstReal(c->f32, 1.0), acc};
+    s = intrinsic(c, "llvm.vector.reduce.fmul", &t, 1, args, 2);
     LLVMSetFastMathFlags(s, LLVMFastMathAllowReassoc);
   } else if (f == FOLD_MAX_ORD) { /* no NaN in acc: maxps lanes */
     s = intrinsic(c, "llvm.vector.reduce.fmax", &t, 1, &acc, 1);
@@ -1480,15 +1491,6 @@ static LLVMValueRef sh_comb(Cg *c, void *arg, LLVMValueRef a, LLVMValueRef b) {
   for (unsigned i = 0; i < 2; i++)
     a = LLVMBuildInsertValue(B, a, LLVMBuildFAdd(B, LLVMBuildExtractValue(B, a, i, ""), LLVMBuildExtractValue(B, b, i, ""), ""), i, "");
   return a;
-}
-
-/* The sum of v's lanes (llvm.vector.reduce.fadd, reassociated: halves onto halves). */
-static LLVMValueRef lanes_sum(Cg *c, LLVMValueRef v) {
-  LLVMTypeRef t = LLVMTypeOf(v);
-  LLVMValueRef args[2] = {LLVMConstReal(c->f32, -0.0), v};
-  LLVMValueRef s = intrinsic(c, "llvm.vector.reduce.fadd", &t, 1, args, 2);
-  LLVMSetFastMathFlags(s, LLVMFastMathAllowReassoc);
-  return s;
 }
 
 /* layernorm member m of x along the row (row mode): its mean (n1) and 1/sqrt(var + eps)
@@ -2485,13 +2487,8 @@ static LLVMValueRef dot_body(Cg *c, void *arg, LLVMValueRef unused) {
   LLVMBuildBr(B, done);
   LLVMPositionBuilderAtEnd(B, done);
   LLVMValueRef sum = splatf(c, 0);
-  LLVMTypeRef t = c->vf;
-  for (int n = 0; n < c->W; n++) {
-    LLVMValueRef args[2] = {LLVMConstReal(c->f32, -0.0), acc[n]};
-    LLVMValueRef s = intrinsic(c, "llvm.vector.reduce.fadd", &t, 1, args, 2);
-    LLVMSetFastMathFlags(s, LLVMFastMathAllowReassoc);
-    sum = LLVMBuildInsertElement(B, sum, s, LLVMConstInt(c->i32, (unsigned)n, 0), "");
-  }
+  for (int n = 0; n < c->W; n++)
+    sum = LLVMBuildInsertElement(B, sum, lanes_sum(c, acc[n]), LLVMConstInt(c->i32, (unsigned)n, 0), "");
   c->j = jcol, c->mask = colmask;
   forget(c);
   c->mm = sum;
