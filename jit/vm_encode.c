@@ -13,9 +13,10 @@
  * Each program gets a peephole before allocation (fuse: MUL then ADD -> MULADD) and a
  * check whether it may run over whole rows (span_ok, VmProg.whole).
  *
- * One file past 800 lines on purpose: it is one walk mirroring codegen.c section by
- * section (views, elementwise, passes, kernel shapes, disassembly), and the sections share
- * the encoder's state (Enc); split, each part would need that state made public. */
+ * Why one file of ~1150 lines (past 800 on purpose): it is one walk mirroring codegen.c
+ * section by section (views, elementwise, passes, kernel shapes, disassembly), and the
+ * sections share the encoder's state (Enc); split, each part would need that state made
+ * public. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

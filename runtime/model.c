@@ -18,10 +18,10 @@
  * run that needs one); params are set before runs start (dvm.h), and setting one
  * replaces its packed copy.
  *
- * Past 800 lines on purpose: the model's whole life (compile, plans and arenas, packed
- * weights, the run loop over kernels, the public accessors) shares the private dvm_model
- * struct defined here; the pieces with no need of it already live apart (bind.c, ref.c,
- * pool.c). */
+ * Why one file of ~1100 lines (past 800 on purpose): the model's whole life (compile,
+ * plans and arenas, packed weights, the run loop over kernels, the public accessors)
+ * shares the private dvm_model struct defined here; the pieces with no need of it already
+ * live apart (bind.c, ref.c, pool.c). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>

@@ -186,14 +186,17 @@ __attribute__((noinline)) static void touch_below(size_t n) {
   for (size_t i = 0; i < n; i += 4096) b[i] = 0;
 }
 
-bool rt_stack_room(void) { return ir_stack_left() > RT_KERNEL_STACK + STACK_SPARE; }
+/* Room for kernels in `left` bytes of stack (SIZE_MAX: unknown, assumed). */
+static bool room(size_t left) { return left > RT_KERNEL_STACK + STACK_SPARE; }
+
+bool rt_stack_room(void) { return room(ir_stack_left()); }
 
 void rt_touch_stack(void) {
   static _Thread_local bool done; /* once per thread */
   if (done) return;
   done = true;
   size_t left = ir_stack_left();
-  if (left != SIZE_MAX && left > RT_KERNEL_STACK + STACK_SPARE) touch_below(RT_KERNEL_STACK);
+  if (left != SIZE_MAX && room(left)) touch_below(RT_KERNEL_STACK); /* never touch blind */
 }
 
 static void *worker(void *arg) {
