@@ -29,9 +29,9 @@
  *
  * Row kernels that keep the last axis and reduce others (column mode, col_item) stream
  * whole rows into per-column accumulators in stack arrays, and with few groups of columns
- * split their rows over the threads into scratch (jit_col_blocks). Layernorm takes its
+ * split their rows over the threads into scratch (kn_col_blocks). Layernorm takes its
  * statistics in one pass (ln_stats). What is covered, and why a kernel is not, is
- * jit_supported's: other kernels run on the kernel-level reference path. docs/native.md
+ * kn_supported's: other kernels run on the kernel-level reference path. docs/native.md
  * has the measurements behind these choices.
  *
  * Why one file of ~3300 lines: the emitter is one recursive evaluator (eval) shared by
@@ -45,183 +45,6 @@
 
 #include "jit.h"
 
-/* ---- what is covered --------------------------------------------------------------------- */
-
-static bool elementwise_f32(Op op) {
-  switch (op) {
-  case OP_NEG: case OP_ABS: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_RSQRT:
-  case OP_RECIPROCAL: case OP_TANH: case OP_SIGMOID: case OP_RELU: case OP_GELU:
-  case OP_GELU_TANH: case OP_SILU: case OP_ERF: case OP_SIN: case OP_COS: case OP_FLOOR:
-  case OP_CEIL: case OP_ROUND: case OP_SIGN: case OP_ADD: case OP_SUB: case OP_MUL:
-  case OP_DIV: case OP_POW: case OP_MAX: case OP_MIN: case OP_CLIP: return true;
-  default: return false;
-  }
-}
-
-/* Ops on f32 or bool operands with a bool result, or on bool masks. */
-static bool elementwise_bool(Op op) {
-  switch (op) {
-  case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_AND: case OP_OR:
-  case OP_NOT: case OP_SELECT: case OP_CAST: return true;
-  default: return false;
-  }
-}
-
-/* The dtypes the emitter handles for node v: f32 arithmetic, compares of f32, bool logic,
- * select, and casts between f32 and bool. */
-static bool is_int(DType t) { return t == DT_I32 || t == DT_I64; }
-/* f16 and bf16 values are f32 in registers, rounded to their dtype by every op that makes
- * one (the reference rounds each op's result to its dtype) and stored as 16 bits. */
-static bool is_low(DType t) { return t == DT_F16 || t == DT_BF16; }
-static bool is_flt(DType t) { return t == DT_F32 || is_low(t); }
-static bool stored(DType t) { return is_flt(t) || t == DT_BOOL || is_int(t); }
-
-static bool typed_ok(const Graph *g, uint32_t v) {
-  const Node *nd = ir_node(g, v);
-  Op op = (Op)nd->op;
-  DType t = (DType)nd->dtype, a = nd->nin ? (DType)ir_node(g, ir_operand(g, v, 0))->dtype : t;
-  switch (op) {
-  case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE:
-    return is_flt(a) || is_int(a) || (a == DT_BOOL && (op == OP_EQ || op == OP_NE));
-  case OP_AND: case OP_OR: case OP_NOT: return a == DT_BOOL;
-  case OP_SELECT: return stored(t);
-  case OP_CAST: return stored(t) && stored(a);
-  case OP_GATHER: /* indices: checked in range by the runtime before the kernel runs */
-    return stored(t) && ir_node(g, ir_operand(g, v, 0))->dtype == t;
-  case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
-  case OP_SLICE: case OP_CONCAT:
-    for (uint32_t j = 0; j < nd->nin; j++)
-      if (ir_node(g, ir_operand(g, v, j))->dtype != t) return false;
-    return stored(t);
-  case OP_FULL: return stored(t);
-  case OP_ARGMAX: return is_flt(a); /* the index is i64 */
-  case OP_MATMUL: /* f32 only: the mix paths read and sum f32 */
-    return t == DT_F32 && a == DT_F32 && ir_node(g, ir_operand(g, v, 1))->dtype == DT_F32;
-  case OP_ARANGE: return t == DT_F32 || is_int(t);
-  /* integers: the wrapping ops (division and powers raise errors or differ: declined) */
-  case OP_NEG: case OP_ABS: case OP_RELU: case OP_SIGN: case OP_ADD: case OP_SUB: case OP_MUL:
-  case OP_MAX: case OP_MIN: case OP_CLIP: case OP_REDUCE_SUM: case OP_REDUCE_MAX: case OP_REDUCE_MIN:
-  case OP_REDUCE_PROD:
-    if (is_int(t)) {
-      for (uint32_t j = 0; j < nd->nin; j++)
-        if (ir_node(g, ir_operand(g, v, j))->dtype != t) return false;
-      return true;
-    }
-    /* fall through */
-  default:
-    if (!is_flt(t)) return false;
-    for (uint32_t j = 0; j < nd->nin; j++)
-      if (ir_node(g, ir_operand(g, v, j))->dtype != t) return false;
-    return true;
-  }
-}
-
-/* Views emitted as index maps (views.c's order of the reference: a view reads its operand
- * at a computed position, down to a kernel input's element offset). */
-static bool is_view(Op op) {
-  switch (op) {
-  case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
-  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: case OP_GATHER: return true;
-  default: return false;
-  }
-}
-
-static bool is_reduction(Op op) {
-  return op == OP_REDUCE_SUM || op == OP_REDUCE_MEAN || op == OP_REDUCE_MAX || op == OP_REDUCE_MIN ||
-         op == OP_REDUCE_PROD;
-}
-
-static bool is_norm(Op op) {
-  return op == OP_SOFTMAX || op == OP_LOG_SOFTMAX || op == OP_LAYERNORM || op == OP_RMSNORM;
-}
-
-enum { COL_VECS = 4 }; /* column mode: host vectors per value */
-
-bool jit_col_mode(const Graph *g, const Kernel *k) {
-  int r = ir_node(g, k->domain)->rank;
-  return k->kind == KK_ROW && r >= 2 && k->axes && !(k->axes >> (r - 1) & 1);
-}
-
-bool jit_multi_mode(const Graph *g, const Kernel *k) {
-  int r = ir_node(g, k->domain)->rank;
-  return k->kind == KK_ROW && r >= 2 && (k->axes >> (r - 1) & 1) && (k->axes & ((1u << (r - 1)) - 1));
-}
-
-
-bool jit_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
-  const Graph *g = p->g;
-  int r = ir_node(g, k->domain)->rank;
-  if (k->kind == KK_EXTERN) { /* a direct call (jit/extern.c) */
-    JitExt x;
-    return jit_extern_plan(p, k, &x, why, n);
-  }
-  bool multi = jit_multi_mode(g, k);
-  int matmuls = 0;
-  const Node *dn = ir_node(g, k->domain);
-  int rr = k->kind == KK_ROW ? r - __builtin_popcount(k->axes) : r;
-  for (uint32_t i = 0; i < k->nmembers; i++) {
-    uint32_t v = fu_members(p, k)[i];
-    const Node *nd = ir_node(g, v);
-    Op op = (Op)nd->op;
-    /* operands line up with the domain, or, read by a member of the reduced shape, with
-       the kept axes (value_base) */
-    if (is_view(op)) { /* read at positions its readers compute: any rank */
-      if (!typed_ok(g, v))
-        return snprintf(why, n, "%s of %s at line %u is not emitted yet", ir_ops[op].name,
-                        ir_dtype_name((DType)nd->dtype), nd->line), false;
-      for (uint32_t j = 0; j < nd->nin; j++) {
-        uint32_t u = ir_operand(g, v, j);
-        bool member = false;
-        for (uint32_t q = 0; q < k->nmembers; q++) member |= fu_members(p, k)[q] == u;
-        if (member && !is_view((Op)ir_node(g, u)->op))
-          return snprintf(why, n, "%s at line %u reads a value computed in the kernel", ir_ops[op].name, nd->line), false;
-        if (op == OP_GATHER && j == 1 && member) /* the runtime checks the indices in a buffer */
-          return snprintf(why, n, "gather at line %u takes indices computed in the kernel", nd->line), false;
-      }
-      continue;
-    }
-    if (nd->rank != dn->rank && nd->rank != rr)
-      return snprintf(why, n, "%s at line %u has rank %d in a kernel of rank %d", ir_ops[op].name,
-                      nd->line, nd->rank, r), false;
-    if (!elementwise_f32(op) && !elementwise_bool(op) && !is_reduction(op) && !is_norm(op) && op != OP_MATMUL &&
-        op != OP_ARGMAX)
-      return snprintf(why, n, "%s at line %u is not emitted yet", ir_ops[op].name, nd->line), false;
-    if (!typed_ok(g, v))
-      return snprintf(why, n, "%s of %s at line %u is not emitted yet", ir_ops[op].name,
-                      ir_dtype_name((DType)nd->dtype), nd->line), false;
-    if (elementwise_f32(op) || elementwise_bool(op)) continue;
-    if (is_reduction(op) && k->kind == KK_ROW) continue;
-    if (multi && (is_norm(op) || op == OP_ARGMAX))
-      return snprintf(why, n, "%s at line %u in a kernel reducing over several axes", ir_ops[op].name, nd->line), false;
-    if (op == OP_ARGMAX && k->kind == KK_ROW) continue;
-    if ((op == OP_SOFTMAX || op == OP_LOG_SOFTMAX) && k->kind == KK_ROW) continue;
-    if (is_norm(op) && k->kind == KK_ROW && !jit_col_mode(g, k)) continue;
-    if (is_norm(op) && k->kind == KK_MIX) { /* a prologue (fusion): computed while packing a */
-      if (!jit_mix_prologue(p, k))
-        return snprintf(why, n, "%s at line %u as a matmul's prologue without an f32 output of the product's shape",
-                        ir_ops[op].name, nd->line), false;
-      continue;
-    }
-    if (op == OP_MATMUL && k->kind == KK_MIX) {
-      uint32_t a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
-      bool a_input = false; /* a vector a ([K] @ [K, N]: one row) is read in place */
-      for (uint32_t q = 0; q < k->ninputs; q++) a_input |= fu_inputs(p, k)[q] == a;
-      if ((ir_node(g, a)->rank < 2 && (!a_input || ir_node(g, b)->rank != 2 || ir_attr_int(g, v, AK_TRANSPOSE_A, 0))) ||
-          ir_node(g, b)->rank < 2 || nd->rank != dn->rank)
-        return snprintf(why, n, "matmul of a vector operand is not emitted yet"), false;
-      for (uint32_t q = 0; q < k->nmembers; q++) {
-        uint32_t u = fu_members(p, k)[q];
-        if ((u == a || u == b) && !is_view((Op)ir_node(g, u)->op) && !(u == a && is_norm((Op)ir_node(g, u)->op)))
-          return snprintf(why, n, "matmul operands computed inside the kernel"), false;
-      }
-      matmuls++;
-      continue;
-    }
-    return snprintf(why, n, "%s at line %u is not emitted yet", ir_ops[op].name, nd->line), false;
-  }
-  if (k->kind == KK_MIX && matmuls != 1) return snprintf(why, n, "mix kernel without one matmul"), false;
-  return true;
-}
 
 /* ---- the emitter --------------------------------------------------------------------------- */
 
@@ -229,7 +52,7 @@ typedef struct Cg {
   const Partition *p;
   const Graph *g;
   const Kernel *k;
-  int W;                 /* lanes of a value: the host's, or COL_VECS times that (column mode) */
+  int W;                 /* lanes of a value: the host's, or KN_COL_VECS times that (column mode) */
   int NW;                /* the host's vector lanes (libmvec and target intrinsics) */
   const char *mvec;      /* libmvec prefix: "_ZGVeN16", "_ZGVdN8", "_ZGVbN4" */
   LLVMContextRef C;
@@ -250,7 +73,7 @@ typedef struct Cg {
   const Dim *dom;
   bool col;              /* column mode: the last axis is kept; the reduced rows are folded
                             per column (col_item) */
-  bool multi;            /* the last axis and others reduced (jit_multi_mode) */
+  bool multi;            /* the last axis and others reduced (kn_multi_mode) */
   LLVMValueRef L;        /* multi mode: the last axis' length */
   int ctx;               /* alignment of the operands being read: 0 with the domain, 1 with
                             the reduced shape (members of rank rr < r) */
@@ -460,7 +283,7 @@ static LLVMTypeRef mem_type(Cg *c, DType t) {
 }
 
 static LLVMTypeRef reg_type(Cg *c, DType t) {
-  return is_low(t) ? c->vf : LLVMVectorType(t == DT_BOOL ? c->i1 : mem_type(c, t), (unsigned)c->W);
+  return kn_is_low(t) ? c->vf : LLVMVectorType(t == DT_BOOL ? c->i1 : mem_type(c, t), (unsigned)c->W);
 }
 
 /* W lanes of the i32 constant v. */
@@ -504,7 +327,7 @@ static LLVMValueRef round_to(Cg *c, LLVMValueRef x, DType t) { return from_mem(c
 /* Value u's W lanes to memory in its dtype: bool masks as bytes 0/1. */
 static void store_value(Cg *c, uint32_t u, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v) {
   DType t = (DType)ir_node(c->g, u)->dtype;
-  if (is_low(t)) v = to_mem(c, v, t);
+  if (kn_is_low(t)) v = to_mem(c, v, t);
   if (t != DT_BOOL) {
     store_elems(c, mem_type(c, t), base_ptr, off, v);
     return;
@@ -577,7 +400,7 @@ static LLVMValueRef load_input(Cg *c, int i) {
     if (c->prefetching && c->next[i] && !c->mask && dt == DT_F32)
       prefetch(c, p, LLVMBuildAdd(c->B, c->next[i], c->j, ""));
   }
-  if (is_low(dt)) return from_mem(c, x, dt);
+  if (kn_is_low(dt)) return from_mem(c, x, dt);
   return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
 }
 
@@ -588,8 +411,8 @@ static LLVMValueRef lit(Cg *c, uint32_t u) {
   double v = a->isint ? (double)a->i : a->f;
   DType t = (DType)ir_node(c->g, u)->dtype;
   if (t == DT_BOOL) return vsplat(c, LLVMConstInt(c->i1, v != 0, 0), "");
-  if (is_int(t)) return vsplat(c, LLVMConstInt(mem_type(c, t), (unsigned long long)(a->isint ? a->i : (int64_t)v), 1), "");
-  return is_low(t) ? round_to(c, splatf(c, (float)v), t) : splatf(c, (float)v);
+  if (kn_is_int(t)) return vsplat(c, LLVMConstInt(mem_type(c, t), (unsigned long long)(a->isint ? a->i : (int64_t)v), 1), "");
+  return kn_is_low(t) ? round_to(c, splatf(c, (float)v), t) : splatf(c, (float)v);
 }
 
 /* y·2^n for n a whole float in [-150, 128]: vscalefps on AVX-512, else 2^(n/2)·2^(n-n/2)
@@ -621,32 +444,31 @@ static LLVMValueRef scale2n(Cg *c, LLVMValueRef y, LLVMValueRef n) {
 static LLVMValueRef vexp(Cg *c, LLVMValueRef x) {
   LLVMBuilderRef B = c->B;
   LLVMTypeRef t = c->vf;
-  LLVMValueRef xc = vcall2(c, "llvm.minimum", vcall2(c, "llvm.maximum", x, splatf(c, -104.0)), splatf(c, 89.0));
-  LLVMValueRef n = vcall1(c, "llvm.roundeven", LLVMBuildFMul(B, xc, splatf(c, 1.44269504088896341), ""));
-  LLVMValueRef r = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){n, splatf(c, -0.693359375), xc}, 3);
-  r = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){n, splatf(c, 2.12194440e-4), r}, 3);
-  static const double P[] = {1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
-                             4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1};
+  LLVMValueRef xc = vcall2(c, "llvm.minimum", vcall2(c, "llvm.maximum", x, splatf(c, KN_EXP_LO)), splatf(c, KN_EXP_HI));
+  LLVMValueRef n = vcall1(c, "llvm.roundeven", LLVMBuildFMul(B, xc, splatf(c, KN_LOG2E), ""));
+  LLVMValueRef r = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){n, splatf(c, KN_LN2_HI), xc}, 3);
+  r = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){n, splatf(c, KN_LN2_LO), r}, 3);
+  static const double P[] = KN_EXP_POLY;
   LLVMValueRef y = splatf(c, P[0]);
   for (int i = 1; i < 6; i++) y = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){y, r, splatf(c, P[i])}, 3);
   LLVMValueRef r2 = LLVMBuildFMul(B, r, r, "");
   y = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){y, r2, LLVMBuildFAdd(B, r, splatf(c, 1), "")}, 3);
   LLVMValueRef res = scale2n(c, y, n);
   if (c->NW == 16) return res; /* vscalefps: the IEEE ends already */
-  res = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, x, splatf(c, 88.72283935546875), ""), splatf(c, INFINITY), res, "");
-  res = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, splatf(c, -103.972084045410), ""), splatf(c, 0), res, "");
+  res = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, x, splatf(c, KN_EXP_OVER), ""), splatf(c, INFINITY), res, "");
+  res = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, splatf(c, KN_EXP_UNDER), ""), splatf(c, 0), res, "");
   return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealUNO, x, x, ""), x, res, "");
 }
 
 /* x / y, y a vector; reciprocal forms stay exact divisions (as the reference). */
 static LLVMValueRef vdiv(Cg *c, LLVMValueRef x, LLVMValueRef y) { return LLVMBuildFDiv(c->B, x, y, ""); }
 
-/* 2^t for t a float in [-150, 128] (or NaN): 2^(t - rne t) by JIT_EXP2_POLY, exact
+/* 2^t for t a float in [-150, 128] (or NaN): 2^(t - rne t) by KN_EXP2_POLY, exact
  * f = t - rne t in [-1/2, 1/2], scaled by 2^rne(t). */
 static LLVMValueRef pow2(Cg *c, LLVMValueRef t) {
   LLVMTypeRef vt = c->vf;
   LLVMValueRef n = vcall1(c, "llvm.roundeven", t), f = LLVMBuildFSub(c->B, t, n, "");
-  static const float P[6] = JIT_EXP2_POLY;
+  static const float P[6] = KN_EXP2_POLY;
   LLVMValueRef y = splatf(c, P[5]);
   for (int i = 4; i >= 0; i--) y = intrinsic(c, "llvm.fma", &vt, 1, (LLVMValueRef[]){y, f, splatf(c, P[i])}, 3);
   return scale2n(c, y, n);
@@ -660,11 +482,10 @@ static LLVMValueRef pow2(Cg *c, LLVMValueRef t) {
 static LLVMValueRef gelu_tanh(Cg *c, LLVMValueRef x) {
   LLVMBuilderRef B = c->B;
   LLVMTypeRef t = c->vf;
-  const double k2 = -2 * 0.7978845608028654 * 1.4426950408889634;
   LLVMValueRef p = intrinsic(c, "llvm.fma", &t, 1, (LLVMValueRef[]){LLVMBuildFMul(B, x, x, ""),
-                             splatf(c, k2 * 0.044715), splatf(c, k2)}, 3);
+                             splatf(c, KN_GELU_C3), splatf(c, KN_GELU_C1)}, 3);
   LLVMValueRef tt = LLVMBuildFMul(B, x, p, "");
-  tt = vcall2(c, "llvm.minimum", vcall2(c, "llvm.maximum", tt, splatf(c, -150.0)), splatf(c, 128.0));
+  tt = vcall2(c, "llvm.minimum", vcall2(c, "llvm.maximum", tt, splatf(c, KN_POW2_LO)), splatf(c, KN_POW2_HI));
   return vdiv(c, x, LLVMBuildFAdd(B, splatf(c, 1), pow2(c, tt), ""));
 }
 
@@ -674,8 +495,8 @@ static LLVMValueRef gelu_tanh(Cg *c, LLVMValueRef x) {
  * 7 multiplies and fmas against vexp's 12 (W2 is bound by them up to N = 333). The
  * bytecode tier's F_(expm) is the same sequence. */
 static LLVMValueRef exp_shifted(Cg *c, LLVMValueRef d) {
-  LLVMValueRef t = LLVMBuildFMul(c->B, d, splatf(c, 1.4426950408889634), "");
-  return pow2(c, vcall2(c, "llvm.maximum", t, splatf(c, -150.0)));
+  LLVMValueRef t = LLVMBuildFMul(c->B, d, splatf(c, KN_LOG2E), "");
+  return pow2(c, vcall2(c, "llvm.maximum", t, splatf(c, KN_POW2_LO)));
 }
 
 static LLVMValueRef sigmoid(Cg *c, LLVMValueRef x) {
@@ -705,14 +526,14 @@ static LLVMValueRef emit_bool(Cg *c, uint32_t v, LLVMValueRef x, LLVMValueRef y)
     if (to == from) return x;
     if (to == DT_BOOL)
       return fx ? LLVMBuildFCmp(B, LLVMRealUNE, x, splatf(c, 0), "") : LLVMBuildICmp(B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "");
-    if (from == DT_BOOL) return is_flt(to) ? LLVMBuildUIToFP(B, x, c->vf, "") : LLVMBuildZExt(B, x, reg_type(c, to), "");
-    if (is_flt(to)) return fx ? x : LLVMBuildSIToFP(B, x, c->vf, ""); /* f16: eval rounds */
+    if (from == DT_BOOL) return kn_is_flt(to) ? LLVMBuildUIToFP(B, x, c->vf, "") : LLVMBuildZExt(B, x, reg_type(c, to), "");
+    if (kn_is_flt(to)) return fx ? x : LLVMBuildSIToFP(B, x, c->vf, ""); /* f16: eval rounds */
     if (fx) {
       LLVMTypeRef tys[2] = {reg_type(c, to), c->vf};
       return intrinsic(c, "llvm.fptosi.sat", tys, 2, &x, 1);
     }
     return to == DT_I64 ? LLVMBuildSExt(B, x, reg_type(c, to), "") : LLVMBuildTrunc(B, x, reg_type(c, to), "");
-  default: return x; /* unreachable: jit_supported */
+  default: return x; /* unreachable: kn_supported */
   }
 }
 
@@ -754,7 +575,7 @@ static LLVMValueRef emit_int(Cg *c, uint32_t v, Op op, LLVMValueRef x, LLVMValue
     if (hi) a[0] = x, a[1] = clip_bound(c, hi, dt), x = intrinsic(c, "llvm.smin", &t, 1, a, 2);
     return x;
   }
-  default: return x; /* unreachable: jit_supported */
+  default: return x; /* unreachable: kn_supported */
   }
 }
 
@@ -762,8 +583,8 @@ static LLVMValueRef emit_elementwise(Cg *c, uint32_t v) {
   Op op = (Op)ir_node(c->g, v)->op;
   LLVMValueRef x = operand(c, v, 0), y = ir_ops[op].arity >= 2 ? operand(c, v, 1) : NULL;
   LLVMBuilderRef B = c->B;
-  if (elementwise_bool(op)) return emit_bool(c, v, x, y);
-  if (is_int((DType)ir_node(c->g, v)->dtype)) return emit_int(c, v, op, x, y);
+  if (kn_elementwise_bool(op)) return emit_bool(c, v, x, y);
+  if (kn_is_int((DType)ir_node(c->g, v)->dtype)) return emit_int(c, v, op, x, y);
   switch (op) {
   case OP_NEG: return LLVMBuildFNeg(B, x, "");
   case OP_ABS: return vcall1(c, "llvm.fabs", x);
@@ -807,7 +628,7 @@ static LLVMValueRef emit_elementwise(Cg *c, uint32_t v) {
     if (hi) x = vcall2(c, "llvm.minimum", x, splatf(c, (float)ir_attr_float(c->g, v, AK_HI, 0)));
     return x;
   }
-  default: return splatf(c, NAN); /* unreachable: jit_supported */
+  default: return splatf(c, NAN); /* unreachable: kn_supported */
   }
 }
 
@@ -931,7 +752,7 @@ static LLVMValueRef load_at(Cg *c, int i, Ix off) {
     LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, ir_dtype_size(dt), 0), all, LLVMConstNull(vt)};
     x = intrinsic(c, "llvm.masked.gather", tys, 2, args, 4);
   }
-  if (is_low(dt)) return from_mem(c, x, dt);
+  if (kn_is_low(dt)) return from_mem(c, x, dt);
   return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
 }
 
@@ -1068,7 +889,7 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   int m = member_index(c, u);
   if (m < 0) return load_input(c, input_index(c, u));
   DType ut = (DType)ir_node(c->g, u)->dtype;
-  if (c->red[m]) return is_low(ut) ? round_to(c, c->red[m], ut) : c->red[m];
+  if (c->red[m]) return kn_is_low(ut) ? round_to(c, c->red[m], ut) : c->red[m];
   if (c->memo[m]) return c->memo[m];
   Op op = (Op)ir_node(c->g, u)->op;
   LLVMBuilderRef B = c->B;
@@ -1092,7 +913,7 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
   case OP_RMSNORM: r = LLVMBuildFMul(B, LLVMBuildFMul(B, operand(c, u, 0), c->n2[m], ""), operand(c, u, 1), ""); break;
   default: r = emit_elementwise(c, u);
   }
-  if (is_low(ut) && !is_view(op)) r = round_to(c, r, ut); /* the reference rounds every op's result */
+  if (kn_is_low(ut) && !kn_is_view(op)) r = round_to(c, r, ut); /* the reference rounds every op's result */
   c->ctx = saved;
   c->memo[m] = r;
   return r;
@@ -1212,10 +1033,6 @@ static LLVMValueRef columns(Cg *c, LLVMValueRef L, LLVMValueRef acc0, Body body,
 
 /* ---- passes of row kernels ----------------------------------------------------------------- */
 
-/* FOLD_MAX_ORD: x > acc ? x : acc (one maxps), NaNs passed over: softmax's max, where a NaN
- * of the row reaches every result through exp(x - max) in the sum pass anyway (and an
- * inf makes inf - inf there), so the results are the reference's, NaN rows included. */
-typedef enum Fold { FOLD_SUM, FOLD_MAX, FOLD_MIN, FOLD_PROD, FOLD_MAX_ORD } Fold;
 
 typedef struct Pass {
   Fold fold;
@@ -1225,10 +1042,9 @@ typedef struct Pass {
   int member;
 } Pass;
 
-enum { W_VALUE, W_EXP_SHIFTED, W_SQ_CENTERED, W_SQ };
 
 static LLVMValueRef identity(Cg *c, Fold f, DType t) {
-  if (is_int(t)) {
+  if (kn_is_int(t)) {
     bool w = t == DT_I64;
     int64_t v = f == FOLD_SUM ? 0 : f == FOLD_PROD ? 1 : f == FOLD_MAX ? (w ? INT64_MIN : INT32_MIN) : (w ? INT64_MAX : INT32_MAX);
     LLVMTypeRef et = w ? c->i64 : c->i32;
@@ -1240,7 +1056,7 @@ static LLVMValueRef identity(Cg *c, Fold f, DType t) {
 /* acc ⊕ v for a fold of values of dtype t. */
 static LLVMValueRef fold_op(Cg *c, Fold f, DType t, LLVMValueRef acc, LLVMValueRef v) {
   LLVMBuilderRef B = c->B;
-  if (is_int(t)) {
+  if (kn_is_int(t)) {
     LLVMTypeRef ty = LLVMTypeOf(acc);
     LLVMValueRef a[2] = {acc, v};
     switch (f) {
@@ -1327,7 +1143,7 @@ static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int 
   c->prefetching = false; /* the row is in cache for the later passes */
   LLVMTypeRef t = LLVMTypeOf(acc);
   LLVMValueRef s;
-  if (is_int(ps.t)) {
+  if (kn_is_int(ps.t)) {
     static const char *const name[] = {"llvm.vector.reduce.add", "llvm.vector.reduce.smax",
                                        "llvm.vector.reduce.smin", "llvm.vector.reduce.mul"};
     s = intrinsic(c, name[f], &t, 1, &acc, 1);
@@ -1412,29 +1228,6 @@ static LLVMValueRef am_col_body(Cg *c, void *arg, LLVMValueRef acc) {
   return am_pick(c, acc, LLVMBuildInsertValue(c->B, e, at, 1, ""));
 }
 
-/* What member m folds: per pass, the fold and the quantity (W_ARGMAX: argmax's (value,
- * index) pairs); 0 passes for members that are not reductions or normalizations. */
-enum { W_ARGMAX = 4 };
-typedef struct MPass {
-  Fold f;
-  int what;
-} MPass;
-
-static int op_passes(Op op, MPass *ps) {
-  switch (op) {
-  case OP_REDUCE_SUM: case OP_REDUCE_MEAN: ps[0] = (MPass){FOLD_SUM, W_VALUE}; return 1;
-  case OP_REDUCE_MAX: ps[0] = (MPass){FOLD_MAX, W_VALUE}; return 1;
-  case OP_REDUCE_MIN: ps[0] = (MPass){FOLD_MIN, W_VALUE}; return 1;
-  case OP_REDUCE_PROD: ps[0] = (MPass){FOLD_PROD, W_VALUE}; return 1;
-  case OP_ARGMAX: ps[0] = (MPass){FOLD_MAX, W_ARGMAX}; return 1;
-  case OP_SOFTMAX: case OP_LOG_SOFTMAX:
-    ps[0] = (MPass){FOLD_MAX_ORD, W_VALUE}, ps[1] = (MPass){FOLD_SUM, W_EXP_SHIFTED};
-    return 2;
-  case OP_LAYERNORM: ps[0] = (MPass){FOLD_SUM, W_VALUE}, ps[1] = (MPass){FOLD_SUM, W_SQ_CENTERED}; return 2;
-  case OP_RMSNORM: ps[0] = (MPass){FOLD_SUM, W_SQ}; return 1;
-  default: return 0;
-  }
-}
 
 /* Member m's per-row scalars from the result of its pass i (Lf: the count folded, splat). */
 static void finish_pass(Cg *c, uint32_t m, int i, LLVMValueRef folded, LLVMValueRef Lf) {
@@ -1541,8 +1334,8 @@ static void row_passes(Cg *c, LLVMValueRef L) {
   LLVMValueRef Lf = vsplat(c, LLVMBuildSIToFP(B, count, c->f32, ""), "");
   for (uint32_t m = 0; m < c->k->nmembers; m++) {
     uint32_t v = fu_members(c->p, c->k)[m], x = ir_node(c->g, v)->nin ? ir_operand(c->g, v, 0) : 0;
-    MPass ps[2];
-    int np = op_passes((Op)ir_node(c->g, v)->op, ps);
+    KnPass ps[2];
+    int np = kn_passes((Op)ir_node(c->g, v)->op, ps);
     if (ir_node(c->g, v)->op == OP_LAYERNORM && !c->multi) { /* row mode (col mode: col_item) */
       ln_stats(c, L, m, x, ir_attr_float(c->g, v, AK_EPS, 1e-5));
       continue;
@@ -1559,19 +1352,6 @@ static bool is_full(const Cg *c, uint32_t v) {
   return a->rank == d->rank && !memcmp(ir_shape(c->g, v), ir_shape(c->g, c->k->domain), a->rank * sizeof(Dim));
 }
 
-/* Kernel k's first f32 output of the domain's shape, or -1: a mix kernel's matmul sums
- * and the softmax's exp row live there until the output pass overwrites it. */
-static int f32_full_output(const Partition *p, const Kernel *k) {
-  const Graph *g = p->g;
-  const Node *d = ir_node(g, k->domain);
-  for (uint32_t o = 0; o < k->noutputs; o++) {
-    uint32_t u = fu_outputs(p, k)[o];
-    const Node *n = ir_node(g, u);
-    if (n->dtype == DT_F32 && n->rank == d->rank && !memcmp(ir_shape(g, u), ir_shape(g, k->domain), d->rank * sizeof(Dim)))
-      return (int)o;
-  }
-  return -1;
-}
 
 typedef struct Store {
   LLVMValueRef row, L;
@@ -1615,7 +1395,7 @@ static void store_scalars(Cg *c, LLVMValueRef row) {
     if (is_full(c, v)) continue;
     DType t = (DType)ir_node(c->g, v)->dtype;
     LLVMValueRef vec = eval(c, v);
-    if (is_low(t)) vec = to_mem(c, vec, t);
+    if (kn_is_low(t)) vec = to_mem(c, vec, t);
     LLVMValueRef x = LLVMBuildExtractElement(c->B, vec, LLVMConstInt(c->i32, 0, 0), "");
     LLVMTypeRef et = mem_type(c, t);
     if (t == DT_BOOL) x = LLVMBuildZExt(c->B, x, et, ""); /* bytes 0/1 */
@@ -1895,7 +1675,7 @@ static void sm_block(Cg *c, LLVMValueRef row, void *arg) {
  * columns, nr floats per k, zero-padded), which the runtime makes once per model and
  * passes as the extra buffer bufs[ninputs + noutputs]. The outer range [begin, end) is
  * row blocks of mc rows times panels of nr output columns, panel-major within a row
- * block (jit_extent): at most mc rows, two threads read half of b each, so a few rows
+ * block (kn_extent): at most mc rows, two threads read half of b each, so a few rows
  * (M = 1: a GEMV) stream b once at memory speed; many rows split by row blocks (a chunk
  * of the pool is then about one row block's panels), and a narrow output (one panel)
  * still splits by rows:
@@ -1920,19 +1700,10 @@ enum { PK_MAXR = 16, PK_MAXV = 8 };
 /* Bytes of sums a group of panels keeps for its row block (in L2 across the k blocks). */
 enum { PK_SUMS = 512 * 1024 };
 
-/* How a mix kernel's matmul goes through the packed path. */
-typedef struct PkForm {
-  uint32_t a, b;
-  bool ta, tb;
-  bool adirect;  /* a is a kernel input read in place: row-major [rows, K] */
-  int bpre;      /* b's input index when it is a 2-D param read from its packed copy, else -1 */
-  bool batched;  /* b has batch dims: one product per batch of dom[r-2] rows */
-  bool prologue; /* a is a layernorm / rmsnorm member, computed while a is packed */
-} PkForm;
 
 typedef struct Pk {
-  JitTile t;
-  PkForm f;
+  KnTile t;
+  KnPack f;
   int nv;                        /* host vectors per panel: nr / W */
   int rows;                      /* rows of the micro-kernel being emitted */
   LLVMValueRef pa, pb, acc;      /* a, the packed b, the output that holds the sums */
@@ -2290,11 +2061,11 @@ static void pk_iblock(Cg *c, LLVMValueRef ib, void *arg) {
 }
 
 /* Items [begin, end) of a mix kernel whose weight is packed (bufs[ninputs + noutputs]):
- * item t is panel t % P of row block t / P (jit_extent). */
-static void pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L, const PkForm *f) {
+ * item t is panel t % P of row block t / P (kn_extent). */
+static void pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L, const KnPack *f) {
   const Kernel *k = c->k;
   LLVMBuilderRef B = c->B;
-  Pk pk = {.t = jit_tile(c->W), .f = *f, .N = L, .begin = begin, .end = end, .M = ci64(c, 1)};
+  Pk pk = {.t = kn_tile(c->W), .f = *f, .N = L, .begin = begin, .end = end, .M = ci64(c, 1)};
   for (int d = 0; d + 1 < c->r; d++) pk.M = LLVMBuildMul(B, pk.M, dimval(c, c->dom[d]), "rows");
   pk.Mg = f->batched ? dimval(c, c->dom[c->r - 2]) : pk.M;
   pk.IB = LLVMBuildUDiv(B, LLVMBuildAdd(B, pk.Mg, ci64(c, pk.t.mc - 1), ""), ci64(c, pk.t.mc), "");
@@ -2308,7 +2079,7 @@ static void pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L
   pk.mb = imin(c, pk.mb, ci64(c, pk.t.mc));
   pk.nv = pk.t.nr / c->W;
   pk.K = dimval(c, ir_shape(c->g, f->a)[ir_node(c->g, f->a)->rank - (f->ta ? 2 : 1)]);
-  pk.acc = buf(c, k->ninputs + (uint32_t)f32_full_output(c->p, k)); /* pk_form: there is one */
+  pk.acc = buf(c, k->ninputs + (uint32_t)kn_full_output(c->p, k)); /* kn_pack_form: there is one */
   /* the packed blocks: static allocas of the entry block (this is still the entry block) */
   if (f->adirect) {
     pk.pa = buf(c, (uint32_t)input_index(c, f->a));
@@ -2338,45 +2109,6 @@ static void pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L
   counted(c, ib0, ib1, 1, pk_iblock, &pk);
 }
 
-/* Does mix kernel k take the packed path, and how? Every f32 matmul with an f32
- * full-shaped output to hold the sums, but a 2-D b that is a kernel input other than a
- * param with a read in place (mix_rows and the few-rows path stream it as it is). */
-static bool pk_form(const Partition *p, const Kernel *k, PkForm *f) {
-  const Graph *g = p->g;
-  if (k->kind != KK_MIX) return false;
-  uint32_t v = UINT32_MAX;
-  for (uint32_t i = 0; i < k->nmembers; i++)
-    if (ir_node(g, fu_members(p, k)[i])->op == OP_MATMUL) v = fu_members(p, k)[i];
-  if (v == UINT32_MAX) return false;
-  uint32_t a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
-  const Node *an = ir_node(g, a), *bn = ir_node(g, b), *d = ir_node(g, k->domain);
-  if (an->dtype != DT_F32 || bn->dtype != DT_F32 || bn->rank < 2) return false;
-  int ia = -1, ib = -1;
-  for (uint32_t i = 0; i < k->ninputs; i++) {
-    if (fu_inputs(p, k)[i] == a) ia = (int)i;
-    if (fu_inputs(p, k)[i] == b) ib = (int)i;
-  }
-  if (an->rank < 2 && (ia < 0 || bn->rank != 2)) return false; /* a vector a: one row, read in place */
-  *f = (PkForm){.a = a, .b = b, .ta = ir_attr_int(g, v, AK_TRANSPOSE_A, 0) != 0,
-                .tb = ir_attr_int(g, v, AK_TRANSPOSE_B, 0) != 0, .batched = bn->rank > 2};
-  f->adirect = ia >= 0 && !f->ta && an->rank == d->rank &&
-               !memcmp(ir_shape(g, a), ir_shape(g, k->domain), (size_t)(d->rank - 1) * sizeof(Dim));
-  f->bpre = ib >= 0 && !f->tb && bn->rank == 2 && bn->op == OP_PARAM ? ib : -1;
-  f->prologue = ia < 0 && is_norm((Op)an->op); /* a member: computed here, not read */
-  bool general = f->ta || f->tb || bn->rank != 2 || ia < 0 || ib < 0;
-  if (f->bpre < 0 && !general) return false;
-  return f32_full_output(p, k) >= 0; /* the sums need an f32 full-shaped output */
-}
-
-int jit_packed_input(const Partition *p, const Kernel *k) {
-  PkForm f;
-  return pk_form(p, k, &f) ? f.bpre : -1;
-}
-
-bool jit_mix_prologue(const Partition *p, const Kernel *k) {
-  PkForm f;
-  return pk_form(p, k, &f) && f.prologue;
-}
 
 /* ---- mix: the general matmul --------------------------------------------------------------
  *
@@ -2538,21 +2270,19 @@ static LLVMValueRef store_full_body(Cg *c, void *arg, LLVMValueRef acc) {
  * per-column results of finished passes (the members' red, n1, n2) live in stack arrays
  * too, loaded at each column where later passes and the stores read them.
  *
- * Split (jit_col_blocks): with fewer groups than threads, the reduced rows of each group
+ * Split (kn_col_blocks): with fewer groups than threads, the reduced rows of each group
  * are cut into P blocks. Items [0, P·G) fold block t / G of group t % G into the scratch
  * buffer (bufs[ninputs + noutputs + 2]); items [P·G, P·G + G), run after all of those,
  * combine the P partial folds of a group, in block order, and store its outputs. Only
  * kernels whose members fold once each, from nothing another fold computes, and that have
  * no full-shaped outputs, split (col_splits). */
-enum { SPLIT_BLOCK = 16 }; /* scratch bytes per column and member: the widest accumulator
-                              (argmax: an f32 value and an i64 index), rounded up */
 
 typedef struct Stream {
   uint32_t m, x;       /* the member and what its passes read */
   int pass;
-  MPass ps;
+  KnPass ps;
   LLVMValueRef part;   /* the pass's accumulators, one per W columns: a stack array ... */
-  LLVMValueRef sbase;  /* ... or (a split's block) at sbase + SPLIT_BLOCK·W bytes per W
+  LLVMValueRef sbase;  /* ... or (a split's block) at sbase + KN_SPLIT_BLOCK·W bytes per W
                           columns of the scratch buffer (argmax: values, then indices) */
   LLVMTypeRef pt;
   LLVMValueRef Lf;     /* the count of reduced rows (splat) */
@@ -2589,7 +2319,7 @@ static LLVMValueRef byte_at(Cg *c, LLVMValueRef p, LLVMValueRef off) {
 /* The accumulators of stream s at the current column. */
 static LLVMValueRef part_load(Cg *c, const Stream *s) {
   if (!s->sbase) return LLVMBuildLoad2(c->B, s->pt, col_slot(c, s->pt, s->part), "");
-  LLVMValueRef at = byte_at(c, s->sbase, LLVMBuildMul(c->B, col_block(c), ci64(c, SPLIT_BLOCK * c->W), "")), v;
+  LLVMValueRef at = byte_at(c, s->sbase, LLVMBuildMul(c->B, col_block(c), ci64(c, KN_SPLIT_BLOCK * c->W), "")), v;
   if (LLVMGetTypeKind(s->pt) != LLVMStructTypeKind) {
     v = LLVMBuildLoad2(c->B, s->pt, at, "");
     LLVMSetAlignment(v, 64);
@@ -2607,7 +2337,7 @@ static void part_store(Cg *c, const Stream *s, LLVMValueRef v) {
     LLVMBuildStore(c->B, v, col_slot(c, s->pt, s->part));
     return;
   }
-  LLVMValueRef at = byte_at(c, s->sbase, LLVMBuildMul(c->B, col_block(c), ci64(c, SPLIT_BLOCK * c->W), ""));
+  LLVMValueRef at = byte_at(c, s->sbase, LLVMBuildMul(c->B, col_block(c), ci64(c, KN_SPLIT_BLOCK * c->W), ""));
   if (LLVMGetTypeKind(s->pt) != LLVMStructTypeKind) {
     LLVMSetAlignment(LLVMBuildStore(c->B, v, at), 64);
     return;
@@ -2784,7 +2514,7 @@ static LLVMValueRef s_store_reduced(Cg *c, void *arg, LLVMValueRef acc) {
 }
 
 /* Stream s for pass i of member m (its accumulators not placed yet). */
-static Stream stream_of(Cg *c, uint32_t m, int i, MPass ps, LLVMValueRef Lf) {
+static Stream stream_of(Cg *c, uint32_t m, int i, KnPass ps, LLVMValueRef Lf) {
   Stream s = {.m = m, .x = ir_operand(c->g, fu_members(c->p, c->k)[m], 0), .pass = i, .ps = ps, .Lf = Lf};
   s.pt = LLVMTypeOf(s_identity(c, &s));
   return s;
@@ -2841,11 +2571,11 @@ static void col_whole(Cg *c, LLVMValueRef g) {
   bool full = false;
   for (uint32_t o = 0; o < c->k->noutputs; o++) full |= is_full(c, fu_outputs(c->p, c->k)[o]);
   int left = 0; /* passes to go */
-  MPass ps[2];
-  for (uint32_t m = 0; m < c->k->nmembers; m++) left += op_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps);
+  KnPass ps[2];
+  for (uint32_t m = 0; m < c->k->nmembers; m++) left += kn_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps);
   memset(c->ready, 0, 3 * c->k->nmembers);
   for (uint32_t m = 0; m < c->k->nmembers; m++) {
-    int np = op_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps);
+    int np = kn_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps);
     for (int i = 0; i < np; i++) {
       Stream s = stream_of(c, m, i, ps[i], Lf);
       int q = 0; /* one accumulator array per type, shared by the passes */
@@ -2894,8 +2624,8 @@ static void col_block_fold(Cg *c, Split *sp) {
   LLVMValueRef r1 = LLVMBuildSDiv(B, LLVMBuildMul(B, LLVMBuildAdd(B, sp->p, ci64(c, 1), ""), sp->R, ""), sp->P, "");
   int n = 0;
   for (uint32_t m = 0; m < c->k->nmembers; m++) {
-    MPass ps[2];
-    if (op_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps) != 1) continue;
+    KnPass ps[2];
+    if (kn_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps) != 1) continue;
     Stream s = stream_of(c, m, 0, ps[0], sp->Lf);
     s.sbase = split_base(c, sp, sp->p, n++);
     fold_rows(c, r0, r1, &s);
@@ -2927,8 +2657,8 @@ static LLVMValueRef s_combine(Cg *c, void *arg, LLVMValueRef acc) {
   LLVMValueRef j = c->j, mask = c->mask;
   int n = 0;
   for (uint32_t m = 0; m < c->k->nmembers; m++) {
-    MPass ps[2];
-    if (op_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps) != 1) continue;
+    KnPass ps[2];
+    if (kn_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps) != 1) continue;
     Stream s = stream_of(c, m, 0, ps[0], sp->Lf);
     Combine1 cb = {&s, sp, n++};
     LLVMValueRef a[1] = {s_identity(c, &s)};
@@ -2992,130 +2722,6 @@ static void col_item(Cg *c, LLVMValueRef t, void *arg) {
 
 /* ---- the function --------------------------------------------------------------------------- */
 
-/* Column mode: columns per item of the outer range. The item's stack arrays take up to 32
- * bytes per column for the fold accumulators (f32, i32, i64 and argmax's pairs) and 8 per
- * member with passes (its red, or its n1 and n2): at most COL_STACK bytes. */
-enum { COL_CHUNK = 4096, COL_STACK = 160 << 10 };
-
-/* Elements a block of a split column kernel folds at least (a few grains' work). */
-enum { SPLIT_MIN = 64 << 10 };
-
-static int64_t col_chunk(const Partition *p, const Kernel *k, int lanes) {
-  int states = 0;
-  MPass ps[2];
-  for (uint32_t m = 0; m < k->nmembers; m++) states += op_passes((Op)ir_node(p->g, fu_members(p, k)[m])->op, ps) > 0;
-  int64_t ch = COL_CHUNK;
-  while (ch > (int64_t)lanes * COL_VECS && ch * (32 + 8 * states) > COL_STACK) ch /= 2;
-  return ch;
-}
-
-/* Does value v of kernel k depend on a member that folds (a reduction or normalization)? */
-static bool after_fold(const Partition *p, const Kernel *k, uint32_t v, int depth) {
-  MPass ps[2];
-  for (uint32_t m = 0; m < k->nmembers; m++) {
-    if (fu_members(p, k)[m] != v) continue;
-    if (op_passes((Op)ir_node(p->g, v)->op, ps)) return true;
-    if (depth > 64) return true; /* deep chains: assume so */
-    for (uint32_t i = 0; i < ir_node(p->g, v)->nin; i++)
-      if (after_fold(p, k, ir_operand(p->g, v, i), depth + 1)) return true;
-  }
-  return false;
-}
-
-/* Can column-mode kernel k split its reduced rows (see col_split_item)? Its folds (one
- * per folding member: each has a block of accumulators in the scratch), or 0 if not. */
-static int col_splits(const Partition *p, const Kernel *k) {
-  const Graph *g = p->g;
-  if (!jit_col_mode(g, k)) return 0;
-  int folds = 0;
-  for (uint32_t m = 0; m < k->nmembers; m++) {
-    uint32_t v = fu_members(p, k)[m];
-    MPass ps[2];
-    int np = op_passes((Op)ir_node(g, v)->op, ps);
-    if (np > 1) return 0;
-    if (np && after_fold(p, k, ir_operand(g, v, 0), 0)) return 0;
-    folds += np;
-  }
-  const Node *d = ir_node(g, k->domain);
-  for (uint32_t o = 0; o < k->noutputs; o++) {
-    uint32_t u = fu_outputs(p, k)[o];
-    const Node *n = ir_node(g, u);
-    if (n->rank == d->rank && !memcmp(ir_shape(g, u), ir_shape(g, k->domain), d->rank * sizeof(Dim))) return 0;
-  }
-  return folds;
-}
-
-/* Column mode's groups: kept outer rows times chunks of columns; *R the reduced rows and
- * *cols the columns of a group (the last chunk's may be fewer). */
-static int64_t col_groups(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *R, int64_t *cols);
-
-int64_t jit_col_blocks(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int threads,
-                       int64_t *finish, size_t *scratch) {
-  *finish = 0, *scratch = 0;
-  int folds = threads < 2 ? 0 : col_splits(p, k);
-  if (!folds) return 1;
-  int64_t R, cols, G = col_groups(p, k, dims, lanes, &R, &cols);
-  if (G >= 2 * (int64_t)threads || G < 1) return 1;
-  int64_t P = (2 * (int64_t)threads + G - 1) / G, most = R * cols / SPLIT_MIN;
-  if (P > most) P = most;
-  if (P > R) P = R;
-  if (P < 2) return 1;
-  int64_t W = (int64_t)lanes * COL_VECS;
-  *finish = G;
-  *scratch = (size_t)(G * P * folds) * (size_t)((cols + W - 1) / W) * SPLIT_BLOCK * (size_t)W;
-  return P;
-}
-
-/* Kernel k's domain under dims: the product of its parallel outer axes, of the reduced
- * outer axes (column and multi mode), the last axis and the one before it. */
-static void extent_dims(const Partition *p, const Kernel *k, const int64_t *dims, int64_t *rows, int64_t *reduced,
-                        int64_t *last, int64_t *m_rows) {
-  const Graph *g = p->g;
-  const Node *d = ir_node(g, k->domain);
-  *rows = 1, *reduced = 1, *last = 1, *m_rows = 1;
-  for (int i = 0; i < d->rank; i++) {
-    Dim x = ir_shape(g, k->domain)[i];
-    int64_t v = 0;
-    if (!ir_dim_is_const(g, x, &v))
-      for (uint32_t q = 0; q < k->ndims; q++)
-        if (p->dims.v[k->dims + q] == x) v = dims[q];
-    if (i + 2 == d->rank) *m_rows = v;
-    if (i + 1 == d->rank) *last = v;
-    else if ((jit_col_mode(g, k) || jit_multi_mode(g, k)) && (k->axes >> i & 1)) *reduced *= v;
-    else *rows *= v;
-  }
-}
-
-static int64_t col_groups(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *R, int64_t *cols) {
-  int64_t rows, last, m_rows;
-  extent_dims(p, k, dims, &rows, R, &last, &m_rows);
-  int64_t ch = col_chunk(p, k, lanes);
-  *cols = last < ch ? last : ch;
-  return rows * ((last + ch - 1) / ch);
-}
-
-int64_t jit_extent(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *item) {
-  int64_t rows, reduced, last, m_rows;
-  if (k->kind == KK_EXTERN) { /* one call, never split */
-    if (item) *item = 1;
-    return 1;
-  }
-  extent_dims(p, k, dims, &rows, &reduced, &last, &m_rows);
-  PkForm f;
-  if (pk_form(p, k, &f)) { /* packed mix: products x row blocks x panels (pk_items) */
-    JitTile t = jit_tile(lanes);
-    int64_t mg = f.batched ? m_rows : rows, prods = mg ? rows / mg : 0;
-    if (item) *item = (mg < t.mc ? mg : t.mc) * t.nr;
-    return prods * ((mg + t.mc - 1) / t.mc) * ((last + t.nr - 1) / t.nr);
-  }
-  if (jit_col_mode(p->g, k)) { /* groups of up to col_chunk columns, or P blocks of each */
-    int64_t cols, G = col_groups(p, k, dims, lanes, &reduced, &cols), P = dims[k->ndims] > 1 ? dims[k->ndims] : 1;
-    if (item) *item = (reduced + P - 1) / P * cols;
-    return P * G;
-  }
-  if (item) *item = last * reduced;
-  return rows;
-}
 
 void jit_emit_extern(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleRef M, const char *name);
 
@@ -3128,7 +2734,7 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   }
   Cg c = {.p = p, .g = p->g, .k = k, .W = W, .NW = W, .mvec = mvec_prefix, .C = C, .M = M,
           .mm_member = -1, .stash_member = -1};
-  if (jit_col_mode(p->g, k)) c.W = W * COL_VECS;
+  if (kn_col_mode(p->g, k)) c.W = W * KN_COL_VECS;
   c.f32 = LLVMFloatTypeInContext(C);
   c.i1 = LLVMInt1TypeInContext(C);
   c.i32 = LLVMInt32TypeInContext(C);
@@ -3162,22 +2768,22 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   if (k->kind == KK_ROW) {
     c.axes = k->axes;
     c.rr = r - __builtin_popcount(k->axes);
-    c.col = jit_col_mode(c.g, k);
-    c.multi = jit_multi_mode(c.g, k);
+    c.col = kn_col_mode(c.g, k);
+    c.multi = kn_multi_mode(c.g, k);
   }
-  /* column mode: values of COL_VECS host vectors, so that each row of the fold reads
+  /* column mode: values of KN_COL_VECS host vectors, so that each row of the fold reads
      several cache lines of a column strip (LLVM splits the wide operations) */
   LLVMValueRef L = r ? dimval(&c, dom[r - 1]) : ci64(&c, 1);
   c.L = L;
   if (c.col) {
-    c.chunk = col_chunk(p, k, W);
+    c.chunk = kn_col_chunk(p, k, W);
     c.slot = calloc(3 * (size_t)nm, sizeof *c.slot + sizeof *c.slot_t + 1);
     if (!c.slot) ir_oom();
     c.slot_t = (LLVMTypeRef *)(c.slot + 3 * nm), c.ready = (uint8_t *)(c.slot_t + 3 * nm);
     if (!(c.rows4 = calloc(4 * ROW_STATE(&c), sizeof *c.rows4))) ir_oom();
     Split sp = {0}, *split = NULL;
-    int folds = col_splits(p, k);
-    if (folds) { /* the blocks, groups and scratch layout of jit_col_blocks */
+    int folds = kn_col_splits(p, k);
+    if (folds) { /* the blocks, groups and scratch layout of kn_col_blocks */
       LLVMBuilderRef B = c.B;
       LLVMValueRef at = LLVMBuildGEP2(B, c.i64, c.dims, (LLVMValueRef[]){ci64(&c, k->ndims)}, 1, "");
       sp.P = LLVMBuildLoad2(B, c.i64, at, "blocks");
@@ -3189,7 +2795,7 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
       sp.G = LLVMBuildMul(B, rows, LLVMBuildUDiv(B, LLVMBuildAdd(B, L, ci64(&c, c.chunk - 1), ""), CH, ""), "groups");
       LLVMValueRef cols = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, L, CH, ""), L, CH, "");
       LLVMValueRef nb = LLVMBuildUDiv(B, LLVMBuildAdd(B, cols, ci64(&c, c.W - 1), ""), W, "");
-      sp.member = LLVMBuildMul(B, nb, ci64(&c, SPLIT_BLOCK * c.W), "");
+      sp.member = LLVMBuildMul(B, nb, ci64(&c, KN_SPLIT_BLOCK * c.W), "");
       sp.group = LLVMBuildMul(B, sp.member, ci64(&c, folds), "");
       split = &sp;
     }
@@ -3201,8 +2807,8 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
     free(mem);
     return;
   }
-  PkForm pf;
-  if (k->kind == KK_MIX && pk_form(p, k, &pf)) { /* the outer range is row blocks x panels */
+  KnPack pf;
+  if (k->kind == KK_MIX && kn_pack_form(p, k, &pf)) { /* the outer range is row blocks x panels */
     pk_items(&c, begin, end, L, &pf);
     LLVMBuildRetVoid(c.B);
     LLVMDisposeBuilder(c.B);
@@ -3225,7 +2831,7 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   if (k->kind == KK_MIX) {
     /* few rows: b streamed (blocks of SM_ROWS rows, then single rows), into the first
        full-shaped output's rows; otherwise blocks of MIX_ROWS rows, then single rows */
-    int ao = f32_full_output(p, k); /* the sums' rows */
+    int ao = kn_full_output(p, k); /* the sums' rows */
     uint32_t acc_out = ao < 0 ? k->noutputs : (uint32_t)ao;
     LLVMBasicBlockRef small = LLVMAppendBasicBlockInContext(C, c.fn, "small_m"),
                       big = LLVMAppendBasicBlockInContext(C, c.fn, "big_m"),
@@ -3280,7 +2886,7 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
   next_row_bases(&c);
   Store st = {row, L};
   /* the first softmax keeps its exp row in the first full-shaped output's row */
-  int so = f32_full_output(p, k); /* an f32 row: exp values */
+  int so = kn_full_output(p, k); /* an f32 row: exp values */
   for (uint32_t m = 0; so >= 0 && m < nm; m++)
     if (ir_node(c.g, fu_members(p, k)[m])->op == OP_SOFTMAX) {
       c.stash_member = (int)m;

@@ -1,97 +1,17 @@
 /* jit/extern.c — extern kernels (one `call` node, docs/extern.md) in the native tier.
  *
- * jit_extern_plan says, for each C parameter of the registered function, where its value
- * comes from in kernel-ABI terms (a buffer's data, a scalar loaded from a buffer, a
- * constant, a dim parameter); the bytecode tier (jit/vm_extern.c) uses the same plan. The
- * native kernel loads those values and calls the function directly: its address is a
+ * The call plan is kernel/extern.c's (kn_extern_plan), the bytecode tier's too. The
+ * native kernel loads the values it names and calls the function directly: its address is a
  * constant in the code. That is safe because the address is part of the kernel's key
  * (Extern.hash joins the canonical form, fusion/key.c) and the Jit and its cache belong to
  * one context, whose registry keeps the function for the context's lifetime; object code
  * with an embedded address must never be written to a persistent cache.
- *
- * An extern kernel's outer extent is 1 (the call is never split across threads). */
+ */
 #include <llvm-c/Core.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "jit.h"
-
-static int input_of(const Partition *p, const Kernel *k, uint32_t u) {
-  for (uint32_t i = 0; i < k->ninputs; i++)
-    if (fu_inputs(p, k)[i] == u) return (int)i;
-  return -1;
-}
-
-/* A literal operand's value as the reference executor holds it (ref.c attr_cell). */
-static void literal(const Graph *g, uint32_t u, ExtType t, int64_t *bits) {
-  const Attr *a = ir_attr(g, u, AK_VALUE);
-  DType dt = (DType)ir_node(g, u)->dtype;
-  if (ir_dtype_is_float(dt)) {
-    double f = (double)(float)(a->isint ? (double)a->i : a->f);
-    ir_extern_scalar(t, true, f, 0, bits);
-    return;
-  }
-  int64_t i = a->isint ? a->i : (int64_t)a->f;
-  if (dt == DT_I32) i = i > INT32_MAX ? INT32_MAX : i < INT32_MIN ? INT32_MIN : i;
-  if (dt == DT_BOOL) i = i != 0;
-  ir_extern_scalar(t, false, 0, i, bits);
-}
-
-bool jit_extern_plan(const Partition *p, const Kernel *k, JitExt *x, char *why, size_t n) {
-  const Graph *g = p->g;
-  uint32_t v = k->domain;
-  if (k->kind != KK_EXTERN || ir_node(g, v)->op != OP_CALL)
-    return snprintf(why, n, "internal: not an extern kernel"), false;
-  const Extern *e = g->ext ? g->ext[v] : NULL;
-  if (!e)
-    return snprintf(why, n, "fn %s is not resolved (functions are found when a model is compiled)",
-                    ir_s(g, ir_attr(g, v, AK_FN)->off)),
-           false;
-  ExtArg a[EXT_MAX_PARAMS];
-  Err err;
-  if (ir_extern_args(g, v, e, a, &err)) return snprintf(why, n, "%s", err.msg), false;
-  if (k->noutputs != 1 || fu_outputs(p, k)[0] != v)
-    return snprintf(why, n, "internal: an extern kernel has its call as its one output"), false;
-  memset(x, 0, sizeof *x);
-  x->e = e;
-  x->out = k->ninputs;
-  x->odt = ir_node(g, v)->dtype;
-  const Attr *dims = ir_attr(g, v, AK_DIMS);
-  for (int i = 0; i < e->nparams; i++) {
-    ExtType t = (ExtType)e->param[i].type;
-    JitExtArg *xa = &x->arg[i];
-    if (a[i].src == ES_OUTPUT) {
-      *xa = (JitExtArg){.kind = JX_BUF, .buf = x->out};
-    } else if (a[i].src == ES_OPERAND) {
-      uint32_t u = ir_operand(g, v, a[i].index);
-      if (ir_node(g, u)->op == OP_LITERAL) { /* a scalar parameter (ir_extern_args) */
-        xa->kind = JX_CONST;
-        literal(g, u, t, &xa->bits);
-        continue;
-      }
-      int b = input_of(p, k, u);
-      if (b < 0) return snprintf(why, n, "internal: operand %u is not a kernel input", a[i].index + 1), false;
-      *xa = (JitExtArg){.kind = t == ET_PTR ? JX_BUF : JX_LOAD, .dtype = ir_node(g, u)->dtype, .buf = (uint32_t)b};
-    } else {
-      Dim d = (Dim)g->clists.v[dims->off + a[i].index];
-      int64_t c;
-      if (ir_dim_is_const(g, d, &c)) {
-        if (t == ET_I32 && (c < INT32_MIN || c > INT32_MAX))
-          return snprintf(why, n, "dims[%u] = %lld does not fit parameter %d (i32)", a[i].index, (long long)c, i + 1),
-                 false;
-        xa->kind = JX_CONST;
-        ir_extern_scalar(t, false, 0, c, &xa->bits);
-        continue;
-      }
-      xa->kind = JX_DIM;
-      xa->q = UINT32_MAX;
-      for (uint32_t q = 0; q < k->ndims; q++)
-        if (p->dims.v[k->dims + q] == d) xa->q = q;
-      if (xa->q == UINT32_MAX) return snprintf(why, n, "internal: dims[%u] is not a kernel dim", a[i].index), false;
-    }
-  }
-  return true;
-}
 
 /* ---- native code ---------------------------------------------------------------------------- */
 
@@ -149,9 +69,9 @@ static LLVMTypeRef elem_type(const Ex *x, DType dt) {
 /* Emit extern kernel k as function `name` of the kernel ABI: if begin < end, call the
  * function once with its arguments; a scalar result is stored as the output's element. */
 void jit_emit_extern(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleRef M, const char *name) {
-  JitExt plan;
+  KnExt plan;
   char why[256];
-  bool ok = jit_extern_plan(p, k, &plan, why, sizeof why);
+  bool ok = kn_extern_plan(p, k, &plan, why, sizeof why);
   Ex x = {.C = C, .M = M, .B = LLVMCreateBuilderInContext(C)};
   x.i8 = LLVMInt8TypeInContext(C), x.i32 = LLVMInt32TypeInContext(C), x.i64 = LLVMInt64TypeInContext(C);
   x.f32 = LLVMFloatTypeInContext(C), x.f64 = LLVMDoubleTypeInContext(C), x.ptr = LLVMPointerTypeInContext(C, 0);
@@ -164,26 +84,26 @@ void jit_emit_extern(const Partition *p, const Kernel *k, LLVMContextRef C, LLVM
   LLVMValueRef bufs = LLVMGetParam(fn, 0), dims = LLVMGetParam(fn, 1);
   LLVMBuildCondBr(x.B, LLVMBuildICmp(x.B, LLVMIntSLT, LLVMGetParam(fn, 2), LLVMGetParam(fn, 3), ""), call, done);
   LLVMPositionBuilderAtEnd(x.B, call);
-  if (ok) { /* jit_supported checked the plan; without one the kernel does nothing */
+  if (ok) { /* kn_supported checked the plan; without one the kernel does nothing */
     const Extern *e = plan.e;
     LLVMTypeRef pt[EXT_MAX_PARAMS];
     LLVMValueRef av[EXT_MAX_PARAMS];
     for (int i = 0; i < e->nparams; i++) {
       ExtType t = (ExtType)e->param[i].type;
-      const JitExtArg *a = &plan.arg[i];
+      const KnExtArg *a = &plan.arg[i];
       pt[i] = ctype(&x, t);
       switch (a->kind) {
-      case JX_BUF: av[i] = load_ptr(&x, bufs, a->buf); break;
-      case JX_LOAD:
+      case KX_BUF: av[i] = load_ptr(&x, bufs, a->buf); break;
+      case KX_LOAD:
         av[i] = convert(&x, LLVMBuildLoad2(x.B, elem_type(&x, (DType)a->dtype), load_ptr(&x, bufs, a->buf), ""),
                         (DType)a->dtype, t);
         break;
-      case JX_DIM: {
+      case KX_DIM: {
         LLVMValueRef at = LLVMBuildGEP2(x.B, x.i64, dims, (LLVMValueRef[]){LLVMConstInt(x.i64, a->q, 0)}, 1, "");
         av[i] = LLVMBuildIntCast2(x.B, LLVMBuildLoad2(x.B, x.i64, at, ""), pt[i], 1, "");
         break;
       }
-      default: { /* JX_CONST */
+      default: { /* KX_CONST */
         if (t == ET_F32 || t == ET_F64) {
           double d;
           float f;

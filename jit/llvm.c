@@ -262,7 +262,7 @@ int jit_lanes(const Jit *j) { return j->W; }
 /* Compile kernel k into entry e (the caller holds no lock). */
 static void compile(Jit *j, const Partition *p, const Kernel *k, JitEntry *e, bool keep_text) {
   char why[sizeof e->why];
-  if (!jit_supported(p, k, why, sizeof why)) {
+  if (!kn_supported(p, k, why, sizeof why)) {
     snprintf(e->why, sizeof e->why, "%s", why);
     atomic_store(&e->state, JE_UNSUPPORTED);
     return;

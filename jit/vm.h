@@ -53,15 +53,15 @@
 #ifndef DVM_VM_H
 #define DVM_VM_H
 
-#include "../fusion/fusion.h"
+#include "../kernel/kernel.h"
 
 enum {
   VM_T = 256,      /* lanes of a tile */
   VM_MAXREG = 64,  /* tile registers of a kernel */
   VM_MAXS = 256,   /* scalar registers of a kernel */
   VM_MIXROWS = 4,  /* rows and columns drivers: tiles of fold accumulators */
-  VM_MC = 144,     /* mix: rows of a block (jit_tile's mc: a's block and the sums in L2) */
-  VM_KC = 256,     /* mix: values of k per block (jit_tile's kc) */
+  VM_MC = 144,     /* mix: rows of a block at every host width (a's block and the sums in L2) */
+  VM_KC = KN_KC,   /* mix: values of k per block */
   VM_FOLDV = 4,    /* a fold's accumulators: vectors of the host width (vm_ops.def) */
   VM_SPAN = 2048   /* a whole-row program's longest span of lanes (a multiple of 4·16) */
 };
@@ -144,7 +144,7 @@ typedef struct VmCode {
   VmProg prog_a, prog_b;      /* gemm: a's element and b's tile at S[VS_K] */
   uint8_t a_reg, b_reg, mm_reg; /* gemm: their results; mix, gemm: the product */
   uint32_t a_buf, b_buf;      /* mix: a's and b's buffers */
-  bool packed;                /* mix: b is a param whose packed copy (jit_pack) the runtime may
+  bool packed;                /* mix: b is a param whose packed copy (kn_pack) the runtime may
                                  pass as bufs[ninputs + noutputs] (NULL there: b read as it is) */
   bool has_prologue;          /* mix: a is a normalization member (a prologue, docs/fusion.md) ... */
   uint32_t prologue;          /* ... this node: computed by the mix driver (pro_kind), else
@@ -160,7 +160,7 @@ typedef struct VmCode {
   uint32_t ndimtab;
   uint32_t nreg, nsreg;       /* registers used */
   double encode_us;
-  struct JitExt *ext;         /* VMM_EXTERN: the call (jit/extern.c, jit/vm_extern.c) */
+  struct KnExt *ext;         /* VMM_EXTERN: the call (jit/extern.c, jit/vm_extern.c) */
 } VmCode;
 
 /* vm_encode.c */

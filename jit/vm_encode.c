@@ -7,7 +7,7 @@
  * ones by liveness when the program ends (alloc_prog: a linear scan; a register is free
  * after its last use). Per-row results of reductions get reserved registers (slots).
  *
- * Coverage is the native tier's (jit_supported), so the two tiers run the same kernels;
+ * Coverage is the native tier's (kn_supported), so the two tiers run the same kernels;
  * a kernel over the VM's limits (registers, scalars, buffers) is declined with the reason.
  *
  * Each program gets a peephole before allocation (fuse: MUL then ADD -> MULADD) and a
@@ -871,7 +871,7 @@ static double now_us(void) {
 /* A mix kernel with a normalization prologue runs the plain mix driver on a buffer the
  * runtime fills with the prologue's value: b must be a 2-D kernel input read as it is. */
 static bool prologue_ok(const Partition *p, const Kernel *k) {
-  if (!jit_mix_prologue(p, k)) return true;
+  if (!kn_mix_prologue(p, k)) return true;
   const Graph *g = p->g;
   for (uint32_t i = 0; i < k->nmembers; i++) {
     uint32_t v = fu_members(p, k)[i], b;
@@ -919,8 +919,8 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
     if (c) c->encode_us = now_us() - t0;
     return c;
   }
-  if (!jit_supported(p, k, why, n)) return NULL; /* the native tier's coverage */
-  if (jit_multi_mode(p->g, k))
+  if (!kn_supported(p, k, why, n)) return NULL; /* the native tier's coverage */
+  if (kn_multi_mode(p->g, k))
     return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
   if (k->ninputs + k->noutputs > 254) return snprintf(why, n, "more than 254 buffers"), NULL;
   if (!prologue_ok(p, k)) return snprintf(why, n, "a normalization prologue with a batched or transposed b is not encoded"), NULL;
@@ -960,7 +960,7 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
     c->K = e.dimtab.v[kd];
     e.mm = fixed_reg(&e);
     c->mm_reg = (uint8_t)e.vr.v[e.mm].phys;
-    bool pro = jit_mix_prologue(p, k); /* a 2-D b read as it is (prologue_ok) */
+    bool pro = kn_mix_prologue(p, k); /* a 2-D b read as it is (prologue_ok) */
     if (ta || tb || ir_node(g, b)->rank != 2 || (input_index(&e, a) < 0 && !pro) || input_index(&e, b) < 0) {
       c->mode = VMM_GEMM;
       Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK];
@@ -977,7 +977,7 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
           P[t] = bc ? ix_s(sconst(&e, 0)) : ix_s(sidx(d));
         }
         Ix col = {sconst(&e, 0), 1, -1};
-        if (!pass && xn->rank == 1) P[0] = ki; /* a vector a ([K] @ b: one row; jit_supported) */
+        if (!pass && xn->rank == 1) P[0] = ki; /* a vector a ([K] @ b: one row; kn_supported) */
         else if (!pass) P[xn->rank - 2] = ta ? ki : mi, P[xn->rank - 1] = ta ? mi : ki;
         else P[xn->rank - 2] = tb ? col : ki, P[xn->rank - 1] = tb ? ki : col;
         int val = view_at(&e, x, P);
@@ -994,10 +994,10 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
       c->a_buf = pro ? k->ninputs + k->noutputs + 1 : (uint32_t)input_index(&e, a), c->b_buf = (uint32_t)input_index(&e, b);
       c->has_prologue = pro, c->prologue = pro ? a : 0;
       if (pro) prologue_rows(&e, a);
-      c->packed = jit_packed_input(p, k) >= 0;
+      c->packed = kn_packed_input(p, k) >= 0;
     }
   } else {
-    c->mode = jit_col_mode(g, k) ? VMM_COLS : VMM_ROWS;
+    c->mode = kn_col_mode(g, k) ? VMM_COLS : VMM_ROWS;
     /* rows: the first softmax keeps its exp row in the first full-shaped output's row */
     for (uint32_t o = 0; c->mode == VMM_ROWS && o < k->noutputs && e.stash_member < 0; o++)
       if (is_full(&e, fu_outputs(p, k)[o]))

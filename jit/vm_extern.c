@@ -1,7 +1,7 @@
 /* jit/vm_extern.c — extern kernels (one `call` node, docs/extern.md) in the bytecode tier.
  *
  * There is nothing to interpret: the "bytecode" of an extern kernel is the call plan of
- * jit/extern.c (jit_extern_plan), and running it gathers the arguments from the kernel
+ * jit/extern.c (kn_extern_plan), and running it gathers the arguments from the kernel
  * ABI's buffers and dims, converts by-value operands as the reference executor does
  * (ir_extern_scalar), and calls the function through libffi with the ffi_cif prepared at
  * registration (Extern.invoke, runtime/ffi.c: jit/ includes no ffi.h). Its extent is 1:
@@ -14,9 +14,9 @@
 #include "vm.h"
 
 VmCode *vm_encode_extern(const Partition *p, const Kernel *k, char *why, size_t n) {
-  JitExt *x = malloc(sizeof *x);
+  KnExt *x = malloc(sizeof *x);
   if (!x) ir_oom();
-  if (!jit_extern_plan(p, k, x, why, n)) {
+  if (!kn_extern_plan(p, k, x, why, n)) {
     free(x);
     return NULL;
   }
@@ -30,20 +30,20 @@ VmCode *vm_encode_extern(const Partition *p, const Kernel *k, char *why, size_t 
 
 void vm_call(const VmCode *c, void *const *bufs, const int64_t *dims, int64_t begin, int64_t end) {
   if (begin >= end) return;
-  const JitExt *x = c->ext;
+  const KnExt *x = c->ext;
   const Extern *e = x->e;
   void *args[EXT_MAX_PARAMS], *ptr[EXT_MAX_PARAMS];
   int64_t val[EXT_MAX_PARAMS];
   for (int i = 0; i < e->nparams; i++) {
-    const JitExtArg *a = &x->arg[i];
+    const KnExtArg *a = &x->arg[i];
     ExtType t = (ExtType)e->param[i].type;
     args[i] = &val[i];
     switch (a->kind) {
-    case JX_BUF:
+    case KX_BUF:
       ptr[i] = bufs[a->buf];
       args[i] = &ptr[i];
       break;
-    case JX_LOAD: {
+    case KX_LOAD: {
       const void *b = bufs[a->buf];
       float f;
       int32_t i32;
@@ -57,8 +57,8 @@ void vm_call(const VmCode *c, void *const *bufs, const int64_t *dims, int64_t be
       ir_extern_scalar(t, false, 0, i64, &val[i]);
       break;
     }
-    case JX_DIM: ir_extern_scalar(t, false, 0, dims[a->q], &val[i]); break;
-    default: val[i] = a->bits; break; /* JX_CONST */
+    case KX_DIM: ir_extern_scalar(t, false, 0, dims[a->q], &val[i]); break;
+    default: val[i] = a->bits; break; /* KX_CONST */
     }
   }
   int64_t ret = 0;
@@ -85,11 +85,11 @@ char *vm_disasm_extern(const VmCode *c) {
   Buf b = {0};
   ir_put(&b, "  mode extern: call %s (%s) through libffi\n", e->name, e->sig);
   for (int i = 0; i < e->nparams; i++) {
-    const JitExtArg *a = &c->ext->arg[i];
+    const KnExtArg *a = &c->ext->arg[i];
     ir_put(&b, "    arg %d (%s): %s", i + 1, ir_ext_type_name(e->param[i]), kinds[a->kind]);
-    if (a->kind == JX_BUF || a->kind == JX_LOAD) ir_put(&b, " buf%u", a->buf);
-    if (a->kind == JX_DIM) ir_put(&b, " d%u", a->q);
-    if (a->kind == JX_CONST) ir_put(&b, " 0x%llx", (unsigned long long)a->bits);
+    if (a->kind == KX_BUF || a->kind == KX_LOAD) ir_put(&b, " buf%u", a->buf);
+    if (a->kind == KX_DIM) ir_put(&b, " d%u", a->q);
+    if (a->kind == KX_CONST) ir_put(&b, " 0x%llx", (unsigned long long)a->bits);
     ir_put(&b, "\n");
   }
   if (e->ret != ET_VOID) ir_put(&b, "    result -> buf%u[0]\n", c->ext->out);

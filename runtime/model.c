@@ -60,7 +60,7 @@ struct dvm_model {
   Tensor **adopted;   /* param values the model owns (dvm_model_load_onnx), per value id */
   uint32_t nadopted;
   _Atomic(float *) *packed; /* per value id: a param weight packed for mix kernels
-                               (jit_pack), made by set_param (else at its first use) */
+                               (kn_pack), made by set_param (else at its first use) */
   void *arena[ARENAS_KEPT];  /* arenas not in use (under lock), any plan's ... */
   size_t arena_size[ARENAS_KEPT]; /* ... of these sizes */
   int narenas;
@@ -86,7 +86,7 @@ typedef struct Plan {
   uint32_t nkey;
   Binding b;
   size_t *aoff;         /* per value: arena offset, SIZE_MAX if not in the arena */
-  struct Split {        /* per kernel: how its native code splits (jit_col_blocks) */
+  struct Split {        /* per kernel: how its native code splits (kn_col_blocks) */
     size_t off;         /* its scratch: after the intermediates, disjoint within a
                            dispatch; SIZE_MAX if it does not split */
     int64_t blocks, finish;
@@ -123,7 +123,7 @@ static bool in_arena(const dvm_model *m, uint32_t i, uint32_t u) { return m->las
 
 static bool kernel_dims(const dvm_model *m, const Binding *b, const Kernel *k, int64_t *dims);
 
-/* The scratch of the kernels whose native code splits (jit_col_blocks) under this
+/* The scratch of the kernels whose native code splits (kn_col_blocks) under this
  * binding, after the intermediates: the kernels of one dispatch run at once, so theirs are
  * disjoint; dispatches reuse the same bytes. */
 static bool plan_scratch(const dvm_model *m, Plan *pl) {
@@ -139,7 +139,7 @@ static bool plan_scratch(const dvm_model *m, Plan *pl) {
     int64_t dims[64];
     size_t bytes = 0;
     if (!m->entry || k->ndims >= 64 || !kernel_dims(m, &pl->b, k, dims)) continue;
-    sp->blocks = jit_col_blocks(p, k, dims, jit_lanes(m->jit), rt_pool_threads(m->pool), &sp->finish, &bytes);
+    sp->blocks = kn_col_blocks(p, k, dims, jit_lanes(m->jit), rt_pool_threads(m->pool), &sp->finish, &bytes);
     if (sp->blocks < 2) continue; /* 1, no combine items, no scratch */
     sp->off = base + used;
     used += (bytes + 63) & ~(size_t)63;
@@ -510,7 +510,7 @@ static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int
 static int pack_lanes(const dvm_model *m);
 static bool vm_reads_packed(const dvm_model *m, const VmCode *vm);
 
-/* Param v, just bound to t, packed now if a mix kernel reads it packed (jit_packed_input):
+/* Param v, just bound to t, packed now if a mix kernel reads it packed (kn_packed_input):
  * binding params is the model's set-up, so no run pays for the copy (W5's 32 MB of
  * weights: about 5 ms of page faults and copying, five times its run at N = 1). A copy
  * that cannot be made here (no memory; a tensor the run will reject) is left to the first
@@ -520,7 +520,7 @@ static void prepack(dvm_model *m, uint32_t v, const Tensor *t) {
   if (!p || !t || t->dtype != DT_F32 || t->rank != 2 || !t->data) return;
   for (uint32_t i = 0; i < p->kernels.n; i++) {
     const Kernel *k = &p->kernels.v[i];
-    int pj = jit_packed_input(p, k);
+    int pj = kn_packed_input(p, k);
     if (pj < 0 || fu_inputs(p, k)[pj] != v || !(m->entry || vm_reads_packed(m, m->vm ? m->vm[i] : NULL))) continue;
     Err err = {0};
     packed_param(m, v, t, pack_lanes(m), &err);
@@ -653,7 +653,7 @@ static int64_t grain(const Graph *g, const Partition *p, const Kernel *k, int64_
 
 /* The indices of k's gathers are in range (negative ones count from the end), as the
  * reference checks them: the fused tiers read x at them. Native code takes its indices
- * from a buffer (jit_supported), which is checked here before the kernel runs. */
+ * from a buffer (kn_supported), which is checked here before the kernel runs. */
 static dvm_status check_gathers(const dvm_model *m, const Binding *b, const Kernel *k, Tensor *const *vals, Err *err) {
   const Graph *g = m->g;
   for (uint32_t i = 0; i < k->nmembers; i++) {
@@ -680,7 +680,7 @@ static dvm_status check_gathers(const dvm_model *m, const Binding *b, const Kern
   return DVM_OK;
 }
 
-/* Param v (bound to t, a [K, N] f32 weight) packed for code of `lanes` lanes (jit_pack):
+/* Param v (bound to t, a [K, N] f32 weight) packed for code of `lanes` lanes (kn_pack):
  * made when it is bound (prepack), else by the first run that needs it, under the lock
  * (concurrent runs wait for the one copy), then read without a lock. The copy is a cache
  * of the bound values, hence the cast: a run does not change what the model computes. */
@@ -691,8 +691,8 @@ static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int
   pthread_mutex_lock(&m->lock);
   if (!(pk = atomic_load_explicit(&m->packed[v], memory_order_relaxed))) {
     /* panels on 64 bytes (aligned vector loads); W5's 32 MB on 2 MB pages (rt_alloc) */
-    if ((pk = rt_alloc(jit_packed_floats(t->shape[0], t->shape[1], lanes) * sizeof(float)))) {
-      jit_pack(t->data, t->shape[0], t->shape[1], lanes, pk);
+    if ((pk = rt_alloc(kn_packed_floats(t->shape[0], t->shape[1], lanes) * sizeof(float)))) {
+      kn_pack(t->data, t->shape[0], t->shape[1], lanes, pk);
       atomic_store_explicit(&m->packed[v], pk, memory_order_release);
     }
   }
@@ -701,7 +701,7 @@ static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int
   return pk;
 }
 
-/* The lanes of the model's packed copies (jit_pack): the native code's (llvm and auto
+/* The lanes of the model's packed copies (kn_pack): the native code's (llvm and auto
  * tiers), else the bytecode's. */
 static int pack_lanes(const dvm_model *m) {
   int vl = 0;
@@ -747,7 +747,7 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
   /* a mix kernel's param weight, packed once per model for the host's lanes (the native
      code's, else the bytecode's): native code always reads it, bytecode when its lanes
      are the same (else it reads b as it is: NULL) */
-  int pj = fn || vm_reads_packed(m, vm) ? jit_packed_input(p, k) : -1;
+  int pj = fn || vm_reads_packed(m, vm) ? kn_packed_input(p, k) : -1;
   c->bufs[k->ninputs + k->noutputs] = NULL;
   if (pj >= 0) {
     uint32_t w = fu_inputs(p, k)[pj];
@@ -773,7 +773,7 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
   if (fn && arena && sp && sp->off != SIZE_MAX)
     c->dims[k->ndims] = sp->blocks, c->finish = sp->finish, c->bufs[k->ninputs + k->noutputs + 2] = arena + sp->off;
   int64_t item = 1;
-  c->extent = fn ? jit_extent(p, k, c->dims, jit_lanes(m->jit), &item) : vm_extent(vm, c->dims, &item);
+  c->extent = fn ? kn_extent(p, k, c->dims, jit_lanes(m->jit), &item) : vm_extent(vm, c->dims, &item);
   c->grain = grain(g, p, k, item);
   return DVM_OK;
 }

@@ -1,0 +1,223 @@
+/* kernel/kernel.h — the map of the kernel layer: what both code-generating tiers (the
+ * bytecode of vm/ and the native code of jit/) decide alike about a fused Kernel, written
+ * once, so that neither back end decides a kernel's shape for the other.
+ *
+ *   coverage      which kernels the two tiers emit (kn_supported), and why not
+ *   shape         the loop structure: rows, column mode (reductions that keep the last
+ *                 axis), multi mode (the last axis and others reduced), the passes each
+ *                 folding member makes over a row, the mix kernel's packed path
+ *   extent        the outer parallel range of the kernel ABI and column mode's splits
+ *   GEMM tiles    register and cache blocking, and the packed weight layout the runtime
+ *                 makes once per param
+ *   constants     the polynomial coefficients both tiers' exp and 2^t round alike
+ *   extern calls  where each argument of an extern kernel's function comes from
+ *
+ * The kernel ABI (both tiers):
+ *
+ *   void kernel(void *const *bufs, const int64_t *dims, int64_t begin, int64_t end);
+ *
+ * bufs: the kernel's inputs then its outputs (fusion order); dims: the values of its
+ * symbolic dim parameters (Kernel.dims); [begin, end): the slice of its outer parallel
+ * range (kn_extent) this call covers. Extras after the outputs: a mix kernel's packed
+ * weight (kn_packed_input) at bufs[ninputs + noutputs]; column mode's block count at
+ * dims[ndims] and, when above 1, its scratch at bufs[ninputs + noutputs + 2]
+ * (kn_col_blocks).
+ *
+ * Files: cover.c (coverage and modes), shape.c (passes, the packed path, extent and
+ * splits), gemm.c (tiles and the packed layout), extern.c (extern call plans). */
+#ifndef DVM_KERNEL_H
+#define DVM_KERNEL_H
+
+#include "../fusion/fusion.h"
+
+/* ---- constants both tiers evaluate alike --------------------------------------------- */
+
+/* 2^f for f in [-1/2, 1/2]: a degree-5 polynomial, coefficients of f^0..f^5 (relative
+ * error 2.1e-7, a Lawson minimax fit rounded to float): gelu_tanh's and softmax's 2^t. */
+#define KN_EXP2_POLY {1.0000001192092896f, 0.6931469440460205f, 0.24022120237350464f, \
+                      0.05550713464617729f, 0.009675540030002594f, 0.0013276454992592335f}
+/* exp(x) (Cephes expf): x clamped to [KN_EXP_LO, KN_EXP_HI], n = rne(x·log2 e),
+ * r = x - n·ln2 with ln2 = -KN_LN2_HI - KN_LN2_LO (two fmas), a degree-6 polynomial in r
+ * (KN_EXP_POLY, highest power first, then y·r² + r + 1), scaled by 2^n; above
+ * KN_EXP_OVER inf, below KN_EXP_UNDER 0. */
+#define KN_LOG2E 1.44269504088896341
+#define KN_EXP_LO (-104.0)
+#define KN_EXP_HI 89.0
+#define KN_LN2_HI (-0.693359375)
+#define KN_LN2_LO 2.12194440e-4
+#define KN_EXP_POLY {1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, \
+                     4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1}
+#define KN_EXP_OVER 88.72283935546875
+#define KN_EXP_UNDER (-103.972084045410)
+/* 2^t is taken for t in [KN_POW2_LO, KN_POW2_HI] (0 and inf past it). */
+#define KN_POW2_LO (-150.0)
+#define KN_POW2_HI 128.0
+/* gelu_tanh(x) = x / (1 + 2^t), t = x·(KN_GELU_C1 + KN_GELU_C3·x²): -2·sqrt(2/pi)·log2 e
+ * and its 0.044715 multiple. */
+#define KN_GELU_C1 (-2 * 0.7978845608028654 * 1.4426950408889634)
+#define KN_GELU_C3 (KN_GELU_C1 * 0.044715)
+
+/* ---- op and dtype classes (cover.c) -------------------------------------------------- */
+
+static inline bool kn_is_int(DType t) { return t == DT_I32 || t == DT_I64; }
+/* f16 and bf16 values are f32 in registers, rounded to their dtype by every op that
+ * makes one (the reference rounds each op's result to its dtype) and stored as 16 bits. */
+static inline bool kn_is_low(DType t) { return t == DT_F16 || t == DT_BF16; }
+static inline bool kn_is_flt(DType t) { return t == DT_F32 || kn_is_low(t); }
+/* Dtypes a kernel reads and writes. */
+static inline bool kn_stored(DType t) { return kn_is_flt(t) || t == DT_BOOL || kn_is_int(t); }
+/* Views are index maps: a view reads its operand at a computed position, down to a
+ * kernel input's element offset. */
+static inline bool kn_is_view(Op op) {
+  switch (op) {
+  case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
+  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: case OP_GATHER: return true;
+  default: return false;
+  }
+}
+/* Compares, bool logic, select and casts: ops on f32 or bool operands with a bool result,
+ * or on bool masks, and the conversions between dtypes. */
+static inline bool kn_elementwise_bool(Op op) {
+  switch (op) {
+  case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_AND: case OP_OR:
+  case OP_NOT: case OP_SELECT: case OP_CAST: return true;
+  default: return false;
+  }
+}
+static inline bool kn_is_reduction(Op op) {
+  return op == OP_REDUCE_SUM || op == OP_REDUCE_MEAN || op == OP_REDUCE_MAX || op == OP_REDUCE_MIN ||
+         op == OP_REDUCE_PROD;
+}
+static inline bool kn_is_norm(Op op) {
+  return op == OP_SOFTMAX || op == OP_LOG_SOFTMAX || op == OP_LAYERNORM || op == OP_RMSNORM;
+}
+
+/* ---- coverage and modes (cover.c) ---------------------------------------------------- */
+
+/* Can the code-generating tiers emit kernel k? If not, why (for the entry and the dumps):
+ * such kernels run on the kernel-level reference path. */
+bool kn_supported(const Partition *p, const Kernel *k, char *why, size_t n);
+/* Row kernel shapes emitted apart: column mode keeps the last axis and reduces others
+ * (a mean over N); multi mode reduces the last axis and others (a global pool over
+ * [H, W]: each row of kept indices folds over the reduced outer indices too). */
+bool kn_col_mode(const Graph *g, const Kernel *k);
+bool kn_multi_mode(const Graph *g, const Kernel *k);
+
+/* ---- passes (shape.c) ------------------------------------------------------------------ */
+
+/* How a pass folds. FOLD_MAX_ORD: x > acc ? x : acc (one maxps), NaNs passed over:
+ * softmax's max, where a NaN of the row reaches every result through exp(x - max) in the
+ * sum pass anyway (and an inf makes inf - inf there), so the results are the
+ * reference's, NaN rows included. */
+typedef enum Fold { FOLD_SUM, FOLD_MAX, FOLD_MIN, FOLD_PROD, FOLD_MAX_ORD } Fold;
+/* What a pass folds: the value, exp(x - max), (x - mean)², x², or argmax's (value,
+ * index) pairs. */
+enum { W_VALUE, W_EXP_SHIFTED, W_SQ_CENTERED, W_SQ, W_ARGMAX };
+typedef struct KnPass {
+  Fold f;
+  int what;
+} KnPass;
+/* The passes over the row that a member with op `op` makes (at most 2), in order; 0 for
+ * members that are not reductions or normalizations. */
+int kn_passes(Op op, KnPass *ps);
+
+/* ---- the mix kernel's packed path (shape.c) ----------------------------------------- */
+
+/* How a mix kernel's matmul goes through the packed path. */
+typedef struct KnPack {
+  uint32_t a, b;
+  bool ta, tb;
+  bool adirect;  /* a is a kernel input read in place: row-major [rows, K] */
+  int bpre;      /* b's input index when it is a 2-D param read from its packed copy, else -1 */
+  bool batched;  /* b has batch dims: one product per batch of dom[r-2] rows */
+  bool prologue; /* a is a layernorm / rmsnorm member, computed while a is packed */
+} KnPack;
+/* Does mix kernel k take the packed path, and how (*f)? */
+bool kn_pack_form(const Partition *p, const Kernel *k, KnPack *f);
+/* The input of mix kernel k whose packed copy (kn_pack) its native code reads, as the
+ * extra buffer bufs[ninputs + noutputs]: a 2-D param weight read as it is; -1 if none. */
+int kn_packed_input(const Partition *p, const Kernel *k);
+/* Is mix kernel k's a a normalization member (a prologue, docs/fusion.md) computed while
+ * a is packed? */
+bool kn_mix_prologue(const Partition *p, const Kernel *k);
+/* Kernel k's first f32 output of the domain's shape, or -1: a mix kernel's matmul sums
+ * and the softmax's exp row live there until the output pass overwrites it. */
+int kn_full_output(const Partition *p, const Kernel *k);
+
+/* ---- extent and column splits (shape.c) ---------------------------------------------- */
+
+enum {
+  KN_COL_VECS = 4,     /* column mode: host vectors per value */
+  KN_SPLIT_BLOCK = 16  /* column splits: scratch bytes per column and member (the widest
+                          accumulator, argmax's f32 value and i64 index, rounded up) */
+};
+/* The outer parallel extent of kernel k under concrete dim values, for code of `lanes`
+ * f32 lanes: rows of its domain (1 for a rank-0 or rank-1 domain); for column mode,
+ * groups of up to kn_col_chunk columns of each kept row, times the blocks of
+ * dims[ndims]; for a mix kernel on the packed path, products (batches of a batched b,
+ * else one) times blocks of kn_tile(lanes).mc rows times panels of its nr output
+ * columns (panel-major within a row block). *item (if not NULL): elements one item of
+ * the extent covers. */
+int64_t kn_extent(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *item);
+/* Column mode takes one more dim value, dims[ndims]: the blocks P its reduced rows are cut
+ * into (1: none). Returns the P that kernel k's native code should use under dims on a
+ * pool of `threads`: 1 when it does not split (one thread, enough groups of columns for
+ * the threads, too little work, or a kernel that cannot: kn_col_splits); else P > 1,
+ * with the combine items to run after the extent's (items extent .. extent + *finish,
+ * once all of those are done) and the bytes of scratch it reads as
+ * bufs[ninputs + noutputs + 2] (*scratch). */
+int64_t kn_col_blocks(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int threads,
+                      int64_t *finish, size_t *scratch);
+/* Column mode: columns per item (a power of two) for code of `lanes` lanes. */
+int64_t kn_col_chunk(const Partition *p, const Kernel *k, int lanes);
+/* Can column-mode kernel k split its reduced rows? Its folds (one per folding member:
+ * each has a block of accumulators in the scratch), or 0 if not. */
+int kn_col_splits(const Partition *p, const Kernel *k);
+
+/* ---- GEMM tiles and the packed weight layout (gemm.c) ------------------------------- */
+
+/* Register and cache tiles of mix kernels for code of `lanes` f32 lanes. The macros are
+ * for code compiled once per host width (the bytecode interpreter). */
+#define KN_MR(lanes) ((lanes) >= 8 ? 6 : 4)                /* rows of accumulators */
+#define KN_NR(lanes) ((lanes) >= 16 ? 4 * (lanes) : 2 * (lanes)) /* columns: whole vectors */
+#define KN_KC 256                                          /* values of k per block */
+#define KN_MC(lanes) ((lanes) >= 8 ? 144 : 128)            /* rows of a per block */
+typedef struct KnTile {
+  int mr, nr;  /* rows x columns of the micro-kernel's accumulators (nr: whole vectors) */
+  int kc, mc;  /* k per block, rows of a per block (a multiple of mr) */
+} KnTile;
+KnTile kn_tile(int lanes);
+/* Floats of b [K, N] packed for code of `lanes` lanes (panels of nr columns, zero-padded). */
+size_t kn_packed_floats(int64_t K, int64_t N, int lanes);
+/* Pack row-major b [K, N] into out (kn_packed_floats of it). */
+void kn_pack(const float *b, int64_t K, int64_t N, int lanes, float *out);
+
+/* ---- extern calls (extern.c) ----------------------------------------------------------- */
+
+/* Where one argument of an extern kernel's call comes from, in kernel-ABI terms. */
+typedef enum KxKind {
+  KX_BUF,   /* bufs[buf]: a tensor's data */
+  KX_LOAD,  /* element 0 of bufs[buf], of dtype `dtype`, converted to the parameter's type */
+  KX_CONST, /* bits: the value in the parameter's C type (a literal, a constant dim) */
+  KX_DIM    /* dims[q] (i64), narrowed to an i32 parameter by wrapping */
+} KxKind;
+typedef struct KnExtArg {
+  uint8_t kind;  /* KxKind */
+  uint8_t dtype; /* KX_LOAD */
+  uint32_t buf;  /* KX_BUF, KX_LOAD */
+  uint32_t q;    /* KX_DIM */
+  int64_t bits;  /* KX_CONST */
+} KnExtArg;
+/* An extern kernel (one call node; docs/extern.md) as a call: the function, its
+ * arguments, and (a scalar result) the output buffer its result is stored to. */
+typedef struct KnExt {
+  const Extern *e;
+  KnExtArg arg[EXT_MAX_PARAMS];
+  uint32_t out;  /* the output's buffer index */
+  uint8_t odt;   /* the output's dtype */
+} KnExt;
+/* The call of extern kernel k; false (why says it) if its function is not resolved
+ * (dumps, graphs not compiled into a model) or a constant argument does not fit. */
+bool kn_extern_plan(const Partition *p, const Kernel *k, KnExt *x, char *why, size_t n);
+
+#endif /* DVM_KERNEL_H */

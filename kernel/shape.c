@@ -1,0 +1,205 @@
+/* kernel/shape.c — the loop structure of a kernel as both tiers build it: the passes of
+ * folding members, the mix kernel's packed path, the outer parallel extent of the kernel
+ * ABI and column mode's splits (kernel.h). */
+#include <string.h>
+
+#include "kernel.h"
+
+/* ---- passes ------------------------------------------------------------------------------ */
+
+int kn_passes(Op op, KnPass *ps) {
+  switch (op) {
+  case OP_REDUCE_SUM: case OP_REDUCE_MEAN: ps[0] = (KnPass){FOLD_SUM, W_VALUE}; return 1;
+  case OP_REDUCE_MAX: ps[0] = (KnPass){FOLD_MAX, W_VALUE}; return 1;
+  case OP_REDUCE_MIN: ps[0] = (KnPass){FOLD_MIN, W_VALUE}; return 1;
+  case OP_REDUCE_PROD: ps[0] = (KnPass){FOLD_PROD, W_VALUE}; return 1;
+  case OP_ARGMAX: ps[0] = (KnPass){FOLD_MAX, W_ARGMAX}; return 1;
+  case OP_SOFTMAX: case OP_LOG_SOFTMAX:
+    ps[0] = (KnPass){FOLD_MAX_ORD, W_VALUE}, ps[1] = (KnPass){FOLD_SUM, W_EXP_SHIFTED};
+    return 2;
+  case OP_LAYERNORM: ps[0] = (KnPass){FOLD_SUM, W_VALUE}, ps[1] = (KnPass){FOLD_SUM, W_SQ_CENTERED}; return 2;
+  case OP_RMSNORM: ps[0] = (KnPass){FOLD_SUM, W_SQ}; return 1;
+  default: return 0;
+  }
+}
+
+/* ---- stores and the packed path ---------------------------------------------------------- */
+
+int kn_full_output(const Partition *p, const Kernel *k) {
+  const Graph *g = p->g;
+  const Node *d = ir_node(g, k->domain);
+  for (uint32_t o = 0; o < k->noutputs; o++) {
+    uint32_t u = fu_outputs(p, k)[o];
+    const Node *n = ir_node(g, u);
+    if (n->dtype == DT_F32 && n->rank == d->rank && !memcmp(ir_shape(g, u), ir_shape(g, k->domain), d->rank * sizeof(Dim)))
+      return (int)o;
+  }
+  return -1;
+}
+
+/* Does mix kernel k take the packed path, and how? Every f32 matmul with an f32
+ * full-shaped output to hold the sums, but a 2-D b that is a kernel input other than a
+ * param with a read in place (mix_rows and the few-rows path stream it as it is). */
+bool kn_pack_form(const Partition *p, const Kernel *k, KnPack *f) {
+  const Graph *g = p->g;
+  if (k->kind != KK_MIX) return false;
+  uint32_t v = UINT32_MAX;
+  for (uint32_t i = 0; i < k->nmembers; i++)
+    if (ir_node(g, fu_members(p, k)[i])->op == OP_MATMUL) v = fu_members(p, k)[i];
+  if (v == UINT32_MAX) return false;
+  uint32_t a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
+  const Node *an = ir_node(g, a), *bn = ir_node(g, b), *d = ir_node(g, k->domain);
+  if (an->dtype != DT_F32 || bn->dtype != DT_F32 || bn->rank < 2) return false;
+  int ia = -1, ib = -1;
+  for (uint32_t i = 0; i < k->ninputs; i++) {
+    if (fu_inputs(p, k)[i] == a) ia = (int)i;
+    if (fu_inputs(p, k)[i] == b) ib = (int)i;
+  }
+  if (an->rank < 2 && (ia < 0 || bn->rank != 2)) return false; /* a vector a: one row, read in place */
+  *f = (KnPack){.a = a, .b = b, .ta = ir_attr_int(g, v, AK_TRANSPOSE_A, 0) != 0,
+                .tb = ir_attr_int(g, v, AK_TRANSPOSE_B, 0) != 0, .batched = bn->rank > 2};
+  f->adirect = ia >= 0 && !f->ta && an->rank == d->rank &&
+               !memcmp(ir_shape(g, a), ir_shape(g, k->domain), (size_t)(d->rank - 1) * sizeof(Dim));
+  f->bpre = ib >= 0 && !f->tb && bn->rank == 2 && bn->op == OP_PARAM ? ib : -1;
+  f->prologue = ia < 0 && kn_is_norm((Op)an->op); /* a member: computed here, not read */
+  bool general = f->ta || f->tb || bn->rank != 2 || ia < 0 || ib < 0;
+  if (f->bpre < 0 && !general) return false;
+  return kn_full_output(p, k) >= 0; /* the sums need an f32 full-shaped output */
+}
+
+int kn_packed_input(const Partition *p, const Kernel *k) {
+  KnPack f;
+  return kn_pack_form(p, k, &f) ? f.bpre : -1;
+}
+
+bool kn_mix_prologue(const Partition *p, const Kernel *k) {
+  KnPack f;
+  return kn_pack_form(p, k, &f) && f.prologue;
+}
+
+/* ---- extent and splits ---------------------------------------------------------------- */
+
+/* Column mode: columns per item of the outer range. The item's stack arrays take up to 32
+ * bytes per column for the fold accumulators (f32, i32, i64 and argmax's pairs) and 8 per
+ * member with passes (its red, or its n1 and n2): at most COL_STACK bytes. */
+enum { COL_CHUNK = 4096, COL_STACK = 160 << 10 };
+
+/* Elements a block of a split column kernel folds at least (a few grains' work). */
+enum { SPLIT_MIN = 64 << 10 };
+
+int64_t kn_col_chunk(const Partition *p, const Kernel *k, int lanes) {
+  int states = 0;
+  KnPass ps[2];
+  for (uint32_t m = 0; m < k->nmembers; m++) states += kn_passes((Op)ir_node(p->g, fu_members(p, k)[m])->op, ps) > 0;
+  int64_t ch = COL_CHUNK;
+  while (ch > (int64_t)lanes * KN_COL_VECS && ch * (32 + 8 * states) > COL_STACK) ch /= 2;
+  return ch;
+}
+
+/* Does value v of kernel k depend on a member that folds (a reduction or normalization)? */
+static bool after_fold(const Partition *p, const Kernel *k, uint32_t v, int depth) {
+  KnPass ps[2];
+  for (uint32_t m = 0; m < k->nmembers; m++) {
+    if (fu_members(p, k)[m] != v) continue;
+    if (kn_passes((Op)ir_node(p->g, v)->op, ps)) return true;
+    if (depth > 64) return true; /* deep chains: assume so */
+    for (uint32_t i = 0; i < ir_node(p->g, v)->nin; i++)
+      if (after_fold(p, k, ir_operand(p->g, v, i), depth + 1)) return true;
+  }
+  return false;
+}
+
+/* Can column-mode kernel k split its reduced rows (see col_split_item)? Its folds (one
+ * per folding member: each has a block of accumulators in the scratch), or 0 if not. */
+int kn_col_splits(const Partition *p, const Kernel *k) {
+  const Graph *g = p->g;
+  if (!kn_col_mode(g, k)) return 0;
+  int folds = 0;
+  for (uint32_t m = 0; m < k->nmembers; m++) {
+    uint32_t v = fu_members(p, k)[m];
+    KnPass ps[2];
+    int np = kn_passes((Op)ir_node(g, v)->op, ps);
+    if (np > 1) return 0;
+    if (np && after_fold(p, k, ir_operand(g, v, 0), 0)) return 0;
+    folds += np;
+  }
+  const Node *d = ir_node(g, k->domain);
+  for (uint32_t o = 0; o < k->noutputs; o++) {
+    uint32_t u = fu_outputs(p, k)[o];
+    const Node *n = ir_node(g, u);
+    if (n->rank == d->rank && !memcmp(ir_shape(g, u), ir_shape(g, k->domain), d->rank * sizeof(Dim))) return 0;
+  }
+  return folds;
+}
+
+/* Column mode's groups: kept outer rows times chunks of columns; *R the reduced rows and
+ * *cols the columns of a group (the last chunk's may be fewer). */
+static int64_t col_groups(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *R, int64_t *cols);
+
+int64_t kn_col_blocks(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int threads,
+                       int64_t *finish, size_t *scratch) {
+  *finish = 0, *scratch = 0;
+  int folds = threads < 2 ? 0 : kn_col_splits(p, k);
+  if (!folds) return 1;
+  int64_t R, cols, G = col_groups(p, k, dims, lanes, &R, &cols);
+  if (G >= 2 * (int64_t)threads || G < 1) return 1;
+  int64_t P = (2 * (int64_t)threads + G - 1) / G, most = R * cols / SPLIT_MIN;
+  if (P > most) P = most;
+  if (P > R) P = R;
+  if (P < 2) return 1;
+  int64_t W = (int64_t)lanes * KN_COL_VECS;
+  *finish = G;
+  *scratch = (size_t)(G * P * folds) * (size_t)((cols + W - 1) / W) * KN_SPLIT_BLOCK * (size_t)W;
+  return P;
+}
+
+/* Kernel k's domain under dims: the product of its parallel outer axes, of the reduced
+ * outer axes (column and multi mode), the last axis and the one before it. */
+static void extent_dims(const Partition *p, const Kernel *k, const int64_t *dims, int64_t *rows, int64_t *reduced,
+                        int64_t *last, int64_t *m_rows) {
+  const Graph *g = p->g;
+  const Node *d = ir_node(g, k->domain);
+  *rows = 1, *reduced = 1, *last = 1, *m_rows = 1;
+  for (int i = 0; i < d->rank; i++) {
+    Dim x = ir_shape(g, k->domain)[i];
+    int64_t v = 0;
+    if (!ir_dim_is_const(g, x, &v))
+      for (uint32_t q = 0; q < k->ndims; q++)
+        if (p->dims.v[k->dims + q] == x) v = dims[q];
+    if (i + 2 == d->rank) *m_rows = v;
+    if (i + 1 == d->rank) *last = v;
+    else if ((kn_col_mode(g, k) || kn_multi_mode(g, k)) && (k->axes >> i & 1)) *reduced *= v;
+    else *rows *= v;
+  }
+}
+
+static int64_t col_groups(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *R, int64_t *cols) {
+  int64_t rows, last, m_rows;
+  extent_dims(p, k, dims, &rows, R, &last, &m_rows);
+  int64_t ch = kn_col_chunk(p, k, lanes);
+  *cols = last < ch ? last : ch;
+  return rows * ((last + ch - 1) / ch);
+}
+
+int64_t kn_extent(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *item) {
+  int64_t rows, reduced, last, m_rows;
+  if (k->kind == KK_EXTERN) { /* one call, never split */
+    if (item) *item = 1;
+    return 1;
+  }
+  extent_dims(p, k, dims, &rows, &reduced, &last, &m_rows);
+  KnPack f;
+  if (kn_pack_form(p, k, &f)) { /* packed mix: products x row blocks x panels (pk_items) */
+    KnTile t = kn_tile(lanes);
+    int64_t mg = f.batched ? m_rows : rows, prods = mg ? rows / mg : 0;
+    if (item) *item = (mg < t.mc ? mg : t.mc) * t.nr;
+    return prods * ((mg + t.mc - 1) / t.mc) * ((last + t.nr - 1) / t.nr);
+  }
+  if (kn_col_mode(p->g, k)) { /* groups of up to col_chunk columns, or P blocks of each */
+    int64_t cols, G = col_groups(p, k, dims, lanes, &reduced, &cols), P = dims[k->ndims] > 1 ? dims[k->ndims] : 1;
+    if (item) *item = (reduced + P - 1) / P * cols;
+    return P * G;
+  }
+  if (item) *item = last * reduced;
+  return rows;
+}
