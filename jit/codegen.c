@@ -13,7 +13,7 @@
  *
  * Mix kernels: out[m, :] = a[m, :] @ b + epilogue, with a's batch dims flattened into m
  * when b is a 2-D [K, N] matrix, one product per batch otherwise. A param b is read
- * packed (jit/gemm.c) by a register-blocked micro-kernel with k and row blocking, the
+ * packed (kernel/gemm.c) by a register-blocked micro-kernel with k and row blocking, the
  * epilogue applied per panel on the last k block ("mix: packed weights" below); views,
  * transposes, batches and a normalization prologue take the same path with a's blocks
  * and b's panels packed on the stack. A 2-D input b read in place: for each block of
@@ -1671,7 +1671,7 @@ static void sm_block(Cg *c, LLVMValueRef row, void *arg) {
 
 /* ---- mix: packed weights, register-blocked ---------------------------------------------
  *
- * A 2-D param weight b [K, N] is read from its packed copy (jit/gemm.c: panels of nr
+ * A 2-D param weight b [K, N] is read from its packed copy (kernel/gemm.c: panels of nr
  * columns, nr floats per k, zero-padded), which the runtime makes once per model and
  * passes as the extra buffer bufs[ninputs + noutputs]. The outer range [begin, end) is
  * row blocks of mc rows times panels of nr output columns, panel-major within a row

@@ -78,7 +78,7 @@ bool kn_multi_mode(const Graph *g, const Kernel *k) {
 bool kn_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
   const Graph *g = p->g;
   int r = ir_node(g, k->domain)->rank;
-  if (k->kind == KK_EXTERN) { /* a direct call (jit/extern.c) */
+  if (k->kind == KK_EXTERN) { /* a call (kernel/extern.c) */
     KnExt x;
     return kn_extern_plan(p, k, &x, why, n);
   }

@@ -8,7 +8,7 @@
 #include <pthread.h>
 
 #include "../jit/jit.h"
-#include "../jit/vm.h"
+#include "../vm/vm.h"
 #include "pool.h"
 #include "runtime.h"
 

@@ -5,7 +5,7 @@
  * the Extern it makes lives until the context is destroyed, and a name is registered once
  * (compiled models and native code keep the function: replacing it under them would be a
  * use of a stale function). Extern.invoke calls the function through the prepared cif; the
- * reference executor (runtime/ref.c) and the bytecode tier (jit/vm_extern.c) use it, the
+ * reference executor (runtime/ref.c) and the bytecode tier (vm/extern.c) use it, the
  * native tier calls the function directly (jit/extern.c).
  *
  * When a model is compiled, rt_extern_resolve finds every call node's function and checks

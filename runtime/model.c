@@ -5,7 +5,7 @@
  * then executes. The ref tier runs the unfused graph op by op (runtime/ref.c). The fused
  * tiers run the partition (fusion/) kernel by kernel, each kernel as the best code it has:
  *   llvm  native code, compiled for every kernel before the first run
- *   vm    tile bytecode (jit/vm.h), encoded for every kernel when the model is compiled
+ *   vm    tile bytecode (vm/vm.h), encoded for every kernel when the model is compiled
  *   auto  bytecode at once, and each kernel's native code requested from the background
  *         compiler; a run reads the entry's fn atomically (no lock) and switches that
  *         kernel to native code as soon as it is published, so no run waits for LLVM
@@ -30,7 +30,7 @@
 #include <time.h>
 
 #include "../jit/jit.h"
-#include "../jit/vm.h"
+#include "../vm/vm.h"
 #include "pool.h"
 #include "runtime.h"
 

@@ -1,4 +1,4 @@
-/* tests/unit/test_vm.c — the bytecode tier (jit/vm.h) against the native tier and the
+/* tests/unit/test_vm.c — the bytecode tier (vm/vm.h) against the native tier and the
  * reference.
  *
  *   - elementwise ops (every f32 unary and binary op, compares, select, casts) give
@@ -24,7 +24,7 @@
 #include "dvm.h"
 #include "check.h"
 #include "fusion/fusion.h"
-#include "jit/vm.h"
+#include "vm/vm.h"
 
 static dvm_context *ctx;
 
@@ -58,7 +58,7 @@ static const char *elementwise =
     "o32 = mul(v, -0.0)\n"
     "nz = neg(o8)\n lv = log(v)\n"          /* -0 where relu gave +0; NaN where v < 0 */
     "o33 = max(nz, o8)\n o34 = min(o8, nz)\n o35 = max(lv, nz)\n o36 = min(nz, lv)\n"
-    "mxy = mul(x, y)\n o37 = add(mxy, w)\n"   /* one MULADD (vm_encode.c fuse) */
+    "mxy = mul(x, y)\n o37 = add(mxy, w)\n"   /* one MULADD (encode.c fuse) */
     "o38 = gelu_tanh(w)\n o39 = gelu_tanh(lv)\n" /* its 2^t past both clamps; NaN, -inf */
     "c1 = lt(v, y)\n c2 = ne(v, y)\n o29 = select(c1, v, y)\n"
     "o30 = cast(v, to=i32)\n o31 = cast(o30, to=f32)\n c3 = cast(o17, to=bool)\n"

@@ -1,4 +1,4 @@
-/* jit/vm.h — tier 0: fused kernels as tile bytecode, encoded in microseconds and run by
+/* vm/vm.h — tier 0: fused kernels as tile bytecode, encoded in microseconds and run by
  * an interpreter whose every instruction works on a whole tile.
  *
  * ISA. Registers hold tiles of VM_T = 256 lanes of 32 bits (f32, i32, or bool as 0/1);
@@ -7,7 +7,7 @@
  * kernels use 3–12) and VM_MAXS int64 scalar registers (positions, offsets, dims). Each
  * instruction is 64 bits:
  *
- *     bits  0– 7  op    VmOp (jit/vm_ops.def: the one opcode table)
+ *     bits  0– 7  op    VmOp (vm/ops.def: the one opcode table)
  *     bits  8–15  d     destination (or the stored tile)
  *     bits 16–23  a     first operand
  *     bits 24–31  b     second operand / buffer index
@@ -30,12 +30,12 @@
  *   cols     reductions over axes other than the last: items of VM_T columns, folds run
  *            down the reduced rows
  *   mix      matmul + epilogue, a 2-D weight: a register-blocked tile loop (over the
- *            weight's packed panels when the runtime passes them, jit/gemm.c), then the
+ *            weight's packed panels when the runtime passes them, kernel/gemm.c), then the
  *            epilogue program with the product in a fixed register
  *   gemm     any other matmul (views, batches, transposes): per k, one program reads a's
  *            element and one b's tile
  *   extern   a `call` node: no program, one call of the registered function through
- *            libffi (vm_extern.c)
+ *            libffi (extern.c)
  * Per-row results of reductions live in reserved registers ("slots") that later programs
  * read like any other tile, or as one value (operand kind u).
  *
@@ -47,9 +47,9 @@
  * host's width. Row kernels' folds keep the native tier's four accumulators and order, so
  * their results are bit-identical too; column-mode folds sum in another order.
  *
- * Files: vm_encode.c (Kernel -> bytecode: one walk, registers by liveness, dumps),
- * vm_run.c (the interpreter and the drivers of the four shapes, built once per host ISA
- * from vm_exec.inc), vm_extern.c (extern kernels). */
+ * Files: encode.c (Kernel -> bytecode: one walk, registers by liveness, dumps),
+ * run.c (the interpreter and the drivers of the four shapes, built once per host ISA
+ * from exec.inc), extern.c (extern kernels). */
 #ifndef DVM_VM_H
 #define DVM_VM_H
 
@@ -62,7 +62,7 @@ enum {
   VM_MIXROWS = 4,  /* rows and columns drivers: tiles of fold accumulators */
   VM_MC = 144,     /* mix: rows of a block at every host width (a's block and the sums in L2) */
   VM_KC = KN_KC,   /* mix: values of k per block */
-  VM_FOLDV = 4,    /* a fold's accumulators: vectors of the host width (vm_ops.def) */
+  VM_FOLDV = 4,    /* a fold's accumulators: vectors of the host width (ops.def) */
   VM_SPAN = 2048   /* a whole-row program's longest span of lanes (a multiple of 4·16) */
 };
 
@@ -71,7 +71,7 @@ enum { VS_J = 0, VS_K = 1, VS_IDX = 2, VS_FREE = VS_IDX + DVM_MAX_RANK };
 
 typedef enum VmOp {
 #define VMOP(id, fmt) VM_##id,
-#include "vm_ops.def"
+#include "ops.def"
 #undef VMOP
   VM_NOPS
 } VmOp;
@@ -85,7 +85,7 @@ typedef struct VmProg {
   uint32_t start, n; /* instructions [start, start + n) of VmCode.code, END included */
   bool whole;        /* rows: runs over spans of up to VM_SPAN lanes instead of tiles (every
                         register it reads names a buffer's row or is read as one value, and
-                        every result is a fold or written in place: vm_encode.c span_ok) */
+                        every result is a fold or written in place: encode.c span_ok) */
 } VmProg;
 
 typedef enum VmMode { VMM_ROWS, VMM_COLS, VMM_MIX, VMM_GEMM, VMM_EXTERN } VmMode;
@@ -160,10 +160,10 @@ typedef struct VmCode {
   uint32_t ndimtab;
   uint32_t nreg, nsreg;       /* registers used */
   double encode_us;
-  struct KnExt *ext;         /* VMM_EXTERN: the call (jit/extern.c, jit/vm_extern.c) */
+  struct KnExt *ext;         /* VMM_EXTERN: the call (jit/extern.c, vm/extern.c) */
 } VmCode;
 
-/* vm_encode.c */
+/* encode.c */
 /* Encode kernel k of p. NULL if the VM cannot run it, with the reason in why (such
  * kernels run on the kernel-level reference path); out of memory aborts (ir_oom). */
 VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n);
@@ -173,14 +173,14 @@ char *vm_disasm(const VmCode *c);
 /* The mnemonic of op. */
 const char *vm_op_name(VmOp op);
 
-/* vm_extern.c */
+/* extern.c */
 /* An extern kernel: its call plan (no instructions); NULL with why if not resolved. */
 VmCode *vm_encode_extern(const Partition *p, const Kernel *k, char *why, size_t n);
 /* Run it (vm_exec does for VMM_EXTERN): one call through libffi if begin < end. */
 void vm_call(const VmCode *c, void *const *bufs, const int64_t *dims, int64_t begin, int64_t end);
 char *vm_disasm_extern(const VmCode *c);
 
-/* vm_run.c */
+/* run.c */
 /* The outer parallel extent of c under dim values: rows, (mix) blocks of VM_MC rows by
  * VM_T columns, or (cols) items of VM_T columns of each kept row; *item: elements one
  * item covers. */

@@ -1,9 +1,9 @@
-/* jit/vm_encode.c — a fused Kernel to tile bytecode (jit/vm.h), and its disassembly.
+/* vm/encode.c — a fused Kernel to tile bytecode (vm/vm.h), and its disassembly.
  *
- * One walk over the kernel, shaped like the native emitter (codegen.c): the members a
+ * One walk over the kernel, shaped like the native emitter (jit/codegen.c): the members a
  * program needs are evaluated recursively with a memo per program (eval), views become
  * index programs on scalars (affine in the lanes: s + k·(j + t)) or on index tiles (view_at,
- * the index algebra of codegen.c's Ix), and each program's virtual registers get physical
+ * the index algebra of jit/codegen.c's Ix), and each program's virtual registers get physical
  * ones by liveness when the program ends (alloc_prog: a linear scan; a register is free
  * after its last use). Per-row results of reductions get reserved registers (slots).
  *
@@ -13,7 +13,7 @@
  * Each program gets a peephole before allocation (fuse: MUL then ADD -> MULADD) and a
  * check whether it may run over whole rows (span_ok, VmProg.whole).
  *
- * Why one file of ~1150 lines (past 800 on purpose): it is one walk mirroring codegen.c
+ * Why one file of ~1150 lines (past 800 on purpose): it is one walk mirroring jit/codegen.c
  * section by section (views, elementwise, passes, kernel shapes, disassembly), and the
  * sections share the encoder's state (Enc); split, each part would need that state made
  * public. */
@@ -23,17 +23,16 @@
 #include <string.h>
 #include <time.h>
 
-#include "jit.h"
 #include "vm.h"
 
 static const char *const op_names[VM_NOPS] = {
 #define VMOP(id, fmt) #id,
-#include "vm_ops.def"
+#include "ops.def"
 #undef VMOP
 };
 static const char *const op_fmt[VM_NOPS] = {
 #define VMOP(id, fmt) fmt,
-#include "vm_ops.def"
+#include "ops.def"
 #undef VMOP
 };
 
@@ -63,7 +62,7 @@ typedef struct Sv {
   int64_t c;
 } Sv;
 
-/* An index (codegen.c's Ix): s + k·(j + lane), or an index tile. */
+/* An index (jit/codegen.c's Ix): s + k·(j + lane), or an index tile. */
 typedef struct Ix {
   Sv s;
   int64_t k;
@@ -94,7 +93,7 @@ typedef struct Enc {
   const Dim *dom;
   int ctx;
   int stash_member;     /* rows: the softmax whose exp(x - max) row the sum pass keeps in ... */
-  uint32_t stash_buf;   /* ... this full-shaped output (codegen.c's stash), or -1 */
+  uint32_t stash_buf;   /* ... this full-shaped output (jit/codegen.c's stash), or -1 */
   int stash_reg;        /* its base register */
   int mask;             /* concat: the lanes that may be read (a bool vreg), -1 */
   bool guarded;
@@ -160,7 +159,7 @@ static int32_t pool_f(Enc *e, float f) {
 
 static int constf(Enc *e, float f) { return emit(e, VM_K_F32, 0, 0, pool_f(e, f)); }
 
-/* The kind of field i of op (vm_ops.def): d, a, b, imm, then imm's packed registers. */
+/* The kind of field i of op (ops.def): d, a, b, imm, then imm's packed registers. */
 static char kind(VmOp op, int i) {
   const char *f = op_fmt[op];
   return i < 4 ? f[i] : f[3] == 'p' ? f[i] : '-';
@@ -174,9 +173,9 @@ static bool tile_field(VmOp op, int i) {
 
 /* Can program pr run over spans of a row (VmProg.whole)? Every tile it reads names a
  * buffer's row — a contiguous f32 load, or a result written in place because a contiguous
- * store of it follows (WF in vm_exec.inc) — or is read as one value (u); every tile it
+ * store of it follows (WF in exec.inc) — or is read as one value (u); every tile it
  * writes is such a result or a fold's accumulators. The f32 arithmetic ops, NEG to
- * FOLDEXP in vm_ops.def, read and write f32 tiles over whole vectors only. */
+ * FOLDEXP in ops.def, read and write f32 tiles over whole vectors only. */
 static bool span_ok(const Enc *e, VmProg pr) {
   uint64_t named = 0; /* a bit per physical register */
   for (uint32_t i = pr.start; i + 1 < pr.start + pr.n; i++) {
@@ -354,7 +353,7 @@ static Sv sbin(Enc *e, VmOp op, Sv a, Sv b) {
 /* The position register of domain axis d. */
 static Sv sidx(int d) { return (Sv){VS_IDX + d, false, 0}; }
 
-/* The base register of buffer `buf` (value u) read in alignment ctx (codegen.c
+/* The base register of buffer `buf` (value u) read in alignment ctx (jit/codegen.c
  * value_base); *inner: its stride along the lanes (0 or 1). */
 static int base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner) {
   const Node *n = ir_node(e->g, u);
@@ -391,7 +390,7 @@ static int base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner) {
   return b.reg;
 }
 
-/* ---- views: index maps (codegen.c view_at) ------------------------------------------------ */
+/* ---- views: index maps (jit/codegen.c view_at) ------------------------------------------------ */
 
 static Ix ix_s(Sv s) { return (Ix){s, 0, -1}; }
 
@@ -538,7 +537,7 @@ static int view_at(Enc *e, uint32_t u, const Ix *P) {
     e->mask = mask0, e->guarded = guarded0;
     return res;
   }
-  case OP_GATHER: { /* codegen.c view_at: indices read from a buffer the runtime checked */
+  case OP_GATHER: { /* jit/codegen.c view_at: indices read from a buffer the runtime checked */
     uint32_t x = ir_operand(g, u, 0), iv = ir_operand(g, u, 1);
     int xr = ir_node(g, x)->rank, ir = ir_node(g, iv)->rank;
     int a = ir_axis(ir_attr_int(g, u, AK_AXIS, 0), xr);
@@ -694,7 +693,7 @@ static int elementwise(Enc *e, uint32_t v) {
   }
 }
 
-/* The value of u at the current tile (codegen.c eval). */
+/* The value of u at the current tile (jit/codegen.c eval). */
 static int eval(Enc *e, uint32_t u) {
   if (ir_node(e->g, u)->op == OP_LITERAL) return lit(e, u);
   int m = member_index(e, u);

@@ -1,16 +1,15 @@
-/* jit/vm_extern.c — extern kernels (one `call` node, docs/extern.md) in the bytecode tier.
+/* vm/extern.c — extern kernels (one `call` node, docs/extern.md) in the bytecode tier.
  *
  * There is nothing to interpret: the "bytecode" of an extern kernel is the call plan of
- * jit/extern.c (kn_extern_plan), and running it gathers the arguments from the kernel
+ * kernel/extern.c (kn_extern_plan), and running it gathers the arguments from the kernel
  * ABI's buffers and dims, converts by-value operands as the reference executor does
  * (ir_extern_scalar), and calls the function through libffi with the ffi_cif prepared at
- * registration (Extern.invoke, runtime/ffi.c: jit/ includes no ffi.h). Its extent is 1:
+ * registration (Extern.invoke, runtime/ffi.c: vm/ includes no ffi.h). Its extent is 1:
  * the call is never split across threads. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "jit.h"
 #include "vm.h"
 
 VmCode *vm_encode_extern(const Partition *p, const Kernel *k, char *why, size_t n) {

@@ -1,6 +1,6 @@
-/* jit/vm_run.c — the tile interpreter (jit/vm.h), built once per host ISA.
+/* vm/run.c — the tile interpreter (vm/vm.h), built once per host ISA.
  *
- * vm_exec.inc holds the interpreter and the drivers; it is included three times, under
+ * exec.inc holds the interpreter and the drivers; it is included three times, under
  * `#pragma GCC target` for x86-64-v4 (AVX-512, 16 f32 lanes), x86-64-v3 (AVX2 + FMA, 8)
  * and the baseline (SSE2, 4), and the copy for the host is chosen once, by the same rule
  * as the native tier's width (jit/llvm.c: avx512f -> 16, avx2 -> 8, else 4), so that both
@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jit.h"
 #include "vm.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -27,7 +26,7 @@
 #pragma GCC target("arch=x86-64-v4")
 #define VW 16
 #define SFX _v4
-#include "vm_exec.inc"
+#include "exec.inc"
 #undef VW
 #undef SFX
 #pragma GCC pop_options
@@ -36,14 +35,14 @@
 #pragma GCC target("arch=x86-64-v3")
 #define VW 8
 #define SFX _v3
-#include "vm_exec.inc"
+#include "exec.inc"
 #undef VW
 #undef SFX
 #pragma GCC pop_options
 
 #define VW 4
 #define SFX _v1
-#include "vm_exec.inc"
+#include "exec.inc"
 #undef VW
 #undef SFX
 
@@ -134,7 +133,7 @@ int64_t vm_extent(const VmCode *c, const int64_t *dims, int64_t *item) {
     if (item) *item = reduced * VM_T;
     return rows * ((last + VM_T - 1) / VM_T);
   }
-  if (c->mode == VMM_MIX) { /* blocks of VM_MC rows by tiles of VM_T columns (vm_exec.inc) */
+  if (c->mode == VMM_MIX) { /* blocks of VM_MC rows by tiles of VM_T columns (exec.inc) */
     if (item) *item = (rows < VM_MC ? rows : VM_MC) * VM_T;
     return (rows + VM_MC - 1) / VM_MC * ((last + VM_T - 1) / VM_T);
   }
