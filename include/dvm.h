@@ -128,6 +128,8 @@ char *dvm_graph_print(const dvm_graph *g);
 /* A stage of `dvm dump` ("ir", "deduce", ...) as a malloc'd string; NULL with an error
  * (DVM_ERR_UNSUPPORTED for a stage this build does not have). */
 char *dvm_graph_dump(const dvm_graph *g, const char *stage);
+/* The name of dump stage i (0, 1, ... in pipeline order), NULL past the last. */
+const char *dvm_dump_stage(int i);
 
 /* ---- graphs: build ------------------------------------------------------------------ */
 /* Values are named by int32 ids; a negative id is a failure (see dvm_last_error). Dims

@@ -48,8 +48,11 @@ typedef struct JitStats {
 /* llvm.c */
 /* The f32 lanes of the native code (16 on AVX-512). */
 int jit_lanes(const Jit *j);
-/* A new Jit for the host; NULL with err set if LLVM cannot target it. */
-Jit *jit_new(Err *err);
+/* Compiles a small kernel with jit_get on the calling thread (the runtime's pipeline). */
+typedef void (*JitWarmUp)(Jit *j);
+/* A new Jit for the host; NULL with err set if LLVM cannot target it. The process's first
+ * Jit calls warm before it returns (llvm.c: Exit), once per process. */
+Jit *jit_new(JitWarmUp warm, Err *err);
 void jit_free(Jit *j);
 /* The cache entry for kernel k of partition p, compiling it first if needed (blocking:
  * concurrent callers for one key wait for the one compile). Never NULL; the entry's state

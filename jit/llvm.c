@@ -125,22 +125,14 @@ static bool failed(LLVMErrorRef e, char *buf, size_t n) {
 
 JitEntry *jit_get(Jit *j, const Partition *p, const Kernel *k, bool keep_text);
 
-/* The process's first Jit compiles a small kernel (exp over rows of 70: a loop, a masked
- * tail) on the calling thread before any background compile can start, so LLVM makes
- * its lazy statics now, and then registers stop_all after them ("Exit" above). It costs
- * the first model compile of a process that uses native code about 40 ms (context and
- * first auto-tier compile of a small graph: 6-7 ms before, 44-48 ms with it), which is
- * what LLVM's first compile in a process costs anyway (a bigger warm-up graph, softmax
- * and gelu_tanh, took the same); the background thread no longer pays it during the
- * first runs. */
-static void warm_up(Jit *j) {
-  static const char text[] = "graph warm\ninput x: f32[N, 70]\ny = exp(x)\noutput y\n";
-  Err err = {0};
-  Graph *g = ir_parse(text, sizeof text - 1, "warm.dvm", &err);
-  Partition *p = g && !ir_finish(g, &err) ? fu_partition(g, &err) : NULL;
-  for (uint32_t i = 0; p && i < p->kernels.n; i++) jit_get(j, p, &p->kernels.v[i], false);
-  fu_free(p);
-  ir_graph_free(g);
+/* The process's first Jit compiles a small kernel on the calling thread (warm: the
+ * runtime's pipeline on an exp over rows of 70, a loop and a masked tail) before any
+ * background compile can start, so LLVM makes its lazy statics now, and then registers
+ * stop_all after them ("Exit" above). It costs the first model compile of a process that
+ * uses native code about 40 ms, what LLVM's first compile in a process costs anyway; the
+ * background thread no longer pays it during the first runs. */
+static void warm_up(Jit *j, JitWarmUp warm) {
+  if (warm) warm(j);
   pthread_mutex_lock(&j->lock);
   memset(&j->stats, 0, sizeof j->stats); /* the counters are the user's kernels' */
   pthread_mutex_unlock(&j->lock);
@@ -153,7 +145,7 @@ static void init_llvm(void) {
   LLVMInitializeNativeAsmPrinter();
 }
 
-Jit *jit_new(Err *err) {
+Jit *jit_new(JitWarmUp warm, Err *err) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, init_llvm);
   /* libmvec must be in the process for the JIT's symbol search */
@@ -218,9 +210,9 @@ Jit *jit_new(Err *err) {
   }
   LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->lljit), gen);
   static pthread_mutex_t warm_lock = PTHREAD_MUTEX_INITIALIZER;
-  static bool warm;
+  static bool warmed;
   pthread_mutex_lock(&warm_lock);
-  if (!warm) warm = true, warm_up(j);
+  if (!warmed) warmed = true, warm_up(j, warm);
   pthread_mutex_unlock(&warm_lock);
   return j;
 }

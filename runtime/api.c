@@ -95,7 +95,7 @@ Jit *rt_context_jit(dvm_context *ctx, Err *err) {
     if (env && !strcmp(env, "off"))
       ir_err(&ctx->jit_err, DVM_ERR_UNSUPPORTED, "native code is disabled (DVM_JIT=off)");
     else
-      ctx->jit = jit_new(&ctx->jit_err);
+      ctx->jit = jit_new(rt_warm_up, &ctx->jit_err);
   }
   Jit *j = ctx->jit;
   if (!j) *err = ctx->jit_err;
@@ -293,79 +293,33 @@ int32_t dvm_graph_find(const dvm_graph *g, const char *name) {
   return name ? (int32_t)ir_find(g->ir, name, strlen(name)) : -1;
 }
 
-/* `dump --stage llvm|asm`: every kernel compiled by a Jit of the dump's own (so the text
- * is always recorded), or the reason a kernel is not emitted. */
-static char *dump_native(const dvm_graph *g, bool assembly) {
+const char *dvm_dump_stage(int i) { return i >= 0 && i < RT_NSTAGES ? rt_stages[i] : NULL; }
+
+/* The pipeline up to the stage asked for (rt_compile); native code by a Jit of the dump's
+ * own, so that its text is always recorded. */
+char *dvm_graph_dump(const dvm_graph *g, const char *stage) {
   Err err = {0};
-  if (!g->ir->finished && ir_finish(g->ir, &err)) return rt_fail(&err), NULL;
-  Err unresolved; /* extern calls: the graph's context's functions, where they resolve */
-  if (g->ctx) rt_extern_resolve(g->ctx, g->ir, &unresolved);
-  Jit *j = jit_new(&err);
-  Partition *p = j ? fu_partition(g->ir, &err) : NULL;
-  if (!p) {
-    jit_free(j);
+  Pipeline pl = {.ctx = g->ctx, .dump = -1};
+  for (int s = 0; s < RT_NSTAGES; s++)
+    if (stage && !strcmp(stage, rt_stages[s])) pl.dump = s;
+  if (!stage) pl.dump = RT_IR;
+  if (pl.dump < 0) {
+    Buf names = {0};
+    for (int s = 0; s < RT_NSTAGES; s++) ir_put(&names, "%s%s", s ? ", " : "", rt_stages[s]);
+    char *list = ir_buf_done(&names);
+    ir_err(&err, DVM_ERR_USAGE, "unknown stage '%s' (%s)", stage, list);
+    free(list);
     return rt_fail(&err), NULL;
   }
-  Buf b = {0};
-  ir_put(&b, "; %u kernels, target %s\n", p->kernels.n, jit_target(j));
-  for (uint32_t i = 0; i < p->kernels.n; i++) {
-    JitEntry *e = jit_get(j, p, &p->kernels.v[i], true);
-    ir_put(&b, "\n; kernel %u (%s): ", i, fu_kind_name(p->kernels.v[i].kind));
-    if (atomic_load(&e->state) == JE_READY)
-      ir_put(&b, "compiled in %.2f ms\n%s", e->compile_ms, assembly ? (e->asm_text ? e->asm_text : "") : e->ir);
-    else
-      ir_put(&b, "not native: %s\n", e->why);
-  }
-  fu_free(p);
-  jit_free(j);
-  return rt_ok(), ir_buf_done(&b);
-}
-
-/* `dump --stage bytecode`: every kernel's bytecode, or the reason the VM declines it. */
-static char *dump_bytecode(const dvm_graph *g) {
-  Err err = {0};
-  if (!g->ir->finished && ir_finish(g->ir, &err)) return rt_fail(&err), NULL;
-  Err unresolved; /* extern calls: the graph's context's functions, where they resolve */
-  if (g->ctx) rt_extern_resolve(g->ctx, g->ir, &unresolved);
-  Partition *p = fu_partition(g->ir, &err);
-  if (!p) return rt_fail(&err), NULL;
-  Buf b = {0};
-  int lanes;
-  const char *isa = vm_isa(&lanes);
-  ir_put(&b, "; %u kernels, tiles of %d lanes, interpreter for %s (%d x f32)\n", p->kernels.n, VM_T, isa, lanes);
-  for (uint32_t i = 0; i < p->kernels.n; i++) {
-    char why[256];
-    VmCode *c = vm_encode(p, &p->kernels.v[i], why, sizeof why);
-    ir_put(&b, "\n; kernel %u (%s): ", i, fu_kind_name(p->kernels.v[i].kind));
-    if (!c) {
-      ir_put(&b, "not bytecode (runs on the reference path): %s\n", why);
-      continue;
-    }
-    char *text = vm_disasm(c);
-    ir_put(&b, "bytecode\n%s", text);
-    free(text);
-    vm_free(c);
-  }
-  fu_free(p);
-  return rt_ok(), ir_buf_done(&b);
-}
-
-char *dvm_graph_dump(const dvm_graph *g, const char *stage) {
-  Err err;
-  if (!stage || !strcmp(stage, "ir")) return rt_ok(), ir_dump_ir(g->ir);
-  if (!strcmp(stage, "deduce")) return rt_ok(), ir_dump_deduce(g->ir);
-  if (!strcmp(stage, "fused")) {
-    Partition *p = fu_partition(g->ir, &err);
-    if (!p) return rt_fail(&err), NULL;
-    char *text = fu_dump(p);
-    fu_free(p);
-    return rt_ok(), text;
-  }
-  if (!strcmp(stage, "llvm") || !strcmp(stage, "asm")) return dump_native(g, !strcmp(stage, "asm"));
-  if (!strcmp(stage, "bytecode")) return dump_bytecode(g);
-  return ir_err(&err, DVM_ERR_USAGE, "unknown stage '%s' (ir, deduce, fused, bytecode, llvm, asm)",
-                stage),
-         rt_fail(&err), NULL;
+  pl.encode = pl.dump == RT_BYTECODE;
+  if ((pl.dump == RT_LLVM || pl.dump == RT_ASM) && !(pl.jit = jit_new(rt_warm_up, &err))) return rt_fail(&err), NULL;
+  dvm_status st = rt_compile(&pl, g->ir, &err);
+  char *text = pl.text;
+  pl.text = NULL;
+  rt_pipeline_free(&pl);
+  jit_free(pl.jit);
+  if (st) return rt_fail(&err), NULL;
+  return rt_ok(), text;
 }
 
 double dvm_tensor_get_f64(const dvm_tensor *t, int64_t i) { return rt_get_f(t->data, t->dtype, i); }

@@ -328,16 +328,37 @@ static dvm_status compile(dvm_context *ctx, const dvm_graph *dg, const dvm_compi
   dvm_model *m = calloc(1, sizeof *m);
   if (!m || !(m->g = ir_graph_clone(rt_graph_ir(dg)))) goto oom;
   Graph *g = m->g;
-  if (!g->finished && ir_finish(g, &err)) {
-    dvm_model_destroy(m);
-    return rt_fail(&err);
-  }
-  if (rt_extern_resolve(ctx, g, &err)) { /* every call's function, checked against the node */
-    dvm_model_destroy(m);
-    return rt_fail(&err);
-  }
   m->tier = tier;
   m->threads = opt ? opt->threads : 0;
+  /* vm, auto: encode every kernel now (microseconds each). llvm: compile every kernel
+     before the first run. auto: also request them from the background compiler; if LLVM
+     cannot target this machine, auto stays on bytecode. DVM_JIT=off: auto runs every
+     kernel on the reference path. */
+  const char *jit_env = getenv("DVM_JIT");
+  bool jit_off = jit_env && !strcmp(jit_env, "off");
+  bool bytecode = tier == DVM_TIER_VM || (tier == DVM_TIER_AUTO && !jit_off);
+  Pipeline pl = {.ctx = ctx, .dump = -1, .unfused = tier == DVM_TIER_REF, .owner = m,
+                 .background = tier == DVM_TIER_AUTO};
+  if (bytecode && !(pl.encode = strcmp(vm_isa(NULL), "none") != 0) && tier == DVM_TIER_VM) {
+    dvm_model_destroy(m);
+    return ir_err(&err, DVM_ERR_UNSUPPORTED, "the bytecode tier does not run on this machine"), rt_fail(&err);
+  }
+  if (tier == DVM_TIER_LLVM || tier == DVM_TIER_AUTO) {
+    Err jerr = {0};
+    if (!(pl.jit = rt_context_jit(ctx, &jerr)) && tier == DVM_TIER_LLVM) {
+      dvm_model_destroy(m);
+      return rt_fail(&jerr);
+    }
+  }
+  if (rt_compile(&pl, g, &err)) { /* fails before it requests native code */
+    rt_pipeline_free(&pl);
+    dvm_model_destroy(m);
+    return rt_fail(&err);
+  }
+  m->part = pl.part, m->last = pl.last, m->vm = pl.vm, m->entry = pl.entry;
+  m->jit = pl.entry ? pl.jit : NULL;
+  m->stats.vm_encodes = pl.vm_encodes, m->stats.encode_us = pl.encode_us;
+  if (bytecode || m->jit) m->pool = rt_context_pool(ctx, m->threads);
   m->params = calloc(g->nodes.n, sizeof *m->params);
   m->packed = calloc(g->nodes.n, sizeof *m->packed);
   m->inputs = malloc((g->decls.n + 1) * sizeof *m->inputs);
@@ -348,60 +369,8 @@ static dvm_status compile(dvm_context *ctx, const dvm_graph *dg, const dvm_compi
     if (ir_node(g, v)->op == OP_INPUT) m->inputs[m->ninputs++] = v;
     else m->pnodes[m->nparams++] = v;
   }
-  if (tier != DVM_TIER_REF) {
-    if (!(m->part = fu_partition(g, &err))) {
-      dvm_model_destroy(m);
-      return rt_fail(&err);
-    }
-    if (!(m->last = malloc(g->nodes.n * sizeof *m->last))) goto oom;
-    for (uint32_t v = 0; v < g->nodes.n; v++) m->last[v] = 0;
-    for (uint32_t i = 0; i < m->part->kernels.n; i++) { /* an output no kernel reads (a call's) */
-      const Kernel *k = &m->part->kernels.v[i];
-      for (uint32_t j = 0; j < k->noutputs; j++) m->last[fu_outputs(m->part, k)[j]] = i;
-    }
-    for (uint32_t i = 0; i < m->part->kernels.n; i++) {
-      const Kernel *k = &m->part->kernels.v[i];
-      for (uint32_t j = 0; j < k->ninputs; j++) m->last[fu_inputs(m->part, k)[j]] = i;
-    }
-    for (uint32_t i = 0; i < g->outputs.n; i++) m->last[g->outputs.v[i]] = UINT32_MAX;
+  if (m->part) {
     m->nkernels = m->part->kernels.n;
-    /* vm, auto: encode every kernel now (microseconds each). llvm: compile every kernel
-       before the first run. auto: also request them from the background compiler; if
-       LLVM cannot target this machine, auto stays on bytecode. */
-    const char *jit_env = getenv("DVM_JIT");
-    bool jit_off = jit_env && !strcmp(jit_env, "off");
-    if (tier == DVM_TIER_VM || (tier == DVM_TIER_AUTO && !jit_off)) {
-      if (!strcmp(vm_isa(NULL), "none")) {
-        if (tier == DVM_TIER_VM) {
-          dvm_model_destroy(m);
-          return ir_err(&err, DVM_ERR_UNSUPPORTED, "the bytecode tier does not run on this machine"), rt_fail(&err);
-        }
-      } else {
-        if (!(m->vm = calloc(m->part->kernels.n + 1, sizeof *m->vm))) goto oom;
-        char why[256];
-        for (uint32_t i = 0; i < m->part->kernels.n; i++) {
-          if (!(m->vm[i] = vm_encode(m->part, &m->part->kernels.v[i], why, sizeof why))) continue;
-          m->stats.vm_encodes++;
-          m->stats.encode_us += m->vm[i]->encode_us;
-        }
-      }
-      m->pool = rt_context_pool(ctx, m->threads);
-    }
-    Err jerr = {0};
-    m->jit = tier == DVM_TIER_VM ? NULL : rt_context_jit(ctx, &jerr);
-    if (!m->jit && tier == DVM_TIER_LLVM) {
-      dvm_model_destroy(m);
-      return rt_fail(&jerr);
-    }
-    if (m->jit) {
-      m->pool = rt_context_pool(ctx, m->threads);
-      if (!(m->entry = calloc(m->part->kernels.n + 1, sizeof *m->entry))) goto oom;
-      for (uint32_t i = 0; i < m->part->kernels.n; i++) {
-        const Kernel *k = &m->part->kernels.v[i];
-        m->entry[i] = tier == DVM_TIER_LLVM ? jit_get(m->jit, m->part, k, false)
-                                            : jit_request(m->jit, m->part, k, m);
-      }
-    }
   } else {
     for (uint32_t v = 0; v < g->nodes.n; v++)
       if (ir_ops[ir_node(g, v)->op].kind != OPK_SOURCE) m->nkernels++;

@@ -105,6 +105,42 @@ void rt_ext_table_free(ExtTable *t);
  * signature; sets g->ext. Errors name the graph line, the node and the function. */
 dvm_status rt_extern_resolve(dvm_context *ctx, Graph *g, Err *err);
 
+/* ---- the pipeline (compile.c) ----------------------------------------------------------- */
+
+/* The stages `dvm dump` shows, in pipeline order; rt_stages[s] is stage s's name. */
+typedef enum RtStage { RT_IR, RT_DEDUCE, RT_FUSED, RT_BYTECODE, RT_LLVM, RT_ASM, RT_NSTAGES } RtStage;
+extern const char *const rt_stages[RT_NSTAGES];
+
+/* One run of the pipeline: what the caller asks for, then what it made (the caller owns
+ * it: rt_pipeline_free, or take the pieces and clear them). */
+typedef struct Pipeline {
+  /* in */
+  dvm_context *ctx;       /* the registry that resolves call nodes (NULL: none) */
+  int dump;               /* an RtStage to dump and stop after, or -1 */
+  bool unfused;           /* stop before the partition (the reference tier) */
+  bool encode;            /* encode every kernel as bytecode */
+  struct Jit *jit;        /* native code for every kernel from this Jit (NULL: none) ... */
+  bool background;        /* ... requested from its background compiler, not compiled now */
+  const void *owner;      /* ... for this owner (jit_request, jit_cancel) */
+  /* out */
+  struct Partition *part;
+  uint32_t *last;         /* per value: the last kernel reading it (UINT32_MAX: an output) */
+  struct VmCode **vm;     /* per kernel: its bytecode, NULL where the VM declines it */
+  char **vm_why;          /* dumps, per kernel: why the VM declines it */
+  struct JitEntry **entry; /* per kernel: its native-code cache entry */
+  int64_t vm_encodes;
+  double encode_us;
+  char *text;             /* the dump's text */
+} Pipeline;
+
+/* Run the pipeline on g (finished first if it is not). Errors name the graph line. */
+dvm_status rt_compile(Pipeline *pl, Graph *g, Err *err);
+/* Free what the pipeline made and is still held in pl. */
+void rt_pipeline_free(Pipeline *pl);
+/* The native tier's warm-up (jit_new): a small graph through the pipeline, compiled by j
+ * on this thread. */
+void rt_warm_up(struct Jit *j);
+
 /* ---- api glue (api.c) ------------------------------------------------------------------- */
 
 /* The public graph: an ir Graph being built or parsed. */

@@ -268,10 +268,14 @@ static int cmd_dump(int argc, char **argv) {
     }
   }
   if (!graph) return tool_fail(EXIT_USAGE, "dump needs a GRAPH file");
-  static const char *const stages[] = {"ir", "deduce", "fused", "bytecode", "llvm", "asm"};
   bool known = false;
-  for (int i = 0; i < 6; i++) known |= !strcmp(stage, stages[i]);
-  if (!known) return tool_fail(EXIT_USAGE, "unknown stage '%s' (ir, deduce, fused, bytecode, llvm, asm)", stage);
+  for (int i = 0; dvm_dump_stage(i); i++) known |= !strcmp(stage, dvm_dump_stage(i));
+  if (!known) { /* the stages are the library's (dvm_dump_stage) */
+    char list[256] = "";
+    for (int i = 0; dvm_dump_stage(i); i++)
+      snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", dvm_dump_stage(i));
+    return tool_fail(EXIT_USAGE, "unknown stage '%s' (%s)", stage, list);
+  }
   dvm_context *ctx = NULL;
   dvm_graph *g = NULL;
   int rc = 0;
@@ -295,7 +299,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "dump")) return cmd_dump(argc - 2, argv + 2);
   if (!strcmp(cmd, "bench")) return tool_bench(argc - 2, argv + 2);
   if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-    fputs(tool_usage_text, stdout);
+    tool_usage(stdout);
     return 0;
   }
   if (!strcmp(cmd, "--version")) {

@@ -9,15 +9,19 @@
 
 #include "tool.h"
 
-const char tool_usage_text[] =
-    "usage: dvm run GRAPH [-s SYM=INT]... [-i NAME=FILE.npy]... [-o NAME=FILE.npy]...\n"
-    "                     [--tier auto|vm|llvm|ref] [--seed S] [--repeat K] [--threads T] "
-    "[--stats]\n"
-    "       dvm dump GRAPH [--stage ir|deduce|fused|bytecode|llvm|asm]\n"
-    "       dvm bench [WORKLOAD...] [--sweep SYM=v1,v2,...] [--threads T] [--tier auto|vm|llvm|ref]\n"
-    "                 [--format table|csv|json] [--peers] [--plot DIR] [--budget S] "
-    "[--min-time S]\n"
-    "GRAPH (and a WORKLOAD path) is a .dvm file or an ONNX model (.onnx, docs/onnx.md)\n";
+/* The usage text; dump's stages are the library's (dvm_dump_stage). */
+void tool_usage(FILE *f) {
+  fputs("usage: dvm run GRAPH [-s SYM=INT]... [-i NAME=FILE.npy]... [-o NAME=FILE.npy]...\n"
+        "                     [--tier auto|vm|llvm|ref] [--seed S] [--repeat K] [--threads T] "
+        "[--stats]\n"
+        "       dvm dump GRAPH [--stage ", f);
+  for (int i = 0; dvm_dump_stage(i); i++) fprintf(f, "%s%s", i ? "|" : "", dvm_dump_stage(i));
+  fputs("]\n"
+        "       dvm bench [WORKLOAD...] [--sweep SYM=v1,v2,...] [--threads T] [--tier auto|vm|llvm|ref]\n"
+        "                 [--format table|csv|json] [--peers] [--plot DIR] [--budget S] "
+        "[--min-time S]\n"
+        "GRAPH (and a WORKLOAD path) is a .dvm file or an ONNX model (.onnx, docs/onnx.md)\n", f);
+}
 
 int tool_fail(int code, const char *fmt, ...) {
   va_list ap;
@@ -26,7 +30,7 @@ int tool_fail(int code, const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   va_end(ap);
-  if (code == EXIT_USAGE) fputs(tool_usage_text, stderr);
+  if (code == EXIT_USAGE) tool_usage(stderr);
   return code;
 }
 

@@ -6,13 +6,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dvm.h"
 
 enum { EXIT_ERR = 1, EXIT_USAGE = 2 };
 
-/* The usage lines of the command. */
-extern const char tool_usage_text[];
+/* Print the usage lines of the command to f. */
+void tool_usage(FILE *f);
 /* Print `dvm: error: ...` (plus the usage text for EXIT_USAGE) and return code. */
 int tool_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print the library's last error and return EXIT_ERR. */
