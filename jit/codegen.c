@@ -921,6 +921,56 @@ static LLVMValueRef eval(Cg *c, uint32_t u) {
 
 static void forget(Cg *c) { memset(c->memo, 0, c->k->nmembers * sizeof *c->memo); }
 
+/* Element offsets of every input for row `row` (outer index decomposed by the domain). */
+static void row_bases(Cg *c, LLVMValueRef row, const Dim *dom, int r) {
+  LLVMValueRef *idx = c->idx, rem = row;
+  if (c->multi) { /* the row enumerates the kept outer axes; the reduced ones start at 0 */
+    for (int d = r - 2; d >= 0; d--) {
+      if (c->axes >> d & 1) {
+        idx[d] = ci64(c, 0);
+        continue;
+      }
+      LLVMValueRef n = dimval(c, dom[d]);
+      idx[d] = LLVMBuildURem(c->B, rem, n, "");
+      rem = LLVMBuildUDiv(c->B, rem, n, "");
+    }
+    input_bases(c, idx);
+    return;
+  }
+  for (int d = r - 2; d >= 1; d--) {
+    LLVMValueRef n = dimval(c, dom[d]);
+    idx[d] = LLVMBuildSRem(c->B, rem, n, "");
+    rem = LLVMBuildSDiv(c->B, rem, n, "");
+  }
+  if (r >= 2) idx[0] = rem; /* the row is below the extent: the outermost index needs no remainder */
+  input_bases(c, idx);
+}
+
+/* Row kernels (not multi mode): each f32 input read along the row gets the offset of the
+ * same column one row on (the innermost outer index + 1; past the last row it points
+ * beyond the data, which a prefetch may). The first pass prefetches it, one line per
+ * vector: a row of 1024 f32 is one 4 KB page, where the hardware's stream prefetch
+ * stops, and the row's own passes and stores hold the reorder window while the next
+ * row's first loads wait (W3 at N = 4096 ran at ~28 GB/s where W1 streams at ~40). */
+static void next_row_bases(Cg *c) {
+  c->prefetching = false;
+  if (c->multi || c->r < 2) return;
+  LLVMValueRef idx[DVM_MAX_RANK];
+  memcpy(idx, c->idx, sizeof idx);
+  idx[c->r - 2] = LLVMBuildAdd(c->B, idx[c->r - 2], ci64(c, 1), "");
+  for (uint32_t i = 0; i < c->k->ninputs; i++) {
+    uint32_t u = fu_inputs(c->p, c->k)[i];
+    LLVMValueRef nb, inner;
+    c->next[i] = NULL;
+    if (ir_node(c->g, u)->dtype != DT_F32 || LLVMConstIntGetSExtValue(c->inner[2 * i]) != 1) continue;
+    value_base(c, u, idx, 0, &nb, &inner);
+    if (LLVMIsConstant(nb) && LLVMIsConstant(c->base[2 * i]) &&
+        LLVMConstIntGetSExtValue(nb) == LLVMConstIntGetSExtValue(c->base[2 * i]))
+      continue; /* the same row for every row (broadcast over the outer axes) */
+    c->next[i] = nb, c->prefetching = true;
+  }
+}
+
 /* ---- loops ------------------------------------------------------------------------------- */
 
 typedef LLVMValueRef (*Body)(Cg *c, void *arg, LLVMValueRef acc);
@@ -1405,6 +1455,46 @@ static void store_scalars(Cg *c, LLVMValueRef row) {
   forget(c);
 }
 
+/* Vector and row kernels: per row of [begin, end), the passes over the row, then the
+ * output pass and the per-row results' stores. */
+static void row_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
+  const Partition *p = c->p;
+  const Kernel *k = c->k;
+  uint32_t nm = k->nmembers, ni = k->ninputs;
+  const Dim *dom = c->dom;
+  int r = c->r;
+  LLVMValueRef L = c->L;
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c->C, c->fn, "row"),
+                    body = LLVMAppendBasicBlockInContext(c->C, c->fn, "row.body"),
+                    done = LLVMAppendBasicBlockInContext(c->C, c->fn, "row.done");
+  LLVMBuildBr(c->B, head);
+  LLVMPositionBuilderAtEnd(c->B, head);
+  LLVMValueRef row = LLVMBuildPhi(c->B, c->i64, "row");
+  LLVMBuildCondBr(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, row, end, ""), body, done);
+  LLVMPositionBuilderAtEnd(c->B, body);
+  memset(c->red, 0, 3 * nm * sizeof *c->red);
+  row_bases(c, row, dom, r);
+  next_row_bases(c);
+  Store st = {row, L};
+  /* the first softmax keeps its exp row in the first full-shaped output's row */
+  int so = kn_full_output(p, k); /* an f32 row: exp values */
+  for (uint32_t m = 0; so >= 0 && m < nm; m++)
+    if (ir_node(c->g, fu_members(p, k)[m])->op == OP_SOFTMAX) {
+      c->stash_member = (int)m;
+      c->stash = LLVMBuildGEP2(c->B, c->f32, buf(c, ni + (uint32_t)so), (LLVMValueRef[]){LLVMBuildMul(c->B, row, L, "")}, 1, "");
+      break;
+    }
+  row_passes(c, L);
+  if (c->multi) over_reduced(c, store_q, &st, NULL);
+  else columns(c, L, NULL, store_body, &st);
+  store_scalars(c, row);
+  LLVMValueRef next = LLVMBuildAdd(c->B, row, ci64(c, 1), "");
+  LLVMBasicBlockRef body_end = LLVMGetInsertBlock(c->B);
+  LLVMBuildBr(c->B, head);
+  LLVMAddIncoming(row, (LLVMValueRef[]){begin, next}, (LLVMBasicBlockRef[]){c->entry, body_end}, 2);
+  LLVMPositionBuilderAtEnd(c->B, done);
+}
+
 /* ---- mix: the matmul column block ------------------------------------------------------------ */
 
 enum { MIX_ROWS = 4 }; /* rows of a register block: each b vector feeds this many FMAs */
@@ -1416,56 +1506,6 @@ typedef struct Mm {
   const Dim *dom;
   int r;
 } Mm;
-
-/* Element offsets of every input for row `row` (outer index decomposed by the domain). */
-static void row_bases(Cg *c, LLVMValueRef row, const Dim *dom, int r) {
-  LLVMValueRef *idx = c->idx, rem = row;
-  if (c->multi) { /* the row enumerates the kept outer axes; the reduced ones start at 0 */
-    for (int d = r - 2; d >= 0; d--) {
-      if (c->axes >> d & 1) {
-        idx[d] = ci64(c, 0);
-        continue;
-      }
-      LLVMValueRef n = dimval(c, dom[d]);
-      idx[d] = LLVMBuildURem(c->B, rem, n, "");
-      rem = LLVMBuildUDiv(c->B, rem, n, "");
-    }
-    input_bases(c, idx);
-    return;
-  }
-  for (int d = r - 2; d >= 1; d--) {
-    LLVMValueRef n = dimval(c, dom[d]);
-    idx[d] = LLVMBuildSRem(c->B, rem, n, "");
-    rem = LLVMBuildSDiv(c->B, rem, n, "");
-  }
-  if (r >= 2) idx[0] = rem; /* the row is below the extent: the outermost index needs no remainder */
-  input_bases(c, idx);
-}
-
-/* Row kernels (not multi mode): each f32 input read along the row gets the offset of the
- * same column one row on (the innermost outer index + 1; past the last row it points
- * beyond the data, which a prefetch may). The first pass prefetches it, one line per
- * vector: a row of 1024 f32 is one 4 KB page, where the hardware's stream prefetch
- * stops, and the row's own passes and stores hold the reorder window while the next
- * row's first loads wait (W3 at N = 4096 ran at ~28 GB/s where W1 streams at ~40). */
-static void next_row_bases(Cg *c) {
-  c->prefetching = false;
-  if (c->multi || c->r < 2) return;
-  LLVMValueRef idx[DVM_MAX_RANK];
-  memcpy(idx, c->idx, sizeof idx);
-  idx[c->r - 2] = LLVMBuildAdd(c->B, idx[c->r - 2], ci64(c, 1), "");
-  for (uint32_t i = 0; i < c->k->ninputs; i++) {
-    uint32_t u = fu_inputs(c->p, c->k)[i];
-    LLVMValueRef nb, inner;
-    c->next[i] = NULL;
-    if (ir_node(c->g, u)->dtype != DT_F32 || LLVMConstIntGetSExtValue(c->inner[2 * i]) != 1) continue;
-    value_base(c, u, idx, 0, &nb, &inner);
-    if (LLVMIsConstant(nb) && LLVMIsConstant(c->base[2 * i]) &&
-        LLVMConstIntGetSExtValue(nb) == LLVMConstIntGetSExtValue(c->base[2 * i]))
-      continue; /* the same row for every row (broadcast over the outer axes) */
-    c->next[i] = nb, c->prefetching = true;
-  }
-}
 
 /* One k step of the block: b[k, j..] loaded once, one FMA per row into acc[r]. */
 static void mix_step(Cg *c, Mm *mm, LLVMValueRef pa, LLVMValueRef pb, const LLVMValueRef *abase,
@@ -2248,6 +2288,66 @@ static bool mix_general(const Cg *c, uint32_t v) {
          ir_node(c->g, b)->rank != 2 || input_index(c, a) < 0 || input_index(c, b) < 0;
 }
 
+
+/* A mix kernel off the packed path: the general matmul (views, batches, transposes), or a
+ * 2-D b read in place, streamed for few rows. */
+static void mix_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
+  const Partition *p = c->p;
+  const Kernel *k = c->k;
+  uint32_t ni = k->ninputs;
+  const Dim *dom = c->dom;
+  int r = c->r;
+  LLVMValueRef L = c->L;
+  if (mix_general(c, fu_members(p, k)[c->mm_member])) {
+    uint32_t v = fu_members(p, k)[c->mm_member];
+    Gm gm = {.a = ir_operand(c->g, v, 0), .b = ir_operand(c->g, v, 1), .L = L,
+             .ta = ir_attr_int(c->g, v, AK_TRANSPOSE_A, 0) != 0, .tb = ir_attr_int(c->g, v, AK_TRANSPOSE_B, 0) != 0};
+    const Node *an = ir_node(c->g, gm.a);
+    gm.K = dimval(c, ir_shape(c->g, gm.a)[an->rank - (gm.ta ? 2 : 1)]);
+    gm.dot = want_dot(c, &gm);
+    counted(c, begin, end, 1, gm_row, &gm);
+    return;
+  }
+  /* few rows: b streamed (blocks of SM_ROWS rows, then single rows), into the first
+     full-shaped output's rows; otherwise blocks of MIX_ROWS rows, then single rows */
+  int ao = kn_full_output(p, k); /* the sums' rows */
+  uint32_t acc_out = ao < 0 ? k->noutputs : (uint32_t)ao;
+  LLVMBasicBlockRef small = LLVMAppendBasicBlockInContext(c->C, c->fn, "small_m"),
+                    big = LLVMAppendBasicBlockInContext(c->C, c->fn, "big_m"),
+                    fin = LLVMAppendBasicBlockInContext(c->C, c->fn, "mix.done");
+  LLVMValueRef few = LLVMBuildICmp(c->B, LLVMIntSLE, LLVMBuildSub(c->B, end, begin, ""), ci64(c, SMALL_M), "");
+  LLVMBuildCondBr(c->B, acc_out < k->noutputs ? few : LLVMConstInt(c->i1, 0, 0), small, big);
+  LLVMPositionBuilderAtEnd(c->B, small);
+  if (acc_out < k->noutputs) {
+    uint32_t v = fu_members(p, k)[c->mm_member];
+    Sm sm = {.N = L, .a = ir_operand(c->g, v, 0), .b = ir_operand(c->g, v, 1), .rows = SM_ROWS,
+             .acc = buf(c, ni + acc_out)};
+    sm.K = dimval(c, ir_shape(c->g, sm.a)[ir_node(c->g, sm.a)->rank - 1]);
+    LLVMValueRef at = counted(c, begin, end, SM_ROWS, sm_block, &sm);
+    /* the 1..SM_ROWS-1 rows left: one block of exactly that many (b read once more) */
+    LLVMValueRef left = LLVMBuildSub(c->B, end, at, "");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->C, c->fn, "small_m.done");
+    LLVMValueRef sw = LLVMBuildSwitch(c->B, left, done, SM_ROWS - 1);
+    for (int rows = 1; rows < SM_ROWS; rows++) {
+      LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(c->C, c->fn, "small_m.rest");
+      LLVMAddCase(sw, ci64(c, rows), bb);
+      LLVMPositionBuilderAtEnd(c->B, bb);
+      sm.rows = rows;
+      sm_block(c, at, &sm);
+      LLVMBuildBr(c->B, done);
+    }
+    LLVMPositionBuilderAtEnd(c->B, done);
+  }
+  LLVMBuildBr(c->B, fin);
+  LLVMPositionBuilderAtEnd(c->B, big);
+  MixLoop ml = {dom, r, MIX_ROWS, L};
+  LLVMValueRef at = counted(c, begin, end, MIX_ROWS, mix_iter, &ml);
+  ml.rows = 1;
+  counted(c, at, end, 1, mix_iter, &ml);
+  LLVMBuildBr(c->B, fin);
+  LLVMPositionBuilderAtEnd(c->B, fin);
+}
+
 /* ---- column mode: reductions over axes other than the last ------------------------------ */
 
 /* Full-shaped outputs at the current row of the reduced axes. */
@@ -2720,6 +2820,41 @@ static void col_item(Cg *c, LLVMValueRef t, void *arg) {
   forget(c);
 }
 
+/* Column mode's kernel: items of groups of columns (col_item), or with a split, blocks of
+ * them and then the combine items (kn_col_blocks). */
+static void col_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
+  const Partition *p = c->p;
+  const Kernel *k = c->k;
+  uint32_t nm = k->nmembers, ni = k->ninputs;
+  const Dim *dom = c->dom;
+  int r = c->r;
+  LLVMValueRef L = c->L;
+  c->chunk = kn_col_chunk(p, k, c->NW);
+  c->slot = calloc(3 * (size_t)nm, sizeof *c->slot + sizeof *c->slot_t + 1);
+  if (!c->slot) ir_oom();
+  c->slot_t = (LLVMTypeRef *)(c->slot + 3 * nm), c->ready = (uint8_t *)(c->slot_t + 3 * nm);
+  if (!(c->rows4 = calloc(4 * ROW_STATE(c), sizeof *c->rows4))) ir_oom();
+  Split sp = {0}, *split = NULL;
+  int folds = kn_col_splits(p, k);
+  if (folds) { /* the blocks, groups and scratch layout of kn_col_blocks */
+    LLVMBuilderRef B = c->B;
+    LLVMValueRef at = LLVMBuildGEP2(B, c->i64, c->dims, (LLVMValueRef[]){ci64(c, k->ndims)}, 1, "");
+    sp.P = LLVMBuildLoad2(B, c->i64, at, "blocks");
+    at = LLVMBuildGEP2(B, c->ptr, c->bufs, (LLVMValueRef[]){ci64(c, ni + k->noutputs + 2)}, 1, "");
+    sp.scratch = LLVMBuildLoad2(B, c->ptr, at, "scratch");
+    LLVMValueRef rows = ci64(c, 1), CH = ci64(c, c->chunk), W = ci64(c, c->W);
+    for (int d = 0; d < r - 1; d++)
+      if (!(k->axes >> d & 1)) rows = LLVMBuildMul(B, rows, dimval(c, dom[d]), "");
+    sp.G = LLVMBuildMul(B, rows, LLVMBuildUDiv(B, LLVMBuildAdd(B, L, ci64(c, c->chunk - 1), ""), CH, ""), "groups");
+    LLVMValueRef cols = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, L, CH, ""), L, CH, "");
+    LLVMValueRef nb = LLVMBuildUDiv(B, LLVMBuildAdd(B, cols, ci64(c, c->W - 1), ""), W, "");
+    sp.member = LLVMBuildMul(B, nb, ci64(c, KN_SPLIT_BLOCK * c->W), "");
+    sp.group = LLVMBuildMul(B, sp.member, ci64(c, folds), "");
+    split = &sp;
+  }
+  counted(c, begin, end, 1, col_item, split);
+}
+
 /* ---- the function --------------------------------------------------------------------------- */
 
 
@@ -2775,134 +2910,14 @@ void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleR
      several cache lines of a column strip (LLVM splits the wide operations) */
   LLVMValueRef L = r ? dimval(&c, dom[r - 1]) : ci64(&c, 1);
   c.L = L;
-  if (c.col) {
-    c.chunk = kn_col_chunk(p, k, W);
-    c.slot = calloc(3 * (size_t)nm, sizeof *c.slot + sizeof *c.slot_t + 1);
-    if (!c.slot) ir_oom();
-    c.slot_t = (LLVMTypeRef *)(c.slot + 3 * nm), c.ready = (uint8_t *)(c.slot_t + 3 * nm);
-    if (!(c.rows4 = calloc(4 * ROW_STATE(&c), sizeof *c.rows4))) ir_oom();
-    Split sp = {0}, *split = NULL;
-    int folds = kn_col_splits(p, k);
-    if (folds) { /* the blocks, groups and scratch layout of kn_col_blocks */
-      LLVMBuilderRef B = c.B;
-      LLVMValueRef at = LLVMBuildGEP2(B, c.i64, c.dims, (LLVMValueRef[]){ci64(&c, k->ndims)}, 1, "");
-      sp.P = LLVMBuildLoad2(B, c.i64, at, "blocks");
-      at = LLVMBuildGEP2(B, c.ptr, c.bufs, (LLVMValueRef[]){ci64(&c, ni + k->noutputs + 2)}, 1, "");
-      sp.scratch = LLVMBuildLoad2(B, c.ptr, at, "scratch");
-      LLVMValueRef rows = ci64(&c, 1), CH = ci64(&c, c.chunk), W = ci64(&c, c.W);
-      for (int d = 0; d < r - 1; d++)
-        if (!(k->axes >> d & 1)) rows = LLVMBuildMul(B, rows, dimval(&c, dom[d]), "");
-      sp.G = LLVMBuildMul(B, rows, LLVMBuildUDiv(B, LLVMBuildAdd(B, L, ci64(&c, c.chunk - 1), ""), CH, ""), "groups");
-      LLVMValueRef cols = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, L, CH, ""), L, CH, "");
-      LLVMValueRef nb = LLVMBuildUDiv(B, LLVMBuildAdd(B, cols, ci64(&c, c.W - 1), ""), W, "");
-      sp.member = LLVMBuildMul(B, nb, ci64(&c, KN_SPLIT_BLOCK * c.W), "");
-      sp.group = LLVMBuildMul(B, sp.member, ci64(&c, folds), "");
-      split = &sp;
-    }
-    counted(&c, begin, end, 1, col_item, split);
-    LLVMBuildRetVoid(c.B);
-    LLVMDisposeBuilder(c.B);
-    free(c.slot);
-    free(c.rows4);
-    free(mem);
-    return;
-  }
   KnPack pf;
-  if (k->kind == KK_MIX && kn_pack_form(p, k, &pf)) { /* the outer range is row blocks x panels */
-    pk_items(&c, begin, end, L, &pf);
-    LLVMBuildRetVoid(c.B);
-    LLVMDisposeBuilder(c.B);
-    free(mem);
-    return;
-  }
-  if (k->kind == KK_MIX && mix_general(&c, fu_members(p, k)[c.mm_member])) {
-    uint32_t v = fu_members(p, k)[c.mm_member];
-    Gm gm = {.a = ir_operand(c.g, v, 0), .b = ir_operand(c.g, v, 1), .L = L,
-             .ta = ir_attr_int(c.g, v, AK_TRANSPOSE_A, 0) != 0, .tb = ir_attr_int(c.g, v, AK_TRANSPOSE_B, 0) != 0};
-    const Node *an = ir_node(c.g, gm.a);
-    gm.K = dimval(&c, ir_shape(c.g, gm.a)[an->rank - (gm.ta ? 2 : 1)]);
-    gm.dot = want_dot(&c, &gm);
-    counted(&c, begin, end, 1, gm_row, &gm);
-    LLVMBuildRetVoid(c.B);
-    LLVMDisposeBuilder(c.B);
-    free(mem);
-    return;
-  }
-  if (k->kind == KK_MIX) {
-    /* few rows: b streamed (blocks of SM_ROWS rows, then single rows), into the first
-       full-shaped output's rows; otherwise blocks of MIX_ROWS rows, then single rows */
-    int ao = kn_full_output(p, k); /* the sums' rows */
-    uint32_t acc_out = ao < 0 ? k->noutputs : (uint32_t)ao;
-    LLVMBasicBlockRef small = LLVMAppendBasicBlockInContext(C, c.fn, "small_m"),
-                      big = LLVMAppendBasicBlockInContext(C, c.fn, "big_m"),
-                      fin = LLVMAppendBasicBlockInContext(C, c.fn, "mix.done");
-    LLVMValueRef few = LLVMBuildICmp(c.B, LLVMIntSLE, LLVMBuildSub(c.B, end, begin, ""), ci64(&c, SMALL_M), "");
-    LLVMBuildCondBr(c.B, acc_out < k->noutputs ? few : LLVMConstInt(c.i1, 0, 0), small, big);
-    LLVMPositionBuilderAtEnd(c.B, small);
-    if (acc_out < k->noutputs) {
-      uint32_t v = fu_members(p, k)[c.mm_member];
-      Sm sm = {.N = L, .a = ir_operand(c.g, v, 0), .b = ir_operand(c.g, v, 1), .rows = SM_ROWS,
-               .acc = buf(&c, ni + acc_out)};
-      sm.K = dimval(&c, ir_shape(c.g, sm.a)[ir_node(c.g, sm.a)->rank - 1]);
-      LLVMValueRef at = counted(&c, begin, end, SM_ROWS, sm_block, &sm);
-      /* the 1..SM_ROWS-1 rows left: one block of exactly that many (b read once more) */
-      LLVMValueRef left = LLVMBuildSub(c.B, end, at, "");
-      LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(C, c.fn, "small_m.done");
-      LLVMValueRef sw = LLVMBuildSwitch(c.B, left, done, SM_ROWS - 1);
-      for (int rows = 1; rows < SM_ROWS; rows++) {
-        LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(C, c.fn, "small_m.rest");
-        LLVMAddCase(sw, ci64(&c, rows), bb);
-        LLVMPositionBuilderAtEnd(c.B, bb);
-        sm.rows = rows;
-        sm_block(&c, at, &sm);
-        LLVMBuildBr(c.B, done);
-      }
-      LLVMPositionBuilderAtEnd(c.B, done);
-    }
-    LLVMBuildBr(c.B, fin);
-    LLVMPositionBuilderAtEnd(c.B, big);
-    MixLoop ml = {dom, r, MIX_ROWS, L};
-    LLVMValueRef at = counted(&c, begin, end, MIX_ROWS, mix_iter, &ml);
-    ml.rows = 1;
-    counted(&c, at, end, 1, mix_iter, &ml);
-    LLVMBuildBr(c.B, fin);
-    LLVMPositionBuilderAtEnd(c.B, fin);
-    LLVMBuildRetVoid(c.B);
-    LLVMDisposeBuilder(c.B);
-    free(mem);
-    return;
-  }
-  /* row loop */
-  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(C, c.fn, "row"),
-                    body = LLVMAppendBasicBlockInContext(C, c.fn, "row.body"),
-                    done = LLVMAppendBasicBlockInContext(C, c.fn, "row.done");
-  LLVMBuildBr(c.B, head);
-  LLVMPositionBuilderAtEnd(c.B, head);
-  LLVMValueRef row = LLVMBuildPhi(c.B, c.i64, "row");
-  LLVMBuildCondBr(c.B, LLVMBuildICmp(c.B, LLVMIntSLT, row, end, ""), body, done);
-  LLVMPositionBuilderAtEnd(c.B, body);
-  memset(c.red, 0, 3 * nm * sizeof *c.red);
-  row_bases(&c, row, dom, r);
-  next_row_bases(&c);
-  Store st = {row, L};
-  /* the first softmax keeps its exp row in the first full-shaped output's row */
-  int so = kn_full_output(p, k); /* an f32 row: exp values */
-  for (uint32_t m = 0; so >= 0 && m < nm; m++)
-    if (ir_node(c.g, fu_members(p, k)[m])->op == OP_SOFTMAX) {
-      c.stash_member = (int)m;
-      c.stash = LLVMBuildGEP2(c.B, c.f32, buf(&c, ni + (uint32_t)so), (LLVMValueRef[]){LLVMBuildMul(c.B, row, L, "")}, 1, "");
-      break;
-    }
-  row_passes(&c, L);
-  if (c.multi) over_reduced(&c, store_q, &st, NULL);
-  else columns(&c, L, NULL, store_body, &st);
-  store_scalars(&c, row);
-  LLVMValueRef next = LLVMBuildAdd(c.B, row, ci64(&c, 1), "");
-  LLVMBasicBlockRef body_end = LLVMGetInsertBlock(c.B);
-  LLVMBuildBr(c.B, head);
-  LLVMAddIncoming(row, (LLVMValueRef[]){begin, next}, (LLVMBasicBlockRef[]){entry, body_end}, 2);
-  LLVMPositionBuilderAtEnd(c.B, done);
+  if (c.col) col_kernel(&c, begin, end);
+  else if (k->kind == KK_MIX && kn_pack_form(p, k, &pf)) pk_items(&c, begin, end, L, &pf); /* row blocks x panels */
+  else if (k->kind == KK_MIX) mix_kernel(&c, begin, end);
+  else row_kernel(&c, begin, end);
   LLVMBuildRetVoid(c.B);
   LLVMDisposeBuilder(c.B);
+  free(c.slot);
+  free(c.rows4);
   free(mem);
 }
