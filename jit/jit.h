@@ -8,8 +8,9 @@
  * threads ask for it (the first asker compiles, the others wait on the entry). Only files
  * in jit/ include llvm-c.
  *
- * Files: llvm.c (LLJIT, target machine, compile a module, cache), codegen.c (Kernel ->
- * LLVM IR: vector, row and mix kernels), extern.c (extern kernels: a direct call of the registered function). */
+ * Files: llvm.c (LLJIT, target machine, compile a module, cache), codegen.c and the
+ * emitter's other parts (a Kernel to LLVM IR; their private map is cg.h), extern.c
+ * (extern kernels: a direct call of the registered function). */
 #ifndef DVM_JIT_H
 #define DVM_JIT_H
 

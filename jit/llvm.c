@@ -2,7 +2,7 @@
  * kernel cache.
  *
  * A kernel is compiled in its own LLVMContext (a ThreadSafeContext) and module: emitted by
- * codegen.c, verified, optimized with a short pipeline, added to the LLJIT under a
+ * the emitter (jit/cg.h), verified, optimized with a short pipeline, added to the LLJIT under a
  * resource tracker (so an entry's code can be released), and looked up. glibc's libmvec is
  * loaded into the process and the process's symbols are visible to JIT'd code, so kernels
  * call _ZGVeN16v_expf and friends directly.

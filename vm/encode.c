@@ -3,7 +3,7 @@
  * One walk over the kernel, shaped like the native emitter (jit/codegen.c): the members a
  * program needs are evaluated recursively with a memo per program (eval), views become
  * index programs on scalars (affine in the lanes: s + k·(j + t)) or on index tiles (view_at,
- * the index algebra of jit/codegen.c's Ix), and each program's virtual registers get physical
+ * the index algebra of jit/views.c's Ix), and each program's virtual registers get physical
  * ones by liveness when the program ends (alloc_prog: a linear scan; a register is free
  * after its last use). Per-row results of reductions get reserved registers (slots).
  *
@@ -13,7 +13,7 @@
  * Each program gets a peephole before allocation (fuse: MUL then ADD -> MULADD) and a
  * check whether it may run over whole rows (span_ok, VmProg.whole).
  *
- * Why one file of ~1150 lines (past 800 on purpose): it is one walk mirroring jit/codegen.c
+ * Why one file of ~1150 lines (past 800 on purpose): it is one walk mirroring the native emitter (jit/cg.h)
  * section by section (views, elementwise, passes, kernel shapes, disassembly), and the
  * sections share the encoder's state (Enc); split, each part would need that state made
  * public. */
@@ -62,7 +62,7 @@ typedef struct Sv {
   int64_t c;
 } Sv;
 
-/* An index (jit/codegen.c's Ix): s + k·(j + lane), or an index tile. */
+/* An index (jit/views.c's Ix): s + k·(j + lane), or an index tile. */
 typedef struct Ix {
   Sv s;
   int64_t k;
@@ -93,7 +93,7 @@ typedef struct Enc {
   const Dim *dom;
   int ctx;
   int stash_member;     /* rows: the softmax whose exp(x - max) row the sum pass keeps in ... */
-  uint32_t stash_buf;   /* ... this full-shaped output (jit/codegen.c's stash), or -1 */
+  uint32_t stash_buf;   /* ... this full-shaped output (jit/rows.c's stash), or -1 */
   int stash_reg;        /* its base register */
   int mask;             /* concat: the lanes that may be read (a bool vreg), -1 */
   bool guarded;
@@ -353,7 +353,7 @@ static Sv sbin(Enc *e, VmOp op, Sv a, Sv b) {
 /* The position register of domain axis d. */
 static Sv sidx(int d) { return (Sv){VS_IDX + d, false, 0}; }
 
-/* The base register of buffer `buf` (value u) read in alignment ctx (jit/codegen.c
+/* The base register of buffer `buf` (value u) read in alignment ctx (jit/views.c
  * value_base); *inner: its stride along the lanes (0 or 1). */
 static int base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner) {
   const Node *n = ir_node(e->g, u);
@@ -390,7 +390,7 @@ static int base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner) {
   return b.reg;
 }
 
-/* ---- views: index maps (jit/codegen.c view_at) ------------------------------------------------ */
+/* ---- views: index maps (jit/views.c view_at) ------------------------------------------------ */
 
 static Ix ix_s(Sv s) { return (Ix){s, 0, -1}; }
 
@@ -537,7 +537,7 @@ static int view_at(Enc *e, uint32_t u, const Ix *P) {
     e->mask = mask0, e->guarded = guarded0;
     return res;
   }
-  case OP_GATHER: { /* jit/codegen.c view_at: indices read from a buffer the runtime checked */
+  case OP_GATHER: { /* jit/views.c view_at: indices read from a buffer the runtime checked */
     uint32_t x = ir_operand(g, u, 0), iv = ir_operand(g, u, 1);
     int xr = ir_node(g, x)->rank, ir = ir_node(g, iv)->rank;
     int a = ir_axis(ir_attr_int(g, u, AK_AXIS, 0), xr);
@@ -693,7 +693,7 @@ static int elementwise(Enc *e, uint32_t v) {
   }
 }
 
-/* The value of u at the current tile (jit/codegen.c eval). */
+/* The value of u at the current tile (jit/views.c eval). */
 static int eval(Enc *e, uint32_t u) {
   if (ir_node(e->g, u)->op == OP_LITERAL) return lit(e, u);
   int m = member_index(e, u);

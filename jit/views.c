@@ -1,0 +1,341 @@
+/* jit/views.c — where the emitter's values come from: the bases of the kernel's operands
+ * at the current outer index, views as index maps down to an input's element offset, and
+ * the recursive evaluator (cg_eval) that every kernel shape calls, memoized per loop body.
+ *
+ * A view member is read at a position in its own index space, mapped through the chain of
+ * views to a kernel input's element offset (or to a constant, or to arange's index). An
+ * index (Ix) is s + k·(j + lane) with s a scalar and k known when the kernel is emitted
+ * (the common case: 0 off the last axis, 1 along it), or any vector v of W indices (after
+ * a division or a product by a runtime stride); offsets with k = 1 are vector loads,
+ * k = 0 splat loads, others gathers. */
+#include <llvm-c/Core.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cg.h"
+
+enum { AL_MAX = 1 << 20 };
+
+Ix cg_ix_scalar(LLVMValueRef s) { return (Ix){s, 0, NULL, 0}; }
+
+/* The power of two known to divide x: a constant's own, else 1. */
+static int64_t pow2_of(LLVMValueRef x) {
+  if (!LLVMIsConstant(x)) return 1;
+  int64_t v = LLVMConstIntGetSExtValue(x);
+  return v == 0 ? AL_MAX : (v & -v) > AL_MAX ? AL_MAX : (v & -v);
+}
+
+static int64_t ix_al(Ix a) {
+  int64_t p = pow2_of(a.s);
+  return a.al > p ? a.al : p;
+}
+
+static LLVMValueRef ix_vec(Cg *c, Ix a) {
+  if (a.v) return a.v;
+  LLVMValueRef v = cg_vsplat(c, a.s, "");
+  if (!a.k) return v;
+  LLVMValueRef lanes[64];
+  for (int i = 0; i < c->W; i++) lanes[i] = cg_ci64(c, i);
+  LLVMValueRef col = LLVMBuildAdd(c->B, cg_vsplat(c, c->j, ""), LLVMConstVector(lanes, (unsigned)c->W), "");
+  return LLVMBuildAdd(c->B, v, LLVMBuildMul(c->B, col, cg_vsplat(c, cg_ci64(c, a.k), ""), ""), "");
+}
+
+static Ix ix_add(Cg *c, Ix a, Ix b) {
+  if (!a.v && !b.v) {
+    int64_t x = ix_al(a), y = ix_al(b);
+    return (Ix){LLVMBuildAdd(c->B, a.s, b.s, ""), a.k + b.k, NULL, x < y ? x : y};
+  }
+  return (Ix){cg_ci64(c, 0), 0, LLVMBuildAdd(c->B, ix_vec(c, a), ix_vec(c, b), ""), 0};
+}
+
+/* a · m, m_al a power of two known to divide m. */
+static Ix ix_mul(Cg *c, Ix a, LLVMValueRef m, int64_t m_al) {
+  if (!a.v && (!a.k || LLVMIsConstant(m))) {
+    int64_t al = ix_al(a) * (m_al > pow2_of(m) ? m_al : pow2_of(m));
+    return (Ix){LLVMBuildMul(c->B, a.s, m, ""), a.k ? a.k * LLVMConstIntGetSExtValue(m) : 0, NULL,
+                al > AL_MAX ? AL_MAX : al};
+  }
+  return (Ix){cg_ci64(c, 0), 0, LLVMBuildMul(c->B, ix_vec(c, a), cg_vsplat(c, m, ""), ""), 0};
+}
+
+/* a / m and a % m (non-negative indices). Lanes along a (k = 1) whose block of W starts at
+ * a multiple of W never cross a multiple of m when W divides m: then the quotient is a
+ * scalar and the remainder keeps the lanes (the column j is always a multiple of W). */
+static void ix_divmod(Cg *c, Ix a, LLVMValueRef m, Ix *q, Ix *r) {
+  if (!a.v && !a.k) {
+    *q = cg_ix_scalar(LLVMBuildUDiv(c->B, a.s, m, ""));
+    *r = cg_ix_scalar(LLVMBuildURem(c->B, a.s, m, ""));
+    return;
+  }
+  int64_t mc = LLVMIsConstant(m) ? LLVMConstIntGetSExtValue(m) : 0;
+  if (!a.v && mc == 1) {
+    *q = a, *r = cg_ix_scalar(cg_ci64(c, 0));
+    return;
+  }
+  if (!a.v && a.k == 1 && mc > 0 && mc % c->W == 0 && ix_al(a) % c->W == 0) {
+    LLVMValueRef base = LLVMBuildAdd(c->B, a.s, c->j, "");
+    *q = cg_ix_scalar(LLVMBuildUDiv(c->B, base, m, ""));
+    *r = (Ix){LLVMBuildSub(c->B, LLVMBuildURem(c->B, base, m, ""), c->j, ""), 1, NULL, c->W};
+    return;
+  }
+  LLVMValueRef v = ix_vec(c, a), mv = cg_vsplat(c, m, "");
+  *q = (Ix){cg_ci64(c, 0), 0, LLVMBuildUDiv(c->B, v, mv, ""), 0};
+  *r = (Ix){cg_ci64(c, 0), 0, LLVMBuildURem(c->B, v, mv, ""), 0};
+}
+
+/* Row-major linear index of position P in value u's shape. */
+static Ix linearize(Cg *c, uint32_t u, const Ix *P) {
+  const Node *n = ir_node(c->g, u);
+  const Dim *sh = ir_shape(c->g, u);
+  Ix l = cg_ix_scalar(cg_ci64(c, 0));
+  LLVMValueRef stride = cg_ci64(c, 1);
+  int64_t stride_al = 1; /* the constant dims' powers of two divide every later stride */
+  for (int t = n->rank - 1; t >= 0; t--) {
+    l = ix_add(c, l, ix_mul(c, P[t], stride, stride_al));
+    LLVMValueRef d = cg_dimval(c, sh[t]);
+    stride = LLVMBuildMul(c->B, stride, d, "");
+    stride_al = stride_al * pow2_of(d) > AL_MAX ? AL_MAX : stride_al * pow2_of(d);
+  }
+  return l;
+}
+
+/* Input i's W elements at element offset off. */
+static LLVMValueRef load_at(Cg *c, int i, Ix off) {
+  LLVMValueRef p = cg_buf(c, (uint32_t)i), x;
+  DType dt = (DType)ir_node(c->g, fu_inputs(c->p, c->k)[i])->dtype;
+  bool mask = dt == DT_BOOL;
+  LLVMTypeRef et = cg_mem_type(c, dt);
+  if (!off.v && off.k == 0 && !c->guarded) {
+    x = cg_vsplat(c, LLVMBuildLoad2(c->B, et, LLVMBuildGEP2(c->B, et, p, &off.s, 1, ""), ""), "");
+  } else if (!off.v && off.k == 1) {
+    x = cg_load_elems(c, et, p, LLVMBuildAdd(c->B, off.s, c->j, ""));
+  } else { /* a gather */
+    c->gathers++;
+    LLVMValueRef vo = ix_vec(c, off);
+    LLVMValueRef ptrs = LLVMBuildGEP2(c->B, et, p, &vo, 1, "");
+    LLVMTypeRef vt = LLVMVectorType(et, (unsigned)c->W);
+    LLVMValueRef all = c->mask ? c->mask : cg_vsplat(c, LLVMConstInt(c->i1, 1, 0), "");
+    LLVMTypeRef tys[2] = {vt, LLVMTypeOf(ptrs)};
+    LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, ir_dtype_size(dt), 0), all, LLVMConstNull(vt)};
+    x = cg_intrinsic(c, "llvm.masked.gather", tys, 2, args, 4);
+  }
+  if (kn_is_low(dt)) return cg_from_mem(c, x, dt);
+  return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
+}
+
+/* Value u (a view, or a kernel input at the end of a chain of views) at position P. */
+LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
+  const Graph *g = c->g;
+  const Node *n = ir_node(g, u);
+  Ix Q[DVM_MAX_RANK];
+  switch ((Op)n->op) {
+  case OP_LITERAL: return cg_lit(c, u);
+  case OP_FULL: return cg_lit(c, u);
+  case OP_ARANGE:
+    if (n->dtype == DT_I64) return ix_vec(c, P[0]);
+    if (n->dtype == DT_I32) return LLVMBuildTrunc(c->B, ix_vec(c, P[0]), cg_reg_type(c, DT_I32), "");
+    return LLVMBuildSIToFP(c->B, ix_vec(c, P[0]), c->vf, "");
+  case OP_TRANSPOSE: { /* out axis k is in axis perm[k] */
+    uint32_t x = ir_operand(g, u, 0);
+    const Attr *a = ir_attr(g, u, AK_PERM);
+    for (int k = 0; k < n->rank; k++) {
+      int pk = a && a->n ? ir_axis(g->lists.v[a->off + k], n->rank) : n->rank - 1 - k;
+      Q[pk] = P[k];
+    }
+    return cg_view_at(c, x, Q);
+  }
+  case OP_BROADCAST_TO: { /* right-aligned; the operand's broadcast dims read index 0 */
+    uint32_t x = ir_operand(g, u, 0);
+    const Node *xn = ir_node(g, x);
+    for (int t = 0; t < xn->rank; t++) {
+      int d = t + n->rank - xn->rank;
+      int64_t one;
+      bool b = ir_dim_is_const(g, ir_shape(g, x)[t], &one) && one == 1 && ir_shape(g, x)[t] != ir_shape(g, u)[d];
+      Q[t] = b ? cg_ix_scalar(cg_ci64(c, 0)) : P[d];
+    }
+    return cg_view_at(c, x, Q);
+  }
+  case OP_SLICE: { /* listed axes: start (clamped as Python's slice.indices) + i * step */
+    uint32_t x = ir_operand(g, u, 0);
+    const Attr *ax = ir_attr(g, u, AK_AXES), *st = ir_attr(g, u, AK_STARTS), *sp = ir_attr(g, u, AK_STEPS);
+    for (int d = 0; d < n->rank; d++) Q[d] = P[d];
+    for (uint32_t i = 0; i < st->n; i++) {
+      int a = ax ? ir_axis(g->lists.v[ax->off + i], n->rank) : (int)i;
+      int64_t step = sp ? g->lists.v[sp->off + i] : 1;
+      LLVMBuilderRef B = c->B;
+      LLVMValueRef d = cg_dimval(c, ir_shape(g, x)[a]), v = cg_dimval(c, (Dim)g->clists.v[st->off + i]);
+      v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, v, cg_ci64(c, 0), ""), LLVMBuildAdd(B, v, d, ""), v, "");
+      LLVMValueRef lo = cg_ci64(c, step > 0 ? 0 : -1), hi = step > 0 ? d : LLVMBuildSub(B, d, cg_ci64(c, 1), "");
+      v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, v, lo, ""), lo, v, "");
+      v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, v, hi, ""), hi, v, "");
+      Q[a] = ix_add(c, cg_ix_scalar(v), ix_mul(c, P[a], cg_ci64(c, step), 1));
+    }
+    return cg_view_at(c, x, Q);
+  }
+  case OP_CONCAT: { /* each operand where the index falls in its block, its lanes guarded */
+    int a = ir_axis(ir_attr_int(g, u, AK_AXIS, 0), n->rank);
+    LLVMValueRef off = cg_ci64(c, 0), res = NULL, mask0 = c->mask;
+    bool guarded0 = c->guarded;
+    LLVMValueRef at = ix_vec(c, P[a]);
+    for (uint32_t q = 0; q < n->nin; q++) {
+      uint32_t x = ir_operand(g, u, q);
+      LLVMValueRef size = cg_dimval(c, ir_shape(g, x)[a]), end = LLVMBuildAdd(c->B, off, size, "");
+      LLVMValueRef in = LLVMBuildAnd(c->B, LLVMBuildICmp(c->B, LLVMIntSGE, at, cg_vsplat(c, off, ""), ""),
+                                     LLVMBuildICmp(c->B, LLVMIntSLT, at, cg_vsplat(c, end, ""), ""), "");
+      for (int d = 0; d < n->rank; d++) Q[d] = P[d];
+      Q[a] = ix_add(c, P[a], cg_ix_scalar(LLVMBuildNeg(c->B, off, "")));
+      c->mask = mask0 ? LLVMBuildAnd(c->B, mask0, in, "") : in, c->guarded = true;
+      LLVMValueRef val = cg_view_at(c, x, Q);
+      res = res ? LLVMBuildSelect(c->B, in, val, res, "") : val;
+      off = end;
+    }
+    c->mask = mask0, c->guarded = guarded0;
+    return res;
+  }
+  case OP_GATHER: { /* x's axis a reads idx at the positions idx's dims take in the result */
+    uint32_t x = ir_operand(g, u, 0), iv = ir_operand(g, u, 1);
+    int xr = ir_node(g, x)->rank, ir = ir_node(g, iv)->rank;
+    int a = ir_axis(ir_attr_int(g, u, AK_AXIS, 0), xr);
+    Ix Pi[DVM_MAX_RANK];
+    bool lanes = c->guarded;
+    for (int t = 0; t < ir; t++) Pi[t] = P[a + t], lanes |= P[a + t].v || P[a + t].k;
+    LLVMValueRef at = cg_view_at(c, iv, Pi), d = cg_dimval(c, ir_shape(g, x)[a]);
+    if (!lanes) at = LLVMBuildExtractElement(c->B, at, cg_ci64(c, 0), ""); /* one index for the lanes */
+    LLVMTypeRef t64 = lanes ? LLVMVectorType(c->i64, (unsigned)c->W) : c->i64;
+    if (ir_node(g, iv)->dtype == DT_I32) at = LLVMBuildSExt(c->B, at, t64, "");
+    LLVMValueRef dd = lanes ? cg_vsplat(c, d, "") : d, zero = LLVMConstNull(t64);
+    at = LLVMBuildSelect(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, at, zero, ""), LLVMBuildAdd(c->B, at, dd, ""), at, "");
+    /* in range after the runtime's check; clamped anyway, so no index can read outside x */
+    LLVMValueRef hi = LLVMBuildSub(c->B, dd, lanes ? cg_vsplat(c, cg_ci64(c, 1), "") : cg_ci64(c, 1), "");
+    LLVMValueRef mm[2] = {at, zero};
+    at = cg_intrinsic(c, "llvm.smax", &t64, 1, mm, 2);
+    mm[0] = at, mm[1] = hi;
+    at = cg_intrinsic(c, "llvm.smin", &t64, 1, mm, 2);
+    for (int t = 0; t < a; t++) Q[t] = P[t];
+    Q[a] = lanes ? (Ix){cg_ci64(c, 0), 0, at, 0} : cg_ix_scalar(at);
+    for (int t = a + 1; t < xr; t++) Q[t] = P[t + ir - 1];
+    return cg_view_at(c, x, Q);
+  }
+  case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: { /* the same row-major order */
+    uint32_t x = ir_operand(g, u, 0);
+    Ix l = linearize(c, u, P);
+    if (cg_input_index(c, x) >= 0) return load_at(c, cg_input_index(c, x), l);
+    const Node *xn = ir_node(g, x);
+    for (int t = xn->rank - 1; t >= 0; t--) {
+      if (t == 0) {
+        Q[0] = l;
+        break;
+      }
+      ix_divmod(c, l, cg_dimval(c, ir_shape(g, x)[t]), &l, &Q[t]);
+    }
+    return cg_view_at(c, x, Q);
+  }
+  default: /* a kernel input */
+    return load_at(c, cg_input_index(c, u), linearize(c, u, P));
+  }
+}
+
+/* A view member at the current position: its dims line up with the domain like any
+ * operand's (broadcast dims at index 0, the last axis along the lanes). */
+static LLVMValueRef view_here(Cg *c, uint32_t u) {
+  const Node *n = ir_node(c->g, u);
+  Ix P[DVM_MAX_RANK];
+  for (int t = 0; t < n->rank; t++) {
+    int dk = cg_domain_axis(c, n->rank, t, c->ctx);
+    int64_t one;
+    bool b = dk < 0 || (ir_dim_is_const(c->g, ir_shape(c->g, u)[t], &one) && one == 1 &&
+                        ir_shape(c->g, u)[t] != c->dom[dk]);
+    P[t] = b ? cg_ix_scalar(cg_ci64(c, 0)) : dk == c->r - 1 ? (Ix){cg_ci64(c, 0), 1, NULL, 0} : cg_ix_scalar(c->idx[dk]);
+  }
+  return cg_view_at(c, u, P);
+}
+
+/* The value of u at the current column: a vector, or a splat for per-row scalars. */
+LLVMValueRef cg_eval(Cg *c, uint32_t u) {
+  if (ir_node(c->g, u)->op == OP_LITERAL) return cg_lit(c, u);
+  int m = cg_member_index(c, u);
+  if (m < 0) return cg_load_input(c, cg_input_index(c, u));
+  DType ut = (DType)ir_node(c->g, u)->dtype;
+  if (c->red[m]) return kn_is_low(ut) ? cg_round_to(c, c->red[m], ut) : c->red[m];
+  if (c->memo[m]) return c->memo[m];
+  Op op = (Op)ir_node(c->g, u)->op;
+  LLVMBuilderRef B = c->B;
+  LLVMValueRef r, x;
+  int saved = c->ctx;
+  c->ctx = c->axes && ir_node(c->g, u)->rank == c->rr && c->rr < c->r;
+  switch (op) {
+  case OP_MATMUL: r = c->mm; break;
+  case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
+  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: case OP_GATHER: r = view_here(c, u); break;
+  case OP_SOFTMAX: /* exp(x - max) · (1 / sum), exp(x - max) kept by the sum pass if stashed */
+    x = c->stash_member == m ? cg_load_vec(c, c->stash, c->j)
+                             : cg_exp_shifted(c, LLVMBuildFSub(B, cg_operand(c, u, 0), c->n1[m], ""));
+    r = LLVMBuildFMul(B, x, c->n2[m], "");
+    break;
+  case OP_LOG_SOFTMAX: r = LLVMBuildFSub(B, cg_operand(c, u, 0), c->n2[m], ""); break; /* x - (max + log sum) */
+  case OP_LAYERNORM:
+    x = LLVMBuildFMul(B, LLVMBuildFSub(B, cg_operand(c, u, 0), c->n1[m], ""), c->n2[m], "");
+    r = LLVMBuildFAdd(B, LLVMBuildFMul(B, x, cg_operand(c, u, 1), ""), cg_operand(c, u, 2), "");
+    break;
+  case OP_RMSNORM: r = LLVMBuildFMul(B, LLVMBuildFMul(B, cg_operand(c, u, 0), c->n2[m], ""), cg_operand(c, u, 1), ""); break;
+  default: r = cg_emit_elementwise(c, u);
+  }
+  if (kn_is_low(ut) && !kn_is_view(op)) r = cg_round_to(c, r, ut); /* the reference rounds every op's result */
+  c->ctx = saved;
+  c->memo[m] = r;
+  return r;
+}
+
+void cg_forget(Cg *c) { memset(c->memo, 0, c->k->nmembers * sizeof *c->memo); }
+
+/* Element offsets of every input for row `row` (outer index decomposed by the domain). */
+void cg_row_bases(Cg *c, LLVMValueRef row, const Dim *dom, int r) {
+  LLVMValueRef *idx = c->idx, rem = row;
+  if (c->multi) { /* the row enumerates the kept outer axes; the reduced ones start at 0 */
+    for (int d = r - 2; d >= 0; d--) {
+      if (c->axes >> d & 1) {
+        idx[d] = cg_ci64(c, 0);
+        continue;
+      }
+      LLVMValueRef n = cg_dimval(c, dom[d]);
+      idx[d] = LLVMBuildURem(c->B, rem, n, "");
+      rem = LLVMBuildUDiv(c->B, rem, n, "");
+    }
+    cg_input_bases(c, idx);
+    return;
+  }
+  for (int d = r - 2; d >= 1; d--) {
+    LLVMValueRef n = cg_dimval(c, dom[d]);
+    idx[d] = LLVMBuildSRem(c->B, rem, n, "");
+    rem = LLVMBuildSDiv(c->B, rem, n, "");
+  }
+  if (r >= 2) idx[0] = rem; /* the row is below the extent: the outermost index needs no remainder */
+  cg_input_bases(c, idx);
+}
+
+/* Row kernels (not multi mode): each f32 input read along the row gets the offset of the
+ * same column one row on (the innermost outer index + 1; past the last row it points
+ * beyond the data, which a prefetch may). The first pass prefetches it, one line per
+ * vector: a row of 1024 f32 is one 4 KB page, where the hardware's stream prefetch
+ * stops, and the row's own passes and stores hold the reorder window while the next
+ * row's first loads wait (W3 at N = 4096 ran at ~28 GB/s where W1 streams at ~40). */
+void cg_next_row_bases(Cg *c) {
+  c->prefetching = false;
+  if (c->multi || c->r < 2) return;
+  LLVMValueRef idx[DVM_MAX_RANK];
+  memcpy(idx, c->idx, sizeof idx);
+  idx[c->r - 2] = LLVMBuildAdd(c->B, idx[c->r - 2], cg_ci64(c, 1), "");
+  for (uint32_t i = 0; i < c->k->ninputs; i++) {
+    uint32_t u = fu_inputs(c->p, c->k)[i];
+    LLVMValueRef nb, inner;
+    c->next[i] = NULL;
+    if (ir_node(c->g, u)->dtype != DT_F32 || LLVMConstIntGetSExtValue(c->inner[2 * i]) != 1) continue;
+    cg_value_base(c, u, idx, 0, &nb, &inner);
+    if (LLVMIsConstant(nb) && LLVMIsConstant(c->base[2 * i]) &&
+        LLVMConstIntGetSExtValue(nb) == LLVMConstIntGetSExtValue(c->base[2 * i]))
+      continue; /* the same row for every row (broadcast over the outer axes) */
+    c->next[i] = nb, c->prefetching = true;
+  }
+}
