@@ -5,7 +5,7 @@
  * and keys do not depend on symbol values, so one partition and one set of kernel keys
  * serve every batch size and sequence length.
  *
- * Kernel kinds (DESIGN.md):
+ * Kernel kinds (docs/design.md):
  *   vector  elementwise, broadcast and layout ops over one iteration domain (the shape of
  *           its members' results); layout ops are index maps, not copies
  *   row     reductions and normalizations with their elementwise producers and consumers:

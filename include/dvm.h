@@ -56,7 +56,7 @@ typedef enum dvm_dtype {
   DVM_DTYPE_COUNT
 } dvm_dtype;
 
-/* Execution tiers (FORMAT.md `--tier`). The environment variable DVM_JIT=off disables
+/* Execution tiers (docs/format.md `--tier`). The environment variable DVM_JIT=off disables
  * native code: auto then stays on the reference path and llvm fails saying so (for
  * debugging numerical differences, or hosts that forbid executable memory). */
 typedef enum dvm_tier {
@@ -118,7 +118,7 @@ void dvm_tensor_fill_random(dvm_tensor *t, uint64_t seed);
 
 /* ---- graphs: parse ------------------------------------------------------------------ */
 
-/* Parse the text format of FORMAT.md. `filename` names the source in error messages. */
+/* Parse the text format of docs/format.md. `filename` names the source in error messages. */
 dvm_status dvm_graph_parse(dvm_context *ctx, const char *text, size_t len,
                            const char *filename, dvm_graph **out);
 dvm_status dvm_graph_load(dvm_context *ctx, const char *path, dvm_graph **out);
@@ -133,7 +133,7 @@ const char *dvm_dump_stage(int i);
 
 /* ---- graphs: build ------------------------------------------------------------------ */
 /* Values are named by int32 ids; a negative id is a failure (see dvm_last_error). Dims
- * are given as text expressions ("N", "1024", "N*S"), attributes as FORMAT.md text
+ * are given as text expressions ("N", "1024", "N*S"), attributes as docs/format.md text
  * ("axis=-1, eps=1e-5"), so a built graph and a parsed one are the same thing. */
 
 dvm_status dvm_graph_create(dvm_context *ctx, const char *name, dvm_graph **out);
@@ -274,7 +274,7 @@ dvm_status dvm_model_cost(const dvm_model *m, int ninputs, const char *const *na
  * that later runs are in their steady state. Runs never wait for them by themselves. */
 void dvm_model_wait(dvm_model *m);
 
-/* Counters since the model was compiled (FORMAT.md `--stats`). */
+/* Counters since the model was compiled (docs/format.md `--stats`). */
 typedef struct dvm_stats {
   int64_t kernels;      /* kernels in the executed partition (ops, for the ref tier) */
   int64_t native_kernels; /* of which run native code now */

@@ -1,4 +1,4 @@
-/* ir/parse.c — the graph text format of FORMAT.md into a Graph.
+/* ir/parse.c — the graph text format of docs/format.md into a Graph.
  *
  * Line-oriented: each line is a comment/blank, `graph NAME` (first), an `input`/`param`
  * declaration, an assignment `NAME = op(operands..., key=value, ...)`, or the one

@@ -1,4 +1,4 @@
-/* ir/print.c — the Graph back to text: the format of FORMAT.md (exact round trip:
+/* ir/print.c — the Graph back to text: the format of docs/format.md (exact round trip:
  * parsing the printed text gives the same graph), and the `dvm dump` stages `ir` (the
  * text with each value's inferred dtype and shape) and `deduce` (symbol classes,
  * bindings, recorded constraints and canonical shapes). All return malloc'd strings. */

@@ -1,5 +1,5 @@
 /* runtime/ffi.c — extern ops: the context's registry of host functions, and calls through
- * libffi. The only file that includes ffi.h (DESIGN.md).
+ * libffi. The only file that includes ffi.h (docs/design.md).
  *
  * dvm_register_extern parses the signature (ir/extern.c) and prepares its ffi_cif once;
  * the Extern it makes lives until the context is destroyed, and a name is registered once

@@ -332,7 +332,7 @@ static dvm_status compile(dvm_context *ctx, const dvm_graph *dg, const dvm_compi
   m->threads = opt ? opt->threads : 0;
   /* vm, auto: encode every kernel now (microseconds each). llvm: compile every kernel
      before the first run. auto: also request them from the background compiler; if LLVM
-     cannot target this machine, auto stays on bytecode. DVM_JIT=off: auto runs every
+     cannot target the host, auto stays on bytecode. DVM_JIT=off: auto runs every
      kernel on the reference path. */
   const char *jit_env = getenv("DVM_JIT");
   bool jit_off = jit_env && !strcmp(jit_env, "off");
@@ -341,7 +341,7 @@ static dvm_status compile(dvm_context *ctx, const dvm_graph *dg, const dvm_compi
                  .background = tier == DVM_TIER_AUTO};
   if (bytecode && !(pl.encode = strcmp(vm_isa(NULL), "none") != 0) && tier == DVM_TIER_VM) {
     dvm_model_destroy(m);
-    return ir_err(&err, DVM_ERR_UNSUPPORTED, "the bytecode tier does not run on this machine"), rt_fail(&err);
+    return ir_err(&err, DVM_ERR_UNSUPPORTED, "the bytecode tier does not run on this host"), rt_fail(&err);
   }
   if (tier == DVM_TIER_LLVM || tier == DVM_TIER_AUTO) {
     Err jerr = {0};
@@ -605,10 +605,9 @@ static void call_finish(void *arg, int64_t begin, int64_t end) {
 
 /* Rows per chunk: enough work (~16K element-operations, 0.5-3 us) that splitting pays for
  * itself while the workers still spin from the last region, so small runs stay on the
- * caller with no synchronization. With 64K, W1-W3 at N = 64 ran on one thread of two
- * (W1: 11.0 us, in chunks of 16 rows 6.0-8.5 us); 8K, which splits N = 16, helped or
- * hurt from one minute to the next on this shared machine (W1 N = 16: 2.0 or 3.6 us
- * against 3.0 on one thread). */
+ * caller with no synchronization. With 64K, W1-W3 at N = 64 ran on one thread of two;
+ * 8K, which splits N = 16, helped or hurt from one run to the next on a shared host
+ * (bench/RESULTS.md). */
 static int64_t grain(const Graph *g, const Partition *p, const Kernel *k, int64_t item) {
   int64_t c, cost = item > 0 ? item : 1;
   for (uint32_t i = 0; i < k->nmembers; i++) { /* a matmul row costs K times more */

@@ -3,7 +3,7 @@
  * A pool of `threads` participants: threads - 1 worker threads plus whichever thread calls
  * rt_pool_run. A job is a function over an index range [0, extent); the pool splits the
  * range into contiguous chunks of at least `grain` items and hands them out dynamically, so
- * every index is passed to fn exactly once. Kernels (DESIGN.md, "jit") are adapted with a
+ * every index is passed to fn exactly once. Kernels (kernel/kernel.h, the kernel ABI) are adapted with a
  * small ctx that holds bufs and dims and calls kernel(bufs, dims, begin, end).
  *
  * Threads: any number of threads may call rt_pool_run / rt_pool_run_many on one pool at

@@ -1,5 +1,5 @@
 /* tools/bench.c — `dvm bench`: workloads × symbol bindings, timed in one process, with
- * the machine's limits and the peers side by side (FORMAT.md; bench/README.md).
+ * the machine's limits and the peers side by side (docs/format.md; bench/README.md).
  *
  * For each workload the model is compiled once; then each binding of the sweep runs in
  * the same process, so `recompiles` shows whether new symbol values cost compiles. A

@@ -1,4 +1,4 @@
-/* tools/dvm.c — the `dvm` command line (FORMAT.md): run, dump, bench.
+/* tools/dvm.c — the `dvm` command line (docs/format.md): run, dump, bench.
  *
  * Uses the public API only (include/dvm.h); `bench` lives in bench.c (with limits.c and
  * peers.c), the shared helpers in tool.c. Exit status: 0 success; 1 a graph, shape,

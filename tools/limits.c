@@ -5,7 +5,7 @@
  * The triad counts 3 arrays × 4 bytes per element (two reads, one write; write-allocate
  * traffic is not counted, as in STREAM) and reports the best of several trials. OpenBLAS
  * is loaded with dlopen, so dvm does not link it; OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE
- * (which halve its speed on this machine) are removed from the environment before it is
+ * (set for another core, they halve its speed) are removed from the environment before it is
  * loaded, as the bench is meant to compare against OpenBLAS at its best.
  *
  * sgemm runs in a child process. OpenBLAS's pthreads keep spinning after a call (about

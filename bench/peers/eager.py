@@ -3,7 +3,7 @@
 
     eager.py --backend numpy|torch --graph G.dvm --dir DIR --threads T --reps R [--peer-name NAME]
 
-A generic interpreter of the .dvm text format (/work/shared/FORMAT.md, docs/ops.md): the
+A generic interpreter of the .dvm text format (docs/format.md, docs/ops.md): the
 graph is parsed and turned into a list of Python closures once (untimed); each timed run
 then executes the ops eagerly, one library call sequence per op, the way a user of NumPy or
 PyTorch eager mode writes the model (matmul via BLAS, torch.softmax, F.layer_norm, F.gelu,

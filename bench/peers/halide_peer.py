@@ -72,7 +72,7 @@ class Skip(Exception):
 
 
 # ----------------------------------------------------------------------------------------
-# Minimal .dvm parsing (FORMAT.md): name, declarations, assignments, outputs.
+# Minimal .dvm parsing (docs/format.md): name, declarations, assignments, outputs.
 # ----------------------------------------------------------------------------------------
 
 def parse_graph(path):

@@ -5,7 +5,7 @@
               [--params initializers|inputs] [--shapes symbolic|static]
               [--save-model FILE.onnx] [--save-optimized FILE.onnx]
 
-The graph (/work/shared/FORMAT.md, docs/ops.md) is exported to an ONNX model (opset 17,
+The graph (docs/format.md, docs/ops.md) is exported to an ONNX model (opset 17,
 Debian's python3-onnx, checked with onnx.checker and strict shape inference), which
 bench/peers/ort_run.mjs runs with onnxruntime-node (CPU execution provider, from
 bench/node_modules) in a Node.js process: intraOpNumThreads = T, interOpNumThreads = 1,

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""dvm bench: the JSON and CSV schemas of FORMAT.md, and peers compared honestly.
+"""dvm bench: the JSON and CSV schemas of docs/format.md, and peers compared honestly.
 
 usage: run_bench.py DVM SCRATCH_DIR
 
 Runs `dvm bench` on small bindings of W1 and W2 (and one .dvm path) with the numpy peer
 and a deliberately wrong peer (wrong_peer.py, plugged in through DVM_PEERS), then checks:
-every JSON line is a limit line or a result line with the fields FORMAT.md names; the
+every JSON line is a limit line or a result line with the fields docs/format.md names; the
 numpy peer matches with a ratio equal to dvm/peer; the wrong peer is reported as a
 mismatch; CSV carries the same fields with peers flattened; --sweep bindings and
 recompiles are reported. Ends with "N passed, M failed".

@@ -3,7 +3,7 @@
 
 Usage: ref_vs_numpy.py DVM_BINARY SCRATCH_DIR
 
-Every operator of FORMAT.md except `call` is run through `dvm run ... --tier ref` on several
+Every operator of docs/format.md except `call` is run through `dvm run ... --tier ref` on several
 cases (symbol values 1 and odd sizes, broadcasting against constant 1s, negative axes,
 keepdims, several dtypes, literals, multi-op graphs) and compared with NumPy computed in the
 dtype semantics of docs/ops.md: every op in double (integers in int64), each produced value
@@ -833,7 +833,7 @@ for tag, dt, da, a, db, b, (ta, tb) in MATMULS:
 
 
 # ---- constants -----------------------------------------------------------------------------
-# A symbol is declared by its first use in an input/param line (FORMAT.md), so a graph whose
+# A symbol is declared by its first use in an input/param line (docs/format.md), so a graph whose
 # constants use N declares an input z: f32[N] that is not given (dvm fills it) and binds N
 # with -s.
 Z = ("input", "z", "f32", "N", None)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seeded random generator of valid dvm graphs (FORMAT.md) for differential testing.
+"""Seeded random generator of valid dvm graphs (docs/format.md) for differential testing.
 
 (Longer than 800 lines because the op builders and the error model they share are one
 class, Gen; the graph families that use it are the short functions after it.)

@@ -1,6 +1,6 @@
 /* tests/unit/test_api.c — the public C API of include/dvm.h, used as an embedder would.
  *
- * Builds FORMAT.md's mlp example (plus one output that uses a literal) with the builder,
+ * Builds docs/format.md's mlp example (plus one output that uses a literal) with the builder,
  * compiles it for the reference tier, and checks that it agrees bitwise with the same
  * graph parsed from text and, within 1e-5 relative / 1e-6 absolute, with a hand-written
  * double-precision matmul + bias + gelu, for N = 1 and N = 5. Then the error paths: bad
@@ -36,13 +36,13 @@ static const struct {
 
 /* ---- the graph ----------------------------------------------------------------------- */
 
-#define D_IN 16  /* FORMAT.md's 1024, kept small */
-#define D_OUT 32 /* FORMAT.md's 4096 */
+#define D_IN 16  /* docs/format.md's 1024, kept small */
+#define D_OUT 32 /* docs/format.md's 4096 */
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
 static const char mlp_text[] =
-    "# FORMAT.md's example, plus a literal\n"
+    "# docs/format.md's example, plus a literal\n"
     "graph mlp\n"
     "input  x:  f32[N, " STR(D_IN) "]\n"
                                    "param  w1: f32[" STR(D_IN) ", " STR(

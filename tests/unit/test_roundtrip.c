@@ -7,7 +7,7 @@
  * dtypes, ranks, names, operands, attributes, declared and inferred shapes as printed by
  * ir_dim_str, outputs). An op without a case is a failure, so a new op in ops.def makes
  * this test fail until it gets one. Also: every op name is found by ir_op_lookup, every
- * op has an inference rule, and the lexical liberties of FORMAT.md (comments, blank
+ * op has an inference rule, and the lexical liberties of docs/format.md (comments, blank
  * lines, extra spaces, CRLF, `output a, b`) parse to the same graph as the plain text.
  * The last line printed is "N passed, M failed"; the exit status is nonzero on failure. */
 #include <math.h>
