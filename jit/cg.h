@@ -19,6 +19,7 @@
 #include "jit.h"
 
 typedef struct Cg {
+  const KnKernel *low;   /* the lowered kernel: each member's instruction */
   const Partition *p;
   const Graph *g;
   const Kernel *k;
@@ -175,7 +176,7 @@ LLVMValueRef cg_vdiv(Cg *c, LLVMValueRef x, LLVMValueRef y);
  * 7 multiplies and fmas against vexp's 12 (W2 is bound by them up to N = 333). The
  * bytecode tier's F_(expm) is the same sequence. */
 LLVMValueRef cg_exp_shifted(Cg *c, LLVMValueRef d);
-LLVMValueRef cg_emit_elementwise(Cg *c, uint32_t v);
+LLVMValueRef cg_emit_elementwise(Cg *c, uint32_t v, const KnIns *in);
 
 /* views.c */
 Ix cg_ix_scalar(LLVMValueRef s);

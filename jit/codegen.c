@@ -43,16 +43,19 @@
 
 #include "cg.h"
 
-void jit_emit_extern(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleRef M, const char *name);
+void jit_emit_extern(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char *name);
 
-/* Emit kernel k as function `name` into module M (context C); W lanes, libmvec prefix. */
-void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleRef M,
-              const char *name, int W, const char *mvec_prefix) {
+/* Emit the lowered kernel kk as function `name` into module M (context C); W lanes,
+ * libmvec prefix. */
+void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char *name, int W,
+              const char *mvec_prefix) {
+  const Partition *p = kk->p;
+  const Kernel *k = kk->k;
   if (k->kind == KK_EXTERN) {
-    jit_emit_extern(p, k, C, M, name);
+    jit_emit_extern(kk, C, M, name);
     return;
   }
-  Cg c = {.p = p, .g = p->g, .k = k, .W = W, .NW = W, .mvec = mvec_prefix, .C = C, .M = M,
+  Cg c = {.low = kk, .p = p, .g = p->g, .k = k, .W = W, .NW = W, .mvec = mvec_prefix, .C = C, .M = M,
           .mm_member = -1, .stash_member = -1};
   if (kn_col_mode(p->g, k)) c.W = W * KN_COL_VECS;
   c.f32 = LLVMFloatTypeInContext(C);

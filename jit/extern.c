@@ -68,10 +68,9 @@ static LLVMTypeRef elem_type(const Ex *x, DType dt) {
 
 /* Emit extern kernel k as function `name` of the kernel ABI: if begin < end, call the
  * function once with its arguments; a scalar result is stored as the output's element. */
-void jit_emit_extern(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleRef M, const char *name) {
-  KnExt plan;
-  char why[256];
-  bool ok = kn_extern_plan(p, k, &plan, why, sizeof why);
+void jit_emit_extern(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char *name) {
+  const KnExt plan = kk->ext;
+  bool ok = kk->ok;
   Ex x = {.C = C, .M = M, .B = LLVMCreateBuilderInContext(C)};
   x.i8 = LLVMInt8TypeInContext(C), x.i32 = LLVMInt32TypeInContext(C), x.i64 = LLVMInt64TypeInContext(C);
   x.f32 = LLVMFloatTypeInContext(C), x.f64 = LLVMDoubleTypeInContext(C), x.ptr = LLVMPointerTypeInContext(C, 0);
@@ -84,7 +83,7 @@ void jit_emit_extern(const Partition *p, const Kernel *k, LLVMContextRef C, LLVM
   LLVMValueRef bufs = LLVMGetParam(fn, 0), dims = LLVMGetParam(fn, 1);
   LLVMBuildCondBr(x.B, LLVMBuildICmp(x.B, LLVMIntSLT, LLVMGetParam(fn, 2), LLVMGetParam(fn, 3), ""), call, done);
   LLVMPositionBuilderAtEnd(x.B, call);
-  if (ok) { /* kn_supported checked the plan; without one the kernel does nothing */
+  if (ok) { /* compile() declines a kernel without a plan; here it does nothing */
     const Extern *e = plan.e;
     LLVMTypeRef pt[EXT_MAX_PARAMS];
     LLVMValueRef av[EXT_MAX_PARAMS];

@@ -55,17 +55,17 @@ typedef void (*JitWarmUp)(Jit *j);
  * Jit calls warm before it returns (llvm.c: Exit), once per process. */
 Jit *jit_new(JitWarmUp warm, Err *err);
 void jit_free(Jit *j);
-/* The cache entry for kernel k of partition p, compiling it first if needed (blocking:
+/* The cache entry for the lowered kernel kk, compiling it first if needed (blocking:
  * concurrent callers for one key wait for the one compile). Never NULL; the entry's state
  * says whether native code is there. `keep_text` records the IR and assembly when this
  * call compiles (dumps use a Jit of their own). */
-JitEntry *jit_get(Jit *j, const Partition *p, const Kernel *k, bool keep_text);
+JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text);
 void jit_stats(Jit *j, JitStats *out);
-/* Tiering (the auto tier): the entry for kernel k without waiting, and, if nobody has
+/* Tiering (the auto tier): the entry for kernel kk without waiting, and, if nobody has
  * compiled it yet, a request to the background compile thread. `owner` (a model) must
- * call jit_cancel before the partition it passed goes away. Runs read entry->fn
+ * call jit_cancel before the lowered kernel it passed goes away. Runs read entry->fn
  * atomically: NULL until native code is ready, then the code, swapped in with no lock. */
-JitEntry *jit_request(Jit *j, const Partition *p, const Kernel *k, const void *owner);
+JitEntry *jit_request(Jit *j, const KnKernel *kk, const void *owner);
 /* Drop owner's pending requests and wait until none of its kernels is being compiled. */
 void jit_cancel(Jit *j, const void *owner);
 /* Wait until owner has no pending or running requests. */

@@ -52,8 +52,8 @@
 
 #include "jit.h"
 
-void jit_emit(const Partition *p, const Kernel *k, LLVMContextRef C, LLVMModuleRef M,
-              const char *name, int W, const char *mvec_prefix);
+void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char *name, int W,
+              const char *mvec_prefix);
 
 #define BUCKETS 1024
 
@@ -71,8 +71,7 @@ struct Jit {
   JitStats stats;
   /* the background compiler: a FIFO of requests, one thread, started on first use */
   struct Request {
-    const Partition *p;
-    const Kernel *k;
+    const KnKernel *kk;
     const void *owner;
   } *queue;
   size_t qhead, qlen, qcap;
@@ -123,7 +122,7 @@ static bool failed(LLVMErrorRef e, char *buf, size_t n) {
   return true;
 }
 
-JitEntry *jit_get(Jit *j, const Partition *p, const Kernel *k, bool keep_text);
+JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text);
 
 /* The process's first Jit compiles a small kernel on the calling thread (warm: the
  * runtime's pipeline on an exp over rows of 70, a loop and a masked tail) before any
@@ -251,11 +250,10 @@ void jit_free(Jit *j) {
 const char *jit_target(const Jit *j) { return j->target; }
 int jit_lanes(const Jit *j) { return j->W; }
 
-/* Compile kernel k into entry e (the caller holds no lock). */
-static void compile(Jit *j, const Partition *p, const Kernel *k, JitEntry *e, bool keep_text) {
-  char why[sizeof e->why];
-  if (!kn_supported(p, k, why, sizeof why)) {
-    snprintf(e->why, sizeof e->why, "%s", why);
+/* Compile the lowered kernel kk into entry e (the caller holds no lock). */
+static void compile(Jit *j, const KnKernel *kk, JitEntry *e, bool keep_text) {
+  if (!kk->ok) {
+    snprintf(e->why, sizeof e->why, "%s", kk->why);
     atomic_store(&e->state, JE_UNSUPPORTED);
     return;
   }
@@ -271,7 +269,7 @@ static void compile(Jit *j, const Partition *p, const Kernel *k, JitEntry *e, bo
   LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(j->tm);
   LLVMSetModuleDataLayout(M, dl);
   LLVMDisposeTargetData(dl);
-  jit_emit(p, k, C, M, name, j->W, j->mvec);
+  jit_emit(kk, C, M, name, j->W, j->mvec);
   char *verr = NULL;
   if (LLVMVerifyModule(M, LLVMReturnStatusAction, &verr)) {
     snprintf(e->why, sizeof e->why, "internal: emitted IR does not verify: %.200s", verr);
@@ -342,9 +340,9 @@ static JitEntry *entry(Jit *j, const uint8_t key[16]) {
   return e;
 }
 
-JitEntry *jit_get(Jit *j, const Partition *p, const Kernel *k, bool keep_text) {
+JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text) {
   pthread_mutex_lock(&j->lock);
-  JitEntry *e = entry(j, k->key);
+  JitEntry *e = entry(j, kk->k->key);
   while (atomic_load(&e->state) == JE_COMPILING) pthread_cond_wait(&j->changed, &j->lock);
   if (atomic_load(&e->state) != JE_NEW) {
     j->stats.hits++;
@@ -354,7 +352,7 @@ JitEntry *jit_get(Jit *j, const Partition *p, const Kernel *k, bool keep_text) {
   atomic_store(&e->state, JE_COMPILING);
   j->stats.misses++;
   pthread_mutex_unlock(&j->lock);
-  compile(j, p, k, e, keep_text);
+  compile(j, kk, e, keep_text);
   pthread_mutex_lock(&j->lock);
   if (atomic_load(&e->state) == JE_READY) j->stats.compiles++, j->stats.compile_ms += e->compile_ms;
   if (atomic_load(&e->state) == JE_UNSUPPORTED) j->stats.unsupported++;
@@ -389,7 +387,7 @@ static void *compile_thread(void *arg) {
     j->qlen--;
     j->busy_owner = r.owner;
     pthread_mutex_unlock(&j->lock);
-    jit_get(j, r.p, r.k, false); /* compiles, or waits for whoever does */
+    jit_get(j, r.kk, false); /* compiles, or waits for whoever does */
     static atomic_uint compiles; /* again after the process's 1st, 2nd, 4th, 8th... request */
     unsigned c = atomic_fetch_add(&compiles, 1) + 1;
     if (!(c & (c - 1))) atexit(stop_all);
@@ -401,9 +399,9 @@ static void *compile_thread(void *arg) {
   return NULL;
 }
 
-JitEntry *jit_request(Jit *j, const Partition *p, const Kernel *k, const void *owner) {
+JitEntry *jit_request(Jit *j, const KnKernel *kk, const void *owner) {
   pthread_mutex_lock(&j->lock);
-  JitEntry *e = entry(j, k->key);
+  JitEntry *e = entry(j, kk->k->key);
   if (atomic_load(&e->state) == JE_NEW) {
     /* LLVM gets 8 MB of stack, as clang gives its threads */
     if (!j->running && !j->stopping && !atomic_load(&exiting) &&
@@ -421,7 +419,7 @@ JitEntry *jit_request(Jit *j, const Partition *p, const Kernel *k, const void *o
       free(j->queue);
       j->queue = q, j->qcap = cap, j->qhead = 0;
     }
-    j->queue[(j->qhead + j->qlen++) % j->qcap] = (struct Request){p, k, owner};
+    j->queue[(j->qhead + j->qlen++) % j->qcap] = (struct Request){kk, owner};
     pthread_cond_signal(&j->work);
   }
   pthread_mutex_unlock(&j->lock);

@@ -100,23 +100,22 @@ static LLVMValueRef sigmoid(Cg *c, LLVMValueRef x) {
 }
 
 /* Compares (NumPy: only != holds for NaN), bool logic, select and casts. */
-static LLVMValueRef emit_bool(Cg *c, uint32_t v, LLVMValueRef x, LLVMValueRef y) {
+static LLVMValueRef emit_bool(Cg *c, uint32_t v, const KnIns *in, LLVMValueRef x, LLVMValueRef y) {
   LLVMBuilderRef B = c->B;
-  Op op = (Op)ir_node(c->g, v)->op;
   bool fx = LLVMGetTypeKind(LLVMGetElementType(LLVMTypeOf(x))) == LLVMFloatTypeKind;
-  DType to = (DType)ir_node(c->g, v)->dtype, from = (DType)ir_node(c->g, ir_operand(c->g, v, 0))->dtype;
-  switch (op) {
-  case OP_EQ: return fx ? LLVMBuildFCmp(B, LLVMRealOEQ, x, y, "") : LLVMBuildICmp(B, LLVMIntEQ, x, y, "");
-  case OP_NE: return fx ? LLVMBuildFCmp(B, LLVMRealUNE, x, y, "") : LLVMBuildICmp(B, LLVMIntNE, x, y, "");
-  case OP_LT: return fx ? LLVMBuildFCmp(B, LLVMRealOLT, x, y, "") : LLVMBuildICmp(B, LLVMIntSLT, x, y, "");
-  case OP_LE: return fx ? LLVMBuildFCmp(B, LLVMRealOLE, x, y, "") : LLVMBuildICmp(B, LLVMIntSLE, x, y, "");
-  case OP_GT: return fx ? LLVMBuildFCmp(B, LLVMRealOGT, x, y, "") : LLVMBuildICmp(B, LLVMIntSGT, x, y, "");
-  case OP_GE: return fx ? LLVMBuildFCmp(B, LLVMRealOGE, x, y, "") : LLVMBuildICmp(B, LLVMIntSGE, x, y, "");
-  case OP_AND: return LLVMBuildAnd(B, x, y, "");
-  case OP_OR: return LLVMBuildOr(B, x, y, "");
-  case OP_NOT: return LLVMBuildNot(B, x, "");
-  case OP_SELECT: return LLVMBuildSelect(B, x, y, cg_operand(c, v, 2), "");
-  case OP_CAST: /* as the reference: to bool x != 0 (NaN is true), float to integer
+  DType to = (DType)in->t, from = (DType)in->a;
+  switch (in->op) {
+  case KO_EQ: return fx ? LLVMBuildFCmp(B, LLVMRealOEQ, x, y, "") : LLVMBuildICmp(B, LLVMIntEQ, x, y, "");
+  case KO_NE: return fx ? LLVMBuildFCmp(B, LLVMRealUNE, x, y, "") : LLVMBuildICmp(B, LLVMIntNE, x, y, "");
+  case KO_LT: return fx ? LLVMBuildFCmp(B, LLVMRealOLT, x, y, "") : LLVMBuildICmp(B, LLVMIntSLT, x, y, "");
+  case KO_LE: return fx ? LLVMBuildFCmp(B, LLVMRealOLE, x, y, "") : LLVMBuildICmp(B, LLVMIntSLE, x, y, "");
+  case KO_GT: return fx ? LLVMBuildFCmp(B, LLVMRealOGT, x, y, "") : LLVMBuildICmp(B, LLVMIntSGT, x, y, "");
+  case KO_GE: return fx ? LLVMBuildFCmp(B, LLVMRealOGE, x, y, "") : LLVMBuildICmp(B, LLVMIntSGE, x, y, "");
+  case KO_AND: return LLVMBuildAnd(B, x, y, "");
+  case KO_OR: return LLVMBuildOr(B, x, y, "");
+  case KO_NOT: return LLVMBuildNot(B, x, "");
+  case KO_SELECT: return LLVMBuildSelect(B, x, y, cg_operand(c, v, 2), "");
+  case KO_CAST: /* as the reference: to bool x != 0 (NaN is true), float to integer
                     saturates (NaN is 0), integers wrap, bool is 0/1 */
     if (to == from) return x;
     if (to == DT_BOOL)
@@ -132,97 +131,84 @@ static LLVMValueRef emit_bool(Cg *c, uint32_t v, LLVMValueRef x, LLVMValueRef y)
   }
 }
 
-/* A clip bound of an integer clip as the reference takes it: an integer attribute, or a
- * float truncated (NaN is 0), saturated into the dtype's range either way. */
-static LLVMValueRef clip_bound(Cg *c, const Attr *a, DType t) {
-  int64_t b;
-  if (a->isint) b = a->i;
-  else if (isnan(a->f)) b = 0;
-  else b = a->f >= 0x1p63 ? INT64_MAX : a->f < -0x1p63 ? INT64_MIN : (int64_t)a->f;
-  if (t == DT_I32) b = b > INT32_MAX ? INT32_MAX : b < INT32_MIN ? INT32_MIN : b;
-  return cg_vsplat(c, LLVMConstInt(t == DT_I64 ? c->i64 : c->i32, (unsigned long long)b, 1), "");
-}
-
 /* Integer arithmetic wraps (two's complement), as the reference. */
-static LLVMValueRef emit_int(Cg *c, uint32_t v, Op op, LLVMValueRef x, LLVMValueRef y) {
+static LLVMValueRef emit_int(Cg *c, const KnIns *in, LLVMValueRef x, LLVMValueRef y) {
   LLVMBuilderRef B = c->B;
   LLVMTypeRef t = LLVMTypeOf(x);
   LLVMValueRef zero = LLVMConstNull(t), a[2] = {x, y ? y : zero};
-  switch (op) {
-  case OP_NEG: return LLVMBuildSub(B, zero, x, "");
-  case OP_ABS: a[1] = LLVMConstInt(c->i1, 0, 0); return cg_intrinsic(c, "llvm.abs", &t, 1, a, 2);
-  case OP_RELU: return cg_intrinsic(c, "llvm.smax", &t, 1, a, 2);
-  case OP_SIGN: {
+  switch (in->op) {
+  case KO_NEG: return LLVMBuildSub(B, zero, x, "");
+  case KO_ABS: a[1] = LLVMConstInt(c->i1, 0, 0); return cg_intrinsic(c, "llvm.abs", &t, 1, a, 2);
+  case KO_RELU: return cg_intrinsic(c, "llvm.smax", &t, 1, a, 2);
+  case KO_SIGN: {
     LLVMValueRef one = cg_vsplat(c, LLVMConstInt(LLVMGetElementType(t), 1, 0), "");
     LLVMValueRef neg = LLVMBuildSub(B, zero, one, "");
     return LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, x, zero, ""), one,
                            LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, x, zero, ""), neg, zero, ""), "");
   }
-  case OP_ADD: return LLVMBuildAdd(B, x, y, "");
-  case OP_SUB: return LLVMBuildSub(B, x, y, "");
-  case OP_MUL: return LLVMBuildMul(B, x, y, "");
-  case OP_MAX: return cg_intrinsic(c, "llvm.smax", &t, 1, a, 2);
-  case OP_MIN: return cg_intrinsic(c, "llvm.smin", &t, 1, a, 2);
-  case OP_CLIP: {
-    const Attr *lo = ir_attr(c->g, v, AK_LO), *hi = ir_attr(c->g, v, AK_HI);
-    DType dt = (DType)ir_node(c->g, v)->dtype;
-    if (lo) a[0] = x, a[1] = clip_bound(c, lo, dt), x = cg_intrinsic(c, "llvm.smax", &t, 1, a, 2);
-    if (hi) a[0] = x, a[1] = clip_bound(c, hi, dt), x = cg_intrinsic(c, "llvm.smin", &t, 1, a, 2);
+  case KO_ADD: return LLVMBuildAdd(B, x, y, "");
+  case KO_SUB: return LLVMBuildSub(B, x, y, "");
+  case KO_MUL: return LLVMBuildMul(B, x, y, "");
+  case KO_MAX: return cg_intrinsic(c, "llvm.smax", &t, 1, a, 2);
+  case KO_MIN: return cg_intrinsic(c, "llvm.smin", &t, 1, a, 2);
+  case KO_CLIP: {
+    LLVMTypeRef et = in->t == DT_I64 ? c->i64 : c->i32;
+    if (in->lo) a[0] = x, a[1] = cg_vsplat(c, LLVMConstInt(et, (unsigned long long)in->ilo, 1), ""),
+                x = cg_intrinsic(c, "llvm.smax", &t, 1, a, 2);
+    if (in->hi) a[0] = x, a[1] = cg_vsplat(c, LLVMConstInt(et, (unsigned long long)in->ihi, 1), ""),
+                x = cg_intrinsic(c, "llvm.smin", &t, 1, a, 2);
     return x;
   }
   default: return x; /* unreachable: kn_supported */
   }
 }
 
-LLVMValueRef cg_emit_elementwise(Cg *c, uint32_t v) {
-  Op op = (Op)ir_node(c->g, v)->op;
-  LLVMValueRef x = cg_operand(c, v, 0), y = ir_ops[op].arity >= 2 ? cg_operand(c, v, 1) : NULL;
+LLVMValueRef cg_emit_elementwise(Cg *c, uint32_t v, const KnIns *in) {
+  LLVMValueRef x = cg_operand(c, v, 0), y = kn_op_arity((KnOp)in->op) >= 2 ? cg_operand(c, v, 1) : NULL;
   LLVMBuilderRef B = c->B;
-  if (kn_elementwise_bool(op)) return emit_bool(c, v, x, y);
-  if (kn_is_int((DType)ir_node(c->g, v)->dtype)) return emit_int(c, v, op, x, y);
-  switch (op) {
-  case OP_NEG: return LLVMBuildFNeg(B, x, "");
-  case OP_ABS: return cg_vcall1(c, "llvm.fabs", x);
-  case OP_EXP: return vexp(c, x);
-  case OP_LOG: return cg_mvec(c, "logf", x, NULL);
-  case OP_SQRT: return cg_vcall1(c, "llvm.sqrt", x);
-  case OP_RSQRT: return cg_vdiv(c, cg_splatf(c, 1), cg_vcall1(c, "llvm.sqrt", x));
-  case OP_RECIPROCAL: return cg_vdiv(c, cg_splatf(c, 1), x);
-  case OP_TANH: return cg_mvec(c, "tanhf", x, NULL);
-  case OP_SIGMOID: return sigmoid(c, x);
-  case OP_RELU: return cg_vcall2(c, "llvm.maximum", x, cg_splatf(c, 0));
-  case OP_GELU: {
+  if (in->op >= KO_EQ && in->op <= KO_CAST) return emit_bool(c, v, in, x, y); /* compares, logic, select, casts */
+  if (kn_is_int((DType)in->t)) return emit_int(c, in, x, y);
+  switch (in->op) {
+  case KO_NEG: return LLVMBuildFNeg(B, x, "");
+  case KO_ABS: return cg_vcall1(c, "llvm.fabs", x);
+  case KO_EXP: return vexp(c, x);
+  case KO_LOG: return cg_mvec(c, "logf", x, NULL);
+  case KO_SQRT: return cg_vcall1(c, "llvm.sqrt", x);
+  case KO_RSQRT: return cg_vdiv(c, cg_splatf(c, 1), cg_vcall1(c, "llvm.sqrt", x));
+  case KO_RECIP: return cg_vdiv(c, cg_splatf(c, 1), x);
+  case KO_TANH: return cg_mvec(c, "tanhf", x, NULL);
+  case KO_SIGMOID: return sigmoid(c, x);
+  case KO_RELU: return cg_vcall2(c, "llvm.maximum", x, cg_splatf(c, 0));
+  case KO_GELU: {
     LLVMValueRef e = cg_mvec(c, "erff", LLVMBuildFMul(B, x, cg_splatf(c, M_SQRT1_2), ""), NULL);
     return LLVMBuildFMul(B, LLVMBuildFMul(B, cg_splatf(c, 0.5), x, ""), LLVMBuildFAdd(B, cg_splatf(c, 1), e, ""), "");
   }
-  case OP_GELU_TANH: return gelu_tanh(c, x);
-  case OP_SILU: return LLVMBuildFMul(B, x, sigmoid(c, x), "");
-  case OP_ERF: return cg_mvec(c, "erff", x, NULL);
-  case OP_SIN: return cg_mvec(c, "sinf", x, NULL);
-  case OP_COS: return cg_mvec(c, "cosf", x, NULL);
-  case OP_FLOOR: return cg_vcall1(c, "llvm.floor", x);
-  case OP_CEIL: return cg_vcall1(c, "llvm.ceil", x);
-  case OP_ROUND: return cg_vcall1(c, "llvm.roundeven", x);
-  case OP_SIGN: {
+  case KO_GELU_TANH: return gelu_tanh(c, x);
+  case KO_SILU: return LLVMBuildFMul(B, x, sigmoid(c, x), "");
+  case KO_ERF: return cg_mvec(c, "erff", x, NULL);
+  case KO_SIN: return cg_mvec(c, "sinf", x, NULL);
+  case KO_COS: return cg_mvec(c, "cosf", x, NULL);
+  case KO_FLOOR: return cg_vcall1(c, "llvm.floor", x);
+  case KO_CEIL: return cg_vcall1(c, "llvm.ceil", x);
+  case KO_ROUND: return cg_vcall1(c, "llvm.roundeven", x);
+  case KO_SIGN: {
     LLVMValueRef pos = LLVMBuildFCmp(B, LLVMRealOGT, x, cg_splatf(c, 0), "");
     LLVMValueRef neg = LLVMBuildFCmp(B, LLVMRealOLT, x, cg_splatf(c, 0), "");
     LLVMValueRef s = LLVMBuildSelect(B, pos, cg_splatf(c, 1), LLVMBuildSelect(B, neg, cg_splatf(c, -1), cg_splatf(c, 0), ""), "");
     LLVMValueRef nan = LLVMBuildFCmp(B, LLVMRealUNO, x, x, "");
     return LLVMBuildSelect(B, nan, x, s, "");
   }
-  case OP_ADD: return LLVMBuildFAdd(B, x, y, "");
-  case OP_SUB: return LLVMBuildFSub(B, x, y, "");
-  case OP_MUL: return LLVMBuildFMul(B, x, y, "");
-  case OP_DIV: return cg_vdiv(c, x, y);
-  case OP_POW: return cg_mvec(c, "powf", x, y);
-  case OP_MAX: return cg_vcall2(c, "llvm.maximum", x, y);
-  case OP_MIN: return cg_vcall2(c, "llvm.minimum", x, y);
-  case OP_CLIP: {
-    const Attr *lo = ir_attr(c->g, v, AK_LO), *hi = ir_attr(c->g, v, AK_HI);
-    if (lo) x = cg_vcall2(c, "llvm.maximum", x, cg_splatf(c, (float)ir_attr_float(c->g, v, AK_LO, 0)));
-    if (hi) x = cg_vcall2(c, "llvm.minimum", x, cg_splatf(c, (float)ir_attr_float(c->g, v, AK_HI, 0)));
+  case KO_ADD: return LLVMBuildFAdd(B, x, y, "");
+  case KO_SUB: return LLVMBuildFSub(B, x, y, "");
+  case KO_MUL: return LLVMBuildFMul(B, x, y, "");
+  case KO_DIV: return cg_vdiv(c, x, y);
+  case KO_POW: return cg_mvec(c, "powf", x, y);
+  case KO_MAX: return cg_vcall2(c, "llvm.maximum", x, y);
+  case KO_MIN: return cg_vcall2(c, "llvm.minimum", x, y);
+  case KO_CLIP:
+    if (in->lo) x = cg_vcall2(c, "llvm.maximum", x, cg_splatf(c, in->flo));
+    if (in->hi) x = cg_vcall2(c, "llvm.minimum", x, cg_splatf(c, in->fhi));
     return x;
-  }
   default: return cg_splatf(c, NAN); /* unreachable: kn_supported */
   }
 }

@@ -260,29 +260,28 @@ LLVMValueRef cg_eval(Cg *c, uint32_t u) {
   DType ut = (DType)ir_node(c->g, u)->dtype;
   if (c->red[m]) return kn_is_low(ut) ? cg_round_to(c, c->red[m], ut) : c->red[m];
   if (c->memo[m]) return c->memo[m];
-  Op op = (Op)ir_node(c->g, u)->op;
+  const KnIns *in = &c->low->ins[m];
   LLVMBuilderRef B = c->B;
   LLVMValueRef r, x;
   int saved = c->ctx;
   c->ctx = c->axes && ir_node(c->g, u)->rank == c->rr && c->rr < c->r;
-  switch (op) {
-  case OP_MATMUL: r = c->mm; break;
-  case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
-  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: case OP_GATHER: r = view_here(c, u); break;
-  case OP_SOFTMAX: /* exp(x - max) · (1 / sum), exp(x - max) kept by the sum pass if stashed */
+  switch (in->op) {
+  case KO_PRODUCT: r = c->mm; break;
+  case KO_VIEW: r = view_here(c, u); break;
+  case KO_SOFTMAX: /* exp(x - max) · (1 / sum), exp(x - max) kept by the sum pass if stashed */
     x = c->stash_member == m ? cg_load_vec(c, c->stash, c->j)
                              : cg_exp_shifted(c, LLVMBuildFSub(B, cg_operand(c, u, 0), c->n1[m], ""));
     r = LLVMBuildFMul(B, x, c->n2[m], "");
     break;
-  case OP_LOG_SOFTMAX: r = LLVMBuildFSub(B, cg_operand(c, u, 0), c->n2[m], ""); break; /* x - (max + log sum) */
-  case OP_LAYERNORM:
+  case KO_LOG_SOFTMAX: r = LLVMBuildFSub(B, cg_operand(c, u, 0), c->n2[m], ""); break; /* x - (max + log sum) */
+  case KO_LAYERNORM:
     x = LLVMBuildFMul(B, LLVMBuildFSub(B, cg_operand(c, u, 0), c->n1[m], ""), c->n2[m], "");
     r = LLVMBuildFAdd(B, LLVMBuildFMul(B, x, cg_operand(c, u, 1), ""), cg_operand(c, u, 2), "");
     break;
-  case OP_RMSNORM: r = LLVMBuildFMul(B, LLVMBuildFMul(B, cg_operand(c, u, 0), c->n2[m], ""), cg_operand(c, u, 1), ""); break;
-  default: r = cg_emit_elementwise(c, u);
+  case KO_RMSNORM: r = LLVMBuildFMul(B, LLVMBuildFMul(B, cg_operand(c, u, 0), c->n2[m], ""), cg_operand(c, u, 1), ""); break;
+  default: r = cg_emit_elementwise(c, u, in);
   }
-  if (kn_is_low(ut) && !kn_is_view(op)) r = cg_round_to(c, r, ut); /* the reference rounds every op's result */
+  if (kn_is_low(ut) && in->op != KO_VIEW) r = cg_round_to(c, r, ut); /* the reference rounds every op's result */
   c->ctx = saved;
   c->memo[m] = r;
   return r;

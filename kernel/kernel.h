@@ -23,8 +23,15 @@
  * dims[ndims] and, when above 1, its scratch at bufs[ninputs + noutputs + 2]
  * (kn_col_blocks).
  *
+ * The lowered kernel (KnKernel, lower.c) is built once per kernel by the pipeline and is
+ * what the back ends take: the coverage decision, the extern call plan, and per member
+ * one instruction of kernel/ops.def with its dtypes and immediates resolved, so neither
+ * back end switches over graph ops for a member's computation. Views (index maps over
+ * the graph's layout ops), passes and loops are still walked by each back end.
+ *
  * Files: cover.c (coverage and modes), shape.c (passes, the packed path, extent and
- * splits), gemm.c (tiles and the packed layout), extern.c (extern call plans). */
+ * splits), gemm.c (tiles and the packed layout), extern.c (extern call plans), lower.c
+ * (the lowered kernel, its dump and its verifier). */
 #ifndef DVM_KERNEL_H
 #define DVM_KERNEL_H
 
@@ -219,5 +226,46 @@ typedef struct KnExt {
 /* The call of extern kernel k; false (why says it) if its function is not resolved
  * (dumps, graphs not compiled into a model) or a constant argument does not fit. */
 bool kn_extern_plan(const Partition *p, const Kernel *k, KnExt *x, char *why, size_t n);
+
+/* ---- the lowered kernel (lower.c) ---------------------------------------------------- */
+
+typedef enum KnOp {
+#define KOP(id, arity, name) KO_##id,
+#include "ops.def"
+#undef KOP
+  KO_COUNT
+} KnOp;
+
+/* One kernel member, lowered. */
+typedef struct KnIns {
+  uint8_t op;         /* KnOp */
+  uint8_t t;          /* the result's dtype */
+  uint8_t a;          /* the first operand's dtype (t when there is none) */
+  bool lo, hi;        /* KO_CLIP: the bounds it has */
+  double flo, fhi;    /* ... on floats: rounded to f32 */
+  int64_t ilo, ihi;   /* ... on integers: truncated and saturated to t, as the reference */
+} KnIns;
+
+/* A kernel as the back ends take it. */
+typedef struct KnKernel {
+  const Partition *p;
+  const Kernel *k;
+  bool ok;            /* both code-generating tiers cover it (kn_supported) ... */
+  char why[256];      /* ... or why not */
+  KnIns *ins;         /* per member, in fu_members order (vector, row and mix kernels) */
+  KnExt ext;          /* extern kernels: the call (when ok) */
+} KnKernel;
+
+/* Lower kernel k of partition p (never NULL; out of memory aborts, as ir_oom). */
+KnKernel *kn_lower(const Partition *p, const Kernel *k);
+void kn_lower_free(KnKernel *kk);
+/* The operands instruction op reads, and its name in dumps. */
+int kn_op_arity(KnOp op);
+const char *kn_op_name(KnOp op);
+/* `dvm dump --stage lowered`: the kernel's members as instructions (malloc'd). */
+char *kn_lower_dump(const KnKernel *kk);
+/* Check kk against its kernel: an instruction per member, each arity and dtype what its
+ * op needs. A failure is a bug in dvm (DVM_ERR_RUNTIME, "internal: ..."). */
+dvm_status kn_verify(const KnKernel *kk, Err *err);
 
 #endif /* DVM_KERNEL_H */

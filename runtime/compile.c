@@ -9,6 +9,8 @@
  *              the reference tier stops here and runs the graph op by op
  *   partition  fusion into kernels with shape-generic keys          dump: fused
  *   liveness   the last kernel that reads each value (the plans' arenas)
+ *   lower      each kernel lowered for the back ends (kn_lower), then
+ *              checked (kn_verify)                                   dump: lowered
  *   encode     bytecode for every kernel the VM covers (vm, auto)  dump: bytecode
  *   native     native code for every kernel: compiled now (llvm, and a dump's own Jit)
  *              or requested from the background compiler (auto)    dump: llvm, asm
@@ -23,7 +25,7 @@
 #include "../vm/vm.h"
 #include "runtime.h"
 
-const char *const rt_stages[RT_NSTAGES] = {"ir", "deduce", "fused", "bytecode", "llvm", "asm"};
+const char *const rt_stages[RT_NSTAGES] = {"ir", "deduce", "fused", "lowered", "bytecode", "llvm", "asm"};
 
 /* Does this compile stop at stage s, and write its text? */
 static bool dump_at(const Pipeline *pl, RtStage s) { return pl->dump == (int)s; }
@@ -44,6 +46,20 @@ static uint32_t *liveness(const Graph *g, const Partition *p) {
   }
   for (uint32_t i = 0; i < g->outputs.n; i++) last[g->outputs.v[i]] = UINT32_MAX;
   return last;
+}
+
+/* `dump --stage lowered`: every kernel's members as instructions, or why it is not
+ * covered. */
+static char *dump_lowered(const Pipeline *pl) {
+  const Partition *p = pl->part;
+  Buf b = {0};
+  ir_put(&b, "; %u kernels\n", p->kernels.n);
+  for (uint32_t i = 0; i < p->kernels.n; i++) {
+    char *text = kn_lower_dump(pl->low[i]);
+    ir_put(&b, "\n; kernel %u (%s)\n%s", i, fu_kind_name(p->kernels.v[i].kind), text);
+    free(text);
+  }
+  return ir_buf_done(&b);
 }
 
 /* `dump --stage bytecode`: every kernel's bytecode, or the reason the VM declines it. */
@@ -102,13 +118,20 @@ dvm_status rt_compile(Pipeline *pl, Graph *g, Err *err) {
   nk = pl->part->kernels.n;
   /* liveness */
   if (!(pl->last = liveness(g, pl->part))) goto oom;
+  /* lower, verify */
+  if (!(pl->low = calloc(nk + 1, sizeof *pl->low))) goto oom;
+  for (uint32_t i = 0; i < nk; i++) {
+    pl->low[i] = kn_lower(pl->part, &pl->part->kernels.v[i]);
+    if (kn_verify(pl->low[i], err)) return err->code;
+  }
+  if (dump_at(pl, RT_LOWERED)) return pl->text = dump_lowered(pl), DVM_OK;
   /* encode */
   if (pl->encode) {
     if (!(pl->vm = calloc(nk + 1, sizeof *pl->vm))) goto oom;
     if (dumping && !(pl->vm_why = calloc(nk + 1, sizeof *pl->vm_why))) goto oom;
     char why[256];
     for (uint32_t i = 0; i < nk; i++) {
-      if (!(pl->vm[i] = vm_encode(pl->part, &pl->part->kernels.v[i], why, sizeof why))) {
+      if (!(pl->vm[i] = vm_encode(pl->low[i], why, sizeof why))) {
         if (pl->vm_why && !(pl->vm_why[i] = strdup(why))) goto oom;
         continue;
       }
@@ -121,9 +144,8 @@ dvm_status rt_compile(Pipeline *pl, Graph *g, Err *err) {
   if (pl->jit) {
     if (!(pl->entry = calloc(nk + 1, sizeof *pl->entry))) goto oom;
     for (uint32_t i = 0; i < nk; i++) {
-      const Kernel *k = &pl->part->kernels.v[i];
-      pl->entry[i] = pl->background ? jit_request(pl->jit, pl->part, k, pl->owner)
-                                    : jit_get(pl->jit, pl->part, k, dumping);
+      pl->entry[i] = pl->background ? jit_request(pl->jit, pl->low[i], pl->owner)
+                                    : jit_get(pl->jit, pl->low[i], dumping);
     }
   }
   if (dump_at(pl, RT_LLVM) || dump_at(pl, RT_ASM)) return pl->text = dump_native(pl, dump_at(pl, RT_ASM)), DVM_OK;
@@ -139,10 +161,12 @@ void rt_pipeline_free(Pipeline *pl) {
   free(pl->vm);
   free(pl->vm_why);
   free(pl->entry);
+  for (size_t i = 0; pl->low && i < nk; i++) kn_lower_free(pl->low[i]);
+  free(pl->low);
   free(pl->last);
   fu_free(pl->part);
   free(pl->text);
-  pl->vm = NULL, pl->vm_why = NULL, pl->entry = NULL, pl->last = NULL, pl->part = NULL, pl->text = NULL;
+  pl->vm = NULL, pl->vm_why = NULL, pl->entry = NULL, pl->low = NULL, pl->last = NULL, pl->part = NULL, pl->text = NULL;
 }
 
 void rt_warm_up(struct Jit *j) {

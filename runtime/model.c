@@ -51,6 +51,8 @@ struct dvm_model {
   Pool *pool;        /* llvm tier: the context's thread pool */
   JitEntry **entry;  /* llvm and auto tiers, per kernel: its cache entry (native code or the reason not) */
   VmCode **vm;       /* vm and auto tiers, per kernel: its bytecode, NULL if the VM declined it */
+  KnKernel **low;    /* fused tiers, per kernel: the lowered kernel (the background compiler
+                        reads it until jit_cancel) */
   uint32_t *last;    /* fused tiers, per value: last kernel reading it (its own kernel if none
                         does); UINT32_MAX = keep (a graph output) */
   pthread_mutex_t lock;
@@ -355,7 +357,7 @@ static dvm_status compile(dvm_context *ctx, const dvm_graph *dg, const dvm_compi
     dvm_model_destroy(m);
     return rt_fail(&err);
   }
-  m->part = pl.part, m->last = pl.last, m->vm = pl.vm, m->entry = pl.entry;
+  m->part = pl.part, m->last = pl.last, m->vm = pl.vm, m->entry = pl.entry, m->low = pl.low;
   m->jit = pl.entry ? pl.jit : NULL;
   m->stats.vm_encodes = pl.vm_encodes, m->stats.encode_us = pl.encode_us;
   if (bytecode || m->jit) m->pool = rt_context_pool(ctx, m->threads);
@@ -423,6 +425,8 @@ void dvm_model_destroy(dvm_model *m) {
   free(m->adopted);
   for (uint32_t i = 0; m->vm && i < m->part->kernels.n; i++) vm_free(m->vm[i]);
   free(m->vm);
+  for (uint32_t i = 0; m->low && i < m->part->kernels.n; i++) kn_lower_free(m->low[i]);
+  free(m->low);
   fu_free(m->part);
   free(m->entry);
   free(m->last);

@@ -108,7 +108,7 @@ dvm_status rt_extern_resolve(dvm_context *ctx, Graph *g, Err *err);
 /* ---- the pipeline (compile.c) ----------------------------------------------------------- */
 
 /* The stages `dvm dump` shows, in pipeline order; rt_stages[s] is stage s's name. */
-typedef enum RtStage { RT_IR, RT_DEDUCE, RT_FUSED, RT_BYTECODE, RT_LLVM, RT_ASM, RT_NSTAGES } RtStage;
+typedef enum RtStage { RT_IR, RT_DEDUCE, RT_FUSED, RT_LOWERED, RT_BYTECODE, RT_LLVM, RT_ASM, RT_NSTAGES } RtStage;
 extern const char *const rt_stages[RT_NSTAGES];
 
 /* One run of the pipeline: what the caller asks for, then what it made (the caller owns
@@ -125,6 +125,7 @@ typedef struct Pipeline {
   /* out */
   struct Partition *part;
   uint32_t *last;         /* per value: the last kernel reading it (UINT32_MAX: an output) */
+  struct KnKernel **low;  /* per kernel: the lowered kernel the back ends read */
   struct VmCode **vm;     /* per kernel: its bytecode, NULL where the VM declines it */
   char **vm_why;          /* dumps, per kernel: why the VM declines it */
   struct JitEntry **entry; /* per kernel: its native-code cache entry */

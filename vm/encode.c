@@ -70,6 +70,7 @@ typedef struct Ix {
 } Ix;
 
 typedef struct Enc {
+  const KnKernel *kk;   /* the lowered kernel: each member's instruction */
   const Partition *p;
   const Graph *g;
   const Kernel *k;
@@ -624,72 +625,72 @@ static int cast(Enc *e, int x, DType from, DType to) {
   return emit(e, op, x, 0, 0);
 }
 
-static int elementwise(Enc *e, uint32_t v) {
-  const Graph *g = e->g;
-  Op op = (Op)ir_node(g, v)->op;
-  DType t = (DType)ir_node(g, v)->dtype, a = (DType)ir_node(g, ir_operand(g, v, 0))->dtype;
-  int x = operand(e, v, 0), y = ir_ops[op].arity >= 2 ? operand(e, v, 1) : -1;
-  switch (op) {
-  case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE: {
-    int d = op - OP_EQ;
+/* Member v's elementwise instruction in. */
+static int elementwise(Enc *e, uint32_t v, const KnIns *in) {
+  DType t = (DType)in->t, a = (DType)in->a;
+  int ar = kn_op_arity((KnOp)in->op);
+  int x = operand(e, v, 0), y = ar >= 2 ? operand(e, v, 1) : -1;
+  switch (in->op) {
+  case KO_EQ: case KO_NE: case KO_LT: case KO_LE: case KO_GT: case KO_GE: {
+    int d = in->op - KO_EQ;
     VmOp base = a == DT_F32 ? VM_FEQ : a == DT_I64 ? VM_LEQ : VM_IEQ; /* bool: 0/1 as i32 */
     return emit(e, (VmOp)(base + d), x, y, 0);
   }
-  case OP_AND: return emit(e, VM_AND, x, y, 0);
-  case OP_OR: return emit(e, VM_OR, x, y, 0);
-  case OP_NOT: return emit(e, VM_NOT, x, 0, 0);
-  case OP_SELECT: return emit(e, t == DT_I64 ? VM_SELW : VM_SEL, x, y, operand(e, v, 2));
-  case OP_CAST: return cast(e, x, a, t);
+  case KO_AND: return emit(e, VM_AND, x, y, 0);
+  case KO_OR: return emit(e, VM_OR, x, y, 0);
+  case KO_NOT: return emit(e, VM_NOT, x, 0, 0);
+  case KO_SELECT: return emit(e, t == DT_I64 ? VM_SELW : VM_SEL, x, y, operand(e, v, 2));
+  case KO_CAST: return cast(e, x, a, t);
   default: break;
   }
   if (t == DT_I32 || t == DT_I64) {
     bool w = t == DT_I64;
-    switch (op) {
-    case OP_NEG: return emit(e, w ? VM_LNEG : VM_INEG, x, 0, 0);
-    case OP_ABS: return emit(e, w ? VM_LABS : VM_IABS, x, 0, 0);
-    case OP_RELU: return emit(e, w ? VM_LRELU : VM_IRELU, x, 0, 0);
-    case OP_SIGN: return emit(e, w ? VM_LSIGN : VM_ISIGN, x, 0, 0);
-    case OP_ADD: return emit(e, w ? VM_LADD : VM_IADD, x, y, 0);
-    case OP_SUB: return emit(e, w ? VM_LSUB : VM_ISUB, x, y, 0);
-    case OP_MUL: return emit(e, w ? VM_LMUL : VM_IMUL, x, y, 0);
-    case OP_MAX: return emit(e, w ? VM_LMAX : VM_IMAX, x, y, 0);
-    case OP_MIN: return emit(e, w ? VM_LMIN : VM_IMIN, x, y, 0);
-    default: fail(e, "%s is not encoded for integers", ir_ops[op].name); return x;
+    switch (in->op) {
+    case KO_NEG: return emit(e, w ? VM_LNEG : VM_INEG, x, 0, 0);
+    case KO_ABS: return emit(e, w ? VM_LABS : VM_IABS, x, 0, 0);
+    case KO_RELU: return emit(e, w ? VM_LRELU : VM_IRELU, x, 0, 0);
+    case KO_SIGN: return emit(e, w ? VM_LSIGN : VM_ISIGN, x, 0, 0);
+    case KO_ADD: return emit(e, w ? VM_LADD : VM_IADD, x, y, 0);
+    case KO_SUB: return emit(e, w ? VM_LSUB : VM_ISUB, x, y, 0);
+    case KO_MUL: return emit(e, w ? VM_LMUL : VM_IMUL, x, y, 0);
+    case KO_MAX: return emit(e, w ? VM_LMAX : VM_IMAX, x, y, 0);
+    case KO_MIN: return emit(e, w ? VM_LMIN : VM_IMIN, x, y, 0);
+    default: fail(e, "%s is not encoded for integers", kn_op_name((KnOp)in->op)); return x;
     }
   }
-  switch (op) {
-  case OP_NEG: return emit(e, VM_NEG, x, 0, 0);
-  case OP_ABS: return emit(e, VM_ABS, x, 0, 0);
-  case OP_EXP: return emit(e, VM_EXP, x, 0, 0);
-  case OP_LOG: return emit(e, VM_LOG, x, 0, 0);
-  case OP_SQRT: return emit(e, VM_SQRT, x, 0, 0);
-  case OP_RSQRT: return emit(e, VM_RSQRT, x, 0, 0);
-  case OP_RECIPROCAL: return emit(e, VM_RECIP, x, 0, 0);
-  case OP_TANH: return emit(e, VM_TANH, x, 0, 0);
-  case OP_SIGMOID: return emit(e, VM_SIGMOID, x, 0, 0);
-  case OP_RELU: return emit(e, VM_RELU, x, 0, 0);
-  case OP_GELU: return emit(e, VM_GELU, x, 0, 0);
-  case OP_GELU_TANH: return emit(e, VM_GELU_TANH, x, 0, 0);
-  case OP_SILU: return emit(e, VM_SILU, x, 0, 0);
-  case OP_ERF: return emit(e, VM_ERF, x, 0, 0);
-  case OP_SIN: return emit(e, VM_SIN, x, 0, 0);
-  case OP_COS: return emit(e, VM_COS, x, 0, 0);
-  case OP_FLOOR: return emit(e, VM_FLOOR, x, 0, 0);
-  case OP_CEIL: return emit(e, VM_CEIL, x, 0, 0);
-  case OP_ROUND: return emit(e, VM_ROUND, x, 0, 0);
-  case OP_SIGN: return emit(e, VM_SIGN, x, 0, 0);
-  case OP_ADD: return emit(e, VM_ADD, x, y, 0);
-  case OP_SUB: return emit(e, VM_SUB, x, y, 0);
-  case OP_MUL: return emit(e, VM_MUL, x, y, 0);
-  case OP_DIV: return emit(e, VM_DIV, x, y, 0);
-  case OP_POW: return emit(e, VM_POW, x, y, 0);
-  case OP_MAX: return emit(e, VM_MAX, x, y, 0);
-  case OP_MIN: return emit(e, VM_MIN, x, y, 0);
-  case OP_CLIP:
-    if (ir_attr(g, v, AK_LO)) x = emit(e, VM_MAXK, x, 0, pool_f(e, (float)ir_attr_float(g, v, AK_LO, 0)));
-    if (ir_attr(g, v, AK_HI)) x = emit(e, VM_MINK, x, 0, pool_f(e, (float)ir_attr_float(g, v, AK_HI, 0)));
+  switch (in->op) {
+  case KO_NEG: return emit(e, VM_NEG, x, 0, 0);
+  case KO_ABS: return emit(e, VM_ABS, x, 0, 0);
+  case KO_EXP: return emit(e, VM_EXP, x, 0, 0);
+  case KO_LOG: return emit(e, VM_LOG, x, 0, 0);
+  case KO_SQRT: return emit(e, VM_SQRT, x, 0, 0);
+  case KO_RSQRT: return emit(e, VM_RSQRT, x, 0, 0);
+  case KO_RECIP: return emit(e, VM_RECIP, x, 0, 0);
+  case KO_TANH: return emit(e, VM_TANH, x, 0, 0);
+  case KO_SIGMOID: return emit(e, VM_SIGMOID, x, 0, 0);
+  case KO_RELU: return emit(e, VM_RELU, x, 0, 0);
+  case KO_GELU: return emit(e, VM_GELU, x, 0, 0);
+  case KO_GELU_TANH: return emit(e, VM_GELU_TANH, x, 0, 0);
+  case KO_SILU: return emit(e, VM_SILU, x, 0, 0);
+  case KO_ERF: return emit(e, VM_ERF, x, 0, 0);
+  case KO_SIN: return emit(e, VM_SIN, x, 0, 0);
+  case KO_COS: return emit(e, VM_COS, x, 0, 0);
+  case KO_FLOOR: return emit(e, VM_FLOOR, x, 0, 0);
+  case KO_CEIL: return emit(e, VM_CEIL, x, 0, 0);
+  case KO_ROUND: return emit(e, VM_ROUND, x, 0, 0);
+  case KO_SIGN: return emit(e, VM_SIGN, x, 0, 0);
+  case KO_ADD: return emit(e, VM_ADD, x, y, 0);
+  case KO_SUB: return emit(e, VM_SUB, x, y, 0);
+  case KO_MUL: return emit(e, VM_MUL, x, y, 0);
+  case KO_DIV: return emit(e, VM_DIV, x, y, 0);
+  case KO_POW: return emit(e, VM_POW, x, y, 0);
+  case KO_MAX: return emit(e, VM_MAX, x, y, 0);
+  case KO_MIN: return emit(e, VM_MIN, x, y, 0);
+  case KO_CLIP:
+    if (in->lo) x = emit(e, VM_MAXK, x, 0, pool_f(e, (float)in->flo));
+    if (in->hi) x = emit(e, VM_MINK, x, 0, pool_f(e, (float)in->fhi));
     return x;
-  default: fail(e, "%s is not encoded", ir_ops[op].name); return x;
+  default: fail(e, "%s is not encoded", kn_op_name((KnOp)in->op)); return x;
   }
 }
 
@@ -700,16 +701,15 @@ static int eval(Enc *e, uint32_t u) {
   if (m < 0) return load_input(e, input_index(e, u));
   if (e->red[m] >= 0) return e->red[m];
   if (e->memo[m] >= 0) return e->memo[m];
-  Op op = (Op)ir_node(e->g, u)->op;
+  const KnIns *in = &e->kk->ins[m];
   int saved = e->ctx, r, x;
   bool rows = e->c->mode == VMM_ROWS;
   e->ctx = e->axes && ir_node(e->g, u)->rank == e->rr && e->rr < e->r;
-  switch (op) {
-  case OP_MATMUL: r = e->mm; break;
-  case OP_TRANSPOSE: case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: case OP_BROADCAST_TO:
-  case OP_SLICE: case OP_CONCAT: case OP_FULL: case OP_ARANGE: case OP_GATHER: r = view_here(e, u); break;
+  switch (in->op) {
+  case KO_PRODUCT: r = e->mm; break;
+  case KO_VIEW: r = view_here(e, u); break;
   /* rows: one instruction reading the per-row values once (u); cols: per-column tiles */
-  case OP_SOFTMAX: /* exp(x - max), or the row the sum pass kept, times 1 / sum */
+  case KO_SOFTMAX: /* exp(x - max), or the row the sum pass kept, times 1 / sum */
     if (m == e->stash_member) {
       x = emit(e, VM_LD_F32, e->stash_reg, (int)e->stash_buf, 1);
       r = emit(e, VM_MULU, x, e->n2[m], 0);
@@ -719,8 +719,8 @@ static int eval(Enc *e, uint32_t u) {
       r = emit(e, VM_MUL, emit(e, VM_SUBEXP, operand(e, u, 0), e->n1[m], 0), e->n2[m], 0);
     }
     break;
-  case OP_LOG_SOFTMAX: r = emit(e, rows ? VM_SUBU : VM_SUB, operand(e, u, 0), e->n2[m], 0); break;
-  case OP_LAYERNORM: /* ((x - mean)·rstd)·gamma + beta */
+  case KO_LOG_SOFTMAX: r = emit(e, rows ? VM_SUBU : VM_SUB, operand(e, u, 0), e->n2[m], 0); break;
+  case KO_LAYERNORM: /* ((x - mean)·rstd)·gamma + beta */
     x = operand(e, u, 0);
     if (rows) {
       int gamma = operand(e, u, 1), beta = operand(e, u, 2);
@@ -731,12 +731,12 @@ static int eval(Enc *e, uint32_t u) {
       r = emit(e, VM_MULADD, x, r, operand(e, u, 2));
     }
     break;
-  case OP_RMSNORM: /* (x·rstd)·gamma */
+  case KO_RMSNORM: /* (x·rstd)·gamma */
     x = operand(e, u, 0);
     if (rows) r = emit(e, VM_RMSNORMU, x, e->n2[m], operand(e, u, 1));
     else r = emit(e, VM_MUL, emit(e, VM_MUL, x, e->n2[m], 0), operand(e, u, 1), 0);
     break;
-  default: r = elementwise(e, u);
+  default: r = elementwise(e, u, in);
   }
   e->ctx = saved;
   return e->memo[m] = r;
@@ -911,14 +911,16 @@ static void prologue_rows(Enc *e, uint32_t a) {
   c->pro_eps = (float)ir_attr_float(g, a, AK_EPS, an->op == OP_LAYERNORM ? 1e-5 : 1e-6);
 }
 
-VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
+VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
   double t0 = now_us();
+  const Partition *p = kk->p;
+  const Kernel *k = kk->k;
+  if (!kk->ok) return snprintf(why, n, "%s", kk->why), NULL; /* the native tier's coverage */
   if (k->kind == KK_EXTERN) { /* a call through libffi */
-    VmCode *c = vm_encode_extern(p, k, why, n);
-    if (c) c->encode_us = now_us() - t0;
+    VmCode *c = vm_encode_extern(kk);
+    c->encode_us = now_us() - t0;
     return c;
   }
-  if (!kn_supported(p, k, why, n)) return NULL; /* the native tier's coverage */
   if (kn_multi_mode(p->g, k))
     return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
   if (k->ninputs + k->noutputs > 254) return snprintf(why, n, "more than 254 buffers"), NULL;
@@ -932,7 +934,7 @@ VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
   VmCode *c = calloc(1, sizeof *c);
   int *mem = malloc((5 * (size_t)k->nmembers + 2 * (size_t)k->ninputs + 1) * sizeof *mem);
   if (!c || !mem) ir_oom();
-  Enc e = {.p = p, .g = g, .k = k, .c = c, .memo = mem, .inmemo = mem + 5 * k->nmembers, .red = mem + k->nmembers,
+  Enc e = {.kk = kk, .p = p, .g = g, .k = k, .c = c, .memo = mem, .inmemo = mem + 5 * k->nmembers, .red = mem + k->nmembers,
            .n1 = mem + 2 * k->nmembers, .n2 = mem + 3 * k->nmembers, .mm = -1, .ns = VS_FREE, .mask = -1, .stash_member = -1};
   for (uint32_t i = 0; i < 5 * k->nmembers; i++) mem[i] = -1;
   const Node *dn = ir_node(g, k->domain);

@@ -12,17 +12,13 @@
 
 #include "vm.h"
 
-VmCode *vm_encode_extern(const Partition *p, const Kernel *k, char *why, size_t n) {
+VmCode *vm_encode_extern(const KnKernel *kk) {
   KnExt *x = malloc(sizeof *x);
-  if (!x) ir_oom();
-  if (!kn_extern_plan(p, k, x, why, n)) {
-    free(x);
-    return NULL;
-  }
   VmCode *c = calloc(1, sizeof *c);
-  if (!c) ir_oom();
+  if (!x || !c) ir_oom();
+  *x = kk->ext;
   c->mode = VMM_EXTERN;
-  c->ninputs = k->ninputs, c->noutputs = k->noutputs, c->ndims = k->ndims;
+  c->ninputs = kk->k->ninputs, c->noutputs = kk->k->noutputs, c->ndims = kk->k->ndims;
   c->ext = x;
   return c;
 }

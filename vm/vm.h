@@ -160,13 +160,13 @@ typedef struct VmCode {
   uint32_t ndimtab;
   uint32_t nreg, nsreg;       /* registers used */
   double encode_us;
-  struct KnExt *ext;         /* VMM_EXTERN: the call (jit/extern.c, vm/extern.c) */
+  struct KnExt *ext;         /* VMM_EXTERN: the call (kernel/extern.c, vm/extern.c) */
 } VmCode;
 
 /* encode.c */
-/* Encode kernel k of p. NULL if the VM cannot run it, with the reason in why (such
- * kernels run on the kernel-level reference path); out of memory aborts (ir_oom). */
-VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n);
+/* Encode the lowered kernel kk. NULL if the VM cannot run it, with the reason in why
+ * (such kernels run on the kernel-level reference path); out of memory aborts (ir_oom). */
+VmCode *vm_encode(const KnKernel *kk, char *why, size_t n);
 void vm_free(VmCode *c);
 /* The disassembly of c (malloc'd). */
 char *vm_disasm(const VmCode *c);
@@ -174,8 +174,8 @@ char *vm_disasm(const VmCode *c);
 const char *vm_op_name(VmOp op);
 
 /* extern.c */
-/* An extern kernel: its call plan (no instructions); NULL with why if not resolved. */
-VmCode *vm_encode_extern(const Partition *p, const Kernel *k, char *why, size_t n);
+/* An extern kernel whose call kk planned: the plan, no instructions. */
+VmCode *vm_encode_extern(const KnKernel *kk);
 /* Run it (vm_exec does for VMM_EXTERN): one call through libffi if begin < end. */
 void vm_call(const VmCode *c, void *const *bufs, const int64_t *dims, int64_t begin, int64_t end);
 char *vm_disasm_extern(const VmCode *c);

@@ -1,0 +1,217 @@
+/* kernel/lower.c — a fused Kernel lowered for the back ends (kernel.h): built once per
+ * kernel by the pipeline (runtime/compile.c), checked by kn_verify, and read by both the
+ * bytecode encoder and the native emitter.
+ *
+ * Lowering decides, once, what each member computes: its instruction (kernel/ops.def)
+ * with the result's and the first operand's dtypes, and the immediates a back end would
+ * otherwise read from the graph's attributes (clip bounds, rounded or saturated as the
+ * reference executor takes them). Coverage (kn_supported) and an extern kernel's call
+ * plan are decided here too, so a back end asks the lowered kernel, not the graph. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel.h"
+
+static const struct {
+  int arity;
+  const char *name;
+} kops[KO_COUNT] = {
+#define KOP(id, arity, name) {arity, name},
+#include "ops.def"
+#undef KOP
+};
+
+int kn_op_arity(KnOp op) { return op < KO_COUNT ? kops[op].arity : 0; }
+const char *kn_op_name(KnOp op) { return op < KO_COUNT ? kops[op].name : "?"; }
+
+/* The instruction of an elementwise graph op; KO_COUNT if op is not one. */
+static KnOp elementwise_op(Op op) {
+  switch (op) {
+  case OP_NEG: return KO_NEG;
+  case OP_ABS: return KO_ABS;
+  case OP_EXP: return KO_EXP;
+  case OP_LOG: return KO_LOG;
+  case OP_SQRT: return KO_SQRT;
+  case OP_RSQRT: return KO_RSQRT;
+  case OP_RECIPROCAL: return KO_RECIP;
+  case OP_TANH: return KO_TANH;
+  case OP_SIGMOID: return KO_SIGMOID;
+  case OP_RELU: return KO_RELU;
+  case OP_GELU: return KO_GELU;
+  case OP_GELU_TANH: return KO_GELU_TANH;
+  case OP_SILU: return KO_SILU;
+  case OP_ERF: return KO_ERF;
+  case OP_SIN: return KO_SIN;
+  case OP_COS: return KO_COS;
+  case OP_FLOOR: return KO_FLOOR;
+  case OP_CEIL: return KO_CEIL;
+  case OP_ROUND: return KO_ROUND;
+  case OP_SIGN: return KO_SIGN;
+  case OP_CLIP: return KO_CLIP;
+  case OP_ADD: return KO_ADD;
+  case OP_SUB: return KO_SUB;
+  case OP_MUL: return KO_MUL;
+  case OP_DIV: return KO_DIV;
+  case OP_POW: return KO_POW;
+  case OP_MAX: return KO_MAX;
+  case OP_MIN: return KO_MIN;
+  case OP_EQ: return KO_EQ;
+  case OP_NE: return KO_NE;
+  case OP_LT: return KO_LT;
+  case OP_LE: return KO_LE;
+  case OP_GT: return KO_GT;
+  case OP_GE: return KO_GE;
+  case OP_AND: return KO_AND;
+  case OP_OR: return KO_OR;
+  case OP_NOT: return KO_NOT;
+  case OP_SELECT: return KO_SELECT;
+  case OP_CAST: return KO_CAST;
+  default: return KO_COUNT;
+  }
+}
+
+/* An integer clip bound as the reference takes it: an integer attribute, or a float
+ * truncated (NaN is 0), saturated into t's range either way. */
+static int64_t int_bound(const Attr *a, DType t) {
+  int64_t b;
+  if (a->isint) b = a->i;
+  else if (isnan(a->f)) b = 0;
+  else b = a->f >= 0x1p63 ? INT64_MAX : a->f < -0x1p63 ? INT64_MIN : (int64_t)a->f;
+  if (t == DT_I32) b = b > INT32_MAX ? INT32_MAX : b < INT32_MIN ? INT32_MIN : b;
+  return b;
+}
+
+/* Member v's instruction. */
+static KnIns lower_member(const Graph *g, uint32_t v) {
+  const Node *nd = ir_node(g, v);
+  Op op = (Op)nd->op;
+  KnIns in = {.t = nd->dtype, .a = nd->nin ? ir_node(g, ir_operand(g, v, 0))->dtype : nd->dtype};
+  if (op == OP_MATMUL) in.op = KO_PRODUCT;
+  else if (kn_is_view(op)) in.op = KO_VIEW;
+  else if (kn_is_reduction(op) || op == OP_ARGMAX) in.op = KO_FOLDED;
+  else if (op == OP_SOFTMAX) in.op = KO_SOFTMAX;
+  else if (op == OP_LOG_SOFTMAX) in.op = KO_LOG_SOFTMAX;
+  else if (op == OP_LAYERNORM) in.op = KO_LAYERNORM;
+  else if (op == OP_RMSNORM) in.op = KO_RMSNORM;
+  else in.op = elementwise_op(op);
+  if (in.op == KO_CLIP) {
+    const Attr *lo = ir_attr(g, v, AK_LO), *hi = ir_attr(g, v, AK_HI);
+    in.lo = lo != NULL, in.hi = hi != NULL;
+    if (kn_is_int((DType)in.t)) {
+      if (lo) in.ilo = int_bound(lo, (DType)in.t);
+      if (hi) in.ihi = int_bound(hi, (DType)in.t);
+    } else {
+      in.flo = (float)ir_attr_float(g, v, AK_LO, 0);
+      in.fhi = (float)ir_attr_float(g, v, AK_HI, 0);
+    }
+  }
+  return in;
+}
+
+KnKernel *kn_lower(const Partition *p, const Kernel *k) {
+  KnKernel *kk = calloc(1, sizeof *kk);
+  if (!kk) ir_oom();
+  kk->p = p, kk->k = k;
+  if (k->kind == KK_EXTERN) {
+    kk->ok = kn_extern_plan(p, k, &kk->ext, kk->why, sizeof kk->why);
+    return kk;
+  }
+  if (!(kk->ok = kn_supported(p, k, kk->why, sizeof kk->why))) return kk;
+  if (!(kk->ins = calloc(k->nmembers + 1, sizeof *kk->ins))) ir_oom();
+  for (uint32_t m = 0; m < k->nmembers; m++) kk->ins[m] = lower_member(p->g, fu_members(p, k)[m]);
+  return kk;
+}
+
+void kn_lower_free(KnKernel *kk) {
+  if (!kk) return;
+  free(kk->ins);
+  free(kk);
+}
+
+/* Does instruction in make sense for member v? NULL if so, else what is wrong. */
+static const char *check(const Graph *g, uint32_t v, const KnIns *in) {
+  const Node *nd = ir_node(g, v);
+  DType t = (DType)in->t, a = (DType)in->a;
+  if (in->op >= KO_COUNT) return "no instruction";
+  if (t != nd->dtype) return "result dtype is not the value's";
+  if ((uint32_t)kn_op_arity((KnOp)in->op) > nd->nin) return "more operands than the node has";
+  switch (in->op) {
+  case KO_PRODUCT: return t == DT_F32 ? NULL : "a product that is not f32";
+  case KO_VIEW: case KO_FOLDED: return NULL;
+  case KO_SOFTMAX: case KO_LOG_SOFTMAX: case KO_LAYERNORM: case KO_RMSNORM:
+    return kn_is_flt(t) ? NULL : "a normalization of integers";
+  case KO_EQ: case KO_NE: case KO_LT: case KO_LE: case KO_GT: case KO_GE:
+    return t == DT_BOOL && kn_stored(a) ? NULL : "a compare whose result is not bool";
+  case KO_AND: case KO_OR: case KO_NOT: return t == DT_BOOL && a == DT_BOOL ? NULL : "bool logic on non-bools";
+  case KO_SELECT: return a == DT_BOOL && kn_stored(t) ? NULL : "a select whose condition is not bool";
+  case KO_CAST: return kn_stored(t) && kn_stored(a) ? NULL : "a cast of an unstored dtype";
+  case KO_NEG: case KO_ABS: case KO_RELU: case KO_SIGN: case KO_ADD: case KO_SUB: case KO_MUL: case KO_MAX:
+  case KO_MIN: case KO_CLIP:
+    if (kn_is_int(t)) return a == t ? NULL : "integer arithmetic on mixed dtypes";
+    /* fall through */
+  default: return kn_is_flt(t) && a == t ? NULL : "float arithmetic on mixed or non-float dtypes";
+  }
+}
+
+dvm_status kn_verify(const KnKernel *kk, Err *err) {
+  const Kernel *k = kk->k;
+  const Graph *g = kk->p->g;
+  if (!kk->ok || k->kind == KK_EXTERN) return DVM_OK;
+  if (!kk->ins) return ir_err(err, DVM_ERR_RUNTIME, "internal: a covered kernel without instructions");
+  for (uint32_t m = 0; m < k->nmembers; m++) {
+    uint32_t v = fu_members(kk->p, k)[m];
+    const char *bad = check(g, v, &kk->ins[m]);
+    if (bad)
+      return ir_errl(err, DVM_ERR_RUNTIME, g->file, ir_node(g, v)->line,
+                     "internal: lowered %s (%s of %s): %s", ir_s(g, ir_node(g, v)->name),
+                     kn_op_name((KnOp)kk->ins[m].op), ir_dtype_name((DType)kk->ins[m].t), bad);
+  }
+  return DVM_OK;
+}
+
+char *kn_lower_dump(const KnKernel *kk) {
+  const Kernel *k = kk->k;
+  const Graph *g = kk->p->g;
+  Buf b = {0};
+  if (!kk->ok) {
+    ir_put(&b, "  not lowered: %s\n", kk->why);
+    return ir_buf_done(&b);
+  }
+  if (k->kind == KK_EXTERN) {
+    ir_put(&b, "  call %s: %d arguments\n", kk->ext.e->name, kk->ext.e->nparams);
+    return ir_buf_done(&b);
+  }
+  for (uint32_t m = 0; m < k->nmembers; m++) {
+    uint32_t v = fu_members(kk->p, k)[m];
+    const KnIns *in = &kk->ins[m];
+    int n = kn_op_arity((KnOp)in->op);
+    ir_put(&b, "  %s = %s %s", ir_s(g, ir_node(g, v)->name), kn_op_name((KnOp)in->op), ir_dtype_name((DType)in->t));
+    if (in->a != in->t) ir_put(&b, " <- %s", ir_dtype_name((DType)in->a));
+    bool whole = n == 0 && ir_node(g, v)->nin; /* read otherwise: show what it reads */
+    if (whole) n = (int)ir_node(g, v)->nin, ir_put(&b, " [");
+    const char *sep = whole ? "" : " ";
+    for (int i = 0; i < n; i++) {
+      uint32_t u = ir_operand(g, v, (uint32_t)i);
+      const Node *un = ir_node(g, u);
+      if (un->op == OP_LITERAL) {
+        const Attr *at = ir_attr(g, u, AK_VALUE);
+        if (at->isint) ir_put(&b, "%s%lld", i ? ", " : sep, (long long)at->i);
+        else ir_put(&b, "%s%.9g", i ? ", " : sep, at->f);
+      } else {
+        ir_put(&b, "%s%s", i ? ", " : sep, ir_s(g, un->name));
+      }
+    }
+    if (whole) ir_put(&b, "]");
+    if (in->op == KO_CLIP && kn_is_int((DType)in->t)) {
+      if (in->lo) ir_put(&b, " lo=%lld", (long long)in->ilo);
+      if (in->hi) ir_put(&b, " hi=%lld", (long long)in->ihi);
+    } else if (in->op == KO_CLIP) {
+      if (in->lo) ir_put(&b, " lo=%.9g", in->flo);
+      if (in->hi) ir_put(&b, " hi=%.9g", in->fhi);
+    }
+    ir_put(&b, "\n");
+  }
+  return ir_buf_done(&b);
+}
