@@ -321,5 +321,3 @@ char *dvm_graph_dump(const dvm_graph *g, const char *stage) {
   if (st) return rt_fail(&err), NULL;
   return rt_ok(), text;
 }
-
-double dvm_tensor_get_f64(const dvm_tensor *t, int64_t i) { return rt_get_f(t->data, t->dtype, i); }
