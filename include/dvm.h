@@ -109,6 +109,12 @@ int64_t dvm_tensor_numel(const dvm_tensor *t);
 void *dvm_tensor_data(dvm_tensor *t);
 /* Element i (C order) of any dtype, widened to double. */
 double dvm_tensor_get_f64(const dvm_tensor *t, int64_t i);
+/* Element i of any dtype as an int64: integers exactly, floats truncated toward zero and
+ * saturated (NaN reads as 0). */
+int64_t dvm_tensor_get_i64(const dvm_tensor *t, int64_t i);
+/* Store v into element i: exact for i64, i32 saturates, bool is v != 0, floats round to
+ * nearest even. */
+void dvm_tensor_set_i64(dvm_tensor *t, int64_t i, int64_t v);
 /* Read/write NumPy .npy files (C order, little endian; bf16 is stored as '<V2'). */
 dvm_status dvm_tensor_load_npy(const char *path, dvm_tensor **out);
 dvm_status dvm_tensor_save_npy(const char *path, const dvm_tensor *t);

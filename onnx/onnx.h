@@ -19,14 +19,27 @@
  * becomes a dvm value only where a run-time op needs it ("materialized"): a scalar as a
  * literal, a splat as `full`, anything else as a param whose value the graph holds.
  *
- * Files: read.c (the file, tensors, names, declarations, the driver with dead-node
- * elimination and pattern recognition, the public API), val.c (Vals, materializing,
- * emitting dvm nodes), ops.c (one translation per ONNX op type). */
+ * The front end depends on ir/ and the public API of include/dvm.h only: its tensors are
+ * dvm_tensors made and read through dvm_tensor_* (their fields are the runtime's), its
+ * errors go into the import's Err. The runtime makes onnx_import's result a dvm_graph
+ * (runtime/api.c: dvm_graph_parse_onnx, dvm_graph_load_onnx).
+ *
+ * Files: read.c (the model, tensors, names, declarations, the driver with dead-node
+ * elimination and pattern recognition, onnx_import), val.c (Vals, materializing, emitting
+ * dvm nodes), ops.c (one translation per ONNX op type). */
 #ifndef DVM_ONNX_H
 #define DVM_ONNX_H
 
-#include "../runtime/runtime.h"
+#include "../ir/ir.h"
 #include "onnx.pb-c.h"
+
+/* The front end: translate the serialized ModelProto data[0..len) (`filename` names it in
+ * messages; NULL: "<onnx>"). On success *g is a finished Graph and (*values)[v], for
+ * v < *nvalues, is param v's value (NULL for other values); the caller owns them all. On
+ * failure nothing is left allocated and err names the file and, during translation, the
+ * ONNX node. */
+dvm_status onnx_import(const void *data, size_t len, const char *filename, Graph **g,
+                       dvm_tensor ***values, uint32_t *nvalues, Err *err);
 
 #define ONNX_OPSET_MIN 13
 #define ONNX_OPSET_MAX 17
@@ -42,7 +55,7 @@ typedef struct Val {
   int64_t shape[DVM_MAX_RANK];
   int64_t numel;
   int64_t v;        /* V_DYN: the dvm value; others: their materialized value, or -1 */
-  Tensor *t;        /* V_CONST: the data (ours until it becomes a param's value) */
+  dvm_tensor *t;    /* V_CONST: the data (ours until it becomes a param's value) */
   Dim *d;           /* V_SYM: numel dims (malloc'd) */
   const char *name; /* the ONNX name that defined it (names a param made from it) */
 } Val;
@@ -61,7 +74,7 @@ typedef enum Fuse { FUSE_NONE, FUSE_GELU, FUSE_SILU } Fuse;
 typedef struct Imp {
   Graph *g;
   Err *err;
-  VEC(Tensor *) values; /* per dvm value id: a param's value, or NULL */
+  VEC(dvm_tensor *) values; /* per dvm value id: a param's value, or NULL */
   VEC(Val) vals;
   SMap names; /* ONNX value name -> index in vals */
   int64_t opset;
@@ -93,6 +106,11 @@ static inline Val *onnx_val(Imp *I, uint32_t i) { return &I->vals.v[i]; }
 uint32_t onnx_val_dyn(Imp *I, uint32_t v);
 /* A V_SYM Val of n dims and the given shape (rank <= 1 typical); copies d. */
 uint32_t onnx_val_sym(Imp *I, DType dt, int rank, const int64_t *shape, const Dim *d);
+/* A V_CONST Val holding tensor t (it takes t), named after ONNX value `name`. */
+uint32_t onnx_val_const(Imp *I, dvm_tensor *t, const char *name);
+/* A new zeroed tensor (dvm_tensor_create); NULL with err set to "WHAT: " (what NULL: no
+ * prefix) and the reason. */
+dvm_tensor *onnx_tensor_new(Imp *I, DType dt, int rank, const int64_t *shape, const char *what);
 /* The dvm value of Val i, materializing a constant or shape value if needed. */
 dvm_status onnx_use(Imp *I, uint32_t i, uint32_t *v);
 /* The concrete ints of a V_SYM whose dims are all constant; false otherwise. */

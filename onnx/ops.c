@@ -744,16 +744,16 @@ static dvm_status op_constant(Imp *I) {
     onnx_val(I, k)->name = out_name(I, 0);
     return def(I, 0, k);
   }
-  Tensor *t = NULL;
-  Err e = {0};
+  dvm_tensor *t = NULL;
   int64_t one = 1;
   if ((a = attr(I, "value_float"))) {
-    if (rt_tensor_new(DT_F32, 0, NULL, &t, &e)) return onnx_fail(I, e.code, "%s", e.msg);
-    ((float *)t->data)[0] = a->f;
+    if (!(t = onnx_tensor_new(I, DT_F32, 0, NULL, NULL))) return I->err->code;
+    ((float *)dvm_tensor_data(t))[0] = a->f;
   } else if ((a = attr(I, "value_floats"))) {
     one = (int64_t)a->n_floats;
-    if (rt_tensor_new(DT_F32, 1, &one, &t, &e)) return onnx_fail(I, e.code, "%s", e.msg);
-    for (size_t i = 0; i < a->n_floats; i++) ((float *)t->data)[i] = a->floats[i];
+    if (!(t = onnx_tensor_new(I, DT_F32, 1, &one, NULL))) return I->err->code;
+    float *p = dvm_tensor_data(t);
+    for (size_t i = 0; i < a->n_floats; i++) p[i] = a->floats[i];
   } else if ((a = attr(I, "value_int"))) {
     Dim d = ir_dim_const(I->g, a->i);
     return def(I, 0, onnx_val_sym(I, DT_I64, 0, NULL, &d));
@@ -765,16 +765,13 @@ static dvm_status op_constant(Imp *I) {
       return def(I, 0, onnx_val_sym(I, DT_I64, 1, shape, d));
     }
     one = (int64_t)a->n_ints;
-    if (rt_tensor_new(DT_I64, 1, &one, &t, &e)) return onnx_fail(I, e.code, "%s", e.msg);
-    memcpy(t->data, a->ints, a->n_ints * sizeof *a->ints);
+    if (!(t = onnx_tensor_new(I, DT_I64, 1, &one, NULL))) return I->err->code;
+    memcpy(dvm_tensor_data(t), a->ints, a->n_ints * sizeof *a->ints);
   } else {
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "a Constant without a tensor, float(s) or int(s) "
                      "value (sparse and string constants are not supported)");
   }
-  Val x = {.kind = V_CONST, .dtype = (uint8_t)t->dtype, .rank = (uint8_t)t->rank,
-           .numel = t->numel, .v = -1, .t = t, .name = out_name(I, 0)};
-  memcpy(x.shape, t->shape, sizeof x.shape);
-  return def(I, 0, onnx_val_new(I, &x));
+  return def(I, 0, onnx_val_const(I, t, out_name(I, 0)));
 }
 
 static dvm_status op_constant_of_shape(Imp *I) {

@@ -4,8 +4,7 @@
  * (erf GELU, SiLU), then drops nodes no output depends on, then translates the rest in
  * file order (ops.c). Every failure names the file and, during translation, the node's
  * 1-based number (the "line" of the dvm nodes it makes), name and op type; a malformed
- * file is an error, never a crash. Also the public entry points of include/dvm.h. */
-#include <errno.h>
+ * file is an error, never a crash. Also onnx_import, the front end's entry point. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -103,6 +102,18 @@ const char *onnx_dtype_name(int64_t t) {
 
 /* ---- tensors ------------------------------------------------------------------------------ */
 
+/* The element count of a shape of non-negative dims, or -1 when the product of its nonzero
+ * dims overflows (the runtime's rule for tensors). */
+static int64_t count(int rank, const int64_t *shape) {
+  int64_t p = 1;
+  bool zero = false;
+  for (int i = 0; i < rank; i++) {
+    if (shape[i] == 0) zero = true;
+    else if (__builtin_mul_overflow(p, shape[i], &p)) return -1;
+  }
+  return zero ? 0 : p;
+}
+
 dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, uint32_t *out) {
   int dt = tp->has_data_type ? onnx_dtype(tp->data_type) : -1;
   if (dt < 0)
@@ -122,7 +133,7 @@ dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, ui
     shape[i] = tp->dims[i];
   }
   /* the data must be there before anything is allocated (a corrupt file may claim any shape) */
-  int64_t numel = rt_numel((int)tp->n_dims, shape);
+  int64_t numel = count((int)tp->n_dims, shape);
   size_t esz = ir_dtype_size((DType)dt);
   size_t have = tp->has_raw_data ? tp->raw_data.len / esz
                 : dt == DT_F32  ? tp->n_float_data
@@ -136,39 +147,35 @@ dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, ui
     return onnx_fail(I, DVM_ERR_DATA, "%s holds data for %zu elements, its shape has %lld", what,
                      have, (long long)numel);
   }
-  Tensor *t;
-  Err e = {0};
-  if (rt_tensor_new((DType)dt, (int)tp->n_dims, shape, &t, &e))
-    return onnx_fail(I, e.code, "%s: %s", what, e.msg);
+  dvm_tensor *t = onnx_tensor_new(I, (DType)dt, (int)tp->n_dims, shape, what);
+  if (!t) return I->err->code;
+  void *data = dvm_tensor_data(t);
   size_t n = (size_t)numel;
   if (tp->has_raw_data) {
-    if (n) memcpy(t->data, tp->raw_data.data, n * esz);
+    if (n) memcpy(data, tp->raw_data.data, n * esz);
   } else if (dt == DT_F32) {
-    for (size_t i = 0; i < n; i++) ((float *)t->data)[i] = tp->float_data[i];
+    for (size_t i = 0; i < n; i++) ((float *)data)[i] = tp->float_data[i];
   } else if (dt == DT_I64) {
-    for (size_t i = 0; i < n; i++) ((int64_t *)t->data)[i] = tp->int64_data[i];
+    for (size_t i = 0; i < n; i++) ((int64_t *)data)[i] = tp->int64_data[i];
   } else {
     for (size_t i = 0; i < n; i++) {
       int32_t x = tp->int32_data[i];
-      if (dt == DT_I32) ((int32_t *)t->data)[i] = x;
-      else if (dt == DT_BOOL) ((uint8_t *)t->data)[i] = x != 0;
-      else ((uint16_t *)t->data)[i] = (uint16_t)x;
+      if (dt == DT_I32) ((int32_t *)data)[i] = x;
+      else if (dt == DT_BOOL) ((uint8_t *)data)[i] = x != 0;
+      else ((uint16_t *)data)[i] = (uint16_t)x;
     }
   }
   if (dt == DT_BOOL)
-    for (size_t i = 0; i < n; i++) ((uint8_t *)t->data)[i] = ((uint8_t *)t->data)[i] != 0;
-  Val x = {.kind = V_CONST, .dtype = (uint8_t)dt, .rank = (uint8_t)t->rank, .numel = t->numel,
-           .v = -1, .t = t, .name = tp->name};
-  memcpy(x.shape, t->shape, sizeof x.shape);
-  if (!ir_dtype_is_float((DType)dt) && t->numel <= SYM_MAX) { /* small integers: dims */
+    for (size_t i = 0; i < n; i++) ((uint8_t *)data)[i] = ((uint8_t *)data)[i] != 0;
+  if (!ir_dtype_is_float((DType)dt) && numel <= SYM_MAX) { /* small integers: dims */
     Dim d[SYM_MAX];
-    for (int64_t i = 0; i < t->numel; i++) d[i] = ir_dim_const(I->g, rt_get_i(t->data, t->dtype, i));
-    *out = onnx_val_sym(I, (DType)dt, t->rank, t->shape, d);
+    for (int64_t i = 0; i < numel; i++) d[i] = ir_dim_const(I->g, dvm_tensor_get_i64(t, i));
+    *out = onnx_val_sym(I, (DType)dt, (int)tp->n_dims, shape, d);
     onnx_val(I, *out)->name = tp->name;
-    rt_tensor_free(t);
+    dvm_tensor_destroy(t);
     return DVM_OK;
   }
-  *out = onnx_val_new(I, &x);
+  *out = onnx_val_const(I, t, tp->name);
   return DVM_OK;
 }
 
@@ -444,15 +451,16 @@ out:
   return st;
 }
 
-/* ---- the public API ------------------------------------------------------------------------- */
+/* ---- the entry point ---------------------------------------------------------------------- */
 
-dvm_status dvm_graph_parse_onnx(dvm_context *ctx, const void *data, size_t len,
-                                const char *filename, dvm_graph **out) {
-  Err err = {0};
-  *out = NULL;
-  Imp I = {.err = &err};
+dvm_status onnx_import(const void *data, size_t len, const char *filename, Graph **g,
+                       dvm_tensor ***values, uint32_t *nvalues, Err *err) {
+  *g = NULL;
+  *values = NULL;
+  *nvalues = 0;
+  Imp I = {.err = err};
   if (!(I.g = ir_graph_new(filename ? filename : "<onnx>")))
-    return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
+    return ir_err(err, DVM_ERR_NOMEM, "out of memory");
   Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, data);
   dvm_status st;
   if (!mp)
@@ -463,55 +471,20 @@ dvm_status dvm_graph_parse_onnx(dvm_context *ctx, const void *data, size_t len,
   else
     st = import(&I, mp);
   for (uint32_t i = 0; i < I.vals.n; i++) {
-    rt_tensor_free(I.vals.v[i].t);
+    dvm_tensor_destroy(I.vals.v[i].t);
     free(I.vals.v[i].d);
   }
   vec_free(I.vals);
   onnx_map_free(&I.names);
   if (mp) onnx__model_proto__free_unpacked(mp, NULL);
-  dvm_graph *g = st ? NULL : calloc(1, sizeof *g);
-  if (!st && !g) st = ir_err(&err, DVM_ERR_NOMEM, "out of memory");
   if (st) {
-    for (uint32_t v = 0; v < I.values.n; v++) rt_tensor_free(I.values.v[v]);
+    for (uint32_t v = 0; v < I.values.n; v++) dvm_tensor_destroy(I.values.v[v]);
     vec_free(I.values);
     ir_graph_free(I.g);
-    return rt_fail(&err);
+    return st;
   }
-  g->ir = I.g;
-  g->ctx = ctx;
-  g->values = I.values.v;
-  g->nvalues = I.values.n;
-  *out = g;
-  return rt_ok();
-}
-
-dvm_status dvm_graph_load_onnx(dvm_context *ctx, const char *path, dvm_graph **out) {
-  Err err = {0};
-  *out = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f) return ir_err(&err, DVM_ERR_IO, "cannot open '%s': %s", path, strerror(errno)), rt_fail(&err);
-  char *buf = NULL;
-  size_t n = 0, cap = 0, r;
-  do {
-    if (n == cap) {
-      char *nb = cap < ((size_t)1 << 31) ? realloc(buf, cap = cap ? cap * 2 : 1 << 16) : NULL;
-      if (!nb) {
-        fclose(f);
-        free(buf);
-        return ir_err(&err, DVM_ERR_NOMEM, "'%s' is too large", path), rt_fail(&err);
-      }
-      buf = nb;
-    }
-    r = fread(buf + n, 1, cap - n, f);
-    n += r;
-  } while (r > 0);
-  bool bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    free(buf);
-    return ir_err(&err, DVM_ERR_IO, "cannot read '%s'", path), rt_fail(&err);
-  }
-  dvm_status st = dvm_graph_parse_onnx(ctx, buf, n, path, out);
-  free(buf);
-  return st;
+  *g = I.g;
+  *values = I.values.v;
+  *nvalues = I.values.n;
+  return DVM_OK;
 }

@@ -29,6 +29,23 @@ uint32_t onnx_val_sym(Imp *I, DType dt, int rank, const int64_t *shape, const Di
   return onnx_val_new(I, &x);
 }
 
+uint32_t onnx_val_const(Imp *I, dvm_tensor *t, const char *name) {
+  Val x = {.kind = V_CONST, .dtype = (uint8_t)dvm_tensor_dtype(t),
+           .rank = (uint8_t)dvm_tensor_rank(t), .numel = dvm_tensor_numel(t), .v = -1, .t = t,
+           .name = name};
+  memcpy(x.shape, dvm_tensor_shape(t), (size_t)x.rank * sizeof *x.shape);
+  return onnx_val_new(I, &x);
+}
+
+dvm_tensor *onnx_tensor_new(Imp *I, DType dt, int rank, const int64_t *shape, const char *what) {
+  dvm_tensor *t;
+  dvm_status st = dvm_tensor_create(dt, rank, shape, &t);
+  if (!st) return t;
+  if (what) onnx_fail(I, st, "%s: %s", what, dvm_last_error());
+  else onnx_fail(I, st, "%s", dvm_last_error());
+  return NULL;
+}
+
 DType onnx_val_dtype(Imp *I, uint32_t i) { return (DType)onnx_val(I, i)->dtype; }
 
 int onnx_dims(Imp *I, uint32_t i, Dim *out) {
@@ -54,7 +71,7 @@ bool onnx_sym_ints(Imp *I, uint32_t i, int64_t *out, int max, int *n) {
 bool onnx_scalar(Imp *I, uint32_t i, double *out) {
   Val *x = onnx_val(I, i);
   if (x->numel != 1) return false;
-  if (x->kind == V_CONST) return *out = rt_get_f(x->t->data, x->t->dtype, 0), true;
+  if (x->kind == V_CONST) return *out = dvm_tensor_get_f64(x->t, 0), true;
   int64_t c;
   if (x->kind == V_SYM && ir_dim_is_const(I->g, ir_dim_subst(I->g, x->d[0]), &c))
     return *out = (double)c, true;
@@ -191,9 +208,9 @@ static int64_t full(Imp *I, const Dim *shape, int rank, double x, DType dt, cons
 }
 
 /* A param holding tensor t (the graph takes it). */
-static int64_t param(Imp *I, Tensor *t, const char *name) {
-  NodeDraft d = {.op = OP_PARAM, .dtype = t->dtype, .rank = (uint8_t)t->rank};
-  for (int i = 0; i < t->rank; i++) d.shape[i] = ir_dim_const(I->g, t->shape[i]);
+static int64_t param(Imp *I, dvm_tensor *t, const char *name) {
+  NodeDraft d = {.op = OP_PARAM, .dtype = dvm_tensor_dtype(t), .rank = (uint8_t)dvm_tensor_rank(t)};
+  for (int i = 0; i < d.rank; i++) d.shape[i] = ir_dim_const(I->g, dvm_tensor_shape(t)[i]);
   int64_t v = onnx_add(I, &d, name);
   if (v >= 0) I->values.v[v] = t;
   return v;
@@ -224,15 +241,14 @@ static int64_t materialize_sym(Imp *I, Val *x) {
     Dim shape[DVM_MAX_RANK];
     for (int i = 0; i < x->rank; i++) shape[i] = ir_dim_const(I->g, x->shape[i]);
     if (splat) return full(I, shape, x->rank, n ? (double)c0 : 0, dt, x->name);
-    Tensor *t;
-    Err e = {0};
-    if (rt_tensor_new(dt, x->rank, x->shape, &t, &e)) return onnx_fail(I, e.code, "%s", e.msg), -1;
+    dvm_tensor *t = onnx_tensor_new(I, dt, x->rank, x->shape, NULL);
+    if (!t) return -1;
     for (int64_t k = 0; k < n; k++) {
       ir_dim_is_const(I->g, ir_dim_subst(I->g, x->d[k]), &ci);
-      rt_set_i(t->data, dt, k, ci);
+      dvm_tensor_set_i64(t, k, ci);
     }
     int64_t v = param(I, t, x->name);
-    if (v < 0) rt_tensor_free(t);
+    if (v < 0) dvm_tensor_destroy(t);
     return v;
   }
   /* symbolic elements: each as a scalar, then unsqueezed and concatenated */
@@ -257,19 +273,20 @@ static int64_t materialize_sym(Imp *I, Val *x) {
 }
 
 static int64_t materialize_const(Imp *I, Val *x) {
-  Tensor *t = x->t;
-  int64_t n = t->numel;
-  double c0 = n ? rt_get_f(t->data, t->dtype, 0) : 0;
+  dvm_tensor *t = x->t;
+  int64_t n = x->numel;
+  DType dt = (DType)x->dtype;
+  double c0 = n ? dvm_tensor_get_f64(t, 0) : 0;
   bool splat = true;
   for (int64_t k = 1; k < n && splat; k++) {
-    double c = rt_get_f(t->data, t->dtype, k);
+    double c = dvm_tensor_get_f64(t, k);
     splat = c == c0 || (isnan(c) && isnan(c0));
   }
-  if (t->rank == 0) return onnx_literal(I, c0, t->dtype);
+  if (x->rank == 0) return onnx_literal(I, c0, dt);
   if (splat && !isnan(c0)) {
     Dim shape[DVM_MAX_RANK];
-    for (int i = 0; i < t->rank; i++) shape[i] = ir_dim_const(I->g, t->shape[i]);
-    return full(I, shape, t->rank, c0, t->dtype, x->name);
+    for (int i = 0; i < x->rank; i++) shape[i] = ir_dim_const(I->g, x->shape[i]);
+    return full(I, shape, x->rank, c0, dt, x->name);
   }
   int64_t v = param(I, t, x->name);
   if (v >= 0) x->t = NULL; /* the graph holds it now */

@@ -1,5 +1,6 @@
 /* runtime/api.c — the public API glue: per-thread last error, contexts, status names,
- * and the graph functions of include/dvm.h (parse, load, print, build). */
+ * and the graph functions of include/dvm.h (parse, load, ONNX import over onnx/'s
+ * onnx_import, print, build). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include <pthread.h>
 
 #include "../jit/jit.h"
+#include "../onnx/onnx.h"
 #include "../vm/vm.h"
 #include "pool.h"
 #include "runtime.h"
@@ -180,6 +182,67 @@ void dvm_graph_destroy(dvm_graph *g) {
   free(g);
 }
 
+/* The whole file at path in a malloc'd buffer (*data, *n); err names the file. */
+static dvm_status read_file(const char *path, char **data, size_t *n, Err *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return ir_err(err, DVM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+  char *buf = NULL;
+  size_t len = 0, cap = 0, r;
+  do {
+    if (len == cap) {
+      char *nb = cap < ((size_t)1 << 31) ? realloc(buf, cap = cap ? cap * 2 : 1 << 16) : NULL;
+      if (!nb) {
+        fclose(f);
+        free(buf);
+        return ir_err(err, DVM_ERR_NOMEM, "'%s' is too large", path);
+      }
+      buf = nb;
+    }
+    r = fread(buf + len, 1, cap - len, f);
+    len += r;
+  } while (r > 0);
+  bool bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    free(buf);
+    return ir_err(err, DVM_ERR_IO, "cannot read '%s'", path);
+  }
+  *data = buf;
+  *n = len;
+  return DVM_OK;
+}
+
+/* onnx_import's Graph, with the param values it made, as a graph. */
+dvm_status dvm_graph_parse_onnx(dvm_context *ctx, const void *data, size_t len,
+                                const char *filename, dvm_graph **out) {
+  Err err = {0};
+  Graph *ir;
+  Tensor **values;
+  uint32_t nvalues;
+  *out = NULL;
+  if (onnx_import(data, len, filename, &ir, &values, &nvalues, &err)) return rt_fail(&err);
+  dvm_status st = wrap(ctx, ir, out);
+  if (st) {
+    for (uint32_t v = 0; v < nvalues; v++) rt_tensor_free(values[v]);
+    free(values);
+    return st;
+  }
+  (*out)->values = values;
+  (*out)->nvalues = nvalues;
+  return st;
+}
+
+dvm_status dvm_graph_load_onnx(dvm_context *ctx, const char *path, dvm_graph **out) {
+  Err err = {0};
+  char *data = NULL;
+  size_t n = 0;
+  *out = NULL;
+  if (read_file(path, &data, &n, &err)) return rt_fail(&err);
+  dvm_status st = dvm_graph_parse_onnx(ctx, data, n, path, out);
+  free(data);
+  return st;
+}
+
 dvm_tensor *dvm_graph_param_value(const dvm_graph *g, const char *name) {
   int64_t v = g && name ? ir_find(g->ir, name, strlen(name)) : -1;
   return v >= 0 && (uint32_t)v < g->nvalues ? g->values[v] : NULL;
@@ -321,5 +384,3 @@ char *dvm_graph_dump(const dvm_graph *g, const char *stage) {
   if (st) return rt_fail(&err), NULL;
   return rt_ok(), text;
 }
-
-double dvm_tensor_get_f64(const dvm_tensor *t, int64_t i) { return rt_get_f(t->data, t->dtype, i); }

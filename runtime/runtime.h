@@ -3,8 +3,9 @@
  *
  * Files: tensor.c (tensors, dtype conversion, random fill), npy.c (.npy read/write),
  * bind.c (symbol values from shapes, constraint checks, concrete shapes), ref.c (the
- * reference executor), model.c (dvm_model), api.c (context, errors, graph API), ffi.c
- * (extern functions: the registry and calls through libffi). */
+ * reference executor), model.c (dvm_model), api.c (context, errors, graph API, the ONNX
+ * entry points over onnx/'s onnx_import), ffi.c (extern functions: the registry and
+ * calls through libffi). */
 #ifndef DVM_RUNTIME_H
 #define DVM_RUNTIME_H
 
@@ -150,7 +151,7 @@ struct dvm_graph {
   dvm_context *ctx;
   uint32_t fresh; /* counter for names the builder makes up */
   Tensor **values; /* per value id < nvalues: a param's value the graph owns (an ONNX
-                      initializer, onnx/), or NULL */
+                      initializer, onnx_import), or NULL */
   uint32_t nvalues;
 };
 static inline const Graph *rt_graph_ir(const dvm_graph *g) { return g->ir; }

@@ -197,6 +197,16 @@ int dvm_tensor_rank(const dvm_tensor *t) { return t ? t->rank : 0; }
 const int64_t *dvm_tensor_shape(const dvm_tensor *t) { return t ? t->shape : NULL; }
 int64_t dvm_tensor_numel(const dvm_tensor *t) { return t ? t->numel : 0; }
 void *dvm_tensor_data(dvm_tensor *t) { return t ? t->data : NULL; }
+/* Element i, converted as rt_get_f / rt_get_i / rt_set_i do. */
+double dvm_tensor_get_f64(const dvm_tensor *t, int64_t i) {
+  return rt_get_f(t->data, t->dtype, i);
+}
+int64_t dvm_tensor_get_i64(const dvm_tensor *t, int64_t i) {
+  return rt_get_i(t->data, t->dtype, i);
+}
+void dvm_tensor_set_i64(dvm_tensor *t, int64_t i, int64_t v) {
+  rt_set_i(t->data, t->dtype, i, v);
+}
 
 /* Read a .npy file into a new tensor. */
 dvm_status dvm_tensor_load_npy(const char *path, dvm_tensor **out) {

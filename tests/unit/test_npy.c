@@ -339,6 +339,14 @@ static void integers(Suite *s) {
   CHECK(s, rt_get_i(&h, DT_F16, 0) == 0, "get_i NaN");
   int64_t big = INT64_MIN;
   CHECK(s, rt_get_i(&big, DT_I64, 0) == INT64_MIN, "get_i exact");
+  dvm_tensor *pt; /* the public element accessors convert the same way */
+  int64_t one = 1;
+  float pf = -2.9f;
+  CHECK(s, dvm_tensor_wrap(DVM_F32, 1, &one, &pf, &pt) == DVM_OK, "%s", dvm_last_error());
+  CHECK(s, dvm_tensor_get_i64(pt, 0) == -2, "dvm_tensor_get_i64 truncates");
+  dvm_tensor_set_i64(pt, 0, 5);
+  CHECK(s, pf == 5.0f && dvm_tensor_get_f64(pt, 0) == 5.0, "dvm_tensor_set_i64");
+  dvm_tensor_destroy(pt);
 
   /* random fill: in range, deterministic */
   int64_t shape[1] = {1000};
