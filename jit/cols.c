@@ -330,11 +330,11 @@ static void col_whole(Cg *c, LLVMValueRef g) {
   bool full = false;
   for (uint32_t o = 0; o < c->k->noutputs; o++) full |= cg_is_full(c, fu_outputs(c->p, c->k)[o]);
   int left = 0; /* passes to go */
-  KnPass ps[2];
-  for (uint32_t m = 0; m < c->k->nmembers; m++) left += kn_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps);
+  for (uint32_t m = 0; m < c->k->nmembers; m++) left += c->low->ins[m].np;
   memset(c->ready, 0, 3 * c->k->nmembers);
   for (uint32_t m = 0; m < c->k->nmembers; m++) {
-    int np = kn_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps);
+    const KnPass *ps = c->low->ins[m].pass;
+    int np = c->low->ins[m].np;
     for (int i = 0; i < np; i++) {
       Stream s = stream_of(c, m, i, ps[i], Lf);
       int q = 0; /* one accumulator array per type, shared by the passes */
@@ -383,9 +383,8 @@ static void col_block_fold(Cg *c, Split *sp) {
   LLVMValueRef r1 = LLVMBuildSDiv(B, LLVMBuildMul(B, LLVMBuildAdd(B, sp->p, cg_ci64(c, 1), ""), sp->R, ""), sp->P, "");
   int n = 0;
   for (uint32_t m = 0; m < c->k->nmembers; m++) {
-    KnPass ps[2];
-    if (kn_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps) != 1) continue;
-    Stream s = stream_of(c, m, 0, ps[0], sp->Lf);
+    if (c->low->ins[m].np != 1) continue;
+    Stream s = stream_of(c, m, 0, c->low->ins[m].pass[0], sp->Lf);
     s.sbase = split_base(c, sp, sp->p, n++);
     fold_rows(c, r0, r1, &s);
   }
@@ -416,9 +415,8 @@ static LLVMValueRef s_combine(Cg *c, void *arg, LLVMValueRef acc) {
   LLVMValueRef j = c->j, mask = c->mask;
   int n = 0;
   for (uint32_t m = 0; m < c->k->nmembers; m++) {
-    KnPass ps[2];
-    if (kn_passes((Op)ir_node(c->g, fu_members(c->p, c->k)[m])->op, ps) != 1) continue;
-    Stream s = stream_of(c, m, 0, ps[0], sp->Lf);
+    if (c->low->ins[m].np != 1) continue;
+    Stream s = stream_of(c, m, 0, c->low->ins[m].pass[0], sp->Lf);
     Combine1 cb = {&s, sp, n++};
     LLVMValueRef a[1] = {s_identity(c, &s)};
     cg_pos_loop(c, cg_ci64(c, 0), sp->P, 1, 1, place_block, a, s_combine1, &cb);

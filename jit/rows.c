@@ -199,32 +199,21 @@ LLVMValueRef cg_am_col_body(Cg *c, void *arg, LLVMValueRef acc) {
 /* Member m's per-row scalars from the result of its pass i (Lf: the count folded, splat). */
 void cg_finish_pass(Cg *c, uint32_t m, int i, LLVMValueRef folded, LLVMValueRef Lf) {
   LLVMBuilderRef B = c->B;
-  uint32_t v = fu_members(c->p, c->k)[m];
-  Op op = (Op)ir_node(c->g, v)->op;
-  switch (op) {
-  case OP_REDUCE_MEAN: c->red[m] = cg_vdiv(c, folded, Lf); break;
-  case OP_SOFTMAX:
-  case OP_LOG_SOFTMAX:
-    if (i == 0) c->n1[m] = folded;
-    /* softmax multiplies by 1/sum (one division per row, not per element) */
-    else if (op == OP_SOFTMAX) c->n2[m] = cg_vdiv(c, cg_splatf(c, 1), folded);
-    else c->n2[m] = LLVMBuildFAdd(B, c->n1[m], cg_mvec(c, "logf", folded, NULL), "");
+  const KnIns *in = &c->low->ins[m];
+  const KnPass *ps = &in->pass[i];
+  LLVMValueRef r;
+  switch (ps->post) {
+  case KP_MEAN: r = cg_vdiv(c, folded, Lf); break;
+  case KP_RECIP: r = cg_vdiv(c, cg_splatf(c, 1), folded); break; /* one division per row, not per element */
+  case KP_LOGADD: r = LLVMBuildFAdd(B, c->n1[m], cg_mvec(c, "logf", folded, NULL), ""); break;
+  case KP_RSQRT:
+    r = cg_vdiv(c, cg_splatf(c, 1), cg_vcall1(c, "llvm.sqrt", LLVMBuildFAdd(B, cg_vdiv(c, folded, Lf), cg_splatf(c, in->eps), "")));
     break;
-  case OP_LAYERNORM:
-    if (i == 0) {
-      c->n1[m] = cg_vdiv(c, folded, Lf);
-    } else {
-      double eps = ir_attr_float(c->g, v, AK_EPS, 1e-5);
-      c->n2[m] = cg_vdiv(c, cg_splatf(c, 1), cg_vcall1(c, "llvm.sqrt", LLVMBuildFAdd(B, cg_vdiv(c, folded, Lf), cg_splatf(c, eps), "")));
-    }
-    break;
-  case OP_RMSNORM: {
-    double eps = ir_attr_float(c->g, v, AK_EPS, 1e-6);
-    c->n2[m] = cg_vdiv(c, cg_splatf(c, 1), cg_vcall1(c, "llvm.sqrt", LLVMBuildFAdd(B, cg_vdiv(c, folded, Lf), cg_splatf(c, eps), "")));
-    break;
+  default: r = folded;
   }
-  default: c->red[m] = folded;
-  }
+  if (ps->dst == KD_N1) c->n1[m] = r;
+  else if (ps->dst == KD_N2) c->n2[m] = r;
+  else c->red[m] = r;
 }
 
 /* layernorm along the row in one pass (ln_stats): per lane l, the sums of d = x - s_l and
@@ -301,10 +290,11 @@ void cg_row_passes(Cg *c, LLVMValueRef L) {
   LLVMValueRef Lf = cg_vsplat(c, LLVMBuildSIToFP(B, count, c->f32, ""), "");
   for (uint32_t m = 0; m < c->k->nmembers; m++) {
     uint32_t v = fu_members(c->p, c->k)[m], x = ir_node(c->g, v)->nin ? ir_operand(c->g, v, 0) : 0;
-    KnPass ps[2];
-    int np = kn_passes((Op)ir_node(c->g, v)->op, ps);
-    if (ir_node(c->g, v)->op == OP_LAYERNORM && !c->multi) { /* row mode (col mode: col_item) */
-      ln_stats(c, L, m, x, ir_attr_float(c->g, v, AK_EPS, 1e-5));
+    const KnIns *in = &c->low->ins[m];
+    const KnPass *ps = in->pass;
+    int np = in->np;
+    if (in->op == KO_LAYERNORM && !c->multi) { /* row mode (col mode: col_item) */
+      ln_stats(c, L, m, x, in->eps);
       continue;
     }
     for (int i = 0; i < np; i++)

@@ -120,9 +120,18 @@ typedef enum Fold { FOLD_SUM, FOLD_MAX, FOLD_MIN, FOLD_PROD, FOLD_MAX_ORD } Fold
 /* What a pass folds: the value, exp(x - max), (x - mean)², x², or argmax's (value,
  * index) pairs. */
 enum { W_VALUE, W_EXP_SHIFTED, W_SQ_CENTERED, W_SQ, W_ARGMAX };
+/* What a pass's folded result x becomes (count: the elements folded per row):
+ * x; x / count; 1 / x; the first pass's result + log x; 1 / sqrt(x / count + eps). */
+typedef enum KnPost { KP_COPY, KP_MEAN, KP_RECIP, KP_LOGADD, KP_RSQRT, KP_COUNT } KnPost;
+/* Where it goes: the member's value (a reduction's), or its first or second per-row
+ * scalar (a normalization's: softmax's max and 1/sum, layernorm's mean and rstd,
+ * rmsnorm's rstd). */
+typedef enum KnDst { KD_VALUE, KD_N1, KD_N2 } KnDst;
 typedef struct KnPass {
   Fold f;
   int what;
+  uint8_t post;   /* KnPost */
+  uint8_t dst;    /* KnDst */
 } KnPass;
 /* The passes over the row that a member with op `op` makes (at most 2), in order; 0 for
  * members that are not reductions or normalizations. */
@@ -244,6 +253,9 @@ typedef struct KnIns {
   bool lo, hi;        /* KO_CLIP: the bounds it has */
   double flo, fhi;    /* ... on floats: rounded to f32 */
   int64_t ilo, ihi;   /* ... on integers: truncated and saturated to t, as the reference */
+  uint8_t np;         /* KO_FOLDED and normalizations: the passes over the row ... */
+  KnPass pass[2];     /* ... in order (kn_passes) */
+  double eps;         /* layernorm, rmsnorm: added to the mean square */
 } KnIns;
 
 /* A kernel as the back ends take it. */

@@ -96,6 +96,8 @@ static KnIns lower_member(const Graph *g, uint32_t v) {
   else if (op == OP_LAYERNORM) in.op = KO_LAYERNORM;
   else if (op == OP_RMSNORM) in.op = KO_RMSNORM;
   else in.op = elementwise_op(op);
+  in.np = (uint8_t)kn_passes(op, in.pass);
+  if (op == OP_LAYERNORM || op == OP_RMSNORM) in.eps = ir_attr_float(g, v, AK_EPS, op == OP_LAYERNORM ? 1e-5 : 1e-6);
   if (in.op == KO_CLIP) {
     const Attr *lo = ir_attr(g, v, AK_LO), *hi = ir_attr(g, v, AK_HI);
     in.lo = lo != NULL, in.hi = hi != NULL;
@@ -139,8 +141,10 @@ static const char *check(const Graph *g, uint32_t v, const KnIns *in) {
   if ((uint32_t)kn_op_arity((KnOp)in->op) > nd->nin) return "more operands than the node has";
   switch (in->op) {
   case KO_PRODUCT: return t == DT_F32 ? NULL : "a product that is not f32";
-  case KO_VIEW: case KO_FOLDED: return NULL;
+  case KO_VIEW: return NULL;
+  case KO_FOLDED: return in->np == 1 ? NULL : "a reduction without its one pass";
   case KO_SOFTMAX: case KO_LOG_SOFTMAX: case KO_LAYERNORM: case KO_RMSNORM:
+    if (!in->np || in->pass[in->np - 1].dst != KD_N2) return "a normalization whose passes leave no n2";
     return kn_is_flt(t) ? NULL : "a normalization of integers";
   case KO_EQ: case KO_NE: case KO_LT: case KO_LE: case KO_GT: case KO_GE:
     return t == DT_BOOL && kn_stored(a) ? NULL : "a compare whose result is not bool";
@@ -204,6 +208,14 @@ char *kn_lower_dump(const KnKernel *kk) {
       }
     }
     if (whole) ir_put(&b, "]");
+    static const char *const folds[] = {"sum", "max", "min", "prod", "max_ord"};
+    static const char *const whats[] = {"x", "exp(x - n1)", "(x - n1)^2", "x^2", "(x, index)"};
+    static const char *const posts[] = {"", " -> it / count", " -> 1 / it", " -> n1 + log it", " -> rsqrt(it / count + eps)"};
+    static const char *const dsts[] = {"value", "n1", "n2"};
+    for (int i = 0; i < in->np; i++)
+      ir_put(&b, "%s pass %d: %s of %s%s into %s", i ? ";" : " |", i, folds[in->pass[i].f], whats[in->pass[i].what],
+             posts[in->pass[i].post], dsts[in->pass[i].dst]);
+    if (in->op == KO_LAYERNORM || in->op == KO_RMSNORM) ir_put(&b, "; eps %.9g", in->eps);
     if (in->op == KO_CLIP && kn_is_int((DType)in->t)) {
       if (in->lo) ir_put(&b, " lo=%lld", (long long)in->ilo);
       if (in->hi) ir_put(&b, " hi=%lld", (long long)in->ihi);

@@ -9,16 +9,21 @@
 
 int kn_passes(Op op, KnPass *ps) {
   switch (op) {
-  case OP_REDUCE_SUM: case OP_REDUCE_MEAN: ps[0] = (KnPass){FOLD_SUM, W_VALUE}; return 1;
-  case OP_REDUCE_MAX: ps[0] = (KnPass){FOLD_MAX, W_VALUE}; return 1;
-  case OP_REDUCE_MIN: ps[0] = (KnPass){FOLD_MIN, W_VALUE}; return 1;
-  case OP_REDUCE_PROD: ps[0] = (KnPass){FOLD_PROD, W_VALUE}; return 1;
-  case OP_ARGMAX: ps[0] = (KnPass){FOLD_MAX, W_ARGMAX}; return 1;
+  case OP_REDUCE_SUM: ps[0] = (KnPass){FOLD_SUM, W_VALUE, KP_COPY, KD_VALUE}; return 1;
+  case OP_REDUCE_MEAN: ps[0] = (KnPass){FOLD_SUM, W_VALUE, KP_MEAN, KD_VALUE}; return 1;
+  case OP_REDUCE_MAX: ps[0] = (KnPass){FOLD_MAX, W_VALUE, KP_COPY, KD_VALUE}; return 1;
+  case OP_REDUCE_MIN: ps[0] = (KnPass){FOLD_MIN, W_VALUE, KP_COPY, KD_VALUE}; return 1;
+  case OP_REDUCE_PROD: ps[0] = (KnPass){FOLD_PROD, W_VALUE, KP_COPY, KD_VALUE}; return 1;
+  case OP_ARGMAX: ps[0] = (KnPass){FOLD_MAX, W_ARGMAX, KP_COPY, KD_VALUE}; return 1;
   case OP_SOFTMAX: case OP_LOG_SOFTMAX:
-    ps[0] = (KnPass){FOLD_MAX_ORD, W_VALUE}, ps[1] = (KnPass){FOLD_SUM, W_EXP_SHIFTED};
+    ps[0] = (KnPass){FOLD_MAX_ORD, W_VALUE, KP_COPY, KD_N1};
+    ps[1] = (KnPass){FOLD_SUM, W_EXP_SHIFTED, op == OP_SOFTMAX ? KP_RECIP : KP_LOGADD, KD_N2};
     return 2;
-  case OP_LAYERNORM: ps[0] = (KnPass){FOLD_SUM, W_VALUE}, ps[1] = (KnPass){FOLD_SUM, W_SQ_CENTERED}; return 2;
-  case OP_RMSNORM: ps[0] = (KnPass){FOLD_SUM, W_SQ}; return 1;
+  case OP_LAYERNORM:
+    ps[0] = (KnPass){FOLD_SUM, W_VALUE, KP_MEAN, KD_N1};
+    ps[1] = (KnPass){FOLD_SUM, W_SQ_CENTERED, KP_RSQRT, KD_N2};
+    return 2;
+  case OP_RMSNORM: ps[0] = (KnPass){FOLD_SUM, W_SQ, KP_RSQRT, KD_N2}; return 1;
   default: return 0;
   }
 }

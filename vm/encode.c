@@ -744,7 +744,9 @@ static int eval(Enc *e, uint32_t u) {
 
 /* ---- programs ----------------------------------------------------------------------------- */
 
-enum { Q_VALUE, Q_EXP_SHIFTED, Q_SQ_CENTERED, Q_SQ, Q_SHIFTED };
+/* What a pass folds: the kernel layer's quantities (W_*), and the VM's x - s of its
+ * one-pass layernorm (FOLDSH). */
+enum { Q_VALUE = W_VALUE, Q_EXP_SHIFTED = W_EXP_SHIFTED, Q_SQ_CENTERED = W_SQ_CENTERED, Q_SQ = W_SQ, Q_SHIFTED = W_ARGMAX + 1 };
 
 /* A pass folding a quantity of value x into slot `slot`: rows, by a fold instruction into
  * the slot's accumulators; cols, by the driver from the program's result. */
@@ -789,48 +791,49 @@ static void add_pass(Enc *e, VmFold f, uint32_t x, int what, int m, VmPost post,
 static void passes(Enc *e) {
   for (uint32_t m = 0; m < e->k->nmembers; m++) {
     uint32_t v = fu_members(e->p, e->k)[m], x = ir_node(e->g, v)->nin ? ir_operand(e->g, v, 0) : 0;
-    switch ((Op)ir_node(e->g, v)->op) {
-    case OP_REDUCE_SUM: case OP_REDUCE_MEAN: case OP_REDUCE_MAX: case OP_REDUCE_MIN: case OP_REDUCE_PROD: {
-      Op op = (Op)ir_node(e->g, v)->op;
-      if (ir_node(e->g, v)->dtype != DT_F32) {
-        fail(e, "%s of integers is not encoded (folds are f32)", ir_ops[op].name);
+    const KnIns *in = &e->kk->ins[m];
+    const KnPass *ps = in->pass;
+    float eps = (float)in->eps;
+    int n2;
+    switch (in->op) {
+    case KO_FOLDED: {
+      static const char *const names[] = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod"};
+      if (ps[0].what == W_ARGMAX) { /* its (value, index) pairs: the result is i64 */
+        fail(e, "%s is not encoded for integers", "argmax");
+        break;
+      }
+      if (in->t != DT_F32) {
+        fail(e, "%s of integers is not encoded (folds are f32)", ps[0].post == KP_MEAN ? "reduce_mean" : names[ps[0].f]);
         break;
       }
       int slot = fixed_reg(e);
-      add_pass(e, op == OP_REDUCE_MAX ? VMF_MAX : op == OP_REDUCE_MIN ? VMF_MIN : op == OP_REDUCE_PROD ? VMF_PROD : VMF_SUM, x, Q_VALUE, (int)m,
-               op == OP_REDUCE_MEAN ? VMP_MEAN : VMP_COPY, slot, -1, 0);
+      add_pass(e, (VmFold)ps[0].f, x, ps[0].what, (int)m, (VmPost)ps[0].post, slot, -1, 0);
       e->red[m] = slot;
       break;
     }
-    case OP_SOFTMAX: case OP_LOG_SOFTMAX: {
-      bool log = ir_node(e->g, v)->op == OP_LOG_SOFTMAX;
+    case KO_SOFTMAX: case KO_LOG_SOFTMAX: /* n1: the max; n2: 1 / sum, or max + log sum */
       e->n1[m] = fixed_reg(e);
-      add_pass(e, VMF_MAXORD, x, Q_VALUE, (int)m, VMP_COPY, e->n1[m], -1, 0);
-      int n2 = fixed_reg(e);
-      add_pass(e, VMF_SUM, x, Q_EXP_SHIFTED, (int)m, log ? VMP_LOGADD : VMP_RECIP, n2, e->n1[m], 0);
+      add_pass(e, (VmFold)ps[0].f, x, ps[0].what, (int)m, (VmPost)ps[0].post, e->n1[m], -1, 0);
+      n2 = fixed_reg(e);
+      add_pass(e, (VmFold)ps[1].f, x, ps[1].what, (int)m, (VmPost)ps[1].post, n2, e->n1[m], 0);
       e->n2[m] = n2;
       break;
-    }
-    case OP_LAYERNORM: {
-      float eps = (float)ir_attr_float(e->g, v, AK_EPS, 1e-5);
+    case KO_LAYERNORM: /* n1: the mean; n2: 1 / sqrt(var + eps) */
       e->n1[m] = fixed_reg(e);
-      int n2 = fixed_reg(e);
+      n2 = fixed_reg(e);
       if (e->c->mode == VMM_ROWS) { /* one pass (FOLDSH): the native tier's ln_stats */
         add_pass(e, VMF_SUM, x, Q_SHIFTED, (int)m, VMP_LNSHIFT, e->n1[m], n2, eps);
       } else {
-        add_pass(e, VMF_SUM, x, Q_VALUE, (int)m, VMP_MEAN, e->n1[m], -1, 0);
-        add_pass(e, VMF_SUM, x, Q_SQ_CENTERED, (int)m, VMP_RSQRT, n2, -1, eps);
+        add_pass(e, (VmFold)ps[0].f, x, ps[0].what, (int)m, (VmPost)ps[0].post, e->n1[m], -1, 0);
+        add_pass(e, (VmFold)ps[1].f, x, ps[1].what, (int)m, (VmPost)ps[1].post, n2, -1, eps);
       }
       e->n2[m] = n2;
       break;
-    }
-    case OP_RMSNORM: {
-      float eps = (float)ir_attr_float(e->g, v, AK_EPS, 1e-6);
-      int n2 = fixed_reg(e);
-      add_pass(e, VMF_SUM, x, Q_SQ, (int)m, VMP_RSQRT, n2, -1, eps);
+    case KO_RMSNORM: /* n2: 1 / sqrt(mean square + eps) */
+      n2 = fixed_reg(e);
+      add_pass(e, (VmFold)ps[0].f, x, ps[0].what, (int)m, (VmPost)ps[0].post, n2, -1, eps);
       e->n2[m] = n2;
       break;
-    }
     default: break;
     }
   }

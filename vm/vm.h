@@ -91,15 +91,18 @@ typedef struct VmProg {
 typedef enum VmMode { VMM_ROWS, VMM_COLS, VMM_MIX, VMM_GEMM, VMM_EXTERN } VmMode;
 /* VMF_MAXORD: v > acc ? v : acc (maxps), NaNs passed over: softmax's max, as the native
    tier's FOLD_MAX_ORD (a NaN of the row reaches every result through the sum pass). */
-typedef enum VmFold { VMF_SUM, VMF_MAX, VMF_MIN, VMF_PROD, VMF_MAXORD } VmFold;
-/* What a pass makes of its folded value (per lane, in slot `slot`). */
+typedef enum VmFold { /* the kernel layer's folds (kernel.h Fold), by the same numbers */
+  VMF_SUM = FOLD_SUM, VMF_MAX = FOLD_MAX, VMF_MIN = FOLD_MIN, VMF_PROD = FOLD_PROD, VMF_MAXORD = FOLD_MAX_ORD
+} VmFold;
+/* What a pass makes of its folded value (per lane, in slot `slot`): the kernel layer's
+ * KnPost by the same numbers, and the VM's one-pass layernorm. */
 typedef enum VmPost {
-  VMP_COPY,     /* the fold itself */
-  VMP_MEAN,     /* fold / L */
-  VMP_RECIP,    /* 1 / fold (softmax) */
-  VMP_LOGADD,   /* slot aux + log(fold) (log_softmax) */
-  VMP_RSQRT,    /* 1 / sqrt(fold / L + eps) (layernorm in column mode, rmsnorm) */
-  VMP_LNSHIFT   /* a FOLDSH's mean, and 1 / sqrt(var + eps) into slot aux (layernorm) */
+  VMP_COPY = KP_COPY,     /* the fold itself */
+  VMP_MEAN = KP_MEAN,     /* fold / L */
+  VMP_RECIP = KP_RECIP,   /* 1 / fold (softmax) */
+  VMP_LOGADD = KP_LOGADD, /* slot aux + log(fold) (log_softmax) */
+  VMP_RSQRT = KP_RSQRT,   /* 1 / sqrt(fold / L + eps) (layernorm in column mode, rmsnorm) */
+  VMP_LNSHIFT = KP_COUNT  /* a FOLDSH's mean, and 1 / sqrt(var + eps) into slot aux (layernorm) */
 } VmPost;
 
 typedef struct VmPass {
