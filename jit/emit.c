@@ -310,10 +310,9 @@ LLVMValueRef cg_load_input(Cg *c, int i) {
 LLVMValueRef cg_operand(Cg *c, uint32_t v, uint32_t k) { return cg_eval(c, ir_operand(c->g, v, k)); }
 
 LLVMValueRef cg_lit(Cg *c, uint32_t u) {
-  const Attr *a = ir_attr(c->g, u, AK_VALUE);
-  double v = a->isint ? (double)a->i : a->f;
-  DType t = (DType)ir_node(c->g, u)->dtype;
-  if (t == DT_BOOL) return cg_vsplat(c, LLVMConstInt(c->i1, v != 0, 0), "");
-  if (kn_is_int(t)) return cg_vsplat(c, LLVMConstInt(cg_mem_type(c, t), (unsigned long long)(a->isint ? a->i : (int64_t)v), 1), "");
-  return kn_is_low(t) ? cg_round_to(c, cg_splatf(c, (float)v), t) : cg_splatf(c, (float)v);
+  const KnConst *k = kn_const(c->low, u);
+  DType t = (DType)k->t;
+  if (t == DT_BOOL) return cg_vsplat(c, LLVMConstInt(c->i1, k->i != 0, 0), "");
+  if (kn_is_int(t)) return cg_vsplat(c, LLVMConstInt(cg_mem_type(c, t), (unsigned long long)k->i, 1), "");
+  return kn_is_low(t) ? cg_round_to(c, cg_splatf(c, k->f), t) : cg_splatf(c, k->f);
 }

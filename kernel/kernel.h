@@ -258,6 +258,16 @@ typedef struct KnIns {
   double eps;         /* layernorm, rmsnorm: added to the mean square */
 } KnIns;
 
+/* A constant a kernel reads: a literal operand, or a `full` member's fill value, as the
+ * reference takes it (floats rounded to f32; integers truncated and saturated, NaN 0;
+ * bools 0 or 1). */
+typedef struct KnConst {
+  uint32_t v;         /* its value id */
+  uint8_t t;          /* its dtype */
+  float f;            /* floats */
+  int64_t i;          /* integers and bools */
+} KnConst;
+
 /* A kernel as the back ends take it. */
 typedef struct KnKernel {
   const Partition *p;
@@ -266,11 +276,15 @@ typedef struct KnKernel {
   char why[256];      /* ... or why not */
   KnIns *ins;         /* per member, in fu_members order (vector, row and mix kernels) */
   KnExt ext;          /* extern kernels: the call (when ok) */
+  KnConst *consts;    /* the literals and fills the members read */
+  uint32_t nconsts;
 } KnKernel;
 
 /* Lower kernel k of partition p (never NULL; out of memory aborts, as ir_oom). */
 KnKernel *kn_lower(const Partition *p, const Kernel *k);
 void kn_lower_free(KnKernel *kk);
+/* The constant value v of kk (a literal operand or a `full` member); NULL if none. */
+const KnConst *kn_const(const KnKernel *kk, uint32_t v);
 /* The operands instruction op reads, and its name in dumps. */
 int kn_op_arity(KnOp op);
 const char *kn_op_name(KnOp op);

@@ -112,6 +112,34 @@ static KnIns lower_member(const Graph *g, uint32_t v) {
   return in;
 }
 
+/* Value v's constant (a literal or a full: its AK_VALUE) as the reference takes it. */
+static KnConst constant(const Graph *g, uint32_t v) {
+  const Attr *a = ir_attr(g, v, AK_VALUE);
+  KnConst c = {.v = v, .t = ir_node(g, v)->dtype};
+  double x = a->isint ? (double)a->i : a->f;
+  c.f = (float)x;
+  if (c.t == DT_BOOL) c.i = x != 0;
+  else if (a->isint) c.i = a->i;
+  else if (isnan(x)) c.i = 0;
+  else c.i = x >= 0x1p63 ? INT64_MAX : x < -0x1p63 ? INT64_MIN : (int64_t)x;
+  return c;
+}
+
+static void add_const(KnKernel *kk, const Graph *g, uint32_t v, uint32_t *cap) {
+  if (kn_const(kk, v)) return;
+  if (kk->nconsts == *cap) {
+    *cap = *cap ? 2 * *cap : 8;
+    if (!(kk->consts = realloc(kk->consts, *cap * sizeof *kk->consts))) ir_oom();
+  }
+  kk->consts[kk->nconsts++] = constant(g, v);
+}
+
+const KnConst *kn_const(const KnKernel *kk, uint32_t v) {
+  for (uint32_t i = 0; i < kk->nconsts; i++)
+    if (kk->consts[i].v == v) return &kk->consts[i];
+  return NULL;
+}
+
 KnKernel *kn_lower(const Partition *p, const Kernel *k) {
   KnKernel *kk = calloc(1, sizeof *kk);
   if (!kk) ir_oom();
@@ -122,13 +150,21 @@ KnKernel *kn_lower(const Partition *p, const Kernel *k) {
   }
   if (!(kk->ok = kn_supported(p, k, kk->why, sizeof kk->why))) return kk;
   if (!(kk->ins = calloc(k->nmembers + 1, sizeof *kk->ins))) ir_oom();
-  for (uint32_t m = 0; m < k->nmembers; m++) kk->ins[m] = lower_member(p->g, fu_members(p, k)[m]);
+  uint32_t cap = 0;
+  for (uint32_t m = 0; m < k->nmembers; m++) {
+    uint32_t v = fu_members(p, k)[m];
+    kk->ins[m] = lower_member(p->g, v);
+    if (ir_node(p->g, v)->op == OP_FULL) add_const(kk, p->g, v, &cap);
+    for (uint32_t i = 0; i < ir_node(p->g, v)->nin; i++)
+      if (ir_node(p->g, ir_operand(p->g, v, i))->op == OP_LITERAL) add_const(kk, p->g, ir_operand(p->g, v, i), &cap);
+  }
   return kk;
 }
 
 void kn_lower_free(KnKernel *kk) {
   if (!kk) return;
   free(kk->ins);
+  free(kk->consts);
   free(kk);
 }
 
@@ -199,10 +235,11 @@ char *kn_lower_dump(const KnKernel *kk) {
     for (int i = 0; i < n; i++) {
       uint32_t u = ir_operand(g, v, (uint32_t)i);
       const Node *un = ir_node(g, u);
-      if (un->op == OP_LITERAL) {
-        const Attr *at = ir_attr(g, u, AK_VALUE);
-        if (at->isint) ir_put(&b, "%s%lld", i ? ", " : sep, (long long)at->i);
-        else ir_put(&b, "%s%.9g", i ? ", " : sep, at->f);
+      const KnConst *kc = kn_const(kk, u);
+      if (kc && !kn_is_flt((DType)kc->t)) {
+        ir_put(&b, "%s%lld", i ? ", " : sep, (long long)kc->i);
+      } else if (kc) {
+        ir_put(&b, "%s%.9g", i ? ", " : sep, (double)kc->f);
       } else {
         ir_put(&b, "%s%s", i ? ", " : sep, ir_s(g, un->name));
       }

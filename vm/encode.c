@@ -463,14 +463,12 @@ static int load_at(Enc *e, int i, Ix off) {
 }
 
 static int lit(Enc *e, uint32_t u) {
-  const Attr *a = ir_attr(e->g, u, AK_VALUE);
-  double v = a->isint ? (double)a->i : a->f;
-  DType t = (DType)ir_node(e->g, u)->dtype;
-  if (t == DT_BOOL) return emit(e, VM_K_I32, 0, 0, pool_add(e, v != 0));
-  int64_t iv = a->isint ? a->i : (int64_t)v;
-  if (t == DT_I32) return emit(e, VM_K_I32, 0, 0, pool_add(e, (int32_t)(uint32_t)iv));
-  if (t == DT_I64) return emit(e, VM_K_I64, 0, 0, pool_add(e, iv));
-  return constf(e, (float)v);
+  const KnConst *k = kn_const(e->kk, u);
+  DType t = (DType)k->t;
+  if (t == DT_BOOL) return emit(e, VM_K_I32, 0, 0, pool_add(e, k->i != 0));
+  if (t == DT_I32) return emit(e, VM_K_I32, 0, 0, pool_add(e, (int32_t)(uint32_t)k->i));
+  if (t == DT_I64) return emit(e, VM_K_I64, 0, 0, pool_add(e, k->i));
+  return constf(e, k->f);
 }
 
 static int view_at(Enc *e, uint32_t u, const Ix *P) {
