@@ -2,7 +2,8 @@
  * bytecode of vm/ and the native code of jit/) decide alike about a fused Kernel, written
  * once, so that neither back end decides a kernel's shape for the other.
  *
- *   coverage      which kernels the two tiers emit (kn_supported), and why not
+ *   coverage      which ops each tier runs (kernel/cover.def, kn_op_cover), which kernels
+ *                 the two tiers emit (kn_supported), and why not
  *   shape         the loop structure: rows, column mode (reductions that keep the last
  *                 axis), multi mode (the last axis and others reduced), the passes each
  *                 folding member makes over a row, the mix kernel's packed path
@@ -23,8 +24,9 @@
  * dims[ndims] and, when above 1, its scratch at bufs[ninputs + noutputs + 2]
  * (kn_col_blocks).
  *
- * Files: cover.c (coverage and modes), shape.c (passes, the packed path, extent and
- * splits), gemm.c (tiles and the packed layout), extern.c (extern call plans). */
+ * Files: cover.def (the op coverage table), cover.c (coverage and modes), shape.c (passes,
+ * the packed path, extent and splits), gemm.c (tiles and the packed layout), extern.c
+ * (extern call plans). */
 #ifndef DVM_KERNEL_H
 #define DVM_KERNEL_H
 
@@ -93,6 +95,14 @@ static inline bool kn_is_norm(Op op) {
 }
 
 /* ---- coverage and modes (cover.c) ---------------------------------------------------- */
+
+/* The tiers of kernel/cover.def's columns, in its order. */
+typedef enum KnTier { KN_TIER_REF, KN_TIER_VM, KN_TIER_LLVM, KN_NTIERS } KnTier;
+/* Does tier `tier` (a KnTier) run op `op` (kernel/cover.def)? NULL if it does (for vm and
+ * llvm: the op's part of the answer; kn_supported and vm_encode still check each kernel's
+ * dtypes and shapes), else why not, a static string. An op or tier out of range gets a
+ * reason too. */
+const char *kn_op_cover(Op op, int tier);
 
 /* Can the code-generating tiers emit kernel k? If not, why (for the entry and the dumps):
  * such kernels run on the kernel-level reference path. */

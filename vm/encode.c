@@ -7,8 +7,10 @@
  * ones by liveness when the program ends (alloc_prog: a linear scan; a register is free
  * after its last use). Per-row results of reductions get reserved registers (slots).
  *
- * Coverage is the native tier's (kn_supported), so the two tiers run the same kernels;
- * a kernel over the VM's limits (registers, scalars, buffers) is declined with the reason.
+ * Coverage is the native tier's (kn_supported), so the two tiers run the same kernels,
+ * less the ops whose vm column in kernel/cover.def gives a reason (declined with it
+ * first); a kernel over the VM's limits (registers, scalars, buffers) is declined with the
+ * reason.
  *
  * Each program gets a peephole before allocation (fuse: MUL then ADD -> MULADD) and a
  * check whether it may run over whole rows (span_ok, VmProg.whole).
@@ -913,6 +915,11 @@ static void prologue_rows(Enc *e, uint32_t a) {
 
 VmCode *vm_encode(const Partition *p, const Kernel *k, char *why, size_t n) {
   double t0 = now_us();
+  for (uint32_t i = 0; i < k->nmembers; i++) { /* the op-level table (kernel/cover.def) */
+    const Node *nd = ir_node(p->g, fu_members(p, k)[i]);
+    const char *no = kn_op_cover((Op)nd->op, KN_TIER_VM);
+    if (no) return snprintf(why, n, "%s at line %u: %s", ir_ops[nd->op].name, nd->line, no), NULL;
+  }
   if (k->kind == KK_EXTERN) { /* a call through libffi */
     VmCode *c = vm_encode_extern(p, k, why, n);
     if (c) c->encode_us = now_us() - t0;
