@@ -1,5 +1,11 @@
-/* kernel/cover.c — which fused kernels the code-generating tiers emit, and the row kernel
- * modes (kernel.h).
+/* kernel/cover.c — which ops each tier runs (the table of kernel/cover.def), which fused
+ * kernels the code-generating tiers emit, and the row kernel modes (kernel.h).
+ *
+ * cover.def is the op-level truth: kn_supported declines a kernel holding an op whose llvm
+ * column gives a reason, with that reason, before any other check; the checks below it
+ * decide the rest (dtypes, ranks, views, matmul operands) for the ops marked YES. The
+ * _Static_asserts below fail the build when cover.def is not one line per op of
+ * ir/ops.def in its order.
  *
  * A kernel is covered when every member is an op both tiers emit on its dtypes, views
  * read only inputs or other views (they are index maps, never materialized), operands
@@ -11,6 +17,40 @@
 #include <string.h>
 
 #include "kernel.h"
+
+/* ---- the op coverage table (cover.def) --------------------------------------------------- */
+
+/* Line i of cover.def is line i of ir/ops.def: as many lines, each naming the op of its
+   position (KN_COVER_x == OP_x). */
+enum KnCoverLine {
+#define COVER(id, ref, vm, llvm) KN_COVER_##id,
+#include "cover.def"
+#undef COVER
+  KN_COVER_LINES
+};
+_Static_assert((int)KN_COVER_LINES == (int)OP_COUNT, "kernel/cover.def needs one COVER line per op of ir/ops.def");
+#define COVER(id, ref, vm, llvm) \
+  _Static_assert((int)KN_COVER_##id == (int)OP_##id, "kernel/cover.def: " #id " is not at its ir/ops.def position");
+#include "cover.def"
+#undef COVER
+
+/* cover[op][tier]: NULL (YES) or the reason. A second line for one op would be an
+   initializer overridden (-Woverride-init, in -Wextra). */
+#define YES NULL
+static const char *const cover[OP_COUNT][KN_NTIERS] = {
+#define COVER(id, ref, vm, llvm) [OP_##id] = {[KN_TIER_REF] = ref, [KN_TIER_VM] = vm, [KN_TIER_LLVM] = llvm},
+#include "cover.def"
+#undef COVER
+};
+#undef YES
+
+const char *kn_op_cover(Op op, int tier) {
+  if ((unsigned)op >= OP_COUNT) return "not an op";
+  if (tier < 0 || tier >= KN_NTIERS) return "not a tier";
+  return cover[op][tier];
+}
+
+/* ---- kernels ------------------------------------------------------------------------------ */
 
 static bool elementwise_f32(Op op) {
   switch (op) {
@@ -90,6 +130,8 @@ bool kn_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     uint32_t v = fu_members(p, k)[i];
     const Node *nd = ir_node(g, v);
     Op op = (Op)nd->op;
+    const char *no = kn_op_cover(op, KN_TIER_LLVM); /* the table first: its reason */
+    if (no) return snprintf(why, n, "%s at line %u: %s", ir_ops[op].name, nd->line, no), false;
     /* operands line up with the domain, or, read by a member of the reduced shape, with
        the kept axes (value_base) */
     if (kn_is_view(op)) { /* read at positions its readers compute: any rank */

@@ -2,7 +2,8 @@
  * bytecode of vm/ and the native code of jit/) decide alike about a fused Kernel, written
  * once, so that neither back end decides a kernel's shape for the other.
  *
- *   coverage      which kernels the two tiers emit (kn_supported), and why not
+ *   coverage      which ops each tier runs (kernel/cover.def, kn_op_cover), which kernels
+ *                 the two tiers emit (kn_supported), and why not
  *   shape         the loop structure: rows, column mode (reductions that keep the last
  *                 axis), multi mode (the last axis and others reduced), the passes each
  *                 folding member makes over a row, the mix kernel's packed path
@@ -29,7 +30,7 @@
  * back end switches over graph ops for a member's computation. Views (index maps over
  * the graph's layout ops), passes and loops are still walked by each back end.
  *
- * Files: cover.c (coverage and modes), shape.c (passes, the packed path, extent and
+ * Files: cover.def (the op coverage table), cover.c (coverage and modes), shape.c (passes, the packed path, extent and
  * splits), gemm.c (tiles and the packed layout), extern.c (extern call plans), lower.c
  * (the lowered kernel, its dump and its verifier). */
 #ifndef DVM_KERNEL_H
@@ -100,6 +101,14 @@ static inline bool kn_is_norm(Op op) {
 }
 
 /* ---- coverage and modes (cover.c) ---------------------------------------------------- */
+
+/* The tiers of kernel/cover.def's columns, in its order. */
+typedef enum KnTier { KN_TIER_REF, KN_TIER_VM, KN_TIER_LLVM, KN_NTIERS } KnTier;
+/* Does tier `tier` (a KnTier) run op `op` (kernel/cover.def)? NULL if it does (for vm and
+ * llvm: the op's part of the answer; kn_supported and vm_encode still check each kernel's
+ * dtypes and shapes), else why not, a static string. An op or tier out of range gets a
+ * reason too. */
+const char *kn_op_cover(Op op, int tier);
 
 /* Can the code-generating tiers emit kernel k? If not, why (for the entry and the dumps):
  * such kernels run on the kernel-level reference path. */
@@ -274,6 +283,8 @@ typedef struct KnKernel {
   const Kernel *k;
   bool ok;            /* both code-generating tiers cover it (kn_supported) ... */
   char why[256];      /* ... or why not */
+  char vm_why[256];   /* a covered kernel the bytecode tier does not run, by the op table's
+                         vm column (kn_op_cover): why; empty if it does */
   KnIns *ins;         /* per member, in fu_members order (vector, row and mix kernels) */
   KnExt ext;          /* extern kernels: the call (when ok) */
   KnConst *consts;    /* the literals and fills the members read */

@@ -149,6 +149,11 @@ KnKernel *kn_lower(const Partition *p, const Kernel *k) {
     return kk;
   }
   if (!(kk->ok = kn_supported(p, k, kk->why, sizeof kk->why))) return kk;
+  for (uint32_t m = 0; m < k->nmembers && !kk->vm_why[0]; m++) {
+    const Node *nd = ir_node(p->g, fu_members(p, k)[m]);
+    const char *no = kn_op_cover((Op)nd->op, KN_TIER_VM);
+    if (no) snprintf(kk->vm_why, sizeof kk->vm_why, "%s at line %u: %s", ir_ops[nd->op].name, nd->line, no);
+  }
   if (!(kk->ins = calloc(k->nmembers + 1, sizeof *kk->ins))) ir_oom();
   uint32_t cap = 0;
   for (uint32_t m = 0; m < k->nmembers; m++) {

@@ -7,8 +7,10 @@
  * ones by liveness when the program ends (alloc_prog: a linear scan; a register is free
  * after its last use). Per-row results of reductions get reserved registers (slots).
  *
- * Coverage is the native tier's (kn_supported), so the two tiers run the same kernels;
- * a kernel over the VM's limits (registers, scalars, buffers) is declined with the reason.
+ * Coverage is the native tier's (kn_supported), so the two tiers run the same kernels,
+ * less the ops whose vm column in kernel/cover.def gives a reason (declined with it
+ * first); a kernel over the VM's limits (registers, scalars, buffers) is declined with the
+ * reason.
  *
  * Each program gets a peephole before allocation (fuse: MUL then ADD -> MULADD) and a
  * check whether it may run over whole rows (span_ok, VmProg.whole).
@@ -796,8 +798,8 @@ static void passes(Enc *e) {
     switch (in->op) {
     case KO_FOLDED: {
       static const char *const names[] = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod"};
-      if (ps[0].what == W_ARGMAX) { /* its (value, index) pairs: the result is i64 */
-        fail(e, "%s is not encoded for integers", "argmax");
+      if (ps[0].what == W_ARGMAX) { /* declined by the op table before (kk->vm_why) */
+        fail(e, "%s is not encoded (no fold of (value, index) pairs)", "argmax");
         break;
       }
       if (in->t != DT_F32) {
@@ -917,6 +919,7 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
   const Partition *p = kk->p;
   const Kernel *k = kk->k;
   if (!kk->ok) return snprintf(why, n, "%s", kk->why), NULL; /* the native tier's coverage */
+  if (kk->vm_why[0]) return snprintf(why, n, "%s", kk->vm_why), NULL; /* the op table's vm column */
   if (k->kind == KK_EXTERN) { /* a call through libffi */
     VmCode *c = vm_encode_extern(kk);
     c->encode_us = now_us() - t0;
