@@ -13,6 +13,8 @@
  *     bytecode"), in llvm every kernel is native code (native_kernels == kernels); the
  *     outputs agree with the reference tier's within 1e-4 relative + 1e-5 absolute (NaN
  *     where it has NaN; integers and bools exactly);
+ *   - the lowered form (`dump --stage lowered`) covers every kernel where llvm runs the op,
+ *     and says "not lowered" where llvm declines it;
  *   - for every op and tier the table gives a reason: vm and llvm decline the op's kernel
  *     (fewer encodes / native kernels than kernels) and their dump says "not bytecode" /
  *     "not native" with "<op> at line L: <reason>", the outputs (the kernel-level
@@ -347,6 +349,16 @@ static void check_op_tier(int op, int t, const char *text, const dvm_graph *g, d
             name, tier_names[t], want, dump);
     }
     free(dump);
+  }
+  /* the lowered form covers what the code generators cover (kn_lower takes kn_supported's
+     verdict): every kernel lowered where llvm runs the op, the op's kernel not where it
+     declines it */
+  if (t == KN_TIER_LLVM) {
+    char *low = dvm_graph_dump(g, "lowered");
+    CHECK(low != NULL, "%s: dump --stage lowered: %s", name, dvm_last_error());
+    if (low && !no) CHECK(!strstr(low, "not lowered"), "%s: the table says llvm YES, the lowered form says:\n%s", name, low);
+    if (low && no) CHECK(strstr(low, "not lowered") != NULL, "%s: llvm declines it (%s), but every kernel is lowered:\n%s", name, no, low);
+    free(low);
   }
   /* outputs against the reference's */
   CHECK(bind_params(m, par), "%s in %s: params: %s", name, tier_names[t], dvm_last_error());
