@@ -360,7 +360,6 @@ static void store_scalars(Cg *c, LLVMValueRef row) {
 /* Vector and row kernels: per row of [begin, end), the passes over the row, then the
  * output pass and the per-row results' stores. */
 void cg_row_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
-  const Partition *p = c->p;
   const Kernel *k = c->k;
   uint32_t nm = k->nmembers, ni = k->ninputs;
   const Dim *dom = c->dom;
@@ -378,14 +377,10 @@ void cg_row_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
   cg_row_bases(c, row, dom, r);
   cg_next_row_bases(c);
   Store st = {row, L};
-  /* the first softmax keeps its exp row in the first full-shaped output's row */
-  int so = kn_full_output(p, k); /* an f32 row: exp values */
-  for (uint32_t m = 0; so >= 0 && m < nm; m++)
-    if (ir_node(c->g, fu_members(p, k)[m])->op == OP_SOFTMAX) {
-      c->stash_member = (int)m;
-      c->stash = LLVMBuildGEP2(c->B, c->f32, cg_buf(c, ni + (uint32_t)so), (LLVMValueRef[]){LLVMBuildMul(c->B, row, L, "")}, 1, "");
-      break;
-    }
+  if (c->low->stash >= 0) { /* a softmax keeps its exp row in an f32 output's row */
+    c->stash_member = c->low->stash;
+    c->stash = LLVMBuildGEP2(c->B, c->f32, cg_buf(c, ni + c->low->stash_out), (LLVMValueRef[]){LLVMBuildMul(c->B, row, L, "")}, 1, "");
+  }
   cg_row_passes(c, L);
   if (c->multi) over_reduced(c, store_q, &st, NULL);
   else cg_columns(c, L, NULL, cg_store_body, &st);

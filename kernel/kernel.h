@@ -289,6 +289,10 @@ typedef struct KnKernel {
   KnExt ext;          /* extern kernels: the call (when ok) */
   KnConst *consts;    /* the literals and fills the members read */
   uint32_t nconsts;
+  int stash;          /* row kernels (not column mode): the first softmax member, whose
+                         exp(x - max) row its sum pass keeps for the output pass in ... */
+  uint32_t stash_out; /* ... the row of this output (kn_full_output: f32, full-shaped,
+                         overwritten later in the row by the output pass); stash -1: none */
 } KnKernel;
 
 /* Lower kernel k of partition p (never NULL; out of memory aborts, as ir_oom). */

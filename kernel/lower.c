@@ -143,7 +143,7 @@ const KnConst *kn_const(const KnKernel *kk, uint32_t v) {
 KnKernel *kn_lower(const Partition *p, const Kernel *k) {
   KnKernel *kk = calloc(1, sizeof *kk);
   if (!kk) ir_oom();
-  kk->p = p, kk->k = k;
+  kk->p = p, kk->k = k, kk->stash = -1;
   if (k->kind == KK_EXTERN) {
     kk->ok = kn_extern_plan(p, k, &kk->ext, kk->why, sizeof kk->why);
     return kk;
@@ -163,6 +163,9 @@ KnKernel *kn_lower(const Partition *p, const Kernel *k) {
     for (uint32_t i = 0; i < ir_node(p->g, v)->nin; i++)
       if (ir_node(p->g, ir_operand(p->g, v, i))->op == OP_LITERAL) add_const(kk, p->g, ir_operand(p->g, v, i), &cap);
   }
+  int so = k->kind == KK_ROW && !kn_col_mode(p->g, k) ? kn_full_output(p, k) : -1;
+  for (uint32_t m = 0; so >= 0 && m < k->nmembers && kk->stash < 0; m++)
+    if (kk->ins[m].op == KO_SOFTMAX) kk->stash = (int)m, kk->stash_out = (uint32_t)so;
   return kk;
 }
 
@@ -205,6 +208,13 @@ dvm_status kn_verify(const KnKernel *kk, Err *err) {
   const Graph *g = kk->p->g;
   if (!kk->ok || k->kind == KK_EXTERN) return DVM_OK;
   if (!kk->ins) return ir_err(err, DVM_ERR_RUNTIME, "internal: a covered kernel without instructions");
+  if (kk->stash >= 0) { /* an f32 row of the domain's shape: the exp values fit */
+    uint32_t o = fu_outputs(kk->p, k)[kk->stash_out];
+    const Node *on = ir_node(g, o), *dn = ir_node(g, k->domain);
+    if ((uint32_t)kk->stash >= k->nmembers || kk->ins[kk->stash].op != KO_SOFTMAX || kk->stash_out >= k->noutputs ||
+        on->dtype != DT_F32 || on->rank != dn->rank || memcmp(ir_shape(g, o), ir_shape(g, k->domain), dn->rank * sizeof(Dim)))
+      return ir_err(err, DVM_ERR_RUNTIME, "internal: a softmax's exp row kept in an output it does not fit");
+  }
   for (uint32_t m = 0; m < k->nmembers; m++) {
     uint32_t v = fu_members(kk->p, k)[m];
     const char *bad = check(g, v, &kk->ins[m]);

@@ -1003,15 +1003,11 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
     }
   } else {
     c->mode = kn_col_mode(g, k) ? VMM_COLS : VMM_ROWS;
-    /* rows: the first softmax keeps its exp row in the first full-shaped output's row */
-    for (uint32_t o = 0; c->mode == VMM_ROWS && o < k->noutputs && e.stash_member < 0; o++)
-      if (is_full(&e, fu_outputs(p, k)[o]))
-        for (uint32_t m = 0; m < k->nmembers && e.stash_member < 0; m++)
-          if (ir_node(g, fu_members(p, k)[m])->op == OP_SOFTMAX) {
-            int inner;
-            e.stash_member = (int)m, e.stash_buf = k->ninputs + o;
-            e.stash_reg = base_reg(&e, e.stash_buf, fu_outputs(p, k)[o], 0, &inner);
-          }
+    if (c->mode == VMM_ROWS && kk->stash >= 0) { /* a softmax keeps its exp row in an f32 output's row */
+      int inner;
+      e.stash_member = kk->stash, e.stash_buf = k->ninputs + kk->stash_out;
+      e.stash_reg = base_reg(&e, e.stash_buf, fu_outputs(p, k)[kk->stash_out], 0, &inner);
+    }
     passes(&e);
   }
   c->full = stores(&e, true);
