@@ -75,8 +75,7 @@ void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char 
   c.base = mem + 4 * nm, c.inner = mem + 4 * nm + 2 * ni;
   c.bufp = mem + 4 * nm + 4 * ni, c.dimv = mem + 4 * nm + 4 * ni + nb;
   c.next = mem + 4 * nm + 4 * ni + nb + k->ndims;
-  for (uint32_t m = 0; m < nm; m++)
-    if (ir_node(c.g, fu_members(p, k)[m])->op == OP_MATMUL) c.mm_member = (int)m;
+  c.mm_member = kk->product;
   c.bufs = LLVMGetParam(c.fn, 0), c.dims = LLVMGetParam(c.fn, 1);
   LLVMValueRef begin = LLVMGetParam(c.fn, 2), end = LLVMGetParam(c.fn, 3);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(C, c.fn, "entry");

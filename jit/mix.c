@@ -353,8 +353,8 @@ static bool want_dot(Cg *c, Gm *gm) {
 /* Does the matmul need the general path? */
 static bool mix_general(const Cg *c, uint32_t v) {
   uint32_t a = ir_operand(c->g, v, 0), b = ir_operand(c->g, v, 1);
-  return ir_attr_int(c->g, v, AK_TRANSPOSE_A, 0) || ir_attr_int(c->g, v, AK_TRANSPOSE_B, 0) ||
-         ir_node(c->g, b)->rank != 2 || cg_input_index(c, a) < 0 || cg_input_index(c, b) < 0;
+  const KnIns *in = &c->low->ins[c->mm_member];
+  return in->ta || in->tb || ir_node(c->g, b)->rank != 2 || cg_input_index(c, a) < 0 || cg_input_index(c, b) < 0;
 }
 
 /* A mix kernel off the packed path: the general matmul (views, batches, transposes), or a
@@ -369,7 +369,7 @@ void cg_mix_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
   if (mix_general(c, fu_members(p, k)[c->mm_member])) {
     uint32_t v = fu_members(p, k)[c->mm_member];
     Gm gm = {.a = ir_operand(c->g, v, 0), .b = ir_operand(c->g, v, 1), .L = L,
-             .ta = ir_attr_int(c->g, v, AK_TRANSPOSE_A, 0) != 0, .tb = ir_attr_int(c->g, v, AK_TRANSPOSE_B, 0) != 0};
+             .ta = c->low->ins[c->mm_member].ta, .tb = c->low->ins[c->mm_member].tb};
     const Node *an = ir_node(c->g, gm.a);
     gm.K = cg_dimval(c, ir_shape(c->g, gm.a)[an->rank - (gm.ta ? 2 : 1)]);
     gm.dot = want_dot(c, &gm);

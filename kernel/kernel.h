@@ -265,6 +265,7 @@ typedef struct KnIns {
   uint8_t np;         /* KO_FOLDED and normalizations: the passes over the row ... */
   KnPass pass[2];     /* ... in order (kn_passes) */
   double eps;         /* layernorm, rmsnorm: added to the mean square */
+  bool ta, tb;        /* KO_PRODUCT: a, b (the node's operands 0, 1) read transposed */
 } KnIns;
 
 /* A constant a kernel reads: a literal operand, or a `full` member's fill value, as the
@@ -289,6 +290,7 @@ typedef struct KnKernel {
   KnExt ext;          /* extern kernels: the call (when ok) */
   KnConst *consts;    /* the literals and fills the members read */
   uint32_t nconsts;
+  int product;        /* mix kernels: the matmul member (KO_PRODUCT); -1 elsewhere */
   int stash;          /* row kernels (not column mode): the first softmax member, whose
                          exp(x - max) row its sum pass keeps for the output pass in ... */
   uint32_t stash_out; /* ... the row of this output (kn_full_output: f32, full-shaped,

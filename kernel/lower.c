@@ -88,7 +88,10 @@ static KnIns lower_member(const Graph *g, uint32_t v) {
   const Node *nd = ir_node(g, v);
   Op op = (Op)nd->op;
   KnIns in = {.t = nd->dtype, .a = nd->nin ? ir_node(g, ir_operand(g, v, 0))->dtype : nd->dtype};
-  if (op == OP_MATMUL) in.op = KO_PRODUCT;
+  if (op == OP_MATMUL) {
+    in.op = KO_PRODUCT;
+    in.ta = ir_attr_int(g, v, AK_TRANSPOSE_A, 0) != 0, in.tb = ir_attr_int(g, v, AK_TRANSPOSE_B, 0) != 0;
+  }
   else if (kn_is_view(op)) in.op = KO_VIEW;
   else if (kn_is_reduction(op) || op == OP_ARGMAX) in.op = KO_FOLDED;
   else if (op == OP_SOFTMAX) in.op = KO_SOFTMAX;
@@ -143,7 +146,7 @@ const KnConst *kn_const(const KnKernel *kk, uint32_t v) {
 KnKernel *kn_lower(const Partition *p, const Kernel *k) {
   KnKernel *kk = calloc(1, sizeof *kk);
   if (!kk) ir_oom();
-  kk->p = p, kk->k = k, kk->stash = -1;
+  kk->p = p, kk->k = k, kk->stash = -1, kk->product = -1;
   if (k->kind == KK_EXTERN) {
     kk->ok = kn_extern_plan(p, k, &kk->ext, kk->why, sizeof kk->why);
     return kk;
@@ -159,6 +162,7 @@ KnKernel *kn_lower(const Partition *p, const Kernel *k) {
   for (uint32_t m = 0; m < k->nmembers; m++) {
     uint32_t v = fu_members(p, k)[m];
     kk->ins[m] = lower_member(p->g, v);
+    if (kk->ins[m].op == KO_PRODUCT) kk->product = (int)m;
     if (ir_node(p->g, v)->op == OP_FULL) add_const(kk, p->g, v, &cap);
     for (uint32_t i = 0; i < ir_node(p->g, v)->nin; i++)
       if (ir_node(p->g, ir_operand(p->g, v, i))->op == OP_LITERAL) add_const(kk, p->g, ir_operand(p->g, v, i), &cap);
@@ -208,6 +212,8 @@ dvm_status kn_verify(const KnKernel *kk, Err *err) {
   const Graph *g = kk->p->g;
   if (!kk->ok || k->kind == KK_EXTERN) return DVM_OK;
   if (!kk->ins) return ir_err(err, DVM_ERR_RUNTIME, "internal: a covered kernel without instructions");
+  if ((k->kind == KK_MIX) != (kk->product >= 0) || (kk->product >= 0 && kk->ins[kk->product].op != KO_PRODUCT))
+    return ir_err(err, DVM_ERR_RUNTIME, "internal: a mix kernel without its product, or a product elsewhere");
   if (kk->stash >= 0) { /* an f32 row of the domain's shape: the exp values fit */
     uint32_t o = fu_outputs(kk->p, k)[kk->stash_out];
     const Node *on = ir_node(g, o), *dn = ir_node(g, k->domain);
@@ -268,6 +274,7 @@ char *kn_lower_dump(const KnKernel *kk) {
       ir_put(&b, "%s pass %d: %s of %s%s into %s", i ? ";" : " |", i, folds[in->pass[i].f], whats[in->pass[i].what],
              posts[in->pass[i].post], dsts[in->pass[i].dst]);
     if (in->op == KO_LAYERNORM || in->op == KO_RMSNORM) ir_put(&b, "; eps %.9g", in->eps);
+    if (in->ta || in->tb) ir_put(&b, " transposed:%s%s", in->ta ? " a" : "", in->tb ? " b" : "");
     if (in->op == KO_CLIP && kn_is_int((DType)in->t)) {
       if (in->lo) ir_put(&b, " lo=%lld", (long long)in->ilo);
       if (in->hi) ir_put(&b, " hi=%lld", (long long)in->ihi);

@@ -872,18 +872,15 @@ static double now_us(void) {
 
 /* A mix kernel with a normalization prologue runs the plain mix driver on a buffer the
  * runtime fills with the prologue's value: b must be a 2-D kernel input read as it is. */
-static bool prologue_ok(const Partition *p, const Kernel *k) {
+static bool prologue_ok(const KnKernel *kk) {
+  const Partition *p = kk->p;
+  const Kernel *k = kk->k;
   if (!kn_mix_prologue(p, k)) return true;
-  const Graph *g = p->g;
-  for (uint32_t i = 0; i < k->nmembers; i++) {
-    uint32_t v = fu_members(p, k)[i], b;
-    if (ir_node(g, v)->op != OP_MATMUL) continue;
-    if (ir_attr_int(g, v, AK_TRANSPOSE_A, 0) || ir_attr_int(g, v, AK_TRANSPOSE_B, 0)) return false;
-    b = ir_operand(g, v, 1);
-    for (uint32_t j = 0; j < k->ninputs; j++)
-      if (fu_inputs(p, k)[j] == b) return ir_node(g, b)->rank == 2;
-    return false;
-  }
+  const KnIns *in = &kk->ins[kk->product];
+  if (in->ta || in->tb) return false;
+  uint32_t b = ir_operand(p->g, fu_members(p, k)[kk->product], 1);
+  for (uint32_t j = 0; j < k->ninputs; j++)
+    if (fu_inputs(p, k)[j] == b) return ir_node(p->g, b)->rank == 2;
   return false;
 }
 
@@ -928,7 +925,7 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
   if (kn_multi_mode(p->g, k))
     return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
   if (k->ninputs + k->noutputs > 254) return snprintf(why, n, "more than 254 buffers"), NULL;
-  if (!prologue_ok(p, k)) return snprintf(why, n, "a normalization prologue with a batched or transposed b is not encoded"), NULL;
+  if (!prologue_ok(kk)) return snprintf(why, n, "a normalization prologue with a batched or transposed b is not encoded"), NULL;
   for (uint32_t i = 0; i < k->nmembers + k->ninputs; i++) { /* tiles are 32-bit lanes */
     uint32_t v = i < k->nmembers ? fu_members(p, k)[i] : fu_inputs(p, k)[i - k->nmembers];
     DType t = (DType)ir_node(p->g, v)->dtype;
@@ -954,12 +951,9 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
   }
   c->r = (uint8_t)e.r, c->axes = e.axes;
   c->ninputs = k->ninputs, c->noutputs = k->noutputs, c->ndims = k->ndims;
-  int mm_member = -1;
-  for (uint32_t m = 0; m < k->nmembers; m++)
-    if (ir_node(g, fu_members(p, k)[m])->op == OP_MATMUL) mm_member = (int)m;
   if (k->kind == KK_MIX) {
-    uint32_t v = fu_members(p, k)[mm_member], a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
-    bool ta = ir_attr_int(g, v, AK_TRANSPOSE_A, 0) != 0, tb = ir_attr_int(g, v, AK_TRANSPOSE_B, 0) != 0;
+    uint32_t v = fu_members(p, k)[kk->product], a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
+    bool ta = kk->ins[kk->product].ta, tb = kk->ins[kk->product].tb;
     const Node *an = ir_node(g, a);
     int kd = dim_index(&e, ir_shape(g, a)[an->rank - (ta ? 2 : 1)]);
     c->K = e.dimtab.v[kd];
