@@ -128,44 +128,37 @@ static LLVMValueRef load_at(Cg *c, int i, Ix off) {
 /* Value u (a view, or a kernel input at the end of a chain of views) at position P. */
 LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
   const Graph *g = c->g;
-  const Node *n = ir_node(g, u);
+  int m = cg_member_index(c, u);
+  const KnIns *in = m >= 0 ? &c->low->ins[m] : NULL;
+  const KnView *w = in ? in->view : NULL;
   Ix Q[DVM_MAX_RANK];
-  switch ((Op)n->op) {
-  case OP_LITERAL: return cg_lit(c, u);
-  case OP_FULL: return cg_lit(c, u);
-  case OP_ARANGE:
-    if (n->dtype == DT_I64) return ix_vec(c, P[0]);
-    if (n->dtype == DT_I32) return LLVMBuildTrunc(c->B, ix_vec(c, P[0]), cg_reg_type(c, DT_I32), "");
+  if (!w) /* a literal, or a kernel input */
+    return kn_const(c->low, u) ? cg_lit(c, u) : load_at(c, cg_input_index(c, u), linearize(c, u, P));
+  int rank = ir_node(g, u)->rank;
+  switch ((KnViewKind)w->kind) {
+  case KV_FULL: return cg_lit(c, u);
+  case KV_ARANGE:
+    if (in->t == DT_I64) return ix_vec(c, P[0]);
+    if (in->t == DT_I32) return LLVMBuildTrunc(c->B, ix_vec(c, P[0]), cg_reg_type(c, DT_I32), "");
     return LLVMBuildSIToFP(c->B, ix_vec(c, P[0]), c->vf, "");
-  case OP_TRANSPOSE: { /* out axis k is in axis perm[k] */
+  case KV_TRANSPOSE: { /* out axis k is in axis perm[k] */
     uint32_t x = ir_operand(g, u, 0);
-    const Attr *a = ir_attr(g, u, AK_PERM);
-    for (int k = 0; k < n->rank; k++) {
-      int pk = a && a->n ? ir_axis(g->lists.v[a->off + k], n->rank) : n->rank - 1 - k;
-      Q[pk] = P[k];
-    }
+    for (int k = 0; k < w->n; k++) Q[w->map[k]] = P[k];
     return cg_view_at(c, x, Q);
   }
-  case OP_BROADCAST_TO: { /* right-aligned; the operand's broadcast dims read index 0 */
+  case KV_BROADCAST: { /* right-aligned; the operand's broadcast dims read index 0 */
     uint32_t x = ir_operand(g, u, 0);
-    const Node *xn = ir_node(g, x);
-    for (int t = 0; t < xn->rank; t++) {
-      int d = t + n->rank - xn->rank;
-      int64_t one;
-      bool b = ir_dim_is_const(g, ir_shape(g, x)[t], &one) && one == 1 && ir_shape(g, x)[t] != ir_shape(g, u)[d];
-      Q[t] = b ? cg_ix_scalar(cg_ci64(c, 0)) : P[d];
-    }
+    for (int t = 0; t < w->n; t++) Q[t] = w->map[t] < 0 ? cg_ix_scalar(cg_ci64(c, 0)) : P[w->map[t]];
     return cg_view_at(c, x, Q);
   }
-  case OP_SLICE: { /* listed axes: start (clamped as Python's slice.indices) + i * step */
+  case KV_SLICE: { /* listed axes: start (clamped as Python's slice.indices) + i * step */
     uint32_t x = ir_operand(g, u, 0);
-    const Attr *ax = ir_attr(g, u, AK_AXES), *st = ir_attr(g, u, AK_STARTS), *sp = ir_attr(g, u, AK_STEPS);
-    for (int d = 0; d < n->rank; d++) Q[d] = P[d];
-    for (uint32_t i = 0; i < st->n; i++) {
-      int a = ax ? ir_axis(g->lists.v[ax->off + i], n->rank) : (int)i;
-      int64_t step = sp ? g->lists.v[sp->off + i] : 1;
+    for (int d = 0; d < rank; d++) Q[d] = P[d];
+    for (uint32_t i = 0; i < w->n; i++) {
+      int a = w->saxis[i];
+      int64_t step = w->step[i];
       LLVMBuilderRef B = c->B;
-      LLVMValueRef d = cg_dimval(c, ir_shape(g, x)[a]), v = cg_dimval(c, (Dim)g->clists.v[st->off + i]);
+      LLVMValueRef d = cg_dimval(c, w->size[i]), v = cg_dimval(c, w->start[i]);
       v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, v, cg_ci64(c, 0), ""), LLVMBuildAdd(B, v, d, ""), v, "");
       LLVMValueRef lo = cg_ci64(c, step > 0 ? 0 : -1), hi = step > 0 ? d : LLVMBuildSub(B, d, cg_ci64(c, 1), "");
       v = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, v, lo, ""), lo, v, "");
@@ -174,17 +167,17 @@ LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
     }
     return cg_view_at(c, x, Q);
   }
-  case OP_CONCAT: { /* each operand where the index falls in its block, its lanes guarded */
-    int a = ir_axis(ir_attr_int(g, u, AK_AXIS, 0), n->rank);
+  case KV_CONCAT: { /* each operand where the index falls in its block, its lanes guarded */
+    int a = w->axis;
     LLVMValueRef off = cg_ci64(c, 0), res = NULL, mask0 = c->mask;
     bool guarded0 = c->guarded;
     LLVMValueRef at = ix_vec(c, P[a]);
-    for (uint32_t q = 0; q < n->nin; q++) {
+    for (uint32_t q = 0; q < w->n; q++) {
       uint32_t x = ir_operand(g, u, q);
-      LLVMValueRef size = cg_dimval(c, ir_shape(g, x)[a]), end = LLVMBuildAdd(c->B, off, size, "");
+      LLVMValueRef size = cg_dimval(c, w->csize[q]), end = LLVMBuildAdd(c->B, off, size, "");
       LLVMValueRef in = LLVMBuildAnd(c->B, LLVMBuildICmp(c->B, LLVMIntSGE, at, cg_vsplat(c, off, ""), ""),
                                      LLVMBuildICmp(c->B, LLVMIntSLT, at, cg_vsplat(c, end, ""), ""), "");
-      for (int d = 0; d < n->rank; d++) Q[d] = P[d];
+      for (int d = 0; d < rank; d++) Q[d] = P[d];
       Q[a] = ix_add(c, P[a], cg_ix_scalar(LLVMBuildNeg(c->B, off, "")));
       c->mask = mask0 ? LLVMBuildAnd(c->B, mask0, in, "") : in, c->guarded = true;
       LLVMValueRef val = cg_view_at(c, x, Q);
@@ -194,14 +187,14 @@ LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
     c->mask = mask0, c->guarded = guarded0;
     return res;
   }
-  case OP_GATHER: { /* x's axis a reads idx at the positions idx's dims take in the result */
+  case KV_GATHER: { /* x's axis a reads idx at the positions idx's dims take in the result */
     uint32_t x = ir_operand(g, u, 0), iv = ir_operand(g, u, 1);
     int xr = ir_node(g, x)->rank, ir = ir_node(g, iv)->rank;
-    int a = ir_axis(ir_attr_int(g, u, AK_AXIS, 0), xr);
+    int a = w->axis;
     Ix Pi[DVM_MAX_RANK];
     bool lanes = c->guarded;
     for (int t = 0; t < ir; t++) Pi[t] = P[a + t], lanes |= P[a + t].v || P[a + t].k;
-    LLVMValueRef at = cg_view_at(c, iv, Pi), d = cg_dimval(c, ir_shape(g, x)[a]);
+    LLVMValueRef at = cg_view_at(c, iv, Pi), d = cg_dimval(c, w->size[0]);
     if (!lanes) at = LLVMBuildExtractElement(c->B, at, cg_ci64(c, 0), ""); /* one index for the lanes */
     LLVMTypeRef t64 = lanes ? LLVMVectorType(c->i64, (unsigned)c->W) : c->i64;
     if (ir_node(g, iv)->dtype == DT_I32) at = LLVMBuildSExt(c->B, at, t64, "");
@@ -218,22 +211,19 @@ LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
     for (int t = a + 1; t < xr; t++) Q[t] = P[t + ir - 1];
     return cg_view_at(c, x, Q);
   }
-  case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: { /* the same row-major order */
+  default: { /* KV_RESHAPE: the same row-major order */
     uint32_t x = ir_operand(g, u, 0);
     Ix l = linearize(c, u, P);
     if (cg_input_index(c, x) >= 0) return load_at(c, cg_input_index(c, x), l);
-    const Node *xn = ir_node(g, x);
-    for (int t = xn->rank - 1; t >= 0; t--) {
+    for (int t = w->n - 1; t >= 0; t--) {
       if (t == 0) {
         Q[0] = l;
         break;
       }
-      ix_divmod(c, l, cg_dimval(c, ir_shape(g, x)[t]), &l, &Q[t]);
+      ix_divmod(c, l, cg_dimval(c, w->size[t]), &l, &Q[t]);
     }
     return cg_view_at(c, x, Q);
   }
-  default: /* a kernel input */
-    return load_at(c, cg_input_index(c, u), linearize(c, u, P));
   }
 }
 

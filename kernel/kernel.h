@@ -254,6 +254,31 @@ typedef enum KnOp {
   KO_COUNT
 } KnOp;
 
+/* A view member (KO_VIEW) lowered to its index map: how a position in its own index
+ * space becomes a position in its operand's (docs/ops.md gives each op's meaning). */
+typedef enum KnViewKind {
+  KV_TRANSPOSE, /* operand axis map[k] takes the result's index k */
+  KV_BROADCAST, /* operand axis t takes the result's index map[t], or 0 where map[t] < 0 */
+  KV_SLICE,     /* axis[i] takes start[i] (clamped into size[i] as Python's slices) + step[i]·index */
+  KV_CONCAT,    /* the operand whose block along axis holds the index (its size[q]) */
+  KV_GATHER,    /* operand axis `axis` takes the indices' value at the result's axes there */
+  KV_RESHAPE,   /* the same row-major order (reshape, squeeze, unsqueeze): operand dims size[] */
+  KV_FULL,      /* a constant (kn_const) */
+  KV_ARANGE     /* the index itself, as the result's dtype */
+} KnViewKind;
+typedef struct KnView {
+  uint8_t kind;                  /* KnViewKind */
+  uint8_t axis;                  /* KV_CONCAT: of the result; KV_GATHER: of the operand */
+  uint8_t n;                     /* KV_SLICE: sliced axes; KV_CONCAT: operands; else rank */
+  int8_t map[DVM_MAX_RANK];      /* KV_TRANSPOSE, KV_BROADCAST */
+  uint8_t saxis[DVM_MAX_RANK];   /* KV_SLICE */
+  int64_t step[DVM_MAX_RANK];    /* KV_SLICE */
+  Dim start[DVM_MAX_RANK];       /* KV_SLICE */
+  Dim size[DVM_MAX_RANK];        /* KV_SLICE: the operand's dim along saxis[i]; KV_GATHER:
+                                    size[0] along axis; KV_RESHAPE: the operand's dims */
+  Dim *csize;                    /* KV_CONCAT: each operand's dim along axis (n of them) */
+} KnView;
+
 /* One kernel member, lowered. */
 typedef struct KnIns {
   uint8_t op;         /* KnOp */
@@ -266,6 +291,7 @@ typedef struct KnIns {
   KnPass pass[2];     /* ... in order (kn_passes) */
   double eps;         /* layernorm, rmsnorm: added to the mean square */
   bool ta, tb;        /* KO_PRODUCT: a, b (the node's operands 0, 1) read transposed */
+  KnView *view;       /* KO_VIEW: its index map */
 } KnIns;
 
 /* A constant a kernel reads: a literal operand, or a `full` member's fill value, as the

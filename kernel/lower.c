@@ -83,6 +83,62 @@ static int64_t int_bound(const Attr *a, DType t) {
   return b;
 }
 
+/* View member v's index map (malloc'd). */
+static KnView *lower_view(const Graph *g, uint32_t v) {
+  const Node *n = ir_node(g, v);
+  KnView *w = calloc(1, sizeof *w);
+  if (!w) ir_oom();
+  uint32_t x = n->nin ? ir_operand(g, v, 0) : v;
+  const Node *xn = ir_node(g, x);
+  int r = n->rank < DVM_MAX_RANK ? n->rank : DVM_MAX_RANK, xr = xn->rank < DVM_MAX_RANK ? xn->rank : DVM_MAX_RANK;
+  w->n = (uint8_t)r;
+  switch ((Op)n->op) {
+  case OP_TRANSPOSE: {
+    const Attr *a = ir_attr(g, v, AK_PERM);
+    w->kind = KV_TRANSPOSE;
+    for (int k = 0; k < r; k++) w->map[k] = (int8_t)(a && a->n ? ir_axis(g->lists.v[a->off + k], r) : r - 1 - k);
+    break;
+  }
+  case OP_BROADCAST_TO: /* right-aligned; the operand's broadcast dims read index 0 */
+    w->kind = KV_BROADCAST, w->n = (uint8_t)xr;
+    for (int t = 0; t < xr; t++) {
+      int d = t + r - xr;
+      int64_t one;
+      bool b = ir_dim_is_const(g, ir_shape(g, x)[t], &one) && one == 1 && ir_shape(g, x)[t] != ir_shape(g, v)[d];
+      w->map[t] = (int8_t)(b ? -1 : d);
+    }
+    break;
+  case OP_SLICE: {
+    const Attr *ax = ir_attr(g, v, AK_AXES), *st = ir_attr(g, v, AK_STARTS), *sp = ir_attr(g, v, AK_STEPS);
+    w->kind = KV_SLICE, w->n = (uint8_t)(st->n < DVM_MAX_RANK ? st->n : DVM_MAX_RANK);
+    for (uint32_t i = 0; i < w->n; i++) {
+      int a = ax ? ir_axis(g->lists.v[ax->off + i], r) : (int)i;
+      w->saxis[i] = (uint8_t)a;
+      w->step[i] = sp ? g->lists.v[sp->off + i] : 1;
+      w->start[i] = (Dim)g->clists.v[st->off + i];
+      w->size[i] = ir_shape(g, x)[a];
+    }
+    break;
+  }
+  case OP_CONCAT:
+    w->kind = KV_CONCAT, w->axis = (uint8_t)ir_axis(ir_attr_int(g, v, AK_AXIS, 0), n->rank), w->n = (uint8_t)n->nin;
+    if (!(w->csize = calloc(n->nin + 1, sizeof *w->csize))) ir_oom();
+    for (uint32_t q = 0; q < n->nin; q++) w->csize[q] = ir_shape(g, ir_operand(g, v, q))[w->axis];
+    break;
+  case OP_GATHER:
+    w->kind = KV_GATHER, w->axis = (uint8_t)ir_axis(ir_attr_int(g, v, AK_AXIS, 0), xn->rank);
+    w->size[0] = ir_shape(g, x)[w->axis];
+    break;
+  case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE:
+    w->kind = KV_RESHAPE, w->n = (uint8_t)xr;
+    for (int t = 0; t < xr; t++) w->size[t] = ir_shape(g, x)[t];
+    break;
+  case OP_FULL: w->kind = KV_FULL; break;
+  default: w->kind = KV_ARANGE; break;
+  }
+  return w;
+}
+
 /* Member v's instruction. */
 static KnIns lower_member(const Graph *g, uint32_t v) {
   const Node *nd = ir_node(g, v);
@@ -163,6 +219,7 @@ KnKernel *kn_lower(const Partition *p, const Kernel *k) {
     uint32_t v = fu_members(p, k)[m];
     kk->ins[m] = lower_member(p->g, v);
     if (kk->ins[m].op == KO_PRODUCT) kk->product = (int)m;
+    if (kk->ins[m].op == KO_VIEW) kk->ins[m].view = lower_view(p->g, v);
     if (ir_node(p->g, v)->op == OP_FULL) add_const(kk, p->g, v, &cap);
     for (uint32_t i = 0; i < ir_node(p->g, v)->nin; i++)
       if (ir_node(p->g, ir_operand(p->g, v, i))->op == OP_LITERAL) add_const(kk, p->g, ir_operand(p->g, v, i), &cap);
@@ -175,6 +232,8 @@ KnKernel *kn_lower(const Partition *p, const Kernel *k) {
 
 void kn_lower_free(KnKernel *kk) {
   if (!kk) return;
+  for (uint32_t m = 0; kk->ins && m < kk->k->nmembers; m++)
+    if (kk->ins[m].view) free(kk->ins[m].view->csize), free(kk->ins[m].view);
   free(kk->ins);
   free(kk->consts);
   free(kk);
@@ -189,7 +248,7 @@ static const char *check(const Graph *g, uint32_t v, const KnIns *in) {
   if ((uint32_t)kn_op_arity((KnOp)in->op) > nd->nin) return "more operands than the node has";
   switch (in->op) {
   case KO_PRODUCT: return t == DT_F32 ? NULL : "a product that is not f32";
-  case KO_VIEW: return NULL;
+  case KO_VIEW: return in->view ? NULL : "a view without its index map";
   case KO_FOLDED: return in->np == 1 ? NULL : "a reduction without its one pass";
   case KO_SOFTMAX: case KO_LOG_SOFTMAX: case KO_LAYERNORM: case KO_RMSNORM:
     if (!in->np || in->pass[in->np - 1].dst != KD_N2) return "a normalization whose passes leave no n2";
@@ -275,6 +334,16 @@ char *kn_lower_dump(const KnKernel *kk) {
              posts[in->pass[i].post], dsts[in->pass[i].dst]);
     if (in->op == KO_LAYERNORM || in->op == KO_RMSNORM) ir_put(&b, "; eps %.9g", in->eps);
     if (in->ta || in->tb) ir_put(&b, " transposed:%s%s", in->ta ? " a" : "", in->tb ? " b" : "");
+    if (in->view) {
+      static const char *const kinds[] = {"transpose", "broadcast", "slice", "concat", "gather", "reshape", "full", "arange"};
+      const KnView *w = in->view;
+      ir_put(&b, " | %s", kinds[w->kind]);
+      if (w->kind == KV_TRANSPOSE || w->kind == KV_BROADCAST)
+        for (int i = 0; i < w->n; i++) ir_put(&b, "%s%d", i ? " " : " map ", w->map[i]);
+      if (w->kind == KV_SLICE)
+        for (int i = 0; i < w->n; i++) ir_put(&b, " axis %d step %lld", w->saxis[i], (long long)w->step[i]);
+      if (w->kind == KV_CONCAT || w->kind == KV_GATHER) ir_put(&b, " axis %d", w->axis);
+    }
     if (in->op == KO_CLIP && kn_is_int((DType)in->t)) {
       if (in->lo) ir_put(&b, " lo=%lld", (long long)in->ilo);
       if (in->hi) ir_put(&b, " hi=%lld", (long long)in->ihi);

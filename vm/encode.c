@@ -475,104 +475,96 @@ static int lit(Enc *e, uint32_t u) {
 
 static int view_at(Enc *e, uint32_t u, const Ix *P) {
   const Graph *g = e->g;
-  const Node *n = ir_node(g, u);
+  int m = member_index(e, u);
+  const KnIns *in = m >= 0 ? &e->kk->ins[m] : NULL;
+  const KnView *w = in ? in->view : NULL;
   Ix Q[DVM_MAX_RANK];
-  switch ((Op)n->op) {
-  case OP_LITERAL: case OP_FULL: return lit(e, u);
-  case OP_ARANGE: {
-    int x = ix_vec(e, P[0]);
-    if (n->dtype == DT_I64) return x;
-    return emit(e, n->dtype == DT_I32 ? VM_L2I : VM_L2F, x, 0, 0);
-  }
-  case OP_TRANSPOSE: {
-    uint32_t x = ir_operand(g, u, 0);
-    const Attr *a = ir_attr(g, u, AK_PERM);
-    for (int k = 0; k < n->rank; k++) {
-      int pk = a && a->n ? ir_axis(g->lists.v[a->off + k], n->rank) : n->rank - 1 - k;
-      Q[pk] = P[k];
-    }
-    return view_at(e, x, Q);
-  }
-  case OP_BROADCAST_TO: {
-    uint32_t x = ir_operand(g, u, 0);
-    const Node *xn = ir_node(g, x);
-    for (int t = 0; t < xn->rank; t++) {
-      int d = t + n->rank - xn->rank;
-      int64_t one;
-      bool b = ir_dim_is_const(g, ir_shape(g, x)[t], &one) && one == 1 && ir_shape(g, x)[t] != ir_shape(g, u)[d];
-      Q[t] = b ? ix_s(sconst(e, 0)) : P[d];
-    }
-    return view_at(e, x, Q);
-  }
-  case OP_SLICE: {
-    uint32_t x = ir_operand(g, u, 0);
-    const Attr *ax = ir_attr(g, u, AK_AXES), *st = ir_attr(g, u, AK_STARTS), *sp = ir_attr(g, u, AK_STEPS);
-    for (int d = 0; d < n->rank; d++) Q[d] = P[d];
-    for (uint32_t i = 0; i < st->n; i++) {
-      int a = ax ? ir_axis(g->lists.v[ax->off + i], n->rank) : (int)i;
-      int64_t step = sp ? g->lists.v[sp->off + i] : 1;
-      Sv d = sdim(e, ir_shape(g, x)[a]), v = sdim(e, (Dim)g->clists.v[st->off + i]);
-      Sv start = {emit(e, VM_SSLICE, v.reg, d.reg, step > 0 ? 1 : -1), false, 0};
-      Q[a] = ix_add(e, ix_s(start), ix_mul(e, P[a], sconst(e, step)));
-    }
-    return view_at(e, x, Q);
-  }
-  case OP_CONCAT: {
-    int a = ir_axis(ir_attr_int(g, u, AK_AXIS, 0), n->rank);
-    Sv off = sconst(e, 0);
-    int res = -1, mask0 = e->mask;
-    bool guarded0 = e->guarded;
-    int at = ix_vec(e, P[a]);
-    for (uint32_t q = 0; q < n->nin; q++) {
-      uint32_t x = ir_operand(g, u, q);
-      Sv end = sbin(e, VM_SADD, off, sdim(e, ir_shape(g, x)[a]));
-      int in = emit(e, VM_XIN, at, off.reg, end.reg);
-      for (int d = 0; d < n->rank; d++) Q[d] = P[d];
-      Q[a] = ix_add(e, P[a], ix_s(sbin(e, VM_SSUB, sconst(e, 0), off)));
-      e->mask = mask0 >= 0 ? emit(e, VM_AND, mask0, in, 0) : in, e->guarded = true;
-      int val = view_at(e, x, Q);
-      bool wide = n->dtype == DT_I64;
-      res = res >= 0 ? emit(e, wide ? VM_SELW : VM_SEL, in, val, res) : val;
-      off = end;
-    }
-    e->mask = mask0, e->guarded = guarded0;
-    return res;
-  }
-  case OP_GATHER: { /* jit/views.c view_at: indices read from a buffer the runtime checked */
-    uint32_t x = ir_operand(g, u, 0), iv = ir_operand(g, u, 1);
-    int xr = ir_node(g, x)->rank, ir = ir_node(g, iv)->rank;
-    int a = ir_axis(ir_attr_int(g, u, AK_AXIS, 0), xr);
-    Ix Pi[DVM_MAX_RANK];
-    for (int t = 0; t < ir; t++) Pi[t] = P[a + t];
-    int at = view_at(e, iv, Pi);
-    if (ir_node(g, iv)->dtype == DT_I32) at = emit(e, VM_I2L, at, 0, 0);
-    at = emit(e, VM_XWRAP, at, sdim(e, ir_shape(g, x)[a]).reg, 0);
-    for (int t = 0; t < a; t++) Q[t] = P[t];
-    Q[a] = (Ix){sconst(e, 0), 0, at};
-    for (int t = a + 1; t < xr; t++) Q[t] = P[t + ir - 1];
-    return view_at(e, x, Q);
-  }
-  case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE: {
-    uint32_t x = ir_operand(g, u, 0);
-    Ix l = linearize(e, u, P);
-    if (input_index(e, x) >= 0) return load_at(e, input_index(e, x), l);
-    const Node *xn = ir_node(g, x);
-    for (int t = xn->rank - 1; t >= 0; t--) {
-      if (t == 0) {
-        Q[0] = l;
-        break;
-      }
-      ix_divmod(e, l, sdim(e, ir_shape(g, x)[t]), &l, &Q[t]);
-    }
-    return view_at(e, x, Q);
-  }
-  default: {
+  if (!w) { /* a literal, or a kernel input */
+    if (kn_const(e->kk, u)) return lit(e, u);
     int i = input_index(e, u);
     if (i < 0) {
       fail(e, "%s", "a view reads a value computed in the kernel");
       return constf(e, 0);
     }
     return load_at(e, i, linearize(e, u, P));
+  }
+  int rank = ir_node(g, u)->rank;
+  switch ((KnViewKind)w->kind) {
+  case KV_FULL: return lit(e, u);
+  case KV_ARANGE: {
+    int x = ix_vec(e, P[0]);
+    if (in->t == DT_I64) return x;
+    return emit(e, in->t == DT_I32 ? VM_L2I : VM_L2F, x, 0, 0);
+  }
+  case KV_TRANSPOSE: {
+    uint32_t x = ir_operand(g, u, 0);
+    for (int k = 0; k < w->n; k++) Q[w->map[k]] = P[k];
+    return view_at(e, x, Q);
+  }
+  case KV_BROADCAST: {
+    uint32_t x = ir_operand(g, u, 0);
+    for (int t = 0; t < w->n; t++) Q[t] = w->map[t] < 0 ? ix_s(sconst(e, 0)) : P[w->map[t]];
+    return view_at(e, x, Q);
+  }
+  case KV_SLICE: {
+    uint32_t x = ir_operand(g, u, 0);
+    for (int d = 0; d < rank; d++) Q[d] = P[d];
+    for (uint32_t i = 0; i < w->n; i++) {
+      int a = w->saxis[i];
+      int64_t step = w->step[i];
+      Sv d = sdim(e, w->size[i]), v = sdim(e, w->start[i]);
+      Sv start = {emit(e, VM_SSLICE, v.reg, d.reg, step > 0 ? 1 : -1), false, 0};
+      Q[a] = ix_add(e, ix_s(start), ix_mul(e, P[a], sconst(e, step)));
+    }
+    return view_at(e, x, Q);
+  }
+  case KV_CONCAT: {
+    int a = w->axis;
+    bool wide = in->t == DT_I64;
+    Sv off = sconst(e, 0);
+    int res = -1, mask0 = e->mask;
+    bool guarded0 = e->guarded;
+    int at = ix_vec(e, P[a]);
+    for (uint32_t q = 0; q < w->n; q++) {
+      uint32_t x = ir_operand(g, u, q);
+      Sv end = sbin(e, VM_SADD, off, sdim(e, w->csize[q]));
+      int in = emit(e, VM_XIN, at, off.reg, end.reg);
+      for (int d = 0; d < rank; d++) Q[d] = P[d];
+      Q[a] = ix_add(e, P[a], ix_s(sbin(e, VM_SSUB, sconst(e, 0), off)));
+      e->mask = mask0 >= 0 ? emit(e, VM_AND, mask0, in, 0) : in, e->guarded = true;
+      int val = view_at(e, x, Q);
+      res = res >= 0 ? emit(e, wide ? VM_SELW : VM_SEL, in, val, res) : val;
+      off = end;
+    }
+    e->mask = mask0, e->guarded = guarded0;
+    return res;
+  }
+  case KV_GATHER: { /* jit/views.c view_at: indices read from a buffer the runtime checked */
+    uint32_t x = ir_operand(g, u, 0), iv = ir_operand(g, u, 1);
+    int xr = ir_node(g, x)->rank, ir = ir_node(g, iv)->rank;
+    int a = w->axis;
+    Ix Pi[DVM_MAX_RANK];
+    for (int t = 0; t < ir; t++) Pi[t] = P[a + t];
+    int at = view_at(e, iv, Pi);
+    if (ir_node(g, iv)->dtype == DT_I32) at = emit(e, VM_I2L, at, 0, 0);
+    at = emit(e, VM_XWRAP, at, sdim(e, w->size[0]).reg, 0);
+    for (int t = 0; t < a; t++) Q[t] = P[t];
+    Q[a] = (Ix){sconst(e, 0), 0, at};
+    for (int t = a + 1; t < xr; t++) Q[t] = P[t + ir - 1];
+    return view_at(e, x, Q);
+  }
+  default: { /* KV_RESHAPE */
+    uint32_t x = ir_operand(g, u, 0);
+    Ix l = linearize(e, u, P);
+    if (input_index(e, x) >= 0) return load_at(e, input_index(e, x), l);
+    for (int t = w->n - 1; t >= 0; t--) {
+      if (t == 0) {
+        Q[0] = l;
+        break;
+      }
+      ix_divmod(e, l, sdim(e, w->size[t]), &l, &Q[t]);
+    }
+    return view_at(e, x, Q);
   }
   }
 }
