@@ -244,8 +244,8 @@ static LLVMValueRef view_here(Cg *c, uint32_t u) {
 
 /* The value of u at the current column: a vector, or a splat for per-row scalars. */
 LLVMValueRef cg_eval(Cg *c, uint32_t u) {
-  if (ir_node(c->g, u)->op == OP_LITERAL) return cg_lit(c, u);
   int m = cg_member_index(c, u);
+  if (m < 0 && kn_const(c->low, u)) return cg_lit(c, u); /* a literal operand */
   if (m < 0) return cg_load_input(c, cg_input_index(c, u));
   DType ut = (DType)ir_node(c->g, u)->dtype;
   if (c->red[m]) return kn_is_low(ut) ? cg_round_to(c, c->red[m], ut) : c->red[m];

@@ -688,8 +688,8 @@ static int elementwise(Enc *e, uint32_t v, const KnIns *in) {
 
 /* The value of u at the current tile (jit/views.c eval). */
 static int eval(Enc *e, uint32_t u) {
-  if (ir_node(e->g, u)->op == OP_LITERAL) return lit(e, u);
   int m = member_index(e, u);
+  if (m < 0 && kn_const(e->kk, u)) return lit(e, u); /* a literal operand */
   if (m < 0) return load_input(e, input_index(e, u));
   if (e->red[m] >= 0) return e->red[m];
   if (e->memo[m] >= 0) return e->memo[m];
@@ -883,8 +883,9 @@ static bool prologue_ok(const KnKernel *kk) {
 static void prologue_rows(Enc *e, uint32_t a) {
   const Graph *g = e->g;
   const Node *an = ir_node(g, a);
-  uint32_t nops = an->op == OP_LAYERNORM ? 3 : 2;
-  int ib[3];
+  const KnIns *in = &e->kk->ins[member_index(e, a)];
+  uint32_t nops = (uint32_t)kn_op_arity((KnOp)in->op); /* x, gamma (and beta) */
+  int ib[3] = {0, 0, 0};
   for (uint32_t i = 0; i < nops; i++) {
     uint32_t u = ir_operand(g, a, i);
     const Node *un = ir_node(g, u);
@@ -898,9 +899,9 @@ static void prologue_rows(Enc *e, uint32_t a) {
     }
   }
   VmCode *c = e->c;
-  c->pro_kind = an->op == OP_LAYERNORM ? 1 : 2;
+  c->pro_kind = in->op == KO_LAYERNORM ? 1 : 2;
   c->pro_x = (uint32_t)ib[0], c->pro_g = (uint32_t)ib[1], c->pro_b = nops == 3 ? (uint32_t)ib[2] : 0;
-  c->pro_eps = (float)ir_attr_float(g, a, AK_EPS, an->op == OP_LAYERNORM ? 1e-5 : 1e-6);
+  c->pro_eps = (float)in->eps;
 }
 
 VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
