@@ -289,6 +289,7 @@ typedef struct dvm_stats {
   int64_t vm_encodes;   /* bytecode encodes */
   int64_t llvm_compiles;
   double encode_us;     /* total bytecode encode time */
+  double lower_us;      /* time to lower the kernels for the back ends (before encoding) */
   double compile_ms;    /* total native compile time */
   double run_us;        /* time of the last run */
   int64_t runs;

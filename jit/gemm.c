@@ -416,7 +416,7 @@ void cg_pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L, co
   pk.mb = imin(c, pk.mb, cg_ci64(c, pk.t.mc));
   pk.nv = pk.t.nr / c->W;
   pk.K = cg_dimval(c, ir_shape(c->g, f->a)[ir_node(c->g, f->a)->rank - (f->ta ? 2 : 1)]);
-  pk.acc = cg_buf(c, k->ninputs + (uint32_t)kn_full_output(c->p, k)); /* kn_pack_form: there is one */
+  pk.acc = cg_buf(c, k->ninputs + (uint32_t)c->low->full_out); /* the packed path has one */
   /* the packed blocks: static allocas of the entry block (this is still the entry block) */
   if (f->adirect) {
     pk.pa = cg_buf(c, (uint32_t)cg_input_index(c, f->a));

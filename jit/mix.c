@@ -378,7 +378,7 @@ void cg_mix_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
   }
   /* few rows: b streamed (blocks of SM_ROWS rows, then single rows), into the first
      full-shaped output's rows; otherwise blocks of MIX_ROWS rows, then single rows */
-  int ao = kn_full_output(p, k); /* the sums' rows */
+  int ao = c->low->full_out; /* the sums' rows */
   uint32_t acc_out = ao < 0 ? k->noutputs : (uint32_t)ao;
   LLVMBasicBlockRef small = LLVMAppendBasicBlockInContext(c->C, c->fn, "small_m"),
                     big = LLVMAppendBasicBlockInContext(c->C, c->fn, "big_m"),

@@ -304,16 +304,13 @@ typedef struct KnConst {
   int64_t i;          /* integers and bools */
 } KnConst;
 
-/* A kernel as the back ends take it. */
+/* A kernel as the back ends take it: the members' instructions, the views' index maps and
+ * the constants follow the struct in the block of kn_lower_all. */
 typedef struct KnKernel {
   const Partition *p;
   const Kernel *k;
-  bool ok;            /* both code-generating tiers cover it (kn_supported) ... */
-  char why[256];      /* ... or why not */
-  char vm_why[256];   /* a covered kernel the bytecode tier does not run, by the op table's
-                         vm column (kn_op_cover): why; empty if it does */
+  bool ok;            /* both code-generating tiers cover it (kn_supported), else why */
   KnIns *ins;         /* per member, in fu_members order (vector, row and mix kernels) */
-  KnExt ext;          /* extern kernels: the call (when ok) */
   KnConst *consts;    /* the literals and fills the members read */
   uint32_t nconsts;
   int product;        /* mix kernels: the matmul member (KO_PRODUCT); -1 elsewhere */
@@ -321,11 +318,19 @@ typedef struct KnKernel {
                          exp(x - max) row its sum pass keeps for the output pass in ... */
   uint32_t stash_out; /* ... the row of this output (kn_full_output: f32, full-shaped,
                          overwritten later in the row by the output pass); stash -1: none */
+  int full_out;       /* kn_full_output: the first f32 full-shaped output, or -1 */
+  bool packed;        /* a mix kernel on the packed path (kn_pack_form), and how: */
+  KnPack pack;        /* its operands, the weight read packed (bpre), the prologue */
+  char why[256];      /* !ok: why the code generators do not cover it */
+  char vm_why[256];   /* a covered kernel the bytecode tier does not run, by the op table's
+                         vm column (kn_op_cover): why; empty if it does */
+  KnExt ext;          /* extern kernels: the call (when ok) */
 } KnKernel;
 
-/* Lower kernel k of partition p (never NULL; out of memory aborts, as ir_oom). */
-KnKernel *kn_lower(const Partition *p, const Kernel *k);
-void kn_lower_free(KnKernel *kk);
+/* Every kernel of p lowered, in one block (kn_lower_all_free frees it): element i is
+ * kernel i's, then NULL. Never NULL; out of memory aborts, as ir_oom. */
+KnKernel **kn_lower_all(const Partition *p);
+void kn_lower_all_free(KnKernel **low);
 /* The constant value v of kk (a literal operand or a `full` member); NULL if none. */
 const KnConst *kn_const(const KnKernel *kk, uint32_t v);
 /* The operands instruction op reads, and its name in dumps. */

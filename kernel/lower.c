@@ -8,6 +8,7 @@
  * reference executor takes them). Coverage (kn_supported) and an extern kernel's call
  * plan are decided here too, so a back end asks the lowered kernel, not the graph. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,11 +84,10 @@ static int64_t int_bound(const Attr *a, DType t) {
   return b;
 }
 
-/* View member v's index map (malloc'd). */
-static KnView *lower_view(const Graph *g, uint32_t v) {
+/* View member v's index map, into *w. */
+static void lower_view(const Graph *g, uint32_t v, KnView *w) {
   const Node *n = ir_node(g, v);
-  KnView *w = calloc(1, sizeof *w);
-  if (!w) ir_oom();
+  memset(w, 0, sizeof *w);
   uint32_t x = n->nin ? ir_operand(g, v, 0) : v;
   const Node *xn = ir_node(g, x);
   int r = n->rank < DVM_MAX_RANK ? n->rank : DVM_MAX_RANK, xr = xn->rank < DVM_MAX_RANK ? xn->rank : DVM_MAX_RANK;
@@ -122,9 +122,7 @@ static KnView *lower_view(const Graph *g, uint32_t v) {
   }
   case OP_CONCAT:
     w->kind = KV_CONCAT, w->axis = (uint8_t)ir_axis(ir_attr_int(g, v, AK_AXIS, 0), n->rank), w->n = (uint8_t)n->nin;
-    if (!(w->csize = calloc(n->nin + 1, sizeof *w->csize))) ir_oom();
-    for (uint32_t q = 0; q < n->nin; q++) w->csize[q] = ir_shape(g, ir_operand(g, v, q))[w->axis];
-    break;
+    break; /* csize: lower() */
   case OP_GATHER:
     w->kind = KV_GATHER, w->axis = (uint8_t)ir_axis(ir_attr_int(g, v, AK_AXIS, 0), xn->rank);
     w->size[0] = ir_shape(g, x)[w->axis];
@@ -136,7 +134,7 @@ static KnView *lower_view(const Graph *g, uint32_t v) {
   case OP_FULL: w->kind = KV_FULL; break;
   default: w->kind = KV_ARANGE; break;
   }
-  return w;
+
 }
 
 /* Member v's instruction. */
@@ -184,13 +182,8 @@ static KnConst constant(const Graph *g, uint32_t v) {
   return c;
 }
 
-static void add_const(KnKernel *kk, const Graph *g, uint32_t v, uint32_t *cap) {
-  if (kn_const(kk, v)) return;
-  if (kk->nconsts == *cap) {
-    *cap = *cap ? 2 * *cap : 8;
-    if (!(kk->consts = realloc(kk->consts, *cap * sizeof *kk->consts))) ir_oom();
-  }
-  kk->consts[kk->nconsts++] = constant(g, v);
+static void add_const(KnKernel *kk, const Graph *g, uint32_t v) {
+  if (!kn_const(kk, v)) kk->consts[kk->nconsts++] = constant(g, v); /* room: counts() made it */
 }
 
 const KnConst *kn_const(const KnKernel *kk, uint32_t v) {
@@ -199,45 +192,89 @@ const KnConst *kn_const(const KnKernel *kk, uint32_t v) {
   return NULL;
 }
 
-KnKernel *kn_lower(const Partition *p, const Kernel *k) {
-  KnKernel *kk = calloc(1, sizeof *kk);
-  if (!kk) ir_oom();
+/* What kernel k's lowered form holds after its struct: members, views, constants (at
+ * most: literal operands and fills) and concat sizes; its bytes, rounded for alignment. */
+typedef struct Counts {
+  uint32_t nm, nv, nc, ns;
+} Counts;
+
+static size_t counts(const Partition *p, const Kernel *k, Counts *c) {
+  *c = (Counts){k->kind == KK_EXTERN ? 0 : k->nmembers, 0, 0, 0};
+  for (uint32_t m = 0; m < c->nm; m++) {
+    uint32_t v = fu_members(p, k)[m];
+    const Node *n = ir_node(p->g, v);
+    c->nv += kn_is_view((Op)n->op);
+    c->nc += n->op == OP_FULL;
+    c->ns += n->op == OP_CONCAT ? n->nin : 0;
+    for (uint32_t i = 0; i < n->nin; i++) c->nc += ir_node(p->g, ir_operand(p->g, v, i))->op == OP_LITERAL;
+  }
+  size_t b = sizeof(KnKernel) + c->nm * sizeof(KnIns) + c->nv * sizeof(KnView) + c->nc * sizeof(KnConst) +
+             c->ns * sizeof(Dim);
+  return (b + 15) & ~(size_t)15;
+}
+
+/* Lower kernel k into kk, which has room for c. */
+static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Counts *c) {
+  memset(kk, 0, offsetof(KnKernel, why)); /* the strings and the call plan are set as used */
+  kk->why[0] = kk->vm_why[0] = '\0';
   kk->p = p, kk->k = k, kk->stash = -1, kk->product = -1;
   if (k->kind == KK_EXTERN) {
     kk->ok = kn_extern_plan(p, k, &kk->ext, kk->why, sizeof kk->why);
-    return kk;
+    return;
   }
-  if (!(kk->ok = kn_supported(p, k, kk->why, sizeof kk->why))) return kk;
+  if (!(kk->ok = kn_supported(p, k, kk->why, sizeof kk->why))) return;
   for (uint32_t m = 0; m < k->nmembers && !kk->vm_why[0]; m++) {
     const Node *nd = ir_node(p->g, fu_members(p, k)[m]);
     const char *no = kn_op_cover((Op)nd->op, KN_TIER_VM);
     if (no) snprintf(kk->vm_why, sizeof kk->vm_why, "%s at line %u: %s", ir_ops[nd->op].name, nd->line, no);
   }
-  if (!(kk->ins = calloc(k->nmembers + 1, sizeof *kk->ins))) ir_oom();
-  uint32_t cap = 0;
-  for (uint32_t m = 0; m < k->nmembers; m++) {
+  kk->ins = (KnIns *)(kk + 1);
+  KnView *views = (KnView *)(kk->ins + c->nm);
+  kk->consts = (KnConst *)(views + c->nv);
+  Dim *sizes = (Dim *)(kk->consts + c->nc);
+  for (uint32_t m = 0; m < c->nm; m++) {
     uint32_t v = fu_members(p, k)[m];
     kk->ins[m] = lower_member(p->g, v);
     if (kk->ins[m].op == KO_PRODUCT) kk->product = (int)m;
-    if (kk->ins[m].op == KO_VIEW) kk->ins[m].view = lower_view(p->g, v);
-    if (ir_node(p->g, v)->op == OP_FULL) add_const(kk, p->g, v, &cap);
+    if (kk->ins[m].op == KO_VIEW) {
+      KnView *w = kk->ins[m].view = views++;
+      lower_view(p->g, v, w);
+      if (w->kind == KV_CONCAT) { /* each operand's size along the axis */
+        w->csize = sizes, sizes += w->n;
+        for (uint32_t q = 0; q < w->n; q++) w->csize[q] = ir_shape(p->g, ir_operand(p->g, v, q))[w->axis];
+      }
+    }
+    if (ir_node(p->g, v)->op == OP_FULL) add_const(kk, p->g, v);
     for (uint32_t i = 0; i < ir_node(p->g, v)->nin; i++)
-      if (ir_node(p->g, ir_operand(p->g, v, i))->op == OP_LITERAL) add_const(kk, p->g, ir_operand(p->g, v, i), &cap);
+      if (ir_node(p->g, ir_operand(p->g, v, i))->op == OP_LITERAL) add_const(kk, p->g, ir_operand(p->g, v, i));
   }
-  int so = k->kind == KK_ROW && !kn_col_mode(p->g, k) ? kn_full_output(p, k) : -1;
-  for (uint32_t m = 0; so >= 0 && m < k->nmembers && kk->stash < 0; m++)
+  kk->full_out = kn_full_output(p, k);
+  kk->packed = k->kind == KK_MIX && kn_pack_form(p, k, &kk->pack);
+  int so = k->kind == KK_ROW && !kn_col_mode(p->g, k) ? kk->full_out : -1;
+  for (uint32_t m = 0; so >= 0 && m < c->nm && kk->stash < 0; m++)
     if (kk->ins[m].op == KO_SOFTMAX) kk->stash = (int)m, kk->stash_out = (uint32_t)so;
-  return kk;
 }
 
-void kn_lower_free(KnKernel *kk) {
-  if (!kk) return;
-  for (uint32_t m = 0; kk->ins && m < kk->k->nmembers; m++)
-    if (kk->ins[m].view) free(kk->ins[m].view->csize), free(kk->ins[m].view);
-  free(kk->ins);
-  free(kk->consts);
-  free(kk);
+KnKernel **kn_lower_all(const Partition *p) {
+  uint32_t n = p->kernels.n;
+  size_t at = ((n + 1) * sizeof(KnKernel *) + 15) & ~(size_t)15, total = at;
+  for (uint32_t i = 0; i < n; i++) {
+    Counts c;
+    total += counts(p, &p->kernels.v[i], &c);
+  }
+  KnKernel **low = malloc(total);
+  if (!low) ir_oom();
+  for (uint32_t i = 0; i < n; i++) {
+    Counts c;
+    size_t b = counts(p, &p->kernels.v[i], &c);
+    low[i] = (KnKernel *)((char *)low + at), at += b;
+    lower(low[i], p, &p->kernels.v[i], &c);
+  }
+  low[n] = NULL;
+  return low;
 }
+
+void kn_lower_all_free(KnKernel **low) { free(low); }
 
 /* Does instruction in make sense for member v? NULL if so, else what is wrong. */
 static const char *check(const Graph *g, uint32_t v, const KnIns *in) {

@@ -9,7 +9,7 @@
  *              the reference tier stops here and runs the graph op by op
  *   partition  fusion into kernels with shape-generic keys          dump: fused
  *   liveness   the last kernel that reads each value (the plans' arenas)
- *   lower      each kernel lowered for the back ends (kn_lower), then
+ *   lower      every kernel lowered for the back ends (kn_lower_all), then
  *              checked (kn_verify)                                   dump: lowered
  *   encode     bytecode for every kernel the VM covers (vm, auto)  dump: bytecode
  *   native     native code for every kernel: compiled now (llvm, and a dump's own Jit)
@@ -20,12 +20,19 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../jit/jit.h"
 #include "../vm/vm.h"
 #include "runtime.h"
 
 const char *const rt_stages[RT_NSTAGES] = {"ir", "deduce", "fused", "lowered", "bytecode", "llvm", "asm"};
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
 
 /* Does this compile stop at stage s, and write its text? */
 static bool dump_at(const Pipeline *pl, RtStage s) { return pl->dump == (int)s; }
@@ -119,11 +126,11 @@ dvm_status rt_compile(Pipeline *pl, Graph *g, Err *err) {
   /* liveness */
   if (!(pl->last = liveness(g, pl->part))) goto oom;
   /* lower, verify */
-  if (!(pl->low = calloc(nk + 1, sizeof *pl->low))) goto oom;
-  for (uint32_t i = 0; i < nk; i++) {
-    pl->low[i] = kn_lower(pl->part, &pl->part->kernels.v[i]);
+  double t0 = now_us();
+  pl->low = kn_lower_all(pl->part);
+  for (uint32_t i = 0; i < nk; i++)
     if (kn_verify(pl->low[i], err)) return err->code;
-  }
+  pl->lower_us = now_us() - t0;
   if (dump_at(pl, RT_LOWERED)) return pl->text = dump_lowered(pl), DVM_OK;
   /* encode */
   if (pl->encode) {
@@ -161,8 +168,7 @@ void rt_pipeline_free(Pipeline *pl) {
   free(pl->vm);
   free(pl->vm_why);
   free(pl->entry);
-  for (size_t i = 0; pl->low && i < nk; i++) kn_lower_free(pl->low[i]);
-  free(pl->low);
+  kn_lower_all_free(pl->low);
   free(pl->last);
   fu_free(pl->part);
   free(pl->text);

@@ -359,7 +359,7 @@ static dvm_status compile(dvm_context *ctx, const dvm_graph *dg, const dvm_compi
   }
   m->part = pl.part, m->last = pl.last, m->vm = pl.vm, m->entry = pl.entry, m->low = pl.low;
   m->jit = pl.entry ? pl.jit : NULL;
-  m->stats.vm_encodes = pl.vm_encodes, m->stats.encode_us = pl.encode_us;
+  m->stats.vm_encodes = pl.vm_encodes, m->stats.encode_us = pl.encode_us, m->stats.lower_us = pl.lower_us;
   if (bytecode || m->jit) m->pool = rt_context_pool(ctx, m->threads);
   m->params = calloc(g->nodes.n, sizeof *m->params);
   m->packed = calloc(g->nodes.n, sizeof *m->packed);
@@ -425,8 +425,7 @@ void dvm_model_destroy(dvm_model *m) {
   free(m->adopted);
   for (uint32_t i = 0; m->vm && i < m->part->kernels.n; i++) vm_free(m->vm[i]);
   free(m->vm);
-  for (uint32_t i = 0; m->low && i < m->part->kernels.n; i++) kn_lower_free(m->low[i]);
-  free(m->low);
+  kn_lower_all_free(m->low);
   fu_free(m->part);
   free(m->entry);
   free(m->last);
@@ -483,7 +482,7 @@ static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int
 static int pack_lanes(const dvm_model *m);
 static bool vm_reads_packed(const dvm_model *m, const VmCode *vm);
 
-/* Param v, just bound to t, packed now if a mix kernel reads it packed (kn_packed_input):
+/* Param v, just bound to t, packed now if a mix kernel reads it packed (KnKernel.pack):
  * binding params is the model's set-up, so no run pays for the copy (W5's 32 MB of
  * weights: about 5 ms of page faults and copying, five times its run at N = 1). A copy
  * that cannot be made here (no memory; a tensor the run will reject) is left to the first
@@ -493,7 +492,7 @@ static void prepack(dvm_model *m, uint32_t v, const Tensor *t) {
   if (!p || !t || t->dtype != DT_F32 || t->rank != 2 || !t->data) return;
   for (uint32_t i = 0; i < p->kernels.n; i++) {
     const Kernel *k = &p->kernels.v[i];
-    int pj = kn_packed_input(p, k);
+    int pj = m->low[i]->packed ? m->low[i]->pack.bpre : -1;
     if (pj < 0 || fu_inputs(p, k)[pj] != v || !(m->entry || vm_reads_packed(m, m->vm ? m->vm[i] : NULL))) continue;
     Err err = {0};
     packed_param(m, v, t, pack_lanes(m), &err);
@@ -719,7 +718,8 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
   /* a mix kernel's param weight, packed once per model for the host's lanes (the native
      code's, else the bytecode's): native code always reads it, bytecode when its lanes
      are the same (else it reads b as it is: NULL) */
-  int pj = fn || vm_reads_packed(m, vm) ? kn_packed_input(p, k) : -1;
+  const KnKernel *kk = m->low[k - p->kernels.v];
+  int pj = (fn || vm_reads_packed(m, vm)) && kk->packed ? kk->pack.bpre : -1;
   c->bufs[k->ninputs + k->noutputs] = NULL;
   if (pj >= 0) {
     uint32_t w = fu_inputs(p, k)[pj];

@@ -131,7 +131,8 @@ typedef struct Pipeline {
   char **vm_why;          /* dumps, per kernel: why the VM declines it */
   struct JitEntry **entry; /* per kernel: its native-code cache entry */
   int64_t vm_encodes;
-  double encode_us;
+  double encode_us;       /* bytecode encoding */
+  double lower_us;        /* lowering and verifying the kernels */
   char *text;             /* the dump's text */
 } Pipeline;
 

@@ -350,7 +350,7 @@ static void check_op_tier(int op, int t, const char *text, const dvm_graph *g, d
     }
     free(dump);
   }
-  /* the lowered form covers what the code generators cover (kn_lower takes kn_supported's
+  /* the lowered form covers what the code generators cover (kn_lower_all takes kn_supported's
      verdict): every kernel lowered where llvm runs the op, the op's kernel not where it
      declines it */
   if (t == KN_TIER_LLVM) {

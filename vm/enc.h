@@ -1,0 +1,169 @@
+/* vm/enc.h — the bytecode encoder's private map: its state (Enc), instructions on virtual
+ * registers (TIns, VReg), scalars (Sv) and indices (Ix), and the functions one of its files
+ * calls in another. Only vm/ includes it.
+ *
+ * The encoder walks a lowered kernel the way the native emitter does (jit/cg.h), one file
+ * per part:
+ *   encode.c  instructions, the constant pool, programs, the peephole, registers
+ *   eval.c    dims, positions, buffer bases, views as index programs, members
+ *   shapes.c  passes, stores, the mix kernel, vm_encode
+ *   disasm.c  the disassembly */
+#ifndef DVM_VM_ENC_H
+#define DVM_VM_ENC_H
+
+#include "vm.h"
+
+enum { NF = 7 }; /* fields of an instruction: d, a, b, imm, and imm's packed registers (p) */
+
+/* An instruction with virtual registers, before allocation. */
+typedef struct TIns {
+  uint8_t op;
+  int32_t f[NF]; /* d, a, b, imm, p0, p1, p2 (-1: none) */
+} TIns;
+
+typedef struct VReg {
+  bool wide;
+  int16_t phys;   /* -1 until allocated */
+  bool fixed;     /* a slot or the product: allocated for the whole kernel */
+  uint32_t last;  /* last use in the current program */
+  uint32_t uses;  /* reads in the current program (fuse) */
+  int32_t def;    /* its defining instruction in the current program, -1 */
+} VReg;
+
+/* A scalar: its register, and its value when known while encoding. */
+typedef struct Sv {
+  int reg;
+  bool isc;
+  int64_t c;
+} Sv;
+
+/* An index (jit/views.c's Ix): s + k·(j + lane), or an index tile. */
+typedef struct Ix {
+  Sv s;
+  int64_t k;
+  int v; /* vreg of an i64 tile, or -1 */
+} Ix;
+
+typedef struct Enc {
+  const KnKernel *kk;   /* the lowered kernel: each member's instruction */
+  const Partition *p;
+  const Graph *g;
+  const Kernel *k;
+  VmCode *c;
+  VEC(TIns) tmp;        /* the current program */
+  VEC(VmIns) code;
+  VEC(int64_t) pool;
+  VEC(VmPass) pass;
+  VEC(VmBase) base;
+  VEC(VmDim) dimtab;
+  VEC(Dim) dimid;       /* dimtab's Dims */
+  VEC(VReg) vr;
+  int *memo;            /* per member: vreg in the current program, -1 */
+  int *inmemo;          /* per input and alignment: its load, -1 */
+  int *red, *n1, *n2;   /* per member: slot vregs, -1 */
+  int mm;               /* the product's vreg, -1 */
+  uint32_t fixed_regs;  /* physical registers taken by fixed vregs */
+  int ns;               /* scalar registers used */
+  int r, rr;
+  uint32_t axes;
+  const Dim *dom;
+  int ctx;
+  int stash_member;     /* rows: the softmax whose exp(x - max) row the sum pass keeps in ... */
+  uint32_t stash_buf;   /* ... this full-shaped output (jit/rows.c's stash), or -1 */
+  int stash_reg;        /* its base register */
+  int mask;             /* concat: the lanes that may be read (a bool vreg), -1 */
+  bool guarded;
+  bool failed;
+  char why[200];
+} Enc;
+
+extern const char *const enc_op_fmt[VM_NOPS];
+
+/* encode.c */
+void enc_fail(Enc *e, const char *fmt, const char *what);
+int32_t enc_pool_add(Enc *e, int64_t v);
+int32_t enc_pool_f(Enc *e, float f);
+int enc_constf(Enc *e, float f);
+/* End the current program: registers by liveness, then the instructions appended to the
+ * code. keep: vregs whose registers must survive the program (its results). */
+VmProg enc_end_prog(Enc *e, const int *keep, int nkeep);
+/* A register for the whole kernel (a slot, the product). */
+int enc_fixed_reg(Enc *e);
+
+/* eval.c */
+int enc_dim_index(Enc *e, Dim d);
+Sv enc_sconst(Enc *e, int64_t c);
+/* The position register of domain axis d. */
+Sv enc_sidx(int d);
+/* The base register of buffer `buf` (value u) read in alignment ctx (jit/views.c
+ * value_base); *inner: its stride along the lanes (0 or 1). */
+int enc_base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner);
+Ix enc_ix_s(Sv s);
+VmOp enc_by_dtype(DType t, VmOp f32, VmOp i32, VmOp i64, VmOp b);
+int enc_view_at(Enc *e, uint32_t u, const Ix *P);
+/* The value of u at the current tile (jit/views.c eval). */
+int enc_eval(Enc *e, uint32_t u);
+
+/* The encoder's hottest helpers, inline here: each instruction, field and operand goes
+ * through them, and out of line in the files that call them they cost a fifth of the
+ * encode time. */
+static inline int enc_newv(Enc *e, bool wide) {
+  vec_push(e->vr, ((VReg){wide, -1, false, 0, 0, -1}));
+  return (int)e->vr.n - 1;
+}
+
+static inline int enc_news(Enc *e) {
+  if (e->ns >= VM_MAXS) {
+    enc_fail(e, "%s", "the kernel needs more than 256 scalar registers");
+    return VM_MAXS - 1;
+  }
+  return e->ns++;
+}
+
+/* Append op with imm's packed registers p0..p2 (fmt p); a new destination if its first
+ * field is a register it defines. */
+static inline int enc_emit_p(Enc *e, VmOp op, int a, int b, int32_t imm, int p0, int p1, int p2) {
+  const char *f = enc_op_fmt[op];
+  bool store = op >= VM_ST_F32 && op <= VM_ST_BOOL;
+  int d = -1;
+  if (!store && (f[0] == 't' || f[0] == 'w')) d = enc_newv(e, f[0] == 'w');
+  else if (f[0] == 's') d = enc_news(e);
+  vec_push(e->tmp, ((TIns){(uint8_t)op, {d, a, b, imm, p0, p1, p2}}));
+  return d;
+}
+
+static inline int enc_emit(Enc *e, VmOp op, int a, int b, int32_t imm) { return enc_emit_p(e, op, a, b, imm, -1, -1, -1); }
+
+static inline void enc_store(Enc *e, VmOp op, int val, int sreg, uint32_t buf, int32_t k) {
+  vec_push(e->tmp, ((TIns){(uint8_t)op, {val, sreg, (int32_t)buf, k, -1, -1, -1}}));
+}
+
+/* A fold instruction into the accumulators of slot acc (a fixed register). */
+static inline void enc_fold(Enc *e, VmOp op, int acc, int a, int b, int32_t imm) {
+  vec_push(e->tmp, ((TIns){(uint8_t)op, {acc, a, b, imm, -1, -1, -1}}));
+}
+
+/* The kind of field i of op (ops.def): d, a, b, imm, then imm's packed registers. */
+static inline char enc_kind(VmOp op, int i) {
+  const char *f = enc_op_fmt[op];
+  return i < 4 ? f[i] : f[3] == 'p' ? f[i] : '-';
+}
+
+static inline void enc_forget(Enc *e) {
+  for (uint32_t m = 0; m < e->k->nmembers; m++) e->memo[m] = -1;
+  for (uint32_t i = 0; i < 2 * e->k->ninputs; i++) e->inmemo[i] = -1;
+}
+
+static inline int enc_input_index(const Enc *e, uint32_t u) {
+  for (uint32_t i = 0; i < e->k->ninputs; i++)
+    if (fu_inputs(e->p, e->k)[i] == u) return (int)i;
+  return -1;
+}
+
+static inline int enc_member_index(const Enc *e, uint32_t u) {
+  for (uint32_t i = 0; i < e->k->nmembers; i++)
+    if (fu_members(e->p, e->k)[i] == u) return (int)i;
+  return -1;
+}
+
+#endif /* DVM_VM_ENC_H */

@@ -1,0 +1,314 @@
+/* vm/shapes.c — the kernel shapes as programs: the passes of row kernels and their
+ * folds, the stores, the mix kernel's product and prologue, and vm_encode, which picks the
+ * shape (rows, cols, mix, gemm, extern) and lays out the programs of a VmCode. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "enc.h"
+
+/* What a pass folds: the kernel layer's quantities (W_*), and the VM's x - s of its
+ * one-pass layernorm (FOLDSH). */
+enum { Q_VALUE = W_VALUE, Q_EXP_SHIFTED = W_EXP_SHIFTED, Q_SQ_CENTERED = W_SQ_CENTERED, Q_SQ = W_SQ, Q_SHIFTED = W_ARGMAX + 1 };
+
+/* A pass folding a quantity of value x into slot `slot`: rows, by a fold instruction into
+ * the slot's accumulators; cols, by the driver from the program's result. */
+static void add_pass(Enc *e, VmFold f, uint32_t x, int what, int m, VmPost post, int slot, int aux, float eps) {
+  enc_forget(e);
+  int v = enc_eval(e, x);
+  VmPass ps = {.fold = (uint8_t)f, .post = (uint8_t)post, .eps = eps};
+  ps.slot = (uint8_t)e->vr.v[slot].phys;
+  ps.aux = aux >= 0 ? (uint8_t)e->vr.v[aux].phys : 0;
+  if (e->c->mode == VMM_ROWS) {
+    if (what == Q_EXP_SHIFTED && m == e->stash_member) { /* exp(x - max) kept for the output pass */
+      v = enc_emit(e, VM_SUBEXPU, v, e->n1[m], 0);
+      enc_store(e, VM_ST_F32, v, e->stash_reg, e->stash_buf, 1);
+      enc_fold(e, VM_FOLD, slot, v, -1, VMF_SUM);
+    } else if (what == Q_EXP_SHIFTED) {
+      enc_fold(e, VM_FOLDEXP, slot, v, e->n1[m], 0);
+    } else if (what == Q_SQ) {
+      enc_fold(e, VM_FOLDSQ, slot, v, -1, 0);
+    } else if (what == Q_SHIFTED) {
+      enc_fold(e, VM_FOLDSH, slot, v, -1, 0);
+    } else {
+      enc_fold(e, VM_FOLD, slot, v, -1, f);
+    }
+    ps.prog = enc_end_prog(e, NULL, 0);
+    ps.src = ps.slot;
+    vec_push(e->pass, ps);
+    return;
+  }
+  if (what == Q_EXP_SHIFTED) {
+    v = enc_emit(e, VM_SUBEXP, v, e->n1[m], 0);
+    if (m == e->stash_member) enc_store(e, VM_ST_F32, v, e->stash_reg, e->stash_buf, 1); /* kept for the output pass */
+  } else if (what == Q_SQ_CENTERED) {
+    v = enc_emit(e, VM_SQDEV, v, e->n1[m], 0);
+  } else if (what == Q_SQ) {
+    v = enc_emit(e, VM_MUL, v, v, 0);
+  }
+  ps.prog = enc_end_prog(e, &v, 1);
+  ps.src = (uint8_t)e->vr.v[v].phys;
+  vec_push(e->pass, ps);
+}
+
+static void passes(Enc *e) {
+  for (uint32_t m = 0; m < e->k->nmembers; m++) {
+    uint32_t v = fu_members(e->p, e->k)[m], x = ir_node(e->g, v)->nin ? ir_operand(e->g, v, 0) : 0;
+    const KnIns *in = &e->kk->ins[m];
+    const KnPass *ps = in->pass;
+    float eps = (float)in->eps;
+    int n2;
+    switch (in->op) {
+    case KO_FOLDED: {
+      static const char *const names[] = {"reduce_sum", "reduce_max", "reduce_min", "reduce_prod"};
+      if (ps[0].what == W_ARGMAX) { /* declined by the op table before (kk->vm_why) */
+        enc_fail(e, "%s is not encoded (no fold of (value, index) pairs)", "argmax");
+        break;
+      }
+      if (in->t != DT_F32) {
+        enc_fail(e, "%s of integers is not encoded (folds are f32)", ps[0].post == KP_MEAN ? "reduce_mean" : names[ps[0].f]);
+        break;
+      }
+      int slot = enc_fixed_reg(e);
+      add_pass(e, (VmFold)ps[0].f, x, ps[0].what, (int)m, (VmPost)ps[0].post, slot, -1, 0);
+      e->red[m] = slot;
+      break;
+    }
+    case KO_SOFTMAX: case KO_LOG_SOFTMAX: /* n1: the max; n2: 1 / sum, or max + log sum */
+      e->n1[m] = enc_fixed_reg(e);
+      add_pass(e, (VmFold)ps[0].f, x, ps[0].what, (int)m, (VmPost)ps[0].post, e->n1[m], -1, 0);
+      n2 = enc_fixed_reg(e);
+      add_pass(e, (VmFold)ps[1].f, x, ps[1].what, (int)m, (VmPost)ps[1].post, n2, e->n1[m], 0);
+      e->n2[m] = n2;
+      break;
+    case KO_LAYERNORM: /* n1: the mean; n2: 1 / sqrt(var + eps) */
+      e->n1[m] = enc_fixed_reg(e);
+      n2 = enc_fixed_reg(e);
+      if (e->c->mode == VMM_ROWS) { /* one pass (FOLDSH): the native tier's ln_stats */
+        add_pass(e, VMF_SUM, x, Q_SHIFTED, (int)m, VMP_LNSHIFT, e->n1[m], n2, eps);
+      } else {
+        add_pass(e, (VmFold)ps[0].f, x, ps[0].what, (int)m, (VmPost)ps[0].post, e->n1[m], -1, 0);
+        add_pass(e, (VmFold)ps[1].f, x, ps[1].what, (int)m, (VmPost)ps[1].post, n2, -1, eps);
+      }
+      e->n2[m] = n2;
+      break;
+    case KO_RMSNORM: /* n2: 1 / sqrt(mean square + eps) */
+      n2 = enc_fixed_reg(e);
+      add_pass(e, (VmFold)ps[0].f, x, ps[0].what, (int)m, (VmPost)ps[0].post, n2, -1, eps);
+      e->n2[m] = n2;
+      break;
+    default: break;
+    }
+  }
+}
+
+static bool is_full(const Enc *e, uint32_t v) {
+  const Node *a = ir_node(e->g, v), *d = ir_node(e->g, e->k->domain);
+  return a->rank == d->rank && !memcmp(ir_shape(e->g, v), ir_shape(e->g, e->k->domain), a->rank * sizeof(Dim));
+}
+
+/* The stores of the full-shaped (full) or the other (!full) outputs. */
+static VmProg stores(Enc *e, bool full) {
+  enc_forget(e);
+  enum { MAXOUT = 256 };
+  int vals[MAXOUT];
+  for (uint32_t o = 0; o < e->k->noutputs && o < MAXOUT; o++) /* every value first: an */
+    if (is_full(e, fu_outputs(e->p, e->k)[o]) == full)       /* output may be the stash */
+      vals[o] = enc_eval(e, fu_outputs(e->p, e->k)[o]);
+  for (uint32_t o = 0; o < e->k->noutputs; o++) {
+    uint32_t v = fu_outputs(e->p, e->k)[o];
+    if (is_full(e, v) != full) continue;
+    int ctx = !full && e->axes && ir_node(e->g, v)->rank == e->rr && e->rr < e->r, inner;
+    int val = o < MAXOUT ? vals[o] : enc_eval(e, v);
+    int s = enc_base_reg(e, e->k->ninputs + o, v, ctx, &inner);
+    DType t = (DType)ir_node(e->g, v)->dtype;
+    enc_store(e, enc_by_dtype(t, VM_ST_F32, VM_ST_I32, VM_ST_I64, VM_ST_BOOL), val, s, e->k->ninputs + o, inner);
+  }
+  return enc_end_prog(e, NULL, 0);
+}
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* A mix kernel with a normalization prologue runs the plain mix driver on a buffer the
+ * runtime fills with the prologue's value: b must be a 2-D kernel input read as it is. */
+static bool prologue_ok(const KnKernel *kk) {
+  const Partition *p = kk->p;
+  const Kernel *k = kk->k;
+  if (!kk->packed || !kk->pack.prologue) return true;
+  const KnIns *in = &kk->ins[kk->product];
+  if (in->ta || in->tb) return false;
+  uint32_t b = ir_operand(p->g, fu_members(p, k)[kk->product], 1);
+  for (uint32_t j = 0; j < k->ninputs; j++)
+    if (fu_inputs(p, k)[j] == b) return ir_node(p->g, b)->rank == 2;
+  return false;
+}
+
+/* A prologue the mix driver computes itself, block by block (pro_kind): its x an input
+ * of a's shape, its gamma and beta inputs that hold one value per column (shape [K], or
+ * ones before it). Others (a per-row gamma, a broadcast column) are computed by the
+ * runtime before the call. */
+static void prologue_rows(Enc *e, uint32_t a) {
+  const Graph *g = e->g;
+  const Node *an = ir_node(g, a);
+  const KnIns *in = &e->kk->ins[enc_member_index(e, a)];
+  uint32_t nops = (uint32_t)kn_op_arity((KnOp)in->op); /* x, gamma (and beta) */
+  int ib[3] = {0, 0, 0};
+  for (uint32_t i = 0; i < nops; i++) {
+    uint32_t u = ir_operand(g, a, i);
+    const Node *un = ir_node(g, u);
+    if ((ib[i] = enc_input_index(e, u)) < 0 || un->dtype != DT_F32) return;
+    if (i == 0 && (un->rank != an->rank || memcmp(ir_shape(g, u), ir_shape(g, a), (size_t)an->rank * sizeof(Dim))))
+      return;
+    int64_t one;
+    for (int d = 0; i > 0 && d < un->rank; d++) {
+      Dim x = ir_shape(g, u)[d];
+      if (d + 1 == un->rank ? x != ir_shape(g, a)[an->rank - 1] : !ir_dim_is_const(g, x, &one) || one != 1) return;
+    }
+  }
+  VmCode *c = e->c;
+  c->pro_kind = in->op == KO_LAYERNORM ? 1 : 2;
+  c->pro_x = (uint32_t)ib[0], c->pro_g = (uint32_t)ib[1], c->pro_b = nops == 3 ? (uint32_t)ib[2] : 0;
+  c->pro_eps = (float)in->eps;
+}
+
+VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
+  double t0 = now_us();
+  const Partition *p = kk->p;
+  const Kernel *k = kk->k;
+  if (!kk->ok) return snprintf(why, n, "%s", kk->why), NULL; /* the native tier's coverage */
+  if (kk->vm_why[0]) return snprintf(why, n, "%s", kk->vm_why), NULL; /* the op table's vm column */
+  if (k->kind == KK_EXTERN) { /* a call through libffi */
+    VmCode *c = vm_encode_extern(kk);
+    c->encode_us = now_us() - t0;
+    return c;
+  }
+  if (kn_multi_mode(p->g, k))
+    return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
+  if (k->ninputs + k->noutputs > 254) return snprintf(why, n, "more than 254 buffers"), NULL;
+  if (!prologue_ok(kk)) return snprintf(why, n, "a normalization prologue with a batched or transposed b is not encoded"), NULL;
+  for (uint32_t i = 0; i < k->nmembers + k->ninputs; i++) { /* tiles are 32-bit lanes */
+    uint32_t v = i < k->nmembers ? fu_members(p, k)[i] : fu_inputs(p, k)[i - k->nmembers];
+    DType t = (DType)ir_node(p->g, v)->dtype;
+    if (t == DT_F16 || t == DT_BF16) return snprintf(why, n, "%s values are not encoded", ir_dtype_name(t)), NULL;
+  }
+  const Graph *g = p->g;
+  VmCode *c = calloc(1, sizeof *c);
+  int *mem = malloc((5 * (size_t)k->nmembers + 2 * (size_t)k->ninputs + 1) * sizeof *mem);
+  if (!c || !mem) ir_oom();
+  Enc e = {.kk = kk, .p = p, .g = g, .k = k, .c = c, .memo = mem, .inmemo = mem + 5 * k->nmembers, .red = mem + k->nmembers,
+           .n1 = mem + 2 * k->nmembers, .n2 = mem + 3 * k->nmembers, .mm = -1, .ns = VS_FREE, .mask = -1, .stash_member = -1};
+  for (uint32_t i = 0; i < 5 * k->nmembers; i++) mem[i] = -1;
+  const Node *dn = ir_node(g, k->domain);
+  e.r = e.rr = dn->rank, e.dom = ir_shape(g, k->domain);
+  if (k->kind == KK_ROW) e.axes = k->axes, e.rr = e.r - __builtin_popcount(k->axes);
+  for (int d = 0; d < e.r; d++) { /* dimtab[0..r) is the domain, position by position */
+    VmDim v = {0, -1};
+    if (!ir_dim_is_const(g, e.dom[d], &v.c))
+      for (uint32_t q = 0; q < k->ndims; q++)
+        if (p->dims.v[k->dims + q] == e.dom[d]) v.q = (int32_t)q;
+    vec_push(e.dimtab, v);
+    vec_push(e.dimid, e.dom[d]);
+  }
+  c->r = (uint8_t)e.r, c->axes = e.axes;
+  c->ninputs = k->ninputs, c->noutputs = k->noutputs, c->ndims = k->ndims;
+  if (k->kind == KK_MIX) {
+    uint32_t v = fu_members(p, k)[kk->product], a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
+    bool ta = kk->ins[kk->product].ta, tb = kk->ins[kk->product].tb;
+    const Node *an = ir_node(g, a);
+    int kd = enc_dim_index(&e, ir_shape(g, a)[an->rank - (ta ? 2 : 1)]);
+    c->K = e.dimtab.v[kd];
+    e.mm = enc_fixed_reg(&e);
+    c->mm_reg = (uint8_t)e.vr.v[e.mm].phys;
+    bool pro = kk->packed && kk->pack.prologue; /* a 2-D b read as it is (prologue_ok) */
+    if (ta || tb || ir_node(g, b)->rank != 2 || (enc_input_index(&e, a) < 0 && !pro) || enc_input_index(&e, b) < 0) {
+      c->mode = VMM_GEMM;
+      Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK];
+      Ix mi = enc_ix_s(enc_sidx(e.r - 2)), ki = enc_ix_s((Sv){VS_K, false, 0});
+      for (int pass = 0; pass < 2; pass++) {
+        uint32_t x = pass ? b : a;
+        const Node *xn = ir_node(g, x);
+        Ix *P = pass ? Pb : Pa;
+        enc_forget(&e);
+        for (int t = 0; t + 2 < xn->rank; t++) {
+          int d = t + e.r - xn->rank;
+          int64_t one;
+          bool bc = d < 0 || (ir_dim_is_const(g, ir_shape(g, x)[t], &one) && one == 1 && ir_shape(g, x)[t] != e.dom[d]);
+          P[t] = bc ? enc_ix_s(enc_sconst(&e, 0)) : enc_ix_s(enc_sidx(d));
+        }
+        Ix col = {enc_sconst(&e, 0), 1, -1};
+        if (!pass && xn->rank == 1) P[0] = ki; /* a vector a ([K] @ b: one row; kn_supported) */
+        else if (!pass) P[xn->rank - 2] = ta ? ki : mi, P[xn->rank - 1] = ta ? mi : ki;
+        else P[xn->rank - 2] = tb ? col : ki, P[xn->rank - 1] = tb ? ki : col;
+        int val = enc_view_at(&e, x, P);
+        VmProg pr = enc_end_prog(&e, &val, 1);
+        if (!pass) c->prog_a = pr, c->a_reg = (uint8_t)e.vr.v[val].phys;
+        else c->prog_b = pr, c->b_reg = (uint8_t)e.vr.v[val].phys;
+        e.vr.v[val].fixed = true; /* keep it out of later programs' way */
+        e.fixed_regs |= 1ull << e.vr.v[val].phys;
+      }
+    } else {
+      c->mode = VMM_MIX;
+      /* a prologue's a: computed by the driver (prologue_rows), else by the runtime into
+         the buffer after the packed one */
+      c->a_buf = pro ? k->ninputs + k->noutputs + 1 : (uint32_t)enc_input_index(&e, a), c->b_buf = (uint32_t)enc_input_index(&e, b);
+      c->has_prologue = pro, c->prologue = pro ? a : 0;
+      if (pro) prologue_rows(&e, a);
+      c->packed = kk->packed && kk->pack.bpre >= 0;
+    }
+  } else {
+    c->mode = kn_col_mode(g, k) ? VMM_COLS : VMM_ROWS;
+    if (c->mode == VMM_ROWS && kk->stash >= 0) { /* a softmax keeps its exp row in an f32 output's row */
+      int inner;
+      e.stash_member = kk->stash, e.stash_buf = k->ninputs + kk->stash_out;
+      e.stash_reg = enc_base_reg(&e, e.stash_buf, fu_outputs(p, k)[kk->stash_out], 0, &inner);
+    }
+    passes(&e);
+  }
+  c->full = stores(&e, true);
+  c->reduced = stores(&e, false);
+  for (uint32_t i = 0; i < e.pass.n; i++) /* rows: which slots are read as tiles, from their */
+    for (uint32_t q = e.pass.v[i].prog.start; q < c->reduced.start && !e.pass.v[i].splat; q++) { /* pass */
+      /* on up to the reduced outputs' stores, which run at one lane (the code's last program) */
+      const VmIns *in = &e.code.v[q];
+      int32_t fld[NF] = {in->d, in->a, in->b, in->imm, in->imm & 0xff, in->imm >> 8 & 0xff, in->imm >> 16 & 0xff};
+      for (int f = 0; f < NF; f++)
+        if ((enc_kind((VmOp)in->op, f) == 't' || enc_kind((VmOp)in->op, f) == 'w') &&
+            (fld[f] == e.pass.v[i].slot || (e.pass.v[i].post == VMP_LNSHIFT && fld[f] == e.pass.v[i].aux)))
+          e.pass.v[i].splat = true;
+    }
+  free(mem);
+  vec_free(e.tmp);
+  vec_free(e.vr);
+  vec_free(e.dimid);
+  c->code = e.code.v, c->ncode = e.code.n;
+  c->pool = e.pool.v, c->npool = e.pool.n;
+  c->pass = e.pass.v, c->npass = e.pass.n;
+  c->base = e.base.v, c->nbase = e.base.n;
+  c->dimtab = e.dimtab.v, c->ndimtab = e.dimtab.n;
+  c->nsreg = (uint32_t)e.ns;
+  if (c->ndimtab > 256) enc_fail(&e, "%s", "the kernel has more than 256 distinct dims");
+  if (e.failed) {
+    snprintf(why, n, "%s", e.why);
+    vm_free(c);
+    return NULL;
+  }
+  c->encode_us = now_us() - t0;
+  return c;
+}
+
+void vm_free(VmCode *c) {
+  if (!c) return;
+  free(c->code);
+  free(c->pool);
+  free(c->pass);
+  free(c->base);
+  free(c->dimtab);
+  free(c->ext);
+  free(c);
+}
