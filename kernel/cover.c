@@ -11,7 +11,7 @@
  * read only inputs or other views (they are index maps, never materialized), operands
  * line up with the domain or with its reduced shape, and a mix kernel has exactly one
  * matmul whose operands are inputs, views or (a) a normalization prologue. The bytecode
- * tier declines a few covered kernels more (vm/encode.c says which); everything declined
+ * tier declines a few covered kernels more (vm/shapes.c vm_encode says which); everything declined
  * runs on the kernel-level reference path, with the reason in the dumps. */
 #include <stdio.h>
 #include <string.h>

@@ -47,7 +47,8 @@
  * host's width. Row kernels' folds keep the native tier's four accumulators and order, so
  * their results are bit-identical too; column-mode folds sum in another order.
  *
- * Files: encode.c (Kernel -> bytecode: one walk, registers by liveness, dumps),
+ * Files: encode.c, eval.c, shapes.c, disasm.c (a lowered Kernel -> bytecode: one walk,
+ * registers by liveness, the disassembly; their private map is enc.h),
  * run.c (the interpreter and the drivers of the four shapes, built once per host ISA
  * from exec.inc), extern.c (extern kernels). */
 #ifndef DVM_VM_H
@@ -166,7 +167,7 @@ typedef struct VmCode {
   struct KnExt *ext;         /* VMM_EXTERN: the call (kernel/extern.c, vm/extern.c) */
 } VmCode;
 
-/* encode.c */
+/* shapes.c, disasm.c */
 /* Encode the lowered kernel kk. NULL if the VM cannot run it, with the reason in why
  * (such kernels run on the kernel-level reference path); out of memory aborts (ir_oom). */
 VmCode *vm_encode(const KnKernel *kk, char *why, size_t n);
