@@ -132,7 +132,7 @@ void dvm_graph_destroy(dvm_graph *g);
 /* Print the graph in the text format; returns a malloc'd string the caller frees. */
 char *dvm_graph_print(const dvm_graph *g);
 /* A stage of `dvm dump` ("ir", "deduce", ...) as a malloc'd string; NULL with an error
- * (DVM_ERR_UNSUPPORTED for a stage this build does not have). */
+ * (DVM_ERR_USAGE for an unknown stage: dvm_dump_stage lists them). */
 char *dvm_graph_dump(const dvm_graph *g, const char *stage);
 /* The name of dump stage i (0, 1, ... in pipeline order), NULL past the last. */
 const char *dvm_dump_stage(int i);

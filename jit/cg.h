@@ -6,9 +6,9 @@
  *   emit.c     constants, types, intrinsics and libmvec calls, loads and stores
  *   math.c     exp, 2^t, gelu_tanh and the other elementwise ops
  *   views.c    operand bases, views as index maps, the recursive evaluator (cg_eval)
- *   loops.c    loops over a row's columns, over reduced rows, counted loops
+ *   loops.c    loops over a row's columns and over reduced rows
  *   rows.c     vector and row kernels: passes, stores, the row loop
- *   mix.c      matmul with b read in place or streamed, and the general matmul
+ *   mix.c      matmul with b read in place or streamed, the general matmul, counted loops
  *   gemm.c     the packed, register-blocked GEMM
  *   cols.c     column mode */
 #ifndef DVM_JIT_CG_H
@@ -62,7 +62,7 @@ typedef struct Cg {
                             none), prefetched by the first pass while `prefetching` */
   bool prefetching;
   LLVMBasicBlockRef entry;
-  int64_t chunk;         /* column mode: columns per item (col_chunk) ... */
+  int64_t chunk;         /* column mode: columns per item (kn_col_chunk) ... */
   LLVMValueRef j0, jend; /* ... and the current item's [j0, jend) */
   LLVMValueRef *slot;    /* column mode, per red, n1 and n2 of each member: its stack array */
   LLVMTypeRef *slot_t;   /* ... of this type (NULL: none yet) */

@@ -36,10 +36,7 @@
  * The emitter is one recursive evaluator (cg_eval) shared by every kernel shape, over
  * one state (Cg); jit/cg.h lists the files it is split into. */
 #include <llvm-c/Core.h>
-#include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "cg.h"
 
@@ -97,9 +94,8 @@ void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char 
      several cache lines of a column strip (LLVM splits the wide operations) */
   LLVMValueRef L = r ? cg_dimval(&c, dom[r - 1]) : cg_ci64(&c, 1);
   c.L = L;
-  KnPack pf;
   if (c.col) cg_col_kernel(&c, begin, end);
-  else if (k->kind == KK_MIX && kn_pack_form(p, k, &pf)) cg_pk_items(&c, begin, end, L, &pf); /* row blocks x panels */
+  else if (kk->packed) cg_pk_items(&c, begin, end, L, &kk->pack); /* row blocks x panels */
   else if (k->kind == KK_MIX) cg_mix_kernel(&c, begin, end);
   else cg_row_kernel(&c, begin, end);
   LLVMBuildRetVoid(c.B);

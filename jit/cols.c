@@ -3,7 +3,6 @@
  * of columns, splitting the reduced rows over the threads into scratch (kn_col_blocks). */
 #include <llvm-c/Core.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +20,7 @@ static LLVMValueRef store_full_body(Cg *c, void *arg, LLVMValueRef acc) {
   return acc;
 }
 
-/* Column mode streams whole rows: an item is a chunk of up to c->chunk columns (col_chunk)
+/* Column mode streams whole rows: an item is a chunk of up to c->chunk columns (kn_col_chunk)
  * of one index of the kept outer axes (a group), and each pass reads the chunk's part of
  * every reduced row in order, folding into a stack array of per-column accumulators.
  * Walking down a strip of a few columns instead would read a few lines of each 4 KB row

@@ -3,9 +3,7 @@
  * dim parameters, element types of each dtype in memory and in registers, f16 / bf16
  * conversions, and masked loads and stores of W lanes. */
 #include <llvm-c/Core.h>
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cg.h"

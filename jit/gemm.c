@@ -2,9 +2,6 @@
  * panels (kernel/gemm.c), a's blocks packed on the stack (with a normalization prologue
  * computed while packing), the epilogue per panel on the last k block. */
 #include <llvm-c/Core.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cg.h"

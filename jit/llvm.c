@@ -122,8 +122,6 @@ static bool failed(LLVMErrorRef e, char *buf, size_t n) {
   return true;
 }
 
-JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text);
-
 /* The process's first Jit compiles a small kernel on the calling thread (warm: the
  * runtime's pipeline on an exp over rows of 70, a loop and a masked tail) before any
  * background compile can start, so LLVM makes its lazy statics now, and then registers

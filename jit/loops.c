@@ -3,10 +3,6 @@
  * folds), over the reduced rows of column and multi mode, and counted loops over a range
  * with a body callback. */
 #include <llvm-c/Core.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cg.h"
 

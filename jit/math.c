@@ -4,9 +4,6 @@
  * layer's (kernel/kernel.h), so the bytecode tier rounds the same sequences alike. */
 #include <llvm-c/Core.h>
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cg.h"
 

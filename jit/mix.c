@@ -3,9 +3,6 @@
  * rows with b streamed, and the general matmul (views, batches, transposes: one output
  * row at a time, each operand read at its position). */
 #include <llvm-c/Core.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cg.h"

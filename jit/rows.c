@@ -5,8 +5,6 @@
  * passes. */
 #include <llvm-c/Core.h>
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cg.h"

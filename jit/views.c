@@ -9,9 +9,6 @@
  * a division or a product by a runtime stride); offsets with k = 1 are vector loads,
  * k = 0 splat loads, others gathers. */
 #include <llvm-c/Core.h>
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cg.h"

@@ -14,7 +14,6 @@
  * tier declines a few covered kernels more (vm/shapes.c vm_encode says which); everything declined
  * runs on the kernel-level reference path, with the reason in the dumps. */
 #include <stdio.h>
-#include <string.h>
 
 #include "kernel.h"
 
@@ -133,7 +132,7 @@ bool kn_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     const char *no = kn_op_cover(op, KN_TIER_LLVM); /* the table first: its reason */
     if (no) return snprintf(why, n, "%s at line %u: %s", ir_ops[op].name, nd->line, no), false;
     /* operands line up with the domain, or, read by a member of the reduced shape, with
-       the kept axes (value_base) */
+       the kept axes (jit/emit.c cg_value_base) */
     if (kn_is_view(op)) { /* read at positions its readers compute: any rank */
       if (!typed_ok(g, v))
         return snprintf(why, n, "%s of %s at line %u is not emitted yet", ir_ops[op].name,

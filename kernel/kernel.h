@@ -25,18 +25,22 @@
  * (kn_col_blocks).
  *
  * The lowered kernel (KnKernel, lower.c) is built once per kernel by the pipeline and is
- * what the back ends take: the coverage decision, the extern call plan, and per member
- * one instruction of kernel/ops.def with its dtypes and immediates resolved, so neither
- * back end switches over graph ops for a member's computation. Views (index maps over
- * the graph's layout ops), passes and loops are still walked by each back end.
+ * what the back ends take: the coverage decision, the extern call plan, per member one
+ * instruction of kernel/ops.def with its dtypes and immediates resolved, each folding
+ * member's passes, each view's index map, the constants, the product and the stash; so
+ * neither back end switches over graph ops or reads their attributes. The loops of each
+ * kernel shape and the operands' strides are still each back end's own walk.
  *
- * Files: cover.def (the op coverage table), cover.c (coverage and modes), shape.c (passes, the packed path, extent and
- * splits), gemm.c (tiles and the packed layout), extern.c (extern call plans), lower.c
- * (the lowered kernel, its dump and its verifier). */
+ * Files: ops.def (the lowered instruction set), cover.def (the op coverage table),
+ * cover.c (coverage and modes), shape.c (passes, the packed path, extent and splits),
+ * gemm.c (tiles and the packed layout), extern.c (extern call plans), lower.c (the
+ * lowered kernel, its dump and its verifier). */
 #ifndef DVM_KERNEL_H
 #define DVM_KERNEL_H
 
 #include "../fusion/fusion.h"
+
+struct KnKernel; /* the lowered kernel, below */
 
 /* ---- constants both tiers evaluate alike --------------------------------------------- */
 
@@ -159,9 +163,6 @@ typedef struct KnPack {
 } KnPack;
 /* Does mix kernel k take the packed path, and how (*f)? */
 bool kn_pack_form(const Partition *p, const Kernel *k, KnPack *f);
-/* The input of mix kernel k whose packed copy (kn_pack) its native code reads, as the
- * extra buffer bufs[ninputs + noutputs]: a 2-D param weight read as it is; -1 if none. */
-int kn_packed_input(const Partition *p, const Kernel *k);
 /* Is mix kernel k's a a normalization member (a prologue, docs/fusion.md) computed while
  * a is packed? */
 bool kn_mix_prologue(const Partition *p, const Kernel *k);
@@ -183,7 +184,7 @@ enum {
  * else one) times blocks of kn_tile(lanes).mc rows times panels of its nr output
  * columns (panel-major within a row block). *item (if not NULL): elements one item of
  * the extent covers. */
-int64_t kn_extent(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *item);
+int64_t kn_extent(const struct KnKernel *kk, const int64_t *dims, int lanes, int64_t *item);
 /* Column mode takes one more dim value, dims[ndims]: the blocks P its reduced rows are cut
  * into (1: none). Returns the P that kernel k's native code should use under dims on a
  * pool of `threads`: 1 when it does not split (one thread, enough groups of columns for
@@ -327,6 +328,9 @@ typedef struct KnKernel {
   KnExt ext;          /* extern kernels: the call (when ok) */
 } KnKernel;
 
+/* The input whose packed copy (kn_pack) a mix kernel's code reads, as the extra buffer
+ * bufs[ninputs + noutputs]: a 2-D param weight read as it is; -1 if none. */
+static inline int kn_packed_input(const KnKernel *kk) { return kk->packed ? kk->pack.bpre : -1; }
 /* Every kernel of p lowered, in one block (kn_lower_all_free frees it): element i is
  * kernel i's, then NULL. Never NULL; out of memory aborts, as ir_oom. */
 KnKernel **kn_lower_all(const Partition *p);

@@ -73,13 +73,15 @@ static KnOp elementwise_op(Op op) {
   }
 }
 
+/* x truncated toward zero and saturated into int64 (NaN is 0), as the reference. */
+static int64_t sat_i64(double x) {
+  return isnan(x) ? 0 : x >= 0x1p63 ? INT64_MAX : x < -0x1p63 ? INT64_MIN : (int64_t)x;
+}
+
 /* An integer clip bound as the reference takes it: an integer attribute, or a float
- * truncated (NaN is 0), saturated into t's range either way. */
+ * truncated (sat_i64), saturated into t's range either way. */
 static int64_t int_bound(const Attr *a, DType t) {
-  int64_t b;
-  if (a->isint) b = a->i;
-  else if (isnan(a->f)) b = 0;
-  else b = a->f >= 0x1p63 ? INT64_MAX : a->f < -0x1p63 ? INT64_MIN : (int64_t)a->f;
+  int64_t b = a->isint ? a->i : sat_i64(a->f);
   if (t == DT_I32) b = b > INT32_MAX ? INT32_MAX : b < INT32_MIN ? INT32_MIN : b;
   return b;
 }
@@ -171,14 +173,12 @@ static KnIns lower_member(const Graph *g, uint32_t v) {
 
 /* Value v's constant (a literal or a full: its AK_VALUE) as the reference takes it. */
 static KnConst constant(const Graph *g, uint32_t v) {
-  const Attr *a = ir_attr(g, v, AK_VALUE);
+  const Attr *a = ir_attr(g, v, AK_VALUE); /* a full's is optional: 0 */
   KnConst c = {.v = v, .t = ir_node(g, v)->dtype};
-  double x = a->isint ? (double)a->i : a->f;
+  double x = !a ? 0 : a->isint ? (double)a->i : a->f;
   c.f = (float)x;
   if (c.t == DT_BOOL) c.i = x != 0;
-  else if (a->isint) c.i = a->i;
-  else if (isnan(x)) c.i = 0;
-  else c.i = x >= 0x1p63 ? INT64_MAX : x < -0x1p63 ? INT64_MIN : (int64_t)x;
+  else c.i = a && a->isint ? a->i : sat_i64(x);
   return c;
 }
 
@@ -217,7 +217,8 @@ static size_t counts(const Partition *p, const Kernel *k, Counts *c) {
 static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Counts *c) {
   memset(kk, 0, offsetof(KnKernel, why)); /* the strings and the call plan are set as used */
   kk->why[0] = kk->vm_why[0] = '\0';
-  kk->p = p, kk->k = k, kk->stash = -1, kk->product = -1;
+  kk->p = p, kk->k = k, kk->stash = -1, kk->product = -1, kk->full_out = -1;
+  memset(&kk->ext, 0, sizeof kk->ext);
   if (k->kind == KK_EXTERN) {
     kk->ok = kn_extern_plan(p, k, &kk->ext, kk->why, sizeof kk->why);
     return;
@@ -311,10 +312,11 @@ dvm_status kn_verify(const KnKernel *kk, Err *err) {
   if ((k->kind == KK_MIX) != (kk->product >= 0) || (kk->product >= 0 && kk->ins[kk->product].op != KO_PRODUCT))
     return ir_err(err, DVM_ERR_RUNTIME, "internal: a mix kernel without its product, or a product elsewhere");
   if (kk->stash >= 0) { /* an f32 row of the domain's shape: the exp values fit */
+    if ((uint32_t)kk->stash >= k->nmembers || kk->ins[kk->stash].op != KO_SOFTMAX || kk->stash_out >= k->noutputs)
+      return ir_err(err, DVM_ERR_RUNTIME, "internal: a softmax's exp row kept past the kernel's members or outputs");
     uint32_t o = fu_outputs(kk->p, k)[kk->stash_out];
     const Node *on = ir_node(g, o), *dn = ir_node(g, k->domain);
-    if ((uint32_t)kk->stash >= k->nmembers || kk->ins[kk->stash].op != KO_SOFTMAX || kk->stash_out >= k->noutputs ||
-        on->dtype != DT_F32 || on->rank != dn->rank || memcmp(ir_shape(g, o), ir_shape(g, k->domain), dn->rank * sizeof(Dim)))
+    if (on->dtype != DT_F32 || on->rank != dn->rank || memcmp(ir_shape(g, o), ir_shape(g, k->domain), dn->rank * sizeof(Dim)))
       return ir_err(err, DVM_ERR_RUNTIME, "internal: a softmax's exp row kept in an output it does not fit");
   }
   for (uint32_t m = 0; m < k->nmembers; m++) {
@@ -352,7 +354,7 @@ char *kn_lower_dump(const KnKernel *kk) {
     for (int i = 0; i < n; i++) {
       uint32_t u = ir_operand(g, v, (uint32_t)i);
       const Node *un = ir_node(g, u);
-      const KnConst *kc = kn_const(kk, u);
+      const KnConst *kc = un->op == OP_LITERAL ? kn_const(kk, u) : NULL; /* a fill keeps its name */
       if (kc && !kn_is_flt((DType)kc->t)) {
         ir_put(&b, "%s%lld", i ? ", " : sep, (long long)kc->i);
       } else if (kc) {

@@ -72,11 +72,6 @@ bool kn_pack_form(const Partition *p, const Kernel *k, KnPack *f) {
   return kn_full_output(p, k) >= 0; /* the sums need an f32 full-shaped output */
 }
 
-int kn_packed_input(const Partition *p, const Kernel *k) {
-  KnPack f;
-  return kn_pack_form(p, k, &f) ? f.bpre : -1;
-}
-
 bool kn_mix_prologue(const Partition *p, const Kernel *k) {
   KnPack f;
   return kn_pack_form(p, k, &f) && f.prologue;
@@ -186,21 +181,22 @@ static int64_t col_groups(const Partition *p, const Kernel *k, const int64_t *di
   return rows * ((last + ch - 1) / ch);
 }
 
-int64_t kn_extent(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *item) {
+int64_t kn_extent(const KnKernel *kk, const int64_t *dims, int lanes, int64_t *item) {
+  const Partition *p = kk->p;
+  const Kernel *k = kk->k;
   int64_t rows, reduced, last, m_rows;
   if (k->kind == KK_EXTERN) { /* one call, never split */
     if (item) *item = 1;
     return 1;
   }
   extent_dims(p, k, dims, &rows, &reduced, &last, &m_rows);
-  KnPack f;
-  if (kn_pack_form(p, k, &f)) { /* packed mix: products x row blocks x panels (pk_items) */
+  if (kk->packed) { /* packed mix: products x row blocks x panels (cg_pk_items) */
     KnTile t = kn_tile(lanes);
-    int64_t mg = f.batched ? m_rows : rows, prods = mg ? rows / mg : 0;
+    int64_t mg = kk->pack.batched ? m_rows : rows, prods = mg ? rows / mg : 0;
     if (item) *item = (mg < t.mc ? mg : t.mc) * t.nr;
     return prods * ((mg + t.mc - 1) / t.mc) * ((last + t.nr - 1) / t.nr);
   }
-  if (kn_col_mode(p->g, k)) { /* groups of up to col_chunk columns, or P blocks of each */
+  if (kn_col_mode(p->g, k)) { /* groups of up to kn_col_chunk columns, or P blocks of each */
     int64_t cols, G = col_groups(p, k, dims, lanes, &reduced, &cols), P = dims[k->ndims] > 1 ? dims[k->ndims] : 1;
     if (item) *item = (reduced + P - 1) / P * cols;
     return P * G;

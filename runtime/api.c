@@ -10,7 +10,6 @@
 
 #include "../jit/jit.h"
 #include "../onnx/onnx.h"
-#include "../vm/vm.h"
 #include "pool.h"
 #include "runtime.h"
 

@@ -99,7 +99,9 @@ static char *dump_native(const Pipeline *pl, bool assembly) {
     const JitEntry *e = pl->entry[i];
     ir_put(&b, "\n; kernel %u (%s): ", i, fu_kind_name(p->kernels.v[i].kind));
     if (atomic_load(&e->state) == JE_READY)
-      ir_put(&b, "compiled in %.2f ms\n%s", e->compile_ms, assembly ? (e->asm_text ? e->asm_text : "") : e->ir);
+      ir_put(&b, "compiled in %.2f ms\n%s", e->compile_ms,
+             (assembly ? e->asm_text : e->ir) ? (assembly ? e->asm_text : e->ir)
+                                              : "; the text was not kept (compiled before the dump, by the warm-up)\n");
     else
       ir_put(&b, "not native: %s\n", e->why);
   }
@@ -114,7 +116,7 @@ dvm_status rt_compile(Pipeline *pl, Graph *g, Err *err) {
   if (dump_at(pl, RT_IR)) return pl->text = ir_dump_ir(g), DVM_OK;
   if (dump_at(pl, RT_DEDUCE)) return pl->text = ir_dump_deduce(g), DVM_OK;
   /* externs */
-  if (pl->ctx) {
+  if (pl->ctx || !dumping) { /* a context's functions (none without one: calls fail) */
     Err unresolved;
     if (rt_extern_resolve(pl->ctx, g, dumping ? &unresolved : err) && !dumping) return err->code;
   }

@@ -482,7 +482,7 @@ static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int
 static int pack_lanes(const dvm_model *m);
 static bool vm_reads_packed(const dvm_model *m, const VmCode *vm);
 
-/* Param v, just bound to t, packed now if a mix kernel reads it packed (KnKernel.pack):
+/* Param v, just bound to t, packed now if a mix kernel reads it packed (kn_packed_input):
  * binding params is the model's set-up, so no run pays for the copy (W5's 32 MB of
  * weights: about 5 ms of page faults and copying, five times its run at N = 1). A copy
  * that cannot be made here (no memory; a tensor the run will reject) is left to the first
@@ -492,7 +492,7 @@ static void prepack(dvm_model *m, uint32_t v, const Tensor *t) {
   if (!p || !t || t->dtype != DT_F32 || t->rank != 2 || !t->data) return;
   for (uint32_t i = 0; i < p->kernels.n; i++) {
     const Kernel *k = &p->kernels.v[i];
-    int pj = m->low[i]->packed ? m->low[i]->pack.bpre : -1;
+    int pj = kn_packed_input(m->low[i]);
     if (pj < 0 || fu_inputs(p, k)[pj] != v || !(m->entry || vm_reads_packed(m, m->vm ? m->vm[i] : NULL))) continue;
     Err err = {0};
     packed_param(m, v, t, pack_lanes(m), &err);
@@ -719,7 +719,7 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
      code's, else the bytecode's): native code always reads it, bytecode when its lanes
      are the same (else it reads b as it is: NULL) */
   const KnKernel *kk = m->low[k - p->kernels.v];
-  int pj = (fn || vm_reads_packed(m, vm)) && kk->packed ? kk->pack.bpre : -1;
+  int pj = fn || vm_reads_packed(m, vm) ? kn_packed_input(kk) : -1;
   c->bufs[k->ninputs + k->noutputs] = NULL;
   if (pj >= 0) {
     uint32_t w = fu_inputs(p, k)[pj];
@@ -745,7 +745,7 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
   if (fn && arena && sp && sp->off != SIZE_MAX)
     c->dims[k->ndims] = sp->blocks, c->finish = sp->finish, c->bufs[k->ninputs + k->noutputs + 2] = arena + sp->off;
   int64_t item = 1;
-  c->extent = fn ? kn_extent(p, k, c->dims, jit_lanes(m->jit), &item) : vm_extent(vm, c->dims, &item);
+  c->extent = fn ? kn_extent(kk, c->dims, jit_lanes(m->jit), &item) : vm_extent(vm, c->dims, &item);
   c->grain = grain(g, p, k, item);
   return DVM_OK;
 }

@@ -1,9 +1,11 @@
 /* runtime/runtime.h — the map of the runtime layer: tensors, .npy files, binding symbol
- * values to a graph, the reference executor, models and the public API glue.
+ * values to a graph, the reference executor, the pipeline, models, the thread pool and
+ * the public API glue.
  *
  * Files: tensor.c (tensors, dtype conversion, random fill), npy.c (.npy read/write),
  * bind.c (symbol values from shapes, constraint checks, concrete shapes), ref.c (the
- * reference executor), model.c (dvm_model), api.c (context, errors, graph API, the ONNX
+ * reference executor), compile.c (the pipeline: rt_compile), model.c (dvm_model), pool.c
+ * (the thread pool; its map is pool.h), api.c (context, errors, graph API, the ONNX
  * entry points over onnx/'s onnx_import), ffi.c (extern functions: the registry and
  * calls through libffi). */
 #ifndef DVM_RUNTIME_H

@@ -2,9 +2,7 @@
  * kinds of vm/ops.def, one line per instruction, each program under its pass. */
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "enc.h"
 

@@ -95,13 +95,13 @@ int enc_dim_index(Enc *e, Dim d);
 Sv enc_sconst(Enc *e, int64_t c);
 /* The position register of domain axis d. */
 Sv enc_sidx(int d);
-/* The base register of buffer `buf` (value u) read in alignment ctx (jit/views.c
- * value_base); *inner: its stride along the lanes (0 or 1). */
+/* The base register of buffer `buf` (value u) read in alignment ctx (jit/emit.c
+ * cg_value_base); *inner: its stride along the lanes (0 or 1). */
 int enc_base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner);
 Ix enc_ix_s(Sv s);
 VmOp enc_by_dtype(DType t, VmOp f32, VmOp i32, VmOp i64, VmOp b);
 int enc_view_at(Enc *e, uint32_t u, const Ix *P);
-/* The value of u at the current tile (jit/views.c eval). */
+/* The value of u at the current tile (jit/views.c cg_eval). */
 int enc_eval(Enc *e, uint32_t u);
 
 /* The encoder's hottest helpers, inline here: each instruction, field and operand goes

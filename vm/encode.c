@@ -4,11 +4,8 @@
  * VmProg.whole) and register allocation by liveness (a linear scan: a register is free
  * after its last use); per-row results of reductions get reserved registers (slots).
  * vm/enc.h lists the encoder's other files. */
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "enc.h"
 

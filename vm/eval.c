@@ -3,11 +3,7 @@
  * index tiles (the lowered kernel's index maps, as jit/views.c's), and the recursive
  * evaluator of members (enc_eval) with a memo per program, switching over the lowered
  * instructions. */
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "enc.h"
 
@@ -53,8 +49,8 @@ static Sv sbin(Enc *e, VmOp op, Sv a, Sv b) {
 /* The position register of domain axis d. */
 Sv enc_sidx(int d) { return (Sv){VS_IDX + d, false, 0}; }
 
-/* The base register of buffer `buf` (value u) read in alignment ctx (jit/views.c
- * value_base); *inner: its stride along the lanes (0 or 1). */
+/* The base register of buffer `buf` (value u) read in alignment ctx (jit/emit.c
+ * cg_value_base); *inner: its stride along the lanes (0 or 1). */
 int enc_base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner) {
   const Node *n = ir_node(e->g, u);
   const Dim *s = ir_shape(e->g, u);
@@ -90,7 +86,7 @@ int enc_base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner) {
   return b.reg;
 }
 
-/* ---- views: index maps (jit/views.c enc_view_at) ------------------------------------------------ */
+/* ---- views: index maps (jit/views.c cg_view_at) ------------------------------------------------ */
 
 Ix enc_ix_s(Sv s) { return (Ix){s, 0, -1}; }
 
@@ -226,7 +222,7 @@ int enc_view_at(Enc *e, uint32_t u, const Ix *P) {
     e->mask = mask0, e->guarded = guarded0;
     return res;
   }
-  case KV_GATHER: { /* jit/views.c enc_view_at: indices read from a buffer the runtime checked */
+  case KV_GATHER: { /* jit/views.c cg_view_at: indices read from a buffer the runtime checked */
     uint32_t x = ir_operand(g, u, 0), iv = ir_operand(g, u, 1);
     int xr = ir_node(g, x)->rank, ir = ir_node(g, iv)->rank;
     int a = w->axis;
@@ -371,7 +367,7 @@ static int elementwise(Enc *e, uint32_t v, const KnIns *in) {
   }
 }
 
-/* The value of u at the current tile (jit/views.c eval). */
+/* The value of u at the current tile (jit/views.c cg_eval). */
 int enc_eval(Enc *e, uint32_t u) {
   int m = enc_member_index(e, u);
   if (m < 0 && kn_const(e->kk, u)) return lit(e, u); /* a literal operand */

@@ -1,7 +1,6 @@
 /* vm/shapes.c — the kernel shapes as programs: the passes of row kernels and their
  * folds, the stores, the mix kernel's product and prologue, and vm_encode, which picks the
  * shape (rows, cols, mix, gemm, extern) and lays out the programs of a VmCode. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -20,7 +20,8 @@
  * general matmul) the contraction index S[VS_K]. The interpreter dispatches by computed
  * goto (a switch without GCC); each body is a loop over the tile in host-width vectors.
  *
- * Kernel shapes (the same as the native tier, jit/codegen.c, and the same results):
+ * Kernel shapes (the same as the native tier's, jit/rows.c, cols.c, mix.c and gemm.c, and
+ * the same results):
  *   rows     vector and row kernels: per row of the domain, one program per reduction
  *            pass (ending in a fold instruction into the pass's accumulators), then the
  *            output program; each per tile, or, a whole-row program (VmProg.whole), over

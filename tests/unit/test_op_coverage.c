@@ -3,7 +3,7 @@
  *
  *   - the table: one COVER line per op of ir/ops.def, in its order, each ID spelling its
  *     op's name; every column YES (NULL) or a non-empty reason, as kn_op_cover answers;
- *     vm YES only where llvm is YES (vm_encode asks kn_supported first);
+ *     vm YES only where llvm is YES (vm_encode reads the lowered kernel's kn_supported verdict first);
  *   - every op has a graph here (graphs[], one line per op: its text and inputs, f32 with
  *     the symbolic dim N; gather's indices i64[M]; call's function registered below);
  *   - for every op and tier the table marks YES: the graph compiles in that tier and runs
