@@ -98,10 +98,10 @@ static char *dump_native(const Pipeline *pl, bool assembly) {
   for (uint32_t i = 0; i < p->kernels.n; i++) {
     const JitEntry *e = pl->entry[i];
     ir_put(&b, "\n; kernel %u (%s): ", i, fu_kind_name(p->kernels.v[i].kind));
+    const char *text = assembly ? e->asm_text : e->ir;
     if (atomic_load(&e->state) == JE_READY)
       ir_put(&b, "compiled in %.2f ms\n%s", e->compile_ms,
-             (assembly ? e->asm_text : e->ir) ? (assembly ? e->asm_text : e->ir)
-                                              : "; the text was not kept (compiled before the dump, by the warm-up)\n");
+             text ? text : "; the text was not kept (compiled before the dump, by the warm-up)\n");
     else
       ir_put(&b, "not native: %s\n", e->why);
   }
