@@ -152,10 +152,6 @@ LLVMValueRef cg_from_mem(Cg *c, LLVMValueRef x, DType t);
 LLVMValueRef cg_round_to(Cg *c, LLVMValueRef x, DType t);
 /* Value u's W lanes to memory in its dtype: bool masks as bytes 0/1. */
 void cg_store_value(Cg *c, uint32_t u, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v);
-/* The domain axis that dim t of a rank-n value lines up with: right-aligned with the
- * domain (ctx 0), or with the reduced shape, whose axes are the domain's kept ones (ctx 1:
- * w: [N] in mul(reduce_sum(x: [N, H], axes=[1]), w)); -1 if none. */
-int cg_domain_axis(const Cg *c, int n, int t, int ctx);
 /* Element offset of value u at the outer multi-index idx (the last axis at 0) and its
  * stride along the last axis, read in alignment ctx. */
 void cg_value_base(Cg *c, uint32_t u, const LLVMValueRef *idx, int ctx, LLVMValueRef *base,
@@ -229,7 +225,6 @@ LLVMValueRef cg_am_col_body(Cg *c, void *arg, LLVMValueRef acc);
 void cg_finish_pass(Cg *c, uint32_t m, int i, LLVMValueRef folded, LLVMValueRef Lf);
 /* The per-row scalars of every reduction and normalization, in member order. */
 void cg_row_passes(Cg *c, LLVMValueRef L);
-bool cg_is_full(const Cg *c, uint32_t v);
 /* Store every full-shaped output at the current column. */
 LLVMValueRef cg_store_body(Cg *c, void *arg, LLVMValueRef acc);
 /* Vector and row kernels: per row of [begin, end), the passes over the row, then the

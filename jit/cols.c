@@ -12,7 +12,7 @@
 static LLVMValueRef store_full_body(Cg *c, void *arg, LLVMValueRef acc) {
   for (uint32_t o = 0; o < c->k->noutputs; o++) {
     uint32_t v = fu_outputs(c->p, c->k)[o];
-    if (!cg_is_full(c, v)) continue;
+    if (!kn_is_full(c->g, c->k, v)) continue;
     LLVMValueRef ob, oin;
     cg_value_base(c, v, c->idx, 0, &ob, &oin);
     cg_store_value(c, v, cg_buf(c, c->k->ninputs + o), LLVMBuildAdd(c->B, ob, c->j, ""), cg_eval(c, v));
@@ -247,7 +247,7 @@ static LLVMValueRef s_store_full(Cg *c, void *arg, LLVMValueRef acc) {
 static void store_reduced(Cg *c) {
   for (uint32_t o = 0; o < c->k->noutputs; o++) {
     uint32_t v = fu_outputs(c->p, c->k)[o];
-    if (cg_is_full(c, v)) continue;
+    if (kn_is_full(c->g, c->k, v)) continue;
     LLVMValueRef ob, oin;
     cg_value_base(c, v, c->idx, ir_node(c->g, v)->rank == c->rr && c->rr < c->r, &ob, &oin);
     cg_store_value(c, v, cg_buf(c, c->k->ninputs + o), LLVMBuildAdd(c->B, ob, c->j, ""), cg_eval(c, v));
@@ -327,7 +327,7 @@ static void col_whole(Cg *c, LLVMValueRef g) {
   LLVMValueRef R = col_group(c, g), none[1] = {NULL};
   LLVMValueRef Lf = cg_vsplat(c, LLVMBuildSIToFP(c->B, R, c->f32, ""), "");
   bool full = false;
-  for (uint32_t o = 0; o < c->k->noutputs; o++) full |= cg_is_full(c, fu_outputs(c->p, c->k)[o]);
+  for (uint32_t o = 0; o < c->k->noutputs; o++) full |= kn_is_full(c->g, c->k, fu_outputs(c->p, c->k)[o]);
   int left = 0; /* passes to go */
   for (uint32_t m = 0; m < c->k->nmembers; m++) left += c->low->ins[m].np;
   memset(c->ready, 0, 3 * c->k->nmembers);

@@ -241,34 +241,21 @@ void cg_store_value(Cg *c, uint32_t u, LLVMValueRef base_ptr, LLVMValueRef off, 
   store_elems(c, i8, base_ptr, off, LLVMBuildZExt(c->B, v, LLVMVectorType(i8, (unsigned)c->W), ""));
 }
 
-/* The domain axis that dim t of a rank-n value lines up with: right-aligned with the
- * domain (ctx 0), or with the reduced shape, whose axes are the domain's kept ones (ctx 1:
- * w: [N] in mul(reduce_sum(x: [N, H], axes=[1]), w)); -1 if none. */
-int cg_domain_axis(const Cg *c, int n, int t, int ctx) {
-  if (!ctx) return t + (c->r - n);
-  int pos = t + (c->rr - n);
-  for (int d = 0; d < c->r; d++)
-    if (!(c->axes >> d & 1) && pos-- == 0) return d;
-  return -1;
-}
-
 /* Element offset of value u at the outer multi-index idx (the last axis at 0) and its
  * stride along the last axis, read in alignment ctx. */
 void cg_value_base(Cg *c, uint32_t u, const LLVMValueRef *idx, int ctx, LLVMValueRef *base,
-                       LLVMValueRef *inner) {
-  const Node *n = ir_node(c->g, u);
-  const Dim *s = ir_shape(c->g, u);
+                   LLVMValueRef *inner) {
+  KnLayout lay;
+  kn_layout(c->g, c->k, u, ctx, &lay);
   LLVMValueRef off = cg_ci64(c, 0), stride = cg_ci64(c, 1);
   *inner = cg_ci64(c, 0);
-  for (int t = n->rank - 1; t >= 0; t--) {
-    int dk = cg_domain_axis(c, n->rank, t, ctx);
-    int64_t one;
-    bool bcast = dk < 0 || (ir_dim_is_const(c->g, s[t], &one) && one == 1 && s[t] != c->dom[dk]);
-    if (!bcast) {
+  for (int t = lay.rank - 1; t >= 0; t--) {
+    int dk = lay.axis[t];
+    if (dk >= 0) {
       if (dk == c->r - 1) *inner = stride;
       else off = LLVMBuildAdd(c->B, off, LLVMBuildMul(c->B, idx[dk], stride, ""), "");
     }
-    stride = LLVMBuildMul(c->B, stride, cg_dimval(c, s[t]), "");
+    stride = LLVMBuildMul(c->B, stride, cg_dimval(c, lay.dim[t]), "");
   }
   *base = off;
 }

@@ -302,11 +302,6 @@ void cg_row_passes(Cg *c, LLVMValueRef L) {
 
 /* ---- stores ------------------------------------------------------------------------------- */
 
-bool cg_is_full(const Cg *c, uint32_t v) {
-  const Node *a = ir_node(c->g, v), *d = ir_node(c->g, c->k->domain);
-  return a->rank == d->rank && !memcmp(ir_shape(c->g, v), ir_shape(c->g, c->k->domain), a->rank * sizeof(Dim));
-}
-
 /* Store every full-shaped output at the current column. */
 LLVMValueRef cg_store_body(Cg *c, void *arg, LLVMValueRef acc) {
   Store *st = arg;
@@ -315,11 +310,11 @@ LLVMValueRef cg_store_body(Cg *c, void *arg, LLVMValueRef acc) {
   /* every value first: an output's row may be the stash another output still reads */
   for (uint32_t o = 0; o < c->k->noutputs && o < MAXOUT; o++) {
     uint32_t v = fu_outputs(c->p, c->k)[o];
-    val[o] = cg_is_full(c, v) ? cg_eval(c, v) : NULL;
+    val[o] = kn_is_full(c->g, c->k, v) ? cg_eval(c, v) : NULL;
   }
   for (uint32_t o = 0; o < c->k->noutputs; o++) {
     uint32_t v = fu_outputs(c->p, c->k)[o];
-    if (!cg_is_full(c, v)) continue;
+    if (!kn_is_full(c->g, c->k, v)) continue;
     LLVMValueRef off;
     if (c->multi) { /* the domain's reduced outer indices vary within the row */
       LLVMValueRef base, inner;
@@ -342,7 +337,7 @@ static LLVMValueRef store_q(Cg *c, void *arg, LLVMValueRef acc) {
 static void store_scalars(Cg *c, LLVMValueRef row) {
   for (uint32_t o = 0; o < c->k->noutputs; o++) {
     uint32_t v = fu_outputs(c->p, c->k)[o];
-    if (cg_is_full(c, v)) continue;
+    if (kn_is_full(c->g, c->k, v)) continue;
     DType t = (DType)ir_node(c->g, v)->dtype;
     LLVMValueRef vec = cg_eval(c, v);
     if (kn_is_low(t)) vec = cg_to_mem(c, vec, t);

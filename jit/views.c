@@ -227,14 +227,12 @@ LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
 /* A view member at the current position: its dims line up with the domain like any
  * operand's (broadcast dims at index 0, the last axis along the lanes). */
 static LLVMValueRef view_here(Cg *c, uint32_t u) {
-  const Node *n = ir_node(c->g, u);
+  KnLayout lay;
+  kn_layout(c->g, c->k, u, c->ctx, &lay);
   Ix P[DVM_MAX_RANK];
-  for (int t = 0; t < n->rank; t++) {
-    int dk = cg_domain_axis(c, n->rank, t, c->ctx);
-    int64_t one;
-    bool b = dk < 0 || (ir_dim_is_const(c->g, ir_shape(c->g, u)[t], &one) && one == 1 &&
-                        ir_shape(c->g, u)[t] != c->dom[dk]);
-    P[t] = b ? cg_ix_scalar(cg_ci64(c, 0)) : dk == c->r - 1 ? (Ix){cg_ci64(c, 0), 1, NULL, 0} : cg_ix_scalar(c->idx[dk]);
+  for (int t = 0; t < lay.rank; t++) {
+    int dk = lay.axis[t];
+    P[t] = dk < 0 ? cg_ix_scalar(cg_ci64(c, 0)) : dk == c->r - 1 ? (Ix){cg_ci64(c, 0), 1, NULL, 0} : cg_ix_scalar(c->idx[dk]);
   }
   return cg_view_at(c, u, P);
 }

@@ -150,6 +150,23 @@ typedef struct KnPass {
  * members that are not reductions or normalizations. */
 int kn_passes(Op op, KnPass *ps);
 
+/* ---- operands against the domain (shape.c) ------------------------------------------- */
+
+/* The domain axis that dim t of a rank-n value of kernel k lines up with, -1 if none:
+ * right-aligned with the domain (ctx 0), or with the reduced shape, whose axes are the
+ * domain's kept ones (ctx 1: w: [N] in mul(reduce_sum(x: [N, H], axes=[1]), w)). */
+int kn_domain_axis(const Graph *g, const Kernel *k, int n, int t, int ctx);
+/* How value u of kernel k is read at a position of the domain, in alignment ctx: per axis
+ * of u, the domain axis whose index it takes (-1: a broadcast, index 0) and its dim. */
+typedef struct KnLayout {
+  int rank;
+  int8_t axis[DVM_MAX_RANK];
+  Dim dim[DVM_MAX_RANK];
+} KnLayout;
+void kn_layout(const Graph *g, const Kernel *k, uint32_t u, int ctx, KnLayout *out);
+/* Is value v of kernel k of the domain's shape (full-shaped)? */
+bool kn_is_full(const Graph *g, const Kernel *k, uint32_t v);
+
 /* ---- the mix kernel's packed path (shape.c) ----------------------------------------- */
 
 /* How a mix kernel's matmul goes through the packed path. */

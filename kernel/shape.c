@@ -28,16 +28,42 @@ int kn_passes(Op op, KnPass *ps) {
   }
 }
 
+/* ---- operands against the domain ---------------------------------------------------------- */
+
+int kn_domain_axis(const Graph *g, const Kernel *k, int n, int t, int ctx) {
+  int r = ir_node(g, k->domain)->rank;
+  if (!ctx) return t + (r - n);
+  uint32_t axes = k->kind == KK_ROW ? k->axes : 0;
+  int pos = t + (r - __builtin_popcount(axes) - n);
+  for (int d = 0; d < r; d++)
+    if (!(axes >> d & 1) && pos-- == 0) return d;
+  return -1;
+}
+
+void kn_layout(const Graph *g, const Kernel *k, uint32_t u, int ctx, KnLayout *out) {
+  const Node *n = ir_node(g, u);
+  const Dim *s = ir_shape(g, u), *dom = ir_shape(g, k->domain);
+  out->rank = n->rank < DVM_MAX_RANK ? n->rank : DVM_MAX_RANK;
+  for (int t = 0; t < out->rank; t++) {
+    int dk = kn_domain_axis(g, k, n->rank, t, ctx);
+    int64_t one;
+    bool bcast = dk < 0 || (ir_dim_is_const(g, s[t], &one) && one == 1 && s[t] != dom[dk]);
+    out->axis[t] = (int8_t)(bcast ? -1 : dk);
+    out->dim[t] = s[t];
+  }
+}
+
+bool kn_is_full(const Graph *g, const Kernel *k, uint32_t v) {
+  const Node *a = ir_node(g, v), *d = ir_node(g, k->domain);
+  return a->rank == d->rank && !memcmp(ir_shape(g, v), ir_shape(g, k->domain), a->rank * sizeof(Dim));
+}
+
 /* ---- stores and the packed path ---------------------------------------------------------- */
 
 int kn_full_output(const Partition *p, const Kernel *k) {
-  const Graph *g = p->g;
-  const Node *d = ir_node(g, k->domain);
   for (uint32_t o = 0; o < k->noutputs; o++) {
     uint32_t u = fu_outputs(p, k)[o];
-    const Node *n = ir_node(g, u);
-    if (n->dtype == DT_F32 && n->rank == d->rank && !memcmp(ir_shape(g, u), ir_shape(g, k->domain), d->rank * sizeof(Dim)))
-      return (int)o;
+    if (ir_node(p->g, u)->dtype == DT_F32 && kn_is_full(p->g, k, u)) return (int)o;
   }
   return -1;
 }

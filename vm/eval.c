@@ -52,28 +52,14 @@ Sv enc_sidx(int d) { return (Sv){VS_IDX + d, false, 0}; }
 /* The base register of buffer `buf` (value u) read in alignment ctx (jit/emit.c
  * cg_value_base); *inner: its stride along the lanes (0 or 1). */
 int enc_base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner) {
-  const Node *n = ir_node(e->g, u);
-  const Dim *s = ir_shape(e->g, u);
-  VmBase b = {.buf = buf, .rank = n->rank};
+  KnLayout lay;
+  kn_layout(e->g, e->k, u, ctx, &lay);
+  VmBase b = {.buf = buf, .rank = (uint8_t)lay.rank};
   *inner = 0;
-  for (int t = 0; t < n->rank; t++) {
-    int dk;
-    if (!ctx) {
-      dk = t + (e->r - n->rank);
-    } else {
-      int pos = t + (e->rr - n->rank);
-      dk = -1;
-      for (int d = 0; d < e->r; d++)
-        if (!(e->axes >> d & 1) && pos-- == 0) {
-          dk = d;
-          break;
-        }
-    }
-    int64_t one;
-    bool bcast = dk < 0 || (ir_dim_is_const(e->g, s[t], &one) && one == 1 && s[t] != e->dom[dk]);
-    b.axis[t] = (int8_t)(bcast ? -1 : dk);
-    b.dim[t] = (uint16_t)enc_dim_index(e, s[t]);
-    if (!bcast && dk == e->r - 1) *inner = 1;
+  for (int t = 0; t < lay.rank; t++) {
+    b.axis[t] = lay.axis[t];
+    b.dim[t] = (uint16_t)enc_dim_index(e, lay.dim[t]);
+    if (lay.axis[t] == e->r - 1) *inner = 1;
   }
   for (uint32_t i = 0; i < e->base.n; i++) {
     const VmBase *o = &e->base.v[i];
@@ -252,24 +238,13 @@ int enc_view_at(Enc *e, uint32_t u, const Ix *P) {
   }
 }
 
-/* The domain axis dim t of a rank-n value lines up with in alignment ctx, -1 if none. */
-static int domain_axis(const Enc *e, int n, int t, int ctx) {
-  if (!ctx) return t + (e->r - n);
-  int pos = t + (e->rr - n);
-  for (int d = 0; d < e->r; d++)
-    if (!(e->axes >> d & 1) && pos-- == 0) return d;
-  return -1;
-}
-
 static int view_here(Enc *e, uint32_t u) {
-  const Node *n = ir_node(e->g, u);
+  KnLayout lay;
+  kn_layout(e->g, e->k, u, e->ctx, &lay);
   Ix P[DVM_MAX_RANK];
-  for (int t = 0; t < n->rank; t++) {
-    int dk = domain_axis(e, n->rank, t, e->ctx);
-    int64_t one;
-    bool b = dk < 0 || (ir_dim_is_const(e->g, ir_shape(e->g, u)[t], &one) && one == 1 &&
-                        ir_shape(e->g, u)[t] != e->dom[dk]);
-    P[t] = b ? enc_ix_s(enc_sconst(e, 0)) : dk == e->r - 1 ? (Ix){enc_sconst(e, 0), 1, -1} : enc_ix_s(enc_sidx(dk));
+  for (int t = 0; t < lay.rank; t++) {
+    int dk = lay.axis[t];
+    P[t] = dk < 0 ? enc_ix_s(enc_sconst(e, 0)) : dk == e->r - 1 ? (Ix){enc_sconst(e, 0), 1, -1} : enc_ix_s(enc_sidx(dk));
   }
   return enc_view_at(e, u, P);
 }

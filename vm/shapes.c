@@ -103,22 +103,17 @@ static void passes(Enc *e) {
   }
 }
 
-static bool is_full(const Enc *e, uint32_t v) {
-  const Node *a = ir_node(e->g, v), *d = ir_node(e->g, e->k->domain);
-  return a->rank == d->rank && !memcmp(ir_shape(e->g, v), ir_shape(e->g, e->k->domain), a->rank * sizeof(Dim));
-}
-
 /* The stores of the full-shaped (full) or the other (!full) outputs. */
 static VmProg stores(Enc *e, bool full) {
   enc_forget(e);
   enum { MAXOUT = 256 };
   int vals[MAXOUT];
   for (uint32_t o = 0; o < e->k->noutputs && o < MAXOUT; o++) /* every value first: an */
-    if (is_full(e, fu_outputs(e->p, e->k)[o]) == full)       /* output may be the stash */
+    if (kn_is_full(e->g, e->k, fu_outputs(e->p, e->k)[o]) == full)       /* output may be the stash */
       vals[o] = enc_eval(e, fu_outputs(e->p, e->k)[o]);
   for (uint32_t o = 0; o < e->k->noutputs; o++) {
     uint32_t v = fu_outputs(e->p, e->k)[o];
-    if (is_full(e, v) != full) continue;
+    if (kn_is_full(e->g, e->k, v) != full) continue;
     int ctx = !full && e->axes && ir_node(e->g, v)->rank == e->rr && e->rr < e->r, inner;
     int val = o < MAXOUT ? vals[o] : enc_eval(e, v);
     int s = enc_base_reg(e, e->k->ninputs + o, v, ctx, &inner);
