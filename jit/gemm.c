@@ -412,7 +412,7 @@ void cg_pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L, co
   pk.mb = LLVMBuildMul(B, LLVMBuildUDiv(B, LLVMBuildAdd(B, even, cg_ci64(c, pk.t.mr - 1), ""), cg_ci64(c, pk.t.mr), ""), cg_ci64(c, pk.t.mr), "");
   pk.mb = imin(c, pk.mb, cg_ci64(c, pk.t.mc));
   pk.nv = pk.t.nr / c->W;
-  pk.K = cg_dimval(c, ir_shape(c->g, f->a)[ir_node(c->g, f->a)->rank - (f->ta ? 2 : 1)]);
+  pk.K = cg_dimval(c, c->low->ins[c->mm_member].kdim);
   pk.acc = cg_buf(c, k->ninputs + (uint32_t)c->low->full_out); /* the packed path has one */
   /* the packed blocks: static allocas of the entry block (this is still the entry block) */
   if (f->adirect) {

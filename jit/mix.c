@@ -97,8 +97,7 @@ static void mix_rows(Cg *c, LLVMValueRef row, int rows, const Dim *dom, int r, L
   uint32_t v = fu_members(c->p, c->k)[c->mm_member];
   Mm mm = {.row = row, .N = L, .rows = rows, .a = ir_operand(c->g, v, 0), .b = ir_operand(c->g, v, 1),
            .dom = dom, .r = r};
-  const Node *an = ir_node(c->g, mm.a);
-  mm.K = cg_dimval(c, ir_shape(c->g, mm.a)[an->rank - 1]);
+  mm.K = cg_dimval(c, c->low->ins[c->mm_member].kdim); /* a read in place: not transposed */
   cg_columns(c, L, NULL, mix_body, &mm);
 }
 
@@ -234,12 +233,10 @@ typedef struct Gm {
  * broadcast ones at 0) and its last two indices (i0, i1). */
 void cg_gm_pos(Cg *c, uint32_t x, Ix i0, Ix i1, Ix *P) {
   const Node *n = ir_node(c->g, x);
-  for (int t = 0; t + 2 < n->rank; t++) {
-    int d = t + c->r - n->rank;
-    int64_t one;
-    bool b = ir_dim_is_const(c->g, ir_shape(c->g, x)[t], &one) && one == 1 && ir_shape(c->g, x)[t] != c->dom[d];
-    P[t] = b || d < 0 ? cg_ix_scalar(cg_ci64(c, 0)) : cg_ix_scalar(c->idx[d]);
-  }
+  KnLayout lay;
+  kn_layout(c->g, c->k, x, 0, &lay);
+  for (int t = 0; t + 2 < n->rank; t++)
+    P[t] = lay.axis[t] < 0 ? cg_ix_scalar(cg_ci64(c, 0)) : cg_ix_scalar(c->idx[lay.axis[t]]);
   if (n->rank == 1) { /* a vector a: [K] @ b, its one dim is k */
     P[0] = i1;
     return;
@@ -367,8 +364,7 @@ void cg_mix_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
     uint32_t v = fu_members(p, k)[c->mm_member];
     Gm gm = {.a = ir_operand(c->g, v, 0), .b = ir_operand(c->g, v, 1), .L = L,
              .ta = c->low->ins[c->mm_member].ta, .tb = c->low->ins[c->mm_member].tb};
-    const Node *an = ir_node(c->g, gm.a);
-    gm.K = cg_dimval(c, ir_shape(c->g, gm.a)[an->rank - (gm.ta ? 2 : 1)]);
+    gm.K = cg_dimval(c, c->low->ins[c->mm_member].kdim);
     gm.dot = want_dot(c, &gm);
     cg_counted(c, begin, end, 1, gm_row, &gm);
     return;
@@ -387,7 +383,7 @@ void cg_mix_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
     uint32_t v = fu_members(p, k)[c->mm_member];
     Sm sm = {.N = L, .a = ir_operand(c->g, v, 0), .b = ir_operand(c->g, v, 1), .rows = SM_ROWS,
              .acc = cg_buf(c, ni + acc_out)};
-    sm.K = cg_dimval(c, ir_shape(c->g, sm.a)[ir_node(c->g, sm.a)->rank - 1]);
+    sm.K = cg_dimval(c, c->low->ins[c->mm_member].kdim);
     LLVMValueRef at = cg_counted(c, begin, end, SM_ROWS, sm_block, &sm);
     /* the 1..SM_ROWS-1 rows left: one block of exactly that many (b read once more) */
     LLVMValueRef left = LLVMBuildSub(c->B, end, at, "");

@@ -308,7 +308,8 @@ typedef struct KnIns {
   uint8_t np;         /* KO_FOLDED and normalizations: the passes over the row ... */
   KnPass pass[2];     /* ... in order (kn_passes) */
   double eps;         /* layernorm, rmsnorm: added to the mean square */
-  bool ta, tb;        /* KO_PRODUCT: a, b (the node's operands 0, 1) read transposed */
+  bool ta, tb;        /* KO_PRODUCT: a, b (the node's operands 0, 1) read transposed, ... */
+  Dim kdim;           /* ... and the contracted dim K (a's last, or its second last if ta) */
   KnView *view;       /* KO_VIEW: its index map */
 } KnIns;
 

@@ -147,6 +147,8 @@ static KnIns lower_member(const Graph *g, uint32_t v) {
   if (op == OP_MATMUL) {
     in.op = KO_PRODUCT;
     in.ta = ir_attr_int(g, v, AK_TRANSPOSE_A, 0) != 0, in.tb = ir_attr_int(g, v, AK_TRANSPOSE_B, 0) != 0;
+    uint32_t a = ir_operand(g, v, 0);
+    in.kdim = ir_shape(g, a)[ir_node(g, a)->rank - (in.ta && ir_node(g, a)->rank >= 2 ? 2 : 1)];
   }
   else if (kn_is_view(op)) in.op = KO_VIEW;
   else if (kn_is_reduction(op) || op == OP_ARGMAX) in.op = KO_FOLDED;

@@ -214,8 +214,7 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
   if (k->kind == KK_MIX) {
     uint32_t v = fu_members(p, k)[kk->product], a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
     bool ta = kk->ins[kk->product].ta, tb = kk->ins[kk->product].tb;
-    const Node *an = ir_node(g, a);
-    int kd = enc_dim_index(&e, ir_shape(g, a)[an->rank - (ta ? 2 : 1)]);
+    int kd = enc_dim_index(&e, kk->ins[kk->product].kdim);
     c->K = e.dimtab.v[kd];
     e.mm = enc_fixed_reg(&e);
     c->mm_reg = (uint8_t)e.vr.v[e.mm].phys;
@@ -229,12 +228,10 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
         const Node *xn = ir_node(g, x);
         Ix *P = pass ? Pb : Pa;
         enc_forget(&e);
-        for (int t = 0; t + 2 < xn->rank; t++) {
-          int d = t + e.r - xn->rank;
-          int64_t one;
-          bool bc = d < 0 || (ir_dim_is_const(g, ir_shape(g, x)[t], &one) && one == 1 && ir_shape(g, x)[t] != e.dom[d]);
-          P[t] = bc ? enc_ix_s(enc_sconst(&e, 0)) : enc_ix_s(enc_sidx(d));
-        }
+        KnLayout lay; /* batch dims right-aligned with the domain's, broadcast ones at 0 */
+        kn_layout(g, k, x, 0, &lay);
+        for (int t = 0; t + 2 < xn->rank; t++)
+          P[t] = lay.axis[t] < 0 ? enc_ix_s(enc_sconst(&e, 0)) : enc_ix_s(enc_sidx(lay.axis[t]));
         Ix col = {enc_sconst(&e, 0), 1, -1};
         if (!pass && xn->rank == 1) P[0] = ki; /* a vector a ([K] @ b: one row; kn_supported) */
         else if (!pass) P[xn->rank - 2] = ta ? ki : mi, P[xn->rank - 1] = ta ? mi : ki;
