@@ -28,8 +28,9 @@
  * what the back ends take: the coverage decision, the extern call plan, per member one
  * instruction of kernel/ops.def with its dtypes and immediates resolved, each folding
  * member's passes, each view's index map, the constants, the product and the stash; so
- * neither back end switches over graph ops or reads their attributes. The loops of each
- * kernel shape and the operands' strides are still each back end's own walk.
+ * neither back end switches over graph ops or reads their attributes. How an operand
+ * lines up with the domain is kn_layout's; the loops of each kernel shape, and the
+ * strides built from those layouts, are still each back end's own walk.
  *
  * Files: ops.def (the lowered instruction set), cover.def (the op coverage table),
  * cover.c (coverage and modes), shape.c (passes, the packed path, extent and splits),
