@@ -53,8 +53,8 @@ void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char 
     return;
   }
   Cg c = {.low = kk, .p = p, .g = p->g, .k = k, .W = W, .NW = W, .mvec = mvec_prefix, .C = C, .M = M,
-          .mm_member = -1, .stash_member = -1};
-  if (kn_col_mode(p->g, k)) c.W = W * KN_COL_VECS;
+          .mm_member = kk->product, .stash_member = -1, .col = kn_col_mode(p->g, k)};
+  if (c.col) c.W = W * KN_COL_VECS;
   c.f32 = LLVMFloatTypeInContext(C);
   c.i1 = LLVMInt1TypeInContext(C);
   c.i32 = LLVMInt32TypeInContext(C);
@@ -72,7 +72,6 @@ void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char 
   c.base = mem + 4 * nm, c.inner = mem + 4 * nm + 2 * ni;
   c.bufp = mem + 4 * nm + 4 * ni, c.dimv = mem + 4 * nm + 4 * ni + nb;
   c.next = mem + 4 * nm + 4 * ni + nb + k->ndims;
-  c.mm_member = kk->product;
   c.bufs = LLVMGetParam(c.fn, 0), c.dims = LLVMGetParam(c.fn, 1);
   LLVMValueRef begin = LLVMGetParam(c.fn, 2), end = LLVMGetParam(c.fn, 3);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(C, c.fn, "entry");
@@ -87,7 +86,6 @@ void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char 
   if (k->kind == KK_ROW) {
     c.axes = k->axes;
     c.rr = r - __builtin_popcount(k->axes);
-    c.col = kn_col_mode(c.g, k);
     c.multi = kn_multi_mode(c.g, k);
   }
   /* column mode: values of KN_COL_VECS host vectors, so that each row of the fold reads
