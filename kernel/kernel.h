@@ -151,20 +151,32 @@ typedef struct KnPass {
  * members that are not reductions or normalizations. */
 int kn_passes(Op op, KnPass *ps);
 
-/* ---- operands against the domain (shape.c) ------------------------------------------- */
+/* ---- dims and operands against the domain (shape.c) -------------------------------- */
+
+/* A dim as the back ends take it: the kernel's dim parameter dims[q] (q >= 0; c is 0), or
+ * the constant c (q < 0). Every symbolic dim a kernel reads is one of its parameters
+ * (fu_key numbers them), so two dims of one kernel are equal exactly when these are. */
+typedef struct KnDim {
+  int64_t c;
+  int32_t q;
+} KnDim;
+static inline bool kn_dim_eq(KnDim a, KnDim b) { return a.q == b.q && a.c == b.c; }
+static inline bool kn_dim_is(KnDim a, int64_t c) { return a.q < 0 && a.c == c; }
+/* Dim d of kernel k in the lowered form. */
+KnDim kn_dim(const Partition *p, const Kernel *k, Dim d);
 
 /* The domain axis that dim t of a rank-n value of kernel k lines up with, -1 if none:
  * right-aligned with the domain (ctx 0), or with the reduced shape, whose axes are the
  * domain's kept ones (ctx 1: w: [N] in mul(reduce_sum(x: [N, H], axes=[1]), w)). */
-int kn_domain_axis(const Graph *g, const Kernel *k, int n, int t, int ctx);
-/* How value u of kernel k is read at a position of the domain, in alignment ctx: per axis
- * of u, the domain axis whose index it takes (-1: a broadcast, index 0) and its dim. */
+int kn_domain_axis(int r, uint32_t axes, int n, int t, int ctx);
+/* How a value of a lowered kernel is read at a position of the domain, in alignment ctx:
+ * per axis of the value, the domain axis whose index it takes (-1: a broadcast, index 0)
+ * and its dim. */
 typedef struct KnLayout {
   int rank;
   int8_t axis[DVM_MAX_RANK];
-  Dim dim[DVM_MAX_RANK];
+  KnDim dim[DVM_MAX_RANK];
 } KnLayout;
-void kn_layout(const Graph *g, const Kernel *k, uint32_t u, int ctx, KnLayout *out);
 /* Is value v of kernel k of the domain's shape (full-shaped)? */
 bool kn_is_full(const Graph *g, const Kernel *k, uint32_t v);
 
@@ -204,16 +216,14 @@ enum {
  * the extent covers. */
 int64_t kn_extent(const struct KnKernel *kk, const int64_t *dims, int lanes, int64_t *item);
 /* Column mode takes one more dim value, dims[ndims]: the blocks P its reduced rows are cut
- * into (1: none). Returns the P that kernel k's native code should use under dims on a
+ * into (1: none). Returns the P that kernel kk's native code should use under dims on a
  * pool of `threads`: 1 when it does not split (one thread, enough groups of columns for
  * the threads, too little work, or a kernel that cannot: kn_col_splits); else P > 1,
  * with the combine items to run after the extent's (items extent .. extent + *finish,
  * once all of those are done) and the bytes of scratch it reads as
  * bufs[ninputs + noutputs + 2] (*scratch). */
-int64_t kn_col_blocks(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int threads,
-                      int64_t *finish, size_t *scratch);
-/* Column mode: columns per item (a power of two) for code of `lanes` lanes. */
-int64_t kn_col_chunk(const Partition *p, const Kernel *k, int lanes);
+int64_t kn_col_blocks(const struct KnKernel *kk, const int64_t *dims, int lanes, int threads, int64_t *finish,
+                      size_t *scratch);
 /* Can column-mode kernel k split its reduced rows? Its folds (one per folding member:
  * each has a block of accumulators in the scratch), or 0 if not. */
 int kn_col_splits(const Partition *p, const Kernel *k);
@@ -292,13 +302,13 @@ typedef struct KnView {
   int8_t map[DVM_MAX_RANK];      /* KV_TRANSPOSE, KV_BROADCAST */
   uint8_t saxis[DVM_MAX_RANK];   /* KV_SLICE */
   int64_t step[DVM_MAX_RANK];    /* KV_SLICE */
-  Dim start[DVM_MAX_RANK];       /* KV_SLICE */
-  Dim size[DVM_MAX_RANK];        /* KV_SLICE: the operand's dim along saxis[i]; KV_GATHER:
+  KnDim start[DVM_MAX_RANK];     /* KV_SLICE */
+  KnDim size[DVM_MAX_RANK];      /* KV_SLICE: the operand's dim along saxis[i]; KV_GATHER:
                                     size[0] along axis; KV_RESHAPE: the operand's dims */
-  Dim *csize;                    /* KV_CONCAT: each operand's dim along axis (n of them) */
+  KnDim *csize;                  /* KV_CONCAT: each operand's dim along axis (n of them) */
 } KnView;
 
-/* One kernel member, lowered. */
+/* One kernel member, lowered. Operands are value numbers (KnVal). */
 typedef struct KnIns {
   uint8_t op;         /* KnOp */
   uint8_t t;          /* the result's dtype */
@@ -309,29 +319,58 @@ typedef struct KnIns {
   uint8_t np;         /* KO_FOLDED and normalizations: the passes over the row ... */
   KnPass pass[2];     /* ... in order (kn_passes) */
   double eps;         /* layernorm, rmsnorm: added to the mean square */
-  bool ta, tb;        /* KO_PRODUCT: a, b (the node's operands 0, 1) read transposed, ... */
-  Dim kdim;           /* ... and the contracted dim K (a's last, or its second last if ta) */
+  bool ta, tb;        /* KO_PRODUCT: a, b (operands 0, 1) read transposed, ... */
+  KnDim kdim;         /* ... and the contracted dim K (a's last, or its second last if ta) */
   KnView *view;       /* KO_VIEW: its index map */
+  uint32_t narg;      /* the operands (every operand of the graph node, in its order) */
+  uint32_t *arg;
+  int32_t fill;       /* a `full` member: its constant in KnKernel.consts, else -1 */
 } KnIns;
 
 /* A constant a kernel reads: a literal operand, or a `full` member's fill value, as the
  * reference takes it (floats rounded to f32; integers truncated and saturated, NaN 0;
  * bools 0 or 1). */
 typedef struct KnConst {
-  uint32_t v;         /* its value id */
   uint8_t t;          /* its dtype */
   float f;            /* floats */
   int64_t i;          /* integers and bools */
 } KnConst;
 
-/* A kernel as the back ends take it: the members' instructions, the views' index maps and
- * the constants follow the struct in the block of kn_lower_all. */
+/* A value of the lowered kernel, named by its number: the kernel's inputs first (number i
+ * is input i, buffer i), then its members (nin + m is member m: ins[m] computes it), then
+ * the literals its members read (nin + nmem + j is consts[j]). The back ends key every
+ * per-value state by these numbers. */
+typedef struct KnVal {
+  uint32_t id;        /* the graph value (dumps, and the runtime's values) */
+  uint8_t t;          /* its dtype */
+  uint8_t rank;
+  uint8_t ctx;        /* 1: a row kernel's value of the reduced shape (rank rr < r), read in
+                         alignment with it (kn_domain_axis); else 0 */
+  bool full;          /* of the domain's shape */
+  int32_t out;        /* its output index (buffer nin + out), or -1 */
+  const KnDim *dim;   /* its rank dims */
+} KnVal;
+
+/* A kernel as the back ends take it: the members' instructions, the values, the views'
+ * index maps and the constants follow the struct in the block of kn_lower_all. Nothing
+ * in it needs the graph: the back ends read the lowered kernel alone (p and k are for the
+ * pipeline, the dumps and the verifier). */
 typedef struct KnKernel {
   const Partition *p;
   const Kernel *k;
   bool ok;            /* both code-generating tiers cover it (kn_supported), else why */
-  KnIns *ins;         /* per member, in fu_members order (vector, row and mix kernels) */
-  KnConst *consts;    /* the literals and fills the members read */
+  uint8_t kind;       /* KernelKind */
+  uint32_t nin, nmem, nout, nval, ndims; /* inputs, members, outputs, values, dim parameters */
+  KnVal *val;         /* nval values (KnVal) */
+  uint32_t *out;      /* per output: its value number (a member) */
+  int r, rr;          /* ranks of the domain and of a row kernel's reduced shape (r elsewhere) */
+  uint32_t axes;      /* row kernels: the reduced axes of the domain; 0 elsewhere */
+  KnDim dom[DVM_MAX_RANK]; /* the domain */
+  bool col, multi;    /* row kernels: column mode, multi mode (kn_col_mode, kn_multi_mode) */
+  int states;         /* members with passes (column mode's stack arrays: kn_chunk) */
+  int splits;         /* column mode: kn_col_splits */
+  KnIns *ins;         /* per member, in fu_members order */
+  KnConst *consts;    /* the literals the members read (in value order), then the fills */
   uint32_t nconsts;
   int product;        /* mix kernels: the matmul member (KO_PRODUCT); -1 elsewhere */
   int stash;          /* row kernels (not column mode): the first softmax member, whose
@@ -340,12 +379,30 @@ typedef struct KnKernel {
                          overwritten later in the row by the output pass); stash -1: none */
   int full_out;       /* kn_full_output: the first f32 full-shaped output, or -1 */
   bool packed;        /* a mix kernel on the packed path (kn_pack_form), and how: */
-  KnPack pack;        /* its operands, the weight read packed (bpre), the prologue */
+  KnPack pack;        /* its operands (a and b as value numbers), the weight read packed
+                         (bpre), the prologue */
   char why[256];      /* !ok: why the code generators do not cover it */
   char vm_why[256];   /* a covered kernel the bytecode tier does not run, by the op table's
                          vm column (kn_op_cover): why; empty if it does */
   KnExt ext;          /* extern kernels: the call (when ok) */
 } KnKernel;
+
+/* Value v's member index, or -1 (an input or a literal). */
+static inline int kn_member(const KnKernel *kk, uint32_t v) {
+  return v >= kk->nin && v - kk->nin < kk->nmem ? (int)(v - kk->nin) : -1;
+}
+/* Value v's input index (its buffer), or -1. */
+static inline int kn_input(const KnKernel *kk, uint32_t v) { return v < kk->nin ? (int)v : -1; }
+/* The constant value v (a literal, or a `full` member); NULL if v is neither. */
+static inline const KnConst *kn_const(const KnKernel *kk, uint32_t v) {
+  if (v >= kk->nin + kk->nmem) return &kk->consts[v - kk->nin - kk->nmem];
+  int m = kn_member(kk, v);
+  return m >= 0 && kk->ins[m].fill >= 0 ? &kk->consts[kk->ins[m].fill] : NULL;
+}
+/* How value v is read at a position of the domain in alignment ctx. */
+void kn_layout(const KnKernel *kk, uint32_t v, int ctx, KnLayout *out);
+/* Column mode: columns per item (a power of two) for code of `lanes` lanes. */
+int64_t kn_chunk(const KnKernel *kk, int lanes);
 
 /* The input whose packed copy (kn_pack) a mix kernel's code reads, as the extra buffer
  * bufs[ninputs + noutputs]: a 2-D param weight read as it is; -1 if none. */
@@ -354,8 +411,6 @@ static inline int kn_packed_input(const KnKernel *kk) { return kk->packed ? kk->
  * kernel i's, then NULL. Never NULL; out of memory aborts, as ir_oom. */
 KnKernel **kn_lower_all(const Partition *p);
 void kn_lower_all_free(KnKernel **low);
-/* The constant value v of kk (a literal operand or a `full` member); NULL if none. */
-const KnConst *kn_const(const KnKernel *kk, uint32_t v);
 /* The operands instruction op reads, and its name in dumps. */
 int kn_op_arity(KnOp op);
 const char *kn_op_name(KnOp op);

@@ -86,8 +86,30 @@ static int64_t int_bound(const Attr *a, DType t) {
   return b;
 }
 
+/* The lowering of one kernel: the dims seen so far (most kernels read a handful of
+ * distinct dims, many times over) and where the next constant goes. */
+typedef struct Low {
+  const Partition *p;
+  const Kernel *k;
+  KnKernel *kk;
+  KnDim *dims;         /* the values' dims, rank per value */
+  uint32_t nlit;       /* literal values so far */
+  Dim seen[16];
+  KnDim as[16];
+  uint32_t nseen;
+} Low;
+
+static KnDim dim(Low *l, Dim d) {
+  for (uint32_t i = 0; i < l->nseen; i++)
+    if (l->seen[i] == d) return l->as[i];
+  KnDim x = kn_dim(l->p, l->k, d);
+  if (l->nseen < 16) l->seen[l->nseen] = d, l->as[l->nseen++] = x;
+  return x;
+}
+
 /* View member v's index map, into *w. */
-static void lower_view(const Graph *g, uint32_t v, KnView *w) {
+static void lower_view(Low *l, uint32_t v, KnView *w) {
+  const Graph *g = l->p->g;
   const Node *n = ir_node(g, v);
   memset(w, 0, sizeof *w);
   uint32_t x = n->nin ? ir_operand(g, v, 0) : v;
@@ -117,8 +139,8 @@ static void lower_view(const Graph *g, uint32_t v, KnView *w) {
       int a = ax ? ir_axis(g->lists.v[ax->off + i], r) : (int)i;
       w->saxis[i] = (uint8_t)a;
       w->step[i] = sp ? g->lists.v[sp->off + i] : 1;
-      w->start[i] = (Dim)g->clists.v[st->off + i];
-      w->size[i] = ir_shape(g, x)[a];
+      w->start[i] = dim(l, (Dim)g->clists.v[st->off + i]);
+      w->size[i] = dim(l, ir_shape(g, x)[a]);
     }
     break;
   }
@@ -127,28 +149,28 @@ static void lower_view(const Graph *g, uint32_t v, KnView *w) {
     break; /* csize: lower() */
   case OP_GATHER:
     w->kind = KV_GATHER, w->axis = (uint8_t)ir_axis(ir_attr_int(g, v, AK_AXIS, 0), xn->rank);
-    w->size[0] = ir_shape(g, x)[w->axis];
+    w->size[0] = dim(l, ir_shape(g, x)[w->axis]);
     break;
   case OP_RESHAPE: case OP_SQUEEZE: case OP_UNSQUEEZE:
     w->kind = KV_RESHAPE, w->n = (uint8_t)xr;
-    for (int t = 0; t < xr; t++) w->size[t] = ir_shape(g, x)[t];
+    for (int t = 0; t < xr; t++) w->size[t] = dim(l, ir_shape(g, x)[t]);
     break;
   case OP_FULL: w->kind = KV_FULL; break;
   default: w->kind = KV_ARANGE; break;
   }
-
 }
 
-/* Member v's instruction. */
-static KnIns lower_member(const Graph *g, uint32_t v) {
+/* Member v's instruction (its operands: lower()). */
+static KnIns lower_member(Low *l, uint32_t v) {
+  const Graph *g = l->p->g;
   const Node *nd = ir_node(g, v);
   Op op = (Op)nd->op;
-  KnIns in = {.t = nd->dtype, .a = nd->nin ? ir_node(g, ir_operand(g, v, 0))->dtype : nd->dtype};
+  KnIns in = {.t = nd->dtype, .a = nd->nin ? ir_node(g, ir_operand(g, v, 0))->dtype : nd->dtype, .fill = -1};
   if (op == OP_MATMUL) {
     in.op = KO_PRODUCT;
     in.ta = ir_attr_int(g, v, AK_TRANSPOSE_A, 0) != 0, in.tb = ir_attr_int(g, v, AK_TRANSPOSE_B, 0) != 0;
     uint32_t a = ir_operand(g, v, 0);
-    in.kdim = ir_shape(g, a)[ir_node(g, a)->rank - (in.ta && ir_node(g, a)->rank >= 2 ? 2 : 1)];
+    in.kdim = dim(l, ir_shape(g, a)[ir_node(g, a)->rank - (in.ta && ir_node(g, a)->rank >= 2 ? 2 : 1)]);
   }
   else if (kn_is_view(op)) in.op = KO_VIEW;
   else if (kn_is_reduction(op) || op == OP_ARGMAX) in.op = KO_FOLDED;
@@ -176,7 +198,7 @@ static KnIns lower_member(const Graph *g, uint32_t v) {
 /* Value v's constant (a literal or a full: its AK_VALUE) as the reference takes it. */
 static KnConst constant(const Graph *g, uint32_t v) {
   const Attr *a = ir_attr(g, v, AK_VALUE); /* a full's is optional: 0 */
-  KnConst c = {.v = v, .t = ir_node(g, v)->dtype};
+  KnConst c = {.t = ir_node(g, v)->dtype};
   double x = !a ? 0 : a->isint ? (double)a->i : a->f;
   c.f = (float)x;
   if (c.t == DT_BOOL) c.i = x != 0;
@@ -184,76 +206,154 @@ static KnConst constant(const Graph *g, uint32_t v) {
   return c;
 }
 
-static void add_const(KnKernel *kk, const Graph *g, uint32_t v) {
-  if (!kn_const(kk, v)) kk->consts[kk->nconsts++] = constant(g, v); /* room: counts() made it */
-}
-
-const KnConst *kn_const(const KnKernel *kk, uint32_t v) {
-  for (uint32_t i = 0; i < kk->nconsts; i++)
-    if (kk->consts[i].v == v) return &kk->consts[i];
-  return NULL;
-}
-
-/* What kernel k's lowered form holds after its struct: members, views, constants (at
- * most: literal operands and fills) and concat sizes; its bytes, rounded for alignment. */
+/* What kernel k's lowered form holds after its struct, at most: members, views, values,
+ * constants (literal operands and fills), concat sizes, operands, value dims and outputs;
+ * its bytes, rounded for alignment. */
 typedef struct Counts {
-  uint32_t nm, nv, nc, ns;
+  uint32_t nm, nv, nc, ns, na, nd;
 } Counts;
 
 static size_t counts(const Partition *p, const Kernel *k, Counts *c) {
-  *c = (Counts){k->kind == KK_EXTERN ? 0 : k->nmembers, 0, 0, 0};
+  *c = (Counts){k->kind == KK_EXTERN ? 0 : k->nmembers, 0, 0, 0, 0, 0};
+  for (uint32_t i = 0; i < k->ninputs && c->nm; i++) c->nd += ir_node(p->g, fu_inputs(p, k)[i])->rank;
   for (uint32_t m = 0; m < c->nm; m++) {
     uint32_t v = fu_members(p, k)[m];
     const Node *n = ir_node(p->g, v);
     c->nv += kn_is_view((Op)n->op);
     c->nc += n->op == OP_FULL;
     c->ns += n->op == OP_CONCAT ? n->nin : 0;
-    for (uint32_t i = 0; i < n->nin; i++) c->nc += ir_node(p->g, ir_operand(p->g, v, i))->op == OP_LITERAL;
+    c->na += n->nin;
+    c->nd += n->rank;
+    for (uint32_t i = 0; i < n->nin; i++) {
+      const Node *u = ir_node(p->g, ir_operand(p->g, v, i));
+      if (u->op == OP_LITERAL) c->nc++, c->nd += u->rank;
+    }
   }
+  uint32_t nval = c->nm ? k->ninputs + c->nm + c->nc : 0, nout = c->nm ? k->noutputs : 0;
   size_t b = sizeof(KnKernel) + c->nm * sizeof(KnIns) + c->nv * sizeof(KnView) + c->nc * sizeof(KnConst) +
-             c->ns * sizeof(Dim);
+             nval * sizeof(KnVal) + (c->ns + c->nd) * sizeof(KnDim) + (c->na + nout) * sizeof(uint32_t);
   return (b + 15) & ~(size_t)15;
+}
+
+/* Value u of the kernel as the value kk->val[at] (its dims from l->dims). */
+static void add_value(Low *l, uint32_t at, uint32_t u) {
+  const Graph *g = l->p->g;
+  const Node *n = ir_node(g, u);
+  KnKernel *kk = l->kk;
+  KnVal *x = &kk->val[at];
+  int rank = n->rank < DVM_MAX_RANK ? n->rank : DVM_MAX_RANK;
+  *x = (KnVal){.id = u, .t = n->dtype, .rank = (uint8_t)rank, .out = -1, .dim = l->dims};
+  const Dim *s = ir_shape(g, u), *dom = ir_shape(g, l->k->domain);
+  x->full = rank == kk->r && !memcmp(s, dom, (size_t)rank * sizeof(Dim));
+  x->ctx = kk->axes && rank == kk->rr && kk->rr < kk->r;
+  if (x->full) memcpy(l->dims, kk->dom, (size_t)rank * sizeof(KnDim));
+  else
+    for (int t = 0; t < rank; t++) l->dims[t] = dim(l, s[t]);
+  l->dims += rank;
+}
+
+/* Operand u of a member as a value number: a member (members are in id order), a literal
+ * (numbered as first read), or an input. */
+static uint32_t number(Low *l, uint32_t u) {
+  const Graph *g = l->p->g;
+  const Kernel *k = l->k;
+  KnKernel *kk = l->kk;
+  const uint32_t *mem = fu_members(l->p, k);
+  uint32_t lo = 0, hi = k->nmembers;
+  while (lo < hi) {
+    uint32_t mid = (lo + hi) / 2;
+    if (mem[mid] < u) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < k->nmembers && mem[lo] == u) return kk->nin + lo;
+  if (ir_node(g, u)->op == OP_LITERAL) {
+    uint32_t base = kk->nin + kk->nmem;
+    for (uint32_t j = 0; j < l->nlit; j++)
+      if (kk->val[base + j].id == u) return base + j;
+    add_value(l, base + l->nlit, u);
+    kk->consts[l->nlit] = constant(g, u);
+    return base + l->nlit++;
+  }
+  for (uint32_t i = 0; i < k->ninputs; i++)
+    if (fu_inputs(l->p, k)[i] == u) return i;
+  return UINT32_MAX; /* kn_verify says so */
 }
 
 /* Lower kernel k into kk, which has room for c. */
 static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Counts *c) {
   memset(kk, 0, offsetof(KnKernel, why)); /* the strings and the call plan are set as used */
   kk->why[0] = kk->vm_why[0] = '\0';
-  kk->p = p, kk->k = k, kk->stash = -1, kk->product = -1, kk->full_out = -1;
+  kk->p = p, kk->k = k, kk->stash = -1, kk->product = -1, kk->full_out = -1, kk->kind = (uint8_t)k->kind;
   memset(&kk->ext, 0, sizeof kk->ext);
   if (k->kind == KK_EXTERN) {
     kk->ok = kn_extern_plan(p, k, &kk->ext, kk->why, sizeof kk->why);
     return;
   }
+  const Graph *g = p->g;
+  /* the counts, the domain and the kernel shape (the extent of every kernel) */
+  kk->nin = k->ninputs, kk->nmem = k->nmembers, kk->nout = k->noutputs, kk->ndims = k->ndims;
+  const Node *dn = ir_node(g, k->domain);
+  kk->r = kk->rr = dn->rank < DVM_MAX_RANK ? dn->rank : DVM_MAX_RANK;
+  if (k->kind == KK_ROW) {
+    kk->axes = k->axes, kk->rr = kk->r - __builtin_popcount(k->axes);
+    kk->col = kn_col_mode(g, k), kk->multi = kn_multi_mode(g, k);
+  }
+  Low l = {.p = p, .k = k, .kk = kk};
+  for (int d = 0; d < kk->r; d++) kk->dom[d] = dim(&l, ir_shape(g, k->domain)[d]);
+  KnPass ps[2];
+  for (uint32_t m = 0; m < k->nmembers; m++) kk->states += kn_passes((Op)ir_node(g, fu_members(p, k)[m])->op, ps) > 0;
+  kk->splits = kn_col_splits(p, k);
   if (!(kk->ok = kn_supported(p, k, kk->why, sizeof kk->why))) return;
   for (uint32_t m = 0; m < k->nmembers && !kk->vm_why[0]; m++) {
-    const Node *nd = ir_node(p->g, fu_members(p, k)[m]);
+    const Node *nd = ir_node(g, fu_members(p, k)[m]);
     const char *no = kn_op_cover((Op)nd->op, KN_TIER_VM);
     if (no) snprintf(kk->vm_why, sizeof kk->vm_why, "%s at line %u: %s", ir_ops[nd->op].name, nd->line, no);
   }
   kk->ins = (KnIns *)(kk + 1);
   KnView *views = (KnView *)(kk->ins + c->nm);
   kk->consts = (KnConst *)(views + c->nv);
-  Dim *sizes = (Dim *)(kk->consts + c->nc);
+  kk->val = (KnVal *)(kk->consts + c->nc);
+  l.dims = (KnDim *)(kk->val + kk->nin + kk->nmem + c->nc);
+  KnDim *sizes = l.dims + c->nd;
+  uint32_t *args = (uint32_t *)(sizes + c->ns);
+  kk->out = args + c->na;
+  /* the values: inputs, members, then literals as the members read them */
+  for (uint32_t i = 0; i < kk->nin; i++) add_value(&l, i, fu_inputs(p, k)[i]);
+  for (uint32_t m = 0; m < kk->nmem; m++) add_value(&l, kk->nin + m, fu_members(p, k)[m]);
+  for (uint32_t o = 0; o < kk->nout; o++) {
+    uint32_t v = fu_outputs(p, k)[o];
+    kk->out[o] = number(&l, v);
+    if (kn_member(kk, kk->out[o]) >= 0) kk->val[kk->out[o]].out = (int32_t)o;
+  }
+  uint32_t nfill = 0;
   for (uint32_t m = 0; m < c->nm; m++) {
     uint32_t v = fu_members(p, k)[m];
-    kk->ins[m] = lower_member(p->g, v);
-    if (kk->ins[m].op == KO_PRODUCT) kk->product = (int)m;
-    if (kk->ins[m].op == KO_VIEW) {
-      KnView *w = kk->ins[m].view = views++;
-      lower_view(p->g, v, w);
+    const Node *nd = ir_node(g, v);
+    KnIns *in = &kk->ins[m];
+    *in = lower_member(&l, v);
+    if (in->op == KO_PRODUCT) kk->product = (int)m;
+    if (in->op == KO_VIEW) {
+      KnView *w = in->view = views++;
+      lower_view(&l, v, w);
       if (w->kind == KV_CONCAT) { /* each operand's size along the axis */
         w->csize = sizes, sizes += w->n;
-        for (uint32_t q = 0; q < w->n; q++) w->csize[q] = ir_shape(p->g, ir_operand(p->g, v, q))[w->axis];
+        for (uint32_t q = 0; q < w->n; q++) w->csize[q] = dim(&l, ir_shape(g, ir_operand(g, v, q))[w->axis]);
       }
     }
-    if (ir_node(p->g, v)->op == OP_FULL) add_const(kk, p->g, v);
-    for (uint32_t i = 0; i < ir_node(p->g, v)->nin; i++)
-      if (ir_node(p->g, ir_operand(p->g, v, i))->op == OP_LITERAL) add_const(kk, p->g, ir_operand(p->g, v, i));
+    in->narg = nd->nin, in->arg = args, args += nd->nin;
+    for (uint32_t i = 0; i < nd->nin; i++) in->arg[i] = number(&l, ir_operand(g, v, i));
+    if (nd->op == OP_FULL) in->fill = (int32_t)(c->nc - 1 - nfill), kk->consts[in->fill] = constant(g, v), nfill++;
   }
+  kk->nval = kk->nin + kk->nmem + l.nlit;
+  kk->nconsts = l.nlit + nfill;
+  if (nfill && l.nlit + nfill < c->nc) /* the fills at the end of the room: after the literals */
+    memmove(kk->consts + l.nlit, kk->consts + c->nc - nfill, nfill * sizeof *kk->consts);
+  for (uint32_t m = 0; nfill && m < kk->nmem; m++)
+    if (kk->ins[m].fill >= 0) kk->ins[m].fill -= (int32_t)(c->nc - l.nlit - nfill);
   kk->full_out = kn_full_output(p, k);
   kk->packed = k->kind == KK_MIX && kn_pack_form(p, k, &kk->pack);
-  int so = k->kind == KK_ROW && !kn_col_mode(p->g, k) ? kk->full_out : -1;
+  if (kk->packed) kk->pack.a = number(&l, kk->pack.a), kk->pack.b = number(&l, kk->pack.b);
+  int so = k->kind == KK_ROW && !kk->col ? kk->full_out : -1;
   for (uint32_t m = 0; so >= 0 && m < c->nm && kk->stash < 0; m++)
     if (kk->ins[m].op == KO_SOFTMAX) kk->stash = (int)m, kk->stash_out = (uint32_t)so;
 }
@@ -306,6 +406,24 @@ static const char *check(const Graph *g, uint32_t v, const KnIns *in) {
   }
 }
 
+/* Does value number x of kk stand for graph value u, with its dtype and shape? */
+static bool same_value(const KnKernel *kk, uint32_t x, uint32_t u) {
+  const Graph *g = kk->p->g;
+  if (x >= kk->nval) return false;
+  const KnVal *v = &kk->val[x];
+  const Node *n = ir_node(g, u);
+  if (v->id != u || v->t != n->dtype || v->rank != n->rank) return false;
+  for (int t = 0; t < v->rank; t++) {
+    int64_t c;
+    bool isc = ir_dim_is_const(g, ir_shape(g, u)[t], &c);
+    KnDim d = v->dim[t];
+    if (isc ? d.q >= 0 || d.c != c : d.q < 0 || (uint32_t)d.q >= kk->ndims ||
+                                      kk->p->dims.v[kk->k->dims + (uint32_t)d.q] != ir_shape(g, u)[t])
+      return false;
+  }
+  return true;
+}
+
 dvm_status kn_verify(const KnKernel *kk, Err *err) {
   const Kernel *k = kk->k;
   const Graph *g = kk->p->g;
@@ -313,21 +431,35 @@ dvm_status kn_verify(const KnKernel *kk, Err *err) {
   if (!kk->ins) return ir_err(err, DVM_ERR_RUNTIME, "internal: a covered kernel without instructions");
   if ((k->kind == KK_MIX) != (kk->product >= 0) || (kk->product >= 0 && kk->ins[kk->product].op != KO_PRODUCT))
     return ir_err(err, DVM_ERR_RUNTIME, "internal: a mix kernel without its product, or a product elsewhere");
+  if (kk->nin != k->ninputs || kk->nmem != k->nmembers || kk->nout != k->noutputs)
+    return ir_err(err, DVM_ERR_RUNTIME, "internal: a lowered kernel whose counts are not its kernel's");
+  for (uint32_t i = 0; i < kk->nin; i++)
+    if (!same_value(kk, i, fu_inputs(kk->p, k)[i]))
+      return ir_err(err, DVM_ERR_RUNTIME, "internal: lowered input %u is not the kernel's", i);
+  for (uint32_t o = 0; o < kk->nout; o++)
+    if (kn_member(kk, kk->out[o]) < 0 || kk->val[kk->out[o]].out != (int32_t)o ||
+        !same_value(kk, kk->out[o], fu_outputs(kk->p, k)[o]))
+      return ir_err(err, DVM_ERR_RUNTIME, "internal: lowered output %u is not the kernel's", o);
   if (kk->stash >= 0) { /* an f32 row of the domain's shape: the exp values fit */
     if ((uint32_t)kk->stash >= k->nmembers || kk->ins[kk->stash].op != KO_SOFTMAX || kk->stash_out >= k->noutputs)
       return ir_err(err, DVM_ERR_RUNTIME, "internal: a softmax's exp row kept past the kernel's members or outputs");
-    uint32_t o = fu_outputs(kk->p, k)[kk->stash_out];
-    const Node *on = ir_node(g, o), *dn = ir_node(g, k->domain);
-    if (on->dtype != DT_F32 || on->rank != dn->rank || memcmp(ir_shape(g, o), ir_shape(g, k->domain), dn->rank * sizeof(Dim)))
+    const KnVal *o = &kk->val[kk->out[kk->stash_out]];
+    if (o->t != DT_F32 || !o->full)
       return ir_err(err, DVM_ERR_RUNTIME, "internal: a softmax's exp row kept in an output it does not fit");
   }
   for (uint32_t m = 0; m < k->nmembers; m++) {
     uint32_t v = fu_members(kk->p, k)[m];
-    const char *bad = check(g, v, &kk->ins[m]);
+    const KnIns *in = &kk->ins[m];
+    const char *bad = check(g, v, in);
+    if (!bad && !same_value(kk, kk->nin + m, v)) bad = "its value is not the member's";
+    if (!bad && in->narg != ir_node(g, v)->nin) bad = "its operands are not the node's";
+    for (uint32_t i = 0; !bad && i < in->narg; i++)
+      if (!same_value(kk, in->arg[i], ir_operand(g, v, i))) bad = "an operand is not the node's";
+    if (!bad && (in->fill >= 0) != (ir_node(g, v)->op == OP_FULL)) bad = "a fill without its constant, or a constant elsewhere";
     if (bad)
       return ir_errl(err, DVM_ERR_RUNTIME, g->file, ir_node(g, v)->line,
                      "internal: lowered %s (%s of %s): %s", ir_s(g, ir_node(g, v)->name),
-                     kn_op_name((KnOp)kk->ins[m].op), ir_dtype_name((DType)kk->ins[m].t), bad);
+                     kn_op_name((KnOp)in->op), ir_dtype_name((DType)in->t), bad);
   }
   return DVM_OK;
 }
@@ -350,13 +482,13 @@ char *kn_lower_dump(const KnKernel *kk) {
     int n = kn_op_arity((KnOp)in->op);
     ir_put(&b, "  %s = %s %s", ir_s(g, ir_node(g, v)->name), kn_op_name((KnOp)in->op), ir_dtype_name((DType)in->t));
     if (in->a != in->t) ir_put(&b, " <- %s", ir_dtype_name((DType)in->a));
-    bool whole = n == 0 && ir_node(g, v)->nin; /* read otherwise: show what it reads */
-    if (whole) n = (int)ir_node(g, v)->nin, ir_put(&b, " [");
+    bool whole = n == 0 && in->narg; /* read otherwise: show what it reads */
+    if (whole) n = (int)in->narg, ir_put(&b, " [");
     const char *sep = whole ? "" : " ";
     for (int i = 0; i < n; i++) {
-      uint32_t u = ir_operand(g, v, (uint32_t)i);
-      const Node *un = ir_node(g, u);
-      const KnConst *kc = un->op == OP_LITERAL ? kn_const(kk, u) : NULL; /* a fill keeps its name */
+      uint32_t x = in->arg[i];
+      const Node *un = ir_node(g, kk->val[x].id);
+      const KnConst *kc = kn_member(kk, x) < 0 ? kn_const(kk, x) : NULL; /* a fill keeps its name */
       if (kc && !kn_is_flt((DType)kc->t)) {
         ir_put(&b, "%s%lld", i ? ", " : sep, (long long)kc->i);
       } else if (kc) {

@@ -28,28 +28,32 @@ int kn_passes(Op op, KnPass *ps) {
   }
 }
 
-/* ---- operands against the domain ---------------------------------------------------------- */
+/* ---- dims and operands against the domain ------------------------------------------------ */
 
-int kn_domain_axis(const Graph *g, const Kernel *k, int n, int t, int ctx) {
-  int r = ir_node(g, k->domain)->rank;
+KnDim kn_dim(const Partition *p, const Kernel *k, Dim d) {
+  KnDim x = {0, -1};
+  if (!ir_dim_is_const(p->g, d, &x.c))
+    for (uint32_t q = 0; q < k->ndims; q++)
+      if (p->dims.v[k->dims + q] == d) return (KnDim){0, (int32_t)q};
+  return x; /* a symbolic dim not among the parameters cannot be: fu_key numbers them all */
+}
+
+int kn_domain_axis(int r, uint32_t axes, int n, int t, int ctx) {
   if (!ctx) return t + (r - n);
-  uint32_t axes = k->kind == KK_ROW ? k->axes : 0;
   int pos = t + (r - __builtin_popcount(axes) - n);
   for (int d = 0; d < r; d++)
     if (!(axes >> d & 1) && pos-- == 0) return d;
   return -1;
 }
 
-void kn_layout(const Graph *g, const Kernel *k, uint32_t u, int ctx, KnLayout *out) {
-  const Node *n = ir_node(g, u);
-  const Dim *s = ir_shape(g, u), *dom = ir_shape(g, k->domain);
-  out->rank = n->rank < DVM_MAX_RANK ? n->rank : DVM_MAX_RANK;
-  for (int t = 0; t < out->rank; t++) {
-    int dk = kn_domain_axis(g, k, n->rank, t, ctx);
-    int64_t one;
-    bool bcast = dk < 0 || (ir_dim_is_const(g, s[t], &one) && one == 1 && s[t] != dom[dk]);
+void kn_layout(const KnKernel *kk, uint32_t v, int ctx, KnLayout *out) {
+  const KnVal *x = &kk->val[v];
+  out->rank = x->rank;
+  for (int t = 0; t < x->rank; t++) {
+    int dk = kn_domain_axis(kk->r, kk->axes, x->rank, t, ctx);
+    bool bcast = dk < 0 || (kn_dim_is(x->dim[t], 1) && !kn_dim_eq(x->dim[t], kk->dom[dk]));
     out->axis[t] = (int8_t)(bcast ? -1 : dk);
-    out->dim[t] = s[t];
+    out->dim[t] = x->dim[t];
   }
 }
 
@@ -113,12 +117,9 @@ enum { COL_CHUNK = 4096, COL_STACK = 160 << 10 };
 /* Elements a block of a split column kernel folds at least (a few grains' work). */
 enum { SPLIT_MIN = 64 << 10 };
 
-int64_t kn_col_chunk(const Partition *p, const Kernel *k, int lanes) {
-  int states = 0;
-  KnPass ps[2];
-  for (uint32_t m = 0; m < k->nmembers; m++) states += kn_passes((Op)ir_node(p->g, fu_members(p, k)[m])->op, ps) > 0;
+int64_t kn_chunk(const KnKernel *kk, int lanes) {
   int64_t ch = COL_CHUNK;
-  while (ch > (int64_t)lanes * KN_COL_VECS && ch * (32 + 8 * states) > COL_STACK) ch /= 2;
+  while (ch > (int64_t)lanes * KN_COL_VECS && ch * (32 + 8 * kk->states) > COL_STACK) ch /= 2;
   return ch;
 }
 
@@ -158,16 +159,36 @@ int kn_col_splits(const Partition *p, const Kernel *k) {
   return folds;
 }
 
+/* Kernel kk's domain under dims: the product of its parallel outer axes, of the reduced
+ * outer axes (column and multi mode), the last axis and the one before it. */
+static void extent_dims(const KnKernel *kk, const int64_t *dims, int64_t *rows, int64_t *reduced, int64_t *last,
+                        int64_t *m_rows) {
+  *rows = 1, *reduced = 1, *last = 1, *m_rows = 1;
+  for (int i = 0; i < kk->r; i++) {
+    int64_t v = kk->dom[i].q >= 0 ? dims[kk->dom[i].q] : kk->dom[i].c;
+    if (i + 2 == kk->r) *m_rows = v;
+    if (i + 1 == kk->r) *last = v;
+    else if ((kk->col || kk->multi) && (kk->axes >> i & 1)) *reduced *= v;
+    else *rows *= v;
+  }
+}
+
 /* Column mode's groups: kept outer rows times chunks of columns; *R the reduced rows and
  * *cols the columns of a group (the last chunk's may be fewer). */
-static int64_t col_groups(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *R, int64_t *cols);
+static int64_t col_groups(const KnKernel *kk, const int64_t *dims, int lanes, int64_t *R, int64_t *cols) {
+  int64_t rows, last, m_rows;
+  extent_dims(kk, dims, &rows, R, &last, &m_rows);
+  int64_t ch = kn_chunk(kk, lanes);
+  *cols = last < ch ? last : ch;
+  return rows * ((last + ch - 1) / ch);
+}
 
-int64_t kn_col_blocks(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int threads,
-                       int64_t *finish, size_t *scratch) {
+int64_t kn_col_blocks(const KnKernel *kk, const int64_t *dims, int lanes, int threads, int64_t *finish,
+                      size_t *scratch) {
   *finish = 0, *scratch = 0;
-  int folds = threads < 2 ? 0 : kn_col_splits(p, k);
+  int folds = threads < 2 || kk->kind == KK_EXTERN ? 0 : kk->splits;
   if (!folds) return 1;
-  int64_t R, cols, G = col_groups(p, k, dims, lanes, &R, &cols);
+  int64_t R, cols, G = col_groups(kk, dims, lanes, &R, &cols);
   if (G >= 2 * (int64_t)threads || G < 1) return 1;
   int64_t P = (2 * (int64_t)threads + G - 1) / G, most = R * cols / SPLIT_MIN;
   if (P > most) P = most;
@@ -179,51 +200,21 @@ int64_t kn_col_blocks(const Partition *p, const Kernel *k, const int64_t *dims, 
   return P;
 }
 
-/* Kernel k's domain under dims: the product of its parallel outer axes, of the reduced
- * outer axes (column and multi mode), the last axis and the one before it. */
-static void extent_dims(const Partition *p, const Kernel *k, const int64_t *dims, int64_t *rows, int64_t *reduced,
-                        int64_t *last, int64_t *m_rows) {
-  const Graph *g = p->g;
-  const Node *d = ir_node(g, k->domain);
-  *rows = 1, *reduced = 1, *last = 1, *m_rows = 1;
-  for (int i = 0; i < d->rank; i++) {
-    Dim x = ir_shape(g, k->domain)[i];
-    int64_t v = 0;
-    if (!ir_dim_is_const(g, x, &v))
-      for (uint32_t q = 0; q < k->ndims; q++)
-        if (p->dims.v[k->dims + q] == x) v = dims[q];
-    if (i + 2 == d->rank) *m_rows = v;
-    if (i + 1 == d->rank) *last = v;
-    else if ((kn_col_mode(g, k) || kn_multi_mode(g, k)) && (k->axes >> i & 1)) *reduced *= v;
-    else *rows *= v;
-  }
-}
-
-static int64_t col_groups(const Partition *p, const Kernel *k, const int64_t *dims, int lanes, int64_t *R, int64_t *cols) {
-  int64_t rows, last, m_rows;
-  extent_dims(p, k, dims, &rows, R, &last, &m_rows);
-  int64_t ch = kn_col_chunk(p, k, lanes);
-  *cols = last < ch ? last : ch;
-  return rows * ((last + ch - 1) / ch);
-}
-
 int64_t kn_extent(const KnKernel *kk, const int64_t *dims, int lanes, int64_t *item) {
-  const Partition *p = kk->p;
-  const Kernel *k = kk->k;
   int64_t rows, reduced, last, m_rows;
-  if (k->kind == KK_EXTERN) { /* one call, never split */
+  if (kk->kind == KK_EXTERN) { /* one call, never split */
     if (item) *item = 1;
     return 1;
   }
-  extent_dims(p, k, dims, &rows, &reduced, &last, &m_rows);
+  extent_dims(kk, dims, &rows, &reduced, &last, &m_rows);
   if (kk->packed) { /* packed mix: products x row blocks x panels (cg_pk_items) */
     KnTile t = kn_tile(lanes);
     int64_t mg = kk->pack.batched ? m_rows : rows, prods = mg ? rows / mg : 0;
     if (item) *item = (mg < t.mc ? mg : t.mc) * t.nr;
     return prods * ((mg + t.mc - 1) / t.mc) * ((last + t.nr - 1) / t.nr);
   }
-  if (kn_col_mode(p->g, k)) { /* groups of up to kn_col_chunk columns, or P blocks of each */
-    int64_t cols, G = col_groups(p, k, dims, lanes, &reduced, &cols), P = dims[k->ndims] > 1 ? dims[k->ndims] : 1;
+  if (kk->col) { /* groups of up to kn_chunk columns, or P blocks of each */
+    int64_t cols, G = col_groups(kk, dims, lanes, &reduced, &cols), P = dims[kk->ndims] > 1 ? dims[kk->ndims] : 1;
     if (item) *item = (reduced + P - 1) / P * cols;
     return P * G;
   }

@@ -141,7 +141,7 @@ static bool plan_scratch(const dvm_model *m, Plan *pl) {
     int64_t dims[64];
     size_t bytes = 0;
     if (!m->entry || k->ndims >= 64 || !kernel_dims(m, &pl->b, k, dims)) continue;
-    sp->blocks = kn_col_blocks(p, k, dims, jit_lanes(m->jit), rt_pool_threads(m->pool), &sp->finish, &bytes);
+    sp->blocks = kn_col_blocks(m->low[i], dims, jit_lanes(m->jit), rt_pool_threads(m->pool), &sp->finish, &bytes);
     if (sp->blocks < 2) continue; /* 1, no combine items, no scratch */
     sp->off = base + used;
     used += (bytes + 63) & ~(size_t)63;
