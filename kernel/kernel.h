@@ -360,7 +360,9 @@ typedef struct KnKernel {
   const Kernel *k;
   bool ok;            /* both code-generating tiers cover it (kn_supported), else why */
   uint8_t kind;       /* KernelKind */
-  uint32_t nin, nmem, nout, nval, ndims; /* inputs, members, outputs, values, dim parameters */
+  const uint8_t *key; /* the kernel's 16-byte key: its code is the same for equal keys */
+  uint32_t nin, nmem, nout, nval, ndims; /* inputs, members, outputs, values, dim parameters;
+                                            extern kernels: the counts alone */
   KnVal *val;         /* nval values (KnVal) */
   uint32_t *out;      /* per output: its value number (a member) */
   int r, rr;          /* ranks of the domain and of a row kernel's reduced shape (r elsewhere) */

@@ -284,14 +284,15 @@ static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Count
   memset(kk, 0, offsetof(KnKernel, why)); /* the strings and the call plan are set as used */
   kk->why[0] = kk->vm_why[0] = '\0';
   kk->p = p, kk->k = k, kk->stash = -1, kk->product = -1, kk->full_out = -1, kk->kind = (uint8_t)k->kind;
+  kk->key = k->key;
+  kk->nin = k->ninputs, kk->nmem = k->nmembers, kk->nout = k->noutputs, kk->ndims = k->ndims;
   memset(&kk->ext, 0, sizeof kk->ext);
   if (k->kind == KK_EXTERN) {
     kk->ok = kn_extern_plan(p, k, &kk->ext, kk->why, sizeof kk->why);
     return;
   }
   const Graph *g = p->g;
-  /* the counts, the domain and the kernel shape (the extent of every kernel) */
-  kk->nin = k->ninputs, kk->nmem = k->nmembers, kk->nout = k->noutputs, kk->ndims = k->ndims;
+  /* the domain and the kernel shape (the extent of every kernel) */
   const Node *dn = ir_node(g, k->domain);
   kk->r = kk->rr = dn->rank < DVM_MAX_RANK ? dn->rank : DVM_MAX_RANK;
   if (k->kind == KK_ROW) {
