@@ -17,6 +17,14 @@ is a violation too, and so is <llvm-c/...> outside jit/ or <ffi.h> outside runti
 Exit status 1 if any violation is found, else 0; the last line is
 "N includes checked, M violations".
 
+The back ends (vm/, jit/) take the lowered kernel (kernel/kernel.h) alone, although its
+header brings the graph's and the partition's declarations with it: a use in their code
+(comments aside) of a graph or partition accessor or type (ir_node, ir_shape, ir_operand,
+ir_attr*, ir_dim_*, fu_*, Graph, Node, Partition, Kernel, Dim) is a violation too,
+printed as
+
+    FILE:LINE: uses X (the back ends read the lowered kernel alone)
+
 The order, highest first:  tools -> runtime -> {vm, jit} -> kernel -> fusion -> ir
   include/  the public dvm.h: anyone may include it
   onnx/     the ONNX front end: ir/ and include/ only (and its generated onnx.pb-c.h);
@@ -53,6 +61,16 @@ GENERATED = {"onnx.pb-c.h": "onnx"}
 EXTENSIONS = (".c", ".h", ".inc", ".def")
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"')
+# What the back ends may not use: the graph's and the partition's accessors and types.
+BACK_ENDS = ("vm", "jit")
+GRAPH_USE = re.compile(r'\b(ir_node|ir_shape|ir_operand|ir_attr\w*|ir_dim_\w+|fu_\w+|Graph|Node|Partition|Kernel|Dim)\b')
+COMMENT = re.compile(r'/\*.*?\*/|//[^\n]*', re.S)
+
+
+def code_lines(text):
+    """text with its comments and string literals blanked, newlines kept."""
+    text = re.sub(r'"(\\.|[^"\\\n])*"', '""', text)
+    return COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), text).split("\n")
 
 
 def layer_of(root, path):
@@ -88,7 +106,13 @@ def main():
                 src = os.path.join(dirpath, fn)
                 rel = os.path.relpath(src, root)
                 with open(src, encoding="utf-8", errors="replace") as f:
-                    lines = f.read().split("\n")
+                    text = f.read()
+                lines = text.split("\n")
+                if layer in BACK_ENDS:
+                    for no, line in enumerate(code_lines(text), 1):
+                        for u in GRAPH_USE.finditer(line):
+                            violations.append("%s:%d: uses %s (the back ends read the lowered kernel alone)"
+                                              % (rel, no, u.group(1)))
                 for no, line in enumerate(lines, 1):
                     s = SYSTEM.match(line)
                     for prefix, owner in PRIVATE_SYSTEM if s else ():
