@@ -351,6 +351,22 @@ typedef struct KnVal {
   const KnDim *dim;   /* its rank dims */
 } KnVal;
 
+/* A kernel's loop structure, decided once for both tiers. */
+typedef enum KnLoop {
+  KL_ROWS,    /* vector and row kernels: the domain's outer rows are the parallel range, the
+                 last axis runs along the lanes; a pass over the row per fold, then the
+                 stores */
+  KL_COLS,    /* column mode (kn_col_mode): the last axis kept, the reduced rows folded per
+                 column, in groups of kn_chunk columns (split by kn_col_blocks) */
+  KL_MULTI,   /* multi mode (kn_multi_mode): each row of kept indices folds over the reduced
+                 outer indices too (native code only) */
+  KL_STREAM,  /* mix: a 2-D kernel input b [K, N] read in place (or packed, bpre), a read as
+                 rows of an input (or of a prologue's value): blocks of rows times b */
+  KL_GENERAL, /* mix: a and b read through their index maps at each k (views, transposes,
+                 batched b) */
+  KL_CALL     /* extern: one call */
+} KnLoop;
+
 /* A kernel as the back ends take it: the members' instructions, the values, the views'
  * index maps and the constants follow the struct in the block of kn_lower_all. Nothing
  * in it needs the graph: the back ends read the lowered kernel alone (p and k are for the
@@ -368,7 +384,9 @@ typedef struct KnKernel {
   int r, rr;          /* ranks of the domain and of a row kernel's reduced shape (r elsewhere) */
   uint32_t axes;      /* row kernels: the reduced axes of the domain; 0 elsewhere */
   KnDim dom[DVM_MAX_RANK]; /* the domain */
-  bool col, multi;    /* row kernels: column mode, multi mode (kn_col_mode, kn_multi_mode) */
+  uint8_t loop;       /* KnLoop; native code runs a packed mix kernel (packed) as the
+                         register-blocked GEMM whatever its loop */
+  bool col, multi;    /* loop KL_COLS, KL_MULTI */
   int states;         /* members with passes (column mode's stack arrays: kn_chunk) */
   int splits;         /* column mode: kn_col_splits */
   KnIns *ins;         /* per member, in fu_members order */

@@ -288,6 +288,7 @@ static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Count
   kk->nin = k->ninputs, kk->nmem = k->nmembers, kk->nout = k->noutputs, kk->ndims = k->ndims;
   memset(&kk->ext, 0, sizeof kk->ext);
   if (k->kind == KK_EXTERN) {
+    kk->loop = KL_CALL;
     kk->ok = kn_extern_plan(p, k, &kk->ext, kk->why, sizeof kk->why);
     return;
   }
@@ -354,6 +355,14 @@ static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Count
   kk->full_out = kn_full_output(p, k);
   kk->packed = k->kind == KK_MIX && kn_pack_form(p, k, &kk->pack);
   if (kk->packed) kk->pack.a = number(&l, kk->pack.a), kk->pack.b = number(&l, kk->pack.b);
+  kk->loop = kk->col ? KL_COLS : kk->multi ? KL_MULTI : KL_ROWS;
+  if (kk->product >= 0) { /* general unless b is a 2-D input and a an input or the prologue */
+    const KnIns *in = &kk->ins[kk->product];
+    uint32_t a = in->arg[0], b = in->arg[1];
+    bool pro = kk->packed && kk->pack.prologue;
+    bool general = in->ta || in->tb || kk->val[b].rank != 2 || kn_input(kk, b) < 0 || (kn_input(kk, a) < 0 && !pro);
+    kk->loop = general ? KL_GENERAL : KL_STREAM;
+  }
   int so = k->kind == KK_ROW && !kk->col ? kk->full_out : -1;
   for (uint32_t m = 0; so >= 0 && m < c->nm && kk->stash < 0; m++)
     if (kk->ins[m].op == KO_SOFTMAX) kk->stash = (int)m, kk->stash_out = (uint32_t)so;
@@ -465,6 +474,44 @@ dvm_status kn_verify(const KnKernel *kk, Err *err) {
   return DVM_OK;
 }
 
+static void put_dim(Buf *b, const KnKernel *kk, KnDim d) {
+  char s[96];
+  if (d.q < 0) ir_put(b, "%lld", (long long)d.c);
+  else ir_put(b, "%s", ir_dim_str(kk->p->g, kk->p->dims.v[kk->k->dims + (uint32_t)d.q], s, sizeof s));
+}
+
+static void put_dims(Buf *b, const KnKernel *kk, const KnDim *d, int n) {
+  ir_put(b, "[");
+  for (int i = 0; i < n; i++) {
+    if (i) ir_put(b, ", ");
+    put_dim(b, kk, d[i]);
+  }
+  ir_put(b, "]");
+}
+
+/* The dump's head of a kernel: its loop over the domain, its inputs and its outputs. */
+static void put_head(Buf *b, const KnKernel *kk) {
+  static const char *const loops[] = {"rows", "columns", "multi", "stream", "general", "call"};
+  const Graph *g = kk->p->g;
+  ir_put(b, "  loop %s over ", loops[kk->loop]);
+  put_dims(b, kk, kk->dom, kk->r);
+  if (kk->axes) {
+    ir_put(b, " folding axes");
+    for (int d = 0; d < kk->r; d++)
+      if (kk->axes >> d & 1) ir_put(b, " %d", d);
+  }
+  if (kk->packed) ir_put(b, "; b packed%s%s", kk->pack.bpre >= 0 ? " once" : " per call", kk->pack.prologue ? ", a prologue" : "");
+  ir_put(b, "\n  in");
+  for (uint32_t i = 0; i < kk->nin; i++) {
+    const KnVal *x = &kk->val[i];
+    ir_put(b, "%s %s: %s", i ? "," : "", ir_s(g, ir_node(g, x->id)->name), ir_dtype_name((DType)x->t));
+    put_dims(b, kk, x->dim, x->rank);
+  }
+  ir_put(b, "\n  out");
+  for (uint32_t o = 0; o < kk->nout; o++) ir_put(b, "%s %s", o ? "," : "", ir_s(g, ir_node(g, kk->val[kk->out[o]].id)->name));
+  ir_put(b, "\n");
+}
+
 char *kn_lower_dump(const KnKernel *kk) {
   const Kernel *k = kk->k;
   const Graph *g = kk->p->g;
@@ -477,6 +524,7 @@ char *kn_lower_dump(const KnKernel *kk) {
     ir_put(&b, "  call %s: %d arguments\n", kk->ext.e->name, kk->ext.e->nparams);
     return ir_buf_done(&b);
   }
+  put_head(&b, kk);
   for (uint32_t m = 0; m < k->nmembers; m++) {
     uint32_t v = fu_members(kk->p, k)[m];
     const KnIns *in = &kk->ins[m];
