@@ -25,12 +25,14 @@
  * (kn_col_blocks).
  *
  * The lowered kernel (KnKernel, lower.c) is built once per kernel by the pipeline and is
- * what the back ends take: the coverage decision, the extern call plan, per member one
- * instruction of kernel/ops.def with its dtypes and immediates resolved, each folding
- * member's passes, each view's index map, the constants, the product and the stash; so
- * neither back end switches over graph ops or reads their attributes. How an operand
- * lines up with the domain is kn_layout's; the loops of each kernel shape, and the
- * strides built from those layouts, are still each back end's own walk.
+ * all the back ends read: the coverage decision, the loop structure (KnLoop), the values
+ * by number with their dtypes and dims (each a dim parameter or a constant, KnDim), per
+ * member one instruction of kernel/ops.def over value numbers with its immediates
+ * resolved, each folding member's passes, each view's index map, the constants, the
+ * product, the packed form, the stash and the extern call plan. No code in vm/ or jit/
+ * uses the graph or the partition (tests/check_layers.py). What each back end still
+ * builds itself is the body of each loop structure: which members a pass evaluates (a
+ * walk from the value it folds or stores) and the strides from kn_layout.
  *
  * Files: ops.def (the lowered instruction set), cover.def (the op coverage table),
  * cover.c (coverage and modes), shape.c (passes, the packed path, extent and splits),
