@@ -45,29 +45,23 @@ typedef struct Ix {
 } Ix;
 
 typedef struct Enc {
-  const KnKernel *kk;   /* the lowered kernel: each member's instruction */
-  const Partition *p;
-  const Graph *g;
-  const Kernel *k;
+  const KnKernel *kk;   /* the lowered kernel: the only thing the encoder reads */
   VmCode *c;
   VEC(TIns) tmp;        /* the current program */
   VEC(VmIns) code;
   VEC(int64_t) pool;
   VEC(VmPass) pass;
   VEC(VmBase) base;
-  VEC(VmDim) dimtab;
-  VEC(Dim) dimid;       /* dimtab's Dims */
+  VEC(VmDim) dimtab;    /* the domain's dims, position by position, then the others once each */
   VEC(VReg) vr;
-  int *memo;            /* per member: vreg in the current program, -1 */
+  int *memo;            /* per member (kn_member): vreg in the current program, -1 */
   int *inmemo;          /* per input and alignment: its load, -1 */
   int *red, *n1, *n2;   /* per member: slot vregs, -1 */
   int mm;               /* the product's vreg, -1 */
   uint32_t fixed_regs;  /* physical registers taken by fixed vregs */
   int ns;               /* scalar registers used */
-  int r, rr;
-  uint32_t axes;
-  const Dim *dom;
-  int ctx;
+  int r;                /* the domain's rank (kk->r) */
+  int ctx;              /* the alignment of the value being evaluated (KnVal.ctx) */
   int stash_member;     /* rows: the softmax whose exp(x - max) row the sum pass keeps in ... */
   uint32_t stash_buf;   /* ... this full-shaped output (jit/rows.c's stash), or -1 */
   int stash_reg;        /* its base register */
@@ -91,17 +85,19 @@ VmProg enc_end_prog(Enc *e, const int *keep, int nkeep);
 int enc_fixed_reg(Enc *e);
 
 /* eval.c */
-int enc_dim_index(Enc *e, Dim d);
+/* The dim table's entry for d (the first equal one, kn_dim_eq), added if there is none. */
+int enc_dim_index(Enc *e, KnDim d);
 Sv enc_sconst(Enc *e, int64_t c);
 /* The position register of domain axis d. */
 Sv enc_sidx(int d);
-/* The base register of buffer `buf` (value u) read in alignment ctx (jit/emit.c
+/* The base register of buffer `buf` (value number u) read in alignment ctx (jit/emit.c
  * cg_value_base); *inner: its stride along the lanes (0 or 1). */
 int enc_base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner);
 Ix enc_ix_s(Sv s);
 VmOp enc_by_dtype(DType t, VmOp f32, VmOp i32, VmOp i64, VmOp b);
+/* Value number u at positions P of its own index space (jit/views.c cg_view_at). */
 int enc_view_at(Enc *e, uint32_t u, const Ix *P);
-/* The value of u at the current tile (jit/views.c cg_eval). */
+/* The value of value number u at the current tile (jit/views.c cg_eval). */
 int enc_eval(Enc *e, uint32_t u);
 
 /* The encoder's hottest helpers, inline here: each instruction, field and operand goes
@@ -150,20 +146,8 @@ static inline char enc_kind(VmOp op, int i) {
 }
 
 static inline void enc_forget(Enc *e) {
-  for (uint32_t m = 0; m < e->k->nmembers; m++) e->memo[m] = -1;
-  for (uint32_t i = 0; i < 2 * e->k->ninputs; i++) e->inmemo[i] = -1;
-}
-
-static inline int enc_input_index(const Enc *e, uint32_t u) {
-  for (uint32_t i = 0; i < e->k->ninputs; i++)
-    if (fu_inputs(e->p, e->k)[i] == u) return (int)i;
-  return -1;
-}
-
-static inline int enc_member_index(const Enc *e, uint32_t u) {
-  for (uint32_t i = 0; i < e->k->nmembers; i++)
-    if (fu_members(e->p, e->k)[i] == u) return (int)i;
-  return -1;
+  for (uint32_t m = 0; m < e->kk->nmem; m++) e->memo[m] = -1;
+  for (uint32_t i = 0; i < 2 * e->kk->nin; i++) e->inmemo[i] = -1;
 }
 
 #endif /* DVM_VM_ENC_H */

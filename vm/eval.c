@@ -7,25 +7,19 @@
 
 #include "enc.h"
 
-int enc_dim_index(Enc *e, Dim d) {
-  for (uint32_t i = 0; i < e->dimid.n; i++)
-    if (e->dimid.v[i] == d) return (int)i;
-  VmDim v = {0, -1};
-  if (!ir_dim_is_const(e->g, d, &v.c))
-    for (uint32_t q = 0; q < e->k->ndims; q++)
-      if (e->p->dims.v[e->k->dims + q] == d) v.q = (int32_t)q;
-  vec_push(e->dimtab, v);
-  vec_push(e->dimid, d);
+int enc_dim_index(Enc *e, KnDim d) {
+  for (uint32_t i = 0; i < e->dimtab.n; i++)
+    if (kn_dim_eq((KnDim){e->dimtab.v[i].c, e->dimtab.v[i].q}, d)) return (int)i;
+  vec_push(e->dimtab, ((VmDim){d.c, d.q}));
   return (int)e->dimtab.n - 1;
 }
 
 Sv enc_sconst(Enc *e, int64_t c) { return (Sv){enc_emit(e, VM_SK, 0, 0, enc_pool_add(e, c)), true, c}; }
 
-static Sv sdim(Enc *e, Dim d) {
-  int64_t c;
-  if (ir_dim_is_const(e->g, d, &c)) return enc_sconst(e, c);
-  int q = e->dimtab.v[enc_dim_index(e, d)].q;
-  return (Sv){enc_emit(e, VM_SDIM, 0, 0, q), false, 0};
+static Sv sdim(Enc *e, KnDim d) {
+  if (d.q < 0) return enc_sconst(e, d.c);
+  enc_dim_index(e, d); /* in the table for the drivers too */
+  return (Sv){enc_emit(e, VM_SDIM, 0, 0, d.q), false, 0};
 }
 
 static Sv sbin(Enc *e, VmOp op, Sv a, Sv b) {
@@ -49,11 +43,11 @@ static Sv sbin(Enc *e, VmOp op, Sv a, Sv b) {
 /* The position register of domain axis d. */
 Sv enc_sidx(int d) { return (Sv){VS_IDX + d, false, 0}; }
 
-/* The base register of buffer `buf` (value u) read in alignment ctx (jit/emit.c
+/* The base register of buffer `buf` (value number u) read in alignment ctx (jit/emit.c
  * cg_value_base); *inner: its stride along the lanes (0 or 1). */
 int enc_base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner) {
   KnLayout lay;
-  kn_layout(e->g, e->k, u, ctx, &lay);
+  kn_layout(e->kk, u, ctx, &lay);
   VmBase b = {.buf = buf, .rank = (uint8_t)lay.rank};
   *inner = 0;
   for (int t = 0; t < lay.rank; t++) {
@@ -107,12 +101,13 @@ static void ix_divmod(Enc *e, Ix a, Sv m, Ix *q, Ix *r) {
   *r = (Ix){a.s, 0, enc_emit(e, VM_XREMS, v, m.reg, 0)};
 }
 
+/* Value number u's row-major element offset at positions P. */
 static Ix linearize(Enc *e, uint32_t u, const Ix *P) {
-  const Node *n = ir_node(e->g, u);
-  const Dim *sh = ir_shape(e->g, u);
+  const KnVal *x = &e->kk->val[u];
+  const KnDim *sh = x->dim;
   Ix l = enc_ix_s(enc_sconst(e, 0));
   Sv stride = enc_sconst(e, 1);
-  for (int t = n->rank - 1; t >= 0; t--) {
+  for (int t = x->rank - 1; t >= 0; t--) {
     l = ix_add(e, l, ix_mul(e, P[t], stride));
     if (t) stride = sbin(e, VM_SMUL, stride, sdim(e, sh[t]));
   }
@@ -127,7 +122,7 @@ VmOp enc_by_dtype(DType t, VmOp f32, VmOp i32, VmOp i64, VmOp b) {
 
 /* Input i's lanes at element offset off. */
 static int load_at(Enc *e, int i, Ix off) {
-  DType dt = (DType)ir_node(e->g, fu_inputs(e->p, e->k)[i])->dtype;
+  DType dt = (DType)e->kk->val[i].t; /* input i is value i */
   if (off.v < 0 && !e->guarded)
     return enc_emit(e, enc_by_dtype(dt, VM_LD_F32, VM_LD_I32, VM_LD_I64, VM_LD_BOOL), off.s.reg, i, (int32_t)off.k);
   return enc_emit(e, enc_by_dtype(dt, VM_GA_F32, VM_GA_I32, VM_GA_I64, VM_GA_BOOL), ix_vec(e, off), i, e->mask);
@@ -143,21 +138,21 @@ static int lit(Enc *e, uint32_t u) {
 }
 
 int enc_view_at(Enc *e, uint32_t u, const Ix *P) {
-  const Graph *g = e->g;
-  int m = enc_member_index(e, u);
-  const KnIns *in = m >= 0 ? &e->kk->ins[m] : NULL;
+  const KnKernel *kk = e->kk;
+  int m = kn_member(kk, u);
+  const KnIns *in = m >= 0 ? &kk->ins[m] : NULL;
   const KnView *w = in ? in->view : NULL;
   Ix Q[DVM_MAX_RANK];
   if (!w) { /* a literal, or a kernel input */
-    if (kn_const(e->kk, u)) return lit(e, u);
-    int i = enc_input_index(e, u);
+    if (kn_const(kk, u)) return lit(e, u);
+    int i = kn_input(kk, u);
     if (i < 0) {
       enc_fail(e, "%s", "a view reads a value computed in the kernel");
       return enc_constf(e, 0);
     }
     return load_at(e, i, linearize(e, u, P));
   }
-  int rank = ir_node(g, u)->rank;
+  int rank = kk->val[u].rank;
   switch ((KnViewKind)w->kind) {
   case KV_FULL: return lit(e, u);
   case KV_ARANGE: {
@@ -166,17 +161,17 @@ int enc_view_at(Enc *e, uint32_t u, const Ix *P) {
     return enc_emit(e, in->t == DT_I32 ? VM_L2I : VM_L2F, x, 0, 0);
   }
   case KV_TRANSPOSE: {
-    uint32_t x = ir_operand(g, u, 0);
+    uint32_t x = in->arg[0];
     for (int k = 0; k < w->n; k++) Q[w->map[k]] = P[k];
     return enc_view_at(e, x, Q);
   }
   case KV_BROADCAST: {
-    uint32_t x = ir_operand(g, u, 0);
+    uint32_t x = in->arg[0];
     for (int t = 0; t < w->n; t++) Q[t] = w->map[t] < 0 ? enc_ix_s(enc_sconst(e, 0)) : P[w->map[t]];
     return enc_view_at(e, x, Q);
   }
   case KV_SLICE: {
-    uint32_t x = ir_operand(g, u, 0);
+    uint32_t x = in->arg[0];
     for (int d = 0; d < rank; d++) Q[d] = P[d];
     for (uint32_t i = 0; i < w->n; i++) {
       int a = w->saxis[i];
@@ -195,7 +190,7 @@ int enc_view_at(Enc *e, uint32_t u, const Ix *P) {
     bool guarded0 = e->guarded;
     int at = ix_vec(e, P[a]);
     for (uint32_t q = 0; q < w->n; q++) {
-      uint32_t x = ir_operand(g, u, q);
+      uint32_t x = in->arg[q];
       Sv end = sbin(e, VM_SADD, off, sdim(e, w->csize[q]));
       int in = enc_emit(e, VM_XIN, at, off.reg, end.reg);
       for (int d = 0; d < rank; d++) Q[d] = P[d];
@@ -209,13 +204,13 @@ int enc_view_at(Enc *e, uint32_t u, const Ix *P) {
     return res;
   }
   case KV_GATHER: { /* jit/views.c cg_view_at: indices read from a buffer the runtime checked */
-    uint32_t x = ir_operand(g, u, 0), iv = ir_operand(g, u, 1);
-    int xr = ir_node(g, x)->rank, ir = ir_node(g, iv)->rank;
+    uint32_t x = in->arg[0], iv = in->arg[1];
+    int xr = kk->val[x].rank, ir = kk->val[iv].rank;
     int a = w->axis;
     Ix Pi[DVM_MAX_RANK];
     for (int t = 0; t < ir; t++) Pi[t] = P[a + t];
     int at = enc_view_at(e, iv, Pi);
-    if (ir_node(g, iv)->dtype == DT_I32) at = enc_emit(e, VM_I2L, at, 0, 0);
+    if (kk->val[iv].t == DT_I32) at = enc_emit(e, VM_I2L, at, 0, 0);
     at = enc_emit(e, VM_XWRAP, at, sdim(e, w->size[0]).reg, 0);
     for (int t = 0; t < a; t++) Q[t] = P[t];
     Q[a] = (Ix){enc_sconst(e, 0), 0, at};
@@ -223,9 +218,9 @@ int enc_view_at(Enc *e, uint32_t u, const Ix *P) {
     return enc_view_at(e, x, Q);
   }
   default: { /* KV_RESHAPE */
-    uint32_t x = ir_operand(g, u, 0);
+    uint32_t x = in->arg[0];
     Ix l = linearize(e, u, P);
-    if (enc_input_index(e, x) >= 0) return load_at(e, enc_input_index(e, x), l);
+    if (kn_input(kk, x) >= 0) return load_at(e, kn_input(kk, x), l);
     for (int t = w->n - 1; t >= 0; t--) {
       if (t == 0) {
         Q[0] = l;
@@ -240,7 +235,7 @@ int enc_view_at(Enc *e, uint32_t u, const Ix *P) {
 
 static int view_here(Enc *e, uint32_t u) {
   KnLayout lay;
-  kn_layout(e->g, e->k, u, e->ctx, &lay);
+  kn_layout(e->kk, u, e->ctx, &lay);
   Ix P[DVM_MAX_RANK];
   for (int t = 0; t < lay.rank; t++) {
     int dk = lay.axis[t];
@@ -251,13 +246,13 @@ static int view_here(Enc *e, uint32_t u) {
 
 /* ---- members ---------------------------------------------------------------------------- */
 
-static int operand(Enc *e, uint32_t v, uint32_t i) { return enc_eval(e, ir_operand(e->g, v, i)); }
+/* Operand i of instruction in. */
+static int operand(Enc *e, const KnIns *in, uint32_t i) { return enc_eval(e, in->arg[i]); }
 
 static int load_input(Enc *e, int i) {
   if (e->inmemo[2 * i + e->ctx] >= 0) return e->inmemo[2 * i + e->ctx];
-  uint32_t u = fu_inputs(e->p, e->k)[i];
-  int inner, s = enc_base_reg(e, (uint32_t)i, u, e->ctx, &inner);
-  DType dt = (DType)ir_node(e->g, u)->dtype;
+  int inner, s = enc_base_reg(e, (uint32_t)i, (uint32_t)i, e->ctx, &inner); /* input i is value i */
+  DType dt = (DType)e->kk->val[i].t;
   int x = enc_emit(e, enc_by_dtype(dt, VM_LD_F32, VM_LD_I32, VM_LD_I64, VM_LD_BOOL), s, i, inner);
   return e->inmemo[2 * i + e->ctx] = x;
 }
@@ -273,11 +268,11 @@ static int cast(Enc *e, int x, DType from, DType to) {
   return enc_emit(e, op, x, 0, 0);
 }
 
-/* Member v's elementwise instruction in. */
-static int elementwise(Enc *e, uint32_t v, const KnIns *in) {
+/* A member's elementwise instruction in. */
+static int elementwise(Enc *e, const KnIns *in) {
   DType t = (DType)in->t, a = (DType)in->a;
   int ar = kn_op_arity((KnOp)in->op);
-  int x = operand(e, v, 0), y = ar >= 2 ? operand(e, v, 1) : -1;
+  int x = operand(e, in, 0), y = ar >= 2 ? operand(e, in, 1) : -1;
   switch (in->op) {
   case KO_EQ: case KO_NE: case KO_LT: case KO_LE: case KO_GT: case KO_GE: {
     int d = in->op - KO_EQ;
@@ -287,7 +282,7 @@ static int elementwise(Enc *e, uint32_t v, const KnIns *in) {
   case KO_AND: return enc_emit(e, VM_AND, x, y, 0);
   case KO_OR: return enc_emit(e, VM_OR, x, y, 0);
   case KO_NOT: return enc_emit(e, VM_NOT, x, 0, 0);
-  case KO_SELECT: return enc_emit(e, t == DT_I64 ? VM_SELW : VM_SEL, x, y, operand(e, v, 2));
+  case KO_SELECT: return enc_emit(e, t == DT_I64 ? VM_SELW : VM_SEL, x, y, operand(e, in, 2));
   case KO_CAST: return cast(e, x, a, t);
   default: break;
   }
@@ -342,17 +337,17 @@ static int elementwise(Enc *e, uint32_t v, const KnIns *in) {
   }
 }
 
-/* The value of u at the current tile (jit/views.c cg_eval). */
+/* The value of value number u at the current tile (jit/views.c cg_eval). */
 int enc_eval(Enc *e, uint32_t u) {
-  int m = enc_member_index(e, u);
+  int m = kn_member(e->kk, u);
   if (m < 0 && kn_const(e->kk, u)) return lit(e, u); /* a literal operand */
-  if (m < 0) return load_input(e, enc_input_index(e, u));
+  if (m < 0) return load_input(e, kn_input(e->kk, u));
   if (e->red[m] >= 0) return e->red[m];
   if (e->memo[m] >= 0) return e->memo[m];
   const KnIns *in = &e->kk->ins[m];
   int saved = e->ctx, r, x;
   bool rows = e->c->mode == VMM_ROWS;
-  e->ctx = e->axes && ir_node(e->g, u)->rank == e->rr && e->rr < e->r;
+  e->ctx = e->kk->val[u].ctx;
   switch (in->op) {
   case KO_PRODUCT: r = e->mm; break;
   case KO_VIEW: r = view_here(e, u); break;
@@ -362,29 +357,29 @@ int enc_eval(Enc *e, uint32_t u) {
       x = enc_emit(e, VM_LD_F32, e->stash_reg, (int)e->stash_buf, 1);
       r = enc_emit(e, VM_MULU, x, e->n2[m], 0);
     } else if (rows) {
-      r = enc_emit(e, VM_SOFTMAXU, operand(e, u, 0), e->n1[m], e->n2[m]);
+      r = enc_emit(e, VM_SOFTMAXU, operand(e, in, 0), e->n1[m], e->n2[m]);
     } else {
-      r = enc_emit(e, VM_MUL, enc_emit(e, VM_SUBEXP, operand(e, u, 0), e->n1[m], 0), e->n2[m], 0);
+      r = enc_emit(e, VM_MUL, enc_emit(e, VM_SUBEXP, operand(e, in, 0), e->n1[m], 0), e->n2[m], 0);
     }
     break;
-  case KO_LOG_SOFTMAX: r = enc_emit(e, rows ? VM_SUBU : VM_SUB, operand(e, u, 0), e->n2[m], 0); break;
+  case KO_LOG_SOFTMAX: r = enc_emit(e, rows ? VM_SUBU : VM_SUB, operand(e, in, 0), e->n2[m], 0); break;
   case KO_LAYERNORM: /* ((x - mean)·rstd)·gamma + beta */
-    x = operand(e, u, 0);
+    x = operand(e, in, 0);
     if (rows) {
-      int gamma = operand(e, u, 1), beta = operand(e, u, 2);
+      int gamma = operand(e, in, 1), beta = operand(e, in, 2);
       r = enc_emit_p(e, VM_LNORMU, x, e->n1[m], 0, e->n2[m], gamma, beta);
     } else {
       x = enc_emit(e, VM_SUBMUL, x, e->n1[m], e->n2[m]);
-      r = operand(e, u, 1);
-      r = enc_emit(e, VM_MULADD, x, r, operand(e, u, 2));
+      r = operand(e, in, 1);
+      r = enc_emit(e, VM_MULADD, x, r, operand(e, in, 2));
     }
     break;
   case KO_RMSNORM: /* (x·rstd)·gamma */
-    x = operand(e, u, 0);
-    if (rows) r = enc_emit(e, VM_RMSNORMU, x, e->n2[m], operand(e, u, 1));
-    else r = enc_emit(e, VM_MUL, enc_emit(e, VM_MUL, x, e->n2[m], 0), operand(e, u, 1), 0);
+    x = operand(e, in, 0);
+    if (rows) r = enc_emit(e, VM_RMSNORMU, x, e->n2[m], operand(e, in, 1));
+    else r = enc_emit(e, VM_MUL, enc_emit(e, VM_MUL, x, e->n2[m], 0), operand(e, in, 1), 0);
     break;
-  default: r = elementwise(e, u, in);
+  default: r = elementwise(e, in);
   }
   e->ctx = saved;
   return e->memo[m] = r;

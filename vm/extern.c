@@ -18,7 +18,8 @@ VmCode *vm_encode_extern(const KnKernel *kk) {
   if (!x || !c) ir_oom();
   *x = kk->ext;
   c->mode = VMM_EXTERN;
-  c->ninputs = kk->k->ninputs, c->noutputs = kk->k->noutputs, c->ndims = kk->k->ndims;
+  /* the call's inputs, then its one output (kn_extern_plan) */
+  c->ninputs = kk->ext.out, c->noutputs = 1, c->ndims = kk->ndims;
   c->ext = x;
   return c;
 }

@@ -12,8 +12,8 @@
  * one-pass layernorm (FOLDSH). */
 enum { Q_VALUE = W_VALUE, Q_EXP_SHIFTED = W_EXP_SHIFTED, Q_SQ_CENTERED = W_SQ_CENTERED, Q_SQ = W_SQ, Q_SHIFTED = W_ARGMAX + 1 };
 
-/* A pass folding a quantity of value x into slot `slot`: rows, by a fold instruction into
- * the slot's accumulators; cols, by the driver from the program's result. */
+/* A pass folding a quantity of value number x into slot `slot`: rows, by a fold
+ * instruction into the slot's accumulators; cols, by the driver from the program's result. */
 static void add_pass(Enc *e, VmFold f, uint32_t x, int what, int m, VmPost post, int slot, int aux, float eps) {
   enc_forget(e);
   int v = enc_eval(e, x);
@@ -53,9 +53,9 @@ static void add_pass(Enc *e, VmFold f, uint32_t x, int what, int m, VmPost post,
 }
 
 static void passes(Enc *e) {
-  for (uint32_t m = 0; m < e->k->nmembers; m++) {
-    uint32_t v = fu_members(e->p, e->k)[m], x = ir_node(e->g, v)->nin ? ir_operand(e->g, v, 0) : 0;
+  for (uint32_t m = 0; m < e->kk->nmem; m++) {
     const KnIns *in = &e->kk->ins[m];
+    uint32_t x = in->narg ? in->arg[0] : 0;
     const KnPass *ps = in->pass;
     float eps = (float)in->eps;
     int n2;
@@ -105,20 +105,21 @@ static void passes(Enc *e) {
 
 /* The stores of the full-shaped (full) or the other (!full) outputs. */
 static VmProg stores(Enc *e, bool full) {
+  const KnKernel *kk = e->kk;
   enc_forget(e);
   enum { MAXOUT = 256 };
   int vals[MAXOUT];
-  for (uint32_t o = 0; o < e->k->noutputs && o < MAXOUT; o++) /* every value first: an */
-    if (kn_is_full(e->g, e->k, fu_outputs(e->p, e->k)[o]) == full)       /* output may be the stash */
-      vals[o] = enc_eval(e, fu_outputs(e->p, e->k)[o]);
-  for (uint32_t o = 0; o < e->k->noutputs; o++) {
-    uint32_t v = fu_outputs(e->p, e->k)[o];
-    if (kn_is_full(e->g, e->k, v) != full) continue;
-    int ctx = !full && e->axes && ir_node(e->g, v)->rank == e->rr && e->rr < e->r, inner;
+  for (uint32_t o = 0; o < kk->nout && o < MAXOUT; o++) /* every value first: an */
+    if (kk->val[kk->out[o]].full == full)             /* output may be the stash */
+      vals[o] = enc_eval(e, kk->out[o]);
+  for (uint32_t o = 0; o < kk->nout; o++) {
+    uint32_t v = kk->out[o];
+    if (kk->val[v].full != full) continue;
+    int ctx = !full && kk->val[v].ctx, inner;
     int val = o < MAXOUT ? vals[o] : enc_eval(e, v);
-    int s = enc_base_reg(e, e->k->ninputs + o, v, ctx, &inner);
-    DType t = (DType)ir_node(e->g, v)->dtype;
-    enc_store(e, enc_by_dtype(t, VM_ST_F32, VM_ST_I32, VM_ST_I64, VM_ST_BOOL), val, s, e->k->ninputs + o, inner);
+    int s = enc_base_reg(e, kk->nin + o, v, ctx, &inner);
+    DType t = (DType)kk->val[v].t;
+    enc_store(e, enc_by_dtype(t, VM_ST_F32, VM_ST_I32, VM_ST_I64, VM_ST_BOOL), val, s, kk->nin + o, inner);
   }
   return enc_end_prog(e, NULL, 0);
 }
@@ -132,15 +133,11 @@ static double now_us(void) {
 /* A mix kernel with a normalization prologue runs the plain mix driver on a buffer the
  * runtime fills with the prologue's value: b must be a 2-D kernel input read as it is. */
 static bool prologue_ok(const KnKernel *kk) {
-  const Partition *p = kk->p;
-  const Kernel *k = kk->k;
   if (!kk->packed || !kk->pack.prologue) return true;
   const KnIns *in = &kk->ins[kk->product];
   if (in->ta || in->tb) return false;
-  uint32_t b = ir_operand(p->g, fu_members(p, k)[kk->product], 1);
-  for (uint32_t j = 0; j < k->ninputs; j++)
-    if (fu_inputs(p, k)[j] == b) return ir_node(p->g, b)->rank == 2;
-  return false;
+  uint32_t b = in->arg[1];
+  return kn_input(kk, b) >= 0 && kk->val[b].rank == 2;
 }
 
 /* A prologue the mix driver computes itself, block by block (pro_kind): its x an input
@@ -148,21 +145,21 @@ static bool prologue_ok(const KnKernel *kk) {
  * ones before it). Others (a per-row gamma, a broadcast column) are computed by the
  * runtime before the call. */
 static void prologue_rows(Enc *e, uint32_t a) {
-  const Graph *g = e->g;
-  const Node *an = ir_node(g, a);
-  const KnIns *in = &e->kk->ins[enc_member_index(e, a)];
+  const KnKernel *kk = e->kk;
+  const KnVal *an = &kk->val[a];
+  const KnIns *in = &kk->ins[kn_member(kk, a)];
   uint32_t nops = (uint32_t)kn_op_arity((KnOp)in->op); /* x, gamma (and beta) */
   int ib[3] = {0, 0, 0};
   for (uint32_t i = 0; i < nops; i++) {
-    uint32_t u = ir_operand(g, a, i);
-    const Node *un = ir_node(g, u);
-    if ((ib[i] = enc_input_index(e, u)) < 0 || un->dtype != DT_F32) return;
-    if (i == 0 && (un->rank != an->rank || memcmp(ir_shape(g, u), ir_shape(g, a), (size_t)an->rank * sizeof(Dim))))
-      return;
-    int64_t one;
+    uint32_t u = in->arg[i];
+    const KnVal *un = &kk->val[u];
+    if ((ib[i] = kn_input(kk, u)) < 0 || un->t != DT_F32) return;
+    if (i == 0 && un->rank != an->rank) return;
+    for (int d = 0; i == 0 && d < un->rank; d++)
+      if (!kn_dim_eq(un->dim[d], an->dim[d])) return;
     for (int d = 0; i > 0 && d < un->rank; d++) {
-      Dim x = ir_shape(g, u)[d];
-      if (d + 1 == un->rank ? x != ir_shape(g, a)[an->rank - 1] : !ir_dim_is_const(g, x, &one) || one != 1) return;
+      KnDim x = un->dim[d];
+      if (d + 1 == un->rank ? !kn_dim_eq(x, an->dim[an->rank - 1]) : !kn_dim_is(x, 1)) return;
     }
   }
   VmCode *c = e->c;
@@ -173,63 +170,53 @@ static void prologue_rows(Enc *e, uint32_t a) {
 
 VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
   double t0 = now_us();
-  const Partition *p = kk->p;
-  const Kernel *k = kk->k;
   if (!kk->ok) return snprintf(why, n, "%s", kk->why), NULL; /* the native tier's coverage */
   if (kk->vm_why[0]) return snprintf(why, n, "%s", kk->vm_why), NULL; /* the op table's vm column */
-  if (k->kind == KK_EXTERN) { /* a call through libffi */
+  if (kk->kind == KK_EXTERN) { /* a call through libffi */
     VmCode *c = vm_encode_extern(kk);
     c->encode_us = now_us() - t0;
     return c;
   }
-  if (kn_multi_mode(p->g, k))
-    return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
-  if (k->ninputs + k->noutputs > 254) return snprintf(why, n, "more than 254 buffers"), NULL;
+  if (kk->multi) return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
+  if (kk->nin + kk->nout > 254) return snprintf(why, n, "more than 254 buffers"), NULL;
   if (!prologue_ok(kk)) return snprintf(why, n, "a normalization prologue with a batched or transposed b is not encoded"), NULL;
-  for (uint32_t i = 0; i < k->nmembers + k->ninputs; i++) { /* tiles are 32-bit lanes */
-    uint32_t v = i < k->nmembers ? fu_members(p, k)[i] : fu_inputs(p, k)[i - k->nmembers];
-    DType t = (DType)ir_node(p->g, v)->dtype;
+  for (uint32_t i = 0; i < kk->nmem + kk->nin; i++) { /* tiles are 32-bit lanes */
+    uint32_t v = i < kk->nmem ? kk->nin + i : i - kk->nmem; /* the members, then the inputs */
+    DType t = (DType)kk->val[v].t;
     if (t == DT_F16 || t == DT_BF16) return snprintf(why, n, "%s values are not encoded", ir_dtype_name(t)), NULL;
   }
-  const Graph *g = p->g;
   VmCode *c = calloc(1, sizeof *c);
-  int *mem = malloc((5 * (size_t)k->nmembers + 2 * (size_t)k->ninputs + 1) * sizeof *mem);
+  uint32_t nm = kk->nmem;
+  int *mem = malloc((5 * (size_t)nm + 2 * (size_t)kk->nin + 1) * sizeof *mem);
   if (!c || !mem) ir_oom();
-  Enc e = {.kk = kk, .p = p, .g = g, .k = k, .c = c, .memo = mem, .inmemo = mem + 5 * k->nmembers, .red = mem + k->nmembers,
-           .n1 = mem + 2 * k->nmembers, .n2 = mem + 3 * k->nmembers, .mm = -1, .ns = VS_FREE, .mask = -1, .stash_member = -1};
-  for (uint32_t i = 0; i < 5 * k->nmembers; i++) mem[i] = -1;
-  const Node *dn = ir_node(g, k->domain);
-  e.r = e.rr = dn->rank, e.dom = ir_shape(g, k->domain);
-  if (k->kind == KK_ROW) e.axes = k->axes, e.rr = e.r - __builtin_popcount(k->axes);
-  for (int d = 0; d < e.r; d++) { /* dimtab[0..r) is the domain, position by position */
-    VmDim v = {0, -1};
-    if (!ir_dim_is_const(g, e.dom[d], &v.c))
-      for (uint32_t q = 0; q < k->ndims; q++)
-        if (p->dims.v[k->dims + q] == e.dom[d]) v.q = (int32_t)q;
-    vec_push(e.dimtab, v);
-    vec_push(e.dimid, e.dom[d]);
-  }
-  c->r = (uint8_t)e.r, c->axes = e.axes;
-  c->ninputs = k->ninputs, c->noutputs = k->noutputs, c->ndims = k->ndims;
-  if (k->kind == KK_MIX) {
-    uint32_t v = fu_members(p, k)[kk->product], a = ir_operand(g, v, 0), b = ir_operand(g, v, 1);
-    bool ta = kk->ins[kk->product].ta, tb = kk->ins[kk->product].tb;
-    int kd = enc_dim_index(&e, kk->ins[kk->product].kdim);
+  Enc e = {.kk = kk, .c = c, .memo = mem, .inmemo = mem + 5 * nm, .red = mem + nm, .n1 = mem + 2 * nm,
+           .n2 = mem + 3 * nm, .mm = -1, .ns = VS_FREE, .mask = -1, .stash_member = -1};
+  for (uint32_t i = 0; i < 5 * nm; i++) mem[i] = -1;
+  e.r = kk->r;
+  for (int d = 0; d < e.r; d++) /* dimtab[0..r) is the domain, position by position */
+    vec_push(e.dimtab, ((VmDim){kk->dom[d].c, kk->dom[d].q}));
+  c->r = (uint8_t)e.r, c->axes = kk->axes;
+  c->ninputs = kk->nin, c->noutputs = kk->nout, c->ndims = kk->ndims;
+  if (kk->kind == KK_MIX) {
+    const KnIns *prod = &kk->ins[kk->product];
+    uint32_t a = prod->arg[0], b = prod->arg[1];
+    bool ta = prod->ta, tb = prod->tb;
+    int kd = enc_dim_index(&e, prod->kdim);
     c->K = e.dimtab.v[kd];
     e.mm = enc_fixed_reg(&e);
     c->mm_reg = (uint8_t)e.vr.v[e.mm].phys;
     bool pro = kk->packed && kk->pack.prologue; /* a 2-D b read as it is (prologue_ok) */
-    if (ta || tb || ir_node(g, b)->rank != 2 || (enc_input_index(&e, a) < 0 && !pro) || enc_input_index(&e, b) < 0) {
+    if (ta || tb || kk->val[b].rank != 2 || (kn_input(kk, a) < 0 && !pro) || kn_input(kk, b) < 0) {
       c->mode = VMM_GEMM;
       Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK];
       Ix mi = enc_ix_s(enc_sidx(e.r - 2)), ki = enc_ix_s((Sv){VS_K, false, 0});
       for (int pass = 0; pass < 2; pass++) {
         uint32_t x = pass ? b : a;
-        const Node *xn = ir_node(g, x);
+        const KnVal *xn = &kk->val[x];
         Ix *P = pass ? Pb : Pa;
         enc_forget(&e);
         KnLayout lay; /* batch dims right-aligned with the domain's, broadcast ones at 0 */
-        kn_layout(g, k, x, 0, &lay);
+        kn_layout(kk, x, 0, &lay);
         for (int t = 0; t + 2 < xn->rank; t++)
           P[t] = lay.axis[t] < 0 ? enc_ix_s(enc_sconst(&e, 0)) : enc_ix_s(enc_sidx(lay.axis[t]));
         Ix col = {enc_sconst(&e, 0), 1, -1};
@@ -247,17 +234,17 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
       c->mode = VMM_MIX;
       /* a prologue's a: computed by the driver (prologue_rows), else by the runtime into
          the buffer after the packed one */
-      c->a_buf = pro ? k->ninputs + k->noutputs + 1 : (uint32_t)enc_input_index(&e, a), c->b_buf = (uint32_t)enc_input_index(&e, b);
-      c->has_prologue = pro, c->prologue = pro ? a : 0;
+      c->a_buf = pro ? kk->nin + kk->nout + 1 : (uint32_t)kn_input(kk, a), c->b_buf = (uint32_t)kn_input(kk, b);
+      c->has_prologue = pro, c->prologue = pro ? kk->val[a].id : 0; /* the runtime's value */
       if (pro) prologue_rows(&e, a);
       c->packed = kk->packed && kk->pack.bpre >= 0;
     }
   } else {
-    c->mode = kn_col_mode(g, k) ? VMM_COLS : VMM_ROWS;
+    c->mode = kk->col ? VMM_COLS : VMM_ROWS;
     if (c->mode == VMM_ROWS && kk->stash >= 0) { /* a softmax keeps its exp row in an f32 output's row */
       int inner;
-      e.stash_member = kk->stash, e.stash_buf = k->ninputs + kk->stash_out;
-      e.stash_reg = enc_base_reg(&e, e.stash_buf, fu_outputs(p, k)[kk->stash_out], 0, &inner);
+      e.stash_member = kk->stash, e.stash_buf = kk->nin + kk->stash_out;
+      e.stash_reg = enc_base_reg(&e, e.stash_buf, kk->out[kk->stash_out], 0, &inner);
     }
     passes(&e);
   }
@@ -276,7 +263,6 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
   free(mem);
   vec_free(e.tmp);
   vec_free(e.vr);
-  vec_free(e.dimid);
   c->code = e.code.v, c->ncode = e.code.n;
   c->pool = e.pool.v, c->npool = e.pool.n;
   c->pass = e.pass.v, c->npass = e.pass.n;

@@ -48,7 +48,7 @@
  * host's width. Row kernels' folds keep the native tier's four accumulators and order, so
  * their results are bit-identical too; column-mode folds sum in another order.
  *
- * Files: encode.c, eval.c, shapes.c, disasm.c (a lowered Kernel -> bytecode: one walk,
+ * Files: encode.c, eval.c, shapes.c, disasm.c (a lowered kernel -> bytecode: one walk,
  * registers by liveness, the disassembly; their private map is enc.h),
  * run.c (the interpreter and the drivers of the four shapes, built once per host ISA
  * from exec.inc), extern.c (extern kernels). */
@@ -152,7 +152,8 @@ typedef struct VmCode {
   bool packed;                /* mix: b is a param whose packed copy (kn_pack) the runtime may
                                  pass as bufs[ninputs + noutputs] (NULL there: b read as it is) */
   bool has_prologue;          /* mix: a is a normalization member (a prologue, docs/fusion.md) ... */
-  uint32_t prologue;          /* ... this node: computed by the mix driver (pro_kind), else
+  uint32_t prologue;          /* ... this graph value (KnVal.id, as the runtime indexes its
+                                 values): computed by the mix driver (pro_kind), else
                                  by the runtime into bufs[ninputs + noutputs + 1] before the
                                  call (a_buf names it) */
   uint8_t pro_kind;           /* 0, or the prologue computed per row block: 1 layernorm, 2 rmsnorm, */
