@@ -19,10 +19,7 @@
 #include "jit.h"
 
 typedef struct Cg {
-  const KnKernel *low;   /* the lowered kernel: each member's instruction */
-  const Partition *p;
-  const Graph *g;
-  const Kernel *k;
+  const KnKernel *low;   /* the lowered kernel: all the emitter reads of the kernel */
   int W;                 /* lanes of a value: the host's, or KN_COL_VECS times that (column mode) */
   int NW;                /* the host's vector lanes (libmvec and target intrinsics) */
   const char *mvec;      /* libmvec prefix: "_ZGVeN16", "_ZGVdN8", "_ZGVbN4" */
@@ -41,13 +38,13 @@ typedef struct Cg {
   LLVMValueRef *inner;   /* ... and its stride along the last axis (1, or 0: broadcast) */
   uint32_t axes;         /* row kernels: the reduced axes of the domain */
   int r, rr;             /* ranks of the domain and of the reduced shape (keepdims=0) */
-  const Dim *dom;
+  const KnDim *dom;      /* the domain's dims */
   bool col;              /* column mode: the last axis is kept; the reduced rows are folded
                             per column (col_item) */
-  bool multi;            /* the last axis and others reduced (kn_multi_mode) */
+  bool multi;            /* the last axis and others reduced (KnKernel.multi) */
   LLVMValueRef L;        /* multi mode: the last axis' length */
   int ctx;               /* alignment of the operands being read: 0 with the domain, 1 with
-                            the reduced shape (members of rank rr < r) */
+                            the reduced shape (members of rank rr < r: KnVal.ctx) */
   LLVMValueRef idx[DVM_MAX_RANK]; /* column mode: the current outer multi-index */
   LLVMValueRef j, mask;  /* current column and lane mask (NULL: all lanes) */
   LLVMValueRef kk;       /* general matmul: the current k */
@@ -62,7 +59,7 @@ typedef struct Cg {
                             none), prefetched by the first pass while `prefetching` */
   bool prefetching;
   LLVMBasicBlockRef entry;
-  int64_t chunk;         /* column mode: columns per item (kn_col_chunk) ... */
+  int64_t chunk;         /* column mode: columns per item (kn_chunk) ... */
   LLVMValueRef j0, jend; /* ... and the current item's [j0, jend) */
   LLVMValueRef *slot;    /* column mode, per red, n1 and n2 of each member: its stack array */
   LLVMTypeRef *slot_t;   /* ... of this type (NULL: none yet) */
@@ -92,7 +89,7 @@ enum { MAXU = 4 }; /* most independent accumulators of an unrolled fold */
 typedef struct Pass {
   Fold fold;
   DType t;           /* the folded values' dtype: f32, or i32/i64 (wrapping, as the reference) */
-  uint32_t value;    /* what is folded: a value id ... */
+  uint32_t value;    /* what is folded: a value number ... */
   int what;          /* ... or, for normalizations, which derived quantity */
   int member;
 } Pass;
@@ -125,14 +122,12 @@ LLVMValueRef cg_mvec(Cg *c, const char *fnname, LLVMValueRef x, LLVMValueRef y);
 /* vscalefps: y·2^floor(n), IEEE overflow and underflow (AVX-512). */
 LLVMValueRef cg_scalef_native(Cg *c, const char *unused, LLVMValueRef y, LLVMValueRef n);
 /* Value of dim d: a constant or the kernel's dim parameter. */
-LLVMValueRef cg_dimval(Cg *c, Dim d);
+LLVMValueRef cg_dimval(Cg *c, KnDim d);
 LLVMValueRef cg_buf(Cg *c, uint32_t i);
 /* The buffer pointers and dim values, loaded once in the entry block: stores through the
  * float pointers could alias the bufs and dims arrays as far as LLVM knows, so loads in
  * the loops would be repeated every iteration. */
 void cg_load_params(Cg *c);
-int cg_input_index(const Cg *c, uint32_t u);
-int cg_member_index(const Cg *c, uint32_t u);
 /* Lane mask for a tail: lane < rem. */
 LLVMValueRef cg_tail_mask(Cg *c, LLVMValueRef rem);
 /* W elements of type et (f32, or i8 for bool) at base_ptr[off], masked in a tail. */
@@ -150,7 +145,8 @@ LLVMValueRef cg_to_mem(Cg *c, LLVMValueRef x, DType t);
 LLVMValueRef cg_from_mem(Cg *c, LLVMValueRef x, DType t);
 /* An f32 value rounded to f16 / bf16 (and back to f32 in registers). */
 LLVMValueRef cg_round_to(Cg *c, LLVMValueRef x, DType t);
-/* Value u's W lanes to memory in its dtype: bool masks as bytes 0/1. */
+/* Value u's W lanes to memory in its dtype: bool masks as bytes 0/1. Values here and
+ * below are the lowered kernel's value numbers (KnVal). */
 void cg_store_value(Cg *c, uint32_t u, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v);
 /* Element offset of value u at the outer multi-index idx (the last axis at 0) and its
  * stride along the last axis, read in alignment ctx. */
@@ -160,6 +156,7 @@ void cg_value_base(Cg *c, uint32_t u, const LLVMValueRef *idx, int ctx, LLVMValu
 void cg_input_bases(Cg *c, const LLVMValueRef *idx);
 /* An input's W lanes at the current column. */
 LLVMValueRef cg_load_input(Cg *c, int i);
+/* Operand k of member value v, evaluated. */
 LLVMValueRef cg_operand(Cg *c, uint32_t v, uint32_t k);
 LLVMValueRef cg_lit(Cg *c, uint32_t u);
 
@@ -182,7 +179,7 @@ LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P);
 LLVMValueRef cg_eval(Cg *c, uint32_t u);
 void cg_forget(Cg *c);
 /* Element offsets of every input for row `row` (outer index decomposed by the domain). */
-void cg_row_bases(Cg *c, LLVMValueRef row, const Dim *dom, int r);
+void cg_row_bases(Cg *c, LLVMValueRef row, const KnDim *dom, int r);
 /* Row kernels (not multi mode): each f32 input read along the row gets the offset of the
  * same column one row on (the innermost outer index + 1; past the last row it points
  * beyond the data, which a cg_prefetch may). The first pass prefetches it, one line per

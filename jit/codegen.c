@@ -1,4 +1,4 @@
-/* jit/codegen.c — a fused Kernel to LLVM IR, behind the kernel ABI (jit.h).
+/* jit/codegen.c — a lowered kernel (KnKernel) to LLVM IR, behind the kernel ABI (jit.h).
  *
  * One emitter serves vector and row kernels: the domain's last axis is the "row" (inner
  * loop, vectorized by W lanes of the host width, a masked tail), the other axes are
@@ -46,14 +46,12 @@ void jit_emit_extern(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, cons
  * libmvec prefix. */
 void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char *name, int W,
               const char *mvec_prefix) {
-  const Partition *p = kk->p;
-  const Kernel *k = kk->k;
-  if (k->kind == KK_EXTERN) {
+  if (kk->kind == KK_EXTERN) {
     jit_emit_extern(kk, C, M, name);
     return;
   }
-  Cg c = {.low = kk, .p = p, .g = p->g, .k = k, .W = W, .NW = W, .mvec = mvec_prefix, .C = C, .M = M,
-          .mm_member = kk->product, .stash_member = -1, .col = kn_col_mode(p->g, k)};
+  Cg c = {.low = kk, .W = W, .NW = W, .mvec = mvec_prefix, .C = C, .M = M, .mm_member = kk->product,
+          .stash_member = -1, .col = kk->col};
   if (c.col) c.W = W * KN_COL_VECS;
   c.f32 = LLVMFloatTypeInContext(C);
   c.i1 = LLVMInt1TypeInContext(C);
@@ -64,37 +62,32 @@ void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char 
   LLVMTypeRef params[4] = {c.ptr, c.ptr, c.i64, c.i64};
   c.fn = LLVMAddFunction(M, name, LLVMFunctionType(LLVMVoidTypeInContext(C), params, 4, 0));
   c.B = LLVMCreateBuilderInContext(C);
-  uint32_t nm = k->nmembers, ni = k->ninputs;
-  size_t nb = ni + k->noutputs;
-  LLVMValueRef *mem = calloc(4 * (size_t)nm + 5 * (size_t)ni + nb + k->ndims + 2, sizeof *mem);
+  uint32_t nm = kk->nmem, ni = kk->nin;
+  size_t nb = ni + kk->nout;
+  LLVMValueRef *mem = calloc(4 * (size_t)nm + 5 * (size_t)ni + nb + kk->ndims + 2, sizeof *mem);
   if (!mem) ir_oom();
   c.memo = mem, c.red = mem + nm, c.n1 = mem + 2 * nm, c.n2 = mem + 3 * nm;
   c.base = mem + 4 * nm, c.inner = mem + 4 * nm + 2 * ni;
   c.bufp = mem + 4 * nm + 4 * ni, c.dimv = mem + 4 * nm + 4 * ni + nb;
-  c.next = mem + 4 * nm + 4 * ni + nb + k->ndims;
+  c.next = mem + 4 * nm + 4 * ni + nb + kk->ndims;
   c.bufs = LLVMGetParam(c.fn, 0), c.dims = LLVMGetParam(c.fn, 1);
   LLVMValueRef begin = LLVMGetParam(c.fn, 2), end = LLVMGetParam(c.fn, 3);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(C, c.fn, "entry");
   c.entry = entry;
   LLVMPositionBuilderAtEnd(c.B, entry);
   cg_load_params(&c);
-  /* the domain: rows (outer, parallel) x L (the last axis) */
-  const Node *dn = ir_node(c.g, k->domain);
-  const Dim *dom = ir_shape(c.g, k->domain);
-  int r = dn->rank;
-  c.r = r, c.rr = r, c.dom = dom;
-  if (k->kind == KK_ROW) {
-    c.axes = k->axes;
-    c.rr = r - __builtin_popcount(k->axes);
-    c.multi = kn_multi_mode(c.g, k);
-  }
+  /* the domain: rows (outer, parallel) x L (the last axis); the reduced axes, the reduced
+     shape's rank and multi mode of row kernels (0, r and false elsewhere) */
+  int r = kk->r;
+  c.r = r, c.rr = kk->rr, c.dom = kk->dom;
+  c.axes = kk->axes, c.multi = kk->multi;
   /* column mode: values of KN_COL_VECS host vectors, so that each row of the fold reads
      several cache lines of a column strip (LLVM splits the wide operations) */
-  LLVMValueRef L = r ? cg_dimval(&c, dom[r - 1]) : cg_ci64(&c, 1);
+  LLVMValueRef L = r ? cg_dimval(&c, c.dom[r - 1]) : cg_ci64(&c, 1);
   c.L = L;
   if (c.col) cg_col_kernel(&c, begin, end);
   else if (kk->packed) cg_pk_items(&c, begin, end, L, &kk->pack); /* row blocks x panels */
-  else if (k->kind == KK_MIX) cg_mix_kernel(&c, begin, end);
+  else if (kk->kind == KK_MIX) cg_mix_kernel(&c, begin, end);
   else cg_row_kernel(&c, begin, end);
   LLVMBuildRetVoid(c.B);
   LLVMDisposeBuilder(c.B);

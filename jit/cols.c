@@ -10,17 +10,17 @@
 
 /* Full-shaped outputs at the current row of the reduced axes. */
 static LLVMValueRef store_full_body(Cg *c, void *arg, LLVMValueRef acc) {
-  for (uint32_t o = 0; o < c->k->noutputs; o++) {
-    uint32_t v = fu_outputs(c->p, c->k)[o];
-    if (!kn_is_full(c->g, c->k, v)) continue;
+  for (uint32_t o = 0; o < c->low->nout; o++) {
+    uint32_t v = c->low->out[o];
+    if (!c->low->val[v].full) continue;
     LLVMValueRef ob, oin;
     cg_value_base(c, v, c->idx, 0, &ob, &oin);
-    cg_store_value(c, v, cg_buf(c, c->k->ninputs + o), LLVMBuildAdd(c->B, ob, c->j, ""), cg_eval(c, v));
+    cg_store_value(c, v, cg_buf(c, c->low->nin + o), LLVMBuildAdd(c->B, ob, c->j, ""), cg_eval(c, v));
   }
   return acc;
 }
 
-/* Column mode streams whole rows: an item is a chunk of up to c->chunk columns (kn_col_chunk)
+/* Column mode streams whole rows: an item is a chunk of up to c->chunk columns (kn_chunk)
  * of one index of the kept outer axes (a group), and each pass reads the chunk's part of
  * every reduced row in order, folding into a stack array of per-column accumulators.
  * Walking down a strip of a few columns instead would read a few lines of each 4 KB row
@@ -106,15 +106,15 @@ static void part_store(Cg *c, const Stream *s, LLVMValueRef v) {
 
 /* The finished members' per-column results at the current column. */
 static void load_states(Cg *c) {
-  for (uint32_t i = 0; i < 3 * c->k->nmembers; i++)
+  for (uint32_t i = 0; i < 3 * c->low->nmem; i++)
     if (c->ready[i]) c->red[i] = LLVMBuildLoad2(c->B, c->slot_t[i], col_slot(c, c->slot_t[i], c->slot[i]), "");
 }
 
-static void forget_states(Cg *c) { memset(c->red, 0, 3 * c->k->nmembers * sizeof *c->red); }
+static void forget_states(Cg *c) { memset(c->red, 0, 3 * c->low->nmem * sizeof *c->red); }
 
 /* The accumulators' type and the identity of stream s's fold. */
 static LLVMValueRef s_identity(Cg *c, const Stream *s) {
-  if (s->ps.what != W_ARGMAX) return cg_identity(c, s->ps.f, (DType)ir_node(c->g, s->x)->dtype);
+  if (s->ps.what != W_ARGMAX) return cg_identity(c, s->ps.f, (DType)c->low->val[s->x].t);
   LLVMTypeRef parts[2] = {c->vf, LLVMVectorType(c->i64, (unsigned)c->W)};
   LLVMTypeRef st = LLVMStructTypeInContext(c->C, parts, 2, 0);
   LLVMValueRef v = LLVMBuildInsertValue(c->B, LLVMGetUndef(st), cg_splatf(c, -INFINITY), 0, "");
@@ -129,7 +129,7 @@ static LLVMValueRef s_init(Cg *c, void *arg, LLVMValueRef acc) {
 /* The current row's value at the current columns folded into accumulators a. */
 static LLVMValueRef s_step(Cg *c, Stream *s, LLVMValueRef a) {
   if (s->ps.what == W_ARGMAX) return cg_am_col_body(c, &s->x, a);
-  Pass ps = {s->ps.f, (DType)ir_node(c->g, s->x)->dtype, s->x, s->ps.what, (int)s->m};
+  Pass ps = {s->ps.f, (DType)c->low->val[s->x].t, s->x, s->ps.what, (int)s->m};
   return cg_pass_body(c, &ps, a);
 }
 
@@ -157,10 +157,10 @@ static LLVMValueRef s_chunk(Cg *c, void *arg, LLVMValueRef acc) {
 /* Four rows at once: their offsets kept by place_rows4, each row's values folded in
  * turn (the same order as one row at a time), so the accumulators are loaded and stored
  * once per four rows. */
-#define ROW_STATE(c) (4 * (size_t)(c)->k->ninputs + DVM_MAX_RANK)
+#define ROW_STATE(c) (4 * (size_t)(c)->low->nin + DVM_MAX_RANK)
 
 static void place_rows4(Cg *c, LLVMValueRef q) {
-  size_t ni2 = 2 * (size_t)c->k->ninputs;
+  size_t ni2 = 2 * (size_t)c->low->nin;
   for (int u = 0; u < 4; u++) {
     LLVMValueRef *at = c->rows4 + u * ROW_STATE(c);
     cg_place_row(c, u ? LLVMBuildAdd(c->B, q, cg_ci64(c, u), "") : q);
@@ -172,7 +172,7 @@ static void place_rows4(Cg *c, LLVMValueRef q) {
 
 static LLVMValueRef s_fold4(Cg *c, void *arg, LLVMValueRef acc) {
   Stream *s = arg;
-  size_t ni2 = 2 * (size_t)c->k->ninputs;
+  size_t ni2 = 2 * (size_t)c->low->nin;
   load_states(c);
   LLVMValueRef a = s->first ? s_identity(c, s) : part_load(c, s);
   for (int u = 0; u < 4; u++) {
@@ -222,7 +222,7 @@ static void s_keep(Cg *c, const Stream *s, LLVMValueRef a) {
   if (s->ps.what == W_ARGMAX) a = LLVMBuildExtractValue(c->B, a, 1, "");
   cg_finish_pass(c, s->m, s->pass, a, s->Lf);
   for (uint32_t q = 0; q < 3; q++) {
-    uint32_t i = q * c->k->nmembers + s->m; /* red, n1, n2 */
+    uint32_t i = q * c->low->nmem + s->m; /* red, n1, n2 */
     if (c->ready[i] || !c->red[i]) continue;
     if (!c->slot[i]) c->slot_t[i] = LLVMTypeOf(c->red[i]), c->slot[i] = stack_array(c, c->slot_t[i]);
     LLVMBuildStore(c->B, c->red[i], col_slot(c, c->slot_t[i], c->slot[i]));
@@ -245,12 +245,12 @@ static LLVMValueRef s_store_full(Cg *c, void *arg, LLVMValueRef acc) {
 
 /* The reduced-shaped outputs at the current columns (c->red etc. loaded or computed). */
 static void store_reduced(Cg *c) {
-  for (uint32_t o = 0; o < c->k->noutputs; o++) {
-    uint32_t v = fu_outputs(c->p, c->k)[o];
-    if (kn_is_full(c->g, c->k, v)) continue;
+  for (uint32_t o = 0; o < c->low->nout; o++) {
+    uint32_t v = c->low->out[o];
+    if (c->low->val[v].full) continue;
     LLVMValueRef ob, oin;
-    cg_value_base(c, v, c->idx, ir_node(c->g, v)->rank == c->rr && c->rr < c->r, &ob, &oin);
-    cg_store_value(c, v, cg_buf(c, c->k->ninputs + o), LLVMBuildAdd(c->B, ob, c->j, ""), cg_eval(c, v));
+    cg_value_base(c, v, c->idx, c->low->val[v].ctx, &ob, &oin); /* ctx: rank rr < r (axes != 0 here) */
+    cg_store_value(c, v, cg_buf(c, c->low->nin + o), LLVMBuildAdd(c->B, ob, c->j, ""), cg_eval(c, v));
   }
 }
 
@@ -273,7 +273,7 @@ static LLVMValueRef s_store_reduced(Cg *c, void *arg, LLVMValueRef acc) {
 
 /* Stream s for pass i of member m (its accumulators not placed yet). */
 static Stream stream_of(Cg *c, uint32_t m, int i, KnPass ps, LLVMValueRef Lf) {
-  Stream s = {.m = m, .x = ir_operand(c->g, fu_members(c->p, c->k)[m], 0), .pass = i, .ps = ps, .Lf = Lf};
+  Stream s = {.m = m, .x = c->low->ins[m].arg[0], .pass = i, .ps = ps, .Lf = Lf};
   s.pt = LLVMTypeOf(s_identity(c, &s));
   return s;
 }
@@ -327,11 +327,11 @@ static void col_whole(Cg *c, LLVMValueRef g) {
   LLVMValueRef R = col_group(c, g), none[1] = {NULL};
   LLVMValueRef Lf = cg_vsplat(c, LLVMBuildSIToFP(c->B, R, c->f32, ""), "");
   bool full = false;
-  for (uint32_t o = 0; o < c->k->noutputs; o++) full |= kn_is_full(c->g, c->k, fu_outputs(c->p, c->k)[o]);
+  for (uint32_t o = 0; o < c->low->nout; o++) full |= c->low->val[c->low->out[o]].full;
   int left = 0; /* passes to go */
-  for (uint32_t m = 0; m < c->k->nmembers; m++) left += c->low->ins[m].np;
-  memset(c->ready, 0, 3 * c->k->nmembers);
-  for (uint32_t m = 0; m < c->k->nmembers; m++) {
+  for (uint32_t m = 0; m < c->low->nmem; m++) left += c->low->ins[m].np;
+  memset(c->ready, 0, 3 * c->low->nmem);
+  for (uint32_t m = 0; m < c->low->nmem; m++) {
     const KnPass *ps = c->low->ins[m].pass;
     int np = c->low->ins[m].np;
     for (int i = 0; i < np; i++) {
@@ -349,7 +349,7 @@ static void col_whole(Cg *c, LLVMValueRef g) {
       }
       cg_columns_from(c, c->j0, c->jend, NULL, s_finish, NULL, &s, 1);
       for (uint32_t q3 = 0; q3 < 3; q3++) {
-        uint32_t k3 = q3 * c->k->nmembers + m;
+        uint32_t k3 = q3 * c->low->nmem + m;
         c->ready[k3] |= c->slot[k3] != NULL;
       }
     }
@@ -361,30 +361,30 @@ static void col_whole(Cg *c, LLVMValueRef g) {
 
 typedef struct Split {
   LLVMValueRef P, G, R, Lf;
-  LLVMValueRef g, p;    /* group and block */
+  LLVMValueRef grp, blk; /* group and block */
   LLVMValueRef scratch; /* bufs[ninputs + noutputs + 2] */
   LLVMValueRef group;   /* bytes of one (group, block) pair: members x blocks of W columns */
   LLVMValueRef member;  /* ... and of one member in it */
 } Split;
 
-/* Where member slot n's accumulators of block p of group g start. */
+/* Where member slot n's accumulators of block p of group sp->grp start. */
 static LLVMValueRef split_base(Cg *c, const Split *sp, LLVMValueRef p, int n) {
   LLVMBuilderRef B = c->B;
-  LLVMValueRef pair = LLVMBuildAdd(B, LLVMBuildMul(B, sp->g, sp->P, ""), p, "");
+  LLVMValueRef pair = LLVMBuildAdd(B, LLVMBuildMul(B, sp->grp, sp->P, ""), p, "");
   LLVMValueRef off = LLVMBuildAdd(B, LLVMBuildMul(B, pair, sp->group, ""), LLVMBuildMul(B, cg_ci64(c, n), sp->member, ""), "");
   return byte_at(c, sp->scratch, off);
 }
 
-/* Block sp->p of group sp->g: its rows folded into its accumulators in the scratch. */
+/* Block sp->blk of group sp->grp: its rows folded into its accumulators in the scratch. */
 static void col_block_fold(Cg *c, Split *sp) {
   LLVMBuilderRef B = c->B;
-  LLVMValueRef r0 = LLVMBuildSDiv(B, LLVMBuildMul(B, sp->p, sp->R, ""), sp->P, "");
-  LLVMValueRef r1 = LLVMBuildSDiv(B, LLVMBuildMul(B, LLVMBuildAdd(B, sp->p, cg_ci64(c, 1), ""), sp->R, ""), sp->P, "");
+  LLVMValueRef r0 = LLVMBuildSDiv(B, LLVMBuildMul(B, sp->blk, sp->R, ""), sp->P, "");
+  LLVMValueRef r1 = LLVMBuildSDiv(B, LLVMBuildMul(B, LLVMBuildAdd(B, sp->blk, cg_ci64(c, 1), ""), sp->R, ""), sp->P, "");
   int n = 0;
-  for (uint32_t m = 0; m < c->k->nmembers; m++) {
+  for (uint32_t m = 0; m < c->low->nmem; m++) {
     if (c->low->ins[m].np != 1) continue;
     Stream s = stream_of(c, m, 0, c->low->ins[m].pass[0], sp->Lf);
-    s.sbase = split_base(c, sp, sp->p, n++);
+    s.sbase = split_base(c, sp, sp->blk, n++);
     fold_rows(c, r0, r1, &s);
   }
 }
@@ -402,7 +402,7 @@ static LLVMValueRef s_combine1(Cg *c, void *arg, LLVMValueRef acc) {
   s.sbase = split_base(c, cb->sp, c->kk, cb->n);
   LLVMValueRef b = part_load(c, &s);
   if (s.ps.what == W_ARGMAX) return cg_am_pick(c, acc, b);
-  return cg_fold_op(c, s.ps.f, (DType)ir_node(c->g, s.x)->dtype, acc, b);
+  return cg_fold_op(c, s.ps.f, (DType)c->low->val[s.x].t, acc, b);
 }
 
 static void place_block(Cg *c, LLVMValueRef q) { c->kk = q; }
@@ -413,7 +413,7 @@ static LLVMValueRef s_combine(Cg *c, void *arg, LLVMValueRef acc) {
   const Split *sp = arg;
   LLVMValueRef j = c->j, mask = c->mask;
   int n = 0;
-  for (uint32_t m = 0; m < c->k->nmembers; m++) {
+  for (uint32_t m = 0; m < c->low->nmem; m++) {
     if (c->low->ins[m].np != 1) continue;
     Stream s = stream_of(c, m, 0, c->low->ins[m].pass[0], sp->Lf);
     Combine1 cb = {&s, sp, n++};
@@ -437,14 +437,14 @@ static void col_split_item(Cg *c, LLVMValueRef t, Split *sp) {
                     done = LLVMAppendBasicBlockInContext(c->C, c->fn, "split.done");
   LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSLT, t, folds, ""), fold, comb);
   LLVMPositionBuilderAtEnd(B, fold);
-  sp->g = LLVMBuildURem(B, t, sp->G, ""), sp->p = LLVMBuildUDiv(B, t, sp->G, "");
-  sp->R = col_group(c, sp->g);
+  sp->grp = LLVMBuildURem(B, t, sp->G, ""), sp->blk = LLVMBuildUDiv(B, t, sp->G, "");
+  sp->R = col_group(c, sp->grp);
   sp->Lf = cg_vsplat(c, LLVMBuildSIToFP(B, sp->R, c->f32, ""), "");
   col_block_fold(c, sp);
   LLVMBuildBr(B, done);
   LLVMPositionBuilderAtEnd(B, comb);
-  sp->g = LLVMBuildSub(B, t, folds, "");
-  sp->R = col_group(c, sp->g);
+  sp->grp = LLVMBuildSub(B, t, folds, "");
+  sp->R = col_group(c, sp->grp);
   sp->Lf = cg_vsplat(c, LLVMBuildSIToFP(B, sp->R, c->f32, ""), "");
   at_reduced(c);
   cg_columns_from(c, c->j0, c->jend, NULL, s_combine, NULL, sp, 1);
@@ -479,28 +479,27 @@ static void col_item(Cg *c, LLVMValueRef t, void *arg) {
 /* Column mode's kernel: items of groups of columns (col_item), or with a split, blocks of
  * them and then the combine items (kn_col_blocks). */
 void cg_col_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
-  const Partition *p = c->p;
-  const Kernel *k = c->k;
-  uint32_t nm = k->nmembers, ni = k->ninputs;
-  const Dim *dom = c->dom;
+  const KnKernel *kk = c->low;
+  uint32_t nm = kk->nmem, ni = kk->nin;
+  const KnDim *dom = c->dom;
   int r = c->r;
   LLVMValueRef L = c->L;
-  c->chunk = kn_col_chunk(p, k, c->NW);
+  c->chunk = kn_chunk(kk, c->NW);
   c->slot = calloc(3 * (size_t)nm, sizeof *c->slot + sizeof *c->slot_t + 1);
   if (!c->slot) ir_oom();
   c->slot_t = (LLVMTypeRef *)(c->slot + 3 * nm), c->ready = (uint8_t *)(c->slot_t + 3 * nm);
   if (!(c->rows4 = calloc(4 * ROW_STATE(c), sizeof *c->rows4))) ir_oom();
   Split sp = {0}, *split = NULL;
-  int folds = kn_col_splits(p, k);
+  int folds = kk->splits;
   if (folds) { /* the blocks, groups and scratch layout of kn_col_blocks */
     LLVMBuilderRef B = c->B;
-    LLVMValueRef at = LLVMBuildGEP2(B, c->i64, c->dims, (LLVMValueRef[]){cg_ci64(c, k->ndims)}, 1, "");
+    LLVMValueRef at = LLVMBuildGEP2(B, c->i64, c->dims, (LLVMValueRef[]){cg_ci64(c, kk->ndims)}, 1, "");
     sp.P = LLVMBuildLoad2(B, c->i64, at, "blocks");
-    at = LLVMBuildGEP2(B, c->ptr, c->bufs, (LLVMValueRef[]){cg_ci64(c, ni + k->noutputs + 2)}, 1, "");
+    at = LLVMBuildGEP2(B, c->ptr, c->bufs, (LLVMValueRef[]){cg_ci64(c, ni + kk->nout + 2)}, 1, "");
     sp.scratch = LLVMBuildLoad2(B, c->ptr, at, "scratch");
     LLVMValueRef rows = cg_ci64(c, 1), CH = cg_ci64(c, c->chunk), W = cg_ci64(c, c->W);
     for (int d = 0; d < r - 1; d++)
-      if (!(k->axes >> d & 1)) rows = LLVMBuildMul(B, rows, cg_dimval(c, dom[d]), "");
+      if (!(kk->axes >> d & 1)) rows = LLVMBuildMul(B, rows, cg_dimval(c, dom[d]), "");
     sp.G = LLVMBuildMul(B, rows, LLVMBuildUDiv(B, LLVMBuildAdd(B, L, cg_ci64(c, c->chunk - 1), ""), CH, ""), "groups");
     LLVMValueRef cols = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, L, CH, ""), L, CH, "");
     LLVMValueRef nb = LLVMBuildUDiv(B, LLVMBuildAdd(B, cols, cg_ci64(c, c->W - 1), ""), W, "");

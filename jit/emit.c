@@ -95,13 +95,7 @@ LLVMValueRef cg_scalef_native(Cg *c, const char *unused, LLVMValueRef y, LLVMVal
 }
 
 /* Value of dim d: a constant or the kernel's dim parameter. */
-LLVMValueRef cg_dimval(Cg *c, Dim d) {
-  int64_t v;
-  if (ir_dim_is_const(c->g, d, &v)) return cg_ci64(c, v);
-  for (uint32_t q = 0; q < c->k->ndims; q++)
-    if (c->p->dims.v[c->k->dims + q] == d) return c->dimv[q];
-  return cg_ci64(c, 0); /* unreachable: every dim of the kernel is numbered by fu_key */
-}
+LLVMValueRef cg_dimval(Cg *c, KnDim d) { return d.q < 0 ? cg_ci64(c, d.c) : c->dimv[d.q]; }
 
 LLVMValueRef cg_buf(Cg *c, uint32_t i) { return c->bufp[i]; }
 
@@ -109,26 +103,14 @@ LLVMValueRef cg_buf(Cg *c, uint32_t i) { return c->bufp[i]; }
  * float pointers could alias the bufs and dims arrays as far as LLVM knows, so loads in
  * the loops would be repeated every iteration. */
 void cg_load_params(Cg *c) {
-  for (uint32_t i = 0; i < c->k->ninputs + c->k->noutputs; i++) {
+  for (uint32_t i = 0; i < c->low->nin + c->low->nout; i++) {
     LLVMValueRef at = LLVMBuildGEP2(c->B, c->ptr, c->bufs, (LLVMValueRef[]){cg_ci64(c, i)}, 1, "");
     c->bufp[i] = LLVMBuildLoad2(c->B, c->ptr, at, "buf");
   }
-  for (uint32_t q = 0; q < c->k->ndims; q++) {
+  for (uint32_t q = 0; q < c->low->ndims; q++) {
     LLVMValueRef at = LLVMBuildGEP2(c->B, c->i64, c->dims, (LLVMValueRef[]){cg_ci64(c, q)}, 1, "");
     c->dimv[q] = LLVMBuildLoad2(c->B, c->i64, at, "dim");
   }
-}
-
-int cg_input_index(const Cg *c, uint32_t u) {
-  for (uint32_t i = 0; i < c->k->ninputs; i++)
-    if (fu_inputs(c->p, c->k)[i] == u) return (int)i;
-  return -1;
-}
-
-int cg_member_index(const Cg *c, uint32_t u) {
-  for (uint32_t i = 0; i < c->k->nmembers; i++)
-    if (fu_members(c->p, c->k)[i] == u) return (int)i;
-  return -1;
 }
 
 /* Lane mask for a tail: lane < rem. */
@@ -231,7 +213,7 @@ LLVMValueRef cg_round_to(Cg *c, LLVMValueRef x, DType t) { return cg_from_mem(c,
 
 /* Value u's W lanes to memory in its dtype: bool masks as bytes 0/1. */
 void cg_store_value(Cg *c, uint32_t u, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v) {
-  DType t = (DType)ir_node(c->g, u)->dtype;
+  DType t = (DType)c->low->val[u].t;
   if (kn_is_low(t)) v = cg_to_mem(c, v, t);
   if (t != DT_BOOL) {
     store_elems(c, cg_mem_type(c, t), base_ptr, off, v);
@@ -246,7 +228,7 @@ void cg_store_value(Cg *c, uint32_t u, LLVMValueRef base_ptr, LLVMValueRef off, 
 void cg_value_base(Cg *c, uint32_t u, const LLVMValueRef *idx, int ctx, LLVMValueRef *base,
                    LLVMValueRef *inner) {
   KnLayout lay;
-  kn_layout(c->g, c->k, u, ctx, &lay);
+  kn_layout(c->low, u, ctx, &lay);
   LLVMValueRef off = cg_ci64(c, 0), stride = cg_ci64(c, 1);
   *inner = cg_ci64(c, 0);
   for (int t = lay.rank - 1; t >= 0; t--) {
@@ -262,20 +244,20 @@ void cg_value_base(Cg *c, uint32_t u, const LLVMValueRef *idx, int ctx, LLVMValu
 
 /* Every input's offsets at the outer multi-index idx, in both alignments. */
 void cg_input_bases(Cg *c, const LLVMValueRef *idx) {
-  for (uint32_t i = 0; i < c->k->ninputs; i++)
+  for (uint32_t i = 0; i < c->low->nin; i++) /* input i is value i */
     for (int ctx = 0; ctx < 2; ctx++) {
       if (ctx && !c->axes) {
         c->base[2 * i + 1] = c->base[2 * i], c->inner[2 * i + 1] = c->inner[2 * i];
         continue;
       }
-      cg_value_base(c, fu_inputs(c->p, c->k)[i], idx, ctx, &c->base[2 * i + ctx], &c->inner[2 * i + ctx]);
+      cg_value_base(c, i, idx, ctx, &c->base[2 * i + ctx], &c->inner[2 * i + ctx]);
     }
 }
 
 /* An input's W lanes at the current column. */
 LLVMValueRef cg_load_input(Cg *c, int i) {
   LLVMValueRef p = cg_buf(c, (uint32_t)i), base = c->base[2 * i + c->ctx], x;
-  DType dt = (DType)ir_node(c->g, fu_inputs(c->p, c->k)[i])->dtype;
+  DType dt = (DType)c->low->val[i].t;
   bool mask = dt == DT_BOOL; /* bytes 0/1 */
   LLVMTypeRef et = cg_mem_type(c, dt);
   /* the stride along the row is known when the kernel is emitted: 0 (broadcast) or the
@@ -292,7 +274,7 @@ LLVMValueRef cg_load_input(Cg *c, int i) {
   return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
 }
 
-LLVMValueRef cg_operand(Cg *c, uint32_t v, uint32_t k) { return cg_eval(c, ir_operand(c->g, v, k)); }
+LLVMValueRef cg_operand(Cg *c, uint32_t v, uint32_t k) { return cg_eval(c, c->low->ins[kn_member(c->low, v)].arg[k]); }
 
 LLVMValueRef cg_lit(Cg *c, uint32_t u) {
   const KnConst *k = kn_const(c->low, u);

@@ -206,7 +206,7 @@ static void pk_pack_a(Cg *c, LLVMValueRef row, void *arg) {
   LLVMBuilderRef B = c->B;
   cg_row_bases(c, row, c->dom, c->r);
   if (pk->f.prologue) {
-    int m = cg_member_index(c, pk->f.a);
+    int m = kn_member(c->low, pk->f.a);
     LLVMValueRef at[2];
     for (int q = 0; q < 2; q++) {
       LLVMValueRef i = LLVMBuildAdd(B, LLVMBuildMul(B, LLVMBuildSub(B, row, pk->ic, ""), cg_ci64(c, 2), ""), cg_ci64(c, q), "");
@@ -216,7 +216,7 @@ static void pk_pack_a(Cg *c, LLVMValueRef row, void *arg) {
                       join = LLVMAppendBasicBlockInContext(c->C, c->fn, "prologue.join");
     LLVMBuildCondBr(B, pk->first, fold, join);
     LLVMPositionBuilderAtEnd(B, fold);
-    memset(c->red, 0, 3 * c->k->nmembers * sizeof *c->red);
+    memset(c->red, 0, 3 * c->low->nmem * sizeof *c->red);
     cg_forget(c);
     cg_row_passes(c, pk->K);
     LLVMValueRef st[2] = {c->n1[m], c->n2[m]};
@@ -233,7 +233,7 @@ static void pk_pack_a(Cg *c, LLVMValueRef row, void *arg) {
   }
   pk->aoff = LLVMBuildMul(c->B, LLVMBuildSub(c->B, row, pk->ic, ""), cg_ci64(c, pk->t.kc), "");
   cg_columns_from(c, pk->pc, LLVMBuildAdd(c->B, pk->pc, pk->kc, ""), NULL, pk_pack_a_cols, NULL, pk, 1);
-  memset(c->red, 0, 3 * c->k->nmembers * sizeof *c->red);
+  memset(c->red, 0, 3 * c->low->nmem * sizeof *c->red);
 }
 
 /* Row pc + kk of b's block for the current panel: its nr columns (zero past N, where the
@@ -397,7 +397,7 @@ static void pk_iblock(Cg *c, LLVMValueRef ib, void *arg) {
 /* Items [begin, end) of a mix kernel whose weight is packed (bufs[ninputs + noutputs]):
  * item t is panel t % P of row block t / P (kn_extent). */
 void cg_pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L, const KnPack *f) {
-  const Kernel *k = c->k;
+  const KnKernel *kk = c->low;
   LLVMBuilderRef B = c->B;
   Pk pk = {.t = kn_tile(c->W), .f = *f, .N = L, .begin = begin, .end = end, .M = cg_ci64(c, 1)};
   for (int d = 0; d + 1 < c->r; d++) pk.M = LLVMBuildMul(B, pk.M, cg_dimval(c, c->dom[d]), "rows");
@@ -412,11 +412,11 @@ void cg_pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L, co
   pk.mb = LLVMBuildMul(B, LLVMBuildUDiv(B, LLVMBuildAdd(B, even, cg_ci64(c, pk.t.mr - 1), ""), cg_ci64(c, pk.t.mr), ""), cg_ci64(c, pk.t.mr), "");
   pk.mb = imin(c, pk.mb, cg_ci64(c, pk.t.mc));
   pk.nv = pk.t.nr / c->W;
-  pk.K = cg_dimval(c, c->low->ins[c->mm_member].kdim);
-  pk.acc = cg_buf(c, k->ninputs + (uint32_t)c->low->full_out); /* the packed path has one */
+  pk.K = cg_dimval(c, kk->ins[c->mm_member].kdim);
+  pk.acc = cg_buf(c, kk->nin + (uint32_t)kk->full_out); /* the packed path has one */
   /* the packed blocks: static allocas of the entry block (this is still the entry block) */
   if (f->adirect) {
-    pk.pa = cg_buf(c, (uint32_t)cg_input_index(c, f->a));
+    pk.pa = cg_buf(c, (uint32_t)kn_input(kk, f->a));
   } else {
     pk.sa = LLVMBuildAlloca(B, LLVMArrayType(c->f32, (unsigned)(pk.t.mc * pk.t.kc)), "packed.a");
     LLVMSetAlignment(pk.sa, 64);
@@ -427,7 +427,7 @@ void cg_pk_items(Cg *c, LLVMValueRef begin, LLVMValueRef end, LLVMValueRef L, co
     }
   }
   if (f->bpre >= 0) {
-    LLVMValueRef at = LLVMBuildGEP2(B, c->ptr, c->bufs, (LLVMValueRef[]){cg_ci64(c, k->ninputs + k->noutputs)}, 1, "");
+    LLVMValueRef at = LLVMBuildGEP2(B, c->ptr, c->bufs, (LLVMValueRef[]){cg_ci64(c, kk->nin + kk->nout)}, 1, "");
     pk.pb = LLVMBuildLoad2(B, c->ptr, at, "packed");
   } else {
     pk.sb = LLVMBuildAlloca(B, LLVMArrayType(c->f32, (unsigned)(pk.t.kc * pk.t.nr)), "packed.b");

@@ -9,7 +9,7 @@
  * in jit/ include llvm-c.
  *
  * Files: llvm.c (LLJIT, target machine, compile a module, cache), codegen.c and the
- * emitter's other parts (a Kernel to LLVM IR; their private map is cg.h), extern.c
+ * emitter's other parts (a lowered kernel to LLVM IR; their private map is cg.h), extern.c
  * (extern kernels: a direct call of the registered function). */
 #ifndef DVM_JIT_H
 #define DVM_JIT_H

@@ -13,7 +13,7 @@ typedef struct Mm {
   LLVMValueRef row, N, K;
   int rows;              /* rows in this block: MIX_ROWS or 1 */
   uint32_t a, b;
-  const Dim *dom;
+  const KnDim *dom;
   int r;
 } Mm;
 
@@ -38,7 +38,7 @@ static LLVMValueRef mix_body(Cg *c, void *arg, LLVMValueRef acc) {
   Mm *mm = arg;
   LLVMBuilderRef B = c->B;
   int R = mm->rows;
-  LLVMValueRef pa = cg_buf(c, (uint32_t)cg_input_index(c, mm->a)), pb = cg_buf(c, (uint32_t)cg_input_index(c, mm->b));
+  LLVMValueRef pa = cg_buf(c, (uint32_t)kn_input(c->low, mm->a)), pb = cg_buf(c, (uint32_t)kn_input(c->low, mm->b));
   LLVMValueRef abase[MIX_ROWS];
   for (int r = 0; r < R; r++)
     abase[r] = LLVMBuildMul(B, LLVMBuildAdd(B, mm->row, cg_ci64(c, r), ""), mm->K, "");
@@ -93,11 +93,10 @@ static LLVMValueRef mix_body(Cg *c, void *arg, LLVMValueRef acc) {
 }
 
 /* Rows [row, row + rows) of a mix kernel. */
-static void mix_rows(Cg *c, LLVMValueRef row, int rows, const Dim *dom, int r, LLVMValueRef L) {
-  uint32_t v = fu_members(c->p, c->k)[c->mm_member];
-  Mm mm = {.row = row, .N = L, .rows = rows, .a = ir_operand(c->g, v, 0), .b = ir_operand(c->g, v, 1),
-           .dom = dom, .r = r};
-  mm.K = cg_dimval(c, c->low->ins[c->mm_member].kdim); /* a read in place: not transposed */
+static void mix_rows(Cg *c, LLVMValueRef row, int rows, const KnDim *dom, int r, LLVMValueRef L) {
+  const KnIns *in = &c->low->ins[c->mm_member];
+  Mm mm = {.row = row, .N = L, .rows = rows, .a = in->arg[0], .b = in->arg[1], .dom = dom, .r = r};
+  mm.K = cg_dimval(c, in->kdim); /* a read in place: not transposed */
   cg_columns(c, L, NULL, mix_body, &mm);
 }
 
@@ -124,7 +123,7 @@ LLVMValueRef cg_counted(Cg *c, LLVMValueRef from, LLVMValueRef end, int step,
 }
 
 typedef struct MixLoop {
-  const Dim *dom;
+  const KnDim *dom;
   int r, rows;
   LLVMValueRef L;
 } MixLoop;
@@ -145,7 +144,8 @@ static void mix_iter(Cg *c, LLVMValueRef row, void *arg) {
 enum { SMALL_M = 16, SM_ROWS = 4, SM_K = 4 };
 
 typedef struct Sm {
-  LLVMValueRef row, N, K, k, acc;  /* acc: the first full-shaped output (the sums' rows) */
+  LLVMValueRef row, N, K, acc;     /* acc: the first full-shaped output (the sums' rows) */
+  LLVMValueRef k0;                 /* the current group's first k */
   int rows;
   uint32_t a, b;
   LLVMValueRef av[SM_ROWS][SM_K];  /* a[row + r, k + kk] as splats */
@@ -164,9 +164,9 @@ static LLVMValueRef sm_zero(Cg *c, void *arg, LLVMValueRef acc) {
 static LLVMValueRef sm_step(Cg *c, void *arg, LLVMValueRef acc) {
   Sm *sm = arg;
   LLVMTypeRef t = c->vf;
-  LLVMValueRef pb = cg_buf(c, (uint32_t)cg_input_index(c, sm->b)), bv[SM_K];
+  LLVMValueRef pb = cg_buf(c, (uint32_t)kn_input(c->low, sm->b)), bv[SM_K];
   for (int kk = 0; kk < sm->nk; kk++)
-    bv[kk] = cg_load_vec(c, pb, LLVMBuildAdd(c->B, LLVMBuildMul(c->B, LLVMBuildAdd(c->B, sm->k, cg_ci64(c, kk), ""), sm->N, ""), c->j, ""));
+    bv[kk] = cg_load_vec(c, pb, LLVMBuildAdd(c->B, LLVMBuildMul(c->B, LLVMBuildAdd(c->B, sm->k0, cg_ci64(c, kk), ""), sm->N, ""), c->j, ""));
   for (int r = 0; r < sm->rows; r++) {
     LLVMValueRef off = LLVMBuildAdd(c->B, LLVMBuildMul(c->B, LLVMBuildAdd(c->B, sm->row, cg_ci64(c, r), ""), sm->N, ""), c->j, "");
     LLVMValueRef s = cg_load_vec(c, sm->acc, off);
@@ -179,8 +179,8 @@ static LLVMValueRef sm_step(Cg *c, void *arg, LLVMValueRef acc) {
 /* One group of nk values of k starting at k: a's elements once, then the columns. */
 static void sm_group(Cg *c, LLVMValueRef k, void *arg) {
   Sm *sm = arg;
-  LLVMValueRef pa = cg_buf(c, (uint32_t)cg_input_index(c, sm->a));
-  sm->k = k;
+  LLVMValueRef pa = cg_buf(c, (uint32_t)kn_input(c->low, sm->a));
+  sm->k0 = k;
   for (int r = 0; r < sm->rows; r++)
     for (int kk = 0; kk < sm->nk; kk++) {
       LLVMValueRef at = LLVMBuildAdd(c->B, LLVMBuildMul(c->B, LLVMBuildAdd(c->B, sm->row, cg_ci64(c, r), ""), sm->K, ""),
@@ -232,9 +232,9 @@ typedef struct Gm {
 /* Operand x's position for output row idx (batch dims right-aligned with the domain's,
  * broadcast ones at 0) and its last two indices (i0, i1). */
 void cg_gm_pos(Cg *c, uint32_t x, Ix i0, Ix i1, Ix *P) {
-  const Node *n = ir_node(c->g, x);
+  const KnVal *n = &c->low->val[x];
   KnLayout lay;
-  kn_layout(c->g, c->k, x, 0, &lay);
+  kn_layout(c->low, x, 0, &lay);
   for (int t = 0; t + 2 < n->rank; t++)
     P[t] = lay.axis[t] < 0 ? cg_ix_scalar(cg_ci64(c, 0)) : cg_ix_scalar(c->idx[lay.axis[t]]);
   if (n->rank == 1) { /* a vector a: [K] @ b, its one dim is k */
@@ -345,45 +345,42 @@ static bool want_dot(Cg *c, Gm *gm) {
 }
 
 /* Does the matmul need the general path? */
-static bool mix_general(const Cg *c, uint32_t v) {
-  uint32_t a = ir_operand(c->g, v, 0), b = ir_operand(c->g, v, 1);
-  const KnIns *in = &c->low->ins[c->mm_member];
-  return in->ta || in->tb || ir_node(c->g, b)->rank != 2 || cg_input_index(c, a) < 0 || cg_input_index(c, b) < 0;
+static bool mix_general(const Cg *c) {
+  const KnKernel *kk = c->low;
+  const KnIns *in = &kk->ins[c->mm_member];
+  uint32_t a = in->arg[0], b = in->arg[1];
+  return in->ta || in->tb || kk->val[b].rank != 2 || kn_input(kk, a) < 0 || kn_input(kk, b) < 0;
 }
 
 /* A mix kernel off the packed path: the general matmul (views, batches, transposes), or a
  * 2-D b read in place, streamed for few rows. */
 void cg_mix_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
-  const Partition *p = c->p;
-  const Kernel *k = c->k;
-  uint32_t ni = k->ninputs;
-  const Dim *dom = c->dom;
+  const KnKernel *kk = c->low;
+  const KnIns *prod = &kk->ins[c->mm_member];
+  uint32_t ni = kk->nin, nout = kk->nout;
+  const KnDim *dom = c->dom;
   int r = c->r;
   LLVMValueRef L = c->L;
-  if (mix_general(c, fu_members(p, k)[c->mm_member])) {
-    uint32_t v = fu_members(p, k)[c->mm_member];
-    Gm gm = {.a = ir_operand(c->g, v, 0), .b = ir_operand(c->g, v, 1), .L = L,
-             .ta = c->low->ins[c->mm_member].ta, .tb = c->low->ins[c->mm_member].tb};
-    gm.K = cg_dimval(c, c->low->ins[c->mm_member].kdim);
+  if (mix_general(c)) {
+    Gm gm = {.a = prod->arg[0], .b = prod->arg[1], .L = L, .ta = prod->ta, .tb = prod->tb};
+    gm.K = cg_dimval(c, prod->kdim);
     gm.dot = want_dot(c, &gm);
     cg_counted(c, begin, end, 1, gm_row, &gm);
     return;
   }
   /* few rows: b streamed (blocks of SM_ROWS rows, then single rows), into the first
      full-shaped output's rows; otherwise blocks of MIX_ROWS rows, then single rows */
-  int ao = c->low->full_out; /* the sums' rows */
-  uint32_t acc_out = ao < 0 ? k->noutputs : (uint32_t)ao;
+  int ao = kk->full_out; /* the sums' rows */
+  uint32_t acc_out = ao < 0 ? nout : (uint32_t)ao;
   LLVMBasicBlockRef small = LLVMAppendBasicBlockInContext(c->C, c->fn, "small_m"),
                     big = LLVMAppendBasicBlockInContext(c->C, c->fn, "big_m"),
                     fin = LLVMAppendBasicBlockInContext(c->C, c->fn, "mix.done");
   LLVMValueRef few = LLVMBuildICmp(c->B, LLVMIntSLE, LLVMBuildSub(c->B, end, begin, ""), cg_ci64(c, SMALL_M), "");
-  LLVMBuildCondBr(c->B, acc_out < k->noutputs ? few : LLVMConstInt(c->i1, 0, 0), small, big);
+  LLVMBuildCondBr(c->B, acc_out < nout ? few : LLVMConstInt(c->i1, 0, 0), small, big);
   LLVMPositionBuilderAtEnd(c->B, small);
-  if (acc_out < k->noutputs) {
-    uint32_t v = fu_members(p, k)[c->mm_member];
-    Sm sm = {.N = L, .a = ir_operand(c->g, v, 0), .b = ir_operand(c->g, v, 1), .rows = SM_ROWS,
-             .acc = cg_buf(c, ni + acc_out)};
-    sm.K = cg_dimval(c, c->low->ins[c->mm_member].kdim);
+  if (acc_out < nout) {
+    Sm sm = {.N = L, .a = prod->arg[0], .b = prod->arg[1], .rows = SM_ROWS, .acc = cg_buf(c, ni + acc_out)};
+    sm.K = cg_dimval(c, prod->kdim);
     LLVMValueRef at = cg_counted(c, begin, end, SM_ROWS, sm_block, &sm);
     /* the 1..SM_ROWS-1 rows left: one block of exactly that many (b read once more) */
     LLVMValueRef left = LLVMBuildSub(c->B, end, at, "");

@@ -102,7 +102,7 @@ LLVMValueRef cg_lanes_sum(Cg *c, LLVMValueRef v) {
 
 /* One pass over the row folding a quantity (four accumulators); the result is a splat. */
 static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int what, int member) {
-  Pass ps = {f, (DType)ir_node(c->g, value)->dtype, value, what, member};
+  Pass ps = {f, (DType)c->low->val[value].t, value, what, member};
   LLVMValueRef acc = cg_identity(c, f, ps.t);
   if (c->multi) acc = over_reduced(c, fold_q, &ps, acc);
   else acc = cg_columns_u(c, L, acc, cg_pass_body, fold2, &ps, MAXU);
@@ -286,9 +286,9 @@ void cg_row_passes(Cg *c, LLVMValueRef L) {
   for (int d = 0; c->multi && d < c->r - 1; d++)
     if (c->axes >> d & 1) count = LLVMBuildMul(B, count, cg_dimval(c, c->dom[d]), "");
   LLVMValueRef Lf = cg_vsplat(c, LLVMBuildSIToFP(B, count, c->f32, ""), "");
-  for (uint32_t m = 0; m < c->k->nmembers; m++) {
-    uint32_t v = fu_members(c->p, c->k)[m], x = ir_node(c->g, v)->nin ? ir_operand(c->g, v, 0) : 0;
+  for (uint32_t m = 0; m < c->low->nmem; m++) {
     const KnIns *in = &c->low->ins[m];
+    uint32_t x = in->narg ? in->arg[0] : 0;
     const KnPass *ps = in->pass;
     int np = in->np;
     if (in->op == KO_LAYERNORM && !c->multi) { /* row mode (col mode: col_item) */
@@ -308,13 +308,13 @@ LLVMValueRef cg_store_body(Cg *c, void *arg, LLVMValueRef acc) {
   enum { MAXOUT = 64 };
   LLVMValueRef val[MAXOUT];
   /* every value first: an output's row may be the stash another output still reads */
-  for (uint32_t o = 0; o < c->k->noutputs && o < MAXOUT; o++) {
-    uint32_t v = fu_outputs(c->p, c->k)[o];
-    val[o] = kn_is_full(c->g, c->k, v) ? cg_eval(c, v) : NULL;
+  for (uint32_t o = 0; o < c->low->nout && o < MAXOUT; o++) {
+    uint32_t v = c->low->out[o];
+    val[o] = c->low->val[v].full ? cg_eval(c, v) : NULL;
   }
-  for (uint32_t o = 0; o < c->k->noutputs; o++) {
-    uint32_t v = fu_outputs(c->p, c->k)[o];
-    if (!kn_is_full(c->g, c->k, v)) continue;
+  for (uint32_t o = 0; o < c->low->nout; o++) {
+    uint32_t v = c->low->out[o];
+    if (!c->low->val[v].full) continue;
     LLVMValueRef off;
     if (c->multi) { /* the domain's reduced outer indices vary within the row */
       LLVMValueRef base, inner;
@@ -323,7 +323,7 @@ LLVMValueRef cg_store_body(Cg *c, void *arg, LLVMValueRef acc) {
     } else {
       off = LLVMBuildAdd(c->B, LLVMBuildMul(c->B, st->row, st->L, ""), c->j, "");
     }
-    cg_store_value(c, v, cg_buf(c, c->k->ninputs + o), off, o < MAXOUT ? val[o] : cg_eval(c, v));
+    cg_store_value(c, v, cg_buf(c, c->low->nin + o), off, o < MAXOUT ? val[o] : cg_eval(c, v));
   }
   return acc;
 }
@@ -335,16 +335,16 @@ static LLVMValueRef store_q(Cg *c, void *arg, LLVMValueRef acc) {
 
 /* Per-row outputs (reduced shapes): one element at index row. */
 static void store_scalars(Cg *c, LLVMValueRef row) {
-  for (uint32_t o = 0; o < c->k->noutputs; o++) {
-    uint32_t v = fu_outputs(c->p, c->k)[o];
-    if (kn_is_full(c->g, c->k, v)) continue;
-    DType t = (DType)ir_node(c->g, v)->dtype;
+  for (uint32_t o = 0; o < c->low->nout; o++) {
+    uint32_t v = c->low->out[o];
+    if (c->low->val[v].full) continue;
+    DType t = (DType)c->low->val[v].t;
     LLVMValueRef vec = cg_eval(c, v);
     if (kn_is_low(t)) vec = cg_to_mem(c, vec, t);
     LLVMValueRef x = LLVMBuildExtractElement(c->B, vec, LLVMConstInt(c->i32, 0, 0), "");
     LLVMTypeRef et = cg_mem_type(c, t);
     if (t == DT_BOOL) x = LLVMBuildZExt(c->B, x, et, ""); /* bytes 0/1 */
-    LLVMValueRef at = LLVMBuildGEP2(c->B, et, cg_buf(c, c->k->ninputs + o), &row, 1, "");
+    LLVMValueRef at = LLVMBuildGEP2(c->B, et, cg_buf(c, c->low->nin + o), &row, 1, "");
     LLVMBuildStore(c->B, x, at);
   }
   cg_forget(c);
@@ -353,9 +353,8 @@ static void store_scalars(Cg *c, LLVMValueRef row) {
 /* Vector and row kernels: per row of [begin, end), the passes over the row, then the
  * output pass and the per-row results' stores. */
 void cg_row_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
-  const Kernel *k = c->k;
-  uint32_t nm = k->nmembers, ni = k->ninputs;
-  const Dim *dom = c->dom;
+  uint32_t nm = c->low->nmem, ni = c->low->nin;
+  const KnDim *dom = c->dom;
   int r = c->r;
   LLVMValueRef L = c->L;
   LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(c->C, c->fn, "row"),

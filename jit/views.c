@@ -84,8 +84,8 @@ static void ix_divmod(Cg *c, Ix a, LLVMValueRef m, Ix *q, Ix *r) {
 
 /* Row-major linear index of position P in value u's shape. */
 static Ix linearize(Cg *c, uint32_t u, const Ix *P) {
-  const Node *n = ir_node(c->g, u);
-  const Dim *sh = ir_shape(c->g, u);
+  const KnVal *n = &c->low->val[u];
+  const KnDim *sh = n->dim;
   Ix l = cg_ix_scalar(cg_ci64(c, 0));
   LLVMValueRef stride = cg_ci64(c, 1);
   int64_t stride_al = 1; /* the constant dims' powers of two divide every later stride */
@@ -101,7 +101,7 @@ static Ix linearize(Cg *c, uint32_t u, const Ix *P) {
 /* Input i's W elements at element offset off. */
 static LLVMValueRef load_at(Cg *c, int i, Ix off) {
   LLVMValueRef p = cg_buf(c, (uint32_t)i), x;
-  DType dt = (DType)ir_node(c->g, fu_inputs(c->p, c->k)[i])->dtype;
+  DType dt = (DType)c->low->val[i].t;
   bool mask = dt == DT_BOOL;
   LLVMTypeRef et = cg_mem_type(c, dt);
   if (!off.v && off.k == 0 && !c->guarded) {
@@ -124,14 +124,14 @@ static LLVMValueRef load_at(Cg *c, int i, Ix off) {
 
 /* Value u (a view, or a kernel input at the end of a chain of views) at position P. */
 LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
-  const Graph *g = c->g;
-  int m = cg_member_index(c, u);
-  const KnIns *in = m >= 0 ? &c->low->ins[m] : NULL;
+  const KnKernel *kk = c->low;
+  int m = kn_member(kk, u);
+  const KnIns *in = m >= 0 ? &kk->ins[m] : NULL;
   const KnView *w = in ? in->view : NULL;
   Ix Q[DVM_MAX_RANK];
   if (!w) /* a literal, or a kernel input */
-    return kn_const(c->low, u) ? cg_lit(c, u) : load_at(c, cg_input_index(c, u), linearize(c, u, P));
-  int rank = ir_node(g, u)->rank;
+    return kn_const(kk, u) ? cg_lit(c, u) : load_at(c, kn_input(kk, u), linearize(c, u, P));
+  int rank = kk->val[u].rank;
   switch ((KnViewKind)w->kind) {
   case KV_FULL: return cg_lit(c, u);
   case KV_ARANGE:
@@ -139,17 +139,17 @@ LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
     if (in->t == DT_I32) return LLVMBuildTrunc(c->B, ix_vec(c, P[0]), cg_reg_type(c, DT_I32), "");
     return LLVMBuildSIToFP(c->B, ix_vec(c, P[0]), c->vf, "");
   case KV_TRANSPOSE: { /* out axis k is in axis perm[k] */
-    uint32_t x = ir_operand(g, u, 0);
+    uint32_t x = in->arg[0];
     for (int k = 0; k < w->n; k++) Q[w->map[k]] = P[k];
     return cg_view_at(c, x, Q);
   }
   case KV_BROADCAST: { /* right-aligned; the operand's broadcast dims read index 0 */
-    uint32_t x = ir_operand(g, u, 0);
+    uint32_t x = in->arg[0];
     for (int t = 0; t < w->n; t++) Q[t] = w->map[t] < 0 ? cg_ix_scalar(cg_ci64(c, 0)) : P[w->map[t]];
     return cg_view_at(c, x, Q);
   }
   case KV_SLICE: { /* listed axes: start (clamped as Python's slice.indices) + i * step */
-    uint32_t x = ir_operand(g, u, 0);
+    uint32_t x = in->arg[0];
     for (int d = 0; d < rank; d++) Q[d] = P[d];
     for (uint32_t i = 0; i < w->n; i++) {
       int a = w->saxis[i];
@@ -170,23 +170,23 @@ LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
     bool guarded0 = c->guarded;
     LLVMValueRef at = ix_vec(c, P[a]);
     for (uint32_t q = 0; q < w->n; q++) {
-      uint32_t x = ir_operand(g, u, q);
+      uint32_t x = in->arg[q];
       LLVMValueRef size = cg_dimval(c, w->csize[q]), end = LLVMBuildAdd(c->B, off, size, "");
-      LLVMValueRef in = LLVMBuildAnd(c->B, LLVMBuildICmp(c->B, LLVMIntSGE, at, cg_vsplat(c, off, ""), ""),
-                                     LLVMBuildICmp(c->B, LLVMIntSLT, at, cg_vsplat(c, end, ""), ""), "");
+      LLVMValueRef inside = LLVMBuildAnd(c->B, LLVMBuildICmp(c->B, LLVMIntSGE, at, cg_vsplat(c, off, ""), ""),
+                                         LLVMBuildICmp(c->B, LLVMIntSLT, at, cg_vsplat(c, end, ""), ""), "");
       for (int d = 0; d < rank; d++) Q[d] = P[d];
       Q[a] = ix_add(c, P[a], cg_ix_scalar(LLVMBuildNeg(c->B, off, "")));
-      c->mask = mask0 ? LLVMBuildAnd(c->B, mask0, in, "") : in, c->guarded = true;
+      c->mask = mask0 ? LLVMBuildAnd(c->B, mask0, inside, "") : inside, c->guarded = true;
       LLVMValueRef val = cg_view_at(c, x, Q);
-      res = res ? LLVMBuildSelect(c->B, in, val, res, "") : val;
+      res = res ? LLVMBuildSelect(c->B, inside, val, res, "") : val;
       off = end;
     }
     c->mask = mask0, c->guarded = guarded0;
     return res;
   }
   case KV_GATHER: { /* x's axis a reads idx at the positions idx's dims take in the result */
-    uint32_t x = ir_operand(g, u, 0), iv = ir_operand(g, u, 1);
-    int xr = ir_node(g, x)->rank, ir = ir_node(g, iv)->rank;
+    uint32_t x = in->arg[0], iv = in->arg[1];
+    int xr = kk->val[x].rank, ir = kk->val[iv].rank;
     int a = w->axis;
     Ix Pi[DVM_MAX_RANK];
     bool lanes = c->guarded;
@@ -194,7 +194,7 @@ LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
     LLVMValueRef at = cg_view_at(c, iv, Pi), d = cg_dimval(c, w->size[0]);
     if (!lanes) at = LLVMBuildExtractElement(c->B, at, cg_ci64(c, 0), ""); /* one index for the lanes */
     LLVMTypeRef t64 = lanes ? LLVMVectorType(c->i64, (unsigned)c->W) : c->i64;
-    if (ir_node(g, iv)->dtype == DT_I32) at = LLVMBuildSExt(c->B, at, t64, "");
+    if (kk->val[iv].t == DT_I32) at = LLVMBuildSExt(c->B, at, t64, "");
     LLVMValueRef dd = lanes ? cg_vsplat(c, d, "") : d, zero = LLVMConstNull(t64);
     at = LLVMBuildSelect(c->B, LLVMBuildICmp(c->B, LLVMIntSLT, at, zero, ""), LLVMBuildAdd(c->B, at, dd, ""), at, "");
     /* in range after the runtime's check; clamped anyway, so no index can read outside x */
@@ -209,9 +209,9 @@ LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
     return cg_view_at(c, x, Q);
   }
   default: { /* KV_RESHAPE: the same row-major order */
-    uint32_t x = ir_operand(g, u, 0);
+    uint32_t x = in->arg[0];
     Ix l = linearize(c, u, P);
-    if (cg_input_index(c, x) >= 0) return load_at(c, cg_input_index(c, x), l);
+    if (kn_input(kk, x) >= 0) return load_at(c, kn_input(kk, x), l);
     for (int t = w->n - 1; t >= 0; t--) {
       if (t == 0) {
         Q[0] = l;
@@ -228,7 +228,7 @@ LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
  * operand's (broadcast dims at index 0, the last axis along the lanes). */
 static LLVMValueRef view_here(Cg *c, uint32_t u) {
   KnLayout lay;
-  kn_layout(c->g, c->k, u, c->ctx, &lay);
+  kn_layout(c->low, u, c->ctx, &lay);
   Ix P[DVM_MAX_RANK];
   for (int t = 0; t < lay.rank; t++) {
     int dk = lay.axis[t];
@@ -239,17 +239,17 @@ static LLVMValueRef view_here(Cg *c, uint32_t u) {
 
 /* The value of u at the current column: a vector, or a splat for per-row scalars. */
 LLVMValueRef cg_eval(Cg *c, uint32_t u) {
-  int m = cg_member_index(c, u);
+  int m = kn_member(c->low, u);
   if (m < 0 && kn_const(c->low, u)) return cg_lit(c, u); /* a literal operand */
-  if (m < 0) return cg_load_input(c, cg_input_index(c, u));
-  DType ut = (DType)ir_node(c->g, u)->dtype;
+  if (m < 0) return cg_load_input(c, kn_input(c->low, u));
+  DType ut = (DType)c->low->val[u].t;
   if (c->red[m]) return kn_is_low(ut) ? cg_round_to(c, c->red[m], ut) : c->red[m];
   if (c->memo[m]) return c->memo[m];
   const KnIns *in = &c->low->ins[m];
   LLVMBuilderRef B = c->B;
   LLVMValueRef r, x;
   int saved = c->ctx;
-  c->ctx = c->axes && ir_node(c->g, u)->rank == c->rr && c->rr < c->r;
+  c->ctx = c->low->val[u].ctx; /* a row kernel's member of the reduced shape */
   switch (in->op) {
   case KO_PRODUCT: r = c->mm; break;
   case KO_VIEW: r = view_here(c, u); break;
@@ -272,10 +272,10 @@ LLVMValueRef cg_eval(Cg *c, uint32_t u) {
   return r;
 }
 
-void cg_forget(Cg *c) { memset(c->memo, 0, c->k->nmembers * sizeof *c->memo); }
+void cg_forget(Cg *c) { memset(c->memo, 0, c->low->nmem * sizeof *c->memo); }
 
 /* Element offsets of every input for row `row` (outer index decomposed by the domain). */
-void cg_row_bases(Cg *c, LLVMValueRef row, const Dim *dom, int r) {
+void cg_row_bases(Cg *c, LLVMValueRef row, const KnDim *dom, int r) {
   LLVMValueRef *idx = c->idx, rem = row;
   if (c->multi) { /* the row enumerates the kept outer axes; the reduced ones start at 0 */
     for (int d = r - 2; d >= 0; d--) {
@@ -311,11 +311,11 @@ void cg_next_row_bases(Cg *c) {
   LLVMValueRef idx[DVM_MAX_RANK];
   memcpy(idx, c->idx, sizeof idx);
   idx[c->r - 2] = LLVMBuildAdd(c->B, idx[c->r - 2], cg_ci64(c, 1), "");
-  for (uint32_t i = 0; i < c->k->ninputs; i++) {
-    uint32_t u = fu_inputs(c->p, c->k)[i];
+  for (uint32_t i = 0; i < c->low->nin; i++) {
+    uint32_t u = i; /* input i is value i */
     LLVMValueRef nb, inner;
     c->next[i] = NULL;
-    if (ir_node(c->g, u)->dtype != DT_F32 || LLVMConstIntGetSExtValue(c->inner[2 * i]) != 1) continue;
+    if (c->low->val[u].t != DT_F32 || LLVMConstIntGetSExtValue(c->inner[2 * i]) != 1) continue;
     cg_value_base(c, u, idx, 0, &nb, &inner);
     if (LLVMIsConstant(nb) && LLVMIsConstant(c->base[2 * i]) &&
         LLVMConstIntGetSExtValue(nb) == LLVMConstIntGetSExtValue(c->base[2 * i]))
