@@ -85,10 +85,10 @@ void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char 
      several cache lines of a column strip (LLVM splits the wide operations) */
   LLVMValueRef L = r ? cg_dimval(&c, c.dom[r - 1]) : cg_ci64(&c, 1);
   c.L = L;
-  if (c.col) cg_col_kernel(&c, begin, end);
-  else if (kk->packed) cg_pk_items(&c, begin, end, L, &kk->pack); /* row blocks x panels */
-  else if (kk->kind == KK_MIX) cg_mix_kernel(&c, begin, end);
-  else cg_row_kernel(&c, begin, end);
+  if (kk->packed) cg_pk_items(&c, begin, end, L, &kk->pack); /* row blocks x panels */
+  else if (kk->loop == KL_COLS) cg_col_kernel(&c, begin, end);
+  else if (kk->loop == KL_STREAM || kk->loop == KL_GENERAL) cg_mix_kernel(&c, begin, end);
+  else cg_row_kernel(&c, begin, end); /* KL_ROWS, KL_MULTI */
   LLVMBuildRetVoid(c.B);
   LLVMDisposeBuilder(c.B);
   free(c.slot);

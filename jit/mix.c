@@ -344,14 +344,6 @@ static bool want_dot(Cg *c, Gm *gm) {
   return cg_gathers_along(c, gm->b, gm->tb, 1) && !cg_gathers_along(c, gm->b, gm->tb, 0) && !cg_gathers_along(c, gm->a, gm->ta, 1);
 }
 
-/* Does the matmul need the general path? */
-static bool mix_general(const Cg *c) {
-  const KnKernel *kk = c->low;
-  const KnIns *in = &kk->ins[c->mm_member];
-  uint32_t a = in->arg[0], b = in->arg[1];
-  return in->ta || in->tb || kk->val[b].rank != 2 || kn_input(kk, a) < 0 || kn_input(kk, b) < 0;
-}
-
 /* A mix kernel off the packed path: the general matmul (views, batches, transposes), or a
  * 2-D b read in place, streamed for few rows. */
 void cg_mix_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
@@ -361,7 +353,7 @@ void cg_mix_kernel(Cg *c, LLVMValueRef begin, LLVMValueRef end) {
   const KnDim *dom = c->dom;
   int r = c->r;
   LLVMValueRef L = c->L;
-  if (mix_general(c)) {
+  if (kk->loop == KL_GENERAL) {
     Gm gm = {.a = prod->arg[0], .b = prod->arg[1], .L = L, .ta = prod->ta, .tb = prod->tb};
     gm.K = cg_dimval(c, prod->kdim);
     gm.dot = want_dot(c, &gm);

@@ -177,7 +177,7 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
     c->encode_us = now_us() - t0;
     return c;
   }
-  if (kk->multi) return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
+  if (kk->loop == KL_MULTI) return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
   if (kk->nin + kk->nout > 254) return snprintf(why, n, "more than 254 buffers"), NULL;
   if (!prologue_ok(kk)) return snprintf(why, n, "a normalization prologue with a batched or transposed b is not encoded"), NULL;
   for (uint32_t i = 0; i < kk->nmem + kk->nin; i++) { /* tiles are 32-bit lanes */
@@ -206,7 +206,7 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
     e.mm = enc_fixed_reg(&e);
     c->mm_reg = (uint8_t)e.vr.v[e.mm].phys;
     bool pro = kk->packed && kk->pack.prologue; /* a 2-D b read as it is (prologue_ok) */
-    if (ta || tb || kk->val[b].rank != 2 || (kn_input(kk, a) < 0 && !pro) || kn_input(kk, b) < 0) {
+    if (kk->loop == KL_GENERAL) {
       c->mode = VMM_GEMM;
       Ix Pa[DVM_MAX_RANK], Pb[DVM_MAX_RANK];
       Ix mi = enc_ix_s(enc_sidx(e.r - 2)), ki = enc_ix_s((Sv){VS_K, false, 0});
@@ -240,7 +240,7 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
       c->packed = kk->packed && kk->pack.bpre >= 0;
     }
   } else {
-    c->mode = kk->col ? VMM_COLS : VMM_ROWS;
+    c->mode = kk->loop == KL_COLS ? VMM_COLS : VMM_ROWS;
     if (c->mode == VMM_ROWS && kk->stash >= 0) { /* a softmax keeps its exp row in an f32 output's row */
       int inner;
       e.stash_member = kk->stash, e.stash_buf = kk->nin + kk->stash_out;
