@@ -340,7 +340,7 @@ static JitEntry *entry(Jit *j, const uint8_t key[16]) {
 
 JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text) {
   pthread_mutex_lock(&j->lock);
-  JitEntry *e = entry(j, kk->k->key);
+  JitEntry *e = entry(j, kk->key);
   while (atomic_load(&e->state) == JE_COMPILING) pthread_cond_wait(&j->changed, &j->lock);
   if (atomic_load(&e->state) != JE_NEW) {
     j->stats.hits++;
@@ -399,7 +399,7 @@ static void *compile_thread(void *arg) {
 
 JitEntry *jit_request(Jit *j, const KnKernel *kk, const void *owner) {
   pthread_mutex_lock(&j->lock);
-  JitEntry *e = entry(j, kk->k->key);
+  JitEntry *e = entry(j, kk->key);
   if (atomic_load(&e->state) == JE_NEW) {
     /* LLVM gets 8 MB of stack, as clang gives its threads */
     if (!j->running && !j->stopping && !atomic_load(&exiting) &&

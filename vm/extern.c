@@ -18,8 +18,7 @@ VmCode *vm_encode_extern(const KnKernel *kk) {
   if (!x || !c) ir_oom();
   *x = kk->ext;
   c->mode = VMM_EXTERN;
-  /* the call's inputs, then its one output (kn_extern_plan) */
-  c->ninputs = kk->ext.out, c->noutputs = 1, c->ndims = kk->ndims;
+  c->ninputs = kk->nin, c->noutputs = kk->nout, c->ndims = kk->ndims;
   c->ext = x;
   return c;
 }
