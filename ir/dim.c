@@ -170,10 +170,9 @@ Dim ir_dim_mul(Graph *g, Dim a, Dim b) {
 }
 
 bool ir_dim_is_const(const Graph *g, Dim d, int64_t *c) {
-  DimTerm t[DIM_MAX_TERMS];
-  uint32_t n = ir_dim_terms(g, d, t);
-  if (n == 0) return *c = 0, true;
-  if (n == 1 && t[0].deg == 0) return *c = t[0].coef, true;
+  const int64_t *x = g->dims.code.v + g->dims.start.v[d]; /* n, then coef, deg, syms per term */
+  if (x[0] == 0) return *c = 0, true;
+  if (x[0] == 1 && x[2] == 0) return *c = x[1], true;
   return false;
 }
 
