@@ -369,21 +369,23 @@ static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Count
 }
 
 KnKernel **kn_lower_all(const Partition *p) {
-  uint32_t n = p->kernels.n;
-  size_t at = ((n + 1) * sizeof(KnKernel *) + 15) & ~(size_t)15, total = at;
-  for (uint32_t i = 0; i < n; i++) {
+  enum { FEW = 64 };
+  struct Room {
     Counts c;
-    total += counts(p, &p->kernels.v[i], &c);
-  }
+    size_t bytes;
+  } few[FEW], *room;
+  uint32_t n = p->kernels.n;
+  if (!(room = n <= FEW ? few : malloc(n * sizeof *room))) ir_oom();
+  size_t at = ((n + 1) * sizeof(KnKernel *) + 15) & ~(size_t)15, total = at;
+  for (uint32_t i = 0; i < n; i++) total += room[i].bytes = counts(p, &p->kernels.v[i], &room[i].c);
   KnKernel **low = malloc(total);
   if (!low) ir_oom();
   for (uint32_t i = 0; i < n; i++) {
-    Counts c;
-    size_t b = counts(p, &p->kernels.v[i], &c);
-    low[i] = (KnKernel *)((char *)low + at), at += b;
-    lower(low[i], p, &p->kernels.v[i], &c);
+    low[i] = (KnKernel *)((char *)low + at), at += room[i].bytes;
+    lower(low[i], p, &p->kernels.v[i], &room[i].c);
   }
   low[n] = NULL;
+  if (room != few) free(room);
   return low;
 }
 
@@ -443,12 +445,15 @@ dvm_status kn_verify(const KnKernel *kk, Err *err) {
     return ir_err(err, DVM_ERR_RUNTIME, "internal: a mix kernel without its product, or a product elsewhere");
   if (kk->nin != k->ninputs || kk->nmem != k->nmembers || kk->nout != k->noutputs)
     return ir_err(err, DVM_ERR_RUNTIME, "internal: a lowered kernel whose counts are not its kernel's");
-  for (uint32_t i = 0; i < kk->nin; i++)
-    if (!same_value(kk, i, fu_inputs(kk->p, k)[i]))
-      return ir_err(err, DVM_ERR_RUNTIME, "internal: lowered input %u is not the kernel's", i);
+  /* every value once against its graph value; operands and outputs by their numbers */
+  for (uint32_t x = 0; x < kk->nval; x++) {
+    uint32_t u = x < kk->nin ? fu_inputs(kk->p, k)[x] : x < kk->nin + kk->nmem ? fu_members(kk->p, k)[x - kk->nin] : kk->val[x].id;
+    if (!same_value(kk, x, u) || (x >= kk->nin + kk->nmem && ir_node(g, u)->op != OP_LITERAL))
+      return ir_err(err, DVM_ERR_RUNTIME, "internal: lowered value %u is not the kernel's", x);
+  }
   for (uint32_t o = 0; o < kk->nout; o++)
     if (kn_member(kk, kk->out[o]) < 0 || kk->val[kk->out[o]].out != (int32_t)o ||
-        !same_value(kk, kk->out[o], fu_outputs(kk->p, k)[o]))
+        kk->val[kk->out[o]].id != fu_outputs(kk->p, k)[o])
       return ir_err(err, DVM_ERR_RUNTIME, "internal: lowered output %u is not the kernel's", o);
   if (kk->stash >= 0) { /* an f32 row of the domain's shape: the exp values fit */
     if ((uint32_t)kk->stash >= k->nmembers || kk->ins[kk->stash].op != KO_SOFTMAX || kk->stash_out >= k->noutputs)
@@ -461,10 +466,9 @@ dvm_status kn_verify(const KnKernel *kk, Err *err) {
     uint32_t v = fu_members(kk->p, k)[m];
     const KnIns *in = &kk->ins[m];
     const char *bad = check(g, v, in);
-    if (!bad && !same_value(kk, kk->nin + m, v)) bad = "its value is not the member's";
     if (!bad && in->narg != ir_node(g, v)->nin) bad = "its operands are not the node's";
     for (uint32_t i = 0; !bad && i < in->narg; i++)
-      if (!same_value(kk, in->arg[i], ir_operand(g, v, i))) bad = "an operand is not the node's";
+      if (in->arg[i] >= kk->nval || kk->val[in->arg[i]].id != ir_operand(g, v, i)) bad = "an operand is not the node's";
     if (!bad && (in->fill >= 0) != (ir_node(g, v)->op == OP_FULL)) bad = "a fill without its constant, or a constant elsewhere";
     if (bad)
       return ir_errl(err, DVM_ERR_RUNTIME, g->file, ir_node(g, v)->line,
