@@ -29,10 +29,11 @@
  * by number with their dtypes and dims (each a dim parameter or a constant, KnDim), per
  * member one instruction of kernel/ops.def over value numbers with its immediates
  * resolved, each folding member's passes, each view's index map, the constants, the
- * product, the packed form, the stash and the extern call plan. No code in vm/ or jit/
- * uses the graph or the partition (tests/check_layers.py). What each back end still
- * builds itself is the body of each loop structure: which members a pass evaluates (a
- * walk from the value it folds or stores) and the strides from kn_layout.
+ * product, the packed form, the stash and the extern call plan, and the body of each pass
+ * and of the stores as a program (KnProg): the values it evaluates, in order. No code in
+ * vm/ or jit/ uses the graph or the partition (tests/check_layers.py). What each back end
+ * still builds itself is the code of each program entry, the loops around the bodies and
+ * the strides from kn_layout.
  *
  * Files: ops.def (the lowered instruction set), cover.def (the op coverage table),
  * cover.c (coverage and modes), shape.c (passes, the packed path, extent and splits),
@@ -310,6 +311,33 @@ typedef struct KnView {
   KnDim *csize;                  /* KV_CONCAT: each operand's dim along axis (n of them) */
 } KnView;
 
+/* A program: the values one loop body evaluates (a pass over the row, or the stores), in
+ * the order it evaluates them, each entry's operands evaluated by earlier entries, so that
+ * a back end emits each entry's code in turn, reading its operands' values (an operand
+ * not evaluated yet is an internal error). It is the postorder of a walk from the values
+ * the body folds or stores, in the body's order, operands in argument order, which
+ *   - lists a member once, at its first read: the body keeps its value;
+ *   - lists an input, a literal and a reduced member (KO_FOLDED: its passes ran before
+ *     the body) at every read, with the reader's alignment: a back end loads, materializes
+ *     or rounds it there, or reuses what it has (the bytecode keeps an input's load per
+ *     ctx), and an operand reads the latest entry of its value;
+ *   - walks no operand of a view (read through its index map), of the product (the
+ *     accumulator) or of the stash softmax (kk->stash: the exp row its sum pass kept),
+ *     and the first kn_op_arity operands of the others.
+ * A body that evaluates several values (the stores) runs the program up to each in turn. */
+typedef struct KnStep {
+  uint32_t v;         /* the value number */
+  uint8_t ctx;        /* its alignment (kn_domain_axis): an input's reader's KnVal.ctx (0 at
+                         the top of the walk); a member's own */
+} KnStep;
+typedef struct KnProg {
+  uint32_t n;
+  const KnStep *step;
+} KnProg;
+/* Is value v of kernel kk a leaf of its programs: read at every use, its operands not
+ * walked? (An input, a literal, or a reduced member.) */
+#define KN_LEAF(kk, v) ((v) < (kk)->nin || (v) >= (kk)->nin + (kk)->nmem || (kk)->ins[(v) - (kk)->nin].op == KO_FOLDED)
+
 /* One kernel member, lowered. Operands are value numbers (KnVal). */
 typedef struct KnIns {
   uint8_t op;         /* KnOp */
@@ -319,7 +347,9 @@ typedef struct KnIns {
   double flo, fhi;    /* ... on floats: rounded to f32 */
   int64_t ilo, ihi;   /* ... on integers: truncated and saturated to t, as the reference */
   uint8_t np;         /* KO_FOLDED and normalizations: the passes over the row ... */
-  KnPass pass[2];     /* ... in order (kn_passes) */
+  KnPass pass[2];     /* ... in order (kn_passes), ... */
+  KnProg prog[2];     /* ... and each one's program, from operand 0 (the passes of a member
+                         fold the same values: they share it) */
   double eps;         /* layernorm, rmsnorm: added to the mean square */
   bool ta, tb;        /* KO_PRODUCT: a, b (operands 0, 1) read transposed, ... */
   KnDim kdim;         /* ... and the contracted dim K (a's last, or its second last if ta) */
@@ -403,6 +433,10 @@ typedef struct KnKernel {
   bool packed;        /* a mix kernel on the packed path (kn_pack_form), and how: */
   KnPack pack;        /* its operands (a and b as value numbers), the weight read packed
                          (bpre), the prologue */
+  KnProg store[2];    /* the stores' programs, from each output in output order: [0] the
+                         full-shaped outputs (the output pass), [1] the others */
+  KnProg pro;         /* a packed mix kernel's prologue: its value pack.a, as the packing of
+                         a reads it (n 0 without one) */
   char why[256];      /* !ok: why the code generators do not cover it */
   char vm_why[256];   /* a covered kernel the bytecode tier does not run, by the op table's
                          vm column (kn_op_cover): why; empty if it does */
@@ -439,7 +473,8 @@ const char *kn_op_name(KnOp op);
 /* `dvm dump --stage lowered`: the kernel's members as instructions (malloc'd). */
 char *kn_lower_dump(const KnKernel *kk);
 /* Check kk against its kernel: an instruction per member, each arity and dtype what its
- * op needs. A failure is a bug in dvm (DVM_ERR_RUNTIME, "internal: ..."). */
+ * op needs; each program's entries valid values, each member listed once after the
+ * operands it reads, each reduced member folded before it. A failure is a bug in dvm (DVM_ERR_RUNTIME, "internal: ..."). */
 dvm_status kn_verify(const KnKernel *kk, Err *err);
 
 #endif /* DVM_KERNEL_H */

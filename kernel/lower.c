@@ -211,14 +211,18 @@ static KnConst constant(const Graph *g, uint32_t v) {
  * its bytes, rounded for alignment. */
 typedef struct Counts {
   uint32_t nm, nv, nc, ns, na, nd;
+  size_t np; /* program steps */
 } Counts;
 
 static size_t counts(const Partition *p, const Kernel *k, Counts *c) {
-  *c = (Counts){k->kind == KK_EXTERN ? 0 : k->nmembers, 0, 0, 0, 0, 0};
+  *c = (Counts){k->kind == KK_EXTERN ? 0 : k->nmembers, 0, 0, 0, 0, 0, 0};
   for (uint32_t i = 0; i < k->ninputs && c->nm; i++) c->nd += ir_node(p->g, fu_inputs(p, k)[i])->rank;
+  KnPass ps[2];
   for (uint32_t m = 0; m < c->nm; m++) {
     uint32_t v = fu_members(p, k)[m];
     const Node *n = ir_node(p->g, v);
+    /* a pass's program: the members before m once each, their operands' reads, its value */
+    if (kn_passes((Op)n->op, ps)) c->np += (size_t)m + c->na + 1;
     c->nv += kn_is_view((Op)n->op);
     c->nc += n->op == OP_FULL;
     c->ns += n->op == OP_CONCAT ? n->nin : 0;
@@ -230,8 +234,12 @@ static size_t counts(const Partition *p, const Kernel *k, Counts *c) {
     }
   }
   uint32_t nval = c->nm ? k->ninputs + c->nm + c->nc : 0, nout = c->nm ? k->noutputs : 0;
+  /* the stores' two programs (and a prologue's): each member once, its operands' reads,
+     each output's */
+  if (c->nm) c->np += 3 * ((size_t)c->nm + c->na) + nout + 1;
   size_t b = sizeof(KnKernel) + c->nm * sizeof(KnIns) + c->nv * sizeof(KnView) + c->nc * sizeof(KnConst) +
-             nval * sizeof(KnVal) + (c->ns + c->nd) * sizeof(KnDim) + (c->na + nout) * sizeof(uint32_t);
+             nval * sizeof(KnVal) + (c->ns + c->nd) * sizeof(KnDim) + (c->na + nout) * sizeof(uint32_t) +
+             c->np * sizeof(KnStep);
   return (b + 15) & ~(size_t)15;
 }
 
@@ -279,8 +287,78 @@ static uint32_t number(Low *l, uint32_t u) {
   return UINT32_MAX; /* kn_verify says so */
 }
 
+/* The programs' walks (KnProg): per member the program that listed it (a stamp, so that
+ * nothing is cleared between programs) and the stack of members whose operands are being
+ * walked, each with its next operand. Shared by the kernels of kn_lower_all. */
+typedef struct Walk {
+  uint32_t *seen;
+  uint32_t *stack;
+  uint32_t stamp;
+} Walk;
+
+/* The operands member m's evaluation reads as values (KnProg). */
+static uint32_t walked(const KnKernel *kk, uint32_t m) {
+  const KnIns *in = &kk->ins[m];
+  if (in->op == KO_VIEW || in->op == KO_PRODUCT || (int)m == kk->stash) return 0;
+  return (uint32_t)kn_op_arity((KnOp)in->op);
+}
+
+/* Append to s[n..] the walk from value u, read at the top of a program: returns the new n. */
+static uint32_t walk(const KnKernel *kk, Walk *w, KnStep *s, uint32_t n, uint32_t u) {
+  if (KN_LEAF(kk, u)) {
+    s[n++] = (KnStep){u, 0};
+    return n;
+  }
+  uint32_t top = 0, m = u - kk->nin;
+  if (w->seen[m] == w->stamp) return n;
+  w->seen[m] = w->stamp, w->stack[0] = m, w->stack[1] = 0, top = 1;
+  while (top) {
+    uint32_t *f = &w->stack[2 * (top - 1)];
+    uint32_t x = kk->nin + f[0];
+    uint8_t ctx = kk->val[x].ctx;
+    if (f[1] == walked(kk, f[0])) { /* its operands done: the member itself */
+      s[n++] = (KnStep){x, ctx};
+      top--;
+      continue;
+    }
+    uint32_t a = kk->ins[f[0]].arg[f[1]++];
+    if (KN_LEAF(kk, a)) {
+      s[n++] = (KnStep){a, ctx};
+    } else if (w->seen[a - kk->nin] != w->stamp) {
+      w->seen[a - kk->nin] = w->stamp;
+      w->stack[2 * top] = a - kk->nin, w->stack[2 * top + 1] = 0, top++;
+    }
+  }
+  return n;
+}
+
+/* kk's programs, into s (room for Counts.np steps): each folding member's passes', the
+ * stores' and a packed prologue's. */
+static void programs(KnKernel *kk, Walk *w, KnStep *s) {
+  for (uint32_t m = 0; m < kk->nmem; m++) {
+    KnIns *in = &kk->ins[m];
+    if (!in->np || !in->narg) continue;
+    w->stamp++;
+    uint32_t n = walk(kk, w, s, 0, in->arg[0]);
+    for (int i = 0; i < in->np; i++) in->prog[i] = (KnProg){n, s};
+    s += n;
+  }
+  for (int q = 0; q < 2; q++) {
+    uint32_t n = 0;
+    w->stamp++;
+    for (uint32_t o = 0; o < kk->nout; o++)
+      if (kk->val[kk->out[o]].full == !q) n = walk(kk, w, s, n, kk->out[o]);
+    kk->store[q] = (KnProg){n, s};
+    s += n;
+  }
+  if (kk->packed && kk->pack.prologue) {
+    w->stamp++;
+    kk->pro = (KnProg){walk(kk, w, s, 0, kk->pack.a), s};
+  }
+}
+
 /* Lower kernel k into kk, which has room for c. */
-static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Counts *c) {
+static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Counts *c, Walk *w) {
   memset(kk, 0, offsetof(KnKernel, why)); /* the strings and the call plan are set as used */
   kk->why[0] = kk->vm_why[0] = '\0';
   kk->p = p, kk->k = k, kk->stash = -1, kk->product = -1, kk->full_out = -1, kk->kind = (uint8_t)k->kind;
@@ -319,6 +397,7 @@ static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Count
   KnDim *sizes = l.dims + c->nd;
   uint32_t *args = (uint32_t *)(sizes + c->ns);
   kk->out = args + c->na;
+  KnStep *steps = (KnStep *)(kk->out + kk->nout);
   /* the values: inputs, members, then literals as the members read them */
   for (uint32_t i = 0; i < kk->nin; i++) add_value(&l, i, fu_inputs(p, k)[i]);
   for (uint32_t m = 0; m < kk->nmem; m++) add_value(&l, kk->nin + m, fu_members(p, k)[m]);
@@ -366,6 +445,7 @@ static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Count
   int so = k->kind == KK_ROW && !kk->col ? kk->full_out : -1;
   for (uint32_t m = 0; so >= 0 && m < c->nm && kk->stash < 0; m++)
     if (kk->ins[m].op == KO_SOFTMAX) kk->stash = (int)m, kk->stash_out = (uint32_t)so;
+  programs(kk, w, steps);
 }
 
 KnKernel **kn_lower_all(const Partition *p) {
@@ -377,14 +457,21 @@ KnKernel **kn_lower_all(const Partition *p) {
   uint32_t n = p->kernels.n;
   if (!(room = n <= FEW ? few : malloc(n * sizeof *room))) ir_oom();
   size_t at = ((n + 1) * sizeof(KnKernel *) + 15) & ~(size_t)15, total = at;
-  for (uint32_t i = 0; i < n; i++) total += room[i].bytes = counts(p, &p->kernels.v[i], &room[i].c);
+  uint32_t most = 0; /* members of the largest kernel: the walks' room */
+  for (uint32_t i = 0; i < n; i++) {
+    total += room[i].bytes = counts(p, &p->kernels.v[i], &room[i].c);
+    if (room[i].c.nm > most) most = room[i].c.nm;
+  }
   KnKernel **low = malloc(total);
-  if (!low) ir_oom();
+  Walk w = {calloc(3 * (size_t)most + 1, sizeof *w.seen), NULL, 0};
+  if (!low || !w.seen) ir_oom();
+  w.stack = w.seen + most;
   for (uint32_t i = 0; i < n; i++) {
     low[i] = (KnKernel *)((char *)low + at), at += room[i].bytes;
-    lower(low[i], p, &p->kernels.v[i], &room[i].c);
+    lower(low[i], p, &p->kernels.v[i], &room[i].c, &w);
   }
   low[n] = NULL;
+  free(w.seen);
   if (room != few) free(room);
   return low;
 }
@@ -436,9 +523,51 @@ static bool same_value(const KnKernel *kk, uint32_t x, uint32_t u) {
   return true;
 }
 
+/* Does program p evaluate what it reads before it reads it? at: per value, the program
+ * that evaluated it (stamp); below: members from here on fold after the program; last:
+ * the value it must end with (UINT32_MAX: any). NULL if so, else what is wrong. */
+static const char *check_prog(const KnKernel *kk, const KnProg *p, uint32_t *at, uint32_t stamp, uint32_t below,
+                              uint32_t last) {
+  for (uint32_t e = 0; e < p->n; e++) {
+    KnStep s = p->step[e];
+    if (s.v >= kk->nval || s.ctx > 1) return "reads a value the kernel has not";
+    int m = kn_member(kk, s.v);
+    if (m >= 0 && kk->ins[m].op == KO_FOLDED && (uint32_t)m >= below) return "reads a reduction not folded yet";
+    if (m >= 0 && !KN_LEAF(kk, s.v)) {
+      if (at[s.v] == stamp) return "lists a member twice";
+      if (s.ctx != kk->val[s.v].ctx) return "reads a member out of its alignment";
+      for (uint32_t i = 0; i < walked(kk, (uint32_t)m); i++)
+        if (at[kk->ins[m].arg[i]] != stamp) return "reads an operand before it is evaluated";
+    }
+    at[s.v] = stamp;
+  }
+  if (last != UINT32_MAX && (!p->n || p->step[p->n - 1].v != last)) return "does not end with what it folds";
+  return NULL;
+}
+
+/* kk's programs checked (check_prog), the stores' evaluating every output. */
+static const char *check_progs(const KnKernel *kk) {
+  uint32_t *at = calloc(kk->nval + 1, sizeof *at), stamp = 0;
+  if (!at) ir_oom();
+  const char *bad = NULL;
+  for (uint32_t m = 0; m < kk->nmem && !bad; m++)
+    for (int i = 0; i < kk->ins[m].np && !bad; i++)
+      if (!kk->ins[m].narg) bad = "folds nothing";
+      else bad = check_prog(kk, &kk->ins[m].prog[i], at, ++stamp, m, kk->ins[m].arg[0]);
+  for (int q = 0; q < 2 && !bad; q++) {
+    bad = check_prog(kk, &kk->store[q], at, ++stamp, kk->nmem, UINT32_MAX);
+    for (uint32_t o = 0; o < kk->nout && !bad; o++)
+      if (kk->val[kk->out[o]].full == !q && at[kk->out[o]] != stamp) bad = "does not evaluate an output it stores";
+  }
+  if (!bad && kk->packed && kk->pack.prologue) bad = check_prog(kk, &kk->pro, at, ++stamp, kk->nmem, kk->pack.a);
+  free(at);
+  return bad;
+}
+
 dvm_status kn_verify(const KnKernel *kk, Err *err) {
   const Kernel *k = kk->k;
   const Graph *g = kk->p->g;
+  const char *bad;
   if (!kk->ok || k->kind == KK_EXTERN) return DVM_OK;
   if (!kk->ins) return ir_err(err, DVM_ERR_RUNTIME, "internal: a covered kernel without instructions");
   if ((k->kind == KK_MIX) != (kk->product >= 0) || (kk->product >= 0 && kk->ins[kk->product].op != KO_PRODUCT))
@@ -462,10 +591,11 @@ dvm_status kn_verify(const KnKernel *kk, Err *err) {
     if (o->t != DT_F32 || !o->full)
       return ir_err(err, DVM_ERR_RUNTIME, "internal: a softmax's exp row kept in an output it does not fit");
   }
+  if ((bad = check_progs(kk))) return ir_err(err, DVM_ERR_RUNTIME, "internal: a lowered program %s", bad);
   for (uint32_t m = 0; m < k->nmembers; m++) {
     uint32_t v = fu_members(kk->p, k)[m];
     const KnIns *in = &kk->ins[m];
-    const char *bad = check(g, v, in);
+    bad = check(g, v, in);
     if (!bad && in->narg != ir_node(g, v)->nin) bad = "its operands are not the node's";
     for (uint32_t i = 0; !bad && i < in->narg; i++)
       if (in->arg[i] >= kk->nval || kk->val[in->arg[i]].id != ir_operand(g, v, i)) bad = "an operand is not the node's";
@@ -491,6 +621,25 @@ static void put_dims(Buf *b, const KnKernel *kk, const KnDim *d, int n) {
     put_dim(b, kk, d[i]);
   }
   ir_put(b, "]");
+}
+
+/* Value x as the dump names it: a literal by its value, an input read in alignment 1
+ * with "@1". */
+static void put_value(Buf *b, const KnKernel *kk, uint32_t x, int ctx) {
+  const Graph *g = kk->p->g;
+  const KnConst *kc = kn_member(kk, x) < 0 ? kn_const(kk, x) : NULL; /* a fill keeps its name */
+  if (kc && !kn_is_flt((DType)kc->t)) ir_put(b, "%lld", (long long)kc->i);
+  else if (kc) ir_put(b, "%.9g", (double)kc->f);
+  else ir_put(b, "%s%s", ir_s(g, ir_node(g, kk->val[x].id)->name), ctx && kn_input(kk, x) >= 0 ? "@1" : "");
+}
+
+static void put_prog(Buf *b, const KnKernel *kk, const char *what, const KnProg *p) {
+  ir_put(b, "    %s:", what);
+  for (uint32_t e = 0; e < p->n; e++) {
+    ir_put(b, e ? ", " : " ");
+    put_value(b, kk, p->step[e].v, p->step[e].ctx);
+  }
+  ir_put(b, "\n");
 }
 
 /* The dump's head of a kernel: its loop over the domain, its inputs and its outputs. */
@@ -539,16 +688,8 @@ char *kn_lower_dump(const KnKernel *kk) {
     if (whole) n = (int)in->narg, ir_put(&b, " [");
     const char *sep = whole ? "" : " ";
     for (int i = 0; i < n; i++) {
-      uint32_t x = in->arg[i];
-      const Node *un = ir_node(g, kk->val[x].id);
-      const KnConst *kc = kn_member(kk, x) < 0 ? kn_const(kk, x) : NULL; /* a fill keeps its name */
-      if (kc && !kn_is_flt((DType)kc->t)) {
-        ir_put(&b, "%s%lld", i ? ", " : sep, (long long)kc->i);
-      } else if (kc) {
-        ir_put(&b, "%s%.9g", i ? ", " : sep, (double)kc->f);
-      } else {
-        ir_put(&b, "%s%s", i ? ", " : sep, ir_s(g, un->name));
-      }
+      ir_put(&b, "%s", i ? ", " : sep);
+      put_value(&b, kk, in->arg[i], 0);
     }
     if (whole) ir_put(&b, "]");
     static const char *const folds[] = {"sum", "max", "min", "prod", "max_ord"};
@@ -578,6 +719,10 @@ char *kn_lower_dump(const KnKernel *kk) {
       if (in->hi) ir_put(&b, " hi=%.9g", in->fhi);
     }
     ir_put(&b, "\n");
+    if (in->np) put_prog(&b, kk, in->np > 1 ? "passes evaluate" : "pass evaluates", &in->prog[0]);
   }
+  put_prog(&b, kk, "full-shaped stores evaluate", &kk->store[0]);
+  put_prog(&b, kk, "other stores evaluate", &kk->store[1]);
+  if (kk->packed && kk->pack.prologue) put_prog(&b, kk, "prologue evaluates", &kk->pro);
   return ir_buf_done(&b);
 }
