@@ -56,6 +56,9 @@ typedef struct Enc {
   VEC(VReg) vr;
   int *memo;            /* per member (kn_member): vreg in the current program, -1 */
   int *inmemo;          /* per input and alignment: its load, -1 */
+  int *litv;            /* per literal: its latest materialization, -1 */
+  const KnProg *prog;   /* the program being run (enc_begin), ... */
+  uint32_t at;          /* ... and its next entry */
   int *red, *n1, *n2;   /* per member: slot vregs, -1 */
   int mm;               /* the product's vreg, -1 */
   uint32_t fixed_regs;  /* physical registers taken by fixed vregs */
@@ -97,7 +100,8 @@ Ix enc_ix_s(Sv s);
 VmOp enc_by_dtype(DType t, VmOp f32, VmOp i32, VmOp i64, VmOp b);
 /* Value number u at positions P of its own index space (jit/views.c cg_view_at). */
 int enc_view_at(Enc *e, uint32_t u, const Ix *P);
-/* The value of value number u at the current tile (jit/views.c cg_eval). */
+/* The value of value number u at the current tile: the current program's entries run up
+ * to u's (jit/views.c cg_eval). Values the program does not evaluate fail the encoding. */
 int enc_eval(Enc *e, uint32_t u);
 
 /* The encoder's hottest helpers, inline here: each instruction, field and operand goes
@@ -145,9 +149,13 @@ static inline char enc_kind(VmOp op, int i) {
   return i < 4 ? f[i] : f[3] == 'p' ? f[i] : '-';
 }
 
-static inline void enc_forget(Enc *e) {
-  for (uint32_t m = 0; m < e->kk->nmem; m++) e->memo[m] = -1;
-  for (uint32_t i = 0; i < 2 * e->kk->nin; i++) e->inmemo[i] = -1;
+/* Start program p (NULL: none, views alone) with nothing evaluated. */
+static inline void enc_begin(Enc *e, const KnProg *p) {
+  const KnKernel *kk = e->kk;
+  for (uint32_t m = 0; m < kk->nmem; m++) e->memo[m] = -1;
+  for (uint32_t i = 0; i < 2 * kk->nin; i++) e->inmemo[i] = -1;
+  for (uint32_t j = kk->nin + kk->nmem; j < kk->nval; j++) e->litv[j - kk->nin - kk->nmem] = -1;
+  e->prog = p, e->at = 0;
 }
 
 #endif /* DVM_VM_ENC_H */

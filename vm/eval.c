@@ -1,8 +1,8 @@
 /* vm/eval.c — a kernel's values as bytecode: the dim table, positions and the buffers'
  * bases, views as index programs on scalars (affine in the lanes: s + k·(j + t)) or on
- * index tiles (the lowered kernel's index maps, as jit/views.c's), and the recursive
- * evaluator of members (enc_eval) with a memo per program, switching over the lowered
- * instructions. */
+ * index tiles (the lowered kernel's index maps, as jit/views.c's), and the lowered
+ * programs' entries (KnProg) run in order (enc_eval), each member's instruction on its
+ * operands' values, switching over the lowered instructions. */
 #include <string.h>
 
 #include "enc.h"
@@ -246,8 +246,21 @@ static int view_here(Enc *e, uint32_t u) {
 
 /* ---- members ---------------------------------------------------------------------------- */
 
+/* Value u as the current program left it: a member's value, an input's load in the
+ * current alignment, a literal's latest materialization. */
+static int value(Enc *e, uint32_t u) {
+  const KnKernel *kk = e->kk;
+  int m = kn_member(kk, u);
+  int r = m >= 0 ? e->memo[m] : u >= kk->nin ? e->litv[u - kk->nin - kk->nmem] : e->inmemo[2 * u + e->ctx];
+  if (r < 0) {
+    enc_fail(e, "%s", "internal: an operand read before its program evaluates it");
+    return enc_constf(e, 0);
+  }
+  return r;
+}
+
 /* Operand i of instruction in. */
-static int operand(Enc *e, const KnIns *in, uint32_t i) { return enc_eval(e, in->arg[i]); }
+static int operand(Enc *e, const KnIns *in, uint32_t i) { return value(e, in->arg[i]); }
 
 static int load_input(Enc *e, int i) {
   if (e->inmemo[2 * i + e->ctx] >= 0) return e->inmemo[2 * i + e->ctx];
@@ -337,18 +350,26 @@ static int elementwise(Enc *e, const KnIns *in) {
   }
 }
 
-/* The value of value number u at the current tile (jit/views.c cg_eval). */
-int enc_eval(Enc *e, uint32_t u) {
-  int m = kn_member(e->kk, u);
-  if (m < 0 && kn_const(e->kk, u)) return lit(e, u); /* a literal operand */
-  if (m < 0) return load_input(e, kn_input(e->kk, u));
-  if (e->red[m] >= 0) return e->red[m];
-  if (e->memo[m] >= 0) return e->memo[m];
-  const KnIns *in = &e->kk->ins[m];
-  int saved = e->ctx, r, x;
+/* Program entry s at the current tile (jit/views.c cg_step): a literal materialized, an
+ * input loaded in its alignment (once per program), a reduced member's slot, or a
+ * member's instruction on its operands' values. */
+static void step(Enc *e, KnStep s) {
+  const KnKernel *kk = e->kk;
+  uint32_t u = s.v;
+  int m = kn_member(kk, u), r, x;
+  e->ctx = s.ctx;
+  if (m < 0) {
+    if (u >= kk->nin) e->litv[u - kk->nin - kk->nmem] = lit(e, u);
+    else load_input(e, (int)u);
+    e->ctx = 0;
+    return;
+  }
+  const KnIns *in = &kk->ins[m];
   bool rows = e->c->mode == VMM_ROWS;
-  e->ctx = e->kk->val[u].ctx;
   switch (in->op) {
+  case KO_FOLDED: /* folded by an earlier pass */
+    if ((r = e->red[m]) < 0) enc_fail(e, "%s", "internal: a reduction read before its pass");
+    break;
   case KO_PRODUCT: r = e->mm; break;
   case KO_VIEW: r = view_here(e, u); break;
   /* rows: one instruction reading the per-row values once (u); cols: per-column tiles */
@@ -381,6 +402,25 @@ int enc_eval(Enc *e, uint32_t u) {
     break;
   default: r = elementwise(e, in);
   }
-  e->ctx = saved;
-  return e->memo[m] = r;
+  e->memo[m] = r;
+  e->ctx = 0;
+}
+
+/* The value of value number u at the current tile: the current program's entries run up
+ * to u's (jit/views.c cg_eval). */
+int enc_eval(Enc *e, uint32_t u) {
+  const KnKernel *kk = e->kk;
+  int m = kn_member(kk, u);
+  if (m >= 0 && !KN_LEAF(kk, u) && e->memo[m] >= 0) return e->memo[m];
+  while (e->prog && e->at < e->prog->n) {
+    KnStep s = e->prog->step[e->at++];
+    step(e, s);
+    if (s.v != u) continue;
+    e->ctx = s.ctx;
+    int r = value(e, u);
+    e->ctx = 0;
+    return r;
+  }
+  enc_fail(e, "%s", "internal: a value its program does not evaluate");
+  return enc_constf(e, 0);
 }

@@ -12,10 +12,12 @@
  * one-pass layernorm (FOLDSH). */
 enum { Q_VALUE = W_VALUE, Q_EXP_SHIFTED = W_EXP_SHIFTED, Q_SQ_CENTERED = W_SQ_CENTERED, Q_SQ = W_SQ, Q_SHIFTED = W_ARGMAX + 1 };
 
-/* A pass folding a quantity of value number x into slot `slot`: rows, by a fold
- * instruction into the slot's accumulators; cols, by the driver from the program's result. */
-static void add_pass(Enc *e, VmFold f, uint32_t x, int what, int m, VmPost post, int slot, int aux, float eps) {
-  enc_forget(e);
+/* A pass folding a quantity of value number x (the last of program pr's values) into slot
+ * `slot`: rows, by a fold instruction into the slot's accumulators; cols, by the driver
+ * from the program's result. */
+static void add_pass(Enc *e, VmFold f, const KnProg *pr, uint32_t x, int what, int m, VmPost post, int slot, int aux,
+                     float eps) {
+  enc_begin(e, pr);
   int v = enc_eval(e, x);
   VmPass ps = {.fold = (uint8_t)f, .post = (uint8_t)post, .eps = eps};
   ps.slot = (uint8_t)e->vr.v[slot].phys;
@@ -71,31 +73,31 @@ static void passes(Enc *e) {
         break;
       }
       int slot = enc_fixed_reg(e);
-      add_pass(e, (VmFold)ps[0].f, x, ps[0].what, (int)m, (VmPost)ps[0].post, slot, -1, 0);
+      add_pass(e, (VmFold)ps[0].f, &in->prog[0], x, ps[0].what, (int)m, (VmPost)ps[0].post, slot, -1, 0);
       e->red[m] = slot;
       break;
     }
     case KO_SOFTMAX: case KO_LOG_SOFTMAX: /* n1: the max; n2: 1 / sum, or max + log sum */
       e->n1[m] = enc_fixed_reg(e);
-      add_pass(e, (VmFold)ps[0].f, x, ps[0].what, (int)m, (VmPost)ps[0].post, e->n1[m], -1, 0);
+      add_pass(e, (VmFold)ps[0].f, &in->prog[0], x, ps[0].what, (int)m, (VmPost)ps[0].post, e->n1[m], -1, 0);
       n2 = enc_fixed_reg(e);
-      add_pass(e, (VmFold)ps[1].f, x, ps[1].what, (int)m, (VmPost)ps[1].post, n2, e->n1[m], 0);
+      add_pass(e, (VmFold)ps[1].f, &in->prog[1], x, ps[1].what, (int)m, (VmPost)ps[1].post, n2, e->n1[m], 0);
       e->n2[m] = n2;
       break;
     case KO_LAYERNORM: /* n1: the mean; n2: 1 / sqrt(var + eps) */
       e->n1[m] = enc_fixed_reg(e);
       n2 = enc_fixed_reg(e);
       if (e->c->mode == VMM_ROWS) { /* one pass (FOLDSH): the native tier's ln_stats */
-        add_pass(e, VMF_SUM, x, Q_SHIFTED, (int)m, VMP_LNSHIFT, e->n1[m], n2, eps);
+        add_pass(e, VMF_SUM, &in->prog[0], x, Q_SHIFTED, (int)m, VMP_LNSHIFT, e->n1[m], n2, eps);
       } else {
-        add_pass(e, (VmFold)ps[0].f, x, ps[0].what, (int)m, (VmPost)ps[0].post, e->n1[m], -1, 0);
-        add_pass(e, (VmFold)ps[1].f, x, ps[1].what, (int)m, (VmPost)ps[1].post, n2, -1, eps);
+        add_pass(e, (VmFold)ps[0].f, &in->prog[0], x, ps[0].what, (int)m, (VmPost)ps[0].post, e->n1[m], -1, 0);
+        add_pass(e, (VmFold)ps[1].f, &in->prog[1], x, ps[1].what, (int)m, (VmPost)ps[1].post, n2, -1, eps);
       }
       e->n2[m] = n2;
       break;
     case KO_RMSNORM: /* n2: 1 / sqrt(mean square + eps) */
       n2 = enc_fixed_reg(e);
-      add_pass(e, (VmFold)ps[0].f, x, ps[0].what, (int)m, (VmPost)ps[0].post, n2, -1, eps);
+      add_pass(e, (VmFold)ps[0].f, &in->prog[0], x, ps[0].what, (int)m, (VmPost)ps[0].post, n2, -1, eps);
       e->n2[m] = n2;
       break;
     default: break;
@@ -103,10 +105,10 @@ static void passes(Enc *e) {
   }
 }
 
-/* The stores of the full-shaped (full) or the other (!full) outputs. */
+/* The stores of the full-shaped (full) or the other (!full) outputs: their program. */
 static VmProg stores(Enc *e, bool full) {
   const KnKernel *kk = e->kk;
-  enc_forget(e);
+  enc_begin(e, &kk->store[!full]);
   enum { MAXOUT = 256 };
   int vals[MAXOUT];
   for (uint32_t o = 0; o < kk->nout && o < MAXOUT; o++) /* every value first: an */
@@ -187,9 +189,10 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
   }
   VmCode *c = calloc(1, sizeof *c);
   uint32_t nm = kk->nmem;
-  int *mem = malloc((5 * (size_t)nm + 2 * (size_t)kk->nin + 1) * sizeof *mem);
+  int *mem = malloc((5 * (size_t)nm + 2 * (size_t)kk->nin + (kk->nval - kk->nin - nm) + 1) * sizeof *mem);
   if (!c || !mem) ir_oom();
-  Enc e = {.kk = kk, .c = c, .memo = mem, .inmemo = mem + 5 * nm, .red = mem + nm, .n1 = mem + 2 * nm,
+  Enc e = {.kk = kk, .c = c, .memo = mem, .inmemo = mem + 5 * nm, .litv = mem + 5 * nm + 2 * kk->nin,
+           .red = mem + nm, .n1 = mem + 2 * nm,
            .n2 = mem + 3 * nm, .mm = -1, .ns = VS_FREE, .mask = -1, .stash_member = -1};
   for (uint32_t i = 0; i < 5 * nm; i++) mem[i] = -1;
   e.r = kk->r;
@@ -214,7 +217,7 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
         uint32_t x = pass ? b : a;
         const KnVal *xn = &kk->val[x];
         Ix *P = pass ? Pb : Pa;
-        enc_forget(&e);
+        enc_begin(&e, NULL);
         KnLayout lay; /* batch dims right-aligned with the domain's, broadcast ones at 0 */
         kn_layout(kk, x, 0, &lay);
         for (int t = 0; t + 2 < xn->rank; t++)
