@@ -318,13 +318,16 @@ typedef struct KnView {
  * the body folds or stores, in the body's order, operands in argument order, which
  *   - lists a member once, at its first read: the body keeps its value;
  *   - lists an input, a literal and a reduced member (KO_FOLDED: its passes ran before
- *     the body) at every read, with the reader's alignment: a back end loads, materializes
- *     or rounds it there, or reuses what it has (the bytecode keeps an input's load per
- *     ctx), and an operand reads the latest entry of its value;
+ *     the body), its leaves, at every read, with the reader's alignment: a back end loads,
+ *     materializes or rounds it there, or reuses what it has (the bytecode keeps an
+ *     input's load per ctx);
  *   - walks no operand of a view (read through its index map), of the product (the
  *     accumulator) or of the stash softmax (kk->stash: the exp row its sum pass kept),
- *     and the first kn_op_arity operands of the others.
- * A body that evaluates several values (the stores) runs the program up to each in turn. */
+ *     and the first kn_op_arity operands of the others (kn_walked).
+ * So the reads of leaves nest: a member's leaf operands are, in argument order, the last
+ * leaf entries before it that no member after them has taken (a back end keeps them on a
+ * stack, each member taking its own off the top). A body that evaluates several values
+ * (the stores) runs the program up to each in turn. */
 typedef struct KnStep {
   uint32_t v;         /* the value number */
   uint8_t ctx;        /* its alignment (kn_domain_axis): an input's reader's KnVal.ctx (0 at
@@ -437,6 +440,7 @@ typedef struct KnKernel {
                          full-shaped outputs (the output pass), [1] the others */
   KnProg pro;         /* a packed mix kernel's prologue: its value pack.a, as the packing of
                          a reads it (n 0 without one) */
+  uint32_t most;      /* the most entries of any of its programs */
   char why[256];      /* !ok: why the code generators do not cover it */
   char vm_why[256];   /* a covered kernel the bytecode tier does not run, by the op table's
                          vm column (kn_op_cover): why; empty if it does */
@@ -470,6 +474,13 @@ void kn_lower_all_free(KnKernel **low);
 /* The operands instruction op reads, and its name in dumps. */
 int kn_op_arity(KnOp op);
 const char *kn_op_name(KnOp op);
+/* The operands member m's evaluation reads as values in its programs (KnProg): its first
+ * kn_op_arity, none for a view, the product and the stash softmax. */
+static inline uint32_t kn_walked(const KnKernel *kk, uint32_t m) {
+  const KnIns *in = &kk->ins[m];
+  if (in->op == KO_VIEW || in->op == KO_PRODUCT || (int)m == kk->stash) return 0;
+  return (uint32_t)kn_op_arity((KnOp)in->op);
+}
 /* `dvm dump --stage lowered`: the kernel's members as instructions (malloc'd). */
 char *kn_lower_dump(const KnKernel *kk);
 /* Check kk against its kernel: an instruction per member, each arity and dtype what its

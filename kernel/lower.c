@@ -296,13 +296,6 @@ typedef struct Walk {
   uint32_t stamp;
 } Walk;
 
-/* The operands member m's evaluation reads as values (KnProg). */
-static uint32_t walked(const KnKernel *kk, uint32_t m) {
-  const KnIns *in = &kk->ins[m];
-  if (in->op == KO_VIEW || in->op == KO_PRODUCT || (int)m == kk->stash) return 0;
-  return (uint32_t)kn_op_arity((KnOp)in->op);
-}
-
 /* Append to s[n..] the walk from value u, read at the top of a program: returns the new n. */
 static uint32_t walk(const KnKernel *kk, Walk *w, KnStep *s, uint32_t n, uint32_t u) {
   if (KN_LEAF(kk, u)) {
@@ -316,7 +309,7 @@ static uint32_t walk(const KnKernel *kk, Walk *w, KnStep *s, uint32_t n, uint32_
     uint32_t *f = &w->stack[2 * (top - 1)];
     uint32_t x = kk->nin + f[0];
     uint8_t ctx = kk->val[x].ctx;
-    if (f[1] == walked(kk, f[0])) { /* its operands done: the member itself */
+    if (f[1] == kn_walked(kk, f[0])) { /* its operands done: the member itself */
       s[n++] = (KnStep){x, ctx};
       top--;
       continue;
@@ -341,6 +334,7 @@ static void programs(KnKernel *kk, Walk *w, KnStep *s) {
     w->stamp++;
     uint32_t n = walk(kk, w, s, 0, in->arg[0]);
     for (int i = 0; i < in->np; i++) in->prog[i] = (KnProg){n, s};
+    if (n > kk->most) kk->most = n;
     s += n;
   }
   for (int q = 0; q < 2; q++) {
@@ -349,11 +343,13 @@ static void programs(KnKernel *kk, Walk *w, KnStep *s) {
     for (uint32_t o = 0; o < kk->nout; o++)
       if (kk->val[kk->out[o]].full == !q) n = walk(kk, w, s, n, kk->out[o]);
     kk->store[q] = (KnProg){n, s};
+    if (n > kk->most) kk->most = n;
     s += n;
   }
   if (kk->packed && kk->pack.prologue) {
     w->stamp++;
     kk->pro = (KnProg){walk(kk, w, s, 0, kk->pack.a), s};
+    if (kk->pro.n > kk->most) kk->most = kk->pro.n;
   }
 }
 
@@ -526,19 +522,30 @@ static bool same_value(const KnKernel *kk, uint32_t x, uint32_t u) {
 /* Does program p evaluate what it reads before it reads it? at: per value, the program
  * that evaluated it (stamp); below: members from here on fold after the program; last:
  * the value it must end with (UINT32_MAX: any). NULL if so, else what is wrong. */
-static const char *check_prog(const KnKernel *kk, const KnProg *p, uint32_t *at, uint32_t stamp, uint32_t below,
-                              uint32_t last) {
+static const char *check_prog(const KnKernel *kk, const KnProg *p, uint32_t *at, uint32_t *reads, uint32_t stamp,
+                              uint32_t below, uint32_t last) {
+  uint32_t sp = 0; /* the leaf reads no member has taken yet */
   for (uint32_t e = 0; e < p->n; e++) {
     KnStep s = p->step[e];
     if (s.v >= kk->nval || s.ctx > 1) return "reads a value the kernel has not";
     int m = kn_member(kk, s.v);
     if (m >= 0 && kk->ins[m].op == KO_FOLDED && (uint32_t)m >= below) return "reads a reduction not folded yet";
-    if (m >= 0 && !KN_LEAF(kk, s.v)) {
-      if (at[s.v] == stamp) return "lists a member twice";
-      if (s.ctx != kk->val[s.v].ctx) return "reads a member out of its alignment";
-      for (uint32_t i = 0; i < walked(kk, (uint32_t)m); i++)
-        if (at[kk->ins[m].arg[i]] != stamp) return "reads an operand before it is evaluated";
+    if (KN_LEAF(kk, s.v)) {
+      reads[sp++] = s.v, at[s.v] = stamp;
+      continue;
     }
+    if (at[s.v] == stamp) return "lists a member twice";
+    if (s.ctx != kk->val[s.v].ctx) return "reads a member out of its alignment";
+    const KnIns *in = &kk->ins[m];
+    uint32_t n = kn_walked(kk, (uint32_t)m), leaves = 0;
+    for (uint32_t i = 0; i < n; i++) {
+      if (KN_LEAF(kk, in->arg[i])) leaves++;
+      else if (at[in->arg[i]] != stamp) return "reads an operand before it is evaluated";
+    }
+    if (leaves > sp) return "reads an operand before it is evaluated";
+    sp -= leaves;
+    for (uint32_t i = 0, q = sp; i < n; i++)
+      if (KN_LEAF(kk, in->arg[i]) && reads[q++] != in->arg[i]) return "reads an operand other than its entry";
     at[s.v] = stamp;
   }
   if (last != UINT32_MAX && (!p->n || p->step[p->n - 1].v != last)) return "does not end with what it folds";
@@ -547,19 +554,19 @@ static const char *check_prog(const KnKernel *kk, const KnProg *p, uint32_t *at,
 
 /* kk's programs checked (check_prog), the stores' evaluating every output. */
 static const char *check_progs(const KnKernel *kk) {
-  uint32_t *at = calloc(kk->nval + 1, sizeof *at), stamp = 0;
+  uint32_t *at = calloc(kk->nval + kk->most + 1, sizeof *at), *reads = at + kk->nval, stamp = 0;
   if (!at) ir_oom();
   const char *bad = NULL;
   for (uint32_t m = 0; m < kk->nmem && !bad; m++)
     for (int i = 0; i < kk->ins[m].np && !bad; i++)
       if (!kk->ins[m].narg) bad = "folds nothing";
-      else bad = check_prog(kk, &kk->ins[m].prog[i], at, ++stamp, m, kk->ins[m].arg[0]);
+      else bad = check_prog(kk, &kk->ins[m].prog[i], at, reads, ++stamp, m, kk->ins[m].arg[0]);
   for (int q = 0; q < 2 && !bad; q++) {
-    bad = check_prog(kk, &kk->store[q], at, ++stamp, kk->nmem, UINT32_MAX);
+    bad = check_prog(kk, &kk->store[q], at, reads, ++stamp, kk->nmem, UINT32_MAX);
     for (uint32_t o = 0; o < kk->nout && !bad; o++)
       if (kk->val[kk->out[o]].full == !q && at[kk->out[o]] != stamp) bad = "does not evaluate an output it stores";
   }
-  if (!bad && kk->packed && kk->pack.prologue) bad = check_prog(kk, &kk->pro, at, ++stamp, kk->nmem, kk->pack.a);
+  if (!bad && kk->packed && kk->pack.prologue) bad = check_prog(kk, &kk->pro, at, reads, ++stamp, kk->nmem, kk->pack.a);
   free(at);
   return bad;
 }

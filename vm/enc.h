@@ -5,7 +5,8 @@
  * The encoder walks a lowered kernel the way the native emitter does (jit/cg.h), one file
  * per part:
  *   encode.c  instructions, the constant pool, programs, the peephole, registers
- *   eval.c    dims, positions, buffer bases, views as index programs, members
+ *   eval.c    dims, positions, buffer bases, views as index programs, the lowered
+ *             programs' entries (KnProg)
  *   shapes.c  passes, stores, the mix kernel, vm_encode
  *   disasm.c  the disassembly */
 #ifndef DVM_VM_ENC_H
@@ -56,9 +57,13 @@ typedef struct Enc {
   VEC(VReg) vr;
   int *memo;            /* per member (kn_member): vreg in the current program, -1 */
   int *inmemo;          /* per input and alignment: its load, -1 */
-  int *litv;            /* per literal: its latest materialization, -1 */
   const KnProg *prog;   /* the program being run (enc_begin), ... */
-  uint32_t at;          /* ... and its next entry */
+  uint32_t at;          /* ... its next entry, ... */
+  int *reads;           /* ... and its leaf reads no member has taken yet (KnProg): their
+                           vregs, ... */
+  uint32_t *readv;      /* ... their values, ... */
+  uint32_t nreads;      /* ... how many */
+  int opv[3];           /* the leaf operands of the member being evaluated */
   int *red, *n1, *n2;   /* per member: slot vregs, -1 */
   int mm;               /* the product's vreg, -1 */
   uint32_t fixed_regs;  /* physical registers taken by fixed vregs */
@@ -151,11 +156,9 @@ static inline char enc_kind(VmOp op, int i) {
 
 /* Start program p (NULL: none, views alone) with nothing evaluated. */
 static inline void enc_begin(Enc *e, const KnProg *p) {
-  const KnKernel *kk = e->kk;
-  for (uint32_t m = 0; m < kk->nmem; m++) e->memo[m] = -1;
-  for (uint32_t i = 0; i < 2 * kk->nin; i++) e->inmemo[i] = -1;
-  for (uint32_t j = kk->nin + kk->nmem; j < kk->nval; j++) e->litv[j - kk->nin - kk->nmem] = -1;
-  e->prog = p, e->at = 0;
+  for (uint32_t m = 0; m < e->kk->nmem; m++) e->memo[m] = -1;
+  for (uint32_t i = 0; i < 2 * e->kk->nin; i++) e->inmemo[i] = -1;
+  e->prog = p, e->at = 0, e->nreads = 0;
 }
 
 #endif /* DVM_VM_ENC_H */

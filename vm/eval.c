@@ -246,21 +246,18 @@ static int view_here(Enc *e, uint32_t u) {
 
 /* ---- members ---------------------------------------------------------------------------- */
 
-/* Value u as the current program left it: a member's value, an input's load in the
- * current alignment, a literal's latest materialization. */
-static int value(Enc *e, uint32_t u) {
-  const KnKernel *kk = e->kk;
-  int m = kn_member(kk, u);
-  int r = m >= 0 ? e->memo[m] : u >= kk->nin ? e->litv[u - kk->nin - kk->nmem] : e->inmemo[2 * u + e->ctx];
+/* Operand i of instruction in (the member being evaluated): a leaf's read (e->opv), or a
+ * member's value. */
+static int operand(Enc *e, const KnIns *in, uint32_t i) {
+  uint32_t u = in->arg[i];
+  if (KN_LEAF(e->kk, u)) return e->opv[i];
+  int r = e->memo[u - e->kk->nin];
   if (r < 0) {
     enc_fail(e, "%s", "internal: an operand read before its program evaluates it");
     return enc_constf(e, 0);
   }
   return r;
 }
-
-/* Operand i of instruction in. */
-static int operand(Enc *e, const KnIns *in, uint32_t i) { return value(e, in->arg[i]); }
 
 static int load_input(Enc *e, int i) {
   if (e->inmemo[2 * i + e->ctx] >= 0) return e->inmemo[2 * i + e->ctx];
@@ -350,26 +347,43 @@ static int elementwise(Enc *e, const KnIns *in) {
   }
 }
 
-/* Program entry s at the current tile (jit/views.c cg_step): a literal materialized, an
- * input loaded in its alignment (once per program), a reduced member's slot, or a
- * member's instruction on its operands' values. */
+/* Member m's leaf operands taken off the reads (KnProg), into e->opv. */
+static void take_reads(Enc *e, uint32_t m) {
+  const KnKernel *kk = e->kk;
+  const KnIns *in = &kk->ins[m];
+  uint32_t n = kn_walked(kk, m), leaves = 0;
+  for (uint32_t i = 0; i < n; i++) leaves += KN_LEAF(kk, in->arg[i]);
+  if (leaves > e->nreads) {
+    enc_fail(e, "%s", "internal: an operand read before its program evaluates it");
+    return;
+  }
+  e->nreads -= leaves;
+  for (uint32_t i = 0, q = e->nreads; i < n; i++) {
+    if (!KN_LEAF(kk, in->arg[i])) continue;
+    if (e->readv[q] != in->arg[i]) enc_fail(e, "%s", "internal: an operand read other than its program's entry");
+    e->opv[i] = e->reads[q++];
+  }
+}
+
+/* Program entry s at the current tile (as jit/views.c's): a leaf read (a literal
+ * materialized, an input loaded in its alignment once per program, a reduced member's
+ * slot) kept for its reader, or a member's instruction on its operands' values. */
 static void step(Enc *e, KnStep s) {
   const KnKernel *kk = e->kk;
   uint32_t u = s.v;
   int m = kn_member(kk, u), r, x;
   e->ctx = s.ctx;
-  if (m < 0) {
-    if (u >= kk->nin) e->litv[u - kk->nin - kk->nmem] = lit(e, u);
-    else load_input(e, (int)u);
+  if (KN_LEAF(kk, u)) {
+    if (m >= 0 && (r = e->red[m]) < 0) enc_fail(e, "%s", "internal: a reduction read before its pass");
+    else if (m < 0) r = u >= kk->nin ? lit(e, u) : load_input(e, (int)u);
+    e->reads[e->nreads] = r, e->readv[e->nreads++] = u; /* room: kk->most */
     e->ctx = 0;
     return;
   }
   const KnIns *in = &kk->ins[m];
   bool rows = e->c->mode == VMM_ROWS;
+  take_reads(e, (uint32_t)m);
   switch (in->op) {
-  case KO_FOLDED: /* folded by an earlier pass */
-    if ((r = e->red[m]) < 0) enc_fail(e, "%s", "internal: a reduction read before its pass");
-    break;
   case KO_PRODUCT: r = e->mm; break;
   case KO_VIEW: r = view_here(e, u); break;
   /* rows: one instruction reading the per-row values once (u); cols: per-column tiles */
@@ -415,11 +429,7 @@ int enc_eval(Enc *e, uint32_t u) {
   while (e->prog && e->at < e->prog->n) {
     KnStep s = e->prog->step[e->at++];
     step(e, s);
-    if (s.v != u) continue;
-    e->ctx = s.ctx;
-    int r = value(e, u);
-    e->ctx = 0;
-    return r;
+    if (s.v == u) return m >= 0 && !KN_LEAF(kk, u) ? e->memo[m] : e->reads[--e->nreads]; /* read at the top */
   }
   enc_fail(e, "%s", "internal: a value its program does not evaluate");
   return enc_constf(e, 0);
