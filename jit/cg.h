@@ -5,7 +5,7 @@
  *   codegen.c  jit_emit: the function, its parameters and the kernel shape's loop
  *   emit.c     constants, types, intrinsics and libmvec calls, loads and stores
  *   math.c     exp, 2^t, gelu_tanh and the other elementwise ops
- *   views.c    operand bases, views as index maps, the recursive evaluator (cg_eval)
+ *   views.c    operand bases, views as index maps, the programs' entries (cg_eval)
  *   loops.c    loops over a row's columns and over reduced rows
  *   rows.c     vector and row kernels: passes, stores, the row loop
  *   mix.c      matmul with b read in place or streamed, the general matmul, counted loops
@@ -31,6 +31,13 @@ typedef struct Cg {
   LLVMValueRef *dimv;    /* per dim parameter: its value, loaded once at entry */
   LLVMTypeRef f32, i1, i32, i64, ptr, vf;
   LLVMValueRef *memo;    /* per member: its value in the current loop body */
+  const KnProg *prog;    /* the program of the current loop body (cg_begin), ... */
+  uint32_t at;           /* ... its next entry, ... */
+  LLVMValueRef *reads;   /* ... and its leaf reads no member has taken yet (KnProg), ... */
+  uint32_t *readv;       /* ... their values, ... */
+  uint32_t nreads;       /* ... how many */
+  LLVMValueRef opv[3];   /* the leaf operands of the member being evaluated */
+  bool broken;           /* a program read a value before evaluating it (an internal error) */
   LLVMValueRef *red;     /* per member: a reduction's per-row result (splat) */
   LLVMValueRef *n1, *n2; /* per member: a normalization's per-row scalars (splats) */
   LLVMValueRef *base;    /* per input and alignment (2 i + ctx): element offset at the
@@ -92,6 +99,7 @@ typedef struct Pass {
   uint32_t value;    /* what is folded: a value number ... */
   int what;          /* ... or, for normalizations, which derived quantity */
   int member;
+  const KnProg *prog; /* the program evaluating the value (KnIns.prog) */
 } Pass;
 
 typedef struct Store {
@@ -156,7 +164,8 @@ void cg_value_base(Cg *c, uint32_t u, const LLVMValueRef *idx, int ctx, LLVMValu
 void cg_input_bases(Cg *c, const LLVMValueRef *idx);
 /* An input's W lanes at the current column. */
 LLVMValueRef cg_load_input(Cg *c, int i);
-/* Operand k of member value v, evaluated. */
+/* Operand k of member value v, the member being evaluated: a leaf's read, or a member's
+ * value. */
 LLVMValueRef cg_operand(Cg *c, uint32_t v, uint32_t k);
 LLVMValueRef cg_lit(Cg *c, uint32_t u);
 
@@ -175,7 +184,11 @@ LLVMValueRef cg_emit_elementwise(Cg *c, uint32_t v, const KnIns *in);
 Ix cg_ix_scalar(LLVMValueRef s);
 /* Value u (a view, or a kernel input at the end of a chain of views) at position P. */
 LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P);
-/* The value of u at the current column: a vector, or a splat for per-row scalars. */
+/* Start program p (KnProg) of a loop body, nothing evaluated. */
+void cg_begin(Cg *c, const KnProg *p);
+/* The value of u at the current column (a vector, or a splat for per-row scalars): the
+ * current program's entries run up to u's. A value the program does not evaluate breaks
+ * the kernel (Cg.broken). */
 LLVMValueRef cg_eval(Cg *c, uint32_t u);
 void cg_forget(Cg *c);
 /* Element offsets of every input for row `row` (outer index decomposed by the domain). */
@@ -216,7 +229,7 @@ LLVMValueRef cg_pass_body(Cg *c, void *arg, LLVMValueRef acc);
 LLVMValueRef cg_lanes_sum(Cg *c, LLVMValueRef v);
 LLVMValueRef cg_am_pick(Cg *c, LLVMValueRef a, LLVMValueRef b);
 /* Column mode: row q of the reduced axis (its index in c->idx) folded into the lanes'
- * (value, index) pairs. */
+ * (value, index) pairs (arg: the Pass). */
 LLVMValueRef cg_am_col_body(Cg *c, void *arg, LLVMValueRef acc);
 /* Member m's per-row scalars from the result of its pass i (Lf: the count folded, splat). */
 void cg_finish_pass(Cg *c, uint32_t m, int i, LLVMValueRef folded, LLVMValueRef Lf);

@@ -33,8 +33,8 @@
  * kn_supported's: other kernels run on the kernel-level reference path. docs/native.md
  * has the measurements behind these choices.
  *
- * The emitter is one recursive evaluator (cg_eval) shared by every kernel shape, over
- * one state (Cg); jit/cg.h lists the files it is split into. */
+ * Every kernel shape's loop bodies run the lowered kernel's programs (cg_eval), over one
+ * state (Cg); jit/cg.h lists the files the emitter is split into. */
 #include <llvm-c/Core.h>
 #include <stdlib.h>
 
@@ -43,12 +43,13 @@
 void jit_emit_extern(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char *name);
 
 /* Emit the lowered kernel kk as function `name` into module M (context C); W lanes,
- * libmvec prefix. */
-void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char *name, int W,
+ * libmvec prefix. False: a program read a value before evaluating it (an internal error;
+ * the function is not to be used). */
+bool jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char *name, int W,
               const char *mvec_prefix) {
   if (kk->kind == KK_EXTERN) {
     jit_emit_extern(kk, C, M, name);
-    return;
+    return true;
   }
   Cg c = {.low = kk, .W = W, .NW = W, .mvec = mvec_prefix, .C = C, .M = M, .mm_member = kk->product,
           .stash_member = -1, .col = kk->col};
@@ -64,12 +65,13 @@ void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char 
   c.B = LLVMCreateBuilderInContext(C);
   uint32_t nm = kk->nmem, ni = kk->nin;
   size_t nb = ni + kk->nout;
-  LLVMValueRef *mem = calloc(4 * (size_t)nm + 5 * (size_t)ni + nb + kk->ndims + 2, sizeof *mem);
+  LLVMValueRef *mem = calloc(4 * (size_t)nm + 5 * (size_t)ni + nb + kk->ndims + 2 * (size_t)kk->most + 2, sizeof *mem);
   if (!mem) ir_oom();
   c.memo = mem, c.red = mem + nm, c.n1 = mem + 2 * nm, c.n2 = mem + 3 * nm;
   c.base = mem + 4 * nm, c.inner = mem + 4 * nm + 2 * ni;
   c.bufp = mem + 4 * nm + 4 * ni, c.dimv = mem + 4 * nm + 4 * ni + nb;
   c.next = mem + 4 * nm + 4 * ni + nb + kk->ndims;
+  c.reads = c.next + ni, c.readv = (uint32_t *)(c.reads + kk->most); /* a pointer's room holds a value number */
   c.bufs = LLVMGetParam(c.fn, 0), c.dims = LLVMGetParam(c.fn, 1);
   LLVMValueRef begin = LLVMGetParam(c.fn, 2), end = LLVMGetParam(c.fn, 3);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(C, c.fn, "entry");
@@ -94,4 +96,5 @@ void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char 
   free(c.slot);
   free(c.rows4);
   free(mem);
+  return !c.broken;
 }

@@ -10,6 +10,7 @@
 
 /* Full-shaped outputs at the current row of the reduced axes. */
 static LLVMValueRef store_full_body(Cg *c, void *arg, LLVMValueRef acc) {
+  cg_begin(c, &c->low->store[0]);
   for (uint32_t o = 0; o < c->low->nout; o++) {
     uint32_t v = c->low->out[o];
     if (!c->low->val[v].full) continue;
@@ -128,8 +129,8 @@ static LLVMValueRef s_init(Cg *c, void *arg, LLVMValueRef acc) {
 
 /* The current row's value at the current columns folded into accumulators a. */
 static LLVMValueRef s_step(Cg *c, Stream *s, LLVMValueRef a) {
-  if (s->ps.what == W_ARGMAX) return cg_am_col_body(c, &s->x, a);
-  Pass ps = {s->ps.f, (DType)c->low->val[s->x].t, s->x, s->ps.what, (int)s->m};
+  Pass ps = {s->ps.f, (DType)c->low->val[s->x].t, s->x, s->ps.what, (int)s->m, &c->low->ins[s->m].prog[s->pass]};
+  if (s->ps.what == W_ARGMAX) return cg_am_col_body(c, &ps, a);
   return cg_pass_body(c, &ps, a);
 }
 
@@ -245,6 +246,7 @@ static LLVMValueRef s_store_full(Cg *c, void *arg, LLVMValueRef acc) {
 
 /* The reduced-shaped outputs at the current columns (c->red etc. loaded or computed). */
 static void store_reduced(Cg *c) {
+  cg_begin(c, &c->low->store[1]);
   for (uint32_t o = 0; o < c->low->nout; o++) {
     uint32_t v = c->low->out[o];
     if (c->low->val[v].full) continue;

@@ -274,7 +274,6 @@ LLVMValueRef cg_load_input(Cg *c, int i) {
   return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
 }
 
-LLVMValueRef cg_operand(Cg *c, uint32_t v, uint32_t k) { return cg_eval(c, c->low->ins[kn_member(c->low, v)].arg[k]); }
 
 LLVMValueRef cg_lit(Cg *c, uint32_t u) {
   const KnConst *k = kn_const(c->low, u);

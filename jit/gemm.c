@@ -187,6 +187,7 @@ static LLVMValueRef pk_pack_a_cols(Cg *c, void *arg, LLVMValueRef acc) {
   Pk *pk = arg;
   LLVMValueRef x;
   if (pk->f.prologue) { /* the normalization at column k, from the row's statistics */
+    cg_begin(c, &c->low->pro);
     x = cg_eval(c, pk->f.a);
   } else {
     Ix k = {cg_ci64(c, 0), 1, NULL, 0}, m = cg_ix_scalar(cg_row_index(c)), P[DVM_MAX_RANK];

@@ -52,7 +52,7 @@
 
 #include "jit.h"
 
-void jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char *name, int W,
+bool jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char *name, int W,
               const char *mvec_prefix);
 
 #define BUCKETS 1024
@@ -267,10 +267,11 @@ static void compile(Jit *j, const KnKernel *kk, JitEntry *e, bool keep_text) {
   LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(j->tm);
   LLVMSetModuleDataLayout(M, dl);
   LLVMDisposeTargetData(dl);
-  jit_emit(kk, C, M, name, j->W, j->mvec);
+  bool emitted = jit_emit(kk, C, M, name, j->W, j->mvec);
   char *verr = NULL;
-  if (LLVMVerifyModule(M, LLVMReturnStatusAction, &verr)) {
-    snprintf(e->why, sizeof e->why, "internal: emitted IR does not verify: %.200s", verr);
+  if (!emitted || LLVMVerifyModule(M, LLVMReturnStatusAction, &verr)) {
+    if (!emitted) snprintf(e->why, sizeof e->why, "internal: a lowered program reads a value before evaluating it");
+    else snprintf(e->why, sizeof e->why, "internal: emitted IR does not verify: %.200s", verr);
     LLVMDisposeMessage(verr);
     LLVMDisposeModule(M);
     LLVMOrcDisposeThreadSafeContext(tsc);

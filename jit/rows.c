@@ -44,6 +44,7 @@ LLVMValueRef cg_fold_op(Cg *c, Fold f, DType t, LLVMValueRef acc, LLVMValueRef v
 LLVMValueRef cg_pass_body(Cg *c, void *arg, LLVMValueRef acc) {
   Pass *ps = arg;
   LLVMBuilderRef B = c->B;
+  cg_begin(c, ps->prog);
   LLVMValueRef x = cg_eval(c, ps->value), v;
   switch (ps->what) {
   case W_EXP_SHIFTED:
@@ -101,8 +102,8 @@ LLVMValueRef cg_lanes_sum(Cg *c, LLVMValueRef v) {
 }
 
 /* One pass over the row folding a quantity (four accumulators); the result is a splat. */
-static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int what, int member) {
-  Pass ps = {f, (DType)c->low->val[value].t, value, what, member};
+static LLVMValueRef fold_row(Cg *c, LLVMValueRef L, Fold f, uint32_t value, int what, int member, const KnProg *prog) {
+  Pass ps = {f, (DType)c->low->val[value].t, value, what, member, prog};
   LLVMValueRef acc = cg_identity(c, f, ps.t);
   if (c->multi) acc = over_reduced(c, fold_q, &ps, acc);
   else acc = cg_columns_u(c, L, acc, cg_pass_body, fold2, &ps, MAXU);
@@ -150,8 +151,9 @@ LLVMValueRef cg_am_pick(Cg *c, LLVMValueRef a, LLVMValueRef b) {
 }
 
 static LLVMValueRef am_body(Cg *c, void *arg, LLVMValueRef acc) {
-  uint32_t x = *(const uint32_t *)arg;
-  LLVMValueRef v = cg_eval(c, x), lanes[64];
+  const Pass *ps = arg;
+  cg_begin(c, ps->prog);
+  LLVMValueRef v = cg_eval(c, ps->value), lanes[64];
   if (c->mask) v = LLVMBuildSelect(c->B, c->mask, v, cg_splatf(c, -INFINITY), "");
   for (int i = 0; i < c->W; i++) lanes[i] = cg_ci64(c, i);
   LLVMValueRef at = LLVMBuildAdd(c->B, cg_vsplat(c, c->j, ""), LLVMConstVector(lanes, (unsigned)c->W), "");
@@ -164,15 +166,16 @@ static LLVMValueRef am_comb(Cg *c, void *arg, LLVMValueRef a, LLVMValueRef b) {
   return cg_am_pick(c, a, b);
 }
 
-/* argmax of x over the row (the last axis), as a splat of its i64 index: four lane-wise
- * accumulators, then the lanes in order. */
-static LLVMValueRef argmax_row(Cg *c, LLVMValueRef L, uint32_t x) {
+/* argmax of x over the row (the last axis; its program prog), as a splat of its i64
+ * index: four lane-wise accumulators, then the lanes in order. */
+static LLVMValueRef argmax_row(Cg *c, LLVMValueRef L, uint32_t x, const KnProg *prog) {
+  Pass ps = {FOLD_MAX, DT_F32, x, W_ARGMAX, -1, prog};
   LLVMBuilderRef B = c->B;
   LLVMTypeRef vi = LLVMVectorType(c->i64, (unsigned)c->W), parts[2] = {c->vf, vi};
   LLVMTypeRef st = LLVMStructTypeInContext(c->C, parts, 2, 0);
   LLVMValueRef acc0 = LLVMBuildInsertValue(B, LLVMGetUndef(st), cg_splatf(c, -INFINITY), 0, "");
   acc0 = LLVMBuildInsertValue(B, acc0, LLVMConstNull(vi), 1, "");
-  LLVMValueRef acc = cg_columns_u(c, L, acc0, am_body, am_comb, &x, MAXU);
+  LLVMValueRef acc = cg_columns_u(c, L, acc0, am_body, am_comb, &ps, MAXU);
   LLVMValueRef av = LLVMBuildExtractValue(B, acc, 0, ""), ai = LLVMBuildExtractValue(B, acc, 1, "");
   LLVMValueRef bv = LLVMBuildExtractElement(B, av, cg_ci64(c, 0), ""), bi = LLVMBuildExtractElement(B, ai, cg_ci64(c, 0), "");
   for (int i = 1; i < c->W; i++) {
@@ -186,8 +189,9 @@ static LLVMValueRef argmax_row(Cg *c, LLVMValueRef L, uint32_t x) {
 /* Column mode: row q of the reduced axis (its index in c->idx) folded into the lanes'
  * (value, index) pairs. */
 LLVMValueRef cg_am_col_body(Cg *c, void *arg, LLVMValueRef acc) {
-  uint32_t x = *(const uint32_t *)arg;
-  LLVMValueRef v = cg_eval(c, x);
+  const Pass *ps = arg;
+  cg_begin(c, ps->prog);
+  LLVMValueRef v = cg_eval(c, ps->value);
   if (c->mask) v = LLVMBuildSelect(c->B, c->mask, v, cg_splatf(c, -INFINITY), "");
   LLVMValueRef at = cg_vsplat(c, c->idx[__builtin_ctz(c->axes)], "");
   LLVMValueRef e = LLVMBuildInsertValue(c->B, LLVMGetUndef(LLVMTypeOf(acc)), v, 0, "");
@@ -218,12 +222,14 @@ void cg_finish_pass(Cg *c, uint32_t m, int i, LLVMValueRef folded, LLVMValueRef 
  * (by fma) of d², where the shift s_l is the row's element l (its first vector). */
 typedef struct Shifted {
   uint32_t x;
+  const KnProg *prog;
   LLVMValueRef s;
 } Shifted;
 
 static LLVMValueRef sh_body(Cg *c, void *arg, LLVMValueRef acc) {
   Shifted *sh = arg;
   LLVMBuilderRef B = c->B;
+  cg_begin(c, sh->prog);
   LLVMValueRef d = LLVMBuildFSub(B, cg_eval(c, sh->x), sh->s, "");
   if (c->mask) d = LLVMBuildSelect(B, c->mask, d, cg_splatf(c, 0), "");
   LLVMValueRef a0 = LLVMBuildFAdd(B, LLVMBuildExtractValue(B, acc, 0, ""), d, "");
@@ -251,9 +257,11 @@ static LLVMValueRef sh_comb(Cg *c, void *arg, LLVMValueRef a, LLVMValueRef b) {
  * does the same operations in the same order. */
 static void ln_stats(Cg *c, LLVMValueRef L, uint32_t m, uint32_t x, double eps) {
   LLVMBuilderRef B = c->B;
+  const KnProg *prog = &c->low->ins[m].prog[0];
   cg_forget(c);
   c->j = cg_ci64(c, 0), c->mask = cg_tail_mask(c, L);
-  Shifted sh = {x, LLVMBuildSelect(B, c->mask, cg_eval(c, x), cg_splatf(c, 0), "")};
+  cg_begin(c, prog);
+  Shifted sh = {x, prog, LLVMBuildSelect(B, c->mask, cg_eval(c, x), cg_splatf(c, 0), "")};
   cg_forget(c);
   c->mask = NULL;
   LLVMTypeRef parts[2] = {c->vf, c->vf};
@@ -296,7 +304,10 @@ void cg_row_passes(Cg *c, LLVMValueRef L) {
       continue;
     }
     for (int i = 0; i < np; i++)
-      cg_finish_pass(c, m, i, ps[i].what == W_ARGMAX ? argmax_row(c, L, x) : fold_row(c, L, ps[i].f, x, ps[i].what, (int)m), Lf);
+      cg_finish_pass(c, m, i,
+                     ps[i].what == W_ARGMAX ? argmax_row(c, L, x, &in->prog[i])
+                                            : fold_row(c, L, ps[i].f, x, ps[i].what, (int)m, &in->prog[i]),
+                     Lf);
   }
 }
 
@@ -307,6 +318,7 @@ LLVMValueRef cg_store_body(Cg *c, void *arg, LLVMValueRef acc) {
   Store *st = arg;
   enum { MAXOUT = 64 };
   LLVMValueRef val[MAXOUT];
+  cg_begin(c, &c->low->store[0]);
   /* every value first: an output's row may be the stash another output still reads */
   for (uint32_t o = 0; o < c->low->nout && o < MAXOUT; o++) {
     uint32_t v = c->low->out[o];
@@ -335,6 +347,7 @@ static LLVMValueRef store_q(Cg *c, void *arg, LLVMValueRef acc) {
 
 /* Per-row outputs (reduced shapes): one element at index row. */
 static void store_scalars(Cg *c, LLVMValueRef row) {
+  cg_begin(c, &c->low->store[1]);
   for (uint32_t o = 0; o < c->low->nout; o++) {
     uint32_t v = c->low->out[o];
     if (c->low->val[v].full) continue;

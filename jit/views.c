@@ -1,6 +1,7 @@
 /* jit/views.c — where the emitter's values come from: the bases of the kernel's operands
  * at the current outer index, views as index maps down to an input's element offset, and
- * the recursive evaluator (cg_eval) that every kernel shape calls, memoized per loop body.
+ * the lowered programs' entries (KnProg) that every kernel shape's loop bodies run in
+ * order (cg_eval), each member's instruction on its operands' values.
  *
  * A view member is read at a position in its own index space, mapped through the chain of
  * views to a kernel input's element offset (or to a constant, or to arange's index). An
@@ -237,19 +238,57 @@ static LLVMValueRef view_here(Cg *c, uint32_t u) {
   return cg_view_at(c, u, P);
 }
 
-/* The value of u at the current column: a vector, or a splat for per-row scalars. */
-LLVMValueRef cg_eval(Cg *c, uint32_t u) {
-  int m = kn_member(c->low, u);
-  if (m < 0 && kn_const(c->low, u)) return cg_lit(c, u); /* a literal operand */
-  if (m < 0) return cg_load_input(c, kn_input(c->low, u));
-  DType ut = (DType)c->low->val[u].t;
-  if (c->red[m]) return kn_is_low(ut) ? cg_round_to(c, c->red[m], ut) : c->red[m];
-  if (c->memo[m]) return c->memo[m];
-  const KnIns *in = &c->low->ins[m];
-  LLVMBuilderRef B = c->B;
+/* An operand its program has not evaluated: the kernel is not emitted (jit_emit fails). */
+static LLVMValueRef missing(Cg *c, uint32_t u) {
+  c->broken = true;
+  return LLVMGetPoison(cg_reg_type(c, (DType)c->low->val[u].t));
+}
+
+LLVMValueRef cg_operand(Cg *c, uint32_t v, uint32_t k) {
+  uint32_t u = c->low->ins[kn_member(c->low, v)].arg[k];
+  if (KN_LEAF(c->low, u)) return c->opv[k];
+  LLVMValueRef r = c->memo[u - c->low->nin];
+  return r ? r : missing(c, u);
+}
+
+/* Member m's leaf operands taken off the reads (KnProg), into c->opv. */
+static void take_reads(Cg *c, uint32_t m) {
+  const KnKernel *kk = c->low;
+  const KnIns *in = &kk->ins[m];
+  uint32_t n = kn_walked(kk, m), leaves = 0;
+  for (uint32_t i = 0; i < n; i++) leaves += KN_LEAF(kk, in->arg[i]);
+  if (leaves > c->nreads) {
+    c->broken = true;
+    return;
+  }
+  c->nreads -= leaves;
+  for (uint32_t i = 0, q = c->nreads; i < n; i++) {
+    if (!KN_LEAF(kk, in->arg[i])) continue;
+    c->broken |= c->readv[q] != in->arg[i];
+    c->opv[i] = c->reads[q++];
+  }
+}
+
+/* Program entry s at the current column: a leaf read (an input loaded in its alignment, a
+ * literal, a reduced member's per-row result rounded to its dtype) kept for its reader,
+ * or a member's instruction on its operands' values. */
+static void step(Cg *c, KnStep s) {
+  const KnKernel *kk = c->low;
+  uint32_t u = s.v;
+  int m = kn_member(kk, u), saved = c->ctx;
+  DType ut = (DType)kk->val[u].t;
   LLVMValueRef r, x;
-  int saved = c->ctx;
-  c->ctx = c->low->val[u].ctx; /* a row kernel's member of the reduced shape */
+  c->ctx = s.ctx; /* a row kernel's member of the reduced shape, or an input's reader's */
+  if (KN_LEAF(kk, u)) {
+    if (m >= 0) r = !c->red[m] ? missing(c, u) : kn_is_low(ut) ? cg_round_to(c, c->red[m], ut) : c->red[m];
+    else r = u >= kk->nin ? cg_lit(c, u) : cg_load_input(c, (int)u);
+    c->reads[c->nreads] = r, c->readv[c->nreads++] = u; /* room: kk->most */
+    c->ctx = saved;
+    return;
+  }
+  const KnIns *in = &kk->ins[m];
+  LLVMBuilderRef B = c->B;
+  take_reads(c, (uint32_t)m);
   switch (in->op) {
   case KO_PRODUCT: r = c->mm; break;
   case KO_VIEW: r = view_here(c, u); break;
@@ -266,10 +305,28 @@ LLVMValueRef cg_eval(Cg *c, uint32_t u) {
   case KO_RMSNORM: r = LLVMBuildFMul(B, LLVMBuildFMul(B, cg_operand(c, u, 0), c->n2[m], ""), cg_operand(c, u, 1), ""); break;
   default: r = cg_emit_elementwise(c, u, in);
   }
-  if (kn_is_low(ut) && in->op != KO_VIEW) r = cg_round_to(c, r, ut); /* the reference rounds every op's result */
+  /* the reference rounds every op's result */
+  if (kn_is_low(ut) && in->op != KO_VIEW) r = cg_round_to(c, r, ut);
   c->ctx = saved;
   c->memo[m] = r;
-  return r;
+}
+
+/* The value of u at the current column (a vector, or a splat for per-row scalars): the
+ * current program's entries run up to u's. */
+LLVMValueRef cg_eval(Cg *c, uint32_t u) {
+  int m = kn_member(c->low, u);
+  if (m >= 0 && !KN_LEAF(c->low, u) && c->memo[m]) return c->memo[m];
+  while (c->prog && c->at < c->prog->n) {
+    KnStep s = c->prog->step[c->at++];
+    step(c, s);
+    if (s.v == u) return m >= 0 && !KN_LEAF(c->low, u) ? c->memo[m] : c->reads[--c->nreads]; /* read at the top */
+  }
+  return missing(c, u);
+}
+
+void cg_begin(Cg *c, const KnProg *p) {
+  memset(c->memo, 0, c->low->nmem * sizeof *c->memo);
+  c->prog = p, c->at = 0, c->nreads = 0;
 }
 
 void cg_forget(Cg *c) { memset(c->memo, 0, c->low->nmem * sizeof *c->memo); }
