@@ -459,15 +459,17 @@ KnKernel **kn_lower_all(const Partition *p) {
     if (room[i].c.nm > most) most = room[i].c.nm;
   }
   KnKernel **low = malloc(total);
-  Walk w = {calloc(3 * (size_t)most + 1, sizeof *w.seen), NULL, 0};
+  uint32_t walk_few[3 * FEW];
+  Walk w = {most <= FEW ? walk_few : malloc(3 * (size_t)most * sizeof *w.seen), NULL, 0};
   if (!low || !w.seen) ir_oom();
+  memset(w.seen, 0, most * sizeof *w.seen);
   w.stack = w.seen + most;
   for (uint32_t i = 0; i < n; i++) {
     low[i] = (KnKernel *)((char *)low + at), at += room[i].bytes;
     lower(low[i], p, &p->kernels.v[i], &room[i].c, &w);
   }
   low[n] = NULL;
-  free(w.seen);
+  if (w.seen != walk_few) free(w.seen);
   if (room != few) free(room);
   return low;
 }
@@ -536,16 +538,10 @@ static const char *check_prog(const KnKernel *kk, const KnProg *p, uint32_t *at,
     }
     if (at[s.v] == stamp) return "lists a member twice";
     if (s.ctx != kk->val[s.v].ctx) return "reads a member out of its alignment";
-    const KnIns *in = &kk->ins[m];
-    uint32_t n = kn_walked(kk, (uint32_t)m), leaves = 0;
-    for (uint32_t i = 0; i < n; i++) {
-      if (KN_LEAF(kk, in->arg[i])) leaves++;
-      else if (at[in->arg[i]] != stamp) return "reads an operand before it is evaluated";
-    }
-    if (leaves > sp) return "reads an operand before it is evaluated";
-    sp -= leaves;
-    for (uint32_t i = 0, q = sp; i < n; i++)
-      if (KN_LEAF(kk, in->arg[i]) && reads[q++] != in->arg[i]) return "reads an operand other than its entry";
+    const uint32_t *arg = kk->ins[m].arg;
+    for (uint32_t i = kn_walked(kk, (uint32_t)m); i-- > 0;) /* its leaf reads on top, the last last */
+      if (KN_LEAF(kk, arg[i]) ? !sp || reads[--sp] != arg[i] : at[arg[i]] != stamp)
+        return "reads an operand before it is evaluated";
     at[s.v] = stamp;
   }
   if (last != UINT32_MAX && (!p->n || p->step[p->n - 1].v != last)) return "does not end with what it folds";
@@ -554,20 +550,26 @@ static const char *check_prog(const KnKernel *kk, const KnProg *p, uint32_t *at,
 
 /* kk's programs checked (check_prog), the stores' evaluating every output. */
 static const char *check_progs(const KnKernel *kk) {
-  uint32_t *at = calloc(kk->nval + kk->most + 1, sizeof *at), *reads = at + kk->nval, stamp = 0;
+  enum { FEW = 256 };
+  uint32_t few[FEW], n = kk->nval + kk->most + 1, stamp = 0;
+  uint32_t *at = n <= FEW ? few : malloc(n * sizeof *at), *reads = at + kk->nval;
   if (!at) ir_oom();
+  memset(at, 0, kk->nval * sizeof *at);
   const char *bad = NULL;
-  for (uint32_t m = 0; m < kk->nmem && !bad; m++)
-    for (int i = 0; i < kk->ins[m].np && !bad; i++)
-      if (!kk->ins[m].narg) bad = "folds nothing";
-      else bad = check_prog(kk, &kk->ins[m].prog[i], at, reads, ++stamp, m, kk->ins[m].arg[0]);
+  for (uint32_t m = 0; m < kk->nmem && !bad; m++) {
+    const KnIns *in = &kk->ins[m];
+    for (int i = 0; i < in->np && !bad; i++)
+      if (!in->narg) bad = "folds nothing";
+      else if (!i || in->prog[i].step != in->prog[0].step || in->prog[i].n != in->prog[0].n) /* not shared */
+        bad = check_prog(kk, &in->prog[i], at, reads, ++stamp, m, in->arg[0]);
+  }
   for (int q = 0; q < 2 && !bad; q++) {
     bad = check_prog(kk, &kk->store[q], at, reads, ++stamp, kk->nmem, UINT32_MAX);
     for (uint32_t o = 0; o < kk->nout && !bad; o++)
       if (kk->val[kk->out[o]].full == !q && at[kk->out[o]] != stamp) bad = "does not evaluate an output it stores";
   }
   if (!bad && kk->packed && kk->pack.prologue) bad = check_prog(kk, &kk->pro, at, reads, ++stamp, kk->nmem, kk->pack.a);
-  free(at);
+  if (at != few) free(at);
   return bad;
 }
 
