@@ -33,10 +33,13 @@ typedef struct Cg {
   LLVMValueRef *memo;    /* per member: its value in the current loop body */
   const KnProg *prog;    /* the program of the current loop body (cg_begin), ... */
   uint32_t at;           /* ... its next entry, ... */
-  LLVMValueRef *reads;   /* ... and its leaf reads no member has taken yet (KnProg), ... */
-  uint32_t *readv;       /* ... their values, ... */
-  uint32_t nreads;       /* ... how many */
-  LLVMValueRef opv[3];   /* the leaf operands of the member being evaluated */
+  LLVMValueRef *reads;   /* ... and its leaf reads no member has taken yet (KnProg): their
+                            values (NULL: not materialized yet), ... */
+  uint32_t *readv;       /* ... their value numbers, ... */
+  uint8_t *readc;        /* ... the alignments they are read in, ... */
+  uint32_t nreads;       /* ... how many, ... */
+  uint32_t nready;       /* ... and how many from the bottom are materialized */
+  uint32_t opq[3];       /* the leaf operands of the member being evaluated: their reads */
   bool broken;           /* a program read a value before evaluating it (an internal error) */
   LLVMValueRef *red;     /* per member: a reduction's per-row result (splat) */
   LLVMValueRef *n1, *n2; /* per member: a normalization's per-row scalars (splats) */
@@ -164,8 +167,8 @@ void cg_value_base(Cg *c, uint32_t u, const LLVMValueRef *idx, int ctx, LLVMValu
 void cg_input_bases(Cg *c, const LLVMValueRef *idx);
 /* An input's W lanes at the current column. */
 LLVMValueRef cg_load_input(Cg *c, int i);
-/* Operand k of member value v, the member being evaluated: a leaf's read, or a member's
- * value. */
+/* Operand k of member value v, the member being evaluated: a leaf's read, materialized
+ * now if it is not yet, or a member's value. */
 LLVMValueRef cg_operand(Cg *c, uint32_t v, uint32_t k);
 LLVMValueRef cg_lit(Cg *c, uint32_t u);
 

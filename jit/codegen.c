@@ -65,13 +65,14 @@ bool jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char 
   c.B = LLVMCreateBuilderInContext(C);
   uint32_t nm = kk->nmem, ni = kk->nin;
   size_t nb = ni + kk->nout;
-  LLVMValueRef *mem = calloc(4 * (size_t)nm + 5 * (size_t)ni + nb + kk->ndims + 2 * (size_t)kk->most + 2, sizeof *mem);
+  LLVMValueRef *mem = calloc(4 * (size_t)nm + 5 * (size_t)ni + nb + kk->ndims + 3 * (size_t)kk->most + 2, sizeof *mem);
   if (!mem) ir_oom();
   c.memo = mem, c.red = mem + nm, c.n1 = mem + 2 * nm, c.n2 = mem + 3 * nm;
   c.base = mem + 4 * nm, c.inner = mem + 4 * nm + 2 * ni;
   c.bufp = mem + 4 * nm + 4 * ni, c.dimv = mem + 4 * nm + 4 * ni + nb;
   c.next = mem + 4 * nm + 4 * ni + nb + kk->ndims;
-  c.reads = c.next + ni, c.readv = (uint32_t *)(c.reads + kk->most); /* a pointer's room holds a value number */
+  /* the reads: values, then value numbers and alignments in a pointer's room each */
+  c.reads = c.next + ni, c.readv = (uint32_t *)(c.reads + kk->most), c.readc = (uint8_t *)(c.reads + 2 * kk->most);
   c.bufs = LLVMGetParam(c.fn, 0), c.dims = LLVMGetParam(c.fn, 1);
   LLVMValueRef begin = LLVMGetParam(c.fn, 2), end = LLVMGetParam(c.fn, 3);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(C, c.fn, "entry");

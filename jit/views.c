@@ -244,48 +244,66 @@ static LLVMValueRef missing(Cg *c, uint32_t u) {
   return LLVMGetPoison(cg_reg_type(c, (DType)c->low->val[u].t));
 }
 
+/* Leaf read q (KnProg) materialized, if it is not yet: an input loaded in the read's
+ * alignment, a literal, a reduced member's per-row result rounded to its dtype. */
+static LLVMValueRef leaf_at(Cg *c, uint32_t q) {
+  const KnKernel *kk = c->low;
+  if (q >= kk->most) return missing(c, 0); /* none (the program is broken) */
+  if (c->reads[q]) return c->reads[q];
+  uint32_t u = c->readv[q];
+  int m = kn_member(kk, u), saved = c->ctx;
+  DType ut = (DType)kk->val[u].t;
+  LLVMValueRef r;
+  c->ctx = c->readc[q];
+  if (m >= 0) r = !c->red[m] ? missing(c, u) : kn_is_low(ut) ? cg_round_to(c, c->red[m], ut) : c->red[m];
+  else r = u >= kk->nin ? cg_lit(c, u) : cg_load_input(c, (int)u);
+  c->ctx = saved;
+  return c->reads[q] = r;
+}
+
 LLVMValueRef cg_operand(Cg *c, uint32_t v, uint32_t k) {
   uint32_t u = c->low->ins[kn_member(c->low, v)].arg[k];
-  if (KN_LEAF(c->low, u)) return c->opv[k];
+  if (KN_LEAF(c->low, u)) return leaf_at(c, c->opq[k]);
   LLVMValueRef r = c->memo[u - c->low->nin];
   return r ? r : missing(c, u);
 }
 
-/* Member m's leaf operands taken off the reads (KnProg), into c->opv. */
+/* Before member m's code: the reads below its own materialized, in order (the walk read
+ * them before it); its own leaf operands taken off the top, into c->opq, to be
+ * materialized as its code reads them (the walk read them there). */
 static void take_reads(Cg *c, uint32_t m) {
   const KnKernel *kk = c->low;
-  const KnIns *in = &kk->ins[m];
+  const uint32_t *arg = kk->ins[m].arg;
   uint32_t n = kn_walked(kk, m), leaves = 0;
-  for (uint32_t i = 0; i < n; i++) leaves += KN_LEAF(kk, in->arg[i]);
+  for (uint32_t i = 0; i < n; i++) leaves += KN_LEAF(kk, arg[i]);
   if (leaves > c->nreads) {
     c->broken = true;
+    c->opq[0] = c->opq[1] = c->opq[2] = UINT32_MAX;
     return;
   }
+  for (; c->nready < c->nreads - leaves; c->nready++) leaf_at(c, c->nready);
   c->nreads -= leaves;
+  if (c->nready > c->nreads) c->nready = c->nreads;
   for (uint32_t i = 0, q = c->nreads; i < n; i++) {
-    if (!KN_LEAF(kk, in->arg[i])) continue;
-    c->broken |= c->readv[q] != in->arg[i];
-    c->opv[i] = c->reads[q++];
+    if (!KN_LEAF(kk, arg[i])) continue;
+    c->broken |= c->readv[q] != arg[i];
+    c->opq[i] = q++;
   }
 }
 
-/* Program entry s at the current column: a leaf read (an input loaded in its alignment, a
- * literal, a reduced member's per-row result rounded to its dtype) kept for its reader,
- * or a member's instruction on its operands' values. */
+/* Program entry s at the current column: a leaf read kept for its reader (leaf_at), or a
+ * member's instruction on its operands' values. */
 static void step(Cg *c, KnStep s) {
   const KnKernel *kk = c->low;
   uint32_t u = s.v;
   int m = kn_member(kk, u), saved = c->ctx;
   DType ut = (DType)kk->val[u].t;
   LLVMValueRef r, x;
-  c->ctx = s.ctx; /* a row kernel's member of the reduced shape, or an input's reader's */
-  if (KN_LEAF(kk, u)) {
-    if (m >= 0) r = !c->red[m] ? missing(c, u) : kn_is_low(ut) ? cg_round_to(c, c->red[m], ut) : c->red[m];
-    else r = u >= kk->nin ? cg_lit(c, u) : cg_load_input(c, (int)u);
-    c->reads[c->nreads] = r, c->readv[c->nreads++] = u; /* room: kk->most */
-    c->ctx = saved;
+  if (KN_LEAF(kk, u)) { /* room: kk->most */
+    c->reads[c->nreads] = NULL, c->readv[c->nreads] = u, c->readc[c->nreads++] = s.ctx;
     return;
   }
+  c->ctx = s.ctx; /* a row kernel's member of the reduced shape */
   const KnIns *in = &kk->ins[m];
   LLVMBuilderRef B = c->B;
   take_reads(c, (uint32_t)m);
@@ -319,14 +337,18 @@ LLVMValueRef cg_eval(Cg *c, uint32_t u) {
   while (c->prog && c->at < c->prog->n) {
     KnStep s = c->prog->step[c->at++];
     step(c, s);
-    if (s.v == u) return m >= 0 && !KN_LEAF(c->low, u) ? c->memo[m] : c->reads[--c->nreads]; /* read at the top */
+    if (s.v != u) continue;
+    if (m >= 0 && !KN_LEAF(c->low, u)) return c->memo[m];
+    LLVMValueRef r = leaf_at(c, --c->nreads); /* read at the top */
+    if (c->nready > c->nreads) c->nready = c->nreads;
+    return r;
   }
   return missing(c, u);
 }
 
 void cg_begin(Cg *c, const KnProg *p) {
   memset(c->memo, 0, c->low->nmem * sizeof *c->memo);
-  c->prog = p, c->at = 0, c->nreads = 0;
+  c->prog = p, c->at = 0, c->nreads = c->nready = 0;
 }
 
 void cg_forget(Cg *c) { memset(c->memo, 0, c->low->nmem * sizeof *c->memo); }

@@ -326,8 +326,10 @@ typedef struct KnView {
  *     and the first kn_op_arity operands of the others (kn_walked).
  * So the reads of leaves nest: a member's leaf operands are, in argument order, the last
  * leaf entries before it that no member after them has taken (a back end keeps them on a
- * stack, each member taking its own off the top). A body that evaluates several values
- * (the stores) runs the program up to each in turn. */
+ * stack, each member taking its own off the top). A leaf has no operands, so a back end
+ * may materialize a read late: as its reader's code reads it, provided every read below
+ * a member's own is materialized before that member's code (where the walk read it). A
+ * body that evaluates several values (the stores) runs the program up to each in turn. */
 typedef struct KnStep {
   uint32_t v;         /* the value number */
   uint8_t ctx;        /* its alignment (kn_domain_axis): an input's reader's KnVal.ctx (0 at

@@ -246,11 +246,13 @@ static int view_here(Enc *e, uint32_t u) {
 
 /* ---- members ---------------------------------------------------------------------------- */
 
-/* Operand i of instruction in (the member being evaluated): a leaf's read (e->opv), or a
- * member's value. */
+static int leaf_at(Enc *e, uint32_t q);
+
+/* Operand i of instruction in (the member being evaluated): a leaf's read (e->opq),
+ * materialized now if it is not yet, or a member's value. */
 static int operand(Enc *e, const KnIns *in, uint32_t i) {
   uint32_t u = in->arg[i];
-  if (KN_LEAF(e->kk, u)) return e->opv[i];
+  if (KN_LEAF(e->kk, u)) return leaf_at(e, e->opq[i]);
   int r = e->memo[u - e->kk->nin];
   if (r < 0) {
     enc_fail(e, "%s", "internal: an operand read before its program evaluates it");
@@ -347,39 +349,55 @@ static int elementwise(Enc *e, const KnIns *in) {
   }
 }
 
-/* Member m's leaf operands taken off the reads (KnProg), into e->opv. */
+/* Leaf read q (KnProg) materialized, if it is not yet: a literal, an input loaded in the
+ * read's alignment (once per program and alignment), a reduced member's slot. */
+static int leaf_at(Enc *e, uint32_t q) {
+  if (q >= e->kk->most) return enc_constf(e, 0); /* none (the encoding failed) */
+  if (e->reads[q] >= 0) return e->reads[q];
+  const KnKernel *kk = e->kk;
+  uint32_t u = e->readv[q];
+  int m = kn_member(kk, u), r, saved = e->ctx;
+  e->ctx = e->readc[q];
+  if (m < 0) r = u >= kk->nin ? lit(e, u) : load_input(e, (int)u);
+  else if ((r = e->red[m]) < 0) enc_fail(e, "%s", "internal: a reduction read before its pass");
+  e->ctx = saved;
+  return e->reads[q] = r;
+}
+
+/* Before member m's code: the reads below its own materialized, in order (the walk read
+ * them before it); its own leaf operands taken off the top, into e->opq, to be
+ * materialized as its code reads them (the walk read them there). */
 static void take_reads(Enc *e, uint32_t m) {
   const KnKernel *kk = e->kk;
-  const KnIns *in = &kk->ins[m];
+  const uint32_t *arg = kk->ins[m].arg;
   uint32_t n = kn_walked(kk, m), leaves = 0;
-  for (uint32_t i = 0; i < n; i++) leaves += KN_LEAF(kk, in->arg[i]);
+  for (uint32_t i = 0; i < n; i++) leaves += KN_LEAF(kk, arg[i]);
   if (leaves > e->nreads) {
     enc_fail(e, "%s", "internal: an operand read before its program evaluates it");
+    e->opq[0] = e->opq[1] = e->opq[2] = UINT32_MAX;
     return;
   }
+  for (; e->nready < e->nreads - leaves; e->nready++) leaf_at(e, e->nready);
   e->nreads -= leaves;
+  if (e->nready > e->nreads) e->nready = e->nreads;
   for (uint32_t i = 0, q = e->nreads; i < n; i++) {
-    if (!KN_LEAF(kk, in->arg[i])) continue;
-    if (e->readv[q] != in->arg[i]) enc_fail(e, "%s", "internal: an operand read other than its program's entry");
-    e->opv[i] = e->reads[q++];
+    if (!KN_LEAF(kk, arg[i])) continue;
+    if (e->readv[q] != arg[i]) enc_fail(e, "%s", "internal: an operand read other than its program's entry");
+    e->opq[i] = q++;
   }
 }
 
-/* Program entry s at the current tile (as jit/views.c's): a leaf read (a literal
- * materialized, an input loaded in its alignment once per program, a reduced member's
- * slot) kept for its reader, or a member's instruction on its operands' values. */
+/* Program entry s at the current tile (as jit/views.c's): a leaf read kept for its reader
+ * (leaf_at), or a member's instruction on its operands' values. */
 static void step(Enc *e, KnStep s) {
   const KnKernel *kk = e->kk;
   uint32_t u = s.v;
   int m = kn_member(kk, u), r, x;
-  e->ctx = s.ctx;
-  if (KN_LEAF(kk, u)) {
-    if (m >= 0 && (r = e->red[m]) < 0) enc_fail(e, "%s", "internal: a reduction read before its pass");
-    else if (m < 0) r = u >= kk->nin ? lit(e, u) : load_input(e, (int)u);
-    e->reads[e->nreads] = r, e->readv[e->nreads++] = u; /* room: kk->most */
-    e->ctx = 0;
+  if (KN_LEAF(kk, u)) { /* room: kk->most */
+    e->reads[e->nreads] = -1, e->readv[e->nreads] = u, e->readc[e->nreads++] = s.ctx;
     return;
   }
+  e->ctx = s.ctx;
   const KnIns *in = &kk->ins[m];
   bool rows = e->c->mode == VMM_ROWS;
   take_reads(e, (uint32_t)m);
@@ -429,7 +447,11 @@ int enc_eval(Enc *e, uint32_t u) {
   while (e->prog && e->at < e->prog->n) {
     KnStep s = e->prog->step[e->at++];
     step(e, s);
-    if (s.v == u) return m >= 0 && !KN_LEAF(kk, u) ? e->memo[m] : e->reads[--e->nreads]; /* read at the top */
+    if (s.v != u) continue;
+    if (m >= 0 && !KN_LEAF(kk, u)) return e->memo[m];
+    int r = leaf_at(e, --e->nreads); /* read at the top */
+    if (e->nready > e->nreads) e->nready = e->nreads;
+    return r;
   }
   enc_fail(e, "%s", "internal: a value its program does not evaluate");
   return enc_constf(e, 0);
