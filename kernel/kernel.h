@@ -29,16 +29,16 @@
  * by number with their dtypes and dims (each a dim parameter or a constant, KnDim), per
  * member one instruction of kernel/ops.def over value numbers with its immediates
  * resolved, each folding member's passes, each view's index map, the constants, the
- * product, the packed form, the stash and the extern call plan, and the body of each pass
- * and of the stores as a program (KnProg): the values it evaluates, in order. No code in
- * vm/ or jit/ uses the graph or the partition (tests/check_layers.py). What each back end
- * still builds itself is the code of each program entry, the loops around the bodies and
- * the strides from kn_layout.
+ * product, the packed form, the stash and the extern call plan, and the body of each pass,
+ * of the stores and of a packed prologue as a program (KnProg): the values it evaluates,
+ * in order. No code in vm/ or jit/ uses the graph or the partition
+ * (tests/check_layers.py). What each back end still builds itself is the code of each
+ * program entry, the loops around the bodies and the strides from kn_layout.
  *
  * Files: ops.def (the lowered instruction set), cover.def (the op coverage table),
  * cover.c (coverage and modes), shape.c (passes, the packed path, extent and splits),
  * gemm.c (tiles and the packed layout), extern.c (extern call plans), lower.c (the
- * lowered kernel, its dump and its verifier). */
+ * lowered kernel, its programs, its dump and its verifier). */
 #ifndef DVM_KERNEL_H
 #define DVM_KERNEL_H
 
@@ -341,7 +341,8 @@ typedef struct KnProg {
 } KnProg;
 /* Is value v of kernel kk a leaf of its programs: read at every use, its operands not
  * walked? (An input, a literal, or a reduced member.) */
-#define KN_LEAF(kk, v) ((v) < (kk)->nin || (v) >= (kk)->nin + (kk)->nmem || (kk)->ins[(v) - (kk)->nin].op == KO_FOLDED)
+#define KN_LEAF(kk, v) \
+  ((v) < (kk)->nin || (v) >= (kk)->nin + (kk)->nmem || (kk)->ins[(v) - (kk)->nin].op == KO_FOLDED)
 
 /* One kernel member, lowered. Operands are value numbers (KnVal). */
 typedef struct KnIns {
@@ -487,7 +488,8 @@ static inline uint32_t kn_walked(const KnKernel *kk, uint32_t m) {
 char *kn_lower_dump(const KnKernel *kk);
 /* Check kk against its kernel: an instruction per member, each arity and dtype what its
  * op needs; each program's entries valid values, each member listed once after the
- * operands it reads, each reduced member folded before it. A failure is a bug in dvm (DVM_ERR_RUNTIME, "internal: ..."). */
+ * operands it reads, each reduced member folded before it. A failure is a bug in dvm
+ * (DVM_ERR_RUNTIME, "internal: ..."). */
 dvm_status kn_verify(const KnKernel *kk, Err *err);
 
 #endif /* DVM_KERNEL_H */

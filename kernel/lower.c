@@ -6,7 +6,8 @@
  * with the result's and the first operand's dtypes, and the immediates a back end would
  * otherwise read from the graph's attributes (clip bounds, rounded or saturated as the
  * reference executor takes them). Coverage (kn_supported) and an extern kernel's call
- * plan are decided here too, so a back end asks the lowered kernel, not the graph. */
+ * plan are decided here too, so a back end asks the lowered kernel, not the graph; and so
+ * is what each loop body evaluates, in order (its program, KnProg: one walk per body). */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
