@@ -617,7 +617,8 @@ static int64_t grain(const Graph *g, const Partition *p, const Kernel *k, int64_
     uint32_t v = fu_members(p, k)[i];
     if (ir_node(g, v)->op != OP_MATMUL) continue;
     uint32_t a = ir_operand(g, v, 0);
-    if (ir_dim_is_const(g, ir_shape(g, a)[ir_node(g, a)->rank - 1], &c)) cost *= c;
+    if (ir_dim_is_const(g, ir_shape(g, a)[ir_node(g, a)->rank - 1], &c) && c > 1)
+      cost = c >= 16384 / cost ? 16384 : cost * c; /* K = 0: no work per row, no grain of 0 */
   }
   return cost >= 16384 ? 1 : 16384 / cost;
 }
