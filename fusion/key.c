@@ -52,9 +52,8 @@ static void dim(Writer *w, Dim d) {
     word(w, (uint64_t)c);
     return;
   }
-  const Dim *ds = w->cp->dims.v + w->ck->dims;
-  for (uint32_t i = 0; i < w->ck->ndims; i++)
-    if (ds[i] == d) {
+  for (uint32_t i = 0; i < w->ck->ndims; i++) /* indexed: dims.v is NULL while empty */
+    if (w->cp->dims.v[w->ck->dims + i] == d) {
       word(w, TAG_SYM);
       word(w, i);
       return;
