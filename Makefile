@@ -1,10 +1,14 @@
 # dvm — top-level driver. `make demo` and `make test` work on a fresh Debian 12 machine:
 # they install missing Debian packages (as root; otherwise they print the apt-get line),
 # configure, build and run. CI (`.ci/run`) calls `make test` with CI=true, which adds
-# -Werror. The suite runs twice: a Release build and an ASan+UBSan build.
+# -Werror. The suite runs twice, a Release build and an ASan+UBSan build; then the
+# concurrency tests run under ThreadSanitizer, and each libFuzzer target of tests/fuzz for
+# a short while in a clang build.
 
 BUILD      ?= build
 BUILD_SAN  ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+BUILD_TSAN ?= build-tsan
 JOBS       ?= $(shell nproc)
 WERROR     := $(if $(CI),ON,OFF)
 
@@ -13,10 +17,13 @@ DEPS_BUILD := cmake gcc make pkg-config llvm-19-dev libffi-dev libxxhash-dev lib
               protobuf-c-compiler libprotobuf-c-dev libonnx-dev
 DEPS_TEST  := python3-numpy python3-onnx python3-torch
 DEPS       := $(DEPS_BUILD) $(DEPS_TEST)
+# The fuzz targets: clang and its libFuzzer runtime (only recommended by clang-14).
+DEPS_FUZZ  := clang libclang-rt-14-dev
 # The bench's peers and charts (make demo): torch, ONNX export, Halide, matplotlib, OpenBLAS.
 DEPS_DEMO  := python3-torch python3-onnx python3-halide python3-matplotlib libopenblas0-pthread
 
-.PHONY: all deps demo-deps build build-asan demo test test-release test-asan clean
+.PHONY: all deps fuzz-deps demo-deps build build-asan build-tsan build-fuzz demo test test-release test-asan \
+        test-tsan test-fuzz clean
 
 all: build
 
@@ -40,6 +47,9 @@ endef
 deps:
 	$(call apt_install,$(DEPS))
 
+fuzz-deps: deps
+	$(call apt_install,$(DEPS_FUZZ))
+
 # Peers: Debian packages, Node.js (if the machine has none), and onnxruntime-node from
 # bench/package-lock.json (ONNXRUNTIME_NODE_INSTALL=skip: the CPU build, no CUDA download).
 demo-deps: deps
@@ -60,6 +70,14 @@ build-asan: deps
 	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_SANITIZE=ON -DDVM_WERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD_SAN) -j $(JOBS)
 
+build-tsan: deps
+	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_TSAN=ON -DDVM_WERROR=$(WERROR) >/dev/null
+	cmake --build $(BUILD_TSAN) -j $(JOBS) --target test_soak test_pool
+
+build-fuzz: fuzz-deps
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_FUZZ=ON -DDVM_WERROR=$(WERROR) >/dev/null
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_graph fuzz_onnx fuzz_npy
+
 # The main job: the bench on the bundled workloads, with every peer, charts in bench-out/.
 demo: demo-deps build
 	$(BUILD)/dvm bench --peers --plot bench-out
@@ -71,7 +89,17 @@ test-asan: build-asan
 	cd $(BUILD_SAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
-test: test-release test-asan
+# The concurrency tests (the thread pool; runs on eight threads while kernels tier up,
+# compiles at once, models destroyed with compiles in flight); a race is a failure.
+test-tsan: build-tsan
+	cd $(BUILD_TSAN) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -R 'unit\.test_(soak|pool)$$'
+
+# Each fuzz target for DVM_FUZZ_SECONDS (tests/fuzz/run_fuzz.py runs them for hours).
+test-fuzz: build-fuzz
+	cd $(BUILD_FUZZ) && ctest --output-on-failure -R '^fuzz\.'
+
+test: test-release test-asan test-tsan test-fuzz
 
 clean:
-	rm -rf $(BUILD) $(BUILD_SAN)
+	rm -rf $(BUILD) $(BUILD_SAN) $(BUILD_TSAN) $(BUILD_FUZZ)

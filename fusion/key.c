@@ -52,9 +52,8 @@ static void dim(Writer *w, Dim d) {
     word(w, (uint64_t)c);
     return;
   }
-  const Dim *ds = w->cp->dims.v + w->ck->dims;
-  for (uint32_t i = 0; i < w->ck->ndims; i++)
-    if (ds[i] == d) {
+  for (uint32_t i = 0; i < w->ck->ndims; i++) /* indexed: dims.v is NULL while empty */
+    if (w->cp->dims.v[w->ck->dims + i] == d) {
       word(w, TAG_SYM);
       word(w, i);
       return;
@@ -86,15 +85,21 @@ static void ref(Writer *w, uint32_t u) {
     word(w, a->isint ? (uint64_t)a->i : fbits(a->f));
     return;
   }
+  const uint32_t *mem = fu_members(w->cp, k); /* in id order: a binary search */
+  uint32_t lo = 0, hi = k->nmembers;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (mem[mid] < u) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < k->nmembers && mem[lo] == u) {
+    word(w, TAG_MEMBER);
+    word(w, lo);
+    return;
+  }
   for (uint32_t i = 0; i < k->ninputs; i++)
     if (fu_inputs(w->cp, k)[i] == u) {
       word(w, TAG_INPUT);
-      word(w, i);
-      return;
-    }
-  for (uint32_t i = 0; i < k->nmembers; i++)
-    if (fu_members(w->cp, k)[i] == u) {
-      word(w, TAG_MEMBER);
       word(w, i);
       return;
     }

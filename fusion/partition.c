@@ -485,7 +485,7 @@ Partition *fu_partition(const Graph *g, Err *err) {
   for (uint32_t v = 0; v < nn; v++) place(&c, v);
   build(&c); /* sets kernel_of to build order */
   levels(p);
-  qsort_r(p->kernels.v, p->kernels.n, sizeof(Kernel), cmp_kernel, p);
+  if (p->kernels.n) qsort_r(p->kernels.v, p->kernels.n, sizeof(Kernel), cmp_kernel, p); /* v: NULL while empty */
   for (uint32_t i = 0; i < p->kernels.n; i++) /* kernel_of in the final order */
     for (uint32_t j = 0; j < p->kernels.v[i].nmembers; j++) {
       uint32_t v = p->ids.v[p->kernels.v[i].members + j];

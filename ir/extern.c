@@ -62,12 +62,23 @@ static size_t word(Lex *l) {
   return (size_t)(q - l->p);
 }
 
+/* The character at the cursor for a message: 'c', or a control or non-ASCII byte by its
+ * value (the message stays printable UTF-8), or "the end". */
+static const char *shown(const Lex *l, char *buf, size_t n) {
+  unsigned char ch = (unsigned char)*l->p;
+  if (!ch) return "the end";
+  if (isprint(ch)) snprintf(buf, n, "'%c'", ch);
+  else snprintf(buf, n, "byte 0x%02X", ch);
+  return buf;
+}
+
 static bool is(const Lex *l, size_t n, const char *w) { return n == strlen(w) && !strncmp(l->p, w, n); }
 
 /* One type: fills *t; `result` refuses pointers. */
 static dvm_status type(Lex *l, ExtParam *t, bool result) {
   size_t n = word(l);
-  if (!n) return *l->p ? bad(l, "expected a type, found '%c'", *l->p) : bad(l, "expected a type, found the end");
+  char b[16];
+  if (!n) return bad(l, "expected a type, found %s", shown(l, b, sizeof b));
   const char *at = l->p;
   int scalar = -1, dt = -1;
   for (int i = 0; i < 5; i++)
@@ -108,6 +119,7 @@ static dvm_status type(Lex *l, ExtParam *t, bool result) {
 dvm_status ir_extern_parse(const char *sig, Extern *e, Err *err) {
   Lex l = {sig, sig, e, err};
   ExtParam r;
+  char b[16];
   if (type(&l, &r, true)) return err->code;
   e->ret = r.type;
   e->nparams = 0;
@@ -130,7 +142,7 @@ dvm_status ir_extern_parse(const char *sig, Extern *e, Err *err) {
     l.p += m; /* a parameter name: documentation only */
     blank(&l);
     if (!*l.p) return DVM_OK;
-    if (*l.p != ',') return bad(&l, "expected ',' or the end after a parameter, found '%c'", *l.p);
+    if (*l.p != ',') return bad(&l, "expected ',' or the end after a parameter, found %s", shown(&l, b, sizeof b));
     l.p++;
   }
 }

@@ -47,6 +47,10 @@ static const char *found(Parser *ps, char *buf, size_t n) {
   size_t k = 0;
   if (is_ident0((unsigned char)*ps->p) || isdigit((unsigned char)*ps->p)) {
     while (ps->p + k < ps->end && is_ident((unsigned char)ps->p[k]) && k < 32) k++;
+  } else if (!isprint((unsigned char)*ps->p)) { /* a control or non-ASCII byte: by its value, so
+                                                     the message stays printable UTF-8 */
+    snprintf(buf, n, "byte 0x%02X", (unsigned char)*ps->p);
+    return buf;
   } else {
     k = 1;
   }

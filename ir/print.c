@@ -90,7 +90,7 @@ static void put_node(Buf *b, const Graph *g, uint32_t v) {
   const Node *n = ir_node(g, v);
   if (n->op == OP_INPUT || n->op == OP_PARAM) {
     put(b, "%-6s %s: ", ir_ops[n->op].name, ir_s(g, n->name));
-    put_shape(b, g, (DType)n->dtype, g->shapes.v + n->decl, n->rank);
+    put_shape(b, g, (DType)n->dtype, n->rank ? g->shapes.v + n->decl : NULL, n->rank); /* shapes.v: NULL while empty */
     return;
   }
   put(b, "%s = %s(", ir_s(g, n->name), ir_ops[n->op].name);

@@ -617,7 +617,8 @@ static int64_t grain(const Graph *g, const Partition *p, const Kernel *k, int64_
     uint32_t v = fu_members(p, k)[i];
     if (ir_node(g, v)->op != OP_MATMUL) continue;
     uint32_t a = ir_operand(g, v, 0);
-    if (ir_dim_is_const(g, ir_shape(g, a)[ir_node(g, a)->rank - 1], &c)) cost *= c;
+    if (ir_dim_is_const(g, ir_shape(g, a)[ir_node(g, a)->rank - 1], &c) && c > 1)
+      cost = c >= 16384 / cost ? 16384 : cost * c; /* K = 0: no work per row, no grain of 0 */
   }
   return cost >= 16384 ? 1 : 16384 / cost;
 }
@@ -687,6 +688,44 @@ static bool vm_reads_packed(const dvm_model *m, const VmCode *vm) {
   return vm && vm->packed && vl == pack_lanes(m);
 }
 
+/* The value of mix kernel k's prologue member u into vals[u], on the kernel-level
+ * reference path: u and the members it reads (a layernorm's gamma and beta may be fills
+ * or views computed in the kernel), which are in id order before it. */
+static dvm_status prologue_value(const Graph *g, const Partition *p, const Kernel *k, const Binding *b,
+                                 Tensor **vals, uint32_t u, Err *err) {
+  const uint32_t *mem = fu_members(p, k);
+  uint32_t n = 0, at = k->nmembers;
+  while (at > 0 && mem[at - 1] > u) at--;
+  uint8_t *need = calloc(at + 1, 1);
+  uint32_t *nodes = malloc((at + 1) * sizeof *nodes);
+  if (!need || !nodes) {
+    free(need), free(nodes);
+    return ir_err(err, DVM_ERR_NOMEM, "out of memory");
+  }
+  if (!at || mem[at - 1] != u) {
+    free(need), free(nodes);
+    return ir_err(err, DVM_ERR_RUNTIME, "internal: a prologue that is not a member of its kernel");
+  }
+  need[at - 1] = 1;
+  for (uint32_t i = at; i-- > 0;) {
+    if (!need[i]) continue;
+    for (uint32_t q = 0; q < ir_node(g, mem[i])->nin; q++) { /* operands that are members */
+      uint32_t x = ir_operand(g, mem[i], q), lo = 0, hi = i;
+      while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (mem[mid] < x) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo < i && mem[lo] == x) need[lo] = 1;
+    }
+  }
+  for (uint32_t i = 0; i < at; i++)
+    if (need[i]) nodes[n++] = mem[i];
+  dvm_status st = rt_ref_run_nodes(g, b, vals, nodes, n, &u, 1, err);
+  free(need), free(nodes);
+  return st;
+}
+
 /* Prepare kernel k's call (native fn, else bytecode vm): its outputs become new tensors in
  * vals (or the caller's tensors in dst, written in place); its inputs are already there. */
 static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, char *arena,
@@ -734,7 +773,7 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
   if (!fn && vm && vm->has_prologue && !vm->pro_kind) {
     uint32_t u = vm->prologue;
     if (!vals[u]) {
-      dvm_status st = rt_ref_run_nodes(g, b, vals, &u, 1, &u, 1, err);
+      dvm_status st = prologue_value(g, p, k, b, vals, u, err);
       if (st) return st;
     }
     c->bufs[k->ninputs + k->noutputs + 1] = vals[u]->data;

@@ -214,13 +214,13 @@ static dvm_status shortread(FILE *f, const char *path, const char *what, size_t 
 }
 
 /* Read the file's prelude and header, then the data into a new tensor. */
-static dvm_status load(FILE *f, const char *path, Tensor **out, Err *err) {
+/* Read a .npy from f, named path in messages; size: f's bytes when known (a regular file,
+ * a buffer), else -1 (a pipe), which lets the data's length be checked before the tensor
+ * is made. */
+static dvm_status load(FILE *f, const char *path, int64_t size, Tensor **out, Err *err) {
   static const unsigned char magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
   unsigned char pre[12];
-  struct stat st;
-  bool known = fstat(fileno(f), &st) == 0, regular = known && S_ISREG(st.st_mode);
-  if (known && S_ISDIR(st.st_mode))
-    return ir_err(err, DVM_ERR_IO, "%s: is a directory, not a .npy file", path);
+  bool regular = size >= 0;
   size_t n = readn(f, pre, 10);
   if (ferror(f)) return ir_err(err, DVM_ERR_IO, "%s: read error: %s", path, strerror(errno));
   if (n < 6 || memcmp(pre, magic, 6) != 0)
@@ -284,13 +284,13 @@ static dvm_status load(FILE *f, const char *path, Tensor **out, Err *err) {
   }
   if (zero) bytes = 0;
   int64_t off = (int64_t)prelen + hlen;
-  if (regular && st.st_size - off < bytes)
+  if (regular && size - off < bytes)
     return ir_err(err, DVM_ERR_DATA, "%s: truncated .npy data: expected %lld bytes, found %lld",
-                  path, (long long)bytes, (long long)(st.st_size - off));
-  if (regular && st.st_size - off > bytes)
+                  path, (long long)bytes, (long long)(size - off));
+  if (regular && size - off > bytes)
     return ir_err(err, DVM_ERR_DATA,
                   "%s: %lld trailing bytes after the .npy data (expected %lld bytes of data)",
-                  path, (long long)(st.st_size - off - bytes), (long long)bytes);
+                  path, (long long)(size - off - bytes), (long long)bytes);
 
   Tensor *t;
   if ((s = rt_tensor_new(dt, h.rank, h.shape, &t, err))) {
@@ -320,7 +320,20 @@ dvm_status rt_npy_read(const char *path, Tensor **out, Err *err) {
   *out = NULL;
   FILE *f = fopen(path, "rb");
   if (!f) return ir_err(err, DVM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  dvm_status s = load(f, path, out, err);
+  struct stat st;
+  bool known = fstat(fileno(f), &st) == 0;
+  dvm_status s = known && S_ISDIR(st.st_mode) ? ir_err(err, DVM_ERR_IO, "%s: is a directory, not a .npy file", path)
+                 : load(f, path, known && S_ISREG(st.st_mode) ? (int64_t)st.st_size : -1, out, err);
+  fclose(f);
+  return s;
+}
+
+/* Read a .npy held in memory (see runtime.h). */
+dvm_status rt_npy_read_mem(const void *data, size_t len, const char *name, Tensor **out, Err *err) {
+  *out = NULL;
+  FILE *f = fmemopen((void *)data, len, "rb"); /* read only: the buffer is not written */
+  if (!f) return ir_err(err, DVM_ERR_NOMEM, "%s: out of memory", name);
+  dvm_status s = load(f, name, (int64_t)len, out, err);
   fclose(f);
   return s;
 }

@@ -62,6 +62,8 @@ void rt_fill_random(Tensor *t, uint64_t seed);
  * other dtypes, truncated data, trailing garbage, and shapes whose byte count overflows,
  * with a message naming the file. */
 dvm_status rt_npy_read(const char *path, Tensor **out, Err *err);
+/* The same from len bytes at data, named `name` in messages (the fuzz target's entry). */
+dvm_status rt_npy_read_mem(const void *data, size_t len, const char *name, Tensor **out, Err *err);
 /* Write a .npy file (version 1.0), atomically (temp file + rename). */
 dvm_status rt_npy_write(const char *path, const Tensor *t, Err *err);
 

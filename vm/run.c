@@ -1,8 +1,9 @@
 /* vm/run.c — the tile interpreter (vm/vm.h), built once per host ISA.
  *
  * exec.inc holds the interpreter and the drivers; it is included three times, under
- * `#pragma GCC target` for x86-64-v4 (AVX-512, 16 f32 lanes), x86-64-v3 (AVX2 + FMA, 8)
- * and the baseline (SSE2, 4), and the copy for the host is chosen once, by the same rule
+ * `#pragma GCC target` (clang, which builds the fuzz targets: a pushed target attribute)
+ * for x86-64-v4 (AVX-512, 16 f32 lanes), x86-64-v3 (AVX2 + FMA, 8) and the baseline
+ * (SSE2, 4), and the copy for the host is chosen once, by the same rule
  * as the native tier's width (jit/llvm.c: avx512f -> 16, avx2 -> 8, else 4), so that both
  * tiers compute exp with the same sequence and call libmvec at the same width. libmvec is
  * resolved with dlsym (as the native tier finds it through the process's symbols); if it
@@ -22,23 +23,40 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+/* clang (the fuzz build, tests/fuzz) takes the targets as a function attribute */
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("arch=x86-64-v4"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("arch=x86-64-v4")
+#endif
 #define VW 16
 #define SFX _v4
 #include "exec.inc"
 #undef VW
 #undef SFX
+#ifdef __clang__
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("arch=x86-64-v3"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("arch=x86-64-v3")
+#endif
 #define VW 8
 #define SFX _v3
 #include "exec.inc"
 #undef VW
 #undef SFX
+#ifdef __clang__
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 #define VW 4
 #define SFX _v1

@@ -134,6 +134,8 @@ def check(argv, status, out, err, want_status, want_line=None, graph=None, messa
         probs.append("expected status %d, got %d" % (want_status, status))
     if SANITIZER.search(err):
         probs.append("sanitizer report on stderr")
+    if "\ufffd" in err:  # run() decodes with replacement: the bytes were not UTF-8
+        probs.append("stderr is not valid UTF-8")
     if want_status == 0:
         return probs
     if out:
@@ -167,7 +169,7 @@ def check(argv, status, out, err, want_status, want_line=None, graph=None, messa
 def parse_case(path):
     """The header directives of one case file."""
     spec = {"cmd": "run", "args": [], "npy": [], "status": 1, "line": None, "messages": []}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for raw in f:
             line = raw.rstrip("\n")
             if not line.startswith("#"):

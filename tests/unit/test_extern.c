@@ -407,6 +407,8 @@ static void bad_signatures(void) {
       {"void <- bool", "not a scalar type"},
       {"", "expected a type"},
       {"<- f32*", "expected a type"},
+      {"void <- \xdb", "found byte 0xDB"},        /* a non-ASCII byte by its value, never raw */
+      {"void <- f32* x \x01", "found byte 0x01"},
       {"void <- i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64",
        "more than 16 parameters"},
   };
