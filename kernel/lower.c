@@ -95,6 +95,8 @@ typedef struct Low {
   KnKernel *kk;
   KnDim *dims;         /* the values' dims, rank per value */
   uint32_t nlit;       /* literal values so far */
+  uint32_t *lit, cap;  /* past FEW_LITS of them: their graph ids -> numbers, open addressing
+                          (cap a power of 2, UINT32_MAX empty; freed by lower) */
   Dim seen[16];
   KnDim as[16];
   uint32_t nseen;
@@ -261,6 +263,24 @@ static void add_value(Low *l, uint32_t at, uint32_t u) {
   l->dims += rank;
 }
 
+enum { FEW_LITS = 32 };
+
+/* The literal table at twice the room (nlit >= FEW_LITS literals: all put in again). */
+static bool grow_lits(Low *l) {
+  uint32_t cap = l->cap ? 2 * l->cap : 4 * FEW_LITS, base = l->kk->nin + l->kk->nmem;
+  uint32_t *t = malloc(cap * sizeof *t);
+  if (!t) return false;
+  memset(t, 0xff, cap * sizeof *t);
+  for (uint32_t j = 0; j < l->nlit; j++) {
+    uint32_t h = (l->kk->val[base + j].id * 2654435761u) & (cap - 1);
+    while (t[h] != UINT32_MAX) h = (h + 1) & (cap - 1);
+    t[h] = base + j;
+  }
+  free(l->lit);
+  l->lit = t, l->cap = cap;
+  return true;
+}
+
 /* Operand u of a member as a value number: a member (members are in id order), a literal
  * (numbered as first read), or an input. */
 static uint32_t number(Low *l, uint32_t u) {
@@ -276,9 +296,21 @@ static uint32_t number(Low *l, uint32_t u) {
   }
   if (lo < k->nmembers && mem[lo] == u) return kk->nin + lo;
   if (ir_node(g, u)->op == OP_LITERAL) {
-    uint32_t base = kk->nin + kk->nmem;
-    for (uint32_t j = 0; j < l->nlit; j++)
-      if (kk->val[base + j].id == u) return base + j;
+    uint32_t base = kk->nin + kk->nmem, *slot = NULL;
+    if (l->nlit < FEW_LITS) { /* a handful: a scan */
+      for (uint32_t j = 0; j < l->nlit; j++)
+        if (kk->val[base + j].id == u) return base + j;
+    } else {
+      if (2 * (l->nlit + 1) > l->cap && !grow_lits(l)) ir_oom();
+      for (uint32_t h = (u * 2654435761u) & (l->cap - 1);; h = (h + 1) & (l->cap - 1)) {
+        if (l->lit[h] == UINT32_MAX) {
+          slot = &l->lit[h];
+          break;
+        }
+        if (kk->val[l->lit[h]].id == u) return l->lit[h];
+      }
+      *slot = base + l->nlit;
+    }
     add_value(l, base + l->nlit, u);
     kk->consts[l->nlit] = constant(g, u);
     return base + l->nlit++;
@@ -443,6 +475,7 @@ static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Count
   for (uint32_t m = 0; so >= 0 && m < c->nm && kk->stash < 0; m++)
     if (kk->ins[m].op == KO_SOFTMAX) kk->stash = (int)m, kk->stash_out = (uint32_t)so;
   programs(kk, w, steps);
+  free(l.lit);
 }
 
 KnKernel **kn_lower_all(const Partition *p) {
