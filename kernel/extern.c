@@ -15,19 +15,12 @@ static int input_of(const Partition *p, const Kernel *k, uint32_t u) {
   return -1;
 }
 
-/* A literal operand's value as the reference executor holds it (ref.c attr_cell). */
+/* A literal operand's value as the reference executor holds it (kn_constant), in the
+ * parameter's C type. */
 static void literal(const Graph *g, uint32_t u, ExtType t, int64_t *bits) {
-  const Attr *a = ir_attr(g, u, AK_VALUE);
-  DType dt = (DType)ir_node(g, u)->dtype;
-  if (ir_dtype_is_float(dt)) {
-    double f = (double)(float)(a->isint ? (double)a->i : a->f);
-    ir_extern_scalar(t, true, f, 0, bits);
-    return;
-  }
-  int64_t i = a->isint ? a->i : (int64_t)a->f;
-  if (dt == DT_I32) i = i > INT32_MAX ? INT32_MAX : i < INT32_MIN ? INT32_MIN : i;
-  if (dt == DT_BOOL) i = i != 0;
-  ir_extern_scalar(t, false, 0, i, bits);
+  KnConst c = kn_constant(g, u);
+  if (kn_is_flt((DType)c.t)) ir_extern_scalar(t, true, c.f, 0, bits);
+  else ir_extern_scalar(t, false, 0, c.i, bits);
 }
 
 bool kn_extern_plan(const Partition *p, const Kernel *k, KnExt *x, char *why, size_t n) {

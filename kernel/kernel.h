@@ -373,6 +373,9 @@ typedef struct KnConst {
   float f;            /* floats */
   int64_t i;          /* integers and bools */
 } KnConst;
+/* Value v's constant (a literal, or a full's AK_VALUE, 0 without one) as the reference
+ * executor takes it (lower.c): the one conversion of literals for every tier. */
+KnConst kn_constant(const Graph *g, uint32_t v);
 
 /* A value of the lowered kernel, named by its number: the kernel's inputs first (number i
  * is input i, buffer i), then its members (nin + m is member m: ins[m] computes it), then

@@ -198,14 +198,14 @@ static KnIns lower_member(Low *l, uint32_t v) {
   return in;
 }
 
-/* Value v's constant (a literal or a full: its AK_VALUE) as the reference takes it. */
-static KnConst constant(const Graph *g, uint32_t v) {
+KnConst kn_constant(const Graph *g, uint32_t v) {
   const Attr *a = ir_attr(g, v, AK_VALUE); /* a full's is optional: 0 */
   KnConst c = {.t = ir_node(g, v)->dtype};
   double x = !a ? 0 : a->isint ? (double)a->i : a->f;
   c.f = (float)x;
-  if (c.t == DT_BOOL) c.i = x != 0;
+  if (c.t == DT_BOOL) c.i = a && a->isint ? a->i != 0 : x != 0;
   else c.i = a && a->isint ? a->i : sat_i64(x);
+  if (c.t == DT_I32) c.i = c.i > INT32_MAX ? INT32_MAX : c.i < INT32_MIN ? INT32_MIN : c.i;
   return c;
 }
 
@@ -312,7 +312,7 @@ static uint32_t number(Low *l, uint32_t u) {
       *slot = base + l->nlit;
     }
     add_value(l, base + l->nlit, u);
-    kk->consts[l->nlit] = constant(g, u);
+    kk->consts[l->nlit] = kn_constant(g, u);
     return base + l->nlit++;
   }
   for (uint32_t i = 0; i < k->ninputs; i++)
@@ -452,7 +452,7 @@ static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Count
     }
     in->narg = nd->nin, in->arg = args, args += nd->nin;
     for (uint32_t i = 0; i < nd->nin; i++) in->arg[i] = number(&l, ir_operand(g, v, i));
-    if (nd->op == OP_FULL) in->fill = (int32_t)(c->nc - 1 - nfill), kk->consts[in->fill] = constant(g, v), nfill++;
+    if (nd->op == OP_FULL) in->fill = (int32_t)(c->nc - 1 - nfill), kk->consts[in->fill] = kn_constant(g, v), nfill++;
   }
   kk->nval = kk->nin + kk->nmem + l.nlit;
   kk->nconsts = l.nlit + nfill;

@@ -1,8 +1,7 @@
 /* tests/unit/test_long_chain.c — a graph of 200,000 chained ops (y = x + 1 + 1 + ...),
  * which fuses into one kernel of as many members, compiles and runs in the ref and vm
- * tiers with the right result: nothing on the way recurses per member (the encoder once
- * overflowed its stack at 10^5) or scans the kernel per member (numbering operands and
- * literals once took quadratic time). */
+ * tiers with the right result: nothing on the way may recurse per member (the stack) or
+ * scan the kernel per member (quadratic time: numbering operands and literals). */
 #include <stdio.h>
 #include <stdlib.h>
 
