@@ -22,8 +22,8 @@ DEPS_FUZZ  := clang libclang-rt-14-dev
 # The bench's peers and charts (make demo): torch, ONNX export, Halide, matplotlib, OpenBLAS.
 DEPS_DEMO  := python3-torch python3-onnx python3-halide python3-matplotlib libopenblas0-pthread
 
-.PHONY: all deps fuzz-deps demo-deps build build-asan build-tsan build-fuzz demo test test-release test-asan \
-        test-tsan test-fuzz clean
+.PHONY: all deps fuzz-deps demo-deps build build-asan build-tsan build-fuzz demo install test test-release \
+        test-asan test-tsan test-fuzz clean
 
 all: build
 
@@ -67,16 +67,24 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 build-asan: deps
-	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_SANITIZE=ON -DDVM_WERROR=$(WERROR) >/dev/null
+	cmake -S . -B $(BUILD_SAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_SANITIZE=ON -DDVM_SHARED=OFF \
+	  -DDVM_WERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD_SAN) -j $(JOBS)
 
 build-tsan: deps
-	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_TSAN=ON -DDVM_WERROR=$(WERROR) >/dev/null
+	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_TSAN=ON -DDVM_SHARED=OFF \
+	  -DDVM_WERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD_TSAN) -j $(JOBS) --target test_soak test_pool
 
 build-fuzz: fuzz-deps
-	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_FUZZ=ON -DDVM_WERROR=$(WERROR) >/dev/null
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_FUZZ=ON -DDVM_SHARED=OFF \
+	  -DDVM_WERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_graph fuzz_onnx fuzz_npy
+
+# libdvm.so, dvm.h, the dvm tool, dvm.pc and the CMake package under PREFIX (default
+# /usr/local).
+install: build
+	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
 
 # The main job: the bench on the bundled workloads, with every peer, charts in bench-out/.
 demo: demo-deps build
