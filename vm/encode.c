@@ -4,6 +4,7 @@
  * VmProg.whole) and register allocation by liveness (a linear scan: a register is free
  * after its last use); per-row results of reductions get reserved registers (slots).
  * vm/enc.h lists the encoder's other files. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,10 +46,23 @@ int32_t enc_pool_f(Enc *e, float f) {
 int enc_constf(Enc *e, float f) { return enc_emit(e, VM_K_F32, 0, 0, enc_pool_f(e, f)); }
 
 
-/* Is field i of op a tile register (t, w, u or f)? */
-static bool tile_field(VmOp op, int i) {
-  char f = enc_kind(op, i);
-  return f == 't' || f == 'w' || f == 'u' || f == 'f';
+/* Per op, a bit per field that names a tile register (kinds t, w, u and f), made once
+ * per process from enc_op_fmt: register allocation asks it for every field it visits. */
+static uint8_t tile_bits[VM_NOPS];
+static pthread_once_t tile_once = PTHREAD_ONCE_INIT;
+
+static void tile_init(void) {
+  for (int op = 0; op < VM_NOPS; op++)
+    for (int i = 0; i < NF; i++) {
+      char f = enc_kind((VmOp)op, i);
+      if (f == 't' || f == 'w' || f == 'u' || f == 'f') tile_bits[op] |= (uint8_t)(1u << i);
+    }
+}
+
+/* tile_bits, made if it is not yet. */
+static const uint8_t *tile_fields(void) {
+  pthread_once(&tile_once, tile_init);
+  return tile_bits;
 }
 
 /* Can program pr run over spans of a row (VmProg.whole)? Every tile it reads names a
@@ -84,17 +98,18 @@ static bool span_ok(const Enc *e, VmProg pr) {
  * that nothing else reads becomes one MULADD (a·b + c, the same two roundings in the same
  * order, and one tile fewer written and read: W1's x·a + b). */
 static void fuse(Enc *e, const int *keep, int nkeep) {
+  const uint8_t *tb = tile_fields();
   TIns *t = e->tmp.v;
   uint32_t n = e->tmp.n, dead = 0;
   for (uint32_t i = 0; i < n; i++)
     for (int f = 0; f < NF; f++)
-      if (tile_field((VmOp)t[i].op, f) && t[i].f[f] >= 0) e->vr.v[t[i].f[f]].uses = 0, e->vr.v[t[i].f[f]].def = -1;
+      if ((tb[t[i].op] >> f & 1) && t[i].f[f] >= 0) e->vr.v[t[i].f[f]].uses = 0, e->vr.v[t[i].f[f]].def = -1;
   for (uint32_t i = 0; i < n; i++) {
     VmOp op = (VmOp)t[i].op;
     bool writes = enc_kind(op, 0) == 't' && !(op >= VM_ST_F32 && op <= VM_ST_BOOL);
     for (int f = 0; f < NF; f++) {
       int v = t[i].f[f];
-      if (!tile_field(op, f) || v < 0) continue;
+      if (!(tb[op] >> f & 1) || v < 0) continue;
       if (f == 0 && writes) e->vr.v[v].def = (int32_t)i;
       else e->vr.v[v].uses++;
     }
@@ -119,13 +134,14 @@ static void fuse(Enc *e, const int *keep, int nkeep) {
 /* End the current program: registers by liveness, then the instructions appended to the
  * code. keep: vregs whose registers must survive the program (its results). */
 VmProg enc_end_prog(Enc *e, const int *keep, int nkeep) {
+  const uint8_t *tb = tile_fields();
   fuse(e, keep, nkeep);
   vec_push(e->tmp, ((TIns){VM_END, {0, 0, 0, 0, -1, -1, -1}}));
   uint32_t n = e->tmp.n;
   for (uint32_t i = 0; i < n; i++)
     for (int f = 0; f < NF; f++) {
       int v = e->tmp.v[i].f[f];
-      if (tile_field((VmOp)e->tmp.v[i].op, f) && v >= 0) e->vr.v[v].last = i;
+      if ((tb[e->tmp.v[i].op] >> f & 1) && v >= 0) e->vr.v[v].last = i;
     }
   for (int i = 0; i < nkeep; i++)
     if (keep[i] >= 0) e->vr.v[keep[i]].last = UINT32_MAX;
@@ -136,7 +152,7 @@ VmProg enc_end_prog(Enc *e, const int *keep, int nkeep) {
     VmOp op = (VmOp)t->op;
     bool store_op = op >= VM_ST_F32 && op <= VM_ST_BOOL;
     int d = t->f[0];
-    if (tile_field(op, 0) && !store_op && d >= 0 && e->vr.v[d].phys < 0) {
+    if ((tb[op] & 1) && !store_op && d >= 0 && e->vr.v[d].phys < 0) {
       int w = e->vr.v[d].wide ? 2 : 1, got = -1;
       for (int r = 0; r + w <= VM_MAXREG && got < 0; r++)
         if (!(used >> r & 1) && (w == 1 || !(used >> (r + 1) & 1))) got = r;
@@ -152,7 +168,7 @@ VmProg enc_end_prog(Enc *e, const int *keep, int nkeep) {
     int32_t fld[NF];
     for (int f = 0; f < NF; f++) {
       int v = t->f[f];
-      fld[f] = tile_field(op, f) && v >= 0 ? e->vr.v[v].phys : v;
+      fld[f] = (tb[op] >> f & 1) && v >= 0 ? e->vr.v[v].phys : v;
     }
     if (enc_kind(op, 3) == 'p') /* three registers in imm's bytes, 0xff none */
       fld[3] = (fld[4] & 0xff) | (fld[5] & 0xff) << 8 | (fld[6] & 0xff) << 16;
@@ -161,7 +177,7 @@ VmProg enc_end_prog(Enc *e, const int *keep, int nkeep) {
     /* registers whose last use this was (the destination too, if never read) */
     for (int f = 0; f < NF; f++) {
       int v = t->f[f];
-      if (!tile_field(op, f) || v < 0 || e->vr.v[v].fixed || e->vr.v[v].last != i) continue;
+      if (!(tb[op] >> f & 1) || v < 0 || e->vr.v[v].fixed || e->vr.v[v].last != i) continue;
       used &= ~((e->vr.v[v].wide ? 3ull : 1ull) << e->vr.v[v].phys);
     }
   }
