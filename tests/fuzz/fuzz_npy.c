@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (t->dtype != DT_BOOL && bytes && memcmp(t->data, data + size - bytes, bytes)) abort();
   char path[4096];
   const char *dir = getenv("TMPDIR");
-  snprintf(path, sizeof path, "%s/dvm-fuzz-XXXXXX.npy", dir && *dir ? dir : "/tmp");
+  snprintf(path, sizeof path, "%s/dvm-fuzz-XXXXXX.npy", dir && *dir ? dir : P_tmpdir);
   int fd = mkstemps(path, 4);
   if (fd < 0) abort();
   close(fd);
