@@ -62,6 +62,18 @@ static inline const uint32_t *fu_inputs(const Partition *p, const Kernel *k) {
 static inline const uint32_t *fu_outputs(const Partition *p, const Kernel *k) {
   return p->ids.v + k->outputs;
 }
+/* The index of value v among k's members, -1 if it is not one (members are in id order:
+ * a binary search). */
+static inline int32_t fu_member_index(const Partition *p, const Kernel *k, uint32_t v) {
+  const uint32_t *mem = fu_members(p, k);
+  uint32_t lo = 0, hi = k->nmembers;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (mem[mid] < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < k->nmembers && mem[lo] == v ? (int32_t)lo : -1;
+}
 
 /* key.c */
 /* Compute k's canonical form, its symbolic dim parameters and its key. */

@@ -85,16 +85,10 @@ static void ref(Writer *w, uint32_t u) {
     word(w, a->isint ? (uint64_t)a->i : fbits(a->f));
     return;
   }
-  const uint32_t *mem = fu_members(w->cp, k); /* in id order: a binary search */
-  uint32_t lo = 0, hi = k->nmembers;
-  while (lo < hi) {
-    uint32_t mid = lo + (hi - lo) / 2;
-    if (mem[mid] < u) lo = mid + 1;
-    else hi = mid;
-  }
-  if (lo < k->nmembers && mem[lo] == u) {
+  int32_t m = fu_member_index(w->cp, k, u);
+  if (m >= 0) {
     word(w, TAG_MEMBER);
-    word(w, lo);
+    word(w, (uint64_t)m);
     return;
   }
   for (uint32_t i = 0; i < k->ninputs; i++)

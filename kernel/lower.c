@@ -287,14 +287,8 @@ static uint32_t number(Low *l, uint32_t u) {
   const Graph *g = l->p->g;
   const Kernel *k = l->k;
   KnKernel *kk = l->kk;
-  const uint32_t *mem = fu_members(l->p, k);
-  uint32_t lo = 0, hi = k->nmembers;
-  while (lo < hi) {
-    uint32_t mid = (lo + hi) / 2;
-    if (mem[mid] < u) lo = mid + 1;
-    else hi = mid;
-  }
-  if (lo < k->nmembers && mem[lo] == u) return kk->nin + lo;
+  int32_t m = fu_member_index(l->p, k, u);
+  if (m >= 0) return kk->nin + (uint32_t)m;
   if (ir_node(g, u)->op == OP_LITERAL) {
     uint32_t base = kk->nin + kk->nmem, *slot = NULL;
     if (l->nlit < FEW_LITS) { /* a handful: a scan */

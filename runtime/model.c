@@ -710,13 +710,8 @@ static dvm_status prologue_value(const Graph *g, const Partition *p, const Kerne
   for (uint32_t i = at; i-- > 0;) {
     if (!need[i]) continue;
     for (uint32_t q = 0; q < ir_node(g, mem[i])->nin; q++) { /* operands that are members */
-      uint32_t x = ir_operand(g, mem[i], q), lo = 0, hi = i;
-      while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (mem[mid] < x) lo = mid + 1;
-        else hi = mid;
-      }
-      if (lo < i && mem[lo] == x) need[lo] = 1;
+      int32_t x = fu_member_index(p, k, ir_operand(g, mem[i], q));
+      if (x >= 0 && (uint32_t)x < i) need[x] = 1;
     }
   }
   for (uint32_t i = 0; i < at; i++)
