@@ -33,13 +33,8 @@ typedef struct Cg {
   LLVMValueRef *memo;    /* per member: its value in the current loop body */
   const KnProg *prog;    /* the program of the current loop body (cg_begin), ... */
   uint32_t at;           /* ... its next entry, ... */
-  LLVMValueRef *reads;   /* ... and its leaf reads no member has taken yet (KnProg): their
-                            values (NULL: not materialized yet), ... */
-  uint32_t *readv;       /* ... their value numbers, ... */
-  uint8_t *readc;        /* ... the alignments they are read in, ... */
-  uint32_t nreads;       /* ... how many, ... */
-  uint32_t nready;       /* ... and how many from the bottom are materialized */
-  uint32_t opq[3];       /* the leaf operands of the member being evaluated: their reads */
+  KnReads rd;            /* ... its leaf reads no member has taken yet, ... */
+  LLVMValueRef *reads;   /* ... and per read its value (NULL: not materialized yet) */
   bool broken;           /* a program read a value before evaluating it (an internal error) */
   LLVMValueRef *red;     /* per member: a reduction's per-row result (splat) */
   LLVMValueRef *n1, *n2; /* per member: a normalization's per-row scalars (splats) */

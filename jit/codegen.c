@@ -72,7 +72,7 @@ bool jit_emit(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char 
   c.bufp = mem + 4 * nm + 4 * ni, c.dimv = mem + 4 * nm + 4 * ni + nb;
   c.next = mem + 4 * nm + 4 * ni + nb + kk->ndims;
   /* the reads: values, then value numbers and alignments in a pointer's room each */
-  c.reads = c.next + ni, c.readv = (uint32_t *)(c.reads + kk->most), c.readc = (uint8_t *)(c.reads + 2 * kk->most);
+  c.reads = c.next + ni, c.rd.v = (uint32_t *)(c.reads + kk->most), c.rd.ctx = (uint8_t *)(c.reads + 2 * kk->most);
   c.bufs = LLVMGetParam(c.fn, 0), c.dims = LLVMGetParam(c.fn, 1);
   LLVMValueRef begin = LLVMGetParam(c.fn, 2), end = LLVMGetParam(c.fn, 3);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(C, c.fn, "entry");

@@ -250,11 +250,11 @@ static LLVMValueRef leaf_at(Cg *c, uint32_t q) {
   const KnKernel *kk = c->low;
   if (q >= kk->most) return missing(c, 0); /* none (the program is broken) */
   if (c->reads[q]) return c->reads[q];
-  uint32_t u = c->readv[q];
+  uint32_t u = c->rd.v[q];
   int m = kn_member(kk, u), saved = c->ctx;
   DType ut = (DType)kk->val[u].t;
   LLVMValueRef r;
-  c->ctx = c->readc[q];
+  c->ctx = c->rd.ctx[q];
   if (m >= 0) r = !c->red[m] ? missing(c, u) : kn_is_low(ut) ? cg_round_to(c, c->red[m], ut) : c->red[m];
   else r = u >= kk->nin ? cg_lit(c, u) : cg_load_input(c, (int)u);
   c->ctx = saved;
@@ -263,32 +263,17 @@ static LLVMValueRef leaf_at(Cg *c, uint32_t q) {
 
 LLVMValueRef cg_operand(Cg *c, uint32_t v, uint32_t k) {
   uint32_t u = c->low->ins[kn_member(c->low, v)].arg[k];
-  if (KN_LEAF(c->low, u)) return leaf_at(c, c->opq[k]);
+  if (KN_LEAF(c->low, u)) return leaf_at(c, c->rd.opq[k]);
   LLVMValueRef r = c->memo[u - c->low->nin];
   return r ? r : missing(c, u);
 }
 
-/* Before member m's code: the reads below its own materialized, in order (the walk read
- * them before it); its own leaf operands taken off the top, into c->opq, to be
- * materialized as its code reads them (the walk read them there). */
+static void materialize(void *c, uint32_t q) { leaf_at(c, q); }
+
+/* Before member m's code: the reads below its own materialized, its own taken
+ * (kn_reads_take). */
 static void take_reads(Cg *c, uint32_t m) {
-  const KnKernel *kk = c->low;
-  const uint32_t *arg = kk->ins[m].arg;
-  uint32_t n = kn_walked(kk, m), leaves = 0;
-  for (uint32_t i = 0; i < n; i++) leaves += KN_LEAF(kk, arg[i]);
-  if (leaves > c->nreads) {
-    c->broken = true;
-    c->opq[0] = c->opq[1] = c->opq[2] = UINT32_MAX;
-    return;
-  }
-  for (; c->nready < c->nreads - leaves; c->nready++) leaf_at(c, c->nready);
-  c->nreads -= leaves;
-  if (c->nready > c->nreads) c->nready = c->nreads;
-  for (uint32_t i = 0, q = c->nreads; i < n; i++) {
-    if (!KN_LEAF(kk, arg[i])) continue;
-    c->broken |= c->readv[q] != arg[i];
-    c->opq[i] = q++;
-  }
+  if (kn_reads_take(c->low, &c->rd, m, materialize, c)) c->broken = true;
 }
 
 /* Program entry s at the current column: a leaf read kept for its reader (leaf_at), or a
@@ -300,7 +285,7 @@ static void step(Cg *c, KnStep s) {
   DType ut = (DType)kk->val[u].t;
   LLVMValueRef r, x;
   if (KN_LEAF(kk, u)) { /* room: kk->most */
-    c->reads[c->nreads] = NULL, c->readv[c->nreads] = u, c->readc[c->nreads++] = s.ctx;
+    c->reads[kn_reads_push(&c->rd, s)] = NULL;
     return;
   }
   c->ctx = s.ctx; /* a row kernel's member of the reduced shape */
@@ -339,16 +324,14 @@ LLVMValueRef cg_eval(Cg *c, uint32_t u) {
     step(c, s);
     if (s.v != u) continue;
     if (m >= 0 && !KN_LEAF(c->low, u)) return c->memo[m];
-    LLVMValueRef r = leaf_at(c, --c->nreads); /* read at the top */
-    if (c->nready > c->nreads) c->nready = c->nreads;
-    return r;
+    return leaf_at(c, kn_reads_pop(&c->rd)); /* read at the top */
   }
   return missing(c, u);
 }
 
 void cg_begin(Cg *c, const KnProg *p) {
   memset(c->memo, 0, c->low->nmem * sizeof *c->memo);
-  c->prog = p, c->at = 0, c->nreads = c->nready = 0;
+  c->prog = p, c->at = 0, c->rd.n = c->rd.ready = 0;
 }
 
 void cg_forget(Cg *c) { memset(c->memo, 0, c->low->nmem * sizeof *c->memo); }

@@ -487,6 +487,33 @@ static inline uint32_t kn_walked(const KnKernel *kk, uint32_t m) {
   if (in->op == KO_VIEW || in->op == KO_PRODUCT || (int)m == kk->stash) return 0;
   return (uint32_t)kn_op_arity((KnOp)in->op);
 }
+/* The leaf reads of a running program that no member has taken yet, as a stack (the
+ * bookkeeping both back ends share; each keeps what it materialized per read, indexed
+ * like v). v and ctx have room for kk->most entries. */
+typedef struct KnReads {
+  uint32_t *v;        /* per read: the value number, ... */
+  uint8_t *ctx;       /* ... and the alignment it is read in */
+  uint32_t n;         /* reads on the stack */
+  uint32_t ready;     /* of which materialized, from the bottom */
+  uint32_t opq[3];    /* the member being evaluated: each leaf operand's read */
+} KnReads;
+/* Push leaf entry s; returns its read's index. */
+static inline uint32_t kn_reads_push(KnReads *r, KnStep s) {
+  r->v[r->n] = s.v, r->ctx[r->n] = s.ctx;
+  return r->n++;
+}
+/* Pop the top read (a leaf the body asked for itself); returns its index. */
+static inline uint32_t kn_reads_pop(KnReads *r) {
+  uint32_t q = --r->n;
+  if (r->ready > r->n) r->ready = r->n;
+  return q;
+}
+/* Before member m's code: materialize(arg, q) for each read below m's own not yet
+ * materialized, in order (the walk read them before m); then m's leaf operands taken off
+ * the top into r->opq. NULL, or what is wrong with the program (an internal error: then
+ * r->opq may name no read, UINT32_MAX). */
+const char *kn_reads_take(const KnKernel *kk, KnReads *r, uint32_t m, void (*materialize)(void *, uint32_t),
+                          void *arg);
 /* `dvm dump --stage lowered`: the kernel's members as instructions (malloc'd). */
 char *kn_lower_dump(const KnKernel *kk);
 /* Check kk against its kernel: an instruction per member, each arity and dtype what its

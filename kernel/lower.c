@@ -702,6 +702,27 @@ static void put_head(Buf *b, const KnKernel *kk) {
   ir_put(b, "\n");
 }
 
+const char *kn_reads_take(const KnKernel *kk, KnReads *r, uint32_t m, void (*materialize)(void *, uint32_t),
+                          void *arg) {
+  const uint32_t *a = kk->ins[m].arg;
+  uint32_t n = kn_walked(kk, m), leaves = 0;
+  const char *bad = NULL;
+  for (uint32_t i = 0; i < n; i++) leaves += KN_LEAF(kk, a[i]);
+  if (leaves > r->n) {
+    r->opq[0] = r->opq[1] = r->opq[2] = UINT32_MAX;
+    return "internal: an operand read before its program evaluates it";
+  }
+  for (; r->ready < r->n - leaves; r->ready++) materialize(arg, r->ready);
+  r->n -= leaves;
+  if (r->ready > r->n) r->ready = r->n;
+  for (uint32_t i = 0, q = r->n; i < n; i++) {
+    if (!KN_LEAF(kk, a[i])) continue;
+    if (r->v[q] != a[i]) bad = "internal: an operand read other than its program's entry";
+    r->opq[i] = q++;
+  }
+  return bad;
+}
+
 char *kn_lower_dump(const KnKernel *kk) {
   const Kernel *k = kk->k;
   const Graph *g = kk->p->g;

@@ -59,13 +59,8 @@ typedef struct Enc {
   int *inmemo;          /* per input and alignment: its load, -1 */
   const KnProg *prog;   /* the program being run (enc_begin), ... */
   uint32_t at;          /* ... its next entry, ... */
-  int *reads;           /* ... and its leaf reads no member has taken yet (KnProg): their
-                           vregs (-1: not materialized yet), ... */
-  uint32_t *readv;      /* ... their values, ... */
-  uint8_t *readc;       /* ... the alignments they are read in, ... */
-  uint32_t nreads;      /* ... how many, ... */
-  uint32_t nready;      /* ... and how many from the bottom are materialized */
-  uint32_t opq[3];      /* the leaf operands of the member being evaluated: their reads */
+  KnReads rd;           /* ... its leaf reads no member has taken yet, ... */
+  int *reads;           /* ... and per read its vreg (-1: not materialized yet) */
   int *red, *n1, *n2;   /* per member: slot vregs, -1 */
   int mm;               /* the product's vreg, -1 */
   uint32_t fixed_regs;  /* physical registers taken by fixed vregs */
@@ -160,7 +155,7 @@ static inline char enc_kind(VmOp op, int i) {
 static inline void enc_begin(Enc *e, const KnProg *p) {
   for (uint32_t m = 0; m < e->kk->nmem; m++) e->memo[m] = -1;
   for (uint32_t i = 0; i < 2 * e->kk->nin; i++) e->inmemo[i] = -1;
-  e->prog = p, e->at = 0, e->nreads = e->nready = 0;
+  e->prog = p, e->at = 0, e->rd.n = e->rd.ready = 0;
 }
 
 #endif /* DVM_VM_ENC_H */

@@ -248,11 +248,11 @@ static int view_here(Enc *e, uint32_t u) {
 
 static int leaf_at(Enc *e, uint32_t q);
 
-/* Operand i of instruction in (the member being evaluated): a leaf's read (e->opq),
+/* Operand i of instruction in (the member being evaluated): a leaf's read (e->rd.opq),
  * materialized now if it is not yet, or a member's value. */
 static int operand(Enc *e, const KnIns *in, uint32_t i) {
   uint32_t u = in->arg[i];
-  if (KN_LEAF(e->kk, u)) return leaf_at(e, e->opq[i]);
+  if (KN_LEAF(e->kk, u)) return leaf_at(e, e->rd.opq[i]);
   int r = e->memo[u - e->kk->nin];
   if (r < 0) {
     enc_fail(e, "%s", "internal: an operand read before its program evaluates it");
@@ -355,36 +355,22 @@ static int leaf_at(Enc *e, uint32_t q) {
   if (q >= e->kk->most) return enc_constf(e, 0); /* none (the encoding failed) */
   if (e->reads[q] >= 0) return e->reads[q];
   const KnKernel *kk = e->kk;
-  uint32_t u = e->readv[q];
+  uint32_t u = e->rd.v[q];
   int m = kn_member(kk, u), r, saved = e->ctx;
-  e->ctx = e->readc[q];
+  e->ctx = e->rd.ctx[q];
   if (m < 0) r = u >= kk->nin ? lit(e, u) : load_input(e, (int)u);
   else if ((r = e->red[m]) < 0) enc_fail(e, "%s", "internal: a reduction read before its pass");
   e->ctx = saved;
   return e->reads[q] = r;
 }
 
-/* Before member m's code: the reads below its own materialized, in order (the walk read
- * them before it); its own leaf operands taken off the top, into e->opq, to be
- * materialized as its code reads them (the walk read them there). */
+static void materialize(void *e, uint32_t q) { leaf_at(e, q); }
+
+/* Before member m's code: the reads below its own materialized, its own taken
+ * (kn_reads_take). */
 static void take_reads(Enc *e, uint32_t m) {
-  const KnKernel *kk = e->kk;
-  const uint32_t *arg = kk->ins[m].arg;
-  uint32_t n = kn_walked(kk, m), leaves = 0;
-  for (uint32_t i = 0; i < n; i++) leaves += KN_LEAF(kk, arg[i]);
-  if (leaves > e->nreads) {
-    enc_fail(e, "%s", "internal: an operand read before its program evaluates it");
-    e->opq[0] = e->opq[1] = e->opq[2] = UINT32_MAX;
-    return;
-  }
-  for (; e->nready < e->nreads - leaves; e->nready++) leaf_at(e, e->nready);
-  e->nreads -= leaves;
-  if (e->nready > e->nreads) e->nready = e->nreads;
-  for (uint32_t i = 0, q = e->nreads; i < n; i++) {
-    if (!KN_LEAF(kk, arg[i])) continue;
-    if (e->readv[q] != arg[i]) enc_fail(e, "%s", "internal: an operand read other than its program's entry");
-    e->opq[i] = q++;
-  }
+  const char *bad = kn_reads_take(e->kk, &e->rd, m, materialize, e);
+  if (bad) enc_fail(e, "%s", bad);
 }
 
 /* Program entry s at the current tile (as jit/views.c's): a leaf read kept for its reader
@@ -394,7 +380,7 @@ static void step(Enc *e, KnStep s) {
   uint32_t u = s.v;
   int m = kn_member(kk, u), r, x;
   if (KN_LEAF(kk, u)) { /* room: kk->most */
-    e->reads[e->nreads] = -1, e->readv[e->nreads] = u, e->readc[e->nreads++] = s.ctx;
+    e->reads[kn_reads_push(&e->rd, s)] = -1;
     return;
   }
   e->ctx = s.ctx;
@@ -449,9 +435,7 @@ int enc_eval(Enc *e, uint32_t u) {
     step(e, s);
     if (s.v != u) continue;
     if (m >= 0 && !KN_LEAF(kk, u)) return e->memo[m];
-    int r = leaf_at(e, --e->nreads); /* read at the top */
-    if (e->nready > e->nreads) e->nready = e->nreads;
-    return r;
+    return leaf_at(e, kn_reads_pop(&e->rd)); /* read at the top */
   }
   enc_fail(e, "%s", "internal: a value its program does not evaluate");
   return enc_constf(e, 0);

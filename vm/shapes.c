@@ -192,8 +192,8 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
   int *mem = malloc((5 * (size_t)nm + 2 * (size_t)kk->nin + 3 * (size_t)kk->most + 1) * sizeof *mem);
   if (!c || !mem) ir_oom();
   int *rd = mem + 5 * nm + 2 * kk->nin; /* the reads: vregs, values, alignments */
-  Enc e = {.kk = kk, .c = c, .memo = mem, .inmemo = mem + 5 * nm, .reads = rd, .readv = (uint32_t *)(rd + kk->most),
-           .readc = (uint8_t *)(rd + 2 * kk->most), .red = mem + nm, .n1 = mem + 2 * nm,
+  Enc e = {.kk = kk, .c = c, .memo = mem, .inmemo = mem + 5 * nm, .reads = rd,
+           .rd = {.v = (uint32_t *)(rd + kk->most), .ctx = (uint8_t *)(rd + 2 * kk->most)}, .red = mem + nm, .n1 = mem + 2 * nm,
            .n2 = mem + 3 * nm, .mm = -1, .ns = VS_FREE, .mask = -1, .stash_member = -1};
   for (uint32_t i = 0; i < 5 * nm; i++) mem[i] = -1;
   e.r = kk->r;
