@@ -62,14 +62,9 @@ static size_t word(Lex *l) {
   return (size_t)(q - l->p);
 }
 
-/* The character at the cursor for a message: 'c', or a control or non-ASCII byte by its
- * value (the message stays printable UTF-8), or "the end". */
+/* The character at the cursor for a message (ir_shown_byte), or "the end". */
 static const char *shown(const Lex *l, char *buf, size_t n) {
-  unsigned char ch = (unsigned char)*l->p;
-  if (!ch) return "the end";
-  if (isprint(ch)) snprintf(buf, n, "'%c'", ch);
-  else snprintf(buf, n, "byte 0x%02X", ch);
-  return buf;
+  return *l->p ? ir_shown_byte((unsigned char)*l->p, buf, n) : "the end";
 }
 
 static bool is(const Lex *l, size_t n, const char *w) { return n == strlen(w) && !strncmp(l->p, w, n); }

@@ -59,6 +59,9 @@ dvm_status ir_err(Err *err, dvm_status code, const char *fmt, ...)
 /* Set err with the graph-line prefix "FILE:LINE: " when line > 0. */
 dvm_status ir_errl(Err *err, dvm_status code, const char *file, uint32_t line,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Byte ch as an error message shows what was found: 'c' when printable, else by its value
+ * ("byte 0xDB"), so that messages stay printable UTF-8. Returns buf. */
+const char *ir_shown_byte(unsigned char ch, char *buf, size_t n);
 
 /* ---- threads and stacks ------------------------------------------------------------------ */
 

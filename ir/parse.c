@@ -44,16 +44,10 @@ static bool is_ident(int ch) { return isalnum(ch) || ch == '_' || ch == '.'; }
 static const char *found(Parser *ps, char *buf, size_t n) {
   skip(ps);
   if (ps->p >= ps->end) return "end of line";
+  if (!is_ident0((unsigned char)*ps->p) && !isdigit((unsigned char)*ps->p))
+    return ir_shown_byte((unsigned char)*ps->p, buf, n); /* one character */
   size_t k = 0;
-  if (is_ident0((unsigned char)*ps->p) || isdigit((unsigned char)*ps->p)) {
-    while (ps->p + k < ps->end && is_ident((unsigned char)ps->p[k]) && k < 32) k++;
-  } else if (!isprint((unsigned char)*ps->p)) { /* a control or non-ASCII byte: by its value, so
-                                                     the message stays printable UTF-8 */
-    snprintf(buf, n, "byte 0x%02X", (unsigned char)*ps->p);
-    return buf;
-  } else {
-    k = 1;
-  }
+  while (ps->p + k < ps->end && is_ident((unsigned char)ps->p[k]) && k < 32) k++;
   snprintf(buf, n, "'%.*s'", (int)k, ps->p);
   return buf;
 }

@@ -1,6 +1,7 @@
 /* ir/util.c — small shared pieces of the ir layer: growable arrays, error reporting,
  * dtype names, the op and attribute tables expanded from ops.def / attrs.def, and the
  * stack checks and thread starts that the runtime and the jit share. */
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,12 @@ int ir_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, size_t min_sta
   int e = pthread_create(t, &a, fn, arg);
   pthread_attr_destroy(&a);
   return e;
+}
+
+const char *ir_shown_byte(unsigned char ch, char *buf, size_t n) {
+  if (isprint(ch)) snprintf(buf, n, "'%c'", ch);
+  else snprintf(buf, n, "byte 0x%02X", ch);
+  return buf;
 }
 
 const char *ir_dtype_name(DType dt) { return (unsigned)dt < DT_COUNT ? dtype_names[dt] : "?"; }
