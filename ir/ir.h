@@ -36,13 +36,23 @@
     T *v;                                                                                  \
     uint32_t n, cap;                                                                       \
   }
-/* Make room for k more elements; false if out of memory. */
-#define vec_reserve(a, k) ir_grow((void **)&(a).v, &(a).cap, (a).n + (k), sizeof(*(a).v))
+/* Make room for k more elements; false if out of memory. (The test inline: pushes are
+ * the encoders' and the parser's inner loops.) */
+#define vec_reserve(a, k) \
+  ((a).n + (k) <= (a).cap || ir_grow((void **)&(a).v, &(a).cap, (a).n + (k), sizeof(*(a).v)))
 /* Append x (must be reserved or reservable; aborts on out of memory). */
 #define vec_push(a, x)                                                                     \
   (vec_reserve(a, 1) ? ((a).v[(a).n++] = (x), true) : (ir_oom(), false))
 #define vec_free(a) (free((a).v), (a).v = NULL, (a).n = (a).cap = 0)
 bool ir_grow(void **p, uint32_t *cap, uint32_t need, size_t elem);
+/* Scratch vectors that start in a caller's array `few` (v = few, cap its length) and move
+ * to the heap when they outgrow it: no allocation for the usual small case. */
+#define vec_push_from(a, few, x)                                                           \
+  (((a).n + 1 <= (a).cap || ir_grow_from((void **)&(a).v, &(a).cap, (a).n + 1, sizeof(*(a).v), few)) \
+       ? ((a).v[(a).n++] = (x), true)                                                      \
+       : (ir_oom(), false))
+#define vec_free_from(a, few) ((a).v != (few) ? free((a).v) : (void)0, (a).v = NULL, (a).n = (a).cap = 0)
+bool ir_grow_from(void **p, uint32_t *cap, uint32_t need, size_t elem, const void *few);
 _Noreturn void ir_oom(void);
 
 /* ---- errors ---------------------------------------------------------------------------- */

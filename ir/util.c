@@ -38,6 +38,16 @@ bool ir_grow(void **p, uint32_t *cap, uint32_t need, size_t elem) {
   return true;
 }
 
+bool ir_grow_from(void **p, uint32_t *cap, uint32_t need, size_t elem, const void *few) {
+  if (*p != few) return ir_grow(p, cap, need, elem);
+  void *heap = NULL;
+  uint32_t c = 0;
+  if (!ir_grow(&heap, &c, need > 2 * *cap ? need : 2 * *cap, elem)) return false;
+  memcpy(heap, few, (size_t)*cap * elem);
+  *p = heap, *cap = c;
+  return true;
+}
+
 _Noreturn void ir_oom(void) {
   fprintf(stderr, "dvm: out of memory\n");
   abort();
