@@ -69,7 +69,7 @@ static LLVMTypeRef elem_type(const Ex *x, DType dt) {
 /* Emit extern kernel k as function `name` of the kernel ABI: if begin < end, call the
  * function once with its arguments; a scalar result is stored as the output's element. */
 void jit_emit_extern(const KnKernel *kk, LLVMContextRef C, LLVMModuleRef M, const char *name) {
-  const KnExt plan = kk->ext;
+  const KnExt plan = *kk->ext;
   bool ok = kk->ok;
   Ex x = {.C = C, .M = M, .B = LLVMCreateBuilderInContext(C)};
   x.i8 = LLVMInt8TypeInContext(C), x.i32 = LLVMInt32TypeInContext(C), x.i64 = LLVMInt64TypeInContext(C);

@@ -447,10 +447,10 @@ typedef struct KnKernel {
   KnProg pro;         /* a packed mix kernel's prologue: its value pack.a, as the packing of
                          a reads it (n 0 without one) */
   uint32_t most;      /* the most entries of any of its programs */
-  char why[256];      /* !ok: why the code generators do not cover it */
-  char vm_why[256];   /* a covered kernel the bytecode tier does not run, by the op table's
-                         vm column (kn_op_cover): why; empty if it does */
-  KnExt ext;          /* extern kernels: the call (when ok) */
+  const char *why;    /* !ok: why the code generators do not cover it (else NULL) */
+  const char *vm_why; /* a covered kernel the bytecode tier does not run, by the op table's
+                         vm column (kn_op_cover): why; NULL if it does */
+  KnExt *ext;         /* extern kernels: the call (when ok); NULL for the others */
 } KnKernel;
 
 /* Value v's member index, or -1 (an input or a literal). */
@@ -516,10 +516,21 @@ const char *kn_reads_take(const KnKernel *kk, KnReads *r, uint32_t m, void (*mat
                           void *arg);
 /* `dvm dump --stage lowered`: the kernel's members as instructions (malloc'd). */
 char *kn_lower_dump(const KnKernel *kk);
-/* Check kk against its kernel: an instruction per member, each arity and dtype what its
- * op needs; each program's entries valid values, each member listed once after the
- * operands it reads, each reduced member folded before it. A failure is a bug in dvm
- * (DVM_ERR_RUNTIME, "internal: ..."). */
+/* Check kk: its own invariants, which the back ends rely on (counts that add up, an
+ * instruction per member whose op, operand count and dtypes make sense, every operand a
+ * value of kk, outputs stored from members; each program's entries valid values, each
+ * member listed once after the operands it reads, each reduced member folded before it),
+ * then against its kernel in the graph (each value's graph value, dtype and dims, each
+ * member's operands the node's, the outputs the kernel's). A failure is a bug in dvm
+ * (DVM_ERR_RUNTIME, "internal: ..."). It derives the lowering again and costs about what
+ * lowering does, so the pipeline runs it in checked builds (KN_CHECKED) and for dumps. */
 dvm_status kn_verify(const KnKernel *kk, Err *err);
+/* Checked builds: the sanitizer and fuzzing builds (DVM_CHECKED, which the test suite
+ * runs in CI) and any build without NDEBUG. */
+#if defined(DVM_CHECKED) || !defined(NDEBUG)
+#define KN_CHECKED 1
+#else
+#define KN_CHECKED 0
+#endif
 
 #endif /* DVM_KERNEL_H */

@@ -10,7 +10,7 @@
  *   partition  fusion into kernels with shape-generic keys          dump: fused
  *   liveness   the last kernel that reads each value (the plans' arenas)
  *   lower      every kernel lowered for the back ends (kn_lower_all), then
- *              checked (kn_verify)                                   dump: lowered
+ *              checked (kn_verify: in checked builds and dumps)      dump: lowered
  *   encode     bytecode for every kernel the VM covers (vm, auto)  dump: bytecode
  *   native     native code for every kernel: compiled now (llvm, and a dump's own Jit)
  *              or requested from the background compiler (auto)    dump: llvm, asm
@@ -130,7 +130,7 @@ dvm_status rt_compile(Pipeline *pl, Graph *g, Err *err) {
   /* lower, verify */
   double t0 = now_us();
   pl->low = kn_lower_all(pl->part);
-  for (uint32_t i = 0; i < nk; i++)
+  for (uint32_t i = 0; (KN_CHECKED || dumping) && i < nk; i++)
     if (kn_verify(pl->low[i], err)) return err->code;
   pl->lower_us = now_us() - t0;
   if (dump_at(pl, RT_LOWERED)) return pl->text = dump_lowered(pl), DVM_OK;

@@ -45,6 +45,19 @@ typedef struct Ix {
   int v; /* vreg of an i64 tile, or -1 */
 } Ix;
 
+/* The arrays vm_encode's vectors start in (vec_push_from): a kernel of the usual size
+ * allocates nothing while it is encoded, and its code, constants, passes, bases and dims
+ * are then packed into one block (VmCode.arrays). */
+typedef struct EncFew {
+  TIns tmp[64];
+  VReg vr[64];
+  VmIns code[128];
+  int64_t pool[32];
+  VmPass pass[8];
+  VmBase base[16];
+  VmDim dimtab[16];
+} EncFew;
+
 typedef struct Enc {
   const KnKernel *kk;   /* the lowered kernel: the only thing the encoder reads */
   VmCode *c;
@@ -55,6 +68,7 @@ typedef struct Enc {
   VEC(VmBase) base;
   VEC(VmDim) dimtab;    /* the domain's dims, position by position, then the others once each */
   VEC(VReg) vr;
+  EncFew *few;          /* vm_encode's arrays every vector starts in */
   int *memo;            /* per member (kn_member): vreg in the current program, -1 */
   int *inmemo;          /* per input and alignment: its load, -1 */
   const KnProg *prog;   /* the program being run (enc_begin), ... */
@@ -63,7 +77,7 @@ typedef struct Enc {
   int *reads;           /* ... and per read its vreg (-1: not materialized yet) */
   int *red, *n1, *n2;   /* per member: slot vregs, -1 */
   int mm;               /* the product's vreg, -1 */
-  uint32_t fixed_regs;  /* physical registers taken by fixed vregs */
+  uint64_t fixed_regs;  /* physical registers taken by fixed vregs (VM_MAXREG bits) */
   int ns;               /* scalar registers used */
   int r;                /* the domain's rank (kk->r) */
   int ctx;              /* the alignment of the value being evaluated (KnVal.ctx) */
@@ -73,7 +87,8 @@ typedef struct Enc {
   int mask;             /* concat: the lanes that may be read (a bool vreg), -1 */
   bool guarded;
   bool failed;
-  char why[200];
+  char *why;            /* the first failure's reason, into the caller's buffer ... */
+  size_t nwhy;          /* ... of this size */
 } Enc;
 
 extern const char *const enc_op_fmt[VM_NOPS];
@@ -110,7 +125,7 @@ int enc_eval(Enc *e, uint32_t u);
  * through them, and out of line in the files that call them they cost a fifth of the
  * encode time. */
 static inline int enc_newv(Enc *e, bool wide) {
-  vec_push(e->vr, ((VReg){wide, -1, false, 0, 0, -1}));
+  vec_push_from(e->vr, e->few->vr, ((VReg){wide, -1, false, 0, 0, -1}));
   return (int)e->vr.n - 1;
 }
 
@@ -130,19 +145,19 @@ static inline int enc_emit_p(Enc *e, VmOp op, int a, int b, int32_t imm, int p0,
   int d = -1;
   if (!store && (f[0] == 't' || f[0] == 'w')) d = enc_newv(e, f[0] == 'w');
   else if (f[0] == 's') d = enc_news(e);
-  vec_push(e->tmp, ((TIns){(uint8_t)op, {d, a, b, imm, p0, p1, p2}}));
+  vec_push_from(e->tmp, e->few->tmp, ((TIns){(uint8_t)op, {d, a, b, imm, p0, p1, p2}}));
   return d;
 }
 
 static inline int enc_emit(Enc *e, VmOp op, int a, int b, int32_t imm) { return enc_emit_p(e, op, a, b, imm, -1, -1, -1); }
 
 static inline void enc_store(Enc *e, VmOp op, int val, int sreg, uint32_t buf, int32_t k) {
-  vec_push(e->tmp, ((TIns){(uint8_t)op, {val, sreg, (int32_t)buf, k, -1, -1, -1}}));
+  vec_push_from(e->tmp, e->few->tmp, ((TIns){(uint8_t)op, {val, sreg, (int32_t)buf, k, -1, -1, -1}}));
 }
 
 /* A fold instruction into the accumulators of slot acc (a fixed register). */
 static inline void enc_fold(Enc *e, VmOp op, int acc, int a, int b, int32_t imm) {
-  vec_push(e->tmp, ((TIns){(uint8_t)op, {acc, a, b, imm, -1, -1, -1}}));
+  vec_push_from(e->tmp, e->few->tmp, ((TIns){(uint8_t)op, {acc, a, b, imm, -1, -1, -1}}));
 }
 
 /* The kind of field i of op (ops.def): d, a, b, imm, then imm's packed registers. */

@@ -5,6 +5,7 @@
  * after its last use); per-row results of reductions get reserved registers (slots).
  * vm/enc.h lists the encoder's other files. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,22 +19,16 @@ const char *const enc_op_fmt[VM_NOPS] = {
 };
 
 void enc_fail(Enc *e, const char *fmt, const char *what) {
-  if (!e->failed) snprintf(e->why, sizeof e->why, fmt, what);
+  if (!e->failed) snprintf(e->why, e->nwhy, fmt, what);
   e->failed = true;
 }
 
 /* ---- emitting ------------------------------------------------------------------------------ */
 
-
-
-
-
-
-
 int32_t enc_pool_add(Enc *e, int64_t v) {
   for (uint32_t i = 0; i < e->pool.n; i++)
     if (e->pool.v[i] == v) return (int32_t)i;
-  vec_push(e->pool, v);
+  vec_push_from(e->pool, e->few->pool, v);
   return (int32_t)e->pool.n - 1;
 }
 
@@ -45,11 +40,11 @@ int32_t enc_pool_f(Enc *e, float f) {
 
 int enc_constf(Enc *e, float f) { return enc_emit(e, VM_K_F32, 0, 0, enc_pool_f(e, f)); }
 
-
 /* Per op, a bit per field that names a tile register (kinds t, w, u and f), made once
  * per process from enc_op_fmt: register allocation asks it for every field it visits. */
 static uint8_t tile_bits[VM_NOPS];
 static pthread_once_t tile_once = PTHREAD_ONCE_INIT;
+static atomic_bool tile_made; /* the fast path: no call once it is made */
 
 static void tile_init(void) {
   for (int op = 0; op < VM_NOPS; op++)
@@ -57,11 +52,12 @@ static void tile_init(void) {
       char f = enc_kind((VmOp)op, i);
       if (f == 't' || f == 'w' || f == 'u' || f == 'f') tile_bits[op] |= (uint8_t)(1u << i);
     }
+  atomic_store_explicit(&tile_made, true, memory_order_release);
 }
 
 /* tile_bits, made if it is not yet. */
-static const uint8_t *tile_fields(void) {
-  pthread_once(&tile_once, tile_init);
+static inline const uint8_t *tile_fields(void) {
+  if (!atomic_load_explicit(&tile_made, memory_order_acquire)) pthread_once(&tile_once, tile_init);
   return tile_bits;
 }
 
@@ -102,14 +98,16 @@ static void fuse(Enc *e, const int *keep, int nkeep) {
   TIns *t = e->tmp.v;
   uint32_t n = e->tmp.n, dead = 0;
   for (uint32_t i = 0; i < n; i++)
-    for (int f = 0; f < NF; f++)
-      if ((tb[t[i].op] >> f & 1) && t[i].f[f] >= 0) e->vr.v[t[i].f[f]].uses = 0, e->vr.v[t[i].f[f]].def = -1;
+    for (unsigned b = tb[t[i].op]; b; b &= b - 1) {
+      int v = t[i].f[__builtin_ctz(b)];
+      if (v >= 0) e->vr.v[v].uses = 0, e->vr.v[v].def = -1;
+    }
   for (uint32_t i = 0; i < n; i++) {
     VmOp op = (VmOp)t[i].op;
     bool writes = enc_kind(op, 0) == 't' && !(op >= VM_ST_F32 && op <= VM_ST_BOOL);
-    for (int f = 0; f < NF; f++) {
-      int v = t[i].f[f];
-      if (!(tb[op] >> f & 1) || v < 0) continue;
+    for (unsigned b = tb[op]; b; b &= b - 1) {
+      int f = __builtin_ctz(b), v = t[i].f[f];
+      if (v < 0) continue;
       if (f == 0 && writes) e->vr.v[v].def = (int32_t)i;
       else e->vr.v[v].uses++;
     }
@@ -136,12 +134,12 @@ static void fuse(Enc *e, const int *keep, int nkeep) {
 VmProg enc_end_prog(Enc *e, const int *keep, int nkeep) {
   const uint8_t *tb = tile_fields();
   fuse(e, keep, nkeep);
-  vec_push(e->tmp, ((TIns){VM_END, {0, 0, 0, 0, -1, -1, -1}}));
+  vec_push_from(e->tmp, e->few->tmp, ((TIns){VM_END, {0, 0, 0, 0, -1, -1, -1}}));
   uint32_t n = e->tmp.n;
   for (uint32_t i = 0; i < n; i++)
-    for (int f = 0; f < NF; f++) {
-      int v = e->tmp.v[i].f[f];
-      if ((tb[e->tmp.v[i].op] >> f & 1) && v >= 0) e->vr.v[v].last = i;
+    for (unsigned b = tb[e->tmp.v[i].op]; b; b &= b - 1) {
+      int v = e->tmp.v[i].f[__builtin_ctz(b)];
+      if (v >= 0) e->vr.v[v].last = i;
     }
   for (int i = 0; i < nkeep; i++)
     if (keep[i] >= 0) e->vr.v[keep[i]].last = UINT32_MAX;
@@ -166,18 +164,19 @@ VmProg enc_end_prog(Enc *e, const int *keep, int nkeep) {
     }
     VmIns out = {op, 0, 0, 0, 0};
     int32_t fld[NF];
-    for (int f = 0; f < NF; f++) {
-      int v = t->f[f];
-      fld[f] = (tb[op] >> f & 1) && v >= 0 ? e->vr.v[v].phys : v;
+    memcpy(fld, t->f, sizeof fld);
+    for (unsigned b = tb[op]; b; b &= b - 1) {
+      int f = __builtin_ctz(b);
+      if (fld[f] >= 0) fld[f] = e->vr.v[fld[f]].phys;
     }
     if (enc_kind(op, 3) == 'p') /* three registers in imm's bytes, 0xff none */
       fld[3] = (fld[4] & 0xff) | (fld[5] & 0xff) << 8 | (fld[6] & 0xff) << 16;
     out.d = (uint8_t)fld[0], out.a = (uint8_t)fld[1], out.b = (uint8_t)fld[2], out.imm = fld[3];
-    vec_push(e->code, out);
+    vec_push_from(e->code, e->few->code, out);
     /* registers whose last use this was (the destination too, if never read) */
-    for (int f = 0; f < NF; f++) {
-      int v = t->f[f];
-      if (!(tb[op] >> f & 1) || v < 0 || e->vr.v[v].fixed || e->vr.v[v].last != i) continue;
+    for (unsigned b = tb[op]; b; b &= b - 1) {
+      int v = t->f[__builtin_ctz(b)];
+      if (v < 0 || e->vr.v[v].fixed || e->vr.v[v].last != i) continue;
       used &= ~((e->vr.v[v].wide ? 3ull : 1ull) << e->vr.v[v].phys);
     }
   }

@@ -10,7 +10,7 @@
 int enc_dim_index(Enc *e, KnDim d) {
   for (uint32_t i = 0; i < e->dimtab.n; i++)
     if (kn_dim_eq((KnDim){e->dimtab.v[i].c, e->dimtab.v[i].q}, d)) return (int)i;
-  vec_push(e->dimtab, ((VmDim){d.c, d.q}));
+  vec_push_from(e->dimtab, e->few->dimtab, ((VmDim){d.c, d.q}));
   return (int)e->dimtab.n - 1;
 }
 
@@ -62,7 +62,7 @@ int enc_base_reg(Enc *e, uint32_t buf, uint32_t u, int ctx, int *inner) {
       return o->reg;
   }
   b.reg = (uint8_t)enc_news(e);
-  vec_push(e->base, b);
+  vec_push_from(e->base, e->few->base, b);
   return b.reg;
 }
 

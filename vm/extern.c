@@ -16,7 +16,7 @@ VmCode *vm_encode_extern(const KnKernel *kk) {
   KnExt *x = malloc(sizeof *x);
   VmCode *c = calloc(1, sizeof *c);
   if (!x || !c) ir_oom();
-  *x = kk->ext;
+  *x = *kk->ext;
   c->mode = VMM_EXTERN;
   c->ninputs = kk->nin, c->noutputs = kk->nout, c->ndims = kk->ndims;
   c->ext = x;

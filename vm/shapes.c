@@ -38,7 +38,7 @@ static void add_pass(Enc *e, VmFold f, const KnProg *pr, uint32_t x, int what, i
     }
     ps.prog = enc_end_prog(e, NULL, 0);
     ps.src = ps.slot;
-    vec_push(e->pass, ps);
+    vec_push_from(e->pass, e->few->pass, ps);
     return;
   }
   if (what == Q_EXP_SHIFTED) {
@@ -51,7 +51,7 @@ static void add_pass(Enc *e, VmFold f, const KnProg *pr, uint32_t x, int what, i
   }
   ps.prog = enc_end_prog(e, &v, 1);
   ps.src = (uint8_t)e->vr.v[v].phys;
-  vec_push(e->pass, ps);
+  vec_push_from(e->pass, e->few->pass, ps);
 }
 
 static void passes(Enc *e) {
@@ -132,6 +132,23 @@ static double now_us(void) {
   return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
+/* The code, constants, passes, bases and dims e encoded, into one block that e->c keeps
+ * (VmCode.arrays); each vector freed. */
+static void pack_arrays(Enc *e, EncFew *few) {
+  VmCode *c = e->c;
+  size_t at[5], n = 0;
+#define ROOM(i, x) (at[i] = n, n += ((size_t)e->x.n * sizeof *e->x.v + 15) & ~(size_t)15)
+  ROOM(0, code), ROOM(1, pool), ROOM(2, pass), ROOM(3, base), ROOM(4, dimtab);
+#undef ROOM
+  char *b = c->arrays = malloc(n ? n : 1);
+  if (!b) ir_oom();
+#define PACK(i, x, dst)                                                       \
+  (memcpy(b + at[i], e->x.v, (size_t)e->x.n * sizeof *e->x.v), c->dst = (void *)(b + at[i]), \
+   c->n##dst = e->x.n, vec_free_from(e->x, few->x))
+  PACK(0, code, code), PACK(1, pool, pool), PACK(2, pass, pass), PACK(3, base, base), PACK(4, dimtab, dimtab);
+#undef PACK
+}
+
 /* A mix kernel with a normalization prologue runs the plain mix driver on a buffer the
  * runtime fills with the prologue's value: b must be a 2-D kernel input read as it is. */
 static bool prologue_ok(const KnKernel *kk) {
@@ -173,7 +190,7 @@ static void prologue_rows(Enc *e, uint32_t a) {
 VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
   double t0 = now_us();
   if (!kk->ok) return snprintf(why, n, "%s", kk->why), NULL; /* the native tier's coverage */
-  if (kk->vm_why[0]) return snprintf(why, n, "%s", kk->vm_why), NULL; /* the op table's vm column */
+  if (kk->vm_why) return snprintf(why, n, "%s", kk->vm_why), NULL; /* the op table's vm column */
   if (kk->kind == KK_EXTERN) { /* a call through libffi */
     VmCode *c = vm_encode_extern(kk);
     c->encode_us = now_us() - t0;
@@ -189,16 +206,22 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
   }
   VmCode *c = calloc(1, sizeof *c);
   uint32_t nm = kk->nmem;
-  int *mem = malloc((5 * (size_t)nm + 2 * (size_t)kk->nin + 3 * (size_t)kk->most + 1) * sizeof *mem);
+  size_t nmem = 5 * (size_t)nm + 2 * (size_t)kk->nin + 3 * (size_t)kk->most + 1;
+  int memfew[256], *mem = nmem <= 256 ? memfew : malloc(nmem * sizeof *mem);
+  EncFew few;
   if (!c || !mem) ir_oom();
   int *rd = mem + 5 * nm + 2 * kk->nin; /* the reads: vregs, values, alignments */
   Enc e = {.kk = kk, .c = c, .memo = mem, .inmemo = mem + 5 * nm, .reads = rd,
            .rd = {.v = (uint32_t *)(rd + kk->most), .ctx = (uint8_t *)(rd + 2 * kk->most)}, .red = mem + nm, .n1 = mem + 2 * nm,
-           .n2 = mem + 3 * nm, .mm = -1, .ns = VS_FREE, .mask = -1, .stash_member = -1};
+           .n2 = mem + 3 * nm, .mm = -1, .ns = VS_FREE, .mask = -1, .stash_member = -1, .why = why, .nwhy = n,
+           .few = &few};
+#define FEW(x) (e.x.v = few.x, e.x.cap = sizeof few.x / sizeof *few.x)
+  FEW(tmp), FEW(vr), FEW(code), FEW(pool), FEW(pass), FEW(base), FEW(dimtab);
+#undef FEW
   for (uint32_t i = 0; i < 5 * nm; i++) mem[i] = -1;
   e.r = kk->r;
   for (int d = 0; d < e.r; d++) /* dimtab[0..r) is the domain, position by position */
-    vec_push(e.dimtab, ((VmDim){kk->dom[d].c, kk->dom[d].q}));
+    vec_push_from(e.dimtab, e.few->dimtab, ((VmDim){kk->dom[d].c, kk->dom[d].q}));
   c->r = (uint8_t)e.r, c->axes = kk->axes;
   c->ninputs = kk->nin, c->noutputs = kk->nout, c->ndims = kk->ndims;
   if (kk->kind == KK_MIX) {
@@ -264,18 +287,13 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
             (fld[f] == e.pass.v[i].slot || (e.pass.v[i].post == VMP_LNSHIFT && fld[f] == e.pass.v[i].aux)))
           e.pass.v[i].splat = true;
     }
-  free(mem);
-  vec_free(e.tmp);
-  vec_free(e.vr);
-  c->code = e.code.v, c->ncode = e.code.n;
-  c->pool = e.pool.v, c->npool = e.pool.n;
-  c->pass = e.pass.v, c->npass = e.pass.n;
-  c->base = e.base.v, c->nbase = e.base.n;
-  c->dimtab = e.dimtab.v, c->ndimtab = e.dimtab.n;
+  if (mem != memfew) free(mem);
+  vec_free_from(e.tmp, few.tmp);
+  vec_free_from(e.vr, few.vr);
+  pack_arrays(&e, &few);
   c->nsreg = (uint32_t)e.ns;
   if (c->ndimtab > 256) enc_fail(&e, "%s", "the kernel has more than 256 distinct dims");
   if (e.failed) {
-    snprintf(why, n, "%s", e.why);
     vm_free(c);
     return NULL;
   }
@@ -285,11 +303,7 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
 
 void vm_free(VmCode *c) {
   if (!c) return;
-  free(c->code);
-  free(c->pool);
-  free(c->pass);
-  free(c->base);
-  free(c->dimtab);
+  free(c->arrays);
   free(c->ext);
   free(c);
 }

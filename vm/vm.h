@@ -167,6 +167,7 @@ typedef struct VmCode {
   uint32_t nreg, nsreg;       /* registers used */
   double encode_us;
   struct KnExt *ext;         /* VMM_EXTERN: the call (kernel/extern.c, vm/extern.c) */
+  void *arrays;               /* the one block code, pool, pass, base and dimtab live in */
 } VmCode;
 
 /* shapes.c, disasm.c */
