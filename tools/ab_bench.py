@@ -8,8 +8,10 @@ measures as a limit).
 
 usage: /usr/bin/python3 tools/ab_bench.py OLD_DVM NEW_DVM [ROUNDS=3] [THREADS=1,2]
 Prints a Markdown table (one row per workload, binding and thread count) and, per thread
-count, the median, least and largest new/old ratio of the cells' medians and the median
-ratio of their first runs; the progress of the rounds goes to standard error."""
+count, the median, least and largest new/old ratio of the cells' medians, the median
+ratio of their first runs and, per workload, of their encode_us (each bench process
+compiles a workload once: a first compile's time to bytecode); the progress of the rounds
+goes to standard error."""
 import csv, io, os, statistics, subprocess, sys, time
 OLD, NEW = sys.argv[1], sys.argv[2]
 rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
@@ -35,7 +37,7 @@ for r in range(rounds):
             print('round %d threads %s %s: %.0f s' % (r, t, 'old' if b == OLD else 'new', time.time() - t0), file=sys.stderr, flush=True)
 print('| workload | bindings | threads | old median us | new median us | new/old | old first run us | new first run us | new/old |')
 print('|---|---|---|---|---|---|---|---|---|')
-ratios, fratios = {}, {}
+ratios, fratios, eratios = {}, {}, {}
 for (b, w, bi, t), d in sorted(data.items(), key=lambda kv: (kv[0][3], kv[0][1], kv[0][2])):
     if b != OLD: continue
     n = data.get((NEW, w, bi, t))
@@ -43,7 +45,12 @@ for (b, w, bi, t), d in sorted(data.items(), key=lambda kv: (kv[0][3], kv[0][1],
     om, nm = statistics.median(d['median_us']), statistics.median(n['median_us'])
     of, nf = statistics.median(d['first_run_us']), statistics.median(n['first_run_us'])
     ratios.setdefault(t, []).append(nm / om); fratios.setdefault(t, []).append(nf / of)
+    if d.get('encode_us') and n.get('encode_us') and statistics.median(d['encode_us']) > 0:
+        eratios.setdefault(t, {})[w] = statistics.median(n['encode_us']) / statistics.median(d['encode_us'])
     print('| %s | %s | %s | %.2f | %.2f | %.3f | %.1f | %.1f | %.3f |' % (w, bi, t, om, nm, nm / om, of, nf, nf / of))
 for t in ratios:
     rs = sorted(ratios[t]); fs = sorted(fratios[t])
     print('threads %s: %d cells, median new/old %.3f (min %.3f, max %.3f); first runs median %.3f' % (t, len(rs), statistics.median(rs), rs[0], rs[-1], statistics.median(fs)))
+    if eratios.get(t):
+        es = eratios[t]
+        print('threads %s: encode_us new/old per workload %s; median %.3f' % (t, ' '.join('%s %.3f' % (w, es[w]) for w in sorted(es)), statistics.median(es.values())))
