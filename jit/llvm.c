@@ -46,7 +46,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -368,15 +367,14 @@ void jit_stats(Jit *j, JitStats *out) {
 
 /* ---- the background compiler ----------------------------------------------------------- */
 
-/* The background compiler. It runs at nice 10: where runs keep every core busy (2 pool
- * threads on 2 cores; a first run in auto mode is exactly that), the scheduler gives the
- * runs about nine tenths of a shared core instead of half, so compiling the native code
- * does not slow the bytecode that runs meanwhile, and it still finishes. */
+/* The background compiler. It runs at the process's own priority: where runs keep every
+ * core busy (a server under steady load, or a first run on every pool thread), it takes
+ * its fair share of a core, so native code arrives in a bounded multiple of its idle time
+ * and the runs lose less than a core meanwhile. A lower priority spares the runs but
+ * delays native code more the more runners there are, so a loaded server would stay on
+ * bytecode (bench/tierup_load measures both; bench/RESULTS.md). */
 static void *compile_thread(void *arg) {
   Jit *j = arg;
-#ifdef __linux__
-  setpriority(PRIO_PROCESS, (id_t)gettid(), 10); /* this thread only (Linux); advice: ignore failure */
-#endif
   pthread_mutex_lock(&j->lock);
   for (;;) {
     while (!j->qlen && !j->stopping) pthread_cond_wait(&j->work, &j->lock);
