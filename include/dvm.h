@@ -122,6 +122,22 @@ dvm_status dvm_tensor_save_npy(const char *path, const dvm_tensor *t);
  * uniform in [-8, 8), bools 0/1. The same seed gives the same values on every machine. */
 void dvm_tensor_fill_random(dvm_tensor *t, uint64_t seed);
 
+/* ---- DLPack (include <dlpack/dlpack.h> to call these) ----------------------------------- */
+
+struct DLManagedTensor;
+/* A tensor over a DLPack tensor's memory, without a copy. src must be a CPU tensor of one
+ * lane of a dtype dvm has (float32, float16, bfloat16, int32, int64, bool), C-contiguous
+ * (strides NULL, or the row-major ones; any stride along a dim of size 1), of rank at
+ * most DVM_MAX_RANK; data + byte_offset is where its elements start. On success the dvm
+ * tensor owns src: destroying it calls src->deleter(src) (when not NULL), once, and src
+ * must not be used otherwise. On failure (DVM_ERR_USAGE naming what does not fit) src is
+ * untouched and still the caller's. */
+dvm_status dvm_tensor_from_dlpack(struct DLManagedTensor *src, dvm_tensor **out);
+/* A DLPack tensor over t's memory, without a copy (CPU, C-contiguous, with row-major
+ * strides). t moves into it: the caller no longer destroys t, and the consumer's call of
+ * the result's deleter destroys t (a wrapped tensor's memory stays the wrapper's). */
+dvm_status dvm_tensor_to_dlpack(dvm_tensor *t, struct DLManagedTensor **out);
+
 /* ---- graphs: parse ------------------------------------------------------------------ */
 
 /* Parse the text format of docs/format.md. `filename` names the source in error messages. */

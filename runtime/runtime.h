@@ -2,7 +2,8 @@
  * values to a graph, the reference executor, the pipeline, models, the thread pool and
  * the public API glue.
  *
- * Files: tensor.c (tensors, dtype conversion, random fill), npy.c (.npy read/write),
+ * Files: tensor.c (tensors, dtype conversion, random fill), dlpack.c (tensors to and
+ * from DLPack, no copies), npy.c (.npy read/write),
  * bind.c (symbol values from shapes, constraint checks, concrete shapes), ref.c (the
  * reference executor), compile.c (the pipeline: rt_compile), model.c (dvm_model), pool.c
  * (the thread pool; its map is pool.h), api.c (context, errors, graph API, the ONNX
@@ -23,6 +24,8 @@ struct dvm_tensor {
   int64_t numel;
   void *data;
   bool owned; /* data is ours to free */
+  void (*release)(void *); /* when not NULL, called with release_arg as the tensor is freed */
+  void *release_arg;       /* (a DLPack tensor's deleter: dvm_tensor_from_dlpack) */
 };
 typedef struct dvm_tensor Tensor;
 

@@ -82,6 +82,7 @@ static void setup(Tensor *t, DType dt, int rank, const int64_t *shape, int64_t n
   memset(t->shape, 0, sizeof t->shape);
   for (int i = 0; i < rank; i++) t->shape[i] = shape[i];
   t->numel = numel;
+  t->release = NULL, t->release_arg = NULL;
 }
 
 enum { HUGE_PAGE = 2 << 20, HUGE_FROM = 1 << 20 };
@@ -142,6 +143,7 @@ dvm_status rt_tensor_new(DType dt, int rank, const int64_t *shape, Tensor **out,
 void rt_tensor_free(Tensor *t) {
   if (!t) return;
   if (t->owned) free(t->data);
+  if (t->release) t->release(t->release_arg);
   free(t);
 }
 
