@@ -14,8 +14,8 @@ WERROR     := $(if $(CI),ON,OFF)
 
 # Build and test dependencies (Debian package names).
 DEPS_BUILD := cmake gcc make pkg-config llvm-19-dev libffi-dev libxxhash-dev libdlpack-dev \
-              protobuf-c-compiler libprotobuf-c-dev libonnx-dev
-DEPS_TEST  := python3-numpy python3-onnx python3-torch
+              protobuf-c-compiler libprotobuf-c-dev libonnx-dev python3-dev
+DEPS_TEST  := python3-numpy python3-onnx python3-torch python3-pytest
 DEPS       := $(DEPS_BUILD) $(DEPS_TEST)
 # The fuzz targets: clang and its libFuzzer runtime (only recommended by clang-14).
 DEPS_FUZZ  := clang libclang-rt-14-dev

@@ -7,7 +7,9 @@ usage: run_install.py BUILD_DIR SCRATCH_DIR
 
 Checks: the files are where pkg-config and CMake look; libdvm.so has the soname
 libdvm.so.MAJOR and exports dvm_ functions alone; both embedders serve their 16 requests
-from 4 threads, and every request's output agrees with torch on the same inputs (1e-4).
+from 4 threads, and every request's output agrees with torch on the same inputs (1e-4);
+the Python module, installed under the prefix, imports with that prefix's dist-packages
+on PYTHONPATH and runs the model to the same outputs.
 Ends with "N passed, M failed"."""
 import glob
 import os
@@ -90,6 +92,23 @@ def main():
             want = models.reference(m, x)
             check(y.shape == want.shape and np.allclose(y, want, rtol=1e-4, atol=1e-5),
                   "%s embedder: request %d (batch %d) against torch" % (name, r, x.shape[0]))
+    # the Python module, installed where Debian's Python looks under the prefix
+    pydirs = glob.glob(os.path.join(prefix, "lib", "python3*", "dist-packages"))
+    check(len(pydirs) == 1 and glob.glob(os.path.join(pydirs[0], "dvm.*.so")), "the Python module installed")
+    if pydirs:
+        env = dict(os.environ, PYTHONPATH=pydirs[0])
+        code = ("import dvm, numpy as np, sys; m = dvm.Model(sys.argv[1]);"
+                "np.save(sys.argv[3], m(np.load(sys.argv[2])))")
+        x = np.load(os.path.join(SCRATCH, "out-pkg-config", "r3-x.npy"))
+        y_path = os.path.join(SCRATCH, "py-y.npy")
+        p = run(["/usr/bin/python3", "-c", code, model, os.path.join(SCRATCH, "out-pkg-config", "r3-x.npy"), y_path],
+                env=env)
+        ok = p.returncode == 0 and os.path.exists(y_path)
+        check(ok, "the installed module runs the ONNX model (%s)" % p.stderr.strip()[-300:])
+        if ok:
+            y, want = np.load(y_path), models.reference(m, x)
+            check(y.shape == want.shape and np.allclose(y, want, rtol=1e-4, atol=1e-5),
+                  "the installed module's output against torch")
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

@@ -1,0 +1,222 @@
+"""tests/python/test_dvm.py — the Python module `dvm` (python/dvmmodule.c), run by ctest
+with pytest against the build tree's module (PYTHONPATH=build/python).
+
+Models from graph text, .dvm files and .onnx files compute what NumPy computes, in every
+tier; out= writes into the caller's arrays; params bind by name; DLPack hands memory to
+and from NumPy and torch without copies (checked by address); errors are exceptions
+with dvm's message; four threads share one model; 10^5 calls leave the process's
+resident memory where it was."""
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import dvm
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+TIERS = ["ref", "vm", "llvm", "auto"]
+
+GELU = """graph g
+input x: f32[N, 64]
+param a: f32[64]
+param b: f32[64]
+m = mul(x, a)
+s = add(m, b)
+y = gelu_tanh(s)
+r = reduce_sum(y, axes=[1])
+output y, r
+"""
+
+
+def gelu_tanh(s):
+    s = s.astype(np.float64)
+    return 0.5 * s * (1 + np.tanh(np.sqrt(2 / np.pi) * (s + 0.044715 * s ** 3)))
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_text_model_every_tier(tier):
+    m = dvm.Model(GELU, tier=tier, threads=1)
+    assert m.inputs == ["x"] and m.params == ["a", "b"] and m.outputs == ["y", "r"] and m.symbols == ["N"]
+    r = rng(1)
+    a, b = r.standard_normal(64).astype(np.float32), r.standard_normal(64).astype(np.float32)
+    m.set_param("a", a)
+    m.set_param("b", b)
+    for n in (1, 7, 33):
+        x = r.standard_normal((n, 64)).astype(np.float32)
+        y, s = m(x=x)
+        want = gelu_tanh(x * a + b)
+        assert y.shape == (n, 64) and y.dtype == np.float32 and s.shape == (n,)
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(s, want.sum(axis=1), rtol=1e-4, atol=1e-4)
+
+
+def test_dvm_file_positional_and_params_by_keyword(tmp_path):
+    path = tmp_path / "g.dvm"
+    path.write_text(GELU)
+    m = dvm.Model(str(path), tier="vm")
+    x = rng(2).standard_normal((5, 64)).astype(np.float32)
+    a = np.full(64, 2, np.float32)
+    b = np.zeros(64, np.float32)
+    y, _ = m(x, a=a, b=b)  # an input in order, params by keyword
+    np.testing.assert_allclose(y, gelu_tanh(2 * x), rtol=1e-5, atol=1e-5)
+    a2 = np.full(64, -1, np.float32)  # another object: bound again
+    y2, _ = m(x, a=a2, b=b)
+    np.testing.assert_allclose(y2, gelu_tanh(-x), rtol=1e-5, atol=1e-5)
+
+
+def test_onnx_model(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    r = rng(3)
+    w = r.standard_normal((16, 8)).astype(np.float32)
+    c = r.standard_normal(8).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "c"], ["z"]),
+         helper.make_node("Relu", ["z"], ["y"])],
+        "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(c, "c")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path / "mlp.onnx"
+    onnx.save(model, str(path))
+    m = dvm.Model(str(path))
+    for n in (1, 9, 64):
+        x = r.standard_normal((n, 16)).astype(np.float32)
+        np.testing.assert_allclose(m(x=x), np.maximum(x @ w + c, 0), rtol=1e-4, atol=1e-4)
+
+
+def test_out_writes_in_place():
+    m = dvm.Model(GELU, tier="llvm")
+    x = rng(4).standard_normal((3, 64)).astype(np.float32)
+    a, b = np.ones(64, np.float32), np.zeros(64, np.float32)
+    y = np.full((3, 64), np.nan, np.float32)
+    s = np.full(3, np.nan, np.float32)
+    address = y.ctypes.data
+    got = m(x=x, a=a, b=b, out=(y, s))
+    assert got[0] is y and got[1] is s and y.ctypes.data == address
+    np.testing.assert_allclose(y, gelu_tanh(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s, gelu_tanh(x).sum(axis=1), rtol=1e-4, atol=1e-4)
+    with pytest.raises(dvm.Error, match="shape"):
+        m(x=x, out=(np.empty((4, 64), np.float32), s))  # the wrong shape for N = 3
+    with pytest.raises(ValueError, match="2 arrays for|arrays for 2"):
+        m(x=x, out=(y,))
+
+
+def test_strided_and_other_dtypes():
+    m = dvm.Model("graph g\ninput x: f32[N, 4]\ny = mul(x, 3.0)\noutput y\n", tier="vm")
+    big = np.arange(32, dtype=np.float32).reshape(4, 8)
+    x = big[:, ::2]  # strided: copied once
+    assert not x.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(m(x=x), 3 * x)
+    mi = dvm.Model("graph g\ninput i: i64[N]\ninput f: bool[N]\nj = add(i, 5)\nk = not(f)\noutput j, k\n")
+    i = np.array([1, -2, 1 << 40], np.int64)
+    f = np.array([True, False, True])
+    j, k = mi(i=i, f=f)
+    assert j.dtype == np.int64 and k.dtype == np.bool_
+    np.testing.assert_array_equal(j, i + 5)
+    np.testing.assert_array_equal(k, ~f)
+
+
+def test_dlpack_numpy_same_memory():
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    t = dvm.from_dlpack(a)  # in: the array's memory
+    assert t.data_ptr == a.ctypes.data and t.shape == (3, 4) and t.dtype == "f32"
+    back = np.from_dlpack(t)  # out again: the same memory
+    assert back.ctypes.data == a.ctypes.data
+    np.testing.assert_array_equal(back, a)
+    view = np.asarray(t)  # the buffer protocol: the same memory
+    assert view.ctypes.data == a.ctypes.data
+    del a, back, view
+    m = dvm.Model("graph g\ninput x: f32[N, 4]\ny = add(x, 1.0)\noutput y\n", tier="vm")
+    np.testing.assert_array_equal(m(x=t), np.arange(12, dtype=np.float32).reshape(3, 4) + 1)
+
+
+def test_dlpack_torch_same_memory():
+    torch = pytest.importorskip("torch")
+    x = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    t = dvm.from_dlpack(x)
+    assert t.data_ptr == x.data_ptr()
+    y = torch.from_dlpack(t)
+    assert y.data_ptr() == x.data_ptr()
+    m = dvm.Model("graph g\ninput x: f32[N, 4]\ny = mul(x, x)\noutput y\n", tier="llvm")
+    np.testing.assert_array_equal(m(x=x), (x * x).numpy())  # a torch tensor as an input
+    out = np.asarray(m(x=x))
+    z = torch.from_dlpack(dvm.from_dlpack(out))
+    assert z.data_ptr() == out.ctypes.data
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        dvm.from_dlpack(x.t())
+    with pytest.raises(ValueError, match="not one dvm has"):
+        dvm.from_dlpack(torch.zeros(3, dtype=torch.float64))
+
+
+def test_errors_carry_dvms_message():
+    with pytest.raises(dvm.Error, match=r"<text>:3: unknown op 'frobnicate'"):
+        dvm.Model("graph g\ninput x: f32[N]\ny = frobnicate(x)\noutput y\n")
+    with pytest.raises(dvm.Error, match="no-such-file"):
+        dvm.Model("/no-such-file.dvm")
+    with pytest.raises(ValueError, match="tier"):
+        dvm.Model(GELU, tier="fast")
+    m = dvm.Model("graph g\ninput x: f32[N, 4]\ninput z: f32[N, 4]\ny = add(x, z)\noutput y\n")
+    x = np.zeros((2, 4), np.float32)
+    with pytest.raises(TypeError, match="input 'z' is missing"):
+        m(x=x)
+    with pytest.raises(TypeError, match="where f32 is expected"):
+        m(x=x, z=np.zeros((2, 4)))
+    with pytest.raises(TypeError, match="'w' is not an input"):
+        m(x=x, z=x, w=x)
+    with pytest.raises(dvm.Error, match="N"):  # N = 2 from x, 3 from z
+        m(x=x, z=np.zeros((3, 4), np.float32))
+    with pytest.raises(TypeError, match="neither a buffer nor a DLPack"):
+        m(x=x, z=[[0.0] * 4] * 2)
+
+
+def test_threads_share_a_model():
+    m = dvm.Model(GELU, threads=1)
+    a, b = np.ones(64, np.float32), np.zeros(64, np.float32)
+    m.set_param("a", a)
+    m.set_param("b", b)
+    r = rng(5)
+    xs = [r.standard_normal((n, 64)).astype(np.float32) for n in (1, 3, 17, 64)]
+    want = [m(x=x)[0] for x in xs]
+    errors = []
+
+    def work(k):
+        try:
+            for i in range(300):
+                j = (i + k) % len(xs)
+                np.testing.assert_array_equal(m(x=xs[j])[0], want[j])
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_no_leak_over_many_calls():
+    m = dvm.Model("graph g\ninput x: f32[N, 16]\ny = mul(x, 2.0)\noutput y\n", tier="vm")
+    x = np.ones((4, 16), np.float32)
+    out = np.empty((4, 16), np.float32)
+    for _ in range(2000):  # warm: plans, arenas, allocator pools
+        m(x=x)
+        m(x=x, out=out)
+    before = rss_bytes()
+    for _ in range(50000):
+        m(x=x)
+        m(x=x, out=out)
+    grown = rss_bytes() - before
+    assert grown < 4 << 20, "resident memory grew by %d bytes over 10^5 calls" % grown
