@@ -82,6 +82,13 @@ const char *dvm_status_name(dvm_status s);
 /* ---- context --------------------------------------------------------------------- */
 
 dvm_status dvm_context_create(dvm_context **out);
+/* Where the context keeps native code between processes (one object file per kernel, each
+ * checked before it is loaded: docs/design.md "Caches"), or "off". Without a call, the
+ * directory is $DVM_CACHE_DIR, else $XDG_CACHE_HOME/dvm, else ~/.cache/dvm; DVM_CACHE_DIR
+ * overrides the call too (DVM_CACHE_DIR=off disables the cache). A directory that another
+ * user may write is refused with a warning. Call it before the context's first model
+ * compile that makes native code (DVM_ERR_USAGE after). */
+dvm_status dvm_context_set_cache_dir(dvm_context *ctx, const char *dir);
 /* Destroy a context after every model compiled in it (they share its JIT and pool). It
  * waits for the background compile in flight, if any. A process may also exit with its
  * contexts alive: the background compiles stop at exit (after the one in flight). */
@@ -311,6 +318,10 @@ typedef struct dvm_stats {
   int64_t runs;
   int64_t plan_hits;    /* runs whose input binding had a plan (fused tiers) */
   int64_t plan_misses;  /* runs that made one (binding, memory plan) */
+  int64_t disk_hits;    /* the context's kernels loaded from the cache directory, */
+  int64_t disk_misses;  /* not found there, */
+  int64_t disk_writes;  /* written there, */
+  int64_t disk_rejects; /* and files there that failed a check (removed, never loaded) */
 } dvm_stats;
 void dvm_model_stats(const dvm_model *m, dvm_stats *out);
 

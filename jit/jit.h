@@ -8,7 +8,8 @@
  * threads ask for it (the first asker compiles, the others wait on the entry). Only files
  * in jit/ include llvm-c.
  *
- * Files: llvm.c (LLJIT, target machine, compile a module, cache), codegen.c and the
+ * Files: llvm.c (LLJIT, target machine, compile a module to an object, cache), objcache.c
+ * (objects kept on disk across processes), codegen.c and the
  * emitter's other parts (a lowered kernel to LLVM IR; their private map is cg.h), extern.c
  * (extern kernels: a direct call of the registered function). */
 #ifndef DVM_JIT_H
@@ -33,6 +34,7 @@ typedef struct JitEntry {
   _Atomic(KernelFn) fn;   /* published last: a non-NULL fn is ready to call */
   _Atomic int state;      /* JitState */
   double compile_ms;
+  bool loaded;            /* JE_READY from the object cache, not compiled */
   char why[256];          /* JE_UNSUPPORTED / JE_FAILED: the reason */
   char *ir;               /* the optimized module as text, for dump --stage llvm */
   char *asm_text;         /* its assembly, for dump --stage asm */
@@ -44,7 +46,27 @@ typedef struct Jit Jit;
 typedef struct JitStats {
   int64_t hits, misses, compiles, unsupported;
   double compile_ms;
+  int64_t disk_hits, disk_misses, disk_writes, disk_rejects; /* the object cache (objcache.c) */
 } JitStats;
+
+/* objcache.c: native code kept on disk, one object file per kernel (the file's top says
+ * where, how it is checked and when it is refused). */
+typedef struct ObjCache ObjCache;
+typedef struct ObjCacheStats {
+  int64_t hits, misses, writes, rejects;
+} ObjCacheStats;
+/* The cache for code made for `target` (everything besides the key that the code depends
+ * on: triple, CPU, features, LLVM version) by this build of dvm, in DVM_CACHE_DIR, else
+ * `setting` (NULL: the default directory); NULL when it is off or refused (with one
+ * warning per process saying why). */
+ObjCache *oc_open(const char *setting, const char *target);
+void oc_close(ObjCache *c);
+/* The object cached for key (malloc'd, *n bytes), or NULL: none, or a file that fails a
+ * check (counted, removed). */
+void *oc_load(ObjCache *c, const uint8_t key[16], size_t *n);
+/* Keep obj for key; a directory that cannot be written warns once and keeps nothing. */
+void oc_store(ObjCache *c, const uint8_t key[16], const void *obj, size_t n);
+void oc_stats(const ObjCache *c, ObjCacheStats *out);
 
 /* llvm.c */
 /* The f32 lanes of the native code (16 on AVX-512). */
@@ -52,8 +74,9 @@ int jit_lanes(const Jit *j);
 /* Compiles a small kernel with jit_get on the calling thread (the runtime's pipeline). */
 typedef void (*JitWarmUp)(Jit *j);
 /* A new Jit for the host; NULL with err set if LLVM cannot target it. The process's first
- * Jit calls warm before it returns (llvm.c: Exit), once per process. */
-Jit *jit_new(JitWarmUp warm, Err *err);
+ * Jit calls warm before it returns (llvm.c: Exit), once per process. cache_dir: where its
+ * object cache lives (oc_open: NULL the default, "off" none). */
+Jit *jit_new(JitWarmUp warm, const char *cache_dir, Err *err);
 void jit_free(Jit *j);
 /* The cache entry for the lowered kernel kk, compiling it first if needed (blocking:
  * concurrent callers for one key wait for the one compile). Never NULL; the entry's state

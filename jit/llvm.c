@@ -2,8 +2,10 @@
  * kernel cache.
  *
  * A kernel is compiled in its own LLVMContext (a ThreadSafeContext) and module: emitted by
- * the emitter (jit/cg.h), verified, optimized with a short pipeline, added to the LLJIT under a
- * resource tracker (so an entry's code can be released), and looked up. glibc's libmvec is
+ * the emitter (jit/cg.h), verified, optimized with a short pipeline, made an object file in
+ * memory, added to the LLJIT under a resource tracker (so an entry's code can be released),
+ * and looked up. The object is also what the object cache keeps (objcache.c): a kernel
+ * found there skips LLVM and takes the same path from the object on. glibc's libmvec is
  * loaded into the process and the process's symbols are visible to JIT'd code, so kernels
  * call _ZGVeN16v_expf and friends directly.
  *
@@ -79,6 +81,7 @@ struct Jit {
   bool running, stopping;
   pthread_cond_t work;    /* the queue has a request, or stop */
   Jit *live_prev, *live_next; /* the process's list of Jits (live_lock) */
+  ObjCache *oc;               /* objects on disk (objcache.c), or NULL */
 };
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -128,7 +131,10 @@ static bool failed(LLVMErrorRef e, char *buf, size_t n) {
  * uses native code about 40 ms, what LLVM's first compile in a process costs anyway; the
  * background thread no longer pays it during the first runs. */
 static void warm_up(Jit *j, JitWarmUp warm) {
+  ObjCache *oc = j->oc; /* a real compile, not a load: LLVM's code generator makes its statics */
+  j->oc = NULL;
   if (warm) warm(j);
+  j->oc = oc;
   pthread_mutex_lock(&j->lock);
   memset(&j->stats, 0, sizeof j->stats); /* the counters are the user's kernels' */
   pthread_mutex_unlock(&j->lock);
@@ -141,7 +147,7 @@ static void init_llvm(void) {
   LLVMInitializeNativeAsmPrinter();
 }
 
-Jit *jit_new(JitWarmUp warm, Err *err) {
+Jit *jit_new(JitWarmUp warm, const char *cache_dir, Err *err) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, init_llvm);
   /* libmvec must be in the process for the JIT's symbol search */
@@ -205,6 +211,11 @@ Jit *jit_new(JitWarmUp warm, Err *err) {
     return NULL;
   }
   LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j->lljit), gen);
+  unsigned major, minor, patch;
+  LLVMGetVersion(&major, &minor, &patch);
+  char stamp[1024]; /* what the code depends on besides the key */
+  snprintf(stamp, sizeof stamp, "%s|%s|%s|llvm %u.%u.%u|O2", j->triple, j->cpu, j->features, major, minor, patch);
+  j->oc = oc_open(cache_dir, stamp);
   static pthread_mutex_t warm_lock = PTHREAD_MUTEX_INITIALIZER;
   static bool warmed;
   pthread_mutex_lock(&warm_lock);
@@ -238,6 +249,7 @@ void jit_free(Jit *j) {
   pthread_cond_destroy(&j->changed);
   pthread_cond_destroy(&j->work);
   if (j->tm) LLVMDisposeTargetMachine(j->tm);
+  oc_close(j->oc);
   LLVMDisposeMessage(j->triple);
   LLVMDisposeMessage(j->cpu);
   LLVMDisposeMessage(j->features);
@@ -247,7 +259,25 @@ void jit_free(Jit *j) {
 const char *jit_target(const Jit *j) { return j->target; }
 int jit_lanes(const Jit *j) { return j->W; }
 
-/* Compile the lowered kernel kk into entry e (the caller holds no lock). */
+/* Add the object in mb (taken) to the LLJIT and look up its kernel `name`: the code, or
+ * NULL with e->why set (compile_lock held). */
+static KernelFn add_object(Jit *j, LLVMMemoryBufferRef mb, const char *name, JitEntry *e) {
+  LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->lljit);
+  LLVMOrcResourceTrackerRef rt = LLVMOrcJITDylibCreateResourceTracker(jd);
+  LLVMOrcExecutorAddress addr = 0;
+  bool bad = failed(LLVMOrcLLJITAddObjectFileWithRT(j->lljit, rt, mb), e->why, sizeof e->why) ||
+             failed(LLVMOrcLLJITLookup(j->lljit, &addr, name), e->why, sizeof e->why);
+  if (bad) { /* whatever the object defined goes with it */
+    LLVMErrorRef r = LLVMOrcResourceTrackerRemove(rt);
+    if (r) LLVMConsumeError(r);
+  }
+  LLVMOrcReleaseResourceTracker(rt); /* code lives until the LLJIT is disposed */
+  if (!bad && !addr) snprintf(e->why, sizeof e->why, "internal: the JIT returned no address for %s", name);
+  return bad ? NULL : (KernelFn)(uintptr_t)addr;
+}
+
+/* Compile the lowered kernel kk into entry e (the caller holds no lock): from the object
+ * cache when it has the key, else through LLVM (and into the cache). */
 static void compile(Jit *j, const KnKernel *kk, JitEntry *e, bool keep_text) {
   if (!kk->ok) {
     snprintf(e->why, sizeof e->why, "%s", kk->why);
@@ -258,6 +288,25 @@ static void compile(Jit *j, const KnKernel *kk, JitEntry *e, bool keep_text) {
   char name[48];
   snprintf(name, sizeof name, "dvm_k");
   for (int i = 0; i < 16; i++) snprintf(name + 5 + 2 * i, 3, "%02x", e->key[i]);
+  /* the object cache: extern kernels' code holds a function's address in this process,
+     and a dump wants the IR and assembly of a compile */
+  bool cached = j->oc && kk->kind != KK_EXTERN && !keep_text;
+  size_t n;
+  void *obj = cached ? oc_load(j->oc, e->key, &n) : NULL;
+  if (obj) {
+    LLVMMemoryBufferRef mb = LLVMCreateMemoryBufferWithMemoryRangeCopy(obj, n, name);
+    free(obj);
+    pthread_mutex_lock(&j->compile_lock);
+    KernelFn fn = add_object(j, mb, name, e);
+    pthread_mutex_unlock(&j->compile_lock);
+    if (fn) {
+      e->compile_ms = now_ms() - t0, e->loaded = true;
+      atomic_store(&e->fn, fn);
+      atomic_store(&e->state, JE_READY);
+      return;
+    }
+    e->why[0] = '\0'; /* an object that passed the checks but does not link: compile */
+  }
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
   LLVMContextRef C = LLVMOrcThreadSafeContextGetContext(tsc);
   LLVMModuleRef M = LLVMModuleCreateWithNameInContext(name, C);
@@ -303,22 +352,28 @@ static void compile(Jit *j, const KnKernel *kk, JitEntry *e, bool keep_text) {
     }
     LLVMDisposeModule(copy);
   }
-  LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->lljit);
-  LLVMOrcResourceTrackerRef rt = LLVMOrcJITDylibCreateResourceTracker(jd);
-  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(M, tsc);
-  LLVMOrcDisposeThreadSafeContext(tsc); /* the module keeps the context alive */
-  LLVMOrcExecutorAddress addr = 0;
-  bool bad = failed(LLVMOrcLLJITAddLLVMIRModuleWithRT(j->lljit, rt, tsm), e->why, sizeof e->why) ||
-             failed(LLVMOrcLLJITLookup(j->lljit, &addr, name), e->why, sizeof e->why);
-  LLVMOrcReleaseResourceTracker(rt); /* code lives until the LLJIT is disposed */
-  pthread_mutex_unlock(&j->compile_lock);
-  e->compile_ms = now_ms() - t0;
-  if (bad || !addr) {
-    if (!e->why[0]) snprintf(e->why, sizeof e->why, "internal: the JIT returned no address for %s", name);
+  /* one path for fresh and cached code: the module becomes an object, the object code */
+  LLVMMemoryBufferRef mb = NULL;
+  char *oerr = NULL;
+  bool emitted_obj = !LLVMTargetMachineEmitToMemoryBuffer(j->tm, M, LLVMObjectFile, &oerr, &mb);
+  LLVMDisposeModule(M);
+  LLVMOrcDisposeThreadSafeContext(tsc);
+  if (!emitted_obj) {
+    snprintf(e->why, sizeof e->why, "internal: no object code: %.200s", oerr ? oerr : "");
+    LLVMDisposeMessage(oerr);
+    pthread_mutex_unlock(&j->compile_lock);
     atomic_store(&e->state, JE_FAILED);
     return;
   }
-  atomic_store(&e->fn, (KernelFn)(uintptr_t)addr);
+  if (cached) oc_store(j->oc, e->key, LLVMGetBufferStart(mb), LLVMGetBufferSize(mb));
+  KernelFn fn = add_object(j, mb, name, e);
+  pthread_mutex_unlock(&j->compile_lock);
+  e->compile_ms = now_ms() - t0;
+  if (!fn) {
+    atomic_store(&e->state, JE_FAILED);
+    return;
+  }
+  atomic_store(&e->fn, fn);
   atomic_store(&e->state, JE_READY);
 }
 
@@ -352,7 +407,7 @@ JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text) {
   pthread_mutex_unlock(&j->lock);
   compile(j, kk, e, keep_text);
   pthread_mutex_lock(&j->lock);
-  if (atomic_load(&e->state) == JE_READY) j->stats.compiles++, j->stats.compile_ms += e->compile_ms;
+  if (atomic_load(&e->state) == JE_READY && !e->loaded) j->stats.compiles++, j->stats.compile_ms += e->compile_ms;
   if (atomic_load(&e->state) == JE_UNSUPPORTED) j->stats.unsupported++;
   pthread_cond_broadcast(&j->changed);
   pthread_mutex_unlock(&j->lock);
@@ -363,6 +418,9 @@ void jit_stats(Jit *j, JitStats *out) {
   pthread_mutex_lock(&j->lock);
   *out = j->stats;
   pthread_mutex_unlock(&j->lock);
+  ObjCacheStats o;
+  oc_stats(j->oc, &o);
+  out->disk_hits = o.hits, out->disk_misses = o.misses, out->disk_writes = o.writes, out->disk_rejects = o.rejects;
 }
 
 /* ---- the background compiler ----------------------------------------------------------- */

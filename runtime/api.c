@@ -76,6 +76,7 @@ struct dvm_context {
   bool jit_tried;
   Err jit_err; /* why the Jit could not be made */
   ExtTable *ext; /* registered extern functions (runtime/ffi.c) */
+  char *cache_dir; /* dvm_context_set_cache_dir, or NULL: the default */
 };
 
 ExtTable *rt_context_externs(dvm_context *ctx) { return ctx->ext; }
@@ -96,12 +97,26 @@ Jit *rt_context_jit(dvm_context *ctx, Err *err) {
     if (env && !strcmp(env, "off"))
       ir_err(&ctx->jit_err, DVM_ERR_UNSUPPORTED, "native code is disabled (DVM_JIT=off)");
     else
-      ctx->jit = jit_new(rt_warm_up, &ctx->jit_err);
+      ctx->jit = jit_new(rt_warm_up, ctx->cache_dir, &ctx->jit_err);
   }
   Jit *j = ctx->jit;
   if (!j) *err = ctx->jit_err;
   pthread_mutex_unlock(&ctx->lock);
   return j;
+}
+
+dvm_status dvm_context_set_cache_dir(dvm_context *ctx, const char *dir) {
+  Err err;
+  if (!ctx || !dir) return rt_fail(&(Err){DVM_ERR_USAGE, "dvm_context_set_cache_dir: NULL argument"});
+  pthread_mutex_lock(&ctx->lock);
+  bool late = ctx->jit_tried;
+  char *copy = late ? NULL : strdup(dir);
+  if (copy) free(ctx->cache_dir), ctx->cache_dir = copy;
+  pthread_mutex_unlock(&ctx->lock);
+  if (late) return ir_err(&err, DVM_ERR_USAGE, "dvm_context_set_cache_dir: the context has compiled native code already"),
+            rt_fail(&err);
+  if (!copy) return rt_fail(&(Err){DVM_ERR_NOMEM, "out of memory"});
+  return rt_ok();
 }
 
 dvm_status dvm_context_create(dvm_context **out) {
@@ -119,6 +134,7 @@ void dvm_context_destroy(dvm_context *ctx) {
   rt_pool_free(ctx->pool);
   rt_ext_table_free(ctx->ext); /* after the Jit: native code calls these functions */
   pthread_mutex_destroy(&ctx->lock);
+  free(ctx->cache_dir);
   free(ctx);
 }
 
@@ -374,7 +390,8 @@ char *dvm_graph_dump(const dvm_graph *g, const char *stage) {
     return rt_fail(&err), NULL;
   }
   pl.encode = pl.dump == RT_BYTECODE;
-  if ((pl.dump == RT_LLVM || pl.dump == RT_ASM) && !(pl.jit = jit_new(rt_warm_up, &err))) return rt_fail(&err), NULL;
+  if ((pl.dump == RT_LLVM || pl.dump == RT_ASM) && !(pl.jit = jit_new(rt_warm_up, "off", &err)))
+    return rt_fail(&err), NULL;
   dvm_status st = rt_compile(&pl, g->ir, &err);
   char *text = pl.text;
   pl.text = NULL;

@@ -1056,6 +1056,8 @@ void dvm_model_stats(const dvm_model *m, dvm_stats *out) {
     jit_stats(m->jit, &js);
     out->cache_hits = js.hits, out->cache_misses = js.misses;
     out->llvm_compiles = js.compiles;
+    out->disk_hits = js.disk_hits, out->disk_misses = js.disk_misses;
+    out->disk_writes = js.disk_writes, out->disk_rejects = js.disk_rejects;
     out->compile_ms = own_ms;
   }
   pthread_mutex_unlock((pthread_mutex_t *)&m->lock);

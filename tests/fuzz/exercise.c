@@ -20,10 +20,10 @@ dvm_context *fz_context(void) {
   if (ctx && ++uses >= REMAKE) dvm_context_destroy(ctx), ctx = NULL;
   if (!ctx) {
     uses = 0;
-    if (dvm_context_create(&ctx) != DVM_OK) {
+    if (dvm_context_create(&ctx) != DVM_OK || dvm_context_set_cache_dir(ctx, "off") != DVM_OK) {
       fprintf(stderr, "fuzz: no context: %s\n", dvm_last_error());
       abort();
-    }
+    } /* (no object cache: millions of one-off kernels would fill it) */
   }
   return ctx;
 }

@@ -117,6 +117,9 @@ static double run_at(dvm_model *m, int64_t n) {
 }
 
 int main(void) {
+  /* this test counts compiles and tier-up in this process: kernels an earlier process
+     left in the object cache on disk would be loads instead */
+  setenv("DVM_CACHE_DIR", "off", 1);
   char path[] = "/tmp/dvm_test_onnx_XXXXXX";
   int fd = mkstemp(path);
   CHECK(fd >= 0 && close(fd) == 0 && write_model(path), "could not write the model to %s", path);

@@ -186,6 +186,9 @@ static void *make_case(void *arg) {
 }
 
 int main(void) {
+  /* this test counts compiles and tier-up in this process: kernels an earlier process
+     left in the object cache on disk would be loads instead */
+  setenv("DVM_CACHE_DIR", "off", 1);
   const char *e = getenv("DVM_SOAK_RUNS");
   if (e && atoi(e) > 0) runs_per_thread = atoi(e);
   CHECK(dvm_context_create(&ctx) == DVM_OK, "%s", dvm_last_error());

@@ -404,6 +404,9 @@ static void test_encode_time(void) {
 }
 
 int main(void) {
+  /* this test counts compiles and tier-up in this process: kernels an earlier process
+     left in the object cache on disk would be loads instead */
+  setenv("DVM_CACHE_DIR", "off", 1);
   int lanes = 0;
   const char *isa = vm_isa(&lanes);
   printf("interpreter: %s (%d x f32), tiles of %d\n", isa, lanes, VM_T);

@@ -1,0 +1,264 @@
+/* jit/objcache.c — native code that outlives the process: one object file per kernel in a
+ * directory, so that a new process loads what an earlier one compiled instead of running
+ * LLVM again.
+ *
+ * Where: DVM_CACHE_DIR, or the context's setting (dvm_context_set_cache_dir), else
+ * $XDG_CACHE_HOME/dvm, else ~/.cache/dvm; "off" disables it. The directory is made (0700)
+ * if missing. One that another user owns or that a group or others may write is refused
+ * with a warning, as ssh refuses such key files: whoever can write the cache can run code
+ * in every process that reads it. Files obey the same rule.
+ *
+ * What: a file is named by the kernel key and the stamp of the code generator (oc_open:
+ * the target's triple, CPU and features, the LLVM version and this build of dvm's build
+ * ID), so code made by another build or for another CPU is never even opened. Each file is
+ * a header (magic, format, key, stamp, body length, XXH3-128 of the body) and the object.
+ * A file that is short, long, of another format, key or stamp, or whose body does not
+ * hash to its checksum is never loaded: it is counted (rejects), removed, and the kernel
+ * compiled again.
+ *
+ * Writing: to a temporary name in the directory (mkstemp), then renamed over the final
+ * name, so that readers see a whole file or none; many processes may write and read one
+ * directory at once (a race writes the same bytes twice). A directory that cannot be
+ * written (read-only, full) degrades to compiling, with one warning per process.
+ *
+ * Extern kernels are not cached: their code holds the address of a function in this
+ * process. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "jit.h"
+
+enum { FORMAT = 1, HEADER = 8 + 4 + 4 + 16 + 16 + 8 + 16, MAX_BODY = 64 << 20 };
+static const char MAGIC[8] = {'D', 'V', 'M', 'O', 'B', 'J', 0, 1};
+
+struct ObjCache {
+  char dir[1024];
+  uint8_t stamp[16];
+  char stamp_hex[17];   /* the first 8 bytes of the stamp, in file names */
+  atomic_llong hits, misses, writes, rejects;
+  atomic_bool warned_write;
+};
+
+static atomic_bool warned_open; /* a refused directory: said once per process */
+
+static void warn(atomic_bool *once, const char *fmt, const char *a, const char *b) {
+  if (atomic_exchange(once, true)) return;
+  fprintf(stderr, "dvm: warning: kernel cache: ");
+  fprintf(stderr, fmt, a, b);
+  fprintf(stderr, "; compiling instead\n");
+}
+
+/* The GNU build ID of the object that holds this code (the library or the program), so
+ * that code from another build of dvm is never loaded; false if it has none. */
+typedef struct BuildId {
+  const void *base;
+  uint8_t id[20];
+  size_t n;
+} BuildId;
+
+static int find_note(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  BuildId *b = arg;
+  if ((const void *)info->dlpi_addr != b->base && info->dlpi_addr) return 0;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_NOTE) continue;
+    const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr), *end = p + ph->p_memsz;
+    while (p + sizeof(ElfW(Nhdr)) <= end) {
+      const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)p;
+      const char *name = p + sizeof *nh, *desc = name + ((nh->n_namesz + 3) & ~3u);
+      if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && !memcmp(name, "GNU", 4) && desc + nh->n_descsz <= end) {
+        b->n = nh->n_descsz < sizeof b->id ? nh->n_descsz : sizeof b->id;
+        memcpy(b->id, desc, b->n);
+        return 1;
+      }
+      p = desc + ((nh->n_descsz + 3) & ~3u);
+    }
+  }
+  return 0;
+}
+
+static const char anchor; /* an address in this object */
+
+static bool build_id(BuildId *b) {
+  Dl_info info;
+  if (!dladdr(&anchor, &info)) return false;
+  b->base = info.dli_fbase, b->n = 0;
+  /* dlpi_addr is the load bias: 0 for a non-PIE program, whose base dladdr gives as its
+     first segment's address; find_note accepts both */
+  dl_iterate_phdr(find_note, b);
+  return b->n > 0;
+}
+
+/* Is path (a directory or a file) ours and writable by us alone? */
+static bool private_to_us(const struct stat *st) {
+  return st->st_uid == geteuid() && !(st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+static bool make_dirs(const char *dir) {
+  char p[1024];
+  snprintf(p, sizeof p, "%s", dir);
+  for (char *s = p + 1; *s; s++)
+    if (*s == '/') {
+      *s = '\0';
+      if (mkdir(p, 0700) && errno != EEXIST) return false;
+      *s = '/';
+    }
+  return !mkdir(p, 0700) || errno == EEXIST;
+}
+
+ObjCache *oc_open(const char *setting, const char *target) {
+  const char *env = getenv("DVM_CACHE_DIR"), *dir = env && *env ? env : setting;
+  char buf[1024];
+  if (dir && !strcmp(dir, "off")) return NULL;
+  if (!dir || !*dir) {
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg == '/') snprintf(buf, sizeof buf, "%s/dvm", xdg);
+    else if (home && *home == '/') snprintf(buf, sizeof buf, "%s/.cache/dvm", home);
+    else return NULL;
+    dir = buf;
+  }
+  if (strlen(dir) > 900) return warn(&warned_open, "%s%s: the path is too long", "", ""), NULL;
+  BuildId b;
+  if (!build_id(&b)) return warn(&warned_open, "%s%s: this build of dvm has no build ID", dir, ""), NULL;
+  struct stat st;
+  if (!make_dirs(dir) || stat(dir, &st) || !S_ISDIR(st.st_mode))
+    return warn(&warned_open, "%s: %s", dir, strerror(errno)), NULL;
+  if (!private_to_us(&st))
+    return warn(&warned_open, "%s%s is writable by another user (or not ours): refused", dir, ""), NULL;
+  ObjCache *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  snprintf(c->dir, sizeof c->dir, "%s", dir);
+  XXH3_state_t *h = XXH3_createState();
+  if (!h) return free(c), NULL;
+  XXH3_128bits_reset(h);
+  XXH3_128bits_update(h, target, strlen(target) + 1);
+  XXH3_128bits_update(h, b.id, b.n);
+  XXH128_canonical_t stamp;
+  XXH128_canonicalFromHash(&stamp, XXH3_128bits_digest(h));
+  XXH3_freeState(h);
+  memcpy(c->stamp, stamp.digest, 16);
+  for (int i = 0; i < 8; i++) snprintf(c->stamp_hex + 2 * i, 3, "%02x", c->stamp[i]);
+  return c;
+}
+
+void oc_close(ObjCache *c) { free(c); }
+
+static void file_name(const ObjCache *c, const uint8_t key[16], char *out, size_t n) {
+  char hex[33];
+  for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", key[i]);
+  snprintf(out, n, "%s/%s-%s.o", c->dir, hex, c->stamp_hex);
+}
+
+static void put_u32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> 8 * i);
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> 8 * i);
+}
+static uint64_t get_u64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+
+static void body_hash(const void *body, size_t n, uint8_t out[16]) {
+  XXH128_canonical_t d;
+  XXH128_canonicalFromHash(&d, XXH3_128bits(body, n));
+  memcpy(out, d.digest, 16);
+}
+
+/* The header of key's entry with a body of n bytes hashing to hash. */
+static void header(const ObjCache *c, const uint8_t key[16], uint64_t n, const uint8_t hash[16], uint8_t *h) {
+  memcpy(h, MAGIC, 8);
+  put_u32(h + 8, FORMAT);
+  put_u32(h + 12, HEADER);
+  memcpy(h + 16, key, 16);
+  memcpy(h + 32, c->stamp, 16);
+  put_u64(h + 48, n);
+  memcpy(h + 56, hash, 16);
+}
+
+void *oc_load(ObjCache *c, const uint8_t key[16], size_t *n) {
+  char path[1100];
+  file_name(c, key, path, sizeof path);
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    atomic_fetch_add(&c->misses, 1);
+    return NULL;
+  }
+  struct stat st;
+  uint8_t *buf = NULL;
+  bool ok = !fstat(fd, &st) && S_ISREG(st.st_mode) && private_to_us(&st) && st.st_size >= HEADER &&
+            st.st_size <= HEADER + MAX_BODY && (buf = malloc((size_t)st.st_size));
+  size_t got = 0;
+  while (ok && got < (size_t)st.st_size) {
+    ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+    if (r <= 0) ok = false;
+    else got += (size_t)r;
+  }
+  close(fd);
+  uint8_t want[HEADER], hash[16];
+  if (ok) {
+    uint64_t body = get_u64(buf + 48);
+    ok = body == (uint64_t)st.st_size - HEADER;
+    if (ok) {
+      body_hash(buf + HEADER, (size_t)body, hash);
+      header(c, key, body, hash, want);
+      ok = !memcmp(buf, want, HEADER); /* magic, format, key, stamp, length, checksum */
+    }
+  }
+  if (!ok) { /* never loaded: counted, removed (a file of another user's stays: not ours) */
+    free(buf);
+    atomic_fetch_add(&c->rejects, 1);
+    if (!lstat(path, &st) && st.st_uid == geteuid()) unlink(path);
+    return NULL;
+  }
+  atomic_fetch_add(&c->hits, 1);
+  *n = (size_t)st.st_size - HEADER;
+  memmove(buf, buf + HEADER, *n);
+  return buf;
+}
+
+void oc_store(ObjCache *c, const uint8_t key[16], const void *obj, size_t n) {
+  char path[1100], tmp[1100];
+  file_name(c, key, path, sizeof path);
+  snprintf(tmp, sizeof tmp, "%s/.tmp-XXXXXX", c->dir);
+  uint8_t h[HEADER], hash[16];
+  body_hash(obj, n, hash);
+  header(c, key, n, hash, h);
+  int fd = n <= MAX_BODY ? mkostemp(tmp, O_CLOEXEC) : -1;
+  bool ok = fd >= 0 && !fchmod(fd, 0600);
+  for (size_t off = 0; ok && off < HEADER + n;) {
+    const uint8_t *p = off < HEADER ? h + off : (const uint8_t *)obj + (off - HEADER);
+    size_t left = off < HEADER ? HEADER - off : HEADER + n - off;
+    ssize_t w = write(fd, p, left);
+    if (w <= 0) ok = false;
+    else off += (size_t)w;
+  }
+  if (fd >= 0 && close(fd)) ok = false;
+  if (ok && rename(tmp, path)) ok = false;
+  if (!ok) {
+    int e = errno;
+    if (fd >= 0) unlink(tmp);
+    warn(&c->warned_write, "%s: cannot write: %s", c->dir, strerror(e));
+    return;
+  }
+  atomic_fetch_add(&c->writes, 1);
+}
+
+void oc_stats(const ObjCache *c, ObjCacheStats *out) {
+  *out = (ObjCacheStats){0};
+  if (!c) return;
+  out->hits = atomic_load(&c->hits), out->misses = atomic_load(&c->misses);
+  out->writes = atomic_load(&c->writes), out->rejects = atomic_load(&c->rejects);
+}
