@@ -19,21 +19,14 @@ import os
 import shutil
 import subprocess
 import sys
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from support import check, summary  # noqa: E402
 
 DVM, SCRATCH = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 W1 = os.path.join(ROOT, "bench", "workloads", "W1.dvm")
 W7 = os.path.join(ROOT, "bench", "workloads", "W7.dvm")
-passed = failed = 0
 
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL " + what)
 
 
 def run(graph, syms, cache, out, threads=1, tier="llvm", background=False):
@@ -147,8 +140,7 @@ def main():
           "a directory that cannot be made: compiled, one warning (%s)" % err[-200:])
     rc, s, err = run(W1, ["N=5"], "off", os.path.join(SCRATCH, "w1-off.npy"))
     check(rc == 0 and s["disk_misses"] == s["disk_writes"] == 0 and "warning" not in err, "DVM_CACHE_DIR=off")
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":

@@ -18,21 +18,14 @@ import subprocess
 import sys
 
 import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from support import check, summary  # noqa: E402
 
 BUILD, SCRATCH = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "onnx"))
-passed = failed = 0
 
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
 
 
 def run(cmd, **kw):
@@ -109,8 +102,7 @@ def main():
             y, want = np.load(y_path), models.reference(m, x)
             check(y.shape == want.shape and np.allclose(y, want, rtol=1e-4, atol=1e-5),
                   "the installed module's output against torch")
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":

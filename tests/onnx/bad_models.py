@@ -17,21 +17,14 @@ import onnx
 from onnx import TensorProto as TP
 from onnx import helper as H
 from onnx import numpy_helper as NH
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from support import check, summary  # noqa: E402
 
 DVM, SCRATCH = sys.argv[1], sys.argv[2]
 os.makedirs(SCRATCH, exist_ok=True)
-passed = failed = 0
 X = H.make_tensor_value_info("x", TP.FLOAT, ["N", 4])
 Y = H.make_tensor_value_info("y", TP.FLOAT, None)
 
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
 
 
 def model(nodes, inits=(), opset=17, inputs=None, ir=8):
@@ -114,8 +107,7 @@ def main():
     r = subprocess.run([DVM, "dump", os.path.join(SCRATCH, "unsupported_op.onnx")],
                        capture_output=True, text=True)
     check(r.returncode == 1 and "(Conv)" in r.stderr, "dump of a bad model: exit 1, names the op")
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":

@@ -22,21 +22,14 @@ import onnx
 from onnx import TensorProto as TP
 from onnx import helper as H
 from onnx import numpy_helper as NH
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from support import check, summary  # noqa: E402
 
 DVM, SCRATCH = sys.argv[1], sys.argv[2]
 os.makedirs(SCRATCH, exist_ok=True)
 F, I64, I32, B = TP.FLOAT, TP.INT64, TP.INT32, TP.BOOL
 X = ("x", F, ["N", "S", 8])
-passed = failed = 0
 
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
 
 
 def normal(rng, shape):
@@ -366,8 +359,7 @@ def main():
                 continue
             for what, ok in res:
                 check(ok, what)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":

@@ -31,23 +31,16 @@ warnings.filterwarnings("ignore")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import models  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from support import check, summary  # noqa: E402
 
 DVM, SCRATCH, API = sys.argv[1], sys.argv[2], sys.argv[3]
 os.makedirs(SCRATCH, exist_ok=True)
-passed = failed = 0
 TOL = 1e-4
 SIZES = {"mlp": [(1, None), (7, None), (64, None)],
          "encoder": [(1, 1), (2, 7), (3, 33)],
          "llama": [(1, 1), (2, 9), (1, 40)]}
 
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
 
 
 def rel_err(got, want):
@@ -127,8 +120,7 @@ def main():
             check(row.get("recompiles") == 0, "bench: no recompiles: %r" % row)
             print("bench %s: dvm %.1f us, onnxruntime %s us" % (
                 row["bindings"], row["median_us"], p.get("median_us")))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":
