@@ -17,19 +17,13 @@ import os
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from support import check, summary  # noqa: E402
+
 DVM, SCRATCH = sys.argv[1], sys.argv[2]
 HERE = os.path.dirname(os.path.abspath(__file__))
 os.makedirs(SCRATCH, exist_ok=True)
-passed = failed = 0
 
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL", what)
 
 
 env = dict(os.environ, DVM_PEERS=f"wrong=/usr/bin/python3 {HERE}/wrong_peer.py")
@@ -98,5 +92,4 @@ r = subprocess.run([DVM, "bench", "W99"], capture_output=True, text=True)
 check(r.returncode == 1 and "W99" in r.stderr, "an unknown workload is an error naming it")
 r = subprocess.run([DVM, "bench", "--format", "xml"], capture_output=True, text=True)
 check(r.returncode == 2, "a bad --format is a usage error")
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+sys.exit(summary())
