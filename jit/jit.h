@@ -73,9 +73,10 @@ void oc_stats(const ObjCache *c, ObjCacheStats *out);
 int jit_lanes(const Jit *j);
 /* Compiles a small kernel with jit_get on the calling thread (the runtime's pipeline). */
 typedef void (*JitWarmUp)(Jit *j);
-/* A new Jit for the host; NULL with err set if LLVM cannot target it. The process's first
- * Jit calls warm before it returns (llvm.c: Exit), once per process. cache_dir: where its
- * object cache lives (oc_open: NULL the default, "off" none). */
+/* A new Jit for the host; NULL with err set if LLVM cannot target it. warm runs once per
+ * process, on the caller's thread, before the first kernel LLVM compiles (llvm.c: Exit);
+ * a process whose kernels all load from the object cache never runs it. cache_dir: where
+ * its object cache lives (oc_open: NULL the default, "off" none). */
 Jit *jit_new(JitWarmUp warm, const char *cache_dir, Err *err);
 void jit_free(Jit *j);
 /* The cache entry for the lowered kernel kk, compiling it first if needed (blocking:

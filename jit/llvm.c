@@ -24,8 +24,10 @@
  * handler registered with atexit after LLVM's statics exist (so it runs before their
  * destructors) stops each compile thread after its current request and joins it; no new
  * thread starts after that. LLVM makes some statics on first use, and atexit runs
- * last-in first-out: so the process's first Jit compiles a small kernel in the foreground
- * (warm_up) before registering the handler, and the handler is registered again after the
+ * last-in first-out: so before the process's first LLVM compile a small kernel is compiled
+ * in the foreground (ensure_warm: on the thread that asks, before anything is queued for
+ * the background) and the handler registered after it; a process whose kernels all come
+ * from the object cache needs neither. The handler is registered again after the
  * process's 1st, 2nd, 4th, 8th... background compile, for statics that other kinds of
  * kernels make (stop_all runs that many times at exit; all but the first find nothing to
  * stop). Exits during the process's first background compile crashed 1-3 times in 24
@@ -82,6 +84,7 @@ struct Jit {
   pthread_cond_t work;    /* the queue has a request, or stop */
   Jit *live_prev, *live_next; /* the process's list of Jits (live_lock) */
   ObjCache *oc;               /* objects on disk (objcache.c), or NULL */
+  JitWarmUp warm;             /* the process's warm-up compile (ensure_warm) */
 };
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -130,15 +133,34 @@ static bool failed(LLVMErrorRef e, char *buf, size_t n) {
  * stop_all after them ("Exit" above). It costs the first model compile of a process that
  * uses native code about 40 ms, what LLVM's first compile in a process costs anyway; the
  * background thread no longer pays it during the first runs. */
-static void warm_up(Jit *j, JitWarmUp warm) {
-  ObjCache *oc = j->oc; /* a real compile, not a load: LLVM's code generator makes its statics */
-  j->oc = NULL;
-  if (warm) warm(j);
-  j->oc = oc;
+static pthread_mutex_t warm_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool warmed;
+static _Thread_local bool warming; /* this thread runs the warm-up: no cache, no recursion */
+
+static void warm_up(Jit *j) {
   pthread_mutex_lock(&j->lock);
-  memset(&j->stats, 0, sizeof j->stats); /* the counters are the user's kernels' */
+  JitStats keep = j->stats; /* the counters are the user's kernels' */
+  pthread_mutex_unlock(&j->lock);
+  if (j->warm) j->warm(j);
+  pthread_mutex_lock(&j->lock);
+  j->stats = keep;
   pthread_mutex_unlock(&j->lock);
   atexit(stop_all);
+}
+
+/* The warm-up, once per process, before the first kernel that LLVM compiles: on the
+ * caller's thread (no lock held), so that the background thread never compiles first. A
+ * process whose kernels all come from the object cache never runs it. */
+static void ensure_warm(Jit *j) {
+  if (atomic_load(&warmed) || warming) return;
+  pthread_mutex_lock(&warm_lock);
+  if (!atomic_load(&warmed)) {
+    warming = true;
+    warm_up(j);
+    warming = false;
+    atomic_store(&warmed, true);
+  }
+  pthread_mutex_unlock(&warm_lock);
 }
 
 /* LLVM's target registry, once per process. */
@@ -148,6 +170,7 @@ static void init_llvm(void) {
 }
 
 Jit *jit_new(JitWarmUp warm, const char *cache_dir, Err *err) {
+  /* the warm-up (ensure_warm) runs before this Jit's first LLVM compile */
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, init_llvm);
   /* libmvec must be in the process for the JIT's symbol search */
@@ -216,11 +239,7 @@ Jit *jit_new(JitWarmUp warm, const char *cache_dir, Err *err) {
   char stamp[1024]; /* what the code depends on besides the key */
   snprintf(stamp, sizeof stamp, "%s|%s|%s|llvm %u.%u.%u|O2", j->triple, j->cpu, j->features, major, minor, patch);
   j->oc = oc_open(cache_dir, stamp);
-  static pthread_mutex_t warm_lock = PTHREAD_MUTEX_INITIALIZER;
-  static bool warmed;
-  pthread_mutex_lock(&warm_lock);
-  if (!warmed) warmed = true, warm_up(j, warm);
-  pthread_mutex_unlock(&warm_lock);
+  j->warm = warm;
   return j;
 }
 
@@ -276,6 +295,38 @@ static KernelFn add_object(Jit *j, LLVMMemoryBufferRef mb, const char *name, Jit
   return bad ? NULL : (KernelFn)(uintptr_t)addr;
 }
 
+/* Does kernel kk go through the object cache? Not an extern kernel (its code holds a
+ * function's address in this process), nor the warm-up (it must run LLVM's code
+ * generator), nor a dump's compile (it wants the IR and assembly). */
+static bool cacheable(const Jit *j, const KnKernel *kk) {
+  return j->oc && kk->ok && kk->kind != KK_EXTERN && !warming;
+}
+
+/* Entry e's code from the object cache, published: false if the cache has none (or none
+ * that links). The caller holds no lock. */
+static bool load(Jit *j, JitEntry *e) {
+  double t0 = now_ms();
+  size_t n;
+  void *obj = oc_load(j->oc, e->key, &n);
+  if (!obj) return false;
+  char name[48];
+  snprintf(name, sizeof name, "dvm_k");
+  for (int i = 0; i < 16; i++) snprintf(name + 5 + 2 * i, 3, "%02x", e->key[i]);
+  LLVMMemoryBufferRef mb = LLVMCreateMemoryBufferWithMemoryRangeCopy(obj, n, name);
+  free(obj);
+  pthread_mutex_lock(&j->compile_lock);
+  KernelFn fn = add_object(j, mb, name, e);
+  pthread_mutex_unlock(&j->compile_lock);
+  if (!fn) {
+    e->why[0] = '\0'; /* passed the checks but does not link: compiled instead */
+    return false;
+  }
+  e->compile_ms = now_ms() - t0, e->loaded = true;
+  atomic_store(&e->fn, fn);
+  atomic_store(&e->state, JE_READY);
+  return true;
+}
+
 /* Compile the lowered kernel kk into entry e (the caller holds no lock): from the object
  * cache when it has the key, else through LLVM (and into the cache). */
 static void compile(Jit *j, const KnKernel *kk, JitEntry *e, bool keep_text) {
@@ -288,25 +339,9 @@ static void compile(Jit *j, const KnKernel *kk, JitEntry *e, bool keep_text) {
   char name[48];
   snprintf(name, sizeof name, "dvm_k");
   for (int i = 0; i < 16; i++) snprintf(name + 5 + 2 * i, 3, "%02x", e->key[i]);
-  /* the object cache: extern kernels' code holds a function's address in this process,
-     and a dump wants the IR and assembly of a compile */
-  bool cached = j->oc && kk->kind != KK_EXTERN && !keep_text;
-  size_t n;
-  void *obj = cached ? oc_load(j->oc, e->key, &n) : NULL;
-  if (obj) {
-    LLVMMemoryBufferRef mb = LLVMCreateMemoryBufferWithMemoryRangeCopy(obj, n, name);
-    free(obj);
-    pthread_mutex_lock(&j->compile_lock);
-    KernelFn fn = add_object(j, mb, name, e);
-    pthread_mutex_unlock(&j->compile_lock);
-    if (fn) {
-      e->compile_ms = now_ms() - t0, e->loaded = true;
-      atomic_store(&e->fn, fn);
-      atomic_store(&e->state, JE_READY);
-      return;
-    }
-    e->why[0] = '\0'; /* an object that passed the checks but does not link: compile */
-  }
+  bool cached = cacheable(j, kk) && !keep_text;
+  if (cached && load(j, e)) return;
+  ensure_warm(j);
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
   LLVMContextRef C = LLVMOrcThreadSafeContextGetContext(tsc);
   LLVMModuleRef M = LLVMModuleCreateWithNameInContext(name, C);
@@ -457,6 +492,22 @@ static void *compile_thread(void *arg) {
 JitEntry *jit_request(Jit *j, const KnKernel *kk, const void *owner) {
   pthread_mutex_lock(&j->lock);
   JitEntry *e = entry(j, kk->key);
+  if (atomic_load(&e->state) == JE_NEW && cacheable(j, kk)) {
+    /* on disk: loaded here and now (a fraction of a millisecond), so the model's first run
+       is native; else compiled in the background as below */
+    atomic_store(&e->state, JE_COMPILING);
+    pthread_mutex_unlock(&j->lock);
+    bool got = load(j, e);
+    pthread_mutex_lock(&j->lock);
+    if (got) j->stats.misses++; /* (a kernel queued counts when the compiler takes it) */
+    else atomic_store(&e->state, JE_NEW);
+    pthread_cond_broadcast(&j->changed);
+  }
+  if (atomic_load(&e->state) == JE_NEW && !atomic_load(&warmed)) { /* LLVM will compile it */
+    pthread_mutex_unlock(&j->lock);
+    ensure_warm(j);
+    pthread_mutex_lock(&j->lock);
+  }
   if (atomic_load(&e->state) == JE_NEW) {
     /* LLVM gets 8 MB of stack, as clang gives its threads */
     if (!j->running && !j->stopping && !atomic_load(&exiting) &&
