@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define DVM_VERSION_MAJOR 0
-#define DVM_VERSION_MINOR 1
+#define DVM_VERSION_MINOR 2
 #define DVM_MAX_RANK 8 /* the largest tensor rank dvm handles */
 
 /* Result of every fallible call. */
@@ -89,6 +89,15 @@ dvm_status dvm_context_create(dvm_context **out);
  * user may write is refused with a warning. Call it before the context's first model
  * compile that makes native code (DVM_ERR_USAGE after). */
 dvm_status dvm_context_set_cache_dir(dvm_context *ctx, const char *dir);
+/* The object cache's directory for setting `dir` (NULL: the default; DVM_CACHE_DIR first,
+ * as for contexts) and what it holds: kernel files of every build and target. */
+typedef struct dvm_cache_info {
+  char dir[1024]; /* "" when the cache is off */
+  int64_t files, bytes;
+} dvm_cache_info;
+dvm_status dvm_cache_info_get(const char *dir, dvm_cache_info *out);
+/* Remove every kernel file from that directory; *removed (if not NULL) counts them. */
+dvm_status dvm_cache_clear(const char *dir, int64_t *removed);
 /* Destroy a context after every model compiled in it (they share its JIT and pool). It
  * waits for the background compile in flight, if any. A process may also exit with its
  * contexts alive: the background compiles stop at exit (after the one in flight). */

@@ -60,6 +60,11 @@ typedef struct ObjCacheStats {
  * `setting` (NULL: the default directory); NULL when it is off or refused (with one
  * warning per process saying why). */
 ObjCache *oc_open(const char *setting, const char *target);
+/* The directory oc_open would use with setting, into out; false when the cache is off. */
+bool oc_dir(const char *setting, char *out, size_t n);
+/* The kernel files in dir (of every build and target) and their bytes, each removed first
+ * if `remove`; -1 if dir cannot be read (a missing one holds 0). */
+int64_t oc_scan(const char *dir, bool remove, int64_t *bytes);
 void oc_close(ObjCache *c);
 /* The object cached for key (malloc'd, *n bytes), or NULL: none, or a file that fails a
  * check (counted, removed). */

@@ -23,6 +23,7 @@
  *
  * Extern kernels are not cached: their code holds the address of a function in this
  * process. */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -116,17 +117,45 @@ static bool make_dirs(const char *dir) {
   return !mkdir(p, 0700) || errno == EEXIST;
 }
 
-ObjCache *oc_open(const char *setting, const char *target) {
+bool oc_dir(const char *setting, char *out, size_t n) {
   const char *env = getenv("DVM_CACHE_DIR"), *dir = env && *env ? env : setting;
-  char buf[1024];
-  if (dir && !strcmp(dir, "off")) return NULL;
-  if (!dir || !*dir) {
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg == '/') snprintf(buf, sizeof buf, "%s/dvm", xdg);
-    else if (home && *home == '/') snprintf(buf, sizeof buf, "%s/.cache/dvm", home);
-    else return NULL;
-    dir = buf;
+  if (dir && !strcmp(dir, "off")) return false;
+  if (dir && *dir) return snprintf(out, n, "%s", dir) < (int)n;
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  if (xdg && *xdg == '/') return snprintf(out, n, "%s/dvm", xdg) < (int)n;
+  if (home && *home == '/') return snprintf(out, n, "%s/.cache/dvm", home) < (int)n;
+  return false;
+}
+
+/* Is name a kernel file's (32 hex digits of key, '-', 16 of stamp, ".o")? */
+static bool kernel_file(const char *name) {
+  size_t n = strlen(name);
+  if (n != 32 + 1 + 16 + 2 || name[32] != '-' || strcmp(name + n - 2, ".o")) return false;
+  for (size_t i = 0; i < n - 2; i++)
+    if (i != 32 && !((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) return false;
+  return true;
+}
+
+int64_t oc_scan(const char *dir, bool remove, int64_t *bytes) {
+  DIR *d = opendir(dir);
+  int64_t files = 0;
+  *bytes = 0;
+  if (!d) return errno == ENOENT ? 0 : -1;
+  for (struct dirent *de; (de = readdir(d));) {
+    struct stat st;
+    if (!kernel_file(de->d_name) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
+      continue;
+    if (remove && unlinkat(dirfd(d), de->d_name, 0)) continue;
+    files++, *bytes += st.st_size;
   }
+  closedir(d);
+  return files;
+}
+
+ObjCache *oc_open(const char *setting, const char *target) {
+  char buf[1024];
+  if (!oc_dir(setting, buf, sizeof buf)) return NULL;
+  const char *dir = buf;
   if (strlen(dir) > 900) return warn(&warned_open, "%s%s: the path is too long", "", ""), NULL;
   BuildId b;
   if (!build_id(&b)) return warn(&warned_open, "%s%s: this build of dvm has no build ID", dir, ""), NULL;

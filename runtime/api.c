@@ -119,6 +119,27 @@ dvm_status dvm_context_set_cache_dir(dvm_context *ctx, const char *dir) {
   return rt_ok();
 }
 
+static dvm_status cache_scan(const char *dir, bool remove, dvm_cache_info *out) {
+  Err err;
+  memset(out, 0, sizeof *out);
+  if (!oc_dir(dir, out->dir, sizeof out->dir)) return out->dir[0] = '\0', rt_ok();
+  if ((out->files = oc_scan(out->dir, remove, &out->bytes)) < 0)
+    return ir_err(&err, DVM_ERR_IO, "cannot read the kernel cache %s: %s", out->dir, strerror(errno)), rt_fail(&err);
+  return rt_ok();
+}
+
+dvm_status dvm_cache_info_get(const char *dir, dvm_cache_info *out) {
+  if (!out) return rt_fail(&(Err){DVM_ERR_USAGE, "dvm_cache_info_get: out is NULL"});
+  return cache_scan(dir, false, out);
+}
+
+dvm_status dvm_cache_clear(const char *dir, int64_t *removed) {
+  dvm_cache_info info;
+  dvm_status s = cache_scan(dir, true, &info);
+  if (removed) *removed = s ? 0 : info.files;
+  return s;
+}
+
 dvm_status dvm_context_create(dvm_context **out) {
   Err err;
   *out = calloc(1, sizeof **out);

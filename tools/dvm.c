@@ -294,12 +294,37 @@ static int cmd_dump(int argc, char **argv) {
   return rc;
 }
 
+/* dvm cache stats|clear [--dir DIR]: the object cache's directory and what it holds, or
+ * emptied. */
+static int cmd_cache(int argc, char **argv) {
+  const char *what = argc > 0 ? argv[0] : NULL, *dir = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (tool_is_opt(argv[i], "--dir")) {
+      if (!(dir = tool_opt_value(argc, argv, &i, "--dir"))) return tool_fail(EXIT_USAGE, "--dir needs a directory");
+    } else return tool_fail(EXIT_USAGE, "cache: unknown argument '%s'", argv[i]);
+  }
+  if (!what || (strcmp(what, "stats") && strcmp(what, "clear")))
+    return tool_fail(EXIT_USAGE, "cache: stats or clear");
+  dvm_cache_info info;
+  if (dvm_cache_info_get(dir, &info)) return tool_lib_fail();
+  if (!info.dir[0]) return printf("the kernel cache is off (DVM_CACHE_DIR=off)\n"), 0;
+  if (!strcmp(what, "stats")) {
+    printf("dir: %s\nfiles: %lld\nbytes: %lld\n", info.dir, (long long)info.files, (long long)info.bytes);
+    return 0;
+  }
+  int64_t removed;
+  if (dvm_cache_clear(dir, &removed)) return tool_lib_fail();
+  printf("removed %lld files from %s\n", (long long)removed, info.dir);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) return tool_fail(EXIT_USAGE, "no command");
   const char *cmd = argv[1];
   if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
   if (!strcmp(cmd, "dump")) return cmd_dump(argc - 2, argv + 2);
   if (!strcmp(cmd, "bench")) return tool_bench(argc - 2, argv + 2);
+  if (!strcmp(cmd, "cache")) return cmd_cache(argc - 2, argv + 2);
   if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
     tool_usage(stdout);
     return 0;

@@ -12,6 +12,7 @@ usage: run_cache.py DVM SCRATCH_DIR
   and a fifth process compiles nothing.
 - A directory others may write, or a file others may write, is refused; a directory that
   cannot be made degrades to compiling with a warning; DVM_CACHE_DIR=off writes nothing.
+- `dvm cache stats` shows the directory and its files, `dvm cache clear` removes them.
 Ends with "N passed, M failed"."""
 import glob
 import json
@@ -140,6 +141,20 @@ def main():
           "a directory that cannot be made: compiled, one warning (%s)" % err[-200:])
     rc, s, err = run(W1, ["N=5"], "off", os.path.join(SCRATCH, "w1-off.npy"))
     check(rc == 0 and s["disk_misses"] == s["disk_writes"] == 0 and "warning" not in err, "DVM_CACHE_DIR=off")
+    # dvm cache stats|clear
+    env = dict(os.environ)
+    env.pop("DVM_CACHE_DIR", None)
+    p = subprocess.run([DVM, "cache", "stats", "--dir", ccache], capture_output=True, text=True, env=env)
+    n = len(glob.glob(os.path.join(ccache, "*.o")))
+    check(p.returncode == 0 and ("dir: %s" % ccache) in p.stdout and ("files: %d" % n) in p.stdout and n > 0,
+          "dvm cache stats: the directory and its %d files (%s)" % (n, p.stdout))
+    p = subprocess.run([DVM, "cache", "clear", "--dir", ccache], capture_output=True, text=True, env=env)
+    check(p.returncode == 0 and ("removed %d files" % n) in p.stdout and not glob.glob(os.path.join(ccache, "*.o")),
+          "dvm cache clear removes them (%s)" % p.stdout)
+    p = subprocess.run([DVM, "cache", "stats"], capture_output=True, text=True, env=dict(env, DVM_CACHE_DIR="off"))
+    check(p.returncode == 0 and "off" in p.stdout, "dvm cache stats with the cache off")
+    p = subprocess.run([DVM, "cache", "frob"], capture_output=True, text=True, env=env)
+    check(p.returncode == 2 and "stats or clear" in p.stderr, "dvm cache frob: a usage error")
     return summary()
 
 
