@@ -74,12 +74,12 @@ build-asan: deps
 build-tsan: deps
 	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_TSAN=ON -DDVM_SHARED=OFF \
 	  -DDVM_WERROR=$(WERROR) >/dev/null
-	cmake --build $(BUILD_TSAN) -j $(JOBS) --target test_soak test_pool
+	cmake --build $(BUILD_TSAN) -j $(JOBS) --target test_soak test_pool test_cache_threads
 
 build-fuzz: fuzz-deps
 	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_FUZZ=ON -DDVM_SHARED=OFF \
 	  -DDVM_WERROR=$(WERROR) >/dev/null
-	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_graph fuzz_onnx fuzz_npy
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_graph fuzz_onnx fuzz_npy fuzz_objcache
 
 # libdvm.so, dvm.h, the dvm tool, dvm.pc and the CMake package under PREFIX (default
 # /usr/local).
@@ -98,10 +98,11 @@ test-asan: build-asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
 
 # The concurrency tests (the thread pool; runs on eight threads while kernels tier up,
-# compiles at once, models destroyed with compiles in flight); a race is a failure.
+# compiles at once, models destroyed with compiles in flight; the object cache written and
+# read by threads of two contexts); a race is a failure.
 test-tsan: build-tsan
 	cd $(BUILD_TSAN) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -R 'unit\.test_(soak|pool)$$'
+	  ctest --output-on-failure -R 'unit\.test_(soak|pool|cache_threads)$$'
 
 # Each fuzz target for DVM_FUZZ_SECONDS (tests/fuzz/run_fuzz.py runs them for hours).
 test-fuzz: build-fuzz

@@ -69,6 +69,9 @@ void oc_close(ObjCache *c);
 /* The object cached for key (malloc'd, *n bytes), or NULL: none, or a file that fails a
  * check (counted, removed). */
 void *oc_load(ObjCache *c, const uint8_t key[16], size_t *n);
+/* Is file (size bytes) a whole entry of c for key: header and checksum? The one check of a
+ * file's contents (oc_load reads the file, then asks). */
+bool oc_check(const ObjCache *c, const uint8_t key[16], const uint8_t *file, size_t size);
 /* Keep obj for key; a directory that cannot be written warns once and keeps nothing. */
 void oc_store(ObjCache *c, const uint8_t key[16], const void *obj, size_t n);
 void oc_stats(const ObjCache *c, ObjCacheStats *out);

@@ -217,6 +217,16 @@ static void header(const ObjCache *c, const uint8_t key[16], uint64_t n, const u
   memcpy(h + 56, hash, 16);
 }
 
+bool oc_check(const ObjCache *c, const uint8_t key[16], const uint8_t *file, size_t size) {
+  if (size < HEADER || size - HEADER > MAX_BODY) return false;
+  uint64_t body = get_u64(file + 48);
+  if (body != size - HEADER) return false;
+  uint8_t want[HEADER], hash[16];
+  body_hash(file + HEADER, (size_t)body, hash);
+  header(c, key, body, hash, want);
+  return !memcmp(file, want, HEADER); /* magic, format, key, stamp, length, checksum */
+}
+
 void *oc_load(ObjCache *c, const uint8_t key[16], size_t *n) {
   char path[1100];
   file_name(c, key, path, sizeof path);
@@ -236,16 +246,7 @@ void *oc_load(ObjCache *c, const uint8_t key[16], size_t *n) {
     else got += (size_t)r;
   }
   close(fd);
-  uint8_t want[HEADER], hash[16];
-  if (ok) {
-    uint64_t body = get_u64(buf + 48);
-    ok = body == (uint64_t)st.st_size - HEADER;
-    if (ok) {
-      body_hash(buf + HEADER, (size_t)body, hash);
-      header(c, key, body, hash, want);
-      ok = !memcmp(buf, want, HEADER); /* magic, format, key, stamp, length, checksum */
-    }
-  }
+  ok = ok && oc_check(c, key, buf, (size_t)st.st_size);
   if (!ok) { /* never loaded: counted, removed (a file of another user's stays: not ours) */
     free(buf);
     atomic_fetch_add(&c->rejects, 1);

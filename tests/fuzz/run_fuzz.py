@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """Run one libFuzzer target of tests/fuzz from seeds made of the suite's own files.
 
-usage: run_fuzz.py TARGET_BINARY graph|onnx|npy SCRATCH_DIR [--seconds S] [--jobs J]
+usage: run_fuzz.py TARGET_BINARY graph|onnx|npy|objcache SCRATCH_DIR [--seconds S] [--jobs J]
 
 Seeds: graph, every .dvm of tests/graphs, tests/bad, examples and bench/workloads; onnx, the
 models of tests/onnx/models.py exported by python3-torch and the op models of
-tests/onnx/ops_numpy.py; npy, arrays of every dtype and a few ranks written by NumPy. The
+tests/onnx/ops_numpy.py; npy, arrays of every dtype and a few ranks written by NumPy;
+objcache, files of the object cache's layout. The
 corpus grows in SCRATCH_DIR/corpus (kept between runs: a long run resumes it). A finding
 (crash, sanitizer report, leak, timeout, memory blow-up) is saved under SCRATCH_DIR as
 crash-*, leak-*, timeout-* or oom-*, and the script exits 1.
@@ -52,6 +53,21 @@ def onnx_seeds(out):
             f.write(ops_numpy.model_of([c]).SerializeToString())
 
 
+def objcache_seeds(out):
+    """Entries of the object cache's layout (jit/objcache.c: magic, format, header length,
+    key, stamp, body length, XXH3-128 of the body, then the body) around bodies of a few
+    sizes; their stamps and checksums are not this build's, so the fuzzer starts from the
+    shape of a file and mutates it."""
+    import struct
+    key = bytes([0xd, 0x1, 0x5, 0xc, 0xa, 0xc, 0x4, 0xe, 1, 2, 3, 4, 5, 6, 7, 8])
+    for i, n in enumerate((0, 1, 64, 4096)):
+        body = bytes((7 * j + i) & 0xff for j in range(n))
+        head = b"DVMOBJ\0\1" + struct.pack("<II", 1, 72) + key + bytes(16) + struct.pack("<Q", n) + bytes(16)
+        with open(os.path.join(out, "entry-%d" % n), "wb") as f:
+            f.write(head + body)
+    open(os.path.join(out, "empty"), "wb").close()
+
+
 def npy_seeds(out):
     import numpy as np
     rng = np.random.default_rng(1)
@@ -70,13 +86,13 @@ def main():
         i = args.index("--seconds"); seconds = int(args[i + 1]); del args[i:i + 2]
     if "--jobs" in args:
         i = args.index("--jobs"); jobs = int(args[i + 1]); del args[i:i + 2]
-    if len(args) != 3 or args[1] not in ("graph", "onnx", "npy"):
+    if len(args) != 3 or args[1] not in ("graph", "onnx", "npy", "objcache"):
         sys.exit(__doc__)
     binary, kind, scratch = args
     seeds, corpus = os.path.join(scratch, "seeds"), os.path.join(scratch, "corpus")
     shutil.rmtree(seeds, ignore_errors=True)
     os.makedirs(seeds); os.makedirs(corpus, exist_ok=True)
-    {"graph": graph_seeds, "onnx": onnx_seeds, "npy": npy_seeds}[kind](seeds)
+    {"graph": graph_seeds, "onnx": onnx_seeds, "npy": npy_seeds, "objcache": objcache_seeds}[kind](seeds)
     env = dict(os.environ)
     env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
     env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
