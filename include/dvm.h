@@ -84,12 +84,12 @@ const char *dvm_status_name(dvm_status s);
 dvm_status dvm_context_create(dvm_context **out);
 /* Where the context keeps native code between processes (one object file per kernel, each
  * checked before it is loaded: docs/design.md "Caches"), or "off". Without a call, the
- * directory is $DVM_CACHE_DIR, else $XDG_CACHE_HOME/dvm, else ~/.cache/dvm; DVM_CACHE_DIR
- * overrides the call too (DVM_CACHE_DIR=off disables the cache). A directory that another
- * user may write is refused with a warning. Call it before the context's first model
- * compile that makes native code (DVM_ERR_USAGE after). */
+ * directory is $DVM_CACHE_DIR (DVM_CACHE_DIR=off: no cache), else $XDG_CACHE_HOME/dvm,
+ * else ~/.cache/dvm. A directory that another user may write is refused with a warning.
+ * Call it before the context's first model compile that makes native code (DVM_ERR_USAGE
+ * after). */
 dvm_status dvm_context_set_cache_dir(dvm_context *ctx, const char *dir);
-/* The object cache's directory for setting `dir` (NULL: the default; DVM_CACHE_DIR first,
+/* The object cache's directory for setting `dir` (NULL: the default, DVM_CACHE_DIR first,
  * as for contexts) and what it holds: kernel files of every build and target. */
 typedef struct dvm_cache_info {
   char dir[1024]; /* "" when the cache is off */

@@ -35,6 +35,7 @@ typedef struct JitEntry {
   _Atomic int state;      /* JitState */
   double compile_ms;
   bool loaded;            /* JE_READY from the object cache, not compiled */
+  bool probed;            /* the object cache was asked for it (and had none that loads) */
   char why[256];          /* JE_UNSUPPORTED / JE_FAILED: the reason */
   char *ir;               /* the optimized module as text, for dump --stage llvm */
   char *asm_text;         /* its assembly, for dump --stage asm */
@@ -56,8 +57,8 @@ typedef struct ObjCacheStats {
   int64_t hits, misses, writes, rejects;
 } ObjCacheStats;
 /* The cache for code made for `target` (everything besides the key that the code depends
- * on: triple, CPU, features, LLVM version) by this build of dvm, in DVM_CACHE_DIR, else
- * `setting` (NULL: the default directory); NULL when it is off or refused (with one
+ * on: triple, CPU, features, LLVM version) by this build of dvm, in `setting`, else
+ * DVM_CACHE_DIR, else the default directory; NULL when it is off or refused (with one
  * warning per process saying why). */
 ObjCache *oc_open(const char *setting, const char *target);
 /* The directory oc_open would use with setting, into out; false when the cache is off. */

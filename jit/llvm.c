@@ -138,13 +138,7 @@ static atomic_bool warmed;
 static _Thread_local bool warming; /* this thread runs the warm-up: no cache, no recursion */
 
 static void warm_up(Jit *j) {
-  pthread_mutex_lock(&j->lock);
-  JitStats keep = j->stats; /* the counters are the user's kernels' */
-  pthread_mutex_unlock(&j->lock);
-  if (j->warm) j->warm(j);
-  pthread_mutex_lock(&j->lock);
-  j->stats = keep;
-  pthread_mutex_unlock(&j->lock);
+  if (j->warm) j->warm(j); /* (not counted: the counters are the user's kernels') */
   atexit(stop_all);
 }
 
@@ -279,7 +273,7 @@ const char *jit_target(const Jit *j) { return j->target; }
 int jit_lanes(const Jit *j) { return j->W; }
 
 /* Add the object in mb (taken) to the LLJIT and look up its kernel `name`: the code, or
- * NULL with e->why set (compile_lock held). */
+ * NULL with e->why set. ORC's session serializes what it must: no lock of ours needed. */
 static KernelFn add_object(Jit *j, LLVMMemoryBufferRef mb, const char *name, JitEntry *e) {
   LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->lljit);
   LLVMOrcResourceTrackerRef rt = LLVMOrcJITDylibCreateResourceTracker(jd);
@@ -308,15 +302,14 @@ static bool load(Jit *j, JitEntry *e) {
   double t0 = now_ms();
   size_t n;
   void *obj = oc_load(j->oc, e->key, &n);
+  e->probed = true; /* once: a miss is not looked up again (the compile writes it) */
   if (!obj) return false;
   char name[48];
   snprintf(name, sizeof name, "dvm_k");
   for (int i = 0; i < 16; i++) snprintf(name + 5 + 2 * i, 3, "%02x", e->key[i]);
   LLVMMemoryBufferRef mb = LLVMCreateMemoryBufferWithMemoryRangeCopy(obj, n, name);
   free(obj);
-  pthread_mutex_lock(&j->compile_lock);
-  KernelFn fn = add_object(j, mb, name, e);
-  pthread_mutex_unlock(&j->compile_lock);
+  KernelFn fn = add_object(j, mb, name, e); /* the LLJIT takes objects from any thread */
   if (!fn) {
     e->why[0] = '\0'; /* passed the checks but does not link: compiled instead */
     return false;
@@ -340,8 +333,7 @@ static void compile(Jit *j, const KnKernel *kk, JitEntry *e, bool keep_text) {
   snprintf(name, sizeof name, "dvm_k");
   for (int i = 0; i < 16; i++) snprintf(name + 5 + 2 * i, 3, "%02x", e->key[i]);
   bool cached = cacheable(j, kk) && !keep_text;
-  if (cached && load(j, e)) return;
-  ensure_warm(j);
+  if (cached && !e->probed && load(j, e)) return;
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
   LLVMContextRef C = LLVMOrcThreadSafeContextGetContext(tsc);
   LLVMModuleRef M = LLVMModuleCreateWithNameInContext(name, C);
@@ -400,9 +392,9 @@ static void compile(Jit *j, const KnKernel *kk, JitEntry *e, bool keep_text) {
     atomic_store(&e->state, JE_FAILED);
     return;
   }
+  pthread_mutex_unlock(&j->compile_lock); /* the target machine is done with */
   if (cached) oc_store(j->oc, e->key, LLVMGetBufferStart(mb), LLVMGetBufferSize(mb));
   KernelFn fn = add_object(j, mb, name, e);
-  pthread_mutex_unlock(&j->compile_lock);
   e->compile_ms = now_ms() - t0;
   if (!fn) {
     atomic_store(&e->state, JE_FAILED);
@@ -431,19 +423,38 @@ static JitEntry *entry(Jit *j, const uint8_t key[16]) {
 JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text) {
   pthread_mutex_lock(&j->lock);
   JitEntry *e = entry(j, kk->key);
-  while (atomic_load(&e->state) == JE_COMPILING) pthread_cond_wait(&j->changed, &j->lock);
-  if (atomic_load(&e->state) != JE_NEW) {
-    j->stats.hits++;
+  for (;;) {
+    while (atomic_load(&e->state) == JE_COMPILING) pthread_cond_wait(&j->changed, &j->lock);
+    if (atomic_load(&e->state) != JE_NEW) {
+      j->stats.hits += !warming;
+      pthread_mutex_unlock(&j->lock);
+      return e;
+    }
+    if (atomic_load(&warmed) || warming || !kk->ok) break;
+    /* LLVM has not run in this process: the object cache first, then the warm-up, each
+       with the entry unclaimed (the warm-up's own kernel may have this very key) */
+    if (!keep_text && !e->probed && cacheable(j, kk)) {
+      atomic_store(&e->state, JE_COMPILING);
+      pthread_mutex_unlock(&j->lock);
+      bool got = load(j, e);
+      pthread_mutex_lock(&j->lock);
+      if (got) j->stats.misses += !warming;
+      else atomic_store(&e->state, JE_NEW);
+      pthread_cond_broadcast(&j->changed);
+      continue;
+    }
     pthread_mutex_unlock(&j->lock);
-    return e;
+    ensure_warm(j);
+    pthread_mutex_lock(&j->lock);
   }
   atomic_store(&e->state, JE_COMPILING);
-  j->stats.misses++;
+  j->stats.misses += !warming;
   pthread_mutex_unlock(&j->lock);
   compile(j, kk, e, keep_text);
   pthread_mutex_lock(&j->lock);
-  if (atomic_load(&e->state) == JE_READY && !e->loaded) j->stats.compiles++, j->stats.compile_ms += e->compile_ms;
-  if (atomic_load(&e->state) == JE_UNSUPPORTED) j->stats.unsupported++;
+  if (atomic_load(&e->state) == JE_READY && !e->loaded && !warming)
+    j->stats.compiles++, j->stats.compile_ms += e->compile_ms;
+  if (atomic_load(&e->state) == JE_UNSUPPORTED) j->stats.unsupported += !warming;
   pthread_cond_broadcast(&j->changed);
   pthread_mutex_unlock(&j->lock);
   return e;
@@ -492,7 +503,7 @@ static void *compile_thread(void *arg) {
 JitEntry *jit_request(Jit *j, const KnKernel *kk, const void *owner) {
   pthread_mutex_lock(&j->lock);
   JitEntry *e = entry(j, kk->key);
-  if (atomic_load(&e->state) == JE_NEW && cacheable(j, kk)) {
+  if (atomic_load(&e->state) == JE_NEW && !e->probed && cacheable(j, kk)) {
     /* on disk: loaded here and now (a fraction of a millisecond), so the model's first run
        is native; else compiled in the background as below */
     atomic_store(&e->state, JE_COMPILING);
@@ -503,7 +514,7 @@ JitEntry *jit_request(Jit *j, const KnKernel *kk, const void *owner) {
     else atomic_store(&e->state, JE_NEW);
     pthread_cond_broadcast(&j->changed);
   }
-  if (atomic_load(&e->state) == JE_NEW && !atomic_load(&warmed)) { /* LLVM will compile it */
+  if (atomic_load(&e->state) == JE_NEW && kk->ok && !atomic_load(&warmed)) { /* LLVM will compile it */
     pthread_mutex_unlock(&j->lock);
     ensure_warm(j);
     pthread_mutex_lock(&j->lock);

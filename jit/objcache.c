@@ -2,7 +2,7 @@
  * directory, so that a new process loads what an earlier one compiled instead of running
  * LLVM again.
  *
- * Where: DVM_CACHE_DIR, or the context's setting (dvm_context_set_cache_dir), else
+ * Where: the context's setting (dvm_context_set_cache_dir), else DVM_CACHE_DIR, else
  * $XDG_CACHE_HOME/dvm, else ~/.cache/dvm; "off" disables it. The directory is made (0700)
  * if missing. One that another user owns or that a group or others may write is refused
  * with a warning, as ssh refuses such key files: whoever can write the cache can run code
@@ -61,7 +61,7 @@ static void warn(atomic_bool *once, const char *fmt, const char *a, const char *
 /* The GNU build ID of the object that holds this code (the library or the program), so
  * that code from another build of dvm is never loaded; false if it has none. */
 typedef struct BuildId {
-  const void *base;
+  const void *base; /* an address in the object (its anchor) */
   uint8_t id[20];
   size_t n;
 } BuildId;
@@ -69,7 +69,13 @@ typedef struct BuildId {
 static int find_note(struct dl_phdr_info *info, size_t size, void *arg) {
   (void)size;
   BuildId *b = arg;
-  if ((const void *)info->dlpi_addr != b->base && info->dlpi_addr) return 0;
+  bool ours = false; /* does one of its segments hold the anchor? */
+  for (int i = 0; i < info->dlpi_phnum && !ours; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+    ours = ph->p_type == PT_LOAD && (uintptr_t)b->base >= start && (uintptr_t)b->base < start + ph->p_memsz;
+  }
+  if (!ours) return 0;
   for (int i = 0; i < info->dlpi_phnum; i++) {
     const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
     if (ph->p_type != PT_NOTE) continue;
@@ -91,11 +97,7 @@ static int find_note(struct dl_phdr_info *info, size_t size, void *arg) {
 static const char anchor; /* an address in this object */
 
 static bool build_id(BuildId *b) {
-  Dl_info info;
-  if (!dladdr(&anchor, &info)) return false;
-  b->base = info.dli_fbase, b->n = 0;
-  /* dlpi_addr is the load bias: 0 for a non-PIE program, whose base dladdr gives as its
-     first segment's address; find_note accepts both */
+  b->base = &anchor, b->n = 0;
   dl_iterate_phdr(find_note, b);
   return b->n > 0;
 }
@@ -118,7 +120,7 @@ static bool make_dirs(const char *dir) {
 }
 
 bool oc_dir(const char *setting, char *out, size_t n) {
-  const char *env = getenv("DVM_CACHE_DIR"), *dir = env && *env ? env : setting;
+  const char *env = getenv("DVM_CACHE_DIR"), *dir = setting && *setting ? setting : env;
   if (dir && !strcmp(dir, "off")) return false;
   if (dir && *dir) return snprintf(out, n, "%s", dir) < (int)n;
   const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -127,8 +129,10 @@ bool oc_dir(const char *setting, char *out, size_t n) {
   return false;
 }
 
-/* Is name a kernel file's (32 hex digits of key, '-', 16 of stamp, ".o")? */
+/* Is name a kernel file's (32 hex digits of key, '-', 16 of stamp, ".o"), or a
+ * temporary one's (a writer's, left by a process killed while writing)? */
 static bool kernel_file(const char *name) {
+  if (!strncmp(name, ".tmp-", 5) && strlen(name) == 11) return true;
   size_t n = strlen(name);
   if (n != 32 + 1 + 16 + 2 || name[32] != '-' || strcmp(name + n - 2, ".o")) return false;
   for (size_t i = 0; i < n - 2; i++)
@@ -160,8 +164,9 @@ ObjCache *oc_open(const char *setting, const char *target) {
   BuildId b;
   if (!build_id(&b)) return warn(&warned_open, "%s%s: this build of dvm has no build ID", dir, ""), NULL;
   struct stat st;
-  if (!make_dirs(dir) || stat(dir, &st) || !S_ISDIR(st.st_mode))
+  if (!make_dirs(dir) || stat(dir, &st))
     return warn(&warned_open, "%s: %s", dir, strerror(errno)), NULL;
+  if (!S_ISDIR(st.st_mode)) return warn(&warned_open, "%s%s is not a directory", dir, ""), NULL;
   if (!private_to_us(&st))
     return warn(&warned_open, "%s%s is writable by another user (or not ours): refused", dir, ""), NULL;
   ObjCache *c = calloc(1, sizeof *c);
@@ -266,21 +271,22 @@ void oc_store(ObjCache *c, const uint8_t key[16], const void *obj, size_t n) {
   uint8_t h[HEADER], hash[16];
   body_hash(obj, n, hash);
   header(c, key, n, hash, h);
-  int fd = n <= MAX_BODY ? mkostemp(tmp, O_CLOEXEC) : -1;
-  bool ok = fd >= 0 && !fchmod(fd, 0600);
-  for (size_t off = 0; ok && off < HEADER + n;) {
+  if (n > MAX_BODY) return; /* not kept (no kernel comes near) */
+  int fd = mkostemp(tmp, O_CLOEXEC);
+  const char *why = fd < 0 || fchmod(fd, 0600) ? strerror(errno) : NULL;
+  for (size_t off = 0; !why && off < HEADER + n;) {
     const uint8_t *p = off < HEADER ? h + off : (const uint8_t *)obj + (off - HEADER);
     size_t left = off < HEADER ? HEADER - off : HEADER + n - off;
     ssize_t w = write(fd, p, left);
-    if (w <= 0) ok = false;
+    if (w < 0) why = strerror(errno);
+    else if (w == 0) why = "nothing written";
     else off += (size_t)w;
   }
-  if (fd >= 0 && close(fd)) ok = false;
-  if (ok && rename(tmp, path)) ok = false;
-  if (!ok) {
-    int e = errno;
+  if (fd >= 0 && close(fd) && !why) why = strerror(errno);
+  if (!why && rename(tmp, path)) why = strerror(errno);
+  if (why) {
     if (fd >= 0) unlink(tmp);
-    warn(&c->warned_write, "%s: cannot write: %s", c->dir, strerror(e));
+    warn(&c->warned_write, "%s: cannot write: %s", c->dir, why);
     return;
   }
   atomic_fetch_add(&c->writes, 1);

@@ -310,7 +310,7 @@ static uint32_t number(Low *l, uint32_t u) {
   }
   for (uint32_t i = 0; i < k->ninputs; i++)
     if (fu_inputs(l->p, k)[i] == u) return i;
-  return UINT32_MAX; /* kn_verify says so */
+  return UINT32_MAX; /* lower() refuses the kernel */
 }
 
 /* The programs' walks (KnProg): per member the program that listed it (a stamp, so that
@@ -438,7 +438,7 @@ static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Count
     kk->out[o] = number(&l, v);
     if (kn_member(kk, kk->out[o]) >= 0) kk->val[kk->out[o]].out = (int32_t)o;
   }
-  uint32_t nfill = 0;
+  uint32_t nfill = 0, lost = 0; /* operands that are no value of the kernel (a bug) */
   for (uint32_t m = 0; m < c->nm; m++) {
     uint32_t v = fu_members(p, k)[m];
     const Node *nd = ir_node(g, v);
@@ -454,11 +454,17 @@ static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Count
       }
     }
     in->narg = nd->nin, in->arg = args, args += nd->nin;
-    for (uint32_t i = 0; i < nd->nin; i++) in->arg[i] = number(&l, ir_operand(g, v, i));
+    for (uint32_t i = 0; i < nd->nin; i++) lost += (in->arg[i] = number(&l, ir_operand(g, v, i))) == UINT32_MAX;
     if (nd->op == OP_FULL) in->fill = (int32_t)(c->nc - 1 - nfill), kk->consts[in->fill] = kn_constant(g, v), nfill++;
   }
   kk->nval = kk->nin + kk->nmem + l.nlit;
   kk->nconsts = l.nlit + nfill;
+  for (uint32_t o = 0; o < kk->nout; o++) lost += kn_member(kk, kk->out[o]) < 0;
+  if (lost) { /* release builds do not verify (kn_verify): no back end may read past the values */
+    kk->ok = false, kk->why = keep("internal: a lowered operand or output is not a value of its kernel");
+    free(l.lit);
+    return;
+  }
   if (nfill && l.nlit + nfill < c->nc) /* the fills at the end of the room: after the literals */
     memmove(kk->consts + l.nlit, kk->consts + c->nc - nfill, nfill * sizeof *kk->consts);
   for (uint32_t m = 0; nfill && m < kk->nmem; m++)

@@ -230,12 +230,11 @@ static void arg_release(Arg *a) {
 /* obj's __dlpack__ capsule taken into *out (the dvm tensor owns the DLPack tensor from then
  * on); 0, or -1 with an exception set. */
 static int take_dlpack(PyObject *obj, const char *name, dvm_tensor **out) {
-  PyObject *cap = PyObject_CallMethod(obj, "__dlpack__", NULL);
-  if (!cap) {
-    PyErr_Clear();
+  if (!PyObject_HasAttrString(obj, "__dlpack__"))
     return PyErr_Format(PyExc_TypeError, "%s: a %s is neither a buffer nor a DLPack tensor", name,
                         Py_TYPE(obj)->tp_name), -1;
-  }
+  PyObject *cap = PyObject_CallMethod(obj, "__dlpack__", NULL);
+  if (!cap) return -1; /* the producer's own error (a tensor that requires grad, ...) */
   DLManagedTensor *m = PyCapsule_GetPointer(cap, "dltensor");
   if (!m) return Py_DECREF(cap), -1;
   if (dvm_tensor_from_dlpack(m, out)) { /* refused: the capsule still owns it */
@@ -312,6 +311,8 @@ typedef struct {
   dvm_model *m;
   PyObject *params;     /* dict: param name -> the object bound (its memory is read by runs) */
   Arg param_arg[MAXIO]; /* per param (the model's order): the tensor bound over it */
+  int running;          /* runs in flight (changed with the GIL held): a param is not rebound
+                           under a run that reads it */
 } ModelObject;
 
 static const char *const tier_names[] = {"auto", "vm", "llvm", "ref"};
@@ -368,6 +369,9 @@ static int ready(ModelObject *self) {
  * binding it replaces is released). */
 static int set_param(ModelObject *self, int p, PyObject *obj) {
   const char *name = dvm_model_param_name(self->m, p);
+  if (self->running)
+    return PyErr_Format(PyExc_RuntimeError, "param '%s': the model is running on another thread (bind params "
+                        "before the runs, or between them)", name), -1;
   if (p >= MAXIO) return PyErr_Format(PyExc_ValueError, "%s: more than %d params", name, MAXIO), -1;
   Arg a;
   if (arg_from(obj, name, dvm_model_value_dtype(self->m, name), &a)) return -1;
@@ -427,18 +431,17 @@ static PyObject *model_call(ModelObject *self, PyObject *args, PyObject *kw) {
   }
   for (int i = 0; i < nin; i++)
     if (!in_obj[i]) return PyErr_Format(PyExc_TypeError, "input '%s' is missing", dvm_model_input_name(m, i));
-  PyObject *outs[MAXIO] = {0};
+  PyObject *outs[MAXIO] = {0}, *seq = NULL; /* seq holds the items of a sequence out */
   if (out && out != Py_None) { /* one array, or a sequence of nout */
     if (nout == 1 && (PyObject_CheckBuffer(out) || PyObject_TypeCheck(out, &TensorType))) outs[0] = out;
     else {
-      PyObject *seq = PySequence_Fast(out, "out: an array, or a sequence of one per output");
-      if (!seq) return NULL;
+      if (!(seq = PySequence_Fast(out, "out: an array, or a sequence of one per output"))) return NULL;
       if (PySequence_Fast_GET_SIZE(seq) != nout) {
+        PyErr_Format(PyExc_ValueError, "out: %d arrays for %d outputs", (int)PySequence_Fast_GET_SIZE(seq), nout);
         Py_DECREF(seq);
-        return PyErr_Format(PyExc_ValueError, "out: %d arrays for %d outputs", (int)PySequence_Size(out), nout);
+        return NULL;
       }
       for (int i = 0; i < nout; i++) outs[i] = PySequence_Fast_GET_ITEM(seq, i);
-      Py_DECREF(seq); /* the items stay alive: out holds them */
     }
   }
   Arg in[MAXIO], into[MAXIO];
@@ -468,20 +471,24 @@ static PyObject *model_call(ModelObject *self, PyObject *args, PyObject *kw) {
       }
       res[got_out] = into[got_out].t;
     }
+    self->running++;
     Py_BEGIN_ALLOW_THREADS
     s = dvm_model_run_into(m, nin, names, ts, res);
     Py_END_ALLOW_THREADS
+    self->running--;
     if (s) {
       dvm_error();
       goto done;
     }
-    if (nout == 1) result = Py_NewRef(outs[0]);
-    else result = PySequence_Tuple(out);
+    if (!seq) result = Py_NewRef(outs[0]);
+    else result = PySequence_Tuple(seq);
     goto done;
   }
+  self->running++;
   Py_BEGIN_ALLOW_THREADS
   s = dvm_model_run(m, nin, names, ts, res);
   Py_END_ALLOW_THREADS
+  self->running--;
   if (s) {
     dvm_error();
     goto done;
@@ -507,6 +514,7 @@ static PyObject *model_call(ModelObject *self, PyObject *args, PyObject *kw) {
 done:
   for (int i = 0; i < got; i++) arg_release(&in[i]);
   for (int i = 0; i < got_out; i++) arg_release(&into[i]);
+  Py_XDECREF(seq);
   return result;
 }
 

@@ -63,7 +63,11 @@ dvm_status dvm_tensor_from_dlpack(struct DLManagedTensor *src, dvm_tensor **out)
            rt_fail(&err);
   if (d->ndim && !d->shape)
     return rt_fail(&(Err){DVM_ERR_USAGE, "dvm_tensor_from_dlpack: the tensor has no shape"});
-  if (d->strides) { /* row-major, but a dim of size 1 may have any stride */
+  int64_t numel = rt_numel(d->ndim, d->shape); /* first: no overflow in the strides' products */
+  if (numel < 0)
+    return rt_fail(&(Err){DVM_ERR_USAGE, "dvm_tensor_from_dlpack: a negative dim, or more elements than int64 holds"});
+  if (d->strides && numel > 0) { /* row-major, but a dim of size 1 may have any stride (and an
+                                    empty tensor has no layout) */
     int64_t expect = 1;
     for (int i = d->ndim - 1; i >= 0; i--) {
       if (d->shape[i] != 1 && d->strides[i] != expect)

@@ -144,7 +144,8 @@ def main():
     # dvm cache stats|clear
     env = dict(os.environ)
     env.pop("DVM_CACHE_DIR", None)
-    p = subprocess.run([DVM, "cache", "stats", "--dir", ccache], capture_output=True, text=True, env=env)
+    p = subprocess.run([DVM, "cache", "stats", "--dir", ccache], capture_output=True, text=True,
+                       env=dict(env, DVM_CACHE_DIR=os.path.join(SCRATCH, "elsewhere")))  # --dir wins
     n = len(glob.glob(os.path.join(ccache, "*.o")))
     check(p.returncode == 0 and ("dir: %s" % ccache) in p.stdout and ("files: %d" % n) in p.stdout and n > 0,
           "dvm cache stats: the directory and its %d files (%s)" % (n, p.stdout))

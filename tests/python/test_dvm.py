@@ -220,3 +220,42 @@ def test_no_leak_over_many_calls():
         m(x=x, out=out)
     grown = rss_bytes() - before
     assert grown < 4 << 20, "resident memory grew by %d bytes over 10^5 calls" % grown
+
+
+def test_out_from_a_generator():
+    m = dvm.Model("graph g\ninput x: f32[N, 4]\ny = add(x, 1.0)\nz = mul(x, 2.0)\noutput y, z\n", tier="vm")
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    got = m(x=x, out=(np.empty((2, 4), np.float32) for _ in range(2)))  # the items live in no other place
+    assert isinstance(got, tuple) and len(got) == 2
+    np.testing.assert_array_equal(got[0], x + 1)
+    np.testing.assert_array_equal(got[1], x * 2)
+
+
+def test_params_are_not_rebound_under_a_run():
+    m = dvm.Model("graph g\ninput x: f32[N, 256]\nparam w: f32[256, 256]\ny = matmul(x, w)\noutput y\n",
+                  tier="llvm", threads=1)
+    ones, twos = np.ones((256, 256), np.float32), np.full((256, 256), 2, np.float32)
+    m.set_param("w", ones)
+    x = np.ones((64, 256), np.float32)
+    stop, bad, refused = threading.Event(), [], []
+
+    def run():
+        while not stop.is_set():
+            y = m(x=x)
+            if not (np.all(y == 256) or np.all(y == 512)):
+                bad.append(np.unique(y)[:5])
+
+    workers = [threading.Thread(target=run) for _ in range(3)]
+    for t in workers:
+        t.start()
+    for i in range(2000):
+        try:
+            m.set_param("w", twos if i % 2 else ones)
+        except RuntimeError as e:
+            assert "running on another thread" in str(e)
+            refused.append(1)
+    stop.set()
+    for t in workers:
+        t.join()
+    assert not bad, "runs saw a param change under them: %s" % bad[:3]
+    assert refused, "no set_param met a run in flight (the test did not race)"

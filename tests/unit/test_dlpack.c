@@ -115,7 +115,12 @@ static void test_import(void) {
   CHECK(dvm_tensor_from_dlpack(&m, &t) == DVM_OK && dvm_tensor_dtype(t) == DVM_F16 && dvm_tensor_get_f64(t, 0) == 1.0,
         "f16: %s", dvm_last_error());
   dvm_tensor_destroy(t);
-  CHECK(deleted == 7, "one deleter call per imported tensor, seven of them (%d)", deleted);
+  int64_t empty[2] = {3, 0}, estr[2] = {1, 1}; /* torch's strides for an empty [3, 0] */
+  m = managed(a, F32, 2, empty, estr, 0);
+  CHECK(dvm_tensor_from_dlpack(&m, &t) == DVM_OK && dvm_tensor_numel(t) == 0, "an empty tensor, any strides: %s",
+        dvm_last_error());
+  dvm_tensor_destroy(t);
+  CHECK(deleted == 8, "one deleter call per imported tensor, eight of them (%d)", deleted);
 }
 
 static void test_refusals(void) {
