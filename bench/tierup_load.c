@@ -16,8 +16,12 @@
  * below 0 when the kernels that are native already make the runs faster than bytecode). Idle and loaded alternate over
  * the trials; the figures are medians.
  *
- * usage: tierup_load GRAPH [-s SYM=V]... [--threads T] [--trials K]
- *   T: the runs' threads (default 0: one per core, every core busy); K: default 5. */
+ * usage: tierup_load GRAPH [-s SYM=V]... [--threads T] [--trials K] [--cache DIR]
+ *   T: the runs' threads (default 0: one per core, every core busy); K: default 5.
+ *   DIR: the object cache the contexts use (default none: the compiles are measured).
+ *   With a DIR that holds the graph's kernels, "idle" is a warm start: from
+ *   dvm_model_compile to every kernel native with no LLVM at all (run one trial per
+ *   process for a new process's). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +32,7 @@
 #include "dvm.h"
 
 enum { MAXIO = 256, MAXSYM = 8 };
+#define USAGE "usage: tierup_load GRAPH [-s SYM=V]... [--threads T] [--trials K] [--cache DIR]\n"
 
 static double now_s(void) {
   struct timespec ts;
@@ -114,8 +119,9 @@ static bool all_native(const dvm_model *m) {
 }
 
 int main(int argc, char **argv) {
-  /* the compiles are what is measured: code an earlier process left on disk would load */
-  setenv("DVM_CACHE_DIR", "off", 1);
+  /* the compiles are what is measured: code an earlier process left on disk would load
+     (--cache DIR: the loads are) */
+  const char *cache = "off";
   Bind b = {0};
   const char *path = NULL;
   int threads = 0, trials = 5;
@@ -126,11 +132,12 @@ int main(int argc, char **argv) {
       *eq = '\0', b.sym[b.nsym] = argv[i], b.val[b.nsym++] = strtoll(eq + 1, NULL, 10);
     } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--trials") && i + 1 < argc) trials = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--cache") && i + 1 < argc) cache = argv[++i];
     else if (!path && argv[i][0] != '-') path = argv[i];
-    else return fprintf(stderr, "usage: tierup_load GRAPH [-s SYM=V]... [--threads T] [--trials K]\n"), 2;
+    else return fprintf(stderr, "%s", USAGE), 2;
   }
-  if (!path || trials < 1 || trials > 100)
-    return fprintf(stderr, "usage: tierup_load GRAPH [-s SYM=V]... [--threads T] [--trials K]\n"), 2;
+  if (!path || trials < 1 || trials > 100) return fprintf(stderr, "%s", USAGE), 2;
+  setenv("DVM_CACHE_DIR", cache, 1);
   dvm_context *gctx;
   dvm_graph *g;
   if (dvm_context_create(&gctx)) return fail("context");
