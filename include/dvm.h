@@ -281,7 +281,9 @@ dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
 /* Bind a param for all later runs. The model keeps a reference: the tensor must
  * outlive the model or be replaced, and its values must not change while it is bound
  * (set it again after changing them): a weight that matmuls read is packed here, once,
- * into the layout the kernels read. */
+ * into the layout the kernels read. Not while a run of the model is in flight on another
+ * thread (the run reads the binding it replaces): bind params before the runs, or
+ * between them. */
 dvm_status dvm_model_set_param(dvm_model *m, const char *name, dvm_tensor *t);
 
 /* Run: inputs by name (every declared input once); outputs[i] receives a new tensor
