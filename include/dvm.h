@@ -89,6 +89,12 @@ dvm_status dvm_context_create(dvm_context **out);
  * Call it before the context's first model compile that makes native code (DVM_ERR_USAGE
  * after). */
 dvm_status dvm_context_set_cache_dir(dvm_context *ctx, const char *dir);
+/* The bytes of native code the context keeps in memory beyond what its models hold (code
+ * of kernels no live model uses, for models to come), least recently released evicted
+ * first; 0: no limit. Without a call, DVM_CODE_CACHE_MB (mebibytes), else no limit. Code a
+ * live model uses is never released. Call it before the context's first model compile that
+ * makes native code (DVM_ERR_USAGE after). */
+dvm_status dvm_context_set_code_limit(dvm_context *ctx, size_t bytes);
 /* The object cache's directory for setting `dir` (NULL: the default, DVM_CACHE_DIR first,
  * as for contexts) and what it holds: kernel files of every build and target. */
 typedef struct dvm_cache_info {
@@ -333,6 +339,8 @@ typedef struct dvm_stats {
   int64_t disk_misses;  /* not found there, */
   int64_t disk_writes;  /* written there, */
   int64_t disk_rejects; /* and files there that failed a check (removed, never loaded) */
+  int64_t code_bytes;   /* the context's native code in memory (objects' bytes) */
+  int64_t code_evictions; /* kernels whose code the context released (its limit) */
 } dvm_stats;
 void dvm_model_stats(const dvm_model *m, dvm_stats *out);
 

@@ -36,6 +36,12 @@ typedef struct JitEntry {
   double compile_ms;
   bool loaded;            /* JE_READY from the object cache, not compiled */
   bool probed;            /* the object cache was asked for it (and had none that loads) */
+  /* the bounded code cache (llvm.c), under the Jit's lock: */
+  int refs;               /* the models (and pipelines) that hold it: never evicted above 0 */
+  size_t bytes;           /* its object's size, counted in the resident bytes once ready */
+  bool counted;           /* ... counted there */
+  void *tracker;          /* the ORC resource tracker its code was added under */
+  struct JitEntry *lru_prev, *lru_next; /* unreferenced ready entries, least recently released first */
   char why[256];          /* JE_UNSUPPORTED / JE_FAILED: the reason */
   char *ir;               /* the optimized module as text, for dump --stage llvm */
   char *asm_text;         /* its assembly, for dump --stage asm */
@@ -48,6 +54,8 @@ typedef struct JitStats {
   int64_t hits, misses, compiles, unsupported;
   double compile_ms;
   int64_t disk_hits, disk_misses, disk_writes, disk_rejects; /* the object cache (objcache.c) */
+  int64_t evictions;  /* kernels whose code was released to stay under the limit */
+  int64_t resident;   /* bytes of native code held (objects' sizes) */
 } JitStats;
 
 /* objcache.c: native code kept on disk, one object file per kernel (the file's top says
@@ -85,14 +93,19 @@ typedef void (*JitWarmUp)(Jit *j);
 /* A new Jit for the host; NULL with err set if LLVM cannot target it. warm runs once per
  * process, on the caller's thread, before the first kernel LLVM compiles (llvm.c: Exit);
  * a process whose kernels all load from the object cache never runs it. cache_dir: where
- * its object cache lives (oc_open: NULL the default, "off" none). */
-Jit *jit_new(JitWarmUp warm, const char *cache_dir, Err *err);
+ * its object cache lives (oc_open: NULL the default, "off" none). code_limit: the bytes of
+ * native code it keeps in memory beyond what models hold (0: no limit; llvm.c, eviction). */
+Jit *jit_new(JitWarmUp warm, const char *cache_dir, size_t code_limit, Err *err);
 void jit_free(Jit *j);
 /* The cache entry for the lowered kernel kk, compiling it first if needed (blocking:
  * concurrent callers for one key wait for the one compile). Never NULL; the entry's state
  * says whether native code is there. `keep_text` records the IR and assembly when this
  * call compiles (dumps use a Jit of their own). */
 JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text);
+/* The references jit_get and jit_request took for a model (or a pipeline), dropped: an
+ * entry no model holds may have its code evicted (and compiled or loaded again when asked
+ * for). Call after jit_cancel for the same owner. */
+void jit_release(Jit *j, JitEntry *const *entries, size_t n);
 void jit_stats(Jit *j, JitStats *out);
 /* Tiering (the auto tier): the entry for kernel kk without waiting, and, if nobody has
  * compiled it yet, a request to the background compile thread. `owner` (a model) must

@@ -85,6 +85,10 @@ struct Jit {
   Jit *live_prev, *live_next; /* the process's list of Jits (live_lock) */
   ObjCache *oc;               /* objects on disk (objcache.c), or NULL */
   JitWarmUp warm;             /* the process's warm-up compile (ensure_warm) */
+  size_t limit, resident;     /* native code: the bytes kept beyond what models hold (0: no
+                                 limit), and the bytes held (lock) */
+  JitEntry *lru_head, *lru_tail; /* ready entries no model holds, least recently released
+                                    first: the eviction order (lock) */
 };
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -163,7 +167,7 @@ static void init_llvm(void) {
   LLVMInitializeNativeAsmPrinter();
 }
 
-Jit *jit_new(JitWarmUp warm, const char *cache_dir, Err *err) {
+Jit *jit_new(JitWarmUp warm, const char *cache_dir, size_t code_limit, Err *err) {
   /* the warm-up (ensure_warm) runs before this Jit's first LLVM compile */
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, init_llvm);
@@ -234,6 +238,7 @@ Jit *jit_new(JitWarmUp warm, const char *cache_dir, Err *err) {
   snprintf(stamp, sizeof stamp, "%s|%s|%s|llvm %u.%u.%u|O2", j->triple, j->cpu, j->features, major, minor, patch);
   j->oc = oc_open(cache_dir, stamp);
   j->warm = warm;
+  j->limit = code_limit;
   return j;
 }
 
@@ -249,6 +254,7 @@ void jit_free(Jit *j) {
   for (int b = 0; b < BUCKETS; b++)
     for (JitEntry *e = j->table[b], *next; e; e = next) {
       next = e->next;
+      if (e->tracker) LLVMOrcReleaseResourceTracker(e->tracker); /* the code goes with the LLJIT */
       LLVMDisposeMessage(e->ir);
       free(e->asm_text);
       free(e);
@@ -278,15 +284,88 @@ static KernelFn add_object(Jit *j, LLVMMemoryBufferRef mb, const char *name, Jit
   LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(j->lljit);
   LLVMOrcResourceTrackerRef rt = LLVMOrcJITDylibCreateResourceTracker(jd);
   LLVMOrcExecutorAddress addr = 0;
+  size_t bytes = LLVMGetBufferSize(mb);
   bool bad = failed(LLVMOrcLLJITAddObjectFileWithRT(j->lljit, rt, mb), e->why, sizeof e->why) ||
              failed(LLVMOrcLLJITLookup(j->lljit, &addr, name), e->why, sizeof e->why);
+  if (!bad && !addr) bad = true, snprintf(e->why, sizeof e->why, "internal: the JIT returned no address for %s", name);
   if (bad) { /* whatever the object defined goes with it */
     LLVMErrorRef r = LLVMOrcResourceTrackerRemove(rt);
     if (r) LLVMConsumeError(r);
+    LLVMOrcReleaseResourceTracker(rt);
+    return NULL;
   }
-  LLVMOrcReleaseResourceTracker(rt); /* code lives until the LLJIT is disposed */
-  if (!bad && !addr) snprintf(e->why, sizeof e->why, "internal: the JIT returned no address for %s", name);
-  return bad ? NULL : (KernelFn)(uintptr_t)addr;
+  e->tracker = rt, e->bytes = bytes; /* kept: eviction removes the code by it */
+  return (KernelFn)(uintptr_t)addr;
+}
+
+/* ---- the bounded code cache ------------------------------------------------------------
+ *
+ * Native code is released by reference counts: a model holds each of its kernels' entries
+ * from its compile (jit_get, jit_request) until it is destroyed (jit_release), and runs
+ * execute code only through a live model's entries; an entry is evicted only when no
+ * model holds it, under the Jit's lock, which taking a reference also needs. So no run can
+ * be executing code that is released. Ready entries no model holds wait in LRU order and
+ * are evicted, oldest first, while the resident bytes exceed the limit; an evicted entry
+ * is new again (compiled, or loaded from disk, when asked for). Code that models hold is
+ * never evicted: the limit bounds what is kept for models to come. */
+
+static void lru_unlink(Jit *j, JitEntry *e) {
+  if (e->lru_prev) e->lru_prev->lru_next = e->lru_next;
+  else if (j->lru_head == e) j->lru_head = e->lru_next;
+  else return; /* not in the list */
+  if (e->lru_next) e->lru_next->lru_prev = e->lru_prev;
+  else j->lru_tail = e->lru_prev;
+  e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_append(Jit *j, JitEntry *e) {
+  e->lru_prev = j->lru_tail, e->lru_next = NULL;
+  if (j->lru_tail) j->lru_tail->lru_next = e;
+  else j->lru_head = e;
+  j->lru_tail = e;
+}
+
+/* While over the limit, evict the least recently released entries (lock held). */
+static void evict(Jit *j) {
+  while (j->limit && j->resident > j->limit && j->lru_head) {
+    JitEntry *e = j->lru_head;
+    lru_unlink(j, e);
+    LLVMErrorRef r = LLVMOrcResourceTrackerRemove(e->tracker);
+    if (r) LLVMConsumeError(r);
+    LLVMOrcReleaseResourceTracker(e->tracker);
+    j->resident -= e->bytes;
+    j->stats.evictions++;
+    e->tracker = NULL, e->bytes = 0, e->counted = false, e->loaded = false, e->probed = false;
+    e->compile_ms = 0;
+    atomic_store(&e->fn, NULL);
+    atomic_store(&e->state, JE_NEW);
+  }
+}
+
+/* Entry e's code counted in the resident bytes once it is ready, and the cache kept under
+ * its limit (lock held). */
+static void account(Jit *j, JitEntry *e) {
+  if (atomic_load(&e->state) != JE_READY || e->counted) return;
+  e->counted = true, j->resident += e->bytes;
+  if (!e->refs) lru_append(j, e); /* its model went away while it compiled */
+  evict(j);
+}
+
+/* One more holder of e (lock held): out of the eviction order. */
+static void hold(Jit *j, JitEntry *e) {
+  if (!e->refs++) lru_unlink(j, e);
+}
+
+void jit_release(Jit *j, JitEntry *const *entries, size_t n) {
+  if (!j || !entries) return;
+  pthread_mutex_lock(&j->lock);
+  for (size_t i = 0; i < n; i++) {
+    JitEntry *e = entries[i];
+    if (!e || e->refs <= 0 || --e->refs > 0) continue;
+    if (atomic_load(&e->state) == JE_READY && e->counted) lru_append(j, e);
+  }
+  evict(j);
+  pthread_mutex_unlock(&j->lock);
 }
 
 /* Does kernel kk go through the object cache? Not an extern kernel (its code holds a
@@ -420,9 +499,12 @@ static JitEntry *entry(Jit *j, const uint8_t key[16]) {
   return e;
 }
 
-JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text) {
+/* The entry for kk, compiled (or loaded) first if needed; held: one more reference for
+ * the caller (jit_get's), else none (the background compiler's). */
+static JitEntry *get(Jit *j, const KnKernel *kk, bool keep_text, bool held) {
   pthread_mutex_lock(&j->lock);
   JitEntry *e = entry(j, kk->key);
+  if (held) hold(j, e);
   for (;;) {
     while (atomic_load(&e->state) == JE_COMPILING) pthread_cond_wait(&j->changed, &j->lock);
     if (atomic_load(&e->state) != JE_NEW) {
@@ -438,7 +520,7 @@ JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text) {
       pthread_mutex_unlock(&j->lock);
       bool got = load(j, e);
       pthread_mutex_lock(&j->lock);
-      if (got) j->stats.misses += !warming;
+      if (got) j->stats.misses += !warming, account(j, e);
       else atomic_store(&e->state, JE_NEW);
       pthread_cond_broadcast(&j->changed);
       continue;
@@ -455,14 +537,18 @@ JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text) {
   if (atomic_load(&e->state) == JE_READY && !e->loaded && !warming)
     j->stats.compiles++, j->stats.compile_ms += e->compile_ms;
   if (atomic_load(&e->state) == JE_UNSUPPORTED) j->stats.unsupported += !warming;
+  account(j, e);
   pthread_cond_broadcast(&j->changed);
   pthread_mutex_unlock(&j->lock);
   return e;
 }
 
+JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text) { return get(j, kk, keep_text, true); }
+
 void jit_stats(Jit *j, JitStats *out) {
   pthread_mutex_lock(&j->lock);
   *out = j->stats;
+  out->resident = (int64_t)j->resident;
   pthread_mutex_unlock(&j->lock);
   ObjCacheStats o;
   oc_stats(j->oc, &o);
@@ -488,7 +574,7 @@ static void *compile_thread(void *arg) {
     j->qlen--;
     j->busy_owner = r.owner;
     pthread_mutex_unlock(&j->lock);
-    jit_get(j, r.kk, false); /* compiles, or waits for whoever does */
+    get(j, r.kk, false, false); /* compiles, or waits for whoever does; the model holds it */
     static atomic_uint compiles; /* again after the process's 1st, 2nd, 4th, 8th... request */
     unsigned c = atomic_fetch_add(&compiles, 1) + 1;
     if (!(c & (c - 1))) atexit(stop_all);
@@ -503,6 +589,7 @@ static void *compile_thread(void *arg) {
 JitEntry *jit_request(Jit *j, const KnKernel *kk, const void *owner) {
   pthread_mutex_lock(&j->lock);
   JitEntry *e = entry(j, kk->key);
+  hold(j, e); /* the owner's, until jit_release */
   if (atomic_load(&e->state) == JE_NEW && !e->probed && cacheable(j, kk)) {
     /* on disk: loaded here and now (a fraction of a millisecond), so the model's first run
        is native; else compiled in the background as below */
@@ -510,7 +597,7 @@ JitEntry *jit_request(Jit *j, const KnKernel *kk, const void *owner) {
     pthread_mutex_unlock(&j->lock);
     bool got = load(j, e);
     pthread_mutex_lock(&j->lock);
-    if (got) j->stats.misses++; /* (a kernel queued counts when the compiler takes it) */
+    if (got) j->stats.misses++, account(j, e); /* (a kernel queued counts when the compiler takes it) */
     else atomic_store(&e->state, JE_NEW);
     pthread_cond_broadcast(&j->changed);
   }

@@ -546,14 +546,15 @@ static PyObject *model_stats(ModelObject *self, PyObject *unused) {
   if (ready(self)) return NULL;
   dvm_stats s;
   dvm_model_stats(self->m, &s);
-  return Py_BuildValue("{sLsLsLsLsLsLsdsdsdsdsLsLsLsLsLsLsL}", "kernels", (long long)s.kernels, "native_kernels",
+  return Py_BuildValue("{sLsLsLsLsLsLsdsdsdsdsLsLsLsLsLsLsLsLsL}", "kernels", (long long)s.kernels, "native_kernels",
                        (long long)s.native_kernels, "cache_hits", (long long)s.cache_hits, "cache_misses",
                        (long long)s.cache_misses, "vm_encodes", (long long)s.vm_encodes, "llvm_compiles",
                        (long long)s.llvm_compiles, "encode_us", s.encode_us, "lower_us", s.lower_us, "compile_ms",
                        s.compile_ms, "run_us", s.run_us, "runs", (long long)s.runs, "plan_hits",
                        (long long)s.plan_hits, "plan_misses", (long long)s.plan_misses, "disk_hits",
                        (long long)s.disk_hits, "disk_misses", (long long)s.disk_misses, "disk_writes",
-                       (long long)s.disk_writes, "disk_rejects", (long long)s.disk_rejects);
+                       (long long)s.disk_writes, "disk_rejects", (long long)s.disk_rejects, "code_bytes",
+                       (long long)s.code_bytes, "code_evictions", (long long)s.code_evictions);
 }
 
 static PyObject *model_wait(ModelObject *self, PyObject *unused) {

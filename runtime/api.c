@@ -77,6 +77,8 @@ struct dvm_context {
   Err jit_err; /* why the Jit could not be made */
   ExtTable *ext; /* registered extern functions (runtime/ffi.c) */
   char *cache_dir; /* dvm_context_set_cache_dir, or NULL: the default */
+  size_t code_limit; /* dvm_context_set_code_limit, or 0: DVM_CODE_CACHE_MB, else none */
+  bool code_limit_set;
 };
 
 ExtTable *rt_context_externs(dvm_context *ctx) { return ctx->ext; }
@@ -89,6 +91,16 @@ Pool *rt_context_pool(dvm_context *ctx, int threads) {
   return p;
 }
 
+/* The bytes of native code a context keeps beyond what its models hold: its setting, else
+ * DVM_CODE_CACHE_MB, else no limit (lock held). */
+static size_t code_limit(const dvm_context *ctx) {
+  if (ctx->code_limit_set) return ctx->code_limit;
+  const char *env = getenv("DVM_CODE_CACHE_MB");
+  char *end;
+  long long mb = env ? strtoll(env, &end, 10) : 0;
+  return env && *env && !*end && mb > 0 && mb < (1LL << 40) ? (size_t)mb << 20 : 0;
+}
+
 Jit *rt_context_jit(dvm_context *ctx, Err *err) {
   pthread_mutex_lock(&ctx->lock);
   if (!ctx->jit_tried) {
@@ -97,7 +109,7 @@ Jit *rt_context_jit(dvm_context *ctx, Err *err) {
     if (env && !strcmp(env, "off"))
       ir_err(&ctx->jit_err, DVM_ERR_UNSUPPORTED, "native code is disabled (DVM_JIT=off)");
     else
-      ctx->jit = jit_new(rt_warm_up, ctx->cache_dir, &ctx->jit_err);
+      ctx->jit = jit_new(rt_warm_up, ctx->cache_dir, code_limit(ctx), &ctx->jit_err);
   }
   Jit *j = ctx->jit;
   if (!j) *err = ctx->jit_err;
@@ -125,6 +137,18 @@ static dvm_status cache_scan(const char *dir, bool remove, dvm_cache_info *out) 
   if (!oc_dir(dir, out->dir, sizeof out->dir)) return out->dir[0] = '\0', rt_ok();
   if ((out->files = oc_scan(out->dir, remove, &out->bytes)) < 0)
     return ir_err(&err, DVM_ERR_IO, "cannot read the kernel cache %s: %s", out->dir, strerror(errno)), rt_fail(&err);
+  return rt_ok();
+}
+
+dvm_status dvm_context_set_code_limit(dvm_context *ctx, size_t bytes) {
+  Err err;
+  if (!ctx) return rt_fail(&(Err){DVM_ERR_USAGE, "dvm_context_set_code_limit: NULL context"});
+  pthread_mutex_lock(&ctx->lock);
+  bool late = ctx->jit_tried;
+  if (!late) ctx->code_limit = bytes, ctx->code_limit_set = true;
+  pthread_mutex_unlock(&ctx->lock);
+  if (late) return ir_err(&err, DVM_ERR_USAGE, "dvm_context_set_code_limit: the context has compiled native code already"),
+            rt_fail(&err);
   return rt_ok();
 }
 
@@ -411,7 +435,7 @@ char *dvm_graph_dump(const dvm_graph *g, const char *stage) {
     return rt_fail(&err), NULL;
   }
   pl.encode = pl.dump == RT_BYTECODE;
-  if ((pl.dump == RT_LLVM || pl.dump == RT_ASM) && !(pl.jit = jit_new(rt_warm_up, "off", &err)))
+  if ((pl.dump == RT_LLVM || pl.dump == RT_ASM) && !(pl.jit = jit_new(rt_warm_up, "off", 0, &err)))
     return rt_fail(&err), NULL;
   dvm_status st = rt_compile(&pl, g->ir, &err);
   char *text = pl.text;

@@ -169,6 +169,7 @@ void rt_pipeline_free(Pipeline *pl) {
   for (size_t i = 0; pl->vm_why && i < nk; i++) free(pl->vm_why[i]);
   free(pl->vm);
   free(pl->vm_why);
+  if (pl->jit) jit_release(pl->jit, pl->entry, pl->entry ? nk : 0);
   free(pl->entry);
   kn_lower_all_free(pl->low);
   free(pl->last);

@@ -418,7 +418,10 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
 
 void dvm_model_destroy(dvm_model *m) {
   if (!m) return;
-  if (m->jit) jit_cancel(m->jit, m); /* its partition must outlive any compile of it */
+  if (m->jit) { /* its partition must outlive any compile of it; then its code may go */
+    jit_cancel(m->jit, m);
+    jit_release(m->jit, m->entry, m->entry ? m->part->kernels.n : 0);
+  }
   if (m->g) pthread_mutex_destroy(&m->lock);
   for (Plan *pl = m->plans, *next; pl; pl = next) next = pl->next, plan_free(pl);
   for (uint32_t i = 0; i < m->nadopted; i++) rt_tensor_free(m->adopted[i]);
@@ -1058,6 +1061,7 @@ void dvm_model_stats(const dvm_model *m, dvm_stats *out) {
     out->llvm_compiles = js.compiles;
     out->disk_hits = js.disk_hits, out->disk_misses = js.disk_misses;
     out->disk_writes = js.disk_writes, out->disk_rejects = js.disk_rejects;
+    out->code_bytes = js.resident, out->code_evictions = js.evictions;
     out->compile_ms = own_ms;
   }
   pthread_mutex_unlock((pthread_mutex_t *)&m->lock);

@@ -231,11 +231,12 @@ static int cmd_run(int argc, char **argv) {
             ", \"llvm_compiles\": %" PRId64 ", \"lower_us\": %.3f, \"encode_us\": %.3f, \"compile_ms\": %.3f, "
             "\"run_us\": %.3f, \"first_run_us\": %.3f, \"runs\": %" PRId64 ", \"plan_hits\": %" PRId64
             ", \"plan_misses\": %" PRId64 ", \"disk_hits\": %" PRId64 ", \"disk_misses\": %" PRId64
-            ", \"disk_writes\": %" PRId64 ", \"disk_rejects\": %" PRId64 "}\n",
+            ", \"disk_writes\": %" PRId64 ", \"disk_rejects\": %" PRId64 ", \"code_bytes\": %" PRId64
+            ", \"code_evictions\": %" PRId64 "}\n",
             a.tier == DVM_TIER_REF ? "ref" : a.tier == DVM_TIER_LLVM ? "llvm" : a.tier == DVM_TIER_VM ? "vm" : "auto", s.kernels,
             s.native_kernels, s.cache_hits, s.cache_misses, s.vm_encodes, s.llvm_compiles, s.lower_us, s.encode_us,
             s.compile_ms, median, first_us, s.runs, s.plan_hits, s.plan_misses, s.disk_hits, s.disk_misses,
-            s.disk_writes, s.disk_rejects);
+            s.disk_writes, s.disk_rejects, s.code_bytes, s.code_evictions);
   }
   rc = 0;
   goto out;
