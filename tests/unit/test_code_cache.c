@@ -10,7 +10,8 @@
  * others run (built with ThreadSanitizer by `make test-tsan` too).
  *
  * DVM_TEST_KERNELS and DVM_TEST_LIMIT_KB set the distinct kernels and the limit (default
- * 120 under 48 KB; `DVM_TEST_KERNELS=10000 DVM_TEST_LIMIT_KB=16384` is the long run). */
+ * 120 under 48 KB; `DVM_TEST_KERNELS=10000 DVM_TEST_LIMIT_KB=4096` is the long run: objects
+ * are about 1.3 KB, so ten thousand fit under 16 MB without an eviction). */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
