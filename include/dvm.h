@@ -91,9 +91,11 @@ dvm_status dvm_context_create(dvm_context **out);
 dvm_status dvm_context_set_cache_dir(dvm_context *ctx, const char *dir);
 /* The bytes of native code the context keeps in memory beyond what its models hold (code
  * of kernels no live model uses, for models to come), least recently released evicted
- * first; 0: no limit. Without a call, DVM_CODE_CACHE_MB (mebibytes), else no limit. Code a
- * live model uses is never released. Call it before the context's first model compile that
- * makes native code (DVM_ERR_USAGE after). */
+ * first; 0: no limit. Bytes are the kernels' object sizes: mapped, each kernel's code
+ * takes several times more (its sections are page-granular). Without a call,
+ * DVM_CODE_CACHE_MB (mebibytes), else no limit. Code a live model uses is never released.
+ * Call it before the context's first model compile that makes native code (DVM_ERR_USAGE
+ * after). */
 dvm_status dvm_context_set_code_limit(dvm_context *ctx, size_t bytes);
 /* The object cache's directory for setting `dir` (NULL: the default, DVM_CACHE_DIR first,
  * as for contexts) and what it holds: kernel files of every build and target. */

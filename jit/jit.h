@@ -36,6 +36,7 @@ typedef struct JitEntry {
   double compile_ms;
   bool loaded;            /* JE_READY from the object cache, not compiled */
   bool probed;            /* the object cache was asked for it (and had none that loads) */
+  bool loading;           /* JE_COMPILING by a load from the object cache (lock) */
   /* the bounded code cache (llvm.c), under the Jit's lock: */
   int refs;               /* the models (and pipelines) that hold it: never evicted above 0 */
   size_t bytes;           /* its object's size, counted in the resident bytes once ready */

@@ -85,8 +85,9 @@ struct Jit {
   Jit *live_prev, *live_next; /* the process's list of Jits (live_lock) */
   ObjCache *oc;               /* objects on disk (objcache.c), or NULL */
   JitWarmUp warm;             /* the process's warm-up compile (ensure_warm) */
-  size_t limit, resident;     /* native code: the bytes kept beyond what models hold (0: no
-                                 limit), and the bytes held (lock) */
+  size_t limit, resident, idle; /* native code: the bytes kept beyond what models hold (0:
+                                   no limit), all the bytes held, and those no model holds
+                                   (the LRU's) (lock) */
   JitEntry *lru_head, *lru_tail; /* ready entries no model holds, least recently released
                                     first: the eviction order (lock) */
 };
@@ -313,21 +314,32 @@ static void lru_unlink(Jit *j, JitEntry *e) {
   if (e->lru_prev) e->lru_prev->lru_next = e->lru_next;
   else if (j->lru_head == e) j->lru_head = e->lru_next;
   else return; /* not in the list */
+  j->idle -= e->bytes;
   if (e->lru_next) e->lru_next->lru_prev = e->lru_prev;
   else j->lru_tail = e->lru_prev;
   e->lru_prev = e->lru_next = NULL;
 }
 
 static void lru_append(Jit *j, JitEntry *e) {
+  j->idle += e->bytes;
   e->lru_prev = j->lru_tail, e->lru_next = NULL;
   if (j->lru_tail) j->lru_tail->lru_next = e;
   else j->lru_head = e;
   j->lru_tail = e;
 }
 
-/* While over the limit, evict the least recently released entries (lock held). */
+static uint32_t bucket(const uint8_t key[16]) {
+  uint32_t b;
+  memcpy(&b, key, 4);
+  return b % BUCKETS;
+}
+
+/* While the code no model holds is over the limit, evict the least recently released
+ * entries: their code removed, the entries freed (nothing refers to an entry no model
+ * holds: the queue holds lowered kernels, and asking for the key again makes a new
+ * entry). Lock held. */
 static void evict(Jit *j) {
-  while (j->limit && j->resident > j->limit && j->lru_head) {
+  while (j->limit && j->idle > j->limit && j->lru_head) {
     JitEntry *e = j->lru_head;
     lru_unlink(j, e);
     LLVMErrorRef r = LLVMOrcResourceTrackerRemove(e->tracker);
@@ -335,10 +347,12 @@ static void evict(Jit *j) {
     LLVMOrcReleaseResourceTracker(e->tracker);
     j->resident -= e->bytes;
     j->stats.evictions++;
-    e->tracker = NULL, e->bytes = 0, e->counted = false, e->loaded = false, e->probed = false;
-    e->compile_ms = 0;
-    atomic_store(&e->fn, NULL);
-    atomic_store(&e->state, JE_NEW);
+    JitEntry **p = &j->table[bucket(e->key)];
+    while (*p != e) p = &(*p)->next;
+    *p = e->next;
+    LLVMDisposeMessage(e->ir);
+    free(e->asm_text);
+    free(e);
   }
 }
 
@@ -356,14 +370,17 @@ static void hold(Jit *j, JitEntry *e) {
   if (!e->refs++) lru_unlink(j, e);
 }
 
+/* One holder of e fewer (lock held): at none, into the eviction order (the caller evicts,
+ * which may free e). */
+static void drop(Jit *j, JitEntry *e) {
+  if (!e || e->refs <= 0 || --e->refs > 0) return;
+  if (atomic_load(&e->state) == JE_READY && e->counted) lru_append(j, e);
+}
+
 void jit_release(Jit *j, JitEntry *const *entries, size_t n) {
   if (!j || !entries) return;
   pthread_mutex_lock(&j->lock);
-  for (size_t i = 0; i < n; i++) {
-    JitEntry *e = entries[i];
-    if (!e || e->refs <= 0 || --e->refs > 0) continue;
-    if (atomic_load(&e->state) == JE_READY && e->counted) lru_append(j, e);
-  }
+  for (size_t i = 0; i < n; i++) drop(j, entries[i]);
   evict(j);
   pthread_mutex_unlock(&j->lock);
 }
@@ -485,9 +502,7 @@ static void compile(Jit *j, const KnKernel *kk, JitEntry *e, bool keep_text) {
 
 /* The entry for a key, made if absent (lock held). */
 static JitEntry *entry(Jit *j, const uint8_t key[16]) {
-  uint32_t b;
-  memcpy(&b, key, 4);
-  b %= BUCKETS;
+  uint32_t b = bucket(key);
   JitEntry *e = j->table[b];
   while (e && memcmp(e->key, key, 16)) e = e->next;
   if (!e) {
@@ -499,27 +514,36 @@ static JitEntry *entry(Jit *j, const uint8_t key[16]) {
   return e;
 }
 
-/* The entry for kk, compiled (or loaded) first if needed; held: one more reference for
- * the caller (jit_get's), else none (the background compiler's). */
+/* The entry for kk, compiled (or loaded) first if needed, with one more reference for
+ * the caller (jit_get's); held false: none (the background compiler's: NULL returned, as
+ * the entry may be evicted once this call lets go of it). */
+/* get's return (lock held, released here): e kept by the caller, or let go. */
+static JitEntry *finish(Jit *j, JitEntry *e, bool held) {
+  if (!held) drop(j, e), evict(j), e = NULL;
+  pthread_mutex_unlock(&j->lock);
+  return e;
+}
+
 static JitEntry *get(Jit *j, const KnKernel *kk, bool keep_text, bool held) {
   pthread_mutex_lock(&j->lock);
   JitEntry *e = entry(j, kk->key);
-  if (held) hold(j, e);
+  hold(j, e); /* held through this call: not evicted under it */
   for (;;) {
     while (atomic_load(&e->state) == JE_COMPILING) pthread_cond_wait(&j->changed, &j->lock);
     if (atomic_load(&e->state) != JE_NEW) {
       j->stats.hits += !warming;
-      pthread_mutex_unlock(&j->lock);
-      return e;
+      return finish(j, e, held);
     }
     if (atomic_load(&warmed) || warming || !kk->ok) break;
     /* LLVM has not run in this process: the object cache first, then the warm-up, each
        with the entry unclaimed (the warm-up's own kernel may have this very key) */
     if (!keep_text && !e->probed && cacheable(j, kk)) {
       atomic_store(&e->state, JE_COMPILING);
+      e->loading = true;
       pthread_mutex_unlock(&j->lock);
       bool got = load(j, e);
       pthread_mutex_lock(&j->lock);
+      e->loading = false;
       if (got) j->stats.misses += !warming, account(j, e);
       else atomic_store(&e->state, JE_NEW);
       pthread_cond_broadcast(&j->changed);
@@ -539,8 +563,7 @@ static JitEntry *get(Jit *j, const KnKernel *kk, bool keep_text, bool held) {
   if (atomic_load(&e->state) == JE_UNSUPPORTED) j->stats.unsupported += !warming;
   account(j, e);
   pthread_cond_broadcast(&j->changed);
-  pthread_mutex_unlock(&j->lock);
-  return e;
+  return finish(j, e, held);
 }
 
 JitEntry *jit_get(Jit *j, const KnKernel *kk, bool keep_text) { return get(j, kk, keep_text, true); }
@@ -590,13 +613,18 @@ JitEntry *jit_request(Jit *j, const KnKernel *kk, const void *owner) {
   pthread_mutex_lock(&j->lock);
   JitEntry *e = entry(j, kk->key);
   hold(j, e); /* the owner's, until jit_release */
+  /* another thread loading it from disk: its outcome decides (a failed load leaves it to be
+     queued, and that thread's owner may go before the compiler takes its request) */
+  while (atomic_load(&e->state) == JE_COMPILING && e->loading) pthread_cond_wait(&j->changed, &j->lock);
   if (atomic_load(&e->state) == JE_NEW && !e->probed && cacheable(j, kk)) {
     /* on disk: loaded here and now (a fraction of a millisecond), so the model's first run
        is native; else compiled in the background as below */
     atomic_store(&e->state, JE_COMPILING);
+    e->loading = true;
     pthread_mutex_unlock(&j->lock);
     bool got = load(j, e);
     pthread_mutex_lock(&j->lock);
+    e->loading = false;
     if (got) j->stats.misses++, account(j, e); /* (a kernel queued counts when the compiler takes it) */
     else atomic_store(&e->state, JE_NEW);
     pthread_cond_broadcast(&j->changed);

@@ -1,8 +1,9 @@
 /* tests/unit/test_code_cache.c — the bounded in-memory code cache (jit/llvm.c, eviction).
  *
  * A context whose limit is small: models of distinct kernels (y = x·c + 1 for a new c each
- * time) compiled in the llvm tier, run and destroyed one after another keep the resident
- * code under the limit once each is destroyed, with evictions counted, every result right;
+ * time) compiled in the llvm tier, run and destroyed one after another keep the code no
+ * model holds under the limit once each is destroyed (all the resident code under the
+ * limit plus what the one live model holds), with evictions counted, every result right;
  * a kernel whose code was evicted is compiled again when a model asks for it. A live
  * model's code is never evicted: a model compiled first keeps running right throughout.
  * Then four threads compile, run and destroy models over a small set of kernels at once
@@ -91,6 +92,9 @@ int main(void) {
 
   dvm_model *anchor = model_for(0.25); /* live throughout: its code is never evicted */
   CHECK(anchor && right(anchor, 0.25), "the anchor model: %s", dvm_last_error());
+  /* what is resident now, the anchor's code and the warm-up's: the most a live model and
+     the process's own kernel add to the limit */
+  const int64_t base = stats_of(anchor).code_bytes;
   int over = 0, bad = 0;
   for (int i = 0; i < KERNELS; i++) {
     double c = 1.5 + i;
@@ -98,26 +102,44 @@ int main(void) {
     bad += !m || !right(m, c);
     dvm_model_destroy(m);
     dvm_stats s = stats_of(anchor);
-    over += s.code_bytes > (int64_t)limit;
+    over += s.code_bytes > (int64_t)limit + base;
     bad += !right(anchor, 0.25);
   }
   dvm_stats s = stats_of(anchor);
   CHECK(bad == 0, "%d wrong results", bad);
   CHECK(over == 0, "resident code over the limit after %d of %d destroys", over, KERNELS);
-  CHECK(s.code_evictions > 0 && s.code_bytes <= (int64_t)limit, "evictions %lld, resident %lld of %zu bytes",
-        (long long)s.code_evictions, (long long)s.code_bytes, limit);
+  CHECK(s.code_evictions > 0 && s.code_bytes <= (int64_t)limit + base,
+        "evictions %lld, resident %lld of %zu + %lld bytes", (long long)s.code_evictions, (long long)s.code_bytes,
+        limit, (long long)base);
   CHECK(s.llvm_compiles >= KERNELS, "every distinct kernel compiled once (%lld)", (long long)s.llvm_compiles);
   dvm_model *again = model_for(1.5); /* the first one's code went long ago */
   CHECK(again && right(again, 1.5) && stats_of(again).llvm_compiles > s.llvm_compiles,
         "an evicted kernel is compiled again when asked for");
   dvm_model_destroy(again);
 
+  /* live models holding more than the limit do not push out released code: the limit is
+     what is kept beyond them */
+  enum { LIVE = 48 };
+  dvm_model *live[LIVE];
+  for (int i = 0; i < LIVE; i++) live[i] = model_for(5000.5 + i);
+  CHECK(stats_of(anchor).code_bytes > (int64_t)limit, "the live models hold more than the limit");
+  dvm_model *gone = model_for(7777.5);
+  dvm_model_destroy(gone);
+  int64_t before = stats_of(anchor).llvm_compiles;
+  gone = model_for(7777.5);
+  CHECK(gone && right(gone, 7777.5) && stats_of(gone).llvm_compiles == before,
+        "a released kernel is kept while live models hold more than the limit (no recompile)");
+  dvm_model_destroy(gone);
+  for (int i = 0; i < LIVE; i++) bad += !live[i] || !right(live[i], 5000.5 + i), dvm_model_destroy(live[i]);
+  CHECK(bad == 0, "the live models' results");
+
   pthread_t t[THREADS];
   for (int k = 0; k < THREADS; k++) pthread_create(&t[k], NULL, churn, (void *)(intptr_t)k);
   for (int k = 0; k < THREADS; k++) pthread_join(t[k], NULL);
   s = stats_of(anchor);
   CHECK(atomic_load(&wrong) == 0, "threads: %d wrong results", atomic_load(&wrong));
-  CHECK(s.code_bytes <= (int64_t)limit, "threads: resident %lld of %zu bytes", (long long)s.code_bytes, limit);
+  CHECK(s.code_bytes <= (int64_t)limit + base, "threads: resident %lld of %zu + %lld bytes", (long long)s.code_bytes,
+        limit, (long long)base);
   CHECK(right(anchor, 0.25), "the anchor still runs its code");
   printf("code cache: %lld evictions, %lld compiles, %lld bytes resident\n", (long long)s.code_evictions,
          (long long)s.llvm_compiles, (long long)s.code_bytes);
