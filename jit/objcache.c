@@ -21,6 +21,11 @@
  * directory at once (a race writes the same bytes twice). A directory that cannot be
  * written (read-only, full) degrades to compiling, with one warning per process.
  *
+ * Size: DVM_CACHE_MAX_MB (default 1024) bounds the directory. A process that writes scans
+ * it at its first write and whenever what it wrote since would pass the bound; over it,
+ * the files least recently written or loaded go first (a load touches its file), down to
+ * three quarters of the bound. Files of other builds and targets age out the same way.
+ *
  * Extern kernels are not cached: their code holds the address of a function in this
  * process. */
 #include <dirent.h>
@@ -28,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +53,10 @@ struct ObjCache {
   char stamp_hex[17];   /* the first 8 bytes of the stamp, in file names */
   atomic_llong hits, misses, writes, rejects;
   atomic_bool warned_write;
+  int64_t max_bytes;    /* the directory's bound (DVM_CACHE_MAX_MB), 0: none */
+  pthread_mutex_t size_lock; /* the estimate below, and pruning */
+  int64_t estimate;     /* the directory's bytes: scanned, plus what this process wrote
+                           since (-1: not scanned yet) */
 };
 
 static atomic_bool warned_open; /* a refused directory: said once per process */
@@ -156,6 +166,52 @@ int64_t oc_scan(const char *dir, bool remove, int64_t *bytes) {
   return files;
 }
 
+/* A kernel file's name and age, for pruning. */
+typedef struct Aged {
+  char name[64];
+  int64_t bytes;
+  struct timespec t;
+} Aged;
+
+static int older(const void *a, const void *b) {
+  const struct timespec *x = &((const Aged *)a)->t, *y = &((const Aged *)b)->t;
+  return x->tv_sec != y->tv_sec ? (x->tv_sec < y->tv_sec ? -1 : 1) : (x->tv_nsec > y->tv_nsec) - (x->tv_nsec < y->tv_nsec);
+}
+
+/* The bytes of dir's kernel files after removing the least recently used ones while over
+ * max (down to three quarters of it); -1 if it cannot be read. */
+static int64_t prune(const char *dir, int64_t max) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  Aged *v = NULL;
+  size_t n = 0, cap = 0;
+  int64_t total = 0;
+  for (struct dirent *de; (de = readdir(d));) {
+    struct stat st;
+    if (!kernel_file(de->d_name) || de->d_name[0] == '.' ||
+        fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
+      continue;
+    if (n == cap) {
+      Aged *w = realloc(v, (cap = cap ? 2 * cap : 256) * sizeof *v);
+      if (!w) break;
+      v = w;
+    }
+    size_t len = strlen(de->d_name); /* 51: kernel_file's */
+    if (len >= sizeof v[n].name) continue;
+    memcpy(v[n].name, de->d_name, len + 1);
+    v[n].bytes = st.st_size, v[n].t = st.st_mtim;
+    total += st.st_size, n++;
+  }
+  if (total > max) {
+    qsort(v, n, sizeof *v, older);
+    for (size_t i = 0; i < n && total > max / 4 * 3; i++)
+      if (!unlinkat(dirfd(d), v[i].name, 0)) total -= v[i].bytes;
+  }
+  closedir(d);
+  free(v);
+  return total;
+}
+
 ObjCache *oc_open(const char *setting, const char *target) {
   char buf[1024];
   if (!oc_dir(setting, buf, sizeof buf)) return NULL;
@@ -172,6 +228,12 @@ ObjCache *oc_open(const char *setting, const char *target) {
   ObjCache *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   snprintf(c->dir, sizeof c->dir, "%s", dir);
+  const char *max = getenv("DVM_CACHE_MAX_MB");
+  char *end = NULL;
+  double mb = max && *max ? strtod(max, &end) : 1024;
+  c->max_bytes = end && *end ? (int64_t)1024 << 20 : mb > 0 && mb < 1e9 ? (int64_t)(mb * (1 << 20)) : 0;
+  c->estimate = -1;
+  pthread_mutex_init(&c->size_lock, NULL);
   XXH3_state_t *h = XXH3_createState();
   if (!h) return free(c), NULL;
   XXH3_128bits_reset(h);
@@ -185,7 +247,11 @@ ObjCache *oc_open(const char *setting, const char *target) {
   return c;
 }
 
-void oc_close(ObjCache *c) { free(c); }
+void oc_close(ObjCache *c) {
+  if (!c) return;
+  pthread_mutex_destroy(&c->size_lock);
+  free(c);
+}
 
 static void file_name(const ObjCache *c, const uint8_t key[16], char *out, size_t n) {
   char hex[33];
@@ -250,6 +316,7 @@ void *oc_load(ObjCache *c, const uint8_t key[16], size_t *n) {
     if (r <= 0) ok = false;
     else got += (size_t)r;
   }
+  if (ok) futimens(fd, NULL); /* recently used: pruned last */
   close(fd);
   ok = ok && oc_check(c, key, buf, (size_t)st.st_size);
   if (!ok) { /* never loaded: counted, removed (a file of another user's stays: not ours) */
@@ -290,6 +357,11 @@ void oc_store(ObjCache *c, const uint8_t key[16], const void *obj, size_t n) {
     return;
   }
   atomic_fetch_add(&c->writes, 1);
+  if (!c->max_bytes) return;
+  pthread_mutex_lock(&c->size_lock);
+  if (c->estimate >= 0) c->estimate += (int64_t)(HEADER + n);
+  if (c->estimate < 0 || c->estimate > c->max_bytes) c->estimate = prune(c->dir, c->max_bytes);
+  pthread_mutex_unlock(&c->size_lock);
 }
 
 void oc_stats(const ObjCache *c, ObjCacheStats *out) {

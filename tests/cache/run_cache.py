@@ -12,6 +12,7 @@ usage: run_cache.py DVM SCRATCH_DIR
   and a fifth process compiles nothing.
 - A directory others may write, or a file others may write, is refused; a directory that
   cannot be made degrades to compiling with a warning; DVM_CACHE_DIR=off writes nothing.
+- A directory bounded by DVM_CACHE_MAX_MB stays under it, with the same outputs.
 - `dvm cache stats` shows the directory and its files, `dvm cache clear` removes them.
 Ends with "N passed, M failed"."""
 import glob
@@ -141,6 +142,19 @@ def main():
           "a directory that cannot be made: compiled, one warning (%s)" % err[-200:])
     rc, s, err = run(W1, ["N=5"], "off", os.path.join(SCRATCH, "w1-off.npy"))
     check(rc == 0 and s["disk_misses"] == s["disk_writes"] == 0 and "warning" not in err, "DVM_CACHE_DIR=off")
+    # a bounded directory: W7's kernels (about 60 KB) under DVM_CACHE_MAX_MB=0.02 (20 KiB)
+    bcache = os.path.join(SCRATCH, "bounded")
+    envb = dict(os.environ, DVM_CACHE_MAX_MB="0.02")
+    for i in range(2):
+        p = subprocess.run([DVM, "run", W7, "-s", "N=1", "-s", "S=16", "--tier", "llvm", "--stats", "-o",
+                            "y=" + os.path.join(SCRATCH, "w7-bounded%d.npy" % i)],
+                           capture_output=True, text=True, env=dict(envb, DVM_CACHE_DIR=bcache))
+        size = sum(os.path.getsize(f) for f in glob.glob(os.path.join(bcache, "*.o")))
+        check(p.returncode == 0 and size <= 0.02 * (1 << 20) and glob.glob(os.path.join(bcache, "*.o")),
+              "bounded directory, run %d: %d bytes of kernels kept, at most 20 KiB" % (i, size))
+        check(same(os.path.join(SCRATCH, "w7-bounded%d.npy" % i), os.path.join(SCRATCH, "w7-a.npy")),
+              "bounded directory, run %d: the same outputs" % i)
+
     # dvm cache stats|clear
     env = dict(os.environ)
     env.pop("DVM_CACHE_DIR", None)
