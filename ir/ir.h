@@ -82,6 +82,8 @@ size_t ir_stack_left(void);
 /* pthread_create with a stack of at least min_stack bytes (the process's default stack
  * when that is larger), so dvm's own threads do not inherit a small RLIMIT_STACK. */
 int ir_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, size_t min_stack);
+/* The monotonic clock in microseconds (the stages' and compiles' timings). */
+double ir_now_us(void);
 
 /* ---- dtypes ---------------------------------------------------------------------------- */
 

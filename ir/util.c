@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ir.h"
 
@@ -98,6 +99,12 @@ __attribute__((noinline)) size_t ir_stack_left(void) {
   }
   char *sp = __builtin_frame_address(0);
   return known < 0 ? SIZE_MAX : sp > lo ? (size_t)(sp - lo) : 0;
+}
+
+double ir_now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
 int ir_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, size_t min_stack) {

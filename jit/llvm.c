@@ -117,12 +117,6 @@ static void stop_all(void) {
   pthread_mutex_unlock(&live_lock);
 }
 
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* Move an LLVMErrorRef's message into buf; true if there was an error. */
 static bool failed(LLVMErrorRef e, char *buf, size_t n) {
   if (!e) return false;
@@ -395,7 +389,7 @@ static bool cacheable(const Jit *j, const KnKernel *kk) {
 /* Entry e's code from the object cache, published: false if the cache has none (or none
  * that links). The caller holds no lock. */
 static bool load(Jit *j, JitEntry *e) {
-  double t0 = now_ms();
+  double t0 = ir_now_us() / 1e3;
   size_t n;
   void *obj = oc_load(j->oc, e->key, &n);
   e->probed = true; /* once: a miss is not looked up again (the compile writes it) */
@@ -410,7 +404,7 @@ static bool load(Jit *j, JitEntry *e) {
     e->why[0] = '\0'; /* passed the checks but does not link: compiled instead */
     return false;
   }
-  e->compile_ms = now_ms() - t0, e->loaded = true;
+  e->compile_ms = ir_now_us() / 1e3 - t0, e->loaded = true;
   atomic_store(&e->fn, fn);
   atomic_store(&e->state, JE_READY);
   return true;
@@ -424,7 +418,7 @@ static void compile(Jit *j, const KnKernel *kk, JitEntry *e, bool keep_text) {
     atomic_store(&e->state, JE_UNSUPPORTED);
     return;
   }
-  double t0 = now_ms();
+  double t0 = ir_now_us() / 1e3;
   char name[48];
   snprintf(name, sizeof name, "dvm_k");
   for (int i = 0; i < 16; i++) snprintf(name + 5 + 2 * i, 3, "%02x", e->key[i]);
@@ -491,7 +485,7 @@ static void compile(Jit *j, const KnKernel *kk, JitEntry *e, bool keep_text) {
   pthread_mutex_unlock(&j->compile_lock); /* the target machine is done with */
   if (cached) oc_store(j->oc, e->key, LLVMGetBufferStart(mb), LLVMGetBufferSize(mb));
   KernelFn fn = add_object(j, mb, name, e);
-  e->compile_ms = now_ms() - t0;
+  e->compile_ms = ir_now_us() / 1e3 - t0;
   if (!fn) {
     atomic_store(&e->state, JE_FAILED);
     return;

@@ -20,19 +20,12 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../jit/jit.h"
 #include "../vm/vm.h"
 #include "runtime.h"
 
 const char *const rt_stages[RT_NSTAGES] = {"ir", "deduce", "fused", "lowered", "bytecode", "llvm", "asm"};
-
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 /* Does this compile stop at stage s, and write its text? */
 static bool dump_at(const Pipeline *pl, RtStage s) { return pl->dump == (int)s; }
@@ -128,11 +121,11 @@ dvm_status rt_compile(Pipeline *pl, Graph *g, Err *err) {
   /* liveness */
   if (!(pl->last = liveness(g, pl->part))) goto oom;
   /* lower, verify */
-  double t0 = now_us();
+  double t0 = ir_now_us();
   pl->low = kn_lower_all(pl->part);
   for (uint32_t i = 0; (KN_CHECKED || dumping) && i < nk; i++)
     if (kn_verify(pl->low[i], err)) return err->code;
-  pl->lower_us = now_us() - t0;
+  pl->lower_us = ir_now_us() - t0;
   if (dump_at(pl, RT_LOWERED)) return pl->text = dump_lowered(pl), DVM_OK;
   /* encode */
   if (pl->encode) {

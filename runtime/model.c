@@ -297,12 +297,6 @@ static void plan_release(dvm_model *m, Plan *pl, void *arena, size_t size) {
   if (drop) plan_free(pl);
 }
 
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 /* A model whose kernels pass intermediates gets its first free arena now, off the request
  * path: ARENA_RESERVE bytes (one 2 MB page of rt_alloc's, advised huge) written once, so
  * the first runs whose intermediates fit (W5 up to N of about 100) fault in no arena page.
@@ -903,7 +897,7 @@ static dvm_status run(dvm_model *m, int ninputs, const char *const *names, dvm_t
                       dvm_tensor **outputs, dvm_tensor *const *into) {
   Err err = {0};
   const Graph *g = m->g;
-  double t0 = now_us();
+  double t0 = ir_now_us();
   Tensor **vals = calloc(g->nodes.n, sizeof *vals), **dst = NULL;
   dvm_status st;
   Binding own = {0}, *bp = &own;
@@ -972,7 +966,7 @@ static dvm_status run(dvm_model *m, int ninputs, const char *const *names, dvm_t
   }
   pthread_mutex_lock(&m->lock);
   m->stats.runs++;
-  m->stats.run_us = now_us() - t0;
+  m->stats.run_us = ir_now_us() - t0;
   pthread_mutex_unlock(&m->lock);
 done:
   rt_binding_free(&own);

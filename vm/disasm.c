@@ -12,8 +12,6 @@ static const char *const op_names[VM_NOPS] = {
 #undef VMOP
 };
 
-const char *vm_op_name(VmOp op) { return op < VM_NOPS ? op_names[op] : "?"; }
-
 static const char *const fold_names[] = {"sum", "max", "min", "prod", "maxord"};
 
 static void dis_prog(Buf *b, const VmCode *c, const char *name, VmProg pr) {

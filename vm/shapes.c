@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "enc.h"
 
@@ -126,12 +125,6 @@ static VmProg stores(Enc *e, bool full) {
   return enc_end_prog(e, NULL, 0);
 }
 
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 /* The code, constants, passes, bases and dims e encoded, into one block that e->c keeps
  * (VmCode.arrays); each vector freed. */
 static void pack_arrays(Enc *e, EncFew *few) {
@@ -188,12 +181,12 @@ static void prologue_rows(Enc *e, uint32_t a) {
 }
 
 VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
-  double t0 = now_us();
+  double t0 = ir_now_us();
   if (!kk->ok) return snprintf(why, n, "%s", kk->why), NULL; /* the native tier's coverage */
   if (kk->vm_why) return snprintf(why, n, "%s", kk->vm_why), NULL; /* the op table's vm column */
   if (kk->kind == KK_EXTERN) { /* a call through libffi */
     VmCode *c = vm_encode_extern(kk);
-    c->encode_us = now_us() - t0;
+    c->encode_us = ir_now_us() - t0;
     return c;
   }
   if (kk->loop == KL_MULTI) return snprintf(why, n, "a reduction over the last axis and others is not encoded"), NULL;
@@ -297,7 +290,7 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
     vm_free(c);
     return NULL;
   }
-  c->encode_us = now_us() - t0;
+  c->encode_us = ir_now_us() - t0;
   return c;
 }
 

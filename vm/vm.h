@@ -177,8 +177,6 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n);
 void vm_free(VmCode *c);
 /* The disassembly of c (malloc'd). */
 char *vm_disasm(const VmCode *c);
-/* The mnemonic of op. */
-const char *vm_op_name(VmOp op);
 
 /* extern.c */
 /* An extern kernel whose call kk planned: the plan, no instructions. */
