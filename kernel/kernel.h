@@ -38,7 +38,7 @@
  * Files: ops.def (the lowered instruction set), cover.def (the op coverage table),
  * cover.c (coverage and modes), shape.c (passes, the packed path, extent and splits),
  * gemm.c (tiles and the packed layout), extern.c (extern call plans), lower.c (the
- * lowered kernel, its programs, its dump and its verifier). */
+ * lowered kernel, its programs and its dump), verify.c (its verifier). */
 #ifndef DVM_KERNEL_H
 #define DVM_KERNEL_H
 
