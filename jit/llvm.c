@@ -511,6 +511,22 @@ static JitEntry *entry(Jit *j, const uint8_t key[16]) {
 /* The entry for kk, compiled (or loaded) first if needed, with one more reference for
  * the caller (jit_get's); held false: none (the background compiler's: NULL returned, as
  * the entry may be evicted once this call lets go of it). */
+/* New entry e loaded from the object cache with the entry claimed (JE_COMPILING, loading)
+ * and the lock released meanwhile; JE_READY and counted, or JE_NEW again (a miss: the
+ * caller compiles it or queues it). Lock held on entry and return. A kernel that misses
+ * counts when it is compiled. */
+static void claimed_load(Jit *j, JitEntry *e) {
+  atomic_store(&e->state, JE_COMPILING);
+  e->loading = true;
+  pthread_mutex_unlock(&j->lock);
+  bool got = load(j, e);
+  pthread_mutex_lock(&j->lock);
+  e->loading = false;
+  if (got) j->stats.misses += !warming, account(j, e);
+  else atomic_store(&e->state, JE_NEW);
+  pthread_cond_broadcast(&j->changed);
+}
+
 /* get's return (lock held, released here): e kept by the caller, or let go. */
 static JitEntry *finish(Jit *j, JitEntry *e, bool held) {
   if (!held) drop(j, e), evict(j), e = NULL;
@@ -532,15 +548,7 @@ static JitEntry *get(Jit *j, const KnKernel *kk, bool keep_text, bool held) {
     /* LLVM has not run in this process: the object cache first, then the warm-up, each
        with the entry unclaimed (the warm-up's own kernel may have this very key) */
     if (!keep_text && !e->probed && cacheable(j, kk)) {
-      atomic_store(&e->state, JE_COMPILING);
-      e->loading = true;
-      pthread_mutex_unlock(&j->lock);
-      bool got = load(j, e);
-      pthread_mutex_lock(&j->lock);
-      e->loading = false;
-      if (got) j->stats.misses += !warming, account(j, e);
-      else atomic_store(&e->state, JE_NEW);
-      pthread_cond_broadcast(&j->changed);
+      claimed_load(j, e);
       continue;
     }
     pthread_mutex_unlock(&j->lock);
@@ -610,19 +618,9 @@ JitEntry *jit_request(Jit *j, const KnKernel *kk, const void *owner) {
   /* another thread loading it from disk: its outcome decides (a failed load leaves it to be
      queued, and that thread's owner may go before the compiler takes its request) */
   while (atomic_load(&e->state) == JE_COMPILING && e->loading) pthread_cond_wait(&j->changed, &j->lock);
-  if (atomic_load(&e->state) == JE_NEW && !e->probed && cacheable(j, kk)) {
-    /* on disk: loaded here and now (a fraction of a millisecond), so the model's first run
-       is native; else compiled in the background as below */
-    atomic_store(&e->state, JE_COMPILING);
-    e->loading = true;
-    pthread_mutex_unlock(&j->lock);
-    bool got = load(j, e);
-    pthread_mutex_lock(&j->lock);
-    e->loading = false;
-    if (got) j->stats.misses++, account(j, e); /* (a kernel queued counts when the compiler takes it) */
-    else atomic_store(&e->state, JE_NEW);
-    pthread_cond_broadcast(&j->changed);
-  }
+  /* on disk: loaded here and now (a fraction of a millisecond), so the model's first run is
+     native; else compiled in the background as below */
+  if (atomic_load(&e->state) == JE_NEW && !e->probed && cacheable(j, kk)) claimed_load(j, e);
   if (atomic_load(&e->state) == JE_NEW && kk->ok && !atomic_load(&warmed)) { /* LLVM will compile it */
     pthread_mutex_unlock(&j->lock);
     ensure_warm(j);
