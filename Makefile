@@ -74,7 +74,7 @@ build-asan: deps
 build-tsan: deps
 	cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_TSAN=ON -DDVM_SHARED=OFF \
 	  -DDVM_WERROR=$(WERROR) >/dev/null
-	cmake --build $(BUILD_TSAN) -j $(JOBS) --target test_soak test_pool test_cache_threads test_code_cache
+	cmake --build $(BUILD_TSAN) -j $(JOBS) --target test_soak test_pool test_cache_threads test_code_cache test_lazy
 
 build-fuzz: fuzz-deps
 	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_FUZZ=ON -DDVM_SHARED=OFF \
@@ -99,10 +99,11 @@ test-asan: build-asan
 
 # The concurrency tests (the thread pool; runs on eight threads while kernels tier up,
 # compiles at once, models destroyed with compiles in flight; the object cache written and
-# read by threads of two contexts, code evicted while other threads run); a race is a failure.
+# read by threads of two contexts, code evicted while other threads run; lazy values recorded
+# by four threads, each forcing another's trace); a race is a failure.
 test-tsan: build-tsan
 	cd $(BUILD_TSAN) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -R 'unit\.test_(soak|pool|cache_threads|code_cache)$$'
+	  ctest --output-on-failure -R 'unit\.test_(soak|pool|cache_threads|code_cache|lazy)$$'
 
 # Each fuzz target for DVM_FUZZ_SECONDS (tests/fuzz/run_fuzz.py runs them for hours).
 test-fuzz: build-fuzz

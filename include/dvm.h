@@ -346,6 +346,75 @@ typedef struct dvm_stats {
 } dvm_stats;
 void dvm_model_stats(const dvm_model *m, dvm_stats *out);
 
+/* ---- lazy tensors: eager programs fused at run time (docs/lazy.md) ------------------ */
+/* A dvm_lazy is a value of an eager program: a wrapped tensor, a scalar, or the result of
+ * an op applied to other lazy values. Applying an op records it in the calling thread's
+ * trace and returns at once with the result's dtype and shape (inference runs as the op
+ * is recorded: an error names the op and the dims, at that call). Reading a result's data
+ * flushes the trace: the pending ops the host still holds values of become one graph,
+ * which is fused and run by the same pipeline as a compiled model; values the host no
+ * longer holds are computed only where a held one needs them. Flushed traces are cached
+ * symbolically in their inputs' dims (a dim of 1 stays 1), so a loop that records the
+ * same ops at new sizes compiles once. */
+typedef struct dvm_lazy dvm_lazy;
+
+/* A lazy value over t's data, without a copy. t stays the caller's: its data is read by
+ * the flushes of the ops that use it, so it must stay alive and unchanged until they have
+ * run (dvm_lazy_sync, or reading a value that depends on it); a flush after a change
+ * reads the new values. */
+dvm_status dvm_lazy_wrap(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out);
+/* A scalar constant of dtype dt, compiled into the kernels that use it (a value that
+ * changes from one iteration to the next belongs in a wrapped one-element tensor). */
+dvm_status dvm_lazy_scalar(dvm_context *ctx, double value, dvm_dtype dt, dvm_lazy **out);
+/* Apply `op` (any op of docs/format.md but input, param and literal) to the operands,
+ * with attributes as the graph builder takes them ("axis=-1, eps=1e-5"; dims are
+ * integers). A `call` op runs its function before returning (extern calls are flush
+ * points). An operand recorded by another thread is first computed there. */
+dvm_status dvm_lazy_op(dvm_context *ctx, const char *op, int noperands,
+                       dvm_lazy *const *operands, const char *attrs, dvm_lazy **out);
+/* Apply graph g to lazy values: args are g's inputs, then its params, each in declaration
+ * order (dvm_model_input_name, dvm_model_param_name); outs[i] receives g's output i (a value the caller destroys; an
+ * output that is a declaration is that arg, with one more reference). Symbols take
+ * their values from the args' shapes, every constraint of g is checked, and dims in
+ * attributes are evaluated with them: g's ops are then recorded as dvm_lazy_op would. */
+dvm_status dvm_lazy_apply(dvm_context *ctx, const dvm_graph *g, int nargs, dvm_lazy *const *args,
+                          dvm_lazy **outs);
+dvm_dtype dvm_lazy_dtype(const dvm_lazy *x);
+int dvm_lazy_rank(const dvm_lazy *x);
+const int64_t *dvm_lazy_shape(const dvm_lazy *x);
+/* x's values, computing them (and flushing the trace that holds x) if they are pending.
+ * *out belongs to x: it lives until dvm_lazy_destroy(x), and must not be written. */
+dvm_status dvm_lazy_tensor(dvm_lazy *x, dvm_tensor **out);
+/* Flush the calling thread's trace: every pending value the host holds is computed. */
+dvm_status dvm_lazy_sync(dvm_context *ctx);
+/* Release the host's reference. A pending value the host no longer holds is computed
+ * only if another held value needs it. Destroy every lazy value before its context. */
+void dvm_lazy_destroy(dvm_lazy *x);
+
+typedef struct dvm_lazy_options {
+  dvm_tier tier;         /* the flushed graphs' tier; default DVM_TIER_AUTO */
+  int threads;           /* their worker threads; 0 = one per core */
+  int max_ops;           /* a trace is flushed when it holds this many ops; default 1024 */
+  int64_t cache_entries; /* traces kept compiled; default 256 */
+  int64_t cache_bytes;   /* bytes of those models (graphs, plans, arenas, bytecode; native
+                            code is the context's, dvm_context_set_code_limit); 1 GiB */
+} dvm_lazy_options;
+/* The lazy front end's settings for this context (before its first lazy value). */
+dvm_status dvm_context_set_lazy_options(dvm_context *ctx, const dvm_lazy_options *opt);
+
+typedef struct dvm_lazy_stats {
+  int64_t ops;        /* ops recorded */
+  int64_t flushes;    /* flushes that ran a graph */
+  int64_t hits;       /* flushes whose trace was compiled already */
+  int64_t misses;     /* flushes that compiled their trace */
+  int64_t variants;   /* of those, compiles of a trace seen before at sizes its compiled
+                         form does not cover (specialized on some dims) */
+  int64_t evictions;  /* compiled traces dropped for the limits */
+  int64_t entries;    /* compiled traces kept now, */
+  int64_t bytes;      /* and their bytes */
+} dvm_lazy_stats;
+void dvm_lazy_stats_get(dvm_context *ctx, dvm_lazy_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

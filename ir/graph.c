@@ -45,6 +45,21 @@ void ir_graph_free(Graph *g) {
   free(g);
 }
 
+void ir_graph_reset(Graph *g, uint32_t keep_dims) {
+  g->strs.n = 1;
+  g->nodes.n = g->operands.n = g->attrs.n = g->lists.n = g->clists.n = 0;
+  g->shapes.n = g->outputs.n = g->decls.n = g->syms.n = g->cons.n = 0;
+  if (g->names) memset(g->names, 0, g->ncap * sizeof *g->names);
+  if (g->dims.start.n > keep_dims) {
+    g->dims.code.n = g->dims.start.n = 0;
+    if (g->dims.hash) memset(g->dims.hash, 0, g->dims.hcap * sizeof *g->dims.hash);
+  }
+  g->literal_count = 0;
+  g->finished = false;
+  free(g->ext);
+  g->ext = NULL;
+}
+
 uint32_t ir_str(Graph *g, const char *s, size_t n) {
   uint32_t off = g->strs.n;
   if (!vec_reserve(g->strs, (uint32_t)n + 1)) ir_oom();

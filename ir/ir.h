@@ -296,6 +296,9 @@ typedef struct Graph {
 Graph *ir_graph_new(const char *file);
 void ir_graph_free(Graph *g);
 Graph *ir_graph_clone(const Graph *g); /* a deep copy; NULL if out of memory */
+/* Empty g for reuse, keeping its memory (a trace between flushes); its interned dims stay
+ * unless there are more than keep_dims of them (only a symbol-free graph may keep them). */
+void ir_graph_reset(Graph *g, uint32_t keep_dims);
 uint32_t ir_str(Graph *g, const char *s, size_t n); /* add to the pool */
 static inline const char *ir_s(const Graph *g, uint32_t off) { return g->strs.v + off; }
 static inline const Node *ir_node(const Graph *g, uint32_t v) { return &g->nodes.v[v]; }

@@ -79,7 +79,16 @@ struct dvm_context {
   char *cache_dir; /* dvm_context_set_cache_dir, or NULL: the default */
   size_t code_limit; /* dvm_context_set_code_limit, or 0: DVM_CODE_CACHE_MB, else none */
   bool code_limit_set;
+  struct Lazy *lazy; /* the lazy front end's state (runtime/lazy.c), made on first use */
 };
+
+struct Lazy *rt_context_lazy(dvm_context *ctx) {
+  pthread_mutex_lock(&ctx->lock);
+  if (!ctx->lazy) ctx->lazy = rt_lazy_new(ctx);
+  struct Lazy *lz = ctx->lazy;
+  pthread_mutex_unlock(&ctx->lock);
+  return lz;
+}
 
 ExtTable *rt_context_externs(dvm_context *ctx) { return ctx->ext; }
 
@@ -175,6 +184,7 @@ dvm_status dvm_context_create(dvm_context **out) {
 
 void dvm_context_destroy(dvm_context *ctx) {
   if (!ctx) return;
+  rt_lazy_free(ctx->lazy); /* its models first: they hold the Jit's code */
   jit_free(ctx->jit);
   rt_pool_free(ctx->pool);
   rt_ext_table_free(ctx->ext); /* after the Jit: native code calls these functions */

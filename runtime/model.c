@@ -894,7 +894,7 @@ static bool fits(const Graph *g, const Binding *b, uint32_t v, const Tensor *t) 
 /* One run. Without `into`, outputs[i] receives a new tensor for output i. With it, output
  * i is written into into[i]: in place by native kernels, else copied there. */
 static dvm_status run(dvm_model *m, int ninputs, const char *const *names, dvm_tensor *const *inputs,
-                      dvm_tensor **outputs, dvm_tensor *const *into) {
+                      Tensor *const *decl, dvm_tensor **outputs, dvm_tensor *const *into) {
   Err err = {0};
   const Graph *g = m->g;
   double t0 = ir_now_us();
@@ -908,7 +908,10 @@ static dvm_status run(dvm_model *m, int ninputs, const char *const *names, dvm_t
     st = ir_err(&err, DVM_ERR_NOMEM, "out of memory");
     goto done;
   }
-  if ((st = gather_given(m, ninputs, names, inputs, true, vals, &err))) goto done;
+  if (decl) /* every input and param by position: the lazy front end's models */
+    for (uint32_t i = 0; i < g->decls.n; i++) vals[g->decls.v[i]] = decl[i];
+  else if ((st = gather_given(m, ninputs, names, inputs, true, vals, &err)))
+    goto done;
   if (m->part) { /* fused tiers: the binding's plan */
     if ((st = plan_get(m, vals, &pl, &err))) goto done;
     bp = &pl->b;
@@ -981,13 +984,14 @@ typedef struct RunArgs {
   int ninputs;
   const char *const *names;
   dvm_tensor *const *inputs;
+  Tensor *const *decl;
   dvm_tensor **outputs;
   dvm_tensor *const *into;
 } RunArgs;
 
 static dvm_status run_args(void *p) {
   RunArgs *a = p;
-  return run(a->m, a->ninputs, a->names, a->inputs, a->outputs, a->into);
+  return run(a->m, a->ninputs, a->names, a->inputs, a->decl, a->outputs, a->into);
 }
 
 /* run() on the caller's thread when its stack has room for the kernels (RT_KERNEL_STACK),
@@ -995,21 +999,25 @@ static dvm_status run_args(void *p) {
  * small stack (musl's default is 128 KB; W5 in the bytecode tier overflowed 256 KB) gets a
  * run that costs a thread start more, not a crash. */
 static dvm_status run_roomy(dvm_model *m, int ninputs, const char *const *names,
-                            dvm_tensor *const *inputs, dvm_tensor **outputs,
+                            dvm_tensor *const *inputs, Tensor *const *decl, dvm_tensor **outputs,
                             dvm_tensor *const *into) {
-  if (rt_stack_room()) return run(m, ninputs, names, inputs, outputs, into);
-  RunArgs a = {m, ninputs, names, inputs, outputs, into};
+  if (rt_stack_room()) return run(m, ninputs, names, inputs, decl, outputs, into);
+  RunArgs a = {m, ninputs, names, inputs, decl, outputs, into};
   return rt_call_with_stack(run_args, &a, RT_THREAD_STACK);
 }
 
 dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
                          dvm_tensor *const *inputs, dvm_tensor **outputs) {
-  return run_roomy(m, ninputs, names, inputs, outputs, NULL);
+  return run_roomy(m, ninputs, names, inputs, NULL, outputs, NULL);
+}
+
+dvm_status rt_model_run_decl(dvm_model *m, Tensor *const *decl, Tensor **outputs) {
+  return run_roomy(m, 0, NULL, NULL, decl, outputs, NULL);
 }
 
 dvm_status dvm_model_run_into(dvm_model *m, int ninputs, const char *const *names,
                               dvm_tensor *const *inputs, dvm_tensor *const *outputs) {
-  return run_roomy(m, ninputs, names, inputs, NULL, outputs);
+  return run_roomy(m, ninputs, names, inputs, NULL, NULL, outputs);
 }
 
 dvm_status dvm_model_cost(const dvm_model *m, int ninputs, const char *const *names,
@@ -1059,6 +1067,29 @@ void dvm_model_stats(const dvm_model *m, dvm_stats *out) {
     out->compile_ms = own_ms;
   }
   pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
+}
+
+size_t rt_model_bytes(dvm_model *m) {
+  const Graph *g = m->g;
+  size_t n = sizeof *m + g->strs.cap + (size_t)g->nodes.cap * sizeof(Node) +
+             ((size_t)g->operands.cap + g->outputs.cap + g->decls.cap) * sizeof(uint32_t) +
+             (size_t)g->attrs.cap * sizeof(Attr) + ((size_t)g->lists.cap + g->clists.cap) * 8 +
+             (size_t)g->shapes.cap * sizeof(Dim) + (size_t)g->dims.code.cap * 8 +
+             (size_t)g->nodes.n * 5 * sizeof(void *); /* params, packed, last, ... */
+  pthread_mutex_lock(&m->lock);
+  for (int i = 0; i < m->narenas; i++) n += m->arena_size[i];
+  for (const Plan *pl = m->plans; pl; pl = pl->next)
+    n += sizeof *pl + (size_t)g->nodes.n * (sizeof(size_t) + 2 * sizeof(int64_t));
+  pthread_mutex_unlock(&m->lock);
+  for (uint32_t i = 0; m->part && i < m->part->kernels.n; i++) {
+    n += sizeof(Kernel) + sizeof(KnKernel);
+    const VmCode *c = m->vm ? m->vm[i] : NULL;
+    if (c)
+      n += sizeof *c + (size_t)c->ncode * sizeof(VmIns) + (size_t)c->npool * 8 +
+           (size_t)c->npass * sizeof(VmPass) + (size_t)c->nbase * sizeof(VmBase) +
+           (size_t)c->ndimtab * sizeof(VmDim);
+  }
+  return n;
 }
 
 /* An ONNX model compiled with its initializers bound: the model takes the graph's values

@@ -8,7 +8,8 @@
  * reference executor), compile.c (the pipeline: rt_compile), model.c (dvm_model), pool.c
  * (the thread pool; its map is pool.h), api.c (context, errors, graph API, the ONNX
  * entry points over onnx/'s onnx_import), ffi.c (extern functions: the registry and
- * calls through libffi). */
+ * calls through libffi), lazy.c and trace.c (lazy tensors: eager programs recorded and
+ * fused at run time; their map is lazy.h). */
 #ifndef DVM_RUNTIME_H
 #define DVM_RUNTIME_H
 
@@ -143,6 +144,15 @@ typedef struct Pipeline {
   char *text;             /* the dump's text */
 } Pipeline;
 
+/* ---- models (model.c) ---------------------------------------------------------------- */
+
+/* dvm_model_run with every input and param by position: decl[i] for the graph's i-th
+ * declaration (the lazy front end's models). Status and last error as the API's. */
+dvm_status rt_model_run_decl(dvm_model *m, Tensor *const *decl, Tensor **outputs);
+/* The bytes a model holds beside native code: its graph, plans, arenas, kernels and
+ * bytecode (an estimate to bound caches of models by). */
+size_t rt_model_bytes(dvm_model *m);
+
 /* Run the pipeline on g (finished first if it is not). Errors name the graph line. */
 dvm_status rt_compile(Pipeline *pl, Graph *g, Err *err);
 /* Free what the pipeline made and is still held in pl. */
@@ -171,6 +181,11 @@ struct Pool *rt_context_pool(dvm_context *ctx, int threads);
 ExtTable *rt_context_externs(dvm_context *ctx);
 /* The context's Jit, made on first use; NULL with err set if LLVM cannot target the host. */
 struct Jit *rt_context_jit(dvm_context *ctx, Err *err);
+/* The context's lazy front end state (runtime/lazy.h), made on first use; NULL if out of
+ * memory. */
+struct Lazy *rt_context_lazy(dvm_context *ctx);
+struct Lazy *rt_lazy_new(dvm_context *ctx);
+void rt_lazy_free(struct Lazy *lz);
 /* Copy err into this thread's last-error slot and return its code. */
 dvm_status rt_fail(const Err *err);
 /* Clear the last error and return DVM_OK. */

@@ -43,7 +43,7 @@ typedef struct RunArgs {
   dvm_tier tier;
   uint64_t seed;
   int64_t repeat, threads;
-  bool stats, repeat_given;
+  bool stats, repeat_given, lazy; /* lazy: replay the graph op by op (dvm_lazy_apply) */
 } RunArgs;
 
 static int parse_tier(const char *s, dvm_tier *t) {
@@ -87,6 +87,8 @@ static int parse_run(int argc, char **argv, RunArgs *a) {
       else a->threads = x;
     } else if (!strcmp(arg, "--stats")) {
       a->stats = true;
+    } else if (!strcmp(arg, "--lazy")) {
+      a->lazy = true;
     } else if (arg[0] == '-' && arg[1]) {
       return tool_fail(EXIT_USAGE, "unknown option '%s'", arg);
     } else if (!a->graph) {
@@ -120,6 +122,30 @@ static void summarize(const char *name, dvm_tensor *t) {
   printf("%s]\n", n > nf ? ", ..." : "");
 }
 
+/* One run of `run --lazy`: g applied to lazy values over the inputs (ins, in order) and
+ * the params m holds, its outputs read into outs (new tensors when `fresh`). */
+static dvm_status run_lazy(dvm_context *ctx, dvm_graph *g, dvm_model *m, dvm_tensor *const *ins,
+                           dvm_tensor *const *pars, dvm_tensor **outs, bool fresh) {
+  int ni = dvm_model_num_inputs(m), np = dvm_model_num_params(m), no = dvm_model_num_outputs(m);
+  dvm_lazy *args[2 * MAX_ARGS] = {0}, **res = calloc((size_t)no, sizeof *res);
+  dvm_status st = res ? DVM_OK : DVM_ERR_NOMEM;
+  for (int i = 0; i < ni + np && !st; i++)
+    st = dvm_lazy_wrap(ctx, i < ni ? ins[i] : pars[i - ni], &args[i]);
+  if (!st) st = dvm_lazy_apply(ctx, g, ni + np, args, res);
+  for (int k = 0; k < no && !st && res[k]; k++) {
+    dvm_tensor *t;
+    if ((st = dvm_lazy_tensor(res[k], &t))) break;
+    if (fresh && (st = dvm_tensor_create(dvm_tensor_dtype(t), dvm_tensor_rank(t), dvm_tensor_shape(t), &outs[k])))
+      break;
+    memcpy(dvm_tensor_data(outs[k]), dvm_tensor_data(t),
+           (size_t)dvm_tensor_numel(t) * dvm_dtype_size(dvm_tensor_dtype(t)));
+  }
+  for (int k = 0; res && k < no; k++) dvm_lazy_destroy(res[k]);
+  for (int i = 0; i < ni + np; i++) dvm_lazy_destroy(args[i]);
+  free(res);
+  return st;
+}
+
 static int cmd_run(int argc, char **argv) {
   RunArgs a = {.tier = DVM_TIER_AUTO};
   int rc = parse_run(argc, argv, &a);
@@ -129,8 +155,8 @@ static int cmd_run(int argc, char **argv) {
   dvm_model *m = NULL;
   dvm_tensor *given[MAX_ARGS] = {0}, *made[2 * MAX_ARGS] = {0}, **outs = NULL;
   const char *names[2 * MAX_ARGS];
-  dvm_tensor *ins[2 * MAX_ARGS];
-  int nmade = 0, nins = 0;
+  dvm_tensor *ins[2 * MAX_ARGS], *pars[2 * MAX_ARGS];
+  int nmade = 0, nins = 0, npars = 0;
   double *times = NULL;
   rc = EXIT_ERR;
   if (dvm_context_create(&ctx) || tool_load_graph(ctx, a.graph, &g)) goto lib;
@@ -179,6 +205,7 @@ static int cmd_run(int argc, char **argv) {
       made[nmade++] = t;
     }
     if (param) {
+      pars[npars++] = t;
       if (dvm_model_set_param(m, n, t)) goto lib;
     } else {
       names[nins] = n;
@@ -203,9 +230,14 @@ static int cmd_run(int argc, char **argv) {
     goto out;
   }
   double first_us = 0;
+  if (a.lazy) {
+    dvm_lazy_options lo = {.tier = a.tier, .threads = (int)a.threads};
+    if (dvm_context_set_lazy_options(ctx, &lo)) goto lib;
+  }
   for (int64_t r = 0; r < a.repeat; r++) { /* later runs write into the first run's outputs */
     double t0 = tool_now_us();
-    if (r ? dvm_model_run_into(m, nins, names, ins, outs) : dvm_model_run(m, nins, names, ins, outs))
+    if (a.lazy ? run_lazy(ctx, g, m, ins, pars, outs, r == 0)
+               : r ? dvm_model_run_into(m, nins, names, ins, outs) : dvm_model_run(m, nins, names, ins, outs))
       goto lib;
     times[r] = tool_now_us() - t0;
     if (!r) first_us = times[0];
@@ -221,7 +253,15 @@ static int cmd_run(int argc, char **argv) {
   if (a.repeat_given)
     printf("# median run %.3f us over %" PRId64 " runs (first %.3f us)\n", median, a.repeat,
            first_us);
-  if (a.stats) {
+  if (a.stats && a.lazy) {
+    dvm_lazy_stats s;
+    dvm_lazy_stats_get(ctx, &s);
+    fprintf(stderr,
+            "{\"lazy\": true, \"ops\": %" PRId64 ", \"flushes\": %" PRId64 ", \"hits\": %" PRId64
+            ", \"misses\": %" PRId64 ", \"variants\": %" PRId64 ", \"evictions\": %" PRId64
+            ", \"entries\": %" PRId64 ", \"bytes\": %" PRId64 ", \"run_us\": %.3f, \"first_run_us\": %.3f}\n",
+            s.ops, s.flushes, s.hits, s.misses, s.variants, s.evictions, s.entries, s.bytes, median, first_us);
+  } else if (a.stats) {
     dvm_stats s;
     dvm_model_stats(m, &s);
     fprintf(stderr,

@@ -14,6 +14,7 @@ void tool_usage(FILE *f) {
   fputs("usage: dvm run GRAPH [-s SYM=INT]... [-i NAME=FILE.npy]... [-o NAME=FILE.npy]...\n"
         "                     [--tier auto|vm|llvm|ref] [--seed S] [--repeat K] [--threads T] "
         "[--stats]\n"
+        "                     [--lazy]\n"
         "       dvm dump GRAPH [--stage ", f);
   for (int i = 0; dvm_dump_stage(i); i++) fprintf(f, "%s%s", i ? "|" : "", dvm_dump_stage(i));
   fputs("]\n"
