@@ -363,6 +363,12 @@ typedef struct dvm_lazy dvm_lazy;
  * run (dvm_lazy_sync, or reading a value that depends on it); a flush after a change
  * reads the new values. */
 dvm_status dvm_lazy_wrap(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out);
+/* The same for a tensor whose values do not change while any lazy value wraps it (a
+ * model's weights): it is bound to the flushed graphs as a param, so forms derived from
+ * it (a matmul weight's packed copy) are made once and kept across flushes. Each call
+ * wraps anew: a tensor wrapped again (changed values, or another tensor at the same
+ * address) is bound and packed again at its next flush. */
+dvm_status dvm_lazy_wrap_const(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out);
 /* A scalar constant of dtype dt, compiled into the kernels that use it (a value that
  * changes from one iteration to the next belongs in a wrapped one-element tensor). */
 dvm_status dvm_lazy_scalar(dvm_context *ctx, double value, dvm_dtype dt, dvm_lazy **out);
@@ -387,6 +393,9 @@ const int64_t *dvm_lazy_shape(const dvm_lazy *x);
 dvm_status dvm_lazy_tensor(dvm_lazy *x, dvm_tensor **out);
 /* Flush the calling thread's trace: every pending value the host holds is computed. */
 dvm_status dvm_lazy_sync(dvm_context *ctx);
+/* Wait until the background compiles of every compiled trace's kernels are done (auto
+ * tier), as dvm_model_wait: for benchmarks of the steady state. */
+void dvm_lazy_wait(dvm_context *ctx);
 /* Release the host's reference. A pending value the host no longer holds is computed
  * only if another held value needs it. Destroy every lazy value before its context. */
 void dvm_lazy_destroy(dvm_lazy *x);

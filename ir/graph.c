@@ -103,6 +103,18 @@ int64_t ir_find(const Graph *g, const char *name, size_t n) {
 
 /* ---- attributes ------------------------------------------------------------------------- */
 
+int64_t ir_add_source(Graph *g, Op op, DType dt, int rank, const Dim *shape) {
+  Node nd = {.op = (uint16_t)op, .dtype = (uint8_t)dt, .rank = (uint8_t)rank, .in = g->operands.n,
+             .attr = g->attrs.n, .decl = g->shapes.n};
+  for (int pass = 0; pass < 2; pass++) /* as written, then the copy ir_finish canonicalizes */
+    for (int i = 0; i < rank; i++) vec_push(g->shapes, shape[i]);
+  nd.shape = nd.decl + (uint32_t)rank;
+  uint32_t v = g->nodes.n;
+  vec_push(g->nodes, nd);
+  vec_push(g->decls, v);
+  return v;
+}
+
 const Attr *ir_attr(const Graph *g, uint32_t v, AttrKey k) {
   const Node *nd = &g->nodes.v[v];
   for (uint32_t i = 0; i < nd->nattr; i++)
@@ -216,9 +228,10 @@ int64_t ir_add_node(Graph *g, const NodeDraft *d, Err *err) {
     for (uint32_t i = 0; i < d->rank; i++) vec_push(g->shapes, d->shape[i]);
   uint32_t v = g->nodes.n;
   vec_push(g->nodes, nd);
-  /* snapshot the symbol table: inference may unify or bind symbols */
+  /* snapshot the symbol table: inference may unify or bind symbols (none to keep in a
+     graph without symbols: the lazy front end's traces) */
   uint32_t nsyms = g->syms.n;
-  Symbol *saved = malloc((nsyms ? nsyms : 1) * sizeof *saved);
+  Symbol few[8], *saved = nsyms <= 8 ? few : malloc(nsyms * sizeof *saved);
   if (!saved) ir_oom();
   if (nsyms) memcpy(saved, g->syms.v, nsyms * sizeof *saved);
   dvm_status st = ir_infer(g, v, err);
@@ -230,10 +243,10 @@ int64_t ir_add_node(Graph *g, const NodeDraft *d, Err *err) {
     g->shapes.n = n_sh;
     g->cons.n = n_con;
     if (nsyms) memcpy(g->syms.v, saved, nsyms * sizeof *saved);
-    free(saved);
+    if (saved != few) free(saved);
     return -1;
   }
-  free(saved);
+  if (saved != few) free(saved);
   if (nd.name) {
     if ((g->nodes.n + 1) * 2 > g->ncap) names_grow(g);
     else names_insert(g, v);

@@ -329,6 +329,10 @@ typedef struct NodeDraft {
 /* Append a node: checks the name, arity and attributes, runs inference (infer.c).
  * Returns the value id, or -1 with err set. */
 int64_t ir_add_node(Graph *g, const NodeDraft *d, Err *err);
+/* A nameless input or param (op) of dtype dt and the given dims (valid: constants >= 0 or
+ * declared symbols), as ir_add_node would add it, without its checks: the lazy front end's
+ * leaves, one per value a trace reads. Returns the value id. */
+int64_t ir_add_source(Graph *g, Op op, DType dt, int rank, const Dim *shape);
 /* Find an attribute of node v; NULL if absent. */
 const Attr *ir_attr(const Graph *g, uint32_t v, AttrKey k);
 int64_t ir_attr_int(const Graph *g, uint32_t v, AttrKey k, int64_t dflt);

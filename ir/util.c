@@ -136,14 +136,27 @@ size_t ir_dtype_size(DType dt) { return (unsigned)dt < DT_COUNT ? dtype_sizes[dt
 bool ir_dtype_is_float(DType dt) { return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16; }
 bool ir_dtype_is_int(DType dt) { return dt == DT_I32 || dt == DT_I64; }
 
+/* The names' lengths, from the tables' string literals: a lookup compares the length and
+ * the first byte before the name (the lazy front end looks an op up per op it records). */
+static const uint8_t op_len[OP_COUNT] = {
+#define OP(id, name, arity, kind, flags, attrs) sizeof(name) - 1,
+#include "ops.def"
+#undef OP
+};
+static const uint8_t attr_len[AK_COUNT] = {
+#define AK(id, name, kind) sizeof(name) - 1,
+#include "attrs.def"
+#undef AK
+};
+
 int ir_op_lookup(const char *s, size_t n) {
   for (int i = 0; i < OP_COUNT; i++)
-    if (strlen(ir_ops[i].name) == n && memcmp(ir_ops[i].name, s, n) == 0) return i;
+    if (op_len[i] == n && n && ir_ops[i].name[0] == s[0] && memcmp(ir_ops[i].name, s, n) == 0) return i;
   return -1;
 }
 
 int ir_attr_lookup(const char *s, size_t n) {
   for (int i = 0; i < AK_COUNT; i++)
-    if (strlen(ir_attrs[i].name) == n && memcmp(ir_attrs[i].name, s, n) == 0) return i;
+    if (attr_len[i] == n && n && ir_attrs[i].name[0] == s[0] && memcmp(ir_attrs[i].name, s, n) == 0) return i;
   return -1;
 }

@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "lazy.h"
 
 struct dvm_lazy {
@@ -30,13 +32,28 @@ struct dvm_lazy {
   uint32_t value;                 /* pending: its value id in the trace */
   Tensor *t;                      /* computed: its values */
   bool own;                       /* t is ours (a result, a scalar's), not the host's */
+  bool spare;                     /* t's data is a result block (to Lazy.spare when freed) */
   bool literal;                   /* a scalar constant (dvm_lazy_scalar) */
+  uint64_t serial;                /* a constant tensor's wrap (dvm_lazy_wrap_const), else 0 */
   dvm_status failed;              /* the flush that was to compute it failed, */
   char *why;                      /* with this message */
   DType dtype;
   int rank;
   int64_t shape[DVM_MAX_RANK];
 };
+
+/* An op's attribute text as parsed before (parsing is most of what recording an op
+ * costs): the attributes with dims as their values, list entries apart. */
+typedef struct Memo {
+  char *text;
+  size_t len;
+  uint64_t hash;
+  uint16_t op;
+  uint32_t nattr;
+  Attr *attr;     /* AV_DIM: i is the value; lists: off indexes `list` */
+  int64_t *list;  /* AV_DIMLIST entries are values */
+} Memo;
+enum { MEMOS = 16 };
 
 typedef struct Trace {
   struct Trace *next;             /* Lazy.traces */
@@ -49,13 +66,48 @@ typedef struct Trace {
   uint32_t leafcap, nleaves;
   uint32_t nops;
   bool orphan;                    /* its thread has exited */
+  Memo memo[MEMOS];               /* by hash of (op, attribute text) */
+  Canon *canon;                   /* the flushes' scratch: their canonical forms, */
+  VEC(uint32_t) outs;             /* outputs, */
+  VEC(Tensor *) leaves, res;      /* per value: leaves' tensors, results' */
+  VEC(uint64_t) serial;           /* per value: a constant leaf's wrap */
 } Trace;
 
 enum { KEEP_DIMS = 4096, DEFAULT_MAX_OPS = 1024, DEFAULT_ENTRIES = 256 };
 #define DEFAULT_BYTES ((int64_t)1 << 30)
 
+/* A result block of rt_alloc_size(bytes) bytes: a spare one of that size, else new. */
+static void *block_take(Lazy *lz, size_t bytes) {
+  size_t size = rt_alloc_size(bytes);
+  void *p = NULL;
+  pthread_mutex_lock(&lz->spare_lock);
+  for (int i = 0; i < lz->nspare; i++)
+    if (lz->spare_size[i] == size) {
+      p = lz->spare[i];
+      lz->spare_bytes -= size;
+      lz->spare[i] = lz->spare[--lz->nspare], lz->spare_size[i] = lz->spare_size[lz->nspare];
+      break;
+    }
+  pthread_mutex_unlock(&lz->spare_lock);
+  return p ? p : rt_alloc(bytes);
+}
+
+static void block_give(Lazy *lz, void *p, size_t bytes) {
+  size_t size = rt_alloc_size(bytes);
+  pthread_mutex_lock(&lz->spare_lock);
+  if (lz->nspare < LAZY_SPARES && lz->spare_bytes + size <= LAZY_SPARE_BYTES) {
+    lz->spare[lz->nspare] = p, lz->spare_size[lz->nspare++] = size;
+    lz->spare_bytes += size, p = NULL;
+  }
+  pthread_mutex_unlock(&lz->spare_lock);
+  free(p);
+}
+
+static size_t tensor_bytes(const Tensor *t) { return (size_t)t->numel * ir_dtype_size(t->dtype); }
+
 static void release(dvm_lazy *x) {
   if (!x || atomic_fetch_sub(&x->refs, 1) != 1) return;
+  if (x->spare && x->t) block_give(x->lz, x->t->data, tensor_bytes(x->t));
   if (x->own) rt_tensor_free(x->t);
   free(x->why);
   free(x);
@@ -72,8 +124,16 @@ static void trace_reset(Trace *t) {
   t->nops = 0;
 }
 
+static void memo_clear(Memo *m) {
+  free(m->text), free(m->attr), free(m->list);
+  memset(m, 0, sizeof *m);
+}
+
 static void trace_free(Trace *t) {
   trace_reset(t);
+  for (int i = 0; i < MEMOS; i++) memo_clear(&t->memo[i]);
+  rt_trace_scratch_free(t->canon);
+  vec_free(t->outs), vec_free(t->leaves), vec_free(t->res), vec_free(t->serial);
   vec_free(t->of);
   ir_graph_free(t->g);
   free(t->leaf);
@@ -148,10 +208,9 @@ static int64_t leaf_of(Trace *t, dvm_lazy *x, Err *err) {
   uint32_t j = ptr_hash(x) & (t->leafcap - 1);
   for (; t->leaf[j]; j = (j + 1) & (t->leafcap - 1))
     if (t->of.v[t->leaf[j] - 1] == x) return t->leaf[j] - 1;
-  NodeDraft d = {.op = OP_INPUT, .dtype = x->dtype, .rank = (uint8_t)x->rank};
-  for (int k = 0; k < x->rank; k++) d.shape[k] = ir_dim_const(t->g, x->shape[k]);
-  int64_t v = ir_add_node(t->g, &d, err);
-  if (v < 0) return -1;
+  Dim shape[DVM_MAX_RANK];
+  for (int k = 0; k < x->rank; k++) shape[k] = ir_dim_const(t->g, x->shape[k]);
+  int64_t v = ir_add_source(t->g, x->serial ? OP_PARAM : OP_INPUT, x->dtype, x->rank, shape);
   atomic_fetch_add(&x->refs, 1);
   vec_push(t->of, x);
   t->leaf[j] = (uint32_t)v + 1;
@@ -195,36 +254,50 @@ static dvm_status flush_locked(Trace *t, Err *err) {
   }
   const Graph *g = t->g;
   uint32_t n = g->nodes.n, nouts = 0;
-  uint32_t *outs = malloc(n * sizeof *outs);
-  Tensor **leaf = calloc(n, sizeof *leaf), **res = calloc(n, sizeof *res);
   dvm_status st = DVM_OK;
-  if (!outs || !leaf || !res) {
+  if (!vec_reserve(t->outs, n) || !vec_reserve(t->leaves, n) || !vec_reserve(t->res, n) || !vec_reserve(t->serial, n)) {
     st = ir_err(err, DVM_ERR_NOMEM, "out of memory");
     goto done;
   }
+  uint32_t *outs = t->outs.v;
+  Tensor **leaf = t->leaves.v, **res = t->res.v;
+  uint64_t *serial = t->serial.v;
+  memset(leaf, 0, n * sizeof *leaf), memset(res, 0, n * sizeof *res), memset(serial, 0, n * sizeof *serial);
   for (uint32_t v = 0; v < n; v++) {
     dvm_lazy *y = t->of.v[v];
     if (!y) continue;
-    if (ir_node(g, v)->op == OP_INPUT) leaf[v] = y->t;
+    if (ir_ops[ir_node(g, v)->op].kind == OPK_SOURCE) leaf[v] = y->t, serial[v] = y->serial;
     else if (atomic_load(&y->hosts) > 0) outs[nouts++] = v;
   }
-  if (nouts) {
-    st = rt_trace_run(t->lz, g, outs, nouts, leaf, res, err);
+  for (uint32_t i = 0; i < nouts && !st; i++) { /* results' memory: the run writes all of it */
+    const dvm_lazy *y = t->of.v[outs[i]];
+    size_t bytes = (size_t)rt_numel(y->rank, y->shape) * ir_dtype_size(y->dtype);
+    void *data = block_take(t->lz, bytes);
+    if (!data || rt_tensor_wrap(y->dtype, y->rank, y->shape, data, &res[i], err)) {
+      free(data);
+      st = ir_err(err, DVM_ERR_NOMEM, "out of memory for a %zu-byte result", bytes);
+    }
+  }
+  if (nouts && !st) {
+    st = rt_trace_run(t->lz, &t->canon, g, outs, nouts, leaf, serial, res, err);
     atomic_fetch_add(&t->lz->flushes, 1);
   }
-  if (!st)
-    for (uint32_t i = 0; i < nouts; i++) {
-      dvm_lazy *y = t->of.v[outs[i]];
-      y->t = res[i], y->own = true;
+  for (uint32_t i = 0; i < nouts; i++) {
+    dvm_lazy *y = t->of.v[t->outs.v[i]];
+    if (!st) {
+      y->t = res[i], y->own = y->spare = true;
       atomic_store_explicit(&y->trace, NULL, memory_order_release);
+    } else if (t->res.v[i]) {
+      block_give(t->lz, t->res.v[i]->data, tensor_bytes(t->res.v[i]));
+      rt_tensor_free(t->res.v[i]);
     }
+  }
 done:
   if (st) fail_pending(t, err);
   for (uint32_t v = 0; v < n; v++) /* dropped: no longer pending (the host let them go) */
     if (t->of.v[v] && atomic_load_explicit(&t->of.v[v]->trace, memory_order_relaxed) == t)
       atomic_store_explicit(&t->of.v[v]->trace, NULL, memory_order_release);
   trace_reset(t);
-  free(outs), free(leaf), free(res);
   return st;
 }
 
@@ -253,6 +326,7 @@ Lazy *rt_lazy_new(dvm_context *ctx) {
   }
   lz->ctx = ctx;
   pthread_mutex_init(&lz->lock, NULL);
+  pthread_mutex_init(&lz->spare_lock, NULL);
   lz->opt = (dvm_lazy_options){DVM_TIER_AUTO, 0, DEFAULT_MAX_OPS, DEFAULT_ENTRIES, DEFAULT_BYTES};
   return lz;
 }
@@ -262,6 +336,8 @@ void rt_lazy_free(Lazy *lz) {
   pthread_key_delete(lz->key);
   for (Trace *t = lz->traces, *next; t; t = next) next = t->next, trace_free(t);
   rt_trace_cache_free(lz->cache);
+  for (int i = 0; i < lz->nspare; i++) free(lz->spare[i]);
+  pthread_mutex_destroy(&lz->spare_lock);
   pthread_mutex_destroy(&lz->lock);
   free(lz);
 }
@@ -311,7 +387,8 @@ static dvm_lazy *lazy_new(Lazy *lz, DType dt, int rank, const int64_t *shape) {
   return x;
 }
 
-dvm_status dvm_lazy_wrap(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out) {
+static dvm_status wrap(dvm_context *ctx, dvm_tensor *t, bool konst, dvm_lazy **out) {
+  static _Atomic uint64_t serials;
   Err err = {0};
   Lazy *lz = lazy_of(ctx, &err);
   *out = NULL;
@@ -320,8 +397,12 @@ dvm_status dvm_lazy_wrap(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out) {
   if (!(*out = lazy_new(lz, t->dtype, t->rank, t->shape)))
     return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
   (*out)->t = t;
+  if (konst) (*out)->serial = atomic_fetch_add(&serials, 1) + 1;
   return rt_ok();
 }
+
+dvm_status dvm_lazy_wrap(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out) { return wrap(ctx, t, false, out); }
+dvm_status dvm_lazy_wrap_const(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out) { return wrap(ctx, t, true, out); }
 
 dvm_status dvm_lazy_scalar(dvm_context *ctx, double value, dvm_dtype dt, dvm_lazy **out) {
   Err err = {0};
@@ -351,6 +432,62 @@ static int64_t operand_id(Trace *t, dvm_lazy *x, Err *err) {
   if (atomic_load_explicit(&x->trace, memory_order_acquire) == t) return x->value;
   if (x->failed) return ir_err(err, x->failed, "%s", x->why ? x->why : "a flush failed"), -1;
   return x->literal ? literal_of(t, x, err) : leaf_of(t, x, err);
+}
+
+/* d's attributes from their text: as parsed the last time the same op had the same
+ * text, else parsed (ir_parse_attrs) and remembered. */
+static dvm_status attrs_of(Trace *t, const char *text, NodeDraft *d, Err *err) {
+  Graph *g = t->g;
+  size_t len = strlen(text);
+  uint64_t h = XXH3_64bits(text, len) ^ (uint64_t)d->op * 0x9E3779B97F4A7C15ull;
+  Memo *m = &t->memo[h % MEMOS];
+  if (m->text && m->hash == h && m->op == d->op && m->len == len && !memcmp(m->text, text, len)) {
+    d->nattr = m->nattr;
+    for (uint32_t i = 0; i < m->nattr; i++) {
+      Attr a = m->attr[i];
+      if (a.kind == AV_DIM) a.i = ir_dim_const(g, a.i);
+      if (a.kind == AV_INTLIST || a.kind == AV_DIMLIST) {
+        uint32_t off = g->lists.n;
+        for (uint32_t k = 0; k < a.n; k++) {
+          int64_t x = m->list[a.off + k];
+          vec_push(g->lists, a.kind == AV_DIMLIST ? (int64_t)ir_dim_const(g, x) : x);
+        }
+        a.off = off;
+      }
+      d->attr[i] = a;
+    }
+    return DVM_OK;
+  }
+  uint32_t syms = g->syms.n;
+  dvm_status st = ir_parse_attrs(g, text, d, err);
+  if (st || g->syms.n != syms) return st; /* a name in a dim: refused by the caller */
+  size_t nlist = 0;
+  for (uint32_t i = 0; i < d->nattr; i++) {
+    if (d->attr[i].kind == AV_IDENT) return DVM_OK; /* a call's fn: not remembered */
+    if (d->attr[i].kind == AV_INTLIST || d->attr[i].kind == AV_DIMLIST) nlist += d->attr[i].n;
+  }
+  memo_clear(m);
+  m->text = malloc(len + 1), m->attr = malloc((d->nattr + 1) * sizeof *m->attr);
+  m->list = malloc((nlist + 1) * sizeof *m->list);
+  if (!m->text || !m->attr || !m->list) return memo_clear(m), DVM_OK;
+  memcpy(m->text, text, len + 1);
+  m->len = len, m->hash = h, m->op = (uint16_t)d->op, m->nattr = d->nattr;
+  size_t at = 0;
+  for (uint32_t i = 0; i < d->nattr; i++) {
+    Attr a = d->attr[i];
+    if (a.kind == AV_DIM) ir_dim_is_const(g, (Dim)a.i, &a.i);
+    if (a.kind == AV_INTLIST || a.kind == AV_DIMLIST) {
+      for (uint32_t k = 0; k < a.n; k++) {
+        int64_t x = g->lists.v[a.off + k];
+        if (a.kind == AV_DIMLIST) ir_dim_is_const(g, (Dim)x, &x);
+        m->list[at + k] = x;
+      }
+      a.off = (uint32_t)at;
+      at += a.n;
+    }
+    m->attr[i] = a;
+  }
+  return DVM_OK;
 }
 
 /* The op's message prefixed with the op and what it was given: "lazy add(f32[3, 4],
@@ -425,7 +562,7 @@ dvm_status dvm_lazy_op(dvm_context *ctx, const char *op, int noperands, dvm_lazy
     if (u < 0) st = err.code;
     d.in[i] = (uint32_t)u;
   }
-  if (!st && attrs && (st = ir_parse_attrs(t->g, attrs, &d, &err))) name_op(t, &d, &err);
+  if (!st && attrs && (st = attrs_of(t, attrs, &d, &err))) name_op(t, &d, &err);
   if (!st && t->g->syms.n) { /* a trace's dims are integers: a name in a dim is not one */
     st = ir_err(&err, DVM_ERR_SYNTAX, "lazy %s: dims in attributes are integers, '%s' is a name", op,
                 ir_s(t->g, t->g->syms.v[0].name));
@@ -460,6 +597,12 @@ dvm_status dvm_lazy_sync(dvm_context *ctx) {
   dvm_status st = flush_locked(t, &err);
   pthread_mutex_unlock(&t->lock);
   return st ? rt_fail(&err) : rt_ok();
+}
+
+void dvm_lazy_wait(dvm_context *ctx) {
+  Err err = {0};
+  Lazy *lz = lazy_of(ctx, &err);
+  if (lz) rt_trace_cache_wait(lz->cache);
 }
 
 void dvm_lazy_destroy(dvm_lazy *x) {

@@ -15,6 +15,13 @@
 #include "runtime.h"
 
 typedef struct TraceCache TraceCache;
+typedef struct Canon Canon; /* a trace's canonical form: trace.c's, kept by a trace between flushes */
+
+/* A loop's flushes allocate results of the sizes the last iterations freed: up to
+ * LAZY_SPARES blocks, LAZY_SPARE_BYTES in all, are kept for them (no page faults, no
+ * zeroing). */
+enum { LAZY_SPARES = 32 };
+#define LAZY_SPARE_BYTES ((size_t)64 << 20)
 
 /* A context's lazy state (rt_context_lazy), made on first use. */
 typedef struct Lazy {
@@ -25,6 +32,11 @@ typedef struct Lazy {
   dvm_lazy_options opt;
   TraceCache *cache;
   _Atomic int64_t ops, flushes; /* ops recorded, flushes that ran a graph */
+  pthread_mutex_t spare_lock;   /* results' memory freed, kept for the next flushes' */
+  void *spare[LAZY_SPARES];
+  size_t spare_size[LAZY_SPARES];
+  int nspare;
+  size_t spare_bytes;
 } Lazy;
 
 /* The trace cache (trace.c). */
@@ -36,10 +48,16 @@ void rt_trace_cache_stats(TraceCache *c, dvm_lazy_stats *out);
 
 /* Run the part of trace graph tg that outputs outs[0..nouts) need (op values of tg, whose
  * inputs are concrete: leaf[v] is the tensor of input node v, its dims constants), through
- * the trace cache: a hit runs a cached model, a miss compiles the needed part as a graph
- * symbolic in its inputs' dims (1 stays 1) and keeps it. results[i] receives a new tensor
- * for outs[i]. */
-dvm_status rt_trace_run(Lazy *lz, const Graph *tg, const uint32_t *outs, uint32_t nouts,
-                        Tensor *const *leaf, Tensor **results, Err *err);
+ * the trace cache (*scratch: the memory of the trace's last canonical form, made on first
+ * use): a hit runs a cached model, a miss compiles the needed part as a graph
+ * symbolic in its inputs' dims (1 stays 1) and keeps it. A param node (a constant
+ * tensor's) is bound to the model when serial[v], its wrap, is not the one bound last
+ * (then packed again). outs[i] is written into
+ * results[i], a tensor of its recorded dtype and shape sharing no memory with the leaves. */
+dvm_status rt_trace_run(Lazy *lz, Canon **scratch, const Graph *tg, const uint32_t *outs, uint32_t nouts,
+                        Tensor *const *leaf, const uint64_t *serial, Tensor *const *results, Err *err);
+void rt_trace_scratch_free(Canon *c);
+/* Wait for the background compiles of every kept model (dvm_model_wait). */
+void rt_trace_cache_wait(TraceCache *c);
 
 #endif /* DVM_RUNTIME_LAZY_H */

@@ -61,6 +61,7 @@ struct dvm_model {
   int nplans;
   Tensor **adopted;   /* param values the model owns (dvm_model_load_onnx), per value id */
   uint32_t nadopted;
+  size_t *packed_size;      /* per value id: the bytes of its packed copy (under lock) */
   _Atomic(float *) *packed; /* per value id: a param weight packed for mix kernels
                                (kn_pack), made by set_param (else at its first use) */
   void *arena[ARENAS_KEPT];  /* arenas not in use (under lock), any plan's ... */
@@ -357,9 +358,10 @@ static dvm_status compile(dvm_context *ctx, const dvm_graph *dg, const dvm_compi
   if (bytecode || m->jit) m->pool = rt_context_pool(ctx, m->threads);
   m->params = calloc(g->nodes.n, sizeof *m->params);
   m->packed = calloc(g->nodes.n, sizeof *m->packed);
+  m->packed_size = calloc(g->nodes.n, sizeof *m->packed_size);
   m->inputs = malloc((g->decls.n + 1) * sizeof *m->inputs);
   m->pnodes = malloc((g->decls.n + 1) * sizeof *m->pnodes);
-  if (!m->params || !m->packed || !m->inputs || !m->pnodes) goto oom;
+  if (!m->params || !m->packed || !m->packed_size || !m->inputs || !m->pnodes) goto oom;
   for (uint32_t i = 0; i < g->decls.n; i++) {
     uint32_t v = g->decls.v[i];
     if (ir_node(g, v)->op == OP_INPUT) m->inputs[m->ninputs++] = v;
@@ -429,6 +431,7 @@ void dvm_model_destroy(dvm_model *m) {
   free(m->params);
   for (uint32_t v = 0; m->packed && v < m->g->nodes.n; v++) free(atomic_load(&m->packed[v]));
   free(m->packed);
+  free(m->packed_size);
   for (int i = 0; i < m->narenas; i++) free(m->arena[i]);
   ir_graph_free(m->g);
   free(m->inputs);
@@ -506,6 +509,9 @@ dvm_status dvm_model_set_param(dvm_model *m, const char *name, dvm_tensor *t) {
            rt_fail(&err);
   m->params[v] = t;
   free(atomic_exchange(&m->packed[v], NULL)); /* new values: pack them again */
+  pthread_mutex_lock(&m->lock);
+  m->packed_size[v] = 0;
+  pthread_mutex_unlock(&m->lock);
   prepack(m, (uint32_t)v, t);
   return rt_ok();
 }
@@ -660,7 +666,9 @@ static float *packed_param(const dvm_model *mc, uint32_t v, const Tensor *t, int
   pthread_mutex_lock(&m->lock);
   if (!(pk = atomic_load_explicit(&m->packed[v], memory_order_relaxed))) {
     /* panels on 64 bytes (aligned vector loads); W5's 32 MB on 2 MB pages (rt_alloc) */
-    if ((pk = rt_alloc(kn_packed_floats(t->shape[0], t->shape[1], lanes) * sizeof(float)))) {
+    size_t bytes = kn_packed_floats(t->shape[0], t->shape[1], lanes) * sizeof(float);
+    if ((pk = rt_alloc(bytes))) {
+      m->packed_size[v] = bytes;
       kn_pack(t->data, t->shape[0], t->shape[1], lanes, pk);
       atomic_store_explicit(&m->packed[v], pk, memory_order_release);
     }
@@ -1011,8 +1019,8 @@ dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
   return run_roomy(m, ninputs, names, inputs, NULL, outputs, NULL);
 }
 
-dvm_status rt_model_run_decl(dvm_model *m, Tensor *const *decl, Tensor **outputs) {
-  return run_roomy(m, 0, NULL, NULL, decl, outputs, NULL);
+dvm_status rt_model_run_decl(dvm_model *m, Tensor *const *decl, Tensor *const *into) {
+  return run_roomy(m, 0, NULL, NULL, decl, NULL, into);
 }
 
 dvm_status dvm_model_run_into(dvm_model *m, int ninputs, const char *const *names,
@@ -1078,6 +1086,7 @@ size_t rt_model_bytes(dvm_model *m) {
              (size_t)g->nodes.n * 5 * sizeof(void *); /* params, packed, last, ... */
   pthread_mutex_lock(&m->lock);
   for (int i = 0; i < m->narenas; i++) n += m->arena_size[i];
+  for (uint32_t v = 0; v < g->nodes.n; v++) n += m->packed_size[v];
   for (const Plan *pl = m->plans; pl; pl = pl->next)
     n += sizeof *pl + (size_t)g->nodes.n * (sizeof(size_t) + 2 * sizeof(int64_t));
   pthread_mutex_unlock(&m->lock);

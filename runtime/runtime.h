@@ -146,11 +146,11 @@ typedef struct Pipeline {
 
 /* ---- models (model.c) ---------------------------------------------------------------- */
 
-/* dvm_model_run with every input and param by position: decl[i] for the graph's i-th
+/* dvm_model_run_into with every input and param by position: decl[i] for the graph's i-th
  * declaration (the lazy front end's models). Status and last error as the API's. */
-dvm_status rt_model_run_decl(dvm_model *m, Tensor *const *decl, Tensor **outputs);
-/* The bytes a model holds beside native code: its graph, plans, arenas, kernels and
- * bytecode (an estimate to bound caches of models by). */
+dvm_status rt_model_run_decl(dvm_model *m, Tensor *const *decl, Tensor *const *into);
+/* The bytes a model holds beside native code: its graph, plans, arenas, packed weights,
+ * kernels and bytecode (an estimate to bound caches of models by). */
 size_t rt_model_bytes(dvm_model *m);
 
 /* Run the pipeline on g (finished first if it is not). Errors name the graph line. */

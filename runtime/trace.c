@@ -4,12 +4,14 @@
  * Canonical form. The nodes a flush's outputs need, renumbered in trace order, written
  * as bytes: per node its op, dtype and operands, every attribute's value (dims as the
  * integers they are in a trace), a literal's value, and for an input its dtype, rank and
- * which of its dims are 1 — not the other dims' values. Two flushes with the same bytes
+ * which of its dims are 1 — not the other dims' values. A param (a constant tensor: a
+ * model's weights) keeps its dims, as a graph file's weights do: the kernels that read
+ * it are specialized on them (a matmul's packed weight). Two flushes with the same bytes
  * run the same program on inputs that may differ in size; the bytes (with their XXH3
  * hash) are the cache key.
  *
  * Symbolic graph. A miss builds the needed part again as a graph whose input dims are
- * symbols (one per dim that is not 1: a dim of 1 broadcasts, so it stays structural), so
+ * symbols (one per input dim that is not 1: a dim of 1 broadcasts, so it stays structural), so
  * that its inference records what the program assumes of the sizes as constraints. Each
  * node's new constraints are checked at once against the flush's sizes; where inference
  * fails or a constraint does not hold (a slice's end beyond a smaller dim, an op that
@@ -29,13 +31,14 @@
 
 /* ---- the canonical form ------------------------------------------------------------------ */
 
-typedef struct Canon {
+struct Canon {
   VEC(uint8_t) bytes;
   uint32_t *map;         /* per trace value: its canonical id, UINT32_MAX where not needed */
+  uint32_t mapcap;
   VEC(uint32_t) nodes;   /* the needed trace values, in order */
   VEC(uint32_t) inputs;  /* the needed input nodes, in order (the model's declarations) */
   uint64_t hash;
-} Canon;
+};
 
 static void put(Canon *c, const void *p, size_t n) {
   if (!vec_reserve(c->bytes, (uint32_t)n)) ir_oom();
@@ -72,11 +75,15 @@ static void put_attr(Canon *c, const Graph *g, const Attr *a) {
   }
 }
 
-/* The needed part of tg for outs, in canonical form. */
+/* The needed part of tg for outs, in canonical form (c's memory reused from the last). */
 static void canon_make(Canon *c, const Graph *tg, const uint32_t *outs, uint32_t nouts) {
   uint32_t n = tg->nodes.n;
-  c->map = malloc((n ? n : 1) * sizeof *c->map);
-  if (!c->map) ir_oom();
+  c->bytes.n = c->nodes.n = c->inputs.n = 0;
+  if (n > c->mapcap) {
+    free(c->map);
+    if (!(c->map = malloc(n * sizeof *c->map))) ir_oom();
+    c->mapcap = n;
+  }
   for (uint32_t v = 0; v < n; v++) c->map[v] = UINT32_MAX;
   for (uint32_t i = 0; i < nouts; i++) c->map[outs[i]] = 0;
   for (uint32_t v = n; v-- > 0;) /* needed: reached from an output */
@@ -89,8 +96,15 @@ static void canon_make(Canon *c, const Graph *tg, const uint32_t *outs, uint32_t
     const Node *nd = ir_node(tg, v);
     uint8_t head[4] = {(uint8_t)nd->op, (uint8_t)(nd->op >> 8), nd->dtype, nd->rank};
     put(c, head, sizeof head);
-    if (nd->op == OP_INPUT) {
+    if (nd->op == OP_INPUT || nd->op == OP_PARAM) {
       vec_push(c->inputs, v);
+      if (nd->op == OP_PARAM) { /* a constant tensor's dims are part of the program */
+        for (int k = 0; k < nd->rank; k++) {
+          int64_t x = const_dim(tg, ir_shape(tg, v)[k]);
+          PUT(c, x);
+        }
+        continue;
+      }
       uint8_t ones = 0;
       for (int k = 0; k < nd->rank; k++) ones |= (uint8_t)((const_dim(tg, ir_shape(tg, v)[k]) == 1) << k);
       PUT(c, ones);
@@ -106,11 +120,13 @@ static void canon_make(Canon *c, const Graph *tg, const uint32_t *outs, uint32_t
   c->hash = XXH3_64bits(c->bytes.v, c->bytes.n);
 }
 
-static void canon_free(Canon *c) {
+void rt_trace_scratch_free(Canon *c) {
+  if (!c) return;
   vec_free(c->bytes);
   vec_free(c->nodes);
   vec_free(c->inputs);
   free(c->map);
+  free(c);
 }
 
 /* ---- the cache ---------------------------------------------------------------------------- */
@@ -128,7 +144,17 @@ typedef struct Variant {
   Pin *pins;
   uint32_t npins;
   size_t bytes;
+  pthread_rwlock_t rw;  /* runs share it; binding params takes it alone */
+  uint64_t *bound;      /* per declaration: the constant wrap bound to the param, or 0 */
 } Variant;
+
+static void variant_free(Variant *v) {
+  dvm_model_destroy(v->m);
+  pthread_rwlock_destroy(&v->rw);
+  free(v->bound);
+  free(v->pins);
+  free(v);
+}
 
 typedef struct Entry {
   struct Entry *chain;          /* the hash bucket */
@@ -158,12 +184,7 @@ TraceCache *rt_trace_cache_new(void) {
 }
 
 static void entry_free(Entry *e) {
-  for (Variant *v = e->variants, *next; v; v = next) {
-    next = v->next;
-    dvm_model_destroy(v->m);
-    free(v->pins);
-    free(v);
-  }
+  for (Variant *v = e->variants, *next; v; v = next) next = v->next, variant_free(v);
   free(e->key);
   free(e);
 }
@@ -332,14 +353,14 @@ static bool build_once(Build *b, const Graph *tg, const Canon *cn, Err *err, boo
     const Node *nd = ir_node(tg, u);
     char name[24];
     NodeDraft d;
-    if (nd->op == OP_INPUT) {
+    if (nd->op == OP_INPUT || nd->op == OP_PARAM) {
       uint32_t input = (uint32_t)(b->g->decls.n);
       snprintf(name, sizeof name, "x%u", input);
-      d = (NodeDraft){.op = OP_INPUT, .name = name, .name_len = strlen(name),
+      d = (NodeDraft){.op = (Op)nd->op, .name = name, .name_len = strlen(name),
                       .dtype = (DType)nd->dtype, .rank = nd->rank};
       for (int k = 0; k < nd->rank; k++) {
         int64_t c = const_dim(tg, ir_shape(tg, u)[k]);
-        if (c == 1 || pinned(b, input, (uint32_t)k)) {
+        if (c == 1 || nd->op == OP_PARAM || pinned(b, input, (uint32_t)k)) {
           d.shape[k] = ir_dim_const(g, c);
           continue;
         }
@@ -411,12 +432,14 @@ static dvm_status variant_new(Lazy *lz, const Graph *tg, const Canon *cn, const 
   }
   ir_graph_free(g);
   Variant *v = calloc(1, sizeof *v);
-  if (!v) {
+  uint64_t *bound = calloc(cn->inputs.n + 1, sizeof *bound);
+  if (!v || !bound) {
     dvm_model_destroy(m);
-    free(pins);
+    free(pins), free(v), free(bound);
     return ir_err(err, DVM_ERR_NOMEM, "out of memory");
   }
-  v->m = m, v->pins = pins, v->npins = npins;
+  pthread_rwlock_init(&v->rw, NULL);
+  v->m = m, v->pins = pins, v->npins = npins, v->bound = bound;
   v->bytes = rt_model_bytes(m) + npins * sizeof *pins;
   *out = v;
   return DVM_OK;
@@ -432,42 +455,74 @@ static void variant_add(TraceCache *c, Entry *e, Variant *v) {
 
 /* ---- the run ------------------------------------------------------------------------------- */
 
-static dvm_status run_variant(const Variant *v, const Graph *tg, const Canon *cn, Tensor *const *leaf,
-                              const uint32_t *outs, uint32_t nouts, Tensor **results, Err *err) {
+/* Run v on the leaves (serial[u]: leaf u's constant wrap): its params bound first where
+ * the wrap bound last is another (packing them again), under the variant's lock taken
+ * alone; runs share it. */
+static dvm_status run_variant(Variant *v, const Canon *cn, Tensor *const *leaf, const uint64_t *serial,
+                              Tensor *const *results, Err *err) {
   Tensor *few[16] = {0}, **decl = cn->inputs.n <= 16 ? few : malloc(cn->inputs.n * sizeof *decl);
   if (!decl) return ir_err(err, DVM_ERR_NOMEM, "out of memory");
   for (uint32_t i = 0; i < cn->inputs.n; i++) decl[i] = leaf[cn->inputs.v[i]];
-  dvm_status st = rt_model_run_decl(v->m, decl, results);
-  if (decl != few) free(decl);
-  if (st) return ir_err(err, st, "%s", dvm_last_error());
-  for (uint32_t i = 0; i < nouts; i++) { /* what inference said at the op, the run made */
-    const Node *nd = ir_node(tg, outs[i]);
-    bool same = results[i]->rank == nd->rank && results[i]->dtype == (DType)nd->dtype;
-    for (int k = 0; same && k < nd->rank; k++)
-      same = results[i]->shape[k] == const_dim(tg, ir_shape(tg, outs[i])[k]);
-    if (!same) {
-      for (uint32_t j = 0; j < nouts; j++) rt_tensor_free(results[j]), results[j] = NULL;
-      return ir_err(err, DVM_ERR_RUNTIME, "lazy: a flushed %s has another shape than recorded (a bug)",
-                    ir_ops[nd->op].name);
+  dvm_status st = DVM_OK;
+  for (;;) {
+    pthread_rwlock_rdlock(&v->rw);
+    bool bound = true;
+    for (uint32_t i = 0; i < cn->inputs.n && bound; i++) bound = v->bound[i] == serial[cn->inputs.v[i]];
+    if (bound) {
+      st = rt_model_run_decl(v->m, decl, results);
+      pthread_rwlock_unlock(&v->rw);
+      break;
     }
+    pthread_rwlock_unlock(&v->rw);
+    pthread_rwlock_wrlock(&v->rw);
+    for (uint32_t i = 0; i < cn->inputs.n && !st; i++) {
+      uint64_t s = serial[cn->inputs.v[i]];
+      if (v->bound[i] == s) continue;
+      char name[24];
+      snprintf(name, sizeof name, "x%u", i);
+      if (!(st = dvm_model_set_param(v->m, name, decl[i]))) v->bound[i] = s;
+    }
+    pthread_rwlock_unlock(&v->rw);
+    if (st) break;
   }
-  return DVM_OK;
+  if (decl != few) free(decl);
+  if (st == DVM_ERR_USAGE) /* results have the shapes inference gave at the ops */
+    return ir_err(err, DVM_ERR_RUNTIME, "lazy: a flushed trace gives other shapes than recorded (a bug): %s",
+                  dvm_last_error());
+  return st ? ir_err(err, st, "%s", dvm_last_error()) : DVM_OK;
 }
 
-dvm_status rt_trace_run(Lazy *lz, const Graph *tg, const uint32_t *outs, uint32_t nouts,
-                        Tensor *const *leaf, Tensor **results, Err *err) {
+void rt_trace_cache_wait(TraceCache *c) {
+  pthread_mutex_lock(&c->lock);
+  Entry **held = malloc(((size_t)c->entries + 1) * sizeof *held); /* held while this waits */
+  size_t n = 0;
+  for (Entry *e = c->head; e && held; e = e->next) e->users++, held[n++] = e;
+  pthread_mutex_unlock(&c->lock);
+  for (size_t i = 0; i < n; i++) /* variants are only ever added, at the front */
+    for (Variant *v = held[i]->variants; v; v = v->next) dvm_model_wait(v->m);
+  pthread_mutex_lock(&c->lock);
+  for (size_t i = 0; i < n; i++)
+    if (!--held[i]->users && held[i]->dropped) entry_free(held[i]);
+  pthread_mutex_unlock(&c->lock);
+  free(held);
+}
+
+dvm_status rt_trace_run(Lazy *lz, Canon **scratch, const Graph *tg, const uint32_t *outs, uint32_t nouts,
+                        Tensor *const *leaf, const uint64_t *serial, Tensor *const *results, Err *err) {
   TraceCache *c = lz->cache;
-  Canon cn = {0};
+  Canon *cp = *scratch ? *scratch : (*scratch = calloc(1, sizeof **scratch));
+  if (!cp) return ir_err(err, DVM_ERR_NOMEM, "out of memory");
+  Canon cn = *cp; /* moved back when done */
   canon_make(&cn, tg, outs, nouts);
   dvm_status st = DVM_OK;
   bool ran = false;
   pthread_mutex_lock(&c->lock);
   Entry *e = find(c, &cn);
   if (e) touch(c, e), e->users++; /* held: not freed while this flush runs it */
-  for (const Variant *v = e ? e->variants : NULL; v; v = v->next) {
+  for (Variant *v = e ? e->variants : NULL; v; v = v->next) {
     if (!pins_match(v, tg, &cn)) continue;
     pthread_mutex_unlock(&c->lock);
-    st = run_variant(v, tg, &cn, leaf, outs, nouts, results, err);
+    st = run_variant(v, &cn, leaf, serial, results, err);
     pthread_mutex_lock(&c->lock);
     if (st == DVM_ERR_SHAPE || st == DVM_ERR_OVERFLOW) { /* its binding does not hold here */
       st = DVM_OK;
@@ -481,7 +536,7 @@ dvm_status rt_trace_run(Lazy *lz, const Graph *tg, const uint32_t *outs, uint32_
   if (!ran) { /* a miss: compile the trace at these sizes, run it, keep it */
     Variant *nv;
     if ((st = variant_new(lz, tg, &cn, outs, nouts, &nv, err))) goto release;
-    st = run_variant(nv, tg, &cn, leaf, outs, nouts, results, err);
+    st = run_variant(nv, &cn, leaf, serial, results, err);
     pthread_mutex_lock(&c->lock);
     c->misses++;
     if (!e && (e = find(c, &cn))) touch(c, e), e->users++; /* made meanwhile by another thread */
@@ -499,7 +554,7 @@ dvm_status rt_trace_run(Lazy *lz, const Graph *tg, const uint32_t *outs, uint32_
     } else { /* out of memory for the entry: the results stand, the model is not kept */
       free(e);
       e = NULL;
-      dvm_model_destroy(nv->m), free(nv->pins), free(nv);
+      variant_free(nv);
     }
     pthread_mutex_unlock(&c->lock);
   }
@@ -508,6 +563,6 @@ release:
   if (e && !--e->users && e->dropped) entry_free(e);
   trim_locked(c, lz->opt.cache_entries, lz->opt.cache_bytes);
   pthread_mutex_unlock(&c->lock);
-  canon_free(&cn);
+  *cp = cn;
   return st;
 }

@@ -48,6 +48,7 @@ typedef struct Args {
   const char *only; /* --peers=a,b: just these */
   const char *plot;
   double budget_s, min_time_s;
+  bool lazy; /* --lazy: the workloads written op by op against their graphs (bench_lazy.c) */
 } Args;
 
 typedef struct Limits {
@@ -99,6 +100,8 @@ static int parse_args(int argc, char **argv, Args *a) {
       else if (!strcmp(v, "csv")) a->fmt = FMT_CSV;
       else if (!strcmp(v, "json")) a->fmt = FMT_JSON;
       else return tool_fail(EXIT_USAGE, "unknown format '%s' (table, csv, json)", v);
+    } else if (!strcmp(arg, "--lazy")) {
+      a->lazy = true;
     } else if (!strcmp(arg, "--peers")) {
       a->peers = true;
     } else if (!strncmp(arg, "--peers=", 8)) { /* an extension: only the peers listed */
@@ -589,6 +592,12 @@ int tool_bench(int argc, char **argv) {
   if (rc) return rc;
   Ctx c = {.a = &a};
   bench_dir(c.bdir, sizeof c.bdir);
+  if (a.lazy) {
+    if (a.peers || a.plot || a.fmt == FMT_CSV || a.nsweep > 1 || (a.nsweep && strcmp(a.sweep[0].sym, "N")))
+      return tool_fail(EXIT_USAGE, "--lazy takes workloads, --sweep N=..., --threads, --tier, --min-time and --format table|json");
+    return tool_bench_lazy(c.bdir, a.work, a.nwork, a.nsweep ? a.sweep[0].v : NULL, a.nsweep ? a.sweep[0].n : 0,
+                           a.threads, a.tier, a.min_time_s, a.fmt == FMT_JSON);
+  }
   if (!a.nwork)
     for (size_t i = 0; i < sizeof default_workloads / sizeof *default_workloads; i++)
       a.work[a.nwork++] = default_workloads[i];

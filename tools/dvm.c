@@ -123,14 +123,15 @@ static void summarize(const char *name, dvm_tensor *t) {
 }
 
 /* One run of `run --lazy`: g applied to lazy values over the inputs (ins, in order) and
- * the params m holds, its outputs read into outs (new tensors when `fresh`). */
+ * the params (lazy constants made once, pars), its outputs read into outs (new tensors
+ * when `fresh`). */
 static dvm_status run_lazy(dvm_context *ctx, dvm_graph *g, dvm_model *m, dvm_tensor *const *ins,
-                           dvm_tensor *const *pars, dvm_tensor **outs, bool fresh) {
+                           dvm_lazy *const *pars, dvm_tensor **outs, bool fresh) {
   int ni = dvm_model_num_inputs(m), np = dvm_model_num_params(m), no = dvm_model_num_outputs(m);
   dvm_lazy *args[2 * MAX_ARGS] = {0}, **res = calloc((size_t)no, sizeof *res);
   dvm_status st = res ? DVM_OK : DVM_ERR_NOMEM;
-  for (int i = 0; i < ni + np && !st; i++)
-    st = dvm_lazy_wrap(ctx, i < ni ? ins[i] : pars[i - ni], &args[i]);
+  for (int i = 0; i < ni && !st; i++) st = dvm_lazy_wrap(ctx, ins[i], &args[i]);
+  for (int i = 0; i < np; i++) args[ni + i] = pars[i];
   if (!st) st = dvm_lazy_apply(ctx, g, ni + np, args, res);
   for (int k = 0; k < no && !st && res[k]; k++) {
     dvm_tensor *t;
@@ -141,7 +142,7 @@ static dvm_status run_lazy(dvm_context *ctx, dvm_graph *g, dvm_model *m, dvm_ten
            (size_t)dvm_tensor_numel(t) * dvm_dtype_size(dvm_tensor_dtype(t)));
   }
   for (int k = 0; res && k < no; k++) dvm_lazy_destroy(res[k]);
-  for (int i = 0; i < ni + np; i++) dvm_lazy_destroy(args[i]);
+  for (int i = 0; i < ni; i++) dvm_lazy_destroy(args[i]);
   free(res);
   return st;
 }
@@ -156,6 +157,7 @@ static int cmd_run(int argc, char **argv) {
   dvm_tensor *given[MAX_ARGS] = {0}, *made[2 * MAX_ARGS] = {0}, **outs = NULL;
   const char *names[2 * MAX_ARGS];
   dvm_tensor *ins[2 * MAX_ARGS], *pars[2 * MAX_ARGS];
+  dvm_lazy *lpars[2 * MAX_ARGS] = {0};
   int nmade = 0, nins = 0, npars = 0;
   double *times = NULL;
   rc = EXIT_ERR;
@@ -233,10 +235,12 @@ static int cmd_run(int argc, char **argv) {
   if (a.lazy) {
     dvm_lazy_options lo = {.tier = a.tier, .threads = (int)a.threads};
     if (dvm_context_set_lazy_options(ctx, &lo)) goto lib;
+    for (int i = 0; i < npars; i++)
+      if (dvm_lazy_wrap_const(ctx, pars[i], &lpars[i])) goto lib;
   }
   for (int64_t r = 0; r < a.repeat; r++) { /* later runs write into the first run's outputs */
     double t0 = tool_now_us();
-    if (a.lazy ? run_lazy(ctx, g, m, ins, pars, outs, r == 0)
+    if (a.lazy ? run_lazy(ctx, g, m, ins, lpars, outs, r == 0)
                : r ? dvm_model_run_into(m, nins, names, ins, outs) : dvm_model_run(m, nins, names, ins, outs))
       goto lib;
     times[r] = tool_now_us() - t0;
@@ -287,6 +291,7 @@ out:
     for (int k = 0; k < dvm_model_num_outputs(m); k++) dvm_tensor_destroy(outs[k]);
   free(outs);
   free(times);
+  for (int i = 0; i < npars; i++) dvm_lazy_destroy(lpars[i]);
   dvm_model_destroy(m); /* before the params it references */
   for (int i = 0; i < nmade; i++) dvm_tensor_destroy(made[i]);
   for (int i = 0; i < a.nin; i++) dvm_tensor_destroy(given[i]);

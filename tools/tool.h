@@ -34,6 +34,9 @@ char *tool_opt_value(int argc, char **argv, int *i, const char *name);
 
 /* bench.c */
 int tool_bench(int argc, char **argv);
+/* bench_lazy.c: `dvm bench --lazy` (no workloads: W1 W2 W3 W5; no sizes: N = 1, 64, 1024). */
+int tool_bench_lazy(const char *bench_dir, const char *const *work, int nwork, const int64_t *sizes, int nsizes,
+                    int threads, dvm_tier tier, double min_time_s, bool json);
 
 /* limits.c: the machine's own limits, measured in this process with `threads` threads. */
 double limit_triad_gbps(int threads, size_t bytes_per_array); /* best of several trials */

@@ -181,7 +181,8 @@ static void replay(dvm_context *ctx, const char *path, dvm_tier tier) {
       char why[256];
       snprintf(why, sizeof why, "%s", dvm_last_error());
       dvm_status ls = DVM_OK;
-      for (int i = 0; i < ni + np && !ls; i++) ls = dvm_lazy_wrap(ctx, decl[i], &args[i]);
+      for (int i = 0; i < ni + np && !ls; i++) /* params as constants: bound and packed per binding */
+        ls = i < ni ? dvm_lazy_wrap(ctx, decl[i], &args[i]) : dvm_lazy_wrap_const(ctx, decl[i], &args[i]);
       if (!ls) ls = dvm_lazy_apply(ctx, g, ni + np, args, res);
       dvm_tensor *got[MAX_OUT] = {0};
       for (int k = 0; k < no && !ls; k++) ls = dvm_lazy_tensor(res[k], &got[k]);
