@@ -16,6 +16,11 @@
  *   compiles   traces compiled at this size (0: the trace cache covered it)
  *   same       y bit for bit the graph's
  *
+ * A first line gives recording alone, with warm caches: a chain of 256 ops recorded and
+ * read, the recording's median per op. (In the rows, rec_op_us is measured in the loop,
+ * after the kernels of the previous iteration have run: a large workload's data has
+ * evicted the recording's code and data from the caches by then.)
+ *
  * The graph's runs and the lazy iterations alternate, after both have their native code
  * (dvm_model_wait, dvm_lazy_wait), for at least --min-time and 50 of each. */
 #include <stdio.h>
@@ -199,6 +204,51 @@ out:
   return rc;
 }
 
+/* Recording alone, caches warm: a program of 256 ops (a chain of mul, add, tanh over a
+ * [64] x and two [64] constants, each result let go but the last) recorded REPS times,
+ * each time read (the flush is not timed). The median per op. */
+static int bench_recording(dvm_context *ctx, bool json) {
+  enum { OPS = 256, REPS = 200 };
+  static const char *const ops[] = {"mul", "add", "tanh"};
+  int64_t n = 64;
+  dvm_tensor *xt = NULL, *at = NULL;
+  dvm_lazy *a = NULL;
+  double *t = malloc(REPS * sizeof *t);
+  int rc = EXIT_ERR;
+  if (!t || dvm_tensor_create(DVM_F32, 1, &n, &xt) || dvm_tensor_create(DVM_F32, 1, &n, &at)) goto lib;
+  dvm_tensor_fill_random(xt, 1), dvm_tensor_fill_random(at, 2);
+  if (dvm_lazy_wrap_const(ctx, at, &a)) goto lib;
+  for (int r = 0; r < REPS; r++) {
+    dvm_lazy *x, *v, *y;
+    double t0 = tool_now_us();
+    if (dvm_lazy_wrap(ctx, xt, &x)) goto lib;
+    v = x;
+    for (int i = 0; i < OPS; i++) {
+      const char *op = ops[i % 3];
+      dvm_lazy *in[2] = {v, a};
+      if (dvm_lazy_op(ctx, op, op[0] == 't' ? 1 : 2, in, NULL, &y)) goto lib;
+      dvm_lazy_destroy(v);
+      v = y;
+    }
+    t[r] = (tool_now_us() - t0) / OPS;
+    dvm_tensor *out;
+    if (dvm_lazy_tensor(v, &out)) goto lib;
+    dvm_lazy_destroy(v);
+  }
+  double m = median(t, REPS);
+  if (json) printf("{\"lazy\": true, \"recording\": \"chain\", \"ops\": %d, \"record_op_us\": %.4f}\n", OPS, m);
+  else printf("recording alone (a chain of %d ops, caches warm): %.3f us per op\n", OPS, m);
+  rc = 0;
+  goto out;
+lib:
+  rc = tool_lib_fail();
+out:
+  dvm_lazy_destroy(a);
+  dvm_tensor_destroy(xt), dvm_tensor_destroy(at);
+  free(t);
+  return rc;
+}
+
 int tool_bench_lazy(const char *bdir, const char *const *work, int nwork, const int64_t *sizes, int nsizes,
                     int threads, dvm_tier tier, double min_time, bool json) {
   static const char *const all[] = {"W1", "W2", "W3", "W5"};
@@ -218,12 +268,13 @@ int tool_bench_lazy(const char *bdir, const char *const *work, int nwork, const 
   if (dvm_context_set_lazy_options(ctx, &lo)) return dvm_context_destroy(ctx), tool_lib_fail();
   if (!json)
     printf("dvm bench --lazy: %d thread%s, tier %s; lazy: the workload written op by op (x wrapped per iteration,\n"
-           "weights wrapped once as constants); graph: the workload's graph file compiled as a model\n"
-           "%-8s %6s %11s %10s %10s %7s %10s %9s %9s %5s\n",
+           "weights wrapped once as constants); graph: the workload's graph file compiled as a model\n",
            threads, threads == 1 ? "" : "s",
-           tier == DVM_TIER_VM ? "vm" : tier == DVM_TIER_LLVM ? "llvm" : tier == DVM_TIER_REF ? "ref" : "auto",
-           "workload", "N", "first_us", "graph_us", "lazy_us", "ratio", "rec_op_us", "flush_us", "compiles", "same");
-  int rc = 0;
+           tier == DVM_TIER_VM ? "vm" : tier == DVM_TIER_LLVM ? "llvm" : tier == DVM_TIER_REF ? "ref" : "auto");
+  int rc = bench_recording(ctx, json);
+  if (!json && !rc)
+    printf("%-8s %6s %11s %10s %10s %7s %10s %9s %9s %5s\n", "workload", "N", "first_us", "graph_us", "lazy_us",
+           "ratio", "rec_op_us", "flush_us", "compiles", "same");
   for (int i = 0; i < nwork && !rc; i++)
     rc = bench_program(ctx, bdir, chosen[i], sizes, nsizes, threads, tier, min_time, json);
   dvm_context_destroy(ctx);

@@ -8,7 +8,8 @@ and a deliberately wrong peer (wrong_peer.py, plugged in through DVM_PEERS), the
 every JSON line is a limit line or a result line with the fields docs/format.md names; the
 numpy peer matches with a ratio equal to dvm/peer; the wrong peer is reported as a
 mismatch; CSV carries the same fields with peers flattened; --sweep bindings and
-recompiles are reported. Ends with "N passed, M failed".
+recompiles are reported; `--lazy` reports its fields, the lazy programs' outputs equal the
+graphs' and compile once over two sizes. Ends with "N passed, M failed".
 """
 import csv
 import io
@@ -92,4 +93,24 @@ r = subprocess.run([DVM, "bench", "W99"], capture_output=True, text=True)
 check(r.returncode == 1 and "W99" in r.stderr, "an unknown workload is an error naming it")
 r = subprocess.run([DVM, "bench", "--format", "xml"], capture_output=True, text=True)
 check(r.returncode == 2, "a bad --format is a usage error")
+# --lazy: the workloads written op by op against their graphs (docs/lazy.md)
+r = subprocess.run([DVM, "bench", "--lazy", "W1", "W3", "--sweep", "N=2,5", "--min-time", "0.01", "--format", "json",
+                    "--tier", "vm"], capture_output=True, text=True)
+lines = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+res = [l for l in lines if "workload" in l]
+rec = [l for l in lines if "recording" in l]
+check(r.returncode == 0 and len(res) == 4, f"bench --lazy: 4 lines (W1, W3 x N=2,5): {r.stderr[-300:]}")
+check(len(rec) == 1 and rec[0].get("ops", 0) > 0 and rec[0].get("record_op_us", 0) > 0,
+      f"bench --lazy: the recording line: {rec}")
+for x in res:
+    tag = f"lazy {x.get('workload')} N={x.get('N')}"
+    missing = [f for f in ("first_us", "graph_us", "lazy_us", "ratio", "record_op_us", "flush_us", "compiles",
+                           "same", "reps", "threads") if f not in x]
+    check(not missing, f"{tag}: fields missing: {missing}")
+    check(x.get("same") is True, f"{tag}: the lazy program's y is the graph's bit for bit")
+    check(x.get("graph_us", 0) > 0 and x.get("lazy_us", 0) > 0 and x.get("record_op_us", 0) > 0, f"{tag}: timings")
+    check(abs(x.get("ratio", 0) - x.get("lazy_us", 0) / x.get("graph_us", 1)) <= 1e-3 * x.get("ratio", 1), f"{tag}: ratio")
+    check(x.get("compiles") == (1 if x.get("N") == 2 else 0), f"{tag}: one compile for both sizes: {x.get('compiles')}")
+r = subprocess.run([DVM, "bench", "--lazy", "W4"], capture_output=True, text=True)
+check(r.returncode == 2 and "W4" in r.stderr, "bench --lazy without a program for the workload is a usage error")
 sys.exit(summary())

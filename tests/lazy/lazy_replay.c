@@ -241,7 +241,9 @@ int main(int argc, char **argv) {
   for (; a < argc; a++) {
     DIR *d = opendir(argv[a]);
     if (!d) {
-      replay(ctx, argv[a], tier);
+      FILE *f = fopen(argv[a], "r");
+      CHECK(f != NULL, "%s: no such graph or directory", argv[a]);
+      if (f) fclose(f), replay(ctx, argv[a], tier);
       continue;
     }
     char *names[4096];
@@ -264,6 +266,7 @@ int main(int argc, char **argv) {
          "%lld variants\n",
          graphs, skipped, once, identical, compared, (long long)s.ops, (long long)s.flushes, (long long)s.hits, (long long)s.misses,
          (long long)s.variants);
+  CHECK(graphs > 0, "no graph replayed");
   dvm_context_destroy(ctx);
   return CHECK_SUMMARY();
 }
