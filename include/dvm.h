@@ -369,6 +369,12 @@ dvm_status dvm_lazy_wrap(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out);
  * wraps anew: a tensor wrapped again (changed values, or another tensor at the same
  * address) is bound and packed again at its next flush. */
 dvm_status dvm_lazy_wrap_const(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out);
+/* As dvm_lazy_wrap, but the lazy value takes t over: t is destroyed (its release, such as a
+ * DLPack deleter, called) when the last reference to the value goes, which may be a
+ * flush on another thread. For a host whose tensors cannot outlive its own handles (a
+ * garbage-collected language): no flush needs to happen before the host lets go. On
+ * failure t is still the caller's. */
+dvm_status dvm_lazy_adopt(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out);
 /* A scalar constant of dtype dt, compiled into the kernels that use it (a value that
  * changes from one iteration to the next belongs in a wrapped one-element tensor). */
 dvm_status dvm_lazy_scalar(dvm_context *ctx, double value, dvm_dtype dt, dvm_lazy **out);

@@ -13,27 +13,24 @@
  * several threads may call one model at once.
  *
  * The module is CPython's C API over include/dvm.h alone (it links libdvm.so). */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <dlpack/dlpack.h>
-#include <stdbool.h>
-#include <string.h>
+#include "dvmpy.h"
 
-#include "dvm.h"
+enum { MAXIO = 256 };
 
-enum { MAXIO = 256, DL_BOOL = 6 /* kDLBool */ };
+PyObject *DvmError;
 
-static PyObject *DvmError;
-
-static PyObject *dvm_error(void) {
+PyObject *py_error(void) {
   PyErr_SetString(DvmError, dvm_last_error());
   return NULL;
 }
 
 /* ---- dtypes ------------------------------------------------------------------------------ */
 
-/* The buffer-protocol format of a dtype; NULL for bf16, which has none. */
-static const char *format_of(dvm_dtype dt) {
+const DLDataType dl_dtype[DVM_DTYPE_COUNT] = {
+    [DVM_F32] = {kDLFloat, 32, 1}, [DVM_F16] = {kDLFloat, 16, 1}, [DVM_BF16] = {kDLBfloat, 16, 1},
+    [DVM_I32] = {kDLInt, 32, 1},   [DVM_I64] = {kDLInt, 64, 1},   [DVM_BOOL] = {DL_BOOL, 8, 1}};
+
+const char *format_of(dvm_dtype dt) {
   switch (dt) {
   case DVM_F32: return "f";
   case DVM_F16: return "e";
@@ -44,8 +41,7 @@ static const char *format_of(dvm_dtype dt) {
   }
 }
 
-/* The dtype of a buffer's format and item size, or -1. */
-static int dtype_of(const char *format, Py_ssize_t itemsize) {
+int dtype_of(const char *format, Py_ssize_t itemsize) {
   if (!format) format = "B";
   if (*format == '<' || *format == '=' || *format == '@') format++;
   if (format[0] && format[1]) return -1;
@@ -61,19 +57,12 @@ static int dtype_of(const char *format, Py_ssize_t itemsize) {
 
 /* ---- dvm.Tensor: a dvm tensor as a Python object --------------------------------------- */
 
-typedef struct {
-  PyObject_HEAD
-  dvm_tensor *t;
-  Py_ssize_t shape[DVM_MAX_RANK], strides[DVM_MAX_RANK];
-} TensorObject;
-
-static PyTypeObject TensorType;
-
-/* A new dvm.Tensor owning t (destroyed with it); t is destroyed on failure. */
-static PyObject *tensor_new(dvm_tensor *t) {
+PyObject *tensor_new(dvm_tensor *t, PyObject *base) {
   TensorObject *o = PyObject_New(TensorObject, &TensorType);
   if (!o) return dvm_tensor_destroy(t), NULL;
   o->t = t;
+  o->base = base;
+  Py_XINCREF(base);
   int r = dvm_tensor_rank(t);
   Py_ssize_t stride = (Py_ssize_t)dvm_dtype_size(dvm_tensor_dtype(t));
   for (int i = r - 1; i >= 0; i--)
@@ -83,6 +72,7 @@ static PyObject *tensor_new(dvm_tensor *t) {
 
 static void tensor_dealloc(TensorObject *o) {
   dvm_tensor_destroy(o->t);
+  Py_XDECREF(o->base);
   Py_TYPE(o)->tp_free((PyObject *)o);
 }
 
@@ -140,14 +130,11 @@ static PyObject *tensor_dlpack(TensorObject *o, PyObject *args, PyObject *kw) {
   }
   Export *x = PyMem_RawCalloc(1, sizeof *x);
   if (!x) return PyErr_NoMemory();
-  static const DLDataType dl[DVM_DTYPE_COUNT] = {
-      [DVM_F32] = {kDLFloat, 32, 1}, [DVM_F16] = {kDLFloat, 16, 1}, [DVM_BF16] = {kDLBfloat, 16, 1},
-      [DVM_I32] = {kDLInt, 32, 1},   [DVM_I64] = {kDLInt, 64, 1},   [DVM_BOOL] = {DL_BOOL, 8, 1}};
   int r = dvm_tensor_rank(o->t);
   int64_t stride = 1;
   for (int i = r - 1; i >= 0; i--) x->shape[i] = o->shape[i], x->strides[i] = stride, stride *= o->shape[i];
   x->m.dl_tensor = (DLTensor){.data = dvm_tensor_data(o->t), .device = {kDLCPU, 0}, .ndim = r,
-                              .dtype = dl[dvm_tensor_dtype(o->t)], .shape = x->shape, .strides = x->strides};
+                              .dtype = dl_dtype[dvm_tensor_dtype(o->t)], .shape = x->shape, .strides = x->strides};
   x->m.manager_ctx = o;
   x->m.deleter = export_deleter;
   Py_INCREF(o);
@@ -201,7 +188,7 @@ static PyGetSetDef tensor_getset[] = {
     {"data_ptr", (getter)tensor_get_data_ptr, NULL, "The address of the first element.", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-static PyTypeObject TensorType = {
+PyTypeObject TensorType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dvm.Tensor",
     .tp_basicsize = sizeof(TensorObject),
     .tp_dealloc = (destructor)tensor_dealloc,
@@ -214,22 +201,13 @@ static PyTypeObject TensorType = {
 
 /* ---- arrays in ---------------------------------------------------------------------------- */
 
-/* One argument as a dvm tensor (and what keeps its memory alive until the run is over). */
-typedef struct Arg {
-  dvm_tensor *t;
-  Py_buffer view; /* view.obj != NULL: a buffer held */
-  bool copied;    /* t owns a C-ordered copy of a strided buffer */
-} Arg;
-
-static void arg_release(Arg *a) {
+void arg_release(Arg *a) {
   dvm_tensor_destroy(a->t);
   if (a->view.obj) PyBuffer_Release(&a->view);
   a->t = NULL;
 }
 
-/* obj's __dlpack__ capsule taken into *out (the dvm tensor owns the DLPack tensor from then
- * on); 0, or -1 with an exception set. */
-static int take_dlpack(PyObject *obj, const char *name, dvm_tensor **out) {
+int take_dlpack(PyObject *obj, const char *name, dvm_tensor **out) {
   if (!PyObject_HasAttrString(obj, "__dlpack__"))
     return PyErr_Format(PyExc_TypeError, "%s: a %s is neither a buffer nor a DLPack tensor", name,
                         Py_TYPE(obj)->tp_name), -1;
@@ -246,9 +224,7 @@ static int take_dlpack(PyObject *obj, const char *name, dvm_tensor **out) {
   return 0;
 }
 
-/* obj as a tensor of dtype want (-1: any) for the value `name`; 0, or -1 with an
- * exception set. */
-static int arg_from(PyObject *obj, const char *name, int want, Arg *a) {
+int arg_from(PyObject *obj, const char *name, int want, Arg *a) {
   memset(a, 0, sizeof *a);
   if (PyObject_TypeCheck(obj, &TensorType)) { /* a dvm.Tensor: wrapped, kept alive by obj */
     dvm_tensor *t = ((TensorObject *)obj)->t;
@@ -256,7 +232,7 @@ static int arg_from(PyObject *obj, const char *name, int want, Arg *a) {
       return PyErr_Format(PyExc_TypeError, "%s: a %s tensor where %s is expected", name,
                           dvm_dtype_name(dvm_tensor_dtype(t)), dvm_dtype_name((dvm_dtype)want)), -1;
     if (dvm_tensor_wrap(dvm_tensor_dtype(t), dvm_tensor_rank(t), dvm_tensor_shape(t), dvm_tensor_data(t), &a->t))
-      return dvm_error(), -1;
+      return py_error(), -1;
     return 0;
   }
   if (PyObject_CheckBuffer(obj)) {
@@ -276,11 +252,11 @@ static int arg_from(PyObject *obj, const char *name, int want, Arg *a) {
     int64_t shape[DVM_MAX_RANK];
     for (int i = 0; i < v->ndim; i++) shape[i] = v->shape ? v->shape[i] : v->len / v->itemsize;
     if (PyBuffer_IsContiguous(v, 'C')) {
-      if (dvm_tensor_wrap((dvm_dtype)dt, v->ndim, shape, v->buf, &a->t)) return dvm_error(), arg_release(a), -1;
+      if (dvm_tensor_wrap((dvm_dtype)dt, v->ndim, shape, v->buf, &a->t)) return py_error(), arg_release(a), -1;
       return 0;
     }
     /* strided: one C-ordered copy */
-    if (dvm_tensor_create((dvm_dtype)dt, v->ndim, shape, &a->t)) return dvm_error(), arg_release(a), -1;
+    if (dvm_tensor_create((dvm_dtype)dt, v->ndim, shape, &a->t)) return py_error(), arg_release(a), -1;
     if (PyBuffer_ToContiguous(dvm_tensor_data(a->t), v, v->len, 'C')) return arg_release(a), -1;
     a->copied = true;
     PyBuffer_Release(v);
@@ -300,7 +276,7 @@ static PyObject *from_dlpack(PyObject *self, PyObject *obj) {
   (void)self;
   dvm_tensor *t;
   if (take_dlpack(obj, "from_dlpack", &t)) return NULL;
-  return tensor_new(t);
+  return tensor_new(t, NULL);
 }
 
 /* ---- dvm.Model ------------------------------------------------------------------------------ */
@@ -342,7 +318,7 @@ static int model_init(ModelObject *self, PyObject *args, PyObject *kw) {
     if (!s) s = dvm_model_compile(self->ctx, g, &o, &self->m), dvm_graph_destroy(g);
   }
   Py_END_ALLOW_THREADS
-  if (s) return dvm_error(), -1;
+  if (s) return py_error(), -1;
   if (!(self->params = PyDict_New())) return -1;
   return 0;
 }
@@ -375,7 +351,7 @@ static int set_param(ModelObject *self, int p, PyObject *obj) {
   if (p >= MAXIO) return PyErr_Format(PyExc_ValueError, "%s: more than %d params", name, MAXIO), -1;
   Arg a;
   if (arg_from(obj, name, dvm_model_value_dtype(self->m, name), &a)) return -1;
-  if (dvm_model_set_param(self->m, name, a.t)) return dvm_error(), arg_release(&a), -1;
+  if (dvm_model_set_param(self->m, name, a.t)) return py_error(), arg_release(&a), -1;
   arg_release(&self->param_arg[p]);
   self->param_arg[p] = a;
   return PyDict_SetItemString(self->params, name, obj);
@@ -477,7 +453,7 @@ static PyObject *model_call(ModelObject *self, PyObject *args, PyObject *kw) {
     Py_END_ALLOW_THREADS
     self->running--;
     if (s) {
-      dvm_error();
+      py_error();
       goto done;
     }
     if (!seq) result = Py_NewRef(outs[0]);
@@ -490,13 +466,13 @@ static PyObject *model_call(ModelObject *self, PyObject *args, PyObject *kw) {
   Py_END_ALLOW_THREADS
   self->running--;
   if (s) {
-    dvm_error();
+    py_error();
     goto done;
   }
   PyObject *arrays[MAXIO] = {0};
   bool ok = true;
   for (int i = 0; i < nout; i++) {
-    PyObject *t = ok ? tensor_new(res[i]) : (dvm_tensor_destroy(res[i]), NULL);
+    PyObject *t = ok ? tensor_new(res[i], NULL) : (dvm_tensor_destroy(res[i]), NULL);
     if (!t) {
       ok = false;
       continue;
@@ -611,7 +587,7 @@ PyMODINIT_FUNC PyInit_dvm(void) {
   DvmError = PyErr_NewException("dvm.Error", PyExc_RuntimeError, NULL);
   if (PyModule_AddObjectRef(mod, "Error", DvmError) < 0 ||
       PyModule_AddObjectRef(mod, "Tensor", (PyObject *)&TensorType) < 0 ||
-      PyModule_AddObjectRef(mod, "Model", (PyObject *)&ModelType) < 0) {
+      PyModule_AddObjectRef(mod, "Model", (PyObject *)&ModelType) < 0 || array_init(mod) < 0) {
     Py_DECREF(mod);
     return NULL;
   }

@@ -387,7 +387,7 @@ static dvm_lazy *lazy_new(Lazy *lz, DType dt, int rank, const int64_t *shape) {
   return x;
 }
 
-static dvm_status wrap(dvm_context *ctx, dvm_tensor *t, bool konst, dvm_lazy **out) {
+static dvm_status wrap(dvm_context *ctx, dvm_tensor *t, bool konst, bool adopt, dvm_lazy **out) {
   static _Atomic uint64_t serials;
   Err err = {0};
   Lazy *lz = lazy_of(ctx, &err);
@@ -397,12 +397,16 @@ static dvm_status wrap(dvm_context *ctx, dvm_tensor *t, bool konst, dvm_lazy **o
   if (!(*out = lazy_new(lz, t->dtype, t->rank, t->shape)))
     return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
   (*out)->t = t;
+  (*out)->own = adopt;
   if (konst) (*out)->serial = atomic_fetch_add(&serials, 1) + 1;
   return rt_ok();
 }
 
-dvm_status dvm_lazy_wrap(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out) { return wrap(ctx, t, false, out); }
-dvm_status dvm_lazy_wrap_const(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out) { return wrap(ctx, t, true, out); }
+dvm_status dvm_lazy_wrap(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out) { return wrap(ctx, t, false, false, out); }
+dvm_status dvm_lazy_wrap_const(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out) {
+  return wrap(ctx, t, true, false, out);
+}
+dvm_status dvm_lazy_adopt(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out) { return wrap(ctx, t, false, true, out); }
 
 dvm_status dvm_lazy_scalar(dvm_context *ctx, double value, dvm_dtype dt, dvm_lazy **out) {
   Err err = {0};

@@ -586,7 +586,39 @@ done:
   return rc;
 }
 
+/* `dvm bench --eager [ARGS...]`: bench/eager.py with ARGS, by Debian's Python, with the
+ * module next to this dvm (its build tree's python/) first on PYTHONPATH. */
+static int bench_eager(const char *bdir, int argc, char **argv) {
+  char script[1100], dir[1024], py[1100];
+  snprintf(script, sizeof script, "%s/eager.py", bdir);
+  ssize_t k = readlink("/proc/self/exe", dir, sizeof dir - 1);
+  dir[k > 0 ? k : 0] = 0;
+  snprintf(py, sizeof py, "%s/python", dirname(dir));
+  struct stat st;
+  if (!stat(py, &st)) {
+    const char *old = getenv("PYTHONPATH");
+    char path[3000];
+    snprintf(path, sizeof path, "%s%s%s", py, old && *old ? ":" : "", old && *old ? old : "");
+    setenv("PYTHONPATH", path, 1);
+  }
+  char **args = calloc((size_t)argc + 3, sizeof *args);
+  if (!args) return tool_fail(EXIT_ERR, "out of memory");
+  args[0] = "/usr/bin/python3", args[1] = script;
+  for (int i = 0, n = 2; i < argc; i++)
+    if (strcmp(argv[i], "--eager")) args[n++] = argv[i];
+  fflush(stdout);
+  execv(args[0], args);
+  free(args);
+  return tool_fail(EXIT_ERR, "--eager: cannot run /usr/bin/python3 %s: %s", script, strerror(errno));
+}
+
 int tool_bench(int argc, char **argv) {
+  for (int i = 0; i < argc; i++)
+    if (!strcmp(argv[i], "--eager")) {
+      char bdir[1024];
+      bench_dir(bdir, sizeof bdir);
+      return bench_eager(bdir, argc, argv);
+    }
   Args a;
   int rc = parse_args(argc, argv, &a);
   if (rc) return rc;

@@ -22,6 +22,7 @@ void tool_usage(FILE *f) {
         "                 [--format table|csv|json] [--peers] [--plot DIR] [--budget S] "
         "[--min-time S]\n"
         "       dvm bench --lazy [W1 W2 W3 W5] [--sweep N=v1,...] [--threads T] [--tier ...] [--format table|json]\n"
+        "       dvm bench --eager [E1 E2 E3 E4] [--sweep N=v1,...] [--threads T] [--tier ...] [--format table|csv|json]\n"
         "       dvm cache stats|clear [--dir DIR]\n"
         "GRAPH (and a WORKLOAD path) is a .dvm file or an ONNX model (.onnx, docs/onnx.md)\n", f);
 }

@@ -9,7 +9,7 @@ every JSON line is a limit line or a result line with the fields docs/format.md 
 numpy peer matches with a ratio equal to dvm/peer; the wrong peer is reported as a
 mismatch; CSV carries the same fields with peers flattened; --sweep bindings and
 recompiles are reported; `--lazy` reports its fields, the lazy programs' outputs equal the
-graphs' and compile once over two sizes. Ends with "N passed, M failed".
+graphs' and compile once over two sizes; `--eager` (bench/eager.py) agrees with NumPy. Ends with "N passed, M failed".
 """
 import csv
 import io
@@ -111,6 +111,20 @@ for x in res:
     check(x.get("graph_us", 0) > 0 and x.get("lazy_us", 0) > 0 and x.get("record_op_us", 0) > 0, f"{tag}: timings")
     check(abs(x.get("ratio", 0) - x.get("lazy_us", 0) / x.get("graph_us", 1)) <= 1e-3 * x.get("ratio", 1), f"{tag}: ratio")
     check(x.get("compiles") == (1 if x.get("N") == 2 else 0), f"{tag}: one compile for both sizes: {x.get('compiles')}")
+# --eager: bench/eager.py through the command, dvm's lazy arrays against NumPy and torch
+r = subprocess.run([DVM, "bench", "--eager", "E1", "E4", "--sweep", "N=2,3", "--min-time", "0.01", "--format", "json"],
+                   capture_output=True, text=True)
+lines = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+rows = [l for l in lines if "program" in l]
+check(r.returncode == 0 and len(rows) == 4, f"bench --eager: 4 rows (E1, E4 x N=2,3): {r.stderr[-500:]}")
+check(any(l.get("eager") and l.get("record_op_us", 0) > 0 for l in lines), "bench --eager: the recording cost line")
+for x in rows:
+    tag = f"eager {x.get('program')} N={x.get('N')}"
+    check(x.get("dvm_match") and x.get("numpy_match"), f"{tag}: dvm and numpy agree with float64")
+    check(x.get("dvm_us", 0) > 0 and x.get("numpy_us", 0) > 0, f"{tag}: timings")
+    check(x.get("compiles") == 0, f"{tag}: the timed calls compile nothing ({x.get('compiles')})")
+    if x.get("program") == "E4":
+        check(x.get("dvm_iterations") == x.get("numpy_iterations"), f"{tag}: the loop stops where NumPy's does")
 r = subprocess.run([DVM, "bench", "--lazy", "W4"], capture_output=True, text=True)
 check(r.returncode == 2 and "W4" in r.stderr, "bench --lazy without a program for the workload is a usage error")
 sys.exit(summary())

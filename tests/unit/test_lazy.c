@@ -157,6 +157,15 @@ static void test_wrapped_buffer(void) {
   dvm_tensor_destroy(xt); /* ASan: nothing reads it after this */
   CHECK(data(z)[0] == 100, "z");
   dvm_lazy_destroy(z);
+  /* adopted: the host lets go at once; the tensor lives while the trace needs it (ASan) */
+  dvm_tensor *at = vec(16, 3);
+  dvm_lazy *a, *two = scalar(2);
+  CHECK(!dvm_lazy_adopt(ctx, at, &a), "adopt");
+  dvm_lazy *b = op2("mul", a, two);
+  dvm_lazy_destroy(a), dvm_lazy_destroy(two);
+  float *bp = data(b);
+  CHECK(bp && bp[4] == 14, "an adopted tensor read after its handle went");
+  dvm_lazy_destroy(b);
 }
 
 /* Newton's iteration for sqrt until the residual (read each iteration) is small: a trip
