@@ -360,8 +360,8 @@ typedef struct dvm_lazy dvm_lazy;
 
 /* A lazy value over t's data, without a copy. t stays the caller's: its data is read by
  * the flushes of the ops that use it, so it must stay alive and unchanged until they have
- * run (dvm_lazy_sync, or reading a value that depends on it); a flush after a change
- * reads the new values. */
+ * run (dvm_lazy_sync on each thread that used it, or reading the values that depend on
+ * it); a flush after a change reads the new values. */
 dvm_status dvm_lazy_wrap(dvm_context *ctx, dvm_tensor *t, dvm_lazy **out);
 /* The same for a tensor whose values do not change while any lazy value wraps it (a
  * model's weights): it is bound to the flushed graphs as a param, so forms derived from
@@ -414,7 +414,8 @@ typedef struct dvm_lazy_options {
   int64_t cache_bytes;   /* bytes of those models (graphs, plans, arenas, bytecode; native
                             code is the context's, dvm_context_set_code_limit); 1 GiB */
 } dvm_lazy_options;
-/* The lazy front end's settings for this context (before its first lazy value). */
+/* The lazy front end's settings for this context, for the flushes that start after it.
+ * Extern functions that flushes call must not use the lazy API (DVM_ERR_USAGE). */
 dvm_status dvm_context_set_lazy_options(dvm_context *ctx, const dvm_lazy_options *opt);
 
 typedef struct dvm_lazy_stats {

@@ -103,6 +103,17 @@ int64_t ir_find(const Graph *g, const char *name, size_t n) {
 
 /* ---- attributes ------------------------------------------------------------------------- */
 
+IrMark ir_mark(const Graph *g) {
+  return (IrMark){g->nodes.n, g->strs.n, g->operands.n, g->attrs.n, g->lists.n, g->shapes.n, g->cons.n,
+                  g->syms.n, g->decls.n};
+}
+
+void ir_undo(Graph *g, const IrMark *m) {
+  g->nodes.n = m->nodes, g->strs.n = m->strs, g->operands.n = m->operands, g->attrs.n = m->attrs;
+  g->lists.n = m->lists, g->shapes.n = m->shapes, g->cons.n = m->cons, g->syms.n = m->syms;
+  g->decls.n = m->decls;
+}
+
 int64_t ir_add_source(Graph *g, Op op, DType dt, int rank, const Dim *shape) {
   Node nd = {.op = (uint16_t)op, .dtype = (uint8_t)dt, .rank = (uint8_t)rank, .in = g->operands.n,
              .attr = g->attrs.n, .decl = g->shapes.n};

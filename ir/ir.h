@@ -329,6 +329,15 @@ typedef struct NodeDraft {
 /* Append a node: checks the name, arity and attributes, runs inference (infer.c).
  * Returns the value id, or -1 with err set. */
 int64_t ir_add_node(Graph *g, const NodeDraft *d, Err *err);
+/* The sizes of g's tables, and undoing what was added after them: for a front end that
+ * refuses a node inference accepted. The nodes undone must be unnamed and must not have
+ * unified or bound symbols that existed at the mark (the lazy front end's traces, whose
+ * dims are constants). */
+typedef struct IrMark {
+  uint32_t nodes, strs, operands, attrs, lists, shapes, cons, syms, decls;
+} IrMark;
+IrMark ir_mark(const Graph *g);
+void ir_undo(Graph *g, const IrMark *m);
 /* A nameless input or param (op) of dtype dt and the given dims (valid: constants >= 0 or
  * declared symbols), as ir_add_node would add it, without its checks: the lazy front end's
  * leaves, one per value a trace reads. Returns the value id. */

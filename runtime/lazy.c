@@ -5,17 +5,18 @@
  * computed values the ops read (wrapped tensors, results of earlier flushes), with their
  * concrete dims, so inference at each op gives the result's dtype and shape at once and
  * reports an error at the op that causes it. A flush (reading a pending value, an
- * explicit sync, a `call` op, a trace of max_ops ops, or a pending value used from
- * another thread) runs, through the trace cache (trace.c), the part of the trace that the
- * values the host still holds need; those become computed, the rest is dropped, and the
- * trace starts empty.
+ * explicit sync, a `call` op, a trace of max_ops ops, a pending value used from another
+ * thread, the thread's exit) runs, through the trace cache (trace.c), the part of the
+ * trace that the values the host still holds need; those become computed, the rest is
+ * dropped, and the trace starts empty.
  *
  * References: a dvm_lazy counts the host's reference and one per trace that records or
  * reads it; it is freed when the last goes. Its state moves once, from pending (`trace`
  * set, under that trace's lock) to computed (`t` set, then `trace` cleared with release
  * order) or failed. A thread that finds an operand pending in another thread's trace
  * flushes that trace under its lock before it locks its own: no thread holds two trace
- * locks, so traces cannot deadlock each other. */
+ * locks, so traces cannot deadlock each other. Lock order: Lazy.lock, then a trace's,
+ * then the trace cache's; Lazy.opt_lock and spare_lock are taken alone. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,8 +144,16 @@ static void trace_free(Trace *t) {
 
 /* The thread's exit: its trace stays, for the pending values other threads may read, and
  * is taken over by the next thread that needs one once it is empty. */
+static dvm_status flush_locked(Trace *t, Err *err);
+
+/* The thread's exit: what it left pending that the host holds is computed (other threads
+ * may read it), the rest dropped; the empty trace is kept for the next thread. */
 static void trace_orphan(void *p) {
   Trace *t = p;
+  Err err = {0};
+  pthread_mutex_lock(&t->lock);
+  flush_locked(t, &err); /* a failure is recorded in the values it was to compute */
+  pthread_mutex_unlock(&t->lock);
   pthread_mutex_lock(&t->lz->lock);
   t->orphan = true;
   pthread_mutex_unlock(&t->lz->lock);
@@ -245,6 +254,16 @@ static void fail_pending(Trace *t, const Err *err) {
   }
 }
 
+/* Is this thread running a flush (an extern function called by its kernels)? The lazy
+ * API refuses to be entered from there: the trace's lock is held. */
+static _Thread_local bool in_flush;
+
+static bool reentered(Err *err) {
+  if (in_flush)
+    ir_err(err, DVM_ERR_USAGE, "the lazy API is not for extern functions that a flush calls");
+  return in_flush;
+}
+
 /* Flush t (its lock held): the pending values the host holds are computed, the trace
  * is emptied. */
 static dvm_status flush_locked(Trace *t, Err *err) {
@@ -279,8 +298,10 @@ static dvm_status flush_locked(Trace *t, Err *err) {
     }
   }
   if (nouts && !st) {
+    in_flush = true; /* an extern function it calls must not record or flush here */
     st = rt_trace_run(t->lz, &t->canon, g, outs, nouts, leaf, serial, res, err);
-    atomic_fetch_add(&t->lz->flushes, 1);
+    in_flush = false;
+    if (!st) atomic_fetch_add(&t->lz->flushes, 1);
   }
   for (uint32_t i = 0; i < nouts; i++) {
     dvm_lazy *y = t->of.v[t->outs.v[i]];
@@ -304,6 +325,7 @@ done:
 /* x computed, flushing the trace it is pending in (another thread's, or this one's). */
 static dvm_status force(dvm_lazy *x, Err *err) {
   Trace *t = atomic_load_explicit(&x->trace, memory_order_acquire);
+  if (t && reentered(err)) return err->code;
   if (t) {
     pthread_mutex_lock(&t->lock);
     dvm_status st = atomic_load_explicit(&x->trace, memory_order_acquire) == t ? flush_locked(t, err) : DVM_OK;
@@ -326,8 +348,10 @@ Lazy *rt_lazy_new(dvm_context *ctx) {
   }
   lz->ctx = ctx;
   pthread_mutex_init(&lz->lock, NULL);
+  pthread_mutex_init(&lz->opt_lock, NULL);
   pthread_mutex_init(&lz->spare_lock, NULL);
   lz->opt = (dvm_lazy_options){DVM_TIER_AUTO, 0, DEFAULT_MAX_OPS, DEFAULT_ENTRIES, DEFAULT_BYTES};
+  atomic_init(&lz->max_ops, DEFAULT_MAX_OPS);
   return lz;
 }
 
@@ -338,6 +362,7 @@ void rt_lazy_free(Lazy *lz) {
   rt_trace_cache_free(lz->cache);
   for (int i = 0; i < lz->nspare; i++) free(lz->spare[i]);
   pthread_mutex_destroy(&lz->spare_lock);
+  pthread_mutex_destroy(&lz->opt_lock);
   pthread_mutex_destroy(&lz->lock);
   free(lz);
 }
@@ -355,13 +380,15 @@ dvm_status dvm_context_set_lazy_options(dvm_context *ctx, const dvm_lazy_options
   if (!opt || (unsigned)opt->tier > DVM_TIER_REF || opt->threads < 0 || opt->max_ops < 0 ||
       opt->cache_entries < 0 || opt->cache_bytes < 0)
     return ir_err(&err, DVM_ERR_USAGE, "dvm_context_set_lazy_options: a tier, and counts >= 0"), rt_fail(&err);
-  pthread_mutex_lock(&lz->lock);
+  pthread_mutex_lock(&lz->opt_lock);
   lz->opt = *opt;
   if (!lz->opt.max_ops) lz->opt.max_ops = DEFAULT_MAX_OPS;
   if (!lz->opt.cache_entries) lz->opt.cache_entries = DEFAULT_ENTRIES;
   if (!lz->opt.cache_bytes) lz->opt.cache_bytes = DEFAULT_BYTES;
-  pthread_mutex_unlock(&lz->lock);
-  rt_trace_cache_trim(lz->cache, lz->opt.cache_entries, lz->opt.cache_bytes);
+  atomic_store(&lz->max_ops, lz->opt.max_ops);
+  dvm_lazy_options now = lz->opt;
+  pthread_mutex_unlock(&lz->opt_lock);
+  rt_trace_cache_trim(lz->cache, now.cache_entries, now.cache_bytes);
   return rt_ok();
 }
 
@@ -414,9 +441,10 @@ dvm_status dvm_lazy_scalar(dvm_context *ctx, double value, dvm_dtype dt, dvm_laz
   *out = NULL;
   if (!lz) return rt_fail(&err);
   if ((unsigned)dt >= DT_COUNT) return ir_err(&err, DVM_ERR_USAGE, "dvm_lazy_scalar: bad dtype"), rt_fail(&err);
-  if (!ir_dtype_is_float(dt) && value != (double)(int64_t)value)
-    return ir_err(&err, DVM_ERR_DTYPE, "dvm_lazy_scalar: %g is not an integer (dtype %s)", value,
-                  ir_dtype_name(dt)),
+  double lo = dt == DT_I32 ? -2147483648.0 : dt == DT_BOOL ? 0 : -9223372036854775808.0;
+  double end = dt == DT_I32 ? 2147483648.0 : dt == DT_BOOL ? 2 : 9223372036854775808.0; /* past the last */
+  if (!ir_dtype_is_float(dt) && !(value >= lo && value < end && value == (double)(int64_t)value))
+    return ir_err(&err, DVM_ERR_DTYPE, "dvm_lazy_scalar: %g is not a %s value", value, ir_dtype_name(dt)),
            rt_fail(&err);
   dvm_lazy *x = lazy_new(lz, dt, 0, NULL);
   if (!x || rt_tensor_new(dt, 0, NULL, &x->t, &err)) {
@@ -518,11 +546,18 @@ static void name_op(const Trace *t, const NodeDraft *d, Err *err) {
  * *out set, failed). */
 static dvm_status append(Trace *t, NodeDraft *d, dvm_lazy **out, Err *err) {
   *out = NULL;
+  IrMark mark = ir_mark(t->g);
   int64_t v = ir_add_node(t->g, d, err);
-  if (v < 0) return name_op(t, d, err), err->code;
+  if (v < 0) return t->g->syms.n = mark.syms, name_op(t, d, err), err->code;
   const Node *nd = ir_node(t->g, (uint32_t)v);
   int64_t shape[DVM_MAX_RANK];
-  for (int a = 0; a < nd->rank; a++) ir_dim_is_const(t->g, ir_shape(t->g, (uint32_t)v)[a], &shape[a]);
+  bool known = t->g->syms.n == mark.syms;
+  for (int a = 0; a < nd->rank && known; a++) known = ir_dim_is_const(t->g, ir_shape(t->g, (uint32_t)v)[a], &shape[a]);
+  if (!known) { /* inference made a symbol of a dim (a reshape's -1 that does not divide) */
+    ir_undo(t->g, &mark);
+    ir_err(err, DVM_ERR_SHAPE, "%s: its operands do not determine its shape", ir_ops[d->op].name);
+    return name_op(t, d, err), err->code;
+  }
   dvm_lazy *y = lazy_new(t->lz, (DType)nd->dtype, nd->rank, shape);
   vec_push(t->of, y); /* NULL (no memory): the node stays, unread; the flush drops it */
   if (!y) return ir_err(err, DVM_ERR_NOMEM, "out of memory");
@@ -532,7 +567,8 @@ static dvm_status append(Trace *t, NodeDraft *d, dvm_lazy **out, Err *err) {
   t->nops++;
   atomic_fetch_add_explicit(&t->lz->ops, 1, memory_order_relaxed);
   *out = y;
-  if (d->op == OP_CALL || t->nops >= (uint32_t)t->lz->opt.max_ops) return flush_locked(t, err);
+  if (d->op == OP_CALL || t->nops >= (uint32_t)atomic_load_explicit(&t->lz->max_ops, memory_order_relaxed))
+    return flush_locked(t, err);
   return DVM_OK;
 }
 
@@ -541,7 +577,7 @@ dvm_status dvm_lazy_op(dvm_context *ctx, const char *op, int noperands, dvm_lazy
   Err err = {0};
   *out = NULL;
   Lazy *lz = lazy_of(ctx, &err);
-  if (!lz) return rt_fail(&err);
+  if (!lz || reentered(&err)) return rt_fail(&err);
   int k = op ? ir_op_lookup(op, strlen(op)) : -1;
   if (k < 0 || ir_ops[k].kind == OPK_SOURCE)
     return ir_err(&err, DVM_ERR_GRAPH, "dvm_lazy_op: unknown op '%s'", op ? op : "(null)"), rt_fail(&err);
@@ -567,11 +603,10 @@ dvm_status dvm_lazy_op(dvm_context *ctx, const char *op, int noperands, dvm_lazy
     d.in[i] = (uint32_t)u;
   }
   if (!st && attrs && (st = attrs_of(t, attrs, &d, &err))) name_op(t, &d, &err);
-  if (!st && t->g->syms.n) { /* a trace's dims are integers: a name in a dim is not one */
+  if (!st && t->g->syms.n) /* a trace's dims are integers: a name in a dim is not one */
     st = ir_err(&err, DVM_ERR_SYNTAX, "lazy %s: dims in attributes are integers, '%s' is a name", op,
                 ir_s(t->g, t->g->syms.v[0].name));
-    t->g->syms.n = 0;
-  }
+  t->g->syms.n = 0; /* whatever a failed parse declared */
   if (!st) st = append(t, &d, out, &err);
   pthread_mutex_unlock(&t->lock);
   if (st && *out) dvm_lazy_destroy(*out), *out = NULL; /* recorded, but its flush failed */
@@ -594,7 +629,7 @@ dvm_status dvm_lazy_tensor(dvm_lazy *x, dvm_tensor **out) {
 dvm_status dvm_lazy_sync(dvm_context *ctx) {
   Err err = {0};
   Lazy *lz = lazy_of(ctx, &err);
-  if (!lz) return rt_fail(&err);
+  if (!lz || reentered(&err)) return rt_fail(&err);
   Trace *t = pthread_getspecific(lz->key);
   if (!t) return rt_ok();
   pthread_mutex_lock(&t->lock);
@@ -659,12 +694,14 @@ dvm_status dvm_lazy_apply(dvm_context *ctx, const dvm_graph *g, int nargs, dvm_l
                           dvm_lazy **outs) {
   Err err = {0};
   Lazy *lz = lazy_of(ctx, &err);
-  if (!lz) return rt_fail(&err);
+  for (int i = 0; outs && g && i < (int)rt_graph_ir(g)->outputs.n; i++) outs[i] = NULL;
+  if (!lz || reentered(&err)) return rt_fail(&err);
   if (!g) return ir_err(&err, DVM_ERR_USAGE, "dvm_lazy_apply: no graph"), rt_fail(&err);
   Graph *c = ir_graph_clone(rt_graph_ir(g));
   if (!c) return ir_err(&err, DVM_ERR_NOMEM, "out of memory"), rt_fail(&err);
   Tensor *hdr = calloc(c->decls.n + 1, sizeof *hdr), **given = calloc(c->nodes.n + 1, sizeof *given);
   dvm_lazy **val = calloc(c->nodes.n + 1, sizeof *val);
+  uint32_t *last = NULL;
   Binding b = {0};
   Trace *t = NULL;
   dvm_status st = DVM_OK;
@@ -695,11 +732,24 @@ dvm_status dvm_lazy_apply(dvm_context *ctx, const dvm_graph *g, int nargs, dvm_l
     if (xt && xt != t && (st = force(x, &err))) goto done; /* another thread's: computed first */
   }
   if ((st = rt_bind(c, given, NULL, &b, &err))) goto done;
+  if (!(last = malloc(c->nodes.n * sizeof *last))) {
+    st = ir_err(&err, DVM_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  for (uint32_t v = 0; v < c->nodes.n; v++) { /* each value's last reader; outputs are kept */
+    last[v] = v;
+    for (uint32_t i = 0; i < ir_node(c, v)->nin; i++) last[ir_operand(c, v, i)] = v;
+  }
+  for (uint32_t i = 0; i < c->outputs.n; i++) last[c->outputs.v[i]] = UINT32_MAX;
   pthread_mutex_lock(&t->lock);
   for (uint32_t v = 0; v < c->nodes.n && !st; v++) {
     if (ir_ops[ir_node(c, v)->op].kind == OPK_SOURCE) continue;
     NodeDraft d;
     if (!(st = apply_draft(t, c, &b, v, val, &d, &err))) st = append(t, &d, &val[v], &err);
+    for (uint32_t i = 0; !st && i < ir_node(c, v)->nin; i++) { /* let go after the last reader */
+      uint32_t u = ir_operand(c, v, i);
+      if (last[u] == v && ir_ops[ir_node(c, u)->op].kind != OPK_SOURCE) dvm_lazy_destroy(val[u]), val[u] = NULL;
+    }
   }
   pthread_mutex_unlock(&t->lock);
   if (!st)
@@ -712,7 +762,7 @@ done:
   for (uint32_t v = 0; val && v < c->nodes.n; v++) /* the op values this call held */
     if (val[v] && ir_ops[ir_node(c, v)->op].kind != OPK_SOURCE) dvm_lazy_destroy(val[v]);
   rt_binding_free(&b);
-  free(hdr), free(given), free(val);
+  free(hdr), free(given), free(val), free(last);
   ir_graph_free(c);
   return st ? rt_fail(&err) : rt_ok();
 }

@@ -26,10 +26,12 @@ enum { LAZY_SPARES = 32 };
 /* A context's lazy state (rt_context_lazy), made on first use. */
 typedef struct Lazy {
   dvm_context *ctx;
-  pthread_mutex_t lock;   /* the traces list, the options */
+  pthread_mutex_t lock;   /* the traces list (taken before a trace's lock) */
+  pthread_mutex_t opt_lock; /* the options (taken with no other lock held after it) */
   pthread_key_t key;      /* this thread's Trace */
   struct Trace *traces;   /* every trace, of live threads and of exited ones (orphans) */
-  dvm_lazy_options opt;
+  dvm_lazy_options opt;   /* under opt_lock; flushes take a copy */
+  _Atomic int max_ops;    /* opt.max_ops, read as each op is recorded */
   TraceCache *cache;
   _Atomic int64_t ops, flushes; /* ops recorded, flushes that ran a graph */
   pthread_mutex_t spare_lock;   /* results' memory freed, kept for the next flushes' */

@@ -14,11 +14,13 @@
  * symbols (one per input dim that is not 1: a dim of 1 broadcasts, so it stays structural), so
  * that its inference records what the program assumes of the sizes as constraints. Each
  * node's new constraints are checked at once against the flush's sizes; where inference
- * fails or a constraint does not hold (a slice's end beyond a smaller dim, an op that
- * needs a constant dim), the symbols of that node's operands are pinned to their values
- * and the graph is built again. The compiled model and its pins are a variant of the
- * entry: a flush takes the first variant (most pins first) whose pins match its sizes
- * and whose run binds; when none does, a new variant is built for these sizes.
+ * fails, makes a symbol of its own (a reshape's -1 that does not divide symbolically), gives
+ * another shape than the trace at these sizes (squeeze without axes) or records a
+ * constraint that does not hold (a slice's end beyond a smaller dim), the symbols of that
+ * node's operands are pinned to their values and the graph is built again. The compiled
+ * model and its pins are a variant of the entry: a flush takes the first variant (most
+ * pins first) whose pins match its sizes, whose run binds and whose outputs have the
+ * recorded shapes; when none does, a new variant is built for these sizes.
  *
  * The cache holds entries under a lock, bounded in entries and bytes, least recently used
  * dropped first; an entry being run (users > 0) is unlinked but freed by its last user. */
@@ -165,6 +167,7 @@ typedef struct Entry {
   Variant *variants;            /* most pins first */
   int users;                    /* flushes running one of its models */
   bool dropped;                 /* unlinked: the last user frees it */
+  struct Entry *dead;           /* TraceCache.dead */
 } Entry;
 
 enum { BUCKETS = 1024 };
@@ -173,9 +176,13 @@ struct TraceCache {
   pthread_mutex_t lock;
   Entry *bucket[BUCKETS];
   Entry *head, *tail;
+  Entry *dead;                  /* unlinked and unused: freed after the lock is let go (a
+                                   model's destroy may wait for its background compile) */
   int64_t entries, bytes;
   int64_t hits, misses, variants, evictions;
 };
+
+
 
 TraceCache *rt_trace_cache_new(void) {
   TraceCache *c = calloc(1, sizeof *c);
@@ -188,6 +195,17 @@ static void entry_free(Entry *e) {
   free(e->key);
   free(e);
 }
+
+/* Let go of the lock, then free the entries it left dead. */
+static void unlock(TraceCache *c) {
+  Entry *dead = c->dead;
+  c->dead = NULL;
+  pthread_mutex_unlock(&c->lock);
+  for (Entry *next; dead; dead = next) next = dead->dead, entry_free(dead);
+}
+
+/* e has no user and is unlinked: freed when the lock is let go (lock held). */
+static void bury(TraceCache *c, Entry *e) { e->dead = c->dead, c->dead = e; }
 
 static size_t entry_bytes(const Entry *e) {
   size_t n = sizeof *e + e->keylen;
@@ -205,12 +223,14 @@ static void entry_drop(TraceCache *c, Entry *e) {
   c->entries--;
   c->bytes -= (int64_t)entry_bytes(e);
   e->dropped = true;
-  if (!e->users) entry_free(e);
+  if (!e->users) bury(c, e);
 }
 
 void rt_trace_cache_free(TraceCache *c) {
   if (!c) return;
+  pthread_mutex_lock(&c->lock);
   while (c->head) entry_drop(c, c->head);
+  unlock(c);
   pthread_mutex_destroy(&c->lock);
   free(c);
 }
@@ -230,7 +250,7 @@ static void trim_locked(TraceCache *c, int64_t max_entries, int64_t max_bytes) {
 void rt_trace_cache_trim(TraceCache *c, int64_t max_entries, int64_t max_bytes) {
   pthread_mutex_lock(&c->lock);
   trim_locked(c, max_entries, max_bytes);
-  pthread_mutex_unlock(&c->lock);
+  unlock(c);
 }
 
 void rt_trace_cache_stats(TraceCache *c, dvm_lazy_stats *out) {
@@ -293,12 +313,26 @@ static bool constraints_hold(const Build *b, uint32_t from) {
   return true;
 }
 
+/* Does value v of the graph being built have trace value u's dtype and dims at the
+ * flush's sizes? (Inference that branches on a size, such as squeeze without axes
+ * dropping a dim that is 1 here, gives another shape symbolically.) */
+static bool same_shape(const Build *b, const Graph *tg, uint32_t u, uint32_t v) {
+  const Node *tn = ir_node(tg, u), *n = ir_node(b->g, v);
+  if (tn->rank != n->rank || tn->dtype != n->dtype) return false;
+  for (int k = 0; k < n->rank; k++) {
+    int64_t x;
+    if (!ir_dim_eval(b->g, ir_shape(b->g, v)[k], b->symval.v, &x) || x != const_dim(tg, ir_shape(tg, u)[k]))
+      return false;
+  }
+  return true;
+}
+
 /* Pin the symbols node u's operands use (all symbols if they use none unpinned); false
  * when nothing is left to pin. */
 static bool pin_more(Build *b, const Graph *tg, const Canon *cn, const NodeDraft *d) {
   uint32_t before = b->pins.n;
   for (int pass = 0; pass < 2 && b->pins.n == before; pass++)
-    for (uint32_t s = 0; s < b->g->syms.n; s++) {
+    for (uint32_t s = 0; s < b->symdim.n; s++) { /* the inputs' symbols (not inference's) */
       bool use = pass == 1;
       for (uint32_t i = 0; i < d->nin && !use; i++) {
         const Node *on = ir_node(b->g, d->in[i]);
@@ -377,7 +411,8 @@ static bool build_once(Build *b, const Graph *tg, const Canon *cn, Err *err, boo
     draft(b, tg, cn, u, &d, name);
     uint32_t from = g->cons.n;
     Err local = {0};
-    if (ir_add_node(g, &d, &local) < 0 || !constraints_hold(b, from)) {
+    int64_t v = ir_add_node(g, &d, &local);
+    if (v < 0 || g->syms.n != b->symval.n || !constraints_hold(b, from) || !same_shape(b, tg, u, (uint32_t)v)) {
       if (!pin_more(b, tg, cn, &d)) {
         *stuck = true;
         *err = local.code ? local : *err;
@@ -414,8 +449,8 @@ static dvm_status build(const Graph *tg, const Canon *cn, const uint32_t *outs, 
 }
 
 /* A new variant for cn at these sizes: built, compiled. */
-static dvm_status variant_new(Lazy *lz, const Graph *tg, const Canon *cn, const uint32_t *outs,
-                              uint32_t nouts, Variant **out, Err *err) {
+static dvm_status variant_new(Lazy *lz, const dvm_lazy_options *opt, const Graph *tg, const Canon *cn,
+                              const uint32_t *outs, uint32_t nouts, Variant **out, Err *err) {
   Graph *g;
   Pin *pins = NULL;
   uint32_t npins = 0;
@@ -423,7 +458,7 @@ static dvm_status variant_new(Lazy *lz, const Graph *tg, const Canon *cn, const 
   dvm_status st = build(tg, cn, outs, nouts, &g, &pins, &npins, err);
   if (st) return st;
   dvm_graph dg = {.ir = g, .ctx = lz->ctx};
-  dvm_compile_options o = {lz->opt.tier, lz->opt.threads};
+  dvm_compile_options o = {opt->tier, opt->threads};
   dvm_model *m;
   if ((st = dvm_model_compile(lz->ctx, &dg, &o, &m))) {
     ir_graph_free(g);
@@ -455,24 +490,19 @@ static void variant_add(TraceCache *c, Entry *e, Variant *v) {
 
 /* ---- the run ------------------------------------------------------------------------------- */
 
-/* Run v on the leaves (serial[u]: leaf u's constant wrap): its params bound first where
- * the wrap bound last is another (packing them again), under the variant's lock taken
- * alone; runs share it. */
+/* Run v on the leaves (serial[u]: leaf u's constant wrap). Runs share the variant's lock;
+ * where the wraps bound last are others, the params are bound (packed again) and the run
+ * made under it taken alone. */
 static dvm_status run_variant(Variant *v, const Canon *cn, Tensor *const *leaf, const uint64_t *serial,
                               Tensor *const *results, Err *err) {
   Tensor *few[16] = {0}, **decl = cn->inputs.n <= 16 ? few : malloc(cn->inputs.n * sizeof *decl);
   if (!decl) return ir_err(err, DVM_ERR_NOMEM, "out of memory");
   for (uint32_t i = 0; i < cn->inputs.n; i++) decl[i] = leaf[cn->inputs.v[i]];
   dvm_status st = DVM_OK;
-  for (;;) {
-    pthread_rwlock_rdlock(&v->rw);
-    bool bound = true;
-    for (uint32_t i = 0; i < cn->inputs.n && bound; i++) bound = v->bound[i] == serial[cn->inputs.v[i]];
-    if (bound) {
-      st = rt_model_run_decl(v->m, decl, results);
-      pthread_rwlock_unlock(&v->rw);
-      break;
-    }
+  pthread_rwlock_rdlock(&v->rw);
+  bool bound = true;
+  for (uint32_t i = 0; i < cn->inputs.n && bound; i++) bound = v->bound[i] == serial[cn->inputs.v[i]];
+  if (!bound) { /* bind (and pack) them, then run while no other run can rebind them */
     pthread_rwlock_unlock(&v->rw);
     pthread_rwlock_wrlock(&v->rw);
     for (uint32_t i = 0; i < cn->inputs.n && !st; i++) {
@@ -482,29 +512,49 @@ static dvm_status run_variant(Variant *v, const Canon *cn, Tensor *const *leaf, 
       snprintf(name, sizeof name, "x%u", i);
       if (!(st = dvm_model_set_param(v->m, name, decl[i]))) v->bound[i] = s;
     }
-    pthread_rwlock_unlock(&v->rw);
-    if (st) break;
   }
+  if (!st) st = rt_model_run_decl(v->m, decl, results);
+  pthread_rwlock_unlock(&v->rw);
   if (decl != few) free(decl);
-  if (st == DVM_ERR_USAGE) /* results have the shapes inference gave at the ops */
-    return ir_err(err, DVM_ERR_RUNTIME, "lazy: a flushed trace gives other shapes than recorded (a bug): %s",
+  if (st == DVM_ERR_USAGE) /* its outputs' shapes here are not those recorded: not this variant */
+    return ir_err(err, DVM_ERR_SHAPE, "lazy: the compiled trace gives other shapes than recorded: %s",
                   dvm_last_error());
   return st ? ir_err(err, st, "%s", dvm_last_error()) : DVM_OK;
 }
 
 void rt_trace_cache_wait(TraceCache *c) {
   pthread_mutex_lock(&c->lock);
-  Entry **held = malloc(((size_t)c->entries + 1) * sizeof *held); /* held while this waits */
-  size_t n = 0;
-  for (Entry *e = c->head; e && held; e = e->next) e->users++, held[n++] = e;
+  size_t n = 0, k = 0;
+  for (Entry *e = c->head; e; e = e->next) {
+    n++;
+    for (Variant *v = e->variants; v; v = v->next) k++;
+  }
+  Entry **held = malloc((n + 1) * sizeof *held); /* held while this waits for their models */
+  dvm_model **models = malloc((k + 1) * sizeof *models);
+  n = k = 0;
+  for (Entry *e = c->head; e && held && models; e = e->next) {
+    e->users++, held[n++] = e;
+    for (Variant *v = e->variants; v; v = v->next) models[k++] = v->m;
+  }
   pthread_mutex_unlock(&c->lock);
-  for (size_t i = 0; i < n; i++) /* variants are only ever added, at the front */
-    for (Variant *v = held[i]->variants; v; v = v->next) dvm_model_wait(v->m);
+  for (size_t i = 0; i < k; i++) dvm_model_wait(models[i]);
   pthread_mutex_lock(&c->lock);
   for (size_t i = 0; i < n; i++)
-    if (!--held[i]->users && held[i]->dropped) entry_free(held[i]);
-  pthread_mutex_unlock(&c->lock);
-  free(held);
+    if (!--held[i]->users && held[i]->dropped) bury(c, held[i]);
+  unlock(c);
+  free(held), free(models);
+}
+
+/* Do v and w pin the same dims to the same values? */
+static bool same_pins(const Variant *v, const Variant *w) {
+  return v->npins == w->npins && (!v->npins || !memcmp(v->pins, w->pins, v->npins * sizeof *v->pins));
+}
+
+/* v's bytes measured again after a run (its plans, arenas and packed weights are made by
+ * runs), in e's and the cache's totals (lock held). */
+static void remeasure(TraceCache *c, Entry *e, Variant *v, size_t bytes) {
+  if (!e->dropped) c->bytes += (int64_t)bytes - (int64_t)v->bytes;
+  v->bytes = bytes;
 }
 
 dvm_status rt_trace_run(Lazy *lz, Canon **scratch, const Graph *tg, const uint32_t *outs, uint32_t nouts,
@@ -512,10 +562,13 @@ dvm_status rt_trace_run(Lazy *lz, Canon **scratch, const Graph *tg, const uint32
   TraceCache *c = lz->cache;
   Canon *cp = *scratch ? *scratch : (*scratch = calloc(1, sizeof **scratch));
   if (!cp) return ir_err(err, DVM_ERR_NOMEM, "out of memory");
+  pthread_mutex_lock(&lz->opt_lock);
+  dvm_lazy_options opt = lz->opt;
+  pthread_mutex_unlock(&lz->opt_lock);
   Canon cn = *cp; /* moved back when done */
   canon_make(&cn, tg, outs, nouts);
   dvm_status st = DVM_OK;
-  bool ran = false;
+  Variant *ran = NULL, *spare = NULL;
   pthread_mutex_lock(&c->lock);
   Entry *e = find(c, &cn);
   if (e) touch(c, e), e->users++; /* held: not freed while this flush runs it */
@@ -528,21 +581,21 @@ dvm_status rt_trace_run(Lazy *lz, Canon **scratch, const Graph *tg, const uint32
       st = DVM_OK;
       continue;
     }
-    ran = true;
-    c->hits += !st;
+    if (!st) ran = v, c->hits++;
     break;
   }
   pthread_mutex_unlock(&c->lock);
-  if (!ran) { /* a miss: compile the trace at these sizes, run it, keep it */
+  if (!ran && !st) { /* a miss: compile the trace at these sizes, run it, keep it */
     Variant *nv;
-    if ((st = variant_new(lz, tg, &cn, outs, nouts, &nv, err))) goto release;
+    if ((st = variant_new(lz, &opt, tg, &cn, outs, nouts, &nv, err))) goto release;
     st = run_variant(nv, &cn, leaf, serial, results, err);
     pthread_mutex_lock(&c->lock);
     c->misses++;
     if (!e && (e = find(c, &cn))) touch(c, e), e->users++; /* made meanwhile by another thread */
     if (e) {
-      c->variants += e->variants != NULL;
-      variant_add(c, e, nv);
+      for (Variant *v = e->variants; v && !spare; v = v->next)
+        if (same_pins(v, nv)) spare = nv; /* another thread compiled the same meanwhile */
+      if (!spare) c->variants += e->variants != NULL, variant_add(c, e, nv), ran = nv;
     } else if ((e = calloc(1, sizeof *e)) && (e->key = malloc(cn.bytes.n ? cn.bytes.n : 1))) {
       memcpy(e->key, cn.bytes.v, cn.bytes.n);
       e->keylen = cn.bytes.n, e->hash = cn.hash, e->users = 1;
@@ -550,19 +603,23 @@ dvm_status rt_trace_run(Lazy *lz, Canon **scratch, const Graph *tg, const uint32
       e->next = c->head, *(c->head ? &c->head->prev : &c->tail) = e, c->head = e;
       c->entries++;
       c->bytes += (int64_t)entry_bytes(e);
-      variant_add(c, e, nv);
+      variant_add(c, e, nv), ran = nv;
     } else { /* out of memory for the entry: the results stand, the model is not kept */
       free(e);
       e = NULL;
-      variant_free(nv);
+      spare = nv;
     }
     pthread_mutex_unlock(&c->lock);
+    if (st) ran = NULL;
   }
-release:
+release:;
+  size_t bytes = ran ? rt_model_bytes(ran->m) + ran->npins * sizeof *ran->pins : 0;
   pthread_mutex_lock(&c->lock);
-  if (e && !--e->users && e->dropped) entry_free(e);
-  trim_locked(c, lz->opt.cache_entries, lz->opt.cache_bytes);
-  pthread_mutex_unlock(&c->lock);
+  if (ran) remeasure(c, e, ran, bytes);
+  if (e && !--e->users && e->dropped) bury(c, e);
+  trim_locked(c, opt.cache_entries, opt.cache_bytes);
+  unlock(c);
+  if (spare) variant_free(spare);
   *cp = cn;
   return st;
 }

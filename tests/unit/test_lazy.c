@@ -335,11 +335,123 @@ static void test_apply(void) {
   CHECK(outs[0] && dvm_lazy_shape(outs[0])[0] == 4 && outs[1] == args[0], "apply's outputs");
   float *yp = data(outs[0]), *xp = dvm_tensor_data(xt), *bp = dvm_tensor_data(bt);
   CHECK(yp && yp[5] == xp[9] + bp[1], "apply's values");
-  dvm_lazy *one_arg[1] = {args[0]};
-  CHECK(dvm_lazy_apply(ctx, g, 1, one_arg, outs) == DVM_ERR_USAGE, "apply with a missing arg");
+  dvm_lazy *one_arg[1] = {args[0]}, *none[2] = {args[0], args[0]};
+  CHECK(dvm_lazy_apply(ctx, g, 1, one_arg, none) == DVM_ERR_USAGE && !none[0] && !none[1],
+        "apply with a missing arg: no outputs");
   for (int i = 0; i < 2; i++) dvm_lazy_destroy(outs[i]), dvm_lazy_destroy(args[i]);
   dvm_tensor_destroy(xt), dvm_tensor_destroy(bt);
   dvm_graph_destroy(g);
+}
+
+/* What review found: shapes inference cannot determine, symbolic forms that differ from
+ * the trace at some sizes, a failed parse, reentry from an extern, scalars out of range,
+ * threads that exit with pending values, and the cache's byte bound. */
+static dvm_status reentry_status = DVM_OK;
+static void reenter_cb(const float *x, float *out, int64_t n) {
+  reentry_status = dvm_lazy_sync(ctx); /* refused, not a deadlock */
+  for (int64_t i = 0; i < n; i++) out[i] = x[i] + 1;
+}
+
+static void *leave_pending(void *p) {
+  dvm_lazy **held = p, *x, *dead;
+  dvm_tensor *t = vec(32, 1);
+  dvm_lazy_adopt(ctx, t, &x);
+  dead = op1("exp", x, NULL);
+  *held = op1("neg", x, NULL); /* pending when this thread exits */
+  dvm_lazy_destroy(dead), dvm_lazy_destroy(x);
+  return NULL;
+}
+
+static void test_review_cases(void) {
+  dvm_tensor *t3 = vec(3, 0);
+  dvm_lazy *x3, *bad = NULL, *ok;
+  dvm_lazy_wrap(ctx, t3, &x3);
+  dvm_status st = dvm_lazy_op(ctx, "reshape", 1, &x3, "shape=[-1, 2]", &bad);
+  CHECK(st == DVM_ERR_SHAPE && !bad && strstr(dvm_last_error(), "do not determine"), "reshape [-1, 2] of 3: %d %s", st,
+        dvm_last_error());
+  st = dvm_lazy_op(ctx, "reshape", 1, &x3, "shape=[N, 1], bogus=1", &bad);
+  CHECK(st != DVM_OK && !bad, "a parse that fails after a name");
+  ok = op1("exp", x3, NULL); /* the trace is as it was */
+  CHECK(ok && data(ok) && fabsf(data(ok)[2] - expf(2)) < 1e-5f, "after the failed ops");
+  dvm_lazy_destroy(ok), dvm_lazy_destroy(x3);
+  dvm_tensor_destroy(t3);
+  /* reshape with -1 and squeeze without axes: symbolic forms that do not hold at every
+     size are pinned, and every size computes what it should */
+  const int64_t shapes[][2] = {{6, 10}, {10, 6}, {12, 2}, {6, 10}, {5, 3}, {8, 3}, {5, 3}, {9, 3}};
+  for (int i = 0; i < 8; i++) {
+    dvm_tensor *t;
+    dvm_tensor_create(DVM_F32, 2, shapes[i], &t);
+    float *p = dvm_tensor_data(t);
+    for (int64_t k = 0; k < shapes[i][0] * shapes[i][1]; k++) p[k] = (float)k;
+    dvm_lazy *x, *r;
+    dvm_lazy_wrap(ctx, t, &x);
+    if (i < 4) { /* 60 or 24 elements as rows of 12 */
+      r = op1("reshape", x, "shape=[-1, 12]");
+      float *rp = data(r);
+      CHECK(rp && dvm_lazy_shape(r)[0] == shapes[i][0] * shapes[i][1] / 12 && rp[13] == 13,
+            "reshape [%lld, %lld] to [-1, 12]", (long long)shapes[i][0], (long long)shapes[i][1]);
+    } else { /* rows 4.. of [n, 3]: one row (squeezed away) at n = 5 */
+      dvm_lazy *s2 = op1("slice", x, "axes=[0], starts=[4], ends=[1000000]");
+      r = op1("squeeze", s2, NULL);
+      dvm_lazy_destroy(s2);
+      float *rp = data(r);
+      CHECK(rp && dvm_lazy_rank(r) == (shapes[i][0] == 5 ? 1 : 2) && rp[0] == 12 && rp[2] == 14,
+            "squeeze of rows 4.. of [%lld, 3]: rank %d", (long long)shapes[i][0], dvm_lazy_rank(r));
+    }
+    dvm_lazy_destroy(r), dvm_lazy_destroy(x);
+    dvm_tensor_destroy(t);
+  }
+  /* scalars: in range or refused */
+  dvm_lazy *s;
+  CHECK(dvm_lazy_scalar(ctx, 3e9, DVM_I32, &s) == DVM_ERR_DTYPE && !s, "3e9 is not an i32");
+  CHECK(dvm_lazy_scalar(ctx, NAN, DVM_I64, &s) == DVM_ERR_DTYPE, "NaN is not an i64");
+  CHECK(dvm_lazy_scalar(ctx, 9223372036854775808.0, DVM_I64, &s) == DVM_ERR_DTYPE, "2^63 is not an i64");
+  CHECK(!dvm_lazy_scalar(ctx, -2147483648.0, DVM_I32, &s), "-2^31 is an i32");
+  dvm_lazy_destroy(s);
+  /* an extern function that enters the lazy API is refused there */
+  CHECK(!dvm_register_extern(ctx, "reenter", (dvm_extern_fn)reenter_cb, "void <- f32* x, f32* out, i64 n"), "register");
+  dvm_tensor *t4 = vec(4, 0);
+  dvm_lazy *x4, *y4;
+  dvm_lazy_wrap(ctx, t4, &x4);
+  st = dvm_lazy_op(ctx, "call", 1, &x4, "fn=reenter, shape=[4], dtype=f32, dims=[4]", &y4);
+  CHECK(st == DVM_OK && reentry_status == DVM_ERR_USAGE && data(y4)[3] == 4, "reentry: %d, inside %d", st,
+        reentry_status);
+  dvm_lazy_destroy(y4), dvm_lazy_destroy(x4);
+  dvm_tensor_destroy(t4);
+  /* a thread that exits with values pending: the held one is computed, readable here */
+  for (int i = 0; i < 20; i++) {
+    dvm_lazy *held = NULL;
+    pthread_t th;
+    pthread_create(&th, NULL, leave_pending, &held);
+    pthread_join(th, NULL);
+    float *hp = held ? data(held) : NULL;
+    CHECK(hp && hp[5] == -6, "a value left pending by an exited thread");
+    dvm_lazy_destroy(held);
+  }
+  /* the byte bound counts what runs make (arenas): programs passing a 4 MB intermediate
+     from one matmul to another evict each other under a 4 MB bound */
+  dvm_lazy_options o = {.tier = DVM_TIER_VM, .threads = 1, .cache_bytes = 4 << 20};
+  dvm_context_set_lazy_options(ctx, &o);
+  dvm_lazy_stats b0 = stats();
+  int64_t sq[2] = {1024, 1024};
+  dvm_tensor *bt;
+  dvm_tensor_create(DVM_F32, 2, sq, &bt);
+  dvm_lazy *bx;
+  dvm_lazy_wrap(ctx, bt, &bx);
+  const char *un[] = {"exp", "tanh", "sin", "cos"};
+  for (int i = 0; i < 4; i++) {
+    dvm_lazy *a = op2("matmul", bx, bx), *b = op1(un[i], a, NULL), *c = op2("matmul", b, bx);
+    dvm_lazy_destroy(a), dvm_lazy_destroy(b);
+    CHECK(data(c) != NULL, "matmuls");
+    dvm_lazy_destroy(c);
+  }
+  dvm_lazy_stats b1 = stats();
+  CHECK(b1.evictions - b0.evictions >= 3 && b1.entries >= 1, "byte bound: %lld evictions, %lld bytes",
+        (long long)(b1.evictions - b0.evictions), (long long)b1.bytes);
+  dvm_lazy_destroy(bx);
+  dvm_tensor_destroy(bt);
+  o.cache_bytes = 0;
+  dvm_context_set_lazy_options(ctx, &o);
 }
 
 int main(void) {
@@ -353,6 +465,7 @@ int main(void) {
   test_cache_bounds();
   test_threads();
   test_apply();
+  test_review_cases();
   test_no_growth();
   dvm_context_destroy(ctx);
   return CHECK_SUMMARY();
