@@ -380,6 +380,31 @@ static void programs(KnKernel *kk, Walk *w, KnStep *s) {
 }
 
 /* A copy of a reason a kernel is not covered (kn_lower_all_free frees it). */
+/* A view's alignment is its readers' (add_value's rule, by rank, is right for computed
+ * members): a view of the reduced rank read by full-shaped members lines up with the
+ * domain's trailing axes (ctx 0: squeeze(w: [1, B]) in mul(v, x: [A, B]) before a
+ * reduction over B), one read with reduced values with the kept axes (ctx 1). Readers
+ * come after what they read: members in reverse order, each view decided before it
+ * passes its alignment on to its own operands; a folding member reads its operands over
+ * the row (ctx 0). Readers in both alignments (no kernel seen so far) leave the rank
+ * rule. */
+static void views_aligned(KnKernel *kk) {
+  uint8_t few[256], *seen = kk->nmem <= sizeof few ? few : calloc(kk->nmem, 1);
+  if (!seen) return;
+  if (seen == few) memset(few, 0, kk->nmem);
+  for (uint32_t m = kk->nmem; m-- > 0;) {
+    KnVal *x = &kk->val[kk->nin + m];
+    const KnIns *in = &kk->ins[m];
+    if (in->op == KO_VIEW && x->rank == kk->rr && (seen[m] == 1 || seen[m] == 2)) x->ctx = seen[m] == 2;
+    int reads = in->np ? 0 : x->ctx; /* a folding member reads its operands over the row */
+    for (uint32_t i = 0; i < in->narg; i++) {
+      int a = kn_member(kk, in->arg[i]);
+      if (a >= 0) seen[a] |= (uint8_t)(1u << reads);
+    }
+  }
+  if (seen != few) free(seen);
+}
+
 static const char *keep(const char *why) {
   char *s = strdup(why);
   if (!s) ir_oom();
@@ -483,6 +508,7 @@ static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Count
   int so = k->kind == KK_ROW && !kk->col ? kk->full_out : -1;
   for (uint32_t m = 0; so >= 0 && m < c->nm && kk->stash < 0; m++)
     if (kk->ins[m].op == KO_SOFTMAX) kk->stash = (int)m, kk->stash_out = (uint32_t)so;
+  if (kk->axes) views_aligned(kk);
   programs(kk, w, steps);
   free(l.lit);
 }
