@@ -89,7 +89,7 @@ install: build
 # The main job: the bench on the bundled workloads, with every peer, charts in bench-out/.
 demo: demo-deps build
 	$(BUILD)/dvm bench --peers --plot bench-out
-	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/dvm bench --eager
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BUILD)/dvm bench --eager --plot bench-out
 
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -19,7 +19,7 @@ values), the compiles dvm made during the timed calls, and dvm's Python cost per
 op (E1 recorded without reading, divided by its 8 ops).
 
 usage: PYTHONPATH=build/python /usr/bin/python3 bench/eager.py [E1 E2 E3 E4] [--sweep N=1,64,1024]
-           [--threads T] [--tier auto|vm|llvm] [--min-time S] [--format table|csv|json]
+           [--threads T] [--tier auto|vm|llvm] [--min-time S] [--format table|csv|json] [--plot DIR]
 (`dvm bench --eager ...` runs it with these arguments; unset OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE when comparing with torch.)
 """
@@ -120,6 +120,7 @@ def main():
     ap.add_argument("--tier", default="auto", choices=["auto", "vm", "llvm"])
     ap.add_argument("--min-time", type=float, default=0.25)
     ap.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    ap.add_argument("--plot", metavar="DIR", help="also write DIR/eager.jsonl and DIR/eager.png (python3-matplotlib)")
     a = ap.parse_args()
     bad = [p for p in a.programs if p not in FUNCS]
     if bad:
@@ -192,7 +193,41 @@ def main():
             print(line + "  %5s %8d" % ("yes" if ok else "NO", r["compiles"]))
         if torch is None:
             print("torch: not installed (python3-torch)")
+    if a.plot and not plot(a.plot, rows, ["dvm"] + peers, rec):
+        return 1
     return 0 if all(r["dvm_match"] for r in rows) else 1
+
+
+def plot(out_dir, rows, systems, rec):
+    """One panel per program: each system's median against N, log-log. False (and a
+    message) without matplotlib; the JSON lines are written first either way."""
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "eager.jsonl"), "w") as f:
+        f.write(json.dumps({"eager": True, "record_op_us": rec}) + "\n")
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    try:
+        import matplotlib
+    except ImportError:
+        print("eager.py: --plot needs python3-matplotlib (make demo installs it)", file=sys.stderr)
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    progs = sorted({r["program"] for r in rows})
+    fig, axes = plt.subplots(1, len(progs), figsize=(4 * len(progs), 3.6), squeeze=False)
+    for ax, p in zip(axes[0], progs):
+        rs = [r for r in rows if r["program"] == p]
+        for k in systems:
+            ax.plot([r["N"] for r in rs], [r[k + "_us"] for r in rs], marker="o", label=k)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(p)
+        ax.set_xlabel("N (rows of 1024)")
+        ax.set_ylabel("median us per call")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "eager.png"), dpi=100)
+    return True
 
 
 if __name__ == "__main__":
