@@ -388,7 +388,8 @@ dvm_status dvm_lazy_op(dvm_context *ctx, const char *op, int noperands,
  * order (dvm_model_input_name, dvm_model_param_name); outs[i] receives g's output i (a value the caller destroys; an
  * output that is a declaration is that arg, with one more reference). Symbols take
  * their values from the args' shapes, every constraint of g is checked, and dims in
- * attributes are evaluated with them: g's ops are then recorded as dvm_lazy_op would. */
+ * attributes are evaluated with them: g's ops are then recorded as dvm_lazy_op would.
+ * On failure every outs[i] is NULL. */
 dvm_status dvm_lazy_apply(dvm_context *ctx, const dvm_graph *g, int nargs, dvm_lazy *const *args,
                           dvm_lazy **outs);
 dvm_dtype dvm_lazy_dtype(const dvm_lazy *x);
