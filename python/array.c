@@ -65,12 +65,12 @@ static dvm_lazy *adopt(PyObject *obj) {
   if (!c) return NULL;
   dvm_tensor *t = NULL;
   if (PyObject_CheckBuffer(obj) && (!PyObject_TypeCheck(obj, &TensorType) ||
-                                    format_of(dvm_tensor_dtype(((TensorObject *)obj)->t)))) {
+                                    py_format_of(dvm_tensor_dtype(((TensorObject *)obj)->t)))) {
     Held *h = PyMem_RawCalloc(1, sizeof *h);
     if (!h) return PyErr_NoMemory(), NULL;
     if (PyObject_GetBuffer(obj, &h->view, PyBUF_RECORDS_RO)) return PyMem_RawFree(h), NULL;
     Py_buffer *v = &h->view;
-    int dt = dtype_of(v->format, v->itemsize);
+    int dt = py_dtype_of(v->format, v->itemsize);
     if (dt < 0 || v->ndim > DVM_MAX_RANK) {
       PyErr_Format(dt < 0 ? PyExc_TypeError : PyExc_ValueError, "dvm.asarray: %s",
                    dt < 0 ? "the array's dtype is not one of f32, f16, i32, i64, bool" : "rank above 8");
@@ -80,7 +80,7 @@ static dvm_lazy *adopt(PyObject *obj) {
     for (int i = 0; i < v->ndim; i++) h->shape[i] = v->shape ? v->shape[i] : v->len / v->itemsize;
     if (PyBuffer_IsContiguous(v, 'C')) {
       h->m.dl_tensor = (DLTensor){.data = v->buf, .device = {kDLCPU, 0}, .ndim = v->ndim,
-                                  .dtype = dl_dtype[dt], .shape = h->shape};
+                                  .dtype = py_dl_dtype[dt], .shape = h->shape};
       h->m.manager_ctx = h, h->m.deleter = held_deleter;
       if (dvm_tensor_from_dlpack(&h->m, &t)) {
         PyBuffer_Release(v), PyMem_RawFree(h);
@@ -92,7 +92,7 @@ static dvm_lazy *adopt(PyObject *obj) {
       PyBuffer_Release(v), PyMem_RawFree(h);
       if (st) return dvm_tensor_destroy(t), st > 0 ? py_error() : NULL, NULL;
     }
-  } else if (take_dlpack(obj, "dvm.asarray", &t)) {
+  } else if (py_take_dlpack(obj, "dvm.asarray", &t)) {
     return NULL;
   }
   dvm_lazy *x;
@@ -283,7 +283,7 @@ static PyObject *computed(ArrayObject *self) {
   if (dvm_lazy_tensor(self->x, &t)) return py_error();
   if (dvm_tensor_wrap(dvm_tensor_dtype(t), dvm_tensor_rank(t), dvm_tensor_shape(t), dvm_tensor_data(t), &view))
     return py_error();
-  return tensor_new(view, (PyObject *)self);
+  return py_tensor_new(view, (PyObject *)self);
 }
 
 static PyObject *array_numpy(ArrayObject *self, PyObject *unused) {
@@ -710,7 +710,7 @@ static PyMethodDef array_functions[] = {
     FNK(lazy_options, "lazy_options(tier='auto', threads=0, max_ops=0): settings of later flushes"),
     {NULL, NULL, 0, NULL}};
 
-int array_init(PyObject *m) {
+int py_array_init(PyObject *m) {
   if (PyType_Ready(&ArrayType) < 0) return -1;
   if (PyModule_AddObjectRef(m, "Array", (PyObject *)&ArrayType) < 0) return -1;
   return PyModule_AddFunctions(m, array_functions);

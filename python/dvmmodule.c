@@ -26,11 +26,11 @@ PyObject *py_error(void) {
 
 /* ---- dtypes ------------------------------------------------------------------------------ */
 
-const DLDataType dl_dtype[DVM_DTYPE_COUNT] = {
+const DLDataType py_dl_dtype[DVM_DTYPE_COUNT] = {
     [DVM_F32] = {kDLFloat, 32, 1}, [DVM_F16] = {kDLFloat, 16, 1}, [DVM_BF16] = {kDLBfloat, 16, 1},
     [DVM_I32] = {kDLInt, 32, 1},   [DVM_I64] = {kDLInt, 64, 1},   [DVM_BOOL] = {DL_BOOL, 8, 1}};
 
-const char *format_of(dvm_dtype dt) {
+const char *py_format_of(dvm_dtype dt) {
   switch (dt) {
   case DVM_F32: return "f";
   case DVM_F16: return "e";
@@ -41,7 +41,7 @@ const char *format_of(dvm_dtype dt) {
   }
 }
 
-int dtype_of(const char *format, Py_ssize_t itemsize) {
+int py_dtype_of(const char *format, Py_ssize_t itemsize) {
   if (!format) format = "B";
   if (*format == '<' || *format == '=' || *format == '@') format++;
   if (format[0] && format[1]) return -1;
@@ -57,7 +57,7 @@ int dtype_of(const char *format, Py_ssize_t itemsize) {
 
 /* ---- dvm.Tensor: a dvm tensor as a Python object --------------------------------------- */
 
-PyObject *tensor_new(dvm_tensor *t, PyObject *base) {
+PyObject *py_tensor_new(dvm_tensor *t, PyObject *base) {
   TensorObject *o = PyObject_New(TensorObject, &TensorType);
   if (!o) return dvm_tensor_destroy(t), NULL;
   o->t = t;
@@ -77,7 +77,7 @@ static void tensor_dealloc(TensorObject *o) {
 }
 
 static int tensor_getbuffer(TensorObject *o, Py_buffer *view, int flags) {
-  const char *fmt = format_of(dvm_tensor_dtype(o->t));
+  const char *fmt = py_format_of(dvm_tensor_dtype(o->t));
   if (!fmt) {
     PyErr_SetString(PyExc_BufferError, "a bf16 tensor has no buffer format: use DLPack (torch.from_dlpack)");
     return -1;
@@ -134,7 +134,7 @@ static PyObject *tensor_dlpack(TensorObject *o, PyObject *args, PyObject *kw) {
   int64_t stride = 1;
   for (int i = r - 1; i >= 0; i--) x->shape[i] = o->shape[i], x->strides[i] = stride, stride *= o->shape[i];
   x->m.dl_tensor = (DLTensor){.data = dvm_tensor_data(o->t), .device = {kDLCPU, 0}, .ndim = r,
-                              .dtype = dl_dtype[dvm_tensor_dtype(o->t)], .shape = x->shape, .strides = x->strides};
+                              .dtype = py_dl_dtype[dvm_tensor_dtype(o->t)], .shape = x->shape, .strides = x->strides};
   x->m.manager_ctx = o;
   x->m.deleter = export_deleter;
   Py_INCREF(o);
@@ -201,13 +201,13 @@ PyTypeObject TensorType = {
 
 /* ---- arrays in ---------------------------------------------------------------------------- */
 
-void arg_release(Arg *a) {
+void py_arg_release(Arg *a) {
   dvm_tensor_destroy(a->t);
   if (a->view.obj) PyBuffer_Release(&a->view);
   a->t = NULL;
 }
 
-int take_dlpack(PyObject *obj, const char *name, dvm_tensor **out) {
+int py_take_dlpack(PyObject *obj, const char *name, dvm_tensor **out) {
   if (!PyObject_HasAttrString(obj, "__dlpack__"))
     return PyErr_Format(PyExc_TypeError, "%s: a %s is neither a buffer nor a DLPack tensor", name,
                         Py_TYPE(obj)->tp_name), -1;
@@ -224,7 +224,7 @@ int take_dlpack(PyObject *obj, const char *name, dvm_tensor **out) {
   return 0;
 }
 
-int arg_from(PyObject *obj, const char *name, int want, Arg *a) {
+int py_arg_from(PyObject *obj, const char *name, int want, Arg *a) {
   memset(a, 0, sizeof *a);
   if (PyObject_TypeCheck(obj, &TensorType)) { /* a dvm.Tensor: wrapped, kept alive by obj */
     dvm_tensor *t = ((TensorObject *)obj)->t;
@@ -238,36 +238,36 @@ int arg_from(PyObject *obj, const char *name, int want, Arg *a) {
   if (PyObject_CheckBuffer(obj)) {
     if (PyObject_GetBuffer(obj, &a->view, PyBUF_RECORDS_RO)) return -1;
     Py_buffer *v = &a->view;
-    int dt = dtype_of(v->format, v->itemsize);
+    int dt = py_dtype_of(v->format, v->itemsize);
     if (dt < 0 || (want >= 0 && dt != want)) {
       PyErr_Format(PyExc_TypeError, "%s: an array of format '%s' (%zd bytes per item) where %s is expected", name,
                    v->format ? v->format : "B", v->itemsize,
                    want >= 0 ? dvm_dtype_name((dvm_dtype)want) : "f32, f16, i32, i64 or bool");
-      return arg_release(a), -1;
+      return py_arg_release(a), -1;
     }
     if (v->ndim > DVM_MAX_RANK) {
       PyErr_Format(PyExc_ValueError, "%s: rank %d (at most %d)", name, v->ndim, DVM_MAX_RANK);
-      return arg_release(a), -1;
+      return py_arg_release(a), -1;
     }
     int64_t shape[DVM_MAX_RANK];
     for (int i = 0; i < v->ndim; i++) shape[i] = v->shape ? v->shape[i] : v->len / v->itemsize;
     if (PyBuffer_IsContiguous(v, 'C')) {
-      if (dvm_tensor_wrap((dvm_dtype)dt, v->ndim, shape, v->buf, &a->t)) return py_error(), arg_release(a), -1;
+      if (dvm_tensor_wrap((dvm_dtype)dt, v->ndim, shape, v->buf, &a->t)) return py_error(), py_arg_release(a), -1;
       return 0;
     }
     /* strided: one C-ordered copy */
-    if (dvm_tensor_create((dvm_dtype)dt, v->ndim, shape, &a->t)) return py_error(), arg_release(a), -1;
-    if (PyBuffer_ToContiguous(dvm_tensor_data(a->t), v, v->len, 'C')) return arg_release(a), -1;
+    if (dvm_tensor_create((dvm_dtype)dt, v->ndim, shape, &a->t)) return py_error(), py_arg_release(a), -1;
+    if (PyBuffer_ToContiguous(dvm_tensor_data(a->t), v, v->len, 'C')) return py_arg_release(a), -1;
     a->copied = true;
     PyBuffer_Release(v);
     v->obj = NULL;
     return 0;
   }
-  if (take_dlpack(obj, name, &a->t)) return -1;
+  if (py_take_dlpack(obj, name, &a->t)) return -1;
   if (want >= 0 && (int)dvm_tensor_dtype(a->t) != want) {
     PyErr_Format(PyExc_TypeError, "%s: a %s tensor where %s is expected", name,
                  dvm_dtype_name(dvm_tensor_dtype(a->t)), dvm_dtype_name((dvm_dtype)want));
-    return arg_release(a), -1;
+    return py_arg_release(a), -1;
   }
   return 0;
 }
@@ -275,8 +275,8 @@ int arg_from(PyObject *obj, const char *name, int want, Arg *a) {
 static PyObject *from_dlpack(PyObject *self, PyObject *obj) {
   (void)self;
   dvm_tensor *t;
-  if (take_dlpack(obj, "from_dlpack", &t)) return NULL;
-  return tensor_new(t, NULL);
+  if (py_take_dlpack(obj, "from_dlpack", &t)) return NULL;
+  return py_tensor_new(t, NULL);
 }
 
 /* ---- dvm.Model ------------------------------------------------------------------------------ */
@@ -330,7 +330,7 @@ static void model_dealloc(ModelObject *self) {
     dvm_context_destroy(self->ctx);
     Py_END_ALLOW_THREADS
   } else if (self->ctx) dvm_context_destroy(self->ctx);
-  for (int i = 0; i < MAXIO; i++) arg_release(&self->param_arg[i]);
+  for (int i = 0; i < MAXIO; i++) py_arg_release(&self->param_arg[i]);
   Py_XDECREF(self->params);
   Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -350,9 +350,9 @@ static int set_param(ModelObject *self, int p, PyObject *obj) {
                         "before the runs, or between them)", name), -1;
   if (p >= MAXIO) return PyErr_Format(PyExc_ValueError, "%s: more than %d params", name, MAXIO), -1;
   Arg a;
-  if (arg_from(obj, name, dvm_model_value_dtype(self->m, name), &a)) return -1;
-  if (dvm_model_set_param(self->m, name, a.t)) return py_error(), arg_release(&a), -1;
-  arg_release(&self->param_arg[p]);
+  if (py_arg_from(obj, name, dvm_model_value_dtype(self->m, name), &a)) return -1;
+  if (dvm_model_set_param(self->m, name, a.t)) return py_error(), py_arg_release(&a), -1;
+  py_arg_release(&self->param_arg[p]);
   self->param_arg[p] = a;
   return PyDict_SetItemString(self->params, name, obj);
 }
@@ -426,7 +426,7 @@ static PyObject *model_call(ModelObject *self, PyObject *args, PyObject *kw) {
   PyObject *result = NULL;
   for (; got < nin; got++) {
     names[got] = dvm_model_input_name(m, got);
-    if (arg_from(in_obj[got], names[got], dvm_model_value_dtype(m, names[got]), &in[got])) goto done;
+    if (py_arg_from(in_obj[got], names[got], dvm_model_value_dtype(m, names[got]), &in[got])) goto done;
   }
   dvm_tensor *ts[MAXIO], *res[MAXIO] = {0};
   for (int i = 0; i < nin; i++) ts[i] = in[i].t;
@@ -434,7 +434,7 @@ static PyObject *model_call(ModelObject *self, PyObject *args, PyObject *kw) {
   if (outs[0]) {
     for (; got_out < nout; got_out++) {
       const char *on = dvm_model_output_name(m, got_out);
-      if (arg_from(outs[got_out], on, dvm_model_value_dtype(m, on), &into[got_out])) goto done;
+      if (py_arg_from(outs[got_out], on, dvm_model_value_dtype(m, on), &into[got_out])) goto done;
       if (into[got_out].copied) {
         PyErr_Format(PyExc_ValueError, "out: '%s' must be a C-contiguous array", on);
         got_out++;
@@ -472,13 +472,13 @@ static PyObject *model_call(ModelObject *self, PyObject *args, PyObject *kw) {
   PyObject *arrays[MAXIO] = {0};
   bool ok = true;
   for (int i = 0; i < nout; i++) {
-    PyObject *t = ok ? tensor_new(res[i], NULL) : (dvm_tensor_destroy(res[i]), NULL);
+    PyObject *t = ok ? py_tensor_new(res[i], NULL) : (dvm_tensor_destroy(res[i]), NULL);
     if (!t) {
       ok = false;
       continue;
     }
     /* a NumPy array over it where NumPy can hold the dtype; the dvm.Tensor else (bf16) */
-    arrays[i] = format_of(dvm_tensor_dtype(res[i])) ? tensor_numpy(t, NULL) : Py_NewRef(t);
+    arrays[i] = py_format_of(dvm_tensor_dtype(res[i])) ? tensor_numpy(t, NULL) : Py_NewRef(t);
     Py_DECREF(t);
     ok = arrays[i] != NULL;
   }
@@ -488,8 +488,8 @@ static PyObject *model_call(ModelObject *self, PyObject *args, PyObject *kw) {
     else Py_XDECREF(arrays[i]);
   }
 done:
-  for (int i = 0; i < got; i++) arg_release(&in[i]);
-  for (int i = 0; i < got_out; i++) arg_release(&into[i]);
+  for (int i = 0; i < got; i++) py_arg_release(&in[i]);
+  for (int i = 0; i < got_out; i++) py_arg_release(&into[i]);
   Py_XDECREF(seq);
   return result;
 }
@@ -587,7 +587,7 @@ PyMODINIT_FUNC PyInit_dvm(void) {
   DvmError = PyErr_NewException("dvm.Error", PyExc_RuntimeError, NULL);
   if (PyModule_AddObjectRef(mod, "Error", DvmError) < 0 ||
       PyModule_AddObjectRef(mod, "Tensor", (PyObject *)&TensorType) < 0 ||
-      PyModule_AddObjectRef(mod, "Model", (PyObject *)&ModelType) < 0 || array_init(mod) < 0) {
+      PyModule_AddObjectRef(mod, "Model", (PyObject *)&ModelType) < 0 || py_array_init(mod) < 0) {
     Py_DECREF(mod);
     return NULL;
   }

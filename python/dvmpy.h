@@ -19,9 +19,9 @@ PyObject *py_error(void);
 
 /* The buffer-protocol format of a dtype (NULL for bf16, which has none); the dtype of a
  * buffer's format and item size, or -1; DLPack's dtype of each. */
-const char *format_of(dvm_dtype dt);
-int dtype_of(const char *format, Py_ssize_t itemsize);
-extern const DLDataType dl_dtype[DVM_DTYPE_COUNT];
+const char *py_format_of(dvm_dtype dt);
+int py_dtype_of(const char *format, Py_ssize_t itemsize);
+extern const DLDataType py_dl_dtype[DVM_DTYPE_COUNT];
 
 /* dvm.Tensor: a dvm tensor as a Python object (buffer protocol, DLPack). */
 typedef struct {
@@ -33,7 +33,7 @@ typedef struct {
 extern PyTypeObject TensorType;
 /* A new dvm.Tensor owning t (destroyed with it) and holding a reference to base (may be
  * NULL); t is destroyed on failure. */
-PyObject *tensor_new(dvm_tensor *t, PyObject *base);
+PyObject *py_tensor_new(dvm_tensor *t, PyObject *base);
 
 /* One argument as a dvm tensor (and what keeps its memory alive until the run is over). */
 typedef struct Arg {
@@ -44,13 +44,13 @@ typedef struct Arg {
 /* obj as a tensor of dtype want (-1: any) for the value `name`: a dvm.Tensor, a buffer (a
  * C-contiguous one read in place, else copied once), or a DLPack producer; 0, or -1 with an
  * exception set. */
-int arg_from(PyObject *obj, const char *name, int want, Arg *a);
-void arg_release(Arg *a);
+int py_arg_from(PyObject *obj, const char *name, int want, Arg *a);
+void py_arg_release(Arg *a);
 /* obj's __dlpack__ capsule taken into *out (the dvm tensor owns the DLPack tensor from then
  * on); 0, or -1 with an exception set. */
-int take_dlpack(PyObject *obj, const char *name, dvm_tensor **out);
+int py_take_dlpack(PyObject *obj, const char *name, dvm_tensor **out);
 
 /* array.c: dvm.Array and the module's lazy functions, added to module m. */
-int array_init(PyObject *m);
+int py_array_init(PyObject *m);
 
 #endif
