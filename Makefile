@@ -79,7 +79,7 @@ build-tsan: deps
 build-fuzz: fuzz-deps
 	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDVM_FUZZ=ON -DDVM_SHARED=OFF \
 	  -DDVM_WERROR=$(WERROR) >/dev/null
-	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_graph fuzz_onnx fuzz_npy fuzz_objcache
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_graph fuzz_onnx fuzz_npy fuzz_objcache fuzz_lazy
 
 # libdvm.so, dvm.h, the dvm tool, dvm.pc and the CMake package under PREFIX (default
 # /usr/local).

@@ -188,6 +188,28 @@ static bool reaches(Ctx *c, uint32_t from, uint32_t to, bool indirect) {
   return r.found;
 }
 
+/* Does every operand of full-shaped node v that row cluster x computes in its reduced
+ * shape (rank below the domain's) broadcast onto kept axes? Right-aligned with the domain,
+ * each of its dims must fall on an axis the cluster keeps, or be 1: [N] reduced over the
+ * last axis of [N, N] and added to it lines up with the reduced axis — each row would
+ * need every other row's sum — so that add cannot join. */
+static bool reads_kept(Ctx *c, uint32_t v, uint32_t x) {
+  const Graph *g = c->g;
+  const Cluster *cl = &c->cl.v[x];
+  int r = ir_node(g, cl->domain)->rank;
+  for (uint32_t i = 0; i < ir_node(g, v)->nin; i++) {
+    uint32_t u = ir_operand(g, v, i);
+    int n = ir_node(g, u)->rank;
+    if (n >= r || kind_of(c, u) == C_SOURCE || kind_of(c, u) == C_VIEW || cluster_of(c, u) != x) continue;
+    for (int t = 0; t < n; t++) {
+      int64_t one;
+      bool bcast = ir_dim_is_const(g, ir_shape(g, u)[t], &one) && one == 1;
+      if (!bcast && (cl->axes >> (t + r - n) & 1)) return false;
+    }
+  }
+  return true;
+}
+
 /* Can node v (class k) join cluster x on shapes alone? */
 static bool fits(Ctx *c, uint32_t v, Class k, uint32_t x) {
   const Graph *g = c->g;
@@ -195,7 +217,7 @@ static bool fits(Ctx *c, uint32_t v, Class k, uint32_t x) {
   if (k == C_ELEM) {
     if (cl->kind == KK_VECTOR || cl->kind == KK_MIX) return same_shape(g, v, cl->domain);
     if (cl->kind == KK_ROW)
-      return same_shape(g, v, cl->domain) || is_reduced_shape(g, v, cl->domain, cl->axes);
+      return (same_shape(g, v, cl->domain) && reads_kept(c, v, x)) || is_reduced_shape(g, v, cl->domain, cl->axes);
     return false;
   }
   if (k == C_REDUCE) {
