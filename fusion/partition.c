@@ -210,6 +210,22 @@ static bool reads_kept(Ctx *c, uint32_t v, uint32_t x) {
   return true;
 }
 
+/* Would the members of a and b, one kernel, read each other's reduced values on kept
+ * axes only (reads_kept, for every full-shaped member of the one against a row cluster
+ * the other)? */
+static bool merge_reads_kept(Ctx *c, uint32_t a, uint32_t b) {
+  for (int side = 0; side < 2; side++) {
+    uint32_t row = side ? b : a, other = side ? a : b;
+    if (c->cl.v[row].kind != KK_ROW) continue;
+    const Cluster *o = &c->cl.v[other];
+    for (uint32_t i = 0; i < o->nodes.n; i++) {
+      uint32_t w = o->nodes.v[i]; /* full-shaped members: the reduced ones line up with the kept axes */
+      if (same_shape(c->g, w, c->cl.v[row].domain) && !reads_kept(c, w, row)) return false;
+    }
+  }
+  return true;
+}
+
 /* Can node v (class k) join cluster x on shapes alone? */
 static bool fits(Ctx *c, uint32_t v, Class k, uint32_t x) {
   const Graph *g = c->g;
@@ -317,6 +333,7 @@ static void place(Ctx *c, uint32_t v) {
     bool viewed_x = false;
     for (uint32_t j = 0; j < viewed.n; j++) viewed_x |= find(c, viewed.k[j]) == x;
     if (viewed_x || reaches(c, x, chosen, true) || reaches(c, chosen, x, true)) continue;
+    if (!merge_reads_kept(c, chosen, x)) continue;
     merge(c, chosen, x);
   }
   add_node(c, find(c, chosen), v);

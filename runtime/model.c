@@ -199,6 +199,39 @@ static bool plan_memory(const dvm_model *m, Plan *pl) {
   return plan_scratch(m, pl);
 }
 
+/* Does a max, min or argmax fold over zero elements at binding b? It has no identity:
+ * an error, as the reference executor reports it (the kernels would return -inf). */
+static dvm_status empty_folds(const Graph *g, const Binding *b, Err *err) {
+  for (uint32_t v = 0; v < g->nodes.n; v++) {
+    const Node *n = ir_node(g, v);
+    if (n->op != OP_REDUCE_MAX && n->op != OP_REDUCE_MIN && n->op != OP_ARGMAX) continue;
+    uint32_t x = ir_operand(g, v, 0);
+    int r = ir_node(g, x)->rank;
+    const int64_t *xs = b->dims + b->off[x];
+    bool red[DVM_MAX_RANK] = {false};
+    const Attr *a = ir_attr(g, v, n->op == OP_ARGMAX ? AK_AXIS : AK_AXES);
+    if (n->op == OP_ARGMAX) {
+      int ax = ir_axis(a ? a->i : 0, r);
+      if (ax >= 0) red[ax] = true;
+    } else {
+      for (int d = 0; d < r; d++) red[d] = !a;
+      for (uint32_t k = 0; a && k < a->n; k++) {
+        int ax = ir_axis(g->lists.v[a->off + k], r);
+        if (ax >= 0) red[ax] = true;
+      }
+    }
+    int64_t count = 1;
+    for (int d = 0; d < r; d++) count *= red[d] ? xs[d] : 1;
+    if (count == 0 && b->numel[v] > 0) {
+      const char *name = ir_s(g, n->name);
+      return ir_errl(err, DVM_ERR_RUNTIME, g->file, n->line, "%s%s%s: %s", name, name[0] ? " = " : "",
+                     ir_ops[n->op].name,
+                     n->op == OP_ARGMAX ? "argmax over an empty axis" : "reduction over zero elements has no identity");
+    }
+  }
+  return DVM_OK;
+}
+
 /* The plan for the given inputs: found (one lookup), or made (binding and memory plan)
  * and kept. Its users count is raised; plan_release lowers it. */
 static dvm_status plan_get(dvm_model *m, Tensor **given, Plan **out, Err *err) {
@@ -222,6 +255,7 @@ static dvm_status plan_get(dvm_model *m, Tensor **given, Plan **out, Err *err) {
   Plan *pl = calloc(1, sizeof *pl);
   if (!pl) return ir_err(err, DVM_ERR_NOMEM, "out of memory");
   dvm_status st = rt_bind(m->g, given, NULL, &pl->b, err);
+  if (!st) st = empty_folds(m->g, &pl->b, err);
   if (st) return plan_free(pl), st;
   if (!plan_memory(m, pl)) return plan_free(pl), ir_err(err, DVM_ERR_NOMEM, "out of memory");
   pl->users = 1;

@@ -12,10 +12,8 @@ corpus grows in SCRATCH_DIR/corpus (kept between runs: a long run resumes it). A
 (crash, sanitizer report, leak, timeout, memory blow-up) is saved under SCRATCH_DIR as
 crash-*, leak-*, timeout-* or oom-*, and the script exits 1.
 
-The suite runs each target but lazy for 30 seconds (ctest, a build configured with
-`CC=clang cmake -S . -B build-fuzz -DDVM_FUZZ=ON`, which `make test` makes); lazy waits on
-an open defect of the clang build's AVX-512 interpreter that its oracle finds
-(tests/fuzz/CMakeLists.txt). A long run,
+The suite runs each target for 30 seconds (ctest, a build configured with
+`CC=clang cmake -S . -B build-fuzz -DDVM_FUZZ=ON`, which `make test` makes). A long run,
 e.g. eight hours of the text graph target on both cores:
 
     make build-fuzz

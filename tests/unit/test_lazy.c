@@ -401,6 +401,17 @@ static void test_review_cases(void) {
     dvm_lazy_destroy(r), dvm_lazy_destroy(x);
     dvm_tensor_destroy(t);
   }
+  /* a max over zero elements has no identity: an error in every tier, as in the reference */
+  dvm_tensor *t1 = vec(1, 0);
+  dvm_lazy *x1, *e1, *m1;
+  dvm_lazy_wrap(ctx, t1, &x1);
+  e1 = op1("slice", x1, "axes=[0], starts=[3], ends=[-3]");
+  m1 = op1("reduce_max", e1, "axes=[0]");
+  dvm_tensor *mt = NULL;
+  st = dvm_lazy_tensor(m1, &mt);
+  CHECK(st == DVM_ERR_RUNTIME && strstr(dvm_last_error(), "no identity"), "max of nothing: %d %s", st, dvm_last_error());
+  dvm_lazy_destroy(m1), dvm_lazy_destroy(e1), dvm_lazy_destroy(x1);
+  dvm_tensor_destroy(t1);
   /* scalars: in range or refused */
   dvm_lazy *s;
   CHECK(dvm_lazy_scalar(ctx, 3e9, DVM_I32, &s) == DVM_ERR_DTYPE && !s, "3e9 is not an i32");
