@@ -92,7 +92,7 @@ static void init(void) {
 #ifdef __clang__
   /* clang passes a vector_size argument by the translation unit's ABI, not the function's
      target: the copies' 256- and 512-bit vectors go through memory where libmvec takes
-     them in ymm0 / zmm0 (lanes beyond the first 128 bits came back wrong). The clang build
+     them in ymm0 / zmm0 (the AVX-512 copy's tanh had lanes 8-15 wrong). The clang build
      (tests/fuzz) computes those lanes with libm instead. */
   void *lib = NULL;
 #else
