@@ -386,16 +386,21 @@ static void programs(KnKernel *kk, Walk *w, KnStep *s) {
  * reduction over B), one read with reduced values with the kept axes (ctx 1). Readers
  * come after what they read: members in reverse order, each view decided before it
  * passes its alignment on to its own operands; a folding member reads its operands over
- * the row (ctx 0). Readers in both alignments (no kernel seen so far) leave the rank
- * rule. */
-static void views_aligned(KnKernel *kk) {
+ * the row (ctx 0). A view read in both alignments, where they put it on different axes,
+ * would need two index maps: false (the kernel runs on the reference path). */
+static bool views_aligned(KnKernel *kk) {
   uint8_t few[256], *seen = kk->nmem <= sizeof few ? few : calloc(kk->nmem, 1);
-  if (!seen) return;
+  if (!seen) ir_oom();
   if (seen == few) memset(few, 0, kk->nmem);
-  for (uint32_t m = kk->nmem; m-- > 0;) {
+  bool ok = true;
+  for (uint32_t m = kk->nmem; m-- > 0 && ok;) {
     KnVal *x = &kk->val[kk->nin + m];
     const KnIns *in = &kk->ins[m];
-    if (in->op == KO_VIEW && x->rank == kk->rr && (seen[m] == 1 || seen[m] == 2)) x->ctx = seen[m] == 2;
+    if (in->op == KO_VIEW && x->rank == kk->rr && seen[m]) {
+      if (seen[m] != 3) x->ctx = seen[m] == 2;
+      for (int t = 0; t < x->rank && seen[m] == 3; t++) /* read in both: only if they agree */
+        ok = kn_domain_axis(kk->r, kk->axes, x->rank, t, 0) == kn_domain_axis(kk->r, kk->axes, x->rank, t, 1);
+    }
     int reads = in->np ? 0 : x->ctx; /* a folding member reads its operands over the row */
     for (uint32_t i = 0; i < in->narg; i++) {
       int a = kn_member(kk, in->arg[i]);
@@ -403,6 +408,7 @@ static void views_aligned(KnKernel *kk) {
     }
   }
   if (seen != few) free(seen);
+  return ok;
 }
 
 static const char *keep(const char *why) {
@@ -508,7 +514,11 @@ static void lower(KnKernel *kk, const Partition *p, const Kernel *k, const Count
   int so = k->kind == KK_ROW && !kk->col ? kk->full_out : -1;
   for (uint32_t m = 0; so >= 0 && m < c->nm && kk->stash < 0; m++)
     if (kk->ins[m].op == KO_SOFTMAX) kk->stash = (int)m, kk->stash_out = (uint32_t)so;
-  if (kk->axes) views_aligned(kk);
+  if (kk->axes && !views_aligned(kk)) {
+    kk->ok = false, kk->why = keep("a view read both on the domain's axes and on the reduced shape's");
+    free(l.lit);
+    return;
+  }
   programs(kk, w, steps);
   free(l.lit);
 }
