@@ -105,7 +105,7 @@ def main():
         i = args.index("--jobs"); jobs = int(args[i + 1]); del args[i:i + 2]
     if len(args) != 3 or args[1] not in ("graph", "onnx", "npy", "objcache", "lazy"):
         sys.exit(__doc__)
-    binary, kind, scratch = args
+    binary, kind, scratch = os.path.abspath(args[0]), args[1], os.path.abspath(args[2])
     seeds, corpus = os.path.join(scratch, "seeds"), os.path.join(scratch, "corpus")
     shutil.rmtree(seeds, ignore_errors=True)
     os.makedirs(seeds); os.makedirs(corpus, exist_ok=True)
@@ -121,7 +121,7 @@ def main():
         cmd += ["-jobs=%d" % jobs, "-workers=%d" % jobs]
     print(" ".join(cmd), flush=True)
     p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, errors="replace")
+                       text=True, errors="replace", cwd=scratch)  # -jobs writes fuzz-N.log in the cwd
     log = p.stdout
     tail = "\n".join(log.splitlines()[-40:])
     print(tail)
