@@ -98,11 +98,7 @@ static dvm_status iterate(dvm_context *ctx, const Program *p, dvm_lazy *const *p
   return st;
 }
 
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-static double median(double *v, int n) { return qsort(v, (size_t)n, sizeof *v, cmp), v[n / 2]; }
+static double median(double *v, int n) { return tool_quantile(v, (size_t)n, 0.5); }
 
 static int bench_program(dvm_context *ctx, const char *bdir, const Program *p, const int64_t *sizes, int nsizes,
                          int threads, dvm_tier tier, double min_time, bool json) {
