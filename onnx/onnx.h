@@ -26,7 +26,8 @@
  *
  * Files: read.c (the model, tensors, names, declarations, the driver with dead-node
  * elimination and pattern recognition, onnx_import), val.c (Vals, materializing, emitting
- * dvm nodes), ops.c (one translation per ONNX op type). */
+ * dvm nodes), ops.c (one translation per ONNX op type), compose.c (the op types that are
+ * compositions of other dvm ops). */
 #ifndef DVM_ONNX_H
 #define DVM_ONNX_H
 
@@ -143,5 +144,30 @@ Dim onnx_dim_div(Graph *g, Dim a, Dim b);
 /* ops.c */
 /* Translate the node I->node. */
 dvm_status onnx_node(Imp *I);
+/* The node's operands, outputs and attributes, shared with compose.c. */
+/* Input i as a Val index: -1 if absent (optional), -2 (error set) on error. */
+int64_t onnx_arg(Imp *I, size_t i, bool required);
+/* The dvm value of input i (required, materialized); -1 with the error set. */
+int64_t onnx_in(Imp *I, size_t i);
+/* The name of output k, NULL when absent. */
+const char *onnx_out(Imp *I, size_t k);
+/* Define output k as Val x; as the dvm value v (v < 0: the error already set). */
+dvm_status onnx_def(Imp *I, size_t k, uint32_t x);
+dvm_status onnx_def_dyn(Imp *I, size_t k, int64_t v);
+const Onnx__AttributeProto *onnx_attr(Imp *I, const char *name);
+int64_t onnx_attr_i(Imp *I, const char *name, int64_t dflt);
+double onnx_attr_f(Imp *I, const char *name, double dflt);
+/* An int-list attribute: its length, -1 if absent, -2 (error set) if over max. */
+int onnx_attr_ints(Imp *I, const char *name, int64_t *out, int max);
+/* Reduction axes from input i (opset 13+) or the attribute: as onnx_attr_ints. */
+int onnx_axes(Imp *I, size_t i, int64_t *out);
+/* One dvm node on dvm values, named after ONNX value `name` (NULL: made up); -1 on error. */
+int64_t onnx_unary(Imp *I, Op op, uint32_t x, const char *name);
+int64_t onnx_binary(Imp *I, Op op, uint32_t a, uint32_t b, const char *name);
+
+/* compose.c */
+/* Translate I->node if its op type is one compose.c makes of other dvm ops (*st: the
+ * outcome); false for other op types. */
+bool onnx_composed(Imp *I, const char *t, dvm_status *st);
 
 #endif /* DVM_ONNX_H */

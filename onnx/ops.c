@@ -20,7 +20,7 @@
 /* ---- operands, outputs and attributes --------------------------------------------------- */
 
 /* Input i of the node as a Val index: -1 if absent (optional), -2 on error. */
-static int64_t arg(Imp *I, size_t i, bool required) {
+int64_t onnx_arg(Imp *I, size_t i, bool required) {
   const Onnx__NodeProto *n = I->node;
   const char *name = i < n->n_input ? n->input[i] : NULL;
   uint32_t k;
@@ -37,13 +37,13 @@ static int64_t arg(Imp *I, size_t i, bool required) {
   return k;
 }
 
-static const char *out_name(Imp *I, size_t k) {
+const char *onnx_out(Imp *I, size_t k) {
   return k < I->node->n_output && I->node->output[k] && *I->node->output[k] ? I->node->output[k] : NULL;
 }
 
 /* Define output k as Val x. */
-static dvm_status def(Imp *I, size_t k, uint32_t x) {
-  const char *name = out_name(I, k);
+dvm_status onnx_def(Imp *I, size_t k, uint32_t x) {
+  const char *name = onnx_out(I, k);
   uint32_t prev;
   if (!name) return DVM_OK;
   if (onnx_map_get(&I->names, name, &prev))
@@ -52,11 +52,11 @@ static dvm_status def(Imp *I, size_t k, uint32_t x) {
   return DVM_OK;
 }
 
-static dvm_status def_dyn(Imp *I, size_t k, int64_t v) {
-  return v < 0 ? I->err->code : def(I, k, onnx_val_dyn(I, (uint32_t)v));
+dvm_status onnx_def_dyn(Imp *I, size_t k, int64_t v) {
+  return v < 0 ? I->err->code : onnx_def(I, k, onnx_val_dyn(I, (uint32_t)v));
 }
 
-static const Onnx__AttributeProto *attr(Imp *I, const char *name) {
+const Onnx__AttributeProto *onnx_attr(Imp *I, const char *name) {
   for (size_t i = 0; i < I->node->n_attribute; i++) {
     const Onnx__AttributeProto *a = I->node->attribute[i];
     if (a && a->name && !strcmp(a->name, name)) return a;
@@ -64,19 +64,19 @@ static const Onnx__AttributeProto *attr(Imp *I, const char *name) {
   return NULL;
 }
 
-static int64_t attr_i(Imp *I, const char *name, int64_t dflt) {
-  const Onnx__AttributeProto *a = attr(I, name);
+int64_t onnx_attr_i(Imp *I, const char *name, int64_t dflt) {
+  const Onnx__AttributeProto *a = onnx_attr(I, name);
   return a ? a->i : dflt;
 }
 
-static double attr_f(Imp *I, const char *name, double dflt) {
-  const Onnx__AttributeProto *a = attr(I, name);
+double onnx_attr_f(Imp *I, const char *name, double dflt) {
+  const Onnx__AttributeProto *a = onnx_attr(I, name);
   return a ? a->f : dflt;
 }
 
 /* An int-list attribute: its length, -1 if absent, -2 (error set) if too long. */
-static int attr_ints(Imp *I, const char *name, int64_t *out, int max) {
-  const Onnx__AttributeProto *a = attr(I, name);
+int onnx_attr_ints(Imp *I, const char *name, int64_t *out, int max) {
+  const Onnx__AttributeProto *a = onnx_attr(I, name);
   if (!a) return -1;
   if (a->n_ints > (size_t)max)
     return onnx_fail(I, DVM_ERR_GRAPH, "attribute '%s' has %zu entries, more than %d", name,
@@ -87,7 +87,7 @@ static int attr_ints(Imp *I, const char *name, int64_t *out, int max) {
 
 /* Input i as constant integers (axes, split sizes, ...): count, -1 if absent, -2 on error. */
 static int const_ints(Imp *I, size_t i, const char *what, int64_t *out, int max) {
-  int64_t k = arg(I, i, false);
+  int64_t k = onnx_arg(I, i, false);
   int n;
   if (k < 0) return (int)k;
   if (!onnx_sym_ints(I, (uint32_t)k, out, max, &n))
@@ -97,14 +97,14 @@ static int const_ints(Imp *I, size_t i, const char *what, int64_t *out, int max)
 }
 
 /* Axes from the input (opset 13+) or, for older forms, the attribute. */
-static int axes_of(Imp *I, size_t i, int64_t *out) {
+int onnx_axes(Imp *I, size_t i, int64_t *out) {
   int n = const_ints(I, i, "axes", out, R);
-  return n == -1 ? attr_ints(I, "axes", out, R) : n;
+  return n == -1 ? onnx_attr_ints(I, "axes", out, R) : n;
 }
 
 /* Input i as the dims of a shape (a V_SYM of rank <= 1); count, or -2 on error. */
 static int shape_arg(Imp *I, size_t i, const char *what, Dim *out, int max) {
-  int64_t k = arg(I, i, true);
+  int64_t k = onnx_arg(I, i, true);
   if (k < 0) return -2;
   Val *x = onnx_val(I, (uint32_t)k);
   if (x->kind != V_SYM || x->rank > 1)
@@ -118,19 +118,19 @@ static int shape_arg(Imp *I, size_t i, const char *what, Dim *out, int max) {
 }
 
 /* The dvm value of input i (required). */
-static int64_t use(Imp *I, size_t i) {
-  int64_t k = arg(I, i, true);
+int64_t onnx_in(Imp *I, size_t i) {
+  int64_t k = onnx_arg(I, i, true);
   uint32_t v;
   if (k < 0 || onnx_use(I, (uint32_t)k, &v)) return -1;
   return v;
 }
 
-static int64_t unary(Imp *I, Op op, uint32_t x, const char *name) {
+int64_t onnx_unary(Imp *I, Op op, uint32_t x, const char *name) {
   NodeDraft d = {.op = op, .nin = 1, .in = {x}};
   return onnx_add(I, &d, name);
 }
 
-static int64_t binary(Imp *I, Op op, uint32_t a, uint32_t b, const char *name) {
+int64_t onnx_binary(Imp *I, Op op, uint32_t a, uint32_t b, const char *name) {
   NodeDraft d = {.op = op, .nin = 2, .in = {a, b}};
   return onnx_add(I, &d, name);
 }
@@ -189,7 +189,7 @@ static int64_t sym_binary(Imp *I, Op op, uint32_t ia, uint32_t ib) {
 /* ---- elementwise ----------------------------------------------------------------------------- */
 
 static dvm_status op_unary(Imp *I, Op op) {
-  int64_t k = arg(I, 0, true);
+  int64_t k = onnx_arg(I, 0, true);
   if (k < 0) return I->err->code;
   Val *x = onnx_val(I, (uint32_t)k);
   if (x->kind == V_SYM && (op == OP_NEG || op == OP_NOT || op == OP_ABS)) {
@@ -203,11 +203,11 @@ static dvm_status op_unary(Imp *I, Op op) {
         out[i] = ir_dim_const(I->g, op == OP_NOT ? !c : c < 0 ? -c : c);
     }
     x = onnx_val(I, (uint32_t)k);
-    if (ok) return def(I, 0, onnx_val_sym(I, (DType)x->dtype, x->rank, x->shape, out));
+    if (ok) return onnx_def(I, 0, onnx_val_sym(I, (DType)x->dtype, x->rank, x->shape, out));
   }
   uint32_t v;
   if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
-  return def_dyn(I, 0, unary(I, op, v, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_unary(I, op, v, onnx_out(I, 0)));
 }
 
 /* pow with a constant exponent: x*x for 2, sqrt for 0.5, x for 1; else the general op. */
@@ -215,11 +215,11 @@ static dvm_status op_pow(Imp *I, uint32_t a, uint32_t kb) {
   double e;
   DType dt = (DType)ir_node(I->g, a)->dtype;
   if (onnx_scalar(I, kb, &e) && ir_dtype_is_float(dt)) {
-    if (e == 2) return def_dyn(I, 0, binary(I, OP_MUL, a, a, out_name(I, 0)));
-    if (e == 0.5) return def_dyn(I, 0, unary(I, OP_SQRT, a, out_name(I, 0)));
-    if (e == 1) return def(I, 0, onnx_val_dyn(I, a));
+    if (e == 2) return onnx_def_dyn(I, 0, onnx_binary(I, OP_MUL, a, a, onnx_out(I, 0)));
+    if (e == 0.5) return onnx_def_dyn(I, 0, onnx_unary(I, OP_SQRT, a, onnx_out(I, 0)));
+    if (e == 1) return onnx_def(I, 0, onnx_val_dyn(I, a));
     int64_t lit = onnx_literal(I, e, dt);
-    return lit < 0 ? I->err->code : def_dyn(I, 0, binary(I, OP_POW, a, (uint32_t)lit, out_name(I, 0)));
+    return lit < 0 ? I->err->code : onnx_def_dyn(I, 0, onnx_binary(I, OP_POW, a, (uint32_t)lit, onnx_out(I, 0)));
   }
   uint32_t b;
   if (onnx_use(I, kb, &b)) return I->err->code;
@@ -230,35 +230,35 @@ static dvm_status op_pow(Imp *I, uint32_t a, uint32_t kb) {
     if (c < 0) return I->err->code;
     b = (uint32_t)c;
   }
-  return def_dyn(I, 0, binary(I, OP_POW, a, b, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_binary(I, OP_POW, a, b, onnx_out(I, 0)));
 }
 
 static dvm_status op_binary(Imp *I, Op op) {
-  int64_t ka = arg(I, 0, true), kb = ka >= 0 ? arg(I, 1, true) : -2;
+  int64_t ka = onnx_arg(I, 0, true), kb = ka >= 0 ? onnx_arg(I, 1, true) : -2;
   if (kb < 0) return I->err->code;
   int64_t s = sym_binary(I, op, (uint32_t)ka, (uint32_t)kb);
   if (s == -2) return I->err->code;
-  if (s >= 0) return def(I, 0, (uint32_t)s);
+  if (s >= 0) return onnx_def(I, 0, (uint32_t)s);
   uint32_t a, b;
   if (onnx_use(I, (uint32_t)ka, &a)) return I->err->code;
   if (op == OP_POW) return op_pow(I, a, (uint32_t)kb);
   if (onnx_use(I, (uint32_t)kb, &b)) return I->err->code;
-  return def_dyn(I, 0, binary(I, op, a, b, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_binary(I, op, a, b, onnx_out(I, 0)));
 }
 
 /* Max and Min take one or more operands. */
 static dvm_status op_variadic(Imp *I, Op op) {
   if (I->node->n_input == 2) return op_binary(I, op);
-  int64_t acc = use(I, 0);
+  int64_t acc = onnx_in(I, 0);
   for (size_t i = 1; acc >= 0 && i < I->node->n_input; i++) {
-    int64_t b = use(I, i);
-    acc = b < 0 ? -1 : binary(I, op, (uint32_t)acc, (uint32_t)b, i + 1 == I->node->n_input ? out_name(I, 0) : NULL);
+    int64_t b = onnx_in(I, i);
+    acc = b < 0 ? -1 : onnx_binary(I, op, (uint32_t)acc, (uint32_t)b, i + 1 == I->node->n_input ? onnx_out(I, 0) : NULL);
   }
-  return def_dyn(I, 0, acc);
+  return onnx_def_dyn(I, 0, acc);
 }
 
 static dvm_status op_where(Imp *I) {
-  int64_t kc = arg(I, 0, true), ka = kc >= 0 ? arg(I, 1, true) : -2, kb = ka >= 0 ? arg(I, 2, true) : -2;
+  int64_t kc = onnx_arg(I, 0, true), ka = kc >= 0 ? onnx_arg(I, 1, true) : -2, kb = ka >= 0 ? onnx_arg(I, 2, true) : -2;
   if (kb < 0) return I->err->code;
   Val *c = onnx_val(I, (uint32_t)kc), *a = onnx_val(I, (uint32_t)ka), *b = onnx_val(I, (uint32_t)kb);
   int64_t cc[SYM_MAX];
@@ -275,26 +275,26 @@ static dvm_status op_where(Imp *I) {
       int64_t shape[1] = {n};
       int rank = c->rank > a->rank ? c->rank : a->rank;
       rank = b->rank > rank ? b->rank : rank;
-      return def(I, 0, onnx_val_sym(I, (DType)a->dtype, rank, shape, out));
+      return onnx_def(I, 0, onnx_val_sym(I, (DType)a->dtype, rank, shape, out));
     }
   }
   uint32_t vc, va, vb;
   if (onnx_use(I, (uint32_t)kc, &vc) || onnx_use(I, (uint32_t)ka, &va) || onnx_use(I, (uint32_t)kb, &vb))
     return I->err->code;
   NodeDraft d = {.op = OP_SELECT, .nin = 3, .in = {vc, va, vb}};
-  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
 static dvm_status op_cast(Imp *I) {
-  int64_t k = arg(I, 0, true);
+  int64_t k = onnx_arg(I, 0, true);
   if (k < 0) return I->err->code;
-  int64_t to = attr_i(I, "to", 0);
+  int64_t to = onnx_attr_i(I, "to", 0);
   int dt = onnx_dtype(to);
   if (dt < 0)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Cast to %s is not supported (dvm's dtypes: float, "
                      "float16, bfloat16, int32, int64, bool)", onnx_dtype_name(to));
   Val *x = onnx_val(I, (uint32_t)k);
-  if (x->dtype == dt) return def(I, 0, (uint32_t)k);
+  if (x->dtype == dt) return onnx_def(I, 0, (uint32_t)k);
   if (x->kind == V_SYM) { /* to a float: integer-valued, still dims */
     Dim out[SYM_MAX];
     bool ok = true;
@@ -305,40 +305,40 @@ static dvm_status op_cast(Imp *I) {
       else if (dt == DT_I32 && is_c(I, x->d[i], &c)) out[i] = ir_dim_const(I->g, (int32_t)(uint32_t)c);
     }
     x = onnx_val(I, (uint32_t)k);
-    if (ok) return def(I, 0, onnx_val_sym(I, (DType)dt, x->rank, x->shape, out));
+    if (ok) return onnx_def(I, 0, onnx_val_sym(I, (DType)dt, x->rank, x->shape, out));
   }
   uint32_t v;
   if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
   NodeDraft d = {.op = OP_CAST, .nin = 1, .in = {v}};
   onnx_at_dtype(&d, AK_TO, (DType)dt);
-  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
 /* ---- reductions, normalizations, matmul ----------------------------------------------------- */
 
 static dvm_status op_reduce(Imp *I, Op op) {
   int64_t axes[R];
-  int n = axes_of(I, 1, axes);
+  int n = onnx_axes(I, 1, axes);
   if (n == -2) return I->err->code;
-  int64_t x = use(I, 0);
+  int64_t x = onnx_in(I, 0);
   if (x < 0) return I->err->code;
-  if (n == 0 && attr_i(I, "noop_with_empty_axes", 0)) return def(I, 0, onnx_val_dyn(I, (uint32_t)x));
+  if (n == 0 && onnx_attr_i(I, "noop_with_empty_axes", 0)) return onnx_def(I, 0, onnx_val_dyn(I, (uint32_t)x));
   NodeDraft d = {.op = op, .nin = 1, .in = {(uint32_t)x}};
   if (n > 0) onnx_at_ints(I, &d, AK_AXES, axes, (uint32_t)n);
-  onnx_at_int(&d, AK_KEEPDIMS, attr_i(I, "keepdims", 1) != 0);
-  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  onnx_at_int(&d, AK_KEEPDIMS, onnx_attr_i(I, "keepdims", 1) != 0);
+  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
 static dvm_status op_softmax(Imp *I, Op op) {
-  int64_t x = use(I, 0);
+  int64_t x = onnx_in(I, 0);
   if (x < 0) return I->err->code;
   NodeDraft d = {.op = op, .nin = 1, .in = {(uint32_t)x}};
-  onnx_at_int(&d, AK_AXIS, attr_i(I, "axis", -1));
-  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  onnx_at_int(&d, AK_AXIS, onnx_attr_i(I, "axis", -1));
+  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
 static dvm_status op_layernorm(Imp *I) {
-  int64_t x = use(I, 0), s = x >= 0 ? use(I, 1) : -1, kb = s >= 0 ? arg(I, 2, false) : -2;
+  int64_t x = onnx_in(I, 0), s = x >= 0 ? onnx_in(I, 1) : -1, kb = s >= 0 ? onnx_arg(I, 2, false) : -2;
   uint32_t b;
   if (kb == -2) return I->err->code;
   if (kb >= 0) {
@@ -349,61 +349,82 @@ static dvm_status op_layernorm(Imp *I) {
     b = (uint32_t)l;
   }
   NodeDraft d = {.op = OP_LAYERNORM, .nin = 3, .in = {(uint32_t)x, (uint32_t)s, b}};
-  onnx_at_int(&d, AK_AXIS, attr_i(I, "axis", -1));
-  onnx_at_float(&d, AK_EPS, (double)(float)attr_f(I, "epsilon", 1e-5), false);
-  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  int64_t axis = onnx_attr_i(I, "axis", -1);
+  double eps = (double)(float)onnx_attr_f(I, "epsilon", 1e-5);
+  onnx_at_int(&d, AK_AXIS, axis);
+  onnx_at_float(&d, AK_EPS, eps, false);
+  if (onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)))) return I->err->code;
+  if (!onnx_out(I, 1) && !onnx_out(I, 2)) return DVM_OK;
+  /* Mean and InvStdDev = 1 / sqrt(Var + epsilon), over the normalized axes, kept */
+  int r = ir_node(I->g, (uint32_t)x)->rank, ax = ir_axis(axis, r);
+  int64_t axes[R], m, var;
+  if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis %lld out of range for rank %d", (long long)axis, r);
+  for (int i = ax; i < r; i++) axes[i - ax] = i;
+  NodeDraft mean = {.op = OP_REDUCE_MEAN, .nin = 1, .in = {(uint32_t)x}};
+  onnx_at_ints(I, &mean, AK_AXES, axes, (uint32_t)(r - ax));
+  onnx_at_int(&mean, AK_KEEPDIMS, 1);
+  NodeDraft sq = mean;
+  if ((m = onnx_add(I, &mean, onnx_out(I, 1))) < 0 || onnx_def_dyn(I, 1, m)) return I->err->code;
+  if (!onnx_out(I, 2)) return DVM_OK;
+  int64_t c = onnx_binary(I, OP_SUB, (uint32_t)x, (uint32_t)m, NULL);
+  if (c < 0 || (c = onnx_binary(I, OP_MUL, (uint32_t)c, (uint32_t)c, NULL)) < 0) return I->err->code;
+  sq.in[0] = (uint32_t)c;
+  int64_t l = onnx_literal(I, eps, (DType)ir_node(I->g, (uint32_t)x)->dtype);
+  if ((var = onnx_add(I, &sq, NULL)) < 0 || l < 0 || (var = onnx_binary(I, OP_ADD, (uint32_t)var, (uint32_t)l, NULL)) < 0)
+    return I->err->code;
+  return onnx_def_dyn(I, 2, onnx_unary(I, OP_RSQRT, (uint32_t)var, onnx_out(I, 2)));
 }
 
 static dvm_status op_matmul(Imp *I) {
-  int64_t a = use(I, 0), b = a >= 0 ? use(I, 1) : -1;
+  int64_t a = onnx_in(I, 0), b = a >= 0 ? onnx_in(I, 1) : -1;
   if (b < 0) return I->err->code;
-  return def_dyn(I, 0, binary(I, OP_MATMUL, (uint32_t)a, (uint32_t)b, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_binary(I, OP_MATMUL, (uint32_t)a, (uint32_t)b, onnx_out(I, 0)));
 }
 
 /* Gemm: alpha · A' B' + beta · C. */
 static dvm_status op_gemm(Imp *I) {
-  int64_t a = use(I, 0), b = a >= 0 ? use(I, 1) : -1, kc = b >= 0 ? arg(I, 2, false) : -2;
+  int64_t a = onnx_in(I, 0), b = a >= 0 ? onnx_in(I, 1) : -1, kc = b >= 0 ? onnx_arg(I, 2, false) : -2;
   if (kc == -2) return I->err->code;
-  double alpha = attr_f(I, "alpha", 1), beta = attr_f(I, "beta", 1);
+  double alpha = onnx_attr_f(I, "alpha", 1), beta = onnx_attr_f(I, "beta", 1);
   bool more = (kc >= 0 && beta != 0) || alpha != 1;
   NodeDraft d = {.op = OP_MATMUL, .nin = 2, .in = {(uint32_t)a, (uint32_t)b}};
-  if (attr_i(I, "transA", 0)) onnx_at_int(&d, AK_TRANSPOSE_A, 1);
-  if (attr_i(I, "transB", 0)) onnx_at_int(&d, AK_TRANSPOSE_B, 1);
-  int64_t y = onnx_add(I, &d, more ? NULL : out_name(I, 0));
+  if (onnx_attr_i(I, "transA", 0)) onnx_at_int(&d, AK_TRANSPOSE_A, 1);
+  if (onnx_attr_i(I, "transB", 0)) onnx_at_int(&d, AK_TRANSPOSE_B, 1);
+  int64_t y = onnx_add(I, &d, more ? NULL : onnx_out(I, 0));
   if (y < 0) return I->err->code;
   DType dt = (DType)ir_node(I->g, (uint32_t)y)->dtype;
   bool addc = kc >= 0 && beta != 0;
   if (alpha != 1) {
     int64_t l = onnx_literal(I, alpha, dt);
-    if (l < 0 || (y = binary(I, OP_MUL, (uint32_t)y, (uint32_t)l, addc ? NULL : out_name(I, 0))) < 0)
+    if (l < 0 || (y = onnx_binary(I, OP_MUL, (uint32_t)y, (uint32_t)l, addc ? NULL : onnx_out(I, 0))) < 0)
       return I->err->code;
   }
   if (addc) {
     uint32_t c;
     if (onnx_use(I, (uint32_t)kc, &c)) return I->err->code;
     if (beta != 1) {
-      int64_t l = onnx_literal(I, beta, dt), m = l < 0 ? -1 : binary(I, OP_MUL, c, (uint32_t)l, NULL);
+      int64_t l = onnx_literal(I, beta, dt), m = l < 0 ? -1 : onnx_binary(I, OP_MUL, c, (uint32_t)l, NULL);
       if (m < 0) return I->err->code;
       c = (uint32_t)m;
     }
-    y = binary(I, OP_ADD, (uint32_t)y, c, out_name(I, 0));
+    y = onnx_binary(I, OP_ADD, (uint32_t)y, c, onnx_out(I, 0));
   }
-  return def_dyn(I, 0, y);
+  return onnx_def_dyn(I, 0, y);
 }
 
 /* ---- shapes ---------------------------------------------------------------------------------- */
 
 static dvm_status op_shape(Imp *I) {
-  int64_t k = arg(I, 0, true);
+  int64_t k = onnx_arg(I, 0, true);
   if (k < 0) return I->err->code;
   Dim s[R];
   int r = onnx_dims(I, (uint32_t)k, s);
-  int64_t st = attr_i(I, "start", 0), en = attr_i(I, "end", r);
+  int64_t st = onnx_attr_i(I, "start", 0), en = onnx_attr_i(I, "end", r);
   st = st < 0 ? st + r : st, en = en < 0 ? en + r : en;
   st = st < 0 ? 0 : st > r ? r : st, en = en < 0 ? 0 : en > r ? r : en;
   if (en < st) en = st;
   int64_t shape[1] = {en - st};
-  return def(I, 0, onnx_val_sym(I, DT_I64, 1, shape, s + st));
+  return onnx_def(I, 0, onnx_val_sym(I, DT_I64, 1, shape, s + st));
 }
 
 /* reshape, or nothing when the shape does not change. */
@@ -428,9 +449,9 @@ static uint32_t sym_reshape(Imp *I, uint32_t k, int rank, const int64_t *shape) 
 static dvm_status op_reshape(Imp *I) {
   Dim s[R];
   int n = shape_arg(I, 1, "the shape", s, R);
-  int64_t k = n < 0 ? -2 : arg(I, 0, true);
+  int64_t k = n < 0 ? -2 : onnx_arg(I, 0, true);
   if (k < 0) return I->err->code;
-  bool allowzero = attr_i(I, "allowzero", 0) != 0;
+  bool allowzero = onnx_attr_i(I, "allowzero", 0) != 0;
   Dim in[R];
   int r = onnx_dims(I, (uint32_t)k, in), hole = -1;
   int64_t c, known = 1;
@@ -464,29 +485,30 @@ static dvm_status op_reshape(Imp *I) {
     int64_t m = 1;
     for (int i = 0; i < n && m >= 0; i++)
       if (__builtin_mul_overflow(m, shape[i], &m)) m = -1;
-    if (m == x->numel) return def(I, 0, sym_reshape(I, (uint32_t)k, n, shape));
+    if (m == x->numel) return onnx_def(I, 0, sym_reshape(I, (uint32_t)k, n, shape));
   }
   uint32_t v;
   if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
-  return def_dyn(I, 0, reshape(I, v, s, n, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, reshape(I, v, s, n, onnx_out(I, 0)));
 }
 
 static dvm_status op_flatten(Imp *I) {
-  int64_t k = arg(I, 0, true);
+  int64_t k = onnx_arg(I, 0, true);
   if (k < 0) return I->err->code;
   Dim in[R], s[2] = {ir_dim_const(I->g, 1), ir_dim_const(I->g, 1)};
-  int r = onnx_dims(I, (uint32_t)k, in), ax = ir_axis(attr_i(I, "axis", 1), r + 1);
-  if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r);
+  int r = onnx_dims(I, (uint32_t)k, in);
+  int64_t a = onnx_attr_i(I, "axis", 1), ax = a < 0 ? a + r : a; /* [-r, r]: a negative counts from r */
+  if (ax < 0 || ax > r) return onnx_fail(I, DVM_ERR_GRAPH, "axis %lld out of range for rank %d", (long long)a, r);
   for (int i = 0; i < r; i++) s[i >= ax] = ir_dim_mul(I->g, s[i >= ax], in[i]);
   uint32_t v;
   if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
-  return def_dyn(I, 0, reshape(I, v, s, 2, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, reshape(I, v, s, 2, onnx_out(I, 0)));
 }
 
 static dvm_status op_unsqueeze(Imp *I, bool squeeze) {
   int64_t axes[R];
-  int n = axes_of(I, 1, axes);
-  int64_t k = n == -2 ? -2 : arg(I, 0, true);
+  int n = onnx_axes(I, 1, axes);
+  int64_t k = n == -2 ? -2 : onnx_arg(I, 0, true);
   if (k < 0) return I->err->code;
   Val *x = onnx_val(I, (uint32_t)k);
   if (x->kind == V_SYM) { /* the new shape of a shape value */
@@ -508,7 +530,7 @@ static dvm_status op_unsqueeze(Imp *I, bool squeeze) {
           shape[i] = mark[i] ? 1 : x->shape[j++];
         }
       }
-      return def(I, 0, sym_reshape(I, (uint32_t)k, ro, shape));
+      return onnx_def(I, 0, sym_reshape(I, (uint32_t)k, ro, shape));
     }
   }
   uint32_t v;
@@ -516,33 +538,33 @@ static dvm_status op_unsqueeze(Imp *I, bool squeeze) {
   if (!squeeze && n < 0) return onnx_fail(I, DVM_ERR_GRAPH, "Unsqueeze needs axes");
   NodeDraft d = {.op = squeeze ? OP_SQUEEZE : OP_UNSQUEEZE, .nin = 1, .in = {v}};
   if (n >= 0) onnx_at_ints(I, &d, AK_AXES, axes, (uint32_t)n);
-  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
 static dvm_status op_transpose(Imp *I) {
   int64_t perm[R];
-  int n = attr_ints(I, "perm", perm, R);
-  int64_t k = n == -2 ? -2 : arg(I, 0, true);
+  int n = onnx_attr_ints(I, "perm", perm, R);
+  int64_t k = n == -2 ? -2 : onnx_arg(I, 0, true);
   if (k < 0) return I->err->code;
   if (onnx_val(I, (uint32_t)k)->kind == V_SYM && onnx_val(I, (uint32_t)k)->rank <= 1)
-    return def(I, 0, (uint32_t)k);
+    return onnx_def(I, 0, (uint32_t)k);
   uint32_t v;
   if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
   NodeDraft d = {.op = OP_TRANSPOSE, .nin = 1, .in = {v}};
   if (n >= 0) onnx_at_ints(I, &d, AK_PERM, perm, (uint32_t)n);
-  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
 static dvm_status op_concat(Imp *I) {
   size_t n = I->node->n_input;
-  const Onnx__AttributeProto *ax = attr(I, "axis");
+  const Onnx__AttributeProto *ax = onnx_attr(I, "axis");
   if (!ax) return onnx_fail(I, DVM_ERR_GRAPH, "Concat needs attribute 'axis'");
   if (!n || n > 64) return onnx_fail(I, DVM_ERR_GRAPH, "Concat of %zu inputs", n);
   int64_t ks[64];
   bool sym = ax->i == 0 || ax->i == -1;
   int64_t total = 0;
   for (size_t i = 0; i < n; i++) {
-    if ((ks[i] = arg(I, i, true)) < 0) return I->err->code;
+    if ((ks[i] = onnx_arg(I, i, true)) < 0) return I->err->code;
     Val *x = onnx_val(I, (uint32_t)ks[i]);
     sym = sym && x->kind == V_SYM && x->rank == 1;
     total += x->kind == V_SYM ? x->numel : 0;
@@ -555,13 +577,13 @@ static dvm_status op_concat(Imp *I) {
       for (int64_t j = 0; j < x->numel; j++) out[m++] = x->d[j];
     }
     int64_t shape[1] = {m};
-    return def(I, 0, onnx_val_sym(I, onnx_val_dtype(I, (uint32_t)ks[0]), 1, shape, out));
+    return onnx_def(I, 0, onnx_val_sym(I, onnx_val_dtype(I, (uint32_t)ks[0]), 1, shape, out));
   }
   NodeDraft d = {.op = OP_CONCAT, .nin = (uint32_t)n};
   for (size_t i = 0; i < n; i++)
     if (onnx_use(I, (uint32_t)ks[i], &d.in[i])) return I->err->code;
   onnx_at_int(&d, AK_AXIS, ax->i);
-  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
 /* slice(x, axes=[ax], starts=[s], ends=[e]) */
@@ -574,10 +596,10 @@ static int64_t slice1(Imp *I, uint32_t x, int64_t ax, Dim s, Dim e, const char *
 }
 
 static dvm_status op_gather(Imp *I) {
-  int64_t kx = arg(I, 0, true), ki = kx >= 0 ? arg(I, 1, true) : -2;
+  int64_t kx = onnx_arg(I, 0, true), ki = kx >= 0 ? onnx_arg(I, 1, true) : -2;
   if (ki < 0) return I->err->code;
   Val *x = onnx_val(I, (uint32_t)kx), *idx = onnx_val(I, (uint32_t)ki);
-  int64_t axis = attr_i(I, "axis", 0), iv[SYM_MAX];
+  int64_t axis = onnx_attr_i(I, "axis", 0), iv[SYM_MAX];
   int ni;
   bool cidx = onnx_sym_ints(I, (uint32_t)ki, iv, SYM_MAX, &ni);
   if (x->kind == V_SYM && x->rank == 1 && (axis == 0 || axis == -1) && cidx && idx->rank <= 1) {
@@ -589,7 +611,7 @@ static dvm_status op_gather(Imp *I) {
                          (long long)iv[i], (long long)x->numel);
       out[i] = x->d[j];
     }
-    return def(I, 0, onnx_val_sym(I, (DType)x->dtype, idx->rank, idx->shape, out));
+    return onnx_def(I, 0, onnx_val_sym(I, (DType)x->dtype, idx->rank, idx->shape, out));
   }
   uint32_t v;
   if (onnx_use(I, (uint32_t)kx, &v)) return I->err->code;
@@ -607,13 +629,13 @@ static dvm_status op_gather(Imp *I) {
     int64_t a64 = ax;
     NodeDraft d = {.op = OP_SQUEEZE, .nin = 1, .in = {(uint32_t)sl}};
     onnx_at_ints(I, &d, AK_AXES, &a64, 1);
-    return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+    return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
   }
   uint32_t vi;
   if (onnx_use(I, (uint32_t)ki, &vi)) return I->err->code;
   NodeDraft d = {.op = OP_GATHER, .nin = 2, .in = {v, vi}};
   onnx_at_int(&d, AK_AXIS, ax);
-  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
 static dvm_status op_slice(Imp *I) {
@@ -622,7 +644,7 @@ static dvm_status op_slice(Imp *I) {
   int n = shape_arg(I, 1, "starts", st, R), ne = n < 0 ? -2 : shape_arg(I, 2, "ends", en, R);
   int na = ne < 0 ? -2 : const_ints(I, 3, "axes", axes, R);
   int ns = na == -2 ? -2 : const_ints(I, 4, "steps", steps, R);
-  int64_t k = ns == -2 ? -2 : arg(I, 0, true);
+  int64_t k = ns == -2 ? -2 : onnx_arg(I, 0, true);
   if (k < 0) return I->err->code;
   if (ne != n || (na >= 0 && na != n) || (ns >= 0 && ns != n))
     return onnx_fail(I, DVM_ERR_GRAPH, "starts, ends, axes and steps must have one length");
@@ -647,7 +669,7 @@ static dvm_status op_slice(Imp *I) {
         for (int64_t i = s; i > e; i += step) out[m++] = x->d[i];
       }
       int64_t shape[1] = {m};
-      return def(I, 0, onnx_val_sym(I, (DType)x->dtype, 1, shape, out));
+      return onnx_def(I, 0, onnx_val_sym(I, (DType)x->dtype, 1, shape, out));
     }
   }
   uint32_t v;
@@ -663,7 +685,7 @@ static dvm_status op_slice(Imp *I) {
   bool unit = true;
   for (int i = 0; i < n; i++) unit &= steps[i] == 1;
   if (!unit) onnx_at_ints(I, &d, AK_STEPS, steps, (uint32_t)n);
-  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
 static dvm_status op_split(Imp *I) {
@@ -671,11 +693,11 @@ static dvm_status op_split(Imp *I) {
   int64_t sizes[R * 8];
   if (!no || no > R * 8) return onnx_fail(I, DVM_ERR_GRAPH, "Split into %zu outputs", no);
   int n = const_ints(I, 1, "split", sizes, R * 8);
-  if (n == -1) n = attr_ints(I, "split", sizes, R * 8);
-  int64_t x = n == -2 ? -1 : use(I, 0);
+  if (n == -1) n = onnx_attr_ints(I, "split", sizes, R * 8);
+  int64_t x = n == -2 ? -1 : onnx_in(I, 0);
   if (x < 0) return I->err->code;
   const Node *nd = ir_node(I->g, (uint32_t)x);
-  int ax = ir_axis(attr_i(I, "axis", 0), nd->rank);
+  int ax = ir_axis(onnx_attr_i(I, "axis", 0), nd->rank);
   if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", nd->rank);
   Dim dim = ir_dim_subst(I->g, ir_shape(I->g, (uint32_t)x)[ax]), part = DIM_NONE;
   if (n >= 0 && (size_t)n != no)
@@ -687,7 +709,7 @@ static dvm_status op_split(Imp *I) {
   for (size_t k = 0; k < no; k++) {
     Dim end = ir_dim_add(I->g, off, n >= 0 ? ir_dim_const(I->g, sizes[k]) : part);
     if (end == DIM_NONE) return onnx_fail(I, DVM_ERR_OVERFLOW, "split sizes overflow");
-    if (out_name(I, k) && def_dyn(I, k, slice1(I, (uint32_t)x, ax, off, end, out_name(I, k))))
+    if (onnx_out(I, k) && onnx_def_dyn(I, k, slice1(I, (uint32_t)x, ax, off, end, onnx_out(I, k))))
       return I->err->code;
     off = end;
   }
@@ -712,7 +734,7 @@ static int expand_shape(Imp *I, const Dim *a, int ra, const Dim *t, int rt, Dim 
 static dvm_status op_expand(Imp *I) {
   Dim t[R], a[R], s[R];
   int rt = shape_arg(I, 1, "the shape", t, R);
-  int64_t k = rt < 0 ? -2 : arg(I, 0, true);
+  int64_t k = rt < 0 ? -2 : onnx_arg(I, 0, true);
   if (k < 0) return I->err->code;
   int ra = onnx_dims(I, (uint32_t)k, a), r = expand_shape(I, a, ra, t, rt, s);
   double c;
@@ -722,16 +744,16 @@ static dvm_status op_expand(Imp *I) {
     onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)r);
     onnx_at_float(&d, AK_VALUE, c, !ir_dtype_is_float((DType)x->dtype));
     onnx_at_dtype(&d, AK_DTYPE, (DType)x->dtype);
-    return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+    return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
   }
   uint32_t v;
   if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
   bool same = r == ra;
   for (int i = 0; same && i < r; i++) same = s[i] == a[i];
-  if (same) return def(I, 0, onnx_val_dyn(I, v));
+  if (same) return onnx_def(I, 0, onnx_val_dyn(I, v));
   NodeDraft d = {.op = OP_BROADCAST_TO, .nin = 1, .in = {v}};
   onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)r);
-  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
 /* ---- constants ----------------------------------------------------------------------------- */
@@ -739,30 +761,30 @@ static dvm_status op_expand(Imp *I) {
 static dvm_status op_constant(Imp *I) {
   const Onnx__AttributeProto *a;
   uint32_t k;
-  if ((a = attr(I, "value")) && a->t) {
+  if ((a = onnx_attr(I, "value")) && a->t) {
     if (onnx_tensor(I, a->t, "the value", &k)) return I->err->code;
-    onnx_val(I, k)->name = out_name(I, 0);
-    return def(I, 0, k);
+    onnx_val(I, k)->name = onnx_out(I, 0);
+    return onnx_def(I, 0, k);
   }
   dvm_tensor *t = NULL;
   int64_t one = 1;
-  if ((a = attr(I, "value_float"))) {
+  if ((a = onnx_attr(I, "value_float"))) {
     if (!(t = onnx_tensor_new(I, DT_F32, 0, NULL, NULL))) return I->err->code;
     ((float *)dvm_tensor_data(t))[0] = a->f;
-  } else if ((a = attr(I, "value_floats"))) {
+  } else if ((a = onnx_attr(I, "value_floats"))) {
     one = (int64_t)a->n_floats;
     if (!(t = onnx_tensor_new(I, DT_F32, 1, &one, NULL))) return I->err->code;
     float *p = dvm_tensor_data(t);
     for (size_t i = 0; i < a->n_floats; i++) p[i] = a->floats[i];
-  } else if ((a = attr(I, "value_int"))) {
+  } else if ((a = onnx_attr(I, "value_int"))) {
     Dim d = ir_dim_const(I->g, a->i);
-    return def(I, 0, onnx_val_sym(I, DT_I64, 0, NULL, &d));
-  } else if ((a = attr(I, "value_ints"))) {
+    return onnx_def(I, 0, onnx_val_sym(I, DT_I64, 0, NULL, &d));
+  } else if ((a = onnx_attr(I, "value_ints"))) {
     if (a->n_ints <= SYM_MAX) {
       Dim d[SYM_MAX];
       for (size_t i = 0; i < a->n_ints; i++) d[i] = ir_dim_const(I->g, a->ints[i]);
       int64_t shape[1] = {(int64_t)a->n_ints};
-      return def(I, 0, onnx_val_sym(I, DT_I64, 1, shape, d));
+      return onnx_def(I, 0, onnx_val_sym(I, DT_I64, 1, shape, d));
     }
     one = (int64_t)a->n_ints;
     if (!(t = onnx_tensor_new(I, DT_I64, 1, &one, NULL))) return I->err->code;
@@ -771,7 +793,7 @@ static dvm_status op_constant(Imp *I) {
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "a Constant without a tensor, float(s) or int(s) "
                      "value (sparse and string constants are not supported)");
   }
-  return def(I, 0, onnx_val_const(I, t, out_name(I, 0)));
+  return onnx_def(I, 0, onnx_val_const(I, t, onnx_out(I, 0)));
 }
 
 static dvm_status op_constant_of_shape(Imp *I) {
@@ -780,7 +802,7 @@ static dvm_status op_constant_of_shape(Imp *I) {
   if (n < 0) return I->err->code;
   DType dt = DT_F32;
   double c = 0;
-  const Onnx__AttributeProto *a = attr(I, "value");
+  const Onnx__AttributeProto *a = onnx_attr(I, "value");
   if (a && a->t) {
     uint32_t k;
     if (onnx_tensor(I, a->t, "the value", &k)) return I->err->code;
@@ -794,18 +816,18 @@ static dvm_status op_constant_of_shape(Imp *I) {
   if (known && !ir_dtype_is_float(dt) && m <= SYM_MAX) {
     Dim d[SYM_MAX];
     for (int64_t i = 0; i < m; i++) d[i] = ir_dim_const(I->g, onnx_to_i64(c));
-    return def(I, 0, onnx_val_sym(I, dt, n, shape, d));
+    return onnx_def(I, 0, onnx_val_sym(I, dt, n, shape, d));
   }
   NodeDraft d = {.op = OP_FULL};
   onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)n);
   onnx_at_float(&d, AK_VALUE, c, !ir_dtype_is_float(dt));
   onnx_at_dtype(&d, AK_DTYPE, dt);
-  return def_dyn(I, 0, onnx_add(I, &d, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
 /* Range(start, limit, delta) = start + delta · arange(n), n = ceil((limit - start) / delta). */
 static dvm_status op_range(Imp *I) {
-  int64_t ks = arg(I, 0, true), kl = ks >= 0 ? arg(I, 1, true) : -2, kd = kl >= 0 ? arg(I, 2, true) : -2;
+  int64_t ks = onnx_arg(I, 0, true), kl = ks >= 0 ? onnx_arg(I, 1, true) : -2, kd = kl >= 0 ? onnx_arg(I, 2, true) : -2;
   if (kd < 0) return I->err->code;
   DType dt = onnx_val_dtype(I, (uint32_t)ks);
   double s, l, dl;
@@ -832,35 +854,44 @@ static dvm_status op_range(Imp *I) {
   if (is_c(I, n, &cn) && !ir_dtype_is_float(dt) && cn <= SYM_MAX) { /* small: at load time */
     Dim d[SYM_MAX];
     for (int64_t i = 0; i < cn; i++) d[i] = ir_dim_const(I->g, (int64_t)s + i * (int64_t)dl);
-    return def(I, 0, onnx_val_sym(I, dt, 1, &cn, d));
+    return onnx_def(I, 0, onnx_val_sym(I, dt, 1, &cn, d));
   }
   NodeDraft d = {.op = OP_ARANGE};
   onnx_at_dim(&d, AK_N, n);
   onnx_at_dtype(&d, AK_DTYPE, dt);
   bool scale = dl != 1, shift = s != 0;
-  int64_t y = onnx_add(I, &d, scale || shift ? NULL : out_name(I, 0));
+  int64_t y = onnx_add(I, &d, scale || shift ? NULL : onnx_out(I, 0));
   if (y >= 0 && scale) {
     int64_t lit = onnx_literal(I, dl, dt);
-    y = lit < 0 ? -1 : binary(I, OP_MUL, (uint32_t)y, (uint32_t)lit, shift ? NULL : out_name(I, 0));
+    y = lit < 0 ? -1 : onnx_binary(I, OP_MUL, (uint32_t)y, (uint32_t)lit, shift ? NULL : onnx_out(I, 0));
   }
   if (y >= 0 && shift) {
     int64_t lit = onnx_literal(I, s, dt);
-    y = lit < 0 ? -1 : binary(I, OP_ADD, (uint32_t)y, (uint32_t)lit, out_name(I, 0));
+    y = lit < 0 ? -1 : onnx_binary(I, OP_ADD, (uint32_t)y, (uint32_t)lit, onnx_out(I, 0));
   }
-  return def_dyn(I, 0, y);
+  return onnx_def_dyn(I, 0, y);
 }
 
 static dvm_status op_identity(Imp *I, bool dropout) {
-  int64_t k = arg(I, 0, true);
+  int64_t k = onnx_arg(I, 0, true);
   if (k < 0) return I->err->code;
   if (dropout) {
-    int64_t t = arg(I, 2, false);
+    int64_t t = onnx_arg(I, 2, false);
     double on;
     if (t == -2) return I->err->code;
     if (t >= 0 && (!onnx_scalar(I, (uint32_t)t, &on) || on != 0))
       return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Dropout in training mode (dvm runs inference)");
+    if (onnx_out(I, 1)) { /* the mask: all true in inference */
+      Dim s[R];
+      int r = onnx_dims(I, (uint32_t)k, s);
+      NodeDraft d = {.op = OP_FULL};
+      onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)r);
+      onnx_at_float(&d, AK_VALUE, 1, true);
+      onnx_at_dtype(&d, AK_DTYPE, DT_BOOL);
+      if (onnx_def_dyn(I, 1, onnx_add(I, &d, onnx_out(I, 1)))) return I->err->code;
+    }
   }
-  return def(I, 0, (uint32_t)k);
+  return onnx_def(I, 0, (uint32_t)k);
 }
 
 /* The root of a recognized pattern (read.c): one dvm op on the pattern's input. */
@@ -869,7 +900,7 @@ static dvm_status op_fused(Imp *I) {
   if (!onnx_map_get(&I->names, I->fuse_x, &k))
     return onnx_fail(I, DVM_ERR_GRAPH, "input '%s' is not defined", I->fuse_x);
   if (onnx_use(I, k, &v)) return I->err->code;
-  return def_dyn(I, 0, unary(I, I->fuse == FUSE_GELU ? OP_GELU : OP_SILU, v, out_name(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_unary(I, I->fuse == FUSE_GELU ? OP_GELU : OP_SILU, v, onnx_out(I, 0)));
 }
 
 /* ---- the table ------------------------------------------------------------------------------ */
@@ -926,6 +957,8 @@ dvm_status onnx_node(Imp *I) {
   if (!strcmp(t, "Range")) return op_range(I);
   if (!strcmp(t, "Identity")) return op_identity(I, false);
   if (!strcmp(t, "Dropout")) return op_identity(I, true);
+  dvm_status st;
+  if (onnx_composed(I, t, &st)) return st;
   return onnx_fail(I, DVM_ERR_UNSUPPORTED, "op %s is not supported (docs/onnx.md lists the ops "
                    "dvm imports)", t);
 }

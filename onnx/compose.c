@@ -1,0 +1,443 @@
+/* onnx/compose.c — ONNX ops that are compositions of dvm ops: activations, the inverse
+ * hyperbolic functions, the reductions ONNX names separately (L1, L2, log-sum-exp, ...),
+ * masks made from indices (Trilu, EyeLike, Hardmax, OneHot), losses, and ops whose
+ * result is a shape (Size). Each becomes a few elementwise, reduction or layout nodes that
+ * fusion puts back into one kernel, so none needs a lowering, a bytecode or an LLVM
+ * implementation of its own (docs/onnx.md lists them with the ops of ops.c).
+ *
+ * Formulas are chosen for float accuracy where the textbook form loses it: asinh, atanh
+ * and sinh near 0 use a short series, log-sum-exp subtracts the maximum first, and ArgMin
+ * of integers is ArgMax of the bitwise complement (which, unlike negation, never
+ * overflows). */
+#include <math.h>
+#include <string.h>
+
+#include "onnx.h"
+
+#define R DVM_MAX_RANK
+#define DT(v) ((DType)ir_node(I->g, (uint32_t)(v))->dtype)
+
+/* ---- a small builder: each call adds one node; -1 (error set) propagates ------------------ */
+
+static int64_t un(Imp *I, Op op, int64_t x) {
+  return x < 0 ? -1 : onnx_unary(I, op, (uint32_t)x, NULL);
+}
+
+static int64_t bin(Imp *I, Op op, int64_t a, int64_t b) {
+  return a < 0 || b < 0 ? -1 : onnx_binary(I, op, (uint32_t)a, (uint32_t)b, NULL);
+}
+
+/* Literal c of the dtype of value `like`. */
+static int64_t lit(Imp *I, double c, int64_t like) {
+  return like < 0 ? -1 : onnx_literal(I, c, DT(like));
+}
+
+/* Binary op with a literal right operand of a's dtype. */
+static int64_t binc(Imp *I, Op op, int64_t a, double c) { return bin(I, op, a, lit(I, c, a)); }
+
+static int64_t sel(Imp *I, int64_t c, int64_t a, int64_t b) {
+  if (c < 0 || a < 0 || b < 0) return -1;
+  NodeDraft d = {.op = OP_SELECT, .nin = 3, .in = {(uint32_t)c, (uint32_t)a, (uint32_t)b}};
+  return onnx_add(I, &d, NULL);
+}
+
+static int64_t cast(Imp *I, int64_t x, DType dt) {
+  if (x < 0 || DT(x) == dt) return x;
+  NodeDraft d = {.op = OP_CAST, .nin = 1, .in = {(uint32_t)x}};
+  onnx_at_dtype(&d, AK_TO, dt);
+  return onnx_add(I, &d, NULL);
+}
+
+/* Reduction over axes[0..n) (n < 0: all axes). */
+static int64_t reduce(Imp *I, Op op, int64_t x, const int64_t *axes, int n, bool keep) {
+  if (x < 0) return -1;
+  NodeDraft d = {.op = op, .nin = 1, .in = {(uint32_t)x}};
+  if (n >= 0) onnx_at_ints(I, &d, AK_AXES, axes, (uint32_t)n);
+  onnx_at_int(&d, AK_KEEPDIMS, keep);
+  return onnx_add(I, &d, NULL);
+}
+
+static int64_t reshape(Imp *I, int64_t x, const Dim *s, int n) {
+  if (x < 0) return -1;
+  NodeDraft d = {.op = OP_RESHAPE, .nin = 1, .in = {(uint32_t)x}};
+  onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)n);
+  return onnx_add(I, &d, NULL);
+}
+
+/* 0, 1, ..., n-1 (int64) laid along axis `axis` of a rank-`rank` value of 1s elsewhere. */
+static int64_t iota(Imp *I, Dim n, int axis, int rank) {
+  NodeDraft d = {.op = OP_ARANGE};
+  onnx_at_dim(&d, AK_N, n);
+  onnx_at_dtype(&d, AK_DTYPE, DT_I64);
+  int64_t a = onnx_add(I, &d, NULL);
+  Dim s[R];
+  for (int i = 0; i < rank; i++) s[i] = i == axis ? n : ir_dim_const(I->g, 1);
+  return rank == 1 ? a : reshape(I, a, s, rank);
+}
+
+static dvm_status out(Imp *I, size_t k, int64_t v) { return onnx_def_dyn(I, k, v); }
+
+/* The dims of dvm value v (substituted); its rank. */
+static int vdims(Imp *I, int64_t v, Dim *d) {
+  const Node *n = ir_node(I->g, (uint32_t)v);
+  for (int i = 0; i < n->rank; i++) d[i] = ir_dim_subst(I->g, ir_shape(I->g, (uint32_t)v)[i]);
+  return n->rank;
+}
+
+/* Input 0, which must be a float value for the formulas below. */
+static int64_t float_in(Imp *I) {
+  int64_t x = onnx_in(I, 0);
+  if (x >= 0 && !ir_dtype_is_float(DT(x)))
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s of %s is not supported (floats only)", I->node->op_type,
+                     ir_dtype_name(DT(x))), -1;
+  return x;
+}
+
+/* ---- activations ------------------------------------------------------------------------ */
+
+/* x < 0 ? f : x */
+static int64_t neg_part(Imp *I, int64_t x, int64_t f) { return sel(I, binc(I, OP_LT, x, 0), f, x); }
+
+/* max(0, min(1, alpha x + beta)) */
+static int64_t hard_sigmoid(Imp *I, int64_t x, double alpha, double beta) {
+  return binc(I, OP_MAX, binc(I, OP_MIN, binc(I, OP_ADD, binc(I, OP_MUL, x, alpha), beta), 1), 0);
+}
+
+/* exp(x) - 1 */
+static int64_t expm1_(Imp *I, int64_t x) { return binc(I, OP_SUB, un(I, OP_EXP, x), 1); }
+
+static dvm_status activation(Imp *I, const char *t) {
+  int64_t x = float_in(I), y;
+  double a = onnx_attr_f(I, "alpha", 1), b;
+  if (x < 0) return I->err->code;
+  if (!strcmp(t, "LeakyRelu")) {
+    y = neg_part(I, x, binc(I, OP_MUL, x, onnx_attr_f(I, "alpha", 0.01)));
+  } else if (!strcmp(t, "PRelu")) {
+    y = neg_part(I, x, bin(I, OP_MUL, x, onnx_in(I, 1)));
+  } else if (!strcmp(t, "Elu")) {
+    y = neg_part(I, x, binc(I, OP_MUL, expm1_(I, x), a));
+  } else if (!strcmp(t, "Selu")) { /* gamma (x > 0 ? x : alpha e^x - alpha) */
+    a = onnx_attr_f(I, "alpha", 1.67326319217681884765625);
+    double g = onnx_attr_f(I, "gamma", 1.05070102214813232421875);
+    y = binc(I, OP_MUL, sel(I, binc(I, OP_GT, x, 0), x, binc(I, OP_MUL, expm1_(I, x), a)), g);
+  } else if (!strcmp(t, "Celu")) { /* max(0, x) + min(0, alpha (e^(x/alpha) - 1)) */
+    y = bin(I, OP_ADD, binc(I, OP_MAX, x, 0), binc(I, OP_MIN, binc(I, OP_MUL, expm1_(I, binc(I, OP_DIV, x, a)), a), 0));
+  } else if (!strcmp(t, "HardSigmoid")) {
+    y = hard_sigmoid(I, x, onnx_attr_f(I, "alpha", 0.2), onnx_attr_f(I, "beta", 0.5));
+  } else if (!strcmp(t, "HardSwish")) {
+    y = bin(I, OP_MUL, x, hard_sigmoid(I, x, 1.0 / 6, 0.5));
+  } else if (!strcmp(t, "Softplus")) {
+    y = un(I, OP_LOG, binc(I, OP_ADD, un(I, OP_EXP, x), 1));
+  } else if (!strcmp(t, "Softsign")) {
+    y = bin(I, OP_DIV, x, binc(I, OP_ADD, un(I, OP_ABS, x), 1));
+  } else if (!strcmp(t, "ThresholdedRelu")) {
+    y = sel(I, binc(I, OP_GT, x, a), x, lit(I, 0, x));
+  } else { /* Shrink: x < -l ? x + bias : x > l ? x - bias : 0 */
+    double l = onnx_attr_f(I, "lambd", 0.5);
+    b = onnx_attr_f(I, "bias", 0);
+    y = sel(I, binc(I, OP_LT, x, -l), binc(I, OP_ADD, x, b),
+            sel(I, binc(I, OP_GT, x, l), binc(I, OP_SUB, x, b), lit(I, 0, x)));
+  }
+  return out(I, 0, y);
+}
+
+/* ---- trigonometric and hyperbolic --------------------------------------------------------- */
+
+/* Where |x| < 1/64 the odd series x + c3 x^3 + c5 x^5, else f. */
+static int64_t near0(Imp *I, int64_t x, double c3, double c5, int64_t f) {
+  int64_t x2 = bin(I, OP_MUL, x, x);
+  int64_t s = bin(I, OP_MUL, x, binc(I, OP_ADD, bin(I, OP_MUL, x2, binc(I, OP_ADD, binc(I, OP_MUL, x2, c5), c3)), 1));
+  return sel(I, binc(I, OP_LT, un(I, OP_ABS, x), 1.0 / 64), s, f);
+}
+
+/* log(2 a) where a is too large to square (a > 1e18): log(a) + log 2. */
+static int64_t log2a(Imp *I, int64_t a, int64_t f) {
+  return sel(I, binc(I, OP_GT, a, 1e18), binc(I, OP_ADD, un(I, OP_LOG, a), log(2.0)), f);
+}
+
+static dvm_status hyperbolic(Imp *I, const char *t) {
+  int64_t x = float_in(I), y;
+  if (x < 0) return I->err->code;
+  if (!strcmp(t, "Tan")) {
+    y = bin(I, OP_DIV, un(I, OP_SIN, x), un(I, OP_COS, x));
+  } else if (!strcmp(t, "Cosh")) {
+    y = binc(I, OP_MUL, bin(I, OP_ADD, un(I, OP_EXP, x), un(I, OP_EXP, un(I, OP_NEG, x))), 0.5);
+  } else if (!strcmp(t, "Sinh")) { /* |x| < 1: 2 t / (1 - t^2), t = tanh(x/2): no cancellation */
+    int64_t th = un(I, OP_TANH, binc(I, OP_MUL, x, 0.5));
+    int64_t small = bin(I, OP_DIV, binc(I, OP_MUL, th, 2), bin(I, OP_SUB, lit(I, 1, x), bin(I, OP_MUL, th, th)));
+    int64_t big = binc(I, OP_MUL, bin(I, OP_SUB, un(I, OP_EXP, x), un(I, OP_EXP, un(I, OP_NEG, x))), 0.5);
+    y = sel(I, binc(I, OP_LT, un(I, OP_ABS, x), 1), small, big);
+  } else if (!strcmp(t, "Asinh")) { /* sign(x) log(|x| + sqrt(x^2 + 1)) */
+    int64_t a = un(I, OP_ABS, x);
+    int64_t r = un(I, OP_LOG, bin(I, OP_ADD, a, un(I, OP_SQRT, binc(I, OP_ADD, bin(I, OP_MUL, a, a), 1))));
+    y = near0(I, x, -1.0 / 6, 3.0 / 40, bin(I, OP_MUL, un(I, OP_SIGN, x), log2a(I, a, r)));
+  } else if (!strcmp(t, "Acosh")) { /* log(x + sqrt((x - 1)(x + 1))) */
+    int64_t r = un(I, OP_LOG, bin(I, OP_ADD, x, un(I, OP_SQRT, bin(I, OP_MUL, binc(I, OP_SUB, x, 1), binc(I, OP_ADD, x, 1)))));
+    y = log2a(I, x, r);
+  } else { /* Atanh: log((1 + x) / (1 - x)) / 2 */
+    int64_t r = binc(I, OP_MUL, un(I, OP_LOG, bin(I, OP_DIV, binc(I, OP_ADD, x, 1), bin(I, OP_SUB, lit(I, 1, x), x))), 0.5);
+    y = near0(I, x, 1.0 / 3, 1.0 / 5, r);
+  }
+  return out(I, 0, y);
+}
+
+/* ---- elementwise on several operands, predicates ------------------------------------------- */
+
+/* Sum and Mean of one or more operands (broadcast). */
+static dvm_status sum_mean(Imp *I, bool mean) {
+  size_t n = I->node->n_input;
+  int64_t acc = onnx_in(I, 0);
+  for (size_t i = 1; acc >= 0 && i < n; i++) acc = bin(I, OP_ADD, acc, onnx_in(I, i));
+  if (mean && n > 1) {
+    if (acc >= 0 && !ir_dtype_is_float(DT(acc)))
+      return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Mean of %s is not supported", ir_dtype_name(DT(acc)));
+    acc = binc(I, OP_DIV, acc, (double)n);
+  }
+  return out(I, 0, acc);
+}
+
+/* Clip(x, min?, max?) = min(max(x, min), max), as NumPy's clip. */
+static dvm_status clip(Imp *I) {
+  int64_t y = onnx_in(I, 0), lo = onnx_arg(I, 1, false), hi = lo == -2 ? -2 : onnx_arg(I, 2, false);
+  if (hi == -2) return I->err->code;
+  if (lo >= 0) y = bin(I, OP_MAX, y, onnx_in(I, 1));
+  if (hi >= 0) y = bin(I, OP_MIN, y, onnx_in(I, 2));
+  return out(I, 0, y);
+}
+
+static dvm_status predicate(Imp *I, const char *t) {
+  int64_t x = onnx_in(I, 0), y;
+  if (!strcmp(t, "Xor")) {
+    y = bin(I, OP_NE, x, onnx_in(I, 1));
+  } else if (!strcmp(t, "IsNaN")) {
+    y = bin(I, OP_NE, x, x);
+  } else { /* IsInf */
+    bool pos = onnx_attr_i(I, "detect_positive", 1), neg = onnx_attr_i(I, "detect_negative", 1);
+    int64_t p = binc(I, OP_EQ, x, INFINITY), m = binc(I, OP_EQ, x, -INFINITY);
+    y = pos && neg ? bin(I, OP_OR, p, m) : pos ? p : neg ? m : bin(I, OP_AND, p, m);
+  }
+  return out(I, 0, y);
+}
+
+/* Mod of integers: fmod = 0 takes the divisor's sign (Python's %), fmod = 1 the dividend's
+ * (C's %). */
+static dvm_status mod(Imp *I) {
+  int64_t a = onnx_in(I, 0), b = a < 0 ? -1 : onnx_in(I, 1);
+  if (b < 0) return I->err->code;
+  if (ir_dtype_is_float(DT(a)))
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Mod of %s is not supported (integers only)", ir_dtype_name(DT(a)));
+  int64_t r = bin(I, OP_SUB, a, bin(I, OP_MUL, bin(I, OP_DIV, a, b), b));
+  if (!onnx_attr_i(I, "fmod", 0)) { /* r != 0 and sign(r) != sign(b): r + b */
+    int64_t fix = bin(I, OP_AND, binc(I, OP_NE, r, 0), bin(I, OP_NE, binc(I, OP_LT, r, 0), binc(I, OP_LT, b, 0)));
+    r = sel(I, fix, bin(I, OP_ADD, r, b), r);
+  }
+  return out(I, 0, r);
+}
+
+/* ---- reductions ------------------------------------------------------------------------------ */
+
+static dvm_status reduction(Imp *I, const char *t) {
+  int64_t axes[R];
+  int n = onnx_axes(I, 1, axes);
+  if (n == -2) return I->err->code;
+  int64_t x = onnx_in(I, 0);
+  if (x < 0) return I->err->code;
+  bool keep = onnx_attr_i(I, "keepdims", 1) != 0;
+  if (n == 0 && onnx_attr_i(I, "noop_with_empty_axes", 0)) n = -2; /* no axes: elementwise */
+  if (n == 0) n = -1;
+  int64_t y;
+#define RED(op, v) (n == -2 ? (v) : reduce(I, op, v, axes, n, keep))
+  if (!strcmp(t, "ReduceL1")) y = RED(OP_REDUCE_SUM, un(I, OP_ABS, x));
+  else if (!strcmp(t, "ReduceSumSquare")) y = RED(OP_REDUCE_SUM, bin(I, OP_MUL, x, x));
+  else if (!ir_dtype_is_float(DT(x)))
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s of %s is not supported (floats only)", t, ir_dtype_name(DT(x)));
+  else if (!strcmp(t, "ReduceL2")) y = un(I, OP_SQRT, RED(OP_REDUCE_SUM, bin(I, OP_MUL, x, x)));
+  else if (!strcmp(t, "ReduceLogSum")) y = un(I, OP_LOG, RED(OP_REDUCE_SUM, x));
+  else if (n == -2) y = x; /* ReduceLogSumExp over nothing */
+  else { /* ReduceLogSumExp: m + log(sum(exp(x - m))), m the maximum (kept finite) */
+    int64_t m = reduce(I, OP_REDUCE_MAX, x, axes, n, true);
+    m = sel(I, bin(I, OP_EQ, un(I, OP_ABS, m), lit(I, INFINITY, m)), lit(I, 0, m), m);
+    int64_t s = reduce(I, OP_REDUCE_SUM, un(I, OP_EXP, bin(I, OP_SUB, x, m)), axes, n, keep);
+    int64_t mk = keep ? m : reduce(I, OP_REDUCE_MAX, m, axes, n, false);
+    y = bin(I, OP_ADD, un(I, OP_LOG, s), mk);
+  }
+#undef RED
+  return out(I, 0, y);
+}
+
+/* GlobalAveragePool, GlobalMaxPool: over every axis after N and C, kept. */
+static dvm_status global_pool(Imp *I, Op op) {
+  int64_t x = onnx_in(I, 0), axes[R];
+  if (x < 0) return I->err->code;
+  int r = ir_node(I->g, (uint32_t)x)->rank;
+  if (r < 3) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 3 expected (N, C, ...)", r);
+  for (int i = 2; i < r; i++) axes[i - 2] = i;
+  return out(I, 0, reduce(I, op, x, axes, r - 2, true));
+}
+
+/* ArgMax, ArgMin (first index of the extreme; select_last_index is not supported). */
+static dvm_status arg_extreme(Imp *I, bool min) {
+  if (onnx_attr_i(I, "select_last_index", 0))
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "select_last_index=1 is not supported");
+  int64_t x = onnx_in(I, 0);
+  if (x < 0) return I->err->code;
+  if (min) x = ir_dtype_is_float(DT(x)) ? un(I, OP_NEG, x) : bin(I, OP_SUB, lit(I, -1, x), x);
+  if (x < 0) return I->err->code;
+  NodeDraft d = {.op = OP_ARGMAX, .nin = 1, .in = {(uint32_t)x}};
+  onnx_at_int(&d, AK_AXIS, onnx_attr_i(I, "axis", 0));
+  onnx_at_int(&d, AK_KEEPDIMS, onnx_attr_i(I, "keepdims", 1) != 0);
+  return out(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
+}
+
+/* ---- masks from indices ------------------------------------------------------------------- */
+
+/* A constant integer scalar input (k of Trilu); dflt when absent. */
+static bool const_k(Imp *I, size_t i, int64_t dflt, int64_t *k) {
+  int64_t a = onnx_arg(I, i, false);
+  double c;
+  if (a == -2) return false;
+  if (a == -1) return *k = dflt, true;
+  if (!onnx_scalar(I, (uint32_t)a, &c))
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "k (input %zu) must be a constant", i + 1), false;
+  return *k = onnx_to_i64(c), true;
+}
+
+/* The column index minus the row index over the last two axes of a rank-r value with dims d. */
+static int64_t diagonal(Imp *I, const Dim *d, int r) {
+  return bin(I, OP_SUB, iota(I, d[r - 1], r - 1, r), iota(I, d[r - 2], r - 2, r));
+}
+
+static dvm_status trilu(Imp *I) {
+  int64_t k, x = onnx_in(I, 0);
+  if (x < 0 || !const_k(I, 1, 0, &k)) return I->err->code;
+  Dim d[R];
+  int r = vdims(I, x, d);
+  if (r < 2) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 2 expected", r);
+  int64_t j = diagonal(I, d, r), kk = lit(I, (double)k, j);
+  int64_t keep = bin(I, onnx_attr_i(I, "upper", 1) ? OP_GE : OP_LE, j, kk);
+  return out(I, 0, sel(I, keep, x, lit(I, 0, x)));
+}
+
+static dvm_status eye_like(Imp *I) {
+  int64_t x = onnx_in(I, 0);
+  if (x < 0) return I->err->code;
+  Dim d[R];
+  int r = vdims(I, x, d);
+  if (r != 2) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, 2 expected", r);
+  int dt = onnx_attr(I, "dtype") ? onnx_dtype(onnx_attr_i(I, "dtype", 1)) : (int)DT(x);
+  if (dt < 0) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "dtype %s is not supported", onnx_dtype_name(onnx_attr_i(I, "dtype", 1)));
+  int64_t j = diagonal(I, d, r);
+  return out(I, 0, cast(I, binc(I, OP_EQ, j, (double)onnx_attr_i(I, "k", 0)), (DType)dt));
+}
+
+/* Hardmax: 1 at the first maximum along axis, 0 elsewhere. */
+static dvm_status hardmax(Imp *I) {
+  int64_t x = onnx_in(I, 0);
+  if (x < 0) return I->err->code;
+  Dim d[R];
+  int r = vdims(I, x, d), ax = ir_axis(onnx_attr_i(I, "axis", -1), r);
+  if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r);
+  NodeDraft a = {.op = OP_ARGMAX, .nin = 1, .in = {(uint32_t)x}};
+  onnx_at_int(&a, AK_AXIS, ax);
+  onnx_at_int(&a, AK_KEEPDIMS, 1);
+  int64_t m = onnx_add(I, &a, NULL);
+  return out(I, 0, cast(I, bin(I, OP_EQ, iota(I, d[ax], ax, r), m), DT(x)));
+}
+
+/* OneHot(indices, depth, values): values[1] where the index (negative: from depth) is the
+ * position along the new axis, values[0] elsewhere. */
+static dvm_status one_hot(Imp *I) {
+  int64_t ki = onnx_arg(I, 1, true), kv = ki < 0 ? -2 : onnx_arg(I, 2, true);
+  double depth;
+  if (kv < 0) return I->err->code;
+  if (!onnx_scalar(I, (uint32_t)ki, &depth) || !(depth >= 1 && depth < 1e15))
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "depth (input 2) must be a constant of at least 1");
+  int64_t idx = onnx_in(I, 0), vals = idx < 0 ? -1 : onnx_in(I, 2);
+  if (vals < 0) return I->err->code;
+  int r = ir_node(I->g, (uint32_t)idx)->rank, ax = ir_axis(onnx_attr_i(I, "axis", -1), r + 1);
+  if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r + 1);
+  idx = cast(I, idx, DT_I64); /* a float index truncates, as ONNX casts it */
+  idx = sel(I, binc(I, OP_LT, idx, 0), binc(I, OP_ADD, idx, depth), idx);
+  int64_t ui = -1, v0 = -1, v1 = -1;
+  if (idx >= 0) {
+    NodeDraft u = {.op = OP_UNSQUEEZE, .nin = 1, .in = {(uint32_t)idx}};
+    onnx_at_ints(I, &u, AK_AXES, (const int64_t[]){ax}, 1);
+    ui = onnx_add(I, &u, NULL);
+  }
+  int64_t hot = bin(I, OP_EQ, ui, iota(I, ir_dim_const(I->g, (int64_t)depth), ax, r + 1));
+  for (int k = 0; k < 2 && hot >= 0; k++) { /* values[k], a one-element slice */
+    NodeDraft s = {.op = OP_SLICE, .nin = 1, .in = {(uint32_t)vals}};
+    onnx_at_ints(I, &s, AK_AXES, (const int64_t[]){0}, 1);
+    onnx_at_ints(I, &s, AK_STARTS, (const int64_t[]){k}, 1);
+    onnx_at_ints(I, &s, AK_ENDS, (const int64_t[]){k + 1}, 1);
+    *(k ? &v1 : &v0) = onnx_add(I, &s, NULL);
+  }
+  return out(I, 0, sel(I, hot, v1, v0));
+}
+
+/* ---- shapes ------------------------------------------------------------------------------- */
+
+/* Size: the element count, a scalar shape value. */
+static dvm_status size(Imp *I) {
+  int64_t k = onnx_arg(I, 0, true);
+  if (k < 0) return I->err->code;
+  Dim d[R], n = ir_dim_const(I->g, 1);
+  int r = onnx_dims(I, (uint32_t)k, d);
+  for (int i = 0; i < r; i++) n = ir_dim_mul(I->g, n, d[i]);
+  if (n == DIM_NONE) return onnx_fail(I, DVM_ERR_OVERFLOW, "the element count overflows");
+  return onnx_def(I, 0, onnx_val_sym(I, DT_I64, 0, NULL, &n));
+}
+
+static dvm_status cast_like(Imp *I) {
+  int64_t kl = onnx_arg(I, 1, true), x = kl < 0 ? -1 : onnx_in(I, 0);
+  if (x < 0) return I->err->code;
+  return out(I, 0, cast(I, x, onnx_val_dtype(I, (uint32_t)kl)));
+}
+
+/* ---- normalization ------------------------------------------------------------------------ */
+
+/* MeanVarianceNormalization: (x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9) over axes. */
+static dvm_status mvn(Imp *I) {
+  int64_t axes[R] = {0, 2, 3};
+  int n = onnx_attr_ints(I, "axes", axes, R);
+  if (n == -2) return I->err->code;
+  if (n < 0) n = 3;
+  int64_t x = float_in(I);
+  if (x < 0) return I->err->code;
+  int64_t m = reduce(I, OP_REDUCE_MEAN, x, axes, n, true);
+  int64_t var = bin(I, OP_SUB, reduce(I, OP_REDUCE_MEAN, bin(I, OP_MUL, x, x), axes, n, true), bin(I, OP_MUL, m, m));
+  return out(I, 0, bin(I, OP_DIV, bin(I, OP_SUB, x, m), binc(I, OP_ADD, un(I, OP_SQRT, var), 1e-9)));
+}
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+bool onnx_composed(Imp *I, const char *t, dvm_status *st) {
+  static const char *const acts[] = {"LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "HardSigmoid",
+                                     "HardSwish", "Softplus", "Softsign", "ThresholdedRelu", "Shrink"};
+  static const char *const hyper[] = {"Tan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh"};
+  static const char *const reds[] = {"ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum",
+                                     "ReduceLogSumExp"};
+  for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
+    if (!strcmp(t, acts[i])) return *st = activation(I, t), true;
+  for (size_t i = 0; i < sizeof hyper / sizeof *hyper; i++)
+    if (!strcmp(t, hyper[i])) return *st = hyperbolic(I, t), true;
+  for (size_t i = 0; i < sizeof reds / sizeof *reds; i++)
+    if (!strcmp(t, reds[i])) return *st = reduction(I, t), true;
+  if (!strcmp(t, "Sum")) return *st = sum_mean(I, false), true;
+  if (!strcmp(t, "Mean")) return *st = sum_mean(I, true), true;
+  if (!strcmp(t, "Clip")) return *st = clip(I), true;
+  if (!strcmp(t, "Xor") || !strcmp(t, "IsNaN") || !strcmp(t, "IsInf")) return *st = predicate(I, t), true;
+  if (!strcmp(t, "Mod")) return *st = mod(I), true;
+  if (!strcmp(t, "GlobalAveragePool")) return *st = global_pool(I, OP_REDUCE_MEAN), true;
+  if (!strcmp(t, "GlobalMaxPool")) return *st = global_pool(I, OP_REDUCE_MAX), true;
+  if (!strcmp(t, "ArgMax")) return *st = arg_extreme(I, false), true;
+  if (!strcmp(t, "ArgMin")) return *st = arg_extreme(I, true), true;
+  if (!strcmp(t, "Trilu")) return *st = trilu(I), true;
+  if (!strcmp(t, "EyeLike")) return *st = eye_like(I), true;
+  if (!strcmp(t, "Hardmax")) return *st = hardmax(I), true;
+  if (!strcmp(t, "OneHot")) return *st = one_hot(I), true;
+  if (!strcmp(t, "Size")) return *st = size(I), true;
+  if (!strcmp(t, "CastLike")) return *st = cast_like(I), true;
+  if (!strcmp(t, "MeanVarianceNormalization")) return *st = mvn(I), true;
+  return false;
+}
