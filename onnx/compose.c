@@ -1,6 +1,7 @@
 /* onnx/compose.c — ONNX ops that are compositions of dvm ops: activations, the inverse
  * hyperbolic functions, the reductions ONNX names separately (L1, L2, log-sum-exp, ...),
- * masks made from indices (Trilu, EyeLike, Hardmax, OneHot), losses, and ops whose
+ * masks made from indices (Trilu, EyeLike, Hardmax, OneHot), the NLL and softmax
+ * cross-entropy losses, and ops whose
  * result is a shape (Size). Each becomes a few elementwise, reduction or layout nodes that
  * fusion puts back into one kernel, so none needs a lowering, a bytecode or an LLVM
  * implementation of its own (docs/onnx.md lists them with the ops of ops.c).
@@ -76,6 +77,11 @@ static int64_t iota(Imp *I, Dim n, int axis, int rank) {
 }
 
 static dvm_status out(Imp *I, size_t k, int64_t v) { return onnx_def_dyn(I, k, v); }
+
+static bool is_one(Imp *I, Dim n) {
+  int64_t c;
+  return ir_dim_is_const(I->g, ir_dim_subst(I->g, n), &c) && c == 1;
+}
 
 /* The dims of dvm value v (substituted); its rank. */
 static int vdims(Imp *I, int64_t v, Dim *d) {
@@ -275,45 +281,55 @@ static dvm_status global_pool(Imp *I, Op op) {
   return out(I, 0, reduce(I, op, x, axes, r - 2, true));
 }
 
-/* ArgMax, ArgMin (first index of the extreme; select_last_index is not supported). */
+/* ArgMax, ArgMin: the first index of the extreme, or with select_last_index the last one
+ * (the largest index where x equals the extreme). */
 static dvm_status arg_extreme(Imp *I, bool min) {
-  if (onnx_attr_i(I, "select_last_index", 0))
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "select_last_index=1 is not supported");
   int64_t x = onnx_in(I, 0);
   if (x < 0) return I->err->code;
+  int64_t axis = onnx_attr_i(I, "axis", 0);
+  bool keep = onnx_attr_i(I, "keepdims", 1) != 0;
+  if (onnx_attr_i(I, "select_last_index", 0)) {
+    Dim d[R];
+    int r = vdims(I, x, d), ax = ir_axis(axis, r);
+    if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis %lld out of range for rank %d", (long long)axis, r);
+    int64_t axes[1] = {ax}, m = reduce(I, min ? OP_REDUCE_MIN : OP_REDUCE_MAX, x, axes, 1, true);
+    int64_t at = iota(I, d[ax], ax, r);
+    return out(I, 0, reduce(I, OP_REDUCE_MAX, sel(I, bin(I, OP_EQ, x, m), at, lit(I, -1, at)), axes, 1, keep));
+  }
   if (min) x = ir_dtype_is_float(DT(x)) ? un(I, OP_NEG, x) : bin(I, OP_SUB, lit(I, -1, x), x);
   if (x < 0) return I->err->code;
   NodeDraft d = {.op = OP_ARGMAX, .nin = 1, .in = {(uint32_t)x}};
-  onnx_at_int(&d, AK_AXIS, onnx_attr_i(I, "axis", 0));
-  onnx_at_int(&d, AK_KEEPDIMS, onnx_attr_i(I, "keepdims", 1) != 0);
+  onnx_at_int(&d, AK_AXIS, axis);
+  onnx_at_int(&d, AK_KEEPDIMS, keep);
   return out(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
 /* ---- masks from indices ------------------------------------------------------------------- */
-
-/* A constant integer scalar input (k of Trilu); dflt when absent. */
-static bool const_k(Imp *I, size_t i, int64_t dflt, int64_t *k) {
-  int64_t a = onnx_arg(I, i, false);
-  double c;
-  if (a == -2) return false;
-  if (a == -1) return *k = dflt, true;
-  if (!onnx_scalar(I, (uint32_t)a, &c))
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "k (input %zu) must be a constant", i + 1), false;
-  return *k = onnx_to_i64(c), true;
-}
 
 /* The column index minus the row index over the last two axes of a rank-r value with dims d. */
 static int64_t diagonal(Imp *I, const Dim *d, int r) {
   return bin(I, OP_SUB, iota(I, d[r - 1], r - 1, r), iota(I, d[r - 2], r - 2, r));
 }
 
+/* Trilu(x, k = 0): k a one-element tensor, known at load time or not. */
 static dvm_status trilu(Imp *I) {
-  int64_t k, x = onnx_in(I, 0);
-  if (x < 0 || !const_k(I, 1, 0, &k)) return I->err->code;
+  int64_t x = onnx_in(I, 0), ka = x < 0 ? -2 : onnx_arg(I, 1, false), kk;
+  if (ka == -2) return I->err->code;
   Dim d[R];
   int r = vdims(I, x, d);
   if (r < 2) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 2 expected", r);
-  int64_t j = diagonal(I, d, r), kk = lit(I, (double)k, j);
+  int64_t j = diagonal(I, d, r);
+  if (ka == -1) {
+    kk = lit(I, 0, j);
+  } else {
+    if ((kk = onnx_in(I, 1)) < 0) return I->err->code;
+    if (ir_node(I->g, (uint32_t)kk)->rank) { /* [1]: a scalar */
+      NodeDraft sq = {.op = OP_RESHAPE, .nin = 1, .in = {(uint32_t)kk}};
+      onnx_at_dims(I, &sq, AK_SHAPE, NULL, 0);
+      kk = onnx_add(I, &sq, NULL);
+    }
+    kk = cast(I, kk, DT_I64);
+  }
   int64_t keep = bin(I, onnx_attr_i(I, "upper", 1) ? OP_GE : OP_LE, j, kk);
   return out(I, 0, sel(I, keep, x, lit(I, 0, x)));
 }
@@ -373,6 +389,104 @@ static dvm_status one_hot(Imp *I) {
     *(k ? &v1 : &v0) = onnx_add(I, &s, NULL);
   }
   return out(I, 0, sel(I, hot, v1, v0));
+}
+
+/* ---- element-wise gather ------------------------------------------------------------------- */
+
+/* Dim n as an int64 scalar value (a literal when constant). */
+static int64_t dim_value(Imp *I, Dim n) {
+  uint32_t v;
+  return onnx_use(I, onnx_val_sym(I, DT_I64, 0, NULL, &n), &v) ? -1 : (int64_t)v;
+}
+
+/* GatherElements(data, indices, axis): out[..i..] = data[..indices[..i..]..] along axis, as
+ * a gather from the flattened data at the flat offsets sum(coord_k · stride_k), where the
+ * coordinate along axis is the index (negative: from the end) and the others are the
+ * output position's. An index out of range becomes an offset past the end, which the
+ * gather refuses at run time. */
+static dvm_status gather_elements(Imp *I) {
+  int64_t x = onnx_in(I, 0), idx = x < 0 ? -1 : onnx_in(I, 1);
+  if (idx < 0) return I->err->code;
+  Dim d[R], e[R];
+  int r = vdims(I, x, d), ri = vdims(I, idx, e), ax = ir_axis(onnx_attr_i(I, "axis", 0), r);
+  if (r != ri) return onnx_fail(I, DVM_ERR_SHAPE, "data has rank %d, indices rank %d: they must be equal", r, ri);
+  if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r);
+  if (ir_dtype_is_float(DT(idx))) return onnx_fail(I, DVM_ERR_DTYPE, "the indices must be integers");
+  idx = cast(I, idx, DT_I64);
+  int64_t n = dim_value(I, d[ax]);
+  idx = sel(I, binc(I, OP_LT, idx, 0), bin(I, OP_ADD, idx, n), idx);
+  int64_t bad = bin(I, OP_OR, binc(I, OP_LT, idx, 0), bin(I, OP_GE, idx, n));
+  int64_t flat = -1;
+  Dim stride = ir_dim_const(I->g, 1), total;
+  for (int k = r - 1; k >= 0; k--) {
+    int64_t c = k == ax ? idx : iota(I, e[k], k, r), sc;
+    int64_t term = is_one(I, stride) ? c : bin(I, OP_MUL, c, (sc = dim_value(I, stride)) < 0 ? -1 : sc);
+    flat = flat == -1 ? term : bin(I, OP_ADD, flat, term);
+    stride = ir_dim_mul(I->g, stride, d[k]);
+    if (stride == DIM_NONE) return onnx_fail(I, DVM_ERR_OVERFLOW, "the element count of data overflows");
+  }
+  total = stride;
+  flat = sel(I, bad, lit(I, (double)INT64_MAX, flat), flat);
+  int64_t fx = reshape(I, x, &total, 1);
+  if (fx < 0 || flat < 0) return I->err->code;
+  NodeDraft g = {.op = OP_GATHER, .nin = 2, .in = {(uint32_t)fx, (uint32_t)flat}};
+  onnx_at_int(&g, AK_AXIS, 0);
+  return out(I, 0, onnx_add(I, &g, onnx_out(I, 0)));
+}
+
+/* ---- losses ---------------------------------------------------------------------------------- */
+
+/* NegativeLogLikelihoodLoss over logp (N, C, d...) with target (N, d...) and weight (C) or
+ * -1: per element -logp[n][t][d] · w[t], with w = 0 where t is the ignore_index; reduced
+ * by "none", "sum" or "mean" (the sum over the sum of the weights). Input k0 is logp's. */
+static int64_t nll(Imp *I, int64_t logp, size_t kt, size_t kw) {
+  int64_t t = onnx_in(I, kt), w8 = onnx_arg(I, kw, false), wt = w8 >= 0 ? onnx_in(I, kw) : -1;
+  if (logp < 0 || t < 0 || w8 == -2 || (w8 >= 0 && wt < 0)) return -1;
+  const Onnx__AttributeProto *red = onnx_attr(I, "reduction");
+  char how[8] = "mean";
+  if (red && red->s.len < sizeof how) memcpy(how, red->s.data, red->s.len), how[red->s.len] = 0;
+  if (strcmp(how, "none") && strcmp(how, "sum") && strcmp(how, "mean"))
+    return onnx_fail(I, DVM_ERR_GRAPH, "reduction must be none, sum or mean"), -1;
+  Dim d[R];
+  int r = vdims(I, logp, d);
+  if (r < 2) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 2 expected (N, C, ...)", r), -1;
+  if (ir_dtype_is_float(DT(t)))
+    return onnx_fail(I, DVM_ERR_DTYPE, "the target must be integers, not %s", ir_dtype_name(DT(t))), -1;
+  t = cast(I, t, DT_I64);
+  int64_t one = 1, tu = -1;
+  if (t >= 0) {
+    NodeDraft u = {.op = OP_UNSQUEEZE, .nin = 1, .in = {(uint32_t)t}};
+    onnx_at_ints(I, &u, AK_AXES, &one, 1);
+    tu = onnx_add(I, &u, NULL);
+  }
+  int64_t hot = bin(I, OP_EQ, tu, iota(I, d[1], 1, r)), zero = lit(I, 0, logp);
+  int64_t picked = reduce(I, OP_REDUCE_SUM, sel(I, hot, logp, zero), &one, 1, false);
+  if (wt >= 0) { /* (C) laid along axis 1 */
+    Dim s[R];
+    for (int i = 0; i < r; i++) s[i] = i == 1 ? d[1] : ir_dim_const(I->g, 1);
+    wt = reshape(I, wt, s, r);
+  }
+  int64_t w = reduce(I, OP_REDUCE_SUM, sel(I, hot, wt >= 0 ? wt : lit(I, 1, logp), zero), &one, 1, false);
+  if (onnx_attr(I, "ignore_index"))
+    w = sel(I, binc(I, OP_EQ, t, (double)onnx_attr_i(I, "ignore_index", 0)), zero, w);
+  int64_t loss = un(I, OP_NEG, bin(I, OP_MUL, picked, w));
+  if (!strcmp(how, "none")) return loss;
+  loss = reduce(I, OP_REDUCE_SUM, loss, NULL, -1, false);
+  return strcmp(how, "mean") ? loss : bin(I, OP_DIV, loss, reduce(I, OP_REDUCE_SUM, w, NULL, -1, false));
+}
+
+static dvm_status nll_loss(Imp *I) { return out(I, 0, nll(I, float_in(I), 1, 2)); }
+
+/* SoftmaxCrossEntropyLoss: the NLL of log_softmax over axis 1; output 2 is that log_softmax. */
+static dvm_status softmax_ce(Imp *I) {
+  int64_t x = float_in(I), lp = -1;
+  if (x >= 0) {
+    NodeDraft d = {.op = OP_LOG_SOFTMAX, .nin = 1, .in = {(uint32_t)x}};
+    onnx_at_int(&d, AK_AXIS, 1);
+    lp = onnx_add(I, &d, NULL);
+  }
+  if (out(I, 0, nll(I, lp, 1, 2))) return I->err->code;
+  return onnx_out(I, 1) ? out(I, 1, lp) : DVM_OK;
 }
 
 /* ---- shapes ------------------------------------------------------------------------------- */
@@ -438,6 +552,9 @@ bool onnx_composed(Imp *I, const char *t, dvm_status *st) {
   if (!strcmp(t, "OneHot")) return *st = one_hot(I), true;
   if (!strcmp(t, "Size")) return *st = size(I), true;
   if (!strcmp(t, "CastLike")) return *st = cast_like(I), true;
+  if (!strcmp(t, "GatherElements")) return *st = gather_elements(I), true;
+  if (!strcmp(t, "NegativeLogLikelihoodLoss")) return *st = nll_loss(I), true;
+  if (!strcmp(t, "SoftmaxCrossEntropyLoss")) return *st = softmax_ce(I), true;
   if (!strcmp(t, "MeanVarianceNormalization")) return *st = mvn(I), true;
   return false;
 }
