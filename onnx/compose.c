@@ -58,7 +58,7 @@ static int64_t reduce(Imp *I, Op op, int64_t x, const int64_t *axes, int n, bool
   return onnx_add(I, &d, NULL);
 }
 
-static int64_t reshape(Imp *I, int64_t x, const Dim *s, int n) {
+int64_t onnx_reshape(Imp *I, int64_t x, const Dim *s, int n) {
   if (x < 0) return -1;
   NodeDraft d = {.op = OP_RESHAPE, .nin = 1, .in = {(uint32_t)x}};
   onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)n);
@@ -66,14 +66,15 @@ static int64_t reshape(Imp *I, int64_t x, const Dim *s, int n) {
 }
 
 /* 0, 1, ..., n-1 (int64) laid along axis `axis` of a rank-`rank` value of 1s elsewhere. */
-static int64_t iota(Imp *I, Dim n, int axis, int rank) {
+int64_t onnx_iota(Imp *I, Dim n, int axis, int rank) {
   NodeDraft d = {.op = OP_ARANGE};
   onnx_at_dim(&d, AK_N, n);
   onnx_at_dtype(&d, AK_DTYPE, DT_I64);
   int64_t a = onnx_add(I, &d, NULL);
   Dim s[R];
+  if (rank > R) return onnx_fail(I, DVM_ERR_SHAPE, "rank %d exceeds %d", rank, R), -1;
   for (int i = 0; i < rank; i++) s[i] = i == axis ? n : ir_dim_const(I->g, 1);
-  return rank == 1 ? a : reshape(I, a, s, rank);
+  return rank == 1 || a < 0 ? a : onnx_reshape(I, a, s, rank);
 }
 
 static dvm_status out(Imp *I, size_t k, int64_t v) { return onnx_def_dyn(I, k, v); }
@@ -84,7 +85,7 @@ static bool is_one(Imp *I, Dim n) {
 }
 
 /* The dims of dvm value v (substituted); its rank. */
-static int vdims(Imp *I, int64_t v, Dim *d) {
+int onnx_vdims(Imp *I, int64_t v, Dim *d) {
   const Node *n = ir_node(I->g, (uint32_t)v);
   for (int i = 0; i < n->rank; i++) d[i] = ir_dim_subst(I->g, ir_shape(I->g, (uint32_t)v)[i]);
   return n->rank;
@@ -99,6 +100,18 @@ static int64_t float_in(Imp *I) {
   return x;
 }
 
+/* The formulas below run in f32 for f16 and bf16 (their range ends at 65504 and their
+ * precision at 3 digits): x widened here, the result narrowed by narrow(). */
+static int64_t wide_in(Imp *I) {
+  int64_t x = float_in(I);
+  return x >= 0 && DT(x) != DT_F32 ? cast(I, x, DT_F32) : x;
+}
+
+static dvm_status narrow(Imp *I, int64_t y) {
+  int64_t x = onnx_in(I, 0);
+  return out(I, 0, x < 0 || y < 0 ? -1 : cast(I, y, DT(x)));
+}
+
 /* ---- activations ------------------------------------------------------------------------ */
 
 /* x < 0 ? f : x */
@@ -109,11 +122,14 @@ static int64_t hard_sigmoid(Imp *I, int64_t x, double alpha, double beta) {
   return binc(I, OP_MAX, binc(I, OP_MIN, binc(I, OP_ADD, binc(I, OP_MUL, x, alpha), beta), 1), 0);
 }
 
-/* exp(x) - 1 */
-static int64_t expm1_(Imp *I, int64_t x) { return binc(I, OP_SUB, un(I, OP_EXP, x), 1); }
+/* exp(x) - 1 as 2t / (1 - t), t = tanh(x/2): no cancellation near 0, -1 at -inf. */
+static int64_t expm1_(Imp *I, int64_t x) {
+  int64_t t = un(I, OP_TANH, binc(I, OP_MUL, x, 0.5));
+  return bin(I, OP_DIV, binc(I, OP_MUL, t, 2), bin(I, OP_SUB, lit(I, 1, t), t));
+}
 
 static dvm_status activation(Imp *I, const char *t) {
-  int64_t x = float_in(I), y;
+  int64_t x = wide_in(I), y;
   double a = onnx_attr_f(I, "alpha", 1), b;
   if (x < 0) return I->err->code;
   if (!strcmp(t, "LeakyRelu")) {
@@ -132,19 +148,21 @@ static dvm_status activation(Imp *I, const char *t) {
     y = hard_sigmoid(I, x, onnx_attr_f(I, "alpha", 0.2), onnx_attr_f(I, "beta", 0.5));
   } else if (!strcmp(t, "HardSwish")) {
     y = bin(I, OP_MUL, x, hard_sigmoid(I, x, 1.0 / 6, 0.5));
-  } else if (!strcmp(t, "Softplus")) {
-    y = un(I, OP_LOG, binc(I, OP_ADD, un(I, OP_EXP, x), 1));
+  } else if (!strcmp(t, "Softplus")) { /* max(x, 0) + log(1 + exp(-|x|)); exp(x) far below 0 */
+    int64_t l = un(I, OP_LOG, binc(I, OP_ADD, un(I, OP_EXP, un(I, OP_NEG, un(I, OP_ABS, x))), 1));
+    y = sel(I, binc(I, OP_LT, x, -15), un(I, OP_EXP, x), bin(I, OP_ADD, binc(I, OP_MAX, x, 0), l));
   } else if (!strcmp(t, "Softsign")) {
-    y = bin(I, OP_DIV, x, binc(I, OP_ADD, un(I, OP_ABS, x), 1));
+    y = sel(I, binc(I, OP_EQ, un(I, OP_ABS, x), INFINITY), un(I, OP_SIGN, x),
+            bin(I, OP_DIV, x, binc(I, OP_ADD, un(I, OP_ABS, x), 1)));
   } else if (!strcmp(t, "ThresholdedRelu")) {
-    y = sel(I, binc(I, OP_GT, x, a), x, lit(I, 0, x));
+    y = sel(I, bin(I, OP_OR, binc(I, OP_GT, x, a), bin(I, OP_NE, x, x)), x, lit(I, 0, x)); /* NaN stays */
   } else { /* Shrink: x < -l ? x + bias : x > l ? x - bias : 0 */
     double l = onnx_attr_f(I, "lambd", 0.5);
     b = onnx_attr_f(I, "bias", 0);
     y = sel(I, binc(I, OP_LT, x, -l), binc(I, OP_ADD, x, b),
             sel(I, binc(I, OP_GT, x, l), binc(I, OP_SUB, x, b), lit(I, 0, x)));
   }
-  return out(I, 0, y);
+  return narrow(I, y);
 }
 
 /* ---- trigonometric and hyperbolic --------------------------------------------------------- */
@@ -162,17 +180,18 @@ static int64_t log2a(Imp *I, int64_t a, int64_t f) {
 }
 
 static dvm_status hyperbolic(Imp *I, const char *t) {
-  int64_t x = float_in(I), y;
+  int64_t x = wide_in(I), y;
   if (x < 0) return I->err->code;
   if (!strcmp(t, "Tan")) {
     y = bin(I, OP_DIV, un(I, OP_SIN, x), un(I, OP_COS, x));
-  } else if (!strcmp(t, "Cosh")) {
-    y = binc(I, OP_MUL, bin(I, OP_ADD, un(I, OP_EXP, x), un(I, OP_EXP, un(I, OP_NEG, x))), 0.5);
+  } else if (!strcmp(t, "Cosh")) { /* e^(|x| - ln 2) + e^(-|x| - ln 2): finite as long as cosh is */
+    int64_t a = un(I, OP_ABS, x);
+    y = bin(I, OP_ADD, un(I, OP_EXP, binc(I, OP_SUB, a, log(2.0))), un(I, OP_EXP, binc(I, OP_SUB, un(I, OP_NEG, a), log(2.0))));
   } else if (!strcmp(t, "Sinh")) { /* |x| < 1: 2 t / (1 - t^2), t = tanh(x/2): no cancellation */
-    int64_t th = un(I, OP_TANH, binc(I, OP_MUL, x, 0.5));
+    int64_t th = un(I, OP_TANH, binc(I, OP_MUL, x, 0.5)), a = un(I, OP_ABS, x);
     int64_t small = bin(I, OP_DIV, binc(I, OP_MUL, th, 2), bin(I, OP_SUB, lit(I, 1, x), bin(I, OP_MUL, th, th)));
-    int64_t big = binc(I, OP_MUL, bin(I, OP_SUB, un(I, OP_EXP, x), un(I, OP_EXP, un(I, OP_NEG, x))), 0.5);
-    y = sel(I, binc(I, OP_LT, un(I, OP_ABS, x), 1), small, big);
+    int64_t big = bin(I, OP_SUB, un(I, OP_EXP, binc(I, OP_SUB, a, log(2.0))), un(I, OP_EXP, binc(I, OP_SUB, un(I, OP_NEG, a), log(2.0))));
+    y = sel(I, binc(I, OP_LT, a, 1), small, bin(I, OP_MUL, un(I, OP_SIGN, x), big));
   } else if (!strcmp(t, "Asinh")) { /* sign(x) log(|x| + sqrt(x^2 + 1)) */
     int64_t a = un(I, OP_ABS, x);
     int64_t r = un(I, OP_LOG, bin(I, OP_ADD, a, un(I, OP_SQRT, binc(I, OP_ADD, bin(I, OP_MUL, a, a), 1))));
@@ -184,7 +203,7 @@ static dvm_status hyperbolic(Imp *I, const char *t) {
     int64_t r = binc(I, OP_MUL, un(I, OP_LOG, bin(I, OP_DIV, binc(I, OP_ADD, x, 1), bin(I, OP_SUB, lit(I, 1, x), x))), 0.5);
     y = near0(I, x, 1.0 / 3, 1.0 / 5, r);
   }
-  return out(I, 0, y);
+  return narrow(I, y);
 }
 
 /* ---- elementwise on several operands, predicates ------------------------------------------- */
@@ -217,7 +236,9 @@ static dvm_status predicate(Imp *I, const char *t) {
     y = bin(I, OP_NE, x, onnx_in(I, 1));
   } else if (!strcmp(t, "IsNaN")) {
     y = bin(I, OP_NE, x, x);
-  } else { /* IsInf */
+  } else { /* IsInf (floats only) */
+    if (x >= 0 && !ir_dtype_is_float(DT(x)))
+      return onnx_fail(I, DVM_ERR_UNSUPPORTED, "IsInf of %s: the input must be a float", ir_dtype_name(DT(x)));
     bool pos = onnx_attr_i(I, "detect_positive", 1), neg = onnx_attr_i(I, "detect_negative", 1);
     int64_t p = binc(I, OP_EQ, x, INFINITY), m = binc(I, OP_EQ, x, -INFINITY);
     y = pos && neg ? bin(I, OP_OR, p, m) : pos ? p : neg ? m : bin(I, OP_AND, p, m);
@@ -290,10 +311,10 @@ static dvm_status arg_extreme(Imp *I, bool min) {
   bool keep = onnx_attr_i(I, "keepdims", 1) != 0;
   if (onnx_attr_i(I, "select_last_index", 0)) {
     Dim d[R];
-    int r = vdims(I, x, d), ax = ir_axis(axis, r);
+    int r = onnx_vdims(I, x, d), ax = ir_axis(axis, r);
     if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis %lld out of range for rank %d", (long long)axis, r);
     int64_t axes[1] = {ax}, m = reduce(I, min ? OP_REDUCE_MIN : OP_REDUCE_MAX, x, axes, 1, true);
-    int64_t at = iota(I, d[ax], ax, r);
+    int64_t at = onnx_iota(I, d[ax], ax, r);
     return out(I, 0, reduce(I, OP_REDUCE_MAX, sel(I, bin(I, OP_EQ, x, m), at, lit(I, -1, at)), axes, 1, keep));
   }
   if (min) x = ir_dtype_is_float(DT(x)) ? un(I, OP_NEG, x) : bin(I, OP_SUB, lit(I, -1, x), x);
@@ -308,7 +329,7 @@ static dvm_status arg_extreme(Imp *I, bool min) {
 
 /* The column index minus the row index over the last two axes of a rank-r value with dims d. */
 static int64_t diagonal(Imp *I, const Dim *d, int r) {
-  return bin(I, OP_SUB, iota(I, d[r - 1], r - 1, r), iota(I, d[r - 2], r - 2, r));
+  return bin(I, OP_SUB, onnx_iota(I, d[r - 1], r - 1, r), onnx_iota(I, d[r - 2], r - 2, r));
 }
 
 /* Trilu(x, k = 0): k a one-element tensor, known at load time or not. */
@@ -316,7 +337,7 @@ static dvm_status trilu(Imp *I) {
   int64_t x = onnx_in(I, 0), ka = x < 0 ? -2 : onnx_arg(I, 1, false), kk;
   if (ka == -2) return I->err->code;
   Dim d[R];
-  int r = vdims(I, x, d);
+  int r = onnx_vdims(I, x, d);
   if (r < 2) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 2 expected", r);
   int64_t j = diagonal(I, d, r);
   if (ka == -1) {
@@ -338,7 +359,7 @@ static dvm_status eye_like(Imp *I) {
   int64_t x = onnx_in(I, 0);
   if (x < 0) return I->err->code;
   Dim d[R];
-  int r = vdims(I, x, d);
+  int r = onnx_vdims(I, x, d);
   if (r != 2) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, 2 expected", r);
   int dt = onnx_attr(I, "dtype") ? onnx_dtype(onnx_attr_i(I, "dtype", 1)) : (int)DT(x);
   if (dt < 0) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "dtype %s is not supported", onnx_dtype_name(onnx_attr_i(I, "dtype", 1)));
@@ -351,13 +372,13 @@ static dvm_status hardmax(Imp *I) {
   int64_t x = onnx_in(I, 0);
   if (x < 0) return I->err->code;
   Dim d[R];
-  int r = vdims(I, x, d), ax = ir_axis(onnx_attr_i(I, "axis", -1), r);
+  int r = onnx_vdims(I, x, d), ax = ir_axis(onnx_attr_i(I, "axis", -1), r);
   if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r);
   NodeDraft a = {.op = OP_ARGMAX, .nin = 1, .in = {(uint32_t)x}};
   onnx_at_int(&a, AK_AXIS, ax);
   onnx_at_int(&a, AK_KEEPDIMS, 1);
   int64_t m = onnx_add(I, &a, NULL);
-  return out(I, 0, cast(I, bin(I, OP_EQ, iota(I, d[ax], ax, r), m), DT(x)));
+  return out(I, 0, cast(I, bin(I, OP_EQ, onnx_iota(I, d[ax], ax, r), m), DT(x)));
 }
 
 /* OneHot(indices, depth, values): values[1] where the index (negative: from depth) is the
@@ -371,7 +392,12 @@ static dvm_status one_hot(Imp *I) {
   int64_t idx = onnx_in(I, 0), vals = idx < 0 ? -1 : onnx_in(I, 2);
   if (vals < 0) return I->err->code;
   int r = ir_node(I->g, (uint32_t)idx)->rank, ax = ir_axis(onnx_attr_i(I, "axis", -1), r + 1);
+  if (r + 1 > R) return onnx_fail(I, DVM_ERR_SHAPE, "indices of rank %d: the result's rank exceeds %d", r, R);
   if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r + 1);
+  Dim vd[R];
+  int64_t nv;
+  if (onnx_vdims(I, vals, vd) != 1 || !ir_dim_is_const(I->g, vd[0], &nv) || nv != 2)
+    return onnx_fail(I, DVM_ERR_SHAPE, "values (input 3) must hold two elements: [off, on]");
   idx = cast(I, idx, DT_I64); /* a float index truncates, as ONNX casts it */
   idx = sel(I, binc(I, OP_LT, idx, 0), binc(I, OP_ADD, idx, depth), idx);
   int64_t ui = -1, v0 = -1, v1 = -1;
@@ -380,12 +406,13 @@ static dvm_status one_hot(Imp *I) {
     onnx_at_ints(I, &u, AK_AXES, (const int64_t[]){ax}, 1);
     ui = onnx_add(I, &u, NULL);
   }
-  int64_t hot = bin(I, OP_EQ, ui, iota(I, ir_dim_const(I->g, (int64_t)depth), ax, r + 1));
+  int64_t hot = bin(I, OP_EQ, ui, onnx_iota(I, ir_dim_const(I->g, (int64_t)depth), ax, r + 1));
   for (int k = 0; k < 2 && hot >= 0; k++) { /* values[k], a one-element slice */
     NodeDraft s = {.op = OP_SLICE, .nin = 1, .in = {(uint32_t)vals}};
+    Dim st = ir_dim_const(I->g, k), en = ir_dim_const(I->g, k + 1);
     onnx_at_ints(I, &s, AK_AXES, (const int64_t[]){0}, 1);
-    onnx_at_ints(I, &s, AK_STARTS, (const int64_t[]){k}, 1);
-    onnx_at_ints(I, &s, AK_ENDS, (const int64_t[]){k + 1}, 1);
+    onnx_at_dims(I, &s, AK_STARTS, &st, 1);
+    onnx_at_dims(I, &s, AK_ENDS, &en, 1);
     *(k ? &v1 : &v0) = onnx_add(I, &s, NULL);
   }
   return out(I, 0, sel(I, hot, v1, v0));
@@ -394,7 +421,7 @@ static dvm_status one_hot(Imp *I) {
 /* ---- element-wise gather ------------------------------------------------------------------- */
 
 /* Dim n as an int64 scalar value (a literal when constant). */
-static int64_t dim_value(Imp *I, Dim n) {
+int64_t onnx_dim_value(Imp *I, Dim n) {
   uint32_t v;
   return onnx_use(I, onnx_val_sym(I, DT_I64, 0, NULL, &n), &v) ? -1 : (int64_t)v;
 }
@@ -408,26 +435,26 @@ static dvm_status gather_elements(Imp *I) {
   int64_t x = onnx_in(I, 0), idx = x < 0 ? -1 : onnx_in(I, 1);
   if (idx < 0) return I->err->code;
   Dim d[R], e[R];
-  int r = vdims(I, x, d), ri = vdims(I, idx, e), ax = ir_axis(onnx_attr_i(I, "axis", 0), r);
+  int r = onnx_vdims(I, x, d), ri = onnx_vdims(I, idx, e), ax = ir_axis(onnx_attr_i(I, "axis", 0), r);
   if (r != ri) return onnx_fail(I, DVM_ERR_SHAPE, "data has rank %d, indices rank %d: they must be equal", r, ri);
   if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r);
   if (ir_dtype_is_float(DT(idx))) return onnx_fail(I, DVM_ERR_DTYPE, "the indices must be integers");
   idx = cast(I, idx, DT_I64);
-  int64_t n = dim_value(I, d[ax]);
+  int64_t n = onnx_dim_value(I, d[ax]);
   idx = sel(I, binc(I, OP_LT, idx, 0), bin(I, OP_ADD, idx, n), idx);
   int64_t bad = bin(I, OP_OR, binc(I, OP_LT, idx, 0), bin(I, OP_GE, idx, n));
   int64_t flat = -1;
   Dim stride = ir_dim_const(I->g, 1), total;
   for (int k = r - 1; k >= 0; k--) {
-    int64_t c = k == ax ? idx : iota(I, e[k], k, r), sc;
-    int64_t term = is_one(I, stride) ? c : bin(I, OP_MUL, c, (sc = dim_value(I, stride)) < 0 ? -1 : sc);
+    int64_t c = k == ax ? idx : onnx_iota(I, e[k], k, r), sc;
+    int64_t term = is_one(I, stride) ? c : bin(I, OP_MUL, c, (sc = onnx_dim_value(I, stride)) < 0 ? -1 : sc);
     flat = flat == -1 ? term : bin(I, OP_ADD, flat, term);
     stride = ir_dim_mul(I->g, stride, d[k]);
     if (stride == DIM_NONE) return onnx_fail(I, DVM_ERR_OVERFLOW, "the element count of data overflows");
   }
   total = stride;
   flat = sel(I, bad, lit(I, (double)INT64_MAX, flat), flat);
-  int64_t fx = reshape(I, x, &total, 1);
+  int64_t fx = onnx_reshape(I, x, &total, 1);
   if (fx < 0 || flat < 0) return I->err->code;
   NodeDraft g = {.op = OP_GATHER, .nin = 2, .in = {(uint32_t)fx, (uint32_t)flat}};
   onnx_at_int(&g, AK_AXIS, 0);
@@ -448,7 +475,7 @@ static int64_t nll(Imp *I, int64_t logp, size_t kt, size_t kw) {
   if (strcmp(how, "none") && strcmp(how, "sum") && strcmp(how, "mean"))
     return onnx_fail(I, DVM_ERR_GRAPH, "reduction must be none, sum or mean"), -1;
   Dim d[R];
-  int r = vdims(I, logp, d);
+  int r = onnx_vdims(I, logp, d);
   if (r < 2) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 2 expected (N, C, ...)", r), -1;
   if (ir_dtype_is_float(DT(t)))
     return onnx_fail(I, DVM_ERR_DTYPE, "the target must be integers, not %s", ir_dtype_name(DT(t))), -1;
@@ -459,12 +486,12 @@ static int64_t nll(Imp *I, int64_t logp, size_t kt, size_t kw) {
     onnx_at_ints(I, &u, AK_AXES, &one, 1);
     tu = onnx_add(I, &u, NULL);
   }
-  int64_t hot = bin(I, OP_EQ, tu, iota(I, d[1], 1, r)), zero = lit(I, 0, logp);
+  int64_t hot = bin(I, OP_EQ, tu, onnx_iota(I, d[1], 1, r)), zero = lit(I, 0, logp);
   int64_t picked = reduce(I, OP_REDUCE_SUM, sel(I, hot, logp, zero), &one, 1, false);
   if (wt >= 0) { /* (C) laid along axis 1 */
     Dim s[R];
     for (int i = 0; i < r; i++) s[i] = i == 1 ? d[1] : ir_dim_const(I->g, 1);
-    wt = reshape(I, wt, s, r);
+    wt = onnx_reshape(I, wt, s, r);
   }
   int64_t w = reduce(I, OP_REDUCE_SUM, sel(I, hot, wt >= 0 ? wt : lit(I, 1, logp), zero), &one, 1, false);
   if (onnx_attr(I, "ignore_index"))
@@ -510,7 +537,8 @@ static dvm_status cast_like(Imp *I) {
 
 /* ---- normalization ------------------------------------------------------------------------ */
 
-/* MeanVarianceNormalization: (x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9) over axes. */
+/* MeanVarianceNormalization: (x - E[x]) / (sqrt(E[(x - E[x])^2]) + 1e-9) over axes (ONNX's
+ * function body writes the variance E[x^2] - E[x]^2, which cancels when the mean is large). */
 static dvm_status mvn(Imp *I) {
   int64_t axes[R] = {0, 2, 3};
   int n = onnx_attr_ints(I, "axes", axes, R);
@@ -519,8 +547,8 @@ static dvm_status mvn(Imp *I) {
   int64_t x = float_in(I);
   if (x < 0) return I->err->code;
   int64_t m = reduce(I, OP_REDUCE_MEAN, x, axes, n, true);
-  int64_t var = bin(I, OP_SUB, reduce(I, OP_REDUCE_MEAN, bin(I, OP_MUL, x, x), axes, n, true), bin(I, OP_MUL, m, m));
-  return out(I, 0, bin(I, OP_DIV, bin(I, OP_SUB, x, m), binc(I, OP_ADD, un(I, OP_SQRT, var), 1e-9)));
+  int64_t c = bin(I, OP_SUB, x, m), var = reduce(I, OP_REDUCE_MEAN, bin(I, OP_MUL, c, c), axes, n, true);
+  return out(I, 0, bin(I, OP_DIV, c, binc(I, OP_ADD, un(I, OP_SQRT, var), 1e-9)));
 }
 
 /* ---- the table ------------------------------------------------------------------------------ */

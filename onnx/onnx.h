@@ -27,7 +27,7 @@
  * Files: read.c (the model, tensors, names, declarations, the driver with dead-node
  * elimination and pattern recognition, onnx_import), val.c (Vals, materializing, emitting
  * dvm nodes), ops.c (one translation per ONNX op type), compose.c (the op types that are
- * compositions of other dvm ops). */
+ * compositions of other dvm ops), window.c (convolution, pooling, batch normalization). */
 #ifndef DVM_ONNX_H
 #define DVM_ONNX_H
 
@@ -169,5 +169,17 @@ int64_t onnx_binary(Imp *I, Op op, uint32_t a, uint32_t b, const char *name);
 /* Translate I->node if its op type is one compose.c makes of other dvm ops (*st: the
  * outcome); false for other op types. */
 bool onnx_composed(Imp *I, const char *t, dvm_status *st);
+/* Building blocks shared with window.c; each returns -1 (error set) and propagates a
+ * negative operand. The dims of dvm value v, substituted (its rank): */
+int onnx_vdims(Imp *I, int64_t v, Dim *d);
+int64_t onnx_reshape(Imp *I, int64_t x, const Dim *s, int n);
+/* 0, 1, ..., n-1 (int64) along axis `axis` of a rank-`rank` value, 1s elsewhere. */
+int64_t onnx_iota(Imp *I, Dim n, int axis, int rank);
+/* Dim n as an int64 scalar value (a literal when constant). */
+int64_t onnx_dim_value(Imp *I, Dim n);
+
+/* window.c */
+/* The same for Conv, MaxPool, AveragePool and BatchNormalization. */
+bool onnx_windowed(Imp *I, const char *t, dvm_status *st);
 
 #endif /* DVM_ONNX_H */

@@ -355,8 +355,16 @@ static dvm_status op_layernorm(Imp *I) {
   onnx_at_float(&d, AK_EPS, eps, false);
   if (onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)))) return I->err->code;
   if (!onnx_out(I, 1) && !onnx_out(I, 2)) return DVM_OK;
-  /* Mean and InvStdDev = 1 / sqrt(Var + epsilon), over the normalized axes, kept */
+  /* Mean and InvStdDev = 1 / sqrt(Var + epsilon), over the normalized axes, kept, in f32
+   * (stash_type 1, the only one ONNX defines) */
   int r = ir_node(I->g, (uint32_t)x)->rank, ax = ir_axis(axis, r);
+  if (onnx_attr_i(I, "stash_type", 1) != 1)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "stash_type %lld (1, float, is supported)", (long long)onnx_attr_i(I, "stash_type", 1));
+  if (ir_node(I->g, (uint32_t)x)->dtype != DT_F32) {
+    NodeDraft c = {.op = OP_CAST, .nin = 1, .in = {(uint32_t)x}};
+    onnx_at_dtype(&c, AK_TO, DT_F32);
+    if ((x = onnx_add(I, &c, NULL)) < 0) return I->err->code;
+  }
   int64_t axes[R], m, var;
   if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis %lld out of range for rank %d", (long long)axis, r);
   for (int i = ax; i < r; i++) axes[i - ax] = i;
@@ -958,7 +966,7 @@ dvm_status onnx_node(Imp *I) {
   if (!strcmp(t, "Identity")) return op_identity(I, false);
   if (!strcmp(t, "Dropout")) return op_identity(I, true);
   dvm_status st;
-  if (onnx_composed(I, t, &st)) return st;
+  if (onnx_composed(I, t, &st) || onnx_windowed(I, t, &st)) return st;
   return onnx_fail(I, DVM_ERR_UNSUPPORTED, "op %s is not supported (docs/onnx.md lists the ops "
                    "dvm imports)", t);
 }

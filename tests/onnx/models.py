@@ -1,5 +1,7 @@
 """Models exported by Debian's python3-torch (torch.onnx.export with dynamic_axes) for the
-ONNX tests: an MLP, a one-layer BERT-style encoder and a LLaMA-style block. Each entry
+ONNX tests: an MLP, a one-layer BERT-style encoder, a LLaMA-style block and a ResNet-18
+(torchvision's layout: a 7x7 stem, max pool, four stages of two basic blocks, global
+average pool, a linear head) on 64x64 images. Each entry
 gives the torch module (the oracle), the input names with their dynamic dims, and a
 function making inputs for given symbol values."""
 
@@ -89,18 +91,65 @@ class Llama(torch.nn.Module):
         return x + self.down(torch.nn.functional.silu(self.gate(h)) * self.up(h))
 
 
+class Block(torch.nn.Module):
+    """ResNet's basic block: two 3x3 convs with batch norm, a 1x1 projection when the
+    shape changes."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = torch.nn.BatchNorm2d(cout)
+        self.c2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = torch.nn.BatchNorm2d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            torch.nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        h = torch.relu(self.b1(self.c1(x)))
+        h = self.b2(self.c2(h))
+        return torch.relu(h + (x if self.down is None else self.down(x)))
+
+
+class ResNet18(torch.nn.Module):
+    def __init__(self, classes=100):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+                                        torch.nn.BatchNorm2d(64), torch.nn.ReLU(),
+                                        torch.nn.MaxPool2d(3, 2, 1))
+        layers, cin = [], 64
+        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
+            cin = cout
+        self.layers = torch.nn.Sequential(*layers)
+        self.fc = torch.nn.Linear(512, classes)
+
+    def forward(self, x):
+        h = self.layers(self.stem(x))
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(h, 1), 1))
+
+
+IMAGE = 64
+
+
 def build(name):
     """-> (module in eval mode, dummy input, dynamic axes of x)."""
-    torch.manual_seed({"mlp": 1, "encoder": 2, "llama": 3}[name])
+    torch.manual_seed({"mlp": 1, "encoder": 2, "llama": 3, "resnet": 4}[name])
     if name == "mlp":
         m, x, axes = MLP(), torch.randn(3, 32), {0: "N"}
     elif name == "encoder":
         m, x, axes = Encoder(), torch.randn(2, 5, 64), {0: "N", 1: "S"}
+    elif name == "resnet":
+        m, x, axes = ResNet18(), torch.randn(2, 3, IMAGE, IMAGE), {0: "N"}
     else:
         m, x, axes = Llama(), torch.randn(2, 5, 64), {0: "N", 1: "S"}
     with torch.no_grad():  # weights away from init values so every path matters
         for p in m.parameters():
             p.add_(0.05 * torch.randn_like(p))
+        for b in m.buffers():  # batch norm statistics too
+            if b.dtype == torch.float32:
+                b.add_(0.1 * torch.rand_like(b))
     return m.eval(), x, axes
 
 
@@ -117,5 +166,5 @@ def reference(m, x):
 
 
 def inputs(name, rng, n, s=None):
-    shape = (n, 32) if name == "mlp" else (n, s, 64)
+    shape = (n, 32) if name == "mlp" else (n, 3, IMAGE, IMAGE) if name == "resnet" else (n, s, 64)
     return rng.standard_normal(shape).astype(np.float32)

@@ -15,13 +15,15 @@ compares them (rtol 1e-3, atol 1e-7, NaN equal to NaN, same shape and dtype).
 
 Every case ends as one of:
   pass      every output matches;
-  refused   dvm said no with a dvm.Error (an op, an attribute or a dtype it lacks);
-  wrong     dvm ran and an output differs (shape, dtype or values);
+  refused   loading the model raised a dvm.Error (an op, an attribute or a dtype it lacks);
+  wrong     an output differs (shape, dtype or values), or the run raised a dvm.Error
+            (unless RUN_REFUSED below says why the case cannot run);
   crash     the worker died, timed out or raised something other than dvm.Error.
 
-The test fails on any wrong or crash, and when a tier's passes fall below the floor
-below (a ratchet: raise it as ops land). Without the Python module (a sanitizer build has
-no shared library) the cases run through the `dvm` command instead, in the vm tier only.
+The test fails on any wrong or crash, and when a tier passes fewer cases than FLOOR (a
+ratchet: raise it as ops land, so that no case silently turns into a refusal). Without
+the Python module (a sanitizer build has no shared library) the cases run through the
+`dvm` command instead, in the vm tier only, where load and run errors are not told apart.
 """
 import json
 import os
@@ -78,8 +80,14 @@ SUPERSEDED = {"test_cast_FLOAT_to_BFLOAT16": bf16_rne}
 
 OPSET_MIN, OPSET_MAX, LIFT_TO = 13, 17, 13
 TIERS = ["ref", "vm", "llvm", "auto"]
-# The passes each tier must keep (of the in-scope cases; a floor, not the expected count).
-FLOOR = {"ref": 0.63, "vm": 0.63, "llvm": 0.63, "auto": 0.63}
+# Cases whose run fails by design, and why.
+RUN_REFUSED = {n: "feeds 'like' in another shape than the [3, 4] it declares; dvm checks declared shapes"
+               for n in ("test_castlike_FLOAT_to_BFLOAT16", "test_castlike_BFLOAT16_to_FLOAT",
+                         "test_castlike_FLOAT_to_BFLOAT16_expanded",
+                         "test_castlike_BFLOAT16_to_FLOAT_expanded")}
+# The passes each tier must keep, of the in-scope cases (a floor, not the expected count).
+FLOOR = {"ref": 571, "vm": 571, "llvm": 571, "auto": 571}
+CLI_FLOOR = 569  # the vm tier through the dvm command: bf16 cases cannot go through .npy
 TIMEOUT = 120.0
 
 
@@ -202,8 +210,16 @@ def worker():
         data = np.load(os.path.join(d, "data.npz"))
         ins = [data["in_%d" % k] for k in range(len(names["inputs"]))]
         outs = [data["out_%d" % k] for k in range(len(data.files) - len(ins))]
+        name = os.path.basename(d)
         try:
             m = dvm.Model(os.path.join(d, "model.onnx"), tier=tier, threads=1)
+        except dvm.Error as e:
+            print(json.dumps(("refused", str(e).splitlines()[0] if str(e) else "")), flush=True)
+            continue
+        except Exception as e:  # noqa: BLE001
+            print(json.dumps(("crash", "%s: %s" % (type(e).__name__, e))), flush=True)
+            continue
+        try:
             ins = [as_bf16(a) if n in names["bf16"] else a for n, a in zip(names["inputs"], ins)]
             got = m(**dict(zip(names["inputs"], ins)))
             got = list(got) if isinstance(got, tuple) else [got]
@@ -217,7 +233,8 @@ def worker():
                 why = ["output %s: %s" % (names["outputs"][k], w) for k, w in why if w]
                 ans = ("wrong", "; ".join(why)) if why else ("pass", "")
         except dvm.Error as e:
-            ans = ("refused", str(e).splitlines()[0] if str(e) else "")
+            msg = str(e).splitlines()[0] if str(e) else ""
+            ans = ("refused", msg) if name in RUN_REFUSED else ("wrong", "the run failed: " + msg)
         except Exception as e:  # noqa: BLE001 - anything else is the module misbehaving
             ans = ("crash", "%s: %s" % (type(e).__name__, e))
         print(json.dumps(ans), flush=True)
@@ -358,8 +375,8 @@ def main():
                 check(False, "%s [%s] %s: %s" % (n, t, r[0], r[1]))
             elif verbose and r[0] == "refused":
                 print("  refused %s [%s]: %s" % (n, t, r[1]))
-        check(count["pass"] >= FLOOR[t] * len(mine),
-              "tier %s: %d passes, below the floor of %.0f%%" % (t, count["pass"], 100 * FLOOR[t]))
+        floor = FLOOR[t] if has_module else CLI_FLOOR
+        check(count["pass"] >= floor, "tier %s: %d passes, fewer than %d" % (t, count["pass"], floor))
     return summary()
 
 

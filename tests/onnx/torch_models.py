@@ -4,8 +4,10 @@
 usage: torch_models.py DVM SCRATCH_DIR ONNX_API
 
 Exports (once, into SCRATCH_DIR) the models of models.py with torch.onnx.export and
-dynamic_axes: an MLP, a one-layer BERT-style encoder (nn.TransformerEncoderLayer with GELU)
-and a LLaMA-style block (RMSNorm, rotary embeddings, causal mask, SiLU-gated MLP). Then:
+dynamic_axes: an MLP, a one-layer BERT-style encoder (nn.TransformerEncoderLayer with GELU),
+a LLaMA-style block (RMSNorm, rotary embeddings, causal mask, SiLU-gated MLP) and a
+ResNet-18 on 64x64 images (convolutions with batch norm folded by the exporter, max and
+global average pooling, residual adds). Then:
 
 - `dvm run MODEL.onnx -i x=... -o y=...` at several batch/sequence sizes matches torch
   within 1e-4 relative (max |dvm - torch| / max |torch|);
@@ -39,7 +41,8 @@ os.makedirs(SCRATCH, exist_ok=True)
 TOL = 1e-4
 SIZES = {"mlp": [(1, None), (7, None), (64, None)],
          "encoder": [(1, 1), (2, 7), (3, 33)],
-         "llama": [(1, 1), (2, 9), (1, 40)]}
+         "llama": [(1, 1), (2, 9), (1, 40)],
+         "resnet": [(1, None), (3, None)]}
 
 
 
@@ -56,11 +59,12 @@ def main():
         r = subprocess.run([DVM, "dump", path, "--stage", "ir"], capture_output=True, text=True)
         check(r.returncode == 0, "%s: dump: %s" % (name, r.stderr.strip()))
         inp = [l for l in r.stdout.splitlines() if l.startswith("input")]
-        want = "input  x: f32[N, 32]" if name == "mlp" else "input  x: f32[N, S, 64]"
+        want = {"mlp": "input  x: f32[N, 32]", "resnet": "input  x: f32[N, 3, %d, %d]" % (
+            models.IMAGE, models.IMAGE)}.get(name, "input  x: f32[N, S, 64]")
         check(inp == [want], "%s: inputs %r, want [%r]" % (name, inp, want))
         # every reshape/broadcast/full/arange of the activations is symbolic in N and S
         body = [l.split("#")[0] for l in r.stdout.splitlines() if "shape=" in l or "arange" in l]
-        if name != "mlp":
+        if name not in ("mlp", "resnet"):
             check(body and all("S" in l for l in body),
                   "%s: shape attributes follow the symbols: %r" % (name, body))
         worst = 0.0
