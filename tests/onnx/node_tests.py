@@ -327,6 +327,8 @@ def run_cli1(dvm_bin, tier, name, d):
         p = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         return ["crash", "timed out after %.0f s" % TIMEOUT]
+    if any(s in p.stderr for s in ("runtime error:", "AddressSanitizer", "LeakSanitizer")):
+        return ["crash", "sanitizer: %s" % p.stderr.strip()[-300:]]
     if p.returncode == 1:
         return ["refused", (p.stderr.strip().splitlines() or [""])[-1]]
     if p.returncode != 0:
