@@ -65,15 +65,19 @@ static bool window(Imp *I, const Dim *d, int r, const int64_t *kernel, Win *w) {
     return false;
   const Onnx__AttributeProto *ap = onnx_attr(I, "auto_pad");
   char mode[16] = "NOTSET";
-  if (ap && ap->s.len > 0 && ap->s.len < sizeof mode) memcpy(mode, ap->s.data, ap->s.len), mode[ap->s.len] = 0;
+  if (ap && ap->s.len >= sizeof mode)
+    return onnx_fail(I, DVM_ERR_GRAPH, "auto_pad is not NOTSET, VALID, SAME_UPPER or SAME_LOWER"), false;
+  if (ap && ap->s.len > 0) memcpy(mode, ap->s.data, ap->s.len), mode[ap->s.len] = 0;
   bool same = !strncmp(mode, "SAME_", 5), ceil_mode = onnx_attr_i(I, "ceil_mode", 0) != 0;
   if (strcmp(mode, "NOTSET") && strcmp(mode, "VALID") && strcmp(mode, "SAME_UPPER") && strcmp(mode, "SAME_LOWER"))
     return onnx_fail(I, DVM_ERR_GRAPH, "auto_pad '%s' is not NOTSET, VALID, SAME_UPPER or SAME_LOWER", mode), false;
   for (int i = 0; i < ns; i++) {
     int64_t k = w->k[i], s = w->s[i], dl = w->dl[i], in, c;
-    if (k < 1 || s < 1 || dl < 1 || pads[i] < 0 || pads[ns + i] < 0 || k > (1 << 20) || dl > (1 << 20))
+    const int64_t big = (int64_t)1 << 40; /* sums and products of these stay far from overflow */
+    if (k < 1 || s < 1 || dl < 1 || pads[i] < 0 || pads[ns + i] < 0 || k > (1 << 20) || dl > (1 << 20) ||
+        s > big || pads[i] > big || pads[ns + i] > big)
       return onnx_fail(I, DVM_ERR_GRAPH, "axis %d: kernel %lld, stride %lld, dilation %lld, pads %lld and %lld "
-                       "(kernel, stride and dilation must be positive, pads not negative)", 2 + i, (long long)k,
+                       "(kernel, stride and dilation must be positive, pads not negative, none huge)", 2 + i, (long long)k,
                        (long long)s, (long long)dl, (long long)pads[i], (long long)pads[ns + i]), false;
     int64_t ext = (k - 1) * dl + 1;
     Dim x = d[2 + i];
@@ -82,7 +86,7 @@ static bool window(Imp *I, const Dim *d, int r, const int64_t *kernel, Win *w) {
     if (same) { /* out = ceil(in / s); the pads make the windows cover it */
       int64_t total, o;
       if (s == 1) total = ext - 1, w->out[i] = x;
-      else if (known) o = (in + s - 1) / s, total = (o - 1) * s + ext - in, w->out[i] = dc(I, o);
+      else if (known) o = in / s + (in % s != 0), total = (o - 1) * s + ext - in, w->out[i] = dc(I, o);
       else return onnx_fail(I, DVM_ERR_UNSUPPORTED, "auto_pad SAME with stride %lld over the symbolic dim %d",
                             (long long)s, 2 + i), false;
       total = total < 0 ? 0 : total;
@@ -90,11 +94,14 @@ static bool window(Imp *I, const Dim *d, int r, const int64_t *kernel, Win *w) {
       w->pe[i] = total - w->pb[i];
       continue;
     }
-    Dim span = ir_dim_sub(I->g, ir_dim_add(I->g, x, dc(I, w->pb[i] + w->pe[i])), dc(I, ext));
+    Dim padded = ir_dim_add(I->g, x, dc(I, w->pb[i] + w->pe[i])), span = ir_dim_sub(I->g, padded, dc(I, ext));
+    if (!is_c(I, span, &c) && /* a symbolic dim: the window must fit when the model runs */
+        ir_require_le(I->g, dc(I, ext), padded, (uint32_t)I->g->nodes.n - 1, I->nodeno, I->err))
+      return false;
     if (is_c(I, span, &c)) {
       if (c < 0) return onnx_fail(I, DVM_ERR_SHAPE, "axis %d: the window (%lld) is larger than the padded input (%lld)",
                                   2 + i, (long long)ext, (long long)(c + ext)), false;
-      int64_t o = (ceil_mode ? (c + s - 1) / s : c / s) + 1;
+      int64_t o = c / s + (ceil_mode && c % s != 0) + 1;
       if (ceil_mode && (o - 1) * s >= c + ext - w->pe[i]) o--; /* no window starts in the end pad */
       w->out[i] = dc(I, o);
       w->extra[i] = (o - 1) * s + ext - (c + ext);
@@ -172,6 +179,7 @@ static int64_t kernel_size(const Win *w) {
 /* The windows of xp combined with op (max or add). */
 static int64_t pool_of(Imp *I, int64_t xp, const Win *w, Op op) {
   int64_t acc = -1, n = kernel_size(w);
+  if (xp < 0) return -1;
   for (int64_t j = 0; j < n; j++) {
     int64_t s = offset_slice(I, xp, w, j);
     if (s < 0) return -1;
@@ -182,6 +190,7 @@ static int64_t pool_of(Imp *I, int64_t xp, const Win *w, Op op) {
 }
 
 #define MAX_WINDOW 1024 /* offsets per window: each is a node */
+#define OFFSETS_MAX ((int64_t)1 << 24) /* entries of an im2col offset table (64 MB) */
 
 static bool window_in(Imp *I, int64_t *x, Dim *d, int *r) {
   if ((*x = onnx_in(I, 0)) < 0) return false;
@@ -205,8 +214,8 @@ static dvm_status max_pool(Imp *I) {
   Dim d[R];
   int r;
   Win w;
-  if (onnx_out(I, 1)) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "MaxPool's Indices output is not supported");
-  if (onnx_attr_i(I, "storage_order", 0)) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "storage_order=1 is not supported");
+  if (onnx_out(I, 1)) /* storage_order only orders the Indices */
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "MaxPool's Indices output is not supported");
   if (!window_in(I, &x, d, &r) || !window(I, d, r, NULL, &w) || !small_window(I, &w)) return I->err->code;
   return onnx_def_dyn(I, 0, pool_of(I, pad(I, x, &w, -INFINITY, true), &w, OP_MAX));
 }
@@ -269,7 +278,7 @@ static int64_t const_offsets(Imp *I, const Dim *d, const Win *w, bool *pads) {
     if (!is_c(I, d[2 + i], &in[i]) || !is_c(I, w->out[i], &out[i])) return -1;
     p *= out[i], span *= in[i];
   }
-  if (span >= INT32_MAX || k * p > ((int64_t)1 << 28)) return -1;
+  if (span >= INT32_MAX || p > OFFSETS_MAX / k) return -1;
   int64_t shape[2] = {k, p};
   dvm_tensor *t = onnx_tensor_new(I, DT_I32, 2, shape, "im2col offsets");
   if (!t) return -2;
@@ -356,6 +365,8 @@ static dvm_status conv(Imp *I) {
   int r;
   Win w;
   if (!window_in(I, &x, d, &r) || (wt = onnx_in(I, 1)) < 0) return I->err->code;
+  if (r < 3 || r > 2 + SP)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "input of rank %d: 1 to %d spatial axes after N and C are supported", r, SP);
   int64_t kb = onnx_arg(I, 2, false), k[SP], g = onnx_attr_i(I, "group", 1), c, m, cg;
   if (kb == -2 || (kb >= 0 && (b = onnx_in(I, 2)) < 0)) return I->err->code;
   int wr = onnx_vdims(I, wt, wd);
@@ -374,8 +385,11 @@ static dvm_status conv(Imp *I) {
     if (memcmp(ks, k, (size_t)(r - 2) * sizeof *k))
       return onnx_fail(I, DVM_ERR_SHAPE, "kernel_shape disagrees with the weights' dims");
   }
-  if (!window(I, d, r, k, &w) || !small_window(I, &w)) return I->err->code;
+  if (!window(I, d, r, k, &w)) return I->err->code;
   int64_t nk = kernel_size(&w), cols;
+  if (nk > ((int64_t)1 << 31) / cg)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "a kernel of %lld elements over %lld channels is too large",
+                     (long long)nk, (long long)cg);
   Dim p = dc(I, 1);
   for (int i = 0; i < w.ns; i++) p = ir_dim_mul(I->g, p, w.out[i]);
   if (p == DIM_NONE) return onnx_fail(I, DVM_ERR_OVERFLOW, "the output size overflows");
@@ -415,8 +429,14 @@ static dvm_status batch_norm(Imp *I) {
   if (r < 2) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 2 expected (N, C, ...)", r);
   Dim s[R];
   for (int i = 1; i < r; i++) s[i - 1] = i == 1 ? d[1] : dc(I, 1);
-  for (int i = 0; i < 4; i++) /* scale, B, mean, var */
+  for (int i = 0; i < 4; i++) { /* scale, B, mean, var: of X's type (opset 15 lets them differ) */
     if ((v[i] = onnx_reshape(I, onnx_in(I, 1 + (size_t)i), s, r - 1)) < 0) return I->err->code;
+    if (DT(v[i]) != DT(x)) {
+      NodeDraft c = {.op = OP_CAST, .nin = 1, .in = {(uint32_t)v[i]}};
+      onnx_at_dtype(&c, AK_TO, DT(x));
+      if ((v[i] = onnx_add(I, &c, NULL)) < 0) return I->err->code;
+    }
+  }
   int64_t eps = onnx_literal(I, (double)(float)onnx_attr_f(I, "epsilon", 1e-5), DT(x));
   if (eps < 0) return I->err->code;
   int64_t den = onnx_binary(I, OP_ADD, (uint32_t)v[3], (uint32_t)eps, NULL);

@@ -24,16 +24,15 @@
 
 #define MAXW 64
 #define MAXSYM 8
-#define MAXVAL 32
 #define MAXPEER 8
-#define MAXIO 64
 
 typedef enum Format { FMT_TABLE, FMT_CSV, FMT_JSON } Format;
 
 typedef struct Sweep {
   char sym[64];
-  int64_t v[MAXVAL];
+  const int64_t *v; /* --sweep's own (malloc'd, freed with the Args) or a default's */
   int n;
+  bool owned;
 } Sweep;
 
 typedef struct Args {
@@ -63,15 +62,24 @@ static int parse_sweep(char *s, Sweep *sw) {
   if (!eq || eq == s || (size_t)(eq - s) >= sizeof sw->sym)
     return tool_fail(EXIT_USAGE, "--sweep needs SYM=v1,v2,..., got '%s'", s);
   snprintf(sw->sym, sizeof sw->sym, "%.*s", (int)(eq - s), s);
-  sw->n = 0;
+  size_t cap = 1;
+  for (const char *q = eq + 1; *q; q++) cap += *q == ',';
+  int64_t *v = malloc(cap * sizeof *v);
+  if (!v) return tool_fail(EXIT_ERR, "out of memory");
+  *sw = (Sweep){.v = v, .n = 0, .owned = true};
+  snprintf(sw->sym, sizeof sw->sym, "%.*s", (int)(eq - s), s);
   for (char *tok = strtok(eq + 1, ","); tok; tok = strtok(NULL, ",")) {
-    if (sw->n >= MAXVAL) return tool_fail(EXIT_USAGE, "--sweep: at most %d values", MAXVAL);
-    if (!tool_parse_i64(tok, &sw->v[sw->n]) || sw->v[sw->n] < 0)
+    if (!tool_parse_i64(tok, &v[sw->n]) || v[sw->n] < 0)
       return tool_fail(EXIT_USAGE, "--sweep %s: '%s' is not a non-negative integer", sw->sym, tok);
     sw->n++;
   }
   if (!sw->n) return tool_fail(EXIT_USAGE, "--sweep %s: no values", sw->sym);
   return 0;
+}
+
+static void free_args(Args *a) {
+  for (int i = 0; i < a->nsweep; i++)
+    if (a->sweep[i].owned) free((void *)a->sweep[i].v);
 }
 
 static int parse_args(int argc, char **argv, Args *a) {
@@ -161,10 +169,8 @@ static const char *const default_workloads[] = {"W1", "W2", "W3", "W4", "W5", "W
  * batch) get {1, 7, 64, 333, 1024, 4096}, or {1, 7, 64} next to S (W7: N·S tokens). */
 static void default_sweep(const char *sym, bool has_s, Sweep *sw) {
   static const int64_t batch[] = {1, 7, 64, 333, 1024, 4096}, seqs[] = {16, 128}, small[] = {1, 7, 64};
-  const int64_t *v = !strcmp(sym, "S") ? seqs : has_s ? small : batch;
-  sw->n = !strcmp(sym, "S") ? 2 : has_s ? 3 : 6;
+  *sw = (Sweep){.v = !strcmp(sym, "S") ? seqs : has_s ? small : batch, .n = !strcmp(sym, "S") ? 2 : has_s ? 3 : 6};
   snprintf(sw->sym, sizeof sw->sym, "%s", sym);
-  memcpy(sw->v, v, (size_t)sw->n * sizeof *v);
 }
 
 /* ---- output ---------------------------------------------------------------------------- */
@@ -374,15 +380,21 @@ static int run_binding(Ctx *c, dvm_model *m, const dvm_graph *g, const char *gra
                        bool first_binding, Row *r) {
   const Args *a = c->a;
   int nin = dvm_model_num_inputs(m), npar = dvm_model_num_params(m), nout = dvm_model_num_outputs(m);
-  const char *in_names[MAXIO], *par_names[MAXIO], *out_names[MAXIO];
-  dvm_tensor *ins[MAXIO] = {0}, *outs[MAXIO] = {0};
+  /* names and tensors of the inputs, params and outputs, as many as the model has */
+  size_t nall = (size_t)nin + (size_t)npar + (size_t)nout + 1;
+  const char **names = calloc(nall, sizeof *names);
+  dvm_tensor **tens = calloc(nall, sizeof *tens);
+  const char **in_names = names, **par_names = names + nin, **out_names = names + nin + npar;
+  dvm_tensor **ins = tens, **pars = tens + nin, **outs = tens + nin + npar;
   int rc = EXIT_ERR, rank;
   int64_t shape[DVM_MAX_RANK];
   double *times = NULL;
-  if (nin > MAXIO || npar > MAXIO || nout > MAXIO) return tool_fail(EXIT_ERR, "%s: too many inputs or outputs", graph);
+  if (!names || !tens) {
+    rc = tool_fail(EXIT_ERR, "out of memory");
+    goto out;
+  }
   for (int i = 0; i < npar; i++) /* unbound, so the last binding's params say nothing */
     dvm_model_set_param(m, dvm_model_param_name(m, i), NULL);
-  dvm_tensor *pars[MAXIO];
   for (int i = 0; i < npar; i++) { /* params: made once, remade only if their shape changes */
     par_names[i] = dvm_model_param_name(m, i);
     if ((pars[i] = dvm_graph_param_value(g, par_names[i]))) { /* an ONNX initializer */
@@ -482,8 +494,10 @@ lib:
   rc = tool_lib_fail();
 out:
   free(times);
-  for (int i = 0; i < nin; i++) dvm_tensor_destroy(ins[i]);
-  for (int i = 0; i < nout; i++) dvm_tensor_destroy(outs[i]);
+  for (int i = 0; tens && i < nin; i++) dvm_tensor_destroy(ins[i]);
+  for (int i = 0; tens && i < nout; i++) dvm_tensor_destroy(outs[i]);
+  free(names);
+  free(tens);
   return rc;
 }
 
@@ -501,11 +515,16 @@ static int run_workload(Ctx *c, dvm_context *ctx, const char *w) {
   workload_path(c->bdir, w, path, sizeof path);
   dvm_graph *g = NULL;
   dvm_model *m = NULL;
-  dvm_tensor *params[MAXIO] = {0};
-  int rc = 0;
+  dvm_tensor **params = NULL; /* the params bench makes (ONNX initializers come with g) */
+  int rc = 0, npar = 0;
   dvm_compile_options opt = {.tier = a->tier, .threads = a->threads};
   if (tool_load_graph(ctx, path, &g) || dvm_model_compile(ctx, g, &opt, &m)) {
     rc = tool_lib_fail();
+    goto done;
+  }
+  npar = dvm_model_num_params(m);
+  if (!(params = calloc((size_t)npar + 1, sizeof *params))) {
+    rc = tool_fail(EXIT_ERR, "out of memory");
     goto done;
   }
   /* the sweep: --sweep values for the symbols they name, defaults for the rest */
@@ -581,7 +600,8 @@ static int run_workload(Ctx *c, dvm_context *ctx, const char *w) {
   }
 done:
   dvm_model_destroy(m);
-  for (int i = 0; i < MAXIO; i++) dvm_tensor_destroy(params[i]);
+  for (int i = 0; params && i < npar; i++) dvm_tensor_destroy(params[i]);
+  free(params);
   dvm_graph_destroy(g);
   return rc;
 }
@@ -612,6 +632,8 @@ static int bench_eager(const char *bdir, int argc, char **argv) {
   return tool_fail(EXIT_ERR, "--eager: cannot run /usr/bin/python3 %s: %s", script, strerror(errno));
 }
 
+static int bench(Args *a);
+
 int tool_bench(int argc, char **argv) {
   for (int i = 0; i < argc; i++)
     if (!strcmp(argv[i], "--eager")) {
@@ -621,7 +643,15 @@ int tool_bench(int argc, char **argv) {
     }
   Args a;
   int rc = parse_args(argc, argv, &a);
-  if (rc) return rc;
+  if (!rc) rc = bench(&a);
+  free_args(&a);
+  return rc;
+}
+
+/* `dvm bench` after its arguments: the workloads' rows, then the notes. */
+static int bench(Args *pa) {
+  Args a = *pa;
+  int rc = 0;
   Ctx c = {.a = &a};
   bench_dir(c.bdir, sizeof c.bdir);
   if (a.lazy) {

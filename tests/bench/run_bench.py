@@ -9,7 +9,8 @@ every JSON line is a limit line or a result line with the fields docs/format.md 
 numpy peer matches with a ratio equal to dvm/peer; the wrong peer is reported as a
 mismatch; CSV carries the same fields with peers flattened; --sweep bindings and
 recompiles are reported; `--lazy` reports its fields, the lazy programs' outputs equal the
-graphs' and compile once over two sizes; `--eager` (bench/eager.py) agrees with NumPy. Ends with "N passed, M failed".
+graphs' and compile once over two sizes; `--eager` (bench/eager.py) agrees with NumPy; a
+model of 100 params runs over 40 sweep values. Ends with "N passed, M failed".
 """
 import csv
 import io
@@ -134,4 +135,17 @@ for x in rows:
         check(x.get("dvm_iterations") == x.get("numpy_iterations"), f"{tag}: the loop stops where NumPy's does")
 r = subprocess.run([DVM, "bench", "--lazy", "W4"], capture_output=True, text=True)
 check(r.returncode == 2 and "W4" in r.stderr, "bench --lazy without a program for the workload is a usage error")
+
+# a model with more params (100) than any fixed table, swept over more values (40) than one
+many = os.path.join(SCRATCH, "many_params.dvm")
+with open(many, "w") as f:
+    f.write("graph many\ninput x: f32[N, 4]\n")
+    f.write("".join("param p%d: f32[4]\n" % i for i in range(100)))
+    f.write("h0 = add(x, p0)\n" + "".join("h%d = add(h%d, p%d)\n" % (i, i - 1, i) for i in range(1, 100)))
+    f.write("output h99\n")
+r = subprocess.run([DVM, "bench", many, "--sweep", "N=" + ",".join(str(n) for n in range(1, 41)),
+                    "--format", "json", "--min-time", "0.001", "--budget", "2"], capture_output=True, text=True)
+res = [json.loads(l) for l in r.stdout.splitlines() if '"workload"' in l]
+check(r.returncode == 0 and len(res) == 40 and [x["bindings"]["N"] for x in res] == list(range(1, 41)),
+      f"bench: 100 params, 40 sweep values: {r.returncode}, {len(res)} rows: {r.stderr[-300:]}")
 sys.exit(summary())
