@@ -205,7 +205,8 @@ int32_t dvm_graph_find(const dvm_graph *g, const char *name);
  * as the graph line, and its name) and its op type. */
 
 dvm_status dvm_graph_load_onnx(dvm_context *ctx, const char *path, dvm_graph **out);
-/* The same from a serialized ModelProto in memory; `filename` names it in messages. */
+/* The same from a serialized ModelProto in memory; `filename` names it in messages and is
+ * where external data is resolved (beside it: docs/onnx.md; NULL: none allowed). */
 dvm_status dvm_graph_parse_onnx(dvm_context *ctx, const void *data, size_t len,
                                 const char *filename, dvm_graph **out);
 /* The value graph g holds for param `name` (an ONNX initializer), or NULL. The graph owns

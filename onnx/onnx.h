@@ -27,7 +27,8 @@
  * Files: read.c (the model, tensors, names, declarations, the driver with dead-node
  * elimination and pattern recognition, onnx_import), val.c (Vals, materializing, emitting
  * dvm nodes), ops.c (one translation per ONNX op type), compose.c (the op types that are
- * compositions of other dvm ops), window.c (convolution, pooling, batch normalization). */
+ * compositions of other dvm ops), window.c (convolution, pooling, batch normalization),
+ * external.c (initializers in files beside the model). */
 #ifndef DVM_ONNX_H
 #define DVM_ONNX_H
 
@@ -75,6 +76,7 @@ typedef enum Fuse { FUSE_NONE, FUSE_GELU, FUSE_SILU } Fuse;
 typedef struct Imp {
   Graph *g;
   Err *err;
+  const char *path; /* the model file's (external data is beside it), or NULL */
   VEC(dvm_tensor *) values; /* per dvm value id: a param's value, or NULL */
   VEC(Val) vals;
   SMap names; /* ONNX value name -> index in vals */
@@ -98,6 +100,12 @@ int onnx_dtype(int64_t t);
 const char *onnx_dtype_name(int64_t t);
 /* Decode a TensorProto (initializer, Constant's value) into a new Val; its index in *out. */
 dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, uint32_t *out);
+
+/* external.c */
+/* The data of tp (numel elements of dt in the given shape), which is in an external file
+ * beside I->path, as a new tensor in *out; an error naming `what` otherwise. */
+dvm_status onnx_external(Imp *I, const Onnx__TensorProto *tp, const char *what, DType dt, int rank,
+                         const int64_t *shape, int64_t numel, dvm_tensor **out);
 
 /* val.c */
 /* Append a Val and return its index (the Val's storage may move: re-fetch pointers). */

@@ -123,9 +123,6 @@ dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, ui
   if (tp->n_dims > DVM_MAX_RANK)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s has rank %zu, more than %d", what, tp->n_dims,
                      DVM_MAX_RANK);
-  if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s is stored in an external data file, which dvm "
-                     "does not read", what);
   if (tp->segment) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s is segmented", what);
   int64_t shape[DVM_MAX_RANK];
   for (size_t i = 0; i < tp->n_dims; i++) {
@@ -135,6 +132,13 @@ dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, ui
   /* the data must be there before anything is allocated (a corrupt file may claim any shape) */
   int64_t numel = count((int)tp->n_dims, shape);
   size_t esz = ir_dtype_size((DType)dt);
+  dvm_tensor *t = NULL;
+  size_t n = (size_t)numel;
+  if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+    if (numel < 0) return onnx_fail(I, DVM_ERR_OVERFLOW, "%s: element count overflows", what);
+    if (onnx_external(I, tp, what, (DType)dt, (int)tp->n_dims, shape, numel, &t)) return I->err->code;
+    goto loaded;
+  }
   size_t have = tp->has_raw_data ? tp->raw_data.len / esz
                 : dt == DT_F32  ? tp->n_float_data
                 : dt == DT_I64  ? tp->n_int64_data
@@ -147,10 +151,8 @@ dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, ui
     return onnx_fail(I, DVM_ERR_DATA, "%s holds data for %zu elements, its shape has %lld", what,
                      have, (long long)numel);
   }
-  dvm_tensor *t = onnx_tensor_new(I, (DType)dt, (int)tp->n_dims, shape, what);
-  if (!t) return I->err->code;
+  if (!(t = onnx_tensor_new(I, (DType)dt, (int)tp->n_dims, shape, what))) return I->err->code;
   void *data = dvm_tensor_data(t);
-  size_t n = (size_t)numel;
   if (tp->has_raw_data) {
     if (n) memcpy(data, tp->raw_data.data, n * esz);
   } else if (dt == DT_F32) {
@@ -165,8 +167,9 @@ dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, ui
       else ((uint16_t *)data)[i] = (uint16_t)x;
     }
   }
+loaded:
   if (dt == DT_BOOL)
-    for (size_t i = 0; i < n; i++) ((uint8_t *)data)[i] = ((uint8_t *)data)[i] != 0;
+    for (size_t i = 0; i < n; i++) ((uint8_t *)dvm_tensor_data(t))[i] = ((uint8_t *)dvm_tensor_data(t))[i] != 0;
   if (!ir_dtype_is_float((DType)dt) && numel <= SYM_MAX) { /* small integers: dims */
     Dim d[SYM_MAX];
     for (int64_t i = 0; i < numel; i++) d[i] = ir_dim_const(I->g, dvm_tensor_get_i64(t, i));
@@ -458,7 +461,7 @@ dvm_status onnx_import(const void *data, size_t len, const char *filename, Graph
   *g = NULL;
   *values = NULL;
   *nvalues = 0;
-  Imp I = {.err = err};
+  Imp I = {.err = err, .path = filename};
   if (!(I.g = ir_graph_new(filename ? filename : "<onnx>")))
     return ir_err(err, DVM_ERR_NOMEM, "out of memory");
   Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, data);
