@@ -49,6 +49,7 @@ typedef struct Ctx {
   uint32_t *mark;       /* scratch for reachability */
   uint32_t stamp;
   uint8_t *prologue;    /* per node: a normalization inlined into the matmuls that read it */
+  uint8_t *packed;      /* per node: a gathering view a matmul packs more than once (below) */
 } Ctx;
 
 static Class classify(const Graph *g, uint32_t v) {
@@ -350,7 +351,7 @@ static int cmp_u32(const void *a, const void *b) {
 typedef VEC(uint32_t) U32s;
 
 static void add_views(Ctx *c, uint32_t v, U32s *m, uint8_t *in) {
-  if (kind_of(c, v) != C_VIEW || in[v]) return;
+  if (kind_of(c, v) != C_VIEW || in[v] || (c->packed && c->packed[v])) return;
   in[v] = 1;
   vec_push(*m, v);
   for (uint32_t i = 0; i < ir_node(c->g, v)->nin; i++) add_views(c, ir_operand(c->g, v, i), m, in);
@@ -360,6 +361,37 @@ static bool is_output(const Graph *g, uint32_t v) {
   for (uint32_t i = 0; i < g->outputs.n; i++)
     if (g->outputs.v[i] == v) return true;
   return false;
+}
+
+/* The first gather in view v's chain of views, or UINT32_MAX. */
+static uint32_t gather_in(const Ctx *c, uint32_t v) {
+  if (kind_of(c, v) != C_VIEW) return UINT32_MAX;
+  if (ir_node(c->g, v)->op == OP_GATHER) return v;
+  for (uint32_t i = 0; i < ir_node(c->g, v)->nin; i++) {
+    uint32_t u = gather_in(c, ir_operand(c->g, v, i));
+    if (u != UINT32_MAX) return u;
+  }
+  return UINT32_MAX;
+}
+
+/* A mix kernel packs b once per block of a's rows (at most 144 of them). A b that is a
+ * view that gathers (im2col, say) would be gathered again for every block: with at least
+ * PACK_ROWS rows (two blocks at any vector width) the gather is done once, into memory, by
+ * a copy kernel of its own (over the gather's shape, so the views after it stay affine),
+ * and the matmul reads that. */
+#define PACK_ROWS 256
+static void mark_packed(Ctx *c) {
+  const Graph *g = c->g;
+  for (uint32_t v = 0; v < g->nodes.n; v++) {
+    const Node *n = ir_node(g, v);
+    if (n->op != OP_MATMUL) continue;
+    uint32_t a = ir_operand(g, v, 0), gb = gather_in(c, ir_operand(g, v, 1));
+    const Node *na = ir_node(g, a);
+    int64_t rows;
+    if (na->rank < 2 || gb == UINT32_MAX) continue;
+    Dim m = ir_shape(g, a)[na->rank - (ir_attr_int(g, v, AK_TRANSPOSE_A, 0) ? 1 : 2)];
+    if (ir_dim_is_const(g, m, &rows) && rows >= PACK_ROWS) c->packed[gb] = 1;
+  }
 }
 
 /* Build Kernel records from the clusters (and copy kernels for output views). */
@@ -382,7 +414,7 @@ static void build(Ctx *c) {
     if (classify(g, v) == C_EXTERN)
       for (uint32_t q = 0; q < ir_node(g, v)->nin; q++) called[ir_operand(g, v, q)] = 1;
   for (uint32_t v = 0; v < nn; v++)
-    if (kind_of(c, v) == C_VIEW && (is_output(g, v) || called[v])) {
+    if (kind_of(c, v) == C_VIEW && (is_output(g, v) || called[v] || c->packed[v])) {
       uint32_t x = new_cluster(c, KK_VECTOR, v, 0);
       vec_push(c->cl.v[x].nodes, v);
       order[nk++] = x;
@@ -511,9 +543,11 @@ Partition *fu_partition(const Graph *g, Err *err) {
   uint32_t nn = g->nodes.n;
   if (!p || !(p->kernel_of = malloc(nn * sizeof *p->kernel_of)) ||
       !(c.cluster_of = malloc(nn * sizeof *c.cluster_of)) ||
-      !(c.mark = calloc(2 * nn + 1, sizeof *c.mark)) || !(c.prologue = calloc(nn + 1, 1))) {
+      !(c.mark = calloc(2 * nn + 1, sizeof *c.mark)) || !(c.prologue = calloc(nn + 1, 1)) ||
+      !(c.packed = calloc(nn + 1, 1))) {
     free(c.cluster_of);
     free(c.mark);
+    free(c.prologue);
     fu_free(p);
     ir_err(err, DVM_ERR_NOMEM, "out of memory");
     return NULL;
@@ -521,6 +555,7 @@ Partition *fu_partition(const Graph *g, Err *err) {
   p->g = g;
   for (uint32_t v = 0; v < nn; v++) c.cluster_of[v] = p->kernel_of[v] = UINT32_MAX;
   find_prologues(&c);
+  mark_packed(&c);
   for (uint32_t v = 0; v < nn; v++) place(&c, v);
   build(&c); /* sets kernel_of to build order */
   levels(p);
@@ -536,6 +571,7 @@ Partition *fu_partition(const Graph *g, Err *err) {
   free(c.cluster_of);
   free(c.mark);
   free(c.prologue);
+  free(c.packed);
   return p;
 }
 
