@@ -405,16 +405,14 @@ static dvm_status conv(Imp *I) {
   int64_t wm = g == 1 ? onnx_reshape(I, wt, ws + 1, 2) : onnx_reshape(I, wt, ws, 3);
   int64_t cm = g == 1 ? onnx_reshape(I, cols, (Dim[]){d[0], cs[2], p}, 3) : onnx_reshape(I, cols, cs, 4);
   int64_t y = wm < 0 || cm < 0 ? -1 : onnx_binary(I, OP_MATMUL, (uint32_t)wm, (uint32_t)cm, NULL);
-  Dim ys[R] = {d[0], dc(I, m)};
-  for (int i = 0; i < w.ns; i++) ys[2 + i] = w.out[i];
-  if (y < 0 || (y = onnx_reshape(I, y, ys, r)) < 0) return I->err->code;
-  if (b >= 0) { /* (M) laid along axis 1 */
-    Dim bs[R];
-    for (int i = 0; i < r; i++) bs[i] = i == 1 ? dc(I, m) : dc(I, 1);
-    int64_t bm = onnx_reshape(I, b, bs + 1, r - 1);
+  if (b >= 0 && y >= 0) { /* the bias on the matmul's result, (M, 1) or (g, Mg, 1): its epilogue */
+    Dim bs[3] = {dc(I, g), dc(I, m / g), dc(I, 1)};
+    int64_t bm = g == 1 ? onnx_reshape(I, b, (Dim[]){dc(I, m), dc(I, 1)}, 2) : onnx_reshape(I, b, bs, 3);
     y = bm < 0 ? -1 : onnx_binary(I, OP_ADD, (uint32_t)y, (uint32_t)bm, NULL);
   }
-  return onnx_def_dyn(I, 0, y);
+  Dim ys[R] = {d[0], dc(I, m)};
+  for (int i = 0; i < w.ns; i++) ys[2 + i] = w.out[i];
+  return onnx_def_dyn(I, 0, y < 0 ? -1 : onnx_reshape(I, y, ys, r));
 }
 
 /* BatchNormalization (inference): (x - mean) / sqrt(var + epsilon) · scale + B, the
