@@ -179,6 +179,20 @@ static int64_t log2a(Imp *I, int64_t a, int64_t f) {
   return sel(I, binc(I, OP_GT, a, 1e18), binc(I, OP_ADD, un(I, OP_LOG, a), log(2.0)), f);
 }
 
+/* atan(x): |x| > 1 through pi/2 - atan(1/|x|), above tan(pi/8) through pi/4 + atan((t-1)/(t+1)),
+ * then the odd series to u^15 (|u| <= 0.4143: its first omitted term is below 2e-8). */
+static int64_t atan_(Imp *I, int64_t x) {
+  int64_t a = un(I, OP_ABS, x), big = binc(I, OP_GT, a, 1);
+  int64_t t = sel(I, big, bin(I, OP_DIV, lit(I, 1, a), a), a), mid = binc(I, OP_GT, t, 0.41421356237309503);
+  int64_t u = sel(I, mid, bin(I, OP_DIV, binc(I, OP_SUB, t, 1), binc(I, OP_ADD, t, 1)), t);
+  int64_t u2 = bin(I, OP_MUL, u, u), p = lit(I, -1.0 / 15, u);
+  for (int k = 13; k >= 1; k -= 2) p = binc(I, OP_ADD, bin(I, OP_MUL, p, u2), (k % 4 == 1 ? 1.0 : -1.0) / k);
+  int64_t r = bin(I, OP_MUL, p, u);
+  r = sel(I, mid, binc(I, OP_ADD, r, M_PI / 4), r);
+  r = sel(I, big, bin(I, OP_SUB, lit(I, M_PI / 2, r), r), r);
+  return sel(I, binc(I, OP_LT, x, 0), un(I, OP_NEG, r), r);
+}
+
 static dvm_status hyperbolic(Imp *I, const char *t) {
   int64_t x = wide_in(I), y;
   if (x < 0) return I->err->code;
@@ -199,6 +213,13 @@ static dvm_status hyperbolic(Imp *I, const char *t) {
   } else if (!strcmp(t, "Acosh")) { /* log(x + sqrt((x - 1)(x + 1))) */
     int64_t r = un(I, OP_LOG, bin(I, OP_ADD, x, un(I, OP_SQRT, bin(I, OP_MUL, binc(I, OP_SUB, x, 1), binc(I, OP_ADD, x, 1)))));
     y = log2a(I, x, r);
+  } else if (!strcmp(t, "Atan")) {
+    y = atan_(I, x);
+  } else if (!strcmp(t, "Asin")) { /* atan(x / sqrt((1 - x)(1 + x))): +-pi/2 at +-1 */
+    int64_t c = un(I, OP_SQRT, bin(I, OP_MUL, bin(I, OP_SUB, lit(I, 1, x), x), binc(I, OP_ADD, x, 1)));
+    y = atan_(I, bin(I, OP_DIV, x, c));
+  } else if (!strcmp(t, "Acos")) { /* 2 atan(sqrt((1 - x) / (1 + x))): accurate near 1, pi at -1 */
+    y = binc(I, OP_MUL, atan_(I, un(I, OP_SQRT, bin(I, OP_DIV, bin(I, OP_SUB, lit(I, 1, x), x), binc(I, OP_ADD, x, 1)))), 2);
   } else { /* Atanh: log((1 + x) / (1 - x)) / 2 */
     int64_t r = binc(I, OP_MUL, un(I, OP_LOG, bin(I, OP_DIV, binc(I, OP_ADD, x, 1), bin(I, OP_SUB, lit(I, 1, x), x))), 0.5);
     y = near0(I, x, 1.0 / 3, 1.0 / 5, r);
@@ -535,6 +556,73 @@ static dvm_status cast_like(Imp *I) {
   return out(I, 0, cast(I, x, onnx_val_dtype(I, (uint32_t)kl)));
 }
 
+/* ---- layout -------------------------------------------------------------------------------- */
+
+static int64_t transpose(Imp *I, int64_t x, const int64_t *perm, int n) {
+  if (x < 0) return -1;
+  NodeDraft d = {.op = OP_TRANSPOSE, .nin = 1, .in = {(uint32_t)x}};
+  onnx_at_ints(I, &d, AK_PERM, perm, (uint32_t)n);
+  return onnx_add(I, &d, NULL);
+}
+
+/* Tile(x, repeats): x as [1, d0, 1, d1, ...] broadcast to [r0, d0, r1, d1, ...], merged. */
+static dvm_status tile(Imp *I) {
+  int64_t x = onnx_in(I, 0), kr = x < 0 ? -2 : onnx_arg(I, 1, true), rep[R];
+  int n;
+  if (kr < 0) return I->err->code;
+  Dim d[R], s[R], b[R], o[R];
+  int r = onnx_vdims(I, x, d);
+  if (!onnx_sym_ints(I, (uint32_t)kr, rep, R, &n) || n != r)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "repeats (input 2) must be %d constant integers", r);
+  if (2 * r > R) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Tile of rank %d (at most %d)", r, R / 2);
+  for (int i = 0; i < r; i++) {
+    if (rep[i] < 0) return onnx_fail(I, DVM_ERR_GRAPH, "repeats[%d] is %lld, negative", i, (long long)rep[i]);
+    s[2 * i] = ir_dim_const(I->g, 1), s[2 * i + 1] = d[i];
+    b[2 * i] = ir_dim_const(I->g, rep[i]), b[2 * i + 1] = d[i];
+    o[i] = ir_dim_mul(I->g, d[i], b[2 * i]);
+  }
+  int64_t y = onnx_reshape(I, x, s, 2 * r);
+  if (y >= 0) {
+    NodeDraft bt = {.op = OP_BROADCAST_TO, .nin = 1, .in = {(uint32_t)y}};
+    onnx_at_dims(I, &bt, AK_SHAPE, b, (uint32_t)(2 * r));
+    y = onnx_add(I, &bt, NULL);
+  }
+  return out(I, 0, onnx_reshape(I, y, o, r));
+}
+
+/* DepthToSpace and SpaceToDepth on (N, C, H, W): a reshape, a transpose, a reshape. */
+static dvm_status depth_space(Imp *I, bool to_space) {
+  int64_t x = onnx_in(I, 0), bs = onnx_attr_i(I, "blocksize", 0), c;
+  if (x < 0) return I->err->code;
+  Dim d[R];
+  if (onnx_vdims(I, x, d) != 4) return onnx_fail(I, DVM_ERR_SHAPE, "the input must have rank 4 (N, C, H, W)");
+  if (bs < 1 || bs > (1 << 20)) return onnx_fail(I, DVM_ERR_GRAPH, "blocksize %lld is not positive", (long long)bs);
+  Graph *g = I->g;
+  Dim b = ir_dim_const(g, bs);
+  if (to_space) {
+    if (!ir_dim_is_const(g, d[1], &c) || c % (bs * bs))
+      return onnx_fail(I, DVM_ERR_SHAPE, "the channels must be a constant multiple of blocksize^2 = %lld",
+                       (long long)(bs * bs));
+    Dim cb = ir_dim_const(g, c / (bs * bs));
+    bool crd = false;
+    const Onnx__AttributeProto *m = onnx_attr(I, "mode");
+    if (m && m->s.len == 3 && !memcmp(m->s.data, "CRD", 3)) crd = true;
+    else if (m && !(m->s.len == 3 && !memcmp(m->s.data, "DCR", 3)))
+      return onnx_fail(I, DVM_ERR_GRAPH, "mode must be DCR or CRD");
+    Dim s6[6] = {d[0], b, b, cb, d[2], d[3]}, c6[6] = {d[0], cb, b, b, d[2], d[3]};
+    static const int64_t dcr[6] = {0, 3, 4, 1, 5, 2}, crd_p[6] = {0, 1, 4, 2, 5, 3};
+    Dim o[4] = {d[0], cb, ir_dim_mul(g, d[2], b), ir_dim_mul(g, d[3], b)};
+    int64_t y = transpose(I, onnx_reshape(I, x, crd ? c6 : s6, 6), crd ? crd_p : dcr, 6);
+    return out(I, 0, onnx_reshape(I, y, o, 4));
+  }
+  Dim h = onnx_dim_div(g, d[2], b), w = onnx_dim_div(g, d[3], b);
+  if (h == DIM_NONE || w == DIM_NONE)
+    return onnx_fail(I, DVM_ERR_SHAPE, "H and W must be multiples of blocksize %lld", (long long)bs);
+  Dim s6[6] = {d[0], d[1], h, b, w, b}, o[4] = {d[0], ir_dim_mul(g, d[1], ir_dim_const(g, bs * bs)), h, w};
+  static const int64_t perm[6] = {0, 3, 5, 1, 2, 4};
+  return out(I, 0, onnx_reshape(I, transpose(I, onnx_reshape(I, x, s6, 6), perm, 6), o, 4));
+}
+
 /* ---- normalization ------------------------------------------------------------------------ */
 
 /* MeanVarianceNormalization: (x - E[x]) / (sqrt(E[(x - E[x])^2]) + 1e-9) over axes (ONNX's
@@ -551,12 +639,30 @@ static dvm_status mvn(Imp *I) {
   return out(I, 0, bin(I, OP_DIV, c, binc(I, OP_ADD, un(I, OP_SQRT, var), 1e-9)));
 }
 
+/* InstanceNormalization: per (n, c), over the axes after them, (x - mean) / sqrt(var + eps)
+ * times scale[c] plus B[c]. */
+static dvm_status instance_norm(Imp *I) {
+  int64_t x = float_in(I), axes[R];
+  if (x < 0) return I->err->code;
+  Dim d[R], s[R];
+  int r = onnx_vdims(I, x, d);
+  if (r < 3) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 3 expected (N, C, ...)", r);
+  for (int i = 2; i < r; i++) axes[i - 2] = i;
+  for (int i = 1; i < r; i++) s[i - 1] = i == 1 ? d[1] : ir_dim_const(I->g, 1);
+  int64_t m = reduce(I, OP_REDUCE_MEAN, x, axes, r - 2, true), c = bin(I, OP_SUB, x, m);
+  int64_t var = reduce(I, OP_REDUCE_MEAN, bin(I, OP_MUL, c, c), axes, r - 2, true);
+  int64_t sc = onnx_reshape(I, onnx_in(I, 1), s, r - 1), b = sc < 0 ? -1 : onnx_reshape(I, onnx_in(I, 2), s, r - 1);
+  double eps = (double)(float)onnx_attr_f(I, "epsilon", 1e-5);
+  int64_t y = bin(I, OP_MUL, c, un(I, OP_RSQRT, binc(I, OP_ADD, var, eps)));
+  return out(I, 0, bin(I, OP_ADD, bin(I, OP_MUL, y, sc), b));
+}
+
 /* ---- the table ------------------------------------------------------------------------------ */
 
 bool onnx_composed(Imp *I, const char *t, dvm_status *st) {
   static const char *const acts[] = {"LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "HardSigmoid",
                                      "HardSwish", "Softplus", "Softsign", "ThresholdedRelu", "Shrink"};
-  static const char *const hyper[] = {"Tan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh"};
+  static const char *const hyper[] = {"Tan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Atan", "Asin", "Acos"};
   static const char *const reds[] = {"ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum",
                                      "ReduceLogSumExp"};
   for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
@@ -583,6 +689,10 @@ bool onnx_composed(Imp *I, const char *t, dvm_status *st) {
   if (!strcmp(t, "GatherElements")) return *st = gather_elements(I), true;
   if (!strcmp(t, "NegativeLogLikelihoodLoss")) return *st = nll_loss(I), true;
   if (!strcmp(t, "SoftmaxCrossEntropyLoss")) return *st = softmax_ce(I), true;
+  if (!strcmp(t, "Tile")) return *st = tile(I), true;
+  if (!strcmp(t, "DepthToSpace")) return *st = depth_space(I, true), true;
+  if (!strcmp(t, "SpaceToDepth")) return *st = depth_space(I, false), true;
+  if (!strcmp(t, "InstanceNormalization")) return *st = instance_norm(I), true;
   if (!strcmp(t, "MeanVarianceNormalization")) return *st = mvn(I), true;
   return false;
 }
