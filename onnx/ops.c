@@ -833,49 +833,65 @@ static dvm_status op_constant_of_shape(Imp *I) {
   return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
 }
 
-/* Range(start, limit, delta) = start + delta · arange(n), n = ceil((limit - start) / delta). */
+/* A one-element V_SYM's dim (a symbolic or constant scalar), or DIM_NONE. */
+static Dim sym_scalar(Imp *I, uint32_t k) {
+  Val *x = onnx_val(I, k);
+  return x->kind == V_SYM && x->numel == 1 ? ir_dim_subst(I->g, x->d[0]) : DIM_NONE;
+}
+
+/* Range(start, limit, delta) = start + delta · arange(n), n = ceil((limit - start) / delta).
+ * delta must be a constant; start and limit may be symbolic integers (positions from a past
+ * length P: Range(P, P + 1)) when the count is an exact quotient. */
 static dvm_status op_range(Imp *I) {
   int64_t ks = onnx_arg(I, 0, true), kl = ks >= 0 ? onnx_arg(I, 1, true) : -2, kd = kl >= 0 ? onnx_arg(I, 2, true) : -2;
   if (kd < 0) return I->err->code;
   DType dt = onnx_val_dtype(I, (uint32_t)ks);
   double s, l, dl;
-  Dim n = DIM_NONE;
+  Dim n = DIM_NONE, sd = DIM_NONE;
   bool cs = onnx_scalar(I, (uint32_t)ks, &s), cl = onnx_scalar(I, (uint32_t)kl, &l),
        cd = onnx_scalar(I, (uint32_t)kd, &dl);
   const double big = 9007199254740992.0; /* 2^53: exact in a double */
-  if (!cs || !cd || dl == 0 || !(fabs(s) < big && fabs(dl) < big))
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Range needs a constant, nonzero start and delta");
-  if (cl) {
+  if (!cd || dl == 0 || !(fabs(dl) < big) || (cs && !(fabs(s) < big)))
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Range needs a constant, nonzero delta (and a start within 2^53)");
+  if (cs && cl) {
     double c = ceil((l - s) / dl);
     if (!(c < big)) return onnx_fail(I, DVM_ERR_OVERFLOW, "Range of %g elements", c);
     n = ir_dim_const(I->g, c > 0 ? (int64_t)c : 0);
-  } else if (onnx_val(I, (uint32_t)kl)->kind == V_SYM && onnx_val(I, (uint32_t)kl)->numel == 1 &&
-             s == trunc(s) && dl == trunc(dl)) {
-    Dim span = ir_dim_sub(I->g, ir_dim_subst(I->g, onnx_val(I, (uint32_t)kl)->d[0]),
-                          ir_dim_const(I->g, (int64_t)s));
+    sd = s == trunc(s) ? ir_dim_const(I->g, (int64_t)s) : DIM_NONE;
+  } else if (!ir_dtype_is_float(dt) && dl == trunc(dl)) { /* symbolic integers: an exact count */
+    sd = cs ? ir_dim_const(I->g, (int64_t)s) : sym_scalar(I, (uint32_t)ks);
+    Dim ld = cl ? ir_dim_const(I->g, onnx_to_i64(l)) : sym_scalar(I, (uint32_t)kl);
+    if (sd != DIM_NONE && ld != DIM_NONE)
+      n = onnx_dim_div(I->g, ir_dim_sub(I->g, ld, sd), ir_dim_const(I->g, (int64_t)dl));
+    int64_t c;
+    if (n != DIM_NONE && is_c(I, n, &c) && c < 0) n = ir_dim_const(I->g, 0);
+  } else if (cs && onnx_val(I, (uint32_t)kl)->kind == V_SYM && onnx_val(I, (uint32_t)kl)->numel == 1 &&
+             s == trunc(s) && dl == trunc(dl)) { /* a float sequence up to a symbolic length */
+    Dim span = ir_dim_sub(I->g, sym_scalar(I, (uint32_t)kl), ir_dim_const(I->g, (int64_t)s));
     n = onnx_dim_div(I->g, span, ir_dim_const(I->g, (int64_t)dl));
   }
   if (n == DIM_NONE)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Range: the element count must follow from shapes "
                      "(an exact multiple of delta)");
   int64_t cn;
-  if (is_c(I, n, &cn) && !ir_dtype_is_float(dt) && cn <= SYM_MAX) { /* small: at load time */
+  if (is_c(I, n, &cn) && !ir_dtype_is_float(dt) && cn <= SYM_MAX && sd != DIM_NONE) { /* small: dims */
     Dim d[SYM_MAX];
-    for (int64_t i = 0; i < cn; i++) d[i] = ir_dim_const(I->g, (int64_t)s + i * (int64_t)dl);
+    for (int64_t i = 0; i < cn; i++) d[i] = ir_dim_add(I->g, sd, ir_dim_const(I->g, i * (int64_t)dl));
     return onnx_def(I, 0, onnx_val_sym(I, dt, 1, &cn, d));
   }
   NodeDraft d = {.op = OP_ARANGE};
   onnx_at_dim(&d, AK_N, n);
   onnx_at_dtype(&d, AK_DTYPE, dt);
-  bool scale = dl != 1, shift = s != 0;
+  bool scale = dl != 1, shift = !cs || s != 0;
   int64_t y = onnx_add(I, &d, scale || shift ? NULL : onnx_out(I, 0));
   if (y >= 0 && scale) {
     int64_t lit = onnx_literal(I, dl, dt);
     y = lit < 0 ? -1 : onnx_binary(I, OP_MUL, (uint32_t)y, (uint32_t)lit, shift ? NULL : onnx_out(I, 0));
   }
-  if (y >= 0 && shift) {
-    int64_t lit = onnx_literal(I, s, dt);
-    y = lit < 0 ? -1 : onnx_binary(I, OP_ADD, (uint32_t)y, (uint32_t)lit, onnx_out(I, 0));
+  if (y >= 0 && shift) { /* start: a literal, or the symbolic start's value */
+    uint32_t sv;
+    int64_t st = cs ? onnx_literal(I, s, dt) : onnx_use(I, (uint32_t)ks, &sv) ? -1 : (int64_t)sv;
+    y = st < 0 ? -1 : onnx_binary(I, OP_ADD, (uint32_t)y, (uint32_t)st, onnx_out(I, 0));
   }
   return onnx_def_dyn(I, 0, y);
 }

@@ -251,10 +251,13 @@ static int64_t materialize_sym(Imp *I, Val *x) {
     if (v < 0) dvm_tensor_destroy(t);
     return v;
   }
-  /* symbolic elements: each as a scalar, then unsqueezed and concatenated */
+  /* symbolic elements: each as a scalar, then unsqueezed and concatenated (and reshaped
+   * to x's shape when that is not a vector) */
   if (x->rank == 0) return dim_value(I, x->d[0], dt);
-  if (x->rank != 1)
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "a symbolic shape tensor of rank %d used as data", x->rank), -1;
+  int rank = x->rank;
+  const char *name = x->name;
+  Dim shape[DVM_MAX_RANK];
+  for (int i = 0; i < rank; i++) shape[i] = ir_dim_const(I->g, x->shape[i]);
   uint32_t parts[SYM_MAX];
   for (int64_t k = 0; k < n; k++) {
     int64_t s = dim_value(I, x->d[k], dt);
@@ -265,11 +268,17 @@ static int64_t materialize_sym(Imp *I, Val *x) {
     if ((s = onnx_add(I, &d, NULL)) < 0) return -1;
     parts[k] = (uint32_t)s;
   }
-  if (n == 1) return parts[0];
-  NodeDraft d = {.op = OP_CONCAT, .nin = (uint32_t)n};
-  memcpy(d.in, parts, (size_t)n * sizeof *parts);
-  onnx_at_int(&d, AK_AXIS, 0);
-  return onnx_add(I, &d, x->name);
+  int64_t v = parts[0];
+  if (n > 1) {
+    NodeDraft d = {.op = OP_CONCAT, .nin = (uint32_t)n};
+    memcpy(d.in, parts, (size_t)n * sizeof *parts);
+    onnx_at_int(&d, AK_AXIS, 0);
+    v = onnx_add(I, &d, rank == 1 ? name : NULL);
+  }
+  if (v < 0 || rank == 1) return v;
+  NodeDraft r = {.op = OP_RESHAPE, .nin = 1, .in = {(uint32_t)v}};
+  onnx_at_dims(I, &r, AK_SHAPE, shape, (uint32_t)rank);
+  return onnx_add(I, &r, name);
 }
 
 static int64_t materialize_const(Imp *I, Val *x) {

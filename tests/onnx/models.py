@@ -133,6 +133,72 @@ class ResNet18(torch.nn.Module):
 IMAGE = 64
 
 
+class GPTLayer(torch.nn.Module):
+    """A GPT-2-style block over the new tokens x, attending to the cached keys and values
+    of the P earlier positions and to the new ones (causally)."""
+
+    def __init__(self, d, h):
+        super().__init__()
+        self.h = h
+        self.ln1, self.ln2 = torch.nn.LayerNorm(d), torch.nn.LayerNorm(d)
+        self.qkv, self.o = torch.nn.Linear(d, 3 * d), torch.nn.Linear(d, d)
+        self.f1, self.f2 = torch.nn.Linear(d, 4 * d), torch.nn.Linear(4 * d, d)
+
+    def forward(self, x, pk, pv):
+        n, t, d = x.shape
+        h, p = self.h, pk.shape[2]
+        q, k, v = self.qkv(self.ln1(x)).split(d, -1)
+        q, k, v = (z.view(n, t, h, d // h).transpose(1, 2) for z in (q, k, v))
+        k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
+        s = q @ k.transpose(-1, -2) / math.sqrt(d // h)
+        i = torch.arange(t).unsqueeze(1) + p
+        j = torch.arange(p + t).unsqueeze(0)
+        s = s.masked_fill(j > i, float("-inf"))
+        a = torch.softmax(s, -1) @ v
+        x = x + self.o(a.transpose(1, 2).reshape(n, t, d))
+        return x + self.f2(torch.nn.functional.gelu(self.f1(self.ln2(x)))), k, v
+
+
+class GPT(torch.nn.Module):
+    """A decoder step with a KV cache: token ids (N, T) and the past keys and values
+    (layers, N, heads, P, head dim) give the logits and the caches grown to P + T; the
+    positions P .. P + T - 1 are computed inside (Range from the cache's length)."""
+    LAYERS, HEADS, DIM, VOCAB = 2, 4, 64, 512
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(self.VOCAB, self.DIM)
+        self.pos = torch.nn.Embedding(256, self.DIM)
+        self.layers = torch.nn.ModuleList([GPTLayer(self.DIM, self.HEADS) for _ in range(self.LAYERS)])
+        self.lnf, self.head = torch.nn.LayerNorm(self.DIM), torch.nn.Linear(self.DIM, self.VOCAB)
+
+    def forward(self, ids, past_k, past_v):
+        p = past_k.shape[3]
+        pos = torch.arange(p, p + ids.shape[1]).unsqueeze(0)
+        x = self.emb(ids) + self.pos(pos)
+        ks, vs = [], []
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer(x, past_k[i], past_v[i])
+            ks.append(k)
+            vs.append(v)
+        return self.head(self.lnf(x)), torch.stack(ks), torch.stack(vs)
+
+
+def export_gpt(path):
+    """The decoder step exported with N, T and P dynamic; returns the torch module."""
+    torch.manual_seed(5)
+    m = GPT().eval()
+    c = (GPT.LAYERS, 1, GPT.HEADS, 3, GPT.DIM // GPT.HEADS)
+    cache = {1: "N", 3: "P"}
+    torch.onnx.export(m, (torch.tensor([[3, 4]]), torch.zeros(c), torch.zeros(c)), path,
+                      input_names=["ids", "past_k", "past_v"],
+                      output_names=["logits", "present_k", "present_v"],
+                      dynamic_axes={"ids": {0: "N", 1: "T"}, "past_k": cache, "past_v": cache,
+                                    "logits": {0: "N", 1: "T"}, "present_k": {1: "N", 3: "PT"},
+                                    "present_v": {1: "N", 3: "PT"}}, opset_version=OPSET)
+    return m
+
+
 def build(name):
     """-> (module in eval mode, dummy input, dynamic axes of x)."""
     torch.manual_seed({"mlp": 1, "encoder": 2, "llama": 3, "resnet": 4}[name])

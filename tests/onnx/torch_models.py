@@ -15,6 +15,9 @@ global average pooling, residual adds). Then:
 - the encoder runs at three sequence lengths in one process through the C API (ONNX_API,
   onnx_api.c, native tier): each output matches torch, and no binding after the first
   compiles anything (llvm_compiles and cache_misses stay put);
+- a GPT-style decoder step with a KV cache (positions computed inside from the cache's length
+  P) in a greedy decode loop through the Python module: a prompt on an empty cache, then
+  one token a step; logits, caches and tokens match torch's, and steps compile nothing;
 - with onnxruntime-node installed (bench/node_modules), `dvm bench` on the encoder file
   runs ONNX Runtime on the same file and reports that it matches; skipped (said so) if not.
 
@@ -48,6 +51,47 @@ SIZES = {"mlp": [(1, None), (7, None), (64, None)],
 
 def rel_err(got, want):
     return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+
+
+def gpt_decode(rng):
+    """The GPT decoder step with a KV cache, driven by a greedy decode loop through the
+    Python module: a 5-token prompt on an empty cache (P = 0), then 11 steps of one token
+    as P grows. Each step's logits match torch and the greedy tokens are torch's; no step
+    after the first compiles anything."""
+    path = os.path.join(SCRATCH, "gpt.onnx")
+    tm = models.export_gpt(path)
+    env_dir = os.path.join(os.path.dirname(os.path.abspath(DVM)), "python")
+    sys.path.insert(0, env_dir)
+    try:
+        import dvm
+    except ImportError:
+        print("skip: the gpt decode loop needs the Python module (not in a sanitizer build)")
+        return
+    import torch
+    m = dvm.Model(path, tier="auto", threads=1)
+    g = models.GPT
+    pk = np.zeros((g.LAYERS, 1, g.HEADS, 0, g.DIM // g.HEADS), np.float32)
+    pv, ids = pk.copy(), rng.integers(0, g.VOCAB, (1, 5)).astype(np.int64)
+    tk, tv = torch.from_numpy(pk), torch.from_numpy(pv)
+    worst, compiles = 0.0, None
+    for step in range(12):
+        lg, pk, pv = m(ids=ids, past_k=pk, past_v=pv)
+        with torch.no_grad():
+            tl, tk, tv = tm(torch.from_numpy(ids), tk, tv)
+        worst = max(worst, rel_err(lg, tl.numpy()))
+        check(pk.shape[3] == 5 + step and np.allclose(pk, tk.numpy(), rtol=1e-4, atol=1e-5),
+              "gpt step %d: the cache grows to %d and matches torch's" % (step, 5 + step))
+        nxt, tn = int(lg[0, -1].argmax()), int(tl[0, -1].argmax())
+        check(nxt == tn, "gpt step %d: greedy token %d, torch's %d" % (step, nxt, tn))
+        st = m.stats()
+        if step == 1:
+            compiles = (st["vm_encodes"], st["cache_misses"])
+        elif step > 1:
+            check((st["vm_encodes"], st["cache_misses"]) == compiles,
+                  "gpt step %d (P = %d): nothing compiled since the first step: %r" % (step, 5 + step, st))
+        ids = np.array([[nxt]], np.int64)
+    check(worst <= TOL, "gpt: logits relative error %.3g > %g" % (worst, TOL))
+    print("gpt: 12 greedy steps, P = 0 .. 16, max relative error vs torch %.3g" % worst)
 
 
 def main():
@@ -105,6 +149,8 @@ def main():
               "no recompiles after the first binding: %r" % stats)
         check(stats[0]["native_kernels"] > 0, "native kernels ran: %r" % stats[0])
         print("encoder in one process at S=8,16,48: %s" % stats)
+
+    gpt_decode(rng)
 
     # ONNX Runtime on the same file, where onnxruntime-node is installed
     bench = os.path.join(os.path.dirname(os.path.dirname(HERE)), "bench")
