@@ -220,11 +220,22 @@ static int64_t param(Imp *I, dvm_tensor *t, const char *name) {
 static int64_t dim_value(Imp *I, Dim x, DType dt) {
   int64_t c;
   if (ir_dim_is_const(I->g, ir_dim_subst(I->g, x), &c)) return onnx_literal(I, (double)c, dt);
-  int64_t f = full(I, &x, 1, 1, dt, NULL);
-  if (f < 0) return -1;
-  NodeDraft d = {.op = OP_REDUCE_SUM, .nin = 1, .in = {(uint32_t)f}};
-  onnx_at_int(&d, AK_KEEPDIMS, 0);
-  return onnx_add(I, &d, NULL);
+  /* element x of arange(x + 1): views only, so a kernel reads the value at one position
+   * instead of summing x ones */
+  NodeDraft a = {.op = OP_ARANGE}, s = {.op = OP_SLICE, .nin = 1}, r = {.op = OP_RESHAPE, .nin = 1};
+  Dim end = ir_dim_add(I->g, x, ir_dim_const(I->g, 1));
+  int64_t zero = 0, v;
+  onnx_at_dim(&a, AK_N, end);
+  onnx_at_dtype(&a, AK_DTYPE, dt);
+  if ((v = onnx_add(I, &a, NULL)) < 0) return -1;
+  s.in[0] = (uint32_t)v;
+  onnx_at_ints(I, &s, AK_AXES, &zero, 1);
+  onnx_at_dims(I, &s, AK_STARTS, &x, 1);
+  onnx_at_dims(I, &s, AK_ENDS, &end, 1);
+  if ((v = onnx_add(I, &s, NULL)) < 0) return -1;
+  r.in[0] = (uint32_t)v;
+  onnx_at_dims(I, &r, AK_SHAPE, NULL, 0);
+  return onnx_add(I, &r, NULL);
 }
 
 static int64_t materialize_sym(Imp *I, Val *x) {
