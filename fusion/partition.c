@@ -350,11 +350,11 @@ static int cmp_u32(const void *a, const void *b) {
 /* Add the views v reads (recursively) to the member list. */
 typedef VEC(uint32_t) U32s;
 
-static void add_views(Ctx *c, uint32_t v, U32s *m, uint8_t *in) {
-  if (kind_of(c, v) != C_VIEW || in[v] || (c->packed && c->packed[v])) return;
+static void add_views(Ctx *c, uint32_t v, U32s *m, uint8_t *in, bool packed_stop) {
+  if (kind_of(c, v) != C_VIEW || in[v] || (packed_stop && c->packed[v])) return;
   in[v] = 1;
   vec_push(*m, v);
-  for (uint32_t i = 0; i < ir_node(c->g, v)->nin; i++) add_views(c, ir_operand(c->g, v, i), m, in);
+  for (uint32_t i = 0; i < ir_node(c->g, v)->nin; i++) add_views(c, ir_operand(c->g, v, i), m, in, packed_stop);
 }
 
 static bool is_output(const Graph *g, uint32_t v) {
@@ -378,7 +378,10 @@ static uint32_t gather_in(const Ctx *c, uint32_t v) {
  * view that gathers (im2col, say) would be gathered again for every block: with at least
  * PACK_ROWS rows (two blocks at any vector width) the gather is done once, into memory, by
  * a copy kernel of its own (over the gather's shape, so the views after it stay affine),
- * and the matmul reads that. */
+ * and the matmul reads that. Only the matmul: other readers still inline the gather, so
+ * the copy kernel sits between the clusters the gather reads and that matmul, an order
+ * clustering already respects (a kernel reading it back from memory could close a cycle
+ * with the cluster it gathers from). */
 #define PACK_ROWS 256
 static void mark_packed(Ctx *c) {
   const Graph *g = c->g;
@@ -431,11 +434,12 @@ static void build(Ctx *c) {
     }
     for (uint32_t j = 0; j < cl->nodes.n && cl->kind != KK_EXTERN; j++) {
       uint32_t v = cl->nodes.v[j];
-      for (uint32_t q = 0; q < ir_node(g, v)->nin; q++) add_views(c, ir_operand(g, v, q), &m, in);
+      for (uint32_t q = 0; q < ir_node(g, v)->nin; q++) /* a matmul's b stops at a written gather */
+        add_views(c, ir_operand(g, v, q), &m, in, ir_node(g, v)->op == OP_MATMUL && q == 1);
     }
     if (cl->nodes.n == 1 && kind_of(c, cl->nodes.v[0]) == C_VIEW) /* a copy kernel */
       for (uint32_t q = 0; q < ir_node(g, cl->nodes.v[0])->nin; q++)
-        add_views(c, ir_operand(g, cl->nodes.v[0], q), &m, in);
+        add_views(c, ir_operand(g, cl->nodes.v[0], q), &m, in, false);
     qsort(m.v, m.n, sizeof(uint32_t), cmp_u32);
     k.members = p->ids.n;
     k.nmembers = m.n;
@@ -473,7 +477,8 @@ static void build(Ctx *c) {
 
 /* Dispatch levels: a kernel runs one level after the latest kernel it reads from. The
  * kernels form a DAG, so relaxing until nothing changes terminates within nk rounds. */
-static void levels(Partition *p) {
+/* Dispatch levels; false if the kernels' reads form a cycle (a level would pass nk). */
+static bool levels(Partition *p) {
   uint32_t nk = p->kernels.n;
   for (bool changed = true; changed;) {
     changed = false;
@@ -484,12 +489,14 @@ static void levels(Partition *p) {
         if (src != UINT32_MAX && src != i && p->kernels.v[src].dispatch + 1 > k->dispatch) {
           k->dispatch = p->kernels.v[src].dispatch + 1;
           changed = true;
+          if (k->dispatch > nk) return false;
         }
       }
     }
   }
   for (uint32_t i = 0; i < nk; i++)
     if (p->kernels.v[i].dispatch + 1 > p->ndispatch) p->ndispatch = p->kernels.v[i].dispatch + 1;
+  return true;
 }
 
 /* The node that anchors a kernel's position: its first member that is not a view. */
@@ -537,6 +544,15 @@ static void find_prologues(Ctx *c) {
   free(read);
 }
 
+static void ctx_free(Ctx *c) {
+  for (uint32_t x = 0; x < c->cl.n; x++) vec_free(c->cl.v[x].nodes);
+  vec_free(c->cl);
+  free(c->cluster_of);
+  free(c->mark);
+  free(c->prologue);
+  free(c->packed);
+}
+
 Partition *fu_partition(const Graph *g, Err *err) {
   Partition *p = calloc(1, sizeof *p);
   Ctx c = {.g = g, .p = p};
@@ -558,7 +574,12 @@ Partition *fu_partition(const Graph *g, Err *err) {
   mark_packed(&c);
   for (uint32_t v = 0; v < nn; v++) place(&c, v);
   build(&c); /* sets kernel_of to build order */
-  levels(p);
+  if (!levels(p)) { /* a partition bug, refused rather than run */
+    ctx_free(&c);
+    fu_free(p);
+    ir_err(err, DVM_ERR_GRAPH, "internal error: the fused kernels read each other in a cycle");
+    return NULL;
+  }
   if (p->kernels.n) qsort_r(p->kernels.v, p->kernels.n, sizeof(Kernel), cmp_kernel, p); /* v: NULL while empty */
   for (uint32_t i = 0; i < p->kernels.n; i++) /* kernel_of in the final order */
     for (uint32_t j = 0; j < p->kernels.v[i].nmembers; j++) {
@@ -566,12 +587,7 @@ Partition *fu_partition(const Graph *g, Err *err) {
       if (kind_of(&c, v) != C_VIEW || p->kernels.v[i].domain == v) p->kernel_of[v] = i;
     }
   for (uint32_t i = 0; i < p->kernels.n; i++) fu_key(p, &p->kernels.v[i]);
-  for (uint32_t x = 0; x < c.cl.n; x++) vec_free(c.cl.v[x].nodes);
-  vec_free(c.cl);
-  free(c.cluster_of);
-  free(c.mark);
-  free(c.prologue);
-  free(c.packed);
+  ctx_free(&c);
   return p;
 }
 
