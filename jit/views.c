@@ -62,6 +62,12 @@ static Ix ix_mul(Cg *c, Ix a, LLVMValueRef m, int64_t m_al) {
  * a multiple of W never cross a multiple of m when W divides m: then the quotient is a
  * scalar and the remainder keeps the lanes (the column j is always a multiple of W). */
 static void ix_divmod(Cg *c, Ix a, LLVMValueRef m, Ix *q, Ix *r) {
+  if (!LLVMIsConstant(m) || !LLVMConstIntGetSExtValue(m)) { /* a dim of 0: divide by 1 */
+    /* A view with a zero-sized axis has no elements to read (its lanes are masked, or the
+     * extent is empty), but its index is still computed: dividing by 0 would trap. */
+    LLVMValueRef z = LLVMBuildICmp(c->B, LLVMIntEQ, m, cg_ci64(c, 0), "");
+    m = LLVMBuildSelect(c->B, z, cg_ci64(c, 1), m, "");
+  }
   if (!a.v && !a.k) {
     *q = cg_ix_scalar(LLVMBuildUDiv(c->B, a.s, m, ""));
     *r = cg_ix_scalar(LLVMBuildURem(c->B, a.s, m, ""));
