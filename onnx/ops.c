@@ -861,10 +861,14 @@ static dvm_status op_range(Imp *I) {
   } else if (!ir_dtype_is_float(dt) && dl == trunc(dl)) { /* symbolic integers: an exact count */
     sd = cs ? ir_dim_const(I->g, (int64_t)s) : sym_scalar(I, (uint32_t)ks);
     Dim ld = cl ? ir_dim_const(I->g, onnx_to_i64(l)) : sym_scalar(I, (uint32_t)kl);
-    if (sd != DIM_NONE && ld != DIM_NONE)
-      n = onnx_dim_div(I->g, ir_dim_sub(I->g, ld, sd), ir_dim_const(I->g, (int64_t)dl));
     int64_t c;
-    if (n != DIM_NONE && is_c(I, n, &c) && c < 0) n = ir_dim_const(I->g, 0);
+    Dim span = sd != DIM_NONE && ld != DIM_NONE ? ir_dim_sub(I->g, ld, sd) : DIM_NONE;
+    if (span != DIM_NONE && is_c(I, span, &c)) { /* a constant count: ceil, at least 0 */
+      double q = ceil((double)c / dl);
+      n = ir_dim_const(I->g, q > 0 ? (int64_t)q : 0);
+    } else if (span != DIM_NONE) {
+      n = onnx_dim_div(I->g, span, ir_dim_const(I->g, (int64_t)dl));
+    }
   } else if (cs && onnx_val(I, (uint32_t)kl)->kind == V_SYM && onnx_val(I, (uint32_t)kl)->numel == 1 &&
              s == trunc(s) && dl == trunc(dl)) { /* a float sequence up to a symbolic length */
     Dim span = ir_dim_sub(I->g, sym_scalar(I, (uint32_t)kl), ir_dim_const(I->g, (int64_t)s));

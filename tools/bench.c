@@ -384,15 +384,16 @@ static int run_binding(Ctx *c, dvm_model *m, const dvm_graph *g, const char *gra
   size_t nall = (size_t)nin + (size_t)npar + (size_t)nout + 1;
   const char **names = calloc(nall, sizeof *names);
   dvm_tensor **tens = calloc(nall, sizeof *tens);
-  const char **in_names = names, **par_names = names + nin, **out_names = names + nin + npar;
-  dvm_tensor **ins = tens, **pars = tens + nin, **outs = tens + nin + npar;
   int rc = EXIT_ERR, rank;
   int64_t shape[DVM_MAX_RANK];
   double *times = NULL;
   if (!names || !tens) {
-    rc = tool_fail(EXIT_ERR, "out of memory");
-    goto out;
+    free(names);
+    free(tens);
+    return tool_fail(EXIT_ERR, "out of memory");
   }
+  const char **in_names = names, **par_names = names + nin, **out_names = names + nin + npar;
+  dvm_tensor **ins = tens, **pars = tens + nin, **outs = tens + nin + npar;
   for (int i = 0; i < npar; i++) /* unbound, so the last binding's params say nothing */
     dvm_model_set_param(m, dvm_model_param_name(m, i), NULL);
   for (int i = 0; i < npar; i++) { /* params: made once, remade only if their shape changes */
@@ -494,8 +495,8 @@ lib:
   rc = tool_lib_fail();
 out:
   free(times);
-  for (int i = 0; tens && i < nin; i++) dvm_tensor_destroy(ins[i]);
-  for (int i = 0; tens && i < nout; i++) dvm_tensor_destroy(outs[i]);
+  for (int i = 0; i < nin; i++) dvm_tensor_destroy(ins[i]);
+  for (int i = 0; i < nout; i++) dvm_tensor_destroy(outs[i]);
   free(names);
   free(tens);
   return rc;

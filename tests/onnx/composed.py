@@ -183,6 +183,20 @@ def main():
             consts={"d": np.array(4, np.int64), "v": np.array([2, 9], f32)})
     refused("isinf_int", "IsInf", {"x": np.array([1, 2], np.int32)}, "float")
 
+    # Range from a symbolic start P (a shape's dim) with a constant count: P + 5 by 2
+    nodes = [H.make_node("Shape", ["x"], ["s"]), H.make_node("Gather", ["s", "zero"], ["p"]),
+             H.make_node("Add", ["p", "five"], ["l"]), H.make_node("Range", ["p", "l", "two"], ["y0"])]
+    consts = {"zero": np.array(0, np.int64), "five": np.array(5, np.int64), "two": np.array(2, np.int64)}
+    g = H.make_graph(nodes, "range_symbolic", [H.make_tensor_value_info("x", TP.FLOAT, ["P"])],
+                     [H.make_tensor_value_info("y0", 0, None)], [NH.from_array(a, n) for n, a in consts.items()])
+    path = os.path.join(SCRATCH, "range_symbolic.onnx")
+    onnx.save(H.make_model(g, opset_imports=[H.make_opsetid("", 17)]), path)
+    for p in (0, 7):
+        for t in TIERS:
+            r, got = run(path, {"x": np.zeros(p, f32)}, ("y0",), t)
+            check(r.returncode == 0 and got[0].tolist() == list(range(p, p + 5, 2)),
+                  "Range(P, P + 5, 2) at P = %d [%s]: %s %s" % (p, t, got, r.stderr.strip()[-200:]))
+
     data = rng.standard_normal((3, 5)).astype(f32)
     ind = np.array([[0, -1, 4], [2, 2, -5], [1, 0, 3]], np.int64)
     case("gather_elements", "GatherElements", {"x": data, "i": ind},
