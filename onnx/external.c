@@ -5,9 +5,9 @@
  * The location is confined to the model's directory by the kernel: the file is opened
  * with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) relative to the directory, so an
  * absolute path, a ".." that leaves it or a symbolic link out of it fails in the very call
- * that opens the file (no window between a check and the open). On a kernel without
- * openat2 the path is resolved with realpath, opened, and the opened file's own path
- * (/proc/self/fd) checked against the directory. A hard link inside the directory is the
+ * that opens the file (no window between a check and the open). Where openat2 is missing
+ * (an old kernel) or refused (a seccomp filter), the path is resolved with realpath,
+ * opened, and the opened file's own path (/proc/self/fd) checked against the directory. A hard link inside the directory is the
  * directory's own file and is read like any other.
  *
  * The file is opened non-blocking (a FIFO or a device must not hang the load) and must be
@@ -47,8 +47,9 @@ static int open_beneath(const char *dir, const char *loc) {
   int fd = (int)syscall(SYS_openat2, dfd, loc, &how, sizeof how), e = errno;
   close(dfd);
   errno = e;
-  if (fd >= 0 || errno != ENOSYS) return fd;
-  /* no openat2: resolve, open, then check where the opened file really is */
+  if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) return fd;
+  /* no openat2 (an old kernel, or a seccomp filter that refuses it): resolve, open, then
+   * check where the opened file really is */
   char rdir[PATH_MAX], full[2 * PATH_MAX + 2], rfile[PATH_MAX], link[64];
   if (!realpath(dir, rdir)) return -1;
   snprintf(full, sizeof full, "%s/%s", rdir, loc);
