@@ -4,8 +4,8 @@
 usage: run_fuzz.py TARGET_BINARY graph|onnx|npy|objcache|lazy SCRATCH_DIR [--seconds S] [--jobs J]
 
 Seeds: graph, every .dvm of tests/graphs, tests/bad, examples and bench/workloads; onnx, the
-models of tests/onnx/models.py exported by python3-torch and the op models of
-tests/onnx/ops_numpy.py; npy, arrays of every dtype and a few ranks written by NumPy;
+models of tests/onnx/models.py exported by python3-torch (but the ResNet), the op models of
+tests/onnx/ops_numpy.py and the in-scope models of ONNX's node tests (node_tests.py); npy, arrays of every dtype and a few ranks written by NumPy;
 objcache, files of the object cache's layout; lazy, programs of a few bytes each (its
 input decodes as shapes, then ops with operands and attributes: fuzz_lazy.c). The
 corpus grows in SCRATCH_DIR/corpus (kept between runs: a long run resumes it). A finding
@@ -52,6 +52,16 @@ def onnx_seeds(out):
     for c in ops_numpy.CASES:  # one small model per case
         with open(os.path.join(out, "op-%s.onnx" % c["name"]), "wb") as f:
             f.write(ops_numpy.model_of([c]).SerializeToString())
+    models.export_gpt(os.path.join(out, "gpt.onnx"))
+    saved, sys.argv = sys.argv, [sys.argv[0], "", out]
+    try:
+        import node_tests  # ONNX's node tests: a model per op form, every op dvm imports
+    finally:
+        sys.argv = saved
+    cases, _ = node_tests.collect()
+    for name, m, _, _ in cases:
+        with open(os.path.join(out, "node-%s.onnx" % name), "wb") as f:
+            f.write(m.SerializeToString())
 
 
 def objcache_seeds(out):
