@@ -42,7 +42,7 @@ static int64_t sel(Imp *I, int64_t c, int64_t a, int64_t b) {
   return onnx_add(I, &d, NULL);
 }
 
-static int64_t cast(Imp *I, int64_t x, DType dt) {
+int64_t onnx_cast(Imp *I, int64_t x, DType dt) {
   if (x < 0 || DT(x) == dt) return x;
   NodeDraft d = {.op = OP_CAST, .nin = 1, .in = {(uint32_t)x}};
   onnx_at_dtype(&d, AK_TO, dt);
@@ -81,7 +81,7 @@ static dvm_status out(Imp *I, size_t k, int64_t v) { return onnx_def_dyn(I, k, v
 
 static bool is_one(Imp *I, Dim n) {
   int64_t c;
-  return ir_dim_is_const(I->g, ir_dim_subst(I->g, n), &c) && c == 1;
+  return onnx_dim_const(I, n, &c) && c == 1;
 }
 
 /* The dims of dvm value v (substituted); its rank. */
@@ -104,12 +104,12 @@ static int64_t float_in(Imp *I) {
  * precision at 3 digits): x widened here, the result narrowed by narrow(). */
 static int64_t wide_in(Imp *I) {
   int64_t x = float_in(I);
-  return x >= 0 && DT(x) != DT_F32 ? cast(I, x, DT_F32) : x;
+  return x >= 0 && DT(x) != DT_F32 ? onnx_cast(I, x, DT_F32) : x;
 }
 
 static dvm_status narrow(Imp *I, int64_t y) {
   int64_t x = onnx_in(I, 0);
-  return out(I, 0, x < 0 || y < 0 ? -1 : cast(I, y, DT(x)));
+  return out(I, 0, x < 0 || y < 0 ? -1 : onnx_cast(I, y, DT(x)));
 }
 
 /* ---- activations ------------------------------------------------------------------------ */
@@ -370,7 +370,7 @@ static dvm_status trilu(Imp *I) {
       onnx_at_dims(I, &sq, AK_SHAPE, NULL, 0);
       kk = onnx_add(I, &sq, NULL);
     }
-    kk = cast(I, kk, DT_I64);
+    kk = onnx_cast(I, kk, DT_I64);
   }
   int64_t keep = bin(I, onnx_attr_i(I, "upper", 1) ? OP_GE : OP_LE, j, kk);
   return out(I, 0, sel(I, keep, x, lit(I, 0, x)));
@@ -385,7 +385,7 @@ static dvm_status eye_like(Imp *I) {
   int dt = onnx_attr(I, "dtype") ? onnx_dtype(onnx_attr_i(I, "dtype", 1)) : (int)DT(x);
   if (dt < 0) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "dtype %s is not supported", onnx_dtype_name(onnx_attr_i(I, "dtype", 1)));
   int64_t j = diagonal(I, d, r);
-  return out(I, 0, cast(I, binc(I, OP_EQ, j, (double)onnx_attr_i(I, "k", 0)), (DType)dt));
+  return out(I, 0, onnx_cast(I, binc(I, OP_EQ, j, (double)onnx_attr_i(I, "k", 0)), (DType)dt));
 }
 
 /* Hardmax: 1 at the first maximum along axis, 0 elsewhere. */
@@ -399,7 +399,7 @@ static dvm_status hardmax(Imp *I) {
   onnx_at_int(&a, AK_AXIS, ax);
   onnx_at_int(&a, AK_KEEPDIMS, 1);
   int64_t m = onnx_add(I, &a, NULL);
-  return out(I, 0, cast(I, bin(I, OP_EQ, onnx_iota(I, d[ax], ax, r), m), DT(x)));
+  return out(I, 0, onnx_cast(I, bin(I, OP_EQ, onnx_iota(I, d[ax], ax, r), m), DT(x)));
 }
 
 /* OneHot(indices, depth, values): values[1] where the index (negative: from depth) is the
@@ -419,7 +419,7 @@ static dvm_status one_hot(Imp *I) {
   int64_t nv;
   if (onnx_vdims(I, vals, vd) != 1 || !ir_dim_is_const(I->g, vd[0], &nv) || nv != 2)
     return onnx_fail(I, DVM_ERR_SHAPE, "values (input 3) must hold two elements: [off, on]");
-  idx = cast(I, idx, DT_I64); /* a float index truncates, as ONNX casts it */
+  idx = onnx_cast(I, idx, DT_I64); /* a float index truncates, as ONNX casts it */
   idx = sel(I, binc(I, OP_LT, idx, 0), binc(I, OP_ADD, idx, depth), idx);
   int64_t ui = -1, v0 = -1, v1 = -1;
   if (idx >= 0) {
@@ -460,7 +460,7 @@ static dvm_status gather_elements(Imp *I) {
   if (r != ri) return onnx_fail(I, DVM_ERR_SHAPE, "data has rank %d, indices rank %d: they must be equal", r, ri);
   if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r);
   if (ir_dtype_is_float(DT(idx))) return onnx_fail(I, DVM_ERR_DTYPE, "the indices must be integers");
-  idx = cast(I, idx, DT_I64);
+  idx = onnx_cast(I, idx, DT_I64);
   int64_t n = onnx_dim_value(I, d[ax]);
   idx = sel(I, binc(I, OP_LT, idx, 0), bin(I, OP_ADD, idx, n), idx);
   int64_t bad = bin(I, OP_OR, binc(I, OP_LT, idx, 0), bin(I, OP_GE, idx, n));
@@ -500,7 +500,7 @@ static int64_t nll(Imp *I, int64_t logp, size_t kt, size_t kw) {
   if (r < 2) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 2 expected (N, C, ...)", r), -1;
   if (ir_dtype_is_float(DT(t)))
     return onnx_fail(I, DVM_ERR_DTYPE, "the target must be integers, not %s", ir_dtype_name(DT(t))), -1;
-  t = cast(I, t, DT_I64);
+  t = onnx_cast(I, t, DT_I64);
   int64_t one = 1, tu = -1;
   if (t >= 0) {
     NodeDraft u = {.op = OP_UNSQUEEZE, .nin = 1, .in = {(uint32_t)t}};
@@ -553,7 +553,7 @@ static dvm_status size(Imp *I) {
 static dvm_status cast_like(Imp *I) {
   int64_t kl = onnx_arg(I, 1, true), x = kl < 0 ? -1 : onnx_in(I, 0);
   if (x < 0) return I->err->code;
-  return out(I, 0, cast(I, x, onnx_val_dtype(I, (uint32_t)kl)));
+  return out(I, 0, onnx_cast(I, x, onnx_val_dtype(I, (uint32_t)kl)));
 }
 
 /* ---- layout -------------------------------------------------------------------------------- */

@@ -129,6 +129,8 @@ bool onnx_scalar(Imp *I, uint32_t i, double *out);
 /* Shape of Val i as dims (V_DYN: the value's inferred shape, substituted). */
 int onnx_dims(Imp *I, uint32_t i, Dim *out);
 DType onnx_val_dtype(Imp *I, uint32_t i);
+/* full(shape, value x, dtype dt), named after ONNX value `name` (NULL: made up); -1 on error. */
+int64_t onnx_full(Imp *I, const Dim *shape, int rank, double x, DType dt, const char *name);
 /* Emitting dvm nodes: fill a draft's attributes, then add it. */
 /* x truncated to int64, saturating (NaN: 0). */
 int64_t onnx_to_i64(double x);
@@ -159,6 +161,8 @@ int64_t onnx_arg(Imp *I, size_t i, bool required);
 int64_t onnx_in(Imp *I, size_t i);
 /* The name of output k, NULL when absent. */
 const char *onnx_out(Imp *I, size_t k);
+/* Is dim d (substituted) a constant (false for DIM_NONE, an overflowed expression)? */
+bool onnx_dim_const(Imp *I, Dim d, int64_t *c);
 /* Define output k as Val x; as the dvm value v (v < 0: the error already set). */
 dvm_status onnx_def(Imp *I, size_t k, uint32_t x);
 dvm_status onnx_def_dyn(Imp *I, size_t k, int64_t v);
@@ -181,6 +185,8 @@ bool onnx_composed(Imp *I, const char *t, dvm_status *st);
  * negative operand. The dims of dvm value v, substituted (its rank): */
 int onnx_vdims(Imp *I, int64_t v, Dim *d);
 int64_t onnx_reshape(Imp *I, int64_t x, const Dim *s, int n);
+/* x cast to dt (x itself when it is of dt already). */
+int64_t onnx_cast(Imp *I, int64_t x, DType dt);
 /* 0, 1, ..., n-1 (int64) along axis `axis` of a rank-`rank` value, 1s elsewhere. */
 int64_t onnx_iota(Imp *I, Dim n, int axis, int rank);
 /* Dim n as an int64 scalar value (a literal when constant). */

@@ -136,7 +136,7 @@ int64_t onnx_binary(Imp *I, Op op, uint32_t a, uint32_t b, const char *name) {
 }
 
 /* Is d a constant (false for DIM_NONE, an overflowed expression)? */
-static bool is_c(Imp *I, Dim d, int64_t *c) {
+bool onnx_dim_const(Imp *I, Dim d, int64_t *c) {
   d = ir_dim_subst(I->g, d);
   return d != DIM_NONE && ir_dim_is_const(I->g, d, c);
 }
@@ -159,7 +159,7 @@ static int64_t sym_binary(Imp *I, Op op, uint32_t ia, uint32_t ib) {
     bool kx = ir_dim_is_const(g, x, &cx), ky = ir_dim_is_const(g, y, &cy);
     Dim r = DIM_NONE;
     if (cmp) {
-      if (!is_c(I, ir_dim_sub(g, x, y), &c)) return -1;
+      if (!onnx_dim_const(I, ir_dim_sub(g, x, y), &c)) return -1;
       bool t = op == OP_EQ ? c == 0 : op == OP_LT ? c < 0 : op == OP_GT ? c > 0 : op == OP_LE ? c <= 0 : c >= 0;
       r = ir_dim_const(g, t);
     } else if (op == OP_ADD) r = ir_dim_add(g, x, y);
@@ -223,13 +223,9 @@ static dvm_status op_pow(Imp *I, uint32_t a, uint32_t kb) {
   }
   uint32_t b;
   if (onnx_use(I, kb, &b)) return I->err->code;
-  if (ir_node(I->g, b)->dtype != dt) { /* ONNX lets the exponent's type differ */
-    NodeDraft d = {.op = OP_CAST, .nin = 1, .in = {b}};
-    onnx_at_dtype(&d, AK_TO, dt);
-    int64_t c = onnx_add(I, &d, NULL);
-    if (c < 0) return I->err->code;
-    b = (uint32_t)c;
-  }
+  int64_t c = onnx_cast(I, b, dt); /* ONNX lets the exponent's type differ */
+  if (c < 0) return I->err->code;
+  b = (uint32_t)c;
   return onnx_def_dyn(I, 0, onnx_binary(I, OP_POW, a, b, onnx_out(I, 0)));
 }
 
@@ -301,8 +297,8 @@ static dvm_status op_cast(Imp *I) {
     for (int64_t i = 0; i < x->numel && ok; i++) {
       int64_t c;
       out[i] = x->d[i];
-      if (dt == DT_BOOL) ok = is_c(I, x->d[i], &c), out[i] = ir_dim_const(I->g, c != 0);
-      else if (dt == DT_I32 && is_c(I, x->d[i], &c)) out[i] = ir_dim_const(I->g, (int32_t)(uint32_t)c);
+      if (dt == DT_BOOL) ok = onnx_dim_const(I, x->d[i], &c), out[i] = ir_dim_const(I->g, c != 0);
+      else if (dt == DT_I32 && onnx_dim_const(I, x->d[i], &c)) out[i] = ir_dim_const(I->g, (int32_t)(uint32_t)c);
     }
     x = onnx_val(I, (uint32_t)k);
     if (ok) return onnx_def(I, 0, onnx_val_sym(I, (DType)dt, x->rank, x->shape, out));
@@ -360,11 +356,7 @@ static dvm_status op_layernorm(Imp *I) {
   int r = ir_node(I->g, (uint32_t)x)->rank, ax = ir_axis(axis, r);
   if (onnx_attr_i(I, "stash_type", 1) != 1)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "stash_type %lld (1, float, is supported)", (long long)onnx_attr_i(I, "stash_type", 1));
-  if (ir_node(I->g, (uint32_t)x)->dtype != DT_F32) {
-    NodeDraft c = {.op = OP_CAST, .nin = 1, .in = {(uint32_t)x}};
-    onnx_at_dtype(&c, AK_TO, DT_F32);
-    if ((x = onnx_add(I, &c, NULL)) < 0) return I->err->code;
-  }
+  if ((x = onnx_cast(I, x, DT_F32)) < 0) return I->err->code;
   int64_t axes[R], m, var;
   if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis %lld out of range for rank %d", (long long)axis, r);
   for (int i = ax; i < r; i++) axes[i - ax] = i;
@@ -464,12 +456,12 @@ static dvm_status op_reshape(Imp *I) {
   int r = onnx_dims(I, (uint32_t)k, in), hole = -1;
   int64_t c, known = 1;
   for (int i = 0; i < n; i++) {
-    if (is_c(I, s[i], &c) && c == 0 && !allowzero) {
+    if (onnx_dim_const(I, s[i], &c) && c == 0 && !allowzero) {
       if (i >= r) return onnx_fail(I, DVM_ERR_SHAPE, "shape entry %d is 0 (copy) but the input has rank %d", i, r);
       s[i] = in[i];
     }
-    if (is_c(I, s[i], &c) && c == -1) hole = i;
-    else if (is_c(I, s[i], &c) && known >= 0 && !__builtin_mul_overflow(known, c, &known)) continue;
+    if (onnx_dim_const(I, s[i], &c) && c == -1) hole = i;
+    else if (onnx_dim_const(I, s[i], &c) && known >= 0 && !__builtin_mul_overflow(known, c, &known)) continue;
     else known = -1;
   }
   if (hole >= 0) { /* -1: the quotient of the element counts, when it is exact */
@@ -477,9 +469,9 @@ static dvm_status op_reshape(Imp *I) {
     for (int i = 0; i < r; i++) total = ir_dim_mul(I->g, total, in[i]);
     for (int i = 0; i < n; i++)
       if (i != hole) rest = ir_dim_mul(I->g, rest, s[i]);
-    if (!(is_c(I, rest, &c) && c == 0) && (q = onnx_dim_div(I->g, total, rest)) != DIM_NONE) {
+    if (!(onnx_dim_const(I, rest, &c) && c == 0) && (q = onnx_dim_div(I->g, total, rest)) != DIM_NONE) {
       s[hole] = q;
-      if (known >= 0 && is_c(I, q, &c)) {
+      if (known >= 0 && onnx_dim_const(I, q, &c)) {
         hole = -1;
         if (__builtin_mul_overflow(known, c, &known)) known = -1;
       }
@@ -488,7 +480,7 @@ static dvm_status op_reshape(Imp *I) {
   Val *x = onnx_val(I, (uint32_t)k);
   if (x->kind == V_SYM && known >= 0) { /* a shape value reshaped: at load time */
     int64_t shape[R];
-    for (int i = 0; i < n; i++) is_c(I, s[i], &shape[i]);
+    for (int i = 0; i < n; i++) onnx_dim_const(I, s[i], &shape[i]);
     if (hole >= 0 && known > 0) shape[hole] = x->numel / known;
     int64_t m = 1;
     for (int i = 0; i < n && m >= 0; i++)
@@ -629,7 +621,7 @@ static dvm_status op_gather(Imp *I) {
   if (cidx && onnx_val(I, (uint32_t)ki)->rank == 0) { /* one index: a slice, then squeeze */
     Dim dim = ir_dim_subst(I->g, ir_shape(I->g, v)[ax]), s;
     int64_t c, j = iv[0];
-    if (is_c(I, dim, &c) && (j < -c || j >= c))
+    if (onnx_dim_const(I, dim, &c) && (j < -c || j >= c))
       return onnx_fail(I, DVM_ERR_SHAPE, "index %lld out of range for dim %lld", (long long)j, (long long)c);
     s = j < 0 ? ir_dim_add(I->g, dim, ir_dim_const(I->g, j)) : ir_dim_const(I->g, j);
     int64_t sl = slice1(I, v, ax, s, ir_dim_add(I->g, s, ir_dim_const(I->g, 1)), NULL);
@@ -664,7 +656,7 @@ static dvm_status op_slice(Imp *I) {
   if (x->kind == V_SYM && x->rank == 1 && n == 1 && (axes[0] == 0 || axes[0] == -1) && steps[0]) {
     int64_t s, e, d = x->numel, step = steps[0];
     step = step > d + 1 ? d + 1 : step < -d - 1 ? -d - 1 : step; /* the same slice */
-    if (is_c(I, st[0], &s) && is_c(I, en[0], &e)) { /* Python slicing of a shape value */
+    if (onnx_dim_const(I, st[0], &s) && onnx_dim_const(I, en[0], &e)) { /* Python slicing of a shape value */
       Dim out[SYM_MAX];
       int64_t m = 0;
       if (s < 0) s += d;
@@ -684,7 +676,7 @@ static dvm_status op_slice(Imp *I) {
   if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
   for (int i = 0; i < n; i++) { /* ONNX clamps out-of-range ends: "to the end" for dvm */
     int64_t c;
-    if (steps[i] > 0 && is_c(I, en[i], &c) && c >= INT32_MAX) en[i] = ir_dim_const(I->g, INT64_MAX);
+    if (steps[i] > 0 && onnx_dim_const(I, en[i], &c) && c >= INT32_MAX) en[i] = ir_dim_const(I->g, INT64_MAX);
   }
   NodeDraft d = {.op = OP_SLICE, .nin = 1, .in = {v}};
   onnx_at_ints(I, &d, AK_AXES, axes, (uint32_t)n);
@@ -733,7 +725,7 @@ static int expand_shape(Imp *I, const Dim *a, int ra, const Dim *t, int rt, Dim 
     int64_t c;
     if (dt == DIM_NONE) out[i] = da;
     else if (da == DIM_NONE) out[i] = dt;
-    else if (is_c(I, dt, &c) && c == 1) out[i] = da;
+    else if (onnx_dim_const(I, dt, &c) && c == 1) out[i] = da;
     else out[i] = dt;
   }
   return r;
@@ -748,11 +740,7 @@ static dvm_status op_expand(Imp *I) {
   double c;
   Val *x = onnx_val(I, (uint32_t)k);
   if (x->kind != V_DYN && x->numel == 1 && onnx_scalar(I, (uint32_t)k, &c)) { /* a splat */
-    NodeDraft d = {.op = OP_FULL};
-    onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)r);
-    onnx_at_float(&d, AK_VALUE, c, !ir_dtype_is_float((DType)x->dtype));
-    onnx_at_dtype(&d, AK_DTYPE, (DType)x->dtype);
-    return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
+    return onnx_def_dyn(I, 0, onnx_full(I, s, r, c, (DType)x->dtype, onnx_out(I, 0)));
   }
   uint32_t v;
   if (onnx_use(I, (uint32_t)k, &v)) return I->err->code;
@@ -820,17 +808,13 @@ static dvm_status op_constant_of_shape(Imp *I) {
   int64_t shape[R], m = 1;
   bool known = true;
   for (int i = 0; i < n && known; i++) /* known: constant, and the count fits */
-    known = is_c(I, s[i], &shape[i]) && shape[i] >= 0 && !__builtin_mul_overflow(m, shape[i], &m);
+    known = onnx_dim_const(I, s[i], &shape[i]) && shape[i] >= 0 && !__builtin_mul_overflow(m, shape[i], &m);
   if (known && !ir_dtype_is_float(dt) && m <= SYM_MAX) {
     Dim d[SYM_MAX];
     for (int64_t i = 0; i < m; i++) d[i] = ir_dim_const(I->g, onnx_to_i64(c));
     return onnx_def(I, 0, onnx_val_sym(I, dt, n, shape, d));
   }
-  NodeDraft d = {.op = OP_FULL};
-  onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)n);
-  onnx_at_float(&d, AK_VALUE, c, !ir_dtype_is_float(dt));
-  onnx_at_dtype(&d, AK_DTYPE, dt);
-  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_full(I, s, n, c, dt, onnx_out(I, 0)));
 }
 
 /* A one-element V_SYM's dim (a symbolic or constant scalar), or DIM_NONE. */
@@ -863,7 +847,7 @@ static dvm_status op_range(Imp *I) {
     Dim ld = cl ? ir_dim_const(I->g, onnx_to_i64(l)) : sym_scalar(I, (uint32_t)kl);
     int64_t c;
     Dim span = sd != DIM_NONE && ld != DIM_NONE ? ir_dim_sub(I->g, ld, sd) : DIM_NONE;
-    if (span != DIM_NONE && is_c(I, span, &c)) { /* a constant count: ceil, at least 0 */
+    if (span != DIM_NONE && onnx_dim_const(I, span, &c)) { /* a constant count: ceil, at least 0 */
       double q = ceil((double)c / dl);
       n = ir_dim_const(I->g, q > 0 ? (int64_t)q : 0);
     } else if (span != DIM_NONE) {
@@ -878,7 +862,7 @@ static dvm_status op_range(Imp *I) {
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Range: the element count must follow from shapes "
                      "(an exact multiple of delta)");
   int64_t cn;
-  if (is_c(I, n, &cn) && !ir_dtype_is_float(dt) && cn <= SYM_MAX && sd != DIM_NONE) { /* small: dims */
+  if (onnx_dim_const(I, n, &cn) && !ir_dtype_is_float(dt) && cn <= SYM_MAX && sd != DIM_NONE) { /* small: dims */
     Dim d[SYM_MAX];
     for (int64_t i = 0; i < cn; i++) d[i] = ir_dim_add(I->g, sd, ir_dim_const(I->g, i * (int64_t)dl));
     return onnx_def(I, 0, onnx_val_sym(I, dt, 1, &cn, d));
@@ -912,11 +896,7 @@ static dvm_status op_identity(Imp *I, bool dropout) {
     if (onnx_out(I, 1)) { /* the mask: all true in inference */
       Dim s[R];
       int r = onnx_dims(I, (uint32_t)k, s);
-      NodeDraft d = {.op = OP_FULL};
-      onnx_at_dims(I, &d, AK_SHAPE, s, (uint32_t)r);
-      onnx_at_float(&d, AK_VALUE, 1, true);
-      onnx_at_dtype(&d, AK_DTYPE, DT_BOOL);
-      if (onnx_def_dyn(I, 1, onnx_add(I, &d, onnx_out(I, 1)))) return I->err->code;
+      if (onnx_def_dyn(I, 1, onnx_full(I, s, r, 1, DT_BOOL, onnx_out(I, 1)))) return I->err->code;
     }
   }
   return onnx_def(I, 0, (uint32_t)k);

@@ -199,7 +199,7 @@ Dim onnx_dim_div(Graph *g, Dim a, Dim b) {
 /* ---- materializing -------------------------------------------------------------------- */
 
 /* `full(shape, value, dtype)` */
-static int64_t full(Imp *I, const Dim *shape, int rank, double x, DType dt, const char *name) {
+int64_t onnx_full(Imp *I, const Dim *shape, int rank, double x, DType dt, const char *name) {
   NodeDraft d = {.op = OP_FULL};
   onnx_at_dims(I, &d, AK_SHAPE, shape, (uint32_t)rank);
   onnx_at_float(&d, AK_VALUE, x, !ir_dtype_is_float(dt));
@@ -251,7 +251,7 @@ static int64_t materialize_sym(Imp *I, Val *x) {
     if (x->rank == 0) return onnx_literal(I, (double)c0, dt);
     Dim shape[DVM_MAX_RANK];
     for (int i = 0; i < x->rank; i++) shape[i] = ir_dim_const(I->g, x->shape[i]);
-    if (splat) return full(I, shape, x->rank, n ? (double)c0 : 0, dt, x->name);
+    if (splat) return onnx_full(I, shape, x->rank, n ? (double)c0 : 0, dt, x->name);
     dvm_tensor *t = onnx_tensor_new(I, dt, x->rank, x->shape, NULL);
     if (!t) return -1;
     for (int64_t k = 0; k < n; k++) {
@@ -306,7 +306,7 @@ static int64_t materialize_const(Imp *I, Val *x) {
   if (splat && !isnan(c0)) {
     Dim shape[DVM_MAX_RANK];
     for (int i = 0; i < x->rank; i++) shape[i] = ir_dim_const(I->g, x->shape[i]);
-    return full(I, shape, x->rank, c0, dt, x->name);
+    return onnx_full(I, shape, x->rank, c0, dt, x->name);
   }
   int64_t v = param(I, t, x->name);
   if (v >= 0) x->t = NULL; /* the graph holds it now */

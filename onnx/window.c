@@ -33,11 +33,6 @@ typedef struct Win {
 
 static Dim dc(Imp *I, int64_t c) { return ir_dim_const(I->g, c); }
 
-static bool is_c(Imp *I, Dim d, int64_t *c) {
-  d = ir_dim_subst(I->g, d);
-  return d != DIM_NONE && ir_dim_is_const(I->g, d, c);
-}
-
 /* An int-list attribute of exactly n entries, or every entry dflt when absent. */
 static bool ints_n(Imp *I, const char *name, int64_t *out, int n, int64_t dflt) {
   int64_t v[2 * SP];
@@ -81,7 +76,7 @@ static bool window(Imp *I, const Dim *d, int r, const int64_t *kernel, Win *w) {
                        (long long)s, (long long)dl, (long long)pads[i], (long long)pads[ns + i]), false;
     int64_t ext = (k - 1) * dl + 1;
     Dim x = d[2 + i];
-    bool known = is_c(I, x, &in);
+    bool known = onnx_dim_const(I, x, &in);
     w->pb[i] = mode[0] == 'N' ? pads[i] : 0, w->pe[i] = mode[0] == 'N' ? pads[ns + i] : 0, w->extra[i] = 0;
     if (same) { /* out = ceil(in / s); the pads make the windows cover it */
       int64_t total, o;
@@ -95,10 +90,10 @@ static bool window(Imp *I, const Dim *d, int r, const int64_t *kernel, Win *w) {
       continue;
     }
     Dim padded = ir_dim_add(I->g, x, dc(I, w->pb[i] + w->pe[i])), span = ir_dim_sub(I->g, padded, dc(I, ext));
-    if (!is_c(I, span, &c) && /* a symbolic dim: the window must fit when the model runs */
+    if (!onnx_dim_const(I, span, &c) && /* a symbolic dim: the window must fit when the model runs */
         ir_require_le(I->g, dc(I, ext), padded, (uint32_t)I->g->nodes.n - 1, I->nodeno, I->err))
       return false;
-    if (is_c(I, span, &c)) {
+    if (onnx_dim_const(I, span, &c)) {
       if (c < 0) return onnx_fail(I, DVM_ERR_SHAPE, "axis %d: the window (%lld) is larger than the padded input (%lld)",
                                   2 + i, (long long)ext, (long long)(c + ext)), false;
       int64_t o = c / s + (ceil_mode && c % s != 0) + 1;
@@ -134,14 +129,10 @@ static int64_t pad(Imp *I, int64_t x, const Win *w, double c, bool count_extra) 
       }
       int64_t n = part == 0 ? b : e;
       if (!n) continue;
-      NodeDraft f = {.op = OP_FULL};
       Dim s[R];
       memcpy(s, d, (size_t)r * sizeof *s);
       s[2 + i] = dc(I, n);
-      onnx_at_dims(I, &f, AK_SHAPE, s, (uint32_t)r);
-      onnx_at_float(&f, AK_VALUE, c, !ir_dtype_is_float(DT(x)));
-      onnx_at_dtype(&f, AK_DTYPE, DT(x));
-      int64_t v = onnx_add(I, &f, NULL);
+      int64_t v = onnx_full(I, s, r, c, DT(x), NULL);
       if (v < 0) return -1;
       cat.in[cat.nin++] = (uint32_t)v;
     }
@@ -238,11 +229,7 @@ static dvm_status average_pool(Imp *I) {
   } else { /* the same windows over ones (in the pads too when they count), then zeros */
     Dim s[R];
     for (int i = 0; i < r; i++) s[i] = i < 2 ? dc(I, 1) : d[i];
-    NodeDraft f = {.op = OP_FULL};
-    onnx_at_dims(I, &f, AK_SHAPE, s, (uint32_t)r);
-    onnx_at_float(&f, AK_VALUE, 1, false);
-    onnx_at_dtype(&f, AK_DTYPE, DT(x));
-    int64_t ones = onnx_add(I, &f, NULL);
+    int64_t ones = onnx_full(I, s, r, 1, DT(x), NULL);
     if (ones >= 0 && incl) ones = pad(I, ones, &w, 1, false);
     if (ones >= 0 && incl) { /* only ceil_mode's extra is left to pad, with zeros */
       Win e = w;
@@ -275,7 +262,7 @@ static int64_t const_offsets(Imp *I, const Dim *d, const Win *w, bool *pads) {
   int ns = w->ns;
   int64_t in[SP], out[SP], k = kernel_size(w), p = 1, span = 1;
   for (int i = 0; i < ns; i++) {
-    if (!is_c(I, d[2 + i], &in[i]) || !is_c(I, w->out[i], &out[i])) return -1;
+    if (!onnx_dim_const(I, d[2 + i], &in[i]) || !onnx_dim_const(I, w->out[i], &out[i])) return -1;
     p *= out[i], span *= in[i];
   }
   if (span >= INT32_MAX || p > OFFSETS_MAX / k) return -1;
@@ -321,12 +308,9 @@ static int64_t im2col(Imp *I, int64_t x, const Win *w) {
     Dim fs[3] = {d[0], d[1], stride};
     int64_t xf = onnx_reshape(I, x, fs, 3);
     if (xf >= 0 && pads) { /* the zero the pads read */
-      NodeDraft f = {.op = OP_FULL}, cat = {.op = OP_CONCAT, .nin = 2};
+      NodeDraft cat = {.op = OP_CONCAT, .nin = 2};
       Dim zs[3] = {d[0], d[1], dc(I, 1)};
-      onnx_at_dims(I, &f, AK_SHAPE, zs, 3);
-      onnx_at_float(&f, AK_VALUE, 0, false);
-      onnx_at_dtype(&f, AK_DTYPE, DT(x));
-      int64_t z = onnx_add(I, &f, NULL);
+      int64_t z = onnx_full(I, zs, 3, 0, DT(x), NULL);
       if (z < 0) return -1;
       cat.in[0] = (uint32_t)xf, cat.in[1] = (uint32_t)z;
       onnx_at_int(&cat, AK_AXIS, 2);
@@ -372,8 +356,8 @@ static dvm_status conv(Imp *I) {
   int wr = onnx_vdims(I, wt, wd);
   if (wr != r) return onnx_fail(I, DVM_ERR_SHAPE, "the weights have rank %d, the input %d", wr, r);
   for (int i = 2; i < r; i++)
-    if (!is_c(I, wd[i], &k[i - 2])) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "the kernel's dims must be constant");
-  if (!is_c(I, d[1], &c) || !is_c(I, wd[0], &m) || !is_c(I, wd[1], &cg))
+    if (!onnx_dim_const(I, wd[i], &k[i - 2])) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "the kernel's dims must be constant");
+  if (!onnx_dim_const(I, d[1], &c) || !onnx_dim_const(I, wd[0], &m) || !onnx_dim_const(I, wd[1], &cg))
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "the channel counts must be constant");
   if (g < 1 || c % g || m % g || cg != c / g)
     return onnx_fail(I, DVM_ERR_SHAPE, "group %lld: input channels %lld, weights [%lld, %lld, ...]: C must be "
@@ -428,12 +412,8 @@ static dvm_status batch_norm(Imp *I) {
   Dim s[R];
   for (int i = 1; i < r; i++) s[i - 1] = i == 1 ? d[1] : dc(I, 1);
   for (int i = 0; i < 4; i++) { /* scale, B, mean, var: of X's type (opset 15 lets them differ) */
-    if ((v[i] = onnx_reshape(I, onnx_in(I, 1 + (size_t)i), s, r - 1)) < 0) return I->err->code;
-    if (DT(v[i]) != DT(x)) {
-      NodeDraft c = {.op = OP_CAST, .nin = 1, .in = {(uint32_t)v[i]}};
-      onnx_at_dtype(&c, AK_TO, DT(x));
-      if ((v[i] = onnx_add(I, &c, NULL)) < 0) return I->err->code;
-    }
+    if ((v[i] = onnx_cast(I, onnx_reshape(I, onnx_in(I, 1 + (size_t)i), s, r - 1), DT(x))) < 0)
+      return I->err->code;
   }
   int64_t eps = onnx_literal(I, (double)(float)onnx_attr_f(I, "epsilon", 1e-5), DT(x));
   if (eps < 0) return I->err->code;
