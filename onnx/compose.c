@@ -409,7 +409,7 @@ static dvm_status one_hot(Imp *I) {
   double depth;
   if (kv < 0) return I->err->code;
   if (!onnx_scalar(I, (uint32_t)ki, &depth) || !(depth >= 1 && depth < 1e15))
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "depth (input 2) must be a constant of at least 1");
+    return onnx_need(I, ki), onnx_fail(I, DVM_ERR_UNSUPPORTED, "depth (input 2) must be a constant of at least 1");
   int64_t idx = onnx_in(I, 0), vals = idx < 0 ? -1 : onnx_in(I, 2);
   if (vals < 0) return I->err->code;
   int r = ir_node(I->g, (uint32_t)idx)->rank, ax = ir_axis(onnx_attr_i(I, "axis", -1), r + 1);
@@ -490,11 +490,9 @@ static dvm_status gather_elements(Imp *I) {
 static int64_t nll(Imp *I, int64_t logp, size_t kt, size_t kw) {
   int64_t t = onnx_in(I, kt), w8 = onnx_arg(I, kw, false), wt = w8 >= 0 ? onnx_in(I, kw) : -1;
   if (logp < 0 || t < 0 || w8 == -2 || (w8 >= 0 && wt < 0)) return -1;
-  const Onnx__AttributeProto *red = onnx_attr(I, "reduction");
-  char how[8] = "mean";
-  if (red && red->s.len < sizeof how) memcpy(how, red->s.data, red->s.len), how[red->s.len] = 0;
-  if (strcmp(how, "none") && strcmp(how, "sum") && strcmp(how, "mean"))
-    return onnx_fail(I, DVM_ERR_GRAPH, "reduction must be none, sum or mean"), -1;
+  static const char *const reductions[] = {"none", "sum", "mean", NULL};
+  int how = onnx_attr_choice(I, "reduction", reductions, 2);
+  if (how < 0) return -1;
   Dim d[R];
   int r = onnx_vdims(I, logp, d);
   if (r < 2) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 2 expected (N, C, ...)", r), -1;
@@ -518,9 +516,9 @@ static int64_t nll(Imp *I, int64_t logp, size_t kt, size_t kw) {
   if (onnx_attr(I, "ignore_index"))
     w = sel(I, binc(I, OP_EQ, t, (double)onnx_attr_i(I, "ignore_index", 0)), zero, w);
   int64_t loss = un(I, OP_NEG, bin(I, OP_MUL, picked, w));
-  if (!strcmp(how, "none")) return loss;
+  if (how == 0) return loss;
   loss = reduce(I, OP_REDUCE_SUM, loss, NULL, -1, false);
-  return strcmp(how, "mean") ? loss : bin(I, OP_DIV, loss, reduce(I, OP_REDUCE_SUM, w, NULL, -1, false));
+  return how == 1 ? loss : bin(I, OP_DIV, loss, reduce(I, OP_REDUCE_SUM, w, NULL, -1, false));
 }
 
 static dvm_status nll_loss(Imp *I) { return out(I, 0, nll(I, float_in(I), 1, 2)); }
@@ -573,7 +571,7 @@ static dvm_status tile(Imp *I) {
   Dim d[R], s[R], b[R], o[R];
   int r = onnx_vdims(I, x, d);
   if (!onnx_sym_ints(I, (uint32_t)kr, rep, R, &n) || n != r)
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "repeats (input 2) must be %d constant integers", r);
+    return onnx_need(I, kr), onnx_fail(I, DVM_ERR_UNSUPPORTED, "repeats (input 2) must be %d constant integers", r);
   if (2 * r > R) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Tile of rank %d (at most %d)", r, R / 2);
   for (int i = 0; i < r; i++) {
     if (rep[i] < 0) return onnx_fail(I, DVM_ERR_GRAPH, "repeats[%d] is %lld, negative", i, (long long)rep[i]);
@@ -604,11 +602,10 @@ static dvm_status depth_space(Imp *I, bool to_space) {
       return onnx_fail(I, DVM_ERR_SHAPE, "the channels must be a constant multiple of blocksize^2 = %lld",
                        (long long)(bs * bs));
     Dim cb = ir_dim_const(g, c / (bs * bs));
-    bool crd = false;
-    const Onnx__AttributeProto *m = onnx_attr(I, "mode");
-    if (m && m->s.len == 3 && !memcmp(m->s.data, "CRD", 3)) crd = true;
-    else if (m && !(m->s.len == 3 && !memcmp(m->s.data, "DCR", 3)))
-      return onnx_fail(I, DVM_ERR_GRAPH, "mode must be DCR or CRD");
+    static const char *const modes[] = {"DCR", "CRD", NULL};
+    int mode = onnx_attr_choice(I, "mode", modes, 0);
+    if (mode < 0) return I->err->code;
+    bool crd = mode == 1;
     Dim s6[6] = {d[0], b, b, cb, d[2], d[3]}, c6[6] = {d[0], cb, b, b, d[2], d[3]};
     static const int64_t dcr[6] = {0, 3, 4, 1, 5, 2}, crd_p[6] = {0, 1, 4, 2, 5, 3};
     Dim o[4] = {d[0], cb, ir_dim_mul(g, d[2], b), ir_dim_mul(g, d[3], b)};

@@ -35,13 +35,32 @@
 #include "../ir/ir.h"
 #include "onnx.pb-c.h"
 
+/* Graph inputs whose values an import takes as known (specialization, docs/onnx.md). */
+typedef struct OnnxFixed {
+  const char *const *names;
+  dvm_tensor *const *values;
+  int n;
+} OnnxFixed;
+
 /* The front end: translate the serialized ModelProto data[0..len) (`filename` names it in
- * messages; NULL: "<onnx>"). On success *g is a finished Graph and (*values)[v], for
- * v < *nvalues, is param v's value (NULL for other values); the caller owns them all. On
- * failure nothing is left allocated and err names the file and, during translation, the
- * ONNX node. */
-dvm_status onnx_import(const void *data, size_t len, const char *filename, Graph **g,
-                       dvm_tensor ***values, uint32_t *nvalues, Err *err);
+ * messages; NULL: "<onnx>"). Inputs named in `fixed` (may be NULL) stay inputs of the
+ * graph, but the import uses their given values wherever an op needs constants. On
+ * success *g is a finished Graph and (*values)[v], for v < *nvalues, is param v's value
+ * (NULL for other values); the caller owns them all. On failure nothing is left allocated
+ * and err names the file and, during translation, the ONNX node; when the failure is that
+ * an op needs the values of a graph input that is not fixed (a small tensor of static
+ * shape), its dvm name is copied into need[0..need_size) (else need[0] is 0). The names
+ * in `fixed` are dvm names too (the ONNX names made valid: onnx_base_name). */
+dvm_status onnx_import(const void *data, size_t len, const char *filename, const OnnxFixed *fixed,
+                       Graph **g, dvm_tensor ***values, uint32_t *nvalues, Err *err, char *need,
+                       size_t need_size);
+
+/* What a model looks like from outside without importing its nodes: a Graph holding only
+ * its inputs (as onnx_import declares them: the same names, dtypes, dims and symbols), and
+ * its outputs' names (as onnx_import names them) with their declared dtypes (-1 when the
+ * model does not declare one). The caller frees *decl, each name and the arrays. */
+dvm_status onnx_signature(const void *data, size_t len, const char *filename, Graph **decl,
+                          char ***out_names, int **out_dtypes, int *nout, Err *err);
 
 #define ONNX_OPSET_MIN 13
 #define ONNX_OPSET_MAX 17
@@ -86,6 +105,8 @@ typedef struct Imp {
   Fuse fuse;                   /* this node is the root of a recognized pattern */
   const char *fuse_x;          /* the pattern's input */
   uint32_t fresh;              /* counter for made-up names */
+  const OnnxFixed *fixed;      /* inputs whose values are given, or NULL */
+  int64_t need;                /* the input node whose values an op needed (onnx_need), or -1 */
 } Imp;
 
 /* read.c */
@@ -157,6 +178,10 @@ dvm_status onnx_node(Imp *I);
 /* The node's operands, outputs and attributes, shared with compose.c. */
 /* Input i as a Val index: -1 if absent (optional), -2 (error set) on error. */
 int64_t onnx_arg(Imp *I, size_t i, bool required);
+/* Val k is needed as constants and is not: if it is a graph input that fixing could make
+ * constant (static shape, at most SYM_MAX elements), remember it for onnx_import's caller.
+ * Called where an op refuses a run-time operand, before it fails. */
+void onnx_need(Imp *I, int64_t k);
 /* The dvm value of input i (required, materialized); -1 with the error set. */
 int64_t onnx_in(Imp *I, size_t i);
 /* The name of output k, NULL when absent. */
@@ -169,6 +194,8 @@ dvm_status onnx_def_dyn(Imp *I, size_t k, int64_t v);
 const Onnx__AttributeProto *onnx_attr(Imp *I, const char *name);
 int64_t onnx_attr_i(Imp *I, const char *name, int64_t dflt);
 double onnx_attr_f(Imp *I, const char *name, double dflt);
+/* A string attribute among NULL-terminated `choices`: its index, dflt if absent, -1 on error. */
+int onnx_attr_choice(Imp *I, const char *name, const char *const *choices, int dflt);
 /* An int-list attribute: its length, -1 if absent, -2 (error set) if over max. */
 int onnx_attr_ints(Imp *I, const char *name, int64_t *out, int max);
 /* Reduction axes from input i (opset 13+) or the attribute: as onnx_attr_ints. */

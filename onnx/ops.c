@@ -37,6 +37,21 @@ int64_t onnx_arg(Imp *I, size_t i, bool required) {
   return k;
 }
 
+void onnx_need(Imp *I, int64_t k) {
+  if (k < 0) return;
+  Val *x = onnx_val(I, (uint32_t)k);
+  if (x->kind != V_DYN || !x->name || ir_node(I->g, (uint32_t)x->v)->op != OP_INPUT) return;
+  const Node *n = ir_node(I->g, (uint32_t)x->v);
+  const Dim *d = ir_shape(I->g, (uint32_t)x->v);
+  int64_t numel = 1, c;
+  for (int i = 0; i < n->rank; i++) {
+    if (!ir_dim_is_const(I->g, d[i], &c)) return;
+    numel *= c; /* each c <= SYM_MAX once numel is */
+    if (numel > SYM_MAX) return;
+  }
+  I->need = x->v;
+}
+
 const char *onnx_out(Imp *I, size_t k) {
   return k < I->node->n_output && I->node->output[k] && *I->node->output[k] ? I->node->output[k] : NULL;
 }
@@ -74,6 +89,20 @@ double onnx_attr_f(Imp *I, const char *name, double dflt) {
   return a ? a->f : dflt;
 }
 
+/* A string attribute that must be one of `choices` (NULL-terminated): its index, `dflt` if
+ * absent, -1 with the error set (naming the attribute and the choices) otherwise. */
+int onnx_attr_choice(Imp *I, const char *name, const char *const *choices, int dflt) {
+  const Onnx__AttributeProto *a = onnx_attr(I, name);
+  if (!a) return dflt;
+  char list[128] = "";
+  for (int i = 0; choices[i]; i++) {
+    size_t n = strlen(choices[i]);
+    if (a->s.len == n && (n == 0 || !memcmp(a->s.data, choices[i], n))) return i;
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", choices[i]);
+  }
+  return onnx_fail(I, DVM_ERR_GRAPH, "attribute '%s' must be one of %s", name, list), -1;
+}
+
 /* An int-list attribute: its length, -1 if absent, -2 (error set) if too long. */
 int onnx_attr_ints(Imp *I, const char *name, int64_t *out, int max) {
   const Onnx__AttributeProto *a = onnx_attr(I, name);
@@ -91,7 +120,7 @@ static int const_ints(Imp *I, size_t i, const char *what, int64_t *out, int max)
   int n;
   if (k < 0) return (int)k;
   if (!onnx_sym_ints(I, (uint32_t)k, out, max, &n))
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s (input %zu) must be a constant integer tensor "
+    return onnx_need(I, k), onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s (input %zu) must be a constant integer tensor "
                      "of at most %d elements", what, i + 1, max), -2;
   return n;
 }
@@ -108,7 +137,7 @@ static int shape_arg(Imp *I, size_t i, const char *what, Dim *out, int max) {
   if (k < 0) return -2;
   Val *x = onnx_val(I, (uint32_t)k);
   if (x->kind != V_SYM || x->rank > 1)
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s (input %zu) is computed from run-time data, "
+    return onnx_need(I, k), onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s (input %zu) is computed from run-time data, "
                      "not from shapes: dvm needs it when the model is loaded", what, i + 1), -2;
   if (x->numel > max)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s has %lld entries, more than %d", what,
@@ -835,6 +864,7 @@ static dvm_status op_range(Imp *I) {
   bool cs = onnx_scalar(I, (uint32_t)ks, &s), cl = onnx_scalar(I, (uint32_t)kl, &l),
        cd = onnx_scalar(I, (uint32_t)kd, &dl);
   const double big = 9007199254740992.0; /* 2^53: exact in a double */
+  if (!cd) onnx_need(I, kd);
   if (!cd || dl == 0 || !(fabs(dl) < big) || (cs && !(fabs(s) < big)))
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Range needs a constant, nonzero delta (and a start within 2^53)");
   if (cs && cl) {
@@ -857,6 +887,10 @@ static dvm_status op_range(Imp *I) {
              s == trunc(s) && dl == trunc(dl)) { /* a float sequence up to a symbolic length */
     Dim span = ir_dim_sub(I->g, sym_scalar(I, (uint32_t)kl), ir_dim_const(I->g, (int64_t)s));
     n = onnx_dim_div(I->g, span, ir_dim_const(I->g, (int64_t)dl));
+  }
+  if (n == DIM_NONE) {
+    if (!cs) onnx_need(I, ks);
+    if (!cl) onnx_need(I, kl);
   }
   if (n == DIM_NONE)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Range: the element count must follow from shapes "

@@ -184,6 +184,32 @@ loaded:
 
 /* ---- declarations ----------------------------------------------------------------------- */
 
+/* Input `name`, declared as d, with its values given: the name stands for a constant Val
+ * (dims, like a small integer initializer, or a tensor), checked against the declaration. */
+static dvm_status fixed_input(Imp *I, const char *name, const NodeDraft *d, dvm_tensor *t) {
+  int rank = dvm_tensor_rank(t);
+  const int64_t *shape = dvm_tensor_shape(t);
+  int64_t numel = dvm_tensor_numel(t), c;
+  bool same = (DType)dvm_tensor_dtype(t) == d->dtype && rank == d->rank;
+  for (int i = 0; same && i < rank; i++) same = ir_dim_is_const(I->g, d->shape[i], &c) && c == shape[i];
+  if (!same) return onnx_fail(I, DVM_ERR_SHAPE, "input '%s': the values given do not have its declared dtype "
+                              "and static shape", name);
+  uint32_t k;
+  if (!ir_dtype_is_float(d->dtype) && numel <= SYM_MAX) {
+    Dim dims[SYM_MAX];
+    for (int64_t i = 0; i < numel; i++) dims[i] = ir_dim_const(I->g, dvm_tensor_get_i64(t, i));
+    k = onnx_val_sym(I, d->dtype, rank, shape, dims);
+  } else {
+    dvm_tensor *copy = onnx_tensor_new(I, d->dtype, rank, shape, name);
+    if (!copy) return I->err->code;
+    memcpy(dvm_tensor_data(copy), dvm_tensor_data(t), (size_t)numel * ir_dtype_size(d->dtype));
+    k = onnx_val_const(I, copy, name);
+  }
+  onnx_val(I, k)->name = name;
+  onnx_map_put(&I->names, name, k);
+  return DVM_OK;
+}
+
 static dvm_status declare_input(Imp *I, const Onnx__ValueInfoProto *vi) {
   const char *name = vi->name ? vi->name : "";
   const Onnx__TypeProto *tp = vi->type;
@@ -220,7 +246,12 @@ static dvm_status declare_input(Imp *I, const Onnx__ValueInfoProto *vi) {
   }
   int64_t v = onnx_add(I, &d, name);
   if (v < 0) return I->err->code;
-  onnx_map_put(&I->names, name, onnx_val_dyn(I, (uint32_t)v));
+  for (int i = 0; I->fixed && i < I->fixed->n; i++)
+    if (!strcmp(I->fixed->names[i], ir_s(I->g, ir_node(I->g, (uint32_t)v)->name)))
+      return fixed_input(I, name, &d, I->fixed->values[i]);
+  uint32_t k = onnx_val_dyn(I, (uint32_t)v);
+  onnx_val(I, k)->name = name;
+  onnx_map_put(&I->names, name, k);
   return DVM_OK;
 }
 
@@ -357,6 +388,31 @@ static dvm_status outputs(Imp *I, const Onnx__GraphProto *gp) {
   return DVM_OK;
 }
 
+/* Initializers (decoded unless only their names are wanted), then the inputs that are not
+ * initializers. */
+static dvm_status declare(Imp *I, const Onnx__GraphProto *gp, Scan *s, bool decode) {
+  dvm_status st = DVM_OK;
+  for (size_t i = 0; i < gp->n_initializer && !st; i++) {
+    const Onnx__TensorProto *t = gp->initializer[i];
+    char what[300];
+    uint32_t k;
+    if (!t || !t->name || !*t->name) return onnx_fail(I, DVM_ERR_DATA, "initializer %zu has no name", i + 1);
+    snprintf(what, sizeof what, "initializer '%.200s'", t->name);
+    if (onnx_map_get(&s->inits, t->name, &k)) return onnx_fail(I, DVM_ERR_DATA, "%s is defined twice", what);
+    if (!decode) onnx_map_put(&s->inits, t->name, (uint32_t)i);
+    else if (!(st = onnx_tensor(I, t, what, &k))) {
+      onnx_map_put(&I->names, t->name, k);
+      onnx_map_put(&s->inits, t->name, (uint32_t)i);
+    }
+  }
+  for (size_t i = 0; i < gp->n_input && !st; i++) {
+    uint32_t k;
+    if (!gp->input[i] || !gp->input[i]->name) return onnx_fail(I, DVM_ERR_DATA, "input %zu has no name", i + 1);
+    if (!onnx_map_get(&s->inits, gp->input[i]->name, &k)) st = declare_input(I, gp->input[i]);
+  }
+  return st;
+}
+
 static dvm_status import(Imp *I, const Onnx__ModelProto *mp) {
   if (check_opset(I, mp)) return I->err->code;
   const Onnx__GraphProto *gp = mp->graph;
@@ -370,33 +426,7 @@ static dvm_status import(Imp *I, const Onnx__ModelProto *mp) {
   Fuse *fuse = NULL;
   const char **fx = NULL;
   SMap need = {0};
-  /* initializers, then the inputs that are not initializers */
-  for (size_t i = 0; i < gp->n_initializer && !st; i++) {
-    const Onnx__TensorProto *t = gp->initializer[i];
-    char what[300];
-    uint32_t k;
-    if (!t || !t->name || !*t->name) {
-      st = onnx_fail(I, DVM_ERR_DATA, "initializer %zu has no name", i + 1);
-      break;
-    }
-    snprintf(what, sizeof what, "initializer '%.200s'", t->name);
-    if (onnx_map_get(&I->names, t->name, &k)) {
-      st = onnx_fail(I, DVM_ERR_DATA, "%s is defined twice", what);
-      break;
-    }
-    if (!(st = onnx_tensor(I, t, what, &k))) {
-      onnx_map_put(&I->names, t->name, k);
-      onnx_map_put(&s.inits, t->name, (uint32_t)i);
-    }
-  }
-  for (size_t i = 0; i < gp->n_input && !st; i++) {
-    uint32_t k;
-    if (!gp->input[i] || !gp->input[i]->name) {
-      st = onnx_fail(I, DVM_ERR_DATA, "input %zu has no name", i + 1);
-      break;
-    }
-    if (!onnx_map_get(&s.inits, gp->input[i]->name, &k)) st = declare_input(I, gp->input[i]);
-  }
+  st = declare(I, gp, &s, true);
   if (st) goto out;
   /* producers, patterns, then liveness from the outputs back */
   size_t nn = gp->n_node;
@@ -456,38 +486,112 @@ out:
 
 /* ---- the entry point ---------------------------------------------------------------------- */
 
-dvm_status onnx_import(const void *data, size_t len, const char *filename, Graph **g,
-                       dvm_tensor ***values, uint32_t *nvalues, Err *err) {
-  *g = NULL;
-  *values = NULL;
-  *nvalues = 0;
-  Imp I = {.err = err, .path = filename};
-  if (!(I.g = ir_graph_new(filename ? filename : "<onnx>")))
-    return ir_err(err, DVM_ERR_NOMEM, "out of memory");
+/* Unpack the model and run `fn` on it with a fresh Imp; on failure nothing is kept. */
+static dvm_status with_model(const void *data, size_t len, Imp *I,
+                             dvm_status (*fn)(Imp *, const Onnx__ModelProto *, void *), void *arg) {
+  if (!(I->g = ir_graph_new(I->path ? I->path : "<onnx>"))) return ir_err(I->err, DVM_ERR_NOMEM, "out of memory");
   Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, len, data);
   dvm_status st;
   if (!mp)
-    st = onnx_fail(&I, DVM_ERR_DATA, "not an ONNX model: the file does not parse as a "
+    st = onnx_fail(I, DVM_ERR_DATA, "not an ONNX model: the file does not parse as a "
                    "protobuf ModelProto (truncated or another format)");
   else if (!mp->has_ir_version || mp->ir_version < 3)
-    st = onnx_fail(&I, DVM_ERR_DATA, "not an ONNX model: no ir_version >= 3");
+    st = onnx_fail(I, DVM_ERR_DATA, "not an ONNX model: no ir_version >= 3");
   else
-    st = import(&I, mp);
-  for (uint32_t i = 0; i < I.vals.n; i++) {
-    dvm_tensor_destroy(I.vals.v[i].t);
-    free(I.vals.v[i].d);
+    st = fn(I, mp, arg);
+  for (uint32_t i = 0; i < I->vals.n; i++) {
+    dvm_tensor_destroy(I->vals.v[i].t);
+    free(I->vals.v[i].d);
   }
-  vec_free(I.vals);
-  onnx_map_free(&I.names);
+  vec_free(I->vals);
+  onnx_map_free(&I->names);
   if (mp) onnx__model_proto__free_unpacked(mp, NULL);
   if (st) {
-    for (uint32_t v = 0; v < I.values.n; v++) dvm_tensor_destroy(I.values.v[v]);
-    vec_free(I.values);
-    ir_graph_free(I.g);
-    return st;
+    for (uint32_t v = 0; v < I->values.n; v++) dvm_tensor_destroy(I->values.v[v]);
+    vec_free(I->values);
+    ir_graph_free(I->g);
+    I->g = NULL;
   }
+  return st;
+}
+
+typedef struct ImportOut {
+  char *need;
+  size_t need_size;
+} ImportOut;
+
+static dvm_status import_fn(Imp *I, const Onnx__ModelProto *mp, void *arg) {
+  ImportOut *o = arg;
+  dvm_status st = import(I, mp);
+  if (st && I->need >= 0 && o->need_size)
+    snprintf(o->need, o->need_size, "%s", ir_s(I->g, ir_node(I->g, (uint32_t)I->need)->name));
+  return st;
+}
+
+dvm_status onnx_import(const void *data, size_t len, const char *filename, const OnnxFixed *fixed,
+                       Graph **g, dvm_tensor ***values, uint32_t *nvalues, Err *err, char *need,
+                       size_t need_size) {
+  *g = NULL;
+  *values = NULL;
+  *nvalues = 0;
+  if (need_size) need[0] = 0;
+  Imp I = {.err = err, .path = filename, .fixed = fixed, .need = -1};
+  ImportOut o = {need, need_size};
+  dvm_status st = with_model(data, len, &I, import_fn, &o);
+  if (st) return st;
   *g = I.g;
   *values = I.values.v;
   *nvalues = I.values.n;
+  return DVM_OK;
+}
+
+typedef struct SigOut {
+  char **names;
+  int *dtypes;
+  int n;
+} SigOut;
+
+static dvm_status signature_fn(Imp *I, const Onnx__ModelProto *mp, void *arg) {
+  SigOut *o = arg;
+  const Onnx__GraphProto *gp = mp->graph;
+  if (check_opset(I, mp)) return I->err->code;
+  if (!gp) return onnx_fail(I, DVM_ERR_DATA, "the model has no graph (not an ONNX model?)");
+  Scan s = {.gp = gp};
+  dvm_status st = declare(I, gp, &s, false);
+  onnx_map_free(&s.inits);
+  if (st) return st;
+  if (!gp->n_output) return onnx_fail(I, DVM_ERR_GRAPH, "the graph has no outputs");
+  o->names = calloc(gp->n_output, sizeof *o->names);
+  o->dtypes = calloc(gp->n_output, sizeof *o->dtypes);
+  if (!o->names || !o->dtypes) ir_oom();
+  for (size_t i = 0; i < gp->n_output; i++, o->n++) {
+    const Onnx__ValueInfoProto *vi = gp->output[i];
+    const Onnx__TypeProto *tp = vi ? vi->type : NULL;
+    char name[256];
+    onnx_base_name(vi && vi->name ? vi->name : "", name, sizeof name);
+    if (!(o->names[i] = strdup(name))) ir_oom();
+    o->dtypes[i] = tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && tp->tensor_type &&
+                           tp->tensor_type->has_elem_type
+                       ? onnx_dtype(tp->tensor_type->elem_type)
+                       : -1;
+  }
+  return DVM_OK;
+}
+
+dvm_status onnx_signature(const void *data, size_t len, const char *filename, Graph **decl,
+                          char ***out_names, int **out_dtypes, int *nout, Err *err) {
+  Imp I = {.err = err, .path = filename, .need = -1};
+  SigOut o = {0};
+  dvm_status st = with_model(data, len, &I, signature_fn, &o);
+  if (st) {
+    for (int i = 0; i < o.n; i++) free(o.names[i]);
+    free(o.names);
+    free(o.dtypes);
+    *decl = NULL, *out_names = NULL, *out_dtypes = NULL, *nout = 0;
+    return st;
+  }
+  for (uint32_t v = 0; v < I.values.n; v++) dvm_tensor_destroy(I.values.v[v]);
+  vec_free(I.values);
+  *decl = I.g, *out_names = o.names, *out_dtypes = o.dtypes, *nout = o.n;
   return DVM_OK;
 }

@@ -58,14 +58,10 @@ static bool window(Imp *I, const Dim *d, int r, const int64_t *kernel, Win *w) {
   if ((!kernel && !ints_n(I, "kernel_shape", w->k, ns, 1)) || !ints_n(I, "strides", w->s, ns, 1) ||
       !ints_n(I, "dilations", w->dl, ns, 1) || !ints_n(I, "pads", pads, 2 * ns, 0))
     return false;
-  const Onnx__AttributeProto *ap = onnx_attr(I, "auto_pad");
-  char mode[16] = "NOTSET";
-  if (ap && ap->s.len >= sizeof mode)
-    return onnx_fail(I, DVM_ERR_GRAPH, "auto_pad is not NOTSET, VALID, SAME_UPPER or SAME_LOWER"), false;
-  if (ap && ap->s.len > 0) memcpy(mode, ap->s.data, ap->s.len), mode[ap->s.len] = 0;
-  bool same = !strncmp(mode, "SAME_", 5), ceil_mode = onnx_attr_i(I, "ceil_mode", 0) != 0;
-  if (strcmp(mode, "NOTSET") && strcmp(mode, "VALID") && strcmp(mode, "SAME_UPPER") && strcmp(mode, "SAME_LOWER"))
-    return onnx_fail(I, DVM_ERR_GRAPH, "auto_pad '%s' is not NOTSET, VALID, SAME_UPPER or SAME_LOWER", mode), false;
+  static const char *const pad_modes[] = {"NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER", NULL};
+  int mode = onnx_attr_choice(I, "auto_pad", pad_modes, 0);
+  if (mode < 0) return false;
+  bool same = mode >= 2, ceil_mode = onnx_attr_i(I, "ceil_mode", 0) != 0;
   for (int i = 0; i < ns; i++) {
     int64_t k = w->k[i], s = w->s[i], dl = w->dl[i], in, c;
     const int64_t big = (int64_t)1 << 40; /* sums and products of these stay far from overflow */
@@ -77,7 +73,7 @@ static bool window(Imp *I, const Dim *d, int r, const int64_t *kernel, Win *w) {
     int64_t ext = (k - 1) * dl + 1;
     Dim x = d[2 + i];
     bool known = onnx_dim_const(I, x, &in);
-    w->pb[i] = mode[0] == 'N' ? pads[i] : 0, w->pe[i] = mode[0] == 'N' ? pads[ns + i] : 0, w->extra[i] = 0;
+    w->pb[i] = mode == 0 ? pads[i] : 0, w->pe[i] = mode == 0 ? pads[ns + i] : 0, w->extra[i] = 0;
     if (same) { /* out = ceil(in / s); the pads make the windows cover it */
       int64_t total, o;
       if (s == 1) total = ext - 1, w->out[i] = x;
@@ -85,7 +81,7 @@ static bool window(Imp *I, const Dim *d, int r, const int64_t *kernel, Win *w) {
       else return onnx_fail(I, DVM_ERR_UNSUPPORTED, "auto_pad SAME with stride %lld over the symbolic dim %d",
                             (long long)s, 2 + i), false;
       total = total < 0 ? 0 : total;
-      w->pb[i] = strcmp(mode, "SAME_UPPER") ? total - total / 2 : total / 2;
+      w->pb[i] = mode != 2 ? total - total / 2 : total / 2;
       w->pe[i] = total - w->pb[i];
       continue;
     }

@@ -253,7 +253,7 @@ void dvm_graph_destroy(dvm_graph *g) {
 }
 
 /* The whole file at path in a malloc'd buffer (*data, *n); err names the file. */
-static dvm_status read_file(const char *path, char **data, size_t *n, Err *err) {
+dvm_status rt_read_file(const char *path, char **data, size_t *n, Err *err) {
   FILE *f = fopen(path, "rb");
   if (!f) return ir_err(err, DVM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
   char *buf = NULL;
@@ -283,14 +283,15 @@ static dvm_status read_file(const char *path, char **data, size_t *n, Err *err) 
 }
 
 /* onnx_import's Graph, with the param values it made, as a graph. */
-dvm_status dvm_graph_parse_onnx(dvm_context *ctx, const void *data, size_t len,
-                                const char *filename, dvm_graph **out) {
+dvm_status rt_graph_parse_onnx(dvm_context *ctx, const void *data, size_t len, const char *filename,
+                               const OnnxFixed *fixed, dvm_graph **out, char *need, size_t need_size) {
   Err err = {0};
   Graph *ir;
   Tensor **values;
   uint32_t nvalues;
   *out = NULL;
-  if (onnx_import(data, len, filename, &ir, &values, &nvalues, &err)) return rt_fail(&err);
+  if (onnx_import(data, len, filename, fixed, &ir, &values, &nvalues, &err, need, need_size))
+    return rt_fail(&err);
   dvm_status st = wrap(ctx, ir, out);
   if (st) {
     for (uint32_t v = 0; v < nvalues; v++) rt_tensor_free(values[v]);
@@ -302,12 +303,17 @@ dvm_status dvm_graph_parse_onnx(dvm_context *ctx, const void *data, size_t len,
   return st;
 }
 
+dvm_status dvm_graph_parse_onnx(dvm_context *ctx, const void *data, size_t len,
+                                const char *filename, dvm_graph **out) {
+  return rt_graph_parse_onnx(ctx, data, len, filename, NULL, out, NULL, 0);
+}
+
 dvm_status dvm_graph_load_onnx(dvm_context *ctx, const char *path, dvm_graph **out) {
   Err err = {0};
   char *data = NULL;
   size_t n = 0;
   *out = NULL;
-  if (read_file(path, &data, &n, &err)) return rt_fail(&err);
+  if (rt_read_file(path, &data, &n, &err)) return rt_fail(&err);
   dvm_status st = dvm_graph_parse_onnx(ctx, data, n, path, out);
   free(data);
   return st;

@@ -30,6 +30,7 @@
 #include <time.h>
 
 #include "../jit/jit.h"
+#include "../onnx/onnx.h"
 #include "../vm/vm.h"
 #include "pool.h"
 #include "runtime.h"
@@ -38,7 +39,8 @@ enum { ARENAS_KEPT = 4 }; /* free arenas a model keeps for its next runs */
 #define ARENA_RESERVE ((size_t)2 << 20) /* touched at compile: see reserve_arena */
 
 struct dvm_model {
-  Graph *g;
+  Graph *g;          /* a specialized model's: its declared inputs only */
+  Spec *spec;        /* a model specialized on input values (spec.c), else NULL */
   dvm_tier tier;
   int threads;
   Tensor **params;   /* per value id: the bound tensor of a param node, else NULL */
@@ -448,6 +450,13 @@ dvm_status dvm_model_compile(dvm_context *ctx, const dvm_graph *dg, const dvm_co
 
 void dvm_model_destroy(dvm_model *m) {
   if (!m) return;
+  if (m->spec) {
+    rt_spec_free(m->spec);
+    ir_graph_free(m->g);
+    free(m->inputs);
+    free(m);
+    return;
+  }
   if (m->jit) { /* its partition must outlive any compile of it; then its code may go */
     jit_cancel(m->jit, m);
     jit_release(m->jit, m->entry, m->entry ? m->part->kernels.n : 0);
@@ -475,7 +484,9 @@ void dvm_model_destroy(dvm_model *m) {
 
 int dvm_model_num_inputs(const dvm_model *m) { return m->ninputs; }
 int dvm_model_num_params(const dvm_model *m) { return m->nparams; }
-int dvm_model_num_outputs(const dvm_model *m) { return (int)m->g->outputs.n; }
+int dvm_model_num_outputs(const dvm_model *m) {
+  return m->spec ? rt_spec_num_outputs(m->spec) : (int)m->g->outputs.n;
+}
 
 static const char *value_name(const dvm_model *m, uint32_t v) { return ir_s(m->g, ir_node(m->g, v)->name); }
 
@@ -486,6 +497,7 @@ const char *dvm_model_param_name(const dvm_model *m, int i) {
   return i >= 0 && i < m->nparams ? value_name(m, m->pnodes[i]) : NULL;
 }
 const char *dvm_model_output_name(const dvm_model *m, int i) {
+  if (m->spec) return rt_spec_output_name(m->spec, i);
   return i >= 0 && i < (int)m->g->outputs.n ? value_name(m, m->g->outputs.v[i]) : NULL;
 }
 
@@ -509,6 +521,7 @@ const char *dvm_model_symbol_name(const dvm_model *m, int i) {
 
 int dvm_model_value_dtype(const dvm_model *m, const char *name) {
   int64_t v = name ? ir_find(m->g, name, strlen(name)) : -1;
+  if (m->spec && v < 0) return rt_spec_output_dtype(m->spec, name);
   return v < 0 ? -1 : ir_node(m->g, (uint32_t)v)->dtype;
 }
 
@@ -608,6 +621,8 @@ dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
                            const char *const *input_names, dvm_tensor *const *inputs, int nsyms,
                            const char *const *sym_names, const int64_t *sym_values, int *rank,
                            int64_t *shape) {
+  if (m->spec)
+    return rt_spec_shape(m->spec, name, ninputs, input_names, inputs, nsyms, sym_names, sym_values, rank, shape);
   Err err = {0};
   const Graph *g = m->g;
   int64_t v = name ? ir_find(g, name, strlen(name)) : -1;
@@ -1050,6 +1065,7 @@ static dvm_status run_roomy(dvm_model *m, int ninputs, const char *const *names,
 
 dvm_status dvm_model_run(dvm_model *m, int ninputs, const char *const *names,
                          dvm_tensor *const *inputs, dvm_tensor **outputs) {
+  if (m->spec) return rt_spec_run(m->spec, ninputs, names, inputs, outputs, NULL);
   return run_roomy(m, ninputs, names, inputs, NULL, outputs, NULL);
 }
 
@@ -1059,12 +1075,14 @@ dvm_status rt_model_run_decl(dvm_model *m, Tensor *const *decl, Tensor *const *i
 
 dvm_status dvm_model_run_into(dvm_model *m, int ninputs, const char *const *names,
                               dvm_tensor *const *inputs, dvm_tensor *const *outputs) {
+  if (m->spec) return rt_spec_run(m->spec, ninputs, names, inputs, NULL, outputs);
   return run_roomy(m, ninputs, names, inputs, NULL, NULL, outputs);
 }
 
 dvm_status dvm_model_cost(const dvm_model *m, int ninputs, const char *const *names,
                           dvm_tensor *const *inputs, int nsyms, const char *const *sym_names,
                           const int64_t *sym_values, dvm_cost *out) {
+  if (m->spec) return rt_spec_cost(m->spec, ninputs, names, inputs, nsyms, sym_names, sym_values, out);
   Err err = {0};
   const Graph *g = m->g;
   Binding b;
@@ -1087,10 +1105,15 @@ dvm_status dvm_model_cost(const dvm_model *m, int ninputs, const char *const *na
 }
 
 void dvm_model_wait(dvm_model *m) {
+  if (m->spec) rt_spec_wait(m->spec);
   if (m->jit) jit_wait(m->jit, m);
 }
 
 void dvm_model_stats(const dvm_model *m, dvm_stats *out) {
+  if (m->spec) {
+    rt_spec_stats(m->spec, out);
+    return;
+  }
   pthread_mutex_lock((pthread_mutex_t *)&m->lock);
   *out = m->stats;
   out->kernels = m->nkernels;
@@ -1135,20 +1158,51 @@ size_t rt_model_bytes(dvm_model *m) {
   return n;
 }
 
-/* An ONNX model compiled with its initializers bound: the model takes the graph's values
- * over, so nothing else has to outlive it. */
-dvm_status dvm_model_load_onnx(dvm_context *ctx, const char *path, const dvm_compile_options *opt,
+dvm_status rt_model_adopt_onnx(dvm_context *ctx, dvm_graph *g, const dvm_compile_options *opt,
                                dvm_model **out) {
-  dvm_graph *g;
-  *out = NULL;
-  dvm_status st = dvm_graph_load_onnx(ctx, path, &g);
-  if (st) return st;
-  if (!(st = dvm_model_compile(ctx, g, opt, out)) && (st = dvm_model_set_graph_params(*out, g)))
-    dvm_model_destroy(*out), *out = NULL;
+  dvm_status st = dvm_model_compile(ctx, g, opt, out);
+  if (!st && (st = dvm_model_set_graph_params(*out, g))) dvm_model_destroy(*out), *out = NULL;
   if (!st) {
     (*out)->adopted = g->values, (*out)->nadopted = g->nvalues;
     g->values = NULL, g->nvalues = 0;
   }
+  return st;
+}
+
+/* A specialized model (spec.c) for the file data[0..len) (taken), whose import needs the
+ * values of input `need`: its inputs are the file's declared ones. */
+static dvm_status load_specialized(dvm_context *ctx, const char *path, char *data, size_t len,
+                                   const dvm_compile_options *opt, const char *need, dvm_model **out) {
+  Err err = {0};
+  Graph *decl;
+  char **names;
+  int *dtypes, nout;
+  if (onnx_signature(data, len, path, &decl, &names, &dtypes, &nout, &err)) return free(data), rt_fail(&err);
+  dvm_model *m = calloc(1, sizeof *m);
+  if (!m || !(m->inputs = malloc((decl->decls.n + 1) * sizeof *m->inputs))) ir_oom();
+  for (uint32_t i = 0; i < decl->decls.n; i++) m->inputs[m->ninputs++] = decl->decls.v[i];
+  m->g = decl;
+  m->spec = rt_spec_new(ctx, path, data, len, opt, need, names, dtypes, nout);
+  *out = m;
+  return rt_ok();
+}
+
+/* An ONNX model compiled with its initializers bound: the model takes the graph's values
+ * over, so nothing else has to outlive it. A model whose structure depends on the values
+ * of an input is specialized on them (spec.c). */
+dvm_status dvm_model_load_onnx(dvm_context *ctx, const char *path, const dvm_compile_options *opt,
+                               dvm_model **out) {
+  Err err = {0};
+  dvm_graph *g;
+  char *data, need[256];
+  size_t n;
+  *out = NULL;
+  if (rt_read_file(path, &data, &n, &err)) return rt_fail(&err);
+  dvm_status st = rt_graph_parse_onnx(ctx, data, n, path, NULL, &g, need, sizeof need);
+  if (st && need[0]) return load_specialized(ctx, path, data, n, opt, need, out);
+  free(data);
+  if (st) return st;
+  st = rt_model_adopt_onnx(ctx, g, opt, out);
   dvm_graph_destroy(g);
   return st;
 }

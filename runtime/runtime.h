@@ -8,7 +8,7 @@
  * reference executor), compile.c (the pipeline: rt_compile), model.c (dvm_model), pool.c
  * (the thread pool; its map is pool.h), api.c (context, errors, graph API, the ONNX
  * entry points over onnx/'s onnx_import), ffi.c (extern functions: the registry and
- * calls through libffi), lazy.c and trace.c (lazy tensors: eager programs recorded and
+ * calls through libffi), spec.c (ONNX models specialized on input values), lazy.c and trace.c (lazy tensors: eager programs recorded and
  * fused at run time; their map is lazy.h). */
 #ifndef DVM_RUNTIME_H
 #define DVM_RUNTIME_H
@@ -152,6 +152,40 @@ dvm_status rt_model_run_decl(dvm_model *m, Tensor *const *decl, Tensor *const *i
 /* The bytes a model holds beside native code: its graph, plans, arenas, packed weights,
  * kernels and bytecode (an estimate to bound caches of models by). */
 size_t rt_model_bytes(dvm_model *m);
+/* An ONNX graph compiled, its initializers bound and owned by the model (the graph loses
+ * them): dvm_model_load_onnx's model, and each variant of a specialized one. */
+dvm_status rt_model_adopt_onnx(dvm_context *ctx, dvm_graph *g, const dvm_compile_options *opt,
+                               dvm_model **out);
+
+/* ---- models specialized on input values (spec.c) ------------------------------------------
+ *
+ * An ONNX model in which an op needs the values of a graph input (a Reshape's shape, a
+ * Resize's scales, reduction axes) is imported once per distinct set of such values: each
+ * import, with those inputs' values as constants, is a variant, an ordinary model, kept
+ * in a small LRU table keyed by the values (docs/onnx.md). The model seen from outside has
+ * the declared inputs (decl: its Graph) and outputs of the ONNX file, and no params. */
+typedef struct Spec Spec;
+/* The specialized model for the file data[0..len) (taken) whose import needed input
+ * `need`'s values; decl, out names and dtypes from onnx_signature (taken). */
+Spec *rt_spec_new(dvm_context *ctx, const char *path, char *data, size_t len,
+                  const dvm_compile_options *opt, const char *need, char **out_names,
+                  int *out_dtypes, int nout);
+void rt_spec_free(Spec *s);
+int rt_spec_num_outputs(const Spec *s);
+const char *rt_spec_output_name(const Spec *s, int i);
+int rt_spec_output_dtype(const Spec *s, const char *name); /* -1 if not an output or unknown */
+/* As dvm_model_shape, dvm_model_cost and the runs (into: the caller's outputs), on the
+ * variant for the values among the given inputs. */
+dvm_status rt_spec_shape(Spec *s, const char *name, int ninputs, const char *const *names,
+                         dvm_tensor *const *inputs, int nsyms, const char *const *sym_names,
+                         const int64_t *sym_values, int *rank, int64_t *shape);
+dvm_status rt_spec_cost(Spec *s, int ninputs, const char *const *names, dvm_tensor *const *inputs,
+                        int nsyms, const char *const *sym_names, const int64_t *sym_values,
+                        dvm_cost *out);
+dvm_status rt_spec_run(Spec *s, int ninputs, const char *const *names, dvm_tensor *const *inputs,
+                       dvm_tensor **outputs, dvm_tensor *const *into);
+void rt_spec_wait(Spec *s);
+void rt_spec_stats(Spec *s, dvm_stats *out);
 
 /* Run the pipeline on g (finished first if it is not). Errors name the graph line. */
 dvm_status rt_compile(Pipeline *pl, Graph *g, Err *err);
@@ -162,6 +196,14 @@ void rt_pipeline_free(Pipeline *pl);
 void rt_warm_up(struct Jit *j);
 
 /* ---- api glue (api.c) ------------------------------------------------------------------- */
+
+struct OnnxFixed;
+/* The whole file at path in a malloc'd buffer (*data, *n); err names the file. */
+dvm_status rt_read_file(const char *path, char **data, size_t *n, Err *err);
+/* dvm_graph_parse_onnx with inputs whose values are given (onnx_import's `fixed`, `need`). */
+dvm_status rt_graph_parse_onnx(dvm_context *ctx, const void *data, size_t len, const char *filename,
+                               const struct OnnxFixed *fixed, dvm_graph **out, char *need,
+                               size_t need_size);
 
 /* The public graph: an ir Graph being built or parsed. */
 struct dvm_graph {

@@ -161,9 +161,13 @@ static int cmd_run(int argc, char **argv) {
   int nmade = 0, nins = 0, npars = 0;
   double *times = NULL;
   rc = EXIT_ERR;
-  if (dvm_context_create(&ctx) || tool_load_graph(ctx, a.graph, &g)) goto lib;
   dvm_compile_options opt = {.tier = a.tier, .threads = (int)a.threads};
-  if (dvm_model_compile(ctx, g, &opt, &m)) goto lib;
+  if (dvm_context_create(&ctx)) goto lib;
+  if (tool_is_onnx(a.graph) && !a.lazy) { /* the model binds its initializers (or specializes) */
+    if (dvm_model_load_onnx(ctx, a.graph, &opt, &m)) goto lib;
+  } else if (tool_load_graph(ctx, a.graph, &g) || dvm_model_compile(ctx, g, &opt, &m)) {
+    goto lib;
+  }
   /* -i files: inputs or params */
   for (int i = 0; i < a.nin; i++) {
     const char *n = a.in_names[i];
@@ -197,7 +201,8 @@ static int cmd_run(int argc, char **argv) {
     dvm_tensor *t = NULL;
     for (int i = 0; i < a.nin; i++)
       if (!strcmp(a.in_names[i], n)) t = given[i];
-    if (!t && param) t = dvm_graph_param_value(g, n); /* an ONNX initializer */
+    if (!t && param && !g) continue; /* an ONNX initializer the model holds */
+    if (!t && param) t = dvm_graph_param_value(g, n);
     if (!t) {
       if (dvm_model_shape(m, n, a.nin, (const char *const *)a.in_names, given, a.nsyms,
                           (const char *const *)a.sym_names, a.sym_values, &rank, shape) ||

@@ -75,6 +75,12 @@ CASES = [
                               NH.from_array(np.array(1e30, np.float32), "b"),
                               NH.from_array(np.array(1e-30, np.float32), "c")]),
      ["node 1 'rg' (Range)", "Range of"]),
+    ("empty_string_attribute", None, ["node 1 'nll' (NegativeLogLikelihoodLoss)",
+                                      "attribute 'reduction' must be one of none, sum, mean"]),
+    ("bad_auto_pad", model([H.make_node("Conv", ["i", "k"], ["y"], name="cv", auto_pad="SAME")],
+                           [NH.from_array(np.ones((2, 3, 3, 3), np.float32), "k")],
+                           inputs=[H.make_tensor_value_info("i", TP.FLOAT, ["N", 3, 8, 8])]),
+     ["node 1 'cv' (Conv)", "attribute 'auto_pad' must be one of NOTSET, VALID, SAME_UPPER, SAME_LOWER"]),
     ("no_graph", b"\x08\x08", ["the model imports no ai.onnx opset"]),
     ("empty_file", b"", ["no ir_version"]),
     ("text_file", b"graph g\ninput x: f32[N]\ny = relu(x)\noutput y\n",
@@ -89,10 +95,20 @@ def raw_short():
     return model([H.make_node("MatMul", ["x", "w"], ["y"])], [t])
 
 
+def empty_string_attribute():
+    """A STRING attribute with no bytes at all (protobuf leaves the field unset)."""
+    n = H.make_node("NegativeLogLikelihoodLoss", ["x", "t"], ["y"], name="nll")
+    n.attribute.append(onnx.AttributeProto(name="reduction", type=onnx.AttributeProto.STRING))
+    return model([n], [NH.from_array(np.zeros((2,), np.int64), "t")])
+
+
+BUILT = {"raw_data_short": raw_short, "empty_string_attribute": empty_string_attribute}
+
+
 def main():
     for name, data, want in CASES:
         if data is None:
-            data = raw_short()
+            data = BUILT[name]()
         path = os.path.join(SCRATCH, name + ".onnx")
         with open(path, "wb") as f:
             f.write(data)
