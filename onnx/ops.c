@@ -42,12 +42,10 @@ void onnx_need(Imp *I, int64_t k) {
   Val *x = onnx_val(I, (uint32_t)k);
   if (x->kind != V_DYN || !x->name || ir_node(I->g, (uint32_t)x->v)->op != OP_INPUT) return;
   const Node *n = ir_node(I->g, (uint32_t)x->v);
-  const Dim *d = ir_shape(I->g, (uint32_t)x->v);
   int64_t numel = 1, c;
   for (int i = 0; i < n->rank; i++) {
-    if (!ir_dim_is_const(I->g, d[i], &c)) return;
-    numel *= c; /* each c <= SYM_MAX once numel is */
-    if (numel > SYM_MAX) return;
+    if (!ir_dim_is_const(I->g, ir_shape(I->g, (uint32_t)x->v)[i], &c) || c > SYM_MAX) return;
+    if ((numel *= c) > SYM_MAX) return;
   }
   I->need = x->v;
 }
