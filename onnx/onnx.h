@@ -28,6 +28,7 @@
  * elimination and pattern recognition, onnx_import), val.c (Vals, materializing, emitting
  * dvm nodes), ops.c (one translation per ONNX op type), compose.c (the op types that are
  * compositions of other dvm ops), window.c (convolution, pooling, batch normalization),
+ * resize.c (Resize: interpolation tables made at load time),
  * external.c (initializers in files beside the model). */
 #ifndef DVM_ONNX_H
 #define DVM_ONNX_H
@@ -222,5 +223,8 @@ int64_t onnx_dim_value(Imp *I, Dim n);
 /* window.c */
 /* The same for Conv, MaxPool, AveragePool and BatchNormalization. */
 bool onnx_windowed(Imp *I, const char *t, dvm_status *st);
+
+/* resize.c */
+dvm_status onnx_resize(Imp *I);
 
 #endif /* DVM_ONNX_H */

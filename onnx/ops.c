@@ -995,6 +995,7 @@ dvm_status onnx_node(Imp *I) {
   if (!strcmp(t, "Constant")) return op_constant(I);
   if (!strcmp(t, "ConstantOfShape")) return op_constant_of_shape(I);
   if (!strcmp(t, "Range")) return op_range(I);
+  if (!strcmp(t, "Resize")) return onnx_resize(I);
   if (!strcmp(t, "Identity")) return op_identity(I, false);
   if (!strcmp(t, "Dropout")) return op_identity(I, true);
   dvm_status st;

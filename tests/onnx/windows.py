@@ -12,7 +12,6 @@ than a symbolic input when the model runs, BatchNormalization's mixed types (ops
 MaxPool's storage_order without Indices. Ends with "N passed, M failed".
 """
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -24,7 +23,7 @@ from onnx import helper as H
 from onnx import numpy_helper as NH
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
-from support import check, summary  # noqa: E402
+from support import check, compare_tiers, refused_tiers, run_x_y, summary  # noqa: E402
 
 DVM, SCRATCH = sys.argv[1], sys.argv[2]
 os.makedirs(SCRATCH, exist_ok=True)
@@ -45,34 +44,12 @@ def save(nodes, ins, inits, opset=17):
     return path
 
 
-def run(path, x, tier):
-    xf, yf = os.path.join(SCRATCH, "x.npy"), os.path.join(SCRATCH, "y.npy")
-    np.save(xf, x)
-    if os.path.exists(yf):
-        os.remove(yf)
-    r = subprocess.run([DVM, "run", path, "--tier", tier, "-i", "x=" + xf, "-o", "y=" + yf],
-                       capture_output=True, text=True, timeout=300)
-    return r, (np.load(yf) if r.returncode == 0 else None)
-
-
 def compare(what, path, x, want):
-    for t in TIERS:
-        r, got = run(path, x, t)
-        check(r.returncode == 0, "%s [%s]: %s" % (what, t, r.stderr.strip()[-300:]))
-        if got is None:
-            continue
-        scale = max(np.abs(want).max(), 1e-30)
-        ok = got.shape == want.shape and np.abs(got.astype(np.float64) - want).max() <= 1e-4 * scale
-        check(ok, "%s [%s]: shape %s vs %s, max error %s" % (
-            what, t, got.shape, want.shape,
-            np.abs(got.astype(np.float64) - want).max() / scale if got.shape == want.shape else "-"))
+    compare_tiers(DVM, SCRATCH, TIERS, what, path, x, want, 1e-4)
 
 
 def refused(what, path, x, text):
-    for t in TIERS:
-        r, _ = run(path, x, t)
-        check(r.returncode == 1 and text in r.stderr and "runtime error" not in r.stderr,
-              "%s [%s]: exit 1 naming '%s': exit %d, %s" % (what, t, text, r.returncode, r.stderr.strip()[-300:]))
+    refused_tiers(DVM, SCRATCH, TIERS, what, path, x, text)
 
 
 def torch_pads(x, pads, value):
@@ -213,7 +190,7 @@ def main():
     xd = xh.astype(np.float64)
     want = (xd - st["m"][:, None]) / np.sqrt(st["v"][:, None] + 1e-5) * st["s"][:, None] + st["b"][:, None]
     for t in TIERS:
-        r, got = run(p, xh, t)
+        r, got = run_x_y(DVM, SCRATCH, p, xh, t)
         check(r.returncode == 0 and got.dtype == np.float16 and np.abs(got - want).max() < 1e-2 * np.abs(want).max(),
               "batchnorm f16 x, f32 statistics [%s]: %s" % (t, r.stderr.strip()[-300:]))
     return summary()
