@@ -27,7 +27,7 @@
  * Files: read.c (the model, tensors, names, declarations, the driver with dead-node
  * elimination and pattern recognition, onnx_import), val.c (Vals, materializing, emitting
  * dvm nodes), ops.c (one translation per ONNX op type), compose.c (the op types that are
- * compositions of other dvm ops), window.c (convolution, pooling, batch normalization),
+ * compositions of other dvm ops), window.c (convolution and its transpose, pooling, batch normalization),
  * resize.c (Resize: interpolation tables made at load time),
  * external.c (initializers in files beside the model). */
 #ifndef DVM_ONNX_H

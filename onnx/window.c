@@ -1,6 +1,6 @@
 /* onnx/window.c — the ONNX ops that slide a window over the spatial axes of an (N, C, ...)
- * tensor: Conv, MaxPool, AveragePool, and BatchNormalization, which a convolution net
- * puts after each of them.
+ * tensor: Conv, ConvTranspose, MaxPool, AveragePool, and BatchNormalization, which a
+ * convolution net puts after each of them.
  *
  * The input is padded once (a concat with `full` blocks of the pad value), and each
  * kernel offset becomes one strided slice of it, of the output's spatial size:
@@ -11,6 +11,8 @@
  *           P output positions) and multiplied by the weights as (M, C·K); groups are
  *           a batch axis of the matmul; a 1×1 kernel without padding or stride is a
  *           reshape. The bias and what follows fuse into the matmul's epilogue.
+ *           ConvTranspose is the same product over a table in which each output
+ *           position reads the input position it came from (a zero between strides).
  *
  * Output sizes follow ONNX (floor, or ceil with ceil_mode; auto_pad SAME_UPPER,
  * SAME_LOWER and VALID). A spatial dim may be symbolic where the size stays exact: a
@@ -29,6 +31,8 @@ typedef struct Win {
   int64_t k[SP], s[SP], dl[SP], pb[SP], pe[SP];    /* kernel, stride, dilation, pads */
   int64_t extra[SP];                               /* ceil_mode's pad after pe */
   Dim out[SP];
+  bool transposed;                                 /* ConvTranspose's: output o reads input
+                                                      (o + pb - k·dl) / s where it divides */
 } Win;
 
 static Dim dc(Imp *I, int64_t c) { return ir_dim_const(I->g, c); }
@@ -251,8 +255,9 @@ static int64_t gather2(Imp *I, int64_t x, int64_t idx) {
 }
 
 /* The offsets of im2col (below) into x's flattened spatial axes, as a constant int32 [K, P],
- * when x's spatial dims are constant: a position in the pads reads offset `span` (one
- * past the end, where im2col puts a zero). *pads says whether any does. -1 when the dims
+ * when x's spatial dims are constant: a position in the pads (for a transposed window,
+ * also one between the strided input positions) reads offset `span` (one past the end,
+ * where im2col puts a zero). *pads says whether any does. -1 when the dims
  * are not constant (or the table would be too large), -2 on error. */
 static int64_t const_offsets(Imp *I, const Dim *d, const Win *w, bool *pads) {
   int ns = w->ns;
@@ -274,7 +279,14 @@ static int64_t const_offsets(Imp *I, const Dim *d, const Win *w, bool *pads) {
       int64_t oq = q, off = 0, stride = 1, pos;
       bool in_pad = false;
       for (int i = ns - 1; i >= 0; i--) {
-        pos = (oq % out[i]) * w->s[i] + kj[i] * w->dl[i] - w->pb[i], oq /= out[i];
+        if (w->transposed) {
+          int64_t num = oq % out[i] + w->pb[i] - kj[i] * w->dl[i];
+          in_pad |= num < 0 || num % w->s[i] != 0;
+          pos = num / w->s[i];
+        } else {
+          pos = (oq % out[i]) * w->s[i] + kj[i] * w->dl[i] - w->pb[i];
+        }
+        oq /= out[i];
         in_pad |= pos < 0 || pos >= in[i];
         off += pos * stride, stride *= in[i];
       }
@@ -339,6 +351,28 @@ static int64_t im2col(Imp *I, int64_t x, const Win *w) {
   return gather2(I, onnx_reshape(I, xp, fs, 3), off);
 }
 
+/* y = weights · cols plus bias, as the output (N, M, out...): cols (N, C·K, P) or
+ * (N, g, Cg·K, P) by shape, weights (M, C/g, k...) or already (g, Mg, Cg·K). Groups are the
+ * matmul's batch axis; the bias is added to its result, (M, 1) or (g, Mg, 1): its epilogue. */
+static dvm_status conv_matmul(Imp *I, int64_t cols, int64_t wt, int64_t b, const Dim *d, int r, const Win *w,
+                              int64_t g, int64_t mg, int64_t cg) {
+  int64_t nk = kernel_size(w);
+  Dim p = dc(I, 1);
+  for (int i = 0; i < w->ns; i++) p = ir_dim_mul(I->g, p, w->out[i]);
+  Dim cs[4] = {d[0], dc(I, g), dc(I, cg * nk), p}, ws[3] = {dc(I, g), dc(I, mg), dc(I, cg * nk)};
+  int64_t wm = g == 1 ? onnx_reshape(I, wt, ws + 1, 2) : onnx_reshape(I, wt, ws, 3);
+  int64_t cm = g == 1 ? onnx_reshape(I, cols, (Dim[]){d[0], cs[2], p}, 3) : onnx_reshape(I, cols, cs, 4);
+  int64_t y = wm < 0 || cm < 0 ? -1 : onnx_binary(I, OP_MATMUL, (uint32_t)wm, (uint32_t)cm, NULL);
+  if (b >= 0 && y >= 0) {
+    Dim bs[3] = {dc(I, g), dc(I, mg), dc(I, 1)};
+    int64_t bm = g == 1 ? onnx_reshape(I, b, (Dim[]){dc(I, g * mg), dc(I, 1)}, 2) : onnx_reshape(I, b, bs, 3);
+    y = bm < 0 ? -1 : onnx_binary(I, OP_ADD, (uint32_t)y, (uint32_t)bm, NULL);
+  }
+  Dim ys[R] = {d[0], dc(I, g * mg)};
+  for (int i = 0; i < w->ns; i++) ys[2 + i] = w->out[i];
+  return onnx_def_dyn(I, 0, y < 0 ? -1 : onnx_reshape(I, y, ys, r));
+}
+
 static dvm_status conv(Imp *I) {
   int64_t x, wt = -1, b = -1;
   Dim d[R], wd[R];
@@ -380,19 +414,95 @@ static dvm_status conv(Imp *I) {
   } else {
     if ((cols = im2col(I, x, &w)) < 0) return I->err->code;
   }
-  /* cols as (N, g, Cg·K, P), weights as (g, Mg, Cg·K): y (N, g, Mg, P); one group drops g */
-  Dim cs[4] = {d[0], dc(I, g), dc(I, cg * nk), p}, ws[3] = {dc(I, g), dc(I, m / g), dc(I, cg * nk)};
-  int64_t wm = g == 1 ? onnx_reshape(I, wt, ws + 1, 2) : onnx_reshape(I, wt, ws, 3);
-  int64_t cm = g == 1 ? onnx_reshape(I, cols, (Dim[]){d[0], cs[2], p}, 3) : onnx_reshape(I, cols, cs, 4);
-  int64_t y = wm < 0 || cm < 0 ? -1 : onnx_binary(I, OP_MATMUL, (uint32_t)wm, (uint32_t)cm, NULL);
-  if (b >= 0 && y >= 0) { /* the bias on the matmul's result, (M, 1) or (g, Mg, 1): its epilogue */
-    Dim bs[3] = {dc(I, g), dc(I, m / g), dc(I, 1)};
-    int64_t bm = g == 1 ? onnx_reshape(I, b, (Dim[]){dc(I, m), dc(I, 1)}, 2) : onnx_reshape(I, b, bs, 3);
-    y = bm < 0 ? -1 : onnx_binary(I, OP_ADD, (uint32_t)y, (uint32_t)bm, NULL);
+  return conv_matmul(I, cols, wt, b, d, r, &w, g, m / g, cg);
+}
+
+/* ConvTranspose: im2col over the output positions (each reads the input position it came
+ * from, where the stride divides: a zero elsewhere), times the weights (C, M/g, k...)
+ * turned to (g, M/g, C/g·K) with the kernel unflipped. Spatial dims must be constant. */
+static dvm_status conv_transpose(Imp *I) {
+  int64_t x, wt = -1, b = -1;
+  Dim d[R], wd[R];
+  int r;
+  Win w = {.transposed = true};
+  if (!window_in(I, &x, d, &r) || (wt = onnx_in(I, 1)) < 0) return I->err->code;
+  if (r < 3 || r > 2 + SP)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "input of rank %d: 1 to %d spatial axes after N and C are supported", r, SP);
+  int ns = w.ns = r - 2;
+  int64_t kb = onnx_arg(I, 2, false), g = onnx_attr_i(I, "group", 1), c, mg, in[SP];
+  if (kb == -2 || (kb >= 0 && (b = onnx_in(I, 2)) < 0)) return I->err->code;
+  if (onnx_vdims(I, wt, wd) != r) return onnx_fail(I, DVM_ERR_SHAPE, "the weights' rank is not the input's (%d)", r);
+  for (int i = 0; i < ns; i++) {
+    if (!onnx_dim_const(I, wd[2 + i], &w.k[i])) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "the kernel's dims must be constant");
+    if (!onnx_dim_const(I, d[2 + i], &in[i]))
+      return onnx_fail(I, DVM_ERR_UNSUPPORTED, "ConvTranspose over the symbolic dim %d (spatial dims must be constant)", 2 + i);
   }
-  Dim ys[R] = {d[0], dc(I, m)};
-  for (int i = 0; i < w.ns; i++) ys[2 + i] = w.out[i];
-  return onnx_def_dyn(I, 0, y < 0 ? -1 : onnx_reshape(I, y, ys, r));
+  int64_t cw;
+  if (!onnx_dim_const(I, d[1], &c) || !onnx_dim_const(I, wd[0], &cw) || !onnx_dim_const(I, wd[1], &mg))
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "the channel counts must be constant");
+  if (g < 1 || c % g || cw != c || mg < 1)
+    return onnx_fail(I, DVM_ERR_SHAPE, "group %lld: input channels %lld, weights [%lld, %lld, ...]: the weights' "
+                     "first dim must be C and C a multiple of group", (long long)g, (long long)c, (long long)cw, (long long)mg);
+  int64_t pads[2 * SP], op[SP], os[SP], ks[SP];
+  static const char *const pad_modes[] = {"NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER", NULL};
+  int mode = onnx_attr_choice(I, "auto_pad", pad_modes, 0);
+  int nos = mode < 0 ? -2 : onnx_attr_ints(I, "output_shape", os, SP);
+  if (mode < 0 || nos == -2 || !ints_n(I, "strides", w.s, ns, 1) || !ints_n(I, "dilations", w.dl, ns, 1) ||
+      !ints_n(I, "pads", pads, 2 * ns, 0) || !ints_n(I, "output_padding", op, ns, 0) ||
+      (onnx_attr(I, "kernel_shape") && !ints_n(I, "kernel_shape", ks, ns, 1)))
+    return I->err->code;
+  if (onnx_attr(I, "kernel_shape") && memcmp(ks, w.k, (size_t)ns * sizeof *ks))
+    return onnx_fail(I, DVM_ERR_SHAPE, "kernel_shape disagrees with the weights' dims");
+  if (nos >= 0 && nos != ns && nos != r)
+    return onnx_fail(I, DVM_ERR_GRAPH, "output_shape has %d entries, %d expected", nos, ns);
+  int64_t p = 1;
+  for (int i = 0; i < ns; i++) {
+    int64_t k = w.k[i], s = w.s[i], dl = w.dl[i], ext;
+    const int64_t big = (int64_t)1 << 30;
+    if (k < 1 || s < 1 || dl < 1 || k > big || s > big || dl > big || pads[i] < 0 || pads[ns + i] < 0 ||
+        pads[i] > big || pads[ns + i] > big || op[i] < 0 || (op[i] >= s && op[i] >= dl))
+      return onnx_fail(I, DVM_ERR_GRAPH, "axis %d: kernel %lld, stride %lld, dilation %lld, pads %lld and %lld, "
+                       "output_padding %lld (positive, not negative, output_padding below the stride or dilation)",
+                       2 + i, (long long)k, (long long)s, (long long)dl, (long long)pads[i], (long long)pads[ns + i],
+                       (long long)op[i]);
+    ext = s * (in[i] - 1) + op[i] + (k - 1) * dl + 1; /* the full output, before pads */
+    w.pb[i] = pads[i], w.pe[i] = pads[ns + i];
+    if (nos >= 0 || mode >= 2) { /* pads from the output size: SAME_UPPER puts the odd one at the end */
+      int64_t want = nos >= 0 ? os[nos - ns + i] : in[i] * s, total = ext - want;
+      if (want < 0 || want > big) return onnx_fail(I, DVM_ERR_GRAPH, "axis %d: output size %lld", 2 + i, (long long)want);
+      int64_t half = total >= 0 ? total / 2 : -((1 - total) / 2); /* floor: a negative total (a larger
+                                                                      output) adds at the end */
+      w.pb[i] = mode == 2 ? half : total - half;
+      w.pe[i] = total - w.pb[i];
+    } else if (mode == 1) {
+      w.pb[i] = w.pe[i] = 0;
+    }
+    int64_t o = ext - w.pb[i] - w.pe[i];
+    if (o < 1) return onnx_fail(I, DVM_ERR_SHAPE, "axis %d: the output would have %lld elements", 2 + i, (long long)o);
+    w.out[i] = dc(I, o), p *= o;
+    if (p > big) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "an output of more than 2^30 positions");
+  }
+  int64_t cg = c / g, nk = kernel_size(&w);
+  if (nk > ((int64_t)1 << 31) / cg)
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "a kernel of %lld elements over %lld channels is too large",
+                     (long long)nk, (long long)cg);
+  bool pads_read;
+  int64_t off = const_offsets(I, d, &w, &pads_read);
+  if (off == -1) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "an im2col table of %lld x %lld entries", (long long)nk, (long long)p);
+  int64_t cols = off < 0 ? -1 : im2col(I, x, &w);
+  /* the weights (C, Mg, K) as (g, Mg, Cg·K) */
+  Dim w4[4] = {dc(I, g), dc(I, cg), dc(I, mg), dc(I, nk)};
+  static const int64_t perm[4] = {0, 2, 1, 3};
+  int64_t wm = onnx_reshape(I, wt, w4, 4);
+  if (wm >= 0) {
+    NodeDraft t = {.op = OP_TRANSPOSE, .nin = 1, .in = {(uint32_t)wm}};
+    onnx_at_ints(I, &t, AK_PERM, perm, 4);
+    wm = onnx_add(I, &t, NULL);
+  }
+  Dim ws[3] = {dc(I, g), dc(I, mg), dc(I, cg * nk)};
+  wm = onnx_reshape(I, wm, ws, 3);
+  if (cols < 0 || wm < 0) return I->err->code;
+  return conv_matmul(I, cols, wm, b, d, r, &w, g, mg, cg);
 }
 
 /* BatchNormalization (inference): (x - mean) / sqrt(var + epsilon) · scale + B, the
@@ -423,6 +533,7 @@ static dvm_status batch_norm(Imp *I) {
 
 bool onnx_windowed(Imp *I, const char *t, dvm_status *st) {
   if (!strcmp(t, "Conv")) return *st = conv(I), true;
+  if (!strcmp(t, "ConvTranspose")) return *st = conv_transpose(I), true;
   if (!strcmp(t, "MaxPool")) return *st = max_pool(I), true;
   if (!strcmp(t, "AveragePool")) return *st = average_pool(I), true;
   if (!strcmp(t, "BatchNormalization")) return *st = batch_norm(I), true;

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Conv, MaxPool, AveragePool and BatchNormalization (onnx/window.c) against torch.
+"""Conv, ConvTranspose, MaxPool, AveragePool and BatchNormalization (onnx/window.c)
+against torch.
 
 usage: windows.py DVM SCRATCH_DIR
 
@@ -145,14 +146,56 @@ def conv_case(rng):
     return "Conv %s" % attrs, path, x, want.numpy()
 
 
+def conv_transpose_case(rng):
+    """ONNX's pads crop torch's unpadded result (pb at the start, pe at the end), after
+    output_padding; output_shape sets the pads (SAME_UPPER: the odd one at the end)."""
+    ns = int(rng.integers(1, 4))
+    spatial = [int(rng.integers(2, 6)) for _ in range(ns)]
+    g = [1, 1, 2][int(rng.integers(0, 3))]
+    cg, mg = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    c, m = g * cg, g * mg
+    k = [int(rng.integers(1, 4)) for _ in range(ns)]
+    s = [int(rng.integers(1, 4)) for _ in range(ns)]
+    dl = [int(rng.integers(1, 3)) for _ in range(ns)]
+    op = [int(rng.integers(0, max(a, b))) for a, b in zip(s, dl)]
+    full = [ss * (n - 1) + (kk - 1) * d + 1 + o for ss, n, kk, d, o in zip(s, spatial, k, dl, op)]
+    attrs = {"strides": s, "dilations": dl, "group": g, "output_padding": op}
+    if rng.integers(0, 3):
+        pads = [int(rng.integers(0, 3)) for _ in range(2 * ns)]
+        attrs["pads"] = pads
+    else:  # output_shape
+        shape = [f - int(rng.integers(0, 3)) for f in full]
+        attrs["output_shape"] = shape
+        upper = bool(rng.integers(0, 2))
+        if upper:
+            attrs["auto_pad"] = "SAME_UPPER"
+        tot = [f - o for f, o in zip(full, shape)]
+        pb = [t // 2 if upper else t - t // 2 for t in tot]
+        pads = pb + [t - b for t, b in zip(tot, pb)]
+    if any(f - pads[i] - pads[ns + i] < 1 for i, f in enumerate(full)):
+        return None
+    x = rng.standard_normal([2, c] + spatial).astype(np.float32)
+    w = rng.standard_normal([c, mg] + k).astype(np.float32)
+    b = rng.standard_normal([m]).astype(np.float32) if rng.integers(0, 2) else None
+    conv = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[ns]
+    y = conv(torch.from_numpy(x).double(), torch.from_numpy(w).double(),
+             None if b is None else torch.from_numpy(b).double(), s, 0, op, g, dl).numpy()
+    crop = tuple([slice(None), slice(None)] + [slice(pads[i], y.shape[2 + i] - pads[ns + i]) for i in range(ns)])
+    inits = {"w": w} if b is None else {"w": w, "b": b}
+    path = save([H.make_node("ConvTranspose", ["x"] + list(inits), ["y"], **attrs)],
+                [("x", TP.FLOAT, ["N"] + list(x.shape[1:]))], inits)
+    return "ConvTranspose %s" % attrs, path, x, y[crop]
+
+
 def main():
     rng = np.random.default_rng(11)
-    made = {"MaxPool": 0, "AveragePool": 0, "Conv": 0}
+    made = {"MaxPool": 0, "AveragePool": 0, "Conv": 0, "ConvTranspose": 0}
     while min(made.values()) < 12:
-        kind = ["MaxPool", "AveragePool", "Conv"][int(rng.integers(0, 3))]
+        kind = ["MaxPool", "AveragePool", "Conv", "ConvTranspose"][int(rng.integers(0, 4))]
         if made[kind] >= 12:
             continue
-        c = conv_case(rng) if kind == "Conv" else pool_case(rng, kind)
+        c = (conv_case(rng) if kind == "Conv" else conv_transpose_case(rng) if kind == "ConvTranspose"
+             else pool_case(rng, kind))
         if c:
             made[kind] += 1
             compare(*c)
@@ -173,6 +216,11 @@ def main():
     p = save([H.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], auto_pad="SAME_UPPER_PLUS_LONG")],
              [("x", TP.FLOAT, [1, 1, 4, 4])], {})
     refused("a long auto_pad", p, x4, "auto_pad")
+    p = save([H.make_node("ConvTranspose", ["x", "w"], ["y"])], [("x", TP.FLOAT, [1, 1, "H", 4])], {"w": w33})
+    refused("conv_transpose over a symbolic spatial dim", p, x4, "ConvTranspose over the symbolic dim 2")
+    p = save([H.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], output_padding=[2, 0])],
+             [("x", TP.FLOAT, [1, 1, 4, 4])], {"w": w33})
+    refused("conv_transpose with output_padding = stride", p, x4, "output_padding 2")
     p = save([H.make_node("Conv", ["x", "w"], ["y"])], [("x", TP.FLOAT, [1, 1, "H", "W"])], {"w": w33})
     refused("a 3x3 window over H = 2", p, np.ones((1, 1, 2, 5), np.float32), "H")
     x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
