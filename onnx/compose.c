@@ -563,6 +563,107 @@ static int64_t transpose(Imp *I, int64_t x, const int64_t *perm, int n) {
   return onnx_add(I, &d, NULL);
 }
 
+/* Pad(data, pads, constant_value) (opset 13): per axis, a negative pad crops (a slice),
+ * then `constant` concatenates blocks of the value (a run-time scalar broadcast), while
+ * `edge` and `reflect` gather along the axis at position o - pb clamped into [0, n) or
+ * reflected about its ends (index tables computed from arange, so the dims may be
+ * symbolic; reflect needs pads below the dim, checked when the model runs). */
+static dvm_status pad_op(Imp *I) {
+  static const char *const modes[] = {"constant", "reflect", "edge", NULL};
+  int mode = onnx_attr_choice(I, "mode", modes, 0);
+  int64_t x = mode < 0 ? -1 : onnx_in(I, 0), kp = x < 0 ? -2 : onnx_arg(I, 1, true), kv = kp < 0 ? -2 : onnx_arg(I, 2, false);
+  int64_t pads[2 * R], val = -1;
+  int n;
+  if (kv == -2) return I->err->code;
+  Dim d[R];
+  int r = onnx_vdims(I, x, d);
+  if (!onnx_sym_ints(I, (uint32_t)kp, pads, 2 * R, &n))
+    return onnx_need(I, kp), onnx_fail(I, DVM_ERR_UNSUPPORTED, "pads (input 2) must be constant integers");
+  if (n != 2 * r) return onnx_fail(I, DVM_ERR_SHAPE, "pads has %d entries for an input of rank %d", n, r);
+  if (kv >= 0 && mode == 0) {
+    if ((val = onnx_in(I, 2)) < 0) return I->err->code;
+    if (DT(val) != DT(x)) return onnx_fail(I, DVM_ERR_DTYPE, "constant_value is %s, the data %s", ir_dtype_name(DT(val)),
+                                           ir_dtype_name(DT(x)));
+    Dim vd[R];
+    int64_t c = 1, e1;
+    for (int i = 0, vr = onnx_vdims(I, val, vd); i < vr; i++) c = onnx_dim_const(I, vd[i], &e1) ? c * e1 : -1;
+    if (c != 1) return onnx_fail(I, DVM_ERR_SHAPE, "constant_value must have one element");
+    if ((val = onnx_reshape(I, val, NULL, 0)) < 0) return I->err->code;
+  }
+  const int64_t big = (int64_t)1 << 40;
+  for (int i = 0; i < r && x >= 0; i++) {
+    int64_t b = pads[i], e = pads[r + i];
+    if (b < -big || b > big || e < -big || e > big)
+      return onnx_fail(I, DVM_ERR_GRAPH, "pads of axis %d: %lld and %lld", i, (long long)b, (long long)e);
+    if (b < 0 || e < 0) { /* crop first: the axis must hold what is cut */
+      Dim st = ir_dim_const(I->g, b < 0 ? -b : 0), en = ir_dim_sub(I->g, d[i], ir_dim_const(I->g, e < 0 ? -e : 0));
+      int64_t c;
+      bool known = onnx_dim_const(I, ir_dim_sub(I->g, en, st), &c);
+      if (known && c < 0)
+        return onnx_fail(I, DVM_ERR_SHAPE, "pads of axis %d (%lld, %lld) crop more than it holds", i, (long long)b,
+                         (long long)e);
+      if (!known && ir_require_le(I->g, st, en, (uint32_t)I->g->nodes.n - 1, I->nodeno, I->err)) return I->err->code;
+      int64_t ax = i;
+      NodeDraft sl = {.op = OP_SLICE, .nin = 1, .in = {(uint32_t)x}};
+      onnx_at_ints(I, &sl, AK_AXES, &ax, 1);
+      onnx_at_dims(I, &sl, AK_STARTS, &st, 1);
+      onnx_at_dims(I, &sl, AK_ENDS, &en, 1);
+      x = onnx_add(I, &sl, NULL);
+      d[i] = ir_dim_sub(I->g, en, st);
+      b = b < 0 ? 0 : b, e = e < 0 ? 0 : e;
+    }
+    if (!b && !e) continue;
+    if (mode == 0) { /* blocks of the value */
+      NodeDraft cat = {.op = OP_CONCAT};
+      for (int part = 0; part < 3 && x >= 0; part++) {
+        int64_t len = part == 0 ? b : e, blk;
+        if (part == 1) {
+          cat.in[cat.nin++] = (uint32_t)x;
+          continue;
+        }
+        if (!len) continue;
+        Dim s[R];
+        memcpy(s, d, (size_t)r * sizeof *s);
+        s[i] = ir_dim_const(I->g, len);
+        if (val < 0) {
+          blk = onnx_full(I, s, r, 0, DT(x), NULL);
+        } else {
+          NodeDraft bt = {.op = OP_BROADCAST_TO, .nin = 1, .in = {(uint32_t)val}};
+          onnx_at_dims(I, &bt, AK_SHAPE, s, (uint32_t)r);
+          blk = onnx_add(I, &bt, NULL);
+        }
+        if (blk < 0) return I->err->code;
+        cat.in[cat.nin++] = (uint32_t)blk;
+      }
+      onnx_at_int(&cat, AK_AXIS, i);
+      x = x < 0 ? -1 : onnx_add(I, &cat, NULL);
+      d[i] = ir_dim_add(I->g, d[i], ir_dim_const(I->g, b + e));
+      continue;
+    }
+    /* t = arange(n + b + e) - b, then clamped (edge) or reflected about 0 and n - 1 */
+    if (mode == 1) { /* reflect reads pb and pe elements past the ends: the axis must hold more */
+      int64_t c, most = b > e ? b : e;
+      Dim need = ir_dim_const(I->g, most + 1);
+      if (onnx_dim_const(I, d[i], &c) ? c <= most : 0)
+        return onnx_fail(I, DVM_ERR_SHAPE, "reflect pads of %lld on axis %d of %lld elements (at most %lld)",
+                         (long long)most, i, (long long)c, (long long)(c - 1));
+      if (!onnx_dim_const(I, d[i], &c) && ir_require_le(I->g, need, d[i], (uint32_t)I->g->nodes.n - 1, I->nodeno, I->err))
+        return I->err->code;
+    }
+    Dim total = ir_dim_add(I->g, d[i], ir_dim_const(I->g, b + e));
+    int64_t last = onnx_dim_value(I, ir_dim_sub(I->g, d[i], ir_dim_const(I->g, 1)));
+    int64_t t = binc(I, OP_SUB, onnx_iota(I, total, 0, 1), (double)b);
+    if (mode == 2) t = bin(I, OP_MIN, bin(I, OP_MAX, t, lit(I, 0, t)), last);
+    else t = bin(I, OP_SUB, last, un(I, OP_ABS, bin(I, OP_SUB, last, un(I, OP_ABS, t))));
+    if (t < 0) return I->err->code;
+    NodeDraft g = {.op = OP_GATHER, .nin = 2, .in = {(uint32_t)x, (uint32_t)t}};
+    onnx_at_int(&g, AK_AXIS, i);
+    x = onnx_add(I, &g, NULL);
+    d[i] = total;
+  }
+  return out(I, 0, x);
+}
+
 /* Tile(x, repeats): x as [1, d0, 1, d1, ...] broadcast to [r0, d0, r1, d1, ...], merged. */
 static dvm_status tile(Imp *I) {
   int64_t x = onnx_in(I, 0), kr = x < 0 ? -2 : onnx_arg(I, 1, true), rep[R];
@@ -686,6 +787,7 @@ bool onnx_composed(Imp *I, const char *t, dvm_status *st) {
   if (!strcmp(t, "GatherElements")) return *st = gather_elements(I), true;
   if (!strcmp(t, "NegativeLogLikelihoodLoss")) return *st = nll_loss(I), true;
   if (!strcmp(t, "SoftmaxCrossEntropyLoss")) return *st = softmax_ce(I), true;
+  if (!strcmp(t, "Pad")) return *st = pad_op(I), true;
   if (!strcmp(t, "Tile")) return *st = tile(I), true;
   if (!strcmp(t, "DepthToSpace")) return *st = depth_space(I, true), true;
   if (!strcmp(t, "SpaceToDepth")) return *st = depth_space(I, false), true;

@@ -204,7 +204,7 @@ static dvm_status max_pool(Imp *I) {
   int64_t x;
   Dim d[R];
   int r;
-  Win w;
+  Win w = {0};
   if (onnx_out(I, 1)) /* storage_order only orders the Indices */
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "MaxPool's Indices output is not supported");
   if (!window_in(I, &x, d, &r) || !window(I, d, r, NULL, &w) || !small_window(I, &w)) return I->err->code;
@@ -217,7 +217,7 @@ static dvm_status average_pool(Imp *I) {
   int64_t x;
   Dim d[R];
   int r;
-  Win w;
+  Win w = {0};
   if (!window_in(I, &x, d, &r) || !window(I, d, r, NULL, &w) || !small_window(I, &w)) return I->err->code;
   int64_t sum = pool_of(I, pad(I, x, &w, 0, true), &w, OP_ADD);
   bool incl = onnx_attr_i(I, "count_include_pad", 0) != 0;
@@ -377,7 +377,7 @@ static dvm_status conv(Imp *I) {
   int64_t x, wt = -1, b = -1;
   Dim d[R], wd[R];
   int r;
-  Win w;
+  Win w = {0};
   if (!window_in(I, &x, d, &r) || (wt = onnx_in(I, 1)) < 0) return I->err->code;
   if (r < 3 || r > 2 + SP)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "input of rank %d: 1 to %d spatial axes after N and C are supported", r, SP);

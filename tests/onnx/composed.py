@@ -99,6 +99,42 @@ def refused(name, op, ins, what, consts=None, attrs=None):
                   name, t, what, r.returncode, r.stderr.strip()[-300:]))
 
 
+def pad_cases(rng):
+    """Pad: the three modes against np.pad, a run-time constant_value, negative pads (a
+    crop), integers, a symbolic axis (index tables from arange), and reflect pads as long
+    as the axis (refused)."""
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    pads = np.array([1, 2, 2, 1], np.int64)
+    for mode in ("constant", "edge", "reflect"):
+        case("pad_" + mode, "Pad", {"x": x}, [np.pad(x, ((1, 2), (2, 1)), mode=mode)], consts={"p": pads},
+             attrs={"mode": mode})
+    v = np.array(2.5, np.float32)
+    case("pad_value_input", "Pad", {"x": x, "v": v}, [np.pad(x, ((1, 2), (2, 1)), constant_values=2.5)],
+         consts={"p": pads}, order=["x", "p", "v"])
+    crop = np.array([-1, 1, 0, -2], np.int64)
+    case("pad_negative", "Pad", {"x": x}, [np.pad(x[1:, :-2], ((0, 0), (1, 0)))], consts={"p": crop})
+    xi = rng.integers(-9, 9, (2, 3)).astype(np.int64)
+    case("pad_edge_int64", "Pad", {"x": xi}, [np.pad(xi, ((2, 0), (1, 3)), mode="edge")],
+         consts={"p": np.array([2, 1, 0, 3], np.int64)}, attrs={"mode": "edge"})
+    refused("pad_reflect_too_long", "Pad", {"x": x}, "reflect pads of 3 on axis 0 of 3 elements",
+            consts={"p": np.array([3, 0, 0, 0], np.int64)}, attrs={"mode": "reflect"})
+    # a symbolic axis: the gather's indices come from arange over N + pads
+    node = H.make_node("Pad", ["x", "p"], ["y"], mode="reflect")
+    g = H.make_graph([node], "pad_sym", [H.make_tensor_value_info("x", TP.FLOAT, ["N", 4])],
+                     [H.make_tensor_value_info("y", 0, None)], [NH.from_array(np.array([2, 1, 1, 3], np.int64), "p")])
+    path = os.path.join(SCRATCH, "pad_sym.onnx")
+    onnx.save(H.make_model(g, opset_imports=[H.make_opsetid("", 17)]), path)
+    for n in (3, 6):
+        xs = rng.standard_normal((n, 4)).astype(np.float32)
+        for t in TIERS:
+            r, got = run(path, {"x": xs}, ("y",), t)
+            check(r.returncode == 0 and close(got[0], np.pad(xs, ((2, 1), (1, 3)), mode="reflect"), np.float32) is None,
+                  "pad_sym N=%d [%s]: %s" % (n, t, r.stderr.strip()[-300:]))
+    xs = rng.standard_normal((2, 4)).astype(np.float32)  # reflect by 2 needs N >= 3
+    r, _ = run(path, {"x": xs}, ("y",), "vm")
+    check(r.returncode == 1 and "pad_sym.onnx:1" in r.stderr, "pad_sym N=2: exit 1 naming the node: %s" % r.stderr)
+
+
 def main():
     rng = np.random.default_rng(7)
     f32, f16 = np.float32, np.float16
@@ -212,6 +248,7 @@ def main():
     case("nll_mean_ignore", "NegativeLogLikelihoodLoss", {"x": lp, "t": tg},
          [np.array((-picked * wt).sum() / wt.sum())], consts={"w": w},
          attrs={"ignore_index": -100}, dtypes=[f32])
+    pad_cases(rng)
     return summary()
 
 
