@@ -563,6 +563,38 @@ static int64_t transpose(Imp *I, int64_t x, const int64_t *perm, int n) {
   return onnx_add(I, &d, NULL);
 }
 
+/* x with b and e elements of value val (a scalar value, or -1: zeros) before and after it
+ * along `axis`: a concat of blocks. */
+static int64_t pad_blocks(Imp *I, int64_t x, int axis, int64_t b, int64_t e, int64_t val) {
+  if (x < 0) return -1;
+  Dim d[R];
+  int r = onnx_vdims(I, x, d);
+  NodeDraft cat = {.op = OP_CONCAT};
+  for (int part = 0; part < 3; part++) {
+    int64_t len = part == 0 ? b : e, blk;
+    if (part == 1) {
+      cat.in[cat.nin++] = (uint32_t)x;
+      continue;
+    }
+    if (!len) continue;
+    Dim s[R];
+    memcpy(s, d, (size_t)r * sizeof *s);
+    s[axis] = ir_dim_const(I->g, len);
+    if (val < 0) {
+      blk = onnx_full(I, s, r, 0, DT(x), NULL);
+    } else {
+      NodeDraft bt = {.op = OP_BROADCAST_TO, .nin = 1, .in = {(uint32_t)val}};
+      onnx_at_dims(I, &bt, AK_SHAPE, s, (uint32_t)r);
+      blk = onnx_add(I, &bt, NULL);
+    }
+    if (blk < 0) return -1;
+    cat.in[cat.nin++] = (uint32_t)blk;
+  }
+  if (cat.nin == 1) return x;
+  onnx_at_int(&cat, AK_AXIS, axis);
+  return onnx_add(I, &cat, NULL);
+}
+
 /* Pad(data, pads, constant_value) (opset 13): per axis, a negative pad crops (a slice),
  * then `constant` concatenates blocks of the value (a run-time scalar broadcast), while
  * `edge` and `reflect` gather along the axis at position o - pb clamped into [0, n) or
@@ -590,7 +622,7 @@ static dvm_status pad_op(Imp *I) {
     if (c != 1) return onnx_fail(I, DVM_ERR_SHAPE, "constant_value must have one element");
     if ((val = onnx_reshape(I, val, NULL, 0)) < 0) return I->err->code;
   }
-  const int64_t big = (int64_t)1 << 40;
+  const int64_t big = (int64_t)1 << 31;
   for (int i = 0; i < r && x >= 0; i++) {
     int64_t b = pads[i], e = pads[r + i];
     if (b < -big || b > big || e < -big || e > big)
@@ -614,39 +646,18 @@ static dvm_status pad_op(Imp *I) {
     }
     if (!b && !e) continue;
     if (mode == 0) { /* blocks of the value */
-      NodeDraft cat = {.op = OP_CONCAT};
-      for (int part = 0; part < 3 && x >= 0; part++) {
-        int64_t len = part == 0 ? b : e, blk;
-        if (part == 1) {
-          cat.in[cat.nin++] = (uint32_t)x;
-          continue;
-        }
-        if (!len) continue;
-        Dim s[R];
-        memcpy(s, d, (size_t)r * sizeof *s);
-        s[i] = ir_dim_const(I->g, len);
-        if (val < 0) {
-          blk = onnx_full(I, s, r, 0, DT(x), NULL);
-        } else {
-          NodeDraft bt = {.op = OP_BROADCAST_TO, .nin = 1, .in = {(uint32_t)val}};
-          onnx_at_dims(I, &bt, AK_SHAPE, s, (uint32_t)r);
-          blk = onnx_add(I, &bt, NULL);
-        }
-        if (blk < 0) return I->err->code;
-        cat.in[cat.nin++] = (uint32_t)blk;
-      }
-      onnx_at_int(&cat, AK_AXIS, i);
-      x = x < 0 ? -1 : onnx_add(I, &cat, NULL);
+      x = pad_blocks(I, x, i, b, e, val);
       d[i] = ir_dim_add(I->g, d[i], ir_dim_const(I->g, b + e));
       continue;
     }
-    /* t = arange(n + b + e) - b, then clamped (edge) or reflected about 0 and n - 1 */
-    if (mode == 1) { /* reflect reads pb and pe elements past the ends: the axis must hold more */
-      int64_t c, most = b > e ? b : e;
+    /* t = arange(n + b + e) - b, then clamped (edge) or reflected about 0 and n - 1: edge
+     * needs an element, reflect pb and pe past the ends (the axis must hold more) */
+    {
+      int64_t c, most = mode == 2 ? 0 : b > e ? b : e;
       Dim need = ir_dim_const(I->g, most + 1);
       if (onnx_dim_const(I, d[i], &c) ? c <= most : 0)
-        return onnx_fail(I, DVM_ERR_SHAPE, "reflect pads of %lld on axis %d of %lld elements (at most %lld)",
-                         (long long)most, i, (long long)c, (long long)(c - 1));
+        return onnx_fail(I, DVM_ERR_SHAPE, "%s pads of %lld on axis %d of %lld elements", modes[mode],
+                         (long long)(mode == 2 ? b + e : most), i, (long long)c);
       if (!onnx_dim_const(I, d[i], &c) && ir_require_le(I->g, need, d[i], (uint32_t)I->g->nodes.n - 1, I->nodeno, I->err))
         return I->err->code;
     }
@@ -662,6 +673,33 @@ static dvm_status pad_op(Imp *I) {
     d[i] = total;
   }
   return out(I, 0, x);
+}
+
+/* LRN: x / (bias + alpha/size · sum of x² over the channels c - floor((size-1)/2) ..
+ * c + ceil((size-1)/2))^beta; the sum is `size` slices along axis 1 of x² padded with
+ * zeros, added (fusion makes it one kernel). */
+static dvm_status lrn(Imp *I) {
+  int64_t x = float_in(I), size = onnx_attr_i(I, "size", 0);
+  if (x < 0) return I->err->code;
+  if (size < 1 || size > 1024) return onnx_fail(I, DVM_ERR_GRAPH, "size is %lld (1 to 1024 supported)", (long long)size);
+  Dim d[R];
+  int r = onnx_vdims(I, x, d);
+  if (r < 3) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 3 expected (N, C, ...)", r);
+  int64_t lo = (size - 1) / 2, sum = -1, one = 1;
+  int64_t padded = pad_blocks(I, bin(I, OP_MUL, x, x), 1, lo, size - 1 - lo, -1);
+  for (int64_t j = 0; j < size && padded >= 0; j++) {
+    Dim st = ir_dim_const(I->g, j), en = ir_dim_add(I->g, d[1], st);
+    NodeDraft sl = {.op = OP_SLICE, .nin = 1, .in = {(uint32_t)padded}};
+    onnx_at_ints(I, &sl, AK_AXES, &one, 1);
+    onnx_at_dims(I, &sl, AK_STARTS, &st, 1);
+    onnx_at_dims(I, &sl, AK_ENDS, &en, 1);
+    int64_t t = onnx_add(I, &sl, NULL);
+    sum = sum < 0 ? t : bin(I, OP_ADD, sum, t);
+    if (sum < 0) return I->err->code;
+  }
+  double alpha = onnx_attr_f(I, "alpha", 1e-4), beta = onnx_attr_f(I, "beta", 0.75), bias = onnx_attr_f(I, "bias", 1);
+  int64_t den = binc(I, OP_ADD, binc(I, OP_MUL, sum, (double)(float)alpha / (double)size), (double)(float)bias);
+  return out(I, 0, bin(I, OP_MUL, x, bin(I, OP_POW, den, lit(I, -(double)(float)beta, x))));
 }
 
 /* Tile(x, repeats): x as [1, d0, 1, d1, ...] broadcast to [r0, d0, r1, d1, ...], merged. */
@@ -788,6 +826,7 @@ bool onnx_composed(Imp *I, const char *t, dvm_status *st) {
   if (!strcmp(t, "NegativeLogLikelihoodLoss")) return *st = nll_loss(I), true;
   if (!strcmp(t, "SoftmaxCrossEntropyLoss")) return *st = softmax_ce(I), true;
   if (!strcmp(t, "Pad")) return *st = pad_op(I), true;
+  if (!strcmp(t, "LRN")) return *st = lrn(I), true;
   if (!strcmp(t, "Tile")) return *st = tile(I), true;
   if (!strcmp(t, "DepthToSpace")) return *st = depth_space(I, true), true;
   if (!strcmp(t, "SpaceToDepth")) return *st = depth_space(I, false), true;

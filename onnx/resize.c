@@ -5,8 +5,8 @@
  * K taps of the input (1 for nearest, 2 for linear, 4 for cubic) with weights that depend
  * only on o: y[o] = sum_t w_t[o] · x[idx_t[o]]. The tables idx_t and w_t are computed
  * here at load time in double, as ONNX's reference computes them (edge-clamped taps, the
- * same tie rules, exclude_outside, tf_crop_and_resize's extrapolation_value as an added
- * term where the tap weights are zero), and become constants: each axis is K gathers at a
+ * same tie rules, exclude_outside, tf_crop_and_resize's extrapolation_value selected
+ * where the position falls outside the input), and become constants: each axis is K gathers at a
  * constant index table and a weighted sum, which fusion makes one kernel with whatever
  * follows. Nearest is a gather alone, exact for every dtype. Axes resized to their own
  * length (scale 1, and not cropped) cost nothing. An axis to resize whose length is
@@ -72,16 +72,16 @@ static int coeffs(const Interp *p, double ratio, double *w) {
 }
 
 /* The tables of one axis: for each output position o < m, taps idx[t * m + o] (clamped
- * into [0, n)) with weights w[t * m + o], and bias[o] (tf_crop_and_resize's extrapolation
- * value where the position falls outside the input, else 0). Returns K. */
+ * into [0, n)) with weights w[t * m + o], and outside[o] (1 where tf_crop_and_resize puts
+ * the extrapolation value: the position falls outside the input). Returns K. */
 static int axis_tables(const Interp *p, int64_t n, int64_t m, double scale, double roi0, double roi1,
-                       int64_t *idx, double *w, double *bias, bool *any_bias) {
+                       int64_t *idx, double *w, double *outside, bool *any_outside) {
   int k = p->mode == CUBIC ? 4 : 2;
   double out_w = scale * (double)n; /* the reference's output width: a float */
-  *any_bias = false;
+  *any_outside = false;
   for (int64_t o = 0; o < m; o++) {
     double x = (double)o, xo;
-    bias[o] = 0;
+    outside[o] = 0;
     switch (p->coord) {
     case ALIGN_CORNERS: xo = out_w == 1 ? 0 : x * (double)(n - 1) / (out_w - 1); break;
     case ASYMMETRIC: xo = x / scale; break;
@@ -103,10 +103,7 @@ static int axis_tables(const Interp *p, int64_t n, int64_t m, double scale, doub
       for (int t = 0; t < k; t++) sum += (c[t] = s + t < 0 || s + t >= n ? 0 : c[t]);
       for (int t = 0; t < k; t++) c[t] = sum != 0 ? c[t] / sum : 0;
     }
-    if (p->coord == TF_CROP && (xo < 0 || xo > (double)(n - 1))) {
-      for (int t = 0; t < k; t++) c[t] = 0;
-      bias[o] = p->extrapolation, *any_bias = true;
-    }
+    if (p->coord == TF_CROP && (xo < 0 || xo > (double)(n - 1))) outside[o] = 1, *any_outside = true;
     for (int t = 0; t < k; t++) {
       int64_t j = s + t < 0 ? 0 : s + t >= n ? n - 1 : s + t;
       idx[t * m + o] = j, w[t * m + o] = c[t];
@@ -149,19 +146,14 @@ static int64_t resize_axis(Imp *I, const Interp *p, int64_t x, int r, int axis, 
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "axis %d resized to %lld, more than %d", axis, (long long)m,
                      RESIZE_MAX / TAPS_MAX), -1;
   int64_t *idx = malloc((size_t)(TAPS_MAX * m + 1) * sizeof *idx);
-  double *w = malloc((size_t)(TAPS_MAX * m + 1) * sizeof *w), *bias = malloc((size_t)(m + 1) * sizeof *bias);
-  if (!idx || !w || !bias) ir_oom();
-  bool any_bias;
-  int k = axis_tables(p, n, m, scale, roi0, roi1, idx, w, bias, &any_bias);
+  double *w = malloc((size_t)(TAPS_MAX * m + 1) * sizeof *w), *outside = malloc((size_t)(m + 1) * sizeof *outside);
+  if (!idx || !w || !outside) ir_oom();
+  bool any_outside;
+  int k = axis_tables(p, n, m, scale, roi0, roi1, idx, w, outside, &any_outside);
   int64_t y = -1;
   if (p->mode == NEAREST) { /* one tap: the one whose weight is 1 */
     for (int64_t o = 0; o < m; o++) idx[o] = w[o] != 0 ? idx[o] : idx[m + o];
     y = gather(I, x, constant(I, DT_I64, r, axis, m, idx, NULL), axis);
-    if (any_bias) { /* outside the crop: the extrapolation value */
-      for (int64_t o = 0; o < m; o++) w[o] = bias[o] != 0 || p->extrapolation == 0 ? 0 : 1;
-      int64_t keep = constant(I, DT(x), r, axis, m, NULL, w), b = constant(I, DT(x), r, axis, m, NULL, bias);
-      y = bin(I, OP_ADD, bin(I, OP_MUL, y, keep), b);
-    }
   } else {
     for (int t = 0; t < k && x >= 0; t++) {
       bool zero = true;
@@ -172,11 +164,20 @@ static int64_t resize_axis(Imp *I, const Interp *p, int64_t x, int r, int axis, 
       y = y < 0 ? term : bin(I, OP_ADD, y, term);
       if (term < 0) y = -1, x = -1;
     }
-    if (x >= 0 && any_bias) y = y < 0 ? constant(I, DT(x), r, axis, m, NULL, bias) : bin(I, OP_ADD, y, constant(I, DT(x), r, axis, m, NULL, bias));
+    if (y < 0 && x >= 0) y = bin(I, OP_MUL, gather(I, x, constant(I, DT_I64, r, axis, m, idx, NULL), axis),
+                                 onnx_literal(I, 0, DT(x))); /* every weight 0 */
+  }
+  if (y >= 0 && any_outside) { /* outside the crop: the extrapolation value, whatever the taps hold */
+    int64_t mask = constant(I, DT_BOOL, r, axis, m, NULL, outside), e = onnx_literal(I, p->extrapolation, DT(y));
+    if (mask < 0 || e < 0) y = -1;
+    else {
+      NodeDraft sd = {.op = OP_SELECT, .nin = 3, .in = {(uint32_t)mask, (uint32_t)e, (uint32_t)y}};
+      y = onnx_add(I, &sd, NULL);
+    }
   }
   free(idx);
   free(w);
-  free(bias);
+  free(outside);
   return y;
 }
 
@@ -217,6 +218,8 @@ dvm_status onnx_resize(Imp *I) {
     if (kroi < 0 || (nr = const_numbers(I, kroi, roi, 2 * R)) < 0)
       return onnx_need(I, kroi), onnx_fail(I, DVM_ERR_UNSUPPORTED, "roi (input 2) must be constants for tf_crop_and_resize");
     if (nr != 2 * r) return onnx_fail(I, DVM_ERR_SHAPE, "roi has %d entries, %d expected", nr, 2 * r);
+    for (int i = 0; i < nr; i++)
+      if (!(fabs(roi[i]) <= 1e6)) return onnx_fail(I, DVM_ERR_GRAPH, "roi[%d] is %g", i, roi[i]);
   }
   bool wide = p.mode != NEAREST && (dt == DT_F16 || dt == DT_BF16); /* interpolated in f32 */
   int64_t y = wide ? onnx_cast(I, x, DT_F32) : x;
@@ -232,10 +235,12 @@ dvm_status onnx_resize(Imp *I) {
     if (!known)
       return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Resize of axis %d, whose length is symbolic (dvm resizes constant "
                        "lengths)", i);
-    if (in[i] == 0) return onnx_fail(I, DVM_ERR_SHAPE, "Resize of axis %d, which is empty", i);
+    if (in[i] == 0 || in[i] > RESIZE_MAX)
+      return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Resize of axis %d of %lld elements (1 to %d)", i, (long long)in[i],
+                       RESIZE_MAX);
     if (ns > 0) { /* the spec: floor(in · scale), the crop's share of it for tf_crop_and_resize */
       double o = floor((double)in[i] * (p.coord == TF_CROP ? r1 - r0 : 1) * (double)(float)s);
-      if (!(o < RESIZE_MAX)) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "axis %d resized to %g elements", i, o);
+      if (!(o >= 1 && o < RESIZE_MAX)) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "axis %d resized to %g elements", i, o);
       out[i] = (int64_t)o, s = (double)(float)s;
     } else {
       out[i] = (int64_t)sizes[i], s = (double)out[i] / (double)in[i];

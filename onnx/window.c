@@ -436,6 +436,8 @@ static dvm_status conv_transpose(Imp *I) {
     if (!onnx_dim_const(I, wd[2 + i], &w.k[i])) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "the kernel's dims must be constant");
     if (!onnx_dim_const(I, d[2 + i], &in[i]))
       return onnx_fail(I, DVM_ERR_UNSUPPORTED, "ConvTranspose over the symbolic dim %d (spatial dims must be constant)", 2 + i);
+    if (in[i] < 1 || in[i] > ((int64_t)1 << 30))
+      return onnx_fail(I, DVM_ERR_UNSUPPORTED, "ConvTranspose over %lld elements on axis %d (1 to 2^30)", (long long)in[i], 2 + i);
   }
   int64_t cw;
   if (!onnx_dim_const(I, d[1], &c) || !onnx_dim_const(I, wd[0], &cw) || !onnx_dim_const(I, wd[1], &mg))
@@ -479,17 +481,19 @@ static dvm_status conv_transpose(Imp *I) {
     }
     int64_t o = ext - w.pb[i] - w.pe[i];
     if (o < 1) return onnx_fail(I, DVM_ERR_SHAPE, "axis %d: the output would have %lld elements", 2 + i, (long long)o);
+    if (o > big / p) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "an output of more than 2^30 positions");
     w.out[i] = dc(I, o), p *= o;
-    if (p > big) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "an output of more than 2^30 positions");
   }
   int64_t cg = c / g, nk = kernel_size(&w);
   if (nk > ((int64_t)1 << 31) / cg)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "a kernel of %lld elements over %lld channels is too large",
                      (long long)nk, (long long)cg);
-  bool pads_read;
-  int64_t off = const_offsets(I, d, &w, &pads_read);
-  if (off == -1) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "an im2col table of %lld x %lld entries", (long long)nk, (long long)p);
-  int64_t cols = off < 0 ? -1 : im2col(I, x, &w);
+  int64_t span = 1;
+  for (int i = 0; i < ns; i++) span = span > INT32_MAX / in[i] ? INT32_MAX : span * in[i];
+  if (p > OFFSETS_MAX / nk || span >= INT32_MAX) /* im2col would fall back to arange offsets, Conv's */
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "an im2col table of %lld x %lld entries over %lld inputs", (long long)nk,
+                     (long long)p, (long long)span);
+  int64_t cols = im2col(I, x, &w);
   /* the weights (C, Mg, K) as (g, Mg, Cg·K) */
   Dim w4[4] = {dc(I, g), dc(I, cg), dc(I, mg), dc(I, nk)};
   static const int64_t perm[4] = {0, 2, 1, 3};

@@ -99,6 +99,19 @@ def refused(name, op, ins, what, consts=None, attrs=None):
                   name, t, what, r.returncode, r.stderr.strip()[-300:]))
 
 
+def lrn_cases(rng):
+    """LRN against its formula in float64: sizes odd and even (the window leans forward)."""
+    x = (rng.standard_normal((2, 7, 3, 2)) * 30).astype(np.float32)
+    xd = x.astype(np.float64)
+    for size, alpha, beta, bias in ((3, 1e-4, 0.75, 1.0), (4, 2e-3, 0.5, 2.0), (1, 1e-2, 1.0, 0.5)):
+        lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+        sq = np.pad(xd * xd, ((0, 0), (lo, hi), (0, 0), (0, 0)))
+        ssum = sum(sq[:, j:j + 7] for j in range(size))
+        case("lrn_%d" % size, "LRN", {"x": x}, [xd / (bias + alpha / size * ssum) ** beta],
+             attrs={"size": size, "alpha": alpha, "beta": beta, "bias": bias})
+    refused("lrn_size_0", "LRN", {"x": x}, "size is 0", attrs={"size": 0})
+
+
 def pad_cases(rng):
     """Pad: the three modes against np.pad, a run-time constant_value, negative pads (a
     crop), integers, a symbolic axis (index tables from arange), and reflect pads as long
@@ -116,6 +129,8 @@ def pad_cases(rng):
     xi = rng.integers(-9, 9, (2, 3)).astype(np.int64)
     case("pad_edge_int64", "Pad", {"x": xi}, [np.pad(xi, ((2, 0), (1, 3)), mode="edge")],
          consts={"p": np.array([2, 1, 0, 3], np.int64)}, attrs={"mode": "edge"})
+    refused("pad_edge_of_nothing", "Pad", {"x": np.zeros((0, 2), np.float32)}, "edge pads of 1 on axis 0 of 0",
+            consts={"p": np.array([1, 0, 0, 0], np.int64)}, attrs={"mode": "edge"})
     refused("pad_reflect_too_long", "Pad", {"x": x}, "reflect pads of 3 on axis 0 of 3 elements",
             consts={"p": np.array([3, 0, 0, 0], np.int64)}, attrs={"mode": "reflect"})
     # a symbolic axis: the gather's indices come from arange over N + pads
@@ -249,6 +264,7 @@ def main():
          [np.array((-picked * wt).sum() / wt.sum())], consts={"w": w},
          attrs={"ignore_index": -100}, dtypes=[f32])
     pad_cases(rng)
+    lrn_cases(rng)
     return summary()
 
 

@@ -124,6 +124,35 @@ def exported(rng):
     compare("exported conv-upsample-conv, N = 2", path, x, want, 1e-4)
 
 
+def crop_model(roi, kind, values, **attrs):
+    """A tf_crop_and_resize of x [1, 1, 4, 5] by roi and `kind` (scales or sizes)."""
+    count[0] += 1
+    ins = ["x", "roi", "scales"] if kind == "scales" else ["x", "roi", "", "sizes"]
+    node = H.make_node("Resize", ins, ["y"], coordinate_transformation_mode="tf_crop_and_resize", **attrs)
+    g = H.make_graph([node], "c%d" % count[0], [H.make_tensor_value_info("x", TP.FLOAT, [1, 1, 4, 5])],
+                     [H.make_tensor_value_info("y", 0, None)], [NH.from_array(roi, "roi"), NH.from_array(values, kind)])
+    path = os.path.join(SCRATCH, "c%d.onnx" % count[0])
+    onnx.save(H.make_model(g, opset_imports=[H.make_opsetid("", 13)]), path)
+    return path
+
+
+def crop_cases(rng):
+    """tf_crop_and_resize against ONNX's reference implementation (torch has no such mode):
+    nearest and linear, extrapolation values 0 and 10, a crop reaching past the input."""
+    from onnx.backend.test.case.node.resize import interpolate_nd, linear_coeffs, nearest_coeffs
+    x = rng.standard_normal((1, 1, 4, 5)).astype(np.float32)
+    roi = np.array([0, 0, 0.4, -0.2, 1, 1, 1.2, 0.9], np.float32)
+    for mode, coeffs in (("nearest", nearest_coeffs), ("linear", linear_coeffs)):
+        for ev in (0.0, 10.0):
+            path = crop_model(roi, "sizes", np.array([1, 1, 3, 4], np.int64), mode=mode, extrapolation_value=ev)
+            want = interpolate_nd(x.astype(np.float64), coeffs, output_size=[1, 1, 3, 4], roi=roi,
+                                  coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=ev)
+            compare("tf_crop_and_resize %s extrapolation %g" % (mode, ev), path, x, want, 1e-5)
+    bad = np.array([0, 0, 0.8, 0, 1, 1, 0.2, 1], np.float32)  # an end before its start: no elements
+    path = crop_model(bad, "scales", np.array([1, 1, 2, 2], np.float32), mode="linear")
+    refused("a crop that ends before it starts", path, x, "resized to -")
+
+
 def main():
     rng = np.random.default_rng(11)
     done = 0
@@ -146,6 +175,7 @@ def main():
                                                    "nearest_mode": "floor"}, ["N", 2, 3, 4], np.int64,
                                                   scales=[1, 1, 2.0, 3.0]), xi, want, 0)
     exported(rng)
+    crop_cases(rng)
     # the edges
     x = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
     refused("symbolic length to resize", save({"mode": "linear"}, [1, 2, "H", 4], np.float32, scales=[1, 1, 2, 2]),

@@ -221,6 +221,9 @@ def main():
     p = save([H.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], output_padding=[2, 0])],
              [("x", TP.FLOAT, [1, 1, 4, 4])], {"w": w33})
     refused("conv_transpose with output_padding = stride", p, x4, "output_padding 2")
+    p = save([H.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2 ** 30, 1])],
+             [("x", TP.FLOAT, [1, 1, 4, 4])], {"w": w33})
+    refused("conv_transpose with a huge output", p, x4, "more than 2^30 positions")
     p = save([H.make_node("Conv", ["x", "w"], ["y"])], [("x", TP.FLOAT, [1, 1, "H", "W"])], {"w": w33})
     refused("a 3x3 window over H = 2", p, np.ones((1, 1, 2, 5), np.float32), "H")
     x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
