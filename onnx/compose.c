@@ -1,10 +1,19 @@
-/* onnx/compose.c — ONNX ops that are compositions of dvm ops: activations, the inverse
- * hyperbolic functions, the reductions ONNX names separately (L1, L2, log-sum-exp, ...),
- * masks made from indices (Trilu, EyeLike, Hardmax, OneHot), the NLL and softmax
- * cross-entropy losses, and ops whose
- * result is a shape (Size). Each becomes a few elementwise, reduction or layout nodes that
- * fusion puts back into one kernel, so none needs a lowering, a bytecode or an LLVM
+/* onnx/compose.c — ONNX ops that are compositions of dvm ops: activations, the
+ * trigonometric and hyperbolic functions dvm has no op for, the reductions ONNX names
+ * separately (L1, L2, log-sum-exp, ...), masks made from indices (Trilu, EyeLike, Hardmax,
+ * OneHot, ArgMax's select_last_index), GatherElements, the NLL and softmax cross-entropy
+ * losses, layout ops (Pad, Tile, DepthToSpace, SpaceToDepth), the normalizations
+ * (InstanceNormalization, MeanVarianceNormalization, LRN) and ops whose result is a shape
+ * (Size). Each becomes a few elementwise, reduction, gather or layout nodes that fusion
+ * puts back into one kernel, so none needs a lowering, a bytecode or an LLVM
  * implementation of its own (docs/onnx.md lists them with the ops of ops.c).
+ *
+ * It is one file, longer than most, because every translation here is written in the same
+ * small builder (un, bin, lit, sel, reduce: each propagates a failed operand, so a formula
+ * reads as one expression) and the table at the end; the building blocks other files need
+ * (onnx_reshape, onnx_iota, onnx_cast, onnx_gather, onnx_pad_axis, ...) are exported
+ * through onnx.h. The op families are independent of each other: a new family that does
+ * not share the builder belongs in a file of its own, as window.c and resize.c do.
  *
  * Formulas are chosen for float accuracy where the textbook form loses it: asinh, atanh
  * and sinh near 0 use a short series, log-sum-exp subtracts the maximum first, and ArgMin
@@ -477,9 +486,7 @@ static dvm_status gather_elements(Imp *I) {
   flat = sel(I, bad, lit(I, (double)INT64_MAX, flat), flat);
   int64_t fx = onnx_reshape(I, x, &total, 1);
   if (fx < 0 || flat < 0) return I->err->code;
-  NodeDraft g = {.op = OP_GATHER, .nin = 2, .in = {(uint32_t)fx, (uint32_t)flat}};
-  onnx_at_int(&g, AK_AXIS, 0);
-  return out(I, 0, onnx_add(I, &g, onnx_out(I, 0)));
+  return out(I, 0, onnx_gather(I, fx, flat, 0, onnx_out(I, 0)));
 }
 
 /* ---- losses ---------------------------------------------------------------------------------- */
@@ -563,9 +570,7 @@ static int64_t transpose(Imp *I, int64_t x, const int64_t *perm, int n) {
   return onnx_add(I, &d, NULL);
 }
 
-/* x with b and e elements of value val (a scalar value, or -1: zeros) before and after it
- * along `axis`: a concat of blocks. */
-static int64_t pad_blocks(Imp *I, int64_t x, int axis, int64_t b, int64_t e, int64_t val) {
+int64_t onnx_pad_axis(Imp *I, int64_t x, int axis, int64_t b, int64_t e, double c, int64_t val) {
   if (x < 0) return -1;
   Dim d[R];
   int r = onnx_vdims(I, x, d);
@@ -581,7 +586,7 @@ static int64_t pad_blocks(Imp *I, int64_t x, int axis, int64_t b, int64_t e, int
     memcpy(s, d, (size_t)r * sizeof *s);
     s[axis] = ir_dim_const(I->g, len);
     if (val < 0) {
-      blk = onnx_full(I, s, r, 0, DT(x), NULL);
+      blk = onnx_full(I, s, r, c, DT(x), NULL);
     } else {
       NodeDraft bt = {.op = OP_BROADCAST_TO, .nin = 1, .in = {(uint32_t)val}};
       onnx_at_dims(I, &bt, AK_SHAPE, s, (uint32_t)r);
@@ -593,6 +598,13 @@ static int64_t pad_blocks(Imp *I, int64_t x, int axis, int64_t b, int64_t e, int
   if (cat.nin == 1) return x;
   onnx_at_int(&cat, AK_AXIS, axis);
   return onnx_add(I, &cat, NULL);
+}
+
+int64_t onnx_gather(Imp *I, int64_t x, int64_t idx, int axis, const char *name) {
+  if (x < 0 || idx < 0) return -1;
+  NodeDraft g = {.op = OP_GATHER, .nin = 2, .in = {(uint32_t)x, (uint32_t)idx}};
+  onnx_at_int(&g, AK_AXIS, axis);
+  return onnx_add(I, &g, name);
 }
 
 /* Pad(data, pads, constant_value) (opset 13): per axis, a negative pad crops (a slice),
@@ -646,7 +658,7 @@ static dvm_status pad_op(Imp *I) {
     }
     if (!b && !e) continue;
     if (mode == 0) { /* blocks of the value */
-      x = pad_blocks(I, x, i, b, e, val);
+      x = onnx_pad_axis(I, x, i, b, e, 0, val);
       d[i] = ir_dim_add(I->g, d[i], ir_dim_const(I->g, b + e));
       continue;
     }
@@ -667,9 +679,7 @@ static dvm_status pad_op(Imp *I) {
     if (mode == 2) t = bin(I, OP_MIN, bin(I, OP_MAX, t, lit(I, 0, t)), last);
     else t = bin(I, OP_SUB, last, un(I, OP_ABS, bin(I, OP_SUB, last, un(I, OP_ABS, t))));
     if (t < 0) return I->err->code;
-    NodeDraft g = {.op = OP_GATHER, .nin = 2, .in = {(uint32_t)x, (uint32_t)t}};
-    onnx_at_int(&g, AK_AXIS, i);
-    x = onnx_add(I, &g, NULL);
+    x = onnx_gather(I, x, t, i, NULL);
     d[i] = total;
   }
   return out(I, 0, x);
@@ -686,7 +696,7 @@ static dvm_status lrn(Imp *I) {
   int r = onnx_vdims(I, x, d);
   if (r < 3) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 3 expected (N, C, ...)", r);
   int64_t lo = (size - 1) / 2, sum = -1, one = 1;
-  int64_t padded = pad_blocks(I, bin(I, OP_MUL, x, x), 1, lo, size - 1 - lo, -1);
+  int64_t padded = onnx_pad_axis(I, bin(I, OP_MUL, x, x), 1, lo, size - 1 - lo, 0, -1);
   for (int64_t j = 0; j < size && padded >= 0; j++) {
     Dim st = ir_dim_const(I->g, j), en = ir_dim_add(I->g, d[1], st);
     NodeDraft sl = {.op = OP_SLICE, .nin = 1, .in = {(uint32_t)padded}};

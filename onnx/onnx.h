@@ -146,6 +146,9 @@ dvm_tensor *onnx_tensor_new(Imp *I, DType dt, int rank, const int64_t *shape, co
 dvm_status onnx_use(Imp *I, uint32_t i, uint32_t *v);
 /* The concrete ints of a V_SYM whose dims are all constant; false otherwise. */
 bool onnx_sym_ints(Imp *I, uint32_t i, int64_t *out, int max, int *n);
+/* The numbers of a V_CONST, or of a V_SYM whose dims are all constant, of at most max
+ * elements: their count, or -1. */
+int onnx_numbers(Imp *I, uint32_t i, double *out, int max);
 /* The single number of a one-element V_CONST or constant V_SYM. */
 bool onnx_scalar(Imp *I, uint32_t i, double *out);
 /* Shape of Val i as dims (V_DYN: the value's inferred shape, substituted). */
@@ -219,6 +222,11 @@ int64_t onnx_cast(Imp *I, int64_t x, DType dt);
 int64_t onnx_iota(Imp *I, Dim n, int axis, int rank);
 /* Dim n as an int64 scalar value (a literal when constant). */
 int64_t onnx_dim_value(Imp *I, Dim n);
+/* x with b and e elements before and after it along `axis`, of value c, or (val >= 0) of
+ * the scalar dvm value val: a concat of blocks (x itself when b and e are 0). */
+int64_t onnx_pad_axis(Imp *I, int64_t x, int axis, int64_t b, int64_t e, double c, int64_t val);
+/* gather(x, idx, axis), named after ONNX value `name` (NULL: made up). */
+int64_t onnx_gather(Imp *I, int64_t x, int64_t idx, int axis, const char *name);
 
 /* window.c */
 /* The same for Conv, MaxPool, AveragePool and BatchNormalization. */

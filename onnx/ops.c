@@ -660,9 +660,7 @@ static dvm_status op_gather(Imp *I) {
   }
   uint32_t vi;
   if (onnx_use(I, (uint32_t)ki, &vi)) return I->err->code;
-  NodeDraft d = {.op = OP_GATHER, .nin = 2, .in = {v, vi}};
-  onnx_at_int(&d, AK_AXIS, ax);
-  return onnx_def_dyn(I, 0, onnx_add(I, &d, onnx_out(I, 0)));
+  return onnx_def_dyn(I, 0, onnx_gather(I, v, vi, ax, onnx_out(I, 0)));
 }
 
 static dvm_status op_slice(Imp *I) {

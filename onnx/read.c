@@ -114,6 +114,20 @@ static int64_t count(int rank, const int64_t *shape) {
   return zero ? 0 : p;
 }
 
+/* A constant Val named `name` holding t (taken): small integer tensors become dims. */
+static uint32_t constant_val(Imp *I, dvm_tensor *t, const char *name) {
+  DType dt = (DType)dvm_tensor_dtype(t);
+  int64_t numel = dvm_tensor_numel(t);
+  uint32_t k;
+  if (ir_dtype_is_float(dt) || numel > SYM_MAX) return onnx_val_const(I, t, name);
+  Dim d[SYM_MAX];
+  for (int64_t i = 0; i < numel; i++) d[i] = ir_dim_const(I->g, dvm_tensor_get_i64(t, i));
+  k = onnx_val_sym(I, dt, dvm_tensor_rank(t), dvm_tensor_shape(t), d);
+  onnx_val(I, k)->name = name;
+  dvm_tensor_destroy(t);
+  return k;
+}
+
 dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, uint32_t *out) {
   int dt = tp->has_data_type ? onnx_dtype(tp->data_type) : -1;
   if (dt < 0)
@@ -170,15 +184,7 @@ dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, ui
 loaded:
   if (dt == DT_BOOL)
     for (size_t i = 0; i < n; i++) ((uint8_t *)dvm_tensor_data(t))[i] = ((uint8_t *)dvm_tensor_data(t))[i] != 0;
-  if (!ir_dtype_is_float((DType)dt) && numel <= SYM_MAX) { /* small integers: dims */
-    Dim d[SYM_MAX];
-    for (int64_t i = 0; i < numel; i++) d[i] = ir_dim_const(I->g, dvm_tensor_get_i64(t, i));
-    *out = onnx_val_sym(I, (DType)dt, (int)tp->n_dims, shape, d);
-    onnx_val(I, *out)->name = tp->name;
-    dvm_tensor_destroy(t);
-    return DVM_OK;
-  }
-  *out = onnx_val_const(I, t, tp->name);
+  *out = constant_val(I, t, tp->name);
   return DVM_OK;
 }
 
@@ -194,19 +200,10 @@ static dvm_status fixed_input(Imp *I, const char *name, const NodeDraft *d, dvm_
   for (int i = 0; same && i < rank; i++) same = ir_dim_is_const(I->g, d->shape[i], &c) && c == shape[i];
   if (!same) return onnx_fail(I, DVM_ERR_SHAPE, "input '%s': the values given do not have its declared dtype "
                               "and static shape", name);
-  uint32_t k;
-  if (!ir_dtype_is_float(d->dtype) && numel <= SYM_MAX) {
-    Dim dims[SYM_MAX];
-    for (int64_t i = 0; i < numel; i++) dims[i] = ir_dim_const(I->g, dvm_tensor_get_i64(t, i));
-    k = onnx_val_sym(I, d->dtype, rank, shape, dims);
-  } else {
-    dvm_tensor *copy = onnx_tensor_new(I, d->dtype, rank, shape, name);
-    if (!copy) return I->err->code;
-    memcpy(dvm_tensor_data(copy), dvm_tensor_data(t), (size_t)numel * ir_dtype_size(d->dtype));
-    k = onnx_val_const(I, copy, name);
-  }
-  onnx_val(I, k)->name = name;
-  onnx_map_put(&I->names, name, k);
+  dvm_tensor *copy = onnx_tensor_new(I, d->dtype, rank, shape, name);
+  if (!copy) return I->err->code;
+  if (numel) memcpy(dvm_tensor_data(copy), dvm_tensor_data(t), (size_t)numel * ir_dtype_size(d->dtype));
+  onnx_map_put(&I->names, name, constant_val(I, copy, name));
   return DVM_OK;
 }
 

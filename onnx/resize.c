@@ -36,23 +36,6 @@ typedef struct Interp {
   double extrapolation;
 } Interp;
 
-/* Up to `max` numbers of a constant Val (a float tensor, or integers); count or -1. */
-static int const_numbers(Imp *I, int64_t k, double *out, int max) {
-  Val *x = onnx_val(I, (uint32_t)k);
-  if (x->numel > max) return -1;
-  if (x->kind == V_CONST) {
-    for (int64_t i = 0; i < x->numel; i++) out[i] = dvm_tensor_get_f64(x->t, i);
-    return (int)x->numel;
-  }
-  int64_t c;
-  if (x->kind != V_SYM) return -1;
-  for (int64_t i = 0; i < x->numel; i++) {
-    if (!ir_dim_is_const(I->g, ir_dim_subst(I->g, x->d[i]), &c)) return -1;
-    out[i] = (double)c;
-  }
-  return (int)x->numel;
-}
-
 /* The weights of the K taps for the fraction `ratio` in (0, 1] (the reference's). */
 static int coeffs(const Interp *p, double ratio, double *w) {
   if (p->mode == LINEAR) return w[0] = 1 - ratio, w[1] = ratio, 2;
@@ -128,13 +111,6 @@ static int64_t constant(Imp *I, DType dt, int r, int axis, int64_t m, const int6
   return onnx_use(I, onnx_val_const(I, t, NULL), &v) ? -1 : onnx_cast(I, (int64_t)v, dt);
 }
 
-static int64_t gather(Imp *I, int64_t x, int64_t idx, int axis) {
-  if (x < 0 || idx < 0) return -1;
-  NodeDraft g = {.op = OP_GATHER, .nin = 2, .in = {(uint32_t)x, (uint32_t)idx}};
-  onnx_at_int(&g, AK_AXIS, axis);
-  return onnx_add(I, &g, NULL);
-}
-
 static int64_t bin(Imp *I, Op op, int64_t a, int64_t b) {
   return a < 0 || b < 0 ? -1 : onnx_binary(I, op, (uint32_t)a, (uint32_t)b, NULL);
 }
@@ -153,18 +129,18 @@ static int64_t resize_axis(Imp *I, const Interp *p, int64_t x, int r, int axis, 
   int64_t y = -1;
   if (p->mode == NEAREST) { /* one tap: the one whose weight is 1 */
     for (int64_t o = 0; o < m; o++) idx[o] = w[o] != 0 ? idx[o] : idx[m + o];
-    y = gather(I, x, constant(I, DT_I64, r, axis, m, idx, NULL), axis);
+    y = onnx_gather(I, x, constant(I, DT_I64, r, axis, m, idx, NULL), axis, NULL);
   } else {
     for (int t = 0; t < k && x >= 0; t++) {
       bool zero = true;
       for (int64_t o = 0; o < m; o++) zero &= w[t * m + o] == 0;
       if (zero) continue;
-      int64_t term = gather(I, x, constant(I, DT_I64, r, axis, m, idx + t * m, NULL), axis);
+      int64_t term = onnx_gather(I, x, constant(I, DT_I64, r, axis, m, idx + t * m, NULL), axis, NULL);
       term = bin(I, OP_MUL, term, constant(I, DT(x), r, axis, m, NULL, w + t * m));
       y = y < 0 ? term : bin(I, OP_ADD, y, term);
       if (term < 0) y = -1, x = -1;
     }
-    if (y < 0 && x >= 0) y = bin(I, OP_MUL, gather(I, x, constant(I, DT_I64, r, axis, m, idx, NULL), axis),
+    if (y < 0 && x >= 0) y = bin(I, OP_MUL, onnx_gather(I, x, constant(I, DT_I64, r, axis, m, idx, NULL), axis, NULL),
                                  onnx_literal(I, 0, DT(x))); /* every weight 0 */
   }
   if (y >= 0 && any_outside) { /* outside the crop: the extrapolation value, whatever the taps hold */
@@ -205,9 +181,9 @@ dvm_status onnx_resize(Imp *I) {
   double scales[R], roi[2 * R], sizes[R];
   int64_t in[R], out[R];
   int ns = -1, nz = -1, nr = -1;
-  if (ksc >= 0 && (ns = const_numbers(I, ksc, scales, R)) < 0)
+  if (ksc >= 0 && (ns = onnx_numbers(I, (uint32_t)ksc, scales, R)) < 0)
     return onnx_need(I, ksc), onnx_fail(I, DVM_ERR_UNSUPPORTED, "scales (input 3) must be constants");
-  if (ksz >= 0 && (nz = const_numbers(I, ksz, sizes, R)) < 0)
+  if (ksz >= 0 && (nz = onnx_numbers(I, (uint32_t)ksz, sizes, R)) < 0)
     return onnx_need(I, ksz), onnx_fail(I, DVM_ERR_UNSUPPORTED, "sizes (input 4) must be constants");
   if (ns > 0 && nz > 0) return onnx_fail(I, DVM_ERR_GRAPH, "both scales and sizes are given");
   if (ns <= 0 && nz <= 0) return onnx_fail(I, DVM_ERR_GRAPH, "neither scales nor sizes is given");
@@ -215,7 +191,7 @@ dvm_status onnx_resize(Imp *I) {
     return onnx_fail(I, DVM_ERR_SHAPE, "%s has %d entries for an input of rank %d", ns > 0 ? "scales" : "sizes",
                      ns > 0 ? ns : nz, r);
   if (p.coord == TF_CROP) {
-    if (kroi < 0 || (nr = const_numbers(I, kroi, roi, 2 * R)) < 0)
+    if (kroi < 0 || (nr = onnx_numbers(I, (uint32_t)kroi, roi, 2 * R)) < 0)
       return onnx_need(I, kroi), onnx_fail(I, DVM_ERR_UNSUPPORTED, "roi (input 2) must be constants for tf_crop_and_resize");
     if (nr != 2 * r) return onnx_fail(I, DVM_ERR_SHAPE, "roi has %d entries, %d expected", nr, 2 * r);
     for (int i = 0; i < nr; i++)

@@ -68,14 +68,20 @@ bool onnx_sym_ints(Imp *I, uint32_t i, int64_t *out, int max, int *n) {
   return true;
 }
 
-bool onnx_scalar(Imp *I, uint32_t i, double *out) {
+int onnx_numbers(Imp *I, uint32_t i, double *out, int max) {
   Val *x = onnx_val(I, i);
-  if (x->numel != 1) return false;
-  if (x->kind == V_CONST) return *out = dvm_tensor_get_f64(x->t, 0), true;
   int64_t c;
-  if (x->kind == V_SYM && ir_dim_is_const(I->g, ir_dim_subst(I->g, x->d[0]), &c))
-    return *out = (double)c, true;
-  return false;
+  if (x->kind == V_DYN || x->numel > max) return -1;
+  for (int64_t j = 0; j < x->numel; j++) {
+    if (x->kind == V_CONST) out[j] = dvm_tensor_get_f64(x->t, j);
+    else if (ir_dim_is_const(I->g, ir_dim_subst(I->g, x->d[j]), &c)) out[j] = (double)c;
+    else return -1;
+  }
+  return (int)x->numel;
+}
+
+bool onnx_scalar(Imp *I, uint32_t i, double *out) {
+  return onnx_val(I, i)->numel == 1 && onnx_numbers(I, i, out, 1) == 1;
 }
 
 /* ---- names and nodes ----------------------------------------------------------------- */

@@ -37,6 +37,9 @@ typedef struct Win {
 
 static Dim dc(Imp *I, int64_t c) { return ir_dim_const(I->g, c); }
 
+/* auto_pad's values, by index: 0 NOTSET, 1 VALID, 2 SAME_UPPER, 3 SAME_LOWER. */
+static const char *const auto_pads[] = {"NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER", NULL};
+
 /* An int-list attribute of exactly n entries, or every entry dflt when absent. */
 static bool ints_n(Imp *I, const char *name, int64_t *out, int n, int64_t dflt) {
   int64_t v[2 * SP];
@@ -62,8 +65,7 @@ static bool window(Imp *I, const Dim *d, int r, const int64_t *kernel, Win *w) {
   if ((!kernel && !ints_n(I, "kernel_shape", w->k, ns, 1)) || !ints_n(I, "strides", w->s, ns, 1) ||
       !ints_n(I, "dilations", w->dl, ns, 1) || !ints_n(I, "pads", pads, 2 * ns, 0))
     return false;
-  static const char *const pad_modes[] = {"NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER", NULL};
-  int mode = onnx_attr_choice(I, "auto_pad", pad_modes, 0);
+  int mode = onnx_attr_choice(I, "auto_pad", auto_pads, 0);
   if (mode < 0) return false;
   bool same = mode >= 2, ceil_mode = onnx_attr_i(I, "ceil_mode", 0) != 0;
   for (int i = 0; i < ns; i++) {
@@ -116,29 +118,7 @@ static bool window(Imp *I, const Dim *d, int r, const int64_t *kernel, Win *w) {
 
 /* x padded along the spatial axes with value c (pb before, pe + extra after each). */
 static int64_t pad(Imp *I, int64_t x, const Win *w, double c, bool count_extra) {
-  for (int i = 0; i < w->ns && x >= 0; i++) {
-    int64_t b = w->pb[i], e = w->pe[i] + (count_extra ? w->extra[i] : 0);
-    if (!b && !e) continue;
-    Dim d[R];
-    int r = onnx_vdims(I, x, d);
-    NodeDraft cat = {.op = OP_CONCAT};
-    for (int part = 0; part < 3; part++) {
-      if (part == 1) {
-        cat.in[cat.nin++] = (uint32_t)x;
-        continue;
-      }
-      int64_t n = part == 0 ? b : e;
-      if (!n) continue;
-      Dim s[R];
-      memcpy(s, d, (size_t)r * sizeof *s);
-      s[2 + i] = dc(I, n);
-      int64_t v = onnx_full(I, s, r, c, DT(x), NULL);
-      if (v < 0) return -1;
-      cat.in[cat.nin++] = (uint32_t)v;
-    }
-    onnx_at_int(&cat, AK_AXIS, 2 + i);
-    x = onnx_add(I, &cat, NULL);
-  }
+  for (int i = 0; i < w->ns; i++) x = onnx_pad_axis(I, x, 2 + i, w->pb[i], w->pe[i] + (count_extra ? w->extra[i] : 0), c, -1);
   return x;
 }
 
@@ -246,14 +226,6 @@ static dvm_status average_pool(Imp *I) {
 
 /* ---- Conv ---------------------------------------------------------------------------------- */
 
-/* gather(x, idx, axis=2) */
-static int64_t gather2(Imp *I, int64_t x, int64_t idx) {
-  if (x < 0 || idx < 0) return -1;
-  NodeDraft g = {.op = OP_GATHER, .nin = 2, .in = {(uint32_t)x, (uint32_t)idx}};
-  onnx_at_int(&g, AK_AXIS, 2);
-  return onnx_add(I, &g, NULL);
-}
-
 /* The offsets of im2col (below) into x's flattened spatial axes, as a constant int32 [K, P],
  * when x's spatial dims are constant: a position in the pads (for a transposed window,
  * also one between the strided input positions) reads offset `span` (one past the end,
@@ -315,16 +287,8 @@ static int64_t im2col(Imp *I, int64_t x, const Win *w) {
     for (int i = 0; i < ns; i++) stride = ir_dim_mul(I->g, stride, d[2 + i]);
     Dim fs[3] = {d[0], d[1], stride};
     int64_t xf = onnx_reshape(I, x, fs, 3);
-    if (xf >= 0 && pads) { /* the zero the pads read */
-      NodeDraft cat = {.op = OP_CONCAT, .nin = 2};
-      Dim zs[3] = {d[0], d[1], dc(I, 1)};
-      int64_t z = onnx_full(I, zs, 3, 0, DT(x), NULL);
-      if (z < 0) return -1;
-      cat.in[0] = (uint32_t)xf, cat.in[1] = (uint32_t)z;
-      onnx_at_int(&cat, AK_AXIS, 2);
-      xf = onnx_add(I, &cat, NULL);
-    }
-    return gather2(I, xf, off);
+    if (pads) xf = onnx_pad_axis(I, xf, 2, 0, 1, 0, -1); /* the zero the pads read */
+    return onnx_gather(I, xf, off, 2, NULL);
   }
   if ((xp = pad(I, x, w, 0, false)) < 0) return -1;
   onnx_vdims(I, xp, d);
@@ -348,7 +312,7 @@ static int64_t im2col(Imp *I, int64_t x, const Win *w) {
   }
   Dim is[2] = {kp, p}, fs[3] = {d[0], d[1], stride};
   if ((off = onnx_reshape(I, off, is, 2)) < 0) return -1;
-  return gather2(I, onnx_reshape(I, xp, fs, 3), off);
+  return onnx_gather(I, onnx_reshape(I, xp, fs, 3), off, 2, NULL);
 }
 
 /* y = weights · cols plus bias, as the output (N, M, out...): cols (N, C·K, P) or
@@ -446,8 +410,7 @@ static dvm_status conv_transpose(Imp *I) {
     return onnx_fail(I, DVM_ERR_SHAPE, "group %lld: input channels %lld, weights [%lld, %lld, ...]: the weights' "
                      "first dim must be C and C a multiple of group", (long long)g, (long long)c, (long long)cw, (long long)mg);
   int64_t pads[2 * SP], op[SP], os[SP], ks[SP];
-  static const char *const pad_modes[] = {"NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER", NULL};
-  int mode = onnx_attr_choice(I, "auto_pad", pad_modes, 0);
+  int mode = onnx_attr_choice(I, "auto_pad", auto_pads, 0);
   int nos = mode < 0 ? -2 : onnx_attr_ints(I, "output_shape", os, SP);
   if (mode < 0 || nos == -2 || !ints_n(I, "strides", w.s, ns, 1) || !ints_n(I, "dilations", w.dl, ns, 1) ||
       !ints_n(I, "pads", pads, 2 * ns, 0) || !ints_n(I, "output_padding", op, ns, 0) ||
