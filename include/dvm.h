@@ -53,6 +53,13 @@ typedef enum dvm_dtype {
   DVM_I32,
   DVM_I64,
   DVM_BOOL, /* one byte, 0 or 1 */
+  DVM_F64,
+  DVM_I8,
+  DVM_I16,
+  DVM_U8,
+  DVM_U16,
+  DVM_U32,
+  DVM_U64,
   DVM_DTYPE_COUNT
 } dvm_dtype;
 
@@ -133,11 +140,11 @@ int64_t dvm_tensor_numel(const dvm_tensor *t);
 void *dvm_tensor_data(dvm_tensor *t);
 /* Element i (C order) of any dtype, widened to double. */
 double dvm_tensor_get_f64(const dvm_tensor *t, int64_t i);
-/* Element i of any dtype as an int64: integers exactly, floats truncated toward zero and
- * saturated (NaN reads as 0). */
+/* Element i of any dtype as an int64: integers exactly (a u64 as the int64 of its bits),
+ * floats truncated toward zero and saturated (NaN reads as 0). */
 int64_t dvm_tensor_get_i64(const dvm_tensor *t, int64_t i);
-/* Store v into element i: exact for i64, i32 saturates, bool is v != 0, floats round to
- * nearest even. */
+/* Store v into element i: exact for i64 (and for u64, v's bits), the narrower integers
+ * saturate at their range, bool is v != 0, floats round to nearest even. */
 void dvm_tensor_set_i64(dvm_tensor *t, int64_t i, int64_t v);
 /* Read/write NumPy .npy files (C order, little endian; bf16 is stored as '<V2'). */
 dvm_status dvm_tensor_load_npy(const char *path, dvm_tensor **out);
@@ -225,7 +232,7 @@ dvm_status dvm_model_set_graph_params(dvm_model *m, const dvm_graph *g);
  *
  *   result:      void, or a scalar i32 i64 f32 f64 (then it is the output's one element:
  *                f32/f64 into an f32 output, i32 into i32, i64 into i64)
- *   parameters:  T* (T one of f32 f16 bf16 i32 i64 bool) or void* (any dtype): a tensor's
+ *   parameters:  T* (T any dtype: f32 f16 bf16 f64 i8 ... u64 bool) or void*: a tensor's
  *                data, C order; i32 i64 f32 f64: a value. Names after a type are comments.
  *
  * The call gives one argument per parameter, in this order: its operands (a pointer

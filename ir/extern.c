@@ -80,7 +80,7 @@ static dvm_status type(Lex *l, ExtParam *t, bool result) {
     if (is(l, n, scalar_names[i])) scalar = i;
   if (scalar < 0) dt = ir_dtype_parse(l->p, n);
   if (scalar < 0 && dt < 0) return bad(l, "unknown type '%.*s' (types: void i32 i64 f32 f64, and pointers "
-                                          "f32* f16* bf16* i32* i64* bool* void*)", (int)n, l->p);
+                                          "to any tensor dtype or void*)", (int)n, l->p);
   l->p += n;
   blank(l);
   if (*l->p == '*') {
@@ -90,11 +90,8 @@ static dvm_status type(Lex *l, ExtParam *t, bool result) {
       return bad(l, "a result is void or a scalar; the output tensor is a pointer parameter after the operands");
     }
     t->type = ET_PTR;
-    t->dtype = (int8_t)(scalar == ET_VOID ? -1 : dt >= 0 ? dt : scalar == ET_F32 ? DT_F32 : scalar == ET_I32 ? DT_I32 : DT_I64);
-    if (scalar == ET_F64) {
-      l->p = at;
-      return bad(l, "f64* is not a tensor dtype (tensors are f32 f16 bf16 i32 i64 bool)");
-    }
+    t->dtype = (int8_t)(scalar == ET_VOID ? -1 : dt >= 0 ? dt : scalar == ET_F32 ? DT_F32 : scalar == ET_F64 ? DT_F64
+                                                                     : scalar == ET_I32 ? DT_I32 : DT_I64);
     return DVM_OK;
   }
   if (scalar < 0) {
@@ -211,7 +208,7 @@ dvm_status ir_extern_args(const Graph *g, uint32_t v, const Extern *e, ExtArg *a
         if (p.dtype >= 0 && p.dtype != (int)dt)
           return call_err(g, v, e, DVM_ERR_DTYPE, err, "parameter %u (%s) does not take %s", i + 1, tn, what);
       } else {
-        if (dt == DT_F16 || dt == DT_BF16)
+        if (dt != DT_F32 && dt != DT_I32 && dt != DT_I64 && dt != DT_BOOL)
           return call_err(g, v, e, DVM_ERR_DTYPE, err, "parameter %u (%s) takes a value of dtype f32, i32, i64 "
                           "or bool, not %s", i + 1, tn, what);
         if (!ir_is_one_element(g, u))

@@ -94,13 +94,27 @@ typedef dvm_dtype DType;
 #define DT_I32 DVM_I32
 #define DT_I64 DVM_I64
 #define DT_BOOL DVM_BOOL
+#define DT_F64 DVM_F64
+#define DT_I8 DVM_I8
+#define DT_I16 DVM_I16
+#define DT_U8 DVM_U8
+#define DT_U16 DVM_U16
+#define DT_U32 DVM_U32
+#define DT_U64 DVM_U64
 #define DT_COUNT DVM_DTYPE_COUNT
 
 const char *ir_dtype_name(DType dt);      /* "f32" */
 int ir_dtype_parse(const char *s, size_t n); /* DType or -1 */
 size_t ir_dtype_size(DType dt);
-bool ir_dtype_is_float(DType dt);
-bool ir_dtype_is_int(DType dt);
+bool ir_dtype_is_float(DType dt);    /* f32 f16 bf16 f64 */
+bool ir_dtype_is_int(DType dt);      /* the signed and unsigned integers (not bool) */
+bool ir_dtype_is_unsigned(DType dt); /* u8 u16 u32 u64 */
+int ir_dtype_bits(DType dt);         /* an integer dtype's width, else 0 */
+/* The low 64 bits of an integer result narrowed to integer or bool dtype dt: an n-bit
+ * dtype keeps the low n bits, sign- or zero-extended (two's complement wrap); bool is
+ * x != 0; a u64 keeps its bits (the int64 of the same bits). The unsigned-to-signed
+ * conversions are modular in GCC and Clang (implementation-defined, never undefined). */
+int64_t ir_dtype_wrap(DType dt, uint64_t x);
 
 /* ---- ops and attributes ------------------------------------------------------------------ */
 

@@ -24,8 +24,9 @@ const AttrInfo ir_attrs[AK_COUNT] = {
 #undef AK
 };
 
-static const char *const dtype_names[DT_COUNT] = {"f32", "f16", "bf16", "i32", "i64", "bool"};
-static const size_t dtype_sizes[DT_COUNT] = {4, 2, 2, 4, 8, 1};
+static const char *const dtype_names[DT_COUNT] = {"f32", "f16", "bf16", "i32", "i64", "bool",
+                                                    "f64", "i8",  "i16",  "u8",  "u16", "u32", "u64"};
+static const size_t dtype_sizes[DT_COUNT] = {4, 2, 2, 4, 8, 1, 8, 1, 2, 1, 2, 4, 8};
 
 bool ir_grow(void **p, uint32_t *cap, uint32_t need, size_t elem) {
   if (need <= *cap) return true;
@@ -133,8 +134,32 @@ int ir_dtype_parse(const char *s, size_t n) {
 }
 
 size_t ir_dtype_size(DType dt) { return (unsigned)dt < DT_COUNT ? dtype_sizes[dt] : 0; }
-bool ir_dtype_is_float(DType dt) { return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16; }
-bool ir_dtype_is_int(DType dt) { return dt == DT_I32 || dt == DT_I64; }
+bool ir_dtype_is_float(DType dt) { return dt == DT_F32 || dt == DT_F16 || dt == DT_BF16 || dt == DT_F64; }
+bool ir_dtype_is_int(DType dt) { return ir_dtype_bits(dt) > 0; }
+bool ir_dtype_is_unsigned(DType dt) { return dt == DT_U8 || dt == DT_U16 || dt == DT_U32 || dt == DT_U64; }
+
+int64_t ir_dtype_wrap(DType dt, uint64_t x) {
+  switch (dt) {
+  case DT_BOOL: return x != 0;
+  case DT_I8: return (int8_t)(uint8_t)x;
+  case DT_I16: return (int16_t)(uint16_t)x;
+  case DT_I32: return (int32_t)(uint32_t)x;
+  case DT_U8: return (int64_t)(x & 0xff);
+  case DT_U16: return (int64_t)(x & 0xffff);
+  case DT_U32: return (int64_t)(x & 0xffffffffu);
+  default: return (int64_t)x;
+  }
+}
+
+int ir_dtype_bits(DType dt) {
+  switch (dt) {
+  case DT_I8: case DT_U8: return 8;
+  case DT_I16: case DT_U16: return 16;
+  case DT_I32: case DT_U32: return 32;
+  case DT_I64: case DT_U64: return 64;
+  default: return 0;
+  }
+}
 
 /* The names' lengths, from the tables' string literals: a lookup compares the length and
  * the first byte before the name (the lazy front end looks an op up per op it records). */

@@ -9,8 +9,8 @@
  * implementation of its own (docs/onnx.md lists them with the ops of ops.c).
  *
  * It is one file, longer than most, because every translation here is written in the same
- * small builder (un, bin, lit, sel, reduce: each propagates a failed operand, so a formula
- * reads as one expression) and the table at the end; the building blocks other files need
+ * small builder (onnx.h: un, bin, lit, sel, reduce, each propagating a failed operand, so a
+ * formula reads as one expression) and the table at the end; the building blocks other files need
  * (onnx_reshape, onnx_iota, onnx_cast, onnx_gather, onnx_pad_axis, ...) are exported
  * through onnx.h. The op families are independent of each other: a new family that does
  * not share the builder belongs in a file of its own, as window.c and resize.c do.
@@ -25,45 +25,11 @@
 #include "onnx.h"
 
 #define R DVM_MAX_RANK
-#define DT(v) ((DType)ir_node(I->g, (uint32_t)(v))->dtype)
-
-/* ---- a small builder: each call adds one node; -1 (error set) propagates ------------------ */
-
-static int64_t un(Imp *I, Op op, int64_t x) {
-  return x < 0 ? -1 : onnx_unary(I, op, (uint32_t)x, NULL);
-}
-
-static int64_t bin(Imp *I, Op op, int64_t a, int64_t b) {
-  return a < 0 || b < 0 ? -1 : onnx_binary(I, op, (uint32_t)a, (uint32_t)b, NULL);
-}
-
-/* Literal c of the dtype of value `like`. */
-static int64_t lit(Imp *I, double c, int64_t like) {
-  return like < 0 ? -1 : onnx_literal(I, c, DT(like));
-}
-
-/* Binary op with a literal right operand of a's dtype. */
-static int64_t binc(Imp *I, Op op, int64_t a, double c) { return bin(I, op, a, lit(I, c, a)); }
-
-static int64_t sel(Imp *I, int64_t c, int64_t a, int64_t b) {
-  if (c < 0 || a < 0 || b < 0) return -1;
-  NodeDraft d = {.op = OP_SELECT, .nin = 3, .in = {(uint32_t)c, (uint32_t)a, (uint32_t)b}};
-  return onnx_add(I, &d, NULL);
-}
 
 int64_t onnx_cast(Imp *I, int64_t x, DType dt) {
   if (x < 0 || DT(x) == dt) return x;
   NodeDraft d = {.op = OP_CAST, .nin = 1, .in = {(uint32_t)x}};
   onnx_at_dtype(&d, AK_TO, dt);
-  return onnx_add(I, &d, NULL);
-}
-
-/* Reduction over axes[0..n) (n < 0: all axes). */
-static int64_t reduce(Imp *I, Op op, int64_t x, const int64_t *axes, int n, bool keep) {
-  if (x < 0) return -1;
-  NodeDraft d = {.op = op, .nin = 1, .in = {(uint32_t)x}};
-  if (n >= 0) onnx_at_ints(I, &d, AK_AXES, axes, (uint32_t)n);
-  onnx_at_int(&d, AK_KEEPDIMS, keep);
   return onnx_add(I, &d, NULL);
 }
 

@@ -208,6 +208,32 @@ int onnx_axes(Imp *I, size_t i, int64_t *out);
 int64_t onnx_unary(Imp *I, Op op, uint32_t x, const char *name);
 int64_t onnx_binary(Imp *I, Op op, uint32_t a, uint32_t b, const char *name);
 
+/* The builder the composed ops are written in: each call adds one node and returns the
+ * dvm value, or -1 (error set), and propagates a negative operand, so that a formula
+ * reads as one expression and is checked once at its end. */
+#define DT(v) ((DType)ir_node(I->g, (uint32_t)(v))->dtype)
+static inline int64_t un(Imp *I, Op op, int64_t x) { return x < 0 ? -1 : onnx_unary(I, op, (uint32_t)x, NULL); }
+static inline int64_t bin(Imp *I, Op op, int64_t a, int64_t b) {
+  return a < 0 || b < 0 ? -1 : onnx_binary(I, op, (uint32_t)a, (uint32_t)b, NULL);
+}
+/* Literal c of the dtype of value `like`. */
+static inline int64_t lit(Imp *I, double c, int64_t like) { return like < 0 ? -1 : onnx_literal(I, c, DT(like)); }
+/* Binary op with a literal right operand of a's dtype. */
+static inline int64_t binc(Imp *I, Op op, int64_t a, double c) { return bin(I, op, a, lit(I, c, a)); }
+static inline int64_t sel(Imp *I, int64_t c, int64_t a, int64_t b) {
+  if (c < 0 || a < 0 || b < 0) return -1;
+  NodeDraft d = {.op = OP_SELECT, .nin = 3, .in = {(uint32_t)c, (uint32_t)a, (uint32_t)b}};
+  return onnx_add(I, &d, NULL);
+}
+/* Reduction over axes[0..n) (n < 0: all axes). */
+static inline int64_t reduce(Imp *I, Op op, int64_t x, const int64_t *axes, int n, bool keep) {
+  if (x < 0) return -1;
+  NodeDraft d = {.op = op, .nin = 1, .in = {(uint32_t)x}};
+  if (n >= 0) onnx_at_ints(I, &d, AK_AXES, axes, (uint32_t)n);
+  onnx_at_int(&d, AK_KEEPDIMS, keep);
+  return onnx_add(I, &d, NULL);
+}
+
 /* compose.c */
 /* Translate I->node if its op type is one compose.c makes of other dvm ops (*st: the
  * outcome); false for other op types. */

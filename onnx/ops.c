@@ -315,17 +315,19 @@ static dvm_status op_cast(Imp *I) {
   int dt = onnx_dtype(to);
   if (dt < 0)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Cast to %s is not supported (dvm's dtypes: float, "
-                     "float16, bfloat16, int32, int64, bool)", onnx_dtype_name(to));
+                     "double, float16, bfloat16, the 8- to 64-bit integers, bool)", onnx_dtype_name(to));
   Val *x = onnx_val(I, (uint32_t)k);
   if (x->dtype == dt) return onnx_def(I, 0, (uint32_t)k);
-  if (x->kind == V_SYM) { /* to a float: integer-valued, still dims */
+  if (x->kind == V_SYM && dt != DT_U64) { /* to a float: integer-valued, still dims */
     Dim out[SYM_MAX];
-    bool ok = true;
+    bool ok = true; /* a symbol stays one in i32 (dims are far below 2^31), not narrower */
+    int bits = ir_dtype_bits((DType)dt);
     for (int64_t i = 0; i < x->numel && ok; i++) {
       int64_t c;
       out[i] = x->d[i];
-      if (dt == DT_BOOL) ok = onnx_dim_const(I, x->d[i], &c), out[i] = ir_dim_const(I->g, c != 0);
-      else if (dt == DT_I32 && onnx_dim_const(I, x->d[i], &c)) out[i] = ir_dim_const(I->g, (int32_t)(uint32_t)c);
+      if (dt == DT_BOOL || (bits && bits < 32)) ok = onnx_dim_const(I, x->d[i], &c);
+      if (ok && (dt == DT_BOOL || (bits && bits < 64)) && onnx_dim_const(I, x->d[i], &c))
+        out[i] = ir_dim_const(I->g, ir_dtype_wrap((DType)dt, (uint64_t)c));
     }
     x = onnx_val(I, (uint32_t)k);
     if (ok) return onnx_def(I, 0, onnx_val_sym(I, (DType)dt, x->rank, x->shape, out));

@@ -89,6 +89,13 @@ int onnx_dtype(int64_t t) {
   case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: return DT_I32;
   case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: return DT_I64;
   case ONNX__TENSOR_PROTO__DATA_TYPE__BOOL: return DT_BOOL;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: return DT_F64;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT8: return DT_I8;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT16: return DT_I16;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8: return DT_U8;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT16: return DT_U16;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32: return DT_U32;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64: return DT_U64;
   default: return -1;
   }
 }
@@ -114,12 +121,13 @@ static int64_t count(int rank, const int64_t *shape) {
   return zero ? 0 : p;
 }
 
-/* A constant Val named `name` holding t (taken): small integer tensors become dims. */
+/* A constant Val named `name` holding t (taken): small integer tensors become dims (not
+ * u64, whose values from 2^63 up are no dims). */
 static uint32_t constant_val(Imp *I, dvm_tensor *t, const char *name) {
   DType dt = (DType)dvm_tensor_dtype(t);
   int64_t numel = dvm_tensor_numel(t);
   uint32_t k;
-  if (ir_dtype_is_float(dt) || numel > SYM_MAX) return onnx_val_const(I, t, name);
+  if (ir_dtype_is_float(dt) || dt == DT_U64 || numel > SYM_MAX) return onnx_val_const(I, t, name);
   Dim d[SYM_MAX];
   for (int64_t i = 0; i < numel; i++) d[i] = ir_dim_const(I->g, dvm_tensor_get_i64(t, i));
   k = onnx_val_sym(I, dt, dvm_tensor_rank(t), dvm_tensor_shape(t), d);
@@ -132,7 +140,7 @@ dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, ui
   int dt = tp->has_data_type ? onnx_dtype(tp->data_type) : -1;
   if (dt < 0)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s has data type %s, which dvm does not support "
-                     "(float, float16, bfloat16, int32, int64, bool)", what,
+                     "(float, double, float16, bfloat16, the 8- to 64-bit integers, bool)", what,
                      tp->has_data_type ? onnx_dtype_name(tp->data_type) : "(none)");
   if (tp->n_dims > DVM_MAX_RANK)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s has rank %zu, more than %d", what, tp->n_dims,
@@ -153,10 +161,14 @@ dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, ui
     if (onnx_external(I, tp, what, (DType)dt, (int)tp->n_dims, shape, numel, &t)) return I->err->code;
     goto loaded;
   }
-  size_t have = tp->has_raw_data ? tp->raw_data.len / esz
-                : dt == DT_F32  ? tp->n_float_data
-                : dt == DT_I64  ? tp->n_int64_data
-                                : tp->n_int32_data; /* int32, bool, float16, bfloat16 */
+  /* the typed fields: float_data, double_data, int64_data, uint64_data (uint32 and uint64)
+     and int32_data (the narrower integers, bool, float16 and bfloat16 bits) */
+  size_t have = tp->has_raw_data                   ? tp->raw_data.len / esz
+                : dt == DT_F32                     ? tp->n_float_data
+                : dt == DT_F64                     ? tp->n_double_data
+                : dt == DT_I64                     ? tp->n_int64_data
+                : dt == DT_U32 || dt == DT_U64     ? tp->n_uint64_data
+                                                   : tp->n_int32_data;
   if (numel < 0 || (uint64_t)numel != have || (tp->has_raw_data && tp->raw_data.len % esz)) {
     if (numel < 0) return onnx_fail(I, DVM_ERR_OVERFLOW, "%s: element count overflows", what);
     if (tp->has_raw_data)
@@ -171,14 +183,21 @@ dvm_status onnx_tensor(Imp *I, const Onnx__TensorProto *tp, const char *what, ui
     if (n) memcpy(data, tp->raw_data.data, n * esz);
   } else if (dt == DT_F32) {
     for (size_t i = 0; i < n; i++) ((float *)data)[i] = tp->float_data[i];
+  } else if (dt == DT_F64) {
+    for (size_t i = 0; i < n; i++) ((double *)data)[i] = tp->double_data[i];
   } else if (dt == DT_I64) {
     for (size_t i = 0; i < n; i++) ((int64_t *)data)[i] = tp->int64_data[i];
+  } else if (dt == DT_U32 || dt == DT_U64) {
+    for (size_t i = 0; i < n; i++)
+      if (dt == DT_U32) ((uint32_t *)data)[i] = (uint32_t)tp->uint64_data[i];
+      else ((uint64_t *)data)[i] = tp->uint64_data[i];
   } else {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) { /* each element's bits, in the low bits of an int32 */
       int32_t x = tp->int32_data[i];
-      if (dt == DT_I32) ((int32_t *)data)[i] = x;
-      else if (dt == DT_BOOL) ((uint8_t *)data)[i] = x != 0;
-      else ((uint16_t *)data)[i] = (uint16_t)x;
+      if (dt == DT_BOOL) ((uint8_t *)data)[i] = x != 0;
+      else if (esz == 1) ((uint8_t *)data)[i] = (uint8_t)x;
+      else if (esz == 2) ((uint16_t *)data)[i] = (uint16_t)x;
+      else ((int32_t *)data)[i] = x;
     }
   }
 loaded:

@@ -111,10 +111,6 @@ static int64_t constant(Imp *I, DType dt, int r, int axis, int64_t m, const int6
   return onnx_use(I, onnx_val_const(I, t, NULL), &v) ? -1 : onnx_cast(I, (int64_t)v, dt);
 }
 
-static int64_t bin(Imp *I, Op op, int64_t a, int64_t b) {
-  return a < 0 || b < 0 ? -1 : onnx_binary(I, op, (uint32_t)a, (uint32_t)b, NULL);
-}
-
 /* x resized along `axis` from n to m, in x's dtype. */
 static int64_t resize_axis(Imp *I, const Interp *p, int64_t x, int r, int axis, int64_t n, int64_t m,
                            double scale, double roi0, double roi1) {

@@ -24,7 +24,6 @@
 
 #define R DVM_MAX_RANK
 #define SP 3 /* spatial axes at most */
-#define DT(v) ((DType)ir_node(I->g, (uint32_t)(v))->dtype)
 
 typedef struct Win {
   int ns;                                          /* spatial axes: 2 .. 2 + ns */

@@ -73,7 +73,7 @@ static dvm_lazy *adopt(PyObject *obj) {
     int dt = py_dtype_of(v->format, v->itemsize);
     if (dt < 0 || v->ndim > DVM_MAX_RANK) {
       PyErr_Format(dt < 0 ? PyExc_TypeError : PyExc_ValueError, "dvm.asarray: %s",
-                   dt < 0 ? "the array's dtype is not one of f32, f16, i32, i64, bool" : "rank above 8");
+                   dt < 0 ? "the array's dtype is not one of f32 f16 f64 i8 i16 i32 i64 u8 u16 u32 u64 bool" : "rank above 8");
       PyBuffer_Release(v), PyMem_RawFree(h);
       return NULL;
     }
@@ -106,7 +106,8 @@ static dvm_lazy *scalar(PyObject *obj, dvm_dtype dt) {
   if (!c) return NULL;
   double v = PyFloat_AsDouble(obj);
   if (v == -1 && PyErr_Occurred()) return NULL;
-  if (PyFloat_Check(obj) && dt != DVM_F32 && dt != DVM_F16 && dt != DVM_BF16 && v != (double)(int64_t)v) {
+  bool fl = dt == DVM_F32 || dt == DVM_F16 || dt == DVM_BF16 || dt == DVM_F64;
+  if (PyFloat_Check(obj) && !fl && v != (double)(int64_t)v) {
     PyErr_Format(PyExc_TypeError, "a float scalar with a %s array (cast it: a.astype('f32'))", dvm_dtype_name(dt));
     return NULL;
   }
@@ -179,13 +180,19 @@ static PyObject *nb_neg(PyObject *a) { return unary("neg", a); }
 static PyObject *nb_abs(PyObject *a) { return unary("abs", a); }
 static PyObject *nb_pos(PyObject *a) { return Py_NewRef(a); }
 
-/* The one element of a, computed. */
-static int one_value(ArrayObject *a, double *v) {
+/* a's computed tensor, which must have one element (NULL with an exception set). */
+static dvm_tensor *one_tensor(ArrayObject *a) {
   dvm_tensor *t;
-  if (dvm_lazy_tensor(a->x, &t)) return py_error(), -1;
+  if (dvm_lazy_tensor(a->x, &t)) return py_error(), NULL;
   if (dvm_tensor_numel(t) != 1)
     return PyErr_Format(PyExc_TypeError, "only an array of one element converts to a Python scalar (this one has %lld)",
-                        (long long)dvm_tensor_numel(t)), -1;
+                        (long long)dvm_tensor_numel(t)), NULL;
+  return t;
+}
+/* The one element of a, computed, as a double. */
+static int one_value(ArrayObject *a, double *v) {
+  dvm_tensor *t = one_tensor(a);
+  if (!t) return -1;
   *v = dvm_tensor_get_f64(t, 0);
   return 0;
 }
@@ -193,9 +200,15 @@ static PyObject *nb_float(PyObject *a) {
   double v;
   return one_value((ArrayObject *)a, &v) ? NULL : PyFloat_FromDouble(v);
 }
+/* int(a): floats truncate; integers exactly (a u64 element is its bits in the int64) */
 static PyObject *nb_int(PyObject *a) {
-  double v;
-  return one_value((ArrayObject *)a, &v) ? NULL : PyLong_FromDouble(v);
+  dvm_tensor *t = one_tensor((ArrayObject *)a);
+  if (!t) return NULL;
+  switch (dvm_tensor_dtype(t)) {
+  case DVM_F32: case DVM_F16: case DVM_BF16: case DVM_F64: return PyLong_FromDouble(dvm_tensor_get_f64(t, 0));
+  case DVM_U64: return PyLong_FromUnsignedLongLong((unsigned long long)dvm_tensor_get_i64(t, 0));
+  default: return PyLong_FromLongLong(dvm_tensor_get_i64(t, 0));
+  }
 }
 static int nb_bool(PyObject *a) {
   double v;
@@ -429,8 +442,10 @@ static const char *dtype_name(PyObject *dt, char *buf, size_t n) {
   if (!s) return NULL;
   const char *c = PyUnicode_AsUTF8(s);
   if (!c) return Py_DECREF(s), NULL;
-  static const char *const map[][2] = {{"float32", "f32"}, {"float16", "f16"}, {"bfloat16", "bf16"},
-                                       {"int32", "i32"},   {"int64", "i64"},   {"bool", "bool"}, {"bool_", "bool"}};
+  static const char *const map[][2] = {
+      {"float32", "f32"}, {"float16", "f16"}, {"bfloat16", "bf16"}, {"float64", "f64"}, {"int8", "i8"},
+      {"int16", "i16"},   {"int32", "i32"},   {"int64", "i64"},     {"uint8", "u8"},    {"uint16", "u16"},
+      {"uint32", "u32"},  {"uint64", "u64"},  {"bool", "bool"},     {"bool_", "bool"}};
   const char *name = c;
   for (size_t i = 0; i < sizeof map / sizeof *map; i++)
     if (!strcmp(c, map[i][0])) name = map[i][1];
@@ -489,7 +504,7 @@ static PyMethodDef array_methods[] = {
 
 static PyGetSetDef array_getset[] = {
     {"shape", (getter)get_shape, NULL, "The shape (known before the values).", NULL},
-    {"dtype", (getter)get_dtype, NULL, "The dtype's name: f32 f16 bf16 i32 i64 bool.", NULL},
+    {"dtype", (getter)get_dtype, NULL, "The dtype's name: f32 f16 bf16 f64 i8 i16 i32 i64 u8 u16 u32 u64 bool.", NULL},
     {"ndim", (getter)get_ndim, NULL, "The rank.", NULL},
     {"T", (getter)get_T, NULL, "The axes reversed.", NULL},
     {NULL, NULL, NULL, NULL, NULL}};

@@ -28,28 +28,59 @@ PyObject *py_error(void) {
 
 const DLDataType py_dl_dtype[DVM_DTYPE_COUNT] = {
     [DVM_F32] = {kDLFloat, 32, 1}, [DVM_F16] = {kDLFloat, 16, 1}, [DVM_BF16] = {kDLBfloat, 16, 1},
-    [DVM_I32] = {kDLInt, 32, 1},   [DVM_I64] = {kDLInt, 64, 1},   [DVM_BOOL] = {DL_BOOL, 8, 1}};
+    [DVM_I32] = {kDLInt, 32, 1},   [DVM_I64] = {kDLInt, 64, 1},   [DVM_BOOL] = {DL_BOOL, 8, 1},
+    [DVM_F64] = {kDLFloat, 64, 1}, [DVM_I8] = {kDLInt, 8, 1},     [DVM_I16] = {kDLInt, 16, 1},
+    [DVM_U8] = {kDLUInt, 8, 1},    [DVM_U16] = {kDLUInt, 16, 1},  [DVM_U32] = {kDLUInt, 32, 1},
+    [DVM_U64] = {kDLUInt, 64, 1}};
 
+/* The struct module's characters, of their standard sizes, which are the native ones on
+ * the platforms dvm builds for (LP64: 'i' 'I' are 4 bytes, 'q' 'Q' 8). */
 const char *py_format_of(dvm_dtype dt) {
   switch (dt) {
   case DVM_F32: return "f";
   case DVM_F16: return "e";
+  case DVM_F64: return "d";
+  case DVM_I8: return "b";
+  case DVM_I16: return "h";
   case DVM_I32: return "i";
   case DVM_I64: return "q";
+  case DVM_U8: return "B";
+  case DVM_U16: return "H";
+  case DVM_U32: return "I";
+  case DVM_U64: return "Q";
   case DVM_BOOL: return "?";
   default: return NULL;
   }
 }
 
+/* The integer dtype of a size in bytes, from a table of the signed or unsigned ones. */
+static int int_of_size(const int *by_log2, Py_ssize_t itemsize) {
+  switch (itemsize) {
+  case 1: return by_log2[0];
+  case 2: return by_log2[1];
+  case 4: return by_log2[2];
+  case 8: return by_log2[3];
+  default: return -1;
+  }
+}
+
+/* Integer characters go by the item size, not the character: a C type's size varies ('l'
+ * 'L' are 8 bytes on x86-64 Linux, 4 on 32-bit and Windows; NumPy names int64 'l' there
+ * and 'q' elsewhere). A buffer without a format is unsigned bytes ('B'). */
 int py_dtype_of(const char *format, Py_ssize_t itemsize) {
+  static const int sints[4] = {DVM_I8, DVM_I16, DVM_I32, DVM_I64};
+  static const int uints[4] = {DVM_U8, DVM_U16, DVM_U32, DVM_U64};
   if (!format) format = "B";
   if (*format == '<' || *format == '=' || *format == '@') format++;
   if (format[0] && format[1]) return -1;
   switch (format[0]) {
   case 'f': return itemsize == 4 ? DVM_F32 : -1;
   case 'e': return itemsize == 2 ? DVM_F16 : -1;
-  case 'i': case 'l': case 'q':
-    return itemsize == 4 ? DVM_I32 : itemsize == 8 ? DVM_I64 : -1;
+  case 'd': return itemsize == 8 ? DVM_F64 : -1;
+  case 'b': case 'h': case 'i': case 'l': case 'q': case 'n':
+    return int_of_size(sints, itemsize);
+  case 'B': case 'H': case 'I': case 'L': case 'Q': case 'N':
+    return int_of_size(uints, itemsize);
   case '?': return itemsize == 1 ? DVM_BOOL : -1;
   default: return -1;
   }
@@ -184,7 +215,7 @@ static PyMethodDef tensor_methods[] = {
 
 static PyGetSetDef tensor_getset[] = {
     {"shape", (getter)tensor_get_shape, NULL, "The shape, a tuple.", NULL},
-    {"dtype", (getter)tensor_get_dtype, NULL, "The dtype's name: f32 f16 bf16 i32 i64 bool.", NULL},
+    {"dtype", (getter)tensor_get_dtype, NULL, "The dtype's name: f32 f16 bf16 f64 i8 i16 i32 i64 u8 u16 u32 u64 bool.", NULL},
     {"data_ptr", (getter)tensor_get_data_ptr, NULL, "The address of the first element.", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
@@ -242,7 +273,7 @@ int py_arg_from(PyObject *obj, const char *name, int want, Arg *a) {
     if (dt < 0 || (want >= 0 && dt != want)) {
       PyErr_Format(PyExc_TypeError, "%s: an array of format '%s' (%zd bytes per item) where %s is expected", name,
                    v->format ? v->format : "B", v->itemsize,
-                   want >= 0 ? dvm_dtype_name((dvm_dtype)want) : "f32, f16, i32, i64 or bool");
+                   want >= 0 ? dvm_dtype_name((dvm_dtype)want) : "f32, f16, f64, i8, i16, i32, i64, u8, u16, u32, u64 or bool");
       return py_arg_release(a), -1;
     }
     if (v->ndim > DVM_MAX_RANK) {

@@ -18,7 +18,8 @@ extern PyObject *DvmError;
 PyObject *py_error(void);
 
 /* The buffer-protocol format of a dtype (NULL for bf16, which has none); the dtype of a
- * buffer's format and item size, or -1; DLPack's dtype of each. */
+ * buffer's format and item size, or -1 (integer characters, signed 'b' 'h' 'i' 'l' 'q'
+ * or unsigned 'B' 'H' 'I' 'L' 'Q', by item size); DLPack's dtype of each. */
 const char *py_format_of(dvm_dtype dt);
 int py_dtype_of(const char *format, Py_ssize_t itemsize);
 extern const DLDataType py_dl_dtype[DVM_DTYPE_COUNT];

@@ -21,22 +21,27 @@ enum { DL_BOOL = 6 };
 static int from_dl(DLDataType t) {
   if (t.lanes != 1) return -1;
   switch (t.code) {
-  case kDLFloat: return t.bits == 32 ? DT_F32 : t.bits == 16 ? DT_F16 : -1;
+  case kDLFloat: return t.bits == 32 ? DT_F32 : t.bits == 16 ? DT_F16 : t.bits == 64 ? DT_F64 : -1;
   case kDLBfloat: return t.bits == 16 ? DT_BF16 : -1;
-  case kDLInt: return t.bits == 32 ? DT_I32 : t.bits == 64 ? DT_I64 : -1;
+  case kDLInt:
+    return t.bits == 8 ? DT_I8 : t.bits == 16 ? DT_I16 : t.bits == 32 ? DT_I32 : t.bits == 64 ? DT_I64 : -1;
+  case kDLUInt:
+    return t.bits == 8 ? DT_U8 : t.bits == 16 ? DT_U16 : t.bits == 32 ? DT_U32 : t.bits == 64 ? DT_U64 : -1;
   case DL_BOOL: return t.bits == 8 ? DT_BOOL : -1;
   default: return -1;
   }
 }
 
+/* DLPack's dtype for a dvm one (from_dl's inverse). */
 static DLDataType to_dl(DType t) {
+  uint8_t bits = (uint8_t)(8 * ir_dtype_size(t));
   switch (t) {
-  case DT_F16: return (DLDataType){kDLFloat, 16, 1};
+  case DT_F32:
+  case DT_F16:
+  case DT_F64: return (DLDataType){kDLFloat, bits, 1};
   case DT_BF16: return (DLDataType){kDLBfloat, 16, 1};
-  case DT_I32: return (DLDataType){kDLInt, 32, 1};
-  case DT_I64: return (DLDataType){kDLInt, 64, 1};
   case DT_BOOL: return (DLDataType){DL_BOOL, 8, 1};
-  default: return (DLDataType){kDLFloat, 32, 1};
+  default: return (DLDataType){ir_dtype_is_unsigned(t) ? kDLUInt : kDLInt, bits, 1};
   }
 }
 
@@ -56,7 +61,7 @@ dvm_status dvm_tensor_from_dlpack(struct DLManagedTensor *src, dvm_tensor **out)
   int dt = from_dl(d->dtype);
   if (dt < 0)
     return ir_err(&err, DVM_ERR_USAGE,
-                  "dvm_tensor_from_dlpack: dtype code %u, %u bits, %u lanes is not one dvm has (f32 f16 bf16 i32 i64 bool)",
+                  "dvm_tensor_from_dlpack: dtype code %u, %u bits, %u lanes is not one dvm has (f32 f16 bf16 f64 i8 i16 i32 i64 u8 u16 u32 u64 bool)",
                   d->dtype.code, d->dtype.bits, d->dtype.lanes), rt_fail(&err);
   if (d->ndim < 0 || d->ndim > DVM_MAX_RANK)
     return ir_err(&err, DVM_ERR_USAGE, "dvm_tensor_from_dlpack: rank %d (at most %d)", d->ndim, DVM_MAX_RANK),

@@ -15,6 +15,7 @@
  * Writing produces version 1.0 with the data starting at a multiple of 64 bytes, into a
  * temporary file in the same directory that is renamed over the target, so readers never
  * see a half-written file. */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,15 +30,21 @@
 
 #define MAX_HEADER (1u << 20)
 
-/* The descrs dvm reads; the first one listed for a dtype is the one it writes. */
+/* The descrs dvm reads; the first one listed for a dtype is the one it writes (NumPy's:
+ * '|' for one-byte dtypes, which have no byte order, '<' for the others). Every dtype has
+ * one (rt_npy_write relies on it; test_npy round-trips each). */
 static const struct {
   const char *descr;
   DType dt;
 } descrs[] = {
-    {"<f4", DT_F32}, {"<f2", DT_F16}, {"<V2", DT_BF16}, {"|V2", DT_BF16},
-    {"<i4", DT_I32}, {"<i8", DT_I64}, {"|b1", DT_BOOL}, {"<b1", DT_BOOL},
+    {"<f4", DT_F32}, {"<f2", DT_F16},  {"<V2", DT_BF16}, {"|V2", DT_BF16}, {"<i4", DT_I32},
+    {"<i8", DT_I64}, {"|b1", DT_BOOL}, {"<b1", DT_BOOL}, {"<f8", DT_F64},  {"|i1", DT_I8},
+    {"<i1", DT_I8},  {"<i2", DT_I16},  {"|u1", DT_U8},   {"<u1", DT_U8},   {"<u2", DT_U16},
+    {"<u4", DT_U32}, {"<u8", DT_U64},
 };
-#define SUPPORTED "'<f4' f32, '<f2' f16, '<V2' bf16, '<i4' i32, '<i8' i64, '|b1' bool"
+#define SUPPORTED                                                                              \
+  "'<f4' f32, '<f2' f16, '<V2' bf16, '<f8' f64, '|i1' i8, '<i2' i16, '<i4' i32, '<i8' i64, "  \
+  "'|u1' u8, '<u2' u16, '<u4' u32, '<u8' u64, '|b1' bool"
 
 /* ---- header parsing ----------------------------------------------------------------- */
 
@@ -358,6 +365,7 @@ static size_t header(char *buf, size_t cap, const Tensor *t) {
   const char *descr = NULL;
   for (size_t i = 0; i < sizeof descrs / sizeof descrs[0] && !descr; i++)
     if (descrs[i].dt == t->dtype) descr = descrs[i].descr;
+  assert(descr); /* every dtype is in the table */
   size_t k = 10;
   k += (size_t)snprintf(buf + k, cap - k, "{'descr': '%s', 'fortran_order': False, 'shape': (",
                         descr);

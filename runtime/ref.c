@@ -154,22 +154,28 @@ static double round_f(DType dt, double x) {
   }
 }
 
-/* Narrow an integer result (the low 64 bits of the exact value) to an integer or bool
- * dtype: i32 keeps the low 32 bits (two's complement wrap), bool is x != 0. The
- * unsigned-to-signed conversions are modular in GCC and Clang (implementation-defined,
- * never undefined). */
-static int64_t round_i(DType dt, uint64_t x) {
-  if (dt == DT_BOOL) return x != 0;
-  if (dt == DT_I32) return (int32_t)(uint32_t)x;
-  return (int64_t)x;
-}
+/* Integer cells hold the value, sign- or zero-extended to 64 bits; a u64 cell holds the
+ * value's bits (values from 2^63 up read as negative int64s). Signed comparisons are right
+ * for every integer dtype but u64, whose cells compare after `ord` flips the top bit. */
+static int64_t ord(DType dt, int64_t x) { return dt == DT_U64 ? (int64_t)((uint64_t)x ^ (1ull << 63)) : x; }
 
-/* Narrow an int64 to an integer or bool dtype by saturating: i32 clamps, bool is x != 0.
- * For values that are not the result of integer arithmetic (float casts, attributes). */
+/* An integer cell as a double (u64 as unsigned). */
+static double i2f(DType dt, int64_t x) { return dt == DT_U64 ? (double)(uint64_t)x : (double)x; }
+
+/* Narrow an integer result (the low 64 bits of the exact value) to dt (ir.h). */
+static int64_t round_i(DType dt, uint64_t x) { return ir_dtype_wrap(dt, x); }
+
+/* Narrow an int64 to an integer or bool dtype by saturating to its range, bool is
+ * x != 0. For values that are not the result of integer arithmetic (float casts,
+ * attributes); a negative value saturates to a u64's 0. */
 static int64_t sat_i(DType dt, int64_t x) {
   if (dt == DT_BOOL) return x != 0;
-  if (dt == DT_I32) return x > INT32_MAX ? INT32_MAX : x < INT32_MIN ? INT32_MIN : x;
-  return x;
+  int bits = ir_dtype_bits(dt);
+  if (dt == DT_U64) return x < 0 ? 0 : x;
+  if (bits == 64) return x;
+  int64_t hi = ir_dtype_is_unsigned(dt) ? (int64_t)((1ull << bits) - 1) : (int64_t)((1ull << (bits - 1)) - 1);
+  int64_t lo = ir_dtype_is_unsigned(dt) ? 0 : -hi - 1;
+  return x > hi ? hi : x < lo ? lo : x;
 }
 
 /* A double to int64: truncate toward zero, saturate, NaN gives 0. */
@@ -180,16 +186,27 @@ static int64_t f2i(double x) {
   return (int64_t)x;
 }
 
-/* Convert one element to dtype `to` by the cast rules of docs/ops.md: float -> integer
- * truncates and saturates, integer -> integer wraps, anything -> bool is x != 0. */
-static Cell convert(bool from_float, Cell c, DType to) {
+/* A double to a cell of integer dtype dt: truncate toward zero, saturate to the dtype's
+ * range, NaN gives 0. */
+static int64_t f2cell(DType dt, double x) {
+  if (dt != DT_U64 || isnan(x) || x < TWO63) return sat_i(dt, f2i(x));
+  return x >= 2 * TWO63 ? -1 : (int64_t)(uint64_t)x; /* 2^64 - 1 saturated, else the bits */
+}
+
+/* Convert one element of dtype `from` to dtype `to` by the cast rules of docs/ops.md:
+ * float -> integer truncates and saturates, integer -> integer wraps, anything -> bool is
+ * x != 0. */
+static Cell convert(DType from, Cell c, DType to) {
   Cell o;
-  if (ir_dtype_is_float(to))
-    o.f = round_f(to, from_float ? c.f : (double)c.i);
+  bool from_float = ir_dtype_is_float(from);
+  if (to == DT_F32 && !from_float) /* one rounding (through a double, 64-bit ones round twice) */
+    o.f = from == DT_U64 ? (float)(uint64_t)c.i : (float)c.i;
+  else if (ir_dtype_is_float(to))
+    o.f = round_f(to, from_float ? c.f : i2f(from, c.i));
   else if (to == DT_BOOL)
     o.i = from_float ? c.f != 0 : c.i != 0;
   else
-    o.i = from_float ? sat_i(to, f2i(c.f)) : round_i(to, (uint64_t)c.i);
+    o.i = from_float ? f2cell(to, c.f) : round_i(to, (uint64_t)c.i);
   return o;
 }
 
@@ -285,7 +302,7 @@ static Cell attr_cell(const Attr *a, DType dt) {
   Cell c;
   if (a->isint) return int_cell(a->i, dt);
   c.f = a->f;
-  return convert(true, c, dt);
+  return convert(DT_F64, c, dt);
 }
 
 /* ---- elementwise: unary ----------------------------------------------------------------- */
@@ -319,7 +336,11 @@ static double unary_f(Op op, double x) {
 
 /* A unary op on an int64 (integer or bool), wrapping (abs(INT_MIN) = INT_MIN); the
  * result is the low 64 bits, narrowed by round_i. False on a float-only op. */
-static bool unary_i(Op op, int64_t x, uint64_t *out) {
+static bool unary_i(Op op, DType dt, int64_t x, uint64_t *out) {
+  if (ir_dtype_is_unsigned(dt) && (op == OP_ABS || op == OP_RELU || op == OP_SIGN)) {
+    *out = op == OP_SIGN ? x != 0 : (uint64_t)x;
+    return true;
+  }
   switch (op) {
   case OP_NEG: *out = 0u - (uint64_t)x; return true;
   case OP_ABS: *out = x < 0 ? 0u - (uint64_t)x : (uint64_t)x; return true;
@@ -346,7 +367,7 @@ static dvm_status run_unary(const Run *r, uint32_t v, Cell *out) {
   }
   for (int64_t i = 0; i < n; i++) {
     uint64_t y;
-    if (!unary_i(op, x[i].i, &y)) return bug(r, v, "float-only op on an integer dtype");
+    if (!unary_i(op, dt, x[i].i, &y)) return bug(r, v, "float-only op on an integer dtype");
     out[i].i = round_i(dt, y);
   }
   return DVM_OK;
@@ -389,11 +410,24 @@ static uint64_t ipow(int64_t a, int64_t e) {
   return y;
 }
 
-/* A binary op on int64s (integer or bool operands), giving the low 64 bits of the
- * result for round_i to narrow: add sub mul pow wrap, division truncates toward zero
- * (INT64_MIN / -1 wraps to INT64_MIN). False on division by zero. */
-static bool binary_i(Op op, int64_t a, int64_t b, uint64_t *out) {
+/* A binary op on int64s (integer or bool operands of dtype dt), giving the low 64 bits
+ * of the result for round_i to narrow: add sub mul pow wrap, division truncates toward
+ * zero (INT64_MIN / -1 wraps to INT64_MIN). False on division by zero. u64 cells divide
+ * and compare as unsigned; every narrower dtype's cells hold its values exactly. */
+static bool binary_i(Op op, DType dt, int64_t a, int64_t b, uint64_t *out) {
   uint64_t ua = (uint64_t)a, ub = (uint64_t)b;
+  if (dt == DT_U64 && op == OP_DIV) {
+    if (!ub) return false;
+    *out = ua / ub;
+    return true;
+  }
+  if (dt == DT_U64 && op == OP_POW) {
+    uint64_t y = 1, base = ua;
+    for (; ub; ub >>= 1, base *= base) y *= ub & 1 ? base : 1;
+    *out = y;
+    return true;
+  }
+  a = ord(dt, a), b = ord(dt, b);
   switch (op) {
   case OP_ADD: *out = ua + ub; return true;
   case OP_SUB: *out = ua - ub; return true;
@@ -424,7 +458,8 @@ static dvm_status run_binary(const Run *r, uint32_t v, Cell *out) {
   const Cell *a = in(r, v, 0), *b = in(r, v, 1);
   Op op = op_of(r, v);
   DType dt = dtype_of(r, v);
-  bool fl = is_float(r, arg(r, v, 0)), cmp = ir_ops[op].flags & F_CMP;
+  DType adt = dtype_of(r, arg(r, v, 0));
+  bool fl = ir_dtype_is_float(adt), cmp = ir_ops[op].flags & F_CMP;
   int64_t n = numel_of(r, v);
   for (int64_t i = 0; i < n; i++, walk_step(&w)) {
     Cell x = a[w.off[0]], y = b[w.off[1]];
@@ -437,7 +472,7 @@ static dvm_status run_binary(const Run *r, uint32_t v, Cell *out) {
       continue;
     }
     uint64_t z;
-    if (!binary_i(op, x.i, y.i, &z))
+    if (!binary_i(op, adt, x.i, y.i, &z))
       return fail(r, v, DVM_ERR_RUNTIME, "integer division by zero (%lld / 0)", (long long)x.i);
     out[i].i = round_i(dt, z);
   }
@@ -475,8 +510,8 @@ static dvm_status run_clip(const Run *r, uint32_t v, Cell *out) {
       if (lo) y.f = binary_f(OP_MAX, y.f, l.f);
       if (hi) y.f = binary_f(OP_MIN, y.f, h.f);
     } else {
-      if (lo && y.i < l.i) y.i = l.i;
-      if (hi && y.i > h.i) y.i = h.i;
+      if (lo && ord(dt, y.i) < ord(dt, l.i)) y.i = l.i;
+      if (hi && ord(dt, y.i) > ord(dt, h.i)) y.i = h.i;
     }
     out[i] = y;
   }
@@ -487,11 +522,10 @@ static dvm_status run_clip(const Run *r, uint32_t v, Cell *out) {
  * x != 0 to bool, round to floats. */
 static dvm_status run_cast(const Run *r, uint32_t v, Cell *out) {
   const Cell *x = in(r, v, 0);
-  bool fl = is_float(r, arg(r, v, 0));
-  DType to = dtype_of(r, v);
+  DType from = dtype_of(r, arg(r, v, 0)), to = dtype_of(r, v);
   int64_t n = numel_of(r, v);
   if (numel_of(r, arg(r, v, 0)) != n) return bug(r, v, "operand and result sizes differ");
-  for (int64_t i = 0; i < n; i++) out[i] = convert(fl, x[i], to);
+  for (int64_t i = 0; i < n; i++) out[i] = convert(from, x[i], to);
   return DVM_OK;
 }
 
@@ -499,7 +533,8 @@ static dvm_status run_cast(const Run *r, uint32_t v, Cell *out) {
 
 /* Fold one element into an accumulator; integer sum and product wrap modulo 2^64 (the
  * result is narrowed to the dtype afterwards, which wraps it at the dtype's width). */
-static void fold(Op op, bool fl, Cell *acc, Cell x) {
+static void fold(Op op, DType dt, Cell *acc, Cell x) {
+  bool fl = ir_dtype_is_float(dt);
   if (fl) {
     switch (op) {
     case OP_REDUCE_PROD: acc->f *= x.f; break;
@@ -511,19 +546,20 @@ static void fold(Op op, bool fl, Cell *acc, Cell x) {
   }
   switch (op) {
   case OP_REDUCE_PROD: acc->i = (int64_t)((uint64_t)acc->i * (uint64_t)x.i); break;
-  case OP_REDUCE_MAX: acc->i = x.i > acc->i ? x.i : acc->i; break;
-  case OP_REDUCE_MIN: acc->i = x.i < acc->i ? x.i : acc->i; break;
+  case OP_REDUCE_MAX: acc->i = ord(dt, x.i) > ord(dt, acc->i) ? x.i : acc->i; break;
+  case OP_REDUCE_MIN: acc->i = ord(dt, x.i) < ord(dt, acc->i) ? x.i : acc->i; break;
   default: acc->i = (int64_t)((uint64_t)acc->i + (uint64_t)x.i); break;
   }
 }
 
 /* The identity of a reduction (max/min start at the far end of the range). */
-static Cell identity(Op op, bool fl) {
+static Cell identity(Op op, DType dt) {
   Cell c;
+  bool fl = ir_dtype_is_float(dt);
   switch (op) {
   case OP_REDUCE_PROD: if (fl) c.f = 1; else c.i = 1; break;
-  case OP_REDUCE_MAX: if (fl) c.f = -INFINITY; else c.i = INT64_MIN; break;
-  case OP_REDUCE_MIN: if (fl) c.f = INFINITY; else c.i = INT64_MAX; break;
+  case OP_REDUCE_MAX: if (fl) c.f = -INFINITY; else c.i = ord(dt, INT64_MIN); break;
+  case OP_REDUCE_MIN: if (fl) c.f = INFINITY; else c.i = ord(dt, INT64_MAX); break;
   default: if (fl) c.f = 0; else c.i = 0; break;
   }
   return c;
@@ -559,10 +595,11 @@ static dvm_status run_reduce(const Run *r, uint32_t v, Cell *out) {
   if (count == 0 && on > 0 && (op == OP_REDUCE_MAX || op == OP_REDUCE_MIN))
     return fail(r, v, DVM_ERR_RUNTIME, "reduction over zero elements has no identity");
   if (!fl && op == OP_REDUCE_MEAN) return bug(r, v, "reduce_mean on an integer dtype");
-  for (int64_t i = 0; i < on; i++) out[i] = identity(op, fl);
+  DType xdt = dtype_of(r, xv);
+  for (int64_t i = 0; i < on; i++) out[i] = identity(op, xdt);
   const Cell *x = r->buf[xv];
   int64_t n = numel_of(r, xv);
-  for (int64_t i = 0; i < n; i++, walk_step(&w)) fold(op, fl, &out[w.off[0]], x[i]);
+  for (int64_t i = 0; i < n; i++, walk_step(&w)) fold(op, xdt, &out[w.off[0]], x[i]);
   DType dt = dtype_of(r, v);
   for (int64_t i = 0; i < on; i++) {
     if (!fl)
@@ -601,14 +638,15 @@ static dvm_status run_argmax(const Run *r, uint32_t v, Cell *out) {
   if (len == 0 && outer * inner > 0)
     return fail(r, v, DVM_ERR_RUNTIME, "argmax over an empty axis");
   const Cell *x = r->buf[xv];
-  bool fl = is_float(r, xv);
+  DType xdt = dtype_of(r, xv);
+  bool fl = ir_dtype_is_float(xdt);
   for (int64_t o = 0; o < outer; o++)
     for (int64_t j = 0; j < inner; j++) {
       const Cell *row = x + o * len * inner + j;
       int64_t best = 0;
       for (int64_t k = 1; k < len; k++) {
         Cell a = row[best * inner], c = row[k * inner];
-        if (fl ? !isnan(a.f) && (isnan(c.f) || c.f > a.f) : c.i > a.i) best = k;
+        if (fl ? !isnan(a.f) && (isnan(c.f) || c.f > a.f) : ord(xdt, c.i) > ord(xdt, a.i)) best = k;
       }
       out[o * inner + j].i = best;
     }
@@ -864,7 +902,7 @@ static Mat mat_view(const Run *r, uint32_t u, bool transpose, bool lhs) {
 static void mat_block(const Cell *a, const Mat *A, const Cell *b, const Mat *B, bool fl, DType dt,
                       Cell *out) {
   int64_t M = A->rows, K = A->cols, N = B->cols;
-  for (int64_t i = 0; i < M * N; i++) out[i] = identity(OP_REDUCE_SUM, fl);
+  for (int64_t i = 0; i < M * N; i++) out[i] = identity(OP_REDUCE_SUM, dt);
   for (int64_t m = 0; m < M; m++) {
     Cell *row = out + m * N;
     for (int64_t k = 0; k < K; k++) {

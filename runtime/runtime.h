@@ -48,21 +48,35 @@ float rt_f16_to_f32(uint16_t h);
 uint16_t rt_f32_to_f16(float f);
 float rt_bf16_to_f32(uint16_t h);
 uint16_t rt_f32_to_bf16(float f);
-/* Element i as a double / int64, any dtype. */
+/* Element i as a double, any dtype: exact for f64 f32 f16 bf16 bool and the integers up
+ * to 32 bits; i64 and u64 round to nearest even past 2^53 (u64 as its unsigned value:
+ * 2^64 - 1 reads as the literal 18446744073709551615.0, which is the double 2^64). */
 double rt_get_f(const void *data, DType dt, int64_t i);
+/* Element i as an int64: integers and bool exactly, except that a u64 element is its bit
+ * pattern (an element >= 2^63 reads as a negative int64; (uint64_t) of the result is the
+ * value); floats truncate toward zero and saturate at the int64 range (NaN -> 0). */
 int64_t rt_get_i(const void *data, DType dt, int64_t i);
-/* Store into element i, rounding to the dtype: floats round to nearest even; integers
- * from a double truncate toward zero and saturate at the dtype's range (NaN -> 0); bool
- * is v != 0. */
+/* Store a double into element i, rounding to the dtype: f64 exactly; f32 f16 bf16 round
+ * to nearest even, once; integers (i8 i16 i32 i64 u8 u16 u32 u64) truncate toward zero
+ * and saturate at the dtype's range, u64's being [0, 2^64 - 1] (NaN -> 0); bool is
+ * v != 0 (NaN -> 1). */
 void rt_set_f(void *data, DType dt, int64_t i, double v);
+/* Store an int64 into element i: floats round to nearest even, once (f64 too, past 2^53);
+ * i8 i16 i32 u8 u16 u32 saturate at the dtype's range; i64 exactly; u64 takes v's bit
+ * pattern unchanged (the inverse of rt_get_i: -1 stores 2^64 - 1); bool is v != 0. */
 void rt_set_i(void *data, DType dt, int64_t i, int64_t v);
+/* Store the unsigned value v into element i: floats round to nearest even, once; u64
+ * exactly; the other integers saturate (v >= 2^63 stores their maximum); bool is v != 0.
+ * For converting u64 elements, whose values rt_set_i would read as negative. */
+void rt_set_u(void *data, DType dt, int64_t i, uint64_t v);
 /* Deterministic fill (see dvm_tensor_fill_random). */
 void rt_fill_random(Tensor *t, uint64_t seed);
 
 /* ---- .npy (npy.c) ----------------------------------------------------------------------- */
 
 /* Read a .npy file (format versions 1.0-3.0; C order; little-endian or byte-order-free
- * descr '<f4' '<f2' '<V2' (bf16) '<i4' '<i8' '|b1'). Refuses Fortran order, big endian,
+ * descr of one of dvm's dtypes: '<f4' '<f2' '<V2' (bf16) '<f8', '|i1' '<i2' '<i4' '<i8',
+ * '|u1' '<u2' '<u4' '<u8', '|b1'). Refuses Fortran order, big endian,
  * other dtypes, truncated data, trailing garbage, and shapes whose byte count overflows,
  * with a message naming the file. */
 dvm_status rt_npy_read(const char *path, Tensor **out, Err *err);

@@ -11,7 +11,12 @@
  * Rounding: every store to f32/f16/bf16 is a single round-to-nearest-even of the exact
  * value. f16/bf16 from a double go through f32 with round-to-odd, which is exact for a
  * final rounding to at most 22 bits; integers stored to floats go through a round-to-odd
- * double the same way, so no value is rounded twice. */
+ * double the same way, so no value is rounded twice. f64 stores a double as it is.
+ * Integer stores saturate to the dtype's range (from a double: truncated first, NaN 0).
+ *
+ * u64 in an int64: rt_get_i and rt_set_i carry a u64 element as its bit pattern (the
+ * two's-complement reinterpretation), so they move every u64 exactly; rt_get_f and
+ * rt_set_f see its unsigned value, and rt_set_u stores an unsigned value to any dtype. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -315,6 +320,23 @@ static double oddd(int64_t v) {
   return d;
 }
 
+/* The unsigned v rounded to double with round-to-odd. */
+static double oddu(uint64_t v) {
+  double d = (double)v;
+  bool away = true; /* d == 2^64 was rounded up */
+  if (d < 18446744073709551616.0) {
+    uint64_t back = (uint64_t)d;
+    if (back == v) return d;
+    away = back > v;
+  }
+  uint64_t b;
+  memcpy(&b, &d, 8);
+  if (away) b--; /* d is nonzero here: this steps toward zero */
+  b |= 1;
+  memcpy(&d, &b, 8);
+  return d;
+}
+
 /* ---- element access ------------------------------------------------------------------ */
 
 /* Truncate toward zero and saturate to [lo, hi] (given as exact doubles); NaN gives 0. */
@@ -325,7 +347,67 @@ static int64_t sat(double v, double lo, double hi, int64_t ilo, int64_t ihi) {
   return (int64_t)v;
 }
 
-/* Element i as a double, any dtype. */
+/* One element of any integer dtype (or bool), for loads and stores through memcpy: every
+ * member starts at offset 0, so the first ir_dtype_size bytes are the element. */
+typedef union Elem {
+  int8_t i8;
+  int16_t i16;
+  int32_t i32;
+  int64_t i64; /* i64, and u64's bits */
+  uint8_t u8;  /* u8, bool */
+  uint16_t u16;
+  uint32_t u32;
+} Elem;
+
+/* Element i of an integer dtype or bool, widened; u64 as its bit pattern (0 for a dtype
+ * that does not exist). */
+static int64_t load_int(const char *p, DType dt, int64_t i) {
+  size_t n = ir_dtype_size(dt);
+  Elem e = {.i64 = 0}; /* the widest member: every byte */
+  memcpy(&e, p + (int64_t)n * i, n);
+  switch (dt) {
+  case DT_I8: return e.i8;
+  case DT_I16: return e.i16;
+  case DT_I32: return e.i32;
+  case DT_U8: return e.u8;
+  case DT_U16: return e.u16;
+  case DT_U32: return e.u32;
+  case DT_BOOL: return e.u8 != 0;
+  default: return e.i64; /* i64, u64 */
+  }
+}
+
+/* Store v, already in dt's range (u64: its bit pattern), into element i. */
+static void store_int(char *p, DType dt, int64_t i, int64_t v) {
+  size_t n = ir_dtype_size(dt);
+  Elem e;
+  switch (dt) {
+  case DT_I8: e.i8 = (int8_t)v; break;
+  case DT_I16: e.i16 = (int16_t)v; break;
+  case DT_I32: e.i32 = (int32_t)v; break;
+  case DT_U8: e.u8 = (uint8_t)v; break;
+  case DT_U16: e.u16 = (uint16_t)v; break;
+  case DT_U32: e.u32 = (uint32_t)v; break;
+  case DT_BOOL: e.u8 = v != 0; break;
+  default: e.i64 = v; break; /* i64, u64 */
+  }
+  memcpy(p + (int64_t)n * i, &e, n);
+}
+
+/* The range of an integer dtype other than u64 (int64's for a dtype that does not exist,
+ * whose stores store_int drops). */
+static void int_range(DType dt, int64_t *lo, int64_t *hi) {
+  int b = ir_dtype_bits(dt);
+  if (b == 64 || b == 0) {
+    *lo = INT64_MIN, *hi = INT64_MAX;
+  } else if (ir_dtype_is_unsigned(dt)) {
+    *lo = 0, *hi = ((int64_t)1 << b) - 1;
+  } else {
+    *lo = -((int64_t)1 << (b - 1)), *hi = ((int64_t)1 << (b - 1)) - 1;
+  }
+}
+
+/* Element i as a double, any dtype (u64 as its unsigned value, rounded to nearest even). */
 double rt_get_f(const void *data, DType dt, int64_t i) {
   const char *p = data;
   switch (dt) {
@@ -333,6 +415,11 @@ double rt_get_f(const void *data, DType dt, int64_t i) {
     float f;
     memcpy(&f, p + 4 * i, 4);
     return f;
+  }
+  case DT_F64: {
+    double d;
+    memcpy(&d, p + 8 * i, 8);
+    return d;
   }
   case DT_F16: {
     uint16_t h;
@@ -344,41 +431,18 @@ double rt_get_f(const void *data, DType dt, int64_t i) {
     memcpy(&h, p + 2 * i, 2);
     return rt_bf16_to_f32(h);
   }
-  case DT_I32: {
-    int32_t v;
-    memcpy(&v, p + 4 * i, 4);
-    return v;
+  case DT_U64: return (double)(uint64_t)load_int(p, dt, i);
+  default: return (double)load_int(p, dt, i); /* the other integers and bool */
   }
-  case DT_I64: {
-    int64_t v;
-    memcpy(&v, p + 8 * i, 8);
-    return (double)v;
-  }
-  case DT_BOOL: return p[i] != 0;
-  default: break;
-  }
-  return 0;
 }
 
-/* Element i as an int64, any dtype (floats truncate and saturate, NaN gives 0). */
+/* Element i as an int64, any dtype (floats truncate and saturate, NaN gives 0; u64 is its
+ * bit pattern). */
 int64_t rt_get_i(const void *data, DType dt, int64_t i) {
-  const char *p = data;
-  switch (dt) {
-  case DT_I32: {
-    int32_t v;
-    memcpy(&v, p + 4 * i, 4);
-    return v;
-  }
-  case DT_I64: {
-    int64_t v;
-    memcpy(&v, p + 8 * i, 8);
-    return v;
-  }
-  case DT_BOOL: return p[i] != 0;
-  default: break;
-  }
-  return sat(rt_get_f(data, dt, i), -9223372036854775808.0, 9223372036854775808.0, INT64_MIN,
-             INT64_MAX);
+  if (ir_dtype_is_float(dt))
+    return sat(rt_get_f(data, dt, i), -9223372036854775808.0, 9223372036854775808.0, INT64_MIN,
+               INT64_MAX);
+  return load_int(data, dt, i);
 }
 
 /* Store v into element i, rounding to the dtype (see runtime.h). */
@@ -390,6 +454,7 @@ void rt_set_f(void *data, DType dt, int64_t i, double v) {
     memcpy(p + 4 * i, &f, 4);
     break;
   }
+  case DT_F64: memcpy(p + 8 * i, &v, 8); break;
   case DT_F16: {
     uint16_t h = rt_f32_to_f16(oddf(v));
     memcpy(p + 2 * i, &h, 2);
@@ -400,22 +465,24 @@ void rt_set_f(void *data, DType dt, int64_t i, double v) {
     memcpy(p + 2 * i, &h, 2);
     break;
   }
-  case DT_I32: {
-    int32_t x = (int32_t)sat(v, -2147483648.0, 2147483647.0, INT32_MIN, INT32_MAX);
-    memcpy(p + 4 * i, &x, 4);
-    break;
-  }
-  case DT_I64: {
-    int64_t x = sat(v, -9223372036854775808.0, 9223372036854775808.0, INT64_MIN, INT64_MAX);
-    memcpy(p + 8 * i, &x, 8);
-    break;
-  }
   case DT_BOOL: p[i] = v != 0; break;
-  default: break;
+  case DT_U64: { /* [0, 2^64 - 1]; a double in (0, 2^64) converts by truncation */
+    uint64_t u = isnan(v) || v <= 0 ? 0 : v >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)v;
+    store_int(p, dt, i, (int64_t)u);
+    break;
+  }
+  default: { /* the other integers: (double)hi is exact but for i64's 2^63 - 1, which
+                rounds to 2^63, the first value past the range, where sat saturates */
+    int64_t lo, hi;
+    int_range(dt, &lo, &hi);
+    store_int(p, dt, i, sat(v, (double)lo, (double)hi, lo, hi));
+    break;
+  }
   }
 }
 
-/* Store v into element i: exact for integers (i32 saturates), one rounding for floats. */
+/* Store v into element i: integers saturate (u64 takes v's bits), one rounding for
+ * floats. */
 void rt_set_i(void *data, DType dt, int64_t i, int64_t v) {
   char *p = data;
   switch (dt) {
@@ -424,16 +491,47 @@ void rt_set_i(void *data, DType dt, int64_t i, int64_t v) {
     memcpy(p + 4 * i, &f, 4);
     break;
   }
-  case DT_F16:
-  case DT_BF16: rt_set_f(data, dt, i, oddd(v)); break;
-  case DT_I32: {
-    int32_t x = v < INT32_MIN ? INT32_MIN : v > INT32_MAX ? INT32_MAX : (int32_t)v;
-    memcpy(p + 4 * i, &x, 4);
+  case DT_F64: {
+    double d = (double)v;
+    memcpy(p + 8 * i, &d, 8);
     break;
   }
-  case DT_I64: memcpy(p + 8 * i, &v, 8); break;
-  case DT_BOOL: p[i] = v != 0; break;
-  default: break;
+  case DT_F16:
+  case DT_BF16: rt_set_f(data, dt, i, oddd(v)); break;
+  case DT_BOOL:
+  case DT_U64: store_int(p, dt, i, v); break;
+  default: {
+    int64_t lo, hi;
+    int_range(dt, &lo, &hi);
+    store_int(p, dt, i, v < lo ? lo : v > hi ? hi : v);
+    break;
+  }
+  }
+}
+
+/* Store the unsigned value v into element i: integers saturate (u64 exact), one rounding
+ * for floats. */
+void rt_set_u(void *data, DType dt, int64_t i, uint64_t v) {
+  if (v <= INT64_MAX) {
+    rt_set_i(data, dt, i, (int64_t)v);
+    return;
+  }
+  char *p = data;
+  switch (dt) {
+  case DT_F32: {
+    float f = (float)v;
+    memcpy(p + 4 * i, &f, 4);
+    break;
+  }
+  case DT_F64: {
+    double d = (double)v;
+    memcpy(p + 8 * i, &d, 8);
+    break;
+  }
+  case DT_F16:
+  case DT_BF16: rt_set_f(data, dt, i, oddu(v)); break;
+  case DT_U64: store_int(p, dt, i, (int64_t)v); break;
+  default: rt_set_i(data, dt, i, INT64_MAX); break; /* past every other integer's range */
   }
 }
 
@@ -448,24 +546,22 @@ static uint64_t next(uint64_t *s) {
 }
 
 /* Deterministic fill: floats are multiples of 2^-(p-1) in [-1, 1) for a p-bit
- * significand, so each is exact in its dtype; integers in [-8, 8); bools 0/1. */
+ * significand, so each is exact in its dtype; signed integers in [-8, 8), unsigned ones
+ * in [0, 16) (the same draws plus 8); bools 0/1. */
 void rt_fill_random(Tensor *t, uint64_t seed) {
-  static const int bits[DT_COUNT] = {[DT_F32] = 24, [DT_F16] = 11, [DT_BF16] = 8};
+  static const int bits[DT_COUNT] = {[DT_F32] = 24, [DT_F16] = 11, [DT_BF16] = 8, [DT_F64] = 53};
+  DType dt = t->dtype;
+  bool fl = ir_dtype_is_float(dt), in = ir_dtype_is_int(dt);
+  int p = bits[dt];
+  int64_t low = ir_dtype_is_unsigned(dt) ? 0 : -8;
   uint64_t s = seed;
   for (int64_t i = 0; i < t->numel; i++) {
     uint64_t r = next(&s);
-    switch (t->dtype) {
-    case DT_F32:
-    case DT_F16:
-    case DT_BF16: {
-      int p = bits[t->dtype];
-      rt_set_f(t->data, t->dtype, i, ldexp((double)(r >> (64 - p)), 1 - p) - 1.0);
-      break;
-    }
-    case DT_I32:
-    case DT_I64: rt_set_i(t->data, t->dtype, i, (int64_t)(r >> 60) - 8); break;
-    case DT_BOOL: ((uint8_t *)t->data)[i] = (uint8_t)(r >> 63); break;
-    default: break;
-    }
+    if (fl)
+      rt_set_f(t->data, dt, i, ldexp((double)(r >> (64 - p)), 1 - p) - 1.0);
+    else if (in)
+      rt_set_i(t->data, dt, i, (int64_t)(r >> 60) + low);
+    else if (dt == DT_BOOL)
+      ((uint8_t *)t->data)[i] = (uint8_t)(r >> 63);
   }
 }

@@ -11,7 +11,7 @@ to expect:
     # args: -s N=3 --tier ref   more arguments (shell-split)
     # npy: NAME=KIND            write a .npy file and pass `-i NAME=path`; KIND is a corrupt
                                 kind (truncated_data, truncated_header, bad_magic, fortran,
-                                big_endian, wrong_dtype_f64, trailing_bytes: all of shape
+                                big_endian, wrong_dtype_c8, trailing_bytes: all of shape
                                 (2, 2)) or a valid file `DTYPE[DIMS] [VALUES...]`, e.g.
                                 `idx=i64[2] 0 5` (values default to zeros)
     # expect-status: 1          the exact exit status (default 1)
@@ -78,8 +78,8 @@ def bad_npy(kind):
         return npy_bytes("<f4", (2, 2), good_f32, fortran=True)
     if kind == "big_endian":
         return npy_bytes(">f4", (2, 2), struct.pack(">4f", *BAD_VALUES))
-    if kind == "wrong_dtype_f64":
-        return npy_bytes("<f8", (2, 2), struct.pack("<4d", *BAD_VALUES))
+    if kind == "wrong_dtype_c8":  # complex64: a dtype dvm does not have
+        return npy_bytes("<c8", (2, 2), struct.pack("<8f", *[v for x in BAD_VALUES for v in (x, 0.0)]))
     if kind == "trailing_bytes":
         return npy_bytes("<f4", (2, 2), good_f32) + b"\0\0\0\0junk"
     return None

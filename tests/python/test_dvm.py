@@ -5,7 +5,8 @@ Models from graph text, .dvm files and .onnx files compute what NumPy computes, 
 tier; out= writes into the caller's arrays; params bind by name; DLPack hands memory to
 and from NumPy and torch without copies (checked by address); errors are exceptions
 with dvm's message; four threads share one model; 10^5 calls leave the process's
-resident memory where it was."""
+resident memory where it was; f64, i8, i16, u8, u16, u32 and u64 arrays (u64 values of
+2^63 and more included) pass through a model, the buffer protocol and DLPack unchanged."""
 import os
 import threading
 
@@ -123,6 +124,87 @@ def test_strided_and_other_dtypes():
     np.testing.assert_array_equal(k, ~f)
 
 
+def extremes(npdt):
+    """Eight values of npdt at and near the ends of its range (f64: the specials too)."""
+    if npdt == np.float64:
+        f = np.finfo(np.float64)
+        return np.array([f.max, -f.max, f.tiny, 5e-324, -0.0, np.inf, np.nan, 0.1], np.float64)
+    i = np.iinfo(npdt)
+    if npdt == np.uint64:  # values >= 2^63 are the ones an int64 would read as negative
+        return np.array([0, 1, 2**63 - 1, 2**63, 2**63 + 1, 2**64 - 2, 2**64 - 1, 12345], np.uint64)
+    return np.array([i.min, i.min + 1, -1 if i.min else 0, 0, 1, i.max // 2, i.max - 1, i.max], npdt)
+
+
+NEW_DTYPES = [("f64", np.float64), ("i8", np.int8), ("i16", np.int16), ("u8", np.uint8),
+              ("u16", np.uint16), ("u32", np.uint32), ("u64", np.uint64)]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("name,npdt", NEW_DTYPES)
+def test_new_dtypes_pass_through_unchanged(name, npdt, tier):
+    """A reshape (data movement only) of each dtype added after bool returns the NumPy
+    array's dtype and bytes: in place, strided (copied), into out=, and over DLPack."""
+    m = dvm.Model(f"graph g\ninput x: {name}[N, 4]\ny = reshape(x, shape=[N, 2, 2])\noutput y\n", tier=tier)
+    x = extremes(npdt).reshape(2, 4)
+    y = m(x=x)
+    assert y.dtype == npdt and y.shape == (2, 2, 2)
+    assert y.tobytes() == x.tobytes()  # bit for bit: -0.0 and NaN included
+    wide = np.zeros((2, 8), npdt)
+    wide[:, ::2] = x
+    ys = m(x=wide[:, ::2])  # strided: copied once
+    assert ys.dtype == npdt and ys.tobytes() == x.tobytes()
+    out = np.zeros((2, 2, 2), npdt)
+    assert m(x=x, out=out) is out and out.tobytes() == x.tobytes()
+    t = dvm.from_dlpack(x)  # DLPack in: the same memory, the dtype's name
+    assert t.dtype == name and t.data_ptr == x.ctypes.data
+    yt = m(x=t)
+    assert yt.dtype == npdt and yt.tobytes() == x.tobytes()
+    back = np.from_dlpack(t)  # and out again
+    assert back.dtype == npdt and back.ctypes.data == x.ctypes.data
+    if npdt == np.uint64:
+        assert int(y.reshape(-1)[6]) == 2**64 - 1 and int(y.reshape(-1)[3]) == 2**63
+    with pytest.raises(TypeError, match=f"where {name} is expected"):
+        m(x=np.zeros((2, 4), np.float32))
+
+
+def test_new_dtypes_buffer_formats():
+    """dvm.Tensor's buffer format for each new dtype is one NumPy reads back as that dtype,
+    and NumPy's own formats ('l' 'L' for 8-byte integers on x86-64 Linux) are accepted."""
+    for name, npdt in NEW_DTYPES:
+        t = dvm.from_dlpack(extremes(npdt))
+        view = memoryview(t)
+        assert view.itemsize == np.dtype(npdt).itemsize
+        a = np.asarray(t)
+        assert a.dtype == npdt and a.tobytes() == extremes(npdt).tobytes()
+    m = dvm.Model("graph g\ninput x: u64[N]\ninput i: i64[N]\ny = reshape(x, shape=[N])\n"
+                  "j = reshape(i, shape=[N])\noutput y, j\n", tier="ref")
+    x = np.array([2**64 - 1, 0], np.uint64)
+    i = np.array([-1, 2**62], np.int64)
+    assert memoryview(x).itemsize == 8 and memoryview(i).itemsize == 8
+    y, j = m(x=x, i=i)
+    assert y.dtype == np.uint64 and y.tolist() == [2**64 - 1, 0]
+    assert j.dtype == np.int64 and j.tolist() == [-1, 2**62]
+
+
+def test_new_dtypes_in_lazy_arrays():
+    """dvm.asarray adopts the new dtypes; int() of an integer element is exact (u64 past
+    2^63 too); astype takes NumPy's names; a float scalar goes with an f64 array."""
+    big = dvm.asarray(np.array([2**64 - 1], np.uint64))
+    assert big.dtype == "u64" and int(big) == 2**64 - 1 and float(big) == 2.0**64
+    assert int(dvm.asarray(np.array([2**63 + 5], np.uint64))) == 2**63 + 5
+    assert int(dvm.asarray(np.array([-2**63 + 5], np.int64))) == -2**63 + 5
+    small = dvm.asarray(np.array([-7], np.int8))
+    assert small.dtype == "i8" and int(small) == -7
+    for npdt, name in ((np.float64, "f64"), (np.uint16, "u16"), ("uint32", "u32"), (np.int16, "i16")):
+        assert small.astype(npdt).dtype == name
+    assert np.asarray(small.astype(np.float64)).dtype == np.float64
+    f = dvm.asarray(np.array([1.5], np.float64))
+    got = np.asarray(f + 1.25)
+    assert got.dtype == np.float64 and got.tolist() == [2.75]
+    with pytest.raises(TypeError, match="float scalar"):
+        small + 0.5
+
+
 def test_dlpack_numpy_same_memory():
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
     t = dvm.from_dlpack(a)  # in: the array's memory
@@ -152,7 +234,13 @@ def test_dlpack_torch_same_memory():
     with pytest.raises(ValueError, match="not C-contiguous"):
         dvm.from_dlpack(x.t())
     with pytest.raises(ValueError, match="not one dvm has"):
-        dvm.from_dlpack(torch.zeros(3, dtype=torch.float64))
+        dvm.from_dlpack(torch.zeros(3, dtype=torch.complex64))
+    for dt, name in ((torch.float64, "f64"), (torch.int8, "i8"), (torch.int16, "i16"), (torch.uint8, "u8")):
+        x = torch.arange(6, dtype=dt)
+        t = dvm.from_dlpack(x)
+        assert t.dtype == name and t.data_ptr == x.data_ptr()
+        back = torch.from_dlpack(t)
+        assert back.dtype == dt and torch.equal(back, x)
 
 
 def test_errors_carry_dvms_message():

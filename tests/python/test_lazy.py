@@ -147,7 +147,7 @@ def test_errors_name_the_op_and_dims():
     with pytest.raises(TypeError):
         float(x)  # 12 elements
     with pytest.raises(TypeError):
-        dvm.asarray(np.ones(3, np.float64))
+        dvm.asarray(np.ones(3, np.complex64))
 
 
 def test_memory_is_shared():

@@ -131,10 +131,10 @@ static void test_refusals(void) {
   m = managed(a, F32, 2, shape, NULL, 0);
   m.dl_tensor.device.device_type = kDLCUDA;
   refused(&m, "not the CPU", "a CUDA tensor");
-  m = managed(a, (DLDataType){kDLFloat, 64, 1}, 2, shape, NULL, 0);
-  refused(&m, "not one dvm has", "f64");
-  m = managed(a, (DLDataType){kDLUInt, 8, 1}, 2, shape, NULL, 0);
-  refused(&m, "not one dvm has", "u8");
+  m = managed(a, (DLDataType){kDLComplex, 64, 1}, 2, shape, NULL, 0);
+  refused(&m, "not one dvm has", "complex64");
+  m = managed(a, (DLDataType){kDLInt, 128, 1}, 2, shape, NULL, 0);
+  refused(&m, "not one dvm has", "i128");
   m = managed(a, (DLDataType){kDLFloat, 32, 2}, 2, shape, NULL, 0);
   refused(&m, "not one dvm has", "two lanes");
   int64_t nine[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};

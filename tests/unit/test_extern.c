@@ -402,7 +402,7 @@ static void bad_signatures(void) {
       {"void <- f32*,", "expected a type"},
       {"void <- f32* x y", "expected ','"},
       {"f32* <- f32*", "a result is void or a scalar"},
-      {"void <- f64*", "f64* is not a tensor dtype"},
+      {"void <- u8", "is a tensor dtype, not a scalar type"},
       {"void <- f32*, void", "cannot be void"},
       {"void <- bool", "not a scalar type"},
       {"", "expected a type"},

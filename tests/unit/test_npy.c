@@ -4,7 +4,9 @@
  * (rank 0, zero-sized dims, rank 8) with a 64-byte-aligned version 1.0 header; the
  * reader's header dialects (versions 2.0/3.0, key order, quotes, spacing); f16 and bf16
  * conversions against bit patterns derived by hand from the IEEE definitions; integer
- * stores that truncate and saturate; and that broken files are refused with the right
+ * stores that truncate and saturate, for every integer width; f64 kept exactly and u64
+ * carried as its bits (values >= 2^63 included); each dtype at the ends of its range
+ * through a file with NumPy's descr; and that broken files are refused with the right
  * status and a message naming the problem, and that no truncation or byte mutation of
  * a valid file crashes the reader. Scratch files go to $TMPDIR (or /tmp).
  * The last line printed is "N passed, M failed"; the exit status is nonzero on failure. */
@@ -155,6 +157,12 @@ static void dialects(Suite *s) {
       {1, "{'descr': '<f2', 'fortran_order': False, 'shape': (4, 5), }\n", DT_F16, 2, 4, 40},
       {1, "{'descr': '|b1', 'fortran_order': False, 'shape': (2, 2, 5)}\n", DT_BOOL, 3, 2, 20},
       {1, "{'descr': '<i8', 'fortran_order': False, 'shape': (), }\n", DT_I64, 0, 0, 8},
+      {1, "{'descr': '|i1', 'fortran_order': False, 'shape': (7,), }\n", DT_I8, 1, 7, 7},
+      {1, "{'descr': '<i1', 'fortran_order': False, 'shape': (7,), }\n", DT_I8, 1, 7, 7},
+      {1, "{'descr': '|u1', 'fortran_order': False, 'shape': (7,), }\n", DT_U8, 1, 7, 7},
+      {1, "{'descr': '<u1', 'fortran_order': False, 'shape': (7,), }\n", DT_U8, 1, 7, 7},
+      {2, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }\n", DT_F64, 2, 2, 32},
+      {1, "{'shape': (3,), 'descr': '<u8', 'fortran_order': False}\n", DT_U64, 1, 3, 24},
   };
   char path[600], data[40];
   scratch(s, "dialect", path, sizeof path);
@@ -184,6 +192,115 @@ static void dialects(Suite *s) {
     CHECK(s, p[0] == 0 && p[1] == 1 && p[2] == 1 && p[3] == 1, "bools normalized");
     rt_tensor_free(t);
   }
+  unlink(path);
+}
+
+/* Write t to path and read it back; checks the header names descr. NULL on failure. */
+static Tensor *through_file(Suite *s, const char *path, const Tensor *t, const char *descr) {
+  Tensor *b = NULL;
+  Err err = {0};
+  CHECK(s, rt_npy_write(path, t, &err) == DVM_OK, "%s", err.msg);
+  CHECK(s, rt_npy_read(path, &b, &err) == DVM_OK, "%s", err.msg);
+  size_t n = 0;
+  unsigned char *f = getfile(path, &n);
+  char want[32];
+  snprintf(want, sizeof want, "'descr': '%s'", descr);
+  if (f && n > 10) {
+    f[n - 1] = 0; /* the header is text; stop at the file's end */
+    CHECK(s, strstr((char *)f + 10, want) != NULL, "%s: header %.80s", descr, (char *)f + 10);
+  }
+  free(f);
+  if (b)
+    CHECK(s, b->dtype == t->dtype && b->numel == t->numel, "%s: dtype %d, %lld elements", descr,
+          (int)b->dtype, (long long)b->numel);
+  return b;
+}
+
+/* Each dtype added after bool, at the ends of its range, through a file and back with
+ * NumPy's descr: the bytes come back unchanged and read as the values stored. */
+static void extremes(Suite *s) {
+  static const struct {
+    DType dt;
+    const char *descr;
+    int64_t v[5]; /* as rt_get_i reads them: a u64 element as its bits */
+  } ints[] = {
+      {DT_I8, "|i1", {INT8_MIN, INT8_MAX, -1, 0, 1}},
+      {DT_I16, "<i2", {INT16_MIN, INT16_MAX, -1, 0, 256}},
+      {DT_U8, "|u1", {0, UINT8_MAX, 1, 127, 128}},
+      {DT_U16, "<u2", {0, UINT16_MAX, 1, 255, 32768}},
+      {DT_U32, "<u4", {0, UINT32_MAX, 1, 0x7fffffff, 0x80000000}},
+      /* 0, 2^64 - 1, 2^63, 2^63 - 1, 2^63 + 1 */
+      {DT_U64, "<u8", {0, -1, INT64_MIN, INT64_MAX, INT64_MIN + 1}},
+      {DT_I64, "<i8", {INT64_MIN, INT64_MAX, -1, 0, 1}},
+      {DT_I32, "<i4", {INT32_MIN, INT32_MAX, -1, 0, 1}},
+  };
+  char path[600];
+  scratch(s, "ext", path, sizeof path);
+  int64_t five[1] = {5};
+  Err err = {0};
+  for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+    DType dt = ints[k].dt;
+    Tensor *a = NULL, *b = NULL;
+    if (rt_tensor_new(dt, 1, five, &a, &err)) {
+      CHECK(s, 0, "%s", err.msg);
+      continue;
+    }
+    for (int i = 0; i < 5; i++) rt_set_i(a->data, dt, i, ints[k].v[i]);
+    for (int i = 0; i < 5; i++)
+      CHECK(s, rt_get_i(a->data, dt, i) == ints[k].v[i], "%s[%d] stored %lld, reads %lld",
+            ints[k].descr, i, (long long)ints[k].v[i], (long long)rt_get_i(a->data, dt, i));
+    if ((b = through_file(s, path, a, ints[k].descr))) {
+      CHECK(s, memcmp(a->data, b->data, 5 * ir_dtype_size(dt)) == 0, "%s: bytes", ints[k].descr);
+      for (int i = 0; i < 5; i++)
+        CHECK(s, rt_get_i(b->data, dt, i) == ints[k].v[i], "%s[%d] read back %lld", ints[k].descr, i,
+              (long long)rt_get_i(b->data, dt, i));
+    }
+    if (dt == DT_U64 && b) { /* the values, not only the bits */
+      const uint64_t *u = b->data;
+      CHECK(s, u[1] == UINT64_MAX && u[2] == 0x8000000000000000u && u[4] == 0x8000000000000001u,
+            "u64 values %llx %llx %llx", (unsigned long long)u[1], (unsigned long long)u[2],
+            (unsigned long long)u[4]);
+      CHECK(s, rt_get_f(b->data, dt, 1) == 18446744073709551615.0 && rt_get_f(b->data, dt, 2) == 0x1p63,
+            "u64 as doubles %a %a", rt_get_f(b->data, dt, 1), rt_get_f(b->data, dt, 2));
+    }
+    rt_tensor_free(a);
+    rt_tensor_free(b);
+  }
+
+  /* f64: the extremes, subnormals, signed zero, infinities and a NaN's payload */
+  static const uint64_t f64[] = {
+      0x7fefffffffffffffu, /* DBL_MAX */
+      0xffefffffffffffffu, /* -DBL_MAX */
+      0x0000000000000001u, /* the smallest subnormal */
+      0x0010000000000000u, /* DBL_MIN */
+      0x8000000000000000u, /* -0.0 */
+      0x7ff0000000000000u, /* inf */
+      0xfff0000000000000u, /* -inf */
+      0x7ff8000000000123u, /* a quiet NaN with a payload */
+      0x3fb999999999999au, /* 0.1: not an f32 */
+      0x4340000000000001u, /* 2^54 + 2: not an f32, past every integer's exactness */
+  };
+  enum { NF = sizeof f64 / sizeof f64[0] };
+  int64_t nf[1] = {NF};
+  Tensor *a = NULL, *b = NULL;
+  if (rt_tensor_new(DT_F64, 1, nf, &a, &err)) {
+    CHECK(s, 0, "%s", err.msg);
+    return;
+  }
+  for (int i = 0; i < NF; i++) {
+    double d;
+    memcpy(&d, &f64[i], 8);
+    rt_set_f(a->data, DT_F64, i, d);
+    double back = rt_get_f(a->data, DT_F64, i);
+    uint64_t bits;
+    memcpy(&bits, &back, 8);
+    CHECK(s, bits == f64[i], "f64 0x%016llx stored and read as 0x%016llx", (unsigned long long)f64[i],
+          (unsigned long long)bits);
+  }
+  if ((b = through_file(s, path, a, "<f8")))
+    CHECK(s, memcmp(a->data, b->data, sizeof f64) == 0 && memcmp(b->data, f64, sizeof f64) == 0, "f64 bytes");
+  rt_tensor_free(a);
+  rt_tensor_free(b);
   unlink(path);
 }
 
@@ -372,6 +489,8 @@ static void integers(Suite *s) {
       CHECK(s, lo >= -1 && hi < 1 && lo < -0.9 && hi > 0.9, "%s", ir_dtype_name(dt));
     else if (dt == DT_BOOL)
       CHECK(s, lo == 0 && hi == 1, "bool");
+    else if (ir_dtype_is_unsigned(dt))
+      CHECK(s, lo == 0 && hi == 15, "%s [%g, %g]", ir_dtype_name(dt), lo, hi);
     else
       CHECK(s, lo == -8 && hi == 7, "%s [%g, %g]", ir_dtype_name(dt), lo, hi);
     rt_fill_random(y, 8);
@@ -392,6 +511,196 @@ static void integers(Suite *s) {
           (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3]);
     rt_tensor_free(t);
   }
+}
+
+/* ---- the integer widths and f64 ------------------------------------------------------ */
+
+/* Stores of doubles to i8 i16 u8 u16 u32 truncate and saturate (NaN 0), as i32's do;
+ * stores of int64s saturate; f64 keeps what a double holds. */
+static void widths(Suite *s) {
+  static const struct {
+    double v;
+    int64_t i8, i16, u8, u16, u32;
+  } cases[] = {
+      {3.9, 3, 3, 3, 3, 3},
+      {-3.9, -3, -3, 0, 0, 0},
+      {-0.5, 0, 0, 0, 0, 0},
+      {-0.0, 0, 0, 0, 0, 0},
+      {127.9, 127, 127, 127, 127, 127},
+      {128.0, 127, 128, 128, 128, 128},
+      {-128.9, -128, -128, 0, 0, 0},
+      {-129.0, -128, -129, 0, 0, 0},
+      {255.99, 127, 255, 255, 255, 255},
+      {256.0, 127, 256, 255, 256, 256},
+      {32767.5, 127, 32767, 255, 32767, 32767},
+      {-32768.5, -128, -32768, 0, 0, 0},
+      {-32769.0, -128, -32768, 0, 0, 0},
+      {65535.9, 127, 32767, 255, 65535, 65535},
+      {65536.0, 127, 32767, 255, 65535, 65536},
+      {4294967295.5, 127, 32767, 255, 65535, 4294967295},
+      {4294967296.0, 127, 32767, 255, 65535, 4294967295},
+      {1e300, 127, 32767, 255, 65535, 4294967295},
+      {-1e300, -128, -32768, 0, 0, 0},
+      {INFINITY, 127, 32767, 255, 65535, 4294967295},
+      {-INFINITY, -128, -32768, 0, 0, 0},
+      {NAN, 0, 0, 0, 0, 0},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    int8_t a;
+    int16_t b;
+    uint8_t c;
+    uint16_t d;
+    uint32_t e;
+    rt_set_f(&a, DT_I8, 0, cases[k].v);
+    rt_set_f(&b, DT_I16, 0, cases[k].v);
+    rt_set_f(&c, DT_U8, 0, cases[k].v);
+    rt_set_f(&d, DT_U16, 0, cases[k].v);
+    rt_set_f(&e, DT_U32, 0, cases[k].v);
+    CHECK(s, a == cases[k].i8, "i8(%g) = %d", cases[k].v, a);
+    CHECK(s, b == cases[k].i16, "i16(%g) = %d", cases[k].v, b);
+    CHECK(s, c == cases[k].u8, "u8(%g) = %d", cases[k].v, c);
+    CHECK(s, d == cases[k].u16, "u16(%g) = %d", cases[k].v, d);
+    CHECK(s, e == cases[k].u32, "u32(%g) = %u", cases[k].v, e);
+    /* and they read back as those values */
+    CHECK(s, rt_get_i(&a, DT_I8, 0) == a && rt_get_f(&a, DT_I8, 0) == a, "i8 reads");
+    CHECK(s, rt_get_i(&b, DT_I16, 0) == b && rt_get_f(&b, DT_I16, 0) == b, "i16 reads");
+    CHECK(s, rt_get_i(&c, DT_U8, 0) == c && rt_get_f(&c, DT_U8, 0) == c, "u8 reads");
+    CHECK(s, rt_get_i(&d, DT_U16, 0) == d && rt_get_f(&d, DT_U16, 0) == d, "u16 reads");
+    CHECK(s, rt_get_i(&e, DT_U32, 0) == e && rt_get_f(&e, DT_U32, 0) == e, "u32 reads");
+  }
+
+  /* int64 stores saturate */
+  static const struct {
+    DType dt;
+    int64_t v, want;
+  } sat[] = {
+      {DT_I8, -200, INT8_MIN},       {DT_I8, 200, INT8_MAX},          {DT_I8, INT64_MIN, INT8_MIN},
+      {DT_I8, -128, -128},           {DT_I16, 40000, INT16_MAX},      {DT_I16, -40000, INT16_MIN},
+      {DT_U8, -5, 0},                {DT_U8, 300, UINT8_MAX},         {DT_U8, 255, 255},
+      {DT_U16, -1, 0},               {DT_U16, 70000, UINT16_MAX},     {DT_U32, -1, 0},
+      {DT_U32, INT64_MAX, UINT32_MAX}, {DT_U32, 4294967295, UINT32_MAX}, {DT_U32, 4294967296, UINT32_MAX},
+      {DT_I32, (int64_t)1 << 40, INT32_MAX},
+  };
+  for (size_t k = 0; k < sizeof sat / sizeof sat[0]; k++) {
+    uint64_t buf = 0;
+    rt_set_i(&buf, sat[k].dt, 0, sat[k].v);
+    CHECK(s, rt_get_i(&buf, sat[k].dt, 0) == sat[k].want, "%s(%lld) = %lld, want %lld",
+          ir_dtype_name(sat[k].dt), (long long)sat[k].v, (long long)rt_get_i(&buf, sat[k].dt, 0),
+          (long long)sat[k].want);
+  }
+  int8_t i8 = -1;
+  CHECK(s, rt_get_f(&i8, DT_I8, 0) == -1.0 && rt_get_i(&i8, DT_I8, 0) == -1, "i8 -1 sign-extends");
+  uint16_t u16 = 0xffff;
+  CHECK(s, rt_get_i(&u16, DT_U16, 0) == 65535, "u16 0xffff zero-extends");
+  uint32_t u32 = 0xffffffffu;
+  CHECK(s, rt_get_i(&u32, DT_U32, 0) == 4294967295 && rt_get_f(&u32, DT_U32, 0) == 4294967295.0,
+        "u32 max");
+
+  /* f64: exact from doubles, one rounding from int64s, and reads that saturate */
+  double d;
+  rt_set_f(&d, DT_F64, 0, 0.1);
+  CHECK(s, d == 0.1, "f64 keeps 0.1 (%a)", d);
+  rt_set_i(&d, DT_F64, 0, ((int64_t)1 << 53) + 1);
+  CHECK(s, d == 0x1p53, "f64(2^53 + 1) ties to even: %a", d);
+  rt_set_i(&d, DT_F64, 0, ((int64_t)1 << 53) + 3);
+  CHECK(s, d == 0x1p53 + 4, "f64(2^53 + 3) ties to even: %a", d);
+  rt_set_i(&d, DT_F64, 0, INT64_MAX);
+  CHECK(s, d == 0x1p63, "f64(INT64_MAX) = %a", d);
+  d = -2.7;
+  CHECK(s, rt_get_i(&d, DT_F64, 0) == -2, "f64 get_i truncates");
+  d = 1e300;
+  CHECK(s, rt_get_i(&d, DT_F64, 0) == INT64_MAX, "f64 get_i saturates");
+  d = NAN;
+  CHECK(s, rt_get_i(&d, DT_F64, 0) == 0, "f64 get_i NaN");
+  float f;
+  rt_set_f(&f, DT_F32, 0, 0x1.000001p0); /* 1 + 2^-24: halfway, even is 1 */
+  CHECK(s, f == 1.0f, "f32 from f64 rounds to nearest even: %a", (double)f);
+}
+
+/* u64: carried in an int64 as its bits by rt_get_i / rt_set_i; its value for rt_get_f,
+ * rt_set_f and rt_set_u. */
+static void unsigned64(Suite *s) {
+  uint64_t u = UINT64_MAX;
+  CHECK(s, rt_get_f(&u, DT_U64, 0) == 18446744073709551615.0, "rt_get_f(u64 max) = %.17g",
+        rt_get_f(&u, DT_U64, 0));
+  CHECK(s, rt_get_f(&u, DT_U64, 0) == 0x1p64, "u64 max rounds to 2^64");
+  CHECK(s, rt_get_i(&u, DT_U64, 0) == -1, "rt_get_i(u64 max) is its bits: -1");
+  u = 0x8000000000000000u;
+  CHECK(s, rt_get_i(&u, DT_U64, 0) == INT64_MIN && rt_get_f(&u, DT_U64, 0) == 0x1p63, "u64 2^63");
+  u = 0x8000000000000401u; /* 2^63 + 2^10 + 1: above the tie, rounds up to 2^63 + 2^11 */
+  CHECK(s, rt_get_f(&u, DT_U64, 0) == 0x1p63 + 0x1p11, "u64 to double rounds to nearest: %a",
+        rt_get_f(&u, DT_U64, 0));
+  rt_set_i(&u, DT_U64, 0, -1);
+  CHECK(s, u == UINT64_MAX, "rt_set_i(u64, -1) stores the bits: 0x%llx", (unsigned long long)u);
+  rt_set_i(&u, DT_U64, 0, INT64_MIN);
+  CHECK(s, u == 0x8000000000000000u, "rt_set_i(u64, INT64_MIN) = 2^63");
+  rt_set_i(&u, DT_U64, 0, 12345);
+  CHECK(s, u == 12345, "rt_set_i(u64, 12345)");
+
+  static const struct {
+    double v;
+    uint64_t want;
+  } fs[] = {
+      {3.9, 3},
+      {-3.9, 0},
+      {-0.0, 0},
+      {-1e300, 0},
+      {-INFINITY, 0},
+      {NAN, 0},
+      {4294967296.5, 4294967296},
+      {0x1p63, 0x8000000000000000u},
+      {0x1.0000000000001p63, 0x8000000000000800u},
+      {1.8e19, 18000000000000000000u},
+      {0x1.fffffffffffffp63, 0xfffffffffffff800u}, /* the largest double below 2^64 */
+      {0x1p64, UINT64_MAX},
+      {1e30, UINT64_MAX},
+      {INFINITY, UINT64_MAX},
+  };
+  for (size_t k = 0; k < sizeof fs / sizeof fs[0]; k++) {
+    rt_set_f(&u, DT_U64, 0, fs[k].v);
+    CHECK(s, u == fs[k].want, "u64(%a) = %llu, want %llu", fs[k].v, (unsigned long long)u,
+          (unsigned long long)fs[k].want);
+  }
+
+  /* rt_set_u: an unsigned value to any dtype, one rounding */
+  uint64_t big = 0x8000008000000001u; /* 2^63 + 2^39 + 1: a double has 2^63 + 2^39, a tie for f32 */
+  float f;
+  rt_set_u(&f, DT_F32, 0, big);
+  CHECK(s, f == 0x1p63f + 0x1p40f, "f32(2^63 + 2^39 + 1) rounds up once: %a", (double)f);
+  uint16_t h;
+  rt_set_u(&h, DT_BF16, 0, 0x8080000000000001u); /* 2^63 + 2^55 + 1 */
+  CHECK(s, h == 0x5f01, "bf16(2^63 + 2^55 + 1) = 0x%04x, want 0x5f01", h);
+  rt_set_u(&h, DT_F16, 0, big);
+  CHECK(s, h == 0x7c00, "f16(2^63 + ...) = 0x%04x, want infinity", h);
+  double d;
+  rt_set_u(&d, DT_F64, 0, UINT64_MAX);
+  CHECK(s, d == 0x1p64, "f64(2^64 - 1) = %a", d);
+  rt_set_u(&u, DT_U64, 0, UINT64_MAX);
+  CHECK(s, u == UINT64_MAX, "rt_set_u(u64) exact");
+  int32_t i32;
+  rt_set_u(&i32, DT_I32, 0, big);
+  CHECK(s, i32 == INT32_MAX, "i32 from u64 2^63 + ... saturates");
+  int64_t i64;
+  rt_set_u(&i64, DT_I64, 0, big);
+  CHECK(s, i64 == INT64_MAX, "i64 from u64 2^63 + ... saturates");
+  uint8_t u8;
+  rt_set_u(&u8, DT_U8, 0, big);
+  CHECK(s, u8 == UINT8_MAX, "u8 saturates");
+  rt_set_u(&u8, DT_BOOL, 0, big);
+  CHECK(s, u8 == 1, "bool");
+  rt_set_u(&u8, DT_U8, 0, 200);
+  CHECK(s, u8 == 200, "u8 200");
+
+  /* the public accessors convert the same way */
+  dvm_tensor *t;
+  int64_t one = 1;
+  u = UINT64_MAX;
+  CHECK(s, dvm_tensor_wrap(DVM_U64, 1, &one, &u, &t) == DVM_OK, "%s", dvm_last_error());
+  CHECK(s, dvm_tensor_get_f64(t, 0) == 18446744073709551615.0 && dvm_tensor_get_i64(t, 0) == -1,
+        "public u64 reads");
+  dvm_tensor_set_i64(t, 0, INT64_MIN);
+  CHECK(s, u == 0x8000000000000000u, "public u64 store");
+  dvm_tensor_destroy(t);
 }
 
 /* ---- tensors ------------------------------------------------------------------------ */
@@ -478,9 +787,14 @@ static void broken(Suite *s) {
   } cases[] = {
       {"fortran", 1, H("<f4", "True", "(2, 3)"), 24, 0, DVM_ERR_DATA, "Fortran"},
       {"big-endian", 1, H(">f4", "False", "(2, 3)"), 24, 0, DVM_ERR_DATA, "endian"},
-      {"f8", 1, H("<f8", "False", "(3,)"), 24, 0, DVM_ERR_DATA, "'<f8'"},
-      {"f8 lists", 1, H("<f8", "False", "(3,)"), 24, 0, DVM_ERR_DATA, "'<V2' bf16"},
-      {"i1", 1, H("|i1", "False", "(3,)"), 3, 0, DVM_ERR_DATA, "unsupported"},
+      {"c8", 1, H("<c8", "False", "(3,)"), 24, 0, DVM_ERR_DATA, "'<c8'"},
+      {"c8 lists", 1, H("<c8", "False", "(3,)"), 24, 0, DVM_ERR_DATA, "'<V2' bf16"},
+      {"c8 lists u64", 1, H("<c8", "False", "(3,)"), 24, 0, DVM_ERR_DATA, "'<u8' u64"},
+      {"U1", 1, H("<U1", "False", "(3,)"), 12, 0, DVM_ERR_DATA, "unsupported"},
+      {"u2 without order", 1, H("|u2", "False", "(3,)"), 6, 0, DVM_ERR_DATA, "unsupported"},
+      {"f16 (long double)", 1, H("<f16", "False", "(1,)"), 16, 0, DVM_ERR_DATA, "'<f16'"},
+      {"big-endian u8", 1, H(">u8", "False", "(3,)"), 24, 0, DVM_ERR_DATA, "endian"},
+      {"big-endian f8", 1, H(">f8", "False", "(3,)"), 24, 0, DVM_ERR_DATA, "endian"},
       {"structured", 1, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,)}", 8,
        0, DVM_ERR_DATA, "structured"},
       {"data short", 1, H("<f4", "False", "(2, 3)"), 23, 0, DVM_ERR_DATA, "truncated"},
@@ -612,8 +926,11 @@ int main(void) {
   snprintf(s.dir, sizeof s.dir, "%s", tmp && *tmp ? tmp : "/tmp");
   roundtrip(&s);
   dialects(&s);
+  extremes(&s);
   halves(&s);
   integers(&s);
+  widths(&s);
+  unsigned64(&s);
   tensors(&s);
   broken(&s);
   robust(&s);
