@@ -257,6 +257,23 @@ static dvm_status mod(Imp *I) {
   return out(I, 0, r);
 }
 
+/* BitShift of unsigned integers: x · 2^s or x / 2^s, 0 for a shift of the width or more
+ * (2^s then wraps to 0 in the dtype: the product is 0, the quotient is chosen). */
+static dvm_status bit_shift(Imp *I) {
+  static const char *const dirs[] = {"LEFT", "RIGHT", NULL};
+  int64_t x = onnx_in(I, 0), s = x < 0 ? -1 : onnx_in(I, 1);
+  int dir = s < 0 ? -1 : onnx_attr_choice(I, "direction", dirs, -2);
+  if (dir == -2) return onnx_fail(I, DVM_ERR_GRAPH, "attribute 'direction' is required");
+  if (dir < 0) return I->err->code;
+  if (!ir_dtype_is_unsigned(DT(x)))
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "BitShift of %s is not supported (unsigned integers only)",
+                     ir_dtype_name(DT(x)));
+  int64_t p = bin(I, OP_POW, lit(I, 2, x), s);
+  if (dir == 0) return out(I, 0, bin(I, OP_MUL, x, p));
+  int64_t wide = binc(I, OP_GE, s, ir_dtype_bits(DT(x)));
+  return out(I, 0, sel(I, wide, lit(I, 0, x), bin(I, OP_DIV, x, sel(I, wide, lit(I, 1, x), p))));
+}
+
 /* ---- reductions ------------------------------------------------------------------------------ */
 
 static dvm_status reduction(Imp *I, const char *t) {
@@ -427,14 +444,13 @@ int64_t onnx_dim_value(Imp *I, Dim n) {
  * coordinate along axis is the index (negative: from the end) and the others are the
  * output position's. An index out of range becomes an offset past the end, which the
  * gather refuses at run time. */
-static dvm_status gather_elements(Imp *I) {
-  int64_t x = onnx_in(I, 0), idx = x < 0 ? -1 : onnx_in(I, 1);
-  if (idx < 0) return I->err->code;
+static int64_t elements(Imp *I, int64_t x, int64_t idx, int64_t axis, const char *name) {
+  if (x < 0 || idx < 0) return -1;
   Dim d[R], e[R];
-  int r = onnx_vdims(I, x, d), ri = onnx_vdims(I, idx, e), ax = ir_axis(onnx_attr_i(I, "axis", 0), r);
-  if (r != ri) return onnx_fail(I, DVM_ERR_SHAPE, "data has rank %d, indices rank %d: they must be equal", r, ri);
-  if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r);
-  if (ir_dtype_is_float(DT(idx))) return onnx_fail(I, DVM_ERR_DTYPE, "the indices must be integers");
+  int r = onnx_vdims(I, x, d), ri = onnx_vdims(I, idx, e), ax = ir_axis(axis, r);
+  if (r != ri) return onnx_fail(I, DVM_ERR_SHAPE, "data has rank %d, indices rank %d: they must be equal", r, ri), -1;
+  if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r), -1;
+  if (ir_dtype_is_float(DT(idx))) return onnx_fail(I, DVM_ERR_DTYPE, "the indices must be integers"), -1;
   idx = onnx_cast(I, idx, DT_I64);
   int64_t n = onnx_dim_value(I, d[ax]);
   idx = sel(I, binc(I, OP_LT, idx, 0), bin(I, OP_ADD, idx, n), idx);
@@ -446,13 +462,86 @@ static dvm_status gather_elements(Imp *I) {
     int64_t term = is_one(I, stride) ? c : bin(I, OP_MUL, c, (sc = onnx_dim_value(I, stride)) < 0 ? -1 : sc);
     flat = flat == -1 ? term : bin(I, OP_ADD, flat, term);
     stride = ir_dim_mul(I->g, stride, d[k]);
-    if (stride == DIM_NONE) return onnx_fail(I, DVM_ERR_OVERFLOW, "the element count of data overflows");
+    if (stride == DIM_NONE) return onnx_fail(I, DVM_ERR_OVERFLOW, "the element count of data overflows"), -1;
   }
   total = stride;
   flat = sel(I, bad, lit(I, (double)INT64_MAX, flat), flat);
-  int64_t fx = onnx_reshape(I, x, &total, 1);
-  if (fx < 0 || flat < 0) return I->err->code;
-  return out(I, 0, onnx_gather(I, fx, flat, 0, onnx_out(I, 0)));
+  return onnx_gather(I, onnx_reshape(I, x, &total, 1), flat, 0, name);
+}
+
+static dvm_status gather_elements(Imp *I) {
+  int64_t x = onnx_in(I, 0), idx = x < 0 ? -1 : onnx_in(I, 1);
+  return out(I, 0, elements(I, x, idx, onnx_attr_i(I, "axis", 0), onnx_out(I, 0)));
+}
+
+/* ReverseSequence(x, lens, batch_axis, time_axis): along the time axis, the first lens[b]
+ * elements of batch b reversed, the rest kept: GatherElements at t < L ? L - 1 - t : t
+ * (a length past the axis makes an index out of range, refused at run time). */
+static dvm_status reverse_sequence(Imp *I) {
+  int64_t x = onnx_in(I, 0), lens = x < 0 ? -1 : onnx_in(I, 1);
+  if (lens < 0) return I->err->code;
+  Dim d[R], s[R];
+  int r = onnx_vdims(I, x, d);
+  int bx = ir_axis(onnx_attr_i(I, "batch_axis", 1), r), tx = ir_axis(onnx_attr_i(I, "time_axis", 0), r);
+  if (r < 2 || bx < 0 || tx < 0 || bx == tx)
+    return onnx_fail(I, DVM_ERR_GRAPH, "batch_axis and time_axis must be two different axes of the input (rank %d)", r);
+  if (ir_dtype_is_float(DT(lens))) return onnx_fail(I, DVM_ERR_DTYPE, "sequence_lens must be integers");
+  for (int i = 0; i < r; i++) s[i] = i == bx ? d[bx] : ir_dim_const(I->g, 1);
+  int64_t L = onnx_reshape(I, onnx_cast(I, lens, DT_I64), s, r), t = onnx_iota(I, d[tx], tx, r);
+  int64_t src = sel(I, bin(I, OP_LT, t, L), bin(I, OP_SUB, binc(I, OP_SUB, L, 1), t), t);
+  if (src < 0) return I->err->code;
+  NodeDraft b = {.op = OP_BROADCAST_TO, .nin = 1, .in = {(uint32_t)src}};
+  onnx_at_dims(I, &b, AK_SHAPE, d, (uint32_t)r);
+  return out(I, 0, elements(I, x, onnx_add(I, &b, NULL), tx, onnx_out(I, 0)));
+}
+
+/* GatherND(data, indices, batch_dims = b): indices [..., k] address data's axes b .. b+k-1
+ * under the b batch axes data and indices share; the result is indices.shape[:-1] +
+ * data.shape[b+k:]. A gather from data reshaped to [B·P, rest...] (B, P the products of
+ * the batch and the addressed axes) at the offset batch·P + Σ idx_j·stride_j; an index
+ * out of its axis's range becomes an offset past the end, refused at run time. */
+static dvm_status gather_nd(Imp *I) {
+  int64_t x = onnx_in(I, 0), idx = x < 0 ? -1 : onnx_in(I, 1), k;
+  if (idx < 0) return I->err->code;
+  Dim d[R], e[R];
+  int r = onnx_vdims(I, x, d), ri = onnx_vdims(I, idx, e);
+  int64_t b = onnx_attr_i(I, "batch_dims", 0);
+  if (ri < 1 || !onnx_dim_const(I, e[ri - 1], &k))
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "the indices' last dim must be a constant");
+  if (b < 0 || b >= ri || k < 1 || k > r - b)
+    return onnx_fail(I, DVM_ERR_GRAPH, "batch_dims %lld and %lld-element indices do not fit data of rank %d",
+                     (long long)b, (long long)k, r);
+  if (ri - 1 + r - b - k > R) return onnx_fail(I, DVM_ERR_SHAPE, "the result's rank exceeds %d", R);
+  if (ir_dtype_is_float(DT(idx))) return onnx_fail(I, DVM_ERR_DTYPE, "the indices must be integers");
+  for (int i = 0; i < b; i++)
+    if (ir_dim_subst(I->g, d[i]) != ir_dim_subst(I->g, e[i]))
+      return onnx_fail(I, DVM_ERR_SHAPE, "batch axis %d differs between data and indices", i);
+  idx = onnx_cast(I, idx, DT_I64);
+  int64_t flat = -1, bad = -1;
+  Dim shape[R], whole = ir_dim_const(I->g, 1);
+  for (int j = 0; j < b + k && idx >= 0; j++) { /* Horner over the batch, then the addressed axes */
+    int64_t n = onnx_dim_value(I, d[j]), c;
+    if (j < b) {
+      c = onnx_iota(I, e[j], j, ri - 1);
+    } else {
+      NodeDraft s = {.op = OP_SLICE, .nin = 1, .in = {(uint32_t)idx}};
+      Dim st = ir_dim_const(I->g, j - b), en = ir_dim_const(I->g, j - b + 1);
+      onnx_at_ints(I, &s, AK_AXES, (const int64_t[]){ri - 1}, 1);
+      onnx_at_dims(I, &s, AK_STARTS, &st, 1);
+      onnx_at_dims(I, &s, AK_ENDS, &en, 1);
+      c = onnx_reshape(I, onnx_add(I, &s, NULL), e, ri - 1);
+      c = sel(I, binc(I, OP_LT, c, 0), bin(I, OP_ADD, c, n), c);
+      int64_t out_of = bin(I, OP_OR, binc(I, OP_LT, c, 0), bin(I, OP_GE, c, n));
+      bad = bad == -1 ? out_of : bin(I, OP_OR, bad, out_of);
+    }
+    flat = flat == -1 ? c : bin(I, OP_ADD, bin(I, OP_MUL, flat, n), c);
+    if ((whole = ir_dim_mul(I->g, whole, d[j])) == DIM_NONE)
+      return onnx_fail(I, DVM_ERR_OVERFLOW, "the element count of data overflows");
+  }
+  flat = sel(I, bad, lit(I, (double)INT64_MAX, flat), flat);
+  shape[0] = whole;
+  for (int i = (int)(b + k); i < r; i++) shape[i - b - k + 1] = d[i];
+  return out(I, 0, onnx_gather(I, onnx_reshape(I, x, shape, (int)(r - b - k + 1)), flat, 0, onnx_out(I, 0)));
 }
 
 /* ---- losses ---------------------------------------------------------------------------------- */
@@ -788,6 +877,7 @@ bool onnx_composed(Imp *I, const char *t, dvm_status *st) {
   if (!strcmp(t, "Clip")) return *st = clip(I), true;
   if (!strcmp(t, "Xor") || !strcmp(t, "IsNaN") || !strcmp(t, "IsInf")) return *st = predicate(I, t), true;
   if (!strcmp(t, "Mod")) return *st = mod(I), true;
+  if (!strcmp(t, "BitShift")) return *st = bit_shift(I), true;
   if (!strcmp(t, "GlobalAveragePool")) return *st = global_pool(I, OP_REDUCE_MEAN), true;
   if (!strcmp(t, "GlobalMaxPool")) return *st = global_pool(I, OP_REDUCE_MAX), true;
   if (!strcmp(t, "ArgMax")) return *st = arg_extreme(I, false), true;
@@ -799,6 +889,8 @@ bool onnx_composed(Imp *I, const char *t, dvm_status *st) {
   if (!strcmp(t, "Size")) return *st = size(I), true;
   if (!strcmp(t, "CastLike")) return *st = cast_like(I), true;
   if (!strcmp(t, "GatherElements")) return *st = gather_elements(I), true;
+  if (!strcmp(t, "GatherND")) return *st = gather_nd(I), true;
+  if (!strcmp(t, "ReverseSequence")) return *st = reverse_sequence(I), true;
   if (!strcmp(t, "NegativeLogLikelihoodLoss")) return *st = nll_loss(I), true;
   if (!strcmp(t, "SoftmaxCrossEntropyLoss")) return *st = softmax_ce(I), true;
   if (!strcmp(t, "Pad")) return *st = pad_op(I), true;

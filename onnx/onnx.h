@@ -257,6 +257,22 @@ int64_t onnx_gather(Imp *I, int64_t x, int64_t idx, int axis, const char *name);
 /* window.c */
 /* The same for Conv, MaxPool, AveragePool and BatchNormalization. */
 bool onnx_windowed(Imp *I, const char *t, dvm_status *st);
+/* Conv of dvm values x and wt (of one dtype) plus bias b (-1: none) by the node's
+ * attributes (Conv's, ConvInteger's, QLinearConv's): the output (N, M, out...), or -1
+ * with the error set. */
+int64_t onnx_conv(Imp *I, int64_t x, int64_t wt, int64_t b);
+
+/* quant.c */
+/* The same for QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, MatMulInteger,
+ * QLinearMatMul, ConvInteger and QLinearConv. */
+bool onnx_quantized(Imp *I, const char *t, dvm_status *st);
+
+/* signal.c */
+/* The same for CumSum and the window functions. */
+bool onnx_signal(Imp *I, const char *t, dvm_status *st);
+
+/* einsum.c */
+bool onnx_einsum(Imp *I, const char *t, dvm_status *st);
 
 /* resize.c */
 dvm_status onnx_resize(Imp *I);

@@ -999,7 +999,9 @@ dvm_status onnx_node(Imp *I) {
   if (!strcmp(t, "Identity")) return op_identity(I, false);
   if (!strcmp(t, "Dropout")) return op_identity(I, true);
   dvm_status st;
-  if (onnx_composed(I, t, &st) || onnx_windowed(I, t, &st)) return st;
+  if (onnx_composed(I, t, &st) || onnx_windowed(I, t, &st) || onnx_quantized(I, t, &st) ||
+      onnx_signal(I, t, &st) || onnx_einsum(I, t, &st))
+    return st;
   return onnx_fail(I, DVM_ERR_UNSUPPORTED, "op %s is not supported (docs/onnx.md lists the ops "
                    "dvm imports)", t);
 }

@@ -162,12 +162,13 @@ static int64_t pool_of(Imp *I, int64_t xp, const Win *w, Op op) {
 #define MAX_WINDOW 1024 /* offsets per window: each is a node */
 #define OFFSETS_MAX ((int64_t)1 << 24) /* entries of an im2col offset table (64 MB) */
 
-static bool window_in(Imp *I, int64_t *x, Dim *d, int *r) {
+/* Input 0, its dims and rank: a float, or (ints) an integer too. */
+static bool window_in(Imp *I, int64_t *x, Dim *d, int *r, bool ints) {
   if ((*x = onnx_in(I, 0)) < 0) return false;
   *r = onnx_vdims(I, *x, d);
-  if (!ir_dtype_is_float(DT(*x)))
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s of %s is not supported (floats only)", I->node->op_type,
-                     ir_dtype_name(DT(*x))), false;
+  if (!ir_dtype_is_float(DT(*x)) && !(ints && ir_dtype_is_int(DT(*x))))
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s of %s is not supported (%s only)", I->node->op_type,
+                     ir_dtype_name(DT(*x)), ints ? "floats and integers" : "floats"), false;
   return true;
 }
 
@@ -186,8 +187,11 @@ static dvm_status max_pool(Imp *I) {
   Win w = {0};
   if (onnx_out(I, 1)) /* storage_order only orders the Indices */
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "MaxPool's Indices output is not supported");
-  if (!window_in(I, &x, d, &r) || !window(I, d, r, NULL, &w) || !small_window(I, &w)) return I->err->code;
-  return onnx_def_dyn(I, 0, pool_of(I, pad(I, x, &w, -INFINITY, true), &w, OP_MAX));
+  if (!window_in(I, &x, d, &r, true) || !window(I, d, r, NULL, &w) || !small_window(I, &w)) return I->err->code;
+  DType dt = DT(x); /* pads lose every comparison: -inf, or the integer dtype's least value */
+  int bits = ir_dtype_bits(dt);
+  double lowest = !bits ? -INFINITY : ir_dtype_is_unsigned(dt) ? 0 : -ldexp(1, bits - 1);
+  return onnx_def_dyn(I, 0, pool_of(I, pad(I, x, &w, lowest, true), &w, OP_MAX));
 }
 
 /* AveragePool: the window's sum over its count, which counts the pads when
@@ -197,7 +201,7 @@ static dvm_status average_pool(Imp *I) {
   Dim d[R];
   int r;
   Win w = {0};
-  if (!window_in(I, &x, d, &r) || !window(I, d, r, NULL, &w) || !small_window(I, &w)) return I->err->code;
+  if (!window_in(I, &x, d, &r, false) || !window(I, d, r, NULL, &w) || !small_window(I, &w)) return I->err->code;
   int64_t sum = pool_of(I, pad(I, x, &w, 0, true), &w, OP_ADD);
   bool incl = onnx_attr_i(I, "count_include_pad", 0) != 0;
   bool extra = false, pads = false;
@@ -317,7 +321,7 @@ static int64_t im2col(Imp *I, int64_t x, const Win *w) {
 /* y = weights · cols plus bias, as the output (N, M, out...): cols (N, C·K, P) or
  * (N, g, Cg·K, P) by shape, weights (M, C/g, k...) or already (g, Mg, Cg·K). Groups are the
  * matmul's batch axis; the bias is added to its result, (M, 1) or (g, Mg, 1): its epilogue. */
-static dvm_status conv_matmul(Imp *I, int64_t cols, int64_t wt, int64_t b, const Dim *d, int r, const Win *w,
+static int64_t conv_matmul(Imp *I, int64_t cols, int64_t wt, int64_t b, const Dim *d, int r, const Win *w,
                               int64_t g, int64_t mg, int64_t cg) {
   int64_t nk = kernel_size(w);
   Dim p = dc(I, 1);
@@ -333,51 +337,58 @@ static dvm_status conv_matmul(Imp *I, int64_t cols, int64_t wt, int64_t b, const
   }
   Dim ys[R] = {d[0], dc(I, g * mg)};
   for (int i = 0; i < w->ns; i++) ys[2 + i] = w->out[i];
-  return onnx_def_dyn(I, 0, y < 0 ? -1 : onnx_reshape(I, y, ys, r));
+  return y < 0 ? -1 : onnx_reshape(I, y, ys, r);
 }
 
-static dvm_status conv(Imp *I) {
-  int64_t x, wt = -1, b = -1;
+int64_t onnx_conv(Imp *I, int64_t x, int64_t wt, int64_t b) {
   Dim d[R], wd[R];
-  int r;
   Win w = {0};
-  if (!window_in(I, &x, d, &r) || (wt = onnx_in(I, 1)) < 0) return I->err->code;
+  if (x < 0 || wt < 0) return -1;
+  int r = onnx_vdims(I, x, d);
   if (r < 3 || r > 2 + SP)
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "input of rank %d: 1 to %d spatial axes after N and C are supported", r, SP);
-  int64_t kb = onnx_arg(I, 2, false), k[SP], g = onnx_attr_i(I, "group", 1), c, m, cg;
-  if (kb == -2 || (kb >= 0 && (b = onnx_in(I, 2)) < 0)) return I->err->code;
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "input of rank %d: 1 to %d spatial axes after N and C are supported", r, SP), -1;
+  int64_t k[SP], g = onnx_attr_i(I, "group", 1), c, m, cg;
   int wr = onnx_vdims(I, wt, wd);
-  if (wr != r) return onnx_fail(I, DVM_ERR_SHAPE, "the weights have rank %d, the input %d", wr, r);
+  if (wr != r) return onnx_fail(I, DVM_ERR_SHAPE, "the weights have rank %d, the input %d", wr, r), -1;
   for (int i = 2; i < r; i++)
-    if (!onnx_dim_const(I, wd[i], &k[i - 2])) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "the kernel's dims must be constant");
+    if (!onnx_dim_const(I, wd[i], &k[i - 2])) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "the kernel's dims must be constant"), -1;
   if (!onnx_dim_const(I, d[1], &c) || !onnx_dim_const(I, wd[0], &m) || !onnx_dim_const(I, wd[1], &cg))
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "the channel counts must be constant");
+    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "the channel counts must be constant"), -1;
   if (g < 1 || c % g || m % g || cg != c / g)
     return onnx_fail(I, DVM_ERR_SHAPE, "group %lld: input channels %lld, weights [%lld, %lld, ...]: C must be "
                      "group * %lld and M a multiple of group", (long long)g, (long long)c, (long long)m,
-                     (long long)cg, (long long)cg);
+                     (long long)cg, (long long)cg), -1;
   if (onnx_attr(I, "kernel_shape")) { /* must agree with the weights */
     int64_t ks[SP];
-    if (!ints_n(I, "kernel_shape", ks, r - 2, 1)) return I->err->code;
+    if (!ints_n(I, "kernel_shape", ks, r - 2, 1)) return -1;
     if (memcmp(ks, k, (size_t)(r - 2) * sizeof *k))
-      return onnx_fail(I, DVM_ERR_SHAPE, "kernel_shape disagrees with the weights' dims");
+      return onnx_fail(I, DVM_ERR_SHAPE, "kernel_shape disagrees with the weights' dims"), -1;
   }
-  if (!window(I, d, r, k, &w)) return I->err->code;
+  if (!window(I, d, r, k, &w)) return -1;
   int64_t nk = kernel_size(&w), cols;
   if (nk > ((int64_t)1 << 31) / cg)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "a kernel of %lld elements over %lld channels is too large",
-                     (long long)nk, (long long)cg);
+                     (long long)nk, (long long)cg), -1;
   Dim p = dc(I, 1);
   for (int i = 0; i < w.ns; i++) p = ir_dim_mul(I->g, p, w.out[i]);
-  if (p == DIM_NONE) return onnx_fail(I, DVM_ERR_OVERFLOW, "the output size overflows");
+  if (p == DIM_NONE) return onnx_fail(I, DVM_ERR_OVERFLOW, "the output size overflows"), -1;
   bool plain = nk == 1;
   for (int i = 0; i < w.ns; i++) plain &= w.s[i] == 1 && !w.pb[i] && !w.pe[i];
   if (plain) { /* 1×1, stride 1, no pads: x itself is (N, C, P) */
     cols = x;
   } else {
-    if ((cols = im2col(I, x, &w)) < 0) return I->err->code;
+    if ((cols = im2col(I, x, &w)) < 0) return -1;
   }
   return conv_matmul(I, cols, wt, b, d, r, &w, g, m / g, cg);
+}
+
+static dvm_status conv(Imp *I) {
+  int64_t x, wt = -1, b = -1, kb;
+  Dim d[R];
+  int r;
+  if (!window_in(I, &x, d, &r, false) || (wt = onnx_in(I, 1)) < 0) return I->err->code;
+  if ((kb = onnx_arg(I, 2, false)) == -2 || (kb >= 0 && (b = onnx_in(I, 2)) < 0)) return I->err->code;
+  return onnx_def_dyn(I, 0, onnx_conv(I, x, wt, b));
 }
 
 /* ConvTranspose: im2col over the output positions (each reads the input position it came
@@ -388,7 +399,7 @@ static dvm_status conv_transpose(Imp *I) {
   Dim d[R], wd[R];
   int r;
   Win w = {.transposed = true};
-  if (!window_in(I, &x, d, &r) || (wt = onnx_in(I, 1)) < 0) return I->err->code;
+  if (!window_in(I, &x, d, &r, false) || (wt = onnx_in(I, 1)) < 0) return I->err->code;
   if (r < 3 || r > 2 + SP)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "input of rank %d: 1 to %d spatial axes after N and C are supported", r, SP);
   int ns = w.ns = r - 2;
@@ -468,7 +479,7 @@ static dvm_status conv_transpose(Imp *I) {
   Dim ws[3] = {dc(I, g), dc(I, mg), dc(I, cg * nk)};
   wm = onnx_reshape(I, wm, ws, 3);
   if (cols < 0 || wm < 0) return I->err->code;
-  return conv_matmul(I, cols, wm, b, d, r, &w, g, mg, cg);
+  return onnx_def_dyn(I, 0, conv_matmul(I, cols, wm, b, d, r, &w, g, mg, cg));
 }
 
 /* BatchNormalization (inference): (x - mean) / sqrt(var + epsilon) · scale + B, the
@@ -479,7 +490,7 @@ static dvm_status batch_norm(Imp *I) {
   int64_t x, v[4];
   Dim d[R];
   int r;
-  if (!window_in(I, &x, d, &r)) return I->err->code;
+  if (!window_in(I, &x, d, &r, false)) return I->err->code;
   if (r < 2) return onnx_fail(I, DVM_ERR_SHAPE, "the input has rank %d, at least 2 expected (N, C, ...)", r);
   Dim s[R];
   for (int i = 1; i < r; i++) s[i - 1] = i == 1 ? d[1] : dc(I, 1);

@@ -974,7 +974,10 @@ static dvm_status run_arange(const Run *r, uint32_t v, Cell *out) {
   if (!a || !ir_dim_eval(r->g, (Dim)a->i, r->b->sym, &n))
     return fail(r, v, DVM_ERR_OVERFLOW, "n does not evaluate to an int64");
   if (n != numel_of(r, v)) return bug(r, v, "n disagrees with the binding");
-  for (int64_t i = 0; i < n; i++) out[i] = int_cell(i, dtype_of(r, v));
+  DType dt = dtype_of(r, v); /* integers wrap at the dtype's width (NumPy's arange) */
+  for (int64_t i = 0; i < n; i++)
+    if (ir_dtype_is_float(dt)) out[i] = int_cell(i, dt);
+    else out[i].i = round_i(dt, (uint64_t)i);
   return DVM_OK;
 }
 

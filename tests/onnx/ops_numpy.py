@@ -28,6 +28,7 @@ from support import check, summary  # noqa: E402
 DVM, SCRATCH = sys.argv[1], sys.argv[2]
 os.makedirs(SCRATCH, exist_ok=True)
 F, I64, I32, B = TP.FLOAT, TP.INT64, TP.INT32, TP.BOOL
+D, U8, I8, U32 = TP.DOUBLE, TP.UINT8, TP.INT8, TP.UINT32
 X = ("x", F, ["N", "S", 8])
 
 
@@ -237,6 +238,73 @@ case("gelu_silu_patterns", [X],
      inits=[cf("sqrt2", math.sqrt(2)), cf("one", 1.0), cf("half", 0.5)])
 
 
+# ---- other dtypes, quantization, Einsum, CumSum, GatherND, ReverseSequence, BitShift ---------------
+def f32(a):
+    return np.asarray(a).astype(np.float32)
+
+
+def quantize(x, scale, zp, lo, hi):
+    return np.clip(np.rint(f32(x) / f32(scale)) + zp, lo, hi)
+
+
+case("double", [("d", D, ["N", 8]), ("e", D, [8])],
+     [N("Mul", ["d", "e"], ["m"]), N("Exp", ["m"], ["x"]), N("ReduceSum", ["x", "ax1"], ["s"], keepdims=0),
+      N("Cast", ["d"], ["df"], to=F)],
+     [("m", D), ("x", D), ("s", D), ("df", F)],
+     lambda v: [v["d"] * v["e"], np.exp(v["d"] * v["e"]), np.exp(v["d"] * v["e"]).sum(1), v["d"]],
+     inits=[ci("ax1", [1])], gens={"d": lambda rng, s: rng.standard_normal(s), "e": lambda rng, s: rng.standard_normal(s)})
+case("quantize_per_axis", [X, ("sc", F, [8]), ("zp", U8, [8])],
+     [N("QuantizeLinear", ["x", "sc", "zp"], ["q"], axis=2), N("DequantizeLinear", ["q", "sc", "zp"], ["dq"], axis=2),
+      N("QuantizeLinear", ["x", "s1"], ["q1"]), N("DynamicQuantizeLinear", ["x"], ["y", "ys", "yz"])],
+     [("q", U8), ("dq", F), ("q1", U8), ("y", U8), ("ys", F), ("yz", U8)],
+     lambda v: (lambda q, lo, hi: [q, (q.astype(np.int32) - v["zp"]) * f32(v["sc"]),
+                                   quantize(v["x"], 0.02, 0, 0, 255),
+                                   quantize(v["x"], (hi - lo) / 255, np.clip(np.rint(-lo / ((hi - lo) / 255)), 0, 255), 0, 255),
+                                   (hi - lo) / 255, np.clip(np.rint(-lo / f32((hi - lo) / 255)), 0, 255)])(
+         quantize(v["x"], v["sc"], v["zp"], 0, 255), f32(min(0, v["x"].min())), f32(max(0, v["x"].max()))),
+     inits=[cf("s1", 0.02)], gens={"sc": lambda rng, s: f32(rng.uniform(0.005, 0.05, s)), "zp": ints(0, 256, np.uint8)})
+case("matmul_integer", [("a", U8, ["N", 8]), ("b", I8, [8, "M"]), ("za", U8, []), ("zb", I8, ["M"])],
+     [N("MatMulInteger", ["a", "b", "za", "zb"], ["y"])], [("y", I32)],
+     lambda v: [(v["a"].astype(np.int64) - v["za"]) @ (v["b"].astype(np.int64) - v["zb"])],
+     gens={"a": ints(0, 256, np.uint8), "b": ints(-128, 128, np.int8), "za": ints(0, 256, np.uint8),
+           "zb": ints(-128, 128, np.int8)})
+case("einsum", [("a", F, ["N", "S", 8]), ("b", F, ["N", 8, "M"]), ("c", F, ["N", 4, 4]), ("e", F, [8, "M"])],
+     [N("Einsum", ["a", "b"], ["bmm"], equation="bij,bjk->bik"),
+      N("Einsum", ["c"], ["diag"], equation="...ii ->...i"),
+      N("Einsum", ["a", "e"], ["impl"], equation="bij,jk"),
+      N("Einsum", ["c"], ["tr"], equation="nii")],
+     [("bmm", F), ("diag", F), ("impl", F), ("tr", F)],
+     lambda v: [np.einsum("bij,bjk->bik", v["a"], v["b"]), np.einsum("...ii->...i", v["c"]),
+                np.einsum("bij,jk", v["a"], v["e"]), np.einsum("nii", v["c"])])
+case("cumsum", [X, ("i", I64, ["N", "S"])],
+     [N("CumSum", ["x", "ax1"], ["c"]), N("CumSum", ["x", "ax1"], ["cer"], exclusive=1, reverse=1),
+      N("CumSum", ["i", "axm1"], ["ci"])],
+     [("c", F), ("cer", F), ("ci", I64)],
+     lambda v: [np.cumsum(v["x"], 1), np.flip(np.cumsum(np.flip(v["x"], 1), 1) - np.flip(v["x"], 1), 1),
+                np.cumsum(v["i"], 1)],
+     inits=[ci("ax1", 1), ci("axm1", -1)], gens={"i": ints(-1000, 1000)})
+case("gather_nd", [X, ("i", I64, ["N", 2, 1])],
+     [N("GatherND", ["x", "i"], ["g"], batch_dims=1), N("GatherND", ["x", "j"], ["h"])],
+     [("g", F), ("h", F)],
+     lambda v: [np.stack([v["x"][n][v["i"][n, :, 0]] for n in range(v["x"].shape[0])]),
+                np.stack([v["x"][1, 2], v["x"][0, -1]])],
+     inits=[ci("j", [[1, 2], [0, -1]])], gens={"i": ints(-3, 3)})
+case("reverse_sequence", [("t", F, ["S", "N", 8]), ("l", I64, ["N"])],
+     [N("ReverseSequence", ["t", "l"], ["r"], batch_axis=1, time_axis=0)], [("r", F)],
+     lambda v: [np.stack([np.concatenate([v["t"][:v["l"][n], n][::-1], v["t"][v["l"][n]:, n]])
+                          for n in range(v["t"].shape[1])], 1)],
+     gens={"l": ints(1, 4)})
+case("bit_shift", [("a", U8, ["N"]), ("s", U8, ["N"]), ("w", U32, ["N"]), ("t", U32, ["N"])],
+     [N("BitShift", ["a", "s"], ["l"], direction="LEFT"), N("BitShift", ["a", "s"], ["r"], direction="RIGHT"),
+      N("BitShift", ["w", "t"], ["lw"], direction="LEFT")],
+     [("l", U8), ("r", U8), ("lw", U32)],
+     lambda v: [np.array([(int(a) << int(s)) & 0xff for a, s in zip(v["a"], v["s"])], np.uint8),
+                np.array([int(a) >> int(s) for a, s in zip(v["a"], v["s"])], np.uint8),
+                np.array([(int(a) << int(s)) & 0xffffffff for a, s in zip(v["w"], v["t"])], np.uint32)],
+     gens={"a": ints(0, 256, np.uint8), "s": ints(0, 10, np.uint8), "w": ints(0, 2 ** 32, np.uint32),
+           "t": ints(0, 40, np.uint32)})
+
+
 # ---- building and running -------------------------------------------------------------------------
 
 def rename(c, p):
@@ -282,7 +350,8 @@ def model_of(cases):
     return m
 
 
-NPDT = {F: np.float32, I64: np.int64, I32: np.int32, B: np.bool_}
+NPDT = {F: np.float32, I64: np.int64, I32: np.int32, B: np.bool_, D: np.float64, U8: np.uint8, I8: np.int8,
+        U32: np.uint32}
 
 
 def run(cases, path, syms, tier, tag):
@@ -322,10 +391,10 @@ def run(cases, path, syms, tier, tag):
             if got.dtype != NPDT[t] or got.shape != w.shape:
                 res.append(("%s: got %s%s, want %s%s" % (what, got.dtype, got.shape,
                                                          np.dtype(NPDT[t]), w.shape), False))
-            elif t == F:
+            elif t in (F, D):
                 scale = max(1.0, float(np.abs(w).max()) if w.size else 1.0)
                 err = float(np.abs(got - w).max() / scale) if w.size else 0.0
-                res.append(("%s: max error %.3g" % (what, err), err <= 2e-5))
+                res.append(("%s: max error %.3g" % (what, err), err <= (2e-5 if t == F else 1e-13)))
             else:
                 res.append((what + ": values differ", bool(np.array_equal(got, w.astype(got.dtype)))))
     return res
