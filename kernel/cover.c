@@ -104,6 +104,22 @@ static bool typed_ok(const Graph *g, uint32_t v) {
   }
 }
 
+/* Why typed_ok declined node v: a dtype no kernel holds (f64, the 8- and 16-bit and the
+ * unsigned integers: their values stay on the reference path, docs/ops.md), or an op not
+ * emitted on the dtypes it has. Always false. */
+static bool untyped(const Graph *g, uint32_t v, char *why, size_t n) {
+  const Node *nd = ir_node(g, v);
+  DType t = (DType)nd->dtype;
+  for (uint32_t j = 0; j < nd->nin && kn_stored(t); j++) t = (DType)ir_node(g, ir_operand(g, v, j))->dtype;
+  if (!kn_stored(t))
+    snprintf(why, n, "%s at line %u: %s values are computed on the reference path", ir_ops[nd->op].name, nd->line,
+             ir_dtype_name(t));
+  else
+    snprintf(why, n, "%s of %s at line %u is not emitted yet", ir_ops[nd->op].name, ir_dtype_name((DType)nd->dtype),
+             nd->line);
+  return false;
+}
+
 bool kn_col_mode(const Graph *g, const Kernel *k) {
   int r = ir_node(g, k->domain)->rank;
   return k->kind == KK_ROW && r >= 2 && k->axes && !(k->axes >> (r - 1) & 1);
@@ -134,9 +150,7 @@ bool kn_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     /* operands line up with the domain, or, read by a member of the reduced shape, with
        the kept axes (jit/emit.c cg_value_base) */
     if (kn_is_view(op)) { /* read at positions its readers compute: any rank */
-      if (!typed_ok(g, v))
-        return snprintf(why, n, "%s of %s at line %u is not emitted yet", ir_ops[op].name,
-                        ir_dtype_name((DType)nd->dtype), nd->line), false;
+      if (!typed_ok(g, v)) return untyped(g, v, why, n);
       for (uint32_t j = 0; j < nd->nin; j++) {
         uint32_t u = ir_operand(g, v, j);
         bool member = false;
@@ -154,9 +168,7 @@ bool kn_supported(const Partition *p, const Kernel *k, char *why, size_t n) {
     if (!elementwise_f32(op) && !kn_elementwise_bool(op) && !kn_is_reduction(op) && !kn_is_norm(op) && op != OP_MATMUL &&
         op != OP_ARGMAX)
       return snprintf(why, n, "%s at line %u is not emitted yet", ir_ops[op].name, nd->line), false;
-    if (!typed_ok(g, v))
-      return snprintf(why, n, "%s of %s at line %u is not emitted yet", ir_ops[op].name,
-                      ir_dtype_name((DType)nd->dtype), nd->line), false;
+    if (!typed_ok(g, v)) return untyped(g, v, why, n);
     if (elementwise_f32(op) || kn_elementwise_bool(op)) continue;
     if (kn_is_reduction(op) && k->kind == KK_ROW) continue;
     if (multi && (kn_is_norm(op) || op == OP_ARGMAX))
