@@ -50,6 +50,7 @@ typedef struct Ctx {
   uint32_t stamp;
   uint8_t *prologue;    /* per node: a normalization inlined into the matmuls that read it */
   uint8_t *packed;      /* per node: a gathering view a matmul packs more than once (below) */
+  uint8_t *indices;     /* per node: a view a gather reads as its indices (mark_indices) */
 } Ctx;
 
 static Class classify(const Graph *g, uint32_t v) {
@@ -351,7 +352,7 @@ static int cmp_u32(const void *a, const void *b) {
 typedef VEC(uint32_t) U32s;
 
 static void add_views(Ctx *c, uint32_t v, U32s *m, uint8_t *in, bool packed_stop) {
-  if (kind_of(c, v) != C_VIEW || in[v] || (packed_stop && c->packed[v])) return;
+  if (kind_of(c, v) != C_VIEW || in[v] || (packed_stop && c->packed[v]) || c->indices[v]) return;
   in[v] = 1;
   vec_push(*m, v);
   for (uint32_t i = 0; i < ir_node(c->g, v)->nin; i++) add_views(c, ir_operand(c->g, v, i), m, in, packed_stop);
@@ -397,6 +398,35 @@ static void mark_packed(Ctx *c) {
   }
 }
 
+/* Whether view v reads only sources (through other views): a copy kernel writing it reads
+ * no cluster, so it can sit before every kernel without closing a cycle. memo[v]: 0 not
+ * known yet, 1 yes, 2 no (views may share operands: each is visited once). */
+static bool of_sources(const Ctx *c, uint32_t v, uint8_t *memo) {
+  if (memo[v]) return memo[v] == 1;
+  Class k = kind_of(c, v);
+  bool yes = k == C_SOURCE || (k == C_VIEW && !c->prologue[v]);
+  for (uint32_t i = 0; yes && k == C_VIEW && i < ir_node(c->g, v)->nin; i++) yes = of_sources(c, ir_operand(c->g, v, i), memo);
+  memo[v] = yes ? 1 : 2;
+  return yes;
+}
+
+/* A gather's indices are checked in range by the runtime in their buffer before the kernel
+ * runs (kn_supported declines a gather whose indices are computed in its kernel). Indices
+ * that are a view of sources (positions from an arange, a slice of a param) are written
+ * once by a copy kernel of their own, which every reader then reads from memory, so that
+ * the gather's kernel stays native; indices computed by a cluster are already in memory. */
+static void mark_indices(Ctx *c) {
+  const Graph *g = c->g;
+  uint8_t *memo = calloc(g->nodes.n + 1, 1);
+  if (!memo) ir_oom();
+  for (uint32_t v = 0; v < g->nodes.n; v++) {
+    if (ir_node(g, v)->op != OP_GATHER) continue;
+    uint32_t u = ir_operand(g, v, 1);
+    if (kind_of(c, u) == C_VIEW && of_sources(c, u, memo)) c->indices[u] = 1;
+  }
+  free(memo);
+}
+
 /* Build Kernel records from the clusters (and copy kernels for output views). */
 static void build(Ctx *c) {
   const Graph *g = c->g;
@@ -417,7 +447,7 @@ static void build(Ctx *c) {
     if (classify(g, v) == C_EXTERN)
       for (uint32_t q = 0; q < ir_node(g, v)->nin; q++) called[ir_operand(g, v, q)] = 1;
   for (uint32_t v = 0; v < nn; v++)
-    if (kind_of(c, v) == C_VIEW && (is_output(g, v) || called[v] || c->packed[v])) {
+    if (kind_of(c, v) == C_VIEW && (is_output(g, v) || called[v] || c->packed[v] || c->indices[v])) {
       uint32_t x = new_cluster(c, KK_VECTOR, v, 0);
       vec_push(c->cl.v[x].nodes, v);
       order[nk++] = x;
@@ -551,6 +581,7 @@ static void ctx_free(Ctx *c) {
   free(c->mark);
   free(c->prologue);
   free(c->packed);
+  free(c->indices);
 }
 
 Partition *fu_partition(const Graph *g, Err *err) {
@@ -560,10 +591,11 @@ Partition *fu_partition(const Graph *g, Err *err) {
   if (!p || !(p->kernel_of = malloc(nn * sizeof *p->kernel_of)) ||
       !(c.cluster_of = malloc(nn * sizeof *c.cluster_of)) ||
       !(c.mark = calloc(2 * nn + 1, sizeof *c.mark)) || !(c.prologue = calloc(nn + 1, 1)) ||
-      !(c.packed = calloc(nn + 1, 1))) {
+      !(c.packed = calloc(nn + 1, 1)) || !(c.indices = calloc(nn + 1, 1))) {
     free(c.cluster_of);
     free(c.mark);
     free(c.prologue);
+    free(c.packed);
     fu_free(p);
     ir_err(err, DVM_ERR_NOMEM, "out of memory");
     return NULL;
@@ -572,6 +604,7 @@ Partition *fu_partition(const Graph *g, Err *err) {
   for (uint32_t v = 0; v < nn; v++) c.cluster_of[v] = p->kernel_of[v] = UINT32_MAX;
   find_prologues(&c);
   mark_packed(&c);
+  mark_indices(&c);
   for (uint32_t v = 0; v < nn; v++) place(&c, v);
   build(&c); /* sets kernel_of to build order */
   if (!levels(p)) { /* a partition bug, refused rather than run */

@@ -330,7 +330,7 @@ static dvm_status arg_extreme(Imp *I, bool min) {
     int64_t at = onnx_iota(I, d[ax], ax, r);
     return out(I, 0, reduce(I, OP_REDUCE_MAX, sel(I, bin(I, OP_EQ, x, m), at, lit(I, -1, at)), axes, 1, keep));
   }
-  if (min) x = ir_dtype_is_float(DT(x)) ? un(I, OP_NEG, x) : bin(I, OP_SUB, lit(I, -1, x), x);
+  if (min) x = ir_dtype_is_float(DT(x)) ? un(I, OP_NEG, x) : binc(I, OP_SUB, un(I, OP_NEG, x), 1); /* -x - 1 = ~x */
   if (x < 0) return I->err->code;
   NodeDraft d = {.op = OP_ARGMAX, .nin = 1, .in = {(uint32_t)x}};
   onnx_at_int(&d, AK_AXIS, axis);
@@ -450,7 +450,7 @@ static int64_t elements(Imp *I, int64_t x, int64_t idx, int64_t axis, const char
   int r = onnx_vdims(I, x, d), ri = onnx_vdims(I, idx, e), ax = ir_axis(axis, r);
   if (r != ri) return onnx_fail(I, DVM_ERR_SHAPE, "data has rank %d, indices rank %d: they must be equal", r, ri), -1;
   if (ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r), -1;
-  if (ir_dtype_is_float(DT(idx))) return onnx_fail(I, DVM_ERR_DTYPE, "the indices must be integers"), -1;
+  if (DT(idx) != DT_I32 && DT(idx) != DT_I64) return onnx_fail(I, DVM_ERR_DTYPE, "the indices must be int32 or int64"), -1;
   idx = onnx_cast(I, idx, DT_I64);
   int64_t n = onnx_dim_value(I, d[ax]);
   idx = sel(I, binc(I, OP_LT, idx, 0), bin(I, OP_ADD, idx, n), idx);
@@ -512,7 +512,7 @@ static dvm_status gather_nd(Imp *I) {
     return onnx_fail(I, DVM_ERR_GRAPH, "batch_dims %lld and %lld-element indices do not fit data of rank %d",
                      (long long)b, (long long)k, r);
   if (ri - 1 + r - b - k > R) return onnx_fail(I, DVM_ERR_SHAPE, "the result's rank exceeds %d", R);
-  if (ir_dtype_is_float(DT(idx))) return onnx_fail(I, DVM_ERR_DTYPE, "the indices must be integers");
+  if (DT(idx) != DT_I32 && DT(idx) != DT_I64) return onnx_fail(I, DVM_ERR_DTYPE, "the indices must be int32 or int64");
   for (int i = 0; i < b; i++)
     if (ir_dim_subst(I->g, d[i]) != ir_dim_subst(I->g, e[i]))
       return onnx_fail(I, DVM_ERR_SHAPE, "batch axis %d differs between data and indices", i);

@@ -133,6 +133,9 @@ static dvm_status einsum(Imp *I) {
     for (int j = 0; j < t[i].n; j++) seen[t[i].id[j]]++;
   if (arrow < len) {
     if (!term(I, eq + arrow + 2, len - arrow - 2, -1, ell, &out)) return I->err->code;
+    bool kept = ell == 0;
+    for (int j = 0; j < out.n; j++) kept |= out.id[j] >= ELL;
+    if (!kept) return onnx_fail(I, DVM_ERR_GRAPH, "equation: the operands' '...' must be in the output too");
     for (int j = 0; j < out.n; j++) {
       for (int m = 0; m < j; m++)
         if (out.id[m] == out.id[j]) return onnx_fail(I, DVM_ERR_GRAPH, "equation: an output subscript repeated");
@@ -154,12 +157,15 @@ static dvm_status einsum(Imp *I) {
     }
   if (n > R) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Einsum over %d distinct subscripts (at most %d)", n, R);
   int64_t y = -1;
+  for (size_t i = 1; i < nin; i++)
+    if (DT(v[i]) != DT(v[0]))
+      return onnx_fail(I, DVM_ERR_DTYPE, "operands of %s and %s", ir_dtype_name(DT(v[0])), ir_dtype_name(DT(v[i])));
   for (size_t i = 0; i < nin; i++) {
-    if (i && DT(v[i]) != DT(v[0])) return onnx_fail(I, DVM_ERR_DTYPE, "operands of %s and %s", ir_dtype_name(DT(v[0])), ir_dtype_name(DT(v[i])));
     for (int p = 0; p < t[i].n && v[i] >= 0; p++)
       for (int q = p + 1; q < t[i].n && v[i] >= 0; q++)
         if (t[i].id[p] == t[i].id[q]) v[i] = diagonal(I, v[i], &t[i], p, q--);
-    int64_t x = v[i] < 0 ? -1 : aligned(I, v[i], &t[i], order, n);
+    if (v[i] < 0) return I->err->code;
+    int64_t x = aligned(I, v[i], &t[i], order, n);
     y = i == 0 ? x : bin(I, OP_MUL, y, x);
   }
   if (y >= 0 && n > out.n) {

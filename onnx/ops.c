@@ -318,16 +318,18 @@ static dvm_status op_cast(Imp *I) {
                      "double, float16, bfloat16, the 8- to 64-bit integers, bool)", onnx_dtype_name(to));
   Val *x = onnx_val(I, (uint32_t)k);
   if (x->dtype == dt) return onnx_def(I, 0, (uint32_t)k);
-  if (x->kind == V_SYM && dt != DT_U64) { /* to a float: integer-valued, still dims */
+  /* dims stay dims in the shapes' types (read.c constant_val) and floats, where they are
+     integer values; a symbol stays one in i32 (dims are far below 2^31) */
+  if (x->kind == V_SYM && (dt == DT_I64 || dt == DT_I32 || dt == DT_BOOL || ir_dtype_is_float((DType)dt))) {
     Dim out[SYM_MAX];
-    bool ok = true; /* a symbol stays one in i32 (dims are far below 2^31), not narrower */
-    int bits = ir_dtype_bits((DType)dt);
+    bool ok = true, from_float = ir_dtype_is_float((DType)x->dtype);
     for (int64_t i = 0; i < x->numel && ok; i++) {
       int64_t c;
       out[i] = x->d[i];
-      if (dt == DT_BOOL || (bits && bits < 32)) ok = onnx_dim_const(I, x->d[i], &c);
-      if (ok && (dt == DT_BOOL || (bits && bits < 64)) && onnx_dim_const(I, x->d[i], &c))
-        out[i] = ir_dim_const(I->g, ir_dtype_wrap((DType)dt, (uint64_t)c));
+      if (dt == DT_BOOL) ok = onnx_dim_const(I, x->d[i], &c), out[i] = ir_dim_const(I->g, c != 0);
+      else if (dt == DT_I32 && onnx_dim_const(I, x->d[i], &c)) /* a float saturates, an integer wraps */
+        out[i] = ir_dim_const(I->g, from_float ? (c > INT32_MAX ? INT32_MAX : c < INT32_MIN ? INT32_MIN : c)
+                                               : (int32_t)(uint32_t)c);
     }
     x = onnx_val(I, (uint32_t)k);
     if (ok) return onnx_def(I, 0, onnx_val_sym(I, (DType)dt, x->rank, x->shape, out));

@@ -44,6 +44,7 @@ static int64_t optional_in(Imp *I, size_t i) {
 
 /* round(f) + zp, cast to dt: the quantization of a float value f already scaled. */
 static int64_t quantize(Imp *I, int64_t f, int64_t zp, DType dt) {
+  if (f < 0 || zp < -1) return -1;
   int64_t q = un(I, OP_ROUND, f);
   if (zp >= 0) q = bin(I, OP_ADD, q, onnx_cast(I, zp, DT(f)));
   return onnx_cast(I, q, dt);
@@ -60,7 +61,7 @@ static dvm_status quantize_linear(Imp *I) {
   int r = ir_node(I->g, (uint32_t)x)->rank, ax = quant_axis(I, x);
   int64_t f = ir_dtype_is_float(DT(x)) ? x : onnx_cast(I, x, DT_F32);
   scale = along(I, scale, ax, r, "y_scale");
-  if (zp >= 0) zp = along(I, zp, ax, r, "y_zero_point");
+  if (zp >= 0 && (zp = along(I, zp, ax, r, "y_zero_point")) < 0) return I->err->code;
   return onnx_def_dyn(I, 0, quantize(I, bin(I, OP_DIV, f, onnx_cast(I, scale, DT(f))), zp, dt));
 }
 
@@ -85,6 +86,7 @@ static dvm_status dynamic_quantize(Imp *I) {
   int64_t hi = bin(I, OP_MAX, reduce(I, OP_REDUCE_MAX, x, NULL, -1, false), lit(I, 0, x));
   int64_t scale = binc(I, OP_DIV, bin(I, OP_SUB, hi, lo), 255);
   int64_t zp = onnx_cast(I, un(I, OP_ROUND, bin(I, OP_DIV, un(I, OP_NEG, lo), scale)), DT_U8);
+  if (zp < 0) return I->err->code;
   int64_t y = quantize(I, bin(I, OP_DIV, x, scale), zp, DT_U8);
   if (onnx_def_dyn(I, 0, y) || onnx_def_dyn(I, 1, scale)) return I->err->code;
   return onnx_def_dyn(I, 2, zp);

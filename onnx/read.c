@@ -121,13 +121,14 @@ static int64_t count(int rank, const int64_t *shape) {
   return zero ? 0 : p;
 }
 
-/* A constant Val named `name` holding t (taken): small integer tensors become dims (not
- * u64, whose values from 2^63 up are no dims). */
+/* A constant Val named `name` holding t (taken): small i64, i32 and bool tensors become
+ * dims (the shapes' types: load-time arithmetic on dims is exact in int64, which at the
+ * narrower and unsigned widths would not wrap as their run-time arithmetic does). */
 static uint32_t constant_val(Imp *I, dvm_tensor *t, const char *name) {
   DType dt = (DType)dvm_tensor_dtype(t);
   int64_t numel = dvm_tensor_numel(t);
   uint32_t k;
-  if (ir_dtype_is_float(dt) || dt == DT_U64 || numel > SYM_MAX) return onnx_val_const(I, t, name);
+  if ((dt != DT_I64 && dt != DT_I32 && dt != DT_BOOL) || numel > SYM_MAX) return onnx_val_const(I, t, name);
   Dim d[SYM_MAX];
   for (int64_t i = 0; i < numel; i++) d[i] = ir_dim_const(I->g, dvm_tensor_get_i64(t, i));
   k = onnx_val_sym(I, dt, dvm_tensor_rank(t), dvm_tensor_shape(t), d);

@@ -1,10 +1,12 @@
 /* onnx/signal.c — ops along one axis made of a mask: CumSum, and the window functions
  * HannWindow, HammingWindow and BlackmanWindow, in the builder of onnx.h.
  *
- * CumSum is a product with a triangular 0/1 matrix made from two aranges, so that it is a
- * matmul kernel (exact for integers, which wrap as a running sum does; float sums in the
- * matmul's order) with no scan of its own: O(n²) in the axis's length n, for the short
- * axes models take cumulative sums over (positions from an attention mask, offsets). */
+ * CumSum is a row reduction of the input selected by a triangular mask made from two
+ * aranges (a select, not a product with 0/1: an infinity or NaN outside the prefix must not
+ * make 0·inf), which fusion makes one row kernel reading the input in place, with no scan
+ * of its own: O(n²) in the axis's length n, for the short axes models take cumulative sums
+ * over (positions from an attention mask, offsets). Integers wrap as a running sum does;
+ * floats sum in the row kernel's order. */
 #include <math.h>
 #include <string.h>
 
@@ -25,7 +27,8 @@ static int constant_axis(Imp *I, size_t i, int r) {
 }
 
 /* y[..., i, ...] = sum of x[..., j, ...] over j <= i (exclusive: j < i; reverse: j >= i,
- * j > i) along the axis: x moved to put the axis last, times mask[j, i], moved back. */
+ * j > i) along the axis: x moved to put the axis last, [..., 1, n] selected by mask[i, j]
+ * into [..., n, n], summed over the last axis, moved back. */
 static dvm_status cumsum(Imp *I) {
   int64_t x = onnx_in(I, 0);
   if (x < 0) return I->err->code;
@@ -36,8 +39,7 @@ static dvm_status cumsum(Imp *I) {
   if (r == 0) return onnx_fail(I, DVM_ERR_SHAPE, "CumSum of a scalar: rank 1 or more expected");
   bool excl = onnx_attr_i(I, "exclusive", 0) != 0, rev = onnx_attr_i(I, "reverse", 0) != 0;
   Op cmp = rev ? (excl ? OP_GT : OP_GE) : (excl ? OP_LT : OP_LE);
-  int64_t j = onnx_iota(I, d[ax], 0, 2), i = onnx_iota(I, d[ax], 1, 2);
-  int64_t mask = onnx_cast(I, bin(I, cmp, j, i), DT(x));
+  int64_t i = onnx_iota(I, d[ax], 0, 2), j = onnx_iota(I, d[ax], 1, 2), mask = bin(I, cmp, j, i);
   int64_t perm[R];
   for (int k = 0; k < r; k++) perm[k] = k == r - 1 ? ax : k == ax ? r - 1 : k; /* a swap: its own inverse */
   int64_t t = x;
@@ -46,9 +48,10 @@ static dvm_status cumsum(Imp *I) {
     onnx_at_ints(I, &tr, AK_PERM, perm, (uint32_t)r);
     t = onnx_add(I, &tr, NULL);
   }
-  if (t < 0 || mask < 0) return I->err->code;
-  NodeDraft mm = {.op = OP_MATMUL, .nin = 2, .in = {(uint32_t)t, (uint32_t)mask}};
-  int64_t y = onnx_add(I, &mm, ax == r - 1 ? onnx_out(I, 0) : NULL);
+  if (t < 0) return I->err->code;
+  NodeDraft u = {.op = OP_UNSQUEEZE, .nin = 1, .in = {(uint32_t)t}};
+  onnx_at_ints(I, &u, AK_AXES, (const int64_t[]){r - 1}, 1);
+  int64_t last = r, y = reduce(I, OP_REDUCE_SUM, sel(I, mask, onnx_add(I, &u, NULL), lit(I, 0, x)), &last, 1, false);
   if (y >= 0 && ax != r - 1) {
     NodeDraft tr = {.op = OP_TRANSPOSE, .nin = 1, .in = {(uint32_t)y}};
     onnx_at_ints(I, &tr, AK_PERM, perm, (uint32_t)r);

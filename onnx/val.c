@@ -298,18 +298,24 @@ static int64_t materialize_sym(Imp *I, Val *x) {
   return onnx_add(I, &r, name);
 }
 
+/* Element k of t as a double, false if the double is not exactly it (an integer past
+ * 2^53, a u64 from 2^63 up): such a value is never made a literal. */
+static bool exact_element(dvm_tensor *t, DType dt, int64_t k, double *c) {
+  if (ir_dtype_is_float(dt) || dt == DT_BOOL) return *c = dvm_tensor_get_f64(t, k), true;
+  int64_t i = dvm_tensor_get_i64(t, k); /* a u64's bits */
+  *c = (double)i;
+  return i >= (dt == DT_U64 ? 0 : -((int64_t)1 << 53)) && i <= (int64_t)1 << 53;
+}
+
 static int64_t materialize_const(Imp *I, Val *x) {
   dvm_tensor *t = x->t;
   int64_t n = x->numel;
   DType dt = (DType)x->dtype;
-  double c0 = n ? dvm_tensor_get_f64(t, 0) : 0;
-  bool splat = true;
-  for (int64_t k = 1; k < n && splat; k++) {
-    double c = dvm_tensor_get_f64(t, k);
-    splat = c == c0 || (isnan(c) && isnan(c0));
-  }
-  if (x->rank == 0) return onnx_literal(I, c0, dt);
-  if (splat && !isnan(c0)) {
+  double c0 = 0, c;
+  bool splat = !n || exact_element(t, dt, 0, &c0);
+  for (int64_t k = 1; k < n && splat; k++) splat = exact_element(t, dt, k, &c) && (c == c0 || (isnan(c) && isnan(c0)));
+  if (x->rank == 0 && splat) return onnx_literal(I, c0, dt);
+  if (splat && !isnan(c0) && x->rank > 0) {
     Dim shape[DVM_MAX_RANK];
     for (int i = 0; i < x->rank; i++) shape[i] = ir_dim_const(I->g, x->shape[i]);
     return onnx_full(I, shape, x->rank, c0, dt, x->name);

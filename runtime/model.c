@@ -696,6 +696,9 @@ static dvm_status check_gathers(const dvm_model *m, const Binding *b, const Kern
       if (q < -d || q >= d) {
         const Node *nd = ir_node(g, v);
         const char *name = ir_s(g, nd->name);
+        if (q == INT64_MAX) /* the mark of an index out of range in an op the importer composed */
+          return ir_errl(err, DVM_ERR_RUNTIME, g->file, nd->line, "%s%sgather: an index is out of the range of its axis",
+                         name, name[0] ? " = " : "");
         return ir_errl(err, DVM_ERR_RUNTIME, g->file, nd->line, "%s%sgather: index %lld is out of range for dim %lld (axis %lld)",
                        name, name[0] ? " = " : "", (long long)q, (long long)d, (long long)axis);
       }

@@ -849,10 +849,13 @@ static dvm_status run_gather(const Run *r, uint32_t v, Cell *out) {
   int64_t ni = numel_of(r, iv);
   if (outer * ni * inner != numel_of(r, v))
     return bug(r, v, "result size disagrees with the binding");
-  for (int64_t j = 0; j < ni; j++)
+  for (int64_t j = 0; j < ni; j++) {
+    if (idx[j].i == INT64_MAX) /* the mark of an index out of range in an op the importer composed */
+      return fail(r, v, DVM_ERR_RUNTIME, "an index is out of the range of its axis");
     if (idx[j].i < -d || idx[j].i >= d)
       return fail(r, v, DVM_ERR_RUNTIME, "index %lld is out of range for dim %lld (axis %lld)",
                   (long long)idx[j].i, (long long)d, (long long)axis);
+  }
   for (int64_t o = 0; o < outer; o++)
     for (int64_t j = 0; j < ni; j++) {
       int64_t k = idx[j].i < 0 ? idx[j].i + d : idx[j].i;

@@ -1,7 +1,9 @@
 """Models exported by Debian's python3-torch (torch.onnx.export with dynamic_axes) for the
 ONNX tests: an MLP, a one-layer BERT-style encoder, a LLaMA-style block and a ResNet-18
 (torchvision's layout: a 7x7 stem, max pool, four stages of two basic blocks, global
-average pool, a linear head) on 64x64 images. Each entry
+average pool, a linear head) on 64x64 images; also a GPT-style decoder step with a KV
+cache (export_gpt) and a 12-layer BERT-base-size encoder with an attention mask
+(export_bert). Each entry
 gives the torch module (the oracle), the input names with their dynamic dims, and a
 function making inputs for given symbol values."""
 
@@ -234,3 +236,68 @@ def reference(m, x):
 def inputs(name, rng, n, s=None):
     shape = (n, 32) if name == "mlp" else (n, 3, IMAGE, IMAGE) if name == "resnet" else (n, s, 64)
     return rng.standard_normal(shape).astype(np.float32)
+
+
+class BertLayer(torch.nn.Module):
+    """A post-LN BERT layer: self-attention with an additive mask, add & layernorm, a GELU
+    (erf) feed-forward, add & layernorm."""
+
+    def __init__(self, d, h, ff):
+        super().__init__()
+        self.h, self.hd = h, d // h
+        self.q, self.k = torch.nn.Linear(d, d), torch.nn.Linear(d, d)
+        self.v, self.o = torch.nn.Linear(d, d), torch.nn.Linear(d, d)
+        self.ln1, self.ln2 = torch.nn.LayerNorm(d, eps=1e-12), torch.nn.LayerNorm(d, eps=1e-12)
+        self.f1, self.f2 = torch.nn.Linear(d, ff), torch.nn.Linear(ff, d)
+
+    def forward(self, x, bias):
+        n, s, d = x.shape
+        q, k, v = (z.view(n, s, self.h, self.hd).transpose(1, 2)
+                   for z in (self.q(x), self.k(x), self.v(x)))
+        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.hd) + bias, dim=-1)
+        x = self.ln1(x + self.o((a @ v).transpose(1, 2).reshape(n, s, d)))
+        return self.ln2(x + self.f2(torch.nn.functional.gelu(self.f1(x))))
+
+
+class Bert(torch.nn.Module):
+    """A BERT-base-size encoder (no transformers package): token, learned position (positions
+    arange(S) computed inside, so the file has Shape and Range) and one token-type embedding,
+    an embedding layernorm, then post-LN layers over an int64 attention mask [N, S] (1 a
+    token, 0 padding); the output is the last hidden state [N, S, D]."""
+    VOCAB, DIM, HEADS, FF, POSITIONS = 30522, 768, 12, 3072, 512
+
+    def __init__(self, layers=12):
+        super().__init__()
+        self.emb = torch.nn.Embedding(self.VOCAB, self.DIM)
+        self.pos = torch.nn.Embedding(self.POSITIONS, self.DIM)
+        self.tok_type = torch.nn.Embedding(1, self.DIM)
+        self.ln = torch.nn.LayerNorm(self.DIM, eps=1e-12)
+        self.layers = torch.nn.ModuleList([BertLayer(self.DIM, self.HEADS, self.FF)
+                                           for _ in range(layers)])
+
+    def forward(self, input_ids, attention_mask):
+        pos = torch.arange(input_ids.shape[1]).unsqueeze(0)
+        x = self.emb(input_ids) + self.pos(pos) + self.tok_type(torch.zeros_like(input_ids))
+        x = self.ln(x)
+        bias = (1 - attention_mask[:, None, None, :]) * -10000.0
+        for layer in self.layers:
+            x = layer(x, bias)
+        return x
+
+
+def export_bert(path, layers=12):
+    """The encoder exported with N and S dynamic (inputs input_ids and attention_mask, int64
+    [N, S]; output y [N, S, 768]), weights perturbed as build() does; returns the module."""
+    torch.manual_seed(6)
+    m = Bert(layers)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    m.eval()
+    ids = torch.tensor([[101, 2023, 2003, 102], [101, 7592, 102, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    axes = {0: "N", 1: "S"}
+    torch.onnx.export(m, (ids, mask), path, input_names=["input_ids", "attention_mask"],
+                      output_names=["y"], dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                                                        "y": axes}, opset_version=OPSET)
+    return m
