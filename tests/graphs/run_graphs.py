@@ -26,6 +26,8 @@ For every file:
        # fused-kinds: row mix    the kernels' kinds in execution order
        # fused-dispatches: 1     number of dispatches (stacked kernels share one)
        # fused-written: y        every value a kernel writes to memory, nothing more
+       # native: all             every kernel lowered for the code-generating tiers
+                                 (`dvm dump --stage lowered` declines none)
 Prints a line per failure and ends with "N passed, M failed".
 """
 import math
@@ -158,6 +160,11 @@ def oracles(path, name, text):
 
 
 def partition(path, name, text):
+    if re.search(r"^#\s*native:\s*all\s*$", text, re.M):
+        r = run(["dump", path, "--stage", "lowered"])
+        declined = re.findall(r"^\s*not lowered: (.*)$", r.stdout, re.M)
+        check(r.returncode == 0 and not declined, name + " native",
+              "kernels declined: " + ("; ".join(declined) or r.stderr.strip()))
     want = dict(re.findall(r"^#\s*fused-(kernels|kinds|dispatches|written):\s*(.*?)\s*$", text, re.M))
     if not want:
         return
