@@ -151,6 +151,16 @@ int64_t ir_dtype_wrap(DType dt, uint64_t x) {
   }
 }
 
+int64_t ir_dtype_saturate(DType dt, int64_t x) {
+  if (dt == DT_BOOL) return x != 0;
+  int bits = ir_dtype_bits(dt);
+  if (dt == DT_U64) return x < 0 ? 0 : x;
+  if (!bits || bits == 64) return x;
+  int64_t hi = ir_dtype_is_unsigned(dt) ? (int64_t)((1ull << bits) - 1) : (int64_t)((1ull << (bits - 1)) - 1);
+  int64_t lo = ir_dtype_is_unsigned(dt) ? 0 : -hi - 1;
+  return x > hi ? hi : x < lo ? lo : x;
+}
+
 int ir_dtype_bits(DType dt) {
   switch (dt) {
   case DT_I8: case DT_U8: return 8;

@@ -160,8 +160,9 @@ void cg_store_vec(Cg *c, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v
 /* The element type of dtype t in memory (bool: a byte) and in registers (bool: i1). */
 LLVMTypeRef cg_mem_type(Cg *c, DType t) {
   switch (t) {
-  case DT_BOOL: return LLVMInt8TypeInContext(c->C);
-  case DT_I32: return c->i32;
+  case DT_BOOL: case DT_I8: case DT_U8: return LLVMInt8TypeInContext(c->C);
+  case DT_I16: case DT_U16: return LLVMInt16TypeInContext(c->C);
+  case DT_I32: case DT_U32: return c->i32;
   case DT_I64: return c->i64;
   case DT_F16: return LLVMHalfTypeInContext(c->C);
   case DT_BF16: return LLVMInt16TypeInContext(c->C);
@@ -170,7 +171,9 @@ LLVMTypeRef cg_mem_type(Cg *c, DType t) {
 }
 
 LLVMTypeRef cg_reg_type(Cg *c, DType t) {
-  return kn_is_low(t) ? c->vf : LLVMVectorType(t == DT_BOOL ? c->i1 : cg_mem_type(c, t), (unsigned)c->W);
+  if (kn_is_low(t)) return c->vf;
+  if (kn_is_narrow(t)) return LLVMVectorType(t == DT_U32 ? c->i64 : c->i32, (unsigned)c->W);
+  return LLVMVectorType(t == DT_BOOL ? c->i1 : cg_mem_type(c, t), (unsigned)c->W);
 }
 
 /* W lanes of the i32 constant v. */
@@ -182,11 +185,12 @@ static LLVMValueRef ki32(Cg *c, unsigned W, uint32_t v) {
 
 /* A <W x float> value as f16 / bf16 in memory: f16 by fptrunc (F16C), bf16 as the
  * reference rounds (runtime/tensor.c rt_f32_to_bf16): to nearest even, a NaN kept and
- * made quiet. */
+ * made quiet. A narrow integer's register as its width (the low bits). */
 LLVMValueRef cg_to_mem(Cg *c, LLVMValueRef x, DType t) {
   LLVMBuilderRef B = c->B;
   unsigned W = LLVMGetVectorSize(LLVMTypeOf(x));
   LLVMTypeRef m = LLVMVectorType(cg_mem_type(c, t), W);
+  if (kn_is_narrow(t)) return LLVMBuildTrunc(B, x, m, "");
   if (t == DT_F16) return LLVMBuildFPTrunc(B, x, m, "");
   LLVMValueRef bits = LLVMBuildBitCast(B, x, LLVMVectorType(c->i32, W), "");
   LLVMValueRef nan = LLVMBuildICmp(B, LLVMIntUGT, LLVMBuildAnd(B, bits, ki32(c, W, 0x7fffffffu), ""),
@@ -199,22 +203,28 @@ LLVMValueRef cg_to_mem(Cg *c, LLVMValueRef x, DType t) {
   return LLVMBuildTrunc(B, r, m, "");
 }
 
-/* f16 / bf16 from memory (a vector of half or i16) to <W x float>: exact. */
+/* f16 / bf16 from memory (a vector of half or i16) to <W x float>: exact. A narrow
+ * integer sign- or zero-extended to its register. */
 LLVMValueRef cg_from_mem(Cg *c, LLVMValueRef x, DType t) {
   unsigned W = LLVMGetVectorSize(LLVMTypeOf(x));
   LLVMTypeRef vf = LLVMVectorType(c->f32, W), vi = LLVMVectorType(c->i32, W);
+  if (kn_is_narrow(t)) {
+    LLVMTypeRef r = LLVMVectorType(t == DT_U32 ? c->i64 : c->i32, W);
+    return ir_dtype_is_unsigned(t) ? LLVMBuildZExt(c->B, x, r, "") : LLVMBuildSExt(c->B, x, r, "");
+  }
   if (t == DT_F16) return LLVMBuildFPExt(c->B, x, vf, "");
   LLVMValueRef w = LLVMBuildShl(c->B, LLVMBuildZExt(c->B, x, vi, ""), ki32(c, W, 16), "");
   return LLVMBuildBitCast(c->B, w, vf, "");
 }
 
-/* An f32 value rounded to f16 / bf16 (and back to f32 in registers). */
+/* An f32 value rounded to f16 / bf16 (and back to f32 in registers); a narrow integer
+ * wrapped to its width. */
 LLVMValueRef cg_round_to(Cg *c, LLVMValueRef x, DType t) { return cg_from_mem(c, cg_to_mem(c, x, t), t); }
 
 /* Value u's W lanes to memory in its dtype: bool masks as bytes 0/1. */
 void cg_store_value(Cg *c, uint32_t u, LLVMValueRef base_ptr, LLVMValueRef off, LLVMValueRef v) {
   DType t = (DType)c->low->val[u].t;
-  if (kn_is_low(t)) v = cg_to_mem(c, v, t);
+  if (kn_widened(t)) v = cg_to_mem(c, v, t);
   if (t != DT_BOOL) {
     store_elems(c, cg_mem_type(c, t), base_ptr, off, v);
     return;
@@ -270,7 +280,7 @@ LLVMValueRef cg_load_input(Cg *c, int i) {
     if (c->prefetching && c->next[i] && !c->mask && dt == DT_F32)
       cg_prefetch(c, p, LLVMBuildAdd(c->B, c->next[i], c->j, ""));
   }
-  if (kn_is_low(dt)) return cg_from_mem(c, x, dt);
+  if (kn_widened(dt)) return cg_from_mem(c, x, dt);
   return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
 }
 
@@ -279,6 +289,6 @@ LLVMValueRef cg_lit(Cg *c, uint32_t u) {
   const KnConst *k = kn_const(c->low, u);
   DType t = (DType)k->t;
   if (t == DT_BOOL) return cg_vsplat(c, LLVMConstInt(c->i1, k->i != 0, 0), "");
-  if (kn_is_int(t)) return cg_vsplat(c, LLVMConstInt(cg_mem_type(c, t), (unsigned long long)k->i, 1), "");
+  if (kn_is_int(t)) return cg_vsplat(c, LLVMConstInt(LLVMGetElementType(cg_reg_type(c, t)), (unsigned long long)k->i, 1), "");
   return kn_is_low(t) ? cg_round_to(c, cg_splatf(c, k->f), t) : cg_splatf(c, k->f);
 }

@@ -119,11 +119,19 @@ static LLVMValueRef emit_bool(Cg *c, uint32_t v, const KnIns *in, LLVMValueRef x
       return fx ? LLVMBuildFCmp(B, LLVMRealUNE, x, cg_splatf(c, 0), "") : LLVMBuildICmp(B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "");
     if (from == DT_BOOL) return kn_is_flt(to) ? LLVMBuildUIToFP(B, x, c->vf, "") : LLVMBuildZExt(B, x, cg_reg_type(c, to), "");
     if (kn_is_flt(to)) return fx ? x : LLVMBuildSIToFP(B, x, c->vf, ""); /* f16: eval rounds */
-    if (fx) {
-      LLVMTypeRef tys[2] = {cg_reg_type(c, to), c->vf};
-      return cg_intrinsic(c, "llvm.fptosi.sat", tys, 2, &x, 1);
+    if (fx) { /* saturated at the width, then extended to the register */
+      unsigned W = LLVMGetVectorSize(LLVMTypeOf(x));
+      LLVMTypeRef tys[2] = {kn_is_narrow(to) ? LLVMVectorType(cg_mem_type(c, to), W) : cg_reg_type(c, to), c->vf};
+      x = cg_intrinsic(c, ir_dtype_is_unsigned(to) ? "llvm.fptoui.sat" : "llvm.fptosi.sat", tys, 2, &x, 1);
+      return kn_is_narrow(to) ? cg_from_mem(c, x, to) : x;
     }
-    return to == DT_I64 ? LLVMBuildSExt(B, x, cg_reg_type(c, to), "") : LLVMBuildTrunc(B, x, cg_reg_type(c, to), "");
+    { /* integers wrap: to the width (from a register holding an extended value), extended */
+      unsigned W = LLVMGetVectorSize(LLVMTypeOf(x)), wx = LLVMGetIntTypeWidth(LLVMGetElementType(LLVMTypeOf(x)));
+      LLVMTypeRef m = LLVMVectorType(cg_mem_type(c, to), W);
+      unsigned wm = LLVMGetIntTypeWidth(cg_mem_type(c, to));
+      x = wx > wm ? LLVMBuildTrunc(B, x, m, "") : wx < wm ? LLVMBuildSExt(B, x, m, "") : x;
+      return kn_is_narrow(to) ? cg_from_mem(c, x, to) : x;
+    }
   default: return x; /* unreachable: kn_supported */
   }
 }
@@ -149,7 +157,7 @@ static LLVMValueRef emit_int(Cg *c, const KnIns *in, LLVMValueRef x, LLVMValueRe
   case KO_MAX: return cg_intrinsic(c, "llvm.smax", &t, 1, a, 2);
   case KO_MIN: return cg_intrinsic(c, "llvm.smin", &t, 1, a, 2);
   case KO_CLIP: {
-    LLVMTypeRef et = in->t == DT_I64 ? c->i64 : c->i32;
+    LLVMTypeRef et = LLVMGetElementType(t);
     if (in->lo) a[0] = x, a[1] = cg_vsplat(c, LLVMConstInt(et, (unsigned long long)in->ilo, 1), ""),
                 x = cg_intrinsic(c, "llvm.smax", &t, 1, a, 2);
     if (in->hi) a[0] = x, a[1] = cg_vsplat(c, LLVMConstInt(et, (unsigned long long)in->ihi, 1), ""),

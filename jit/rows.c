@@ -11,7 +11,7 @@
 
 LLVMValueRef cg_identity(Cg *c, Fold f, DType t) {
   if (kn_is_int(t)) {
-    bool w = t == DT_I64;
+    bool w = t == DT_I64 || t == DT_U32; /* the register's width */
     int64_t v = f == FOLD_SUM ? 0 : f == FOLD_PROD ? 1 : f == FOLD_MAX ? (w ? INT64_MIN : INT32_MIN) : (w ? INT64_MAX : INT32_MAX);
     LLVMTypeRef et = w ? c->i64 : c->i32;
     return cg_vsplat(c, LLVMConstInt(et, (unsigned long long)v, 1), "");
@@ -353,7 +353,7 @@ static void store_scalars(Cg *c, LLVMValueRef row) {
     if (c->low->val[v].full) continue;
     DType t = (DType)c->low->val[v].t;
     LLVMValueRef vec = cg_eval(c, v);
-    if (kn_is_low(t)) vec = cg_to_mem(c, vec, t);
+    if (kn_widened(t)) vec = cg_to_mem(c, vec, t);
     LLVMValueRef x = LLVMBuildExtractElement(c->B, vec, LLVMConstInt(c->i32, 0, 0), "");
     LLVMTypeRef et = cg_mem_type(c, t);
     if (t == DT_BOOL) x = LLVMBuildZExt(c->B, x, et, ""); /* bytes 0/1 */

@@ -125,7 +125,7 @@ static LLVMValueRef load_at(Cg *c, int i, Ix off) {
     LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, ir_dtype_size(dt), 0), all, LLVMConstNull(vt)};
     x = cg_intrinsic(c, "llvm.masked.gather", tys, 2, args, 4);
   }
-  if (kn_is_low(dt)) return cg_from_mem(c, x, dt);
+  if (kn_widened(dt)) return cg_from_mem(c, x, dt);
   return mask ? LLVMBuildICmp(c->B, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "") : x;
 }
 
@@ -144,6 +144,8 @@ LLVMValueRef cg_view_at(Cg *c, uint32_t u, const Ix *P) {
   case KV_ARANGE:
     if (in->t == DT_I64) return ix_vec(c, P[0]);
     if (in->t == DT_I32) return LLVMBuildTrunc(c->B, ix_vec(c, P[0]), cg_reg_type(c, DT_I32), "");
+    if (kn_is_narrow((DType)in->t)) /* wrapped to the width, as the reference's arange */
+      return cg_from_mem(c, LLVMBuildTrunc(c->B, ix_vec(c, P[0]), LLVMVectorType(cg_mem_type(c, (DType)in->t), (unsigned)c->W), ""), (DType)in->t);
     return LLVMBuildSIToFP(c->B, ix_vec(c, P[0]), c->vf, "");
   case KV_TRANSPOSE: { /* out axis k is in axis perm[k] */
     uint32_t x = in->arg[0];
@@ -261,7 +263,7 @@ static LLVMValueRef leaf_at(Cg *c, uint32_t q) {
   DType ut = (DType)kk->val[u].t;
   LLVMValueRef r;
   c->ctx = c->rd.ctx[q];
-  if (m >= 0) r = !c->red[m] ? missing(c, u) : kn_is_low(ut) ? cg_round_to(c, c->red[m], ut) : c->red[m];
+  if (m >= 0) r = !c->red[m] ? missing(c, u) : kn_widened(ut) ? cg_round_to(c, c->red[m], ut) : c->red[m];
   else r = u >= kk->nin ? cg_lit(c, u) : cg_load_input(c, (int)u);
   c->ctx = saved;
   return c->reads[q] = r;
@@ -315,7 +317,7 @@ static void step(Cg *c, KnStep s) {
   default: r = cg_emit_elementwise(c, u, in);
   }
   /* the reference rounds every op's result */
-  if (kn_is_low(ut) && in->op != KO_VIEW) r = cg_round_to(c, r, ut);
+  if (kn_widened(ut) && in->op != KO_VIEW) r = cg_round_to(c, r, ut);
   c->ctx = saved;
   c->memo[m] = r;
 }

@@ -104,9 +104,9 @@ static bool typed_ok(const Graph *g, uint32_t v) {
   }
 }
 
-/* Why typed_ok declined node v: a dtype no kernel holds (f64, the 8- and 16-bit and the
- * unsigned integers: their values stay on the reference path, docs/ops.md), or an op not
- * emitted on the dtypes it has. Always false. */
+/* Why typed_ok declined node v: a dtype no kernel holds (f64, u64: their values stay on
+ * the reference path, docs/ops.md), or an op not emitted on the dtypes it has. Always
+ * false. */
 static bool untyped(const Graph *g, uint32_t v, char *why, size_t n) {
   const Node *nd = ir_node(g, v);
   DType t = (DType)nd->dtype;

@@ -75,11 +75,20 @@ struct KnKernel; /* the lowered kernel, below */
 
 /* ---- op and dtype classes (cover.c) -------------------------------------------------- */
 
-static inline bool kn_is_int(DType t) { return t == DT_I32 || t == DT_I64; }
+/* The 8- and 16-bit integers are i32 in registers, u32 is i64, each sign- or
+ * zero-extended from its width and wrapped back to it by every op that makes one (the
+ * reference wraps each op's result to its dtype), as f16 and bf16 are f32 rounded to theirs.
+ * Extended so, signed compares, divisions and max/min are right for the unsigned ones. */
+static inline bool kn_is_narrow(DType t) { return t == DT_I8 || t == DT_I16 || t == DT_U8 || t == DT_U16 || t == DT_U32; }
+/* The integers kernels compute: not u64, whose compares and divisions are unsigned. */
+static inline bool kn_is_int(DType t) { return t == DT_I32 || t == DT_I64 || kn_is_narrow(t); }
 /* f16 and bf16 values are f32 in registers, rounded to their dtype by every op that
  * makes one (the reference rounds each op's result to its dtype) and stored as 16 bits. */
 static inline bool kn_is_low(DType t) { return t == DT_F16 || t == DT_BF16; }
 static inline bool kn_is_flt(DType t) { return t == DT_F32 || kn_is_low(t); }
+/* Dtypes whose registers are wider than their elements: converted at every load and store
+ * and made their dtype's again after every op. */
+static inline bool kn_widened(DType t) { return kn_is_low(t) || kn_is_narrow(t); }
 /* Dtypes a kernel reads and writes. */
 static inline bool kn_stored(DType t) { return kn_is_flt(t) || t == DT_BOOL || kn_is_int(t); }
 /* Views are index maps: a view reads its operand at a computed position, down to a

@@ -83,8 +83,7 @@ static int64_t sat_i64(double x) {
  * truncated (sat_i64), saturated into t's range either way. */
 static int64_t int_bound(const Attr *a, DType t) {
   int64_t b = a->isint ? a->i : sat_i64(a->f);
-  if (t == DT_I32) b = b > INT32_MAX ? INT32_MAX : b < INT32_MIN ? INT32_MIN : b;
-  return b;
+  return ir_dtype_saturate(t, b);
 }
 
 /* The lowering of one kernel: the dims seen so far (most kernels read a handful of
@@ -203,7 +202,7 @@ KnConst kn_constant(const Graph *g, uint32_t v) {
   c.f = (float)x;
   if (c.t == DT_BOOL) c.i = a && a->isint ? a->i != 0 : x != 0;
   else c.i = a && a->isint ? a->i : sat_i64(x);
-  if (c.t == DT_I32) c.i = c.i > INT32_MAX ? INT32_MAX : c.i < INT32_MIN ? INT32_MIN : c.i;
+  if (c.t != DT_BOOL) c.i = ir_dtype_saturate((DType)c.t, c.i);
   return c;
 }
 

@@ -165,18 +165,9 @@ static double i2f(DType dt, int64_t x) { return dt == DT_U64 ? (double)(uint64_t
 /* Narrow an integer result (the low 64 bits of the exact value) to dt (ir.h). */
 static int64_t round_i(DType dt, uint64_t x) { return ir_dtype_wrap(dt, x); }
 
-/* Narrow an int64 to an integer or bool dtype by saturating to its range, bool is
- * x != 0. For values that are not the result of integer arithmetic (float casts,
- * attributes); a negative value saturates to a u64's 0. */
-static int64_t sat_i(DType dt, int64_t x) {
-  if (dt == DT_BOOL) return x != 0;
-  int bits = ir_dtype_bits(dt);
-  if (dt == DT_U64) return x < 0 ? 0 : x;
-  if (bits == 64) return x;
-  int64_t hi = ir_dtype_is_unsigned(dt) ? (int64_t)((1ull << bits) - 1) : (int64_t)((1ull << (bits - 1)) - 1);
-  int64_t lo = ir_dtype_is_unsigned(dt) ? 0 : -hi - 1;
-  return x > hi ? hi : x < lo ? lo : x;
-}
+/* Saturate an int64 to an integer or bool dtype (ir.h): for values that are not the result
+ * of integer arithmetic (float casts, attributes). */
+static int64_t sat_i(DType dt, int64_t x) { return ir_dtype_saturate(dt, x); }
 
 /* A double to int64: truncate toward zero, saturate, NaN gives 0. */
 static int64_t f2i(double x) {

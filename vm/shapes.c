@@ -195,7 +195,7 @@ VmCode *vm_encode(const KnKernel *kk, char *why, size_t n) {
   for (uint32_t i = 0; i < kk->nmem + kk->nin; i++) { /* tiles are 32-bit lanes */
     uint32_t v = i < kk->nmem ? kk->nin + i : i - kk->nmem; /* the members, then the inputs */
     DType t = (DType)kk->val[v].t;
-    if (t == DT_F16 || t == DT_BF16) return snprintf(why, n, "%s values are not encoded", ir_dtype_name(t)), NULL;
+    if (kn_widened(t)) return snprintf(why, n, "%s values are not encoded", ir_dtype_name(t)), NULL;
   }
   VmCode *c = calloc(1, sizeof *c);
   uint32_t nm = kk->nmem;
