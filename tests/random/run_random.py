@@ -8,7 +8,11 @@ env:   DVM_RANDOM_SEED   base seed of the generator (default gen_graphs.BASE_SEE
 
 gen_graphs.py makes the graphs (seeded: the same seed gives the same text, checked first).
 For each graph and each `# bind:` line in it (2 or 3 symbol bindings drawn from
-{1, 2, 3, 7, 16, 17, 64, 333, 1000}), with inputs and params filled by dvm from --seed:
+{1, 2, 3, 7, 16, 17, 64, 333, 1000}), with inputs and params filled by dvm from --seed
+(those named by a `# data: NAME int|float` line instead get .npy files of wide values from
+wide_data, passed with -i to every run: integers over their dtype's whole range and at the
+edges of every width, so that integer arithmetic wraps; f32 values out of every integer
+range, inf and NaN, so that casts to integers saturate):
   - `--tier ref`                      the unfused reference executor;
   - `--tier llvm --stats`             native kernels; outputs must agree with ref within
                                       rtol 1e-4 (f16: 2e-3) and an absolute tolerance of
@@ -30,6 +34,7 @@ import shlex
 import subprocess
 import sys
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -40,6 +45,41 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import gen_graphs  # noqa: E402
 
 RTOL = {"float32": 1e-4, "float16": 2e-3}
+NP_DTYPES = {"f32": np.float32, "f16": np.float16, "f64": np.float64, "bool": np.bool_,
+             "i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64,
+             "u8": np.uint8, "u16": np.uint16, "u32": np.uint32, "u64": np.uint64}
+# the edges of every integer width, and f32 values just inside and outside them
+INT_EDGES = [0, 1, -1, 2, -2, 127, 128, -128, -129, 255, 256, 32767, 32768, -32768, -32769,
+             65535, 65536, 2 ** 31 - 1, 2 ** 31, -2 ** 31, -2 ** 31 - 1, 2 ** 32 - 1, 2 ** 32]
+FLOAT_EDGES = [0.0, -0.0, 0.5, -0.5, 0.99, -0.99, -1.0, 127.0, 127.5, 128.0, -128.0, -128.5,
+               -129.0, 255.0, 255.5, 256.0, 32767.0, 32767.9, 32768.0, -32768.0, -32769.0,
+               65535.0, 65535.5, 65536.0, 2147483520.0, 2.0 ** 31, -2.0 ** 31,
+               -2147483904.0, 4294967040.0, 2.0 ** 32, 2.0 ** 63, -2.0 ** 63, 2.0 ** 64,
+               1e30, -1e30, np.inf, -np.inf, np.nan]
+
+
+def wide_data(rng, kind, dtype, shape):
+    """Test data for a `# data: NAME int|float` input: for an integer dtype, a mix of
+    values over its whole range, small ones ([-8, 8) or [0, 16)) and its edges and those
+    of the narrower widths; for f32, values in and far out of every integer range,
+    fractions, signed zeros, infinities and NaN (casts to integers saturate)."""
+    n = int(np.prod(shape, dtype=np.int64))
+    pick = rng.random(n)
+    if kind == "int":
+        info = np.iinfo(dtype)
+        lo, hi = int(info.min), int(info.max)
+        full = rng.integers(lo, hi, size=n, endpoint=True, dtype=dtype)
+        small = rng.integers(max(lo, -8), 16 if lo == 0 else 8, size=n).astype(dtype)
+        edges = [v for v in INT_EDGES + [lo, lo + 1, hi, hi - 1, (hi + 1) // 2,
+                                         (hi + 1) // 2 - 1] if lo <= v <= hi]
+        edge = np.array(edges, dtype=dtype)[rng.integers(0, len(edges), size=n)]
+        out = np.where(pick < 0.45, full, np.where(pick < 0.75, small, edge))
+    else:
+        scale = np.array([1.0, 300.0, 7e4, 5e9], dtype=np.float64)[rng.integers(0, 4, size=n)]
+        unif = (rng.random(n) * 2 - 1) * scale
+        edge = np.array(FLOAT_EDGES, dtype=np.float64)[rng.integers(0, len(FLOAT_EDGES), size=n)]
+        out = np.where(pick < 0.65, unif, edge)
+    return out.astype(dtype).reshape(shape)  # (not ascontiguousarray: it makes [] [1])
 
 
 def fmt_cmd(cmd, env=None):
@@ -103,6 +143,9 @@ def run_graph(dvm, scratch, seed, index, text):
     tols = dict((o, float(t)) for o, t in re.findall(r"^# tol: (\S+) (\S+)$", text, re.M))
     outs = re.findall(r"^output (.*)$", text, re.M)[0].split(", ")
     data_seed = seed * 1000 + index
+    wide = dict(re.findall(r"^# data: (\S+) (int|float)$", text, re.M))
+    decls = dict((n, (dt, dims)) for n, dt, dims in
+                 re.findall(r"^(?:input|param) (\w+): (\w+)\[(.*)\]$", text, re.M))
     files = []
     regen = "%s %s --seed %d --index %d > %s" % (
         sys.executable, os.path.join(HERE, "gen_graphs.py"), seed, index, path)
@@ -114,6 +157,14 @@ def run_graph(dvm, scratch, seed, index, text):
     for bi, syms in enumerate(binds):
         base = [dvm, "run", path] + sum((["-s", "%s=%d" % kv] for kv in syms.items()), [])
         base += ["--seed", str(data_seed)]
+        for name, kind in sorted(wide.items()):
+            dt, dims = decls[name]
+            shape = tuple(int(eval(d, {}, dict(syms))) for d in dims.split(",") if d.strip())
+            rng = np.random.default_rng([abs(seed), index, bi, zlib.crc32(name.encode())])
+            p = os.path.join(scratch, "g%03d.b%d.in.%s.npy" % (index, bi, name))
+            np.save(p, wide_data(rng, kind, NP_DTYPES[dt], shape))
+            files.append(p)
+            base += ["-i", "%s=%s" % (name, p)]
 
         def outargs(tag):
             args, paths = [], {}
