@@ -474,6 +474,69 @@ static dvm_status gather_elements(Imp *I) {
   return out(I, 0, elements(I, x, idx, onnx_attr_i(I, "axis", 0), onnx_out(I, 0)));
 }
 
+#define TOPK_MAX 64 /* k at most: each pick is two reductions over the axis, and one concat joins them */
+
+/* TopK(x, K) with a constant K: k picks, each the extreme of the entries not taken yet
+ * (a reduce_max of a key where taken entries hold a value below every other), its first
+ * position among the untaken entries equal to it (an argmax of that mask: the lower index
+ * first, as the spec says), its value gathered from x. The key is x (largest) or its
+ * opposite (-x, and ~x for integers, which never overflows); a NaN key is the largest
+ * (reduce_max and argmax let NaN win), so NaN comes first among the largest and the
+ * smallest alike. O(k·n) along the axis: for the small k of classifiers and beams. */
+static dvm_status top_k(Imp *I) {
+  int64_t x = onnx_in(I, 0), kk = x < 0 ? -2 : onnx_arg(I, 1, true);
+  double kd;
+  if (kk < 0) return I->err->code;
+  if (!onnx_scalar(I, (uint32_t)kk, &kd) || kd != floor(kd) || kd < 0)
+    return onnx_need(I, kk), onnx_fail(I, DVM_ERR_UNSUPPORTED, "K (input 2) must be a constant, non-negative integer");
+  if (kd > TOPK_MAX || kd < 1) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "K = %g: 1 to %d are supported", kd, TOPK_MAX);
+  if (DT(x) == DT_BOOL) return onnx_fail(I, DVM_ERR_DTYPE, "TopK of bool: a numeric input expected");
+  Dim d[R];
+  int r = onnx_vdims(I, x, d), k = (int)kd, ax = ir_axis(onnx_attr_i(I, "axis", -1), r);
+  int64_t n;
+  if (r < 1 || ax < 0) return onnx_fail(I, DVM_ERR_GRAPH, "axis out of range for rank %d", r);
+  if (onnx_dim_const(I, d[ax], &n) && k > n)
+    return onnx_fail(I, DVM_ERR_SHAPE, "K = %d is more than the %lld elements along axis %d", k, (long long)n, ax);
+  bool largest = onnx_attr_i(I, "largest", 1) != 0, fl = ir_dtype_is_float(DT(x));
+  int64_t key = largest ? x : fl ? un(I, OP_NEG, x) : binc(I, OP_SUB, un(I, OP_NEG, x), 1);
+  int bits = ir_dtype_bits(DT(x));
+  /* at or below every key: a taken entry ties at most with untaken ones, which the mask keeps */
+  double low = fl ? -INFINITY : ir_dtype_is_unsigned(DT(x)) ? 0 : -ldexp(1, bits - 1);
+  int64_t axes[1] = {ax}, pos = onnx_iota(I, d[ax], ax, r), taken = -1, vals[TOPK_MAX], idxs[TOPK_MAX];
+  for (int j = 0; j < k && key >= 0; j++) {
+    int64_t kt = taken < 0 ? key : sel(I, taken, lit(I, low, key), key);
+    int64_t m = reduce(I, OP_REDUCE_MAX, kt, axes, 1, true), hit = bin(I, OP_EQ, kt, m);
+    if (fl) hit = bin(I, OP_OR, hit, bin(I, OP_AND, bin(I, OP_NE, kt, kt), bin(I, OP_NE, m, m)));
+    if (taken >= 0) hit = bin(I, OP_AND, hit, un(I, OP_NOT, taken));
+    NodeDraft am = {.op = OP_ARGMAX, .nin = 1};
+    int64_t hi = onnx_cast(I, hit, DT_I32);
+    if (hi < 0) return I->err->code;
+    am.in[0] = (uint32_t)hi;
+    onnx_at_int(&am, AK_AXIS, ax);
+    onnx_at_int(&am, AK_KEEPDIMS, 1);
+    idxs[j] = onnx_add(I, &am, NULL);
+    int64_t now = bin(I, OP_EQ, pos, idxs[j]);
+    taken = taken < 0 ? now : bin(I, OP_OR, taken, now);
+    vals[j] = elements(I, x, idxs[j], ax, NULL);
+    if (vals[j] < 0 || taken < 0) return I->err->code;
+  }
+  if (key < 0) return I->err->code;
+  int64_t outs[2];
+  for (int o = 0; o < 2; o++) {
+    int64_t *parts = o ? idxs : vals;
+    if (k == 1) {
+      outs[o] = parts[0];
+      continue;
+    }
+    NodeDraft c = {.op = OP_CONCAT, .nin = (uint32_t)k};
+    for (int j = 0; j < k; j++) c.in[j] = (uint32_t)parts[j];
+    onnx_at_int(&c, AK_AXIS, ax);
+    outs[o] = onnx_add(I, &c, NULL);
+  }
+  if (out(I, 0, outs[0])) return I->err->code;
+  return onnx_out(I, 1) ? out(I, 1, outs[1]) : DVM_OK;
+}
+
 /* ReverseSequence(x, lens, batch_axis, time_axis): along the time axis, the first lens[b]
  * elements of batch b reversed, the rest kept: GatherElements at t < L ? L - 1 - t : t
  * (a length past the axis makes an index out of range, refused at run time). */
@@ -890,6 +953,7 @@ bool onnx_composed(Imp *I, const char *t, dvm_status *st) {
   if (!strcmp(t, "CastLike")) return *st = cast_like(I), true;
   if (!strcmp(t, "GatherElements")) return *st = gather_elements(I), true;
   if (!strcmp(t, "GatherND")) return *st = gather_nd(I), true;
+  if (!strcmp(t, "TopK")) return *st = top_k(I), true;
   if (!strcmp(t, "ReverseSequence")) return *st = reverse_sequence(I), true;
   if (!strcmp(t, "NegativeLogLikelihoodLoss")) return *st = nll_loss(I), true;
   if (!strcmp(t, "SoftmaxCrossEntropyLoss")) return *st = softmax_ce(I), true;

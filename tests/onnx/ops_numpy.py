@@ -294,6 +294,20 @@ case("reverse_sequence", [("t", F, ["S", "N", 8]), ("l", I64, ["N"])],
      lambda v: [np.stack([np.concatenate([v["t"][:v["l"][n], n][::-1], v["t"][v["l"][n]:, n]])
                           for n in range(v["t"].shape[1])], 1)],
      gens={"l": ints(1, 4)})
+def topk(a, k, axis, largest):
+    """The spec's order: by value, ties by the lower index first (a stable sort)."""
+    o = np.argsort(-a if largest else a, axis=axis, kind="stable")
+    i = np.take(o, np.arange(k), axis=axis)
+    return [np.take_along_axis(a, i, axis=axis), i.astype(np.int64)]
+
+
+case("top_k", [X, ("t", I64, ["N", "S"])],
+     [N("TopK", ["x", "k3"], ["v", "i"], axis=2), N("TopK", ["x", "k2"], ["vs", "is"], axis=1, largest=0),
+      N("TopK", ["t", "k2"], ["tv", "ti"]), N("TopK", ["t", "k3"], ["sv", "si"], largest=0)],
+     [("v", F), ("i", I64), ("vs", F), ("is", I64), ("tv", I64), ("ti", I64), ("sv", I64), ("si", I64)],
+     lambda v: topk(v["x"], 3, 2, True) + topk(v["x"], 2, 1, False) + topk(v["t"], 2, -1, True) +
+     topk(v["t"], 3, -1, False),
+     inits=[ci("k3", [3]), ci("k2", [2])], gens={"t": ints(-3, 3)})
 case("bit_shift", [("a", U8, ["N"]), ("s", U8, ["N"]), ("w", U32, ["N"]), ("t", U32, ["N"])],
      [N("BitShift", ["a", "s"], ["l"], direction="LEFT"), N("BitShift", ["a", "s"], ["r"], direction="RIGHT"),
       N("BitShift", ["w", "t"], ["lw"], direction="LEFT")],
