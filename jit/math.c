@@ -208,6 +208,7 @@ LLVMValueRef cg_emit_elementwise(Cg *c, uint32_t v, const KnIns *in) {
   case KO_MUL: return LLVMBuildFMul(B, x, y, "");
   case KO_DIV: return cg_vdiv(c, x, y);
   case KO_POW: return cg_mvec(c, "powf", x, y);
+  case KO_FMOD: return LLVMBuildFRem(B, x, y, ""); /* C's fmodf, exact */
   case KO_MAX: return cg_vcall2(c, "llvm.maximum", x, y);
   case KO_MIN: return cg_vcall2(c, "llvm.minimum", x, y);
   case KO_CLIP:

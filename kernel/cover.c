@@ -57,7 +57,7 @@ static bool elementwise_f32(Op op) {
   case OP_RECIPROCAL: case OP_TANH: case OP_SIGMOID: case OP_RELU: case OP_GELU:
   case OP_GELU_TANH: case OP_SILU: case OP_ERF: case OP_SIN: case OP_COS: case OP_FLOOR:
   case OP_CEIL: case OP_ROUND: case OP_SIGN: case OP_ADD: case OP_SUB: case OP_MUL:
-  case OP_DIV: case OP_POW: case OP_MAX: case OP_MIN: case OP_CLIP: return true;
+  case OP_DIV: case OP_POW: case OP_FMOD: case OP_MAX: case OP_MIN: case OP_CLIP: return true;
   default: return false;
   }
 }

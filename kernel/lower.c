@@ -57,6 +57,7 @@ static KnOp elementwise_op(Op op) {
   case OP_MUL: return KO_MUL;
   case OP_DIV: return KO_DIV;
   case OP_POW: return KO_POW;
+  case OP_FMOD: return KO_FMOD;
   case OP_MAX: return KO_MAX;
   case OP_MIN: return KO_MIN;
   case OP_EQ: return KO_EQ;

@@ -243,12 +243,15 @@ static dvm_status predicate(Imp *I, const char *t) {
 }
 
 /* Mod of integers: fmod = 0 takes the divisor's sign (Python's %), fmod = 1 the dividend's
- * (C's %). */
+ * (C's %); of floats (fmod = 1, as the spec requires): C's fmod, the dvm op. */
 static dvm_status mod(Imp *I) {
   int64_t a = onnx_in(I, 0), b = a < 0 ? -1 : onnx_in(I, 1);
   if (b < 0) return I->err->code;
-  if (ir_dtype_is_float(DT(a)))
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Mod of %s is not supported (integers only)", ir_dtype_name(DT(a)));
+  if (ir_dtype_is_float(DT(a))) {
+    if (!onnx_attr_i(I, "fmod", 0))
+      return onnx_fail(I, DVM_ERR_GRAPH, "Mod of %s needs fmod = 1 (the spec's rule for floats)", ir_dtype_name(DT(a)));
+    return out(I, 0, bin(I, OP_FMOD, a, b));
+  }
   int64_t r = bin(I, OP_SUB, a, bin(I, OP_MUL, bin(I, OP_DIV, a, b), b));
   if (!onnx_attr_i(I, "fmod", 0)) { /* r != 0 and sign(r) != sign(b): r + b */
     int64_t fix = bin(I, OP_AND, binc(I, OP_NE, r, 0), bin(I, OP_NE, binc(I, OP_LT, r, 0), binc(I, OP_LT, b, 0)));

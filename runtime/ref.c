@@ -374,6 +374,7 @@ static double binary_f(Op op, double a, double b) {
   case OP_MUL: return a * b;
   case OP_DIV: return a / b;
   case OP_POW: return pow(a, b);
+  case OP_FMOD: return fmod(a, b);
   case OP_MAX: return isnan(a) ? a : isnan(b) ? b : a >= b ? a : b;
   case OP_MIN: return isnan(a) ? a : isnan(b) ? b : a <= b ? a : b;
   case OP_EQ: return a == b;
@@ -1063,7 +1064,7 @@ static dvm_status run_node(const Run *r, uint32_t v, Tensor *const *vals, Cell *
   case OP_RECIPROCAL: case OP_TANH: case OP_SIGMOID: case OP_RELU: case OP_GELU:
   case OP_GELU_TANH: case OP_SILU: case OP_ERF: case OP_SIN: case OP_COS: case OP_FLOOR:
   case OP_CEIL: case OP_ROUND: case OP_SIGN: case OP_NOT: return run_unary(r, v, out);
-  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_POW: case OP_MAX: case OP_MIN:
+  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_POW: case OP_FMOD: case OP_MAX: case OP_MIN:
   case OP_EQ: case OP_NE: case OP_LT: case OP_LE: case OP_GT: case OP_GE: case OP_AND:
   case OP_OR: return run_binary(r, v, out);
   case OP_SELECT: return run_select(r, v, out);

@@ -339,6 +339,7 @@ static int elementwise(Enc *e, const KnIns *in) {
   case KO_MUL: return enc_emit(e, VM_MUL, x, y, 0);
   case KO_DIV: return enc_emit(e, VM_DIV, x, y, 0);
   case KO_POW: return enc_emit(e, VM_POW, x, y, 0);
+  case KO_FMOD: return enc_emit(e, VM_FMOD, x, y, 0);
   case KO_MAX: return enc_emit(e, VM_MAX, x, y, 0);
   case KO_MIN: return enc_emit(e, VM_MIN, x, y, 0);
   case KO_CLIP:

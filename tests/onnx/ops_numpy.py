@@ -308,6 +308,9 @@ case("top_k", [X, ("t", I64, ["N", "S"])],
      lambda v: topk(v["x"], 3, 2, True) + topk(v["x"], 2, 1, False) + topk(v["t"], 2, -1, True) +
      topk(v["t"], 3, -1, False),
      inits=[ci("k3", [3]), ci("k2", [2])], gens={"t": ints(-3, 3)})
+case("fmod", [X, ("m", F, [8])], [N("Mul", ["x", "ten"], ["x10"]), N("Mod", ["x10", "m"], ["y"], fmod=1)],
+     [("y", F)], lambda v: [np.fmod(f32(v["x"] * 10), f32(v["m"])).astype(np.float64)],
+     inits=[cf("ten", 10.0)], gens={"m": lambda rng, s: f32(rng.uniform(0.3, 3, s) * rng.choice([-1, 1], s))})
 case("bit_shift", [("a", U8, ["N"]), ("s", U8, ["N"]), ("w", U32, ["N"]), ("t", U32, ["N"])],
      [N("BitShift", ["a", "s"], ["l"], direction="LEFT"), N("BitShift", ["a", "s"], ["r"], direction="RIGHT"),
       N("BitShift", ["w", "t"], ["lw"], direction="LEFT")],

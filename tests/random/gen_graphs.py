@@ -20,6 +20,10 @@ and machines). Each graph carries its test data in comments, which run_random.py
   # tol: y 1e-05            per output: the absolute tolerance the generator's error model
                             gives for native (f32 arithmetic, libmvec) against the reference
                             (double, rounded per op); the test uses max(this, 1e-5 * RMS)
+  # data: x1 int            an input or param that run_random.py fills with wide values
+                            (.npy, -i) instead of dvm's [-8, 8): integers over the whole
+                            range of their dtype and at the edges of every width ("int"),
+                            f32 values out of every integer range, inf and NaN ("float")
 
 What the graphs cover (the fusion pass's material, docs/fusion.md): elementwise chains of
 every unary and binary float op with operands made safe by construction (log, sqrt, rsqrt,
@@ -29,7 +33,11 @@ reductions over the last and other axes with keepdims 0/1 and the reduced value 
 back, softmax / log_softmax over the last, first or a middle axis, layernorm, rmsnorm,
 matmuls with bias + activation epilogues (transpose_b, batched 3-D), layout views
 (transpose, reshape, slice, squeeze/unsqueeze, broadcast_to, concat, gather), compare /
-select / cast, i32 / i64 integer graphs, a few f16 graphs, diamonds and several outputs.
+select / cast (float to every integer dtype, saturating), integer graphs (family_int: i32,
+i64 and the narrow i8 i16 u8 u16 u32, which native code computes in i32 / i64 registers
+wrapped after every op: arithmetic that overflows on wide data, unsigned values across the
+signed boundary, compares / select, casts among the integers, f32 and bool, saturating
+float casts, reductions and views), a few f16 graphs, diamonds and several outputs.
 
 Error model. Every value carries B (a bound on |value|) and E (an estimate of the absolute
 difference between tiers). Inputs are exact (E = 0). Ops that IEEE rounds correctly (add,
@@ -412,7 +420,8 @@ class Gen:
         """cast(x*8, to=i32) ... back to f32: exact values only."""
         if not x.exact or x.dtype != "f32" or x.B > 1000:
             return None
-        it = self.r.choice(["i32", "i64"])
+        # the narrow dtypes saturate (|x * 8| up to 8000), wrap at + 3, convert back exactly
+        it = self.r.choice(["i32", "i64", "i32", "i64", "i8", "i16", "u8", "u16", "u32"])
         s = self.binary_raw("mul", x, "8.0", 8 * x.B, 0.0)
         i = self.emit("cast", [s], "to=" + it, shape=x.shape, dtype=it, B=8 * x.B, pool=False)
         if self.r.random() < 0.5:
@@ -872,14 +881,14 @@ def int_binary(g, y):
     r = g.r
     dt = y.dtype
     op = r.choices(["add", "sub", "mul", "max", "min", "div", "pow"], [4, 3, 4, 2, 2, 1, 1])[0]
-    o = g.operand_for(y)
+    o = g.operand_for(y) if op != "pow" else None
     if op == "div":
         if o is not None:  # a divisor never 0: |o| + 1 (signed), max(o, 1) (unsigned)
             o = g.abs_plus(o, 1) if dt.startswith("i") else g.emit(
                 "max", [o, "1"], shape=o.shape, dtype=dt, pool=False)
         arg = o if o is not None else str(r.choice([2, 3, 7, 100, 255]))
     elif op == "pow":
-        o, arg = None, str(r.choice([0, 1, 2, 3, -1]))
+        arg = str(r.choice([0, 1, 2, 3, -1]))
     else:
         arg = o if o is not None else int_lit(g)
     args = [y, arg]

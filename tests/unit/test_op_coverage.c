@@ -98,6 +98,7 @@ static const char *const graphs[OP_COUNT] = {
     BIN(GT, gt),
     BIN(GE, ge),
     [OP_POW] = XY "a = abs(x)\nz = pow(a, y)\n",
+    [OP_FMOD] = XY "a = mul(x, 7.0)\nz = fmod(a, y)\n",
     /* floors of 4x: equal about a quarter of the time */
     [OP_EQ] = XY "a = mul(x, 4.0)\nb = mul(y, 4.0)\nfa = floor(a)\nfb = floor(b)\nz = eq(fa, fb)\n",
     [OP_NE] = XY "a = mul(x, 4.0)\nb = mul(y, 4.0)\nfa = floor(a)\nfb = floor(b)\nz = ne(fa, fb)\n",

@@ -64,6 +64,7 @@ static const Case cases[] = {
     {"div", HEAD("b_div") "input w: f32[1, 2*M + 1]\ny = div(x, w)\nz = div(y, -1.25e-3)\n"
                           "output z\n"},
     {"pow", HEAD("b_pow") "y = pow(x, 2.0)\noutput y\n"},
+    {"fmod", HEAD("b_fmod") "y = fmod(x, 1.5)\noutput y\n"},
     {"max", HEAD("b_max") "y = max(x, 0)\noutput y\n"},
     {"min", "graph b_min\ninput k: i64[N, 3]\ninput j: i64[1, 3]\ny = min(k, j)\n"
             "z = min(-7, y)\noutput z\n"},
