@@ -117,6 +117,7 @@ static void attrs(Writer *w, uint32_t v) {
       a = ir_attr(g, v, i ? AK_HI : AK_LO);
       word(w, a != NULL);
       word(w, a ? fbits(ir_attr_float(g, v, i ? AK_HI : AK_LO, 0)) : 0);
+      word(w, a && a->isint ? (uint64_t)a->i : 0); /* an integer bound exactly (past 2^53 too) */
     }
     break;
   case OP_REDUCE_SUM: case OP_REDUCE_MEAN: case OP_REDUCE_MAX: case OP_REDUCE_MIN:

@@ -483,9 +483,11 @@ static dvm_status gather_elements(Imp *I) {
  * (a reduce_max of a key where taken entries hold a value below every other), its first
  * position among the untaken entries equal to it (an argmax of that mask: the lower index
  * first, as the spec says), its value gathered from x. The key is x (largest) or its
- * opposite (-x, and ~x for integers, which never overflows); a NaN key is the largest
- * (reduce_max and argmax let NaN win), so NaN comes first among the largest and the
- * smallest alike. O(k·n) along the axis: for the small k of classifiers and beams. */
+ * opposite (-x, and ~x for integers, which never overflows). NaN is placed as +inf would
+ * be: first among the largest (reduce_max lets it win), last among the smallest (its key
+ * -inf), as torch.topk does. Over a symbolic axis shorter than K a pick finds nothing:
+ * its index is the out-of-range mark, so the run fails saying so. O(k·n) along the axis:
+ * for the small k of classifiers and beams. */
 static dvm_status top_k(Imp *I) {
   int64_t x = onnx_in(I, 0), kk = x < 0 ? -2 : onnx_arg(I, 1, true);
   double kd;
@@ -501,7 +503,8 @@ static dvm_status top_k(Imp *I) {
   if (onnx_dim_const(I, d[ax], &n) && k > n)
     return onnx_fail(I, DVM_ERR_SHAPE, "K = %d is more than the %lld elements along axis %d", k, (long long)n, ax);
   bool largest = onnx_attr_i(I, "largest", 1) != 0, fl = ir_dtype_is_float(DT(x));
-  int64_t key = largest ? x : fl ? un(I, OP_NEG, x) : binc(I, OP_SUB, un(I, OP_NEG, x), 1);
+  int64_t key = largest ? x : fl ? sel(I, bin(I, OP_NE, x, x), lit(I, -INFINITY, x), un(I, OP_NEG, x))
+                              : binc(I, OP_SUB, un(I, OP_NEG, x), 1);
   int bits = ir_dtype_bits(DT(x));
   /* at or below every key: a taken entry ties at most with untaken ones, which the mask keeps */
   double low = fl ? -INFINITY : ir_dtype_is_unsigned(DT(x)) ? 0 : -ldexp(1, bits - 1);
@@ -512,12 +515,15 @@ static dvm_status top_k(Imp *I) {
     if (fl) hit = bin(I, OP_OR, hit, bin(I, OP_AND, bin(I, OP_NE, kt, kt), bin(I, OP_NE, m, m)));
     if (taken >= 0) hit = bin(I, OP_AND, hit, un(I, OP_NOT, taken));
     NodeDraft am = {.op = OP_ARGMAX, .nin = 1};
-    int64_t hi = onnx_cast(I, hit, DT_I32);
-    if (hi < 0) return I->err->code;
-    am.in[0] = (uint32_t)hi;
+    int64_t hf = onnx_cast(I, hit, DT_F32); /* f32: the argmax kernels emit */
+    if (hf < 0) return I->err->code;
+    am.in[0] = (uint32_t)hf;
     onnx_at_int(&am, AK_AXIS, ax);
     onnx_at_int(&am, AK_KEEPDIMS, 1);
     idxs[j] = onnx_add(I, &am, NULL);
+    if (!onnx_dim_const(I, d[ax], &n)) /* nothing left to take: the mark */
+      idxs[j] = sel(I, binc(I, OP_EQ, reduce(I, OP_REDUCE_MAX, hf, axes, 1, true), 0),
+                    lit(I, (double)INT64_MAX, idxs[j]), idxs[j]);
     int64_t now = bin(I, OP_EQ, pos, idxs[j]);
     taken = taken < 0 ? now : bin(I, OP_OR, taken, now);
     vals[j] = elements(I, x, idxs[j], ax, NULL);

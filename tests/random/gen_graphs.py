@@ -868,6 +868,13 @@ def int_lit(g):
     return str(g.r.choice(INT_LITS))
 
 
+def int_operand(g, y, allow_new=True):
+    """operand_for(y), or None (a literal) when its shape does not broadcast to y's (new
+    operands have rank-3 shapes where y may have rank 4 after an unsqueeze)."""
+    o = g.operand_for(y, allow_new)
+    return o if o is not None and bcast(y.shape, o.shape) == y.shape else None
+
+
 def int_unary(g, y):
     # floor ceil round are the identity on integers, and no kernel emits them (declined)
     op = g.r.choices(["neg", "abs", "relu", "sign", "floor", "ceil", "round"],
@@ -881,7 +888,7 @@ def int_binary(g, y):
     r = g.r
     dt = y.dtype
     op = r.choices(["add", "sub", "mul", "max", "min", "div", "pow"], [4, 3, 4, 2, 2, 1, 1])[0]
-    o = g.operand_for(y) if op != "pow" else None
+    o = int_operand(g, y) if op != "pow" else None
     if op == "div":
         if o is not None:  # a divisor never 0: |o| + 1 (signed), max(o, 1) (unsigned)
             o = g.abs_plus(o, 1) if dt.startswith("i") else g.emit(
@@ -894,8 +901,7 @@ def int_binary(g, y):
     args = [y, arg]
     if op in ("sub", "max", "min") and r.random() < 0.3:
         args.reverse()
-    shp = y.shape if o is None else bcast(y.shape, o.shape)
-    return g.emit(op, args, shape=shp, dtype=dt)
+    return g.emit(op, args, shape=y.shape, dtype=dt)
 
 
 def int_clip(g, y):
@@ -915,7 +921,7 @@ def int_select(g, y):
     """select(compare(y, ...), y, other) (or the branches swapped); also gives the bool."""
     r = g.r
     dt = y.dtype
-    o = g.operand_for(y, allow_new=r.random() < 0.5)
+    o = int_operand(g, y, allow_new=r.random() < 0.5)
     rhs = o if o is not None else str(r.choice([0, 2, -1, 127, 128, 255, -129, 32768,
                                                 65535, 2 ** 31, 2 ** 31 - 1]))
     cnd = g.emit(r.choice(["gt", "lt", "eq", "ne", "ge", "le"]), [y, rhs], shape=y.shape,
@@ -933,7 +939,7 @@ def int_select(g, y):
         other = g.emit("mul", [y, str(r.choice([3, -7, 1000, 65537]))], shape=y.shape,
                        dtype=dt, pool=False)
     elif c < 0.75:
-        other = g.operand_for(y) or int_lit(g)
+        other = int_operand(g, y) or int_lit(g)
     else:
         other = int_lit(g)
     args = [cnd, y, other] if r.random() < 0.6 else [cnd, other, y]
