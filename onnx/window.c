@@ -180,18 +180,46 @@ static bool small_window(Imp *I, const Win *w) {
 
 /* ---- pools ------------------------------------------------------------------------------- */
 
+/* Each element's flat position in x (rank r, dims d): C order, or with storage_order 1 the
+ * spatial axes in column-major order (the first fastest) under N and C. */
+static int64_t positions(Imp *I, const Dim *d, int r, bool column_major) {
+  int64_t p = -1;
+  Dim stride = dc(I, 1);
+  for (int k = 0; k < r; k++) {
+    int i = column_major && k < r - 2 ? 2 + k : r - 1 - k; /* the fastest axis first */
+    int64_t c = onnx_iota(I, d[i], i, r), s = onnx_dim_value(I, stride);
+    int64_t term = bin(I, OP_MUL, c, s);
+    p = p < 0 ? term : bin(I, OP_ADD, p, term);
+    if ((stride = ir_dim_mul(I->g, stride, d[i])) == DIM_NONE)
+      return onnx_fail(I, DVM_ERR_OVERFLOW, "the element count of the input overflows"), -1;
+  }
+  return p;
+}
+
+/* MaxPool: the max of the window's slices of x padded with its dtype's least value; with
+ * Indices, each window's first maximum's flat position in x (NaN is the maximum, as max
+ * makes it), from the same slices of the positions padded with -1 (never a maximum). */
 static dvm_status max_pool(Imp *I) {
   int64_t x;
   Dim d[R];
   int r;
   Win w = {0};
-  if (onnx_out(I, 1)) /* storage_order only orders the Indices */
-    return onnx_fail(I, DVM_ERR_UNSUPPORTED, "MaxPool's Indices output is not supported");
   if (!window_in(I, &x, d, &r, true) || !window(I, d, r, NULL, &w) || !small_window(I, &w)) return I->err->code;
   DType dt = DT(x); /* pads lose every comparison: -inf, or the integer dtype's least value */
   int bits = ir_dtype_bits(dt);
   double lowest = !bits ? -INFINITY : ir_dtype_is_unsigned(dt) ? 0 : -ldexp(1, bits - 1);
-  return onnx_def_dyn(I, 0, pool_of(I, pad(I, x, &w, lowest, true), &w, OP_MAX));
+  int64_t xp = pad(I, x, &w, lowest, true);
+  if (!onnx_out(I, 1)) return onnx_def_dyn(I, 0, pool_of(I, xp, &w, OP_MAX));
+  int64_t pp = pad(I, positions(I, d, r, onnx_attr_i(I, "storage_order", 0) != 0), &w, -1, true);
+  int64_t best = offset_slice(I, xp, &w, 0), at = pp < 0 ? -1 : offset_slice(I, pp, &w, 0);
+  for (int64_t j = 1; j < kernel_size(&w) && at >= 0; j++) {
+    int64_t s = offset_slice(I, xp, &w, j), better = bin(I, OP_GT, s, best);
+    if (!bits) better = bin(I, OP_OR, better, bin(I, OP_AND, bin(I, OP_NE, s, s), bin(I, OP_EQ, best, best)));
+    at = sel(I, better, offset_slice(I, pp, &w, j), at);
+    best = bin(I, OP_MAX, best, s);
+  }
+  if (best < 0 || at < 0 || onnx_def_dyn(I, 0, best)) return I->err->code;
+  return onnx_def_dyn(I, 1, at);
 }
 
 /* AveragePool: the window's sum over its count, which counts the pads when

@@ -311,6 +311,25 @@ case("top_k", [X, ("t", I64, ["N", "S"])],
 case("fmod", [X, ("m", F, [8])], [N("Mul", ["x", "ten"], ["x10"]), N("Mod", ["x10", "m"], ["y"], fmod=1)],
      [("y", F)], lambda v: [np.fmod(f32(v["x"] * 10), f32(v["m"])).astype(np.float64)],
      inits=[cf("ten", 10.0)], gens={"m": lambda rng, s: f32(rng.uniform(0.3, 3, s) * rng.choice([-1, 1], s))})
+def maxpool_indices(x, k, s, p, column_major):
+    """MaxPool values and ONNX's Indices (flat positions in x; the first maximum)."""
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    y, z = np.zeros((n, c, oh, ow), x.dtype), np.zeros((n, c, oh, ow), np.int64)
+    for a, b, i, j in np.ndindex(n, c, oh, ow):
+        cells = [(x[a, b, r, q], r, q) for r in range(i * s - p, i * s - p + k) for q in range(j * s - p, j * s - p + k)
+                 if 0 <= r < h and 0 <= q < w]
+        v, r, q = max(cells, key=lambda t: t[0])  # the first of the largest
+        y[a, b, i, j] = v
+        z[a, b, i, j] = (a * c + b) * h * w + (q * h + r if column_major else r * w + q)
+    return [y, z]
+
+
+case("maxpool_indices", [("p", F, ["N", 2, 5, 5])],
+     [N("MaxPool", ["p"], ["y", "z"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+      N("MaxPool", ["p"], ["y1", "z1"], kernel_shape=[2, 2], strides=[2, 2], storage_order=1)],
+     [("y", F), ("z", I64), ("y1", F), ("z1", I64)],
+     lambda v: maxpool_indices(v["p"], 3, 2, 1, False) + maxpool_indices(v["p"], 2, 2, 0, True))
 case("bit_shift", [("a", U8, ["N"]), ("s", U8, ["N"]), ("w", U32, ["N"]), ("t", U32, ["N"])],
      [N("BitShift", ["a", "s"], ["l"], direction="LEFT"), N("BitShift", ["a", "s"], ["r"], direction="RIGHT"),
       N("BitShift", ["w", "t"], ["lw"], direction="LEFT")],

@@ -1046,9 +1046,9 @@ def family_f16(g):
     return [y]
 
 
-FAMILIES = [(family_elementwise, 30), (family_reduce, 15), (family_norm, 12),
+FAMILIES = [(family_elementwise, 27), (family_reduce, 15), (family_norm, 12),
             (family_matmul, 14), (family_attention, 3), (family_views, 10),
-            (family_mixed, 10), (family_int, 5), (family_f16, 1)]
+            (family_mixed, 10), (family_int, 8), (family_f16, 1)]
 
 
 def graph_text(seed, index):
