@@ -398,6 +398,16 @@ a = rng.choice(np.array([1, -1, 2, -3, 5], dtype=np.int64), size=(7, 4))
 b = it((7, 4), -3, 3, "i64")
 case("pow_i64_negexp", [I("a", "i64", "N, 4", a), I("b", "i64", "N, 4", b)],
      "y = pow(a, b)", [("y", arith_ref("pow", a, b, "i64"))])
+# fmod: C's exact remainder, the dividend's sign; NaN for a zero divisor or an infinite
+# dividend, the dividend for an infinite divisor (np.fmod)
+for dt, shape in (("f32", (7, 6)), ("f16", (3, 33))):
+    a = fl(shape, -30, 30, dt)
+    b = nz(shape, 0.3, 4, dt) * np.where(rng.random(shape) < 0.5, -1, 1).astype(NP[dt])
+    if dt == "f32":
+        a[0, 0], b[0, 0], a[1, 1], b[2, 2] = 5.0, 0.0, np.inf, np.inf
+    with np.errstate(all="ignore"):
+        case("fmod_%s" % dt, [I("a", dt, "N, %d" % shape[1], a), I("b", dt, "N, %d" % shape[1], b)],
+             "y = fmod(a, b)", [("y", to(dt, np.fmod(d(a), d(b))))])
 # max/min propagate NaN
 a = fl((7, 6), -3, 3)
 b = fl((7, 6), -3, 3)
