@@ -115,6 +115,9 @@ int ir_dtype_bits(DType dt);         /* an integer dtype's width, else 0 */
  * x != 0; a u64 keeps its bits (the int64 of the same bits). The unsigned-to-signed
  * conversions are modular in GCC and Clang (implementation-defined, never undefined). */
 int64_t ir_dtype_wrap(DType dt, uint64_t x);
+/* The int64 values of integer dtype dt: its range, [0, INT64_MAX] for u64 (the u64 values
+ * an int64 holds as themselves); INT64's for other dtypes. */
+void ir_dtype_range(DType dt, int64_t *lo, int64_t *hi);
 /* x saturated at integer dtype dt's range (a u64's 0 for a negative x), bool x != 0: a
  * value that is not the result of integer arithmetic (a literal, a truncated float). */
 int64_t ir_dtype_saturate(DType dt, int64_t x);

@@ -151,13 +151,18 @@ int64_t ir_dtype_wrap(DType dt, uint64_t x) {
   }
 }
 
+void ir_dtype_range(DType dt, int64_t *lo, int64_t *hi) {
+  int b = ir_dtype_bits(dt);
+  if (b == 64 || b == 0) *lo = ir_dtype_is_unsigned(dt) ? 0 : INT64_MIN, *hi = INT64_MAX;
+  else if (ir_dtype_is_unsigned(dt)) *lo = 0, *hi = ((int64_t)1 << b) - 1;
+  else *lo = -((int64_t)1 << (b - 1)), *hi = ((int64_t)1 << (b - 1)) - 1;
+}
+
 int64_t ir_dtype_saturate(DType dt, int64_t x) {
   if (dt == DT_BOOL) return x != 0;
-  int bits = ir_dtype_bits(dt);
-  if (dt == DT_U64) return x < 0 ? 0 : x;
-  if (!bits || bits == 64) return x;
-  int64_t hi = ir_dtype_is_unsigned(dt) ? (int64_t)((1ull << bits) - 1) : (int64_t)((1ull << (bits - 1)) - 1);
-  int64_t lo = ir_dtype_is_unsigned(dt) ? 0 : -hi - 1;
+  if (!ir_dtype_bits(dt)) return x;
+  int64_t lo, hi;
+  ir_dtype_range(dt, &lo, &hi);
   return x > hi ? hi : x < lo ? lo : x;
 }
 

@@ -162,13 +162,6 @@ static int64_t ord(DType dt, int64_t x) { return dt == DT_U64 ? (int64_t)((uint6
 /* An integer cell as a double (u64 as unsigned). */
 static double i2f(DType dt, int64_t x) { return dt == DT_U64 ? (double)(uint64_t)x : (double)x; }
 
-/* Narrow an integer result (the low 64 bits of the exact value) to dt (ir.h). */
-static int64_t round_i(DType dt, uint64_t x) { return ir_dtype_wrap(dt, x); }
-
-/* Saturate an int64 to an integer or bool dtype (ir.h): for values that are not the result
- * of integer arithmetic (float casts, attributes). */
-static int64_t sat_i(DType dt, int64_t x) { return ir_dtype_saturate(dt, x); }
-
 /* A double to int64: truncate toward zero, saturate, NaN gives 0. */
 static int64_t f2i(double x) {
   if (isnan(x)) return 0;
@@ -180,7 +173,7 @@ static int64_t f2i(double x) {
 /* A double to a cell of integer dtype dt: truncate toward zero, saturate to the dtype's
  * range, NaN gives 0. */
 static int64_t f2cell(DType dt, double x) {
-  if (dt != DT_U64 || isnan(x) || x < TWO63) return sat_i(dt, f2i(x));
+  if (dt != DT_U64 || isnan(x) || x < TWO63) return ir_dtype_saturate(dt, f2i(x));
   return x >= 2 * TWO63 ? -1 : (int64_t)(uint64_t)x; /* 2^64 - 1 saturated, else the bits */
 }
 
@@ -197,7 +190,7 @@ static Cell convert(DType from, Cell c, DType to) {
   else if (to == DT_BOOL)
     o.i = from_float ? c.f != 0 : c.i != 0;
   else
-    o.i = from_float ? f2cell(to, c.f) : round_i(to, (uint64_t)c.i);
+    o.i = from_float ? f2cell(to, c.f) : ir_dtype_wrap(to, (uint64_t)c.i);
   return o;
 }
 
@@ -208,7 +201,7 @@ static Cell int_cell(int64_t x, DType dt) {
   if (ir_dtype_is_float(dt))
     o.f = round_f(dt, (double)x);
   else
-    o.i = sat_i(dt, x);
+    o.i = ir_dtype_saturate(dt, x);
   return o;
 }
 
@@ -326,7 +319,7 @@ static double unary_f(Op op, double x) {
 }
 
 /* A unary op on an int64 (integer or bool), wrapping (abs(INT_MIN) = INT_MIN); the
- * result is the low 64 bits, narrowed by round_i. False on a float-only op. */
+ * result is the low 64 bits, narrowed by ir_dtype_wrap. False on a float-only op. */
 static bool unary_i(Op op, DType dt, int64_t x, uint64_t *out) {
   if (ir_dtype_is_unsigned(dt) && (op == OP_ABS || op == OP_RELU || op == OP_SIGN)) {
     *out = op == OP_SIGN ? x != 0 : (uint64_t)x;
@@ -359,7 +352,7 @@ static dvm_status run_unary(const Run *r, uint32_t v, Cell *out) {
   for (int64_t i = 0; i < n; i++) {
     uint64_t y;
     if (!unary_i(op, dt, x[i].i, &y)) return bug(r, v, "float-only op on an integer dtype");
-    out[i].i = round_i(dt, y);
+    out[i].i = ir_dtype_wrap(dt, y);
   }
   return DVM_OK;
 }
@@ -403,7 +396,7 @@ static uint64_t ipow(int64_t a, int64_t e) {
 }
 
 /* A binary op on int64s (integer or bool operands of dtype dt), giving the low 64 bits
- * of the result for round_i to narrow: add sub mul pow wrap, division truncates toward
+ * of the result for ir_dtype_wrap to narrow: add sub mul pow wrap, division truncates toward
  * zero (INT64_MIN / -1 wraps to INT64_MIN). False on division by zero. u64 cells divide
  * and compare as unsigned; every narrower dtype's cells hold its values exactly. */
 static bool binary_i(Op op, DType dt, int64_t a, int64_t b, uint64_t *out) {
@@ -466,7 +459,7 @@ static dvm_status run_binary(const Run *r, uint32_t v, Cell *out) {
     uint64_t z;
     if (!binary_i(op, adt, x.i, y.i, &z))
       return fail(r, v, DVM_ERR_RUNTIME, "integer division by zero (%lld / 0)", (long long)x.i);
-    out[i].i = round_i(dt, z);
+    out[i].i = ir_dtype_wrap(dt, z);
   }
   return DVM_OK;
 }
@@ -595,7 +588,7 @@ static dvm_status run_reduce(const Run *r, uint32_t v, Cell *out) {
   DType dt = dtype_of(r, v);
   for (int64_t i = 0; i < on; i++) {
     if (!fl)
-      out[i].i = round_i(dt, (uint64_t)out[i].i);
+      out[i].i = ir_dtype_wrap(dt, (uint64_t)out[i].i);
     else if (op == OP_REDUCE_MEAN)
       out[i].f = round_f(dt, count ? out[i].f / (double)count : NAN);
     else
@@ -914,7 +907,7 @@ static void mat_block(const Cell *a, const Mat *A, const Cell *b, const Mat *B, 
       if (fl)
         row[n].f = round_f(dt, row[n].f);
       else
-        row[n].i = round_i(dt, (uint64_t)row[n].i);
+        row[n].i = ir_dtype_wrap(dt, (uint64_t)row[n].i);
     }
   }
 }
@@ -972,7 +965,7 @@ static dvm_status run_arange(const Run *r, uint32_t v, Cell *out) {
   DType dt = dtype_of(r, v); /* integers wrap at the dtype's width (NumPy's arange) */
   for (int64_t i = 0; i < n; i++)
     if (ir_dtype_is_float(dt)) out[i] = int_cell(i, dt);
-    else out[i].i = round_i(dt, (uint64_t)i);
+    else out[i].i = ir_dtype_wrap(dt, (uint64_t)i);
   return DVM_OK;
 }
 

@@ -394,18 +394,6 @@ static void store_int(char *p, DType dt, int64_t i, int64_t v) {
   memcpy(p + (int64_t)n * i, &e, n);
 }
 
-/* The range of an integer dtype other than u64 (int64's for a dtype that does not exist,
- * whose stores store_int drops). */
-static void int_range(DType dt, int64_t *lo, int64_t *hi) {
-  int b = ir_dtype_bits(dt);
-  if (b == 64 || b == 0) {
-    *lo = INT64_MIN, *hi = INT64_MAX;
-  } else if (ir_dtype_is_unsigned(dt)) {
-    *lo = 0, *hi = ((int64_t)1 << b) - 1;
-  } else {
-    *lo = -((int64_t)1 << (b - 1)), *hi = ((int64_t)1 << (b - 1)) - 1;
-  }
-}
 
 /* Element i as a double, any dtype (u64 as its unsigned value, rounded to nearest even). */
 double rt_get_f(const void *data, DType dt, int64_t i) {
@@ -474,7 +462,7 @@ void rt_set_f(void *data, DType dt, int64_t i, double v) {
   default: { /* the other integers: (double)hi is exact but for i64's 2^63 - 1, which
                 rounds to 2^63, the first value past the range, where sat saturates */
     int64_t lo, hi;
-    int_range(dt, &lo, &hi);
+    ir_dtype_range(dt, &lo, &hi);
     store_int(p, dt, i, sat(v, (double)lo, (double)hi, lo, hi));
     break;
   }
@@ -500,12 +488,7 @@ void rt_set_i(void *data, DType dt, int64_t i, int64_t v) {
   case DT_BF16: rt_set_f(data, dt, i, oddd(v)); break;
   case DT_BOOL:
   case DT_U64: store_int(p, dt, i, v); break;
-  default: {
-    int64_t lo, hi;
-    int_range(dt, &lo, &hi);
-    store_int(p, dt, i, v < lo ? lo : v > hi ? hi : v);
-    break;
-  }
+  default: store_int(p, dt, i, ir_dtype_saturate(dt, v)); break;
   }
 }
 
