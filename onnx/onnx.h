@@ -188,6 +188,8 @@ int64_t onnx_arg(Imp *I, size_t i, bool required);
 void onnx_need(Imp *I, int64_t k);
 /* The dvm value of input i (required, materialized); -1 with the error set. */
 int64_t onnx_in(Imp *I, size_t i);
+/* The dvm value of optional input i (materialized): -1 if absent, -2 (error set) on error. */
+int64_t onnx_in_opt(Imp *I, size_t i);
 /* The name of output k, NULL when absent. */
 const char *onnx_out(Imp *I, size_t k);
 /* Is dim d (substituted) a constant (false for DIM_NONE, an overflowed expression)? */

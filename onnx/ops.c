@@ -152,6 +152,13 @@ int64_t onnx_in(Imp *I, size_t i) {
   return v;
 }
 
+int64_t onnx_in_opt(Imp *I, size_t i) {
+  int64_t k = onnx_arg(I, i, false);
+  uint32_t v;
+  if (k == -1) return -1;
+  return k < 0 || onnx_use(I, (uint32_t)k, &v) ? -2 : (int64_t)v;
+}
+
 int64_t onnx_unary(Imp *I, Op op, uint32_t x, const char *name) {
   NodeDraft d = {.op = op, .nin = 1, .in = {x}};
   return onnx_add(I, &d, name);

@@ -36,10 +36,13 @@ static int quant_axis(Imp *I, int64_t x) {
   return ir_axis(onnx_attr_i(I, "axis", 1), r);
 }
 
-/* Optional input i (a zero point), or -1 when absent; -2 on error. */
-static int64_t optional_in(Imp *I, size_t i) {
-  int64_t k = onnx_arg(I, i, false);
-  return k == -1 ? -1 : k < 0 ? -2 : onnx_in(I, i) < 0 ? -2 : onnx_in(I, i);
+/* x widened to i32 less zero point zp (-1: none), laid along `axis` of rank r by along()
+ * (what: its name) or, without a name, taken as it is; -1 with the error set. */
+static int64_t less_zero_point(Imp *I, int64_t x, int64_t zp, int axis, int r, const char *what) {
+  int64_t w = onnx_cast(I, x, DT_I32);
+  if (zp == -1 || w < 0) return w;
+  if (what && (zp = along(I, zp, axis, r, what)) < 0) return -1;
+  return bin(I, OP_SUB, w, onnx_cast(I, zp, DT_I32));
 }
 
 /* round(f) + zp, cast to dt: the quantization of a float value f already scaled. */
@@ -53,7 +56,7 @@ static int64_t quantize(Imp *I, int64_t f, int64_t zp, DType dt) {
 static bool quantized(DType t) { return t == DT_U8 || t == DT_I8; }
 
 static dvm_status quantize_linear(Imp *I) {
-  int64_t x = onnx_in(I, 0), scale = x < 0 ? -1 : onnx_in(I, 1), zp = scale < 0 ? -2 : optional_in(I, 2);
+  int64_t x = onnx_in(I, 0), scale = x < 0 ? -1 : onnx_in(I, 1), zp = scale < 0 ? -2 : onnx_in_opt(I, 2);
   if (zp == -2) return I->err->code;
   DType dt = zp >= 0 ? DT(zp) : DT_U8;
   if (!quantized(dt)) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "y_zero_point of %s: uint8 or int8 expected", ir_dtype_name(dt));
@@ -66,14 +69,13 @@ static dvm_status quantize_linear(Imp *I) {
 }
 
 static dvm_status dequantize_linear(Imp *I) {
-  int64_t x = onnx_in(I, 0), scale = x < 0 ? -1 : onnx_in(I, 1), zp = scale < 0 ? -2 : optional_in(I, 2);
+  int64_t x = onnx_in(I, 0), scale = x < 0 ? -1 : onnx_in(I, 1), zp = scale < 0 ? -2 : onnx_in_opt(I, 2);
   if (zp == -2) return I->err->code;
   if (!quantized(DT(x)) && DT(x) != DT_I32)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "x of %s: uint8, int8 or int32 expected", ir_dtype_name(DT(x)));
   if (!ir_dtype_is_float(DT(scale))) return onnx_fail(I, DVM_ERR_DTYPE, "x_scale must be a float");
   int r = ir_node(I->g, (uint32_t)x)->rank, ax = quant_axis(I, x);
-  int64_t d = onnx_cast(I, x, DT_I32);
-  if (zp >= 0) d = bin(I, OP_SUB, d, onnx_cast(I, along(I, zp, ax, r, "x_zero_point"), DT_I32));
+  int64_t d = less_zero_point(I, x, zp, ax, r, "x_zero_point");
   return onnx_def_dyn(I, 0, bin(I, OP_MUL, onnx_cast(I, d, DT(scale)), along(I, scale, ax, r, "x_scale")));
 }
 
@@ -98,17 +100,15 @@ static int64_t int_product(Imp *I, int64_t a, int64_t b, int64_t azp, int64_t bz
   if (!quantized(DT(a)) || !quantized(DT(b)))
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "operands of %s and %s: uint8 or int8 expected", ir_dtype_name(DT(a)),
                      ir_dtype_name(DT(b))), -1;
-  int64_t ai = onnx_cast(I, a, DT_I32), bi = onnx_cast(I, b, DT_I32);
-  if (azp >= 0) ai = bin(I, OP_SUB, ai, onnx_cast(I, along(I, azp, 0, 2, "a_zero_point"), DT_I32));
-  if (bzp >= 0) bi = bin(I, OP_SUB, bi, onnx_cast(I, bzp, DT_I32));
+  int64_t ai = less_zero_point(I, a, azp, 0, 2, "a_zero_point"), bi = less_zero_point(I, b, bzp, 0, 0, NULL);
   if (ai < 0 || bi < 0) return -1;
   NodeDraft d = {.op = OP_MATMUL, .nin = 2, .in = {(uint32_t)ai, (uint32_t)bi}};
   return onnx_add(I, &d, NULL);
 }
 
 static dvm_status matmul_integer(Imp *I) {
-  int64_t a = onnx_in(I, 0), b = a < 0 ? -1 : onnx_in(I, 1), azp = b < 0 ? -2 : optional_in(I, 2);
-  int64_t bzp = azp == -2 ? -2 : optional_in(I, 3);
+  int64_t a = onnx_in(I, 0), b = a < 0 ? -1 : onnx_in(I, 1), azp = b < 0 ? -2 : onnx_in_opt(I, 2);
+  int64_t bzp = azp == -2 ? -2 : onnx_in_opt(I, 3);
   if (bzp == -2) return I->err->code;
   return onnx_def_dyn(I, 0, int_product(I, a, b, azp, bzp));
 }
@@ -130,19 +130,11 @@ static dvm_status qlinear_matmul(Imp *I) {
 /* Input i, an 8-bit integer, less zero point input z (absent: 0) as i32; the zero point
  * is a scalar or (per output channel, `channels`) a 1-D laid along axis 0 of rank r. */
 static int64_t centered(Imp *I, size_t i, size_t z, int r, bool channels) {
-  int64_t x = onnx_in(I, i), kz = x < 0 ? -2 : onnx_arg(I, z, false), zp;
-  if (kz == -2) return -1;
-  if (DT(x) != DT_U8 && DT(x) != DT_I8)
+  int64_t x = onnx_in(I, i), zp = x < 0 ? -2 : onnx_in_opt(I, z);
+  if (zp == -2) return -1;
+  if (!quantized(DT(x)))
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "input %zu of %s: uint8 or int8 expected", i + 1, ir_dtype_name(DT(x))), -1;
-  x = onnx_cast(I, x, DT_I32);
-  if (kz < 0) return x;
-  if ((zp = onnx_in(I, z)) < 0) return -1;
-  Dim zd[R], s[R];
-  if (onnx_vdims(I, zp, zd) == 1 && channels) {
-    for (int k = 0; k < r; k++) s[k] = k == 0 ? zd[0] : ir_dim_const(I->g, 1);
-    zp = onnx_reshape(I, zp, s, r);
-  }
-  return bin(I, OP_SUB, x, onnx_cast(I, zp, DT_I32));
+  return less_zero_point(I, x, zp, 0, r, channels ? "w_zero_point" : NULL);
 }
 
 /* ConvInteger: (x - x_zp) conv (w - w_zp) in i32, pads 0 after the shift (the zero
@@ -156,8 +148,8 @@ static dvm_status conv_integer(Imp *I) {
 /* QLinearConv: the quantization of (x - x_zp) conv (w - w_zp) + B (i32) times
  * x_scale · w_scale / y_scale, w's scale and zero point per tensor or per output channel. */
 static dvm_status qlinear_conv(Imp *I) {
-  int64_t x = centered(I, 0, 2, 0, false), v[3], kb = x < 0 ? -2 : onnx_arg(I, 8, false), b = -1;
-  if (kb == -2 || (kb >= 0 && (b = onnx_in(I, 8)) < 0)) return I->err->code;
+  int64_t x = centered(I, 0, 2, 0, false), v[3], b = x < 0 ? -2 : onnx_in_opt(I, 8);
+  if (b == -2) return I->err->code;
   int r = ir_node(I->g, (uint32_t)x)->rank;
   static const size_t scales[3] = {1, 4, 6}; /* x_scale, w_scale, y_scale */
   for (int i = 0; i < 3; i++)

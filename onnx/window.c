@@ -411,11 +411,10 @@ int64_t onnx_conv(Imp *I, int64_t x, int64_t wt, int64_t b) {
 }
 
 static dvm_status conv(Imp *I) {
-  int64_t x, wt = -1, b = -1, kb;
+  int64_t x, wt = -1, b;
   Dim d[R];
   int r;
-  if (!window_in(I, &x, d, &r, false) || (wt = onnx_in(I, 1)) < 0) return I->err->code;
-  if ((kb = onnx_arg(I, 2, false)) == -2 || (kb >= 0 && (b = onnx_in(I, 2)) < 0)) return I->err->code;
+  if (!window_in(I, &x, d, &r, false) || (wt = onnx_in(I, 1)) < 0 || (b = onnx_in_opt(I, 2)) == -2) return I->err->code;
   return onnx_def_dyn(I, 0, onnx_conv(I, x, wt, b));
 }
 
@@ -431,8 +430,8 @@ static dvm_status conv_transpose(Imp *I) {
   if (r < 3 || r > 2 + SP)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "input of rank %d: 1 to %d spatial axes after N and C are supported", r, SP);
   int ns = w.ns = r - 2;
-  int64_t kb = onnx_arg(I, 2, false), g = onnx_attr_i(I, "group", 1), c, mg, in[SP];
-  if (kb == -2 || (kb >= 0 && (b = onnx_in(I, 2)) < 0)) return I->err->code;
+  int64_t g = onnx_attr_i(I, "group", 1), c, mg, in[SP];
+  if ((b = onnx_in_opt(I, 2)) == -2) return I->err->code;
   if (onnx_vdims(I, wt, wd) != r) return onnx_fail(I, DVM_ERR_SHAPE, "the weights' rank is not the input's (%d)", r);
   for (int i = 0; i < ns; i++) {
     if (!onnx_dim_const(I, wd[2 + i], &w.k[i])) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "the kernel's dims must be constant");
