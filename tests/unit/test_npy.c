@@ -11,7 +11,7 @@
  * a valid file crashes the reader. Scratch files go to $TMPDIR (or /tmp).
  * It is one file, longer than most, because its tables of values per dtype (thirteen
  * dtypes, each at its range's ends, in files and through the store functions) are the
- * checks themselves, and they share one small harness. 
+ * checks themselves, and they share one small harness.
  * The last line printed is "N passed, M failed"; the exit status is nonzero on failure. */
 #include <float.h>
 #include <math.h>
