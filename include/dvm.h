@@ -192,6 +192,11 @@ const char *dvm_dump_stage(int i);
 dvm_status dvm_graph_create(dvm_context *ctx, const char *name, dvm_graph **out);
 int32_t dvm_graph_input(dvm_graph *g, const char *name, dvm_dtype dt, int rank,
                         const char *const *dims);
+/* An integer input of constant shape whose nvalues elements (its element count, at most
+ * 64) are the dims values[i] at run time: its data binds their symbols (docs/format.md,
+ * `values=[...]`). */
+int32_t dvm_graph_input_values(dvm_graph *g, const char *name, dvm_dtype dt, int rank,
+                               const char *const *dims, int nvalues, const char *const *values);
 int32_t dvm_graph_param(dvm_graph *g, const char *name, dvm_dtype dt, int rank,
                         const char *const *dims);
 /* A scalar literal operand of dtype dt. */
@@ -293,6 +298,13 @@ dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
                            const char *const *input_names, dvm_tensor *const *inputs,
                            int nsyms, const char *const *sym_names, const int64_t *sym_values,
                            int *rank, int64_t *shape);
+/* The elements input `name` must hold under the binding dvm_model_shape works out (for an
+ * input declared with `values`, whose data binds symbols: docs/format.md): *n of them, in
+ * C order, into values[0..max); *n = 0 for any other input. */
+dvm_status dvm_model_values(const dvm_model *m, const char *name, int ninputs,
+                            const char *const *input_names, dvm_tensor *const *inputs, int nsyms,
+                            const char *const *sym_names, const int64_t *sym_values, int64_t *values,
+                            int max, int *n);
 
 /* Bind a param for all later runs. The model keeps a reference: the tensor must
  * outlive the model or be replaced, and its values must not change while it is bound

@@ -161,9 +161,32 @@ static dvm_status dims_arg(Ctx *c, const Attr *a, Dim *out, int *n, bool allow_n
 
 /* ---- per kind --------------------------------------------------------------------------- */
 
+/* An input's `values`: one dim per element of an integer tensor of constant shape, each
+ * the value that element has at run time (the runtime binds them, runtime/bind.c). */
+static dvm_status check_values(Ctx *c, const Attr *a) {
+  const Node *n = ir_node(c->g, c->v);
+  if (!ir_dtype_is_int((DType)n->dtype))
+    return FAIL(c, DVM_ERR_DTYPE, "input '%s': values need an integer dtype, not %s", ir_s(c->g, n->name),
+                ir_dtype_name((DType)n->dtype));
+  int64_t numel = 1, x;
+  for (int i = 0; i < n->rank; i++) {
+    if (!ir_dim_is_const(c->g, ir_shape(c->g, c->v)[i], &x))
+      return FAIL(c, DVM_ERR_SHAPE, "input '%s': values need a constant shape", ir_s(c->g, n->name));
+    if (x > IR_VALUES_MAX || (numel *= x) > IR_VALUES_MAX) /* both at most 64: no overflow */
+      return FAIL(c, DVM_ERR_SHAPE, "input '%s': values of more than %d elements", ir_s(c->g, n->name),
+                  IR_VALUES_MAX);
+  }
+  if (numel != (int64_t)a->n)
+    return FAIL(c, DVM_ERR_SHAPE, "input '%s' has %lld elements but %u values", ir_s(c->g, n->name),
+                (long long)numel, a->n);
+  return DVM_OK;
+}
+
 static dvm_status infer_source(Ctx *c) {
   Node *n = &c->g->nodes.v[c->v];
   Dim s[R];
+  const Attr *vals = ir_attr(c->g, c->v, AK_VALUES);
+  if (vals && check_values(c, vals)) return c->err->code;
   for (int i = 0; i < n->rank; i++) s[i] = ir_shape(c->g, c->v)[i];
   n->decl = n->shape; /* kept as written; emit appends the copy that gets canonical */
   return emit(c, n->dtype, n->rank, s);

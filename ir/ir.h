@@ -179,6 +179,8 @@ typedef struct AttrInfo {
   AttrKind kind;
 } AttrInfo;
 extern const AttrInfo ir_attrs[AK_COUNT];
+/* An input with `values` has at most this many elements (ir/infer.c check_values). */
+#define IR_VALUES_MAX 64
 int ir_op_lookup(const char *s, size_t n);   /* Op or -1 */
 int ir_attr_lookup(const char *s, size_t n); /* AttrKey or -1 */
 

@@ -278,7 +278,7 @@ static dvm_status attribute(Parser *ps, Op op, NodeDraft *d) {
 
 /* ---- lines ------------------------------------------------------------------------------ */
 
-/* `input NAME: DTYPE[dims]` or `param ...` */
+/* `input NAME: DTYPE[dims]` (optionally `values=[dims]`) or `param ...` */
 static dvm_status declaration(Parser *ps, Op op) {
   char b[48];
   NodeDraft d = {.op = op, .line = ps->line};
@@ -302,6 +302,7 @@ static dvm_status declaration(Parser *ps, Op op) {
     } while (accept(ps, ','));
     if (expect(ps, ']', "to close the shape")) return ps->err->code;
   }
+  if (!at_end(ps) && attribute(ps, op, &d)) return ps->err->code; /* an input's values=[...] */
   if (!at_end(ps))
     return FAIL(ps, DVM_ERR_SYNTAX, "unexpected %s after the declaration", found(ps, b, sizeof b));
   return ir_add_node(ps->g, &d, ps->err) < 0 ? ps->err->code : DVM_OK;

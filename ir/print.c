@@ -91,6 +91,7 @@ static void put_node(Buf *b, const Graph *g, uint32_t v) {
   if (n->op == OP_INPUT || n->op == OP_PARAM) {
     put(b, "%-6s %s: ", ir_ops[n->op].name, ir_s(g, n->name));
     put_shape(b, g, (DType)n->dtype, n->rank ? g->shapes.v + n->decl : NULL, n->rank); /* shapes.v: NULL while empty */
+    for (uint32_t i = 0; i < n->nattr; i++) put(b, " "), put_attr(b, g, &g->attrs.v[n->attr + i]);
     return;
   }
   put(b, "%s = %s(", ir_s(g, n->name), ir_ops[n->op].name);

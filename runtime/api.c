@@ -349,29 +349,43 @@ dvm_status dvm_graph_create(dvm_context *ctx, const char *name, dvm_graph **out)
 }
 
 static int32_t declare(dvm_graph *g, Op op, const char *name, dvm_dtype dt, int rank,
-                       const char *const *dims) {
+                       const char *const *dims, int nvalues, const char *const *values) {
   Err err = {0};
   NodeDraft d = {.op = op, .name = name, .name_len = name ? strlen(name) : 0, .dtype = dt};
-  if (!name || (unsigned)dt >= DT_COUNT || rank < 0 || rank > DVM_MAX_RANK)
-    return ir_err(&err, DVM_ERR_USAGE, "%s: bad name, dtype or rank", ir_ops[op].name),
+  if (!name || (unsigned)dt >= DT_COUNT || rank < 0 || rank > DVM_MAX_RANK || nvalues < 0 ||
+      nvalues > IR_VALUES_MAX || (nvalues && !values))
+    return ir_err(&err, DVM_ERR_USAGE, "%s: bad name, dtype, rank or values", ir_ops[op].name),
            rt_fail(&err), -1;
   d.rank = (uint8_t)rank;
+  uint32_t nsyms = g->ir->syms.n; /* a failed call declares no symbol */
   for (int i = 0; i < rank; i++)
-    if (ir_parse_dim(g->ir, dims[i], true, 0, &d.shape[i], &err)) return rt_fail(&err), -1;
+    if (ir_parse_dim(g->ir, dims[i], true, 0, &d.shape[i], &err)) return g->ir->syms.n = nsyms, rt_fail(&err), -1;
+  if (values) {
+    Dim vd[IR_VALUES_MAX];
+    for (int i = 0; i < nvalues; i++)
+      if (ir_parse_dim(g->ir, values[i], true, 0, &vd[i], &err)) return g->ir->syms.n = nsyms, rt_fail(&err), -1;
+    d.attr[d.nattr++] = (Attr){.key = AK_VALUES, .kind = AV_DIMLIST, .off = g->ir->lists.n, .n = (uint32_t)nvalues};
+    for (int i = 0; i < nvalues; i++) vec_push(g->ir->lists, (int64_t)vd[i]);
+  }
   int64_t v = ir_add_node(g->ir, &d, &err);
-  if (v < 0) return rt_fail(&err), -1;
+  if (v < 0) return g->ir->syms.n = nsyms, rt_fail(&err), -1;
   rt_ok();
   return (int32_t)v;
 }
 
 int32_t dvm_graph_input(dvm_graph *g, const char *name, dvm_dtype dt, int rank,
                         const char *const *dims) {
-  return declare(g, OP_INPUT, name, dt, rank, dims);
+  return declare(g, OP_INPUT, name, dt, rank, dims, 0, NULL);
+}
+
+int32_t dvm_graph_input_values(dvm_graph *g, const char *name, dvm_dtype dt, int rank,
+                               const char *const *dims, int nvalues, const char *const *values) {
+  return declare(g, OP_INPUT, name, dt, rank, dims, nvalues, values);
 }
 
 int32_t dvm_graph_param(dvm_graph *g, const char *name, dvm_dtype dt, int rank,
                         const char *const *dims) {
-  return declare(g, OP_PARAM, name, dt, rank, dims);
+  return declare(g, OP_PARAM, name, dt, rank, dims, 0, NULL);
 }
 
 int32_t dvm_graph_literal(dvm_graph *g, double value, dvm_dtype dt) {
@@ -412,9 +426,10 @@ int32_t dvm_graph_op(dvm_graph *g, const char *name, const char *op, int noperan
              rt_fail(&err), -1;
     d.in[i] = (uint32_t)operands[i];
   }
-  if (attrs && ir_parse_attrs(g->ir, attrs, &d, &err)) return rt_fail(&err), -1;
+  uint32_t nsyms = g->ir->syms.n; /* a failed call declares no symbol */
+  if (attrs && ir_parse_attrs(g->ir, attrs, &d, &err)) return g->ir->syms.n = nsyms, rt_fail(&err), -1;
   int64_t v = ir_add_node(g->ir, &d, &err);
-  if (v < 0) return rt_fail(&err), -1;
+  if (v < 0) return g->ir->syms.n = nsyms, rt_fail(&err), -1;
   rt_ok();
   return (int32_t)v;
 }

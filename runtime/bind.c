@@ -2,8 +2,9 @@
  * and every value's concrete shape.
  *
  * Inputs: a finished Graph, the tensors given for input/param nodes, and preset symbol
- * values (`-s N=7`). Each given dim and each preset is an equation "canonical dim ==
- * value" over the free representatives of the symbol classes (ir/dim.c). Equations are
+ * values (`-s N=7`). Each given dim, each element of an input declared with `values`
+ * and each preset is an equation "canonical dim == value" over the free representatives
+ * of the symbol classes (ir/dim.c). Equations are
  * solved by repeated substitution: one with a single unknown that occurs linearly gives
  * its value (N*S == 96 with S known gives N); recorded equality constraints take part
  * too (a reshape's fresh symbol). Then every symbol's value follows from its canonical
@@ -19,7 +20,7 @@ typedef struct Eq {
   Dim d;        /* canonical: over free representatives */
   int64_t x;    /* the value it must have */
   uint32_t v;   /* the input node (or UINT32_MAX for a preset) */
-  int axis;     /* which dim of v */
+  int axis;     /* which dim of v, or -1 - i for element i of its values */
   uint32_t sym; /* presets: the symbol given */
   bool solve_only; /* a recorded constraint: checked later, with its own message */
 } Eq;
@@ -28,6 +29,9 @@ typedef struct Eq {
 static void eq_where(const Graph *g, const Eq *e, char *buf, size_t n) {
   if (e->v == UINT32_MAX)
     snprintf(buf, n, "-s %s=%lld", ir_s(g, g->syms.v[e->sym].name), (long long)e->x);
+  else if (e->axis < 0)
+    snprintf(buf, n, "input '%s' element %d = %lld", ir_s(g, ir_node(g, e->v)->name), -1 - e->axis,
+             (long long)e->x);
   else
     snprintf(buf, n, "%s '%s' dim %d = %lld", ir_ops[ir_node(g, e->v)->op].name,
              ir_s(g, ir_node(g, e->v)->name), e->axis, (long long)e->x);
@@ -189,11 +193,49 @@ static dvm_status shapes(const Graph *g, Binding *b, Err *err) {
   return DVM_OK;
 }
 
+/* Dim d has symbol s in a term. */
+static bool mentions(const Graph *g, Dim d, uint32_t s) {
+  DimTerm t[DIM_MAX_TERMS];
+  uint32_t n = ir_dim_terms(g, d, t);
+  for (uint32_t k = 0; k < n; k++)
+    for (int j = 0; j < t[k].deg; j++)
+      if (t[k].sym[j] == s) return true;
+  return false;
+}
+
+/* The equality constraint that was to give symbol s its value, or NULL. */
+static const Constraint *solving(const Graph *g, uint32_t s) {
+  for (uint32_t i = 0; i < g->cons.n; i++)
+    if (g->cons.v[i].kind == CON_EQ && mentions(g, g->cons.v[i].diff, s)) return &g->cons.v[i];
+  return NULL;
+}
+
+/* The equations "value dim i == element i" of input v, whose values attribute is a. */
+static dvm_status values_eqs(const Graph *g, uint32_t v, const Attr *a, const Tensor *t, Eq *eq,
+                             uint32_t *neq, Err *err) {
+  const Node *n = ir_node(g, v);
+  if (t->numel != (int64_t)a->n) return DVM_OK; /* its constant dims' equations fail with the message */
+  if (a->n && !t->data)
+    return ir_errl(err, DVM_ERR_USAGE, g->file, n->line,
+                   "input '%s' has no data: its values are dims of the graph", ir_s(g, n->name));
+  for (uint32_t i = 0; i < a->n; i++) {
+    int64_t x = rt_get_i(t->data, t->dtype, i);
+    if (t->dtype == DT_U64 && x < 0) /* its bits: 2^63 and above */
+      return ir_errl(err, DVM_ERR_SHAPE, g->file, n->line, "input '%s' element %u = %llu is no dim (above 2^63 - 1)",
+                     ir_s(g, n->name), i, (unsigned long long)x);
+    eq[(*neq)++] = (Eq){.d = (Dim)g->clists.v[a->off + i], .x = x, .v = v, .axis = -1 - (int)i};
+  }
+  return DVM_OK;
+}
+
 dvm_status rt_bind(const Graph *g, Tensor *const *given, const int64_t *preset, Binding *out,
                    Err *err) {
   memset(out, 0, sizeof *out);
   uint32_t ns = g->syms.n, neq = 0, cap = ns;
-  for (uint32_t i = 0; i < g->decls.n; i++) cap += ir_node(g, g->decls.v[i])->rank;
+  for (uint32_t i = 0; i < g->decls.n; i++) {
+    const Attr *a = ir_attr(g, g->decls.v[i], AK_VALUES);
+    cap += ir_node(g, g->decls.v[i])->rank + (a ? a->n : 0);
+  }
   Eq *eq = malloc((cap + g->cons.n + 1) * sizeof *eq);
   int64_t *val = malloc((ns ? ns : 1) * sizeof *val);
   if (!eq || !val) {
@@ -214,6 +256,8 @@ dvm_status rt_bind(const Graph *g, Tensor *const *given, const int64_t *preset, 
     if ((st = check_given(g, v, t, err))) goto done;
     for (int k = 0; k < t->rank; k++)
       eq[neq++] = (Eq){.d = ir_shape(g, v)[k], .x = t->shape[k], .v = v, .axis = k};
+    const Attr *a = ir_attr(g, v, AK_VALUES); /* its elements are dims too */
+    if (a && (st = values_eqs(g, v, a, t, eq, &neq, err))) goto done;
   }
   /* equality constraints between expressions can fix what the inputs leave open (a
      reshape's fresh symbol); they are checked with their own message below */
@@ -225,6 +269,22 @@ dvm_status rt_bind(const Graph *g, Tensor *const *given, const int64_t *preset, 
     uint32_t r = ir_sym_rep(g, s);
     if (r == s && g->syms.v[s].bound == DIM_NONE && val[s] == SYM_UNKNOWN) {
       const char *name = ir_s(g, g->syms.v[s].name);
+      const Constraint *c = solving(g, s);
+      char a[160], b[160];
+      for (uint32_t i = 0; i < neq; i++) /* a given dim or value that no whole value matches */
+        if (!eq[i].solve_only && mentions(g, eq[i].d, s)) {
+          eq_where(g, &eq[i], a, sizeof a);
+          uint32_t line = eq[i].v == UINT32_MAX ? 0 : ir_node(g, eq[i].v)->line;
+          st = ir_errl(err, DVM_ERR_SHAPE, g->file, line, "%s, but the graph needs %s: no whole value of %s "
+                       "makes them equal", a, ir_dim_str(g, eq[i].d, b, sizeof b), name);
+          goto done;
+        }
+      if (c) { /* a symbol of the graph's own (a reshape's -1) that its equation leaves open */
+        st = ir_errl(err, DVM_ERR_SHAPE, g->file, c->line, "%s: dims %s and %s must be equal, and no whole "
+                     "value of %s makes them so", ir_ops[ir_node(g, c->node)->op].name,
+                     ir_dim_str(g, c->a, a, sizeof a), ir_dim_str(g, c->b, b, sizeof b), name);
+        goto done;
+      }
       st = ir_errl(err, DVM_ERR_SHAPE, g->file, g->syms.v[s].line,
                    "symbol '%s' is not bound: give it with -s %s=VALUE or an input whose shape "
                    "has it",

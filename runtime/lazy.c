@@ -717,6 +717,13 @@ dvm_status dvm_lazy_apply(dvm_context *ctx, const dvm_graph *g, int nargs, dvm_l
   }
   uint32_t ni = 0; /* args: the inputs, then the params */
   for (uint32_t i = 0; i < c->decls.n; i++) ni += ir_node(c, c->decls.v[i])->op == OP_INPUT;
+  for (uint32_t i = 0; i < c->decls.n; i++) /* lazy values have shapes, not data, when recorded */
+    if (ir_attr(c, c->decls.v[i], AK_VALUES)) {
+      const Node *n = ir_node(c, c->decls.v[i]);
+      st = ir_errl(&err, DVM_ERR_UNSUPPORTED, c->file, n->line, "input '%s' declares values, which bind "
+                   "symbols from its data: lazy graphs take shapes only", ir_s(c, n->name));
+      goto done;
+    }
   for (uint32_t i = 0, ki = 0, kp = 0; i < c->decls.n; i++) {
     uint32_t v = c->decls.v[i];
     dvm_lazy *x = args[ir_node(c, v)->op == OP_INPUT ? ki++ : ni + kp++];

@@ -108,16 +108,20 @@ static void plan_free(Plan *pl) {
   free(pl);
 }
 
-/* The key of the given inputs: per input, dtype, rank and dims; false if too long. */
+/* The key of the given inputs: per input, dtype, rank and dims, and the elements of one
+ * declared with `values` (they bind symbols too); false if too long. */
 static bool plan_key(const dvm_model *m, Tensor *const *given, int64_t *key, uint32_t *n) {
   *n = 0;
   for (int i = 0; i < m->ninputs; i++) {
     const Tensor *t = given[m->inputs[i]];
     if (!t) return false;
-    if (*n + 2 + (uint32_t)t->rank > PLAN_KEY_MAX) return false;
+    const Attr *a = ir_attr(m->g, m->inputs[i], AK_VALUES);
+    int64_t vals = a && t->data ? t->numel : 0;
+    if (*n + 2 + (uint32_t)t->rank + (uint64_t)vals > PLAN_KEY_MAX) return false;
     key[(*n)++] = t->dtype;
     key[(*n)++] = t->rank;
     for (int k = 0; k < t->rank; k++) key[(*n)++] = t->shape[k];
+    for (int64_t k = 0; k < vals; k++) key[(*n)++] = rt_get_i(t->data, t->dtype, k);
   }
   return true;
 }
@@ -633,6 +637,37 @@ dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
   const Node *n = ir_node(g, (uint32_t)v);
   *rank = n->rank;
   memcpy(shape, b.dims + b.off[v], n->rank * sizeof *shape);
+  rt_binding_free(&b);
+  return rt_ok();
+}
+
+dvm_status dvm_model_values(const dvm_model *m, const char *name, int ninputs,
+                            const char *const *input_names, dvm_tensor *const *inputs, int nsyms,
+                            const char *const *sym_names, const int64_t *sym_values, int64_t *values,
+                            int max, int *n) {
+  Err err = {0};
+  *n = 0;
+  if (m->spec) return rt_ok(); /* an ONNX model's value inputs are given, never made */
+  const Graph *g = m->g;
+  int64_t v = name ? ir_find(g, name, strlen(name)) : -1;
+  if (v < 0) return ir_err(&err, DVM_ERR_USAGE, "no value '%s' in the graph", name ? name : "(null)"), rt_fail(&err);
+  const Attr *a = ir_attr(g, (uint32_t)v, AK_VALUES);
+  if (!a) return rt_ok();
+  if ((int64_t)a->n > max)
+    return ir_err(&err, DVM_ERR_USAGE, "input '%s' has %u values, room for %d", name, a->n, max), rt_fail(&err);
+  Binding b;
+  if (bind_partial(m, ninputs, input_names, inputs, nsyms, sym_names, sym_values, &b, &err)) return rt_fail(&err);
+  char d[160];
+  for (uint32_t i = 0; i < a->n; i++) {
+    Dim x = (Dim)g->clists.v[a->off + i];
+    if (!ir_dim_eval(g, x, b.sym, &values[i])) {
+      ir_errl(&err, DVM_ERR_OVERFLOW, g->file, ir_node(g, (uint32_t)v)->line, "input '%s': value %s overflows int64",
+              name, ir_dim_str(g, x, d, sizeof d));
+      rt_binding_free(&b);
+      return rt_fail(&err);
+    }
+  }
+  *n = (int)a->n;
   rt_binding_free(&b);
   return rt_ok();
 }

@@ -418,6 +418,17 @@ static int run_binding(Ctx *c, dvm_model *m, const dvm_graph *g, const char *gra
         dvm_tensor_create((dvm_dtype)dvm_model_value_dtype(m, in_names[i]), rank, shape, &ins[i]))
       goto lib;
     dvm_tensor_fill_random(ins[i], tool_name_seed(in_names[i], 11));
+    int64_t ev[64];
+    int nv;
+    if (dvm_model_values(m, in_names[i], 0, NULL, NULL, nsyms, syms, vals, ev, 64, &nv)) goto lib;
+    for (int e = 0; e < nv; e++) { /* an input whose values are dims */
+      dvm_tensor_set_i64(ins[i], e, ev[e]);
+      if (dvm_tensor_get_i64(ins[i], e) != ev[e]) {
+        rc = tool_fail(EXIT_ERR, "input '%s' element %d would be %lld, which its dtype does not hold", in_names[i],
+                       e, (long long)ev[e]);
+        goto out;
+      }
+    }
   }
   for (int i = 0; i < nout; i++) {
     out_names[i] = dvm_model_output_name(m, i);

@@ -210,6 +210,19 @@ static int cmd_run(int argc, char **argv) {
         goto lib;
       dvm_tensor_fill_random(t, tool_name_seed(n, a.seed * 0x9E3779B97F4A7C15ull));
       made[nmade++] = t;
+      int64_t vals[64];
+      int nv;
+      if (!param && dvm_model_values(m, n, a.nin, (const char *const *)a.in_names, given, a.nsyms,
+                                     (const char *const *)a.sym_names, a.sym_values, vals, 64, &nv))
+        goto lib;
+      for (int e = 0; !param && e < nv; e++) { /* its values: dims */
+        dvm_tensor_set_i64(t, e, vals[e]);
+        if (dvm_tensor_get_i64(t, e) != vals[e]) {
+          rc = tool_fail(EXIT_ERR, "input '%s' element %d would be %lld, which its dtype does not hold", n, e,
+                         (long long)vals[e]);
+          goto out;
+        }
+      }
     }
     if (param) {
       pars[npars++] = t;

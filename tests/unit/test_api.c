@@ -571,6 +571,67 @@ static void dumps(void) {
   dvm_graph_destroy(g);
 }
 
+/* An input whose values bind symbols (dvm_graph_input_values): built, printed, and run
+ * with several values in the bytecode tier, which encodes once. */
+static void input_values(void) {
+  dvm_graph *g = NULL;
+  CHECK(dvm_graph_create(ctx, "vals", &g) == DVM_OK, "%s", dvm_last_error());
+  if (!g) return;
+  const char *xd[] = {"N"}, *sd[] = {"2"}, *sv[] = {"A", "B"}, *bad[] = {"A", "B", "C"};
+  int32_t x = dvm_graph_input(g, "x", DVM_F32, 1, xd);
+  int32_t r = dvm_graph_input_values(g, "q", DVM_I64, 1, sd, 3, bad);
+  CHECK(r < 0 && msg_has("2 elements but 3 values"), "values count: %d '%s'", r, dvm_last_error());
+  r = dvm_graph_input_values(g, "q", DVM_F32, 1, sd, 2, sv);
+  CHECK(r < 0 && msg_has("integer dtype"), "float values: %d '%s'", r, dvm_last_error());
+  int32_t sh = dvm_graph_input_values(g, "s", DVM_I64, 1, sd, 2, sv);
+  int32_t y = dvm_graph_op(g, "y", "reshape", 1, &x, "shape=[A, B]");
+  CHECK(x >= 0 && sh >= 0 && y >= 0 && dvm_graph_output(g, y) == DVM_OK, "%s", dvm_last_error());
+  char *text = dvm_graph_print(g);
+  CHECK(text && strstr(text, "input  s: i64[2] values=[A, B]"), "printed: %s", text ? text : "(null)");
+  free(text);
+  dvm_compile_options opt = {.tier = DVM_TIER_VM, .threads = 1};
+  dvm_model *m = NULL;
+  CHECK(dvm_model_compile(ctx, g, &opt, &m) == DVM_OK, "%s", dvm_last_error());
+  dvm_graph_destroy(g);
+  if (!m) return;
+  const int64_t sets[][2] = {{3, 4}, {2, 6}, {12, 1}, {4, 3}};
+  int64_t encodes = -1;
+  for (int k = 0; k < 4; k++) {
+    int64_t n = 12, two = 2;
+    dvm_tensor *in[2] = {NULL, NULL}, *out = NULL;
+    dvm_tensor_create(DVM_F32, 1, &n, &in[0]);
+    dvm_tensor_create(DVM_I64, 1, &two, &in[1]);
+    if (!in[0] || !in[1]) return;
+    for (int i = 0; i < 12; i++) ((float *)dvm_tensor_data(in[0]))[i] = (float)i;
+    memcpy(dvm_tensor_data(in[1]), sets[k], sizeof sets[k]);
+    const char *names[] = {"x", "s"};
+    dvm_status st = dvm_model_run(m, 2, names, in, &out);
+    CHECK(st == DVM_OK, "run with s = [%lld, %lld]: %s", (long long)sets[k][0], (long long)sets[k][1],
+          dvm_last_error());
+    if (!st) {
+      const int64_t *shape = dvm_tensor_shape(out);
+      bool same = dvm_tensor_rank(out) == 2 && shape[0] == sets[k][0] && shape[1] == sets[k][1];
+      for (int i = 0; same && i < 12; i++) same = ((float *)dvm_tensor_data(out))[i] == (float)i;
+      CHECK(same, "reshape to [%lld, %lld]", (long long)sets[k][0], (long long)sets[k][1]);
+      dvm_tensor_destroy(out);
+    }
+    dvm_stats stats;
+    dvm_model_stats(m, &stats);
+    CHECK(encodes < 0 || stats.vm_encodes == encodes, "new values encode nothing: %lld then %lld",
+          (long long)encodes, (long long)stats.vm_encodes);
+    encodes = stats.vm_encodes;
+    if (k == 3) { /* values whose product is not the element count */
+      ((int64_t *)dvm_tensor_data(in[1]))[0] = 5;
+      st = dvm_model_run(m, 2, names, in, &out);
+      CHECK(st == DVM_ERR_SHAPE && msg_has("must be equal"), "s = [5, 3] for 12 elements: %d '%s'", st,
+            dvm_last_error());
+    }
+    dvm_tensor_destroy(in[0]);
+    dvm_tensor_destroy(in[1]);
+  }
+  dvm_model_destroy(m);
+}
+
 int main(void) {
   CHECK(dvm_context_create(&ctx) == DVM_OK, "%s", dvm_last_error());
   CHECK(dvm_tensor_create(DVM_F32, 2, (const int64_t[]){D_IN, D_OUT}, &w1) == DVM_OK, "w1");
@@ -587,6 +648,7 @@ int main(void) {
   last_error_per_thread();
   concurrent_runs();
   dumps();
+  input_values();
 
   dvm_tensor_destroy(w1);
   dvm_tensor_destroy(b1);
