@@ -841,18 +841,24 @@ static dvm_status lrn(Imp *I) {
 
 /* Tile(x, repeats): x as [1, d0, 1, d1, ...] broadcast to [r0, d0, r1, d1, ...], merged. */
 static dvm_status tile(Imp *I) {
-  int64_t x = onnx_in(I, 0), kr = x < 0 ? -2 : onnx_arg(I, 1, true), rep[R];
-  int n;
+  int64_t x = onnx_in(I, 0), kr = x < 0 ? -2 : onnx_arg(I, 1, true), rep;
   if (kr < 0) return I->err->code;
   Dim d[R], s[R], b[R], o[R];
   int r = onnx_vdims(I, x, d);
-  if (!onnx_sym_ints(I, (uint32_t)kr, rep, R, &n) || n != r)
-    return onnx_need(I, kr), onnx_fail(I, DVM_ERR_UNSUPPORTED, "repeats (input 2) must be %d constant integers", r);
+  Val *rv = onnx_val(I, (uint32_t)kr);
+  if (rv->kind != V_SYM || rv->rank != 1 || rv->numel != r) /* repeats: constants or dims */
+    return onnx_need(I, kr), onnx_fail(I, DVM_ERR_UNSUPPORTED, "repeats (input 2) must be %d integers known "
+                                       "when the model is loaded", r);
   if (2 * r > R) return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Tile of rank %d (at most %d)", r, R / 2);
   for (int i = 0; i < r; i++) {
-    if (rep[i] < 0) return onnx_fail(I, DVM_ERR_GRAPH, "repeats[%d] is %lld, negative", i, (long long)rep[i]);
+    Dim ri = ir_dim_subst(I->g, onnx_val(I, (uint32_t)kr)->d[i]);
+    if (ir_dim_is_const(I->g, ri, &rep) && rep < 0)
+      return onnx_fail(I, DVM_ERR_GRAPH, "repeats[%d] is %lld, negative", i, (long long)rep);
+    if (onnx_value_dim(I, ri, 0))
+      return onnx_fail(I, DVM_ERR_UNSUPPORTED, "repeats[%d] computed from a graph input is needed when the "
+                       "model is loaded", i);
     s[2 * i] = ir_dim_const(I->g, 1), s[2 * i + 1] = d[i];
-    b[2 * i] = ir_dim_const(I->g, rep[i]), b[2 * i + 1] = d[i];
+    b[2 * i] = ri, b[2 * i + 1] = d[i];
     o[i] = ir_dim_mul(I->g, d[i], b[2 * i]);
   }
   int64_t y = onnx_reshape(I, x, s, 2 * r);

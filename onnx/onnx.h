@@ -36,12 +36,22 @@
 #include "../ir/ir.h"
 #include "onnx.pb-c.h"
 
-/* Graph inputs whose values an import takes as known (specialization, docs/onnx.md). */
+/* Graph inputs whose values an import takes as known (specialization, docs/onnx.md). An
+ * int64 input with bind[i] set keeps an element x with onnx_binds(x) as a symbol of the
+ * graph, bound from the input's data when the model runs (the input's `values`), and only
+ * the other elements as constants: the graph then serves every value of the same class,
+ * as far as the ops that read those symbols allow (onnx_value_dim). */
 typedef struct OnnxFixed {
   const char *const *names;
   dvm_tensor *const *values;
+  const bool *bind; /* per input, or NULL: none binds */
   int n;
 } OnnxFixed;
+
+/* Element values that an input with bind set keeps as symbols: 2 <= x < 2^31, never 0, 1
+ * or -1, which Reshape and Expand give meanings of their own, nor negative, nor "to the
+ * end". A dim computed from such symbols is checked where it is read (onnx_value_dim). */
+static inline bool onnx_binds(int64_t x) { return x >= 2 && x < ((int64_t)1 << 31); }
 
 /* The front end: translate the serialized ModelProto data[0..len) (`filename` names it in
  * messages; NULL: "<onnx>"). Inputs named in `fixed` (may be NULL) stay inputs of the
@@ -108,6 +118,9 @@ typedef struct Imp {
   uint32_t fresh;              /* counter for made-up names */
   const OnnxFixed *fixed;      /* inputs whose values are given, or NULL */
   int64_t need;                /* the input node whose values an op needed (onnx_need), or -1 */
+  VEC(uint32_t) vsyms;         /* symbols bound from inputs' values, their input nodes and */
+  VEC(uint32_t) vnodes;        /* element numbers: vsyms.v[i] is element velems.v[i] of */
+  VEC(uint32_t) velems;        /* input vnodes.v[i] */
 } Imp;
 
 /* read.c */
@@ -186,6 +199,17 @@ int64_t onnx_arg(Imp *I, size_t i, bool required);
  * constant (static shape, at most SYM_MAX elements), remember it for onnx_import's caller.
  * Called where an op refuses a run-time operand, before it fails. */
 void onnx_need(Imp *I, int64_t k);
+/* The index in I->vsyms of the symbol bound from an input's values whose class holds sym,
+ * or -1. */
+int64_t onnx_value_sym(Imp *I, uint32_t sym);
+/* Whether dim d, read by an op where constants would have meant something of their own,
+ * must be a constant instead: d is made of symbols bound from inputs' values
+ * (OnnxFixed.bind) and of constants only (with a symbol from shapes, it is a dim as any
+ * other), and it is not certain to be at least `min` for every value of its class (each
+ * symbol is at least 2: a sum of products of them with positive coefficients, and a
+ * constant). If so, the input of one of its symbols is remembered as needed as constants
+ * (onnx_import's `need`) and the result is true; the op then fails. */
+bool onnx_value_dim(Imp *I, Dim d, int64_t min);
 /* The dvm value of input i (required, materialized); -1 with the error set. */
 int64_t onnx_in(Imp *I, size_t i);
 /* The dvm value of optional input i (materialized): -1 if absent, -2 (error set) on error. */

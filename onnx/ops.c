@@ -37,17 +37,66 @@ int64_t onnx_arg(Imp *I, size_t i, bool required) {
   return k;
 }
 
+/* Value v has a constant shape of at most SYM_MAX elements. */
+static bool small(const Graph *g, uint32_t v) {
+  int64_t numel = 1, c;
+  for (int i = 0; i < ir_node(g, v)->rank; i++) {
+    if (!ir_dim_is_const(g, ir_shape(g, v)[i], &c) || c > SYM_MAX) return false;
+    if ((numel *= c) > SYM_MAX) return false;
+  }
+  return true;
+}
+
+/* A graph input that small value v is computed from (a Cast of it, its difference with a
+ * constant, a Concat of it with another), when every value on the way is small and every
+ * source a literal, a param or a small input (fixing those, one per import, makes v
+ * known): its id; -2 if v has no input among its sources; -1 if it depends on more. */
+static int64_t source_input(const Graph *g, uint32_t v, int depth) {
+  const Node *n = ir_node(g, v);
+  if (n->op == OP_INPUT) return small(g, v) ? (int64_t)v : -1;
+  if (n->op == OP_LITERAL || n->op == OP_PARAM) return -2;
+  if (!depth || !small(g, v)) return -1;
+  int64_t found = -2;
+  for (uint32_t i = 0; i < n->nin; i++) {
+    int64_t r = source_input(g, ir_operand(g, v, i), depth - 1);
+    if (r == -1) return -1;
+    if (found == -2) found = r;
+  }
+  return found;
+}
+
 void onnx_need(Imp *I, int64_t k) {
   if (k < 0) return;
   Val *x = onnx_val(I, (uint32_t)k);
-  if (x->kind != V_DYN || !x->name || ir_node(I->g, (uint32_t)x->v)->op != OP_INPUT) return;
-  const Node *n = ir_node(I->g, (uint32_t)x->v);
-  int64_t numel = 1, c;
-  for (int i = 0; i < n->rank; i++) {
-    if (!ir_dim_is_const(I->g, ir_shape(I->g, (uint32_t)x->v)[i], &c) || c > SYM_MAX) return;
-    if ((numel *= c) > SYM_MAX) return;
+  if (x->kind == V_SYM && x->v >= 0 && ir_node(I->g, (uint32_t)x->v)->op == OP_INPUT) {
+    I->need = x->v; /* its values bind symbols: it is needed as constants instead */
+    return;
   }
-  I->need = x->v;
+  if (x->kind != V_DYN) return;
+  int64_t in = source_input(I->g, (uint32_t)x->v, 8);
+  if (in >= 0) I->need = in;
+}
+
+bool onnx_value_dim(Imp *I, Dim d, int64_t min) {
+  DimTerm t[DIM_MAX_TERMS];
+  uint32_t n = ir_dim_terms(I->g, ir_dim_subst(I->g, d), t);
+  int64_t any = -1, lo = 0; /* lo: the least d can be, over values of at least 2 */
+  bool sure = true;
+  for (uint32_t i = 0; i < n; i++) {
+    int64_t p = t[i].coef;
+    for (int j = 0; j < t[i].deg; j++) {
+      int64_t k = onnx_value_sym(I, t[i].sym[j]);
+      if (k < 0) return false; /* a symbol from shapes: d is an ordinary dim */
+      any = k;
+      if (p > 0 && p < ((int64_t)1 << 40)) p *= 2;
+    }
+    sure &= t[i].deg == 0 || t[i].coef > 0;
+    if (!__builtin_add_overflow(lo, p, &lo)) continue;
+    sure = false;
+  }
+  if (any < 0 || (sure && lo >= min)) return false;
+  I->need = I->vnodes.v[any];
+  return true;
 }
 
 const char *onnx_out(Imp *I, size_t k) {
@@ -129,8 +178,9 @@ int onnx_axes(Imp *I, size_t i, int64_t *out) {
   return n == -1 ? onnx_attr_ints(I, "axes", out, R) : n;
 }
 
-/* Input i as the dims of a shape (a V_SYM of rank <= 1); count, or -2 on error. */
-static int shape_arg(Imp *I, size_t i, const char *what, Dim *out, int max) {
+/* Input i as the dims of a shape (a V_SYM of rank <= 1); count, or -2 on error. A dim made
+ * of symbols from an input's values must be certain to be at least `min` (onnx_value_dim). */
+static int shape_arg(Imp *I, size_t i, const char *what, Dim *out, int max, int64_t min) {
   int64_t k = onnx_arg(I, i, true);
   if (k < 0) return -2;
   Val *x = onnx_val(I, (uint32_t)k);
@@ -140,7 +190,12 @@ static int shape_arg(Imp *I, size_t i, const char *what, Dim *out, int max) {
   if (x->numel > max)
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s has %lld entries, more than %d", what,
                      (long long)x->numel, max), -2;
-  for (int64_t j = 0; j < x->numel; j++) out[j] = ir_dim_subst(I->g, x->d[j]);
+  for (int64_t j = 0; j < x->numel; j++) {
+    out[j] = ir_dim_subst(I->g, x->d[j]);
+    if (onnx_value_dim(I, out[j], min))
+      return onnx_fail(I, DVM_ERR_UNSUPPORTED, "%s (input %zu) computed from a graph input is needed when the "
+                       "model is loaded", what, i + 1), -2;
+  }
   return (int)x->numel;
 }
 
@@ -486,7 +541,7 @@ static uint32_t sym_reshape(Imp *I, uint32_t k, int rank, const int64_t *shape) 
 
 static dvm_status op_reshape(Imp *I) {
   Dim s[R];
-  int n = shape_arg(I, 1, "the shape", s, R);
+  int n = shape_arg(I, 1, "the shape", s, R, 2); /* 0 and -1 mean something else */
   int64_t k = n < 0 ? -2 : onnx_arg(I, 0, true);
   if (k < 0) return I->err->code;
   bool allowzero = onnx_attr_i(I, "allowzero", 0) != 0;
@@ -677,7 +732,8 @@ static dvm_status op_gather(Imp *I) {
 static dvm_status op_slice(Imp *I) {
   Dim st[R], en[R];
   int64_t axes[R], steps[R];
-  int n = shape_arg(I, 1, "starts", st, R), ne = n < 0 ? -2 : shape_arg(I, 2, "ends", en, R);
+  /* ONNX clamps starts and ends to the dim, where dvm's symbolic bounds must be in range */
+  int n = shape_arg(I, 1, "starts", st, R, INT64_MAX), ne = n < 0 ? -2 : shape_arg(I, 2, "ends", en, R, INT64_MAX);
   int na = ne < 0 ? -2 : const_ints(I, 3, "axes", axes, R);
   int ns = na == -2 ? -2 : const_ints(I, 4, "steps", steps, R);
   int64_t k = ns == -2 ? -2 : onnx_arg(I, 0, true);
@@ -769,7 +825,7 @@ static int expand_shape(Imp *I, const Dim *a, int ra, const Dim *t, int rt, Dim 
 
 static dvm_status op_expand(Imp *I) {
   Dim t[R], a[R], s[R];
-  int rt = shape_arg(I, 1, "the shape", t, R);
+  int rt = shape_arg(I, 1, "the shape", t, R, 2); /* 1 means "keep" */
   int64_t k = rt < 0 ? -2 : onnx_arg(I, 0, true);
   if (k < 0) return I->err->code;
   int ra = onnx_dims(I, (uint32_t)k, a), r = expand_shape(I, a, ra, t, rt, s);
@@ -830,7 +886,7 @@ static dvm_status op_constant(Imp *I) {
 
 static dvm_status op_constant_of_shape(Imp *I) {
   Dim s[R];
-  int n = shape_arg(I, 0, "the shape", s, R);
+  int n = shape_arg(I, 0, "the shape", s, R, 0);
   if (n < 0) return I->err->code;
   DType dt = DT_F32;
   double c = 0;
@@ -874,6 +930,20 @@ static dvm_status op_range(Imp *I) {
   if (!cd) onnx_need(I, kd);
   if (!cd || dl == 0 || !(fabs(dl) < big) || (cs && !(fabs(s) < big)))
     return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Range needs a constant, nonzero delta (and a start within 2^53)");
+  /* bounds from an input's values: the count's sign must be known (ONNX makes a negative
+     count empty), so they stay symbolic where limit - start is certain not to be negative
+     and delta is positive */
+  Dim vs = cs ? DIM_NONE : sym_scalar(I, (uint32_t)ks), vl = cl ? DIM_NONE : sym_scalar(I, (uint32_t)kl);
+  if (vl != DIM_NONE && !cs && vs == DIM_NONE) /* judged once the start is known */
+    return onnx_need(I, ks), onnx_fail(I, DVM_ERR_UNSUPPORTED, "Range: the start must follow from shapes");
+  if (vs != DIM_NONE || vl != DIM_NONE) {
+    Dim sd0 = cs ? ir_dim_const(I->g, onnx_to_i64(s)) : vs, ld0 = cl ? ir_dim_const(I->g, onnx_to_i64(l)) : vl;
+    Dim span = ir_dim_sub(I->g, ld0, sd0);
+    if ((span != DIM_NONE && onnx_value_dim(I, span, dl > 0 ? 0 : INT64_MAX)) ||
+        (dl <= 0 && (onnx_value_dim(I, ld0, INT64_MAX) || onnx_value_dim(I, sd0, INT64_MAX))))
+      return onnx_fail(I, DVM_ERR_UNSUPPORTED, "Range: bounds given as a graph input are needed when the "
+                       "model is loaded");
+  }
   if (cs && cl) {
     double c = ceil((l - s) / dl);
     if (!(c < big)) return onnx_fail(I, DVM_ERR_OVERFLOW, "Range of %g elements", c);

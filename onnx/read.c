@@ -211,8 +211,11 @@ loaded:
 /* ---- declarations ----------------------------------------------------------------------- */
 
 /* Input `name`, declared as d, with its values given: the name stands for a constant Val
- * (dims, like a small integer initializer, or a tensor), checked against the declaration. */
-static dvm_status fixed_input(Imp *I, const char *name, const NodeDraft *d, dvm_tensor *t) {
+ * (dims, like a small integer initializer, or a tensor), checked against the declaration.
+ * With `bind` (and dtype int64), the input stays (the node is added here) with the
+ * elements onnx_binds keeps as symbols of its own and the rest as constants, its `values`;
+ * its Val is those dims. */
+static dvm_status fixed_input(Imp *I, const char *name, NodeDraft *d, dvm_tensor *t, bool bind) {
   int rank = dvm_tensor_rank(t);
   const int64_t *shape = dvm_tensor_shape(t);
   int64_t numel = dvm_tensor_numel(t), c;
@@ -220,6 +223,32 @@ static dvm_status fixed_input(Imp *I, const char *name, const NodeDraft *d, dvm_
   for (int i = 0; same && i < rank; i++) same = ir_dim_is_const(I->g, d->shape[i], &c) && c == shape[i];
   if (!same) return onnx_fail(I, DVM_ERR_SHAPE, "input '%s': the values given do not have its declared dtype "
                               "and static shape", name);
+  if (bind && d->dtype == DT_I64 && numel <= SYM_MAX) {
+    Dim dims[SYM_MAX];
+    char dname[256], sym[280];
+    onnx_name(I, name, dname, sizeof dname); /* the node's name, as onnx_add will make it */
+    for (int64_t i = 0; i < numel; i++) {
+      int64_t x = dvm_tensor_get_i64(t, i);
+      if (!onnx_binds(x)) {
+        dims[i] = ir_dim_const(I->g, x);
+        continue;
+      }
+      int w = snprintf(sym, sizeof sym, "%s@%lld", dname, (long long)i); /* '@': no model's name */
+      uint32_t id = ir_sym_get(I->g, sym, (size_t)w, 0);
+      dims[i] = ir_dim_sym(I->g, id);
+      vec_push(I->vsyms, id);
+      vec_push(I->velems, (uint32_t)i);
+    }
+    onnx_at_dims(I, d, AK_VALUES, dims, (uint32_t)numel);
+    int64_t v = onnx_add(I, d, name);
+    if (v < 0) return I->err->code;
+    while (I->vnodes.n < I->vsyms.n) vec_push(I->vnodes, (uint32_t)v);
+    uint32_t k = onnx_val_sym(I, d->dtype, rank, shape, dims);
+    onnx_val(I, k)->v = v; /* as data: the input itself */
+    onnx_val(I, k)->name = name;
+    onnx_map_put(&I->names, name, k);
+    return DVM_OK;
+  }
   dvm_tensor *copy = onnx_tensor_new(I, d->dtype, rank, shape, name);
   if (!copy) return I->err->code;
   if (numel) memcpy(dvm_tensor_data(copy), dvm_tensor_data(t), (size_t)numel * ir_dtype_size(d->dtype));
@@ -261,11 +290,16 @@ static dvm_status declare_input(Imp *I, const Onnx__ValueInfoProto *vi) {
     size_t k = strlen(sym);
     d.shape[i] = ir_dim_sym(I->g, ir_sym_get(I->g, sym, k, 0));
   }
+  char dname[256];
+  onnx_name(I, name, dname, sizeof dname); /* as onnx_add names the node */
+  for (int i = 0; I->fixed && i < I->fixed->n; i++)
+    if (!strcmp(I->fixed->names[i], dname) && I->fixed->bind && I->fixed->bind[i] && d.dtype == DT_I64)
+      return fixed_input(I, name, &d, I->fixed->values[i], true);
   int64_t v = onnx_add(I, &d, name);
   if (v < 0) return I->err->code;
   for (int i = 0; I->fixed && i < I->fixed->n; i++)
     if (!strcmp(I->fixed->names[i], ir_s(I->g, ir_node(I->g, (uint32_t)v)->name)))
-      return fixed_input(I, name, &d, I->fixed->values[i]);
+      return fixed_input(I, name, &d, I->fixed->values[i], false);
   uint32_t k = onnx_val_dyn(I, (uint32_t)v);
   onnx_val(I, k)->name = name;
   onnx_map_put(&I->names, name, k);
@@ -521,6 +555,9 @@ static dvm_status with_model(const void *data, size_t len, Imp *I,
     free(I->vals.v[i].d);
   }
   vec_free(I->vals);
+  vec_free(I->vsyms);
+  vec_free(I->vnodes);
+  vec_free(I->velems);
   onnx_map_free(&I->names);
   if (mp) onnx__model_proto__free_unpacked(mp, NULL);
   if (st) {

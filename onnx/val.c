@@ -222,10 +222,65 @@ static int64_t param(Imp *I, dvm_tensor *t, const char *name) {
   return v;
 }
 
-/* One symbolic dim as a rank-0 value: reduce_sum(full([d], 1)). */
+/* The index in I->vsyms of the symbol bound from an input's values (OnnxFixed.bind) whose
+ * class holds sym, or -1. */
+int64_t onnx_value_sym(Imp *I, uint32_t sym) {
+  for (uint32_t k = 0; k < I->vsyms.n; k++)
+    if (ir_sym_rep(I->g, I->vsyms.v[k]) == ir_sym_rep(I->g, sym)) return k;
+  return -1;
+}
+
+/* A symbol bound from an input's values as a rank-0 value of dtype dt: its element of that
+ * input; -2 if sym is none of those. */
+static int64_t value_of_sym(Imp *I, uint32_t sym, DType dt) {
+  int64_t k = onnx_value_sym(I, sym);
+  if (k >= 0) {
+    uint32_t in = I->vnodes.v[k];
+    Dim flat = ir_dim_const(I->g, 1), st = ir_dim_const(I->g, I->velems.v[k]);
+    Dim en = ir_dim_const(I->g, I->velems.v[k] + 1);
+    for (int i = 0; i < ir_node(I->g, in)->rank; i++) flat = ir_dim_mul(I->g, flat, ir_shape(I->g, in)[i]);
+    int64_t v = onnx_reshape(I, in, &flat, 1), zero = 0;
+    NodeDraft d = {.op = OP_SLICE, .nin = 1, .in = {(uint32_t)v}};
+    onnx_at_ints(I, &d, AK_AXES, &zero, 1);
+    onnx_at_dims(I, &d, AK_STARTS, &st, 1);
+    onnx_at_dims(I, &d, AK_ENDS, &en, 1);
+    if (v < 0 || (v = onnx_add(I, &d, NULL)) < 0) return -1;
+    return onnx_cast(I, onnx_reshape(I, v, NULL, 0), dt);
+  }
+  return -2;
+}
+
+static int64_t dim_value(Imp *I, Dim x, DType dt);
+
+/* A dim with symbols bound from inputs' values: its polynomial over their elements (the
+ * arange below would cost the value's size); -2 if it has none. */
+static int64_t value_dim(Imp *I, Dim x, DType dt) {
+  DimTerm t[DIM_MAX_TERMS];
+  uint32_t n = ir_dim_terms(I->g, x, t);
+  bool any = false;
+  for (uint32_t i = 0; i < n; i++)
+    for (int j = 0; j < t[i].deg; j++) any |= onnx_value_sym(I, t[i].sym[j]) >= 0;
+  if (!any) return -2;
+  int64_t sum = -2;
+  for (uint32_t i = 0; i < n; i++) {
+    int64_t term = t[i].deg && t[i].coef == 1 ? -2 : onnx_literal(I, (double)t[i].coef, dt);
+    for (int j = 0; j < t[i].deg && term != -1; j++) {
+      int64_t f = value_of_sym(I, t[i].sym[j], dt);
+      if (f == -2) f = dim_value(I, ir_dim_sym(I->g, t[i].sym[j]), dt);
+      term = f < 0 ? -1 : term == -2 ? f : onnx_binary(I, OP_MUL, (uint32_t)term, (uint32_t)f, NULL);
+    }
+    if (term < 0) return -1;
+    sum = sum == -2 ? term : onnx_binary(I, OP_ADD, (uint32_t)sum, (uint32_t)term, NULL);
+    if (sum < 0) return -1;
+  }
+  return sum;
+}
+
+/* One symbolic dim as a rank-0 value. */
 static int64_t dim_value(Imp *I, Dim x, DType dt) {
   int64_t c;
   if (ir_dim_is_const(I->g, ir_dim_subst(I->g, x), &c)) return onnx_literal(I, (double)c, dt);
+  if ((c = value_dim(I, ir_dim_subst(I->g, x), dt)) != -2) return c;
   /* element x of arange(x + 1): views only, so a kernel reads the value at one position
    * instead of summing x ones */
   NodeDraft a = {.op = OP_ARANGE}, s = {.op = OP_SLICE, .nin = 1}, r = {.op = OP_RESHAPE, .nin = 1};

@@ -11,6 +11,15 @@
  * compile, like a new model. An input found to be needed only once another is fixed joins
  * the key for every later variant.
  *
+ * An int64 input is first tried as one whose values bind symbols (OnnxFixed.bind): its
+ * elements that onnx_binds keeps become symbols of the variant's graph, bound from the
+ * input's data at each run like dims from shapes, and the key holds only which elements
+ * those are (and the others' values). A Reshape's, an Expand's or a Tile's new sizes then
+ * cost no import and no compile. When an op needs such an input's values as constants
+ * (axes, a Slice's clamped bounds, a TopK's K, a size computed from it that may be 0 or 1),
+ * that input is keyed by its bytes from then on; if an import fails with symbols where it
+ * succeeds with constants, every input is.
+ *
  * Variants live in an LRU list of at most VARIANTS_MAX; one in use by a run (users > 0) is
  * never freed, and the list may grow past the limit while all are in use. Building a
  * variant holds the lock: runs with known values wait for it too (the compile is the
@@ -42,10 +51,11 @@ struct Spec {
   char **out_names;
   int *out_dtypes, nout;
   char *fixed[FIXED_MAX]; /* dvm names of the inputs whose values key the variants */
+  bool bind[FIXED_MAX];   /* ... and whether each one's values bind symbols */
   int nfixed;
   pthread_mutex_t lock;
   Variant *variants; /* most recently used first */
-  int keyed;         /* the fixed inputs the variants' keys cover (stale ones: fewer) */
+  int layout;        /* bumped when fixed or bind change: variants keyed before are stale */
   int nvariants;
   dvm_stats retired; /* counters of the variants evicted */
 };
@@ -59,7 +69,8 @@ Spec *rt_spec_new(dvm_context *ctx, const char *path, char *data, size_t len,
   s->opt = opt ? *opt : (dvm_compile_options){0};
   s->data = data, s->len = len;
   s->out_names = out_names, s->out_dtypes = out_dtypes, s->nout = nout;
-  s->nfixed = s->keyed = 1;
+  s->nfixed = 1;
+  s->bind[0] = true;
   pthread_mutex_init(&s->lock, NULL);
   return s;
 }
@@ -106,8 +117,9 @@ static Tensor *given(const char *name, int n, const char *const *names, Tensor *
   return NULL;
 }
 
-/* The key of the fixed inputs' values (each: dtype, rank, shape, bytes) in a malloc'd buffer;
- * NULL with err set if one is not given. */
+/* The key of the fixed inputs' values (each: whether it binds, dtype, rank, shape, then
+ * its bytes, or per element whether it binds and else its value) in a malloc'd buffer; NULL
+ * with err set if one is not given. */
 static unsigned char *make_key(const Spec *s, int n, const char *const *names, Tensor *const *inputs,
                                size_t *nkey, Err *err) {
   size_t len = 0;
@@ -121,16 +133,21 @@ static unsigned char *make_key(const Spec *s, int n, const char *const *names, T
                     "and dvm takes at most %d", s->path, s->fixed[i], (long long)t[i]->numel, SYM_MAX), NULL;
     if (t[i]->numel > 0 && !t[i]->data)
       return ir_err(err, DVM_ERR_USAGE, "%s: input '%s' has no data", s->path, s->fixed[i]), NULL;
-    len += 2 * sizeof(int64_t) * (1 + DVM_MAX_RANK) + (size_t)t[i]->numel * ir_dtype_size(t[i]->dtype);
+    len += sizeof(int64_t) * (3 + DVM_MAX_RANK + 2 * (size_t)t[i]->numel);
   }
   unsigned char *key = calloc(1, len + 1), *p = key;
   if (!key) ir_oom();
   for (int i = 0; i < s->nfixed; i++) {
-    int64_t head[2 + DVM_MAX_RANK] = {t[i]->dtype, t[i]->rank};
-    memcpy(head + 2, t[i]->shape, (size_t)t[i]->rank * sizeof *head);
+    bool bind = s->bind[i] && t[i]->dtype == DT_I64;
+    int64_t head[3 + DVM_MAX_RANK] = {bind, t[i]->dtype, t[i]->rank};
+    memcpy(head + 3, t[i]->shape, (size_t)t[i]->rank * sizeof *head);
     memcpy(p, head, sizeof head), p += sizeof head;
     size_t bytes = (size_t)t[i]->numel * ir_dtype_size(t[i]->dtype);
-    if (bytes) memcpy(p, t[i]->data, bytes), p += bytes;
+    if (!bind && bytes) memcpy(p, t[i]->data, bytes), p += bytes;
+    for (int64_t k = 0; bind && k < t[i]->numel; k++) {
+      int64_t x = rt_get_i(t[i]->data, t[i]->dtype, k), e[2] = {onnx_binds(x), onnx_binds(x) ? 0 : x};
+      memcpy(p, e, sizeof e), p += sizeof e;
+    }
   }
   *nkey = (size_t)(p - key);
   return key;
@@ -146,16 +163,39 @@ static dvm_status build(Spec *s, int n, const char *const *names, Tensor *const 
       if (!(vals[i] = given(s->fixed[i], n, names, inputs)))
         return ir_err(err, DVM_ERR_USAGE, "%s: input '%s' is not given: the model's structure depends "
                       "on its values (docs/onnx.md, specialization)", s->path, s->fixed[i]);
-    OnnxFixed fx = {(const char *const *)s->fixed, vals, s->nfixed};
+    OnnxFixed fx = {(const char *const *)s->fixed, vals, s->bind, s->nfixed};
     char need[256];
     dvm_graph *g;
     dvm_status st = rt_graph_parse_onnx(s->ctx, s->data, s->len, s->path, &fx, &g, need, sizeof need);
-    bool known = false;
-    for (int i = 0; i < s->nfixed; i++) known |= !strcmp(s->fixed[i], need);
-    if (st && need[0] && !known && s->nfixed < FIXED_MAX) {
+    int known = -1, binding = 0;
+    for (int i = 0; i < s->nfixed; i++) {
+      if (!strcmp(s->fixed[i], need)) known = i;
+      binding += s->bind[i] && vals[i]->dtype == DT_I64;
+    }
+    if (st && need[0] && known < 0 && s->nfixed < FIXED_MAX) {
       if (!(s->fixed[s->nfixed] = strdup(need))) ir_oom();
-      s->nfixed++;
+      s->bind[s->nfixed++] = true;
+      s->layout++;
       continue;
+    }
+    if (st && known >= 0 && s->bind[known]) { /* needed as constants */
+      s->bind[known] = false;
+      s->layout++;
+      continue;
+    }
+    if (st && binding) { /* a failure with symbols: if constants avoid it, constants from now on */
+      bool none[FIXED_MAX] = {false};
+      OnnxFixed fc = {(const char *const *)s->fixed, vals, none, s->nfixed};
+      char need2[256];
+      dvm_status st2 = rt_graph_parse_onnx(s->ctx, s->data, s->len, s->path, &fc, &g, need2, sizeof need2);
+      if (!st2 || need2[0]) {
+        for (int i = 0; i < s->nfixed; i++) s->bind[i] = false;
+        s->layout++;
+        if (st2) continue;
+        st = DVM_OK;
+      } else {
+        st = st2; /* these values fail either way (an invalid shape): binding stays */
+      }
     }
     if (st) return ir_err(err, st, "%s", dvm_last_error());
     st = rt_model_adopt_onnx(s->ctx, g, &s->opt, out);
@@ -190,11 +230,11 @@ static Variant *acquire(Spec *s, int n, const char *const *names, Tensor *const 
     free(key);
   } else if (key) {
     dvm_model *m;
+    int layout = s->layout;
     dvm_status st = build(s, n, names, inputs, &m, err);
     free(key);
     key = NULL;
-    if (s->nfixed != s->keyed) { /* the key grew: variants keyed without the new inputs are stale */
-      s->keyed = s->nfixed;
+    if (s->layout != layout) { /* the key changed: variants keyed the old way are stale */
       for (Variant **l = &s->variants; *l;)
         if ((*l)->users) l = &(*l)->next;
         else retire(s, l);

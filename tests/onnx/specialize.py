@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """ONNX models whose structure depends on the values of an input (a Reshape's shape, a
 ReduceSum's axes, an Unsqueeze's axes given as graph inputs): dvm compiles one variant per
-distinct set of values (runtime/spec.c).
+distinct set of values (runtime/spec.c), or, where the values only size the result (a
+Reshape's, an Expand's, a Tile's, a ConstantOfShape's, a Range's limit), one variant per
+class of values whose sizes bind symbols at run time.
 
 usage: specialize.py DVM SCRATCH_DIR
 
@@ -46,6 +48,32 @@ TWO = save("two", [H.make_node("Unsqueeze", ["x", "u"], ["e"]), H.make_node("Res
            [X, H.make_tensor_value_info("u", TP.INT64, [1]), H.make_tensor_value_info("s", TP.INT64, [2])])
 
 
+XS = H.make_tensor_value_info("xs", TP.FLOAT, [1, 3])
+EXPAND = save("expand", [H.make_node("Expand", ["xs", "s"], ["y"])], [XS, H.make_tensor_value_info("s", TP.INT64, [2])])
+TILE = save("tile", [H.make_node("Tile", ["xs", "s"], ["y"])], [XS, H.make_tensor_value_info("s", TP.INT64, [2])])
+FILL = save("fill", [H.make_node("ConstantOfShape", ["s"], ["c"], value=H.make_tensor("v", TP.FLOAT, [1], [1.5])),
+                     H.make_node("Mul", ["c", "c"], ["y"])], [H.make_tensor_value_info("s", TP.INT64, [3])])
+SLICE = save("slice", [H.make_node("Slice", ["x", "b", "e", "a"], ["y"])],
+             [X] + [H.make_tensor_value_info(n, TP.INT64, [1]) for n in "bea"])
+C2 = H.make_tensor("two", TP.INT64, [1], [2])
+# sizes computed from the values (s - 2 may be 0, which Reshape reads as "copy", or 1,
+# which Expand reads as "keep"): the input is needed as constants for these
+DERIVED = save("derived", [H.make_node("Constant", [], ["two"], value=C2), H.make_node("Sub", ["s", "two"], ["t"]),
+                           H.make_node("Concat", ["t", "six"], ["shape"], axis=0),
+                           H.make_node("Reshape", ["x16", "shape"], ["r"]), H.make_node("Expand", ["r", "t2"], ["y"])],
+               [H.make_tensor_value_info("x16", TP.FLOAT, [1, 6]), H.make_tensor_value_info("s", TP.INT64, [1]),
+                H.make_tensor_value_info("six", TP.INT64, [1]), H.make_tensor_value_info("t2", TP.INT64, [2])])
+# two inputs whose dvm names would be the same ("a-b" and "a_b")
+ONE = H.make_tensor("v", TP.FLOAT, [1], [1.0])
+TWIN = save("twin", [H.make_node("ConstantOfShape", ["a-b"], ["c"], value=ONE),
+                     H.make_node("ConstantOfShape", ["a_b"], ["d"], value=ONE),
+                     H.make_node("ReduceSum", ["c"], ["sc"], keepdims=0), H.make_node("ReduceSum", ["d"], ["sd"], keepdims=0),
+                     H.make_node("Div", ["sc", "sd"], ["y"])],
+            [H.make_tensor_value_info("a-b", TP.INT64, [1]), H.make_tensor_value_info("a_b", TP.INT64, [1])])
+RANGE = save("range", [H.make_node("Range", ["lo", "hi", "one"], ["r"]), H.make_node("Cast", ["r"], ["y"], to=TP.FLOAT)],
+             [H.make_tensor_value_info(n, TP.INT64, []) for n in ("lo", "hi", "one")])
+
+
 def np_reshape(x, s):
     s = [x.shape[i] if v == 0 else v for i, v in enumerate(s)]
     return np.maximum(x.reshape(s), 0)
@@ -59,10 +87,30 @@ CASES = [  # model, inputs, expected output
     (REDUCE, {"a": np.array([-1, 1])}, None),
     (TWO, {"u": np.array([1]), "s": np.array([-1, 2])}, None),
     (TWO, {"u": np.array([0]), "s": np.array([3, -1])}, None),
+    (RESHAPE, {"s": np.array([3, 4, 2])}, None),
+    (RESHAPE, {"s": np.array([2, 12, 1])}, None),
+    (EXPAND, {"s": np.array([5, 3])}, None),
+    (EXPAND, {"s": np.array([2, 1])}, None),
+    (TILE, {"s": np.array([3, 2])}, None),
+    (TILE, {"s": np.array([1, 0])}, None),
+    (FILL, {"s": np.array([2, 3, 4])}, None),
+    (FILL, {"s": np.array([5, 1, 0])}, None),
+    (SLICE, {"b": np.array([2]), "e": np.array([9]), "a": np.array([1])}, None),
+    (SLICE, {"b": np.array([-3]), "e": np.array([5]), "a": np.array([1])}, None),
+    (DERIVED, {"s": np.array([2]), "six": np.array([6]), "t2": np.array([1, 6])}, None),
+    (DERIVED, {"s": np.array([3]), "six": np.array([6]), "t2": np.array([3, 6])}, None),
+    (DERIVED, {"s": np.array([5]), "six": np.array([2]), "t2": np.array([3, 2])}, None),
+    (TWIN, {"a_b": np.array([3]), "a_b_2": np.array([4])}, None),
+    (RANGE, {"lo": np.array(0), "hi": np.array(7), "one": np.array(1)}, None),
+    (RANGE, {"lo": np.array(5), "hi": np.array(3), "one": np.array(1)}, None),
+    (RANGE, {"lo": np.array(2), "hi": np.array(9), "one": np.array(3)}, None),
 ]
 RNG = np.random.default_rng(7)
 XV = RNG.standard_normal((4, 6)).astype(np.float32)
 X3 = RNG.standard_normal((2, 3, 4)).astype(np.float32)
+
+
+XSV = RNG.standard_normal((1, 3)).astype(np.float32)
 
 
 def want(path, vals):
@@ -70,11 +118,31 @@ def want(path, vals):
         return np_reshape(XV, vals["s"])
     if path == REDUCE:
         return X3.astype(np.float64).sum(axis=tuple(int(a) for a in vals["a"]), keepdims=True)
+    if path == EXPAND:
+        return XSV * np.ones(vals["s"], np.float32)
+    if path == TILE:
+        return np.tile(XSV, vals["s"])
+    if path == FILL:
+        return np.full(vals["s"], 2.25, np.float32)
+    if path == SLICE:
+        sl = [slice(None)] * 2
+        sl[int(vals["a"][0])] = slice(int(vals["b"][0]), int(vals["e"][0]))
+        return XV[tuple(sl)]
+    if path == DERIVED:
+        x16 = np.arange(6, dtype=np.float32).reshape(1, 6)
+        t = int(vals["s"][0]) - 2
+        shape = [x16.shape[0] if t == 0 else t, int(vals["six"][0])]
+        return x16.reshape(shape) * np.ones(vals["t2"], np.float32)
+    if path == TWIN:
+        return np.array(float(vals["a_b"][0]) / float(vals["a_b_2"][0]), np.float32)
+    if path == RANGE:
+        return np.arange(int(vals["lo"]), int(vals["hi"]), int(vals["one"])).astype(np.float32)
     return np.expand_dims(XV, int(vals["u"][0])).reshape([int(v) for v in vals["s"]])
 
 
 def data_in(path):
-    return {"x3": X3} if path == REDUCE else {"x": XV}
+    return {REDUCE: {"x3": X3}, EXPAND: {"xs": XSV}, TILE: {"xs": XSV}, FILL: {}, RANGE: {}, TWIN: {},
+            DERIVED: {"x16": np.arange(6, dtype=np.float32).reshape(1, 6)}}.get(path, {"x": XV})
 
 
 def cli(path, ins, tier, out=None):
@@ -135,6 +203,45 @@ def through_module():
     for n in range(1, 25):
         s = np.array([n, -1, 1]) if 24 % n == 0 else np.array([1, 24, 1])
         check(np.array_equal(one(m(x=XV, s=s)), np_reshape(XV, s)), "module: reshape to %s after evictions" % s)
+    # values that only size the result bind symbols: after the first run of a class, new
+    # values of it compile nothing
+    classes = [
+        (RESHAPE, "s", [[3, 8, 1], [2, 12, 1], [4, 6, 1], [12, 2, 1], [6, 4, 1]]),
+        (EXPAND, "s", [[2, 3], [7, 3], [40, 3], [3, 3]]),
+        (TILE, "s", [[2, 3], [5, 2], [3, 9], [2, 2]]),
+        (FILL, "s", [[2, 3, 4], [9, 2, 7], [3, 3, 3]]),
+        (RANGE, "hi", [7, 30, 2, 1000]),
+    ]
+    for path, name, values in classes:
+        mc = dvm.Model(path, tier="vm", threads=1)
+        fixed = {"lo": np.array(0), "one": np.array(1)} if path == RANGE else {}
+        counts = []
+        for v in values:
+            vals = {**fixed, name: np.array(v)}
+            got = one(mc(**data_in(path), **vals))
+            w = want(path, vals)
+            check(got.shape == w.shape and np.allclose(got, w), "module: %s %s=%s" % (os.path.basename(path), name, v))
+            counts.append(mc.stats()["vm_encodes"])
+        check(counts[0] > 0 and all(c == counts[0] for c in counts),
+              "module: %s: new values of one class compile nothing: encodes after each run %s"
+              % (os.path.basename(path), counts))
+    # values that fail (two -1s) leave the others binding: still no compile after them
+    mr = dvm.Model(RESHAPE, tier="vm", threads=1)
+    counts = []
+    for v in ([4, 6, 1], [3, 8, 1], [-1, -1, 1], [2, 12, 1], [6, 4, 1]):
+        try:
+            got = one(mr(x=XV, s=np.array(v)))
+            check(v[0] > 0 and np.array_equal(got, np_reshape(XV, np.array(v))), "module: reshape to %s" % v)
+            counts.append(mr.stats()["vm_encodes"])
+        except dvm.Error as e:
+            check(v[0] < 0 and "-1" in str(e), "module: reshape to %s fails naming the -1: %s" % (v, e))
+    check(len(set(counts)) == 1, "module: an invalid value does not end binding: encodes %s" % counts)
+    # a Slice's bounds are needed as constants (ONNX clamps them): still right per value
+    ms = dvm.Model(SLICE, tier="vm", threads=1)
+    for b, e in ((2, 9), (3, 4), (-4, 5), (0, 100)):
+        vals = {"b": np.array([b]), "e": np.array([e]), "a": np.array([1])}
+        got = one(ms(x=XV, **vals))
+        check(np.array_equal(got, want(SLICE, vals)), "module: slice %d:%d" % (b, e))
     # threads with alternating values
     errors = []
 
