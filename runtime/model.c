@@ -872,6 +872,9 @@ static dvm_status prepare(const dvm_model *m, const Binding *b, const Plan *pl, 
     c->dims[k->ndims] = sp->blocks, c->finish = sp->finish, c->bufs[k->ninputs + k->noutputs + 2] = arena + sp->off;
   int64_t item = 1;
   c->extent = fn ? kn_extent(kk, c->dims, jit_lanes(m->jit), &item) : vm_extent(vm, c->dims, &item);
+  bool empty = true; /* nothing to write: the rows of a [big, 0] output are not walked */
+  for (uint32_t j = 0; j < k->noutputs; j++) empty &= b->numel[fu_outputs(p, k)[j]] == 0;
+  if (empty) c->extent = 0, c->finish = 0;
   c->grain = grain(g, p, k, item);
   return DVM_OK;
 }
