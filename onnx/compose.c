@@ -697,21 +697,23 @@ static int64_t transpose(Imp *I, int64_t x, const int64_t *perm, int n) {
   return onnx_add(I, &d, NULL);
 }
 
-int64_t onnx_pad_axis(Imp *I, int64_t x, int axis, int64_t b, int64_t e, double c, int64_t val) {
+/* onnx_pad_axis with sizes that may be symbolic (at least 0). */
+static int64_t pad_axis(Imp *I, int64_t x, int axis, Dim b, Dim e, double c, int64_t val) {
   if (x < 0) return -1;
   Dim d[R];
   int r = onnx_vdims(I, x, d);
   NodeDraft cat = {.op = OP_CONCAT};
   for (int part = 0; part < 3; part++) {
-    int64_t len = part == 0 ? b : e, blk;
+    Dim len = part == 0 ? b : e;
+    int64_t blk, z;
     if (part == 1) {
       cat.in[cat.nin++] = (uint32_t)x;
       continue;
     }
-    if (!len) continue;
+    if (onnx_dim_const(I, len, &z) && !z) continue;
     Dim s[R];
     memcpy(s, d, (size_t)r * sizeof *s);
-    s[axis] = ir_dim_const(I->g, len);
+    s[axis] = len;
     if (val < 0) {
       blk = onnx_full(I, s, r, c, DT(x), NULL);
     } else {
@@ -725,6 +727,10 @@ int64_t onnx_pad_axis(Imp *I, int64_t x, int axis, int64_t b, int64_t e, double 
   if (cat.nin == 1) return x;
   onnx_at_int(&cat, AK_AXIS, axis);
   return onnx_add(I, &cat, NULL);
+}
+
+int64_t onnx_pad_axis(Imp *I, int64_t x, int axis, int64_t b, int64_t e, double c, int64_t val) {
+  return pad_axis(I, x, axis, ir_dim_const(I->g, b), ir_dim_const(I->g, e), c, val);
 }
 
 int64_t onnx_gather(Imp *I, int64_t x, int64_t idx, int axis, const char *name) {
@@ -744,12 +750,22 @@ static dvm_status pad_op(Imp *I) {
   int mode = onnx_attr_choice(I, "mode", modes, 0);
   int64_t x = mode < 0 ? -1 : onnx_in(I, 0), kp = x < 0 ? -2 : onnx_arg(I, 1, true), kv = kp < 0 ? -2 : onnx_arg(I, 2, false);
   int64_t pads[2 * R], val = -1;
+  Dim pd[2 * R]; /* pads from an input's values (constant mode): symbolic, at least 0 */
   int n;
   if (kv == -2) return I->err->code;
   Dim d[R];
   int r = onnx_vdims(I, x, d);
-  if (!onnx_sym_ints(I, (uint32_t)kp, pads, 2 * R, &n))
+  Val *pv = onnx_val(I, (uint32_t)kp);
+  if (pv->kind != V_SYM || pv->rank > 1 || pv->numel > 2 * R)
     return onnx_need(I, kp), onnx_fail(I, DVM_ERR_UNSUPPORTED, "pads (input 2) must be constant integers");
+  n = (int)pv->numel;
+  for (int i = 0; i < n; i++) {
+    pd[i] = ir_dim_subst(I->g, onnx_val(I, (uint32_t)kp)->d[i]);
+    if (onnx_dim_const(I, pd[i], &pads[i])) continue;
+    pads[i] = 0;
+    if (mode != 0 || !onnx_value_dim(I, pd[i], INT64_MAX) || onnx_value_dim(I, pd[i], 0))
+      return onnx_need(I, kp), onnx_fail(I, DVM_ERR_UNSUPPORTED, "pads (input 2) must be constant integers");
+  }
   if (n != 2 * r) return onnx_fail(I, DVM_ERR_SHAPE, "pads has %d entries for an input of rank %d", n, r);
   if (kv >= 0 && mode == 0) {
     if ((val = onnx_in(I, 2)) < 0) return I->err->code;
@@ -763,7 +779,14 @@ static dvm_status pad_op(Imp *I) {
   }
   const int64_t big = (int64_t)1 << 31;
   for (int i = 0; i < r && x >= 0; i++) {
-    int64_t b = pads[i], e = pads[r + i];
+    int64_t b = pads[i], e = pads[r + i], cz;
+    if (!onnx_dim_const(I, pd[i], &cz) || !onnx_dim_const(I, pd[r + i], &cz)) { /* blocks of symbolic size */
+      if (b < 0 || e < 0) /* and a crop on the other side */
+        return onnx_need(I, kp), onnx_fail(I, DVM_ERR_UNSUPPORTED, "pads (input 2) must be constant integers");
+      x = pad_axis(I, x, i, pd[i], pd[r + i], 0, val);
+      d[i] = ir_dim_add(I->g, ir_dim_add(I->g, d[i], pd[i]), pd[r + i]);
+      continue;
+    }
     if (b < -big || b > big || e < -big || e > big)
       return onnx_fail(I, DVM_ERR_GRAPH, "pads of axis %d: %lld and %lld", i, (long long)b, (long long)e);
     if (b < 0 || e < 0) { /* crop first: the axis must hold what is cut */

@@ -2,8 +2,8 @@
 """ONNX models whose structure depends on the values of an input (a Reshape's shape, a
 ReduceSum's axes, an Unsqueeze's axes given as graph inputs): dvm compiles one variant per
 distinct set of values (runtime/spec.c), or, where the values only size the result (a
-Reshape's, an Expand's, a Tile's, a ConstantOfShape's, a Range's limit), one variant per
-class of values whose sizes bind symbols at run time.
+Reshape's, an Expand's, a Tile's, a ConstantOfShape's, a Range's limit, a constant Pad's
+pads), one variant per class of values whose sizes bind symbols at run time.
 
 usage: specialize.py DVM SCRATCH_DIR
 
@@ -55,6 +55,10 @@ FILL = save("fill", [H.make_node("ConstantOfShape", ["s"], ["c"], value=H.make_t
                      H.make_node("Mul", ["c", "c"], ["y"])], [H.make_tensor_value_info("s", TP.INT64, [3])])
 SLICE = save("slice", [H.make_node("Slice", ["x", "b", "e", "a"], ["y"])],
              [X] + [H.make_tensor_value_info(n, TP.INT64, [1]) for n in "bea"])
+PAD = save("pad", [H.make_node("Pad", ["x", "p"], ["y"], mode="constant")],
+           [X, H.make_tensor_value_info("p", TP.INT64, [4])])
+REFLECT = save("reflect", [H.make_node("Pad", ["x", "p"], ["y"], mode="reflect")],
+               [X, H.make_tensor_value_info("p", TP.INT64, [4])])
 C2 = H.make_tensor("two", TP.INT64, [1], [2])
 # sizes computed from the values (s - 2 may be 0, which Reshape reads as "copy", or 1,
 # which Expand reads as "keep"): the input is needed as constants for these
@@ -101,6 +105,10 @@ CASES = [  # model, inputs, expected output
     (DERIVED, {"s": np.array([3]), "six": np.array([6]), "t2": np.array([3, 6])}, None),
     (DERIVED, {"s": np.array([5]), "six": np.array([2]), "t2": np.array([3, 2])}, None),
     (TWIN, {"a_b": np.array([3]), "a_b_2": np.array([4])}, None),
+    (PAD, {"p": np.array([2, 3, 4, 5])}, None),
+    (PAD, {"p": np.array([0, 2, 1, 3])}, None),
+    (PAD, {"p": np.array([-1, 2, 0, 3])}, None),
+    (REFLECT, {"p": np.array([2, 1, 1, 3])}, None),
     (RANGE, {"lo": np.array(0), "hi": np.array(7), "one": np.array(1)}, None),
     (RANGE, {"lo": np.array(5), "hi": np.array(3), "one": np.array(1)}, None),
     (RANGE, {"lo": np.array(2), "hi": np.array(9), "one": np.array(3)}, None),
@@ -133,6 +141,11 @@ def want(path, vals):
         t = int(vals["s"][0]) - 2
         shape = [x16.shape[0] if t == 0 else t, int(vals["six"][0])]
         return x16.reshape(shape) * np.ones(vals["t2"], np.float32)
+    if path in (PAD, REFLECT):
+        p = vals["p"]
+        x = XV[max(-p[0], 0):XV.shape[0] - max(-p[2], 0), max(-p[1], 0):XV.shape[1] - max(-p[3], 0)]
+        widths = ((max(p[0], 0), max(p[2], 0)), (max(p[1], 0), max(p[3], 0)))
+        return np.pad(x, widths, mode="constant" if path == PAD else "reflect")
     if path == TWIN:
         return np.array(float(vals["a_b"][0]) / float(vals["a_b_2"][0]), np.float32)
     if path == RANGE:
@@ -211,6 +224,7 @@ def through_module():
         (TILE, "s", [[2, 3], [5, 2], [3, 9], [2, 2]]),
         (FILL, "s", [[2, 3, 4], [9, 2, 7], [3, 3, 3]]),
         (RANGE, "hi", [7, 30, 2, 1000]),
+        (PAD, "p", [[2, 3, 4, 5], [3, 2, 2, 7], [5, 5, 5, 5]]),
     ]
     for path, name, values in classes:
         mc = dvm.Model(path, tier="vm", threads=1)
