@@ -273,6 +273,8 @@ static bool solve(Graph *g, Dim diff) {
       if (k != i)
         for (int j = 0; j < t[k].deg; j++)
           if (t[k].sym[j] == s) alone = false;
+    bool simple = n == 1 || (n == 2 && (t[1 - i].deg == 0 || (t[1 - i].deg == 1 && (t[1 - i].coef == 1 || t[1 - i].coef == -1))));
+    if (g->syms.v[s].data && !simple) continue; /* kept free: see Symbol.data */
     if (alone && (best < 0 || s > t[best].sym[0])) best = (int)i;
   }
   if (best < 0) return false;

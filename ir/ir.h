@@ -226,6 +226,9 @@ typedef struct Symbol {
                       representatives) the class equals */
   uint32_t line;   /* where the symbol was declared */
   Dim canon;       /* set by ir_finish: the symbol over free representatives */
+  bool data;       /* bound from an input's data, whose elements an importer may yet
+                      compare: deduction joins it with a symbol or a constant, never
+                      binds it to an expression (the equation stays a constraint) */
 } Symbol;
 
 /* A recorded fact the runtime checks: a == b (CON_EQ) or a <= b (CON_LE). */

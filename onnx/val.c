@@ -253,14 +253,16 @@ static int64_t value_of_sym(Imp *I, uint32_t sym, DType dt) {
 static int64_t dim_value(Imp *I, Dim x, DType dt);
 
 /* A dim with symbols bound from inputs' values: its polynomial over their elements (the
- * arange below would cost the value's size); -2 if it has none. */
-static int64_t value_dim(Imp *I, Dim x, DType dt) {
+ * arange below would cost the value's size), in int64 then cast to dt as ONNX computes
+ * it; -2 if it has none. */
+static int64_t value_dim(Imp *I, Dim x, DType to) {
   DimTerm t[DIM_MAX_TERMS];
   uint32_t n = ir_dim_terms(I->g, x, t);
   bool any = false;
   for (uint32_t i = 0; i < n; i++)
     for (int j = 0; j < t[i].deg; j++) any |= onnx_value_sym(I, t[i].sym[j]) >= 0;
   if (!any) return -2;
+  const DType dt = DT_I64;
   int64_t sum = -2;
   for (uint32_t i = 0; i < n; i++) {
     int64_t term = t[i].deg && t[i].coef == 1 ? -2 : onnx_literal(I, (double)t[i].coef, dt);
@@ -273,7 +275,7 @@ static int64_t value_dim(Imp *I, Dim x, DType dt) {
     sum = sum == -2 ? term : onnx_binary(I, OP_ADD, (uint32_t)sum, (uint32_t)term, NULL);
     if (sum < 0) return -1;
   }
-  return sum;
+  return onnx_cast(I, sum, to);
 }
 
 /* One symbolic dim as a rank-0 value. */

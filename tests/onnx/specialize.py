@@ -74,6 +74,20 @@ TWIN = save("twin", [H.make_node("ConstantOfShape", ["a-b"], ["c"], value=ONE),
                      H.make_node("ReduceSum", ["c"], ["sc"], keepdims=0), H.make_node("ReduceSum", ["d"], ["sd"], keepdims=0),
                      H.make_node("Div", ["sc", "sd"], ["y"])],
             [H.make_tensor_value_info("a-b", TP.INT64, [1]), H.make_tensor_value_info("a_b", TP.INT64, [1])])
+# x [M, 2] reshaped by s joins s's symbol with 2*M; s - 2 may still be 0 ("copy")
+JOINED = save("joined", [H.make_node("Reshape", ["xm", "s"], ["a"]), H.make_node("Constant", [], ["two"], value=C2),
+                         H.make_node("Sub", ["s", "two"], ["d"]),
+                         H.make_node("Constant", [], ["m1"], value=H.make_tensor("m1v", TP.INT64, [1], [-1])),
+                         H.make_node("Concat", ["d", "m1"], ["shp"], axis=0), H.make_node("Reshape", ["w", "shp"], ["r"]),
+                         H.make_node("ReduceSum", ["a"], ["sa"], keepdims=0), H.make_node("Add", ["r", "sa"], ["y"])],
+               [H.make_tensor_value_info("xm", TP.FLOAT, ["M", 2]), H.make_tensor_value_info("w", TP.FLOAT, [4, 6]),
+                H.make_tensor_value_info("s", TP.INT64, [1])])
+# a value computed from the values as data, cast to float: int64 arithmetic, one rounding
+EXACT = save("exact", [H.make_node("Constant", [], ["one"], value=H.make_tensor("ov", TP.INT64, [1], [1])),
+                       H.make_node("Add", ["s", "one"], ["a1"]), H.make_node("Cast", ["a1"], ["y"], to=TP.FLOAT),
+                       H.make_node("ConstantOfShape", ["s"], ["c"], value=H.make_tensor("cv", TP.INT8, [1], [0])),
+                       H.make_node("Shape", ["c"], ["cs"])],
+              [H.make_tensor_value_info("s", TP.INT64, [1])])
 RANGE = save("range", [H.make_node("Range", ["lo", "hi", "one"], ["r"]), H.make_node("Cast", ["r"], ["y"], to=TP.FLOAT)],
              [H.make_tensor_value_info(n, TP.INT64, []) for n in ("lo", "hi", "one")])
 
@@ -239,6 +253,22 @@ def through_module():
         check(counts[0] > 0 and all(c == counts[0] for c in counts),
               "module: %s: new values of one class compile nothing: encodes after each run %s"
               % (os.path.basename(path), counts))
+    # a value symbol joined with a shape's, then read where 0 would mean "copy"
+    mj = dvm.Model(JOINED, tier="vm", threads=1)
+    w = np.arange(24, dtype=np.float32).reshape(4, 6)
+    for m_, s_ in ((2, 4), (1, 2), (3, 6), (1, 2)):
+        xm = np.arange(2 * m_, dtype=np.float32).reshape(m_, 2)
+        d = s_ - 2
+        want_y = w.reshape([d if d else 4, -1]) + xm.sum()
+        try:
+            got = one(mj(xm=xm, w=w, s=np.array([s_])))
+            check(got.shape == want_y.shape and np.allclose(got, want_y), "module: joined M=%d s=%d" % (m_, s_))
+        except dvm.Error as e:
+            check(False, "module: joined M=%d s=%d: %s" % (m_, s_, e))
+    me = dvm.Model(EXACT, tier="vm", threads=1)
+    for v in (16777217, 3, 16777219):
+        got = one(me(s=np.array([v])))
+        check(np.array_equal(got, (np.array([v]) + 1).astype(np.float32)), "module: float(s + 1) for s = %d: %s" % (v, got))
     # values that fail (two -1s) leave the others binding: still no compile after them
     mr = dvm.Model(RESHAPE, tier="vm", threads=1)
     counts = []
