@@ -29,20 +29,18 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+import support  # noqa: E402
+
 TIERS = ["ref", "vm", "llvm", "auto"]
 
 
 class Suite:
     def __init__(self, dvm, scratch):
         self.dvm, self.scratch = dvm, scratch
-        self.passed = self.failed = 0
 
     def check(self, name, ok, why=""):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-            print(f"FAIL {name}: {why}")
+        support.check(ok, f"{name}: {why}" if why else name)
         return ok
 
     def path(self, name):
@@ -454,8 +452,7 @@ def main():
     python_module(s, rng)
     errors(s, rng)
     other_runs(s, rng)
-    print(f"{s.passed} passed, {s.failed} failed")
-    return 1 if s.failed else 0
+    return support.summary()
 
 
 if __name__ == "__main__":
