@@ -233,7 +233,7 @@ static dvm_status fixed_input(Imp *I, const char *name, NodeDraft *d, dvm_tensor
         dims[i] = ir_dim_const(I->g, x);
         continue;
       }
-      int w = snprintf(sym, sizeof sym, "%s@%lld", dname, (long long)i); /* '@': no model's name */
+      int w = snprintf(sym, sizeof sym, "%s[%lld]", dname, (long long)i); /* '[': no model's name */
       uint32_t id = ir_sym_get(I->g, sym, (size_t)w, 0);
       I->g->syms.v[id].data = true; /* ops compare it with other dims: kept free */
       dims[i] = ir_dim_sym(I->g, id);
