@@ -285,10 +285,14 @@ dvm_status rt_bind(const Graph *g, Tensor *const *given, const int64_t *preset, 
                      ir_dim_str(g, c->a, a, sizeof a), ir_dim_str(g, c->b, b, sizeof b), name);
         goto done;
       }
-      st = ir_errl(err, DVM_ERR_SHAPE, g->file, g->syms.v[s].line,
-                   "symbol '%s' is not bound: give it with -s %s=VALUE or an input whose shape "
-                   "has it",
-                   name, name);
+      if (preset) /* sizing what to give: -s helps */
+        st = ir_errl(err, DVM_ERR_SHAPE, g->file, g->syms.v[s].line,
+                     "symbol '%s' is not bound: give it with -s %s=VALUE or an input whose shape "
+                     "has it", name, name);
+      else /* a run binds from its inputs alone */
+        st = ir_errl(err, DVM_ERR_SHAPE, g->file, g->syms.v[s].line,
+                     "symbol '%s' is not bound: no input's shape or values has it (a run binds "
+                     "symbols from its inputs; an input declared with values=[%s] can carry it)", name, name);
       goto done;
     }
   }
