@@ -84,6 +84,10 @@ static bool make_args(const dvm_model *m, const dvm_graph *g, uint64_t seed, Arg
       break;
     }
     dvm_tensor_fill_random(t, seed + (uint64_t)i);
+    int64_t vals[64]; /* an input declared with values: its elements are the dims' */
+    int nv = 0;
+    if (i < ni && dvm_model_values(m, name, 0, NULL, NULL, ns, sn, sv, vals, 64, &nv) == DVM_OK)
+      for (int e = 0; e < nv; e++) dvm_tensor_set_i64(t, e, vals[e]);
     a->names[a->n] = strdup(name), a->t[a->n++] = t; /* names outlive the model they came from */
     if (id >= 0) given[id] = t;
   }
