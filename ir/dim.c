@@ -231,8 +231,7 @@ Dim ir_dim_subst(Graph *g, Dim d) {
   return sum;
 }
 
-/* Does symbol s (a representative) occur in d? */
-static bool occurs(const Graph *g, Dim d, uint32_t s) {
+bool ir_dim_has_sym(const Graph *g, Dim d, uint32_t s) {
   DimTerm t[DIM_MAX_TERMS];
   uint32_t n = ir_dim_terms(g, d, t);
   for (uint32_t i = 0; i < n; i++)
@@ -293,7 +292,7 @@ static bool solve(Graph *g, Dim diff) {
       m++;
     }
   Dim val = ir_dim_from_terms(g, rest, m);
-  if (val == DIM_NONE || occurs(g, val, s)) return false;
+  if (val == DIM_NONE || ir_dim_has_sym(g, val, s)) return false;
   uint32_t other;
   if (ir_dim_is_sym(g, val, &other)) g->syms.v[s].parent = other; /* union */
   else g->syms.v[s].bound = val;

@@ -386,6 +386,7 @@ uint32_t ir_dim_terms(const Graph *g, Dim d, DimTerm *t);
 Dim ir_dim_from_terms(Graph *g, DimTerm *t, uint32_t n); /* canonicalizes t in place */
 bool ir_dim_is_const(const Graph *g, Dim d, int64_t *c);
 bool ir_dim_is_sym(const Graph *g, Dim d, uint32_t *sym); /* exactly 1*sym */
+bool ir_dim_has_sym(const Graph *g, Dim d, uint32_t sym); /* sym appears in a term of d */
 /* Symbol ids: find or declare by name. */
 uint32_t ir_sym_get(Graph *g, const char *name, size_t n, uint32_t line);
 int64_t ir_sym_find(const Graph *g, const char *name, size_t n); /* -1 if absent */

@@ -202,6 +202,8 @@ void onnx_need(Imp *I, int64_t k);
 /* The index in I->vsyms of the symbol bound from an input's values whose class holds sym,
  * or -1. */
 int64_t onnx_value_sym(Imp *I, uint32_t sym);
+/* The same for the first such symbol of dim d (substituted), or -1. */
+int64_t onnx_value_sym_in(Imp *I, Dim d);
 /* Whether dim d, read by an op where constants would have meant something of their own,
  * must be a constant instead: d is made of symbols bound from inputs' values
  * (OnnxFixed.bind) and of constants only (with a symbol from shapes, it is a dim as any

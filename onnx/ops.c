@@ -73,16 +73,11 @@ void onnx_need(Imp *I, int64_t k) {
     return;
   }
   for (int64_t i = 0; x->kind == V_SYM && i < x->numel; i++) { /* computed from such values */
-    DimTerm t[DIM_MAX_TERMS];
-    uint32_t n = ir_dim_terms(I->g, ir_dim_subst(I->g, x->d[i]), t);
-    for (uint32_t k = 0; k < n; k++)
-      for (int j = 0; j < t[k].deg; j++) {
-        int64_t s = onnx_value_sym(I, t[k].sym[j]);
-        if (s >= 0) {
-          I->need = I->vnodes.v[s];
-          return;
-        }
-      }
+    int64_t s = onnx_value_sym_in(I, x->d[i]);
+    if (s >= 0) {
+      I->need = I->vnodes.v[s];
+      return;
+    }
   }
   if (x->kind != V_DYN) return;
   int64_t in = source_input(I->g, (uint32_t)x->v, 8);

@@ -230,6 +230,17 @@ int64_t onnx_value_sym(Imp *I, uint32_t sym) {
   return -1;
 }
 
+int64_t onnx_value_sym_in(Imp *I, Dim d) {
+  DimTerm t[DIM_MAX_TERMS];
+  uint32_t n = ir_dim_terms(I->g, ir_dim_subst(I->g, d), t);
+  for (uint32_t i = 0; i < n; i++)
+    for (int j = 0; j < t[i].deg; j++) {
+      int64_t k = onnx_value_sym(I, t[i].sym[j]);
+      if (k >= 0) return k;
+    }
+  return -1;
+}
+
 /* A symbol bound from an input's values as a rank-0 value of dtype dt: its element of that
  * input; -2 if sym is none of those. */
 static int64_t value_of_sym(Imp *I, uint32_t sym, DType dt) {
@@ -256,12 +267,9 @@ static int64_t dim_value(Imp *I, Dim x, DType dt);
  * arange below would cost the value's size), in int64 then cast to dt as ONNX computes
  * it; -2 if it has none. */
 static int64_t value_dim(Imp *I, Dim x, DType to) {
+  if (onnx_value_sym_in(I, x) < 0) return -2;
   DimTerm t[DIM_MAX_TERMS];
   uint32_t n = ir_dim_terms(I->g, x, t);
-  bool any = false;
-  for (uint32_t i = 0; i < n; i++)
-    for (int j = 0; j < t[i].deg; j++) any |= onnx_value_sym(I, t[i].sym[j]) >= 0;
-  if (!any) return -2;
   const DType dt = DT_I64;
   int64_t sum = -2;
   for (uint32_t i = 0; i < n; i++) {

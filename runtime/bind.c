@@ -193,20 +193,10 @@ static dvm_status shapes(const Graph *g, Binding *b, Err *err) {
   return DVM_OK;
 }
 
-/* Dim d has symbol s in a term. */
-static bool mentions(const Graph *g, Dim d, uint32_t s) {
-  DimTerm t[DIM_MAX_TERMS];
-  uint32_t n = ir_dim_terms(g, d, t);
-  for (uint32_t k = 0; k < n; k++)
-    for (int j = 0; j < t[k].deg; j++)
-      if (t[k].sym[j] == s) return true;
-  return false;
-}
-
 /* The equality constraint that was to give symbol s its value, or NULL. */
 static const Constraint *solving(const Graph *g, uint32_t s) {
   for (uint32_t i = 0; i < g->cons.n; i++)
-    if (g->cons.v[i].kind == CON_EQ && mentions(g, g->cons.v[i].diff, s)) return &g->cons.v[i];
+    if (g->cons.v[i].kind == CON_EQ && ir_dim_has_sym(g, g->cons.v[i].diff, s)) return &g->cons.v[i];
   return NULL;
 }
 
@@ -272,7 +262,7 @@ dvm_status rt_bind(const Graph *g, Tensor *const *given, const int64_t *preset, 
       const Constraint *c = solving(g, s);
       char a[160], b[160];
       for (uint32_t i = 0; i < neq; i++) /* a given dim or value that no whole value matches */
-        if (!eq[i].solve_only && mentions(g, eq[i].d, s)) {
+        if (!eq[i].solve_only && ir_dim_has_sym(g, eq[i].d, s)) {
           eq_where(g, &eq[i], a, sizeof a);
           uint32_t line = eq[i].v == UINT32_MAX ? 0 : ir_node(g, eq[i].v)->line;
           st = ir_errl(err, DVM_ERR_SHAPE, g->file, line, "%s, but the graph needs %s: no whole value of %s "

@@ -621,6 +621,13 @@ done:
   return st;
 }
 
+/* Value `name` of the model's graph, or -1 with err set. */
+static int64_t value_named(const Graph *g, const char *name, Err *err) {
+  int64_t v = name ? ir_find(g, name, strlen(name)) : -1;
+  if (v < 0) ir_err(err, DVM_ERR_USAGE, "no value '%s' in the graph", name ? name : "(null)");
+  return v;
+}
+
 dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
                            const char *const *input_names, dvm_tensor *const *inputs, int nsyms,
                            const char *const *sym_names, const int64_t *sym_values, int *rank,
@@ -629,8 +636,8 @@ dvm_status dvm_model_shape(const dvm_model *m, const char *name, int ninputs,
     return rt_spec_shape(m->spec, name, ninputs, input_names, inputs, nsyms, sym_names, sym_values, rank, shape);
   Err err = {0};
   const Graph *g = m->g;
-  int64_t v = name ? ir_find(g, name, strlen(name)) : -1;
-  if (v < 0) return ir_err(&err, DVM_ERR_USAGE, "no value '%s' in the graph", name ? name : "(null)"), rt_fail(&err);
+  int64_t v = value_named(g, name, &err);
+  if (v < 0) return rt_fail(&err);
   Binding b;
   if (bind_partial(m, ninputs, input_names, inputs, nsyms, sym_names, sym_values, &b, &err))
     return rt_fail(&err);
@@ -649,8 +656,8 @@ dvm_status dvm_model_values(const dvm_model *m, const char *name, int ninputs,
   *n = 0;
   if (m->spec) return rt_ok(); /* an ONNX model's value inputs are given, never made */
   const Graph *g = m->g;
-  int64_t v = name ? ir_find(g, name, strlen(name)) : -1;
-  if (v < 0) return ir_err(&err, DVM_ERR_USAGE, "no value '%s' in the graph", name ? name : "(null)"), rt_fail(&err);
+  int64_t v = value_named(g, name, &err);
+  if (v < 0) return rt_fail(&err);
   const Attr *a = ir_attr(g, (uint32_t)v, AK_VALUES);
   if (!a) return rt_ok();
   if ((int64_t)a->n > max)
