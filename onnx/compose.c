@@ -1,19 +1,20 @@
-/* onnx/compose.c — ONNX ops that are compositions of dvm ops: activations, the
- * trigonometric and hyperbolic functions dvm has no op for, the reductions ONNX names
- * separately (L1, L2, log-sum-exp, ...), masks made from indices (Trilu, EyeLike, Hardmax,
- * OneHot, ArgMax's select_last_index), GatherElements, the NLL and softmax cross-entropy
- * losses, layout ops (Pad, Tile, DepthToSpace, SpaceToDepth), the normalizations
- * (InstanceNormalization, MeanVarianceNormalization, LRN) and ops whose result is a shape
- * (Size). Each becomes a few elementwise, reduction, gather or layout nodes that fusion
- * puts back into one kernel, so none needs a lowering, a bytecode or an LLVM
- * implementation of its own (docs/onnx.md lists them with the ops of ops.c).
+/* onnx/compose.c — ONNX ops that are compositions of dvm ops. It is one file, longer than
+ * most, because every translation here is written in the same small builder (onnx.h: un,
+ * bin, lit, sel, reduce, each propagating a failed operand, so a formula reads as one
+ * expression) and the table at the end; the op families are independent of each other, and
+ * a new family that does not share the builder belongs in a file of its own, as window.c
+ * and resize.c do.
  *
- * It is one file, longer than most, because every translation here is written in the same
- * small builder (onnx.h: un, bin, lit, sel, reduce, each propagating a failed operand, so a
- * formula reads as one expression) and the table at the end; the building blocks other files need
- * (onnx_reshape, onnx_iota, onnx_cast, onnx_gather, onnx_pad_axis, ...) are exported
- * through onnx.h. The op families are independent of each other: a new family that does
- * not share the builder belongs in a file of its own, as window.c and resize.c do.
+ * The ops: activations, the trigonometric and hyperbolic functions dvm has no op for, the
+ * reductions ONNX names separately (L1, L2, log-sum-exp, ...), masks made from indices
+ * (Trilu, EyeLike, Hardmax, OneHot, ArgMax's select_last_index), GatherElements, the NLL
+ * and softmax cross-entropy losses, layout ops (Pad, Tile, DepthToSpace, SpaceToDepth), the
+ * normalizations (InstanceNormalization, MeanVarianceNormalization, LRN) and ops whose
+ * result is a shape (Size). Each becomes a few elementwise, reduction, gather or layout
+ * nodes that fusion puts back into one kernel, so none needs a lowering, a bytecode or an
+ * LLVM implementation of its own (docs/onnx.md lists them with the ops of ops.c). The
+ * building blocks other files need (onnx_reshape, onnx_iota, onnx_cast, onnx_gather,
+ * onnx_pad_axis, ...) are exported through onnx.h.
  *
  * Formulas are chosen for float accuracy where the textbook form loses it: asinh, atanh
  * and sinh near 0 use a short series, log-sum-exp subtracts the maximum first, and ArgMin

@@ -1,4 +1,7 @@
-/* tests/unit/test_npy.c — .npy I/O, dtype conversion and element stores.
+/* tests/unit/test_npy.c — .npy I/O, dtype conversion and element stores. It is one file,
+ * longer than most, because its tables of values per dtype (thirteen dtypes, each at its
+ * range's ends, in files and through the store functions) are the checks themselves, and
+ * they share one small harness.
  *
  * Checks: every dtype round-trips through rt_npy_write / rt_npy_read byte for byte
  * (rank 0, zero-sized dims, rank 8) with a 64-byte-aligned version 1.0 header; the
@@ -9,9 +12,6 @@
  * through a file with NumPy's descr; and that broken files are refused with the right
  * status and a message naming the problem, and that no truncation or byte mutation of
  * a valid file crashes the reader. Scratch files go to $TMPDIR (or /tmp).
- * It is one file, longer than most, because its tables of values per dtype (thirteen
- * dtypes, each at its range's ends, in files and through the store functions) are the
- * checks themselves, and they share one small harness.
  * The last line printed is "N passed, M failed"; the exit status is nonzero on failure. */
 #include <float.h>
 #include <math.h>
